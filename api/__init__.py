@@ -1,0 +1,1 @@
+"""Shells over planning/: the ``wulian`` command line (and later the HTTP service)."""

@@ -1,0 +1,188 @@
+"""The problem report: every problem in a scenario, with where it is and how to fix it.
+
+A problem is a code plus the facts it is about; its Chinese and English message and hint are
+rendered from one catalogue, so tests assert on codes and users read sentences.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+# code: (Chinese message, English message, Chinese hint, English hint); fields in braces come
+# from Problem.detail.
+CATALOGUE: dict[str, tuple[str, str, str, str]] = {
+    "missing_table": (
+        "缺少必需的表 {table}", "required table {table} is missing",
+        "请提供 {table}.csv(或工作簿中的 {table} 工作表){close_zh}",
+        "add {table}.csv (or a sheet named {table} in the workbook){close_en}",
+    ),
+    "unreadable_file": (
+        "无法读取文件:{reason}", "the file cannot be read: {reason}",
+        "请另存为 UTF-8 或 GB18030 编码的 CSV", "save it as CSV in UTF-8 or GB18030",
+    ),
+    "missing_column": (
+        "缺少必需的列 {column}", "required column {column} is missing",
+        "请添加该列{close_zh}", "add the column{close_en}",
+    ),
+    "unknown_column": (
+        "未知的列 {column}", "unknown column {column}",
+        "请删除或更正该列{close_zh};自定义列请以 x_ 开头",
+        "remove or rename it{close_en}; prefix your own columns with x_",
+    ),
+    "missing_value": (
+        "必填值为空", "a required value is empty",
+        "请填写 {column}", "fill in {column}",
+    ),
+    "not_a_number": (
+        "不是数字", "not a number",
+        "请填写数字,例如 {example}", "write a number, e.g. {example}",
+    ),
+    "not_whole": (
+        "应为整数", "must be a whole number",
+        "{unit_zh}按整数计", "{unit_en} are counted in whole numbers",
+    ),
+    "too_many_decimals": (
+        "金额最多精确到分", "yuan are counted to the cent",
+        "请保留两位小数", "round to two decimals",
+    ),
+    "not_a_boolean": (
+        "不是是/否值", "not a yes/no value",
+        "请填写 true/false、1/0 或 是/否", "write true/false, 1/0 or yes/no",
+    ),
+    "not_a_week": (
+        "不是 ISO 周次", "not an ISO week",
+        "格式如 2026-W49", "write it like 2026-W49",
+    ),
+    "not_positive": (
+        "应大于 0", "must be greater than 0",
+        "请填写正数,或删除该行", "use a positive number or remove the row",
+    ),
+    "below_minimum": (
+        "不能小于 {minimum}", "must not be below {minimum}",
+        "请检查数值", "check the value",
+    ),
+    "not_allowed": (
+        "未知的取值", "unknown value",
+        "可选值:{allowed}{close_zh}", "allowed values: {allowed}{close_en}",
+    ),
+    "duplicate_id": (
+        "编号重复", "duplicate id",
+        "编号在表中必须唯一(首次出现在第 {first_row} 行)",
+        "ids must be unique in the table (first seen in row {first_row})",
+    ),
+    "missing_reference": (
+        "引用的 {target} 不存在", "refers to a missing {target}",
+        "请先在 {target_table} 表中添加,或更正编号{close_zh}",
+        "add it to {target_table} first, or correct the id{close_en}",
+    ),
+    "wrong_level": (
+        "应指向{expected_zh},实际为{actual_zh}", "must refer to a {expected} centre, not a {actual}",
+        "请检查中心层级", "check the centre hierarchy",
+    ),
+    "hierarchy_cycle": (
+        "中心层级存在循环:{cycle}", "the centre hierarchy has a cycle: {cycle}",
+        "每个中心的上级必须更高一级", "each centre's parent must sit one level up",
+    ),
+    "no_root": (
+        "没有市级中心", "there is no city centre",
+        "请添加一个 level=city、parent_id 为空的中心",
+        "add one centre with level=city and an empty parent_id",
+    ),
+    "several_roots": (
+        "有多个市级中心", "there is more than one city centre",
+        "只能有一个 level=city 的中心", "keep exactly one centre with level=city",
+    ),
+    "outside_china": (
+        "坐标不在中国境内", "coordinates outside China",
+        "纬度应在 18–54、经度应在 73–135 之间;是否写反了经纬度?",
+        "latitude must lie in 18–54 and longitude in 73–135; are lat and lon swapped?",
+    ),
+    "pin_target": (
+        "锁定须且仅须指定 offer_id 或 volunteer_id 之一",
+        "a pin names exactly one of offer_id and volunteer_id",
+        "请只填写其中一列", "fill in one of the two columns",
+    ),
+    "missing_visit_hours": (
+        "上门服务缺少每次时长", "an in-person service needs visit_hours",
+        "请填写每次上门所需小时数", "give the hours one visit takes",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a scenario.
+
+    ``row`` is the row number as a spreadsheet shows it (the header is row 1, the first data
+    row is row 2); ``None`` when the problem concerns a whole table or column.
+    """
+
+    table: str
+    code: str
+    row: int | None = None
+    column: str = ""
+    value: str = ""
+    detail: dict[str, str] = field(default_factory=dict)
+
+    def _render(self, i: int) -> str:
+        facts = {"table": self.table, "column": self.column, "close_zh": "", "close_en": ""}
+        facts.update(self.detail)
+        return CATALOGUE[self.code][i].format(**facts)
+
+    @property
+    def message_zh(self) -> str:
+        return self._render(0)
+
+    @property
+    def message_en(self) -> str:
+        return self._render(1)
+
+    @property
+    def hint_zh(self) -> str:
+        return self._render(2)
+
+    @property
+    def hint_en(self) -> str:
+        return self._render(3)
+
+
+REPORT_COLUMNS = ("table", "row", "column", "value", "code", "message_zh", "message_en",
+                  "hint_zh", "hint_en")
+
+
+def report_frame(problems: Iterable[Problem]) -> pd.DataFrame:
+    """The problems as a table, one row each, in the order they were found."""
+    rows = [
+        (p.table, p.row, p.column, p.value, p.code, p.message_zh, p.message_en, p.hint_zh,
+         p.hint_en)
+        for p in problems
+    ]
+    frame = pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
+    frame["row"] = frame["row"].astype("Int64")
+    return frame
+
+
+class ValidationError(Exception):
+    """A scenario with problems; it carries every problem found, never just the first."""
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.problems = list(problems)
+        super().__init__(f"{len(self.problems)} problem(s) in the scenario")
+
+
+def closest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate a misspelt ``word`` most likely meant, or ``None``."""
+    found = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> dict[str, str]:
+    """Detail fields for a "did you mean …?" hint in both languages (empty when none fits)."""
+    guess = closest(word, candidates)
+    if guess is None:
+        return {}
+    return {"close_zh": f";是否应为 `{guess}`?", "close_en": f"; did you mean `{guess}`?"}

@@ -1,0 +1,134 @@
+"""Controlled vocabularies of the data contract, with Chinese and English display names.
+
+Codes are English snake_case (what files hold); display names are for people.
+"""
+
+from __future__ import annotations
+
+# Centre hierarchy, top to bottom; a centre's parent sits exactly one level up.
+LEVELS: dict[str, tuple[str, str]] = {
+    "city": ("市级中心", "city centre"),
+    "district": ("区县中心", "district centre"),
+    "street": ("街镇中心", "street centre"),
+    "station": ("村社站点", "community station"),
+}
+PARENT_LEVEL: dict[str, str | None] = {
+    "city": None,
+    "district": "city",
+    "street": "district",
+    "station": "street",
+}
+
+# The four-colour code (四色), highest priority first.
+TIERS: dict[str, tuple[str, str]] = {
+    "red": ("红色", "red"),
+    "orange": ("橙色", "orange"),
+    "yellow": ("黄色", "yellow"),
+    "green": ("绿色", "green"),
+}
+TIER_ORDER: tuple[str, ...] = tuple(TIERS)
+
+# The five linkages (五个联动).
+LINKAGES: dict[str, tuple[str, str]] = {
+    "department": ("联动部门", "government departments"),
+    "firm": ("联动企业", "firms"),
+    "fund": ("联动基金", "funds"),
+    "ngo": ("联动组织", "NGOs / social-work organisations"),
+    "volunteer": ("联动志愿", "volunteers"),
+}
+
+CATEGORIES: dict[str, tuple[str, str]] = {
+    "dibao": ("低保", "minimum-living-guarantee (dibao)"),
+    "tekun": ("特困", "extremely poor (tekun)"),
+    "low_income": ("低收入", "low income"),
+    "rigid_expense": ("刚性支出困难", "hardship from rigid expenses"),
+    "elderly_alone": ("孤寡老人", "elderly living alone"),
+    "child_in_difficulty": ("困境儿童", "child in difficulty"),
+    "disabled": ("残疾人", "person with disability"),
+    "serious_illness": ("重病患者", "serious illness"),
+    "unemployed": ("失业", "unemployed"),
+}
+
+# Deprivation dimensions of the multidimensional assessment; households carry d_<dimension>.
+DIMENSIONS: dict[str, tuple[str, str]] = {
+    "income": ("收入", "income"),
+    "education": ("教育", "education"),
+    "health": ("健康", "health"),
+    "housing": ("住房", "housing"),
+    "assets": ("资产", "assets"),
+    "capability": ("能力", "capability"),
+    "social": ("社会关系", "social ties"),
+}
+DEPRIVATION_COLUMNS: tuple[str, ...] = tuple(f"d_{d}" for d in DIMENSIONS)
+
+UNITS: dict[str, tuple[str, str]] = {
+    "hour": ("小时", "hour"),
+    "visit": ("次", "visit"),
+    "item": ("件", "item"),
+    "yuan": ("元", "yuan"),
+}
+# Units that are counted in whole numbers; yuan is counted to the cent.
+WHOLE_UNITS: frozenset[str] = frozenset({"hour", "visit", "item"})
+
+DELIVERIES: dict[str, tuple[str, str]] = {
+    "in_person": ("上门服务", "in person"),
+    "in_kind": ("实物", "in kind"),
+    "cash": ("现金", "cash"),
+}
+
+FUND_SOURCES: dict[str, tuple[str, str]] = {
+    "government": ("财政资金", "government budget"),
+    "welfare_lottery": ("福彩公益金", "welfare-lottery public-welfare fund"),
+    "charity": ("慈善基金", "charity fund"),
+    "enterprise": ("企业捐赠", "enterprise donation"),
+}
+
+SKILLS: dict[str, tuple[str, str]] = {
+    "companionship": ("陪伴", "companionship"),
+    "errands": ("代办跑腿", "errands"),
+    "tutoring": ("课业辅导", "tutoring"),
+    "counselling": ("心理疏导", "counselling"),
+    "nursing": ("护理", "nursing"),
+    "rehabilitation": ("康复训练", "rehabilitation"),
+    "legal": ("法律咨询", "legal advice"),
+    "repair": ("维修", "home repair"),
+    "cooking": ("助餐", "meal help"),
+    "childcare": ("儿童照护", "child care"),
+    "digital": ("数字助老", "digital help"),
+    "job_coaching": ("就业指导", "job coaching"),
+}
+
+LANGUAGES: dict[str, tuple[str, str]] = {
+    "mandarin": ("普通话", "Mandarin"),
+    "sichuanese": ("四川话", "Sichuanese"),
+    "english": ("英语", "English"),
+    "tibetan": ("藏语", "Tibetan"),
+    "yi": ("彝语", "Yi"),
+    "sign": ("手语", "sign language"),
+}
+
+GENDERS: dict[str, tuple[str, str]] = {
+    "female": ("女", "female"),
+    "male": ("男", "male"),
+}
+
+_DAYS = {
+    "mon": ("周一", "Mon"),
+    "tue": ("周二", "Tue"),
+    "wed": ("周三", "Wed"),
+    "thu": ("周四", "Thu"),
+    "fri": ("周五", "Fri"),
+    "sat": ("周六", "Sat"),
+    "sun": ("周日", "Sun"),
+}
+_HALVES = {"am": ("上午", "morning"), "pm": ("下午", "afternoon")}
+# The 14 half-day slots of a week, in calendar order.
+SLOTS: dict[str, tuple[str, str]] = {
+    f"{d}_{h}": (f"{dz}{hz}", f"{de} {he}")
+    for d, (dz, de) in _DAYS.items()
+    for h, (hz, he) in _HALVES.items()
+}
+
+# Mainland China's bounding box, for a sanity check on coordinates.
+CHINA_LAT = (18.0, 54.0)
+CHINA_LON = (73.0, 135.0)
