@@ -80,8 +80,13 @@ CATALOGUE: dict[str, tuple[str, str, str, str]] = {
         "add it to {target_table} first, or correct the id{close_en}",
     ),
     "wrong_level": (
-        "应指向{expected_zh},实际为{actual_zh}", "must refer to a {expected} centre, not a {actual}",
+        "应指向{expected_zh},实际为{actual_zh}",
+        "must refer to a {expected} centre, not a {actual}",
         "请检查中心层级", "check the centre hierarchy",
+    ),
+    "root_has_parent": (
+        "市级中心不应有上级", "the city centre must have no parent",
+        "请清空 parent_id", "leave parent_id empty",
     ),
     "hierarchy_cycle": (
         "中心层级存在循环:{cycle}", "the centre hierarchy has a cycle: {cycle}",

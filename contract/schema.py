@@ -117,7 +117,8 @@ HOUSEHOLDS = Table(
         *(
             Column(col, "int", f"{zh}剥夺", f"deprived in {en} (1) or not (0)",
                    allowed=("0", "1"))
-            for col, (zh, en) in zip(vocab.DEPRIVATION_COLUMNS, vocab.DIMENSIONS.values())
+            for col, (zh, en) in zip(vocab.DEPRIVATION_COLUMNS, vocab.DIMENSIONS.values(),
+                                     strict=True)
         ),
         Column("tier", "str", "指定颜色", "colour set by the assessor (overrides the computed one)",
                required=False, nullable=True, allowed=_codes(vocab.TIERS), default=""),

@@ -1,0 +1,109 @@
+"""The Scenario: a validated, scored, coloured and immutable bundle of all tables.
+
+Built once from files (``load_scenario``) or from DataFrames (``Scenario.from_tables``), after
+validation has found no problem; everything downstream takes a Scenario and never re-checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from types import MappingProxyType
+
+import pandas as pd
+
+from contract.problems import Problem, ValidationError
+from contract.schema import TABLES
+from demand.policy import Policy
+from demand.scoring import colour
+from planning.io import RawScenario, as_text, read_raw
+from planning.validate import validate_tables
+from resources.hierarchy import Hierarchy
+
+
+def tables_digest(tables: Mapping[str, pd.DataFrame]) -> str:
+    """sha256 over the canonicalised tables: contract columns only, rows sorted by key, written
+    as CSV with a fixed float format, tables in contract order."""
+    digest = hashlib.sha256()
+    for name, table in TABLES.items():
+        frame = tables[name].loc[:, list(table.column_names)]
+        sort_by = [table.key] if table.key else list(table.column_names)
+        frame = frame.sort_values(sort_by, kind="stable")
+        digest.update(name.encode())
+        digest.update(frame.to_csv(index=False, float_format="%.6f",
+                                   lineterminator="\n").encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario.
+
+    ``tables`` holds the typed contract tables; ``households`` is the households table with
+    the assessment added (``score``, ``poor``, the final ``tier`` and its ``tier_source``).
+    """
+
+    tables: Mapping[str, pd.DataFrame]
+    policy: Policy
+    households: pd.DataFrame
+    digest: str
+    sources: Mapping[str, str] = field(default_factory=dict)
+    path: str = ""
+
+    def __getattr__(self, name: str) -> pd.DataFrame:
+        # scenario.needs, scenario.offers, … read as the tables they name.
+        tables = self.__dict__.get("tables")
+        if tables is not None and name in tables:
+            return tables[name]
+        raise AttributeError(name)
+
+    @cached_property
+    def hierarchy(self) -> Hierarchy:
+        return Hierarchy.from_centres(self.tables["centres"])
+
+    @classmethod
+    def from_tables(cls, tables: Mapping[str, pd.DataFrame], policy: Policy | None = None,
+                    *, sources: Mapping[str, str] | None = None, path: str = "") -> Scenario:
+        """Validate DataFrames (as a generator or the API hands them over) into a Scenario.
+
+        Raises
+        ------
+        ValidationError
+            With every problem found, when there is any.
+        """
+        text = {name: as_text(frame) for name, frame in tables.items()}
+        return cls._from_text(text, policy, [], sources or {}, path)
+
+    @classmethod
+    def _from_text(cls, text: dict[str, pd.DataFrame], policy: Policy | None,
+                   earlier: list[Problem], sources: Mapping[str, str], path: str) -> Scenario:
+        typed, problems = validate_tables(text)
+        problems = earlier + problems
+        if problems:
+            raise ValidationError(problems)
+        policy = policy or Policy.load()
+        assessed = colour(typed["households"], policy)
+        households = typed["households"].drop(columns=["tier"]).join(assessed)
+        return cls(tables=MappingProxyType(typed), policy=policy, households=households,
+                   digest=tables_digest(typed), sources=MappingProxyType(dict(sources)),
+                   path=path)
+
+
+def check_raw(raw: RawScenario) -> list[Problem]:
+    """Every problem of a scenario read from files."""
+    return raw.problems + validate_tables(raw.tables)[1]
+
+
+def load_scenario(path: str | Path, policy: Policy | None = None) -> Scenario:
+    """Read, validate and assess the scenario at ``path`` (CSV folder, XLSX or Parquet folder).
+
+    Raises
+    ------
+    ValidationError
+        With every problem found; nothing is loaded when there is any.
+    """
+    raw = read_raw(path)
+    return Scenario._from_text(raw.tables, policy, raw.problems, raw.sources, str(path))

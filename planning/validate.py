@@ -1,0 +1,329 @@
+"""Validation of a scenario's tables: every problem, with table, row, column, value and a hint.
+
+Runs once, at the edge, on the text the readers return, and turns it into typed tables. All
+checks are vectorised over whole columns; a Python loop runs only over the problems found.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+from contract import vocab
+from contract.problems import Problem, closest, did_you_mean
+from contract.schema import TABLES, Column, Table
+
+WEEK_PATTERN = re.compile(r"^\d{4}-W(0[1-9]|[1-4]\d|5[0-3])$")
+TRUE_WORDS = frozenset({"true", "1", "yes", "y", "是", "t"})
+FALSE_WORDS = frozenset({"false", "0", "no", "n", "否", "f", ""})
+USER_COLUMN_PREFIX = "x_"  # columns users keep for themselves; carried, never validated
+
+
+def _row(i: int) -> int:
+    """Spreadsheet row number of data row ``i`` (the header is row 1)."""
+    return int(i) + 2
+
+
+def _cells(table: str, code: str, mask: np.ndarray | pd.Series, column: str,
+           values: pd.Series, **detail: str) -> list[Problem]:
+    """One problem per True in ``mask``."""
+    rows = np.flatnonzero(np.asarray(mask, dtype=bool))
+    vals = values.to_numpy()
+    return [Problem(table, code, _row(i), column, str(vals[i]), dict(detail)) for i in rows]
+
+
+def _split_lists(text: pd.Series) -> pd.Series:
+    """A ';'-list column exploded to one stripped element per row, keeping the row index."""
+    parts = text.str.split(";").explode()
+    parts = parts.str.strip()
+    return parts[parts.notna() & (parts != "")]
+
+
+def _not_allowed(table: str, column: str, rows: pd.Index, values: pd.Series,
+                 allowed: Iterable[str]) -> list[Problem]:
+    allowed = list(allowed)
+    shown = ", ".join(allowed)
+    hints: dict[str, dict[str, str]] = {}
+    out = []
+    for i, value in zip(rows, values, strict=True):
+        if value not in hints:
+            hints[value] = did_you_mean(value, allowed)
+        out.append(Problem(table, "not_allowed", _row(i), column, value,
+                           {"allowed": shown, **hints[value]}))
+    return out
+
+
+def _check_columns(table: Table, text: pd.DataFrame) -> list[Problem]:
+    names = set(table.column_names)
+    unknown = [c for c in text.columns if c not in names and not c.startswith(USER_COLUMN_PREFIX)]
+    problems = []
+    for col in table.columns:
+        if col.required and col.name not in text.columns:
+            problems.append(Problem(table.name, "missing_column", column=col.name,
+                                    detail=did_you_mean(col.name, unknown)))
+    for name in unknown:
+        problems.append(Problem(table.name, "unknown_column", column=name,
+                                detail=did_you_mean(name, names - set(text.columns))))
+    return problems
+
+
+def _parse_column(table: Table, col: Column, text: pd.Series) -> tuple[pd.Series, list[Problem]]:
+    """Typed values of one column and the problems of its cells (types, bounds, codes)."""
+    name = table.name
+    empty = (text == "").to_numpy()
+    problems: list[Problem] = []
+    if not col.nullable:
+        problems += _cells(name, "missing_value", empty, col.name, text)
+
+    if col.dtype in ("int", "float", "money"):
+        numbers = pd.to_numeric(text.where(~empty), errors="coerce").astype(float)
+        bad = ~empty & numbers.isna().to_numpy()
+        example = {"int": "3", "float": "2.5", "money": "1200.50"}[col.dtype]
+        problems += _cells(name, "not_a_number", bad, col.name, text, example=example)
+        ok = ~empty & ~bad
+        values = numbers.to_numpy()
+        if col.dtype == "int":
+            problems += _cells(name, "not_whole", ok & (values != np.round(values)), col.name,
+                               text, unit_zh="该列", unit_en="values of this column")
+        if col.dtype == "money":
+            cents = values * 100
+            problems += _cells(name, "too_many_decimals",
+                               ok & (np.abs(cents - np.round(cents)) > 1e-6), col.name, text)
+        if col.positive:
+            problems += _cells(name, "not_positive", ok & (values <= 0), col.name, text)
+        if col.min is not None:
+            problems += _cells(name, "below_minimum", ok & (values < col.min), col.name, text,
+                               minimum=f"{col.min:g}")
+        if col.allowed:
+            allowed = np.array([float(a) for a in col.allowed])
+            outside = ok & ~np.isin(values, allowed)
+            rows = np.flatnonzero(outside)
+            problems += _not_allowed(name, col.name, pd.Index(rows), text.iloc[rows],
+                                     col.allowed)
+        if empty.any() and col.default is not None:
+            numbers = numbers.fillna(float(col.default))  # type: ignore[arg-type]
+        return numbers, problems
+
+    if col.dtype == "bool":
+        lowered = text.str.lower()
+        truth = lowered.isin(TRUE_WORDS)
+        bad = ~(truth | lowered.isin(FALSE_WORDS))
+        problems += _cells(name, "not_a_boolean", bad, col.name, text)
+        return truth.astype(bool), problems
+
+    if col.dtype == "week":
+        bad = ~empty & ~text.str.match(WEEK_PATTERN).fillna(False).to_numpy(dtype=bool)
+        problems += _cells(name, "not_a_week", bad, col.name, text)
+        return text, problems
+
+    if col.dtype == "list":
+        normalised = text.str.split(";").map(lambda xs: ";".join(x.strip() for x in xs if
+                                                               x.strip()))
+        if col.allowed:
+            parts = _split_lists(text)
+            outside = parts[~parts.isin(col.allowed)]
+            problems += _not_allowed(name, col.name, outside.index, outside, col.allowed)
+        return normalised.astype(object), problems
+
+    # str
+    if col.allowed:
+        outside = text[~empty & ~text.isin(col.allowed).to_numpy()]
+        problems += _not_allowed(name, col.name, outside.index, outside, col.allowed)
+    return text, problems
+
+
+def _check_table(table: Table, text: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
+    problems = _check_columns(table, text)
+    typed: dict[str, pd.Series] = {}
+    n = len(text)
+    for col in table.columns:
+        if col.name in text.columns:
+            typed[col.name], found = _parse_column(table, col, text[col.name])
+            problems += found
+        elif col.dtype in ("int", "float", "money"):
+            fill = np.nan if col.default is None else float(col.default)  # type: ignore[arg-type]
+            typed[col.name] = pd.Series(np.full(n, fill), index=text.index)
+        elif col.dtype == "bool":
+            typed[col.name] = pd.Series(np.full(n, bool(col.default)), index=text.index)
+        else:
+            typed[col.name] = pd.Series([col.default or ""] * n, index=text.index, dtype=object)
+    if table.key and table.key in text.columns:
+        keys = text[table.key]
+        dup = keys.duplicated(keep="first").to_numpy() & (keys != "").to_numpy()
+        if dup.any():
+            first = {k: i for i, k in reversed(list(enumerate(keys.to_numpy())))}
+            for i in np.flatnonzero(dup):
+                k = keys.iat[i]
+                problems.append(Problem(table.name, "duplicate_id", _row(i), table.key, k,
+                                        {"first_row": str(_row(first[k]))}))
+    extras = {c: text[c] for c in text.columns if c.startswith(USER_COLUMN_PREFIX)}
+    return pd.DataFrame({**typed, **extras}, index=text.index), problems
+
+
+def _check_references(typed: dict[str, pd.DataFrame], text: dict[str, pd.DataFrame]
+                      ) -> list[Problem]:
+    problems: list[Problem] = []
+    for table in TABLES.values():
+        frame = text.get(table.name)
+        if frame is None:
+            continue
+        for col in table.columns:
+            if not col.ref or col.name not in frame.columns:
+                continue
+            target_table, target_col = col.ref.split(".")
+            targets = typed[target_table][target_col]
+            known = pd.Index(targets[targets != ""].unique())
+            values = frame[col.name]
+            if col.dtype == "list":
+                parts = _split_lists(values)
+            else:
+                parts = values[values != ""]
+            missing = parts[~parts.isin(known)]
+            close: dict[str, dict[str, str]] = {}
+            for i, value in missing.items():
+                if value not in close:
+                    guess = closest(value, known[:5000]) if len(known) <= 5000 else None
+                    close[value] = (did_you_mean(value, [guess]) if guess else {})
+                problems.append(Problem(table.name, "missing_reference", _row(i), col.name,
+                                        value, {"target": target_col,
+                                                "target_table": target_table,
+                                                **close[value]}))
+    return problems
+
+
+def _check_hierarchy(centres: pd.DataFrame) -> list[Problem]:
+    """One city centre at the root; every parent exactly one level up; no cycles."""
+    problems: list[Problem] = []
+    level = centres["level"]
+    parent = centres["parent_id"]
+    roots = np.flatnonzero((level == "city").to_numpy())
+    if len(centres) and len(roots) == 0:
+        problems.append(Problem("centres", "no_root", column="level"))
+    for i in roots[1:]:
+        problems.append(Problem("centres", "several_roots", _row(i), "level", "city"))
+    problems += _cells("centres", "root_has_parent", (level == "city") & (parent != ""),
+                       "parent_id", parent)
+    orphan = (level != "city") & level.isin(vocab.LEVELS) & (parent == "")
+    problems += _cells("centres", "missing_value", orphan, "parent_id", parent)
+
+    level_of = pd.Series(level.to_numpy(), index=centres["centre_id"].to_numpy())
+    level_of = level_of[~level_of.index.duplicated()]
+    parent_level = parent.map(level_of)
+    expected = level.map(vocab.PARENT_LEVEL)
+    wrong = (parent != "") & parent_level.notna() & expected.notna() & (parent_level != expected)
+    for i in np.flatnonzero(wrong.to_numpy()):
+        exp, act = expected.iat[i], parent_level.iat[i]
+        problems.append(Problem("centres", "wrong_level", _row(i), "parent_id", parent.iat[i], {
+            "expected": exp, "actual": act,
+            "expected_zh": vocab.LEVELS[exp][0], "actual_zh": vocab.LEVELS[act][0]}))
+
+    graph = nx.DiGraph()
+    has_parent = (parent != "").to_numpy()
+    graph.add_edges_from(zip(centres["centre_id"].to_numpy()[has_parent],
+                             parent.to_numpy()[has_parent], strict=True))
+    row_of = {c: i for i, c in reversed(list(enumerate(centres["centre_id"].to_numpy())))}
+    for cycle in nx.simple_cycles(graph):
+        first = min(cycle, key=lambda c: row_of.get(c, 0))
+        problems.append(Problem("centres", "hierarchy_cycle", _row(row_of.get(first, 0)),
+                                "parent_id", first, {"cycle": " → ".join([*cycle, cycle[0]])}))
+    return problems
+
+
+def _check_station_level(typed: dict[str, pd.DataFrame]) -> list[Problem]:
+    """Households and volunteers live at community stations, not at higher centres."""
+    centres = typed["centres"]
+    level_of = dict(zip(centres["centre_id"], centres["level"], strict=True))
+    problems: list[Problem] = []
+    for name in ("households", "volunteers"):
+        station = typed[name]["station_id"]
+        levels = station.map(level_of)
+        wrong = levels.notna() & (levels != "station")
+        for i in np.flatnonzero(wrong.to_numpy()):
+            act = levels.iat[i]
+            problems.append(Problem(name, "wrong_level", _row(i), "station_id", station.iat[i], {
+                "expected": "station", "actual": act,
+                "expected_zh": vocab.LEVELS["station"][0], "actual_zh": vocab.LEVELS[act][0]}))
+    return problems
+
+
+def _check_units(typed: dict[str, pd.DataFrame]) -> list[Problem]:
+    """Hours, visits and items are whole numbers; yuan are counted to the cent."""
+    services = typed["services"]
+    unit_of = dict(zip(services["service_id"], services["unit"], strict=True))
+    service_of_need = dict(zip(typed["needs"]["need_id"], typed["needs"]["service_id"],
+                               strict=True))
+    checks = [
+        ("needs", "quantity", typed["needs"]["service_id"]),
+        ("offers", "capacity", typed["offers"]["service_id"]),
+        ("offers", "max_per_household", typed["offers"]["service_id"]),
+        ("pins", "units", typed["pins"]["need_id"].map(service_of_need)),
+    ]
+    problems: list[Problem] = []
+    for table, column, service in checks:
+        values = typed[table][column].to_numpy(dtype=float)
+        unit = service.map(unit_of).to_numpy()
+        known = ~np.isnan(values)
+        whole = np.isin(unit, list(vocab.WHOLE_UNITS))
+        shown = typed[table][column].map(lambda v: f"{v:g}")
+        bad_whole = known & whole & (values != np.round(values))
+        for i in np.flatnonzero(bad_whole):
+            problems.append(Problem(table, "not_whole", _row(i), column, shown.iat[i], {
+                "unit_zh": vocab.UNITS[unit[i]][0], "unit_en": unit[i] + "s"}))
+        cents = values * 100
+        bad_cents = known & (unit == "yuan") & (np.abs(cents - np.round(cents)) > 1e-6)
+        problems += _cells(table, "too_many_decimals", bad_cents, column, shown)
+    return problems
+
+
+def _check_coordinates(typed: dict[str, pd.DataFrame]) -> list[Problem]:
+    problems: list[Problem] = []
+    for name in ("centres", "volunteers", "households"):
+        frame = typed[name]
+        lat, lon = frame["lat"].to_numpy(float), frame["lon"].to_numpy(float)
+        given = ~np.isnan(lat) & ~np.isnan(lon)
+        outside = given & ((lat < vocab.CHINA_LAT[0]) | (lat > vocab.CHINA_LAT[1])
+                           | (lon < vocab.CHINA_LON[0]) | (lon > vocab.CHINA_LON[1]))
+        shown = pd.Series([f"{a:g}, {b:g}" for a, b in zip(lat, lon, strict=True)])
+        problems += _cells(name, "outside_china", outside, "lat, lon", shown)
+    return problems
+
+
+def _check_pins(pins: pd.DataFrame) -> list[Problem]:
+    both_or_none = (pins["offer_id"] != "") == (pins["volunteer_id"] != "")
+    shown = pins["offer_id"] + " / " + pins["volunteer_id"]
+    return _cells("pins", "pin_target", both_or_none, "offer_id, volunteer_id", shown)
+
+
+def _check_services(services: pd.DataFrame) -> list[Problem]:
+    missing = (services["delivery"] == "in_person") & services["visit_hours"].isna()
+    return _cells("services", "missing_visit_hours", missing, "visit_hours",
+                  services["visit_hours"].map(lambda v: "" if pd.isna(v) else str(v)))
+
+
+def validate_tables(text: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame],
+                                                            list[Problem]]:
+    """Typed tables and every problem found in the text tables of a scenario.
+
+    A missing optional table is an empty one. The typed tables are only meaningful when the
+    problem list is empty; callers must reject the scenario otherwise.
+    """
+    problems: list[Problem] = []
+    typed: dict[str, pd.DataFrame] = {}
+    text = dict(text)
+    for name, table in TABLES.items():
+        if name not in text:
+            text[name] = pd.DataFrame({c: pd.Series(dtype=object) for c in table.column_names})
+        typed[name], found = _check_table(table, text[name])
+        problems += found
+    problems += _check_references(typed, text)
+    problems += _check_hierarchy(typed["centres"])
+    problems += _check_station_level(typed)
+    problems += _check_units(typed)
+    problems += _check_coordinates(typed)
+    problems += _check_pins(typed["pins"])
+    problems += _check_services(typed["services"])
+    return typed, problems
