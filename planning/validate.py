@@ -63,8 +63,12 @@ def _check_columns(table: Table, text: pd.DataFrame) -> list[Problem]:
     problems = []
     for col in table.columns:
         if col.required and col.name not in text.columns:
+            guess = closest(col.name, unknown)
+            detail = {} if guess is None else {
+                "close_zh": f";文件中有 `{guess}`,是否拼写有误?",
+                "close_en": f"; the file has `{guess}`: is it misspelt?"}
             problems.append(Problem(table.name, "missing_column", column=col.name,
-                                    detail=did_you_mean(col.name, unknown)))
+                                    detail=detail))
     for name in unknown:
         problems.append(Problem(table.name, "unknown_column", column=name,
                                 detail=did_you_mean(name, names - set(text.columns))))

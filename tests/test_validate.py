@@ -1,0 +1,174 @@
+"""Validation: every defect under tests/data/ is reported exactly, and nothing is half-loaded."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from api.cli import main
+from contract.problems import ValidationError
+from planning.io import read_raw, write_tables
+from planning.scenario import check_raw, load_scenario
+
+DATA = Path(__file__).parent / "data"
+
+# defect folder → every problem it must report: (table, code, row, column, value).
+EXPECTED = {
+    "missing_table": [("needs", "missing_table", None, "", ""),
+                      ("pins", "missing_reference", 2, "need_id", "N003")],
+    "misspelt_column": [("offers", "missing_column", None, "capacity", ""),
+                        ("offers", "unknown_column", None, "capacty", "")],
+    "unknown_column": [("households", "unknown_column", None, "colour", "")],
+    "missing_value": [("providers", "missing_value", 3, "name", "")],
+    "not_a_number": [("needs", "not_a_number", 4, "quantity", "two")],
+    "negative_capacity": [("offers", "not_positive", 3, "capacity", "-3")],
+    "zero_quantity": [("needs", "not_positive", 5, "quantity", "0")],
+    "negative_budget": [("funds", "below_minimum", 2, "budget", "-900")],
+    "fractional_visits": [("needs", "not_whole", 2, "quantity", "1.5")],
+    "yuan_beyond_cents": [("needs", "too_many_decimals", 6, "quantity", "350.505")],
+    "not_a_boolean": [("volunteers", "not_a_boolean", 2, "background_checked", "maybe")],
+    "not_a_week": [("needs", "not_a_week", 3, "week", "2026-49")],
+    "urgency_out_of_range": [("needs", "not_allowed", 3, "urgency", "5")],
+    "duplicate_ids": [("households", "duplicate_id", 6, "household_id", "H002")],
+    "need_without_household": [("needs", "missing_reference", 4, "household_id", "H009")],
+    "household_without_station": [("households", "missing_reference", 2, "station_id",
+                                   "D01S01T09")],
+    "centre_without_parent": [("centres", "missing_reference", 4, "parent_id", "D02")],
+    "offer_dangling_references": [
+        ("offers", "missing_reference", 2, "provider_id", "P09"),
+        ("offers", "missing_reference", 2, "service_id", "medical_aid"),
+        ("offers", "missing_reference", 3, "fund_id", "F09"),
+        ("offers", "missing_reference", 4, "coverage_centre_id", "D01S02"),
+    ],
+    "volunteer_without_station": [("volunteers", "missing_reference", 3, "station_id", "X1")],
+    "earmark_unknown_service": [("funds", "missing_reference", 3, "earmarked_services",
+                                 "tutoring")],
+    "hierarchy_cycle": [("centres", "wrong_level", 4, "parent_id", "D01S01T01"),
+                        ("centres", "hierarchy_cycle", 4, "parent_id", "D01S01")],
+    "level_out_of_order": [("centres", "wrong_level", 6, "parent_id", "D01")],
+    "two_city_centres": [("centres", "several_roots", 3, "level", "city"),
+                         ("centres", "root_has_parent", 3, "parent_id", "C0"),
+                         ("centres", "wrong_level", 4, "parent_id", "D01")],
+    "household_at_street": [("households", "wrong_level", 4, "station_id", "D01S01")],
+    "unknown_category": [("households", "not_allowed", 3, "categories", "dibaoo")],
+    "unknown_colour": [("households", "not_allowed", 5, "tier", "redd")],
+    "unknown_slot": [("volunteers", "not_allowed", 2, "availability", "monday_pm")],
+    "unknown_skill": [("volunteers", "not_allowed", 3, "skills", "tutor")],
+    "unknown_linkage": [("providers", "not_allowed", 4, "linkage", "volunteers")],
+    "outside_china": [("volunteers", "outside_china", 2, "lat, lon", "104.059, 30.634")],
+    "pin_with_two_targets": [("pins", "pin_target", 2, "offer_id, volunteer_id", "O02 / V01")],
+    "in_person_without_visit_hours": [("services", "missing_visit_hours", 2, "visit_hours",
+                                       "")],
+}
+
+
+def _found(path: Path) -> list[tuple]:
+    return [(p.table, p.code, p.row, p.column, p.value) for p in check_raw(read_raw(path))]
+
+
+def test_every_defect_folder_has_an_expectation():
+    """Each scenario folder under tests/data/ is either clean, an encoding case, or a defect
+    whose exact report is asserted here."""
+    folders = {p.name for p in DATA.iterdir() if p.is_dir()}
+    assert folders == set(EXPECTED) | {"clean", "gb18030_encoded", "utf8_bom"}
+
+
+@pytest.mark.parametrize("defect", sorted(EXPECTED))
+def test_defect_is_reported_exactly(defect):
+    """The defect's scenario reports exactly the expected problems, no more and no fewer."""
+    assert _found(DATA / defect) == EXPECTED[defect]
+
+
+@pytest.mark.parametrize("defect", sorted(EXPECTED))
+def test_every_problem_has_bilingual_message_and_hint(defect):
+    """Each reported problem renders a Chinese and an English message and hint."""
+    for p in check_raw(read_raw(DATA / defect)):
+        assert p.message_zh and p.message_en and p.hint_zh and p.hint_en
+
+
+def test_misspelt_column_hints_the_right_name():
+    """A misspelt column gets "did you mean `capacity`?"."""
+    problems = check_raw(read_raw(DATA / "misspelt_column"))
+    unknown = next(p for p in problems if p.code == "unknown_column")
+    assert "did you mean `capacity`?" in unknown.hint_en
+    assert "`capacity`" in unknown.hint_zh
+
+
+def test_unknown_code_hints_the_closest_code():
+    """An unknown category gets the closest known code as a hint."""
+    (problem,) = check_raw(read_raw(DATA / "unknown_category"))
+    assert problem.hint_en.endswith("did you mean `dibao`?")
+
+
+@pytest.mark.parametrize("folder,encoding", [("clean", "utf-8"), ("utf8_bom", "utf-8-sig"),
+                                             ("gb18030_encoded", "gb18030")])
+def test_encodings_are_read_and_named(folder, encoding):
+    """UTF-8 with or without BOM and GB18030 read to the same tables, and the encoding is said."""
+    raw = read_raw(DATA / folder)
+    assert all(source.endswith(f"({encoding})") for source in raw.sources.values())
+    clean = read_raw(DATA / "clean")
+    for name, frame in clean.tables.items():
+        pd.testing.assert_frame_equal(raw.tables[name], frame)
+    assert check_raw(raw) == []
+
+
+def test_gbk_text_survives_as_chinese():
+    """Chinese names in a GB18030 file come back as the same Chinese text."""
+    raw = read_raw(DATA / "gb18030_encoded")
+    assert raw.tables["centres"].loc[0, "name"] == "成都市社会关爱援助中心"
+
+
+def test_several_defects_are_all_reported_at_once(tmp_path):
+    """A scenario with defects in several tables reports every one of them, not the first."""
+    scenario = tmp_path / "broken"
+    shutil.copytree(DATA / "clean", scenario)
+    chosen = ["negative_capacity", "unknown_skill", "need_without_household", "outside_china"]
+    for defect in chosen:
+        for file in (DATA / defect).iterdir():
+            if not file.is_symlink():
+                shutil.copy(file, scenario / file.name)
+    expected = sorted(p for d in chosen for p in EXPECTED[d])
+    assert sorted(_found(scenario)) == expected
+
+
+def test_a_scenario_with_problems_is_not_loaded():
+    """load_scenario raises with every problem; there is no partial result."""
+    with pytest.raises(ValidationError) as err:
+        load_scenario(DATA / "offer_dangling_references")
+    assert len(err.value.problems) == 4
+
+
+@pytest.mark.parametrize("fmt", ["xlsx", "parquet"])
+def test_xlsx_and_parquet_hold_the_same_scenario(tmp_path, fmt):
+    """The clean scenario written as XLSX or Parquet loads to the same tables and digest."""
+    clean = load_scenario(DATA / "clean")
+    out = write_tables(dict(clean.tables), tmp_path / ("s.xlsx" if fmt == "xlsx" else "s"), fmt)
+    again = load_scenario(out)
+    assert again.digest == clean.digest
+    for name, frame in clean.tables.items():
+        pd.testing.assert_frame_equal(again.tables[name], frame, check_dtype=False)
+
+
+def test_defects_are_found_in_a_workbook_too(tmp_path):
+    """A defect in one sheet of an XLSX workbook is reported with the same row number."""
+    raw = read_raw(DATA / "negative_capacity")
+    out = write_tables(raw.tables, tmp_path / "s.xlsx", "xlsx")
+    assert _found(out) == EXPECTED["negative_capacity"]
+
+
+def test_cli_validate_exit_codes_and_report(tmp_path, capsys):
+    """`wulian validate` exits 0 on a clean scenario, 1 on a broken one, and writes every
+    problem to the CSV report."""
+    assert main(["validate", str(DATA / "clean")]) == 0
+    report = tmp_path / "report.csv"
+    assert main(["validate", str(DATA / "offer_dangling_references"), "--report",
+                 str(report)]) == 1
+    frame = pd.read_csv(report, encoding="utf-8-sig", keep_default_na=False)
+    assert len(frame) == 4
+    assert set(frame["code"]) == {"missing_reference"}
+    assert list(frame["row"]) == [2, 2, 3, 4]
+    out = capsys.readouterr().out
+    assert "引用的" in out and "refers to a missing" in out
