@@ -21,7 +21,8 @@ from planning.scenario import Scenario, check_raw, load_scenario
 DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
 SHOWN_PROBLEMS = 60  # the console shows this many; the CSV report has them all
 
-console = Console(highlight=False)
+# Wide enough for the bilingual tables when output goes to a file or a pipe.
+console = Console(highlight=False, width=max(Console().width, 120))
 
 
 def _frame_table(frame: pd.DataFrame, title: str, formats: dict | None = None,
@@ -97,13 +98,19 @@ def show_scenario(scenario: Scenario) -> None:
     console.print(_frame_table(hh, "家庭(按区县与颜色)/ households by district and colour"))
     needs = describe.needs_by_colour(scenario).rename(columns=colours)
     console.print(_frame_table(needs, "需求(按区县与颜色)/ open needs by district and colour"))
-    supply = describe.supply_by_linkage(scenario)
-    console.print(_frame_table(supply, "五个联动供给 / supply by linkage",
-                               {"volunteer_hours": count}))
+    supply = describe.supply_by_linkage(scenario).rename(columns={
+        "name_zh": "联动", "providers": "资源方 providers", "offers": "供给 offers",
+        "services": "服务 services", "volunteers": "志愿者 volunteers",
+        "volunteer_hours": "志愿时长 volunteer hours"})
+    console.print(_frame_table(supply, "五个联动供给 / supply by linkage"))
     funds = describe.funds_overview(scenario)
-    console.print(_frame_table(funds, f"基金与预算 / funds and budgets "
-                                      f"(合计 total {yuan(funds['budget'].sum())})",
-                               {"budget": yuan}, index=False))
+    total = yuan(funds["budget"].sum())
+    funds = funds.rename(columns={"fund_id": "基金 fund", "name": "名称 name",
+                                  "source": "来源 source", "centre": "中心 centre",
+                                  "budget": "预算 budget",
+                                  "earmarked_services": "限定服务 earmarks"})
+    console.print(_frame_table(funds, f"基金与预算 / funds and budgets (合计 total {total})",
+                               {"预算 budget": yuan}, index=False))
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
