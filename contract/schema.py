@@ -65,8 +65,8 @@ def _codes(d: dict[str, tuple[str, str]]) -> tuple[str, ...]:
     return tuple(d)
 
 
-_LAT = dict(dtype="float", unit="degree", min=-90.0)
-_LON = dict(dtype="float", unit="degree", min=-180.0)
+_LAT = dict(dtype="float", unit="degree")
+_LON = dict(dtype="float", unit="degree")
 
 CENTRES = Table(
     "centres", "中心", "centres", key="centre_id",

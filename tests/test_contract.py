@@ -1,0 +1,46 @@
+"""The data contract: one schema per table, documented from itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from contract import vocab
+from contract.formats import render_formats
+from contract.problems import CATALOGUE
+from contract.schema import REQUIRED_TABLES, TABLES
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "formats.md"
+
+
+def test_formats_doc_is_generated_from_the_schema():
+    """docs/formats.md is exactly what the schema renders (run `make formats` after a change)."""
+    assert DOCS.read_text(encoding="utf-8") == render_formats() + "\n"
+
+
+def test_required_and_optional_tables():
+    """Seven tables are required; volunteers, history and pins are optional."""
+    assert set(REQUIRED_TABLES) == {"centres", "services", "households", "needs", "providers",
+                                    "offers", "funds"}
+    assert {n for n, t in TABLES.items() if not t.required} == {"volunteers", "history", "pins"}
+
+
+def test_every_column_is_described_in_both_languages():
+    """Each column declares a Chinese and an English description, and references resolve."""
+    for table in TABLES.values():
+        assert table.key in ("", *table.column_names)
+        for col in table.columns:
+            assert col.zh and col.en, (table.name, col.name)
+            if col.ref:
+                target, column = col.ref.split(".")
+                assert TABLES[target].key == column
+
+
+def test_every_problem_code_has_four_texts():
+    """Each problem code renders a Chinese and English message and hint."""
+    assert all(len(texts) == 4 and all(texts) for texts in CATALOGUE.values())
+
+
+def test_fourteen_slots_in_calendar_order():
+    """The week has 14 half-day slots, Monday morning first."""
+    assert len(vocab.SLOTS) == 14
+    assert list(vocab.SLOTS)[:3] == ["mon_am", "mon_pm", "tue_am"]
