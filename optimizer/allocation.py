@@ -1,0 +1,678 @@
+"""Weekly allocation: supply from the five linkages → needs, lexicographically by colour.
+
+The model (docs/model.md has the mathematics):
+
+- a column per *arc*: a need and a source that may serve it — an offer that serves the need's
+  service, covers the household, accepts its categories and colour, and whose fund (if it
+  charges one) covers the household and is earmarked for the service; or a volunteer pool
+  (the capable volunteers of the household's street, for an in-person service);
+- quantities in *base units*: whole hours, visits and items, and cents for yuan, so every
+  column is an integer;
+- rows: need quantity, offer capacity, per-household caps of offers and funds, fund budgets,
+  pool and street volunteer hours, pins as lower bounds on their arcs;
+- levels: red, orange, yellow and green coverage (Σ urgency × served ÷ needed), then least
+  money charged to funds, least volunteer travel, most continuity with last visits.
+
+Pure: DataFrames and arrays in, DataFrames out; no files, no database, no UI.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from contract import vocab
+from optimizer.lexmip import Level, LexResult, Rows, solve_lexicographic
+from resources.hierarchy import Hierarchy
+
+TIER_LEVELS = tuple(vocab.TIER_ORDER)
+LEVELS = (*TIER_LEVELS, "money", "travel", "continuity")
+REASONS = ("no_eligible_offer", "out_of_coverage", "household_cap", "budget_exhausted",
+           "capacity_exhausted")
+EARTH_KM = 6371.0088
+
+
+@dataclass(frozen=True)
+class AllocationInput:
+    """What the allocation needs, as validated tables (built by planning from a Scenario).
+
+    ``needs`` carries, beyond the contract columns, the household's ``station_id``,
+    ``categories``, final ``tier`` and location ``lat``/``lon``.
+    """
+
+    needs: pd.DataFrame
+    services: pd.DataFrame
+    offers: pd.DataFrame
+    providers: pd.DataFrame
+    funds: pd.DataFrame
+    volunteers: pd.DataFrame
+    history: pd.DataFrame
+    pins: pd.DataFrame
+    hierarchy: Hierarchy
+    # Capacity and budget already used by runs outside this one (a coordinator's subtree run
+    # holds the rest of the network at the latest stored run): offer_id → units, fund_id → yuan.
+    used_capacity: dict[str, float] = field(default_factory=dict)
+    used_budget: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AllocationParams:
+    """Solver parameters; every entry point takes them."""
+
+    time_limit: float = 60.0  # seconds per level; 0 means none
+    threads: int = 1
+    seed: int = 0
+
+
+class PinError(ValueError):
+    """Pins that cannot be kept: each problem says which pin and why."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass
+class AllocationResult:
+    allocations: pd.DataFrame
+    unmet: pd.DataFrame
+    need_served: pd.DataFrame  # need_id, quantity, served, fraction, tier, urgency, money
+    offer_use: pd.DataFrame
+    fund_use: pd.DataFrame
+    pool_use: pd.DataFrame
+    levels: list  # LevelResult
+    status: str
+    build_seconds: float
+    solve_seconds: float
+    sizes: dict[str, int]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _bits(codes: pd.Series, vocabulary: dict) -> np.ndarray:
+    """Each ';'-list cell as a bit mask over ``vocabulary`` (empty cell → 0)."""
+    position = {code: 1 << i for i, code in enumerate(vocabulary)}
+    unique = pd.unique(codes)
+    masks = {
+        cell: sum(position[c] for c in str(cell).split(";") if c) for cell in unique
+    }
+    return codes.map(masks).to_numpy(dtype=np.int64)
+
+
+def _km(lat1, lon1, lat2, lon2) -> np.ndarray:
+    """Great-circle distance in km (haversine), elementwise."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dphi = p2 - p1
+    dlmb = np.radians(np.asarray(lon2) - np.asarray(lon1))
+    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
+    return 2 * EARTH_KM * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
+
+
+def _group_rows(keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """Row index of each element's group (groups numbered in order of first appearance)."""
+    codes, uniques = pd.factorize(keys)
+    return codes, len(uniques)
+
+
+# ----------------------------------------------------------------------------- model
+
+
+@dataclass
+class _Model:
+    """Arcs and their attributes; columns of the linear model are arcs."""
+
+    need: np.ndarray  # need index per arc
+    offer: np.ndarray  # offer index per arc, -1 for a pool arc
+    pool: np.ndarray  # pool index per arc, -1 for an offer arc
+    charge: np.ndarray  # yuan charged to the fund per base unit
+    fund: np.ndarray  # fund index per arc, -1 when nothing is charged
+    km: np.ndarray  # volunteer travel per base unit
+    continuity: np.ndarray  # 1 when the pool holds the household's last volunteer
+    upper: np.ndarray  # arc upper bound (base units)
+    lower: np.ndarray  # arc lower bound (pins)
+
+
+def prepare_needs(data: AllocationInput) -> pd.DataFrame:
+    """Needs with everything the model reads: service unit, base-unit scale, tier rank."""
+    needs = data.needs.reset_index(drop=True)
+    services = data.services.set_index("service_id")
+    unit = needs["service_id"].map(services["unit"])
+    scale = np.where(unit == "yuan", 100, 1)
+    return needs.assign(
+        unit=unit.to_numpy(),
+        scale=scale,
+        base_quantity=np.round(needs["quantity"].to_numpy(float) * scale).astype(np.int64),
+        cat_bits=_bits(needs["categories"], vocab.CATEGORIES),
+        tier_bit=needs["tier"].map({t: 1 << i for i, t in enumerate(vocab.TIERS)}).to_numpy(),
+    )
+
+
+def _offer_table(data: AllocationInput) -> pd.DataFrame:
+    offers = data.offers.reset_index(drop=True)
+    provider_centre = data.providers.set_index("provider_id")["centre_id"]
+    coverage = offers["coverage_centre_id"].where(offers["coverage_centre_id"] != "",
+                                                  offers["provider_id"].map(provider_centre))
+    services = data.services.set_index("service_id")
+    scale = np.where(offers["service_id"].map(services["unit"]) == "yuan", 100, 1)
+    charged = (offers["unit_cost"].to_numpy(float) > 0) & (offers["fund_id"] != "").to_numpy()
+    used = offers["offer_id"].map(data.used_capacity).fillna(0.0).to_numpy(float)
+    return offers.assign(
+        coverage=coverage.to_numpy(),
+        scale=scale,
+        base_capacity=np.maximum(
+            np.round((offers["capacity"].to_numpy(float) - used) * scale), 0).astype(np.int64),
+        base_cap_household=np.round(offers["max_per_household"].to_numpy(float) * scale),
+        charged=charged,
+        charge=np.where(charged, offers["unit_cost"].to_numpy(float) / scale, 0.0),
+        cat_bits=_bits(offers["eligible_categories"], vocab.CATEGORIES),
+        tier_bits=_bits(offers["eligible_tiers"], vocab.TIERS),
+    )
+
+
+def _covering_pairs(needs: pd.DataFrame, centre_col: str, sources: pd.DataFrame,
+                    hierarchy: Hierarchy, key: str = "service_id") -> tuple[np.ndarray,
+                                                                           np.ndarray]:
+    """(need index, source index) for every source of the need's service whose coverage
+    centre is an ancestor of (or is) the need's station: one merge per level of the tree."""
+    need_idx, src_idx = [], []
+    src = pd.DataFrame({"key": sources[key].to_numpy(), "centre": sources[centre_col].to_numpy(),
+                        "src": np.arange(len(sources))})
+    for level in vocab.LEVELS:
+        anc = hierarchy.ancestor(needs["station_id"].to_numpy(), level)
+        left = pd.DataFrame({"key": needs[key].to_numpy(), "centre": anc,
+                             "need": np.arange(len(needs))})
+        left = left[left["centre"] != ""]
+        pairs = left.merge(src, on=["key", "centre"], how="inner")
+        need_idx.append(pairs["need"].to_numpy())
+        src_idx.append(pairs["src"].to_numpy())
+    return np.concatenate(need_idx), np.concatenate(src_idx)
+
+
+def _pools(data: AllocationInput) -> pd.DataFrame:
+    """Volunteer pools: the capable volunteers of one street for one in-person service.
+
+    A volunteer is capable of a service when their skills include all the service's skills
+    and, for a safeguarding service, they are background-checked. Each pool's hours are the
+    sum of its members' ``max_hours``; one volunteer's hours are shared across the pools of
+    their street through a street row, so no hour is counted twice.
+    """
+    vols = data.volunteers.reset_index(drop=True)
+    services = data.services[data.services["delivery"] == "in_person"].reset_index(drop=True)
+    if vols.empty or services.empty:
+        return pd.DataFrame(columns=["pool_id", "street", "service_id", "hours", "lat", "lon",
+                                     "members"])
+    vbits = _bits(vols["skills"], vocab.SKILLS)
+    sbits = _bits(services["skills"], vocab.SKILLS)
+    capable = (vbits[:, None] & sbits[None, :]) == sbits[None, :]
+    capable &= ~services["safeguarding"].to_numpy(bool)[None, :] | \
+        vols["background_checked"].to_numpy(bool)[:, None]
+    v_idx, s_idx = np.nonzero(capable)
+    street = data.hierarchy.ancestor(vols["station_id"].to_numpy(), "street")
+    members = pd.DataFrame({
+        "street": street[v_idx], "service_id": services["service_id"].to_numpy()[s_idx],
+        "volunteer_id": vols["volunteer_id"].to_numpy()[v_idx],
+        "hours": vols["max_hours"].to_numpy(float)[v_idx],
+        "lat": vols["lat"].to_numpy(float)[v_idx], "lon": vols["lon"].to_numpy(float)[v_idx],
+    })
+    pools = members.groupby(["street", "service_id"], sort=True).agg(
+        hours=("hours", "sum"), lat=("lat", "mean"), lon=("lon", "mean"),
+        members=("volunteer_id", lambda s: ";".join(sorted(s)))).reset_index()
+    pools.insert(0, "pool_id", "pool:" + pools["street"] + ":" + pools["service_id"])
+    return pools
+
+
+def build_arcs(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
+               pools: pd.DataFrame) -> tuple[_Model, dict]:
+    """Every admissible (need, source) arc, and per need the counts the reasons are made of."""
+    h = data.hierarchy
+    funds = data.funds.reset_index(drop=True)
+    fund_index = pd.Series(np.arange(len(funds)), index=funds["fund_id"])
+
+    # Offers: coverage by the tree, then eligibility and the paying fund's reach, vectorised.
+    n_i, o_i = _covering_pairs(needs, "coverage", offers, h)
+    eligible_cat = (offers["cat_bits"].to_numpy()[o_i] == 0) | \
+        ((offers["cat_bits"].to_numpy()[o_i] & needs["cat_bits"].to_numpy()[n_i]) != 0)
+    eligible_tier = (offers["tier_bits"].to_numpy()[o_i] == 0) | \
+        ((offers["tier_bits"].to_numpy()[o_i] & needs["tier_bit"].to_numpy()[n_i]) != 0)
+    charged = offers["charged"].to_numpy()[o_i]
+    f_i = np.where(charged, offers["fund_id"].map(fund_index).fillna(-1).to_numpy(int)[o_i], -1)
+    fund_ok = np.ones(len(n_i), bool)
+    if charged.any():
+        sel = np.flatnonzero(charged)
+        fund_centre = funds["centre_id"].to_numpy()[f_i[sel]]
+        covers = h.covers(fund_centre, needs["station_id"].to_numpy()[n_i[sel]])
+        earmarks = funds["earmarked_services"].to_numpy()[f_i[sel]]
+        service = needs["service_id"].to_numpy()[n_i[sel]]
+        earmarked = np.array([e == "" or s in e.split(";") for e, s in zip(earmarks, service,
+                                                                          strict=True)],
+                             dtype=bool)
+        fund_ok[sel] = covers & earmarked
+    keep = eligible_cat & eligible_tier & fund_ok
+    n_i, o_i, f_i = n_i[keep], o_i[keep], f_i[keep]
+    cap_h = offers["base_cap_household"].to_numpy()[o_i]
+    q = needs["base_quantity"].to_numpy()[n_i]
+    upper_offer = np.where(np.isnan(cap_h), q, np.minimum(q, np.nan_to_num(cap_h))).astype(float)
+
+    # Pools: the household's street, an in-person service with capable volunteers.
+    street = h.ancestor(needs["station_id"].to_numpy(), "street")
+    pool_key = pd.Series(np.arange(len(pools)),
+                         index=pd.MultiIndex.from_arrays([pools["street"], pools["service_id"]]))
+    if len(pools):
+        idx = pd.MultiIndex.from_arrays([street, needs["service_id"].to_numpy()])
+        p_of_need = pool_key.reindex(idx).to_numpy()
+    else:
+        p_of_need = np.full(len(needs), np.nan)
+    has_pool = ~np.isnan(p_of_need)
+    pn_i = np.flatnonzero(has_pool)
+    pp_i = p_of_need[has_pool].astype(int)
+    services = data.services.set_index("service_id")
+    unit = needs["unit"].to_numpy()[pn_i]
+    visit_hours = needs["service_id"].map(services["visit_hours"]).to_numpy(float)[pn_i]
+    trips_per_unit = np.where(unit == "visit", 1.0, 1.0 / np.maximum(visit_hours, 1e-9))
+    km = _km(pools["lat"].to_numpy(float)[pp_i], pools["lon"].to_numpy(float)[pp_i],
+             needs["lat"].to_numpy(float)[pn_i], needs["lon"].to_numpy(float)[pn_i])
+    km_per_unit = 2 * km * trips_per_unit  # there and back
+    last = data.history.sort_values("week").drop_duplicates("household_id", keep="last")
+    last_vol = needs["household_id"].map(last.set_index("household_id")["volunteer_id"])
+    members = pools["members"].to_numpy()[pp_i] if len(pools) else np.array([], dtype=object)
+    lv = last_vol.to_numpy()[pn_i]
+    continuity = np.array([isinstance(v, str) and v in m.split(";")
+                           for v, m in zip(lv, members, strict=True)], dtype=float)
+
+    n_arcs_offer = len(n_i)
+    model = _Model(
+        need=np.concatenate([n_i, pn_i]).astype(np.int64),
+        offer=np.concatenate([o_i, np.full(len(pn_i), -1)]).astype(np.int64),
+        pool=np.concatenate([np.full(n_arcs_offer, -1), pp_i]).astype(np.int64),
+        charge=np.concatenate([offers["charge"].to_numpy()[o_i], np.zeros(len(pn_i))]),
+        fund=np.concatenate([f_i, np.full(len(pn_i), -1)]).astype(np.int64),
+        km=np.concatenate([np.zeros(n_arcs_offer), km_per_unit]),
+        continuity=np.concatenate([np.zeros(n_arcs_offer), continuity]),
+        upper=np.concatenate([upper_offer,
+                              needs["base_quantity"].to_numpy()[pn_i].astype(float)]),
+        lower=np.zeros(n_arcs_offer + len(pn_i)),
+    )
+    return model, {"street": street}
+
+
+def _apply_pins(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
+                pools: pd.DataFrame, model: _Model, street: np.ndarray) -> None:
+    """Pins become lower bounds on their arcs; a pin with no admissible arc is an error."""
+    pins = data.pins
+    if pins.empty:
+        return
+    need_index = pd.Series(np.arange(len(needs)), index=needs["need_id"])
+    offer_index = pd.Series(np.arange(len(offers)), index=offers["offer_id"])
+    vol_street = pd.Series(data.hierarchy.ancestor(data.volunteers["station_id"].to_numpy(),
+                                                   "street"),
+                           index=data.volunteers["volunteer_id"].to_numpy())
+    pool_index = pd.Series(np.arange(len(pools)), index=pools["pool_id"].to_numpy())
+    problems = []
+    arc_of = pd.Series(np.arange(len(model.need)),
+                       index=pd.MultiIndex.from_arrays([model.need, model.offer, model.pool]))
+    for pin in pins.itertuples(index=False):  # a loop over the coordinator's pins, not needs
+        n = need_index.get(pin.need_id)
+        if n is None:
+            problems.append(f"pin {pin.need_id}: the need is not in this run")
+            continue
+        scale = needs["scale"].iat[n]
+        if pin.offer_id:
+            key = (n, offer_index.get(pin.offer_id, -2), -1)
+        else:
+            vstreet = vol_street.get(pin.volunteer_id, "")
+            pool = pool_index.get(f"pool:{vstreet}:{needs['service_id'].iat[n]}", -2)
+            if pool == -2 or pin.volunteer_id not in pools["members"].iat[pool].split(";") \
+                    or vstreet != street[n]:
+                problems.append(f"pin {pin.need_id} → {pin.volunteer_id}: the volunteer cannot "
+                                "serve this need (skills, check or street)")
+                continue
+            key = (n, -1, pool)
+        arc = arc_of.get(key)
+        if arc is None:
+            problems.append(f"pin {pin.need_id} → {pin.offer_id or pin.volunteer_id}: that "
+                            "source may not serve this need (service, coverage, eligibility or "
+                            "fund)")
+            continue
+        units = round(pin.units * scale)
+        model.lower[arc] += units
+        if model.lower[arc] > model.upper[arc]:
+            problems.append(f"pin {pin.need_id}: {pin.units:g} units exceed what the need or "
+                            "the household cap allows")
+    if problems:
+        raise PinError(problems)
+
+
+def _rows(needs, offers, funds, pools, model: _Model, data: AllocationInput) -> Rows:
+    rows = Rows()
+    n_arcs = len(model.need)
+    arcs = np.arange(n_arcs)
+    # Each need: Σ arcs ≤ quantity.
+    rows.add("need", model.need, arcs, np.ones(n_arcs), np.full(len(needs), -np.inf),
+             needs["base_quantity"].to_numpy(float))
+    # Each offer: Σ arcs ≤ capacity left.
+    o = model.offer >= 0
+    rows.add("offer", model.offer[o], arcs[o], np.ones(o.sum()), np.full(len(offers), -np.inf),
+             offers["base_capacity"].to_numpy(float))
+    # A household with several needs of one service shares the offer's per-household cap.
+    hh = needs["household_id"].to_numpy()[model.need]
+    capped = o & ~np.isnan(offers["base_cap_household"].to_numpy()[np.maximum(model.offer, 0)])
+    if capped.any():
+        key = pd.Series(hh[capped]) + "|" + pd.Series(model.offer[capped]).astype(str)
+        group, count = _group_rows(key.to_numpy())
+        sizes = np.bincount(group, minlength=count)
+        shared = sizes[group] > 1
+        if shared.any():
+            g2, c2 = _group_rows(group[shared])
+            cap = offers["base_cap_household"].to_numpy()[model.offer[capped][shared]]
+            first_cap = pd.Series(cap).groupby(g2).first().to_numpy()
+            rows.add("offer_household", g2, arcs[capped][shared], np.ones(shared.sum()),
+                     np.full(c2, -np.inf), first_cap)
+    # Each fund: Σ charge × units ≤ budget left; per household ≤ max_per_household.
+    f = model.fund >= 0
+    used = funds["fund_id"].map(data.used_budget).fillna(0.0).to_numpy(float)
+    rows.add("fund", model.fund[f], arcs[f], model.charge[f], np.full(len(funds), -np.inf),
+             np.maximum(funds["budget"].to_numpy(float) - used, 0.0))
+    fcap = funds["max_per_household"].to_numpy(float)
+    fc = f & ~np.isnan(fcap[np.maximum(model.fund, 0)])
+    if fc.any():
+        key = pd.Series(hh[fc]) + "|" + pd.Series(model.fund[fc]).astype(str)
+        group, count = _group_rows(key.to_numpy())
+        cap = pd.Series(fcap[model.fund[fc]]).groupby(group).first().to_numpy()
+        rows.add("fund_household", group, arcs[fc], model.charge[fc], np.full(count, -np.inf),
+                 cap)
+    # Volunteer hours: per pool, and per street across its pools (a volunteer's hours once).
+    p = model.pool >= 0
+    if p.any():
+        hours_per_unit = _hours_per_unit(needs, model, data)[p]
+        rows.add("pool", model.pool[p], arcs[p], hours_per_unit, np.full(len(pools), -np.inf),
+                 pools["hours"].to_numpy(float))
+        streets, street_hours = _street_hours(data)
+        s_idx = pd.Series(np.arange(len(streets)), index=streets)
+        ps = pools["street"].map(s_idx).to_numpy()[model.pool[p]]
+        rows.add("street_hours", ps, arcs[p], hours_per_unit, np.full(len(streets), -np.inf),
+                 street_hours)
+    return rows
+
+
+def _street_hours(data: AllocationInput) -> tuple[np.ndarray, np.ndarray]:
+    vols = data.volunteers
+    street = data.hierarchy.ancestor(vols["station_id"].to_numpy(), "street")
+    total = pd.Series(vols["max_hours"].to_numpy(float)).groupby(street).sum()
+    return total.index.to_numpy(), total.to_numpy()
+
+
+def _levels(needs: pd.DataFrame, model: _Model) -> list[Level]:
+    weight = needs["urgency"].to_numpy(float) / needs["base_quantity"].to_numpy(float)
+    tier = needs["tier"].to_numpy()[model.need]
+    w = weight[model.need]
+    levels = [Level(t, "max", np.where(tier == t, w, 0.0)) for t in TIER_LEVELS]
+    levels.append(Level("money", "min", model.charge))
+    levels.append(Level("travel", "min", model.km))
+    levels.append(Level("continuity", "max", model.continuity))
+    return levels
+
+
+# ----------------------------------------------------------------------------- reasons
+
+
+def _reasons(needs, offers, funds, pools, model: _Model, x: np.ndarray, data: AllocationInput,
+             served: np.ndarray) -> np.ndarray:
+    """The first reason that applies to each need with unmet units ("" when fully served).
+
+    ``no_eligible_offer``: no source of the service accepts the household (categories,
+    colour), wherever it is; ``out_of_coverage``: eligible sources exist, none reaches the
+    household; ``household_cap``: every reaching source still open is capped for this
+    household; ``budget_exhausted``: reaching offers have capacity left but their funds are
+    spent; ``capacity_exhausted``: everything reaching the household is full.
+    """
+    n = len(needs)
+    unmet = needs["base_quantity"].to_numpy() - served > 0.5
+    reason = np.full(n, "", dtype=object)
+    if not unmet.any():
+        return reason
+    eps = 1e-6
+    # Capacity and budget left after the solve.
+    offer_used = np.bincount(model.offer[model.offer >= 0], weights=x[model.offer >= 0],
+                             minlength=len(offers))
+    offer_left = offers["base_capacity"].to_numpy(float) - offer_used
+    f = model.fund >= 0
+    fund_used = np.bincount(model.fund[f], weights=(model.charge * x)[f], minlength=len(funds))
+    fund_left = funds["budget"].to_numpy(float) - \
+        funds["fund_id"].map(data.used_budget).fillna(0.0).to_numpy(float) - fund_used
+    _, pool_left = _pool_left(needs, pools, model, x, data)
+
+    # Eligibility anywhere (ignoring coverage): per service, does any offer accept the need?
+    svc_offers = offers.groupby("service_id")
+    eligible_any = np.zeros(n, bool)
+    idx_unmet = np.flatnonzero(unmet)
+    sub = needs.iloc[idx_unmet]
+    for service in pd.unique(sub["service_id"]):  # a loop over services, not needs
+        rows = idx_unmet[sub["service_id"].to_numpy() == service]
+        if service in svc_offers.groups:
+            of = offers.loc[svc_offers.groups[service]]
+            cat_ok = (of["cat_bits"].to_numpy()[None, :] == 0) | (
+                (of["cat_bits"].to_numpy()[None, :] & needs["cat_bits"].to_numpy()[rows][:, None])
+                != 0)
+            tier_ok = (of["tier_bits"].to_numpy()[None, :] == 0) | (
+                (of["tier_bits"].to_numpy()[None, :] & needs["tier_bit"].to_numpy()[rows][:, None])
+                != 0)
+            eligible_any[rows] = (cat_ok & tier_ok).any(axis=1)
+        if (pools["service_id"] == service).any():
+            eligible_any[rows] = True  # volunteers accept any household
+    # Per arc: does its source have room for one more unit (capacity, or a volunteer's hours)?
+    is_offer = model.offer >= 0
+    has_capacity = np.zeros(len(x), bool)
+    has_capacity[is_offer] = offer_left[model.offer[is_offer]] >= 1 - eps
+    if len(pools):
+        p = ~is_offer
+        has_capacity[p] = pool_left[model.pool[p]] >= _hours_per_unit(needs, model, data)[p] - eps
+    hh_capped = _household_capped(needs, offers, funds, model, x) | (x >= model.upper - eps)
+    budget_short = np.zeros(len(x), bool)
+    fa = model.fund >= 0
+    budget_short[fa] = fund_left[model.fund[fa]] < model.charge[fa] - eps
+    reaching = np.bincount(model.need, minlength=n) > 0
+    open_any = np.bincount(model.need, weights=has_capacity.astype(float), minlength=n)
+    open_capped = np.bincount(model.need, weights=(has_capacity & hh_capped).astype(float),
+                              minlength=n)
+    open_budget = np.bincount(model.need, weights=(has_capacity & ~hh_capped & budget_short)
+                              .astype(float), minlength=n)
+    reason[unmet & ~eligible_any] = "no_eligible_offer"
+    rest = unmet & eligible_any
+    reason[rest & ~reaching] = "out_of_coverage"
+    rest &= reaching
+    # Every open source is capped for this household → household_cap.
+    cap_all = rest & (open_any > 0) & (open_capped >= open_any - 0.5)
+    reason[cap_all] = "household_cap"
+    rest &= ~cap_all
+    budget = rest & (open_budget > 0)
+    reason[budget] = "budget_exhausted"
+    rest &= ~budget
+    reason[rest] = "capacity_exhausted"
+    return reason
+
+
+def _hours_per_unit(needs, model: _Model, data: AllocationInput) -> np.ndarray:
+    """Per arc: a volunteer's hours one unit of the need takes (visit_hours for a visit)."""
+    visit_hours = needs["service_id"].map(data.services.set_index("service_id")["visit_hours"])
+    per_need = np.where(needs["unit"].to_numpy() == "visit", visit_hours.to_numpy(float), 1.0)
+    return per_need[model.need]
+
+
+def _pool_left(needs, pools, model: _Model, x: np.ndarray, data: AllocationInput):
+    """Hours used and left per pool (left also bounded by the street's hours left)."""
+    if not len(pools):
+        return np.zeros(0), np.zeros(0)
+    p = model.pool >= 0
+    hpu = _hours_per_unit(needs, model, data)[p]
+    used = np.bincount(model.pool[p], weights=x[p] * hpu, minlength=len(pools))
+    left = pools["hours"].to_numpy(float) - used
+    # A pool also runs dry when its street's volunteers have no hours left.
+    streets, street_hours = _street_hours(data)
+    street_used = pd.Series(used).groupby(pools["street"].to_numpy()).sum()
+    street_left = pd.Series(street_hours, index=streets) - street_used.reindex(streets,
+                                                                               fill_value=0)
+    left = np.minimum(left, pools["street"].map(street_left).to_numpy(float))
+    return used, left
+
+
+def _household_capped(needs, offers, funds, model: _Model, x: np.ndarray) -> np.ndarray:
+    """Per arc: is it stopped by a per-household cap (the offer's or its fund's)?"""
+    eps = 1e-6
+    capped = np.zeros(len(x), bool)
+    o = model.offer >= 0
+    hh = needs["household_id"].to_numpy()[model.need]
+    cap = offers["base_cap_household"].to_numpy()[np.maximum(model.offer, 0)]
+    has = o & ~np.isnan(cap)
+    if has.any():
+        key = pd.Series(hh[has]) + "|" + pd.Series(model.offer[has]).astype(str)
+        got = pd.Series(x[has]).groupby(key.to_numpy()).transform("sum").to_numpy()
+        capped[np.flatnonzero(has)] = got >= cap[has] - eps
+    f = model.fund >= 0
+    fcap = funds["max_per_household"].to_numpy(float)[np.maximum(model.fund, 0)]
+    hasf = f & ~np.isnan(fcap)
+    if hasf.any():
+        key = pd.Series(hh[hasf]) + "|" + pd.Series(model.fund[hasf]).astype(str)
+        spent = pd.Series((x * model.charge)[hasf]).groupby(key.to_numpy()).transform("sum")
+        capped[np.flatnonzero(hasf)] |= spent.to_numpy() > fcap[hasf] - model.charge[hasf] + eps
+    return capped
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def allocate(data: AllocationInput, params: AllocationParams | None = None) -> AllocationResult:
+    """Solve the weekly allocation exactly (lexicographic MIP, HiGHS) and explain what is unmet.
+
+    Raises
+    ------
+    PinError
+        When a pin names a source that may not serve its need, or more units than allowed.
+    """
+    params = params or AllocationParams()
+    t0 = time.perf_counter()
+    needs = prepare_needs(data)
+    offers = _offer_table(data)
+    funds = data.funds.reset_index(drop=True)
+    pools = _pools(data)
+    model, extra = build_arcs(data, needs, offers, pools)
+    _apply_pins(data, needs, offers, pools, model, extra["street"])
+    rows = _rows(needs, offers, funds, pools, model, data)
+    levels = _levels(needs, model)
+    prep = time.perf_counter() - t0
+    result: LexResult = solve_lexicographic(
+        model.lower, model.upper, np.ones(len(model.need), bool), rows, levels,
+        time_limit=params.time_limit, threads=params.threads, seed=params.seed,
+        dual_levels=TIER_LEVELS)
+    x = np.round(result.x)  # integral up to HiGHS' tolerance; base units are whole
+    return _outputs(data, needs, offers, funds, pools, model, rows, x, result,
+                    prep + result.build_seconds)
+
+
+def _outputs(data, needs, offers, funds, pools, model: _Model, rows: Rows, x: np.ndarray,
+             result: LexResult, build_seconds: float) -> AllocationResult:
+    scale = needs["scale"].to_numpy()
+    served = np.bincount(model.need, weights=x, minlength=len(needs))
+    used = x > 0
+    arc_scale = scale[model.need]
+    source = np.where(model.offer >= 0,
+                      offers["offer_id"].to_numpy()[np.maximum(model.offer, 0)],
+                      pools["pool_id"].to_numpy()[np.maximum(model.pool, 0)]
+                      if len(pools) else "")
+    fund_id = np.where(model.fund >= 0, funds["fund_id"].to_numpy()[np.maximum(model.fund, 0)]
+                       if len(funds) else "", "")
+    allocations = pd.DataFrame({
+        "need_id": needs["need_id"].to_numpy()[model.need],
+        "source_id": source,
+        "source_kind": np.where(model.offer >= 0, "offer", "volunteer_pool"),
+        "units": x / arc_scale,
+        "cost": np.round(x * model.charge, 2),
+        "fund_id": fund_id,
+        "km": np.round(x * model.km, 3),
+    })[used].sort_values(["need_id", "source_id"], kind="stable").reset_index(drop=True)
+
+    reason = _reasons(needs, offers, funds, pools, model, x, data, served)
+    left = needs["base_quantity"].to_numpy() - served
+    unmet = pd.DataFrame({"need_id": needs["need_id"], "units": left / scale,
+                          "reason": reason})[left > 0.5].reset_index(drop=True)
+    money = np.bincount(model.need, weights=x * model.charge, minlength=len(needs))
+    need_served = pd.DataFrame({
+        "need_id": needs["need_id"], "household_id": needs["household_id"],
+        "station_id": needs["station_id"], "service_id": needs["service_id"],
+        "tier": needs["tier"], "urgency": needs["urgency"], "quantity": needs["quantity"],
+        "served": served / scale, "fraction": served / needs["base_quantity"].to_numpy(),
+        "money": np.round(money, 2), "reason": reason,
+    })
+
+    duals = result.duals
+    offer_used = np.bincount(model.offer[model.offer >= 0], weights=x[model.offer >= 0],
+                             minlength=len(offers))
+    o_rows = rows.family("offer")
+    offer_use = pd.DataFrame({
+        "offer_id": offers["offer_id"], "service_id": offers["service_id"],
+        "capacity": offers["base_capacity"] / offers["scale"],
+        "used": offer_used / offers["scale"],
+        "left": (offers["base_capacity"] - offer_used) / offers["scale"],
+        "marginal_value": _first_dual(duals, o_rows) * offers["scale"].to_numpy(),
+        "marginal_level": _first_dual_level(duals, o_rows),
+    })
+    f = model.fund >= 0
+    fund_used = np.bincount(model.fund[f], weights=(x * model.charge)[f], minlength=len(funds))
+    f_rows = rows.family("fund")
+    budget = funds["budget"].to_numpy(float) - \
+        funds["fund_id"].map(data.used_budget).fillna(0.0).to_numpy(float)
+    fund_use = pd.DataFrame({
+        "fund_id": funds["fund_id"], "budget": budget, "used": np.round(fund_used, 2),
+        "left": np.round(budget - fund_used, 2),
+        "marginal_value": _first_dual(duals, f_rows),
+        "marginal_level": _first_dual_level(duals, f_rows),
+    })
+    if len(pools):
+        used_h, left_h = _pool_left(needs, pools, model, x, data)
+        p_rows = rows.family("pool")
+        pool_use = pd.DataFrame({
+            "pool_id": pools["pool_id"], "street": pools["street"],
+            "service_id": pools["service_id"], "hours": pools["hours"], "used": used_h,
+            "left": np.maximum(left_h, 0.0), "volunteers": pools["members"].str.count(";") + 1,
+            "marginal_value": _first_dual(duals, p_rows),
+            "marginal_level": _first_dual_level(duals, p_rows),
+        })
+    else:
+        pool_use = pd.DataFrame(columns=["pool_id", "street", "service_id", "hours", "used",
+                                         "left", "volunteers", "marginal_value",
+                                         "marginal_level"])
+    return AllocationResult(
+        allocations=allocations, unmet=unmet, need_served=need_served, offer_use=offer_use,
+        fund_use=fund_use, pool_use=pool_use, levels=result.levels, status=result.status,
+        build_seconds=build_seconds, solve_seconds=result.solve_seconds,
+        sizes={"needs": len(needs), "offers": len(offers), "funds": len(funds),
+               "pools": len(pools), "arcs": len(model.need), "rows": rows.count},
+    )
+
+
+def _first_dual(duals: dict, rows: slice) -> np.ndarray:
+    """Marginal value of one more unit of a row: its dual at the first colour level where it
+    is non-zero (the level the resource matters most to), in that level's units."""
+    out = np.zeros(rows.stop - rows.start)
+    done = np.zeros_like(out, dtype=bool)
+    for level in TIER_LEVELS:
+        if level not in duals:
+            continue
+        d = np.abs(duals[level][rows])
+        new = ~done & (d > 1e-9)
+        out[new] = d[new]
+        done |= new
+    return out
+
+
+def _first_dual_level(duals: dict, rows: slice) -> np.ndarray:
+    out = np.full(rows.stop - rows.start, "", dtype=object)
+    for level in TIER_LEVELS:
+        if level not in duals:
+            continue
+        new = (out == "") & (np.abs(duals[level][rows]) > 1e-9)
+        out[new] = level
+    return out

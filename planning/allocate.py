@@ -1,0 +1,201 @@
+"""A weekly allocation run: Scenario → optimizer → output tables with provenance.
+
+Outputs (DESIGN §3, §5): ``allocations``, ``unmet``, ``plans`` (救助套餐, one row per
+household), ``utilisation`` (offers, funds, volunteer pools), ``summary`` (centre × colour) and
+``run`` (the provenance written as run.json).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import pandas as pd
+
+from contract import vocab
+from optimizer.allocation import (
+    LEVELS,
+    AllocationInput,
+    AllocationParams,
+    AllocationResult,
+    allocate,
+)
+from planning.io import excel_safe, write_tables
+from planning.scenario import Scenario
+
+OUTPUT_TABLES = ("allocations", "unmet", "plans", "utilisation", "summary")
+
+
+@dataclass
+class Run:
+    """One allocation run: its output tables and its provenance (``info``, run.json)."""
+
+    tables: dict[str, pd.DataFrame]
+    info: dict
+    result: AllocationResult = field(repr=False)
+
+    def __getattr__(self, name: str) -> pd.DataFrame:
+        tables = self.__dict__.get("tables")
+        if tables is not None and name in tables:
+            return tables[name]
+        raise AttributeError(name)
+
+    def write(self, out: str | Path, fmt: str = "csv") -> Path:
+        """Write every output table (safe to open in Excel) and run.json to ``out``."""
+        out = Path(out)
+        target = out / "outputs.xlsx" if fmt == "xlsx" else out
+        write_tables({k: excel_safe(v) for k, v in self.tables.items()}, target, fmt)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run.json").write_text(json.dumps(self.info, ensure_ascii=False, indent=2,
+                                                 sort_keys=True) + "\n", encoding="utf-8")
+        return out
+
+
+def allocation_input(scenario: Scenario, week: str | None = None,
+                     centre: str | None = None) -> AllocationInput:
+    """The optimizer's view of a scenario: needs joined with their household's colour,
+    categories and location; optionally one week and one centre's subtree."""
+    hh = scenario.households.set_index("household_id")
+    stations = scenario.centres.set_index("centre_id")
+    needs = scenario.needs
+    if week:
+        needs = needs[needs["week"] == week]
+    station = needs["household_id"].map(hh["station_id"])
+    lat = needs["household_id"].map(hh["lat"]).fillna(station.map(stations["lat"]))
+    lon = needs["household_id"].map(hh["lon"]).fillna(station.map(stations["lon"]))
+    needs = needs.assign(station_id=station, categories=needs["household_id"].map(hh["categories"]),
+                         tier=needs["household_id"].map(hh["tier"]), lat=lat, lon=lon)
+    if centre:
+        inside = scenario.hierarchy.subtree(centre)
+        needs = needs[needs["station_id"].isin(inside)]
+    return AllocationInput(
+        needs=needs.reset_index(drop=True), services=scenario.services,
+        offers=scenario.offers, providers=scenario.providers, funds=scenario.funds,
+        volunteers=scenario.volunteers, history=scenario.history, pins=scenario.pins,
+        hierarchy=scenario.hierarchy)
+
+
+def _solver_versions() -> dict[str, str]:
+    return {"highs": version("highspy"), "python": platform.python_version(),
+            "wulian": version("wulian")}
+
+
+def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str | None = None,
+                   params: AllocationParams | None = None) -> Run:
+    """Allocate the scenario's needs (of ``week``, within ``centre``'s subtree) and explain."""
+    params = params or AllocationParams()
+    start = time.perf_counter()
+    data = allocation_input(scenario, week, centre)
+    result = allocate(data, params)
+    tables = {
+        "allocations": _allocations(scenario, result),
+        "unmet": result.unmet,
+        "plans": _plans(scenario, result),
+        "utilisation": _utilisation(result),
+        "summary": _summary(scenario, result),
+    }
+    levels = {lv.name: {"sense": lv.sense, "value": lv.value, "bound": lv.bound,
+                        "gap": lv.gap, "status": str(lv.status), "seconds": round(lv.seconds, 3)}
+              for lv in result.levels}
+    info = {
+        "status": str(result.status),
+        "levels": levels,
+        "level_order": list(LEVELS),
+        "input_digest": scenario.digest,
+        "policy": {"name": scenario.policy.name, "version": scenario.policy.version,
+                   "digest": scenario.policy.digest()},
+        "solver": {"name": "HiGHS (lexicographic MIP)", "versions": _solver_versions()},
+        "parameters": {**asdict(params), "week": week, "centre": centre},
+        "sizes": result.sizes,
+        "seconds": {"build": round(result.build_seconds, 3),
+                    "solve": round(result.solve_seconds, 3),
+                    "wall": round(time.perf_counter() - start, 3)},
+    }
+    return Run(tables=tables, info=info, result=result)
+
+
+def _allocations(scenario: Scenario, result: AllocationResult) -> pd.DataFrame:
+    a = result.allocations
+    offers = scenario.offers.set_index("offer_id")
+    providers = scenario.providers.set_index("provider_id")
+    provider = a["source_id"].map(offers["provider_id"])
+    linkage = provider.map(providers["linkage"]).where(a["source_kind"] == "offer", "volunteer")
+    return a.assign(provider_id=provider.fillna(""), linkage=linkage)
+
+
+def _plans(scenario: Scenario, result: AllocationResult) -> pd.DataFrame:
+    """One row per household: its assistance package (救助套餐) in words and numbers."""
+    served = result.need_served
+    alloc = _allocations(scenario, result)
+    names = scenario.services.set_index("service_id")["name_zh"]
+    alloc = alloc.merge(served[["need_id", "household_id", "service_id"]], on="need_id")
+    linkage_zh = alloc["linkage"].map({k: zh for k, (zh, _) in vocab.LINKAGES.items()})
+    alloc = alloc.assign(item=alloc["service_id"].map(names) + "←" + linkage_zh + " "
+                         + alloc["source_id"] + " ×" + alloc["units"].map(lambda u: f"{u:g}"))
+    package = alloc.groupby("household_id")["item"].agg(lambda s: "; ".join(sorted(s)))
+    unmet = served[served["reason"] != ""]
+    unmet_text = (unmet["service_id"].map(names) + "(" + unmet["reason"] + ")") \
+        .groupby(unmet["household_id"]).agg(lambda s: "; ".join(sorted(s)))
+    grouped = served.groupby("household_id", sort=True)
+    plans = pd.DataFrame({
+        "needs": grouped.size(),
+        "fully_served": grouped["fraction"].apply(lambda f: int((f >= 1 - 1e-9).sum())),
+        "fill_rate": grouped["fraction"].mean(),
+        "money": grouped["money"].sum().round(2),
+    })
+    hh = scenario.households.set_index("household_id")
+    plans.insert(0, "tier", hh["tier"].reindex(plans.index))
+    plans.insert(0, "station_id", hh["station_id"].reindex(plans.index))
+    plans["package"] = package.reindex(plans.index).fillna("")
+    plans["unmet"] = unmet_text.reindex(plans.index).fillna("")
+    return plans.reset_index()
+
+
+def _utilisation(result: AllocationResult) -> pd.DataFrame:
+    """Per offer, fund and volunteer pool: capacity, used, left and marginal value."""
+    o = result.offer_use.rename(columns={"offer_id": "resource_id", "capacity": "available"})
+    f = result.fund_use.rename(columns={"fund_id": "resource_id", "budget": "available"})
+    p = result.pool_use.rename(columns={"pool_id": "resource_id", "hours": "available"})
+    frames = [o.assign(kind="offer", unit=""), f.assign(kind="fund", unit="yuan"),
+              p.assign(kind="volunteer_pool", unit="hour")]
+    cols = ["kind", "resource_id", "unit", "available", "used", "left", "marginal_value",
+            "marginal_level"]
+    return pd.concat([fr[cols] for fr in frames], ignore_index=True)
+
+
+def _summary(scenario: Scenario, result: AllocationResult) -> pd.DataFrame:
+    """Per street centre × colour: needs, units needed and served, fill rate, money."""
+    served = result.need_served
+    street = scenario.hierarchy.ancestor(served["station_id"].to_numpy(), "street")
+    district = scenario.hierarchy.ancestor(served["station_id"].to_numpy(), "district")
+    frame = served.assign(street_id=street, district_id=district)
+    summary = frame.groupby(["district_id", "street_id", "tier"], sort=True).agg(
+        needs=("need_id", "size"), fully_served=("fraction", lambda f: int((f >= 1 - 1e-9).sum())),
+        fill_rate=("fraction", "mean"), money=("money", "sum")).reset_index()
+    order = {t: i for i, t in enumerate(vocab.TIER_ORDER)}
+    summary["money"] = summary["money"].round(2)
+    return summary.sort_values(["district_id", "street_id", "tier"],
+                               key=lambda s: s.map(order) if s.name == "tier" else s,
+                               kind="stable").reset_index(drop=True)
+
+
+def fill_rate_by_tier(run: Run) -> pd.Series:
+    """Mean served fraction of the needs of each colour (unit-free: every need counts once)."""
+    served = run.result.need_served
+    return served.groupby("tier")["fraction"].mean().reindex(list(vocab.TIER_ORDER))
+
+
+def money_by_fund(run: Run) -> pd.DataFrame:
+    return run.result.fund_use.sort_values("used", ascending=False).reset_index(drop=True)
+
+
+def unmet_by_reason(run: Run) -> pd.Series:
+    return run.unmet.groupby("reason")["units"].size().sort_values(ascending=False)
+
+
+__all__ = ["Run", "allocation_input", "run_allocation", "fill_rate_by_tier", "money_by_fund",
+           "unmet_by_reason", "OUTPUT_TABLES"]
