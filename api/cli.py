@@ -14,7 +14,7 @@ from rich.table import Table
 from contract import vocab
 from contract.problems import Problem, ValidationError, report_frame
 from planning import describe
-from planning.fmt import count, yuan
+from planning.fmt import count, pct, yuan
 from planning.io import FORMATS, excel_safe, read_raw, write_tables
 from planning.scenario import Scenario, check_raw, load_scenario
 
@@ -86,7 +86,118 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print_problems(err.problems)
             return 1
     show_scenario(scenario)
+    return _allocate_and_show(scenario, Path(args.out), "csv", None, None)
+
+
+def _allocate_and_show(scenario: Scenario, out: Path, fmt: str, week: str | None,
+                       centre: str | None) -> int:
+    from planning.allocate import run_allocation
+
+    with console.status("分配中 / allocating (exact, colour by colour) …"):
+        run = run_allocation(scenario, week=week, centre=centre)
+    with console.status("写出结果 / writing the output tables …"):
+        run.write(out, fmt)
+    show_run(scenario, run)
+    console.print(f"结果表已写入 / output tables written to: [bold]{out}[/] "
+                  f"({', '.join(run.tables)}, run.json)")
     return 0
+
+
+def show_run(scenario: Scenario, run) -> None:
+    """Fill rate by colour, money by fund, unmet reasons and a few households' plans."""
+    from planning.allocate import fill_rate_by_tier, money_by_fund, unmet_by_reason
+
+    info = run.info
+    console.rule(f"分配结果 / allocation · {info['status']} · "
+                 f"{info['seconds']['wall']:.1f} s")
+    rates = fill_rate_by_tier(run)
+    levels = info["levels"]
+    frame = pd.DataFrame({
+        "颜色 colour": [f"{vocab.TIERS[t][0]} {t}" for t in rates.index],
+        "满足率 fill rate": rates.to_numpy(),
+        "目标值 value": [levels[t]["value"] for t in rates.index],
+        "上界 bound": [levels[t]["bound"] for t in rates.index],
+    })
+    console.print(_frame_table(frame, "各颜色满足率 / fill rate by colour "
+                                      "(value = Σ urgency × served ÷ needed; bound proven)",
+                               {"满足率 fill rate": pct, "目标值 value": lambda v: f"{v:,.2f}",
+                                "上界 bound": lambda v: f"{v:,.2f}"}, index=False))
+    funds = money_by_fund(run)
+    funds = pd.DataFrame({"基金 fund": funds["fund_id"], "预算 budget": funds["budget"],
+                          "已用 used": funds["used"], "剩余 left": funds["left"],
+                          "每万元边际值 value of ¥10,000": funds["marginal_value"] * 10_000})
+    console.print(_frame_table(funds, "基金使用 / money by fund",
+                               {"预算 budget": yuan, "已用 used": yuan, "剩余 left": yuan,
+                                "每万元边际值 value of ¥10,000": lambda v: f"{v:,.2f}"},
+                               index=False))
+    reasons = unmet_by_reason(run)
+    if len(reasons):
+        table = pd.DataFrame({"原因 reason": [f"{REASON_ZH.get(r, r)} {r}" for r in reasons.index],
+                              "需求数 needs": reasons.to_numpy()})
+        console.print(_frame_table(table, "未满足原因 / unmet needs by reason", index=False))
+    plans = run.plans
+    sample = plans.sort_values(["tier", "household_id"], key=lambda s: s.map(
+        {t: i for i, t in enumerate(vocab.TIER_ORDER)}) if s.name == "tier" else s).head(5)
+    sample = pd.DataFrame({"家庭 household": sample["household_id"],
+                           "颜色 colour": sample["tier"].map(lambda t: vocab.TIERS[t][0]),
+                           "救助套餐 package": sample["package"],
+                           "未满足 unmet": sample["unmet"]})
+    console.print(_frame_table(sample, "部分家庭的救助套餐 / a few households' plans",
+                               index=False))
+
+
+REASON_ZH = {
+    "no_eligible_offer": "无符合条件的供给",
+    "out_of_coverage": "不在覆盖范围",
+    "household_cap": "达到每户上限",
+    "budget_exhausted": "基金预算用尽",
+    "capacity_exhausted": "供给容量用尽",
+}
+
+
+def cmd_allocate(args: argparse.Namespace) -> int:
+    from optimizer.allocation import PinError
+
+    with console.status("读取并校验 / reading and validating …"):
+        try:
+            scenario = load_scenario(args.path, _policy(args.policy))
+        except ValidationError as err:
+            print_problems(err.problems)
+            return 1
+        if args.pins:
+            scenario = _with_pins(scenario, args.pins)
+            if scenario is None:
+                return 1
+    try:
+        return _allocate_and_show(scenario, Path(args.out), args.format, args.week, args.centre)
+    except PinError as err:
+        console.print("[bold red]锁定无法保持 / pins that cannot be kept:[/]")
+        for problem in err.problems:
+            console.print(f"  - {problem}")
+        return 1
+
+
+def _policy(path: str | None):
+    from demand.policy import Policy
+
+    return Policy.load(path) if path else None
+
+
+def _with_pins(scenario: Scenario, pins_path: str) -> Scenario | None:
+    """The scenario with its pins table replaced by the pins file (validated with the rest)."""
+    from planning.io import as_text, decode_csv
+
+    text, _ = decode_csv(Path(pins_path).read_bytes())
+    import io
+
+    pins = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    tables = dict(scenario.tables)
+    tables["pins"] = as_text(pins)
+    try:
+        return Scenario.from_tables(tables, scenario.policy, path=scenario.path)
+    except ValidationError as err:
+        print_problems(err.problems)
+        return None
 
 
 def show_scenario(scenario: Scenario) -> None:
@@ -145,7 +256,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="演示 / the main job on the bundled demo scenario")
     p.add_argument("path", nargs="?", default=str(DEMO), help="scenario (default: bundled demo)")
+    p.add_argument("--out", default="out/demo", help="where the output tables go")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("allocate", help="每周分配 / allocate services and budget for a week")
+    p.add_argument("path", help="scenario: folder of CSV or Parquet files, or one .xlsx")
+    p.add_argument("--out", required=True, help="folder for the output tables")
+    p.add_argument("--centre", help="only this centre's subtree (a coordinator's view)")
+    p.add_argument("--week", help="ISO week of the needs to allocate, e.g. 2026-W49")
+    p.add_argument("--policy", help="colour policy (TOML); default: the packaged one")
+    p.add_argument("--pins", help="pins CSV (need_id, offer_id, volunteer_id, units, slot)")
+    p.add_argument("--format", choices=FORMATS, default="csv")
+    p.set_defaults(func=cmd_allocate)
 
     p = sub.add_parser("validate", help="校验场景 / validate a scenario and report every problem")
     p.add_argument("path", help="folder of CSV or Parquet files, or one .xlsx workbook")

@@ -213,7 +213,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         if status in (Status.INFEASIBLE, Status.ERROR):
             raise RuntimeError(f"level {level.name}: HiGHS returned {model_status}")
         value = info.objective_function_value
-        bound = info.mip_dual_bound if len(int_cols) else value
+        bound = (info.mip_dual_bound if len(int_cols) else value) + 0.0  # no "-0.0"
         if status == Status.TIME_LIMIT:
             overall = Status.TIME_LIMIT
         x = np.asarray(h.getSolution().col_value, float)
