@@ -86,20 +86,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print_problems(err.problems)
             return 1
     show_scenario(scenario)
-    return _allocate_and_show(scenario, Path(args.out), "csv", None, None)
+    return _allocate_and_show(scenario, Path(args.out), "csv", None, None, args.store)
 
 
 def _allocate_and_show(scenario: Scenario, out: Path, fmt: str, week: str | None,
-                       centre: str | None) -> int:
+                       centre: str | None, store_url: str | None) -> int:
     from planning.allocate import run_allocation
+    from planning.store import RunStore
 
     with console.status("分配中 / allocating (exact, colour by colour) …"):
-        run = run_allocation(scenario, week=week, centre=centre)
+        run = run_allocation(scenario, week=week, centre=centre, store=RunStore(store_url))
     with console.status("写出结果 / writing the output tables …"):
         run.write(out, fmt)
     show_run(scenario, run)
     console.print(f"结果表已写入 / output tables written to: [bold]{out}[/] "
-                  f"({', '.join(run.tables)}, run.json)")
+                  f"({', '.join(run.tables)}, run.json); 运行记录 / recorded as run "
+                  f"{run.info['run_id']}")
     return 0
 
 
@@ -169,7 +171,8 @@ def cmd_allocate(args: argparse.Namespace) -> int:
             if scenario is None:
                 return 1
     try:
-        return _allocate_and_show(scenario, Path(args.out), args.format, args.week, args.centre)
+        return _allocate_and_show(scenario, Path(args.out), args.format, args.week, args.centre,
+                                  args.store)
     except PinError as err:
         console.print("[bold red]锁定无法保持 / pins that cannot be kept:[/]")
         for problem in err.problems:
@@ -224,6 +227,43 @@ def show_scenario(scenario: Scenario) -> None:
                                {"预算 budget": yuan}, index=False))
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    from planning.store import RunStore, diff_runs
+
+    store = RunStore(args.store)
+    if args.action == "list":
+        runs = store.list()
+        if runs.empty:
+            console.print(f"还没有运行记录 / no runs yet in {store.url}")
+            return 0
+        shown = runs.assign(input_digest=runs["input_digest"].str[:12],
+                            policy_digest=runs["policy_digest"].str[:12])
+        console.print(_frame_table(shown, f"运行记录 / runs in {store.url}", index=False))
+        return 0
+    if args.action == "show":
+        run = store.load(args.ids[0])
+        console.print_json(data=run.info)
+        for name, frame in run.tables.items():
+            console.print(f"  {name}: {count(len(frame))} rows")
+        return 0
+    if len(args.ids) == 1:
+        new = store.load(args.ids[0])
+        old = store.previous(new.run_id)
+        if old is None:
+            console.print(f"运行 {new.run_id} 之前没有可比的运行 / no earlier run to compare with")
+            return 1
+    else:
+        old, new = store.load(args.ids[0]), store.load(args.ids[1])
+    changes = diff_runs(old, new)
+    counts = changes["direction"].value_counts()
+    console.print(f"运行 {old.run_id} → {new.run_id}: "
+                  + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    shown = changes[["household_id", "tier", "direction", "fill_before", "fill_after", "why"]]
+    console.print(_frame_table(shown.head(args.limit), "变化的家庭 / households that changed",
+                               {"fill_before": pct, "fill_after": pct}, index=False))
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from planning.generate import generate_scenario
 
@@ -257,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="演示 / the main job on the bundled demo scenario")
     p.add_argument("path", nargs="?", default=str(DEMO), help="scenario (default: bundled demo)")
     p.add_argument("--out", default="out/demo", help="where the output tables go")
+    p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("allocate", help="每周分配 / allocate services and budget for a week")
@@ -267,7 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", help="colour policy (TOML); default: the packaged one")
     p.add_argument("--pins", help="pins CSV (need_id, offer_id, volunteer_id, units, slot)")
     p.add_argument("--format", choices=FORMATS, default="csv")
+    p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
     p.set_defaults(func=cmd_allocate)
+
+    p = sub.add_parser("runs", help="运行记录 / list, show and diff recorded runs")
+    p.add_argument("action", choices=["list", "show", "diff"])
+    p.add_argument("ids", nargs="*", type=int, help="run id(s): show ID; diff [OLD] NEW")
+    p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
+    p.add_argument("--limit", type=int, default=30, help="rows of the diff to show")
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("validate", help="校验场景 / validate a scenario and report every problem")
     p.add_argument("path", help="folder of CSV or Parquet files, or one .xlsx workbook")
@@ -291,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, KeyError) as err:
         console.print(f"[bold red]{err}[/]")
         return 2
 

@@ -56,6 +56,7 @@ class AllocationInput:
     # holds the rest of the network at the latest stored run): offer_id → units, fund_id → yuan.
     used_capacity: dict[str, float] = field(default_factory=dict)
     used_budget: dict[str, float] = field(default_factory=dict)
+    used_pool_hours: dict[str, float] = field(default_factory=dict)  # pool_id → hours
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,8 @@ def _pools(data: AllocationInput) -> pd.DataFrame:
         hours=("hours", "sum"), lat=("lat", "mean"), lon=("lon", "mean"),
         members=("volunteer_id", lambda s: ";".join(sorted(s)))).reset_index()
     pools.insert(0, "pool_id", "pool:" + pools["street"] + ":" + pools["service_id"])
+    used = pools["pool_id"].map(data.used_pool_hours).fillna(0.0).to_numpy(float)
+    pools["hours"] = np.maximum(pools["hours"].to_numpy(float) - used, 0.0)
     return pools
 
 
@@ -399,9 +402,14 @@ def _rows(needs, offers, funds, pools, model: _Model, data: AllocationInput) -> 
 
 
 def _street_hours(data: AllocationInput) -> tuple[np.ndarray, np.ndarray]:
+    """Hours of each street's volunteers, less what runs outside this one used."""
     vols = data.volunteers
     street = data.hierarchy.ancestor(vols["station_id"].to_numpy(), "street")
     total = pd.Series(vols["max_hours"].to_numpy(float)).groupby(street).sum()
+    if data.used_pool_hours:
+        used = pd.Series(data.used_pool_hours)
+        used_street = used.groupby(used.index.str.split(":").str[1]).sum()
+        total = (total - used_street.reindex(total.index, fill_value=0.0)).clip(lower=0.0)
     return total.index.to_numpy(), total.to_numpy()
 
 
@@ -632,13 +640,15 @@ def _outputs(data, needs, offers, funds, pools, model: _Model, rows: Rows, x: np
     })
     if len(pools):
         used_h, left_h = _pool_left(needs, pools, model, x, data)
-        p_rows = rows.family("pool")
+        # No pool row exists when no need in this run can use a pool.
+        has_rows = any(name == "pool" for name, _, _ in rows.names)
+        p_rows = rows.family("pool") if has_rows else None
         pool_use = pd.DataFrame({
             "pool_id": pools["pool_id"], "street": pools["street"],
             "service_id": pools["service_id"], "hours": pools["hours"], "used": used_h,
             "left": np.maximum(left_h, 0.0), "volunteers": pools["members"].str.count(";") + 1,
-            "marginal_value": _first_dual(duals, p_rows),
-            "marginal_level": _first_dual_level(duals, p_rows),
+            "marginal_value": _first_dual(duals, p_rows) if has_rows else 0.0,
+            "marginal_level": _first_dual_level(duals, p_rows) if has_rows else "",
         })
     else:
         pool_use = pd.DataFrame(columns=["pool_id", "street", "service_id", "hours", "used",

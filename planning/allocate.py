@@ -26,6 +26,7 @@ from optimizer.allocation import (
 )
 from planning.io import excel_safe, write_tables
 from planning.scenario import Scenario
+from planning.store import RunStore, StoredRun
 
 OUTPUT_TABLES = ("allocations", "unmet", "plans", "utilisation", "summary")
 
@@ -56,7 +57,8 @@ class Run:
 
 
 def allocation_input(scenario: Scenario, week: str | None = None,
-                     centre: str | None = None) -> AllocationInput:
+                     centre: str | None = None, held: StoredRun | None = None
+                     ) -> AllocationInput:
     """The optimizer's view of a scenario: needs joined with their household's colour,
     categories and location; optionally one week and one centre's subtree."""
     hh = scenario.households.set_index("household_id")
@@ -72,11 +74,31 @@ def allocation_input(scenario: Scenario, week: str | None = None,
     if centre:
         inside = scenario.hierarchy.subtree(centre)
         needs = needs[needs["station_id"].isin(inside)]
+    pins = scenario.pins[scenario.pins["need_id"].isin(needs["need_id"])]
+    used = _used_elsewhere(scenario, held, needs["need_id"]) if held else ({}, {}, {})
     return AllocationInput(
         needs=needs.reset_index(drop=True), services=scenario.services,
         offers=scenario.offers, providers=scenario.providers, funds=scenario.funds,
-        volunteers=scenario.volunteers, history=scenario.history, pins=scenario.pins,
-        hierarchy=scenario.hierarchy)
+        volunteers=scenario.volunteers, history=scenario.history, pins=pins,
+        hierarchy=scenario.hierarchy, used_capacity=used[0], used_budget=used[1],
+        used_pool_hours=used[2])
+
+
+def _used_elsewhere(scenario: Scenario, held: StoredRun, needs_here: pd.Series
+                    ) -> tuple[dict, dict, dict]:
+    """Capacity, budget and volunteer hours that the held run gave to needs outside this run."""
+    alloc = held.tables["allocations"]
+    outside = alloc[~alloc["need_id"].isin(needs_here)]
+    offers = outside[outside["source_kind"] == "offer"]
+    pools = outside[outside["source_kind"] == "volunteer_pool"]
+    services = scenario.services.set_index("service_id")
+    service = pools["source_id"].str.split(":").str[2]
+    hours_per_unit = service.map(services["visit_hours"]).where(
+        service.map(services["unit"]) == "visit", 1.0)
+    charged = outside[outside["fund_id"] != ""]
+    return (offers.groupby("source_id")["units"].sum().to_dict(),
+            charged.groupby("fund_id")["cost"].sum().to_dict(),
+            (pools["units"] * hours_per_unit).groupby(pools["source_id"]).sum().to_dict())
 
 
 def _solver_versions() -> dict[str, str]:
@@ -85,11 +107,19 @@ def _solver_versions() -> dict[str, str]:
 
 
 def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str | None = None,
-                   params: AllocationParams | None = None) -> Run:
-    """Allocate the scenario's needs (of ``week``, within ``centre``'s subtree) and explain."""
+                   params: AllocationParams | None = None, store: RunStore | None = None) -> Run:
+    """Allocate the scenario's needs (of ``week``, within ``centre``'s subtree) and explain.
+
+    With a ``store``, the run is recorded there (whole, or not at all), and a run for one
+    centre's subtree holds the rest of the network at the latest stored whole-network run on
+    the same input: it uses only the capacity, budget and volunteer hours left over.
+    """
     params = params or AllocationParams()
     start = time.perf_counter()
-    data = allocation_input(scenario, week, centre)
+    held = None
+    if centre and store is not None:
+        held = _latest_whole_run(store, scenario.digest)
+    data = allocation_input(scenario, week, centre, held)
     result = allocate(data, params)
     tables = {
         "allocations": _allocations(scenario, result),
@@ -110,12 +140,23 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
                    "digest": scenario.policy.digest()},
         "solver": {"name": "HiGHS (lexicographic MIP)", "versions": _solver_versions()},
         "parameters": {**asdict(params), "week": week, "centre": centre},
+        "held_run": held.run_id if held else None,
         "sizes": result.sizes,
         "seconds": {"build": round(result.build_seconds, 3),
                     "solve": round(result.solve_seconds, 3),
                     "wall": round(time.perf_counter() - start, 3)},
     }
-    return Run(tables=tables, info=info, result=result)
+    run = Run(tables=tables, info=info, result=result)
+    if store is not None:
+        run.info["run_id"] = store.save(run.info, run.tables, scenario=scenario.path)
+    return run
+
+
+def _latest_whole_run(store: RunStore, digest: str) -> StoredRun | None:
+    runs = store.list()
+    whole = runs[(runs["input_digest"] == digest) & (runs["centre"] == "")
+                 & (runs["kind"] == "allocate")]
+    return None if whole.empty else store.load(int(whole["run_id"].iloc[0]))
 
 
 def _allocations(scenario: Scenario, result: AllocationResult) -> pd.DataFrame:

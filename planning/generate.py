@@ -1,0 +1,212 @@
+"""Seeded synthetic scenarios with Chengdu's shape: the ``tiny``, ``district`` and ``city``
+presets.
+
+``generate_scenario(preset, seed)`` returns all ten tables of the data contract as DataFrames.
+One seed gives one scenario, frame for frame (so the files written from it are byte-identical);
+the centre layout is the same for every seed (see ``resources.geography``).
+
+Order of generation: centres → services → households → needs → supply calibrated on the needs
+(so supply is scarce by design) → a few past visits for continuity. Each stage draws from its
+own child of the seed, so changing one stage's draws leaves the others' streams alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from contract import schema
+from demand.generate import generate_households, generate_needs
+from resources import geography
+from resources.generate import build_services, generate_supply
+
+DEFAULT_WEEK = "2026-W49"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes of a synthetic scenario.
+
+    Attributes
+    ----------
+    name, description
+        The preset's name and what it is for.
+    districts
+        District ids to include (``None``: all 22).
+    streets, stations
+        Streets and stations per district overriding the real layout (``None``: real).
+    households
+        Number of households.
+    needs_per_household
+        Mean number of open needs per household in the week.
+    offers
+        About how many offers.
+    city_funds, district_funds
+        City-level funds, and district-level funds in total.
+    ngos
+        Social-work organisations in total.
+    volunteers
+        Number of volunteers.
+    history_share
+        Share of households with an in-person need that a volunteer visited in past weeks.
+    """
+
+    name: str
+    description: str
+    districts: tuple[str, ...] | None
+    streets: int | None
+    stations: int | None
+    households: int
+    needs_per_household: float
+    offers: int
+    city_funds: int
+    district_funds: int
+    ngos: int
+    volunteers: int
+    history_share: float = 0.15
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset("tiny", "test scenario: one district, 2 streets, 6 stations",
+                   ("D04",), 2, 6, households=40, needs_per_household=2.0, offers=15,
+                   city_funds=1, district_funds=2, ngos=1, volunteers=15, history_share=0.3),
+    "district": Preset("district", "bundled demo: 武侯区 with its city centre as root",
+                       ("D04",), None, None, households=4_000, needs_per_household=2.0,
+                       offers=300, city_funds=4, district_funds=4, ngos=5, volunteers=600),
+    "city": Preset("city", "the whole of Chengdu in one week", None, None, None,
+                   households=300_000, needs_per_household=1.67, offers=3_200, city_funds=6,
+                   district_funds=40, ngos=50, volunteers=30_000),
+}
+
+# Relative number of assessed households per station by district kind: the outer counties
+# carry more assistance households per station than the old city.
+_HOUSEHOLDS_BY_KIND = {"core": 0.8, "new_area": 0.7, "suburban": 1.0, "outer": 1.3}
+
+
+def _previous_weeks(week: str, count: int) -> list[str]:
+    """The ``count`` ISO weeks before ``week``, most recent first."""
+    year, number = week.split("-W")
+    monday = dt.date.fromisocalendar(int(year), int(number), 1)
+    out = []
+    for back in range(1, count + 1):
+        iso = (monday - dt.timedelta(weeks=back)).isocalendar()
+        out.append(f"{iso.year}-W{iso.week:02d}")
+    return out
+
+
+def _make_history(rng: np.random.Generator, households: pd.DataFrame, needs: pd.DataFrame,
+                  services: pd.DataFrame, volunteers: pd.DataFrame, centres: pd.DataFrame,
+                  share: float, week: str) -> pd.DataFrame:
+    """Past visits: some households with an in-person need were visited in the last three
+    weeks by a volunteer living in their street (the continuity the matching model keeps)."""
+    in_person = services.loc[services["delivery"] == "in_person", "service_id"]
+    candidates = np.unique(needs.loc[needs["service_id"].isin(in_person), "household_id"]
+                           .to_numpy())
+    visited = candidates[rng.random(len(candidates)) < share]
+    street_of = centres.set_index("centre_id")["parent_id"]
+    household_street = street_of.reindex(
+        households.set_index("household_id")["station_id"].reindex(visited)).to_numpy()
+
+    # Volunteers grouped by street: a household picks one uniformly among its street's.
+    volunteer_street = street_of.reindex(volunteers["station_id"]).to_numpy()
+    order = np.argsort(volunteer_street, kind="stable")
+    sorted_streets = volunteer_street[order]
+    first = np.searchsorted(sorted_streets, household_street, side="left")
+    count = np.searchsorted(sorted_streets, household_street, side="right") - first
+    has_volunteer = count > 0
+    pick = first[has_volunteer] + (rng.random(has_volunteer.sum())
+                                   * count[has_volunteer]).astype(np.int64)
+    pairs_household = visited[has_volunteer]
+    pairs_volunteer = volunteers["volunteer_id"].to_numpy()[order[pick]]
+
+    # Each pair was visited last week, and perhaps the weeks before.
+    weeks = _previous_weeks(week, 3)
+    seen = rng.random((len(pairs_household), len(weeks))) < np.array([1.0, 0.6, 0.4])
+    pair_row, week_col = np.nonzero(seen)
+    return pd.DataFrame({
+        "week": np.array(weeks)[week_col],
+        "household_id": pairs_household[pair_row],
+        "volunteer_id": pairs_volunteer[pair_row],
+    })
+
+
+def _conform(frame: pd.DataFrame, table: schema.Table) -> pd.DataFrame:
+    """``frame`` with exactly ``table``'s columns in schema order and types as the contract
+    writes them: text as str ("" when empty), numbers as float or int (NaN when empty), money
+    to the cent, booleans as bool; rows sorted by key."""
+    columns = {}
+    for col in table.columns:
+        values = frame[col.name]
+        if col.dtype in ("str", "list", "week"):
+            columns[col.name] = values.fillna("").astype(str)
+        elif col.dtype == "int":
+            columns[col.name] = values.astype(np.int64)
+        elif col.dtype == "bool":
+            columns[col.name] = values.astype(bool)
+        elif col.dtype == "money":
+            columns[col.name] = values.astype(float).round(2)
+        else:
+            columns[col.name] = values.astype(float)
+    out = pd.DataFrame(columns, index=frame.index)
+    by = [table.key] if table.key else list(table.column_names)
+    return out.sort_values(by, kind="stable", ignore_index=True)
+
+
+def generate_scenario(preset: str, seed: int = 0, *, week: str = DEFAULT_WEEK
+                      ) -> dict[str, pd.DataFrame]:
+    """A synthetic scenario with Chengdu's shape.
+
+    Parameters
+    ----------
+    preset
+        ``tiny`` (tests), ``district`` (the bundled demo) or ``city`` (all of Chengdu).
+    seed
+        Seed of every random draw; the same seed gives identical frames.
+    week
+        ISO week the needs are open.
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        All ten tables of ``contract.schema.TABLES`` in contract order, each with exactly the
+        schema's columns in order, sorted by key; ids are str, lists ';'-joined, empty text
+        "" and empty numbers NaN. ``pins`` is empty.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    sizes = PRESETS[preset]
+    demand_seed, supply_seed, history_seed = np.random.SeedSequence(seed).spawn(3)
+    demand_rng = np.random.default_rng(demand_seed)
+
+    centres = geography.build_centres(sizes.districts, streets=sizes.streets,
+                                      stations=sizes.stations)
+    services = build_services()
+
+    stations = centres[centres["level"] == "station"].reset_index(drop=True)
+    district = geography.ancestors(centres, "district").reindex(stations["centre_id"])
+    kind_weight = pd.Series(geography.district_kinds(district.to_numpy())).map(
+        _HOUSEHOLDS_BY_KIND).to_numpy()
+    station_weight = kind_weight * demand_rng.gamma(2.0, size=len(stations))
+    households = generate_households(stations, sizes.households, demand_rng,
+                                     station_weight=station_weight)
+    needs = generate_needs(households, services, demand_rng,
+                           per_household=sizes.needs_per_household, week=week)
+
+    station_of = households.set_index("household_id")["station_id"]
+    demand = (needs.assign(station_id=station_of.reindex(needs["household_id"]).to_numpy())
+              .groupby(["station_id", "service_id"], as_index=False)["quantity"].sum())
+    supply = generate_supply(centres, demand, np.random.default_rng(supply_seed),
+                             offers=sizes.offers, city_funds=sizes.city_funds,
+                             district_funds=sizes.district_funds, ngos=sizes.ngos,
+                             volunteers=sizes.volunteers)
+    history = _make_history(np.random.default_rng(history_seed), households, needs, services,
+                            supply["volunteers"], centres, sizes.history_share, week)
+    pins = pd.DataFrame({name: pd.Series(dtype=float if name == "units" else str)
+                         for name in schema.PINS.column_names})
+
+    tables = {"centres": centres, "services": services, "households": households,
+              "needs": needs, **supply, "history": history, "pins": pins}
+    return {name: _conform(tables[name], table) for name, table in schema.TABLES.items()}
