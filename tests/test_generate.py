@@ -329,3 +329,13 @@ def test_city_districts_unevenly_served(city: Tables) -> None:
     households = city["households"]["station_id"].map(district_of).value_counts()
     per_household = volunteers / households
     assert per_household.max() > 3 * per_household.min()
+
+
+def test_bundled_demo_is_the_district_preset(tmp_path):
+    """data/demo/ is byte for byte what `wulian generate --preset district --seed 0` writes."""
+    demo = Path(__file__).resolve().parent.parent / "data" / "demo"
+    write_tables(generate_scenario("district", seed=0), tmp_path, "csv")
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == sorted(p.name for p in demo.iterdir())
+    for name in written:
+        assert (tmp_path / name).read_bytes() == (demo / name).read_bytes(), name
