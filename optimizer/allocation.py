@@ -63,9 +63,12 @@ class AllocationInput:
 class AllocationParams:
     """Solver parameters; every entry point takes them."""
 
-    time_limit: float = 60.0  # seconds per level; 0 means none
+    time_limit: float = 10.0  # seconds per solver call; 0 means none
     threads: int = 1
     seed: int = 0
+    # Up to this many columns, a level that fixing may have cost something is re-solved on
+    # the exact model (branch and bound); above it, the level reports its proven LP bound.
+    exact_columns: int = 5_000
 
 
 class PinError(ValueError):
@@ -353,9 +356,12 @@ def _rows(needs, offers, funds, pools, model: _Model, data: AllocationInput) -> 
     rows = Rows()
     n_arcs = len(model.need)
     arcs = np.arange(n_arcs)
-    # Each need: Σ arcs ≤ quantity.
-    rows.add("need", model.need, arcs, np.ones(n_arcs), np.full(len(needs), -np.inf),
-             needs["base_quantity"].to_numpy(float))
+    # Each need: Σ arcs + unserved = quantity. Unserved units are a column of their own (after
+    # the arcs), so holding a colour is fixing its needs' unserved columns.
+    n_needs = len(needs)
+    q = needs["base_quantity"].to_numpy(float)
+    rows.add("need", np.concatenate([model.need, np.arange(n_needs)]),
+             np.concatenate([arcs, n_arcs + np.arange(n_needs)]), np.ones(n_arcs + n_needs), q, q)
     # Each offer: Σ arcs ≤ capacity left.
     o = model.offer >= 0
     rows.add("offer", model.offer[o], arcs[o], np.ones(o.sum()), np.full(len(offers), -np.inf),
@@ -417,10 +423,20 @@ def _levels(needs: pd.DataFrame, model: _Model) -> list[Level]:
     weight = needs["urgency"].to_numpy(float) / needs["base_quantity"].to_numpy(float)
     tier = needs["tier"].to_numpy()[model.need]
     w = weight[model.need]
-    levels = [Level(t, "max", np.where(tier == t, w, 0.0)) for t in TIER_LEVELS]
-    levels.append(Level("money", "min", model.charge))
-    levels.append(Level("travel", "min", model.km))
-    levels.append(Level("continuity", "max", model.continuity))
+    need_tier = needs["tier"].to_numpy()
+    n_arcs = len(model.need)
+    unserved = np.zeros(len(needs))  # the unserved columns carry no cost of their own
+
+    def cost(arc_cost: np.ndarray) -> np.ndarray:
+        return np.concatenate([arc_cost, unserved])
+
+    # A colour is held by fixing its needs' unserved columns (after the arcs).
+    levels = [Level(t, "max", cost(np.where(tier == t, w, 0.0)),
+                    hold_cols=n_arcs + np.flatnonzero(need_tier == t))
+              for t in TIER_LEVELS]
+    levels.append(Level("money", "min", cost(model.charge)))
+    levels.append(Level("travel", "min", cost(model.km)))
+    levels.append(Level("continuity", "max", cost(model.continuity)))
     return levels
 
 
@@ -571,11 +587,14 @@ def allocate(data: AllocationInput, params: AllocationParams | None = None) -> A
     rows = _rows(needs, offers, funds, pools, model, data)
     levels = _levels(needs, model)
     prep = time.perf_counter() - t0
+    q = needs["base_quantity"].to_numpy(float)
+    n_cols = len(model.need) + len(needs)
     result: LexResult = solve_lexicographic(
-        model.lower, model.upper, np.ones(len(model.need), bool), rows, levels,
-        time_limit=params.time_limit, threads=params.threads, seed=params.seed,
-        dual_levels=TIER_LEVELS)
-    x = np.round(result.x)  # integral up to HiGHS' tolerance; base units are whole
+        np.concatenate([model.lower, np.zeros(len(needs))]), np.concatenate([model.upper, q]),
+        np.ones(n_cols, bool), rows, levels, time_limit=params.time_limit,
+        threads=params.threads, seed=params.seed, dual_levels=TIER_LEVELS,
+        exact=n_cols <= params.exact_columns)
+    x = result.x[:len(model.need)]  # the arcs; whole base units
     return _outputs(data, needs, offers, funds, pools, model, rows, x, result,
                     prep + result.build_seconds)
 

@@ -62,11 +62,19 @@ class Rows:
 
 @dataclass(frozen=True)
 class Level:
-    """One objective: ``sense`` is ``max`` or ``min``; ``cost`` has one entry per column."""
+    """One objective: ``sense`` is ``max`` or ``min``; ``cost`` has one entry per column.
+
+    ``hold_cols``: how the level is held once solved. ``None`` adds one row holding the
+    objective at its value. An array of column indices instead fixes each of those columns at
+    the value it reached (for a colour: each need's unserved units), which keeps the level at
+    its value while leaving the MIP its easy structure; each later level then certifies, with
+    an LP relaxation holding every earlier level by value only, that nothing was lost.
+    """
 
     name: str
     sense: str
     cost: np.ndarray
+    hold_cols: np.ndarray | None = None
 
 
 @dataclass
@@ -118,14 +126,15 @@ def _new_highs(threads: int, time_limit: float, seed: int) -> highspy.Highs:
     h.setOptionValue("output_flag", False)
     h.setOptionValue("random_seed", int(seed))
     h.setOptionValue("threads", int(threads))
-    h.setOptionValue("mip_rel_gap", 1e-9)
-    h.setOptionValue("mip_abs_gap", 1e-9)
+    h.setOptionValue("mip_rel_gap", 1e-7)
+    h.setOptionValue("mip_abs_gap", 1e-7)
     if time_limit > 0:
         h.setOptionValue("time_limit", float(time_limit))
     return h
 
 
-def _csr(rows: Rows, n_cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _csr(rows: Rows, n_cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Row-wise sparse matrix: (row starts, column of each entry, value, row of each entry)."""
     r = np.concatenate(rows.row) if rows.row else np.zeros(0, np.int64)
     c = np.concatenate(rows.col) if rows.col else np.zeros(0, np.int64)
     v = np.concatenate(rows.val) if rows.val else np.zeros(0)
@@ -134,7 +143,7 @@ def _csr(rows: Rows, n_cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     order = np.lexsort((c, r))
     r, c, v = r[order], c[order], v[order]
     starts = np.searchsorted(r, np.arange(rows.count)).astype(np.int32)
-    return starts, c.astype(np.int32), v
+    return starts, c.astype(np.int32), v, r
 
 
 _STATUS = {
@@ -146,9 +155,19 @@ _STATUS = {
 
 def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarray,
                         rows: Rows, levels: Sequence[Level], *, time_limit: float = 0.0,
-                        threads: int = 1, seed: int = 0,
-                        dual_levels: Sequence[str] = ()) -> LexResult:
-    """Solve the levels in order, each holding the earlier ones at their optimum.
+                        threads: int = 1, seed: int = 0, dual_levels: Sequence[str] = (),
+                        exact: bool = True) -> LexResult:
+    """Solve the levels in order, each holding the earlier ones at the value they reached.
+
+    Each level is first solved with the earlier levels held as cheaply as the structure allows
+    (``Level.hold_cols``: columns fixed at their value). Then an LP relaxation that holds every
+    earlier level by value only bounds what the exact lexicographic model could reach; when the
+    answer is within 10⁻⁶ of that bound it is proven optimal. Otherwise the exact model (earlier
+    levels held by value rows) is searched from the answer in hand, within the time limit, and
+    the level reports the best proven bound, so the answer says how far from optimal it can be.
+
+    Values are computed from the solution rounded to whole base units, so a later level never
+    holds an earlier one at a value that only a fractional solution reaches.
 
     Parameters
     ----------
@@ -161,10 +180,12 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     levels
         The objectives, most important first.
     time_limit
-        Seconds per level (0: none). A level stopped by it reports ``time_limit`` with the
-        best bound HiGHS proved, so the answer says how far from optimal it can be.
+        Seconds for each HiGHS call (0: none).
     dual_levels
         Levels whose LP relaxation is also solved, to report row duals (marginal values).
+    exact
+        Search the exact model when fixing may have lost something. Without it, such a level
+        keeps the fixed answer and reports the LP bound (status ``feasible``, with its gap).
 
     Returns
     -------
@@ -172,60 +193,156 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     """
     start = time.perf_counter()
     n = len(lower)
+    col_lo = np.asarray(lower, float)
+    col_hi = np.asarray(upper, float)
     h = _new_highs(threads, time_limit, seed)
     inf = highspy.kHighsInf
-    h.addCols(n, np.zeros(n), np.asarray(lower, float), np.asarray(upper, float), 0,
-              np.zeros(n, np.int32), np.zeros(0, np.int32), np.zeros(0))
-    starts, index, value = _csr(rows, n)
+    h.addCols(n, np.zeros(n), col_lo, col_hi, 0, np.zeros(n, np.int32), np.zeros(0, np.int32),
+              np.zeros(0))
+    a_start, a_index, a_value, _ = _csr(rows, n)
     lo = np.concatenate(rows.lower) if rows.lower else np.zeros(0)
     hi = np.concatenate(rows.upper) if rows.upper else np.zeros(0)
     h.addRows(rows.count, np.where(np.isfinite(lo), lo, -inf), np.where(np.isfinite(hi), hi, inf),
-              len(index), starts, index, value)
-    int_cols = np.flatnonzero(integer).astype(np.int32)
+              len(a_index), a_start, a_index, a_value)
+    int_mask = np.asarray(integer, bool)
+    int_cols = np.flatnonzero(int_mask).astype(np.int32)
     build = time.perf_counter() - start
+    current: Level = levels[0]
 
-    results: list[LevelResult] = []
-    duals: dict[str, np.ndarray] = {}
-    x = np.zeros(n)
-    overall = Status.OPTIMAL
-    solve_start = time.perf_counter()
-    all_cols = np.arange(n, dtype=np.int32)
-    for level in levels:
-        t0 = time.perf_counter()
-        sense = highspy.ObjSense.kMaximize if level.sense == "max" else highspy.ObjSense.kMinimize
-        h.changeObjectiveSense(sense)
-        h.changeColsCost(n, all_cols, np.asarray(level.cost, float))
-        if level.name in dual_levels:
-            # LP relaxation first, for duals (marginal values); then the integer solve.
-            h.changeColsIntegrality(len(int_cols), int_cols,
-                                    np.full(len(int_cols), highspy.HighsVarType.kContinuous))
-            h.run()
-            duals[level.name] = np.asarray(h.getSolution().row_dual, float)
-        if len(int_cols):
-            h.changeColsIntegrality(len(int_cols), int_cols,
-                                    np.full(len(int_cols), highspy.HighsVarType.kInteger))
+    def run() -> None:
+        # HiGHS measures its time limit against the instance's total run time, so each call
+        # gets the limit on top of what earlier calls used.
+        if time_limit > 0:
+            h.setOptionValue("time_limit", h.getRunTime() + float(time_limit))
+        t = time.perf_counter()
         h.run()
+        if os.environ.get("WULIAN_TRACE"):
+            print(f"  {current.name}: {h.getModelStatus()} "
+                  f"{h.getInfo().objective_function_value} {time.perf_counter() - t:.2f}s",
+                  flush=True)
+
+    def set_integrality(kind) -> None:
+        if len(int_cols):
+            h.changeColsIntegrality(len(int_cols), int_cols, np.full(len(int_cols), kind))
+
+    def run_lp() -> tuple[float, np.ndarray]:
+        """Value and solution of the LP relaxation of the model as it stands."""
+        set_integrality(highspy.HighsVarType.kContinuous)
+        run()
+        status = h.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal:
+            raise RuntimeError(f"level {current.name}: HiGHS returned {status} (LP)")
+        return (float(h.getInfo().objective_function_value),
+                np.asarray(h.getSolution().col_value, float))
+
+    def solve(lp: tuple[float, np.ndarray] | None = None) -> tuple[str, np.ndarray, float]:
+        """(status, rounded solution, proven bound) of the model as it stands.
+
+        The LP relaxation first (unless ``lp`` already holds it): on this network-like model
+        it is often integral already, and then it is the MIP optimum with its own bound.
+        Otherwise branch and bound; its bound never beats the LP's.
+        """
+        lp_value, x = lp if lp is not None else run_lp()
+        x = x.copy()
+        if not len(int_cols) or np.all(np.abs(x[int_mask] - np.round(x[int_mask])) <= 1e-9):
+            x[int_mask] = np.round(x[int_mask])
+            return Status.OPTIMAL, x, lp_value + 0.0
+        set_integrality(highspy.HighsVarType.kInteger)
+        # No warm start: with a start given by setSolution, HiGHS 1.16 was seen to report the
+        # better objective of its search while handing back the start's columns.
+        run()
         model_status = h.getModelStatus()
         status = _STATUS.get(model_status, Status.ERROR)
         info = h.getInfo()
         if status == Status.TIME_LIMIT and info.primal_solution_status != 2:
             status = Status.ERROR  # stopped before any feasible answer: nothing to hold
         if status in (Status.INFEASIBLE, Status.ERROR):
-            raise RuntimeError(f"level {level.name}: HiGHS returned {model_status}")
-        value = info.objective_function_value
-        bound = (info.mip_dual_bound if len(int_cols) else value) + 0.0  # no "-0.0"
-        if status == Status.TIME_LIMIT:
-            overall = Status.TIME_LIMIT
+            raise RuntimeError(f"level {current.name}: HiGHS returned {model_status}")
         x = np.asarray(h.getSolution().col_value, float)
-        results.append(LevelResult(level.name, level.sense, float(value), float(bound),
-                                   status, time.perf_counter() - t0))
-        # Hold this level at what was achieved (not the bound: that may be unreachable).
+        x[int_mask] = np.round(x[int_mask])
+        bound = float(info.mip_dual_bound)
+        bound = min(bound, lp_value) if current.sense == "max" else max(bound, lp_value)
+        return status, x, bound + 0.0  # + 0.0: no "-0.0"
+
+    def hold_slack(level: Level, value: float) -> float:
+        # Loose enough for HiGHS' tolerances, tight enough that not even the smallest unit of
+        # the level (one cent of the largest need) can be traded away.
+        cost = np.abs(np.asarray(level.cost, float))
+        smallest = cost[cost > 0].min() if (cost > 0).any() else 1.0
+        return min(HOLD_RELATIVE * max(1.0, abs(value)), 0.1 * smallest) + 1e-9
+
+    def add_value_row(level: Level, value: float) -> None:
         cost = np.asarray(level.cost, float)
         nz = np.flatnonzero(cost).astype(np.int32)
-        slack = HOLD_RELATIVE * max(1.0, abs(value)) + 1e-9
-        if level.sense == "max":
-            h.addRow(value - slack, inf, len(nz), nz, cost[nz])
+        slack = hold_slack(level, value)
+        lo_, hi_ = (value - slack, inf) if level.sense == "max" else (-inf, value + slack)
+        h.addRow(lo_, hi_, len(nz), nz, cost[nz])
+
+    def close_enough(value: float, bound: float) -> bool:
+        return abs(bound - value) <= 1e-6 * max(1.0, abs(value))
+
+    def better(level: Level, a: float, b: float) -> bool:
+        return a > b if level.sense == "max" else a < b
+
+    results: list[LevelResult] = []
+    duals: dict[str, np.ndarray] = {}
+    x: np.ndarray | None = None
+    overall = Status.OPTIMAL
+    solve_start = time.perf_counter()
+    all_cols = np.arange(n, dtype=np.int32)
+    held: list[tuple[Level, float]] = []  # earlier levels and the values they reached
+    fixed = np.zeros(0, dtype=np.int32)  # columns fixed at their value (bounds: col_lo/hi)
+
+    for level in levels:
+        current = level
+        t0 = time.perf_counter()
+        cost = np.asarray(level.cost, float)
+        sense = highspy.ObjSense.kMaximize if level.sense == "max" else highspy.ObjSense.kMinimize
+        h.changeObjectiveSense(sense)
+        h.changeColsCost(n, all_cols, cost)
+        if level.name in dual_levels:
+            run_lp()
+            duals[level.name] = np.asarray(h.getSolution().row_dual, float)[:rows.count]
+        status, x, bound = solve()
+        value = float(cost @ x)
+        if len(fixed):
+            # Certify: release the fixed columns, hold earlier levels by value only, bound by
+            # the LP relaxation.
+            h.changeColsBounds(len(fixed), fixed, col_lo[fixed], col_hi[fixed])
+            first_value_row = h.getNumRow()
+            for earlier, earlier_value in held:
+                if earlier.hold_cols is not None:
+                    add_value_row(earlier, earlier_value)
+            lp = run_lp()
+            bound = lp[0]
+            if close_enough(value, bound):
+                status = Status.OPTIMAL
+            elif not exact:
+                status = Status.FEASIBLE  # the bound says how far from optimal it can be
+            else:
+                # Fixing may have lost something, or the relaxation is loose: search the exact
+                # model from the answer in hand, within the time limit.
+                status, x2, mip_bound = solve(lp)
+                value2 = float(cost @ x2)
+                if better(level, value2, value):
+                    x, value = x2, value2
+                bound = min(bound, mip_bound) if level.sense == "max" else max(bound, mip_bound)
+                status = Status.OPTIMAL if close_enough(value, bound) else (
+                    Status.TIME_LIMIT if status == Status.TIME_LIMIT else Status.FEASIBLE)
+            extra = np.arange(first_value_row, h.getNumRow(), dtype=np.int32)
+            h.deleteRows(len(extra), extra)
+            h.changeColsBounds(len(fixed), fixed, x[fixed], x[fixed])
+        if status != Status.OPTIMAL and overall != Status.TIME_LIMIT:
+            overall = Status.TIME_LIMIT if status == Status.TIME_LIMIT else Status.FEASIBLE
+        results.append(LevelResult(level.name, level.sense, value, bound, status,
+                                   time.perf_counter() - t0))
+        held.append((level, value))
+        if level.hold_cols is None:
+            add_value_row(level, value)
         else:
-            h.addRow(-inf, value + slack, len(nz), nz, cost[nz])
-    return LexResult(x=x, levels=results, duals=duals, status=overall, build_seconds=build,
+            hold = np.asarray(level.hold_cols, dtype=np.int32)
+            fixed = np.concatenate([fixed, hold])
+            h.changeColsBounds(len(hold), hold, x[hold], x[hold])
+    return LexResult(x=x if x is not None else np.zeros(n), levels=results, duals=duals,
+                     status=overall, build_seconds=build,
                      solve_seconds=time.perf_counter() - solve_start)
