@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-console = Console(highlight=False)
+console = Console(highlight=False, width=max(Console().width, 120))
 
 
 def run(task: str, *args: str) -> dict:

@@ -56,7 +56,7 @@ def score(path: str) -> dict:
     seconds = time.perf_counter() - start
     tiers = scenario.households["tier"].value_counts(normalize=True).round(3).to_dict()
     return {"seconds": seconds, "households": len(scenario.households), "tiers": tiers,
-            "M0": float(getattr(result, "M0", float("nan")))}
+            "M0": float(result.overall.M0)}
 
 
 TASKS = {"generate": generate, "load": load, "read_only": read_only, "score": score}

@@ -1,0 +1,140 @@
+"""One rule at a time, on the hand-made clean scenario, with answers worked out by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from optimizer.allocation import PinError
+from planning.allocate import run_allocation
+from planning.scenario import Scenario, load_scenario
+from planning.store import RunStore
+
+CLEAN = Path(__file__).parent / "data" / "clean"
+
+
+def _scenario(**changes) -> Scenario:
+    """The clean scenario with some tables replaced (each change: table → function of it)."""
+    base = load_scenario(CLEAN)
+    tables = {name: frame.copy() for name, frame in base.tables.items()}
+    for name, change in changes.items():
+        tables[name] = change(tables[name])
+    return Scenario.from_tables(tables)
+
+
+def _served(run, need_id: str) -> float:
+    a = run.allocations
+    return float(a.loc[a["need_id"] == need_id, "units"].sum())
+
+
+def _reason(run, need_id: str) -> str:
+    u = run.unmet
+    return u.loc[u["need_id"] == need_id, "reason"].item()
+
+
+def test_clean_scenario_answer_worked_by_hand():
+    """H001 (red) gets the offer's per-household cap of ¥600, H004 (orange) the ¥300 left of
+    F01's ¥900; N003 takes both free food parcels it needs; the green household's parcel is
+    paid by F02 for ¥25, because the free parcels are for red, orange and yellow only."""
+    run = run_allocation(load_scenario(CLEAN))
+    assert _served(run, "N002") == 600 and _reason(run, "N002") == "household_cap"
+    assert _served(run, "N005") == 300 and _reason(run, "N005") == "budget_exhausted"
+    assert _served(run, "N003") == 2
+    a = run.allocations.set_index("need_id")
+    assert a.loc["N004", "source_id"] == "O03" and a.loc["N004", "cost"] == 25
+    assert _served(run, "N001") == 2  # two companionship visits from the street's volunteers
+    assert run.info["status"] == "optimal"
+
+
+def test_red_is_served_before_orange():
+    """With only ¥600 in F01, all of it goes to the red household, none to the orange one."""
+    run = run_allocation(_scenario(funds=lambda f: f.assign(
+        budget=f["budget"].where(f["fund_id"] != "F01", 600.0))))
+    assert _served(run, "N002") == 600
+    assert _served(run, "N005") == 0 and _reason(run, "N005") == "budget_exhausted"
+
+
+def test_out_of_coverage():
+    """An offer covering only another station cannot serve the household: out_of_coverage."""
+    run = run_allocation(_scenario(offers=lambda o: o.assign(
+        coverage_centre_id=o["coverage_centre_id"].where(o["offer_id"] != "O01", "D01S01T02"))))
+    assert _served(run, "N002") == 0 and _reason(run, "N002") == "out_of_coverage"
+
+
+def test_no_eligible_offer():
+    """When the only cash offer is for tekun households, a dibao household has none."""
+    run = run_allocation(_scenario(offers=lambda o: o.assign(eligible_categories=o[
+        "eligible_categories"].where(o["offer_id"] != "O01", "tekun"))))
+    assert _reason(run, "N005") == "no_eligible_offer"
+
+
+def test_capacity_exhausted():
+    """One free parcel for two orange/red households: the rest is capacity_exhausted."""
+    run = run_allocation(_scenario(offers=lambda o: o.assign(
+        capacity=o["capacity"].where(o["offer_id"] != "O02", 1.0))))
+    assert _served(run, "N003") == 1
+    assert _reason(run, "N003") == "capacity_exhausted"
+
+
+def test_earmark_keeps_a_fund_to_its_services():
+    """F02 earmarked away from food parcels cannot pay for O03: the green parcel is unmet."""
+    run = run_allocation(_scenario(funds=lambda f: f.assign(earmarked_services=f[
+        "earmarked_services"].where(f["fund_id"] != "F02", "companionship"))))
+    assert _served(run, "N004") == 0
+    assert _reason(run, "N004") == "out_of_coverage"
+
+
+def test_pins_are_kept():
+    """A coordinator's pin of the orange household's full ¥350.50 is kept, even though the
+    red household then gets only the ¥549.50 left of F01's ¥900."""
+    run = run_allocation(_scenario(pins=lambda p: pd.DataFrame({
+        "need_id": ["N005"], "offer_id": ["O01"], "volunteer_id": [""], "units": [350.5],
+        "slot": [""]})))
+    assert _served(run, "N005") == 350.5
+    assert _served(run, "N002") == 549.5
+
+
+def test_a_pin_that_cannot_be_kept_is_refused():
+    """A pin to an offer of another service is refused with its reason, before solving."""
+    scenario = _scenario(pins=lambda p: pd.DataFrame({
+        "need_id": ["N001"], "offer_id": ["O02"], "volunteer_id": [""], "units": [1.0],
+        "slot": [""]}))
+    with pytest.raises(PinError, match="N001"):
+        run_allocation(scenario)
+
+
+def test_same_input_gives_byte_identical_outputs(tmp_path):
+    """Two runs of the same scenario write byte-identical output tables."""
+    scenario = load_scenario(CLEAN)
+    for name in ("a", "b"):
+        run_allocation(scenario).write(tmp_path / name)
+    for file in sorted((tmp_path / "a").glob("*.csv")):
+        assert file.read_bytes() == (tmp_path / "b" / file.name).read_bytes(), file.name
+
+
+def test_subtree_run_uses_only_what_the_rest_left(tmp_path):
+    """A station's re-run holds the rest of the network at the stored whole run: F01's ¥600
+    spent on the other station's red household stays spent, so ¥300 is all there is."""
+    store = RunStore(f"sqlite:///{tmp_path / 'runs.sqlite'}")
+    scenario = load_scenario(CLEAN)
+    whole = run_allocation(scenario, store=store)
+    part = run_allocation(scenario, centre="D01S01T02", store=store)
+    assert part.info["held_run"] == whole.info["run_id"]
+    assert set(part.result.need_served["need_id"]) == {"N004", "N005"}
+    assert _served(part, "N005") == 300
+    funds = part.result.fund_use.set_index("fund_id")
+    assert funds.loc["F01", "budget"] == 300
+
+
+def test_a_failed_save_leaves_the_store_as_it_was(tmp_path):
+    """A run whose tables cannot be written is not recorded, and earlier runs are intact."""
+    store = RunStore(f"sqlite:///{tmp_path / 'runs.sqlite'}")
+    run = run_allocation(load_scenario(CLEAN), store=store)
+    bad = dict(run.tables, broken=pd.DataFrame({"x": [object()]}))
+    with pytest.raises(Exception):  # noqa: B017 - any failure to serialise will do
+        store.save(run.info, bad)
+    assert list(store.list()["run_id"]) == [run.info["run_id"]]
+    again = store.load(run.info["run_id"])
+    pd.testing.assert_frame_equal(again.tables["allocations"], run.allocations)
