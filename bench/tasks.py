@@ -59,7 +59,42 @@ def score(path: str) -> dict:
             "M0": float(result.overall.M0)}
 
 
-TASKS = {"generate": generate, "load": load, "read_only": read_only, "score": score}
+def allocate(path: str) -> dict:
+    """wulian's weekly allocation, from files to written outputs."""
+    import tempfile
+
+    from planning.allocate import run_allocation
+    from planning.scenario import load_scenario
+
+    start = time.perf_counter()
+    scenario = load_scenario(path)
+    loaded = time.perf_counter() - start
+    run = run_allocation(scenario)
+    with tempfile.TemporaryDirectory() as out:
+        run.write(out)
+    info = run.info
+    return {"seconds": time.perf_counter() - start, "load_seconds": loaded,
+            "build_seconds": info["seconds"]["build"], "solve_seconds": info["seconds"]["solve"],
+            "status": info["status"], "sizes": info["sizes"],
+            "levels": {k: [v["value"], v["bound"], v["status"]]
+                       for k, v in info["levels"].items()}}
+
+
+def reference(path: str) -> dict:
+    """The independent formulation of the tests (PuLP + CBC, one exact lexicographic MIP)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from reference_model import reference_levels
+
+    from planning.scenario import load_scenario
+
+    scenario = load_scenario(path)
+    start = time.perf_counter()
+    levels = reference_levels(scenario)
+    return {"seconds": time.perf_counter() - start, "levels": levels}
+
+
+TASKS = {"generate": generate, "load": load, "read_only": read_only, "score": score,
+         "allocate": allocate, "reference": reference}
 
 if __name__ == "__main__":
     name, *args = sys.argv[1:]

@@ -175,8 +175,15 @@ def _plans(scenario: Scenario, result: AllocationResult) -> pd.DataFrame:
     names = scenario.services.set_index("service_id")["name_zh"]
     alloc = alloc.merge(served[["need_id", "household_id", "service_id"]], on="need_id")
     linkage_zh = alloc["linkage"].map({k: zh for k, (zh, _) in vocab.LINKAGES.items()})
-    alloc = alloc.assign(item=alloc["service_id"].map(names) + "←" + linkage_zh + " "
-                         + alloc["source_id"] + " ×" + alloc["units"].map(lambda u: f"{u:g}"))
+    # Who serves, in words: the provider's name, or the volunteers of a street.
+    provider_name = scenario.providers.set_index("provider_id")["name"]
+    centre_name = scenario.centres.set_index("centre_id")["name"]
+    street = alloc["source_id"].str.split(":").str[1]
+    who = alloc["provider_id"].map(provider_name).where(
+        alloc["source_kind"] == "offer", street.map(centre_name) + "志愿者")
+    alloc = alloc.assign(item=alloc["service_id"].map(names) + "←" + linkage_zh + "·"
+                         + who.fillna(alloc["source_id"]) + " ×"
+                         + alloc["units"].map(lambda u: f"{u:g}"))
     package = alloc.groupby("household_id")["item"].agg(lambda s: "; ".join(sorted(s)))
     unmet = served[served["reason"] != ""]
     unmet_text = (unmet["service_id"].map(names) + "(" + unmet["reason"] + ")") \
