@@ -1,0 +1,209 @@
+"""The GAP core against OR-Library's published optima (gap1–gap12) and hand-made edge cases.
+
+The instances live in ``shared/benchmarks/gap/`` beside the repository (CI clones the repo next
+to a copy of ``shared/``). The larger gapa–gapd sets take seconds each and belong to
+``python -m bench.gap``, not here.
+"""
+
+from __future__ import annotations
+
+import csv
+import doctest
+import functools
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import optimizer.matching
+from optimizer.matching import GapInstance, GapResult, read_orlib_gap, solve_gap
+from optimizer.status import Status
+
+
+def _benchmark_folder() -> Path | None:
+    for folder in (Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "gap",
+                   Path("/work/shared/benchmarks/gap")):
+        if (folder / "reference.csv").is_file():
+            return folder
+    return None
+
+
+GAP_FOLDER = _benchmark_folder()
+SMALL_FILES = {f"gap{k}.txt" for k in range(1, 13)}
+# Generous: each of these solves takes well under a second; the limit only keeps a regression
+# from hanging the suite, and a solve that hits it fails the optimality test.
+TIME_LIMIT = 30.0
+
+
+def _reference_rows() -> list[dict[str, str]]:
+    if GAP_FOLDER is None:
+        return []
+    with open(GAP_FOLDER / "reference.csv", newline="") as handle:
+        return [row for row in csv.DictReader(handle) if row["file"] in SMALL_FILES]
+
+
+REFERENCE = _reference_rows()
+CASES = [pytest.param(row, sense, id=f"{row['name']}-{sense}")
+         for row in REFERENCE for sense in ("min", "max")]
+
+
+@functools.cache
+def _instances(file: str) -> list[GapInstance]:
+    return read_orlib_gap(GAP_FOLDER / file)
+
+
+@functools.cache
+def _solved(file: str, index: int, sense: str) -> tuple[GapInstance, GapResult]:
+    """Each benchmark is solved once and shared by the tests that check its answer."""
+    instance = _instances(file)[index]
+    result = solve_gap(instance.cost, instance.weight, instance.capacity,
+                       maximize=sense == "max", time_limit=TIME_LIMIT)
+    return instance, result
+
+
+def test_benchmark_files_present():
+    """The OR-Library files and all 60 gap1–gap12 reference rows are found, so none is skipped."""
+    assert GAP_FOLDER is not None, (
+        "shared/benchmarks/gap not found beside the repository nor at /work/shared")
+    assert len(REFERENCE) == 60
+    assert all(row[f"{sense}_status"] == "optimal" for row in REFERENCE for sense in ("min", "max"))
+
+
+def test_reader_matches_reference_sizes():
+    """read_orlib_gap reads all gap1–gap12 instances with the sizes the reference lists."""
+    for row in REFERENCE:
+        instance = _instances(row["file"])[int(row["index"])]
+        assert (instance.agents, instance.jobs) == (int(row["agents"]), int(row["jobs"]))
+        assert instance.weight.shape == instance.cost.shape
+        assert instance.capacity.shape == (instance.agents,)
+    assert [len(_instances(file)) for file in sorted(SMALL_FILES)] == [5] * 12
+
+
+@pytest.mark.parametrize(("row", "sense"), CASES)
+def test_reaches_published_optimum(row, sense):
+    """solve_gap proves the published optimum, and its bound never cuts that optimum off."""
+    _, result = _solved(row["file"], int(row["index"]), sense)
+    known = float(row[f"{sense}_value"])
+    assert result.status == Status.OPTIMAL
+    assert result.objective == known
+    assert result.gap == 0.0
+    if sense == "min":
+        assert result.bound <= known
+    else:
+        assert result.bound >= known
+
+
+@pytest.mark.parametrize(("row", "sense"), CASES)
+def test_assignment_is_feasible_and_costs_what_is_reported(row, sense):
+    """Recomputed from the assignment alone: each job on one agent, capacities kept, same cost."""
+    instance, result = _solved(row["file"], int(row["index"]), sense)
+    assignment = result.assignment
+    jobs = np.arange(instance.jobs)
+    assert assignment.shape == (instance.jobs,)
+    assert assignment.min() >= 0 and assignment.max() < instance.agents
+    load = np.bincount(assignment, weights=instance.weight[assignment, jobs],
+                       minlength=instance.agents)
+    assert np.all(load <= instance.capacity)
+    assert float(instance.cost[assignment, jobs].sum()) == result.objective
+
+
+def test_docstring_examples_run():
+    """The numpydoc examples in optimizer.matching run and give what they show."""
+    outcome = doctest.testmod(optimizer.matching, optionflags=doctest.ELLIPSIS)
+    assert outcome.attempted > 0
+    assert outcome.failed == 0
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+def test_infeasible_by_capacity(maximize):
+    """Two jobs that each fit the one agent but not together: infeasible, worst-possible value."""
+    result = solve_gap([[1, 2]], [[2, 2]], [3], maximize=maximize)
+    assert result.status == Status.INFEASIBLE
+    assert result.objective == (-math.inf if maximize else math.inf)
+    assert result.gap == math.inf
+    assert result.assignment.tolist() == [-1, -1]
+
+
+def test_infeasible_when_a_job_fits_no_agent():
+    """A job heavier than every agent's capacity makes the instance infeasible without a search."""
+    result = solve_gap([[1, 1], [1, 1]], [[1, 5], [1, 6]], [4, 4])
+    assert result.status == Status.INFEASIBLE
+    assert result.objective == math.inf
+    assert result.assignment.tolist() == [-1, -1]
+
+
+def test_pruned_pair_is_never_used():
+    """A pair whose weight exceeds the agent's capacity is never chosen, however cheap."""
+    result = solve_gap([[0, 9], [9, 9]], [[5, 1], [1, 1]], [4, 4])
+    assert result.status == Status.OPTIMAL
+    assert result.assignment.tolist() == [1, 0]
+    assert result.objective == 18.0
+
+
+def test_no_jobs_is_trivially_optimal():
+    """With no jobs the empty assignment is optimal at cost zero."""
+    empty = np.zeros((3, 0), dtype=int)
+    result = solve_gap(empty, empty, [1, 2, 3])
+    assert result.status == Status.OPTIMAL
+    assert result.objective == 0.0 and result.assignment.shape == (0,)
+
+
+def test_whole_floats_are_accepted():
+    """Floats holding whole numbers (as pandas often gives them) are solved like integers."""
+    as_int = solve_gap([[4, 1, 3], [2, 5, 2]], [[3, 2, 2], [1, 3, 2]], [4, 2])
+    as_float = solve_gap(np.array([[4, 1, 3], [2, 5, 2]], dtype=float),
+                         np.array([[3, 2, 2], [1, 3, 2]], dtype=float), np.array([4.0, 2.0]))
+    assert as_float.objective == as_int.objective == 6.0
+
+
+def test_time_limit_reports_a_valid_bound():
+    """Stopped by a short clock on a hard instance: status time_limit, bound below best known."""
+    if GAP_FOLDER is None:
+        pytest.fail("shared/benchmarks/gap not found")
+    instance = read_orlib_gap(GAP_FOLDER / "gapd.txt")[0]  # best known minimum 6353
+    result = solve_gap(instance.cost, instance.weight, instance.capacity, time_limit=0.3)
+    assert result.status == Status.TIME_LIMIT
+    assert result.bound <= 6353
+    # It may or may not have a solution after 0.3 s; if it has, it cannot beat the optimum.
+    assert result.objective >= 6353
+    assert result.gap > 0
+
+
+GOOD = {"cost": [[1, 2], [3, 4]], "weight": [[1, 1], [1, 1]], "capacity": [2, 2]}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"cost": [[1.5, 2], [3, 4]]}, "whole numbers"),
+    ({"cost": [[np.nan, 2], [3, 4]]}, "whole numbers"),
+    ({"weight": [[1, np.inf], [1, 1]]}, "whole numbers"),
+    ({"cost": [["a", "b"], ["c", "d"]]}, "integers"),
+    ({"weight": [[True, True], [True, True]]}, "integers"),
+    ({"weight": [[1, -1], [1, 1]]}, "weight must not be negative"),
+    ({"capacity": [2, -2]}, "capacity must not be negative"),
+    ({"weight": [[1, 1, 1], [1, 1, 1]]}, "agents × jobs"),
+    ({"capacity": [2, 2, 2]}, "one per agent"),
+    ({"cost": [1, 2]}, "2-dimensional"),
+    ({"capacity": [[2, 2]]}, "1-dimensional"),
+    ({"cost": [[2**60, 2], [3, 4]]}, "too large"),
+    ({"time_limit": 0}, "time_limit"),
+    ({"time_limit": math.inf}, "time_limit"),
+    ({"workers": 0}, "workers"),
+], ids=lambda value: "" if isinstance(value, str) else "-".join(value))
+def test_bad_input_raises(change, message):
+    """Malformed input is refused with a ValueError that names the problem."""
+    with pytest.raises(ValueError, match=message):
+        solve_gap(**{**GOOD, **change})
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("1\n2 3\n4 1 3\n2 5 2\n3 2 2\n1 3 2\n4\n", "ends after"),
+    ("1\n2 3\n4 1 3\n2 5 2\n3 2 2\n1 3 2\n4 2 7\n", "left after"),
+    ("1\n2 3\n4 1 3\n2 5 2.5\n3 2 2\n1 3 2\n4 2\n", "not an OR-Library"),
+])
+def test_reader_refuses_malformed_files(tmp_path, text, message):
+    """A truncated file, a file with numbers left over, or a non-integer is refused clearly."""
+    file = tmp_path / "bad.txt"
+    file.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        read_orlib_gap(file)
