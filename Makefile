@@ -27,6 +27,8 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.gap --small
+	$(BIN)/python -m bench.gap
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
