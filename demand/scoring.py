@@ -32,6 +32,7 @@ import pandas as pd
 
 from contract import vocab
 from demand.policy import WEIGHT_SUM_TOLERANCE, Policy
+from resources.hierarchy import Hierarchy
 
 #: Absolute tolerance of every comparison of a score with a cut-off or threshold. Scores are
 #: sums of float weights, so 2/4 with weights 0.25 may come out a hair below 0.5; without the
@@ -726,24 +727,19 @@ def _street_and_district(station_ids: pd.Series, centres: pd.DataFrame) -> pd.Da
     if centres["centre_id"].duplicated().any():
         dup = centres.loc[centres["centre_id"].duplicated(), "centre_id"].unique()[:5].tolist()
         raise ValueError(f"centres: duplicate centre_id {dup}; ids must be unique")
-    level = centres["level"]
-    stations = centres.loc[level == "station", ["centre_id", "parent_id"]].set_axis(
-        ["station_id", "street_id"], axis=1
-    )
-    streets = centres.loc[level == "street", ["centre_id", "parent_id"]].set_axis(
-        ["street_id", "district_id"], axis=1
-    )
-    # Vectorised walk up the hierarchy: station → street → district, one merge per level.
-    chain = stations.merge(streets, on="street_id", how="left", validate="many_to_one")
-    where = pd.Index(chain["station_id"]).get_indexer(station_ids)
-    if (where < 0).any():
-        bad = pd.unique(np.asarray(station_ids)[where < 0])[:5].tolist()
+    hierarchy = Hierarchy.from_centres(centres)
+    station_level = hierarchy.path["station"].reindex(np.asarray(station_ids)).to_numpy()
+    known = pd.notna(station_level) & (station_level != "")
+    if not known.all():
+        bad = pd.unique(np.asarray(station_ids)[~known])[:5].tolist()
         raise ValueError(
-            f"households: {int((where < 0).sum())} household(s) belong to no "
+            f"households: {int((~known).sum())} household(s) belong to no "
             f"station of the centres table, e.g. station_id {bad}; use the "
             "centre_id of a level=station centre"
         )
-    place = chain.iloc[where][["street_id", "district_id"]].reset_index(drop=True)
+    place = pd.DataFrame({"street_id": hierarchy.ancestor(station_ids, "street"),
+                          "district_id": hierarchy.ancestor(station_ids, "district")})
+    place = place.replace("", np.nan)
     broken = place["district_id"].isna()
     if broken.any():
         bad = pd.unique(np.asarray(station_ids)[broken.to_numpy()])[:5].tolist()

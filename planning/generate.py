@@ -22,6 +22,7 @@ from contract import schema
 from demand.generate import generate_households, generate_needs
 from resources import geography
 from resources.generate import build_services, generate_supply
+from resources.hierarchy import Hierarchy
 
 DEFAULT_WEEK = "2026-W49"
 
@@ -186,7 +187,8 @@ def generate_scenario(preset: str, seed: int = 0, *, week: str = DEFAULT_WEEK
     services = build_services()
 
     stations = centres[centres["level"] == "station"].reset_index(drop=True)
-    district = geography.ancestors(centres, "district").reindex(stations["centre_id"])
+    district = pd.Series(Hierarchy.from_centres(centres).ancestor(stations["centre_id"],
+                                                                  "district"))
     kind_weight = pd.Series(geography.district_kinds(district.to_numpy())).map(
         _HOUSEHOLDS_BY_KIND).to_numpy()
     station_weight = kind_weight * demand_rng.gamma(2.0, size=len(stations))

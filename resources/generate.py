@@ -20,6 +20,7 @@ import pandas as pd
 
 from contract import schema, vocab
 from resources import geography
+from resources.hierarchy import Hierarchy
 
 # ---------------------------------------------------------------------------------------------
 # Services catalogue
@@ -792,8 +793,8 @@ def generate_supply(centres: pd.DataFrame, demand: pd.DataFrame, rng: np.random.
         ``providers``, ``offers``, ``funds`` and ``volunteers`` with exactly the contract's
         columns, in schema order, sorted by key.
     """
-    district_of = geography.ancestors(centres, "district")
-    centres = centres.assign(district_id=district_of.reindex(centres["centre_id"]).to_numpy())
+    hierarchy = Hierarchy.from_centres(centres)
+    centres = centres.assign(district_id=hierarchy.ancestor(centres["centre_id"], "district"))
     district_rows = centres[centres["level"] == "district"]
     districts = pd.DataFrame({
         "district_id": district_rows["centre_id"].to_numpy(),
@@ -803,7 +804,7 @@ def generate_supply(centres: pd.DataFrame, demand: pd.DataFrame, rng: np.random.
     streets = centres[centres["level"] == "street"]
     stations = centres[centres["level"] == "station"].reset_index(drop=True)
 
-    demand = demand.assign(district_id=district_of.reindex(demand["station_id"]).to_numpy())
+    demand = demand.assign(district_id=hierarchy.ancestor(demand["station_id"], "district"))
     need = demand.pivot_table(index="district_id", columns="service_id", values="quantity",
                               aggfunc="sum", fill_value=0.0)
 

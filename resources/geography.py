@@ -210,34 +210,6 @@ def build_centres(district_ids: Sequence[str] | None = None, *, streets: int | N
     return frame.sort_values("centre_id", ignore_index=True)
 
 
-def ancestors(centres: pd.DataFrame, level: str) -> pd.Series:
-    """Each centre's ancestor at ``level`` (the centre itself at that level, "" above it).
-
-    Parameters
-    ----------
-    centres
-        A ``centres`` table.
-    level
-        ``city``, ``district``, ``street`` or ``station``.
-
-    Returns
-    -------
-    pandas.Series
-        Indexed by ``centre_id``.
-    """
-    parent = pd.Series(centres["parent_id"].to_numpy(), index=centres["centre_id"].to_numpy())
-    level_of = pd.Series(centres["level"].to_numpy(), index=centres["centre_id"].to_numpy())
-    current = pd.Series(centres["centre_id"].to_numpy(), index=centres["centre_id"].to_numpy())
-    found = pd.Series("", index=current.index, dtype=object)
-    # Four levels: at most four steps up, each step vectorised over all centres.
-    for _ in range(4):
-        at_level = (level_of.reindex(current.to_numpy()).to_numpy() == level)
-        found = found.mask(at_level & (found == ""), current)
-        current = pd.Series(parent.reindex(current.to_numpy()).fillna("").to_numpy(),
-                            index=current.index)
-    return found.astype(str)
-
-
 def district_kinds(district_ids: Sequence[str]) -> np.ndarray:
     """The ``kind`` of each district id (``""`` for an unknown id, e.g. the city centre)."""
     return np.array([DISTRICT_BY_ID[d].kind if d in DISTRICT_BY_ID else ""

@@ -14,6 +14,7 @@ from planning.generate import PRESETS, generate_scenario
 from planning.io import as_text, write_tables
 from planning.validate import validate_tables
 from resources import geography
+from resources.hierarchy import Hierarchy
 
 Tables = dict[str, pd.DataFrame]
 
@@ -324,7 +325,8 @@ def test_supply_is_scarce(preset: str, request: pytest.FixtureRequest) -> None:
 
 def test_city_districts_unevenly_served(city: Tables) -> None:
     """Volunteers per household differ several-fold between districts."""
-    district_of = geography.ancestors(city["centres"], "district")
+    hierarchy = Hierarchy.from_centres(city["centres"])
+    district_of = pd.Series(hierarchy.path["district"])
     volunteers = city["volunteers"]["station_id"].map(district_of).value_counts()
     households = city["households"]["station_id"].map(district_of).value_counts()
     per_household = volunteers / households
