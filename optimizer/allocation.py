@@ -68,7 +68,7 @@ class AllocationParams:
     seed: int = 0
     # Up to this many columns, a level that fixing may have cost something is re-solved on
     # the exact model (branch and bound); above it, the level reports its proven LP bound.
-    exact_columns: int = 5_000
+    exact_columns: int = 1_000
 
 
 class PinError(ValueError):

@@ -235,6 +235,15 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         return (float(h.getInfo().objective_function_value),
                 np.asarray(h.getSolution().col_value, float))
 
+    def lp_bound() -> float:
+        """The LP relaxation's optimal value; NaN when HiGHS cannot finish it within the time
+        limit (then nothing is claimed for the level)."""
+        set_integrality(highspy.HighsVarType.kContinuous)
+        run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return float("nan")
+        return float(h.getInfo().objective_function_value)
+
     def solve(lp: tuple[float, np.ndarray] | None = None) -> tuple[str, np.ndarray, float]:
         """(status, rounded solution, proven bound) of the model as it stands.
 
@@ -313,16 +322,15 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             for earlier, earlier_value in held:
                 if earlier.hold_cols is not None:
                     add_value_row(earlier, earlier_value)
-            lp = run_lp()
-            bound = lp[0]
+            bound = lp_bound()
             if close_enough(value, bound):
                 status = Status.OPTIMAL
-            elif not exact:
-                status = Status.FEASIBLE  # the bound says how far from optimal it can be
+            elif not exact or np.isnan(bound):
+                status = Status.FEASIBLE  # the bound (if any) says how far it can be
             else:
                 # Fixing may have lost something, or the relaxation is loose: search the exact
                 # model from the answer in hand, within the time limit.
-                status, x2, mip_bound = solve(lp)
+                status, x2, mip_bound = solve()
                 value2 = float(cost @ x2)
                 if better(level, value2, value):
                     x, value = x2, value2
