@@ -25,6 +25,7 @@ from optimizer.status import Status
 # 1e-9): HiGHS' own feasibility tolerance is 1e-7, so a tighter hold could make the model
 # infeasible by rounding alone.
 HOLD_RELATIVE = 1e-7
+MAX_NODES = 500  # branch-and-bound nodes per MIP (deterministic work limit)
 
 
 @dataclass
@@ -127,6 +128,9 @@ def _new_highs(threads: int, time_limit: float, seed: int) -> highspy.Highs:
     h.setOptionValue("random_seed", int(seed))
     h.setOptionValue("threads", int(threads))
     h.setOptionValue("mip_rel_gap", 1e-7)
+    # A node limit, not only a time limit: the same input then gives the same plan whatever
+    # else the machine is doing. The time limit stays as a safety net.
+    h.setOptionValue("mip_max_nodes", int(os.environ.get("WULIAN_MAX_NODES", MAX_NODES)))
     h.setOptionValue("mip_abs_gap", 1e-7)
     if time_limit > 0:
         h.setOptionValue("time_limit", float(time_limit))
