@@ -1,0 +1,1027 @@
+"""Budget lab (预算实验室): the weekly allocation aggregated small enough for a slider.
+
+The model is ``docs/model.md`` §1 — same arcs, same rows, same lexicographic colour levels and
+then least money — with the needs aggregated and solved as a linear programme with HiGHS
+(``highspy``). The HiGHS instance is built once; a new budget or equity dial changes only
+bounds, and each level starts from its optimal basis in the baseline solve made at build time,
+so a slider's re-solve is a warm start of a few simplex iterations.
+
+What is aggregated, and why it is a relaxation
+----------------------------------------------
+Needs are grouped by **street centre × service × colour × admissibility signature**. The
+signature is the set of offers the need may use (coverage, categories, colour, the paying
+fund's reach and earmark: exactly the arcs of the exact model). The street fixes the volunteer
+pool (pools are per street × service) and is the unit of the equity dial. So every need of a
+group has the very same sources: a group's arcs are the exact model's arcs with the need
+replaced by the group, and nothing about *who may serve whom* is lost.
+
+Inside a group, needs are split into **segments** of one urgency and one quantity: such needs
+are interchangeable. A segment's variable ``φ`` counts fully served needs (the sum of their
+served fractions, ``0 ≤ φ ≤ needs in the segment``) and uses ``φ × q`` units, ``q`` their
+quantity; its weight in a colour level is its urgency. The LP serves the segments of highest
+urgency ÷ quantity first, so a group's value is exactly the LP value of its needs (the exact
+model's objective, not an approximation of it), and each segment's fill is the fill of each of
+its needs.
+
+What the aggregation relaxes (every relaxed row is implied by the exact model's rows, so the
+aggregate's optimum is never worse than the exact one):
+
+- **integrality**: units and cents are continuous;
+- **per-household caps** become group caps: an offer's ``max_per_household`` bounds a group's
+  units by ``cap × households in the group`` (and each need's arc by ``min(q, cap)``); a fund's
+  ``max_per_household`` bounds what the group's offers charging it spend by ``cap × households
+  in the group``. A household whose needs fall in several groups (several services) shares the
+  cap across them in the exact model, not here;
+- **pins** (coordinators' weekly decisions) are not budget questions and are left out;
+- the later levels of the weekly run (travel, continuity) decide nothing about coverage or
+  money and are left out.
+
+So the colour values satisfy: aggregate ≥ exact lexicographically (the red value is ≥ the
+exact red value; a later colour can come out lower only when an earlier one came out higher);
+with one need per group and no household holding two needs that share a capped offer or fund,
+the aggregate *is* the exact model's LP relaxation (equal values).
+
+Levels
+------
+Red, orange, yellow and green coverage (Σ urgency × served ÷ needed over the colour's needs),
+each maximised, then money (yuan charged to funds) minimised. A solved level is held by
+restricting the model to its optimal face rather than by a "value ≥ optimum − tolerance" row:
+by complementary slackness with the level's optimal duals, every optimal solution has each
+column of non-zero reduced cost at its bound and each row of non-zero dual at its bound, so
+fixing exactly those keeps every optimum and nothing else. That is exact, keeps the model
+sparse (a dense value row made the city's later levels ten times slower), and leaves no
+tolerance for a later colour to buy: with weights per yuan that differ by orders of magnitude
+between needs, a relative tolerance of 10⁻⁷ on red could otherwise buy whole units of orange.
+
+Marginal values
+---------------
+For each fund, the dual of its budget row at the first colour level where it is non-zero is the
+gain in that level's objective (Σ urgency × served ÷ needed) per yuan. It is also given in
+fill-rate points per ¥10,000 (fill rate: the mean served fraction over the colour's needs;
+points: percentage points): one more yuan moves the level's basic columns by ``B⁻¹ e_f``, and
+the colour's filled needs by ``1_Pᵀ B⁻¹ e_f`` (``P``: the colour's basic segments), read for
+every fund at once from one transposed solve with the basis matrix. Both are exact for budget
+changes that keep the level's optimal basis (the tests check them against finite differences).
+
+Equity dial
+-----------
+``EquityDial(floor=F)``: every street's red fill rate ≥ ``F``. A street that cannot reach ``F``
+even with everything that may serve it (its red needs alone against all capacities and
+budgets: ``max_alone``, from one LP whose blocks are the streets) is held to ``max_alone``
+instead, and said so (``reason = cannot_reach_alone``). When the streets' floors cannot all be
+met together (they share supply), the largest shortfall below a floor is minimised first, and
+every street is held to its floor less that shortfall (``shared_supply``), so the model is
+never infeasible.
+``EquityDial(deviation=D)``: every street's red fill rate within ``D`` of the city-wide red fill
+rate; a street that cannot reach ``city − D`` alone may stay below by what it lacks against the
+undialled city rate (one street cannot level everyone down by itself).
+The price of fairness (:func:`price_of_fairness`) is what the dial costs against the same
+budgets without it: weighted coverage per colour, fill-rate points and money.
+
+Pure: DataFrames and arrays in, results out; no files, no database, no UI.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+import pandas as pd
+
+from optimizer.allocation import (
+    TIER_LEVELS,
+    AllocationInput,
+    _covering_pairs,
+    _offer_table,
+    _pools,
+    _street_hours,
+    prepare_needs,
+)
+from optimizer.lexmip import Rows, _csr, _new_highs
+from optimizer.status import Status
+
+RED = TIER_LEVELS[0]
+DUAL_TOLERANCE = 1e-9  # a dual smaller than this is "does not matter at this level"
+POINTS_PER_10K = 1e4 * 100  # fraction per yuan → percentage points per ¥10,000
+_INF = highspy.kHighsInf
+
+
+# ----------------------------------------------------------------------------- public types
+
+
+@dataclass(frozen=True)
+class EquityDial:
+    """The equity dial: a floor on every street's red fill rate, or a bound on its deviation
+    from the city-wide red fill rate (at most one of the two; neither means the dial is off).
+
+    Attributes
+    ----------
+    floor
+        ``F`` in [0, 1]: each street's red fill rate ≥ F (capped at what the street can reach).
+    deviation
+        ``D`` in [0, 1]: |street red fill rate − city red fill rate| ≤ D.
+    """
+
+    floor: float | None = None
+    deviation: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.floor is not None and self.deviation is not None:
+            raise ValueError("the equity dial takes a floor or a deviation, not both")
+        for name in ("floor", "deviation"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"equity {name} must lie in [0, 1], not {value}")
+
+    @property
+    def active(self) -> bool:
+        return self.floor is not None or self.deviation is not None
+
+    def describe(self) -> str:
+        if self.floor is not None:
+            return f"red floor {self.floor:.0%}"
+        if self.deviation is not None:
+            return f"red deviation ≤ {self.deviation:.0%}"
+        return "off"
+
+
+@dataclass
+class BudgetSolution:
+    """One solve of the budget lab.
+
+    Attributes
+    ----------
+    colours
+        One row per colour: ``colour, needs, value`` (Σ urgency × served ÷ needed),
+        ``max_value`` (every need served), ``fill_rate`` (mean served fraction).
+    funds
+        One row per fund: ``fund_id, budget, used, left, marginal_value`` (level value per
+        yuan), ``marginal_level`` (the colour where it first matters, "" when nowhere),
+        ``points_per_10k`` (that colour's fill rate, percentage points per ¥10,000).
+    groups
+        One row per street × service × colour: ``street_id, service_id, colour, needs,
+        needed, served`` (units), ``filled`` (Σ served fractions), ``fill_rate, money``.
+    streets
+        One row per street with red needs: ``street_id, red_needs, fill_rate`` (red),
+        ``floor`` (the lower bound the dial held it to, NaN when off), ``max_alone`` (its red
+        fill rate with everything that may serve it; NaN when the dial is off), ``capped``
+        (the dial's full requirement could not be held there) and ``reason``
+        (``cannot_reach_alone``, ``shared_supply`` or "").
+    money
+        Yuan charged to funds.
+    equity
+        The dial this solution was solved with.
+    price_of_fairness
+        With the dial on: :func:`price_of_fairness` against the same budgets without it.
+    status
+        ``optimal``, or ``error`` with ``message``.
+    seconds
+        Wall time of the solve (every level, and the undialled solve when the dial is on).
+    shortfall
+        Floor dial: the largest shortfall below a street's floor the streets had to share
+        (0 when every floor is met).
+    message
+        What went wrong, when ``status`` is ``error``.
+    """
+
+    colours: pd.DataFrame
+    funds: pd.DataFrame
+    groups: pd.DataFrame
+    streets: pd.DataFrame
+    money: float
+    equity: EquityDial
+    price_of_fairness: pd.DataFrame | None
+    status: str
+    seconds: float
+    shortfall: float = 0.0
+    message: str = ""
+
+    def fill_rates(self) -> pd.Series:
+        """Fill rate per colour, indexed by colour in priority order."""
+        return self.colours.set_index("colour")["fill_rate"]
+
+    def values(self) -> pd.Series:
+        """Level value per colour (Σ urgency × served ÷ needed)."""
+        return self.colours.set_index("colour")["value"]
+
+
+# ----------------------------------------------------------------------------- the aggregate
+
+
+@dataclass
+class _Aggregate:
+    """Columns and their meaning; the LP's columns are segments, group arcs, the equity
+    dial's largest shortfall and the city red fill rate, in that order."""
+
+    # segments
+    seg_group: np.ndarray
+    seg_urgency: np.ndarray
+    seg_needs: np.ndarray  # needs in the segment (upper bound of φ)
+    seg_quantity: np.ndarray  # units one need of the segment counts for
+    # groups (street × service × colour × signature)
+    group_street: np.ndarray
+    group_service: np.ndarray
+    group_tier: np.ndarray
+    group_needed: np.ndarray  # units the group's needs ask for (true quantities)
+    group_households: np.ndarray  # distinct households with a need in the group
+    # group arcs
+    arc_group: np.ndarray
+    arc_offer: np.ndarray  # -1 for a pool arc
+    arc_pool: np.ndarray  # -1 for an offer arc
+    arc_fund: np.ndarray  # -1 when nothing is charged
+    arc_charge: np.ndarray  # yuan per unit charged to the fund
+    arc_upper: np.ndarray
+    # streets with red needs (the equity dial's rows)
+    red_streets: np.ndarray
+    red_street_needs: np.ndarray
+
+    @property
+    def n_segments(self) -> int:
+        return len(self.seg_group)
+
+    @property
+    def n_arcs(self) -> int:
+        return len(self.arc_group)
+
+    @property
+    def n_cols(self) -> int:
+        return self.n_segments + self.n_arcs + 2
+
+
+def _signature(n_needs: int, arc_need: np.ndarray, arc_offer: np.ndarray, n_offers: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Two 64-bit hashes per need of the set of offers it may use (XOR of a random key per
+    offer): needs with equal hashes have the same arcs, up to a 2⁻¹²⁸ chance."""
+    rng = np.random.default_rng(20260)  # fixed: the same input always groups the same way
+    keys = rng.integers(1, np.iinfo(np.int64).max, size=(2, max(n_offers, 1)), dtype=np.int64)
+    out = []
+    for key in keys:
+        h = np.zeros(n_needs, np.int64)
+        if len(arc_need):
+            order = np.argsort(arc_need, kind="stable")
+            need_sorted = arc_need[order]
+            starts = np.flatnonzero(np.r_[True, need_sorted[1:] != need_sorted[:-1]])
+            h[need_sorted[starts]] = np.bitwise_xor.reduceat(key[arc_offer[order]], starts)
+        out.append(h)
+    return out[0], out[1]
+
+
+def _offer_arcs(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
+                funds: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(need, offer, fund or -1) of every admissible offer arc, as in the exact model:
+    coverage by the tree, categories and colour, and the paying fund's reach and earmark."""
+    h = data.hierarchy
+    n_i, o_i = _covering_pairs(needs, "coverage", offers, h)
+    cat_o = offers["cat_bits"].to_numpy()[o_i]
+    tier_o = offers["tier_bits"].to_numpy()[o_i]
+    keep = ((cat_o == 0) | ((cat_o & needs["cat_bits"].to_numpy()[n_i]) != 0)) & \
+        ((tier_o == 0) | ((tier_o & needs["tier_bit"].to_numpy()[n_i]) != 0))
+    fund_index = pd.Series(np.arange(len(funds)), index=funds["fund_id"].to_numpy())
+    offer_fund = offers["fund_id"].map(fund_index).fillna(-1).to_numpy(np.int64)
+    f_i = np.where(offers["charged"].to_numpy()[o_i], offer_fund[o_i], -1)
+    charged = f_i >= 0
+    if charged.any():
+        sel = np.flatnonzero(charged)
+        reach = h.covers(funds["centre_id"].to_numpy()[f_i[sel]],
+                         needs["station_id"].to_numpy()[n_i[sel]])
+        # Earmarks as (fund, service) pairs: a loop over funds, then one isin over arcs.
+        earmark = funds["earmarked_services"].fillna("").astype(str).str.split(";")
+        pairs = {(f, s) for f, services in enumerate(earmark) for s in services if s}
+        open_fund = np.array([services == [""] or services == [] for services in earmark])
+        service = needs["service_id"].to_numpy()[n_i[sel]]
+        arc_pair = pd.MultiIndex.from_arrays([f_i[sel], service])
+        allowed = arc_pair.isin(list(pairs)) if pairs else np.zeros(len(sel), bool)
+        keep[sel] &= reach & (open_fund[f_i[sel]] | allowed)
+    return n_i[keep], o_i[keep], f_i[keep]
+
+
+def _aggregate(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
+               funds: pd.DataFrame, pools: pd.DataFrame) -> tuple[_Aggregate, dict]:
+    """Group the needs and their arcs (see the module docstring)."""
+    h = data.hierarchy
+    n = len(needs)
+    scale = needs["scale"].to_numpy(float)
+    q = needs["base_quantity"].to_numpy(float) / scale  # the exact model's quantity, unscaled
+    street = h.ancestor(needs["station_id"].to_numpy(), "street")
+    service = needs["service_id"].to_numpy()
+    tier = needs["tier"].to_numpy()
+
+    n_i, o_i, f_i = _offer_arcs(data, needs, offers, funds)
+    h1, h2 = _signature(n, n_i, o_i, len(offers))
+    group_of = pd.DataFrame({"street": street, "service": service, "tier": tier, "h1": h1,
+                             "h2": h2}).groupby(["street", "service", "tier", "h1", "h2"],
+                                                sort=True)
+    group = group_of.ngroup().to_numpy()
+    n_groups = group_of.ngroups
+    first = np.unique(group, return_index=True)[1]  # one need standing for each group
+
+    # Segments: one urgency × one quantity inside a group (their needs are interchangeable).
+    seg_of = pd.DataFrame({"group": group, "urgency": needs["urgency"].to_numpy(),
+                           "quantity": q}).groupby(["group", "urgency", "quantity"], sort=True)
+    segment = seg_of.ngroup().to_numpy()
+    n_seg = seg_of.ngroups
+    seg_needs = np.bincount(segment, minlength=n_seg).astype(float)
+    seg_quantity = np.zeros(n_seg)
+    seg_quantity[segment] = q
+    seg_group = np.zeros(n_seg, np.int64)
+    seg_group[segment] = group
+    seg_urgency = np.zeros(n_seg, float)
+    seg_urgency[segment] = needs["urgency"].to_numpy(float)
+
+    # Households per group: the per-household caps become group caps.
+    households = pd.DataFrame({"g": group, "h": needs["household_id"].to_numpy()})
+    group_households = np.bincount(households.drop_duplicates()["g"].to_numpy(),
+                                   minlength=n_groups).astype(float)
+
+    # Offer arcs: each need's bound min(q, offer's household cap, fund's household cap ÷ cost)
+    # summed over the group, and at most cap × households.
+    cost = offers["unit_cost"].to_numpy(float)
+    cap_offer = offers["base_cap_household"].to_numpy(float) / offers["scale"].to_numpy(float)
+    cap_fund = funds["max_per_household"].to_numpy(float) if len(funds) else np.zeros(0)
+    per_need = np.minimum(q[n_i], np.where(np.isnan(cap_offer[o_i]), np.inf, cap_offer[o_i]))
+    fund_cap_units = np.full(len(n_i), np.inf)
+    charged = f_i >= 0
+    fc = cap_fund[f_i[charged]] if charged.any() else np.zeros(0)
+    fund_cap_units[charged] = np.where(np.isnan(fc), np.inf, fc / cost[o_i[charged]])
+    per_need = np.minimum(per_need, fund_cap_units)
+    arcs = pd.DataFrame({"group": group[n_i], "offer": o_i, "upper": per_need}) \
+        .groupby(["group", "offer"], sort=True)["upper"].sum().reset_index()
+    a_group = arcs["group"].to_numpy()
+    a_offer = arcs["offer"].to_numpy()
+    upper = arcs["upper"].to_numpy(float)
+    upper = np.minimum(upper, np.where(np.isnan(cap_offer[a_offer]), np.inf,
+                                       cap_offer[a_offer] * group_households[a_group]))
+    offer_fund = pd.Series(f_i).groupby(o_i).first()
+    a_fund = offer_fund.reindex(a_offer).fillna(-1).to_numpy(np.int64)
+    a_charge = np.where(a_fund >= 0, cost[a_offer], 0.0)
+    has_fund_cap = a_fund >= 0
+    fcap = np.full(len(a_group), np.inf)
+    fcap[has_fund_cap] = cap_fund[a_fund[has_fund_cap]] * group_households[a_group[has_fund_cap]]
+    fcap = np.where(np.isnan(fcap), np.inf, fcap)
+    upper = np.minimum(upper, np.where(a_charge > 0, fcap / np.maximum(a_charge, 1e-300),
+                                       np.inf))
+
+    # Pool arcs: the group's street × service pool, bounded by what the group asks.
+    group_q = np.bincount(group, weights=q, minlength=n_groups)
+    if len(pools):
+        pool_key = pd.Series(np.arange(len(pools)),
+                             index=pd.MultiIndex.from_arrays([pools["street"],
+                                                              pools["service_id"]]))
+        pool_of_group = pool_key.reindex(pd.MultiIndex.from_arrays(
+            [street[first], service[first]])).to_numpy()
+    else:
+        pool_of_group = np.full(n_groups, np.nan)
+    p_groups = np.flatnonzero(~np.isnan(pool_of_group))
+    p_pool = pool_of_group[p_groups].astype(np.int64)
+
+    red = tier[first] == RED
+    red_needs = pd.Series(np.bincount(group, minlength=n_groups).astype(float)[red]) \
+        .groupby(street[first][red]).sum()
+    agg = _Aggregate(
+        seg_group=seg_group, seg_urgency=seg_urgency, seg_needs=seg_needs,
+        seg_quantity=seg_quantity,
+        group_street=street[first], group_service=service[first], group_tier=tier[first],
+        group_needed=group_q, group_households=group_households,
+        arc_group=np.concatenate([a_group, p_groups]).astype(np.int64),
+        arc_offer=np.concatenate([a_offer, np.full(len(p_groups), -1)]).astype(np.int64),
+        arc_pool=np.concatenate([np.full(len(a_group), -1), p_pool]).astype(np.int64),
+        arc_fund=np.concatenate([a_fund, np.full(len(p_groups), -1)]).astype(np.int64),
+        arc_charge=np.concatenate([a_charge, np.zeros(len(p_groups))]),
+        arc_upper=np.concatenate([upper, group_q[p_groups]]),
+        red_streets=red_needs.index.to_numpy(), red_street_needs=red_needs.to_numpy(float),
+    )
+    sizes = {"needs": n, "groups": n_groups, "segments": n_seg, "arcs": agg.n_arcs,
+             "exact_arcs": len(n_i) + int(np.isin(group, p_groups).sum()),
+             "offers": len(offers), "funds": len(funds), "pools": len(pools)}
+    return agg, sizes
+
+
+def _hours_per_unit(services: pd.DataFrame, service_ids: np.ndarray) -> np.ndarray:
+    """A volunteer's hours per unit of each service: visit_hours for a visit, 1 for an hour."""
+    s = services.set_index("service_id")
+    unit = s["unit"].reindex(service_ids).to_numpy()
+    return np.where(unit == "visit", s["visit_hours"].reindex(service_ids).to_numpy(float), 1.0)
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+@dataclass
+class _Layout:
+    """Where each family of columns and rows sits."""
+
+    seg: slice
+    arc: slice
+    short: int  # the equity dial's largest shortfall below a floor
+    city: int
+    rows: Rows
+
+    def family(self, name: str) -> slice:
+        return self.rows.family(name)
+
+
+class BudgetModel:
+    """The aggregated allocation, built once, re-solved with new budgets and equity dials.
+
+    Build it with :func:`build_budget_model`. :meth:`solve` changes only bounds and the
+    objective of one HiGHS instance and starts each level from that level's optimal basis in
+    the baseline solve made at build time: a slider's re-solve is a warm start of a few
+    simplex iterations, and equal inputs give equal answers whatever was solved before.
+    """
+
+    def __init__(self, agg: _Aggregate, funds: pd.DataFrame, offers: pd.DataFrame,
+                 pools: pd.DataFrame, rows: Rows, layout: _Layout, sizes: dict, *,
+                 threads: int, seed: int, time_limit: float):
+        self.agg = agg
+        self.fund_ids = funds["fund_id"].to_numpy()
+        self.base_budgets = pd.Series(funds["budget"].to_numpy(float), index=self.fund_ids,
+                                      name="budget")
+        self.sizes = sizes
+        self.build_seconds = 0.0
+        self._layout = layout
+        self._rows = rows
+        self._time_limit = time_limit
+        self._threads, self._seed = threads, seed
+        n = agg.n_cols
+        self._col_lo = np.zeros(n)
+        self._col_hi = np.concatenate([agg.seg_needs, agg.arc_upper, [0.0, 1.0]])
+        self._row_lo = np.concatenate(rows.lower) if rows.lower else np.zeros(0)
+        self._row_hi = np.concatenate(rows.upper) if rows.upper else np.zeros(0)
+        fund = layout.family("fund")
+        self._fund_rows = np.arange(fund.start, fund.stop, dtype=np.int32)
+        self._objectives = self._level_costs()
+        self._highs = _new_model(n, self._col_lo, self._col_hi, rows, threads, seed)
+        # What the HiGHS instance holds now, so each change sends only what differs.
+        self._now = {"col_lo": self._col_lo.copy(), "col_hi": self._col_hi.copy(),
+                     "row_lo": self._row_lo.copy(), "row_hi": self._row_hi.copy(),
+                     "cost": np.zeros(n)}
+        # The optimal basis of each level in the baseline solve: every later solve starts the
+        # level from it (only budgets and the earlier levels' faces changed since).
+        self._level_basis: dict[str, highspy.HighsBasis] = {}
+        self._baseline_done = False
+        self._alone: _AloneModel | None = None
+        self._prepare_reports()
+
+    def _level_costs(self) -> dict[str, np.ndarray]:
+        agg, lay = self.agg, self._layout
+        n = agg.n_cols
+        costs = {}
+        seg_tier = agg.group_tier[agg.seg_group]
+        for t in TIER_LEVELS:
+            c = np.zeros(n)
+            c[lay.seg] = np.where(seg_tier == t, agg.seg_urgency, 0.0)
+            costs[t] = c
+        costs["money"] = np.zeros(n)
+        costs["money"][lay.arc] = agg.arc_charge
+        costs["equity"] = np.zeros(n)
+        costs["equity"][lay.short] = 1.0
+        return costs
+
+    def _prepare_reports(self) -> None:
+        """Everything the result tables need that does not change between solves."""
+        agg = self.agg
+        report = pd.DataFrame({"street_id": agg.group_street, "service_id": agg.group_service,
+                               "colour": agg.group_tier})
+        keys = report.groupby(["street_id", "service_id", "colour"], sort=True)
+        self._report_of_group = keys.ngroup().to_numpy()
+        self._report = keys.size().reset_index()[["street_id", "service_id", "colour"]]
+        n_rep = len(self._report)
+        seg_report = self._report_of_group[agg.seg_group]
+        self._report["needs"] = np.bincount(seg_report, weights=agg.seg_needs,
+                                            minlength=n_rep).round().astype(np.int64)
+        self._report["needed"] = np.bincount(self._report_of_group, weights=agg.group_needed,
+                                             minlength=n_rep)
+        tier_code = pd.Series(np.arange(len(TIER_LEVELS)), index=list(TIER_LEVELS))
+        self._seg_tier = tier_code.reindex(agg.group_tier[agg.seg_group]).to_numpy()
+        self._tier_needs = np.bincount(self._seg_tier, weights=agg.seg_needs,
+                                       minlength=len(TIER_LEVELS))
+        self._tier_max = np.bincount(self._seg_tier, weights=agg.seg_needs * agg.seg_urgency,
+                                     minlength=len(TIER_LEVELS))
+        street_code = pd.Series(np.arange(len(agg.red_streets)), index=agg.red_streets)
+        self._red_seg = np.flatnonzero(self._seg_tier == 0)
+        self._red_seg_street = street_code.reindex(
+            agg.group_street[agg.seg_group[self._red_seg]]).to_numpy().astype(np.int64)
+
+    # -- budgets ---------------------------------------------------------------------------
+
+    def budgets(self, budgets: Mapping[str, float] | None = None) -> pd.Series:
+        """The scenario's budgets with ``budgets`` (fund_id → yuan) put over them.
+
+        Raises
+        ------
+        KeyError
+            When ``budgets`` names a fund the scenario does not have.
+        ValueError
+            When a budget is negative or not a number.
+        """
+        out = self.base_budgets.copy()
+        if budgets:
+            unknown = sorted(set(budgets) - set(out.index))
+            if unknown:
+                raise KeyError(f"unknown fund(s): {', '.join(map(str, unknown))}")
+            given = pd.Series(budgets, dtype=float)
+            if not (given >= 0).all():
+                raise ValueError("budgets must be numbers ≥ 0")
+            out[given.index] = given.to_numpy()
+        return out
+
+    # -- solving ---------------------------------------------------------------------------
+
+    def solve(self, budgets: Mapping[str, float] | None = None,
+              equity: EquityDial | None = None) -> BudgetSolution:
+        """Solve for ``budgets`` (fund_id → yuan; funds not named keep the scenario's budget)
+        with the equity dial ``equity`` (off when ``None``).
+
+        Returns
+        -------
+        BudgetSolution
+            With the dial on, ``price_of_fairness`` compares it with the same budgets without
+            the dial (solved too, so a dialled solve takes about twice as long, plus one LP
+            that gives every street's ``max_alone`` at once).
+        """
+        start = time.perf_counter()
+        equity = equity or EquityDial()
+        b = self.budgets(budgets)
+        try:
+            free = self._solve_levels(b, None, None)
+            if not equity.active:
+                free.seconds = time.perf_counter() - start
+                return free
+            if self._alone is None:
+                self._alone = _AloneModel(self)
+            max_alone = self._alone.solve(b)
+            fair = self._solve_levels(b, equity, (max_alone, free))
+            fair.price_of_fairness = price_of_fairness(fair, free)
+            fair.seconds = time.perf_counter() - start
+            return fair
+        except RuntimeError as exc:
+            return _error_solution(self, b, equity, str(exc), time.perf_counter() - start)
+
+    def _push_cols(self, lo: np.ndarray, hi: np.ndarray) -> None:
+        """Send the column bounds that differ from what HiGHS holds."""
+        now = self._now
+        idx = np.flatnonzero((lo != now["col_lo"]) | (hi != now["col_hi"]))
+        if len(idx):
+            self._highs.changeColsBounds(len(idx), idx.astype(np.int32), lo[idx], hi[idx])
+            now["col_lo"][idx] = lo[idx]
+            now["col_hi"][idx] = hi[idx]
+
+    def _push_rows(self, lo: np.ndarray, hi: np.ndarray) -> None:
+        """Send the row bounds that differ from what HiGHS holds."""
+        now = self._now
+        idx = np.flatnonzero((lo != now["row_lo"]) | (hi != now["row_hi"]))
+        if len(idx):
+            self._highs.changeRowsBounds(len(idx), idx.astype(np.int32),
+                                         np.where(np.isfinite(lo[idx]), lo[idx], -_INF),
+                                         np.where(np.isfinite(hi[idx]), hi[idx], _INF))
+            now["row_lo"][idx] = lo[idx]
+            now["row_hi"][idx] = hi[idx]
+
+    def _set_objective(self, level: str) -> None:
+        h = self._highs
+        cost = self._objectives[level]
+        idx = np.flatnonzero(cost != self._now["cost"])
+        h.changeObjectiveSense(highspy.ObjSense.kMinimize if level in ("money", "equity")
+                               else highspy.ObjSense.kMaximize)
+        if len(idx):
+            h.changeColsCost(len(idx), idx.astype(np.int32), cost[idx])
+            self._now["cost"] = cost
+
+    def _run(self, name: str) -> None:
+        """Solve the model as it stands, from the level's baseline basis."""
+        h = self._highs
+        start = self._level_basis.get(name) or self._level_basis.get(TIER_LEVELS[0])
+        if start is not None:
+            # Forget the solver's state (factorisation, edge weights, the random stream of
+            # its perturbations): the run depends on the model and the start basis alone.
+            h.clearSolver()
+            h.setBasis(start)
+        if self._time_limit > 0:
+            h.setOptionValue("time_limit", h.getRunTime() + self._time_limit)
+        h.run()
+        status = h.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal:
+            raise RuntimeError(f"level {name}: HiGHS returned {h.modelStatusToString(status)}")
+        if not self._baseline_done and name != "equity":
+            self._level_basis[name] = h.getBasis()
+
+    def _fix_optimal_face(self, col_dual: np.ndarray, col_value: np.ndarray,
+                          row_dual: np.ndarray, row_value: np.ndarray, col_lo: np.ndarray,
+                          col_hi: np.ndarray, row_lo: np.ndarray, row_hi: np.ndarray) -> None:
+        """Hold the level just solved at its optimum by restricting the model to its optimal
+        face. Every optimal solution satisfies complementary slackness with the optimal duals
+        in hand: each column of non-zero reduced cost sits at its bound and each row of
+        non-zero dual at its bound, in *every* optimal solution. Fixing those (instead of a
+        dense "value ≥ optimum − tolerance" row) is exact, keeps the model sparse and lets no
+        later level buy anything with an earlier level's value, not even a tolerance's worth.
+        """
+        cols = np.flatnonzero(np.abs(col_dual) > DUAL_TOLERANCE)
+        x = col_value[cols]
+        lo, hi = col_lo[cols], col_hi[cols]
+        at = np.where(np.abs(x - lo) <= np.abs(x - hi), lo, hi)
+        col_lo[cols] = col_hi[cols] = at
+        rows = np.flatnonzero(np.abs(row_dual) > DUAL_TOLERANCE)
+        r = row_value[rows]
+        lo, hi = row_lo[rows], row_hi[rows]
+        lower_side = ~np.isfinite(hi) | (np.isfinite(lo) & (np.abs(r - lo) <= np.abs(r - hi)))
+        at = np.where(lower_side, lo, hi)
+        row_lo[rows] = row_hi[rows] = at
+        self._push_cols(col_lo, col_hi)
+        self._push_rows(row_lo, row_hi)
+
+    def _solve_levels(self, budgets: pd.Series, equity: EquityDial | None,
+                      context: tuple[np.ndarray, BudgetSolution] | None) -> BudgetSolution:
+        """Equity (when the floor dial is on), red, orange, yellow, green, then money, each
+        on the optimal face of the levels before it; fund duals at every colour level."""
+        h = self._highs
+        t0 = time.perf_counter()
+        col_lo, col_hi = self._col_lo.copy(), self._col_hi.copy()
+        row_lo, row_hi = self._row_lo.copy(), self._row_hi.copy()
+        row_hi[self._fund_rows] = budgets.to_numpy(float)
+        target = self._dial_bounds(equity, context, col_hi, row_lo, row_hi)
+        self._push_cols(col_lo, col_hi)
+        self._push_rows(row_lo, row_hi)
+
+        levels = list(TIER_LEVELS) + ["money"]
+        if equity is not None and equity.floor is not None and len(self.agg.red_streets):
+            levels.insert(0, "equity")
+        values: dict[str, float] = {}
+        n_funds = len(self.fund_ids)
+        points, marginal = np.zeros(n_funds), np.zeros(n_funds)
+        level_of = np.full(n_funds, "", dtype=object)
+        for level in levels:
+            self._set_objective(level)
+            self._run(level)
+            values[level] = float(h.getInfo().objective_function_value)
+            if level == "money":
+                break
+            sol = h.getSolution()
+            row_dual = np.asarray(sol.row_dual, float)
+            if level in TIER_LEVELS:
+                dual = np.abs(row_dual[self._fund_rows])
+                new = (level_of == "") & (dual > DUAL_TOLERANCE)
+                if new.any():
+                    marginal[new] = dual[new]
+                    level_of[new] = level
+                    points[new] = self._fill_sensitivity(level, np.flatnonzero(new))
+            self._fix_optimal_face(np.asarray(sol.col_dual, float),
+                                   np.asarray(sol.col_value, float), row_dual,
+                                   np.asarray(sol.row_value, float), col_lo, col_hi, row_lo,
+                                   row_hi)
+        x = np.asarray(h.getSolution().col_value, float)
+        self._baseline_done = True
+        sol = self._solution(x, budgets, values, marginal, level_of, points,
+                             equity or EquityDial(), target, context)
+        sol.seconds = time.perf_counter() - t0
+        return sol
+
+    def _fill_sensitivity(self, tier: str, funds: np.ndarray) -> np.ndarray:
+        """Fill-rate points per ¥10,000 of ``tier`` for one more yuan in each of ``funds``,
+        from the level's optimal basis ``B``: one more yuan in fund ``f`` moves the basic
+        columns by ``B⁻¹ e_f``, so the colour's filled needs move by ``1_Pᵀ B⁻¹ e_f`` (``P``:
+        the basic segments of the colour) — one transposed solve ``B⁻ᵀ 1_P`` for all funds."""
+        h, lay = self._highs, self._layout
+        basic = np.asarray(h.getBasicVariables()[1])
+        t = TIER_LEVELS.index(tier)
+        is_seg = (basic >= lay.seg.start) & (basic < lay.seg.stop)
+        pos = np.flatnonzero(is_seg)
+        pos = pos[self._seg_tier[basic[pos] - lay.seg.start] == t]
+        indicator = np.zeros(len(basic))
+        indicator[pos] = 1.0
+        per_row = np.asarray(h.getBasisTransposeSolve(indicator)[1], float)
+        return per_row[self._fund_rows[funds]] / self._tier_needs[t] * POINTS_PER_10K
+
+    def _dial_bounds(self, equity: EquityDial | None,
+                     context: tuple[np.ndarray, BudgetSolution] | None, col_hi: np.ndarray,
+                     row_lo: np.ndarray, row_hi: np.ndarray) -> np.ndarray:
+        """Put the dial into the bounds of the floor or deviation rows and of the shortfall
+        column; returns what each red street is held to before any shortfall: its floor
+        (floor dial) or how far below ``city − D`` it may stay (deviation dial), NaN when off.
+        """
+        lay, agg = self._layout, self.agg
+        n_r = len(agg.red_streets)
+        target = np.full(n_r, np.nan)
+        if n_r == 0 or equity is None or not equity.active:
+            return target
+        # A street exactly at its reachable maximum must stay feasible through rounding.
+        tol = 1e-9
+        max_alone, free = context
+        if equity.floor is not None:
+            target = np.minimum(equity.floor, np.maximum(max_alone - tol, 0.0))
+            row_lo[lay.family("floor")] = target
+            col_hi[lay.short] = target.max()
+        else:
+            d = equity.deviation
+            city_free = float(free.fill_rates().get(RED, 0.0))
+            target = np.maximum(0.0, city_free - d - max_alone + tol)  # what it lacks alone
+            row_lo[lay.family("deviation")] = -d - target
+            row_hi[lay.family("deviation")] = d
+        return target
+
+    # -- results ---------------------------------------------------------------------------
+
+    def _solution(self, x: np.ndarray, budgets: pd.Series, values: dict, marginal: np.ndarray,
+                  level_of: np.ndarray, points: np.ndarray, equity: EquityDial,
+                  target: np.ndarray, context) -> BudgetSolution:
+        agg, lay = self.agg, self._layout
+        phi = np.clip(x[lay.seg], 0.0, agg.seg_needs)
+        y = np.clip(x[lay.arc], 0.0, agg.arc_upper)
+        n_rep = len(self._report)
+        seg_report = self._report_of_group[agg.seg_group]
+        arc_report = self._report_of_group[agg.arc_group]
+        groups = self._report.copy()
+        groups["served"] = np.bincount(arc_report, weights=y, minlength=n_rep)
+        groups["filled"] = np.bincount(seg_report, weights=phi, minlength=n_rep)
+        groups["fill_rate"] = groups["filled"] / groups["needs"]
+        groups["money"] = np.bincount(arc_report, weights=y * agg.arc_charge, minlength=n_rep)
+
+        filled = np.bincount(self._seg_tier, weights=phi, minlength=len(TIER_LEVELS))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fill = np.where(self._tier_needs > 0, filled / self._tier_needs, np.nan)
+        colours = pd.DataFrame({
+            "colour": list(TIER_LEVELS), "needs": self._tier_needs.round().astype(np.int64),
+            "value": [values[t] for t in TIER_LEVELS], "max_value": self._tier_max,
+            "fill_rate": fill,
+        })
+
+        charged = agg.arc_fund >= 0
+        used = np.bincount(agg.arc_fund[charged], weights=(y * agg.arc_charge)[charged],
+                           minlength=len(self.fund_ids))
+        b = budgets.to_numpy(float)
+        funds = pd.DataFrame({
+            "fund_id": self.fund_ids, "budget": b, "used": used, "left": b - used,
+            "marginal_value": marginal, "marginal_level": level_of, "points_per_10k": points,
+        })
+
+        n_r = len(agg.red_streets)
+        filled_r = np.bincount(self._red_seg_street, weights=phi[self._red_seg], minlength=n_r)
+        fill_r = filled_r / np.maximum(agg.red_street_needs, 1.0)
+        max_alone = context[0] if context is not None else np.full(n_r, np.nan)
+        floor = np.full(n_r, np.nan)
+        reason = np.full(n_r, "", dtype=object)
+        short = float(max(x[lay.short], 0.0))
+        slack = 1e-7
+        if equity.floor is not None:
+            floor = target - short
+            reason[(target < equity.floor - slack) & ~np.isnan(target)] = "cannot_reach_alone"
+            reason[(reason == "") & (fill_r < equity.floor - slack)] = "shared_supply"
+        elif equity.deviation is not None:
+            floor = np.maximum(fill[0] - equity.deviation - target, 0.0)
+            reason[target > slack] = "cannot_reach_alone"
+        streets = pd.DataFrame({
+            "street_id": agg.red_streets, "red_needs": agg.red_street_needs.astype(np.int64),
+            "fill_rate": fill_r, "floor": floor, "max_alone": max_alone,
+            "capped": reason != "", "reason": reason,
+        })
+        return BudgetSolution(colours=colours, funds=funds, groups=groups, streets=streets,
+                              money=float(used.sum()), equity=equity, price_of_fairness=None,
+                              status=str(Status.OPTIMAL), seconds=0.0, shortfall=short)
+
+
+def _new_model(n_cols: int, col_lo: np.ndarray, col_hi: np.ndarray, rows: Rows, threads: int,
+               seed: int) -> highspy.Highs:
+    h = _new_highs(threads, 0.0, seed)
+    h.addCols(n_cols, np.zeros(n_cols), col_lo, col_hi, 0, np.zeros(n_cols, np.int32),
+              np.zeros(0, np.int32), np.zeros(0))
+    start, index, value, _ = _csr(rows, n_cols)
+    lo = np.concatenate(rows.lower) if rows.lower else np.zeros(0)
+    hi = np.concatenate(rows.upper) if rows.upper else np.zeros(0)
+    h.addRows(rows.count, np.where(np.isfinite(lo), lo, -_INF),
+              np.where(np.isfinite(hi), hi, _INF), len(index), start, index, value)
+    return h
+
+
+def _error_solution(model: BudgetModel, budgets: pd.Series, equity: EquityDial, message: str,
+                    seconds: float) -> BudgetSolution:
+    colours = pd.DataFrame({"colour": list(TIER_LEVELS), "needs": 0, "value": np.nan,
+                            "max_value": np.nan, "fill_rate": np.nan})
+    funds = pd.DataFrame({"fund_id": model.fund_ids, "budget": budgets.to_numpy(float),
+                          "used": np.nan, "left": np.nan, "marginal_value": np.nan,
+                          "marginal_level": "", "points_per_10k": np.nan})
+    return BudgetSolution(colours=colours, funds=funds, groups=pd.DataFrame(),
+                          streets=pd.DataFrame(), money=float("nan"), equity=equity,
+                          price_of_fairness=None, status=str(Status.ERROR), seconds=seconds,
+                          message=message)
+
+
+class _AloneModel:
+    """Each red street alone against every capacity and budget: the red columns of the
+    aggregate, with every resource row copied once per street that uses it, so the LP splits
+    into one independent block per street and one solve gives every street's maximum."""
+
+    def __init__(self, model: BudgetModel):
+        agg, lay, rows = model.agg, model._layout, model._rows
+        seg_red = agg.group_tier[agg.seg_group] == RED
+        arc_red = agg.group_tier[agg.arc_group] == RED
+        keep_col = np.zeros(agg.n_cols, bool)
+        keep_col[lay.seg] = seg_red
+        keep_col[lay.arc] = arc_red
+        col_street = np.full(agg.n_cols, "", dtype=object)
+        col_street[lay.seg] = agg.group_street[agg.seg_group]
+        col_street[lay.arc] = agg.group_street[agg.arc_group]
+        families = ("group", "offer", "fund", "group_fund", "pool", "street_hours")
+        r_all, c_all, v_all = [], [], []
+        for fam in families:
+            if not any(name == fam for name, _, _ in rows.names):
+                continue
+            i = [k for k, (name, _, _) in enumerate(rows.names) if name == fam][0]
+            r, c, v = rows.row[i], rows.col[i], rows.val[i]
+            keep = keep_col[c]
+            r_all.append(r[keep])
+            c_all.append(c[keep])
+            v_all.append(v[keep])
+        r = np.concatenate(r_all)
+        c = np.concatenate(c_all)
+        v = np.concatenate(v_all)
+        key = pd.DataFrame({"row": r, "street": col_street[c]})
+        new_row = key.groupby(["row", "street"], sort=True).ngroup().to_numpy()
+        self.orig_row = pd.Series(r).groupby(new_row).first().to_numpy()
+        cols = np.flatnonzero(keep_col)
+        new_col = np.full(agg.n_cols, -1)
+        new_col[cols] = np.arange(len(cols))
+        lo, hi = model._row_lo[self.orig_row], model._row_hi[self.orig_row]
+        sub = Rows()
+        sub.add("copy", new_row, new_col[c], v, lo, hi)
+        self.n = len(cols)
+        self.rows = sub
+        self.model = model
+        # Objective: Σ over red streets of the street's fill rate (blocks are independent).
+        street_code = pd.Series(np.arange(len(agg.red_streets)), index=agg.red_streets)
+        seg_cols = np.flatnonzero(seg_red)
+        self.seg_new = new_col[lay.seg.start + seg_cols]
+        self.seg_street = street_code.reindex(
+            agg.group_street[agg.seg_group[seg_cols]]).to_numpy().astype(np.int64)
+        cost = np.zeros(self.n)
+        cost[self.seg_new] = 1.0 / agg.red_street_needs[self.seg_street]
+        fund_rows = model._fund_rows
+        self.fund_copy = np.flatnonzero(np.isin(self.orig_row, fund_rows)).astype(np.int32)
+        self.fund_of_copy = self.orig_row[self.fund_copy] - fund_rows[0] if len(fund_rows) \
+            else np.zeros(0, np.int64)
+        self.highs = _new_model(self.n, np.zeros(self.n), model._col_hi[cols], sub,
+                                model._threads, model._seed)
+        self.highs.changeObjectiveSense(highspy.ObjSense.kMaximize)
+        self.highs.changeColsCost(self.n, np.arange(self.n, dtype=np.int32), cost)
+        # Solved once with the scenario's budgets; every solve starts from that basis, so the
+        # answer does not depend on what was solved before.
+        self.start_basis = None
+        self.solve(model.base_budgets)
+        self.start_basis = self.highs.getBasis()
+
+    def solve(self, budgets: pd.Series) -> np.ndarray:
+        """Each red street's red fill rate with everything that may serve it."""
+        agg = self.model.agg
+        h = self.highs
+        if len(self.fund_copy):
+            upper = budgets.to_numpy(float)[self.fund_of_copy]
+            h.changeRowsBounds(len(self.fund_copy), self.fund_copy,
+                               np.full(len(self.fund_copy), -_INF), upper)
+        if self.start_basis is not None:
+            h.clearSolver()
+            h.setBasis(self.start_basis)
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            raise RuntimeError(f"max_alone: HiGHS returned {h.getModelStatus()}")
+        x = np.asarray(h.getSolution().col_value, float)
+        filled = np.bincount(self.seg_street, weights=x[self.seg_new],
+                             minlength=len(agg.red_streets))
+        return np.clip(filled / agg.red_street_needs, 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def build_budget_model(data: AllocationInput, *, threads: int = 1, seed: int = 0,
+                       time_limit: float = 0.0) -> BudgetModel:
+    """Aggregate ``data`` (see the module docstring) and build the LP once.
+
+    Parameters
+    ----------
+    data
+        The allocation's input (``planning.allocate.allocation_input``); pins are ignored.
+    threads, seed, time_limit
+        HiGHS options (``time_limit`` per level in seconds, 0 for none).
+
+    Returns
+    -------
+    BudgetModel
+        Already solved once with the scenario's budgets: that basis starts every later solve.
+    """
+    t0 = time.perf_counter()
+    needs = prepare_needs(data)
+    offers = _offer_table(data)
+    funds = data.funds.reset_index(drop=True)
+    pools = _pools(data)
+    agg, sizes = _aggregate(data, needs, offers, funds, pools)
+    rows, layout = _rows(data, agg, offers, funds, pools)
+    sizes["rows"] = rows.count
+    sizes["columns"] = agg.n_cols
+    model = BudgetModel(agg, funds, offers, pools, rows, layout, sizes, threads=threads,
+                        seed=seed, time_limit=time_limit)
+    model._solve_levels(model.base_budgets, None, None)  # the basis every solve starts from
+    model.build_seconds = time.perf_counter() - t0
+    return model
+
+
+def _rows(data: AllocationInput, agg: _Aggregate, offers: pd.DataFrame, funds: pd.DataFrame,
+          pools: pd.DataFrame) -> tuple[Rows, _Layout]:
+    rows = Rows()
+    s0, a0 = 0, agg.n_segments
+    r0 = a0 + agg.n_arcs
+    z = r0 + 1
+    seg_cols = np.arange(s0, a0)
+    arc_cols = np.arange(a0, r0)
+    n_groups = len(agg.group_street)
+    # Each group: what its arcs bring = what its segments use (φ × the segment's quantity).
+    rows.add("group", np.concatenate([agg.arc_group, agg.seg_group]),
+             np.concatenate([arc_cols, seg_cols]),
+             np.concatenate([np.ones(agg.n_arcs), -agg.seg_quantity]),
+             np.zeros(n_groups), np.zeros(n_groups))
+    o = agg.arc_offer >= 0
+    capacity = offers["base_capacity"].to_numpy(float) / offers["scale"].to_numpy(float)
+    rows.add("offer", agg.arc_offer[o], arc_cols[o], np.ones(o.sum()),
+             np.full(len(offers), -np.inf), capacity)
+    f = agg.arc_fund >= 0
+    rows.add("fund", agg.arc_fund[f], arc_cols[f], agg.arc_charge[f],
+             np.full(len(funds), -np.inf), funds["budget"].to_numpy(float))
+    # A group whose offers charge one capped fund share the fund's household caps (a single
+    # such offer is already bounded by its column).
+    cap = funds["max_per_household"].to_numpy(float) if len(funds) else np.zeros(0)
+    fc = f & ~np.isnan(cap[np.maximum(agg.arc_fund, 0)] if len(cap) else np.ones(len(f)))
+    if fc.any():
+        pair = pd.DataFrame({"g": agg.arc_group[fc], "f": agg.arc_fund[fc]})
+        code = pair.groupby(["g", "f"], sort=True).ngroup().to_numpy()
+        shared = np.bincount(code)[code] > 1
+        if shared.any():
+            code2 = pd.factorize(code[shared], sort=True)[0]
+            households = agg.group_households
+            limit = pd.Series(cap[agg.arc_fund[fc][shared]] *
+                              households[agg.arc_group[fc][shared]]).groupby(code2).first()
+            rows.add("group_fund", code2, arc_cols[fc][shared], agg.arc_charge[fc][shared],
+                     np.full(len(limit), -np.inf), limit.to_numpy())
+    p = agg.arc_pool >= 0
+    if p.any():
+        hours = _hours_per_unit(data.services, agg.group_service[agg.arc_group[p]])
+        rows.add("pool", agg.arc_pool[p], arc_cols[p], hours, np.full(len(pools), -np.inf),
+                 pools["hours"].to_numpy(float))
+        streets, street_hours = _street_hours(data)
+        s_idx = pd.Series(np.arange(len(streets)), index=streets)
+        ps = pools["street"].map(s_idx).to_numpy()[agg.arc_pool[p]]
+        rows.add("street_hours", ps, arc_cols[p], hours, np.full(len(streets), -np.inf),
+                 street_hours)
+    seg_tier = agg.group_tier[agg.seg_group]
+    n_r = len(agg.red_streets)
+    # City red fill rate z = Σ red φ ÷ red needs; per street: floor and deviation rows.
+    red = np.flatnonzero(seg_tier == RED)
+    n_red = agg.seg_needs[red].sum()
+    rows.add("city_red", np.zeros(len(red) + 1), np.concatenate([seg_cols[red], [z]]),
+             np.concatenate([np.full(len(red), 1.0 / max(n_red, 1.0)), [-1.0]]),
+             np.zeros(1), np.zeros(1))
+    street_code = pd.Series(np.arange(n_r), index=agg.red_streets)
+    red_street = street_code.reindex(agg.group_street[agg.seg_group[red]]).to_numpy() \
+        .astype(np.int64) if n_r else np.zeros(0, np.int64)
+    per_street = 1.0 / agg.red_street_needs[red_street] if n_r else np.zeros(0)
+    # Floor rows: street red fill rate + the largest shortfall t ≥ the street's floor.
+    rows.add("floor", np.concatenate([red_street, np.arange(n_r)]),
+             np.concatenate([seg_cols[red], np.full(n_r, r0)]),
+             np.concatenate([per_street, np.ones(n_r)]), np.full(n_r, -np.inf),
+             np.full(n_r, np.inf))
+    rows.add("deviation", np.concatenate([red_street, np.arange(n_r)]),
+             np.concatenate([seg_cols[red], np.full(n_r, z)]),
+             np.concatenate([per_street, -np.ones(n_r)]), np.full(n_r, -np.inf),
+             np.full(n_r, np.inf))
+    layout = _Layout(seg=slice(s0, a0), arc=slice(a0, r0), short=r0, city=z, rows=rows)
+    return rows, layout
+
+
+# ----------------------------------------------------------------------------- comparisons
+
+
+def price_of_fairness(fair: BudgetSolution, free: BudgetSolution) -> pd.DataFrame:
+    """What the equity dial costs: per level, the value without the dial, with it, and the
+    price (what is lost: colour values and fill rates go down, money goes up).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``level, measure, without_dial, with_dial, price`` for each colour's ``value`` (Σ
+        urgency × served ÷ needed) and ``fill_points`` (fill rate in percentage points), and
+        the ``money`` level's yuan. Lexicographically the price is ≥ 0: the red price is never
+        negative, and a later colour can gain only where an earlier one lost.
+    """
+    rows = []
+    for t in TIER_LEVELS:
+        a = float(free.values()[t])
+        b = float(fair.values()[t])
+        rows.append((t, "value", a, b, a - b))
+        a = float(free.fill_rates()[t]) * 100
+        b = float(fair.fill_rates()[t]) * 100
+        rows.append((t, "fill_points", a, b, a - b))
+    rows.append(("money", "yuan", free.money, fair.money, fair.money - free.money))
+    return pd.DataFrame(rows, columns=["level", "measure", "without_dial", "with_dial", "price"])
+
+
+__all__ = ["EquityDial", "BudgetSolution", "BudgetModel", "build_budget_model",
+           "price_of_fairness", "POINTS_PER_10K"]

@@ -1,0 +1,318 @@
+"""The budget lab: the aggregated model against the exact allocation, its duals against finite
+differences, sweeps, the equity dial, price of fairness, determinism, comparisons and plots."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scenario_factory import random_scenario
+
+from optimizer import allocation as exact
+from optimizer.budget import EquityDial
+from optimizer.lexmip import solve_lexicographic
+from planning.allocate import allocation_input, run_allocation
+from planning.budget import BudgetLab, plot_curve
+from planning.scenario import Scenario, load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+CLEAN = Path(__file__).parent / "data" / "clean"
+COLOURS = ("red", "orange", "yellow", "green")
+SEEDS = tuple(range(12))
+# Seeds of random_scenario(seed, needs=15, households=30) in which every group holds one need
+# and no household has two arcs under one per-household cap: nothing is aggregated away.
+UNAGGREGATED_SEEDS = (125, 151, 213)
+# Scenarios where some fund's budget binds (a non-zero dual at some colour level).
+BINDING = ("clean", "demo", "seed4", "seed5")
+TOL = 1e-6
+
+
+@functools.cache
+def scenario(name: str) -> Scenario:
+    if name == "clean":
+        return load_scenario(CLEAN)
+    if name == "demo":
+        return load_scenario(ROOT / "data" / "demo")
+    if name.startswith("small"):
+        return Scenario.from_tables(random_scenario(int(name[5:]), needs=15, households=30))
+    return Scenario.from_tables(random_scenario(int(name[4:])))
+
+
+@functools.cache
+def lab(name: str) -> BudgetLab:
+    return BudgetLab.from_scenario(scenario(name))
+
+
+def lexicographic_compare(a: dict, b: dict, tol: float = TOL) -> int:
+    """+1 when ``a`` is lexicographically better than ``b`` by colour, -1 worse, 0 equal."""
+    for colour in COLOURS:
+        scale = max(1.0, abs(a[colour]), abs(b[colour]))
+        if a[colour] > b[colour] + tol * scale:
+            return 1
+        if a[colour] < b[colour] - tol * scale:
+            return -1
+    return 0
+
+
+def exact_lp_values(s: Scenario) -> tuple[dict[str, float], bool]:
+    """The exact weekly model's LP relaxation (colour levels only), and whether any
+    per-household cap row there spans two arcs (which the aggregate relaxes)."""
+    data = allocation_input(s)
+    needs = exact.prepare_needs(data)
+    offers = exact._offer_table(data)
+    funds = data.funds.reset_index(drop=True)
+    pools = exact._pools(data)
+    model, _ = exact.build_arcs(data, needs, offers, pools)
+    rows = exact._rows(needs, offers, funds, pools, model, data)
+    shared = False
+    for (family, _, count), row in zip(rows.names, rows.row, strict=True):
+        if family in ("offer_household", "fund_household") and count:
+            shared |= bool((np.bincount(row - row.min()) > 1).any())
+    levels = [lv for lv in exact._levels(needs, model) if lv.name in COLOURS]
+    q = needs["base_quantity"].to_numpy(float)
+    n = len(model.need) + len(needs)
+    result = solve_lexicographic(np.concatenate([model.lower, np.zeros(len(needs))]),
+                                 np.concatenate([model.upper, q]), np.zeros(n, bool), rows,
+                                 levels)
+    return {lv.name: lv.value for lv in result.levels}, shared
+
+
+def street_red_fill(groups: pd.DataFrame) -> pd.Series:
+    """Each street's red fill rate recomputed from the result table (Σ filled ÷ Σ needs)."""
+    red = groups[groups["colour"] == "red"].groupby("street_id")[["filled", "needs"]].sum()
+    return red["filled"] / red["needs"]
+
+
+# ----------------------------------------------------------------------------- vs the exact model
+
+
+@pytest.mark.parametrize("name", ["clean", *(f"seed{k}" for k in SEEDS)])
+def test_aggregate_is_a_relaxation_of_the_exact_allocation(name):
+    """The aggregate's colour values are ≥ the exact weekly allocation's, lexicographically
+    (so red is ≥ outright; a later colour is lower only where an earlier one is higher)."""
+    run = run_allocation(scenario(name))
+    exact_values = {c: run.info["levels"][c]["value"] for c in COLOURS}
+    values = lab(name).solve().values().to_dict()
+    assert values["red"] >= exact_values["red"] - TOL * max(1.0, exact_values["red"])
+    assert lexicographic_compare(values, exact_values) >= 0
+
+
+def test_equal_to_the_exact_allocation_when_nothing_is_aggregated():
+    """On the clean scenario every group holds one need with its own arcs and no household
+    cap is shared: the aggregate's colour values equal the exact allocation's."""
+    model = lab("clean").model
+    assert model.sizes["groups"] == model.sizes["needs"]
+    assert model.sizes["arcs"] == model.sizes["exact_arcs"]
+    run = run_allocation(scenario("clean"))
+    values = lab("clean").solve().values()
+    for colour in COLOURS:
+        assert values[colour] == pytest.approx(run.info["levels"][colour]["value"], abs=TOL)
+
+
+@pytest.mark.parametrize("seed", UNAGGREGATED_SEEDS)
+def test_equal_to_the_exact_lp_relaxation_when_nothing_is_aggregated(seed):
+    """With one need per group and no shared household caps, the aggregate is the exact
+    model's LP relaxation: equal colour values, level by level."""
+    name = f"small{seed}"
+    model = lab(name).model
+    assert model.sizes["groups"] == model.sizes["needs"]
+    lp, shared = exact_lp_values(scenario(name))
+    assert not shared
+    values = lab(name).solve().values()
+    for colour in COLOURS:
+        assert values[colour] == pytest.approx(lp[colour], abs=TOL)
+
+
+# ----------------------------------------------------------------------------- marginal values
+
+
+@pytest.mark.parametrize("name", BINDING)
+def test_dual_predicts_the_change_of_coverage(name):
+    """Moving a fund's budget by ±1 yuan changes its marginal colour's value by the budget
+    row's dual and that colour's fill rate by the reported points per ¥10,000."""
+    the_lab = lab(name)
+    base = the_lab.solve()
+    marginal = base.funds[base.funds["marginal_level"] != ""]
+    assert len(marginal)
+    for fund in marginal.itertuples(index=False):
+        for delta in (1.0, -1.0):
+            moved = the_lab.solve({fund.fund_id: fund.budget + delta})
+            level = fund.marginal_level
+            change = moved.values()[level] - base.values()[level]
+            assert change == pytest.approx(fund.marginal_value * delta, rel=1e-6, abs=1e-9)
+            points = (moved.fill_rates()[level] - base.fill_rates()[level]) * 100
+            assert points == pytest.approx(fund.points_per_10k * delta / 1e4, rel=1e-6,
+                                           abs=1e-9)
+
+
+def test_a_fund_with_room_left_has_no_marginal_value():
+    """A fund that does not spend its whole budget reports no marginal value."""
+    funds = lab("demo").solve().funds
+    slack = funds[funds["left"] > 1.0]
+    assert len(slack)
+    assert (slack["marginal_value"] == 0).all()
+    assert (slack["marginal_level"] == "").all()
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+@pytest.mark.parametrize("name", ["clean", "demo", "seed2", "seed8", "seed12"])
+def test_sweep_red_fill_rate_is_monotone_in_budget(name):
+    """Red fill rate (and red value) never fall as one fund's budget, or all funds together,
+    grow."""
+    the_lab = lab(name)
+    curves = [the_lab.sweep(0.0, 2.0, 9)]
+    for fund, budget in the_lab.base_budgets.items():
+        curves.append(the_lab.sweep(0.0, 2 * budget, 9, fund))
+    for curve in curves:
+        red = curve[curve["colour"] == "red"].sort_values("budget")
+        assert (np.diff(red["fill_rate"].to_numpy()) >= -1e-9).all()
+        assert (np.diff(red["value"].to_numpy()) >= -1e-9).all()
+
+
+def test_sweep_is_tidy():
+    """A sweep has one row per step and colour, with the budget it was solved at."""
+    the_lab = lab("demo")
+    b = the_lab.base_budgets["F002"]
+    curve = the_lab.sweep(0.5 * b, 1.5 * b, 5, "F002")
+    assert len(curve) == 5 * len(COLOURS)
+    assert list(curve["colour"].iloc[:4]) == list(COLOURS)
+    assert np.allclose(curve["budget"].unique(), np.linspace(0.5 * b, 1.5 * b, 5))
+    assert (curve["money_used"] <= curve["budget"] + 1e-6).all()
+    assert set(curve["fund"]) == {"F002"}
+
+
+# ----------------------------------------------------------------------------- equity dial
+
+
+@pytest.mark.parametrize("name", ["demo", "seed3", "seed10"])
+@pytest.mark.parametrize("floor", [0.5, 0.9, 1.0])
+def test_equity_floor_is_honoured(name, floor):
+    """Every street's red fill rate, recomputed from the result table, reaches the floor or,
+    where the floor is out of reach alone, the street's own maximum (less the one shortfall
+    the streets share when their floors cannot all be met together)."""
+    for scale in (1.0, 0.4):
+        the_lab = lab(name)
+        sol = the_lab.solve({"scale": scale}, {"floor": floor})
+        assert sol.status == "optimal"
+        streets = sol.streets.set_index("street_id")
+        assert len(streets)
+        fill = street_red_fill(sol.groups).reindex(streets.index)
+        assert np.allclose(fill, streets["fill_rate"])
+        target = np.minimum(floor, streets["max_alone"])
+        assert (fill >= target - sol.shortfall - 1e-7).all()
+        unreachable = streets["max_alone"] < floor - 1e-7
+        assert (streets.loc[unreachable, "reason"] == "cannot_reach_alone").all()
+        if sol.shortfall <= 1e-9:
+            assert (fill >= target - 1e-7).all()
+
+
+@pytest.mark.parametrize("name", ["demo", "seed3"])
+def test_equity_deviation_is_honoured(name):
+    """Every street's red fill rate lies within the bound of the city-wide red fill rate
+    (below it by more only where the street cannot keep up alone)."""
+    deviation = 0.02
+    sol = lab(name).solve(equity={"deviation": deviation})
+    streets = sol.streets.set_index("street_id")
+    fill = street_red_fill(sol.groups).reindex(streets.index)
+    city = sol.fill_rates()["red"]
+    assert (fill <= city + deviation + 1e-7).all()
+    ok = streets["reason"] == ""
+    assert (fill[ok] >= city - deviation - 1e-7).all()
+
+
+@pytest.mark.parametrize("name", ["demo", "seed3", "seed10"])
+@pytest.mark.parametrize("dial", [EquityDial(floor=0.95), EquityDial(floor=1.0),
+                                  EquityDial(deviation=0.0), EquityDial(deviation=0.05)])
+def test_price_of_fairness_is_not_negative(name, dial):
+    """The dial never buys red coverage and costs something or nothing, lexicographically:
+    the first colour whose value it changes loses."""
+    sol = lab(name).solve({"scale": 0.6}, dial)
+    pof = sol.price_of_fairness
+    value = pof[pof["measure"] == "value"].set_index("level")["price"]
+    assert value["red"] >= -TOL
+    changed = value[value.abs() > TOL * 100]
+    assert changed.empty or changed.iloc[0] > 0
+
+
+# ----------------------------------------------------------------------------- determinism
+
+
+def test_same_budgets_give_identical_results():
+    """Re-solving the same budgets, after other budgets and dials, gives identical tables."""
+    the_lab = lab("demo")
+    first = the_lab.solve({"F002": 200_000.0})
+    the_lab.solve({"scale": 0.7})
+    the_lab.solve(equity={"floor": 0.9})
+    again = the_lab.solve({"F002": 200_000.0})
+    for table in ("colours", "funds", "groups", "streets"):
+        pd.testing.assert_frame_equal(getattr(first, table), getattr(again, table),
+                                      check_exact=True)
+    dialled = the_lab.solve(equity={"floor": 0.9})
+    pd.testing.assert_frame_equal(dialled.streets,
+                                  the_lab.solve(equity={"floor": 0.9}).streets, check_exact=True)
+
+
+def test_solution_respects_budgets_and_needs():
+    """No fund spends beyond its budget and no group is served beyond what it needs."""
+    the_lab = lab("demo")
+    sol = the_lab.solve({"scale": 0.5})
+    assert (sol.funds["used"] <= sol.funds["budget"] + 1e-6).all()
+    assert (sol.groups["filled"] <= sol.groups["needs"] + 1e-9).all()
+    assert (sol.groups["served"] <= sol.groups["needed"] + 1e-6).all()
+    assert sol.money == pytest.approx(sol.funds["used"].sum())
+
+
+def test_bad_budgets_and_dials_are_refused():
+    """An unknown fund, a negative budget or a dial out of range is refused with the reason."""
+    the_lab = lab("clean")
+    with pytest.raises(KeyError, match="F99"):
+        the_lab.solve({"F99": 10.0})
+    with pytest.raises(ValueError, match="≥ 0"):
+        the_lab.solve({"F01": -1.0})
+    with pytest.raises(ValueError, match="not both"):
+        EquityDial(floor=0.5, deviation=0.1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        the_lab.solve(equity={"floor": 1.5})
+
+
+# ----------------------------------------------------------------------------- comparisons
+
+
+def test_compare_returns_one_row_per_named_scenario():
+    """compare gives one row per named scenario, in order, with fill rates, money per fund
+    and the price of fairness (0 without a dial)."""
+    the_lab = lab("demo")
+    b = the_lab.base_budgets
+    table = the_lab.compare({
+        "baseline": {},
+        "+20% F001": {"F001": 1.2 * b["F001"]},
+        "all −10%": {"scale": 0.9},
+        "red floor 95%": {"equity": {"floor": 0.95}},
+    })
+    assert list(table.index) == ["baseline", "+20% F001", "all −10%", "red floor 95%"]
+    assert {f"fill_{c}" for c in COLOURS} <= set(table.columns)
+    assert {f"money_{f}" for f in b.index} <= set(table.columns)
+    base = the_lab.solve()
+    assert table.loc["baseline", "money_total"] == pytest.approx(base.money)
+    assert table.loc["baseline", "fill_red"] == pytest.approx(base.fill_rates()["red"])
+    assert table.loc["baseline", "pof_red"] == 0.0
+    assert table.loc["red floor 95%", "pof_red"] >= -TOL
+    assert table.loc["+20% F001", "money_F001"] <= 1.2 * b["F001"] + 1e-6
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def test_plot_curve_writes_a_png(tmp_path):
+    """plot_curve writes a PNG of a sweep (without any warning, e.g. a missing glyph)."""
+    the_lab = lab("clean")
+    curve = the_lab.sweep(0.0, 2 * the_lab.base_budgets["F01"], 5, "F01")
+    path = plot_curve(curve, tmp_path / "curves" / "f01.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    all_funds = plot_curve(the_lab.sweep(0.5, 1.5, 3), tmp_path / "all.png")
+    assert all_funds.stat().st_size > 1000
