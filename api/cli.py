@@ -227,6 +227,84 @@ def show_scenario(scenario: Scenario) -> None:
                                {"预算 budget": yuan}, index=False))
 
 
+def _parse_set(items: list[str]) -> dict[str, float]:
+    budgets = {}
+    for item in items:
+        fund, _, yuan_text = item.partition("=")
+        if not fund or not yuan_text:
+            raise ValueError(f"--set {item!r}: write FUND=YUAN, e.g. F001=250000")
+        budgets[fund.strip()] = float(yuan_text)
+    return budgets
+
+
+def cmd_budget(args: argparse.Namespace) -> int:
+    from optimizer.budget import EquityDial
+    from planning.budget import BudgetLab, plot_curve
+
+    with console.status("读取并校验 / reading and validating …"):
+        try:
+            scenario = load_scenario(args.path)
+        except ValidationError as err:
+            print_problems(err.problems)
+            return 1
+    try:
+        budgets = _parse_set(args.set or [])
+    except ValueError as err:
+        console.print(f"[bold red]{err}[/]")
+        return 2
+    equity = EquityDial(floor=args.equity_floor) if args.equity_floor is not None else None
+    with console.status("建立预算模型 / building the budget lab …"):
+        lab = BudgetLab.from_scenario(scenario, week=args.week, centre=args.centre)
+    solution = lab.solve(budgets or None, equity=equity)
+    if solution.status != "optimal":
+        console.print(f"[bold red]{solution.message}[/]")
+        return 1
+    colours = solution.colours
+    frame = pd.DataFrame({
+        "颜色 colour": [f"{vocab.TIERS[c][0]} {c}" for c in colours["colour"]],
+        "需求 needs": colours["needs"].to_numpy(),
+        "满足率 fill rate": colours["fill_rate"].to_numpy(),
+    })
+    console.print(_frame_table(frame, f"预算实验室 / budget lab · {solution.seconds:.2f} s",
+                               {"满足率 fill rate": pct}, index=False))
+    funds = solution.funds
+    table = pd.DataFrame({
+        "基金 fund": funds["fund_id"], "预算 budget": funds["budget"], "已用 used": funds["used"],
+        "剩余 left": funds["left"],
+        "每万元提升 points per ¥10,000": funds["points_per_10k"],
+        "作用于 at colour": funds["marginal_level"].replace("", "—"),
+    })
+    console.print(_frame_table(table, "基金边际价值 / the marginal value of a yuan per fund",
+                               {"预算 budget": yuan, "已用 used": yuan, "剩余 left": yuan,
+                                "每万元提升 points per ¥10,000": lambda v: f"{v:,.2f}"},
+                               index=False))
+    if equity is not None and solution.price_of_fairness is not None:
+        console.print(_frame_table(solution.price_of_fairness,
+                                   f"公平的代价 / price of fairness ({equity.describe()})",
+                                   index=False))
+    if args.sweep:
+        fund, start, stop, steps = _parse_sweep(args.sweep)
+        with console.status("预算曲线 / sweeping the budget …"):
+            curve = lab.sweep(start, stop, steps, None if fund == "all" else fund,
+                              equity=equity)
+        wide = curve.pivot_table(index="budget", columns="colour", values="fill_rate",
+                                 sort=True).reindex(columns=list(vocab.TIER_ORDER))
+        wide.index = pd.Index([yuan(b) for b in wide.index], name="预算 budget")
+        console.print(_frame_table(wide, f"覆盖-预算曲线 / coverage vs budget ({fund})",
+                                   dict.fromkeys(vocab.TIER_ORDER, pct)))
+        if args.plot:
+            path = plot_curve(curve, args.plot)
+            console.print(f"曲线图已写入 / curve written: {path}")
+    return 0
+
+
+def _parse_sweep(text: str) -> tuple[str, float, float, int]:
+    parts = text.split(":")
+    if len(parts) != 4:
+        raise SystemExit("--sweep FUND:FROM:TO:STEPS, e.g. F001:0:500000:11 or all:0.5:1.5:5")
+    return parts[0], float(parts[1]), float(parts[2]), int(parts[3])
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from planning.store import RunStore, diff_runs
 
@@ -310,6 +388,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="csv")
     p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
     p.set_defaults(func=cmd_allocate)
+
+    p = sub.add_parser("budget", help="预算实验室 / what each budget level buys")
+    p.add_argument("path", help="scenario: folder of CSV or Parquet files, or one .xlsx")
+    p.add_argument("--set", action="append", metavar="FUND=YUAN",
+                   help="a fund's budget for this run (repeatable)")
+    p.add_argument("--sweep", metavar="FUND:FROM:TO:STEPS",
+                   help="coverage-vs-budget curve for one fund (yuan) or 'all' (a factor)")
+    p.add_argument("--equity-floor", type=float, metavar="F",
+                   help="every street's red fill rate at least F (0–1)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the sweep's curve to this file")
+    p.add_argument("--centre", help="only this centre's subtree")
+    p.add_argument("--week", help="ISO week of the needs")
+    p.set_defaults(func=cmd_budget)
 
     p = sub.add_parser("runs", help="运行记录 / list, show and diff recorded runs")
     p.add_argument("action", choices=["list", "show", "diff"])

@@ -112,3 +112,16 @@ def test_demo_runs_on_a_given_scenario(tmp_path, store, capsys):
     assert main(["demo", str(CLEAN), "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "fill rate by colour" in text and "output tables written" in text
+
+
+def test_budget_lab_command(tmp_path, capsys):
+    """`wulian budget` sets a fund's budget, shows the marginal value per fund, sweeps a
+    curve and draws it; a malformed --set is refused with a hint."""
+    png = tmp_path / "curve.png"
+    assert main(["budget", str(CLEAN), "--set", "F01=600", "--sweep", "F01:0:1200:3",
+                 "--plot", str(png), "--equity-floor", "0.5"]) == 0
+    text = capsys.readouterr().out
+    assert "marginal value of a yuan" in text and "price of fairness" in text
+    assert "¥1,200" in text  # the sweep's last budget
+    assert png.exists() and png.stat().st_size > 1000
+    assert main(["budget", str(CLEAN), "--set", "F01"]) == 2
