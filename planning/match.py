@@ -1,0 +1,494 @@
+"""A volunteer-matching run: the allocation's pooled volunteer hours become named visits.
+
+The weekly allocation (``planning/allocate.py``) serves in-person needs from volunteer *pools*
+(``pool:<street>:<service>``): hours of a street's capable volunteers, not named people. This
+module turns what the pools serve, plus the week's monitoring visits, into visits, matches them
+to volunteers and half-day slots with :func:`optimizer.visits.match_visits`, and reconciles the
+allocation with the result: a unit the matching cannot place moves to ``unmet`` with the
+matching's reason (:func:`reconcile`).
+
+Visits of the week
+------------------
+*Service visits.* A need served by a pool with ``u`` units becomes, for a service counted in
+visits, ``u`` visits of the service's ``visit_hours``; for one counted in hours,
+``⌈u / visit_hours⌉`` visits of ``visit_hours`` each but the last, which takes what is left, so
+the hours add up to ``u``. A visit needs every skill of the service and, for a
+``safeguarding`` service, a background-checked volunteer. Units pinned to a volunteer form
+visits of their own, kept with that volunteer (the first of them in the pin's slot, if any).
+
+*Monitoring visits.* A household is due when its colour's monitoring cycle
+(``policy.monitoring_weeks``: red 1, orange 2, yellow 4, green 13 weeks by default) has passed
+since its latest visit in ``history`` (``week − last week ≥ cycle``), or when it has no visit in
+``history`` at all. **Every household in scope is considered** (the run's centre subtree, or
+the whole register), not only those with a need open this week: the cycle belongs to the
+household's colour, not to a need, and a household whose needs are all met, or who asked for
+nothing this week, is exactly the one a coordinator's monitoring is there to keep an eye on
+(``MatchParams.monitoring_scope="open_needs"`` narrows it). A monitoring visit takes
+``monitoring_hours`` (1 h) and needs no skill. When the household has a service visit this week,
+that visit also counts as the monitoring visit (kind ``service+monitoring``): the pinned one if
+any, else the most urgent, preferring one without a safeguarding requirement; it takes the
+higher of its urgency and ``monitoring_urgency``. If that visit stays unplaced while another
+service visit to the household is placed, the placed one carries the monitoring instead.
+
+Priority: every visit has its household's colour and an urgency (its need's, or
+``monitoring_urgency`` for a monitoring-only visit); see ``optimizer/visits.py`` for the model.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from importlib.metadata import version
+
+import numpy as np
+import pandas as pd
+
+from contract import vocab
+from optimizer.visits import SLOTS, MatchParams, VisitMatch, VisitPinError, match_visits
+from planning.allocate import Run
+from planning.scenario import Scenario
+
+KINDS = ("service", "monitoring", "service+monitoring")
+ASSIGNMENT_COLUMNS = ("visit_id", "household_id", "need_id", "kind", "service_id",
+                      "volunteer_id", "slot", "hours", "km")
+UNPLACED_COLUMNS = ("visit_id", "household_id", "need_id", "hours", "reason", "kind",
+                    "service_id", "tier")
+OUTPUT_TABLES = ("assignments", "schedules", "unplaced", "load")
+
+
+@dataclass
+class MatchResult:
+    """A matching run: its visits, output tables, levels and provenance.
+
+    Attributes
+    ----------
+    visits
+        Every visit of the week (placed or not) with ``volunteer_id``/``slot`` ("" when
+        unplaced), ``units`` (of its need's unit; 0 for monitoring-only) and ``reason``.
+    assignments
+        One row per placed visit: ``visit_id, household_id, need_id ("" for monitoring), kind,
+        service_id, volunteer_id, slot, hours, km`` (km one way, home to household).
+    schedules
+        One row per volunteer × available slot, in calendar order: the visit in it, or free.
+    unplaced
+        One row per unplaced visit with its reason.
+    load
+        Per volunteer: hours, visits, km, max_hours, utilisation, available_slots.
+    spread
+        Spread of hours among volunteers with any availability: count, mean, std (population),
+        min, max, and the share with no visit.
+    levels
+        The matching's lexicographic levels (value, bound, gap, status).
+    info
+        Provenance: week, centre, input digest, parameters, solver, sizes, timings.
+    """
+
+    visits: pd.DataFrame
+    assignments: pd.DataFrame
+    schedules: pd.DataFrame
+    unplaced: pd.DataFrame
+    load: pd.DataFrame
+    spread: dict
+    levels: list
+    status: str
+    method: str
+    info: dict = field(default_factory=dict)
+
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The output tables by name."""
+        return {name: getattr(self, name) for name in OUTPUT_TABLES}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _text(mapped: pd.Series) -> np.ndarray:
+    """A looked-up text column with "" where nothing was found (whatever dtype it came in)."""
+    return mapped.astype(object).where(mapped.notna(), "").to_numpy()
+
+
+def week_start(week: str) -> date:
+    """Monday of an ISO week written ``2026-W49``."""
+    year, number = week.split("-W")
+    return date.fromisocalendar(int(year), int(number), 1)
+
+
+def weeks_between(earlier: pd.Series, week: str) -> pd.Series:
+    """Whole weeks from each ISO week in ``earlier`` to ``week`` (NaN where empty)."""
+    this = week_start(week).toordinal()
+    starts = {w: week_start(w).toordinal() for w in pd.unique(earlier.dropna())}
+    return (this - earlier.map(starts)) // 7
+
+
+# ----------------------------------------------------------------------------- visits
+
+
+def _household_places(scenario: Scenario) -> pd.DataFrame:
+    """Households with colour, station and location (their station's when they have none)."""
+    hh = scenario.households.set_index("household_id")
+    centres = scenario.centres.set_index("centre_id")
+    lat = hh["lat"].fillna(hh["station_id"].map(centres["lat"]))
+    lon = hh["lon"].fillna(hh["station_id"].map(centres["lon"]))
+    return pd.DataFrame({"station_id": hh["station_id"], "tier": hh["tier"], "lat": lat,
+                         "lon": lon})
+
+
+def _last_volunteer(history: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Per household: the latest week in history and the volunteer of that visit (when one
+    week holds several, the last by volunteer id, so the choice is reproducible)."""
+    if history.empty:
+        return pd.Series(dtype=object), pd.Series(dtype=object)
+    last = history.sort_values(["household_id", "week", "volunteer_id"], kind="stable") \
+        .drop_duplicates("household_id", keep="last").set_index("household_id")
+    return last["week"], last["volunteer_id"]
+
+
+def _service_visits(scenario: Scenario, allocations: pd.DataFrame) -> pd.DataFrame:
+    """Visits of the needs the allocation serves from volunteer pools (pins kept apart)."""
+    pool = allocations[allocations["source_kind"] == "volunteer_pool"]
+    served = pool.groupby("need_id", sort=True)["units"].sum()
+    needs = scenario.needs.set_index("need_id").reindex(served.index)
+    services = scenario.services.set_index("service_id")
+
+    # Chunks of units: pinned units first (one chunk per pin), then what is left.
+    pins = scenario.pins
+    pins = pins[(pins["volunteer_id"] != "") & pins["need_id"].isin(served.index)]
+    pinned = pins.groupby("need_id")["units"].sum().reindex(served.index, fill_value=0.0)
+    over = pinned > served + 1e-9
+    if over.any():
+        raise VisitPinError([f"pin {n}: {pinned[n]:g} units pinned to volunteers, but the "
+                             f"allocation serves {served[n]:g} from a volunteer pool"
+                             for n in served.index[over]])
+    chunks = pd.concat([
+        pd.DataFrame({"need_id": pins["need_id"].to_numpy(), "units": pins["units"].to_numpy(),
+                      "pin_volunteer": pins["volunteer_id"].to_numpy(),
+                      "pin_slot": pins["slot"].to_numpy(), "order": np.arange(len(pins))}),
+        pd.DataFrame({"need_id": served.index, "units": (served - pinned).to_numpy(),
+                      "pin_volunteer": "", "pin_slot": "", "order": len(pins)}),
+    ], ignore_index=True)
+    chunks = chunks[chunks["units"] > 1e-9]
+    chunks = chunks.sort_values(["need_id", "order"], kind="stable").reset_index(drop=True)
+    service = chunks["need_id"].map(needs["service_id"])
+    unit = service.map(services["unit"]).to_numpy()
+    vh = service.map(services["visit_hours"]).to_numpy(float)
+    units = chunks["units"].to_numpy(float)
+    by_hour = unit == "hour"
+    count = np.where(by_hour, np.ceil(units / vh - 1e-9), np.round(units)).astype(np.int64)
+
+    # One row per visit, vectorised: j-th visit of its chunk, k-th of its need.
+    row = np.repeat(np.arange(len(chunks)), count)
+    j = np.arange(len(row)) - np.repeat(np.cumsum(count) - count, count)
+    need_ids = chunks["need_id"].to_numpy()[row]
+    k = np.arange(len(row)) - np.searchsorted(need_ids, need_ids) + 1
+    last = j == count[row] - 1
+    hours = np.where(by_hour[row] & last, units[row] - (count[row] - 1) * vh[row], vh[row])
+    return pd.DataFrame({
+        "visit_id": pd.Series(need_ids).astype(str) + "#" + pd.Series(k).astype(str),
+        "household_id": needs["household_id"].reindex(need_ids).to_numpy(),
+        "need_id": need_ids,
+        "service_id": service.to_numpy()[row],
+        "kind": "service",
+        "urgency": needs["urgency"].reindex(need_ids).to_numpy(float).astype(np.int64),
+        "hours": np.round(hours, 9),
+        "units": np.where(by_hour[row], np.round(hours, 9), 1.0),
+        "skills": service.map(services["skills"]).to_numpy()[row],
+        "safeguarding": service.map(services["safeguarding"]).to_numpy(bool)[row],
+        "pin_volunteer": chunks["pin_volunteer"].to_numpy()[row],
+        "pin_slot": np.where(j == 0, chunks["pin_slot"].to_numpy()[row], ""),
+        "seq": k,
+    })
+
+
+def build_visits(scenario: Scenario, allocations: pd.DataFrame, week: str,
+                 centre: str | None = None, params: MatchParams | None = None) -> pd.DataFrame:
+    """The visits of ``week``: pool-served needs' visits and due monitoring visits.
+
+    Parameters
+    ----------
+    scenario
+        The scenario the allocation was run on.
+    allocations
+        The allocation's ``allocations`` table (rows of ``source_kind`` ``volunteer_pool``
+        become visits).
+    week
+        The ISO week being planned; monitoring cycles are counted up to it.
+    centre
+        Only households in this centre's subtree (service and monitoring visits alike).
+    params
+        ``monitoring_hours``, ``monitoring_urgency`` and ``monitoring_scope`` are used.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per visit: ``visit_id, household_id, station_id, need_id, service_id, kind,
+        tier, urgency, hours, units, skills, safeguarding, lat, lon, last_volunteer,
+        pin_volunteer, pin_slot``; sorted by colour, urgency, household and visit.
+    """
+    params = params or MatchParams()
+    places = _household_places(scenario)
+    scope = places
+    if centre:
+        scope = scope[scope["station_id"].isin(scenario.hierarchy.subtree(centre))]
+    service = _service_visits(scenario, allocations)
+    service = service[service["household_id"].isin(scope.index)].reset_index(drop=True)
+
+    # Households due for monitoring this week.
+    if params.monitoring_scope == "open_needs":
+        needs = scenario.needs
+        scope = scope[scope.index.isin(needs.loc[needs["week"] == week, "household_id"])]
+    last_week, last_volunteer = _last_volunteer(scenario.history)
+    since = weeks_between(last_week.reindex(scope.index), week)
+    cycle = scope["tier"].map(dict(scenario.policy.monitoring_weeks))
+    due = scope.index[(since.isna() | (since >= cycle)).to_numpy()]
+
+    # A due household's service visit doubles as its monitoring visit.
+    service["due"] = service["household_id"].isin(due)
+    candidates = service[service["due"]].assign(
+        _pin=service["pin_volunteer"] == "", _urg=-service["urgency"])
+    chosen = candidates.sort_values(["household_id", "_pin", "_urg", "safeguarding", "need_id",
+                                     "seq"], kind="stable").drop_duplicates("household_id")
+    both = service.index.isin(chosen.index)
+    service.loc[both, "kind"] = "service+monitoring"
+    service.loc[both, "urgency"] = np.maximum(service.loc[both, "urgency"],
+                                              params.monitoring_urgency)
+    alone = due[~due.isin(service["household_id"])]
+    monitoring = pd.DataFrame({
+        "visit_id": "monitor:" + pd.Series(alone, dtype=object),
+        "household_id": alone, "need_id": "", "service_id": "", "kind": "monitoring",
+        "urgency": params.monitoring_urgency, "hours": float(params.monitoring_hours),
+        "units": 0.0, "skills": "", "safeguarding": False, "pin_volunteer": "", "pin_slot": "",
+        "seq": 0, "due": True})
+    visits = pd.concat([service, monitoring], ignore_index=True)
+    hh = visits["household_id"]
+    visits = visits.assign(
+        station_id=hh.map(places["station_id"]).to_numpy(), tier=hh.map(places["tier"]),
+        lat=hh.map(places["lat"]).to_numpy(float), lon=hh.map(places["lon"]).to_numpy(float),
+        last_volunteer=_text(hh.map(last_volunteer)),
+        _tier=hh.map(places["tier"]).map({t: i for i, t in enumerate(vocab.TIER_ORDER)}),
+        _urg=-visits["urgency"], _mon=visits["need_id"] == "")
+    visits = visits.sort_values(["_tier", "_urg", "household_id", "_mon", "need_id", "seq"],
+                                kind="stable").reset_index(drop=True)
+    columns = ["visit_id", "household_id", "station_id", "need_id", "service_id", "kind",
+               "tier", "urgency", "hours", "units", "skills", "safeguarding", "lat", "lon",
+               "last_volunteer", "pin_volunteer", "pin_slot"]
+    return visits[columns]
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def _week_of(scenario: Scenario, run: Run) -> str:
+    """The week a run planned: its ``week`` parameter, else the latest week of its needs."""
+    week = (run.info.get("parameters") or {}).get("week")
+    if week:
+        return week
+    needs = scenario.needs
+    weeks = needs.loc[needs["need_id"].isin(run.result.need_served["need_id"]), "week"]
+    if weeks.empty:
+        raise ValueError("the run has no needs, so no week to match; give week=")
+    return max(weeks, key=week_start)
+
+
+def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
+                 centre: str | None = None, params: MatchParams | None = None) -> MatchResult:
+    """Match the week's visits (pool-served needs and monitoring) to volunteers and slots.
+
+    Parameters
+    ----------
+    scenario
+        The scenario the allocation ran on.
+    run
+        The allocation run (``planning.allocate.run_allocation``).
+    week
+        The ISO week; by default the run's ``week`` parameter, else its needs' latest week.
+    centre
+        Match only the visits of households in this centre's subtree (any volunteer within
+        reach may serve them); by default the run's ``centre``.
+    params
+        Monitoring and solver parameters.
+
+    Returns
+    -------
+    MatchResult
+        Assignments, schedules, unplaced visits with reasons, load and its spread, levels.
+
+    Raises
+    ------
+    VisitPinError
+        When a volunteer pin cannot be kept (every such pin is listed).
+    """
+    params = params or MatchParams()
+    start = time.perf_counter()
+    week = week or _week_of(scenario, run)
+    centre = centre or (run.info.get("parameters") or {}).get("centre")
+    visits = build_visits(scenario, run.tables["allocations"], week, centre, params)
+    vm = match_visits(visits, scenario.volunteers, params)
+
+    placed = vm.assignments.set_index("visit_id")
+    reason = vm.unplaced.set_index("visit_id")["reason"]
+    ids = visits["visit_id"]
+    visits = visits.assign(
+        volunteer_id=_text(ids.map(placed["volunteer_id"])), slot=_text(ids.map(placed["slot"])),
+        km=ids.map(placed["km"]).to_numpy(float), reason=_text(ids.map(reason)))
+    visits = _move_monitoring(visits)
+
+    done = visits["volunteer_id"] != ""
+    assignments = visits.loc[done, list(ASSIGNMENT_COLUMNS)].reset_index(drop=True)
+    unplaced = visits.loc[~done, list(UNPLACED_COLUMNS)].reset_index(drop=True)
+    load, spread = _load(vm)
+    info = {
+        "kind": "match",
+        "status": str(vm.status),
+        "method": vm.method,
+        "week": week,
+        "centre": centre,
+        "input_digest": scenario.digest,
+        "allocation_run": run.info.get("run_id"),
+        "allocation_status": run.info.get("status"),
+        "policy": {"name": scenario.policy.name, "version": scenario.policy.version,
+                   "digest": scenario.policy.digest()},
+        "solver": {"name": {"min_cost_flow": "OR-Tools SimpleMinCostFlow",
+                            "cp_sat": "OR-Tools CP-SAT"}.get(vm.method, "none"),
+                   "versions": {"ortools": version("ortools")}},
+        "parameters": asdict(params),
+        "levels": {lv.name: {"sense": lv.sense, "value": lv.value, "bound": lv.bound,
+                             "gap": lv.gap, "status": lv.status, "seconds": lv.seconds}
+                   for lv in vm.levels},
+        "sizes": {**vm.sizes, "service_visits": int((visits["need_id"] != "").sum()),
+                  "monitoring_visits": int(visits["kind"].ne("service").sum()),
+                  "placed": int(done.sum()), "unplaced": int((~done).sum())},
+        "spread": spread,
+        "seconds": {"build": round(vm.build_seconds, 3), "solve": round(vm.solve_seconds, 3),
+                    "wall": round(time.perf_counter() - start, 3)},
+    }
+    return MatchResult(visits=visits, assignments=assignments,
+                       schedules=_schedules(scenario, visits), unplaced=unplaced, load=load,
+                       spread=spread, levels=vm.levels, status=str(vm.status), method=vm.method,
+                       info=info)
+
+
+def _move_monitoring(visits: pd.DataFrame) -> pd.DataFrame:
+    """A household whose monitoring rode on an unplaced service visit, while another of its
+    service visits is placed, gets the monitoring on the placed one (the visit happens)."""
+    both = visits["kind"] == "service+monitoring"
+    lost = visits.loc[both & (visits["volunteer_id"] == ""), "household_id"]
+    placed_service = visits[(visits["kind"] == "service") & (visits["volunteer_id"] != "")
+                            & visits["household_id"].isin(lost)]
+    carrier = placed_service.drop_duplicates("household_id")
+    kind = visits["kind"].copy()
+    kind[both & visits["household_id"].isin(carrier["household_id"])
+         & (visits["volunteer_id"] == "")] = "service"
+    kind[carrier.index] = "service+monitoring"
+    return visits.assign(kind=kind)
+
+
+def _load(vm: VisitMatch) -> tuple[pd.DataFrame, dict]:
+    """Load per volunteer and the spread of hours among volunteers with any availability."""
+    load = vm.load.assign(utilisation=np.round(vm.load["hours"] / vm.load["max_hours"], 4))
+    active = load.loc[load["available_slots"] > 0, "hours"].to_numpy(float)
+    spread = {"volunteers": len(active), "hours": round(float(active.sum()), 3)}
+    if len(active):
+        spread.update(mean=round(float(active.mean()), 4), std=round(float(active.std()), 4),
+                      min=float(active.min()), max=float(active.max()),
+                      idle_share=round(float((active == 0).mean()), 4))
+    else:
+        spread.update(mean=0.0, std=0.0, min=0.0, max=0.0, idle_share=0.0)
+    return load, spread
+
+
+def _schedules(scenario: Scenario, visits: pd.DataFrame) -> pd.DataFrame:
+    """One row per volunteer × available slot, in calendar order: the visit, or free."""
+    vols = scenario.volunteers
+    cells = vols["availability"].fillna("").str.split(";").explode()
+    grid = pd.DataFrame({"volunteer_id": vols["volunteer_id"].reindex(cells.index).to_numpy(),
+                         "slot": cells.to_numpy()})
+    grid = grid[grid["slot"].isin(SLOTS)]
+    order = {s: i for i, s in enumerate(SLOTS)}
+    grid = grid.assign(_o=grid["slot"].map(order)).sort_values(
+        ["volunteer_id", "_o"], kind="stable").drop(columns="_o")
+    placed = visits[visits["volunteer_id"] != ""]
+    grid = grid.merge(placed[["volunteer_id", "slot", "visit_id", "household_id", "station_id",
+                              "kind", "service_id", "hours", "km"]],
+                      on=["volunteer_id", "slot"], how="left")
+    names = scenario.services.set_index("service_id")
+    grid.insert(2, "slot_zh", grid["slot"].map({s: zh for s, (zh, _) in vocab.SLOTS.items()}))
+    grid.insert(3, "slot_en", grid["slot"].map({s: en for s, (_, en) in vocab.SLOTS.items()}))
+    service_zh = grid["service_id"].map(names["name_zh"])
+    grid["service_zh"] = service_zh.where(grid["kind"] != "monitoring", "走访监测")
+    for col in ("visit_id", "household_id", "station_id", "kind", "service_id", "service_zh"):
+        grid[col] = _text(grid[col])
+    grid["hours"] = grid["hours"].fillna(0.0)
+    return grid.reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- reconcile
+
+
+def reconcile(run: Run, match: MatchResult) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The allocation's ``allocations`` and ``unmet`` made consistent with the matching.
+
+    A need served by a volunteer pool keeps the units of its placed visits; the units of its
+    unplaced visits leave the pool's allocation row and join ``unmet`` with the matching's
+    reason (one row per need and reason). Pool rows' ``km`` become the matched visits' travel,
+    there and back (as the allocation counts it). Other rows, and the pool rows of needs
+    outside the matching's centre, are untouched.
+
+    Parameters
+    ----------
+    run
+        The allocation run the matching was made from.
+    match
+        The matching's result.
+
+    Returns
+    -------
+    allocations, unmet
+        The updated tables.
+
+    Raises
+    ------
+    ValueError
+        When the matching's visits do not add up to the run's pool units (another run's match).
+    """
+    alloc = run.tables["allocations"]
+    service = match.visits[match.visits["need_id"] != ""]
+    pool = alloc["source_kind"] == "volunteer_pool"
+    if match.info.get("centre"):  # a centre's matching reconciles that subtree's needs only
+        pool &= alloc["need_id"].isin(service["need_id"])
+    total = alloc[pool].groupby("need_id")["units"].sum()
+    visit_units = service.groupby("need_id")["units"].sum()
+    same = np.allclose(visit_units.reindex(total.index).fillna(0.0).to_numpy(),
+                       total.to_numpy(), atol=1e-6)
+    if not same or not visit_units.index.isin(total.index).all():
+        raise ValueError("the matching was not made from this run's volunteer-pool allocations")
+    lost = service[service["volunteer_id"] == ""]
+    lost_units = lost.groupby("need_id")["units"].sum()
+    trips = service[service["volunteer_id"] != ""]
+    km = 2 * trips.groupby("need_id")["km"].sum()
+
+    rows = alloc[pool]
+    need = rows["need_id"]
+    units = rows["units"].to_numpy(float)
+    # Take lost units from a need's pool rows in order (one row per need in practice).
+    before = rows.groupby("need_id")["units"].cumsum().to_numpy(float) - units
+    lost_here = need.map(lost_units).to_numpy(dtype=float, na_value=0.0)
+    kept = units - np.clip(lost_here - before, 0.0, units)
+    share = kept / np.maximum(rows.groupby("need_id")["units"].transform("sum")
+                              .to_numpy(float), 1e-12)
+    updated = alloc.copy()
+    updated.loc[rows.index, "units"] = kept
+    updated.loc[rows.index, "km"] = np.round(
+        need.map(km).to_numpy(dtype=float, na_value=0.0) * share, 3)
+    updated = updated[~pool | (updated["units"] > 1e-9)].reset_index(drop=True)
+
+    moved = lost.groupby(["need_id", "reason"], sort=True)["units"].sum().reset_index()
+    unmet = pd.concat([run.tables["unmet"], moved[["need_id", "units", "reason"]]],
+                      ignore_index=True)
+    unmet = unmet.sort_values("need_id", kind="stable").reset_index(drop=True)
+    return updated, unmet
+
+
+__all__ = ["MatchParams", "MatchResult", "VisitPinError", "build_visits", "reconcile",
+           "run_matching", "week_start", "weeks_between", "KINDS", "OUTPUT_TABLES"]

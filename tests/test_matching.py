@@ -1,0 +1,381 @@
+"""Volunteer matching checked from outside: the output tables against the scenario's rules,
+every unplaced reason re-derived, an independent PuLP/CBC model level by level, the allocation
+reconciled unit by unit, and determinism."""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import reference_matching as ref
+from scenario_factory import WEEK, random_scenario
+
+from optimizer.visits import REASONS, MatchParams, VisitPinError, match_visits
+from planning.allocate import run_allocation
+from planning.match import build_visits, reconcile, run_matching, weeks_between
+from planning.scenario import Scenario, load_scenario
+
+CLEAN = Path(__file__).parent / "data" / "clean"
+ALLOC_SEEDS = (1, 2, 3, 4, 5, 8, 10, 11)  # seeds whose allocation serves from volunteer pools
+REF_SEEDS = tuple(range(14))
+FLOW_SEEDS = tuple(range(6))
+TOL_KM = 1e-6
+
+
+# ----------------------------------------------------------------------------- cases
+
+
+@functools.cache
+def scenario(seed: int) -> Scenario:
+    return Scenario.from_tables(random_scenario(seed))
+
+
+@functools.cache
+def allocated(seed: int):
+    return run_allocation(scenario(seed))
+
+
+@functools.cache
+def matched(seed: int):
+    return run_matching(scenario(seed), allocated(seed))
+
+
+@functools.cache
+def clean():
+    sc = load_scenario(CLEAN)
+    run = run_allocation(sc)
+    return sc, run, run_matching(sc, run)
+
+
+def pool_allocations(sc: Scenario) -> pd.DataFrame:
+    """Every in-person need served in full by its street's pool (more visits than a run)."""
+    services = sc.services.set_index("service_id")
+    needs = sc.needs[sc.needs["service_id"].map(services["delivery"]) == "in_person"]
+    station = needs["household_id"].map(sc.households.set_index("household_id")["station_id"])
+    street = sc.hierarchy.ancestor(station.to_numpy(), "street")
+    return pd.DataFrame({"need_id": needs["need_id"].to_numpy(),
+                         "source_id": "pool:" + street + ":" + needs["service_id"].to_numpy(),
+                         "source_kind": "volunteer_pool",
+                         "units": needs["quantity"].to_numpy(float)})
+
+
+@functools.cache
+def reference_case(seed: int, equal: bool = False):
+    tables = random_scenario(seed, volunteers=int(np.random.default_rng(seed).integers(4, 9)))
+    if equal:  # one visit length throughout: the min-cost-flow case
+        services = tables["services"]
+        services["visit_hours"] = np.where(services["delivery"] == "in_person", 1.0, np.nan)
+    sc = Scenario.from_tables(tables)
+    visits = build_visits(sc, pool_allocations(sc), WEEK)
+    return sc, visits, ref.solve(visits, sc.volunteers)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _places(sc: Scenario) -> pd.DataFrame:
+    hh = sc.households.set_index("household_id")
+    centres = sc.centres.set_index("centre_id")
+    return pd.DataFrame({"lat": hh["lat"].fillna(hh["station_id"].map(centres["lat"])),
+                         "lon": hh["lon"].fillna(hh["station_id"].map(centres["lon"]))})
+
+
+def _requirements(sc: Scenario, service_ids: pd.Series) -> tuple[list[set], list[bool]]:
+    services = sc.services.set_index("service_id")
+    skills = [set(ref.split(services.at[s, "skills"])) if s else set() for s in service_ids]
+    safe = [bool(services.at[s, "safeguarding"]) if s else False for s in service_ids]
+    return skills, safe
+
+
+def _units(sc: Scenario, frame: pd.DataFrame) -> pd.Series:
+    """Units of its need each service visit carries: 1 visit, or its hours."""
+    unit = frame["service_id"].map(sc.services.set_index("service_id")["unit"])
+    return pd.Series(np.where(unit == "hour", frame["hours"], 1.0), index=frame.index)
+
+
+def check_rules(sc: Scenario, assignments: pd.DataFrame, pins: pd.DataFrame) -> None:
+    """Every rule of a placed visit, from the output table and the scenario alone."""
+    vols = sc.volunteers.set_index("volunteer_id")
+    places = _places(sc)
+    skills, safe = _requirements(sc, assignments["service_id"])
+    for row, need_skills, need_check in zip(assignments.itertuples(index=False), skills, safe,
+                                            strict=True):
+        vol = vols.loc[row.volunteer_id]
+        assert need_skills <= set(ref.split(vol["skills"])), row
+        assert vol["background_checked"] or not need_check, row
+        assert row.slot in ref.split(vol["availability"]), row
+        km = ref.haversine_km(vol["lat"], vol["lon"], places.at[row.household_id, "lat"],
+                              places.at[row.household_id, "lon"])
+        assert km <= vol["max_travel_km"] + TOL_KM, row
+        assert abs(km - row.km) <= 1e-3, row
+    assert not assignments.duplicated(["volunteer_id", "slot"]).any()
+    assert not assignments["visit_id"].duplicated().any()
+    hours = assignments.groupby("volunteer_id")["hours"].sum()
+    assert (hours <= vols["max_hours"].reindex(hours.index) + 1e-9).all()
+    for pin in pins.itertuples(index=False):
+        mine = assignments[(assignments["need_id"] == pin.need_id)
+                           & (assignments["volunteer_id"] == pin.volunteer_id)]
+        assert _units(sc, mine).sum() >= pin.units - 1e-9, pin
+        if pin.slot:
+            assert (mine["slot"] == pin.slot).any(), pin
+
+
+def expected_reasons(sc: Scenario, assignments: pd.DataFrame,
+                     unplaced: pd.DataFrame) -> list[str]:
+    """The first reason that applies to each unplaced visit, as the docstring defines it."""
+    vols = sc.volunteers
+    places = _places(sc)
+    slots_left = vols["availability"].map(lambda a: len(ref.split(a))) - vols["volunteer_id"] \
+        .map(assignments["volunteer_id"].value_counts()).fillna(0)
+    hours_left = vols["max_hours"] - vols["volunteer_id"].map(
+        assignments.groupby("volunteer_id")["hours"].sum()).fillna(0.0)
+    skills, safe = _requirements(sc, unplaced["service_id"])
+    out = []
+    for row, need_skills, need_check in zip(unplaced.itertuples(index=False), skills, safe,
+                                            strict=True):
+        has = vols["skills"].map(lambda s, n=need_skills: n <= set(ref.split(s)))
+        checked = has & (vols["background_checked"] | (not need_check))
+        km = np.array([ref.haversine_km(v.lat, v.lon, places.at[row.household_id, "lat"],
+                                        places.at[row.household_id, "lon"])
+                       for v in vols.itertuples()])
+        reach = checked & (km <= vols["max_travel_km"] + 1e-9)
+        free = reach & (slots_left > 0)
+        fits = free & (hours_left >= row.hours - 1e-9)
+        assert not fits.any(), f"{row.visit_id} fits a volunteer but was left unplaced"
+        out.append(REASONS[0] if not has.any() else REASONS[1] if not checked.any()
+                   else REASONS[2] if not reach.any() else REASONS[3] if not free.any()
+                   else REASONS[4])
+    return out
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize("seed", ALLOC_SEEDS)
+def test_output_tables_keep_every_rule(seed):
+    """Skills, checks, slots, one visit per slot, hour caps and travel limits hold."""
+    result = matched(seed)
+    assert len(result.assignments) + len(result.unplaced) == len(result.visits)
+    check_rules(scenario(seed), result.assignments, scenario(seed).pins)
+
+
+@pytest.mark.parametrize("seed", ALLOC_SEEDS)
+def test_unplaced_reasons_are_true(seed):
+    """Every unplaced visit carries the first reason that applies, recomputed from the data."""
+    result = matched(seed)
+    expected = expected_reasons(scenario(seed), result.assignments, result.unplaced)
+    assert result.unplaced["reason"].tolist() == expected
+
+
+@pytest.mark.parametrize("seed", REF_SEEDS)
+def test_agrees_with_reference_level_by_level(seed):
+    """Visits placed per colour and urgency, then travel, equal an independent CBC model's."""
+    sc, visits, best = reference_case(seed)
+    result = match_visits(visits, sc.volunteers)
+    placed = visits.merge(result.assignments[["visit_id"]], on="visit_id")
+    got = placed.groupby(["tier", "urgency"]).size()
+    for (colour, urgency), count in best.per_class.items():
+        assert got.get((colour, urgency), 0) == count, (colour, urgency)
+    km = result.assignments["km"].sum()
+    assert abs(km - best.travel_km) <= 1e-3 * len(result.assignments) + TOL_KM
+    assert all(lv.status == "optimal" and lv.value == lv.bound for lv in result.levels)
+
+
+@pytest.mark.parametrize("seed", FLOW_SEEDS)
+def test_min_cost_flow_matches_reference_and_cp_sat(seed):
+    """With one visit length, the min-cost flow agrees with CBC and with CP-SAT on all levels."""
+    sc, visits, best = reference_case(seed, equal=True)
+    flow = match_visits(visits, sc.volunteers)
+    assert flow.method == "min_cost_flow"
+    cp = match_visits(visits, sc.volunteers, MatchParams(method="cp_sat"))
+    assert {lv.name: lv.value for lv in flow.levels} == pytest.approx(
+        {lv.name: lv.value for lv in cp.levels})
+    placed = visits.merge(flow.assignments[["visit_id"]], on="visit_id")
+    got = placed.groupby(["tier", "urgency"]).size()
+    for (colour, urgency), count in best.per_class.items():
+        assert got.get((colour, urgency), 0) == count
+    assert abs(flow.assignments["km"].sum() - best.travel_km) <= \
+        1e-3 * len(flow.assignments) + TOL_KM
+
+
+@pytest.mark.parametrize("seed", REF_SEEDS[:6])
+def test_restricted_model_reports_valid_bounds(seed):
+    """A model cut to a few pairs per visit keeps every rule and never over-claims."""
+    sc, visits, best = reference_case(seed)
+    result = match_visits(visits, sc.volunteers, MatchParams(max_pairs=3))
+    assignments = visits.merge(result.assignments, on=["visit_id", "hours"])
+    check_rules(sc, assignments, sc.pins)
+    for lv in result.levels:
+        assert (lv.value <= lv.bound + 1e-9) if lv.sense == "max" else \
+            (lv.value >= lv.bound - 1e-9), lv
+    first = next(lv for lv in result.levels if lv.name.startswith("cover:"))
+    _, colour, urgency = first.name.split(":")
+    assert best.per_class[(colour, int(urgency))] <= first.bound + 1e-9
+
+
+@pytest.mark.parametrize("seed", ALLOC_SEEDS)
+def test_reconcile_accounts_for_every_pool_unit(seed):
+    """Each pool unit is either in a named visit or in unmet with the matching's reason."""
+    sc, run, result = scenario(seed), allocated(seed), matched(seed)
+    allocations, unmet = reconcile(run, result)
+    pool = run.allocations[run.allocations["source_kind"] == "volunteer_pool"]
+    before = pool.groupby("need_id")["units"].sum()
+    kept = allocations[allocations["source_kind"] == "volunteer_pool"] \
+        .groupby("need_id")["units"].sum().reindex(before.index, fill_value=0.0)
+    service = result.assignments[result.assignments["need_id"] != ""]
+    assigned = _units(sc, service).groupby(service["need_id"]).sum() \
+        .reindex(before.index, fill_value=0.0)
+    matching = unmet["reason"].isin(REASONS)
+    moved = unmet[matching].groupby("need_id")["units"].sum().reindex(before.index,
+                                                                      fill_value=0.0)
+    assert np.allclose(kept, assigned) and np.allclose(kept + moved, before)
+    assert set(unmet.loc[matching, "need_id"]) <= set(before.index)
+    # The allocation's own unmet rows are all still there, unchanged.
+    key = ["need_id", "reason", "units"]
+    pd.testing.assert_frame_equal(
+        unmet[~matching].sort_values(key).reset_index(drop=True),
+        run.unmet.sort_values(key).reset_index(drop=True))
+    others = allocations[allocations["source_kind"] != "volunteer_pool"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        others, run.allocations[run.allocations["source_kind"] != "volunteer_pool"]
+        .reset_index(drop=True))
+
+
+@pytest.mark.parametrize("seed", ALLOC_SEEDS[:3])
+def test_deterministic(seed):
+    """The same scenario and run give the same tables, byte for byte."""
+    again = run_matching(scenario(seed), allocated(seed))
+    first = matched(seed)
+    for name, table in first.tables.items():
+        pd.testing.assert_frame_equal(table, again.tables[name])
+    assert first.spread == again.spread
+    assert [(lv.name, lv.value, lv.bound) for lv in first.levels] == \
+        [(lv.name, lv.value, lv.bound) for lv in again.levels]
+
+
+@pytest.mark.parametrize("seed", ALLOC_SEEDS[:4])
+def test_visits_carry_the_pool_units(seed):
+    """Visit needs become units visits; hour needs ⌈u/visit_hours⌉ visits adding up to u."""
+    sc, run = scenario(seed), allocated(seed)
+    visits = build_visits(sc, run.allocations, WEEK)
+    services = sc.services.set_index("service_id")
+    pool = run.allocations[run.allocations["source_kind"] == "volunteer_pool"]
+    for need_id, units in pool.groupby("need_id")["units"].sum().items():
+        mine = visits[visits["need_id"] == need_id]
+        service = services.loc[mine["service_id"].iloc[0]]
+        if service["unit"] == "visit":
+            assert len(mine) == units and (mine["hours"] == service["visit_hours"]).all()
+        else:
+            assert len(mine) == math.ceil(units / service["visit_hours"] - 1e-9)
+            assert mine["hours"].sum() == pytest.approx(units)
+            assert (mine["hours"] <= service["visit_hours"] + 1e-9).all()
+
+
+def test_monitoring_follows_the_cycle():
+    """Due households get one monitoring visit, riding on a service visit when they have one."""
+    tables = random_scenario(7, households=24, history=0)
+    households = tables["households"]["household_id"].tolist()
+    weeks = ["2026-W48", "2026-W47", "2026-W45", "2026-W36", "2026-W40"]
+    tables["history"] = pd.DataFrame({
+        "week": [weeks[i % len(weeks)] for i in range(len(households) - 4)],
+        "household_id": households[4:], "volunteer_id": "V01"})
+    sc = Scenario.from_tables(tables)
+    allocations = pool_allocations(sc)
+    visits = build_visits(sc, allocations, WEEK)
+    hh = sc.households.set_index("household_id")
+    last = tables["history"].groupby("household_id")["week"].max().reindex(hh.index)
+    since = weeks_between(last, WEEK)
+    cycle = hh["tier"].map(dict(sc.policy.monitoring_weeks))
+    due = set(hh.index[(since.isna() | (since >= cycle)).to_numpy()])
+    carrying = visits[visits["kind"] != "service"]
+    assert set(carrying["household_id"]) == due and not carrying["household_id"].duplicated().any()
+    with_service = set(visits.loc[visits["need_id"] != "", "household_id"])
+    for row in carrying.itertuples(index=False):
+        assert (row.kind == "service+monitoring") == (row.household_id in with_service)
+    alone = carrying[carrying["kind"] == "monitoring"]
+    assert (alone["hours"] == 1.0).all() and (alone["skills"] == "").all()
+    assert not alone["safeguarding"].any()
+    narrow = build_visits(sc, allocations, WEEK, params=MatchParams(monitoring_scope="open_needs"))
+    open_households = set(sc.needs["household_id"])
+    assert set(narrow.loc[narrow["kind"] != "service", "household_id"]) == due & open_households
+
+
+def _pinnable(seed: int):
+    """A pin the allocation and the matching can both keep: a pool need, a capable volunteer
+    of the household's street within reach, and one of their slots."""
+    sc, run = scenario(seed), allocated(seed)
+    pool = run.allocations[run.allocations["source_kind"] == "volunteer_pool"]
+    places = _places(sc)
+    vols = sc.volunteers
+    street_of = sc.hierarchy.ancestor(vols["station_id"].to_numpy(), "street")
+    needs = sc.needs.set_index("need_id")
+    for row in pool.itertuples(index=False):
+        need = needs.loc[row.need_id]
+        skills, safe = _requirements(sc, pd.Series([need["service_id"]]))
+        for v, street in zip(vols.itertuples(index=False), street_of, strict=True):
+            km = ref.haversine_km(v.lat, v.lon, places.at[need["household_id"], "lat"],
+                                  places.at[need["household_id"], "lon"])
+            if (street == row.source_id.split(":")[1] and skills[0] <= set(ref.split(v.skills))
+                    and (v.background_checked or not safe[0]) and km <= v.max_travel_km
+                    and ref.split(v.availability)):
+                return row.need_id, v.volunteer_id, ref.split(v.availability)[-1]
+    return None
+
+
+@pytest.mark.parametrize("seed", (1, 5))
+def test_pins_are_kept_or_refused(seed):
+    """A keepable pin holds its volunteer and slot; a pin in an unavailable slot is refused."""
+    need_id, volunteer_id, slot = _pinnable(seed)
+    tables = random_scenario(seed)
+    tables["pins"] = pd.DataFrame([{"need_id": need_id, "offer_id": "",
+                                    "volunteer_id": volunteer_id, "units": 1.0, "slot": slot}])
+    sc = Scenario.from_tables(tables)
+    run = run_allocation(sc)
+    result = run_matching(sc, run)
+    check_rules(sc, result.assignments, sc.pins)
+    busy = set(ref.split(sc.volunteers.set_index("volunteer_id").at[volunteer_id,
+                                                                      "availability"]))
+    tables["pins"]["slot"] = next(s for s in ("mon_am", "sun_pm", "wed_am") if s not in busy)
+    bad = Scenario.from_tables(tables)
+    with pytest.raises(VisitPinError, match=volunteer_id):
+        run_matching(bad, run_allocation(bad))
+
+
+def test_clean_scenario_outputs():
+    """The clean example: every visit placed, schedules printable, load and spread add up."""
+    sc, run, result = clean()
+    assert result.unplaced.empty and result.status == "optimal"
+    assert set(result.assignments["kind"]) == {"service", "service+monitoring", "monitoring"}
+    check_rules(sc, result.assignments, sc.pins[sc.pins["volunteer_id"] != ""])
+    schedules = result.schedules
+    slots = sc.volunteers["availability"].map(lambda a: len(ref.split(a))).sum()
+    assert len(schedules) == slots
+    assert sorted(schedules.loc[schedules["visit_id"] != "", "visit_id"]) == \
+        sorted(result.assignments["visit_id"])
+    load = result.load.set_index("volunteer_id")
+    hours = result.assignments.groupby("volunteer_id")["hours"].sum()
+    assert np.allclose(load["hours"].reindex(hours.index), hours)
+    active = load.loc[load["available_slots"] > 0, "hours"]
+    assert result.spread["max"] == active.max() and result.spread["min"] == active.min()
+    assert result.spread["std"] == pytest.approx(active.std(ddof=0), abs=1e-4)
+
+
+def test_centre_scope_and_its_reconciliation():
+    """A centre's matching serves only its subtree, and reconciles only that subtree's needs."""
+    sc, run = scenario(5), allocated(5)
+    street = sc.centres.loc[sc.centres["level"] == "street", "centre_id"].iloc[0]
+    result = run_matching(sc, run, centre=street)
+    inside = set(sc.hierarchy.subtree(street))
+    assert set(result.visits["station_id"]) <= inside
+    check_rules(sc, result.assignments, sc.pins)
+    allocations, unmet = reconcile(run, result)
+    station = run.result.need_served.set_index("need_id")["station_id"]
+    outside = run.allocations[~run.allocations["need_id"].map(station).isin(inside)]
+    pd.testing.assert_frame_equal(
+        allocations[~allocations["need_id"].map(station).isin(inside)].reset_index(drop=True),
+        outside.reset_index(drop=True))
+    assert unmet.loc[unmet["reason"].isin(REASONS), "need_id"].map(station).isin(inside).all()
