@@ -229,16 +229,6 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         if len(int_cols):
             h.changeColsIntegrality(len(int_cols), int_cols, np.full(len(int_cols), kind))
 
-    def run_lp() -> tuple[float, np.ndarray]:
-        """Value and solution of the LP relaxation of the model as it stands."""
-        set_integrality(highspy.HighsVarType.kContinuous)
-        run()
-        status = h.getModelStatus()
-        if status != highspy.HighsModelStatus.kOptimal:
-            raise RuntimeError(f"level {current.name}: HiGHS returned {status} (LP)")
-        return (float(h.getInfo().objective_function_value),
-                np.asarray(h.getSolution().col_value, float))
-
     def lp_bound() -> float:
         """The LP relaxation's optimal value; NaN when HiGHS cannot finish it within the time
         limit (then nothing is claimed for the level)."""
@@ -255,11 +245,24 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         it is often integral already, and then it is the MIP optimum with its own bound.
         Otherwise branch and bound; its bound never beats the LP's.
         """
-        lp_value, x = lp if lp is not None else run_lp()
+        if lp is None:
+            set_integrality(highspy.HighsVarType.kContinuous)
+            run()
+            if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                # The relaxation did not finish in time: let branch and bound, which reports
+                # its own incumbent and bound at a time limit, take it from here.
+                return branch(float("inf") if current.sense == "max" else float("-inf"))
+            lp = (float(h.getInfo().objective_function_value),
+                  np.asarray(h.getSolution().col_value, float))
+        lp_value, x = lp
         x = x.copy()
         if not len(int_cols) or np.all(np.abs(x[int_mask] - np.round(x[int_mask])) <= 1e-9):
             x[int_mask] = np.round(x[int_mask])
             return Status.OPTIMAL, x, lp_value + 0.0
+        return branch(lp_value)
+
+    def branch(lp_value: float) -> tuple[str, np.ndarray, float]:
+        """Branch and bound on the model as it stands; its bound never beats ``lp_value``."""
         set_integrality(highspy.HighsVarType.kInteger)
         # No warm start: with a start given by setSolution, HiGHS 1.16 was seen to report the
         # better objective of its search while handing back the start's columns.
@@ -314,8 +317,10 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         h.changeObjectiveSense(sense)
         h.changeColsCost(n, all_cols, cost)
         if level.name in dual_levels:
-            run_lp()
-            duals[level.name] = np.asarray(h.getSolution().row_dual, float)[:rows.count]
+            set_integrality(highspy.HighsVarType.kContinuous)
+            run()
+            if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+                duals[level.name] = np.asarray(h.getSolution().row_dual, float)[:rows.count]
         status, x, bound = solve()
         value = float(cost @ x)
         if len(fixed):
