@@ -149,6 +149,11 @@ def show_run(scenario: Scenario, run) -> None:
 
 
 REASON_ZH = {
+    "no_volunteer_with_skill": "无具备技能的志愿者",
+    "no_safeguarding_check": "无通过背景审查的志愿者",
+    "beyond_travel_limit": "超出志愿者出行距离",
+    "no_available_slot": "无可用时段",
+    "hours_exhausted": "志愿时长用尽",
     "no_eligible_offer": "无符合条件的供给",
     "out_of_coverage": "不在覆盖范围",
     "household_cap": "达到每户上限",
@@ -225,6 +230,46 @@ def show_scenario(scenario: Scenario) -> None:
                                   "earmarked_services": "限定服务 earmarks"})
     console.print(_frame_table(funds, f"基金与预算 / funds and budgets (合计 total {total})",
                                {"预算 budget": yuan}, index=False))
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    from planning.allocate import run_allocation
+    from planning.match import reconcile, run_matching
+    from planning.store import RunStore
+
+    with console.status("读取并校验 / reading and validating …"):
+        try:
+            scenario = load_scenario(args.path)
+        except ValidationError as err:
+            print_problems(err.problems)
+            return 1
+    with console.status("分配中 / allocating …"):
+        run = run_allocation(scenario, week=args.week, centre=args.centre,
+                             store=RunStore(args.store))
+    with console.status("匹配志愿者 / matching volunteers to visits and slots …"):
+        match = run_matching(scenario, run, week=args.week, centre=args.centre)
+    out = Path(args.out)
+    allocations, unmet = reconcile(run, match)
+    tables = {**match.tables, "allocations": allocations, "unmet": unmet}
+    write_tables({k: excel_safe(v) for k, v in tables.items()}, out, "csv")
+    levels = pd.DataFrame([{"level": lv.name, "value": lv.value, "bound": lv.bound,
+                            "status": str(lv.status)} for lv in match.levels])
+    console.print(_frame_table(levels, f"志愿者匹配 / volunteer matching · {match.status}",
+                               {"value": count, "bound": count}, index=False))
+    load = match.load
+    console.print(f"已安排 / placed: {count(len(match.assignments))} visits; "
+                  f"未安排 / unplaced: {count(len(match.unplaced))}; "
+                  f"volunteers' hours: mean {match.spread.get('mean', float('nan')):.1f}, "
+                  f"max {match.spread.get('max', float('nan')):.1f} "
+                  f"({count(int((load['hours'] > 0).sum()))} of {count(len(load))} busy)")
+    reasons = match.unplaced["reason"].value_counts()
+    if len(reasons):
+        table = pd.DataFrame({"原因 reason": [f"{REASON_ZH.get(r, r)} {r}" for r in reasons.index],
+                              "次数 visits": reasons.to_numpy()})
+        console.print(_frame_table(table, "未安排的走访 / unplaced visits by reason",
+                                   index=False))
+    console.print(f"结果表已写入 / tables written to: [bold]{out}[/] ({', '.join(tables)})")
+    return 0
 
 
 def _parse_set(items: list[str]) -> dict[str, float]:
@@ -388,6 +433,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="csv")
     p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
     p.set_defaults(func=cmd_allocate)
+
+    p = sub.add_parser("match", help="志愿者匹配 / allocate, then match volunteers to visits")
+    p.add_argument("path", help="scenario: folder of CSV or Parquet files, or one .xlsx")
+    p.add_argument("--out", required=True, help="folder for the output tables")
+    p.add_argument("--centre", help="only this centre's subtree")
+    p.add_argument("--week", help="ISO week, e.g. 2026-W49")
+    p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
+    p.set_defaults(func=cmd_match)
 
     p = sub.add_parser("budget", help="预算实验室 / what each budget level buys")
     p.add_argument("path", help="scenario: folder of CSV or Parquet files, or one .xlsx")

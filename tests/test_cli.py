@@ -125,3 +125,14 @@ def test_budget_lab_command(tmp_path, capsys):
     assert "¥1,200" in text  # the sweep's last budget
     assert png.exists() and png.stat().st_size > 1000
     assert main(["budget", str(CLEAN), "--set", "F01"]) == 2
+
+
+def test_match_command(tmp_path, store, capsys):
+    """`wulian match` allocates, matches volunteers to visits and writes the schedules, the
+    unplaced visits and the reconciled unmet table."""
+    assert main(["match", str(CLEAN), "--out", str(tmp_path)]) == 0
+    for name in ("assignments", "schedules", "unplaced", "load", "allocations", "unmet"):
+        assert (tmp_path / f"{name}.csv").exists(), name
+    assignments = pd.read_csv(tmp_path / "assignments.csv", encoding="utf-8-sig")
+    assert set(assignments["volunteer_id"]) <= {"V01", "V02"}
+    assert "volunteer matching" in capsys.readouterr().out
