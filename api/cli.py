@@ -59,6 +59,17 @@ def print_problems(problems: list[Problem]) -> None:
                       f"{len(problems) - SHOWN_PROBLEMS} more (use --report FILE for all)")
 
 
+def _load_or_report(path: str, policy=None) -> Scenario | None:
+    """The validated scenario at ``path``, or ``None`` after printing every problem."""
+    with console.status("读取并校验 / reading and validating …"):
+        try:
+            return load_scenario(path, policy)
+        except ValidationError as err:
+            problems = err.problems
+    print_problems(problems)
+    return None
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with console.status("读取并校验 / reading and validating …"):
@@ -79,12 +90,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    with console.status("载入演示场景 / loading the demo scenario …"):
-        try:
-            scenario = load_scenario(args.path)
-        except ValidationError as err:
-            print_problems(err.problems)
-            return 1
+    scenario = _load_or_report(args.path)
+    if scenario is None:
+        return 1
     show_scenario(scenario)
     return _allocate_and_show(scenario, Path(args.out), "csv", None, None, args.store)
 
@@ -165,16 +173,11 @@ REASON_ZH = {
 def cmd_allocate(args: argparse.Namespace) -> int:
     from optimizer.allocation import PinError
 
-    with console.status("读取并校验 / reading and validating …"):
-        try:
-            scenario = load_scenario(args.path, _policy(args.policy))
-        except ValidationError as err:
-            print_problems(err.problems)
-            return 1
-        if args.pins:
-            scenario = _with_pins(scenario, args.pins)
-            if scenario is None:
-                return 1
+    scenario = _load_or_report(args.path, _policy(args.policy))
+    if scenario is not None and args.pins:
+        scenario = _with_pins(scenario, args.pins)
+    if scenario is None:
+        return 1
     try:
         return _allocate_and_show(scenario, Path(args.out), args.format, args.week, args.centre,
                                   args.store)
@@ -237,12 +240,9 @@ def cmd_match(args: argparse.Namespace) -> int:
     from planning.match import reconcile, run_matching
     from planning.store import RunStore
 
-    with console.status("读取并校验 / reading and validating …"):
-        try:
-            scenario = load_scenario(args.path)
-        except ValidationError as err:
-            print_problems(err.problems)
-            return 1
+    scenario = _load_or_report(args.path)
+    if scenario is None:
+        return 1
     with console.status("分配中 / allocating …"):
         run = run_allocation(scenario, week=args.week, centre=args.centre,
                              store=RunStore(args.store))
@@ -286,12 +286,9 @@ def cmd_budget(args: argparse.Namespace) -> int:
     from optimizer.budget import EquityDial
     from planning.budget import BudgetLab, plot_curve
 
-    with console.status("读取并校验 / reading and validating …"):
-        try:
-            scenario = load_scenario(args.path)
-        except ValidationError as err:
-            print_problems(err.problems)
-            return 1
+    scenario = _load_or_report(args.path)
+    if scenario is None:
+        return 1
     try:
         budgets = _parse_set(args.set or [])
     except ValueError as err:
