@@ -110,6 +110,8 @@ def _parse_column(table: Table, col: Column, text: pd.Series) -> tuple[pd.Series
                                      col.allowed)
         if empty.any() and col.default is not None:
             numbers = numbers.fillna(float(col.default))  # type: ignore[arg-type]
+        if col.dtype == "int" and not numbers.isna().any() and not problems:
+            numbers = numbers.astype(np.int64)  # whole numbers stay whole downstream
         return numbers, problems
 
     if col.dtype == "bool":
