@@ -417,6 +417,11 @@ class Policy:
             "monitoring_weeks": dict(self.monitoring_weeks),
         }
 
+    def __reduce__(self):
+        # Its mappings are read-only proxies, which pickle refuses; rebuild from the plain form
+        # (so a Scenario, which holds its policy, can go to worker processes).
+        return (Policy.from_dict, (self.to_dict(),))
+
     def digest(self) -> str:
         """SHA-256 (hex) of the canonical JSON form of :meth:`to_dict`.
 

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from types import MappingProxyType
 
 import pandas as pd
 
@@ -87,9 +86,9 @@ class Scenario:
         policy = policy or Policy.load()
         assessed = colour(typed["households"], policy)
         households = typed["households"].drop(columns=["tier"]).join(assessed)
-        return cls(tables=MappingProxyType(typed), policy=policy, households=households,
-                   digest=tables_digest(typed), sources=MappingProxyType(dict(sources)),
-                   path=path)
+        # Plain dicts (read them, never write them) so a Scenario pickles to worker processes.
+        return cls(tables=dict(typed), policy=policy, households=households,
+                   digest=tables_digest(typed), sources=dict(sources), path=path)
 
 
 def check_raw(raw: RawScenario) -> list[Problem]:

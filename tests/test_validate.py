@@ -175,3 +175,14 @@ def test_cli_validate_exit_codes_and_report(tmp_path, capsys):
     assert list(frame["row"]) == [2, 2, 3, 4]
     out = capsys.readouterr().out
     assert "引用的" in out and "refers to a missing" in out
+
+
+def test_a_scenario_pickles():
+    """A Scenario travels to worker processes: pickling keeps its tables and digest."""
+    import pickle
+
+    scenario = load_scenario(DATA / "clean")
+    again = pickle.loads(pickle.dumps(scenario))
+    assert again.digest == scenario.digest
+    pd.testing.assert_frame_equal(again.households, scenario.households)
+    assert list(again.hierarchy.subtree("D01S01")) == list(scenario.hierarchy.subtree("D01S01"))
