@@ -396,15 +396,23 @@ def _rows(needs, offers, funds, pools, model: _Model, data: AllocationInput) -> 
     # Volunteer hours: per pool, and per street across its pools (a volunteer's hours once).
     p = model.pool >= 0
     if p.any():
-        hours_per_unit = _hours_per_unit(needs, model, data)[p]
-        rows.add("pool", model.pool[p], arcs[p], hours_per_unit, np.full(len(pools), -np.inf),
-                 pools["hours"].to_numpy(float))
-        streets, street_hours = _street_hours(data)
-        s_idx = pd.Series(np.arange(len(streets)), index=streets)
-        ps = pools["street"].map(s_idx).to_numpy()[model.pool[p]]
-        rows.add("street_hours", ps, arcs[p], hours_per_unit, np.full(len(streets), -np.inf),
-                 street_hours)
+        add_volunteer_hour_rows(rows, data, pools, model.pool[p], arcs[p],
+                                _hours_per_unit(needs, model, data)[p])
     return rows
+
+
+def add_volunteer_hour_rows(rows: Rows, data: AllocationInput, pools: pd.DataFrame,
+                            pool_of_col: np.ndarray, cols: np.ndarray,
+                            hours_per_unit: np.ndarray) -> None:
+    """Volunteer hours, per pool and per street across its pools (a volunteer's hours count
+    once): the rows every model that serves needs from pools shares."""
+    rows.add("pool", pool_of_col, cols, hours_per_unit, np.full(len(pools), -np.inf),
+             pools["hours"].to_numpy(float))
+    streets, street_hours = _street_hours(data)
+    street_index = pd.Series(np.arange(len(streets)), index=streets)
+    street_of_col = pools["street"].map(street_index).to_numpy()[pool_of_col]
+    rows.add("street_hours", street_of_col, cols, hours_per_unit,
+             np.full(len(streets), -np.inf), street_hours)
 
 
 def _street_hours(data: AllocationInput) -> tuple[np.ndarray, np.ndarray]:

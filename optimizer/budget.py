@@ -97,7 +97,7 @@ from optimizer.allocation import (
     _covering_pairs,
     _offer_table,
     _pools,
-    _street_hours,
+    add_volunteer_hour_rows,
     prepare_needs,
 )
 from optimizer.lexmip import Rows, _csr, _new_highs
@@ -964,13 +964,7 @@ def _rows(data: AllocationInput, agg: _Aggregate, offers: pd.DataFrame, funds: p
     p = agg.arc_pool >= 0
     if p.any():
         hours = _hours_per_unit(data.services, agg.group_service[agg.arc_group[p]])
-        rows.add("pool", agg.arc_pool[p], arc_cols[p], hours, np.full(len(pools), -np.inf),
-                 pools["hours"].to_numpy(float))
-        streets, street_hours = _street_hours(data)
-        s_idx = pd.Series(np.arange(len(streets)), index=streets)
-        ps = pools["street"].map(s_idx).to_numpy()[agg.arc_pool[p]]
-        rows.add("street_hours", ps, arc_cols[p], hours, np.full(len(streets), -np.inf),
-                 street_hours)
+        add_volunteer_hour_rows(rows, data, pools, agg.arc_pool[p], arc_cols[p], hours)
     seg_tier = agg.group_tier[agg.seg_group]
     n_r = len(agg.red_streets)
     # City red fill rate z = Σ red φ ÷ red needs; per street: floor and deviation rows.
