@@ -203,12 +203,17 @@ def _pools(data: AllocationInput) -> pd.DataFrame:
     and, for a safeguarding service, they are background-checked. Each pool's hours are the
     sum of its members' ``max_hours``; one volunteer's hours are shared across the pools of
     their street through a street row, so no hour is counted twice.
+
+    ``units`` is what the pool can really deliver in the service's own unit: a volunteer gives
+    at most one visit per half-day slot they are available in and only whole visits
+    (⌊max_hours ÷ visit_hours⌋), whole hours of an hourly service. In units the pool row has
+    unit coefficients, which keeps the model's network structure (and its LP nearly integral).
     """
     vols = data.volunteers.reset_index(drop=True)
     services = data.services[data.services["delivery"] == "in_person"].reset_index(drop=True)
     if vols.empty or services.empty:
-        return pd.DataFrame(columns=["pool_id", "street", "service_id", "hours", "lat", "lon",
-                                     "members"])
+        return pd.DataFrame(columns=["pool_id", "street", "service_id", "hours", "units",
+                                     "hours_per_unit", "lat", "lon", "members"])
     vbits = _bits(vols["skills"], vocab.SKILLS)
     sbits = _bits(services["skills"], vocab.SKILLS)
     capable = (vbits[:, None] & sbits[None, :]) == sbits[None, :]
@@ -216,18 +221,28 @@ def _pools(data: AllocationInput) -> pd.DataFrame:
         vols["background_checked"].to_numpy(bool)[:, None]
     v_idx, s_idx = np.nonzero(capable)
     street = data.hierarchy.ancestor(vols["station_id"].to_numpy(), "street")
+    hours = vols["max_hours"].to_numpy(float)[v_idx]
+    per_visit = services["unit"].to_numpy() == "visit"
+    hours_per_unit = np.where(per_visit, services["visit_hours"].to_numpy(float), 1.0)[s_idx]
+    slots = vols["availability"].fillna("").str.split(";").map(
+        lambda cells: sum(1 for c in cells if c)).to_numpy()[v_idx]
+    whole = np.floor(hours / hours_per_unit + 1e-9)
+    units = np.where(per_visit[s_idx], np.minimum(whole, slots), whole)
     members = pd.DataFrame({
         "street": street[v_idx], "service_id": services["service_id"].to_numpy()[s_idx],
-        "volunteer_id": vols["volunteer_id"].to_numpy()[v_idx],
-        "hours": vols["max_hours"].to_numpy(float)[v_idx],
+        "volunteer_id": vols["volunteer_id"].to_numpy()[v_idx], "hours": hours,
+        "units": units, "hours_per_unit": hours_per_unit,
         "lat": vols["lat"].to_numpy(float)[v_idx], "lon": vols["lon"].to_numpy(float)[v_idx],
     })
     pools = members.groupby(["street", "service_id"], sort=True).agg(
-        hours=("hours", "sum"), lat=("lat", "mean"), lon=("lon", "mean"),
+        hours=("hours", "sum"), units=("units", "sum"), hours_per_unit=("hours_per_unit", "first"),
+        lat=("lat", "mean"), lon=("lon", "mean"),
         members=("volunteer_id", lambda s: ";".join(sorted(s)))).reset_index()
     pools.insert(0, "pool_id", "pool:" + pools["street"] + ":" + pools["service_id"])
     used = pools["pool_id"].map(data.used_pool_hours).fillna(0.0).to_numpy(float)
     pools["hours"] = np.maximum(pools["hours"].to_numpy(float) - used, 0.0)
+    pools["units"] = np.maximum(
+        pools["units"].to_numpy(float) - np.ceil(used / pools["hours_per_unit"] - 1e-9), 0.0)
     return pools
 
 
@@ -406,8 +421,9 @@ def add_volunteer_hour_rows(rows: Rows, data: AllocationInput, pools: pd.DataFra
                             hours_per_unit: np.ndarray) -> None:
     """Volunteer hours, per pool and per street across its pools (a volunteer's hours count
     once): the rows every model that serves needs from pools shares."""
-    rows.add("pool", pool_of_col, cols, hours_per_unit, np.full(len(pools), -np.inf),
-             pools["hours"].to_numpy(float))
+    # In the service's unit (whole visits a pool's members can give in their slots).
+    rows.add("pool", pool_of_col, cols, np.ones(len(cols)), np.full(len(pools), -np.inf),
+             pools["units"].to_numpy(float))
     streets, street_hours = _street_hours(data)
     street_index = pd.Series(np.arange(len(streets)), index=streets)
     street_of_col = pools["street"].map(street_index).to_numpy()[pool_of_col]
@@ -541,7 +557,10 @@ def _pool_left(needs, pools, model: _Model, x: np.ndarray, data: AllocationInput
     p = model.pool >= 0
     hpu = _hours_per_unit(needs, model, data)[p]
     used = np.bincount(model.pool[p], weights=x[p] * hpu, minlength=len(pools))
-    left = pools["hours"].to_numpy(float) - used
+    used_units = np.bincount(model.pool[p], weights=x[p], minlength=len(pools))
+    left = np.minimum(pools["hours"].to_numpy(float) - used,
+                      (pools["units"].to_numpy(float) - used_units)
+                      * pools["hours_per_unit"].to_numpy(float))
     # A pool also runs dry when its street's volunteers have no hours left.
     streets, street_hours = _street_hours(data)
     street_used = pd.Series(used).groupby(pools["street"].to_numpy()).sum()

@@ -97,6 +97,7 @@ from optimizer.allocation import (
     _covering_pairs,
     _offer_table,
     _pools,
+    _street_hours,
     add_volunteer_hour_rows,
     prepare_needs,
 )
@@ -185,6 +186,9 @@ class BudgetSolution:
         (0 when every floor is met).
     message
         What went wrong, when ``status`` is ``error``.
+    segment_filled, arc_flow
+        The solution's columns: fully served needs per segment (φ) and units per group arc,
+        in the model's order (``BudgetModel.agg``), for callers that aggregate differently.
     """
 
     colours: pd.DataFrame
@@ -198,6 +202,8 @@ class BudgetSolution:
     seconds: float
     shortfall: float = 0.0
     message: str = ""
+    segment_filled: np.ndarray | None = None
+    arc_flow: np.ndarray | None = None
 
     def fill_rates(self) -> pd.Series:
         """Fill rate per colour, indexed by colour in priority order."""
@@ -237,6 +243,15 @@ class _Aggregate:
     # streets with red needs (the equity dial's rows)
     red_streets: np.ndarray
     red_street_needs: np.ndarray
+    # What BudgetModel.set_demand needs to rescale the bounds when the number of needs in each
+    # segment changes: the segment of each need (in prepare_needs order); each (segment, offer
+    # arc) pair with the bound one need of the segment has on the arc; each offer arc's units
+    # per household (offer and fund household caps; inf when none).
+    need_segment: np.ndarray | None = None
+    pair_arc: np.ndarray | None = None
+    pair_segment: np.ndarray | None = None
+    pair_bound: np.ndarray | None = None
+    arc_household_units: np.ndarray | None = None
 
     @property
     def n_segments(self) -> int:
@@ -363,6 +378,20 @@ def _aggregate(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
     fcap = np.where(np.isnan(fcap), np.inf, fcap)
     upper = np.minimum(upper, np.where(a_charge > 0, fcap / np.maximum(a_charge, 1e-300),
                                        np.inf))
+    hh_units = np.where(np.isnan(cap_offer[a_offer]), np.inf, cap_offer[a_offer])
+    fund_hh = np.full(len(a_group), np.inf)
+    fund_hh[has_fund_cap] = cap_fund[a_fund[has_fund_cap]]
+    fund_hh = np.where(np.isnan(fund_hh), np.inf, fund_hh)
+    hh_units = np.minimum(hh_units, np.where(a_charge > 0,
+                                             fund_hh / np.maximum(a_charge, 1e-300), np.inf))
+    # Each (segment, offer arc) pair: one need of the segment may take per_need on the arc
+    # (the same for every need of the segment: one quantity, one offer).
+    pairs = pd.DataFrame({"seg": segment[n_i], "offer": o_i, "bound": per_need}) \
+        .groupby(["seg", "offer"], sort=True)["bound"].first().reset_index()
+    arc_index = pd.Series(np.arange(len(a_group)),
+                          index=pd.MultiIndex.from_arrays([a_group, a_offer]))
+    pair_arc = arc_index.reindex(pd.MultiIndex.from_arrays(
+        [seg_group[pairs["seg"].to_numpy()], pairs["offer"].to_numpy()])).to_numpy(np.int64)
 
     # Pool arcs: the group's street × service pool, bounded by what the group asks.
     group_q = np.bincount(group, weights=q, minlength=n_groups)
@@ -392,6 +421,8 @@ def _aggregate(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
         arc_charge=np.concatenate([a_charge, np.zeros(len(p_groups))]),
         arc_upper=np.concatenate([upper, group_q[p_groups]]),
         red_streets=red_needs.index.to_numpy(), red_street_needs=red_needs.to_numpy(float),
+        need_segment=segment, pair_arc=pair_arc, pair_segment=pairs["seg"].to_numpy(np.int64),
+        pair_bound=pairs["bound"].to_numpy(float), arc_household_units=hh_units,
     )
     sizes = {"needs": n, "groups": n_groups, "segments": n_seg, "arcs": agg.n_arcs,
              "exact_arcs": len(n_i) + int(np.isin(group, p_groups).sum()),
@@ -437,6 +468,17 @@ class BudgetModel:
                  threads: int, seed: int, time_limit: float):
         self.agg = agg
         self.fund_ids = funds["fund_id"].to_numpy()
+        self.offer_ids = offers["offer_id"].to_numpy()
+        self.pool_ids = pools["pool_id"].to_numpy() if len(pools) else np.zeros(0, object)
+        self.pool_hours = pools["hours"].to_numpy(float) if len(pools) else np.zeros(0)
+        self.pool_hours_per_unit = (pools["hours_per_unit"].to_numpy(float) if len(pools)
+                                    else np.zeros(0))
+        # Street of each street_hours row and its hours (set by build_budget_model).
+        self.hour_streets = np.zeros(0, object)
+        self.street_hours = np.zeros(0)
+        self._base_households = agg.group_households.copy()
+        self._base_group_needs = np.bincount(agg.seg_group, weights=agg.seg_needs,
+                                             minlength=len(agg.group_street))
         self.base_budgets = pd.Series(funds["budget"].to_numpy(float), index=self.fund_ids,
                                       name="budget")
         self.sizes = sizes
@@ -504,6 +546,128 @@ class BudgetModel:
         self._red_seg = np.flatnonzero(self._seg_tier == 0)
         self._red_seg_street = street_code.reindex(
             agg.group_street[agg.seg_group[self._red_seg]]).to_numpy().astype(np.int64)
+
+    # -- demand and supply ------------------------------------------------------------------
+
+    def set_demand(self, seg_needs: np.ndarray) -> None:
+        """Put a new number of needs in each segment (fractional counts allowed: expected
+        needs), for what-if demand such as the quarterly plan's weeks.
+
+        Everything that counts needs follows: φ's bounds, each group's units, each offer arc's
+        bound (Σ over its segments of needs × one need's bound, and at most the household cap
+        × the group's households, which scale with the group's needs), the group × fund
+        household-cap rows, the colour totals and the red fill-rate rows of the equity dial.
+        The model's structure (groups, arcs, rows) stays; each solve still starts from the
+        baseline's bases.
+
+        Parameters
+        ----------
+        seg_needs
+            Needs per segment, in ``agg`` order, each ≥ 0.
+
+        Raises
+        ------
+        ValueError
+            When the length is wrong or a count is negative or not finite.
+        """
+        agg, lay = self.agg, self._layout
+        seg_needs = np.asarray(seg_needs, float)
+        if seg_needs.shape != agg.seg_needs.shape or not np.all(np.isfinite(seg_needs)) \
+                or (seg_needs < 0).any():
+            raise ValueError("seg_needs: one finite count ≥ 0 per segment")
+        n_groups = len(agg.group_street)
+        group_needs = np.bincount(agg.seg_group, weights=seg_needs, minlength=n_groups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(self._base_group_needs > 0, group_needs / self._base_group_needs,
+                             0.0)
+        old_households = agg.group_households
+        agg.seg_needs = seg_needs.copy()
+        agg.group_households = self._base_households * ratio
+        agg.group_needed = np.bincount(agg.seg_group, weights=seg_needs * agg.seg_quantity,
+                                       minlength=n_groups)
+        upper = agg.arc_upper.copy()
+        offer_arc = agg.arc_offer >= 0
+        n_offer_arcs = int(offer_arc.sum())  # offer arcs come first, then pool arcs
+        offer_upper = np.bincount(agg.pair_arc, weights=seg_needs[agg.pair_segment]
+                                  * agg.pair_bound, minlength=n_offer_arcs)
+        with np.errstate(invalid="ignore"):
+            hh_cap = agg.arc_household_units * agg.group_households[agg.arc_group[:n_offer_arcs]]
+        upper[:n_offer_arcs] = np.minimum(offer_upper, np.where(np.isnan(hh_cap), np.inf,
+                                                                hh_cap))
+        upper[n_offer_arcs:] = agg.group_needed[agg.arc_group[n_offer_arcs:]]
+        agg.arc_upper = upper
+        self._col_hi[lay.seg] = seg_needs
+        self._col_hi[lay.arc] = upper
+        # Group × fund household caps: cap × households, so they follow the households.
+        try:
+            gf = lay.family("group_fund")
+        except KeyError:
+            gf = None
+        if gf is not None and gf.stop > gf.start:
+            i = [k for k, (name, _, _) in enumerate(self._rows.names) if name == "group_fund"][0]
+            row, col = self._rows.row[i], self._rows.col[i]
+            group_of_row = pd.Series(agg.arc_group[col - lay.arc.start]).groupby(row).first()
+            old = old_households[group_of_row.to_numpy()]
+            new = agg.group_households[group_of_row.to_numpy()]
+            hi = self._row_hi[group_of_row.index.to_numpy()]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                scaled = np.where(old > 0, hi * new / old, 0.0)
+            self._row_hi[group_of_row.index.to_numpy()] = scaled
+        # Red totals: the city and street red fill-rate rows' weights are 1 ÷ red needs.
+        seg_tier = agg.group_tier[agg.seg_group]
+        red = np.flatnonzero(seg_tier == RED)
+        street_code = pd.Series(np.arange(len(agg.red_streets)), index=agg.red_streets)
+        red_street = street_code.reindex(agg.group_street[agg.seg_group[red]]).to_numpy() \
+            .astype(np.int64) if len(agg.red_streets) else np.zeros(0, np.int64)
+        agg.red_street_needs = np.bincount(red_street, weights=seg_needs[red],
+                                           minlength=len(agg.red_streets))
+        n_red = seg_needs[red].sum()
+        h = self._highs
+        city = lay.family("city_red").start
+        floor, deviation = lay.family("floor").start, lay.family("deviation").start
+        # A colour or street left without needs gets weight 0 (its φ are all 0 anyway).
+        some = agg.red_street_needs > 1e-9
+        per_street = np.divide(1.0, agg.red_street_needs, out=np.zeros(len(some)), where=some)
+        city_weight = 1.0 / n_red if n_red > 1e-9 else 0.0
+        for k, seg in enumerate(red):  # a loop over red segments: one coefficient each
+            col = int(lay.seg.start + seg)
+            h.changeCoeff(city, col, city_weight)
+            h.changeCoeff(floor + int(red_street[k]), col, float(per_street[red_street[k]]))
+            h.changeCoeff(deviation + int(red_street[k]), col, float(per_street[red_street[k]]))
+        self._prepare_reports()
+        self._alone = None  # rebuilt from the new counts when a dial asks for it
+
+    def set_supply(self, capacity: Mapping[str, float] | None = None,
+                   street_hours: Mapping[str, float] | None = None,
+                   pool_hours: Mapping[str, float] | None = None) -> None:
+        """Put new offer capacities (offer_id → units), volunteer hours per street
+        (street_id → hours across its pools) and per pool (pool_id → hours) in place of the
+        scenario's; ids not named keep theirs. The budgets stay an argument of :meth:`solve`.
+
+        Raises
+        ------
+        KeyError
+            When an id is not one of the model's offers or volunteer streets.
+        ValueError
+            When a value is negative.
+        """
+        for ids, values, family in ((self.offer_ids, capacity, "offer"),
+                                    (self.hour_streets, street_hours, "street_hours"),
+                                    (self.pool_ids, pool_hours, "pool")):
+            if not values:
+                continue
+            index = pd.Series(np.arange(len(ids)), index=ids)
+            given = pd.Series(values, dtype=float)
+            unknown = sorted(set(given.index) - set(index.index))
+            if unknown:
+                raise KeyError(f"unknown {family} id(s): {', '.join(map(str, unknown[:5]))}")
+            if (given < 0).any():
+                raise ValueError(f"{family}: values must be ≥ 0")
+            at = index[given.index].to_numpy()
+            value = given.to_numpy()
+            if family == "pool":  # the pool row counts whole units of the service
+                value = np.floor(value / self.pool_hours_per_unit[at] + 1e-9)
+            self._row_hi[self._layout.family(family).start + at] = value
 
     # -- budgets ---------------------------------------------------------------------------
 
@@ -778,7 +942,8 @@ class BudgetModel:
         })
         return BudgetSolution(colours=colours, funds=funds, groups=groups, streets=streets,
                               money=float(used.sum()), equity=equity, price_of_fairness=None,
-                              status=str(Status.OPTIMAL), seconds=0.0, shortfall=short)
+                              status=str(Status.OPTIMAL), seconds=0.0, shortfall=short,
+                              segment_filled=phi, arc_flow=y)
 
 
 def _new_model(n_cols: int, col_lo: np.ndarray, col_hi: np.ndarray, rows: Rows, threads: int,
@@ -920,6 +1085,8 @@ def build_budget_model(data: AllocationInput, *, threads: int = 1, seed: int = 0
     sizes["columns"] = agg.n_cols
     model = BudgetModel(agg, funds, offers, pools, rows, layout, sizes, threads=threads,
                         seed=seed, time_limit=time_limit)
+    if agg.arc_pool.max(initial=-1) >= 0:
+        model.hour_streets, model.street_hours = _street_hours(data)
     model._solve_levels(model.base_budgets, None, None)  # the basis every solve starts from
     model.build_seconds = time.perf_counter() - t0
     return model

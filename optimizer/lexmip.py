@@ -203,9 +203,11 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     inf = highspy.kHighsInf
     h.addCols(n, np.zeros(n), col_lo, col_hi, 0, np.zeros(n, np.int32), np.zeros(0, np.int32),
               np.zeros(0))
-    a_start, a_index, a_value, _ = _csr(rows, n)
+    a_start, a_index, a_value, a_row = _csr(rows, n)
     lo = np.concatenate(rows.lower) if rows.lower else np.zeros(0)
     hi = np.concatenate(rows.upper) if rows.upper else np.zeros(0)
+    on_eq = (lo == hi)[a_row]
+    eq_row_of, eq_col = a_row[on_eq], a_index[on_eq].astype(np.int64)  # equality rows' entries
     h.addRows(rows.count, np.where(np.isfinite(lo), lo, -inf), np.where(np.isfinite(hi), hi, inf),
               len(a_index), a_start, a_index, a_value)
     int_mask = np.asarray(integer, bool)
@@ -256,12 +258,51 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
                   np.asarray(h.getSolution().col_value, float))
         lp_value, x = lp
         x = x.copy()
-        if not len(int_cols) or np.all(np.abs(x[int_mask] - np.round(x[int_mask])) <= 1e-9):
+        # Relative as well as absolute: a column of cents reads 50724.00001 from the LP.
+        fractional = int_mask & (np.abs(x - np.round(x)) > 1e-9 * np.maximum(1.0, np.abs(x)))
+        if not fractional.any():
             x[int_mask] = np.round(x[int_mask])
             return Status.OPTIMAL, x, lp_value + 0.0
+        if not exact:
+            repaired = repair(x, fractional, lp_value)
+            if repaired is not None:
+                return repaired
         return branch(lp_value)
 
-    def branch(lp_value: float) -> tuple[str, np.ndarray, float]:
+    def repair(x_lp: np.ndarray, fractional: np.ndarray, lp_value: float
+               ) -> tuple[str, np.ndarray, float] | None:
+        """Branch and bound on a neighbourhood of the fractional columns, every other column at
+        its LP value.
+
+        Budgets, yuan caps and volunteer hours are the only rows that break the network's
+        integrality, so few columns are fractional and this small MIP is quick. The first
+        neighbourhood frees the other columns of the fractional columns' needs (so a need can be
+        rerouted or left unserved by a whole unit); when that has no whole answer, every column
+        of every row a fractional column is in. The LP value stays the bound, so the answer says
+        how far it may be. ``None`` when neither has a whole answer.
+        """
+        free = fractional.copy()
+        free[eq_col[np.isin(eq_row_of, np.unique(eq_row_of[fractional[eq_col]]))]] = True
+        wide = fractional.copy()
+        wide[a_index[np.isin(a_row, np.unique(a_row[fractional[a_index]]))]] = True
+        for neighbourhood in (free, wide):
+            keep = np.flatnonzero(~neighbourhood).astype(np.int32)
+            at = np.where(int_mask, np.round(x_lp), x_lp)[keep]
+            h.changeColsBounds(len(keep), keep, at, at)
+            try:
+                status, x, _ = branch(lp_value, quiet_failure=True)
+            finally:
+                h.changeColsBounds(len(keep), keep, cur_lo[keep], cur_hi[keep])
+            if os.environ.get("WULIAN_TRACE"):
+                print(f"  repair: {fractional.sum()} fractional, {neighbourhood.sum()} free "
+                      f"of {n}: {status}")
+            if status not in (Status.INFEASIBLE, Status.ERROR):
+                value = float(np.asarray(current.cost, float) @ x)
+                close = close_enough(value, lp_value)
+                return (Status.OPTIMAL if close else Status.FEASIBLE), x, lp_value + 0.0
+        return None
+
+    def branch(lp_value: float, quiet_failure: bool = False) -> tuple[str, np.ndarray, float]:
         """Branch and bound on the model as it stands; its bound never beats ``lp_value``."""
         set_integrality(highspy.HighsVarType.kInteger)
         # No warm start: with a start given by setSolution, HiGHS 1.16 was seen to report the
@@ -273,6 +314,8 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         if status == Status.TIME_LIMIT and info.primal_solution_status != 2:
             status = Status.ERROR  # stopped before any feasible answer: nothing to hold
         if status in (Status.INFEASIBLE, Status.ERROR):
+            if quiet_failure:
+                return status, np.zeros(n), lp_value
             raise RuntimeError(f"level {current.name}: HiGHS returned {model_status}")
         x = np.asarray(h.getSolution().col_value, float)
         x[int_mask] = np.round(x[int_mask])
@@ -308,6 +351,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     all_cols = np.arange(n, dtype=np.int32)
     held: list[tuple[Level, float]] = []  # earlier levels and the values they reached
     fixed = np.zeros(0, dtype=np.int32)  # columns fixed at their value (bounds: col_lo/hi)
+    cur_lo, cur_hi = col_lo.copy(), col_hi.copy()  # the bounds as they stand
 
     for level in levels:
         current = level
@@ -327,6 +371,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             # Certify: release the fixed columns, hold earlier levels by value only, bound by
             # the LP relaxation.
             h.changeColsBounds(len(fixed), fixed, col_lo[fixed], col_hi[fixed])
+            cur_lo[fixed], cur_hi[fixed] = col_lo[fixed], col_hi[fixed]
             first_value_row = h.getNumRow()
             for earlier, earlier_value in held:
                 if earlier.hold_cols is not None:
@@ -349,6 +394,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             extra = np.arange(first_value_row, h.getNumRow(), dtype=np.int32)
             h.deleteRows(len(extra), extra)
             h.changeColsBounds(len(fixed), fixed, x[fixed], x[fixed])
+            cur_lo[fixed], cur_hi[fixed] = x[fixed], x[fixed]
         if status != Status.OPTIMAL and overall != Status.TIME_LIMIT:
             overall = Status.TIME_LIMIT if status == Status.TIME_LIMIT else Status.FEASIBLE
         results.append(LevelResult(level.name, level.sense, value, bound, status,
@@ -360,6 +406,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             hold = np.asarray(level.hold_cols, dtype=np.int32)
             fixed = np.concatenate([fixed, hold])
             h.changeColsBounds(len(hold), hold, x[hold], x[hold])
+            cur_lo[hold], cur_hi[hold] = x[hold], x[hold]
     return LexResult(x=x if x is not None else np.zeros(n), levels=results, duals=duals,
                      status=overall, build_seconds=build,
                      solve_seconds=time.perf_counter() - solve_start)

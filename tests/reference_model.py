@@ -98,6 +98,7 @@ class Pool:
     service_id: str
     members: list[str]
     hours: float  # Σ max_hours of the members
+    units: float  # whole units the members can give (one visit per available slot)
     hours_per_unit: float
     trips_per_unit: float
     lat: float
@@ -283,9 +284,15 @@ def build(scenario) -> Reference:
             if not members:
                 continue
             pid = pool_id(street, s)
+            units = 0.0
+            for m in members:
+                whole = math.floor(float(m["max_hours"]) / hours_per_unit + 1e-9)
+                slots = len(split(m["availability"]))
+                units += min(whole, slots) if unit == "visit" else whole
             pools[pid] = Pool(
                 pid, street, s, [text(m["volunteer_id"]) for m in members],
-                sum(float(m["max_hours"]) for m in members), hours_per_unit, trips_per_unit,
+                sum(float(m["max_hours"]) for m in members), units, hours_per_unit,
+                trips_per_unit,
                 sum(float(m["lat"]) for m in members) / len(members),
                 sum(float(m["lon"]) for m in members) / len(members))
 
@@ -412,6 +419,7 @@ def solve(scenario_or_ref) -> tuple[dict[str, float], dict[tuple[str, str], floa
         if idx:
             add(pulp.lpSum(p.hours_per_unit * x[i] for i in idx) <= p.hours,
                 f"pool_{p.pool_id}")
+            add(pulp.lpSum(x[i] for i in idx) <= p.units, f"pool_units_{p.pool_id}")
     for street, hours in ref.street_hours.items():
         idx = [i for i, a in enumerate(ref.arcs)
                if a.kind == "volunteer_pool" and ref.pools[a.source_id].street_id == street]

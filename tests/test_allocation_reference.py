@@ -135,12 +135,12 @@ class State:
     fund_used: dict[str, float]
     fund_household: dict[tuple[str, str], float]
     pool_hours: dict[str, float]
+    pool_units: dict[str, float]
     street_hours: dict[str, float]
 
 
 def _state(ref: rm.Reference, alloc: pd.DataFrame) -> State:
-    st = State(defaultdict(float), defaultdict(float), defaultdict(float), defaultdict(float),
-               defaultdict(float), defaultdict(float), defaultdict(float), defaultdict(float))
+    st = State(*(defaultdict(float) for _ in range(9)))
     for row in alloc.itertuples(index=False):
         need = ref.needs[row.need_id]
         base = float(row.units) * need.scale
@@ -157,6 +157,7 @@ def _state(ref: rm.Reference, alloc: pd.DataFrame) -> State:
         elif row.source_id in ref.pools:
             pool = ref.pools[row.source_id]
             st.pool_hours[pool.pool_id] += base * pool.hours_per_unit
+            st.pool_units[pool.pool_id] += base
             st.street_hours[pool.street_id] += base * pool.hours_per_unit
     return st
 
@@ -219,6 +220,8 @@ def _table_problems(ref: rm.Reference, alloc: pd.DataFrame, unmet: pd.DataFrame)
     for p in ref.pools.values():
         if st.pool_hours[p.pool_id] > p.hours + ABS:
             bad.append(f"{p.pool_id}: {st.pool_hours[p.pool_id]} h > {p.hours} h")
+        if st.pool_units[p.pool_id] > p.units + ABS:
+            bad.append(f"{p.pool_id}: {st.pool_units[p.pool_id]} units > {p.units} (slots)")
     for street, hours in ref.street_hours.items():
         if st.street_hours[street] > hours + ABS:
             bad.append(f"street {street}: {st.street_hours[street]} h > {hours} h")
@@ -270,6 +273,7 @@ def _expected_reason(ref: rm.Reference, st: State, need: rm.Need) -> tuple[str, 
         else:
             p = ref.pools[arc.source_id]
             room = (p.hours - st.pool_hours[p.pool_id] >= p.hours_per_unit - 1e-7
+                    and p.units - st.pool_units[p.pool_id] >= 1 - 1e-7
                     and ref.street_hours[p.street_id] - st.street_hours[p.street_id]
                     >= p.hours_per_unit - 1e-7)
             cap = poor = False
