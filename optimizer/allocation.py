@@ -69,6 +69,11 @@ class AllocationParams:
     # Up to this many columns, a level that fixing may have cost something is re-solved on
     # the exact model (branch and bound); above it, the level reports its proven LP bound.
     exact_columns: int = 1_000
+    # "auto": a week of more than ``decompose_above`` needs in several districts is solved
+    # district by district in parallel (optimizer/decompose.py); "always" or "never".
+    decompose: str = "auto"
+    decompose_above: int = 50_000
+    workers: int = 0  # processes for the districts; 0: one per core
 
 
 class PinError(ValueError):
@@ -626,6 +631,34 @@ def allocate(data: AllocationInput, params: AllocationParams | None = None) -> A
                     prep + result.build_seconds)
 
 
+def explain(data: AllocationInput, allocations: pd.DataFrame) -> pd.Series:
+    """need_id → the reason of each need of ``data`` with unmet units ("" when fully served),
+    given what ``allocations`` (need_id, source_id, units) gives them, with whatever other
+    needs use already counted in ``data.used_*``. The rules are those of a solve."""
+    needs = prepare_needs(data)
+    offers = _offer_table(data)
+    funds = data.funds.reset_index(drop=True)
+    pools = _pools(data)
+    model, _ = build_arcs(data, needs, offers, pools)
+    source = np.where(model.offer >= 0,
+                      offers["offer_id"].to_numpy()[np.maximum(model.offer, 0)],
+                      pools["pool_id"].to_numpy()[np.maximum(model.pool, 0)]
+                      if len(pools) else "")
+    arc = pd.Series(np.arange(len(model.need)), index=pd.MultiIndex.from_arrays(
+        [needs["need_id"].to_numpy()[model.need], source]))
+    given = allocations[allocations["need_id"].isin(needs["need_id"])]
+    at = arc.reindex(pd.MultiIndex.from_arrays([given["need_id"], given["source_id"]]))
+    if at.isna().any():
+        raise ValueError("allocations name arcs the model does not have")
+    scale = needs["scale"].to_numpy()[model.need]
+    x = np.zeros(len(model.need))
+    np.add.at(x, at.to_numpy(int), given["units"].to_numpy(float))
+    x = np.round(x * scale)
+    served = np.bincount(model.need, weights=x, minlength=len(needs))
+    reason = _reasons(needs, offers, funds, pools, model, x, data, served)
+    return pd.Series(reason, index=needs["need_id"].to_numpy())
+
+
 def _outputs(data, needs, offers, funds, pools, model: _Model, rows: Rows, x: np.ndarray,
              result: LexResult, build_seconds: float) -> AllocationResult:
     scale = needs["scale"].to_numpy()
@@ -653,12 +686,15 @@ def _outputs(data, needs, offers, funds, pools, model: _Model, rows: Rows, x: np
     unmet = pd.DataFrame({"need_id": needs["need_id"], "units": left / scale,
                           "reason": reason})[left > 0.5].reset_index(drop=True)
     money = np.bincount(model.need, weights=x * model.charge, minlength=len(needs))
+    per_need = {name: np.bincount(model.need, weights=x * getattr(model, name),
+                                  minlength=len(needs)) for name in ("km", "continuity")}
     need_served = pd.DataFrame({
         "need_id": needs["need_id"], "household_id": needs["household_id"],
         "station_id": needs["station_id"], "service_id": needs["service_id"],
         "tier": needs["tier"], "urgency": needs["urgency"], "quantity": needs["quantity"],
         "served": served / scale, "fraction": served / needs["base_quantity"].to_numpy(),
         "money": np.round(money, 2), "reason": reason,
+        "km": per_need["km"], "continuity": per_need["continuity"],
     })
 
     duals = result.duals

@@ -470,7 +470,6 @@ class BudgetModel:
         self.fund_ids = funds["fund_id"].to_numpy()
         self.offer_ids = offers["offer_id"].to_numpy()
         self.pool_ids = pools["pool_id"].to_numpy() if len(pools) else np.zeros(0, object)
-        self.pool_hours = pools["hours"].to_numpy(float) if len(pools) else np.zeros(0)
         self.pool_hours_per_unit = (pools["hours_per_unit"].to_numpy(float) if len(pools)
                                     else np.zeros(0))
         # Street of each street_hours row and its hours (set by build_budget_model).
@@ -530,22 +529,27 @@ class BudgetModel:
         keys = report.groupby(["street_id", "service_id", "colour"], sort=True)
         self._report_of_group = keys.ngroup().to_numpy()
         self._report = keys.size().reset_index()[["street_id", "service_id", "colour"]]
+        tier_code = pd.Series(np.arange(len(TIER_LEVELS)), index=list(TIER_LEVELS))
+        self._seg_tier = tier_code.reindex(agg.group_tier[agg.seg_group]).to_numpy()
+        street_code = pd.Series(np.arange(len(agg.red_streets)), index=agg.red_streets)
+        self._red_seg = np.flatnonzero(self._seg_tier == 0)
+        self._red_seg_street = street_code.reindex(
+            agg.group_street[agg.seg_group[self._red_seg]]).to_numpy().astype(np.int64)
+        self._count_reports()
+
+    def _count_reports(self) -> None:
+        """The needs counted into the result tables (again after :meth:`set_demand`)."""
+        agg = self.agg
         n_rep = len(self._report)
         seg_report = self._report_of_group[agg.seg_group]
         self._report["needs"] = np.bincount(seg_report, weights=agg.seg_needs,
                                             minlength=n_rep).round().astype(np.int64)
         self._report["needed"] = np.bincount(self._report_of_group, weights=agg.group_needed,
                                              minlength=n_rep)
-        tier_code = pd.Series(np.arange(len(TIER_LEVELS)), index=list(TIER_LEVELS))
-        self._seg_tier = tier_code.reindex(agg.group_tier[agg.seg_group]).to_numpy()
         self._tier_needs = np.bincount(self._seg_tier, weights=agg.seg_needs,
                                        minlength=len(TIER_LEVELS))
         self._tier_max = np.bincount(self._seg_tier, weights=agg.seg_needs * agg.seg_urgency,
                                      minlength=len(TIER_LEVELS))
-        street_code = pd.Series(np.arange(len(agg.red_streets)), index=agg.red_streets)
-        self._red_seg = np.flatnonzero(self._seg_tier == 0)
-        self._red_seg_street = street_code.reindex(
-            agg.group_street[agg.seg_group[self._red_seg]]).to_numpy().astype(np.int64)
 
     # -- demand and supply ------------------------------------------------------------------
 
@@ -634,15 +638,16 @@ class BudgetModel:
             h.changeCoeff(city, col, city_weight)
             h.changeCoeff(floor + int(red_street[k]), col, float(per_street[red_street[k]]))
             h.changeCoeff(deviation + int(red_street[k]), col, float(per_street[red_street[k]]))
-        self._prepare_reports()
+        self._count_reports()
         self._alone = None  # rebuilt from the new counts when a dial asks for it
 
     def set_supply(self, capacity: Mapping[str, float] | None = None,
                    street_hours: Mapping[str, float] | None = None,
-                   pool_hours: Mapping[str, float] | None = None) -> None:
+                   pools: Mapping[str, float] | None = None) -> None:
         """Put new offer capacities (offer_id → units), volunteer hours per street
-        (street_id → hours across its pools) and per pool (pool_id → hours) in place of the
-        scenario's; ids not named keep theirs. The budgets stay an argument of :meth:`solve`.
+        (street_id → hours across its pools) and per pool (pool_id → hours, turned into the
+        whole units of the service its ``pool`` row counts) in place of the scenario's; ids not
+        named keep theirs. The budgets stay an argument of :meth:`solve`.
 
         Raises
         ------
@@ -653,7 +658,7 @@ class BudgetModel:
         """
         for ids, values, family in ((self.offer_ids, capacity, "offer"),
                                     (self.hour_streets, street_hours, "street_hours"),
-                                    (self.pool_ids, pool_hours, "pool")):
+                                    (self.pool_ids, pools, "pool")):
             if not values:
                 continue
             index = pd.Series(np.arange(len(ids)), index=ids)
@@ -668,6 +673,24 @@ class BudgetModel:
             if family == "pool":  # the pool row counts whole units of the service
                 value = np.floor(value / self.pool_hours_per_unit[at] + 1e-9)
             self._row_hi[self._layout.family(family).start + at] = value
+
+    def row_bounds(self, family: str) -> np.ndarray:
+        """The upper bounds of a family of rows (``offer``, ``pool``, ``street_hours`` …) as
+        they stand (budgets excepted: those are an argument of :meth:`solve`)."""
+        return self._row_hi[self._layout.family(family)].copy()
+
+    def row_activity(self, family: str, solution: BudgetSolution) -> np.ndarray:
+        """What ``solution`` uses of each row of a family (its left-hand side), in the
+        family's order: compare it with :meth:`row_bounds` to see which rows bind."""
+        lay = self._layout
+        rows = self._layout.family(family)
+        i = [k for k, (name, _, _) in enumerate(self._rows.names) if name == family][0]
+        x = np.zeros(self.agg.n_cols)
+        x[lay.seg] = solution.segment_filled
+        x[lay.arc] = solution.arc_flow
+        row, col, val = self._rows.row[i], self._rows.col[i], self._rows.val[i]
+        return np.bincount(row - rows.start, weights=val * x[col],
+                           minlength=rows.stop - rows.start)
 
     # -- budgets ---------------------------------------------------------------------------
 
@@ -836,6 +859,7 @@ class BudgetModel:
                                    np.asarray(sol.row_value, float), col_lo, col_hi, row_lo,
                                    row_hi)
         x = np.asarray(h.getSolution().col_value, float)
+        self.last_x = x
         self._baseline_done = True
         sol = self._solution(x, budgets, values, marginal, level_of, points,
                              equity or EquityDial(), target, context)
@@ -884,6 +908,21 @@ class BudgetModel:
             row_lo[lay.family("deviation")] = -d - target
             row_hi[lay.family("deviation")] = d
         return target
+
+    def use_by_street(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """What the last solve gave each street centre's needs: units of each offer
+        (``street_id, offer_id, units``) and yuan of each fund (``street_id, fund_id, yuan``)."""
+        agg, lay = self.agg, self._layout
+        y = np.clip(self.last_x[lay.arc], 0.0, agg.arc_upper)
+        street = agg.group_street[agg.arc_group]
+        o = (agg.arc_offer >= 0) & (y > 0)
+        offers = pd.DataFrame({"street_id": street[o], "offer_id": self.offer_ids[agg.arc_offer[o]],
+                               "units": y[o]})
+        f = (agg.arc_fund >= 0) & (y > 0)
+        funds = pd.DataFrame({"street_id": street[f], "fund_id": self.fund_ids[agg.arc_fund[f]],
+                              "yuan": (y * agg.arc_charge)[f]})
+        return (offers.groupby(["street_id", "offer_id"], as_index=False)["units"].sum(),
+                funds.groupby(["street_id", "fund_id"], as_index=False)["yuan"].sum())
 
     # -- results ---------------------------------------------------------------------------
 

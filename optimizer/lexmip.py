@@ -253,7 +253,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
                 # The relaxation did not finish in time: let branch and bound, which reports
                 # its own incumbent and bound at a time limit, take it from here.
-                return branch(float("inf") if current.sense == "max" else float("-inf"))
+                return search(float("inf") if current.sense == "max" else float("-inf"))
             lp = (float(h.getInfo().objective_function_value),
                   np.asarray(h.getSolution().col_value, float))
         lp_value, x = lp
@@ -267,7 +267,17 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             repaired = repair(x, fractional, lp_value)
             if repaired is not None:
                 return repaired
-        return branch(lp_value)
+        return search(lp_value)
+
+    def search(lp_value: float) -> tuple[str, np.ndarray, float]:
+        """Branch and bound; when it stops without any whole answer, the previous level's
+        answer (it keeps every earlier level, so it is feasible here) with status time_limit."""
+        if incumbent is None:
+            return branch(lp_value)
+        status, x, bound = branch(lp_value, quiet_failure=True)
+        if status in (Status.INFEASIBLE, Status.ERROR):
+            return Status.TIME_LIMIT, incumbent.copy(), lp_value + 0.0
+        return status, x, bound
 
     def repair(x_lp: np.ndarray, fractional: np.ndarray, lp_value: float
                ) -> tuple[str, np.ndarray, float] | None:
@@ -353,8 +363,10 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     fixed = np.zeros(0, dtype=np.int32)  # columns fixed at their value (bounds: col_lo/hi)
     cur_lo, cur_hi = col_lo.copy(), col_hi.copy()  # the bounds as they stand
 
+    incumbent: np.ndarray | None = None  # the last whole answer, feasible for every level
     for level in levels:
         current = level
+        incumbent = x
         t0 = time.perf_counter()
         cost = np.asarray(level.cost, float)
         sense = highspy.ObjSense.kMaximize if level.sense == "max" else highspy.ObjSense.kMinimize
@@ -384,6 +396,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             else:
                 # Fixing may have lost something, or the relaxation is loose: search the exact
                 # model from the answer in hand, within the time limit.
+                incumbent = x
                 status, x2, mip_bound = solve()
                 value2 = float(cost @ x2)
                 if better(level, value2, value):

@@ -8,8 +8,10 @@ household), ``utilisation`` (offers, funds, volunteer pools), ``summary`` (centr
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -24,6 +26,7 @@ from optimizer.allocation import (
     AllocationResult,
     allocate,
 )
+from optimizer.decompose import allocate_by_district, districts_of
 from planning.io import excel_safe, write_tables
 from planning.scenario import Scenario
 from planning.store import RunStore, StoredRun
@@ -120,7 +123,16 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
     if centre and store is not None:
         held = _latest_whole_run(store, scenario.digest)
     data = allocation_input(scenario, week, centre, held)
-    result = allocate(data, params)
+    decomposition = None
+    if _decompose(data, params):
+        workers = params.workers or os.cpu_count() or 1
+        if workers == 1:
+            result, decomposition = allocate_by_district(data, params)
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                result, decomposition = allocate_by_district(data, params, map_fn=pool.map)
+    else:
+        result = allocate(data, params)
     tables = {
         "allocations": _allocations(scenario, result),
         "unmet": result.unmet,
@@ -138,7 +150,10 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
         "input_digest": scenario.digest,
         "policy": {"name": scenario.policy.name, "version": scenario.policy.version,
                    "digest": scenario.policy.digest()},
-        "solver": {"name": "HiGHS (lexicographic MIP)", "versions": _solver_versions()},
+        "solver": {"name": "HiGHS (lexicographic MIP)" + (", by district" if decomposition
+                                                          else ""),
+                   "versions": _solver_versions()},
+        "decomposition": decomposition,
         "parameters": {**asdict(params), "week": week, "centre": centre},
         "held_run": held.run_id if held else None,
         "sizes": result.sizes,
@@ -150,6 +165,16 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
     if store is not None:
         run.info["run_id"] = store.save(run.info, run.tables, scenario=scenario.path)
     return run
+
+
+def _decompose(data: AllocationInput, params: AllocationParams) -> bool:
+    """District by district when asked, or (auto) when the week is large and spans districts."""
+    if params.decompose == "never":
+        return False
+    several = len(set(districts_of(data)) - {""}) > 1
+    if params.decompose == "always":
+        return several
+    return several and len(data.needs) > params.decompose_above
 
 
 def _latest_whole_run(store: RunStore, digest: str) -> StoredRun | None:

@@ -19,6 +19,7 @@ import pytest
 import reference_model as rm
 from scenario_factory import random_scenario
 
+from optimizer.allocation import TIER_LEVELS, AllocationParams
 from planning.allocate import run_allocation
 from planning.scenario import Scenario, load_scenario
 
@@ -479,3 +480,46 @@ def test_checks_catch_planted_faults():
     wrong["reason"] = "capacity_exhausted"
     assert len(_reason_problems(c.ref, alloc, wrong)) == len(unmet)
     assert not _reason_problems(c.ref, alloc, unmet)
+
+
+# ---------------------------------------------------------------------------------------------
+# District by district (optimizer/decompose.py): feasible, truthful, bounded.
+
+
+MULTI_DISTRICT = [s for s in SEEDS if random_scenario(s)["centres"]["level"].eq("district").sum()
+                  > 1]
+
+
+@functools.cache
+def decomposed_run(seed: int):
+    scenario = Scenario.from_tables(random_scenario(seed))
+    return run_allocation(scenario, params=AllocationParams(decompose="always", workers=1))
+
+
+def test_some_seeds_span_several_districts():
+    assert len(MULTI_DISTRICT) >= 5
+
+
+@pytest.mark.parametrize("seed", MULTI_DISTRICT)
+def test_decomposed_tables_keep_every_constraint_and_reasons_are_true(seed):
+    """Solved district by district, the city's tables still keep every constraint, and every
+    unmet unit's reason is true for the whole city (the residual pass sees to that)."""
+    c, run = case(seed), decomposed_run(seed)
+    assert run.info["decomposition"]["parts"] > 1
+    alloc, unmet = run.tables["allocations"], run.tables["unmet"]
+    bad = _table_problems(c.ref, alloc, unmet) + _reason_problems(c.ref, alloc, unmet)
+    assert not bad, f"seed {seed}: " + "; ".join(bad[:5])
+
+
+@pytest.mark.parametrize("seed", MULTI_DISTRICT)
+def test_decomposed_levels_are_what_the_tables_say_and_red_is_bounded(seed):
+    """Reported values equal those recomputed from the tables; the red value never beats the
+    exact optimum, and the aggregate bound never cuts it off."""
+    c, run = case(seed), decomposed_run(seed)
+    levels = run.info["levels"]
+    from_tables = _levels_from_tables(c.ref, run.tables["allocations"])
+    for name in (*TIER_LEVELS, "money"):
+        assert _close(levels[name]["value"], from_tables[name]), (seed, name)
+    assert levels["red"]["value"] <= c.levels["red"] + ABS
+    assert levels["red"]["bound"] >= c.levels["red"] - ABS
+    assert run.info["decomposition"]["aggregate_red_bound"] == levels["red"]["bound"]

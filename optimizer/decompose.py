@@ -1,0 +1,346 @@
+"""The weekly allocation of a whole city, district by district (docs/model.md §1.6).
+
+Every offer and fund of a district, of its streets and of its stations, and every volunteer pool
+(one street's volunteers), reaches only that district's households. Only the city's own offers
+and funds are shared between districts. So:
+
+1. **Split.** The budget lab's aggregate LP (``optimizer.budget``, a relaxation of the exact
+   model, solved lexicographically in a second on the city) says how much of each shared offer
+   and each shared fund the needs of each district get at its optimum. Each district receives
+   that share (whole units, whole cents).
+2. **Districts.** With its share, each district is an exact weekly allocation of its own
+   (``optimizer.allocation.allocate``), independent of the others: they run in parallel
+   (``map_fn``: a process pool's ``map``, or the built-in one).
+3. **Residual.** Whatever of a shared offer or fund the districts left is then offered to every
+   household that some district left short, for want of capacity or budget, of a service that
+   such supply serves: their needs are solved again together, with everything the other
+   households do not use. After it, every unmet unit's reason holds for the city as a whole.
+
+The answer is feasible for the whole model and lexicographic within each part; it is not
+proven optimal for the city. The red level's bound is the aggregate LP's red value (it bounds
+the exact model's red value); later levels depend on the values reached before them, and no
+whole-city bound is claimed for them (``nan``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from optimizer.allocation import (
+    LEVELS,
+    TIER_LEVELS,
+    AllocationInput,
+    AllocationParams,
+    AllocationResult,
+    allocate,
+    explain,
+)
+from optimizer.budget import build_budget_model
+from optimizer.lexmip import LevelResult
+from optimizer.status import Status
+
+# Unmet reasons that more shared supply could change (the others are about the household).
+SUPPLY_REASONS = ("capacity_exhausted", "budget_exhausted")
+
+
+def _solve_part(args: tuple[AllocationInput, AllocationParams]) -> AllocationResult:
+    return allocate(*args)
+
+
+def districts_of(data: AllocationInput) -> np.ndarray:
+    """The district of each need."""
+    return data.hierarchy.ancestor(data.needs["station_id"].to_numpy(), "district")
+
+
+def _shared(data: AllocationInput) -> tuple[pd.Series, pd.Series]:
+    """(offer_id → capacity available, fund_id → budget available) of the supply that reaches
+    more than one district: offers covering the whole city and the city's funds."""
+    offers = data.offers
+    provider_centre = data.providers.set_index("provider_id")["centre_id"]
+    coverage = offers["coverage_centre_id"].where(offers["coverage_centre_id"] != "",
+                                                  offers["provider_id"].map(provider_centre))
+    city_wide = data.hierarchy.ancestor(coverage.to_numpy(), "district") == ""
+    capacity = (offers["capacity"].to_numpy(float)
+                - offers["offer_id"].map(data.used_capacity).fillna(0.0).to_numpy(float))
+    shared_offers = pd.Series(np.maximum(capacity, 0.0), index=offers["offer_id"])[city_wide]
+    funds = data.funds
+    city_fund = data.hierarchy.ancestor(funds["centre_id"].to_numpy(), "district") == ""
+    budget = (funds["budget"].to_numpy(float)
+              - funds["fund_id"].map(data.used_budget).fillna(0.0).to_numpy(float))
+    shared_funds = pd.Series(np.maximum(budget, 0.0), index=funds["fund_id"])[city_fund]
+    return shared_offers, shared_funds
+
+
+def _whole(values: pd.Series, scale: pd.Series) -> pd.Series:
+    """Round shares down to whole base units (units × scale), so no share exceeds the total."""
+    return np.floor(values * scale + 1e-6) / scale
+
+
+def allocate_by_district(data: AllocationInput, params: AllocationParams | None = None, *,
+                         map_fn: Callable[[Callable, Iterable], Iterable] = map
+                         ) -> tuple[AllocationResult, dict]:
+    """Allocate a multi-district week as described in the module docstring.
+
+    Returns
+    -------
+    (AllocationResult, info)
+        ``info``: the parts, the residual's size, the aggregate's red bound and seconds.
+    """
+    params = params or AllocationParams()
+    t0 = time.perf_counter()
+    district = districts_of(data)
+    parts = sorted(set(district) - {""})
+    shared_offers, shared_funds = _shared(data)
+
+    # 1. Split the shared supply as the aggregate optimum uses it.
+    lab = build_budget_model(data, threads=params.threads, seed=params.seed,
+                             time_limit=params.time_limit)
+    base = lab.solve()
+    red_bound = float(base.colours.set_index("colour").loc[TIER_LEVELS[0], "value"])
+    offer_use, fund_use = lab.use_by_street()
+    street_district = pd.Series(data.hierarchy.ancestor(offer_use["street_id"].to_numpy(),
+                                                        "district"))
+    offer_share = offer_use.assign(district=street_district.to_numpy())
+    offer_share = offer_share[offer_share["offer_id"].isin(shared_offers.index)].groupby(
+        ["district", "offer_id"])["units"].sum()
+    fund_share = fund_use.assign(district=data.hierarchy.ancestor(
+        fund_use["street_id"].to_numpy(), "district"))
+    fund_share = fund_share[fund_share["fund_id"].isin(shared_funds.index)].groupby(
+        ["district", "fund_id"])["yuan"].sum()
+    split_seconds = time.perf_counter() - t0
+
+    # 2. Each district with its share, in parallel.
+    capacity = data.offers.set_index("offer_id")["capacity"].astype(float)
+    budget = data.funds.set_index("fund_id")["budget"].astype(float)
+    offer_scale = _offer_scale(data).reindex(shared_offers.index)
+    inputs = []
+    for d in parts:
+        got_o = _whole(_share(offer_share, d, shared_offers.index), offer_scale)
+        got_f = _whole(_share(fund_share, d, shared_funds.index), 100.0)
+        # Shared supply beyond the district's share counts as used elsewhere.
+        used_capacity = {**data.used_capacity,
+                         **(capacity[shared_offers.index] - got_o).to_dict()}
+        used_budget = {**data.used_budget, **(budget[shared_funds.index] - got_f).to_dict()}
+        inputs.append((replace(data, needs=data.needs[district == d].reset_index(drop=True),
+                               used_capacity=used_capacity, used_budget=used_budget), params))
+    results = list(map_fn(_solve_part, inputs))
+    merged = _merge(results)
+    part_seconds = time.perf_counter() - t0 - split_seconds
+
+    # 3. The residual: leftover shared supply for the households left short of it.
+    residual = _residual_input(data, merged, shared_offers, shared_funds)
+    residual_needs = 0
+    if residual is not None:
+        residual_needs = len(residual.needs)
+        again = allocate(residual, params)
+        merged = _replace_needs(merged, again)
+        results.append(again)
+    # Each part gave reasons from its own share; say them again for the whole city: every
+    # household short of supply (a household cap applies only when no open source is left,
+    # and what is open depends on supply too), with what everyone else uses.
+    served = merged["need_served"]
+    short = set(served.loc[served["reason"].isin(SUPPLY_REASONS + ("household_cap",)),
+                           "household_id"])
+    if short:
+        reasons = explain(_households_input(data, merged, short), merged["allocations"])
+        for name in ("need_served", "unmet"):
+            table = merged[name]
+            again_ = table["need_id"].map(reasons)
+            merged[name] = table.assign(reason=again_.where(again_.notna(), table["reason"]))
+
+    result = _finish(data, merged, results, red_bound)
+    info = {
+        "method": "districts",
+        "parts": len(parts),
+        "residual_needs": residual_needs,
+        "aggregate_red_bound": red_bound,
+        "part_gaps": {lv: max((r.levels[i].gap for r in results
+                               if np.isfinite(r.levels[i].gap)), default=0.0)
+                      for i, lv in enumerate(LEVELS)},
+        "seconds": {"split": round(split_seconds, 3), "parts": round(part_seconds, 3),
+                    "residual": round(time.perf_counter() - t0 - split_seconds - part_seconds,
+                                      3)},
+    }
+    return result, info
+
+
+def _share(shares: pd.Series, district: str, index: pd.Index) -> pd.Series:
+    """One district's share of each shared offer or fund (0 where it has none)."""
+    if district in shares.index.get_level_values(0):
+        return shares.xs(district, level=0).reindex(index, fill_value=0.0)
+    return pd.Series(0.0, index=index)
+
+
+def _offer_scale(data: AllocationInput) -> pd.Series:
+    unit = data.offers["service_id"].map(data.services.set_index("service_id")["unit"])
+    return pd.Series(np.where(unit == "yuan", 100.0, 1.0), index=data.offers["offer_id"])
+
+
+def _merge(results: list[AllocationResult]) -> dict[str, pd.DataFrame]:
+    return {name: pd.concat([getattr(r, name) for r in results], ignore_index=True)
+            for name in ("allocations", "unmet", "need_served")}
+
+
+def _residual_input(data: AllocationInput, merged: dict, shared_offers: pd.Series,
+                    shared_funds: pd.Series) -> AllocationInput | None:
+    """The households a district left short of a service that leftover shared supply serves,
+    all their needs, and everything the other households do not use; None when there is
+    nothing to offer or nobody to offer it to."""
+    alloc = merged["allocations"]
+    offers = data.offers.set_index("offer_id")
+    used = alloc[alloc["source_kind"] == "offer"].groupby("source_id")["units"].sum()
+    left_o = shared_offers - used.reindex(shared_offers.index, fill_value=0.0)
+    spent = alloc[alloc["fund_id"] != ""].groupby("fund_id")["cost"].sum()
+    left_f = shared_funds - spent.reindex(shared_funds.index, fill_value=0.0)
+    # Supply of which at least a unit is left: shared offers with capacity left (and budget
+    # left in their fund when they charge one), and any offer charged to a shared fund with
+    # budget left.
+    fund_left = offers["fund_id"].map(left_f)
+    has_capacity = pd.Series(True, index=offers.index)
+    has_capacity[left_o.index] = left_o >= 1.0 / _offer_scale(data)[left_o.index]
+    charged = (offers["unit_cost"] > 0) & (offers["fund_id"] != "")
+    money_ok = ~charged | ~offers["fund_id"].isin(shared_funds.index) | (fund_left > 0.005)
+    open_shared = (offers.index.isin(left_o.index) & has_capacity & money_ok) | \
+        (charged & offers["fund_id"].isin(left_f.index[left_f > 0.005]) & has_capacity)
+    services = set(offers.loc[open_shared, "service_id"])
+    if not services:
+        return None
+    served = merged["need_served"]
+    short = served[served["reason"].isin(SUPPLY_REASONS) & served["service_id"].isin(services)]
+    if short.empty:
+        return None
+    return _households_input(data, merged, set(short["household_id"]))
+
+
+def _households_input(data: AllocationInput, merged: dict, households: set
+                      ) -> AllocationInput:
+    """Every need of ``households``, with what all other needs use counted as used."""
+    alloc = merged["allocations"]
+    inside = data.needs["household_id"].isin(households).to_numpy()
+    needs = data.needs[inside].reset_index(drop=True)
+    outside = alloc[~alloc["need_id"].isin(needs["need_id"])]
+    o_used = outside[outside["source_kind"] == "offer"].groupby("source_id")["units"].sum()
+    f_used = outside[outside["fund_id"] != ""].groupby("fund_id")["cost"].sum()
+    pools = outside[outside["source_kind"] == "volunteer_pool"]
+    service = pools["source_id"].str.split(":").str[2]
+    srv = data.services.set_index("service_id")
+    hours_per_unit = service.map(srv["visit_hours"]).where(service.map(srv["unit"]) == "visit",
+                                                           1.0)
+    p_used = (pools["units"] * hours_per_unit).groupby(pools["source_id"]).sum()
+    return replace(data, needs=needs,
+                   used_capacity=_add(data.used_capacity, o_used),
+                   used_budget=_add(data.used_budget, f_used),
+                   used_pool_hours=_add(data.used_pool_hours, p_used))
+
+
+def _add(base: dict, more: pd.Series) -> dict:
+    out = dict(base)
+    for key, value in more.items():
+        out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
+def _replace_needs(merged: dict, again: AllocationResult) -> dict:
+    redone = set(again.need_served["need_id"])
+    out = {}
+    for name in ("allocations", "unmet", "need_served"):
+        kept = merged[name][~merged[name]["need_id"].isin(redone)]
+        out[name] = pd.concat([kept, getattr(again, name)], ignore_index=True)
+    return out
+
+
+def _finish(data: AllocationInput, merged: dict, results: list[AllocationResult],
+            red_bound: float) -> AllocationResult:
+    """One result for the city: tables in the need order of the input, resources counted from
+    the final allocations, level values recomputed from what each need got."""
+    order = pd.Series(np.arange(len(data.needs)), index=data.needs["need_id"])
+    served = merged["need_served"]
+    served = served.iloc[np.argsort(order[served["need_id"]].to_numpy(), kind="stable")]
+    served = served.reset_index(drop=True)
+    unmet = merged["unmet"]
+    unmet = unmet.iloc[np.argsort(order[unmet["need_id"]].to_numpy(), kind="stable")]
+    alloc = merged["allocations"].sort_values(["need_id", "source_id"], kind="stable")
+
+    offer_use = _resource_use([r.offer_use for r in results], "offer_id", "capacity",
+                              alloc[alloc["source_kind"] == "offer"]
+                              .groupby("source_id")["units"].sum(), data, kind="offer")
+    fund_use = _resource_use([r.fund_use for r in results], "fund_id", "budget",
+                             alloc[alloc["fund_id"] != ""].groupby("fund_id")["cost"].sum(),
+                             data, kind="fund")
+    pool_use = _pool_use(results, alloc, data)
+
+    values = {t: float((served["urgency"] * served["fraction"])[served["tier"] == t].sum())
+              for t in TIER_LEVELS}
+    values.update(money=float(served["money"].sum()), travel=float(served["km"].sum()),
+                  continuity=float(served["continuity"].sum()))
+    seconds = {lv: sum(r.levels[i].seconds for r in results) for i, lv in enumerate(LEVELS)}
+    levels = []
+    for name in LEVELS:
+        sense = "min" if name in ("money", "travel") else "max"
+        bound = red_bound if name == TIER_LEVELS[0] else float("nan")
+        status = Status.FEASIBLE
+        if name == TIER_LEVELS[0] and abs(bound - values[name]) <= 1e-6 * max(1.0, bound):
+            status = Status.OPTIMAL
+        levels.append(LevelResult(name, sense, values[name], bound, status, seconds[name]))
+    statuses = {str(r.status) for r in results}
+    status = Status.TIME_LIMIT if str(Status.TIME_LIMIT) in statuses else Status.FEASIBLE
+    sizes = {key: sum(r.sizes.get(key, 0) for r in results)
+             for key in ("arcs", "rows")}
+    sizes.update(needs=len(data.needs), offers=len(data.offers), funds=len(data.funds),
+                 pools=len(pool_use))
+    return AllocationResult(
+        allocations=alloc.reset_index(drop=True), unmet=unmet.reset_index(drop=True),
+        need_served=served, offer_use=offer_use, fund_use=fund_use, pool_use=pool_use,
+        levels=levels, status=status,
+        build_seconds=sum(r.build_seconds for r in results),
+        solve_seconds=sum(r.solve_seconds for r in results), sizes=sizes)
+
+
+def _resource_use(frames: list[pd.DataFrame], key: str, available: str, used: pd.Series,
+                  data: AllocationInput, kind: str) -> pd.DataFrame:
+    """Offers or funds: what was available to the whole run, what the final allocations use,
+    and the largest marginal value any part saw (where one more unit would help most)."""
+    table = data.offers if kind == "offer" else data.funds
+    total = table.set_index(key)["capacity" if kind == "offer" else "budget"].astype(float)
+    taken = (data.used_capacity if kind == "offer" else data.used_budget)
+    total = total - pd.Series(taken, dtype=float).reindex(total.index, fill_value=0.0)
+    parts = pd.concat(frames, ignore_index=True)
+    best = parts.sort_values("marginal_value", ascending=False, kind="stable") \
+        .drop_duplicates(key).set_index(key)
+    out = pd.DataFrame({key: total.index})
+    if kind == "offer":
+        out["service_id"] = table.set_index(key)["service_id"].reindex(total.index).to_numpy()
+    out[available] = total.to_numpy()
+    out["used"] = used.reindex(total.index, fill_value=0.0).to_numpy()
+    if kind == "fund":
+        out["used"] = out["used"].round(2)
+    out["left"] = (out[available] - out["used"]).round(2 if kind == "fund" else 9)
+    out["marginal_value"] = best["marginal_value"].reindex(total.index, fill_value=0.0)\
+        .to_numpy()
+    out["marginal_level"] = best["marginal_level"].reindex(total.index, fill_value="")\
+        .to_numpy()
+    return out
+
+
+def _pool_use(results: list[AllocationResult], alloc: pd.DataFrame, data: AllocationInput
+              ) -> pd.DataFrame:
+    """Each pool as the part holding its street saw it, with its use from the final
+    allocations (the residual pass may have moved some)."""
+    parts = pd.concat([r.pool_use for r in results], ignore_index=True)
+    if parts.empty:
+        return results[0].pool_use
+    best = parts.sort_values("used", ascending=False, kind="stable").drop_duplicates("pool_id")
+    best = best.sort_values("pool_id", kind="stable").set_index("pool_id")
+    p = alloc[alloc["source_kind"] == "volunteer_pool"]
+    srv = data.services.set_index("service_id")
+    service = p["source_id"].str.split(":").str[2]
+    hpu = service.map(srv["visit_hours"]).where(service.map(srv["unit"]) == "visit", 1.0)
+    used = (p["units"] * hpu).groupby(p["source_id"]).sum().reindex(best.index, fill_value=0.0)
+    best["left"] = np.maximum(best["left"] - (used - best["used"]), 0.0)
+    best["used"] = used
+    return best.reset_index()
