@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test bench lint formats demo-data clean
+.PHONY: run ui test bench lint formats demo-data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/wulian demo
 
+# The Streamlit app (coordinator, fund lab, data, runs) on http://localhost:8501.
+ui: $(VENV)/.installed
+	$(BIN)/wulian ui
+
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
@@ -29,6 +33,10 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.gap --small
 	$(BIN)/python -m bench.gap
+	$(BIN)/python -m bench.quarter --preset district
+	$(BIN)/python -m bench.quarter --preset city
+	$(BIN)/python -m bench.api
+	$(BIN)/python -m bench.ui
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from contract import vocab
 from contract.problems import Problem, ValidationError, report_frame
+from contract.vocab import REASON_ZH
 from planning import describe
 from planning.fmt import count, pct, yuan
 from planning.io import FORMATS, excel_safe, read_raw, write_tables
@@ -90,20 +91,36 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from planning.allocate import run_allocation
+    from planning.store import RunStore
+
+    start = time.perf_counter()
     scenario = _load_or_report(args.path)
     if scenario is None:
         return 1
     show_scenario(scenario)
-    return _allocate_and_show(scenario, Path(args.out), "csv", None, None, args.store)
+    out = Path(args.out)
+    with console.status("分配中 / allocating (exact, colour by colour) …"):
+        run = run_allocation(scenario, store=RunStore(args.store))
+    with console.status("写出结果 / writing the output tables …"):
+        run.write(out, "csv")
+    show_run(scenario, run)
+    console.print(f"结果表已写入 / output tables written to: [bold]{out}[/] "
+                  f"({', '.join(run.tables)}, run.json); 运行记录 / recorded as run "
+                  f"{run.info['run_id']}")
+    code = _match_and_show(scenario, run, out, "csv", DEMO_MATCH)
+    console.print(f"演示总用时 / demo wall time: {time.perf_counter() - start:.1f} s")
+    return code
 
 
 def _allocate_and_show(scenario: Scenario, out: Path, fmt: str, week: str | None,
-                       centre: str | None, store_url: str | None) -> int:
+                       centre: str | None, store_url: str | None, params=None) -> int:
     from planning.allocate import run_allocation
     from planning.store import RunStore
 
     with console.status("分配中 / allocating (exact, colour by colour) …"):
-        run = run_allocation(scenario, week=week, centre=centre, store=RunStore(store_url))
+        run = run_allocation(scenario, week=week, centre=centre, params=params,
+                             store=RunStore(store_url))
     with console.status("写出结果 / writing the output tables …"):
         run.write(out, fmt)
     show_run(scenario, run)
@@ -156,18 +173,6 @@ def show_run(scenario: Scenario, run) -> None:
                                index=False))
 
 
-REASON_ZH = {
-    "no_volunteer_with_skill": "无具备技能的志愿者",
-    "no_safeguarding_check": "无通过背景审查的志愿者",
-    "beyond_travel_limit": "超出志愿者出行距离",
-    "no_available_slot": "无可用时段",
-    "hours_exhausted": "志愿时长用尽",
-    "no_eligible_offer": "无符合条件的供给",
-    "out_of_coverage": "不在覆盖范围",
-    "household_cap": "达到每户上限",
-    "budget_exhausted": "基金预算用尽",
-    "capacity_exhausted": "供给容量用尽",
-}
 
 
 def cmd_allocate(args: argparse.Namespace) -> int:
@@ -179,8 +184,10 @@ def cmd_allocate(args: argparse.Namespace) -> int:
     if scenario is None:
         return 1
     try:
+        from optimizer.allocation import AllocationParams
+
         return _allocate_and_show(scenario, Path(args.out), args.format, args.week, args.centre,
-                                  args.store)
+                                  args.store, AllocationParams(decompose=args.decompose))
     except PinError as err:
         console.print("[bold red]锁定无法保持 / pins that cannot be kept:[/]")
         for problem in err.problems:
@@ -236,8 +243,8 @@ def show_scenario(scenario: Scenario) -> None:
 
 
 def cmd_match(args: argparse.Namespace) -> int:
+    from optimizer.visits import VisitPinError
     from planning.allocate import run_allocation
-    from planning.match import reconcile, run_matching
     from planning.store import RunStore
 
     scenario = _load_or_report(args.path)
@@ -246,29 +253,82 @@ def cmd_match(args: argparse.Namespace) -> int:
     with console.status("分配中 / allocating …"):
         run = run_allocation(scenario, week=args.week, centre=args.centre,
                              store=RunStore(args.store))
+    try:
+        return _match_and_show(scenario, run, Path(args.out), args.format, None,
+                               week=args.week, centre=args.centre)
+    except VisitPinError as err:
+        console.print("[bold red]志愿者锁定无法保持 / volunteer pins that cannot be kept:[/]")
+        for problem in err.problems:
+            console.print(f"  - {problem}")
+        return 1
+
+
+# The demo's matching: 1 s of CP-SAT deterministic time per level keeps the demo short; the
+# levels report their bounds, so a time-limited level says so.
+DEMO_MATCH = {"time_limit": 1.0}
+
+
+def _match_and_show(scenario: Scenario, run, out: Path, fmt: str, params: dict | None,
+                    week: str | None = None, centre: str | None = None) -> int:
+    """Match volunteers after an allocation; print levels, load and unplaced visits; write the
+    matching's tables with the reconciled allocation (CSV/Parquet folder, or one workbook with
+    a printable sheet per volunteer)."""
+    import json
+
+    from optimizer.visits import MatchParams
+    from planning.match import reconciled_tables, run_matching, write_workbook
+
     with console.status("匹配志愿者 / matching volunteers to visits and slots …"):
-        match = run_matching(scenario, run, week=args.week, centre=args.centre)
-    out = Path(args.out)
-    allocations, unmet = reconcile(run, match)
-    tables = {**match.tables, "allocations": allocations, "unmet": unmet}
-    write_tables({k: excel_safe(v) for k, v in tables.items()}, out, "csv")
-    levels = pd.DataFrame([{"level": lv.name, "value": lv.value, "bound": lv.bound,
-                            "status": str(lv.status)} for lv in match.levels])
-    console.print(_frame_table(levels, f"志愿者匹配 / volunteer matching · {match.status}",
-                               {"value": count, "bound": count}, index=False))
-    load = match.load
-    console.print(f"已安排 / placed: {count(len(match.assignments))} visits; "
-                  f"未安排 / unplaced: {count(len(match.unplaced))}; "
-                  f"volunteers' hours: mean {match.spread.get('mean', float('nan')):.1f}, "
-                  f"max {match.spread.get('max', float('nan')):.1f} "
-                  f"({count(int((load['hours'] > 0).sum()))} of {count(len(load))} busy)")
-    reasons = match.unplaced["reason"].value_counts()
-    if len(reasons):
-        table = pd.DataFrame({"原因 reason": [f"{REASON_ZH.get(r, r)} {r}" for r in reasons.index],
-                              "次数 visits": reasons.to_numpy()})
+        match = run_matching(scenario, run, week=week, centre=centre,
+                             params=MatchParams(**(params or {})))
+    tables = {**match.tables, **reconciled_tables(scenario, run, match)}
+    if fmt == "xlsx":
+        written = write_workbook(match, out / "matching.xlsx",
+                                 {k: v for k, v in tables.items() if k not in match.tables})
+    else:
+        written = write_tables({k: excel_safe(v) for k, v in tables.items()}, out, fmt)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "match.json").write_text(json.dumps(match.info, ensure_ascii=False, indent=2,
+                                               sort_keys=True, default=str) + "\n",
+                                    encoding="utf-8")
+    info = match.info
+    console.rule(f"志愿者匹配 / volunteer matching · {match.status} · {match.method} · "
+                 f"{info['seconds']['wall']:.1f} s")
+    levels = pd.DataFrame([{"层级 level": lv.name, "取值 value": lv.value, "界 bound": lv.bound,
+                            "差距 gap": lv.gap, "状态 status": str(lv.status)}
+                           for lv in match.levels])
+    console.print(_frame_table(levels, "字典序各层 / lexicographic levels (bound proven; "
+                                       "gap = |bound − value| ÷ value)",
+                               {"取值 value": count, "界 bound": count, "差距 gap": pct},
+                               index=False))
+    load, spread = match.load, match.spread
+    busy = load[load["hours"] > 0]
+    frame = pd.DataFrame({
+        "指标 measure": ["时长 hours", "走访 visits", "公里 km (单程 one way)"],
+        "合计 total": [load["hours"].sum(), load["visits"].sum(), load["km"].sum()],
+        "平均 mean": [spread["mean"], load["visits"].mean(), load["km"].mean()],
+        "标准差 std": [spread["std"], load["visits"].std(ddof=0), load["km"].std(ddof=0)],
+        "最少 min": [spread["min"], load["visits"].min(), load["km"].min()],
+        "最多 max": [spread["max"], load["visits"].max(), load["km"].max()],
+    })
+    one = lambda v: f"{v:,.1f}"  # noqa: E731
+    console.print(_frame_table(
+        frame, f"志愿者负荷 / volunteers' load ({count(len(busy))} / "
+               f"{count(spread['volunteers'])} 人有安排 busy; 空闲比例 idle share "
+               f"{pct(spread['idle_share'])})",
+        {c: one for c in frame.columns[1:]}, index=False))
+    console.print(f"已安排 / placed: {count(len(match.assignments))} 次走访 visits; "
+                  f"未安排 / unplaced: {count(len(match.unplaced))}")
+    unplaced = match.unplaced
+    if len(unplaced):
+        by = unplaced.groupby("reason")
+        table = pd.DataFrame({"原因 reason": [f"{REASON_ZH.get(r, r)} {r}" for r in by.groups],
+                              "走访 visits": by.size().to_numpy(),
+                              "时长 hours": by["hours"].sum().to_numpy()})
         console.print(_frame_table(table, "未安排的走访 / unplaced visits by reason",
-                                   index=False))
-    console.print(f"结果表已写入 / tables written to: [bold]{out}[/] ({', '.join(tables)})")
+                                   {"时长 hours": one}, index=False))
+    console.print(f"匹配结果已写入 / matching written to: [bold]{written}[/] "
+                  f"({', '.join(tables)}, match.json)")
     return 0
 
 
@@ -396,6 +456,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Start the Streamlit app (ui/app.py) and wait until it is stopped."""
+    import os
+    import subprocess
+
+    app = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+    argv = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+            "--browser.gatherUsageStats", "false"]
+    if args.headless:
+        argv += ["--server.headless", "true"]
+    env = {**os.environ, **({"WULIAN_STORE": args.store} if args.store else {})}
+    console.print(f"五联界面 / the wulian app: http://localhost:{args.port} "
+                  "(Ctrl+C 停止 / to stop)")
+    try:
+        return subprocess.call(argv, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
 def cmd_formats(args: argparse.Namespace) -> int:
     from contract.formats import render_formats
 
@@ -429,6 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pins", help="pins CSV (need_id, offer_id, volunteer_id, units, slot)")
     p.add_argument("--format", choices=FORMATS, default="csv")
     p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
+    p.add_argument("--decompose", choices=["auto", "always", "never"], default="auto",
+                   help="solve district by district in parallel (auto: large multi-district "
+                        "weeks)")
     p.set_defaults(func=cmd_allocate)
 
     p = sub.add_parser("match", help="志愿者匹配 / allocate, then match volunteers to visits")
@@ -436,6 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the output tables")
     p.add_argument("--centre", help="only this centre's subtree")
     p.add_argument("--week", help="ISO week, e.g. 2026-W49")
+    p.add_argument("--format", choices=FORMATS, default="csv",
+                   help="csv or parquet folder, or xlsx: one workbook with a printable sheet "
+                        "per volunteer")
     p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
     p.set_defaults(func=cmd_match)
 
@@ -474,6 +559,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("formats", help="文件格式说明 / print docs/formats.md from the schema")
     p.add_argument("--out", help="write to this file instead of the screen")
     p.set_defaults(func=cmd_formats)
+
+    p = sub.add_parser("ui", help="界面 / start the Streamlit app (coordinator, fund lab, data, "
+                                  "runs)")
+    p.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    p.add_argument("--headless", action="store_true", help="do not open a browser")
+    p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
+    p.set_defaults(func=cmd_ui)
+
+    from api.plan_cli import add_command as add_plan  # plan (the quarterly planner)
+
+    add_plan(sub)
+    from api.service_cli import add_commands  # serve, token, jobs (the batch service)
+
+    add_commands(sub)
     return parser
 
 

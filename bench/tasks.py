@@ -76,8 +76,63 @@ def allocate(path: str) -> dict:
     return {"seconds": time.perf_counter() - start, "load_seconds": loaded,
             "build_seconds": info["seconds"]["build"], "solve_seconds": info["seconds"]["solve"],
             "status": info["status"], "sizes": info["sizes"],
+            "decomposition": info.get("decomposition"),
             "levels": {k: [v["value"], v["bound"], v["status"]]
                        for k, v in info["levels"].items()}}
+
+
+def street_rerun(path: str) -> dict:
+    """A coordinator's re-run of one street (the rest held at a stored whole run): the median
+    of the streets' wall times, and the slowest."""
+    import tempfile
+
+    from planning.allocate import run_allocation
+    from planning.scenario import load_scenario
+    from planning.store import RunStore
+
+    scenario = load_scenario(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = RunStore(f"sqlite:///{tmp}/runs.sqlite")
+        run_allocation(scenario, store=store)
+        streets = scenario.centres.loc[scenario.centres["level"] == "street", "centre_id"]
+        seconds = []
+        for street in sorted(streets)[:5]:
+            start = time.perf_counter()
+            run_allocation(scenario, centre=street, store=store)
+            seconds.append(time.perf_counter() - start)
+    seconds.sort()
+    return {"streets": len(seconds), "median": seconds[len(seconds) // 2], "max": seconds[-1]}
+
+
+def whole_highs(path: str) -> dict:
+    """The same model handed whole to HiGHS: each level one MIP over every column, earlier
+    levels held by value rows, no fixing and no repair (the textbook lexicographic method)."""
+    import os
+    from dataclasses import replace
+
+    import numpy as np
+
+    from optimizer import allocation as al
+    from optimizer.lexmip import solve_lexicographic
+    from planning.allocate import allocation_input
+    from planning.scenario import load_scenario
+
+    os.environ["WULIAN_MAX_NODES"] = str(10**9)  # no node limit: the exact MIP, however long
+    data = allocation_input(load_scenario(path))
+    start = time.perf_counter()
+    needs = al.prepare_needs(data)
+    offers = al._offer_table(data)
+    pools = al._pools(data)
+    model, _ = al.build_arcs(data, needs, offers, pools)
+    rows = al._rows(needs, offers, data.funds.reset_index(drop=True), pools, model, data)
+    levels = [replace(level, hold_cols=None) for level in al._levels(needs, model)]
+    q = needs["base_quantity"].to_numpy(float)
+    n = len(model.need) + len(needs)
+    result = solve_lexicographic(
+        np.concatenate([model.lower, np.zeros(len(needs))]), np.concatenate([model.upper, q]),
+        np.ones(n, bool), rows, levels, time_limit=0.0, exact=True)
+    return {"seconds": time.perf_counter() - start,
+            "levels": {lv.name: lv.value for lv in result.levels}}
 
 
 def reference(path: str) -> dict:
@@ -94,10 +149,13 @@ def reference(path: str) -> dict:
 
 
 TASKS = {"generate": generate, "load": load, "read_only": read_only, "score": score,
-         "allocate": allocate, "reference": reference}
+         "allocate": allocate, "reference": reference, "street_rerun": street_rerun,
+         "whole_highs": whole_highs}
 
 if __name__ == "__main__":
     name, *args = sys.argv[1:]
     measured = TASKS[name](*args)
     measured["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # Worker processes (the districts of a city run): the largest one's peak.
+    measured["child_peak_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps(measured))

@@ -132,3 +132,19 @@ SLOTS: dict[str, tuple[str, str]] = {
 # Mainland China's bounding box, for a sanity check on coordinates.
 CHINA_LAT = (18.0, 54.0)
 CHINA_LON = (73.0, 135.0)
+
+
+# Why a need or a visit went unmet, in Chinese (the codes are the English names): the allocation's
+# reasons, then the volunteer matching's.
+REASON_ZH: dict[str, str] = {
+    "no_eligible_offer": "无符合条件的供给",
+    "out_of_coverage": "不在覆盖范围",
+    "household_cap": "达到每户上限",
+    "budget_exhausted": "基金预算用尽",
+    "capacity_exhausted": "供给容量用尽",
+    "no_volunteer_with_skill": "无具备技能的志愿者",
+    "no_safeguarding_check": "无通过背景审查的志愿者",
+    "beyond_travel_limit": "超出志愿者出行距离",
+    "no_available_slot": "无可用时段",
+    "hours_exhausted": "志愿时长用尽",
+}

@@ -37,6 +37,17 @@ DEFAULT_MONITORING_WEEKS: Mapping[str, int] = MappingProxyType(
     {"red": 1, "orange": 2, "yellow": 4, "green": 13}
 )
 
+#: Quarterly plan (``[quarter]``): new needs per week as a share of the snapshot week's needs of
+#: each colour, share of a week's unserved needs still open the next week, and the hours one
+#: monitoring visit takes (planning/quarter.py; default_policy.toml explains the numbers).
+DEFAULT_ARRIVAL_RATE: Mapping[str, float] = MappingProxyType(
+    {"red": 1.0, "orange": 1.0, "yellow": 1.0, "green": 1.0}
+)
+DEFAULT_CARRY_FORWARD: Mapping[str, float] = MappingProxyType(
+    {"red": 1.0, "orange": 1.0, "yellow": 1.0, "green": 1.0}
+)
+DEFAULT_MONITORING_HOURS = 1.0
+
 #: Colours that take a score threshold; green is everything below the yellow threshold.
 THRESHOLD_TIERS: tuple[str, ...] = vocab.TIER_ORDER[:-1]
 
@@ -49,7 +60,9 @@ _TOP_KEYS = (
     "thresholds",
     "flags",
     "monitoring_weeks",
+    "quarter",
 )
+_QUARTER_KEYS = ("arrival_rate", "carry_forward", "monitoring_hours")
 _REQUIRED_TOP_KEYS = ("name", "version", "k", "weights", "thresholds")
 _FLAG_KEYS = ("name", "all_of", "at_least", "zh", "en")
 _REQUIRED_FLAG_KEYS = ("name", "all_of", "at_least")
@@ -141,6 +154,56 @@ class FlagRule:
         }
 
 
+@dataclass(frozen=True)
+class QuarterRates:
+    """The quarterly plan's demand rates (the policy's ``[quarter]`` section).
+
+    Parameters
+    ----------
+    arrival_rate
+        Per colour, new needs per week as a share of the snapshot week's needs of that colour
+        (with the snapshot's mix of services, quantities and urgencies); ≥ 0. Colours left
+        out take ``DEFAULT_ARRIVAL_RATE``.
+    carry_forward
+        Per colour, the share of a week's unserved needs still open the next week, in [0, 1].
+        Colours left out take ``DEFAULT_CARRY_FORWARD``.
+    monitoring_hours
+        Volunteer hours one monitoring visit takes, > 0.
+
+    Raises
+    ------
+    PolicyError
+        When a value is invalid (every problem is listed).
+    """
+
+    arrival_rate: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_ARRIVAL_RATE))
+    carry_forward: Mapping[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_CARRY_FORWARD)
+    )
+    monitoring_hours: float = DEFAULT_MONITORING_HOURS
+
+    def __post_init__(self) -> None:
+        problems = _check_quarter(self.arrival_rate, self.carry_forward, self.monitoring_hours)
+        if problems:
+            raise PolicyError(problems)
+        freeze = object.__setattr__
+        for name, default in (("arrival_rate", DEFAULT_ARRIVAL_RATE),
+                              ("carry_forward", DEFAULT_CARRY_FORWARD)):
+            given = {**default, **getattr(self, name)}
+            freeze(self, name,
+                   MappingProxyType({t: float(given[t]) for t in vocab.TIER_ORDER}))
+        freeze(self, "monitoring_hours", float(self.monitoring_hours))
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The rates as plain data (TOML/JSON-ready)."""
+        return {"arrival_rate": dict(self.arrival_rate),
+                "carry_forward": dict(self.carry_forward),
+                "monitoring_hours": self.monitoring_hours}
+
+
 @dataclass(frozen=True, eq=True)
 class Policy:
     """A validated, immutable colour policy.
@@ -168,6 +231,8 @@ class Policy:
     monitoring_weeks
         Weeks between monitoring visits per colour (whole numbers ≥ 1, never longer for a more
         severe colour). Colours left out take ``DEFAULT_MONITORING_WEEKS``.
+    quarter
+        The quarterly plan's demand rates (:class:`QuarterRates`).
     description
         Free text.
 
@@ -187,6 +252,7 @@ class Policy:
         default_factory=lambda: dict(DEFAULT_MONITORING_WEEKS)
     )
     description: str = ""
+    quarter: QuarterRates = field(default_factory=QuarterRates)
 
     def __post_init__(self) -> None:
         # _check_values skips None (it stands for "failed to parse" there); here None is a
@@ -215,6 +281,9 @@ class Policy:
             monitoring=self.monitoring_weeks,
             description=self.description,
         )
+        if not isinstance(self.quarter, QuarterRates):
+            problems.append(_p("quarter", "应为 QuarterRates", "must be a QuarterRates",
+                               "请用 QuarterRates(...)", "build it with QuarterRates(...)"))
         if problems:
             raise PolicyError(problems)
         # Freeze the mappings in vocabulary order: the dataclass is frozen, its dicts must be
@@ -358,6 +427,7 @@ class Policy:
             data, "monitoring_weeks", vocab.TIER_ORDER, problems, required=False
         )
         flags = _flag_rules(data.get("flags", []), problems)
+        quarter = _quarter(data.get("quarter", {}), problems)
 
         # Value checks run on whatever parsed, so one pass reports structure and values alike.
         problems += _check_values(
@@ -383,6 +453,7 @@ class Policy:
             flags=tuple(flags),
             monitoring_weeks=monitoring or {},
             description=description or "",
+            quarter=quarter or QuarterRates(),
         )
 
     # ------------------------------------------------------------------ use
@@ -404,7 +475,7 @@ class Policy:
         -------
         dict
             Keys ``name, version, description, k, weights, thresholds, flags,
-            monitoring_weeks``; mappings in vocabulary order.
+            monitoring_weeks, quarter``; mappings in vocabulary order.
         """
         return {
             "name": self.name,
@@ -415,6 +486,7 @@ class Policy:
             "thresholds": dict(self.thresholds),
             "flags": [f.to_dict() for f in self.flags],
             "monitoring_weeks": dict(self.monitoring_weeks),
+            "quarter": self.quarter.to_dict(),
         }
 
     def __reduce__(self):
@@ -959,4 +1031,70 @@ def _check_monitoring(monitoring: Mapping[str, Any]) -> list[PolicyProblem]:
                     "keep red ≤ orange ≤ yellow ≤ green",
                 )
             )
+    return out
+
+
+def _quarter(raw: Any, problems: list[PolicyProblem]) -> QuarterRates | None:
+    """The ``[quarter]`` section, or ``None`` after adding its problems."""
+    if not isinstance(raw, Mapping):
+        problems.append(_p("quarter", "应为键值表", "must be a table",
+                           "写成 [quarter] 表", "write it as a [quarter] table"))
+        return None
+    found = len(problems)
+    problems += _unknown_keys("quarter.", raw, _QUARTER_KEYS)
+    rates: dict[str, dict[str, float]] = {}
+    for key in ("arrival_rate", "carry_forward"):
+        table = raw.get(key, {})
+        if not isinstance(table, Mapping):
+            problems.append(_p(f"quarter.{key}", "应为键值表", "must be a table",
+                               f"例如 {key} = {{ red = 1.0, green = 0.5 }}",
+                               f"e.g. {key} = {{ red = 1.0, green = 0.5 }}"))
+            continue
+        problems += _unknown_keys(f"quarter.{key}.", table, vocab.TIER_ORDER)
+        rates[key] = {}
+        for t in vocab.TIER_ORDER:
+            if t in table:
+                number = _number(table[t], f"quarter.{key}.{t}", problems)
+                if number is not None:
+                    rates[key][t] = number
+    hours = raw.get("monitoring_hours", DEFAULT_MONITORING_HOURS)
+    hours = _number(hours, "quarter.monitoring_hours", problems)
+    # Value checks on whatever parsed, so one pass reports structure and values alike.
+    problems += _check_quarter(rates.get("arrival_rate", {}), rates.get("carry_forward", {}),
+                               hours)
+    if len(problems) > found:
+        return None
+    return QuarterRates(arrival_rate=rates.get("arrival_rate", {}),
+                        carry_forward=rates.get("carry_forward", {}),
+                        monitoring_hours=hours if hours is not None else DEFAULT_MONITORING_HOURS)
+
+
+def _check_quarter(arrival: Any, carry: Any, hours: Any) -> list[PolicyProblem]:
+    out = []
+    for key, table, top in (("arrival_rate", arrival, None), ("carry_forward", carry, 1.0)):
+        if not isinstance(table, Mapping):
+            out.append(_p(f"quarter.{key}", "应为键值映射", "must be a mapping",
+                          "请传入 {颜色: 数值} 字典", "pass a {colour: number} dict"))
+            continue
+        out += _unknown_keys(f"quarter.{key}.", {t: None for t in table if t not in vocab.TIERS},
+                             vocab.TIER_ORDER)
+        for t, v in table.items():
+            bad = isinstance(v, bool) or not isinstance(v, int | float) or \
+                not math.isfinite(v) or v < 0 or (top is not None and v > top)
+            if bad:
+                span = "0 到 1 之间" if top is not None else "不小于 0"
+                span_en = "between 0 and 1" if top is not None else "≥ 0"
+                out.append(_p(f"quarter.{key}.{t}", f"应为{span}的数,实际为 {v!r}",
+                              f"must be a number {span_en}, not {v!r}",
+                              "例如 1.0 表示" + ("每周新增与基准周相同数量的需求"
+                                                if top is None else "未满足需求全部延续到下周"),
+                              "e.g. 1.0 means " + ("as many new needs each week as the snapshot "
+                                                   "week" if top is None else "every unserved "
+                                                   "need stays open the next week")))
+    if hours is not None and (isinstance(hours, bool) or not isinstance(hours, int | float)
+                              or not math.isfinite(hours) or hours <= 0):
+        out.append(_p("quarter.monitoring_hours", f"应为正数,实际为 {hours!r}",
+                      f"must be a positive number, not {hours!r}",
+                      "例如 1.0 表示每次走访监测 1 小时",
+                      "e.g. 1.0 means one hour per monitoring visit"))
     return out

@@ -74,6 +74,9 @@ class AllocationParams:
     decompose: str = "auto"
     decompose_above: int = 50_000
     workers: int = 0  # processes for the districts; 0: one per core
+    # Bound every level (an extra LP per level); the districts of a decomposed run skip it,
+    # since their bounds would not bound the city.
+    certify: bool = True
 
 
 class PinError(ValueError):
@@ -201,6 +204,24 @@ def _covering_pairs(needs: pd.DataFrame, centre_col: str, sources: pd.DataFrame,
     return np.concatenate(need_idx), np.concatenate(src_idx)
 
 
+def _capable(vols: pd.DataFrame, services: pd.DataFrame) -> np.ndarray:
+    """Volunteer × in-person service: has every skill, and a background check if needed."""
+    vbits = _bits(vols["skills"], vocab.SKILLS)
+    sbits = _bits(services["skills"], vocab.SKILLS)
+    capable = (vbits[:, None] & sbits[None, :]) == sbits[None, :]
+    return capable & (~services["safeguarding"].to_numpy(bool)[None, :]
+                      | vols["background_checked"].to_numpy(bool)[:, None])
+
+
+def _services_with_volunteers(data: AllocationInput) -> set:
+    """In-person services some volunteer anywhere could give (pools or not in this run)."""
+    services = data.services[data.services["delivery"] == "in_person"]
+    if data.volunteers.empty or services.empty:
+        return set()
+    capable = _capable(data.volunteers, services)
+    return set(services["service_id"].to_numpy()[capable.any(axis=0)])
+
+
 def _pools(data: AllocationInput) -> pd.DataFrame:
     """Volunteer pools: the capable volunteers of one street for one in-person service.
 
@@ -214,17 +235,17 @@ def _pools(data: AllocationInput) -> pd.DataFrame:
     (⌊max_hours ÷ visit_hours⌋), whole hours of an hourly service. In units the pool row has
     unit coefficients, which keeps the model's network structure (and its LP nearly integral).
     """
-    vols = data.volunteers.reset_index(drop=True)
+    vols = data.volunteers
+    # Only the streets this run has needs in (a coordinator's street, one district of a city).
+    vol_street = data.hierarchy.ancestor(vols["station_id"].to_numpy(), "street")
+    need_streets = np.unique(data.hierarchy.ancestor(data.needs["station_id"].to_numpy(),
+                                                     "street"))
+    vols = vols[np.isin(vol_street, need_streets)].reset_index(drop=True)
     services = data.services[data.services["delivery"] == "in_person"].reset_index(drop=True)
     if vols.empty or services.empty:
         return pd.DataFrame(columns=["pool_id", "street", "service_id", "hours", "units",
                                      "hours_per_unit", "lat", "lon", "members"])
-    vbits = _bits(vols["skills"], vocab.SKILLS)
-    sbits = _bits(services["skills"], vocab.SKILLS)
-    capable = (vbits[:, None] & sbits[None, :]) == sbits[None, :]
-    capable &= ~services["safeguarding"].to_numpy(bool)[None, :] | \
-        vols["background_checked"].to_numpy(bool)[:, None]
-    v_idx, s_idx = np.nonzero(capable)
+    v_idx, s_idx = np.nonzero(_capable(vols, services))
     street = data.hierarchy.ancestor(vols["station_id"].to_numpy(), "street")
     hours = vols["max_hours"].to_numpy(float)[v_idx]
     per_visit = services["unit"].to_numpy() == "visit"
@@ -500,6 +521,7 @@ def _reasons(needs, offers, funds, pools, model: _Model, x: np.ndarray, data: Al
 
     # Eligibility anywhere (ignoring coverage): per service, does any offer accept the need?
     svc_offers = offers.groupby("service_id")
+    volunteer_services = _services_with_volunteers(data)
     eligible_any = np.zeros(n, bool)
     idx_unmet = np.flatnonzero(unmet)
     sub = needs.iloc[idx_unmet]
@@ -514,7 +536,7 @@ def _reasons(needs, offers, funds, pools, model: _Model, x: np.ndarray, data: Al
                 (of["tier_bits"].to_numpy()[None, :] & needs["tier_bit"].to_numpy()[rows][:, None])
                 != 0)
             eligible_any[rows] = (cat_ok & tier_ok).any(axis=1)
-        if (pools["service_id"] == service).any():
+        if service in volunteer_services:
             eligible_any[rows] = True  # volunteers accept any household
     # Per arc: does its source have room for one more unit (capacity, or a volunteer's hours)?
     is_offer = model.offer >= 0
@@ -625,7 +647,7 @@ def allocate(data: AllocationInput, params: AllocationParams | None = None) -> A
         np.concatenate([model.lower, np.zeros(len(needs))]), np.concatenate([model.upper, q]),
         np.ones(n_cols, bool), rows, levels, time_limit=params.time_limit,
         threads=params.threads, seed=params.seed, dual_levels=TIER_LEVELS,
-        exact=n_cols <= params.exact_columns)
+        exact=n_cols <= params.exact_columns, certify=params.certify)
     x = result.x[:len(model.need)]  # the arcs; whole base units
     return _outputs(data, needs, offers, funds, pools, model, rows, x, result,
                     prep + result.build_seconds)

@@ -118,6 +118,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     capacity = data.offers.set_index("offer_id")["capacity"].astype(float)
     budget = data.funds.set_index("fund_id")["budget"].astype(float)
     offer_scale = _offer_scale(data).reindex(shared_offers.index)
+    part_params = replace(params, certify=False)
     inputs = []
     for d in parts:
         got_o = _whole(_share(offer_share, d, shared_offers.index), offer_scale)
@@ -127,7 +128,8 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
                          **(capacity[shared_offers.index] - got_o).to_dict()}
         used_budget = {**data.used_budget, **(budget[shared_funds.index] - got_f).to_dict()}
         inputs.append((replace(data, needs=data.needs[district == d].reset_index(drop=True),
-                               used_capacity=used_capacity, used_budget=used_budget), params))
+                               used_capacity=used_capacity, used_budget=used_budget),
+                       part_params))
     results = list(map_fn(_solve_part, inputs))
     merged = _merge(results)
     part_seconds = time.perf_counter() - t0 - split_seconds
@@ -137,7 +139,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     residual_needs = 0
     if residual is not None:
         residual_needs = len(residual.needs)
-        again = allocate(residual, params)
+        again = allocate(residual, part_params)
         merged = _replace_needs(merged, again)
         results.append(again)
     # Each part gave reasons from its own share; say them again for the whole city: every

@@ -160,7 +160,7 @@ _STATUS = {
 def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarray,
                         rows: Rows, levels: Sequence[Level], *, time_limit: float = 0.0,
                         threads: int = 1, seed: int = 0, dual_levels: Sequence[str] = (),
-                        exact: bool = True) -> LexResult:
+                        exact: bool = True, certify: bool = True) -> LexResult:
     """Solve the levels in order, each holding the earlier ones at the value they reached.
 
     Each level is first solved with the earlier levels held as cheaply as the structure allows
@@ -190,6 +190,11 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     exact
         Search the exact model when fixing may have lost something. Without it, such a level
         keeps the fixed answer and reports the LP bound (status ``feasible``, with its gap).
+    certify
+        Bound each level held after a fixed one by an LP that holds earlier levels by value
+        only. Without it (a part of a decomposed model, whose bounds would not bound the whole)
+        such a level reports no bound, and a level held by value whose repair finds no whole
+        answer keeps the previous level's answer instead of searching.
 
     Returns
     -------
@@ -274,6 +279,10 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         answer (it keeps every earlier level, so it is feasible here) with status time_limit."""
         if incumbent is None:
             return branch(lp_value)
+        if not certify and current.hold_cols is None:
+            # A level held by value (money, travel, continuity in the allocation) may keep
+            # the previous answer; a coverage level must still be searched.
+            return Status.FEASIBLE, incumbent.copy(), lp_value + 0.0
         status, x, bound = branch(lp_value, quiet_failure=True)
         if status in (Status.INFEASIBLE, Status.ERROR):
             return Status.TIME_LIMIT, incumbent.copy(), lp_value + 0.0
@@ -379,7 +388,10 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
                 duals[level.name] = np.asarray(h.getSolution().row_dual, float)[:rows.count]
         status, x, bound = solve()
         value = float(cost @ x)
-        if len(fixed):
+        if len(fixed) and not certify:
+            bound = float("nan")  # the fixed model's bound is no bound of the whole
+            status = Status.FEASIBLE
+        elif len(fixed):
             # Certify: release the fixed columns, hold earlier levels by value only, bound by
             # the LP relaxation.
             h.changeColsBounds(len(fixed), fixed, col_lo[fixed], col_hi[fixed])

@@ -1,9 +1,15 @@
-"""The generalised assignment problem (GAP), solved exactly with OR-Tools CP-SAT.
+"""The generalised assignment problem (GAP), solved with OR-Tools CP-SAT and HiGHS.
 
 ``m`` agents with capacities, ``n`` jobs: assigning job ``j`` to agent ``i`` costs
 ``cost[i, j]`` and uses ``weight[i, j]`` of agent ``i``'s capacity; every job goes to exactly one
 agent. This is the generic core under the allocation's matching steps, and it is proven on the
 public OR-Library instances (``tests/test_gap_benchmarks.py``, ``python -m bench.gap``).
+
+CP-SAT on the whole model proves the small and easy instances optimal at once. What it does not
+finish early goes to a portfolio of two real solvers sharing one clock: HiGHS' branch and cut
+on the same model in one thread, and in the other CP-SAT re-solving the jobs of a few agents at a
+time (a neighbourhood search: every move is found by CP-SAT), each passing its improvements to
+the other. The reported bound is the tighter of the two solvers' proven bounds.
 
 CP-SAT works on integers only, so the data must be whole numbers (OR-Library's are); scaling a
 fractional model to integers is the caller's decision, never done silently here.
@@ -12,14 +18,17 @@ fractional model to integers is the caller's decision, never done silently here.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import highspy
 import numpy as np
 import pandas as pd
 from ortools.sat.python import cp_model
 
+from optimizer.lexmip import _quiet_fd
 from optimizer.status import Status
 
 # CP-SAT reports objective values and bounds as doubles: integers beyond 2**53 would no longer
@@ -29,6 +38,19 @@ _LARGEST_EXACT = 2**53
 # CP-SAT only says FEASIBLE or UNKNOWN, not why it stopped; a wall time this close to the limit
 # means the clock stopped it (it checks the limit between steps, so it may stop a hair early).
 _HIT_LIMIT = 0.99
+
+# The portfolio's settings (see solve_gap). Not tuned per instance: one setting for every input.
+# CP-SAT alone on the whole model first, for this share of the time limit: the easy instances
+# (all of OR-Library's gap1–gap12, most of types A–C) are proven optimal well within it.
+_FIRST_SHARE = 0.15
+# Each neighbourhood re-solve gets at most this many seconds and starts with this many agents;
+# the number grows by one after a neighbourhood is proven optimal and shrinks by one after one
+# that ran out of time, so it settles where CP-SAT can still finish most of them.
+_NEIGHBOURHOOD_SECONDS = 0.1
+_NEIGHBOURHOOD_AGENTS = 3
+# HiGHS' tolerances on its bound: a float bound is rounded to the integer it proves only after
+# this relative slack, so the rounding can never cut off an optimum.
+_BOUND_SLACK = 1e-6
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,9 +65,9 @@ class GapResult:
         Total cost of ``assignment``, recomputed from the data. With no solution: ``+inf`` when
         minimising, ``-inf`` when maximising, so a missing answer can never look like a good one.
     bound
-        The best bound CP-SAT proved: no assignment beats it (a lower bound when minimising, an
-        upper bound when maximising). Equals ``objective`` when proven optimal or infeasible;
-        the trivial ``-inf`` (minimising) or ``+inf`` (maximising) on ``error``.
+        The best bound CP-SAT or HiGHS proved: no assignment beats it (a lower bound when
+        minimising, an upper bound when maximising). Equals ``objective`` when proven optimal
+        or infeasible; the trivial ``-inf`` (minimising) or ``+inf`` (maximising) on ``error``.
     gap
         ``|objective - bound| / max(1, |objective|)``; ``0`` when optimal, ``inf`` with no
         solution.
@@ -140,7 +162,13 @@ def solve_gap(cost, weight, capacity, *, maximize: bool = False, time_limit: flo
 
     The model has one boolean ``x[i, j]`` per pair that can fit at all (a job heavier than an
     agent's whole capacity is never offered to it), one exactly-one constraint per job and one
-    capacity row per agent, solved by CP-SAT.
+    capacity row per agent. CP-SAT solves it with ``workers`` threads for the first 15 % of
+    ``time_limit``; most instances are proven optimal there. If not (and ``workers >= 2``), the
+    rest of the time goes to two threads sharing one incumbent: HiGHS' branch and cut on the
+    same model, and a CP-SAT neighbourhood search that frees the jobs of a few random agents at a
+    time and lets CP-SAT re-assign them. Every solution either proposes is checked against the
+    data; the bound reported is the tighter of CP-SAT's and HiGHS' proven bounds. With the
+    portfolio the answer depends on thread timing, so it may differ from run to run.
 
     Parameters
     ----------
@@ -153,16 +181,17 @@ def solve_gap(cost, weight, capacity, *, maximize: bool = False, time_limit: flo
         Maximise the total cost (OR-Library's gap1–gap12 optima are maximisation values)
         instead of minimising it.
     time_limit
-        Seconds CP-SAT may search (``max_time_in_seconds``).
+        Seconds for the whole search, all solvers together (model building excluded).
     seed
-        CP-SAT's ``random_seed``.
+        CP-SAT's and HiGHS' ``random_seed``, and the neighbourhoods' random choice.
     workers
-        CP-SAT's ``num_workers`` (parallel search threads).
+        CP-SAT's ``num_workers`` in the first phase; with ``1``, CP-SAT alone gets the whole
+        time limit. The portfolio always runs two threads (HiGHS, and CP-SAT with one worker).
 
     Returns
     -------
     GapResult
-        The assignment, its objective, CP-SAT's proven bound, the relative gap, the status and
+        The assignment, its objective, the best proven bound, the relative gap, the status and
         the wall time.
 
     Raises
@@ -226,41 +255,299 @@ def solve_gap(cost, weight, capacity, *, maximize: bool = False, time_limit: flo
     else:
         model.minimize(total)
 
+    # With one worker there is no second thread for the portfolio: CP-SAT gets the whole time.
+    portfolio = workers >= 2
+    first_limit = _FIRST_SHARE * time_limit if portfolio else time_limit
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = float(time_limit)
+    solver.parameters.max_time_in_seconds = float(first_limit)
     solver.parameters.random_seed = int(seed)
     solver.parameters.num_workers = int(workers)
     cp_status = solver.solve(model)
-    hit_limit = solver.wall_time >= _HIT_LIMIT * time_limit
+    hit_limit = solver.wall_time >= _HIT_LIMIT * first_limit
 
     if cp_status == cp_model.INFEASIBLE:
         worst = -math.inf if maximize else math.inf
         return _no_solution(n, maximize, Status.INFEASIBLE, worst, start)
-    if cp_status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        # UNKNOWN: stopped (by the clock, as a rule) before any solution; MODEL_INVALID: a bug
-        # here, since the data were checked.
-        stopped = cp_status == cp_model.UNKNOWN and hit_limit
-        # Without a proof of anything, the only honest bound is the trivial one.
-        bound = solver.best_objective_bound if stopped else (math.inf if maximize else -math.inf)
-        return _no_solution(n, maximize, Status.TIME_LIMIT if stopped else Status.ERROR,
-                            float(bound), start)
+    if cp_status == cp_model.MODEL_INVALID or (cp_status == cp_model.UNKNOWN and not hit_limit):
+        # A bug here, since the data were checked: without a proof of anything, the only honest
+        # bound is the trivial one.
+        return _no_solution(n, maximize, Status.ERROR, math.inf if maximize else -math.inf, start)
 
-    chosen = solver.boolean_values(pd.Series(x)).to_numpy(dtype=bool)
-    assignment = np.full(n, -1, dtype=np.int64)
-    assignment[job_of_pair[chosen]] = agent_of_pair[chosen]
+    first = None
+    if cp_status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        chosen = solver.boolean_values(pd.Series(x)).to_numpy(dtype=bool)
+        first = np.full(n, -1, dtype=np.int64)
+        first[job_of_pair[chosen]] = agent_of_pair[chosen]
+    cp_bound = float(solver.best_objective_bound)
+    if cp_status == cp_model.OPTIMAL:
+        return _result(first, cost, maximize, cp_bound, hit_limit, start, proven=True)
+    if not portfolio:
+        if first is None:
+            return _no_solution(n, maximize, Status.TIME_LIMIT, cp_bound, start)
+        return _result(first, cost, maximize, cp_bound, hit_limit, start)
+
+    deadline = start + time_limit
+    search = _Portfolio(cost, weight, capacity, agent_of_pair, job_of_pair, maximize, seed, first)
+    search.run(deadline)
+    bound = _tighter(cp_bound, search.highs_bound, maximize)
+    if search.best is None:
+        if search.highs_infeasible:
+            worst = -math.inf if maximize else math.inf
+            return _no_solution(n, maximize, Status.INFEASIBLE, worst, start)
+        return _no_solution(n, maximize, Status.TIME_LIMIT, bound, start)
+    return _result(search.best, cost, maximize, bound,
+                   time.perf_counter() >= start + _HIT_LIMIT * time_limit, start)
+
+
+def _tighter(a: float, b: float, maximize: bool) -> float:
+    """The tighter of two proven bounds: the lower of two upper bounds, the higher of two lower."""
+    return min(a, b) if maximize else max(a, b)
+
+
+def _result(assignment: np.ndarray, cost: np.ndarray, maximize: bool, bound: float,
+            hit_limit: bool, start: float, proven: bool = False) -> GapResult:
+    """The result for a feasible ``assignment``: optimal when ``proven`` (CP-SAT said so) or when
+    the bound proven for it reaches its value."""
+    n = cost.shape[1]
+    assignment = assignment.astype(np.int64, copy=True)
     assignment.setflags(write=False)
-    # The objective is recomputed from the data in exact integers, never taken from the solver's
+    # The objective is recomputed from the data in exact integers, never taken from a solver's
     # double, so what is reported is what the assignment costs.
     objective = float(cost[assignment, np.arange(n)].sum()) if n else 0.0
-
-    if cp_status == cp_model.OPTIMAL:
-        status, bound = Status.OPTIMAL, objective
+    # No assignment beats the one in hand, so a bound past it (a solver's rounding) is clamped.
+    bound = objective if proven else (max(bound, objective) if maximize else min(bound, objective))
+    if bound == objective:
+        status = Status.OPTIMAL
     else:
         status = Status.TIME_LIMIT if hit_limit else Status.FEASIBLE
-        bound = float(solver.best_objective_bound)
     gap = abs(objective - bound) / max(1.0, abs(objective))
     return GapResult(assignment=assignment, objective=objective, bound=bound, gap=gap,
                      status=status, seconds=time.perf_counter() - start)
+
+
+class _Portfolio:
+    """HiGHS' branch and cut and a CP-SAT neighbourhood search on one GAP, sharing one incumbent.
+
+    HiGHS runs on the whole model in a thread of its own; it starts from the incumbent, hands its
+    improving solutions over, and takes the neighbourhood search's improvements as user
+    solutions. The neighbourhood search (the calling thread) repeatedly frees every job of a few
+    random agents and lets CP-SAT re-assign them, to those agents or to whatever capacity the
+    other agents have left, at best cost; it keeps the result when it is no worse. Every
+    assignment either solver proposes is checked against the data before it is kept.
+    """
+
+    def __init__(self, cost, weight, capacity, agent_of_pair, job_of_pair, maximize, seed,
+                 first):
+        self.cost, self.weight, self.capacity = cost, weight, capacity
+        self.agent_of_pair, self.job_of_pair = agent_of_pair, job_of_pair
+        self.sign = -1 if maximize else 1  # both solvers minimise sign × cost
+        self.seed = int(seed)
+        self.lock = threading.Lock()
+        self.best = first if first is not None and self._feasible(first) else None
+        self.best_value = self._value(self.best) if self.best is not None else math.inf
+        self.given_to_highs = math.inf  # value (sign × cost) of the last incumbent HiGHS got
+        self.stop = threading.Event()
+        self.highs_bound = -self.sign * math.inf  # trivial until HiGHS reports
+        self.highs_infeasible = False
+        self.highs_error: BaseException | None = None
+
+    def _value(self, assignment: np.ndarray) -> int:
+        n = self.cost.shape[1]
+        return self.sign * int(self.cost[assignment, np.arange(n)].sum())
+
+    def _feasible(self, assignment: np.ndarray) -> bool:
+        n = self.cost.shape[1]
+        if assignment.shape != (n,) or (n and assignment.min() < 0):
+            return False
+        load = np.bincount(assignment, weights=self.weight[assignment, np.arange(n)],
+                           minlength=len(self.capacity))
+        return bool(np.all(load <= self.capacity))
+
+    def _offer(self, assignment: np.ndarray | None, strictly_better: bool) -> bool:
+        """Keep ``assignment`` if it is feasible and better (or, if allowed, no worse)."""
+        if assignment is None or not self._feasible(assignment):
+            return False
+        value = self._value(assignment)
+        with self.lock:
+            if value < self.best_value or (value == self.best_value and not strictly_better):
+                self.best, self.best_value = assignment, value
+                return True
+        return False
+
+    def _as_columns(self, assignment: np.ndarray) -> np.ndarray:
+        return (assignment[self.job_of_pair] == self.agent_of_pair).astype(np.float64)
+
+    def _from_columns(self, values) -> np.ndarray:
+        chosen = np.asarray(values, dtype=np.float64) > 0.5
+        assignment = np.full(self.cost.shape[1], -1, dtype=np.int64)
+        assignment[self.job_of_pair[chosen]] = self.agent_of_pair[chosen]
+        return assignment
+
+    def _highs(self, deadline: float) -> highspy.Highs:
+        m, n = self.cost.shape
+        agents, jobs = self.agent_of_pair, self.job_of_pair
+        pairs = len(agents)
+        with _quiet_fd():
+            h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("threads", 1)
+        h.setOptionValue("random_seed", self.seed)
+        h.setOptionValue("time_limit", max(deadline - time.perf_counter(), 1e-3))
+        # The objective is a whole number: a gap below 1 proves optimality, a relative gap
+        # could stop HiGHS short of it.
+        h.setOptionValue("mip_rel_gap", 0.0)
+        h.setOptionValue("mip_abs_gap", 0.5)
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = pairs, n + m
+        lp.col_cost_ = self.sign * self.cost[agents, jobs].astype(np.float64)
+        lp.col_lower_, lp.col_upper_ = np.zeros(pairs), np.ones(pairs)
+        # Rows 0..n-1: each job exactly once; rows n..n+m-1: each agent's capacity.
+        lp.row_lower_ = np.concatenate([np.ones(n), np.full(m, -highspy.kHighsInf)])
+        lp.row_upper_ = np.concatenate([np.ones(n), self.capacity.astype(np.float64)])
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = np.arange(0, 2 * pairs + 1, 2, dtype=np.int32)
+        rows = np.empty(2 * pairs, dtype=np.int32)
+        rows[0::2], rows[1::2] = jobs, n + agents
+        values = np.empty(2 * pairs)
+        values[0::2], values[1::2] = 1.0, self.weight[agents, jobs]
+        lp.a_matrix_.index_, lp.a_matrix_.value_ = rows, values
+        lp.integrality_ = [highspy.HighsVarType.kInteger] * pairs
+        h.passModel(lp)
+        if self.best is not None:
+            start = highspy.HighsSolution()
+            start.col_value = self._as_columns(self.best).tolist()
+            start.value_valid = True
+            h.setSolution(start)
+            self.given_to_highs = self.best_value
+
+        def interrupt(event):
+            if self.stop.is_set():
+                event.interrupt()
+
+        def improving(event):
+            self._offer(self._from_columns(event.data_out.mip_solution), strictly_better=True)
+
+        def user_solution(event):
+            with self.lock:
+                if self.best is None or self.best_value >= self.given_to_highs:
+                    return
+                self.given_to_highs, best = self.best_value, self.best
+            event.data_in.setSolution(self._as_columns(best))
+
+        h.cbMipInterrupt.subscribe(interrupt)
+        h.cbMipImprovingSolution.subscribe(improving)
+        h.cbMipUserSolution.subscribe(user_solution)
+        return h
+
+    def _run_highs(self, h: highspy.Highs) -> None:
+        try:
+            h.run()
+            status = h.getModelStatus()
+            if status == highspy.HighsModelStatus.kInfeasible:
+                self.highs_infeasible = True
+            info = h.getInfo()
+            if info.primal_solution_status == 2:  # kSolutionStatusFeasible
+                self._offer(self._from_columns(h.getSolution().col_value), strictly_better=True)
+            bound = float(info.mip_dual_bound)
+            if math.isfinite(bound):
+                # HiGHS minimises sign × cost: its lower bound, rounded up to the whole number
+                # it proves after a slack for its float tolerances, in the caller's sense.
+                proven = math.ceil(bound - _BOUND_SLACK * max(1.0, abs(bound)))
+                self.highs_bound = float(self.sign * proven)
+            if status in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kInfeasible):
+                self.stop.set()
+        except BaseException as error:  # reported by run(), never lost in the thread
+            self.highs_error = error
+            self.stop.set()
+
+    def _neighbourhood(self, current: np.ndarray, agents: np.ndarray, seconds: float,
+                       seed: int) -> tuple[np.ndarray | None, bool]:
+        """CP-SAT re-assigns the jobs of ``agents``: (the new assignment or None, proven)."""
+        m, n = self.cost.shape
+        free = np.flatnonzero(np.isin(current, agents))
+        if free.size == 0:
+            return None, True
+        load = np.bincount(current, weights=self.weight[current, np.arange(n)], minlength=m)
+        room = self.capacity - load
+        room[agents] = self.capacity[agents]
+        pair_agent = np.repeat(np.arange(m), free.size)
+        pair_job = np.tile(free, m)
+        fits = self.weight[pair_agent, pair_job] <= room[pair_agent]
+        pair_agent, pair_job = pair_agent[fits], pair_job[fits]
+        model = cp_model.CpModel()
+        y = model.new_bool_var_series("y", pd.RangeIndex(len(pair_agent))).to_numpy()
+        order = np.argsort(pair_job, kind="stable")
+        starts = np.searchsorted(pair_job[order], free)
+        ends = np.searchsorted(pair_job[order], free, side="right")
+        for begin, end in zip(starts, ends, strict=True):
+            model.add_exactly_one(y[order[begin:end]].tolist())
+        weights = self.weight[pair_agent, pair_job]
+        agent_starts = np.searchsorted(pair_agent, np.arange(m + 1))
+        for i in range(m):
+            rows = slice(agent_starts[i], agent_starts[i + 1])
+            if weights[rows].sum() > room[i]:
+                model.add(cp_model.LinearExpr.weighted_sum(y[rows].tolist(),
+                                                           weights[rows].tolist())
+                          <= int(room[i]))
+        model.minimize(cp_model.LinearExpr.weighted_sum(
+            y.tolist(), (self.sign * self.cost[pair_agent, pair_job]).tolist()))
+        for var, hinted in zip(y, current[pair_job] == pair_agent, strict=True):
+            model.add_hint(var, bool(hinted))
+        solver = cp_model.CpSolver()
+        solver.parameters.num_workers = 1
+        solver.parameters.max_time_in_seconds = float(seconds)
+        solver.parameters.random_seed = seed
+        status = solver.solve(model)
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return None, False
+        chosen = solver.boolean_values(pd.Series(y)).to_numpy(dtype=bool)
+        moved = current.copy()
+        moved[pair_job[chosen]] = pair_agent[chosen]
+        return moved, status == cp_model.OPTIMAL
+
+    def _pick_agents(self, random, size: int, current: np.ndarray) -> np.ndarray:
+        import os
+        m, n = self.cost.shape
+        if os.environ.get("GAP_PICK", "random") == "random":
+            return random.choice(m, size=size, replace=False)
+        # related: agents that are among the 3 cheapest for jobs of the chosen ones
+        ranked = np.argsort(self.sign * self.cost, axis=0)[:3]  # 3 x n
+        chosen = [int(random.integers(m))]
+        while len(chosen) < size:
+            on = np.isin(current, chosen)
+            score = np.bincount(ranked[:, on].ravel(), minlength=m).astype(float) + 1.0
+            score[chosen] = 0
+            chosen.append(int(random.choice(m, p=score / score.sum())))
+        return np.array(chosen)
+
+    def run(self, deadline: float) -> None:
+        """Both solvers until ``deadline`` or until HiGHS proves optimality or infeasibility."""
+        h = self._highs(deadline)
+        thread = threading.Thread(target=self._run_highs, args=(h,), daemon=True)
+        thread.start()
+        m = self.cost.shape[0]
+        random = np.random.default_rng(self.seed)
+        size = _NEIGHBOURHOOD_AGENTS
+        try:
+            while not self.stop.is_set():
+                seconds = min(_NEIGHBOURHOOD_SECONDS, deadline - time.perf_counter())
+                if seconds <= 0.01:
+                    break
+                with self.lock:
+                    current = self.best
+                if current is None:  # nothing to improve yet: wait for HiGHS' first solution
+                    self.stop.wait(0.01)
+                    continue
+                agents = self._pick_agents(random, min(size, m), current)
+                moved, proven = self._neighbourhood(current, agents, seconds,
+                                                    int(random.integers(2**31 - 1)))
+                self._offer(moved, strictly_better=False)
+                size = min(m, size + 1) if proven else max(2, size - 1)
+        finally:
+            self.stop.set()
+            thread.join()
+        if self.highs_error is not None:
+            raise RuntimeError("HiGHS failed on the GAP model") from self.highs_error
 
 
 def read_orlib_gap(path: str | Path) -> list[GapInstance]:

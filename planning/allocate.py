@@ -8,14 +8,15 @@ household), ``utilisation`` (offers, funds, volunteer pools), ``summary`` (centr
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
+from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from contract import vocab
@@ -27,6 +28,7 @@ from optimizer.allocation import (
     allocate,
 )
 from optimizer.decompose import allocate_by_district, districts_of
+from planning.engines import default_workers
 from planning.io import excel_safe, write_tables
 from planning.scenario import Scenario
 from planning.store import RunStore, StoredRun
@@ -125,11 +127,13 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
     data = allocation_input(scenario, week, centre, held)
     decomposition = None
     if _decompose(data, params):
-        workers = params.workers or os.cpu_count() or 1
+        workers = params.workers or default_workers()
         if workers == 1:
             result, decomposition = allocate_by_district(data, params)
         else:
-            with ProcessPoolExecutor(workers) as pool:
+            # Fresh (spawned) workers: a fork would copy this process's memory and solver
+            # threads; a script that allocates a city needs the ``__main__`` guard for it.
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
                 result, decomposition = allocate_by_district(data, params, map_fn=pool.map)
     else:
         result = allocate(data, params)
@@ -213,10 +217,11 @@ def _plans(scenario: Scenario, result: AllocationResult) -> pd.DataFrame:
     unmet = served[served["reason"] != ""]
     unmet_text = (unmet["service_id"].map(names) + "(" + unmet["reason"] + ")") \
         .groupby(unmet["household_id"]).agg(lambda s: "; ".join(sorted(s)))
+    served = served.assign(full=(served["fraction"] >= 1 - 1e-9).astype(np.int64))
     grouped = served.groupby("household_id", sort=True)
     plans = pd.DataFrame({
         "needs": grouped.size(),
-        "fully_served": grouped["fraction"].apply(lambda f: int((f >= 1 - 1e-9).sum())),
+        "fully_served": grouped["full"].sum(),
         "fill_rate": grouped["fraction"].mean(),
         "money": grouped["money"].sum().round(2),
     })
@@ -245,9 +250,10 @@ def _summary(scenario: Scenario, result: AllocationResult) -> pd.DataFrame:
     served = result.need_served
     street = scenario.hierarchy.ancestor(served["station_id"].to_numpy(), "street")
     district = scenario.hierarchy.ancestor(served["station_id"].to_numpy(), "district")
-    frame = served.assign(street_id=street, district_id=district)
+    frame = served.assign(street_id=street, district_id=district,
+                          full=(served["fraction"] >= 1 - 1e-9).astype(np.int64))
     summary = frame.groupby(["district_id", "street_id", "tier"], sort=True).agg(
-        needs=("need_id", "size"), fully_served=("fraction", lambda f: int((f >= 1 - 1e-9).sum())),
+        needs=("need_id", "size"), fully_served=("full", "sum"),
         fill_rate=("fraction", "mean"), money=("money", "sum")).reset_index()
     order = {t: i for i, t in enumerate(vocab.TIER_ORDER)}
     summary["money"] = summary["money"].round(2)

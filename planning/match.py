@@ -37,9 +37,10 @@ Priority: every visit has its household's colour and an urgency (its need's, or
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,7 @@ import pandas as pd
 from contract import vocab
 from optimizer.visits import SLOTS, MatchParams, VisitMatch, VisitPinError, match_visits
 from planning.allocate import Run
+from planning.io import excel_safe, safe_cell
 from planning.scenario import Scenario
 
 KINDS = ("service", "monitoring", "service+monitoring")
@@ -490,5 +492,140 @@ def reconcile(run: Run, match: MatchResult) -> tuple[pd.DataFrame, pd.DataFrame]
     return updated, unmet
 
 
+# ----------------------------------------------------------------------------- workbook
+
+_BAD_SHEET_CHARS = str.maketrans({c: "_" for c in "[]:*?/\\'"})
+SHEET_HEADER = ("时段 slot", "家庭 household", "类型 kind", "服务 service", "时长 hours",
+                "公里 km")
+
+
+def sheet_names(ids, taken=()) -> list[str]:
+    """Excel-valid, unique sheet names for ``ids``: no ``[]:*?/\\'``, at most 31 characters,
+    unique ignoring case and distinct from ``taken``; a clash gets ``~2``, ``~3`` … appended.
+
+    >>> sheet_names(["V1", "a/b", "v1", "x" * 40], taken=["load"])
+    ['V1', 'a_b', 'v1~2', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx']
+    """
+    used = {str(name).lower() for name in taken}
+    out = []
+    for value in ids:
+        base = (str(value).translate(_BAD_SHEET_CHARS).strip() or "sheet")[:31]
+        name, k = base, 1
+        while name.lower() in used:
+            k += 1
+            suffix = f"~{k}"
+            name = base[:31 - len(suffix)] + suffix
+        used.add(name.lower())
+        out.append(name)
+    return out
+
+
+def write_workbook(match: MatchResult, path: str | Path,
+                   extra: dict[str, pd.DataFrame] | None = None) -> Path:
+    """One workbook: the matching's tables (and ``extra`` ones), then one printable sheet per
+    volunteer with any available slot: a header with their id and week's totals, then each
+    available slot in calendar order with the household (id only), the service or monitoring,
+    hours and km ("空闲 free" when nothing is planned). Every text cell is Excel-safe.
+    """
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    path = Path(path)
+    if path.suffix.lower() != ".xlsx":
+        path = path / "matching.xlsx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tables = {**match.tables, **(extra or {})}
+    tables.pop("schedules")  # its content is the volunteers' sheets
+    wb = Workbook()
+    wb.remove(wb.active)
+    table_names = sheet_names(tables)
+    for name, frame in zip(table_names, tables.values(), strict=True):
+        ws = wb.create_sheet(name)
+        safe = excel_safe(frame)
+        ws.append([str(c) for c in safe.columns])
+        for row in safe.itertuples(index=False):
+            ws.append([_cell(v) for v in row])
+    schedules = match.schedules
+    totals = match.load.set_index("volunteer_id")
+    vol_ids = list(dict.fromkeys(schedules["volunteer_id"]))
+    bold = Font(bold=True)
+    for vid, name in zip(vol_ids, sheet_names(vol_ids, taken=table_names), strict=True):
+        ws = wb.create_sheet(name)
+        mine = schedules[schedules["volunteer_id"] == vid]
+        ws.append(["志愿者 volunteer", safe_cell(str(vid))])
+        ws.append(["合计 totals", f"{totals.at[vid, 'visits']:g} 次走访 visits",
+                   f"{totals.at[vid, 'hours']:g} 小时 hours", f"{totals.at[vid, 'km']:g} 公里 km",
+                   f"上限 max {totals.at[vid, 'max_hours']:g} 小时 hours"])
+        ws.append([])
+        ws.append(list(SHEET_HEADER))
+        for cell in (*ws[1], *ws[4]):
+            cell.font = bold
+        for row in mine.itertuples(index=False):
+            free = row.visit_id == ""
+            kind = "" if free else {"monitoring": "走访监测 monitoring",
+                                    "service": "服务 service",
+                                    "service+monitoring": "服务+监测 service+monitoring"}[row.kind]
+            ws.append([f"{row.slot_zh} {row.slot_en}",
+                       "空闲 free" if free else safe_cell(str(row.household_id)), kind,
+                       "" if free or row.kind == "monitoring" else
+                       safe_cell(f"{row.service_zh} {row.service_id}"),
+                       None if free else float(row.hours),
+                       None if free else float(row.km)])
+        ws.column_dimensions["A"].width = 16
+        ws.column_dimensions["B"].width = 14
+        ws.column_dimensions["C"].width = 22
+        ws.column_dimensions["D"].width = 24
+    wb.save(path)
+    return path
+
+
+def _cell(value):
+    """A value openpyxl writes as is (numpy scalars as Python numbers, NaN as empty)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
+
+
+def reconciled_tables(scenario: Scenario, run: Run, match: MatchResult) -> dict[str, pd.DataFrame]:
+    """The allocation's tables after :func:`reconcile`, with ``plans`` and ``summary`` to match.
+
+    A need whose pool units the matching could not place is served that much less: its served
+    units and fraction drop, its reason becomes the matching's (the reason of most lost units,
+    when the allocation gave it none), and the household's plan (救助套餐) and the centre ×
+    colour summary are rebuilt from the reconciled allocations by the allocation's own
+    functions, so the four tables agree.
+
+    Returns
+    -------
+    dict
+        ``allocations``, ``unmet``, ``plans`` and ``summary``.
+    """
+    from planning.allocate import _plans, _summary
+
+    allocations, unmet = reconcile(run, match)
+    served = run.result.need_served
+    lost = match.visits[(match.visits["need_id"] != "") & (match.visits["volunteer_id"] == "")]
+    by_reason = lost.groupby(["need_id", "reason"], sort=True)["units"].sum().reset_index()
+    main = by_reason.sort_values(["need_id", "units", "reason"], ascending=[True, False, True],
+                                 kind="stable").drop_duplicates("need_id").set_index("need_id")
+    lost_units = lost.groupby("need_id")["units"].sum()
+    gone = served["need_id"].map(lost_units).fillna(0.0).to_numpy(float)
+    old = served["served"].to_numpy(float)
+    new = np.maximum(old - gone, 0.0)
+    fraction = np.where(old > 0, served["fraction"].to_numpy(float) * new / np.where(
+        old > 0, old, 1.0), served["fraction"].to_numpy(float))
+    reason = served["reason"].where(served["reason"] != "",
+                                    _text(served["need_id"].map(main["reason"])))
+    need_served = served.assign(served=np.round(new, 9), fraction=fraction, reason=reason)
+    raw = allocations.drop(columns=[c for c in ("provider_id", "linkage")
+                                    if c in allocations.columns])
+    result = replace(run.result, allocations=raw, unmet=unmet, need_served=need_served)
+    return {"allocations": allocations, "unmet": unmet, "plans": _plans(scenario, result),
+            "summary": _summary(scenario, result)}
+
+
 __all__ = ["MatchParams", "MatchResult", "VisitPinError", "build_visits", "reconcile",
-           "run_matching", "week_start", "weeks_between", "KINDS", "OUTPUT_TABLES"]
+           "reconciled_tables", "run_matching", "sheet_names", "week_start", "weeks_between",
+           "write_workbook", "KINDS", "OUTPUT_TABLES"]

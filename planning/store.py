@@ -4,6 +4,13 @@ A SQLite file by default; any SQLAlchemy URL (``postgresql+psycopg://…``) for 
 Output tables are kept as Parquet bytes, so a stored run comes back with its exact types. A run
 is written in one transaction: it is recorded whole or not at all, and a failed write leaves
 every earlier run as it was.
+
+The same database holds the batch service's state (``docs/api.md``): the scenarios uploaded to
+it (by digest) and its quarterly jobs. A job is claimed with a conditional UPDATE (``state =
+'queued'``), so two workers — threads or processes, on SQLite or PostgreSQL — never run the same
+job; every later write names the attempt it belongs to, so a worker that lost its claim (the
+service restarted and retried the job) can no longer touch it. A finished job's tables are saved
+as a run in the same transaction that marks the job done.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,6 +50,80 @@ RUN_TABLES = sa.Table(
 )
 
 
+SCENARIOS = sa.Table(
+    "scenarios", _meta,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("format", sa.String(16), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("counts", sa.Text, nullable=False),
+)
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+FINAL_STATES = ("done", "failed", "cancelled")
+JOBS = sa.Table(
+    "jobs", _meta,
+    sa.Column("job_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("scenario", sa.String(64), nullable=False, index=True),
+    sa.Column("quarter", sa.String(16), nullable=False),
+    sa.Column("engine", sa.String(16), nullable=False),
+    sa.Column("centre", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("done", sa.Integer, nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False),
+    sa.Column("owner_role", sa.String(16), nullable=False),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.run_id"), nullable=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("started_at", sa.String(32), nullable=True),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+    sa.Column("finished_at", sa.String(32), nullable=True),
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One quarterly job as the store holds it (``centre`` is "" for the whole network)."""
+
+    job_id: int
+    scenario: str
+    quarter: str
+    engine: str
+    centre: str
+    state: str
+    done: int
+    total: int
+    label: str
+    attempts: int
+    error: str
+    cancel_requested: bool
+    owner_role: str
+    run_id: int | None
+    created_at: str
+    started_at: str | None
+    updated_at: str
+    finished_at: str | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL lets status reads go on while a worker writes; a busy writer waits instead of failing.
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
 def store_url(url: str | None = None) -> str:
     """The store to use: the argument, else ``$WULIAN_STORE``, else ``runs/wulian.sqlite``."""
     return url or os.environ.get("WULIAN_STORE") or DEFAULT_URL
@@ -62,27 +143,37 @@ class RunStore:
         self.url = store_url(url)
         if self.url.startswith("sqlite:///"):
             Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sa.create_engine(self.url)
+        if self.url.startswith("sqlite"):
+            self.engine = sa.create_engine(self.url, connect_args={"timeout": 30})
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = sa.create_engine(self.url, pool_pre_ping=True)
         _meta.create_all(self.engine)
 
     def save(self, info: dict, tables: dict[str, pd.DataFrame], *, kind: str = "allocate",
              scenario: str = "") -> int:
         """Record a run whole (one transaction) and return its id."""
+        with self.engine.begin() as conn:
+            return self._insert_run(conn, info, tables, kind, scenario)
+
+    @staticmethod
+    def _insert_run(conn: sa.Connection, info: dict, tables: dict[str, pd.DataFrame],
+                    kind: str, scenario: str) -> int:
         blobs = {}
         for name, frame in tables.items():
             buffer = io.BytesIO()
             frame.to_parquet(buffer, index=False)
             blobs[name] = (len(frame), buffer.getvalue())
         params = info.get("parameters", {})
-        with self.engine.begin() as conn:
-            run_id = conn.execute(RUNS.insert().values(
-                created_at=datetime.now(UTC).isoformat(timespec="seconds"), kind=kind,
-                scenario=scenario, input_digest=info.get("input_digest", ""),
-                policy_digest=info.get("policy", {}).get("digest", ""),
-                week=params.get("week") or "", centre=params.get("centre") or "",
-                status=info.get("status", ""),
-                info=json.dumps(info, ensure_ascii=False, sort_keys=True),
-            )).inserted_primary_key[0]
+        run_id = conn.execute(RUNS.insert().values(
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"), kind=kind,
+            scenario=scenario, input_digest=info.get("input_digest", ""),
+            policy_digest=info.get("policy", {}).get("digest", ""),
+            week=params.get("week") or "", centre=params.get("centre") or "",
+            status=info.get("status", ""),
+            info=json.dumps(info, ensure_ascii=False, sort_keys=True, default=str),
+        )).inserted_primary_key[0]
+        if blobs:
             conn.execute(RUN_TABLES.insert(), [
                 {"run_id": run_id, "name": name, "rows": rows, "data": data}
                 for name, (rows, data) in blobs.items()
@@ -130,6 +221,227 @@ class RunStore:
                                                RUNS.c.kind == this["kind"])
                 .order_by(RUNS.c.run_id.desc()).limit(1)).scalar()
         return None if earlier is None else self.load(earlier)
+
+    def table(self, run_id: int, name: str) -> pd.DataFrame:
+        """One output table of a run (without reading the others).
+
+        Raises
+        ------
+        KeyError
+            When the run has no table ``name``.
+        """
+        with self.engine.connect() as conn:
+            data = conn.execute(sa.select(RUN_TABLES.c.data).where(
+                RUN_TABLES.c.run_id == run_id, RUN_TABLES.c.name == name)).scalar()
+        if data is None:
+            raise KeyError(f"运行 {run_id} 没有表 {name} / run {run_id} has no table {name}")
+        return pd.read_parquet(io.BytesIO(data))
+
+    def table_names(self, run_id: int) -> list[str]:
+        """The names of a run's output tables, in the order they were saved."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(RUN_TABLES.c.name).where(
+                RUN_TABLES.c.run_id == run_id).order_by(RUN_TABLES.c.name)).scalars())
+
+    # -- scenarios kept by the batch service --------------------------------------------------
+
+    def add_scenario(self, digest: str, *, name: str, fmt: str, path: str,
+                     counts: dict[str, int]) -> bool:
+        """Register a validated scenario by its digest; ``False`` when it was already there."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(SCENARIOS.insert().values(
+                    digest=digest, created_at=_now(), name=name, format=fmt, path=path,
+                    counts=json.dumps(counts, sort_keys=True)))
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    def scenarios(self) -> list[dict]:
+        """Every registered scenario, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(SCENARIOS).order_by(SCENARIOS.c.created_at,
+                                                              SCENARIOS.c.digest)).mappings()
+            return [_scenario_row(r) for r in rows]
+
+    def scenario(self, digest: str) -> dict | None:
+        """The scenario whose digest is ``digest`` or starts with it (at least 8 characters,
+        and only one scenario may match); ``None`` when there is none."""
+        if len(digest) < 8 or not all(c in "0123456789abcdef" for c in digest):
+            return None
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(SCENARIOS).where(
+                SCENARIOS.c.digest.startswith(digest)).limit(2)).mappings().all()
+        return _scenario_row(rows[0]) if len(rows) == 1 else None
+
+    # -- quarterly jobs -----------------------------------------------------------------------
+
+    def submit_job(self, scenario: str, quarter: str, *, engine: str = "local",
+                   centre: str | None = None, owner_role: str = "") -> Job:
+        """Queue a job and return it."""
+        now = _now()
+        with self.engine.begin() as conn:
+            job_id = conn.execute(JOBS.insert().values(
+                scenario=scenario, quarter=quarter, engine=engine, centre=centre or "",
+                state="queued", done=0, total=0, label="", attempts=0, error="",
+                cancel_requested=False, owner_role=owner_role, run_id=None, created_at=now,
+                started_at=None, updated_at=now, finished_at=None,
+            )).inserted_primary_key[0]
+        return self.job(int(job_id))
+
+    def job(self, job_id: int) -> Job:
+        """One job.
+
+        Raises
+        ------
+        KeyError
+            When there is no such job.
+        """
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(JOBS).where(JOBS.c.job_id == job_id)).mappings().first()
+        if row is None:
+            raise KeyError(f"没有任务 {job_id} / no job {job_id}")
+        return Job(**dict(row))
+
+    def jobs(self, state: str | None = None) -> list[Job]:
+        """Every job (or those in ``state``), newest first."""
+        query = sa.select(JOBS).order_by(JOBS.c.job_id.desc())
+        if state is not None:
+            query = query.where(JOBS.c.state == state)
+        with self.engine.connect() as conn:
+            return [Job(**dict(r)) for r in conn.execute(query).mappings()]
+
+    def claim_job(self, job_id: int | None = None) -> Job | None:
+        """Take a queued job (the oldest, or ``job_id``) for this worker: ``running``, one more
+        attempt. Atomic: of several workers claiming the same job, exactly one gets it; the
+        others get the next queued job or ``None``."""
+        while True:
+            if job_id is None:
+                with self.engine.connect() as conn:
+                    candidate = conn.execute(
+                        sa.select(JOBS.c.job_id).where(JOBS.c.state == "queued")
+                        .order_by(JOBS.c.job_id).limit(1)).scalar()
+                if candidate is None:
+                    return None
+            else:
+                candidate = job_id
+            now = _now()
+            with self.engine.begin() as conn:
+                claimed = conn.execute(
+                    JOBS.update().where(JOBS.c.job_id == candidate, JOBS.c.state == "queued")
+                    .values(state="running", attempts=JOBS.c.attempts + 1, started_at=now,
+                            updated_at=now, done=0, total=0, label="")).rowcount
+            if claimed == 1:
+                return self.job(candidate)
+            if job_id is not None:
+                return None
+
+    def _update_attempt(self, job: Job, **values) -> bool:
+        """Write to a running job, only while it is still this attempt's."""
+        values.setdefault("updated_at", _now())
+        with self.engine.begin() as conn:
+            return conn.execute(JOBS.update().where(
+                JOBS.c.job_id == job.job_id, JOBS.c.state == "running",
+                JOBS.c.attempts == job.attempts).values(**values)).rowcount == 1
+
+    def job_progress(self, job: Job, done: int, total: int, label: str) -> bool:
+        """Record progress of a running attempt (``False`` once the attempt is no longer its
+        job's)."""
+        return self._update_attempt(job, done=int(done), total=int(total), label=label[:200])
+
+    def finish_job(self, job: Job, info: dict, tables: dict[str, pd.DataFrame]) -> int | None:
+        """Save the job's tables as a run (kind ``quarter``) and mark the job done, in one
+        transaction; returns the run id, or ``None`` (nothing saved) when the attempt is no
+        longer the job's."""
+
+        class _Lost(Exception):
+            pass
+
+        try:
+            with self.engine.begin() as conn:
+                run_id = self._insert_run(conn, info, tables, "quarter", job.scenario)
+                now = _now()
+                marked = conn.execute(JOBS.update().where(
+                    JOBS.c.job_id == job.job_id, JOBS.c.state == "running",
+                    JOBS.c.attempts == job.attempts,
+                ).values(state="done", run_id=run_id, finished_at=now,
+                         updated_at=now)).rowcount
+                if marked != 1:
+                    raise _Lost
+        except _Lost:
+            return None
+        return run_id
+
+    def fail_job(self, job: Job, error: str) -> bool:
+        """Mark a running attempt failed with its reason."""
+        now = _now()
+        return self._update_attempt(job, state="failed", error=error[:2000], finished_at=now,
+                                    updated_at=now)
+
+    def cancelled_job(self, job: Job) -> bool:
+        """Mark a running attempt cancelled (the worker stopped it on request)."""
+        now = _now()
+        return self._update_attempt(job, state="cancelled", cancel_requested=True,
+                                    finished_at=now, updated_at=now)
+
+    def requeue_job(self, job: Job, note: str) -> bool:
+        """Put a running attempt back in the queue without counting it (the service is
+        stopping in order; the job runs again when it starts)."""
+        return self._update_attempt(job, state="queued", attempts=JOBS.c.attempts - 1,
+                                    error=note[:2000])
+
+    def cancel_job(self, job_id: int) -> Job:
+        """Cancel a job: a queued job is cancelled at once, a running one is asked to stop
+        (its worker polls the flag); a finished job is left as it is.
+
+        Raises
+        ------
+        KeyError
+            When there is no such job.
+        """
+        now = _now()
+        with self.engine.begin() as conn:
+            conn.execute(JOBS.update().where(JOBS.c.job_id == job_id, JOBS.c.state == "queued")
+                         .values(state="cancelled", cancel_requested=True, finished_at=now,
+                                 updated_at=now))
+        with self.engine.begin() as conn:
+            conn.execute(JOBS.update().where(JOBS.c.job_id == job_id, JOBS.c.state == "running")
+                         .values(cancel_requested=True))
+        return self.job(job_id)
+
+    def cancel_requested(self, job_id: int) -> bool:
+        with self.engine.connect() as conn:
+            return bool(conn.execute(sa.select(JOBS.c.cancel_requested)
+                                     .where(JOBS.c.job_id == job_id)).scalar())
+
+    def recover_jobs(self, max_attempts: int = 2) -> list[Job]:
+        """After a restart: every job still ``running`` was interrupted. It goes back to the
+        queue when it has had fewer than ``max_attempts`` attempts, and is marked failed with
+        the reason otherwise (a job that was asked to stop is marked cancelled). Returns the
+        jobs as they are now."""
+        with self.engine.connect() as conn:
+            stale = [Job(**dict(r)) for r in conn.execute(
+                sa.select(JOBS).where(JOBS.c.state == "running")).mappings()]
+        for job in stale:
+            when = job.updated_at
+            if job.cancel_requested:
+                self.cancelled_job(job)
+            elif job.attempts < max_attempts:
+                self._update_attempt(job, state="queued", error=(
+                    f"第 {job.attempts} 次运行被中断(服务重启,最后进度 {when}),将重试 / "
+                    f"attempt {job.attempts} was interrupted (service restarted, last progress "
+                    f"{when}); retrying"))
+            else:
+                self.fail_job(job, (
+                    f"运行 {job.attempts} 次均被中断(最后进度 {when}),不再重试 / interrupted "
+                    f"in each of {job.attempts} attempts (last progress {when}); not retried"))
+        return [self.job(j.job_id) for j in stale]
+
+
+def _scenario_row(row) -> dict:
+    out = dict(row)
+    out["counts"] = json.loads(out["counts"])
+    return out
 
 
 def diff_runs(old: StoredRun, new: StoredRun) -> pd.DataFrame:

@@ -1,0 +1,148 @@
+"""API tokens and roles for the batch service.
+
+A token is a random secret shown once, when it is made; the store keeps only its sha256. Each
+token has a role, and a coordinator's token names the centre whose subtree it may see:
+
+============  =========================================================================
+role          may
+============  =========================================================================
+planner       everything except managing tokens
+fund_manager  list scenarios, read funds and budgets, use the budget lab, follow jobs and
+              read their fund outputs (``money``, ``funds``)
+coordinator   list scenarios, submit, follow, cancel and read jobs for a centre in their
+              subtree, read the households of their subtree — nothing outside it
+admin         everything, including tokens
+============  =========================================================================
+
+The matrix is :data:`PERMISSIONS`; ``docs/api.md`` shows it as a table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+ROLES = ("planner", "fund_manager", "coordinator", "admin")
+ROLE_NAMES = {"planner": "规划人员", "fund_manager": "基金管理人", "coordinator": "中心协调员",
+              "admin": "管理员"}
+# Output tables of a quarterly plan that a fund manager may read.
+FUND_TABLES = frozenset({"money", "funds"})
+
+# action → roles allowed; a coordinator is allowed only inside their subtree (checked where the
+# centre is known).
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "scenario:upload": frozenset({"planner", "admin"}),
+    "scenario:list": frozenset(ROLES),
+    "scenario:funds": frozenset({"planner", "fund_manager", "admin"}),
+    "scenario:households": frozenset({"planner", "coordinator", "admin"}),
+    "budget:lab": frozenset({"planner", "fund_manager", "admin"}),
+    "job:submit": frozenset({"planner", "coordinator", "admin"}),
+    "job:list": frozenset(ROLES),
+    "job:status": frozenset(ROLES),
+    "job:cancel": frozenset({"planner", "coordinator", "admin"}),
+    "job:table": frozenset(ROLES),  # a fund manager: FUND_TABLES only
+    "job:explanation": frozenset({"planner", "coordinator", "admin"}),
+    "token:manage": frozenset({"admin"}),
+}
+
+SECRET_PREFIX = "wl_"
+
+_meta = sa.MetaData()
+TOKENS = sa.Table(
+    "api_tokens", _meta,
+    sa.Column("token_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("secret_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("centre", sa.String(64), nullable=False),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("revoked", sa.Boolean, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's id, role and (for a coordinator) centre."""
+
+    token_id: int
+    role: str
+    centre: str = ""
+
+    def may(self, action: str) -> bool:
+        """Whether the role allows ``action`` at all (a coordinator's fence comes on top)."""
+        return self.role in PERMISSIONS[action]
+
+
+def digest(secret: str) -> str:
+    """The sha256 (hex) under which a secret is stored."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+class TokenError(ValueError):
+    """A token that cannot be made as asked (bilingual message)."""
+
+
+class TokenStore:
+    """Tokens kept (hashed) in the run store's database."""
+
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+        _meta.create_all(engine)
+
+    def create(self, role: str, centre: str | None = None, label: str = "") -> tuple[dict, str]:
+        """Make a token; returns its row and the secret (shown once, never stored).
+
+        Raises
+        ------
+        TokenError
+            For an unknown role, a coordinator without a centre, or a centre on another role.
+        """
+        if role not in ROLES:
+            raise TokenError(f"未知角色 {role!r} / unknown role {role!r}: use one of "
+                             f"{', '.join(ROLES)}")
+        centre = (centre or "").strip()
+        if role == "coordinator" and not centre:
+            raise TokenError("协调员令牌需要 --centre / a coordinator's token needs --centre ID")
+        if role != "coordinator" and centre:
+            raise TokenError(f"只有协调员令牌限定中心 / only a coordinator's token is limited to "
+                             f"a centre (not a {role}'s)")
+        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+        row = {"secret_sha256": digest(secret), "role": role, "centre": centre,
+               "label": label, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+               "revoked": False}
+        with self.engine.begin() as conn:
+            token_id = conn.execute(TOKENS.insert().values(**row)).inserted_primary_key[0]
+        return self._public({**row, "token_id": int(token_id)}), secret
+
+    def verify(self, secret: str) -> Principal | None:
+        """The caller a secret belongs to; ``None`` when it is unknown or revoked."""
+        if not secret.startswith(SECRET_PREFIX):
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(TOKENS).where(
+                TOKENS.c.secret_sha256 == digest(secret))).mappings().first()
+        if row is None or row["revoked"]:
+            return None
+        return Principal(token_id=row["token_id"], role=row["role"], centre=row["centre"])
+
+    def list(self) -> list[dict]:
+        """Every token (never its secret or hash), oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(TOKENS).order_by(TOKENS.c.token_id)).mappings()
+            return [self._public(dict(r)) for r in rows]
+
+    def revoke(self, token_id: int) -> bool:
+        """Revoke a token; ``False`` when there is no such token."""
+        with self.engine.begin() as conn:
+            return conn.execute(TOKENS.update().where(TOKENS.c.token_id == token_id)
+                                .values(revoked=True)).rowcount == 1
+
+    @staticmethod
+    def _public(row: dict) -> dict:
+        return {"token_id": row["token_id"], "role": row["role"], "centre": row["centre"],
+                "label": row["label"], "created_at": row["created_at"],
+                "revoked": bool(row["revoked"])}

@@ -1,0 +1,785 @@
+"""The batch HTTP service (FastAPI): scenarios, quarterly jobs, their tables, the budget lab.
+
+A thin shell over ``planning/``: scenarios are validated by :mod:`planning.scenario` and kept
+by :class:`planning.jobs.ScenarioLibrary`; jobs live in the run store and are run by
+:class:`planning.jobs.JobWorker` in background threads; the budget lab is
+:class:`planning.budget.BudgetLab`. Nothing here builds a model.
+
+Every route sits under ``/v1`` and, except ``/v1/health``, needs a bearer token
+(:mod:`api.auth`): no token or an unknown one → 401; a role or centre that may not → 403.
+Errors are ``{"detail": {"code", "message"}}`` with the message in Chinese and English; a 422
+lists every problem as rows (table, row, column, value, code, messages and hints in both
+languages). ``docs/api.md`` describes the endpoints, the roles and the job life cycle.
+"""
+
+
+import io
+import json
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    File,
+    Form,
+    Query,
+    Request,
+    Response,
+    Security,
+    UploadFile,
+)
+from fastapi import (
+    Path as PathParam,
+)
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.auth import FUND_TABLES, ROLES, Principal, TokenError, TokenStore
+from contract.problems import Problem, ValidationError, report_frame
+from planning.io import excel_safe
+from planning.jobs import JobWorker, ScenarioLibrary
+from planning.store import JOB_STATES, Job, RunStore
+
+log = logging.getLogger("wulian.service")
+
+DEFAULT_DATA = "runs/scenarios"
+QUARTER_PATTERN = r"^\d{4}Q[1-4]$"
+DIGEST_PATTERN = r"^[0-9a-f]{8,64}$"
+WEEK_PATTERN = r"^\d{4}-W(0[1-9]|[1-4]\d|5[0-3])$"
+MEDIA = {"json": "application/json", "csv": "text/csv; charset=utf-8",
+         "parquet": "application/vnd.apache.parquet"}
+# What a coordinator sees of a household: no coordinates, no deprivation indicators.
+HOUSEHOLD_COLUMNS = ("household_id", "station_id", "size", "categories", "score", "poor", "tier",
+                     "tier_source", "monitoring_weeks")
+
+
+def _version() -> str:
+    try:
+        return version("wulian")
+    except PackageNotFoundError:  # running from a checkout that was not installed
+        return "0.0.0"
+
+
+# -- schemas ----------------------------------------------------------------------------------
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="machine-readable reason, e.g. `no_token`, `not_found`")
+    message: str = Field(description="中文 / English")
+
+
+class ErrorOut(BaseModel):
+    detail: ErrorDetail
+
+
+class ProblemRow(BaseModel):
+    table: str
+    row: int | None = Field(description="row as a spreadsheet numbers it (header = 1)")
+    column: str
+    value: str
+    code: str
+    message_zh: str
+    message_en: str
+    hint_zh: str
+    hint_en: str
+
+
+class ProblemsOut(BaseModel):
+    detail: str = Field(description="中文 / English summary")
+    problems: list[ProblemRow] = Field(description="every problem found, in the order found")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    version: str
+    job_slots: int
+    running_jobs: list[int]
+
+
+class MeOut(BaseModel):
+    token_id: int
+    role: Literal["planner", "fund_manager", "coordinator", "admin"]
+    centre: str
+
+
+class ScenarioOut(BaseModel):
+    digest: str
+    name: str
+    format: Literal["csv", "xlsx", "parquet"]
+    created_at: str
+    counts: dict[str, int] = Field(description="rows per table")
+
+
+class UploadOut(ScenarioOut):
+    created: bool = Field(description="false when the same tables were already kept")
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
+    label: str
+    fraction: float = Field(ge=0, le=1)
+
+
+class JobIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scenario: str = Field(pattern=DIGEST_PATTERN,
+                          description="the scenario's digest, or a unique prefix of 8+ hex digits")
+    quarter: str = Field(pattern=QUARTER_PATTERN, examples=["2027Q1"])
+    engine: Literal["local", "ray"] = "local"
+    centre: str | None = Field(default=None, min_length=1, max_length=64,
+                               description="plan only this centre's subtree")
+
+
+class JobOut(BaseModel):
+    job_id: int
+    scenario: str
+    quarter: str
+    engine: str
+    centre: str | None
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    progress: Progress
+    attempts: int
+    error: str
+    cancel_requested: bool
+    owner_role: str
+    run_id: int | None
+    tables: list[str] = Field(description="output tables, once the job is done")
+    created_at: str
+    started_at: str | None
+    updated_at: str
+    finished_at: str | None
+
+
+class TableOut(BaseModel):
+    job_id: int
+    name: str
+    columns: list[str]
+    total_rows: int
+    offset: int
+    rows: list[dict[str, Any]]
+
+
+class ExplanationOut(BaseModel):
+    job_id: int
+    scenario: str
+    quarter: str
+    centre: str | None
+    info: dict[str, Any] = Field(description="the plan's provenance and summary figures")
+    rows: list[dict[str, Any]] = Field(description="the `explanation` table")
+
+
+class HouseholdOut(BaseModel):
+    household_id: str
+    station_id: str
+    size: int
+    categories: str
+    score: float
+    poor: bool
+    tier: str
+    tier_source: str
+    monitoring_weeks: int
+
+
+class HouseholdsOut(BaseModel):
+    scenario: str
+    centre: str | None
+    total_rows: int
+    offset: int
+    households: list[HouseholdOut]
+
+
+class FundOut(BaseModel):
+    fund_id: str
+    name: str
+    source: str
+    budget: float
+    centre_id: str
+    earmarked_services: str
+    max_per_household: float | None
+
+
+class BudgetLabIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    budgets: dict[str, Annotated[float, Field(ge=0, le=1e13)]] = Field(
+        default_factory=dict, description="fund_id → yuan; funds not named keep their budget")
+    scale: float = Field(default=1.0, ge=0, le=1000,
+                         description="multiply every fund's budget first")
+    equity_floor: float | None = Field(default=None, ge=0, le=1,
+                                       description="every street's red fill rate at least this")
+    week: str | None = Field(default=None, pattern=WEEK_PATTERN)
+    centre: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class ColourRow(BaseModel):
+    colour: str
+    needs: int
+    value: float
+    max_value: float
+    fill_rate: float | None
+
+
+class FundResultRow(BaseModel):
+    fund_id: str
+    budget: float
+    used: float
+    left: float
+    marginal_value: float | None
+    marginal_level: str
+    points_per_10k: float | None
+
+
+class BudgetLabOut(BaseModel):
+    scenario: str
+    status: str
+    message: str
+    seconds: float
+    money: float
+    colours: list[ColourRow]
+    funds: list[FundResultRow]
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["planner", "fund_manager", "coordinator", "admin"]
+    centre: str | None = Field(default=None, max_length=64)
+    label: str = Field(default="", max_length=200)
+
+
+class TokenOut(BaseModel):
+    token_id: int
+    role: str
+    centre: str
+    label: str
+    created_at: str
+    revoked: bool
+
+
+class TokenCreated(TokenOut):
+    secret: str = Field(description="shown once; only its sha256 is kept")
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+class ApiError(Exception):
+    """An error answered as ``{"detail": {"code", "message"}}``."""
+
+    def __init__(self, status: int, code: str, zh: str, en: str, headers: dict | None = None):
+        super().__init__(en)
+        self.status, self.code, self.message, self.headers = status, code, f"{zh} / {en}", headers
+
+
+def _not_found(what_zh: str, what_en: str) -> ApiError:
+    return ApiError(404, "not_found", f"没有{what_zh}", f"no {what_en}")
+
+
+def _forbidden(zh: str, en: str) -> ApiError:
+    return ApiError(403, "forbidden", zh, en)
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    described = {400: "请求体无法解析 / the request body cannot be parsed",
+                 401: "没有或无效的令牌 / no token, or an unknown one",
+                 403: "角色或中心无权访问 / the role or centre may not do this",
+                 404: "不存在 / not found",
+                 409: "任务状态不允许 / not possible in the job's state",
+                 422: "请求有问题(逐条列出)/ the request has problems (each listed)"}
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        model = ProblemsOut if code == 422 else ErrorOut
+        out[code] = {"model": model, "description": described[code]}
+    return out
+
+
+def _problem(column: str, value: Any, code: str, zh: str, en: str, hint_zh: str,
+             hint_en: str) -> dict:
+    return {"table": "request", "row": None, "column": column, "value": str(value)[:200],
+            "code": code, "message_zh": zh, "message_en": en, "hint_zh": hint_zh,
+            "hint_en": hint_en}
+
+
+def _problems_response(problems: list[dict], zh: str, en: str) -> JSONResponse:
+    return JSONResponse(status_code=422, content={
+        "detail": f"{zh}({len(problems)} 个问题) / {en} ({len(problems)} problem(s))",
+        "problems": problems})
+
+
+def _scenario_problems(problems: list[Problem]) -> list[dict]:
+    frame = report_frame(problems).astype(object)
+    frame = frame.where(frame.notna(), None)
+    rows = frame.to_dict(orient="records")
+    for row in rows:
+        row["row"] = None if row["row"] is None else int(row["row"])
+        row["value"] = str(row["value"])
+    return rows
+
+
+# -- the service ------------------------------------------------------------------------------
+
+class Service:
+    """What the routes share: the store, tokens, scenarios, the worker, budget labs."""
+
+    def __init__(self, store: RunStore, data_dir: Path, *, slots: int, workers: int | None,
+                 ray_address: str | None):
+        self.store = store
+        self.tokens = TokenStore(store.engine)
+        self.library = ScenarioLibrary(data_dir, store)
+        self.worker = JobWorker(store, self.library, slots=slots, workers=workers,
+                                address=ray_address)
+        self._subtrees: dict[tuple[str, str], frozenset[str] | None] = {}
+        self._labs: dict[tuple, tuple[Any, threading.Lock]] = {}
+        self._lock = threading.Lock()
+
+    def scenario_row(self, digest: str) -> dict:
+        row = self.store.scenario(digest)
+        if row is None:
+            raise _not_found(f"场景 {digest}", f"scenario {digest}")
+        return row
+
+    def subtree(self, digest: str, centre: str) -> frozenset[str] | None:
+        """The centre ids in ``centre``'s subtree in this scenario (``None``: no such
+        centre)."""
+        key = (digest, centre)
+        with self._lock:
+            if key in self._subtrees:
+                return self._subtrees[key]
+        hierarchy = self.library.load(digest).hierarchy
+        found = frozenset(hierarchy.subtree(centre)) if centre in hierarchy.first.index else None
+        with self._lock:
+            self._subtrees[key] = found
+        return found
+
+    def level(self, digest: str, centre: str) -> str:
+        """The level of a centre of the scenario (city, district, street, station)."""
+        centres = self.library.load(digest).centres
+        return str(centres.loc[centres["centre_id"] == centre, "level"].iloc[0])
+
+    def fence(self, who: Principal, digest: str, centre: str | None) -> None:
+        """A coordinator may act only on a centre inside their own subtree."""
+        if who.role != "coordinator":
+            return
+        inside = self.subtree(digest, who.centre)
+        if inside is None or not centre or centre not in inside:
+            raise _forbidden(f"协调员 {who.centre} 只能访问其辖区", f"a coordinator of "
+                             f"{who.centre} may see only that centre's subtree")
+
+    def lab(self, digest: str, week: str | None, centre: str | None):
+        from planning.budget import BudgetLab
+
+        key = (digest, week, centre)
+        with self._lock:
+            found = self._labs.get(key)
+        if found is None:
+            scenario = self.library.load(digest)
+            found = (BudgetLab.from_scenario(scenario, week=week, centre=centre),
+                     threading.Lock())
+            with self._lock:
+                if len(self._labs) >= 8:
+                    self._labs.pop(next(iter(self._labs)))
+                found = self._labs.setdefault(key, found)
+        return found
+
+    def job_out(self, job: Job) -> dict:
+        tables = self.store.table_names(job.run_id) if job.run_id is not None else []
+        fraction = min(1.0, job.done / job.total) if job.total else (
+            1.0 if job.state == "done" else 0.0)
+        return {"job_id": job.job_id, "scenario": job.scenario, "quarter": job.quarter,
+                "engine": job.engine, "centre": job.centre or None, "state": job.state,
+                "progress": {"done": job.done, "total": job.total, "label": job.label,
+                             "fraction": fraction},
+                "attempts": job.attempts, "error": job.error,
+                "cancel_requested": job.cancel_requested, "owner_role": job.owner_role,
+                "run_id": job.run_id, "tables": tables, "created_at": job.created_at,
+                "started_at": job.started_at, "updated_at": job.updated_at,
+                "finished_at": job.finished_at}
+
+    def job_for(self, who: Principal, job_id: int) -> Job:
+        try:
+            job = self.store.job(job_id)
+        except KeyError:
+            raise _not_found(f"任务 {job_id}", f"job {job_id}") from None
+        self.fence(who, job.scenario, job.centre)
+        return job
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """JSON-ready rows (NaN → null, numpy scalars → Python)."""
+    return json.loads(frame.to_json(orient="records", date_format="iso", force_ascii=False))
+
+
+bearer = HTTPBearer(auto_error=False, scheme_name="token", bearerFormat="wl_…",
+                    description="`wulian token create --role ROLE [--centre ID]` prints one")
+
+
+def create_app(store_url: str | None = None, data_dir: str | Path | None = None, *,
+               slots: int = 1, workers: int | None = None, ray_address: str | None = None,
+               run_jobs: bool = True) -> FastAPI:
+    """The service's ASGI app.
+
+    Parameters
+    ----------
+    store_url
+        The run store (SQLAlchemy URL; default ``$WULIAN_STORE`` or ``runs/wulian.sqlite``).
+    data_dir
+        Where uploaded scenarios are kept (default ``runs/scenarios``).
+    slots, workers, ray_address
+        Jobs run at once; processes of each plan's pool; a Ray cluster for ``engine=ray``.
+    run_jobs
+        Start the background worker with the app (off: jobs only queue).
+    """
+    store = RunStore(store_url)
+    service = Service(store, Path(data_dir or DEFAULT_DATA), slots=slots, workers=workers,
+                      ray_address=ray_address)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if run_jobs:
+            service.worker.start()
+        log.info("wulian service ready: store %s, %s job slot(s)",
+                 store.engine.url.render_as_string(hide_password=True), service.worker.slots)
+        yield
+        if run_jobs:
+            service.worker.stop()
+
+    app = FastAPI(
+        title="五联 wulian batch service",
+        version=_version(),
+        description="季度规划批处理服务 / quarterly planning as a batch service: upload a "
+                    "scenario, submit a quarter, follow the job, fetch the plan. Roles: "
+                    "planner, fund_manager, coordinator (fenced to a centre's subtree), admin.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, err: ApiError) -> JSONResponse:
+        return JSONResponse(status_code=err.status, headers=err.headers,
+                            content={"detail": {"code": err.code, "message": err.message}})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, err: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(status_code=err.status_code, headers=getattr(err, "headers", None),
+                            content={"detail": {"code": f"http_{err.status_code}",
+                                                "message": f"请求错误 / {err.detail}"}})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, err: RequestValidationError) -> JSONResponse:
+        problems = [_problem(".".join(str(p) for p in e.get("loc", ())), e.get("input", ""),
+                             "invalid_request", "请求参数无效", str(e.get("msg", "invalid")),
+                             "请按 OpenAPI 文档填写", "see the OpenAPI document")
+                    for e in err.errors()]
+        return _problems_response(problems, "请求无效", "the request is invalid")
+
+    # The checks and the light reads below are coroutines: one or two indexed reads (well under
+    # a millisecond) are cheaper on the event loop than a hop to the thread pool, and a burst of
+    # status polls is then answered in order instead of round-robin across threads that
+    # contend for the GIL.
+    async def caller(credentials: Annotated[HTTPAuthorizationCredentials | None,
+                                            Security(bearer)]) -> Principal:
+        if credentials is None or not credentials.credentials:
+            raise ApiError(401, "no_token", "需要令牌", "a bearer token is required",
+                           {"WWW-Authenticate": "Bearer"})
+        who = service.tokens.verify(credentials.credentials)
+        if who is None:
+            raise ApiError(401, "bad_token", "令牌无效或已撤销",
+                           "the token is unknown or revoked", {"WWW-Authenticate": "Bearer"})
+        return who
+
+    def allowed(action: str) -> Callable[..., Principal]:
+        async def check(who: Annotated[Principal, Depends(caller)]) -> Principal:
+            if not who.may(action):
+                raise _forbidden(f"角色 {who.role} 无权执行 {action}",
+                                 f"the {who.role} role may not {action}")
+            return who
+        return check
+
+    v1 = APIRouter(prefix="/v1")
+    authed = _errors(401, 403)
+    Digest = Annotated[str, PathParam(pattern=DIGEST_PATTERN,
+                                      description="digest or a unique prefix (8+ hex)")]
+    JobId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
+
+    @v1.get("/health", response_model=HealthOut, tags=["service"])
+    async def health() -> dict:
+        """服务状态 / the service is up (no token needed)."""
+        return {"status": "ok", "version": app.version, "job_slots": service.worker.slots,
+                "running_jobs": service.worker.running}
+
+    @v1.get("/me", response_model=MeOut, responses=_errors(401), tags=["service"])
+    async def me(who: Annotated[Principal, Depends(caller)]) -> dict:
+        """当前令牌 / the caller's role and centre."""
+        return {"token_id": who.token_id, "role": who.role, "centre": who.centre}
+
+    # -- scenarios ----------------------------------------------------------------------------
+
+    @v1.post("/scenarios", response_model=UploadOut, status_code=201, tags=["scenarios"],
+             responses={200: {"model": UploadOut, "description": "already kept (same digest)"},
+                        **_errors(400, 401, 403, 422)})
+    def upload_scenario(who: Annotated[Principal, Depends(allowed("scenario:upload"))],
+                        response: Response,
+                        files: Annotated[list[UploadFile], File(
+                            description="one folder's CSV or Parquet files, or one XLSX")],
+                        name: Annotated[str, Form(max_length=200)] = "") -> Any:
+        """上传场景 / upload a scenario: validated with every problem reported (422, nothing
+        kept), kept by digest (201; 200 when it was already there)."""
+        data = {(f.filename or "unnamed"): f.file.read() for f in files}
+        try:
+            scenario, created = service.library.add(data, name=name)
+        except ValidationError as err:
+            log.info("upload refused: %d problem(s)", len(err.problems))
+            return _problems_response(_scenario_problems(err.problems), "场景未导入",
+                                      "the scenario was not imported")
+        log.info("scenario %s %s by a %s", scenario.digest[:12],
+                 "kept" if created else "already kept", who.role)
+        if not created:
+            response.status_code = 200
+        return {**service.scenario_row(scenario.digest), "created": created}
+
+    @v1.get("/scenarios", response_model=list[ScenarioOut], responses=authed,
+            tags=["scenarios"])
+    def list_scenarios(who: Annotated[Principal, Depends(allowed("scenario:list"))]) -> Any:
+        """场景列表 / the scenarios kept, oldest first."""
+        return service.store.scenarios()
+
+    @v1.get("/scenarios/{digest}/funds", response_model=list[FundOut],
+            responses=_errors(401, 403, 404, 422), tags=["budgets"])
+    def scenario_funds(digest: Digest,
+                       who: Annotated[Principal, Depends(allowed("scenario:funds"))]) -> Any:
+        """基金与预算 / the scenario's funds and budgets."""
+        row = service.scenario_row(digest)
+        funds = service.library.load(row["digest"]).funds
+        return _records(funds[list(FundOut.model_fields)])
+
+    @v1.get("/scenarios/{digest}/households", response_model=HouseholdsOut,
+            responses=_errors(401, 403, 404, 422), tags=["scenarios"])
+    def households(digest: Digest,
+                   who: Annotated[Principal, Depends(allowed("scenario:households"))],
+                   centre: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+                   limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+                   offset: Annotated[int, Query(ge=0)] = 0) -> Any:
+        """家庭(辖区内)/ households of a centre's subtree, with their colour and score; a
+        coordinator sees only their own subtree (their centre by default)."""
+        row = service.scenario_row(digest)
+        if who.role == "coordinator":
+            centre = centre or who.centre
+            service.fence(who, row["digest"], centre)
+        scenario = service.library.load(row["digest"])
+        hh = scenario.households
+        if centre:
+            inside = service.subtree(row["digest"], centre)
+            if inside is None:
+                raise _not_found(f"中心 {centre}", f"centre {centre} in this scenario")
+            hh = hh[hh["station_id"].isin(inside)]
+        hh = hh.sort_values("household_id")
+        part = hh.iloc[offset:offset + limit]
+        return {"scenario": row["digest"], "centre": centre, "total_rows": len(hh),
+                "offset": offset, "households": _records(part[list(HOUSEHOLD_COLUMNS)])}
+
+    @v1.post("/scenarios/{digest}/budget-lab", response_model=BudgetLabOut,
+             responses=_errors(400, 401, 403, 404, 422), tags=["budgets"])
+    def budget_lab(digest: Digest, body: BudgetLabIn,
+                   who: Annotated[Principal, Depends(allowed("budget:lab"))]) -> Any:
+        """预算实验室 / what a budget setting buys: fill rate per colour, money and the marginal
+        value of a yuan per fund (the aggregated model, warm re-solves)."""
+        row = service.scenario_row(digest)
+        scenario = service.library.load(row["digest"])
+        funds = set(scenario.funds["fund_id"])
+        problems = [_problem(f"budgets.{f}", f, "unknown_fund", "未知的基金", "unknown fund",
+                             "可选基金:" + ", ".join(sorted(funds)),
+                             "funds: " + ", ".join(sorted(funds)))
+                    for f in body.budgets if f not in funds]
+        if body.centre and service.subtree(row["digest"], body.centre) is None:
+            problems.append(_problem("centre", body.centre, "unknown_centre", "未知的中心",
+                                     "unknown centre", "请使用场景中的中心编号",
+                                     "use a centre_id of the scenario"))
+        if problems:
+            return _problems_response(problems, "预算设置有误", "the budget setting is wrong")
+        lab, lock = service.lab(row["digest"], body.week, body.centre)
+        spec: dict[str, Any] = dict(body.budgets)
+        if body.scale != 1.0:
+            spec["scale"] = body.scale
+        with lock:
+            solution = lab.solve(spec, {"floor": body.equity_floor}
+                                 if body.equity_floor is not None else None)
+        return {"scenario": row["digest"], "status": solution.status,
+                "message": solution.message or "", "seconds": solution.seconds,
+                "money": float(solution.money),
+                "colours": _records(solution.colours[list(ColourRow.model_fields)]),
+                "funds": _records(solution.funds[list(FundResultRow.model_fields)])}
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    @v1.post("/jobs", response_model=JobOut, status_code=201,
+             responses=_errors(400, 401, 403, 404, 422), tags=["jobs"])
+    def submit_job(body: JobIn,
+                   who: Annotated[Principal, Depends(allowed("job:submit"))]) -> Any:
+        """提交季度规划任务 / queue a quarterly plan (a coordinator: for their subtree)."""
+        row = service.scenario_row(body.scenario)
+        centre = body.centre
+        if who.role == "coordinator":
+            centre = centre or who.centre
+        if centre and service.subtree(row["digest"], centre) is None:
+            if who.role == "coordinator":
+                service.fence(who, row["digest"], centre)
+            return _problems_response([_problem(
+                "centre", centre, "unknown_centre", "场景中没有该中心",
+                "the scenario has no such centre", "请使用场景 centres 表中的编号",
+                "use a centre_id from the scenario's centres table")],
+                "任务未提交", "the job was not submitted")
+        service.fence(who, row["digest"], centre)
+        if centre and service.level(row["digest"], centre) == "station":
+            return _problems_response([_problem(
+                "centre", centre, "station_centre", "季度计划的最小单位是街镇中心",
+                "the quarterly plan's smallest unit is a street centre",
+                "请改用该站点所属的街镇中心", "give the station's street centre instead")],
+                "任务未提交", "the job was not submitted")
+        job = service.store.submit_job(row["digest"], body.quarter, engine=body.engine,
+                                       centre=centre, owner_role=who.role)
+        log.info("job %s queued: scenario %s, quarter %s, by a %s", job.job_id,
+                 row["digest"][:12], body.quarter, who.role)
+        service.worker.wake()
+        return service.job_out(job)
+
+    @v1.get("/jobs", response_model=list[JobOut], responses=_errors(401, 403, 422),
+            tags=["jobs"])
+    def list_jobs(who: Annotated[Principal, Depends(allowed("job:list"))],
+                  state: Annotated[Literal["queued", "running", "done", "failed", "cancelled"]
+                                   | None, Query()] = None,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
+        """任务列表 / jobs, newest first (a coordinator: those of their subtree)."""
+        out = []
+        for job in service.store.jobs(state):
+            if who.role == "coordinator":
+                try:
+                    service.fence(who, job.scenario, job.centre)
+                except (ApiError, KeyError):
+                    continue
+            out.append(service.job_out(job))
+            if len(out) >= limit:
+                break
+        return out
+
+    @v1.get("/jobs/{job_id}", response_model=JobOut, responses=_errors(401, 403, 404, 422),
+            tags=["jobs"])
+    async def job_status(job_id: JobId,
+                         who: Annotated[Principal, Depends(allowed("job:status"))]) -> Any:
+        """任务状态与进度 / a job's state and progress."""
+        return service.job_out(service.job_for(who, job_id))
+
+    @v1.post("/jobs/{job_id}/cancel", response_model=JobOut, status_code=202,
+             responses=_errors(401, 403, 404, 409, 422), tags=["jobs"])
+    def cancel_job(job_id: JobId,
+                   who: Annotated[Principal, Depends(allowed("job:cancel"))]) -> Any:
+        """取消任务 / cancel: a queued job at once, a running one at its next check."""
+        job = service.job_for(who, job_id)
+        if job.state in ("done", "failed", "cancelled"):
+            raise ApiError(409, "finished", f"任务已结束({job.state})",
+                           f"the job is already {job.state}")
+        log.info("job %s: cancel asked by a %s", job_id, who.role)
+        return service.job_out(service.worker.cancel(job_id))
+
+    def _done_job(who: Principal, job_id: int) -> Job:
+        job = service.job_for(who, job_id)
+        if job.state != "done" or job.run_id is None:
+            raise ApiError(409, "not_done", f"任务尚未完成({job.state})",
+                           f"the job is {job.state}, not done")
+        return job
+
+    table_content = {"application/json": {}, "text/csv": {"schema": {"type": "string"}},
+                     "application/vnd.apache.parquet": {
+                         "schema": {"type": "string", "format": "binary"}}}
+
+    @v1.get("/jobs/{job_id}/tables/{name}", response_model=TableOut,
+            responses={200: {"content": table_content,
+                             "description": "the table as JSON rows, CSV (UTF-8 with BOM, "
+                                            "safe to open in Excel) or Parquet"},
+                       **_errors(401, 403, 404, 409, 422)}, tags=["jobs"])
+    def job_table(job_id: JobId,
+                  name: Annotated[str, PathParam(pattern=r"^[a-z_]{1,32}$")],
+                  who: Annotated[Principal, Depends(allowed("job:table"))],
+                  format: Annotated[Literal["json", "csv", "parquet"], Query()] = "json",
+                  limit: Annotated[int | None, Query(ge=1, le=10_000_000)] = None,
+                  offset: Annotated[int, Query(ge=0)] = 0) -> Any:
+        """结果表 / one output table of a done job (`money`, `volunteers`, `fill_rate`,
+        `funds`, `explanation`); a fund manager may read `money` and `funds`."""
+        if who.role == "fund_manager" and name not in FUND_TABLES:
+            raise _forbidden(f"基金管理人只能读取 {', '.join(sorted(FUND_TABLES))}",
+                             f"a fund manager may read only {', '.join(sorted(FUND_TABLES))}")
+        job = _done_job(who, job_id)
+        try:
+            frame = service.store.table(job.run_id, name)
+        except KeyError:
+            raise _not_found(f"表 {name}", f"table {name} in job {job_id}") from None
+        total = len(frame)
+        frame = frame.iloc[offset:offset + limit if limit else None]
+        if format == "csv":
+            text = excel_safe(frame).to_csv(index=False, lineterminator="\n")
+            return Response(("\ufeff" + text).encode("utf-8"), media_type=MEDIA["csv"],
+                            headers={"Content-Disposition":
+                                     f'attachment; filename="job{job_id}-{name}.csv"'})
+        if format == "parquet":
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer, index=False)
+            return Response(buffer.getvalue(), media_type=MEDIA["parquet"],
+                            headers={"Content-Disposition":
+                                     f'attachment; filename="job{job_id}-{name}.parquet"'})
+        return {"job_id": job_id, "name": name, "columns": [str(c) for c in frame.columns],
+                "total_rows": total, "offset": offset, "rows": _records(frame)}
+
+    @v1.get("/jobs/{job_id}/explanation", response_model=ExplanationOut,
+            responses=_errors(401, 403, 404, 409, 422), tags=["jobs"])
+    def job_explanation(job_id: JobId,
+                        who: Annotated[Principal, Depends(allowed("job:explanation"))]) -> Any:
+        """计划说明 / the plan's explanation summary and provenance."""
+        job = _done_job(who, job_id)
+        run = service.store.load(job.run_id)
+        rows = _records(run.tables["explanation"]) if "explanation" in run.tables else []
+        return {"job_id": job_id, "scenario": job.scenario, "quarter": job.quarter,
+                "centre": job.centre or None, "info": run.info, "rows": rows}
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    @v1.post("/tokens", response_model=TokenCreated, status_code=201,
+             responses=_errors(400, 401, 403, 422), tags=["tokens"])
+    def create_token(body: TokenIn,
+                     who: Annotated[Principal, Depends(allowed("token:manage"))]) -> Any:
+        """新建令牌 / make a token; its secret is shown once."""
+        try:
+            row, secret = service.tokens.create(body.role, body.centre, body.label)
+        except TokenError as err:
+            return _problems_response([_problem("centre", body.centre or "", "bad_token_request",
+                                                str(err).split(" / ")[0], str(err),
+                                                "见 docs/api.md", "see docs/api.md")],
+                                      "令牌未创建", "no token was made")
+        log.info("token %s made for a %s", row["token_id"], row["role"])
+        return {**row, "secret": secret}
+
+    @v1.get("/tokens", response_model=list[TokenOut], responses=authed, tags=["tokens"])
+    def list_tokens(who: Annotated[Principal, Depends(allowed("token:manage"))]) -> Any:
+        """令牌列表 / every token (never a secret)."""
+        return service.tokens.list()
+
+    @v1.delete("/tokens/{token_id}", status_code=204, response_class=Response,
+               responses=_errors(401, 403, 404, 422), tags=["tokens"])
+    def revoke_token(token_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
+                     who: Annotated[Principal, Depends(allowed("token:manage"))]) -> Response:
+        """撤销令牌 / revoke a token."""
+        if not service.tokens.revoke(token_id):
+            raise _not_found(f"令牌 {token_id}", f"token {token_id}")
+        return Response(status_code=204)
+
+    app.include_router(v1)
+    return app
+
+
+__all__ = ["create_app", "ROLES", "JOB_STATES"]

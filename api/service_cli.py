@@ -1,0 +1,265 @@
+"""``wulian serve``, ``wulian token …`` and ``wulian jobs …``: the batch service from the shell.
+
+``serve`` runs :func:`api.server.create_app` under uvicorn; ``token`` manages API tokens in the
+run store directly (so the first admin token can be made before any server runs); ``jobs``
+talks to a running service over HTTP (httpx) with ``--url`` and ``--token`` (or
+``$WULIAN_URL`` and ``$WULIAN_TOKEN``, which keep the secret out of the shell history).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+TABLES = ("money", "volunteers", "fill_rate", "funds", "explanation")
+
+
+def _console():
+    from api.cli import console
+
+    return console
+
+
+# -- serve ------------------------------------------------------------------------------------
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.server import create_app
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(args.store, args.data, slots=args.jobs, workers=args.workers,
+                     ray_address=args.address)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+# -- token ------------------------------------------------------------------------------------
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from api.auth import TokenError, TokenStore
+    from planning.store import RunStore
+
+    console = _console()
+    tokens = TokenStore(RunStore(args.store).engine)
+    if args.action == "create":
+        if not args.role:
+            console.print("[bold red]请给出 --role / give --role[/]")
+            return 2
+        try:
+            row, secret = tokens.create(args.role, args.centre, args.label or "")
+        except TokenError as err:
+            console.print(f"[bold red]{err}[/]")
+            return 2
+        console.print(f"令牌 {row['token_id']} 已创建 / token {row['token_id']} made: role "
+                      f"{row['role']}" + (f", centre {row['centre']}" if row["centre"] else ""),
+                      style="dim")
+        console.print("密钥只显示这一次,请妥善保存 / the secret is shown only now; keep it:",
+                      style="dim")
+        print(secret)  # plain, so scripts can capture it
+        return 0
+    if args.action == "list":
+        rows = pd.DataFrame(tokens.list(), columns=["token_id", "role", "centre", "label",
+                                                    "created_at", "revoked"])
+        console.print(rows.to_string(index=False) if len(rows) else "没有令牌 / no tokens")
+        return 0
+    if args.id is None:
+        console.print("[bold red]请给出令牌编号 / give the token id[/]")
+        return 2
+    if not tokens.revoke(args.id):
+        console.print(f"[bold red]没有令牌 {args.id} / no token {args.id}[/]")
+        return 1
+    console.print(f"令牌 {args.id} 已撤销 / token {args.id} revoked")
+    return 0
+
+
+# -- jobs -------------------------------------------------------------------------------------
+
+class ServiceError(Exception):
+    pass
+
+
+def _client(args: argparse.Namespace) -> httpx.Client:
+    token = args.token or os.environ.get("WULIAN_TOKEN", "")
+    url = (args.url or os.environ.get("WULIAN_URL") or DEFAULT_URL).rstrip("/")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=url + "/v1", headers=headers, timeout=120.0)
+
+
+def _check(response: httpx.Response) -> httpx.Response:
+    if response.status_code < 400:
+        return response
+    try:
+        body = response.json()
+    except ValueError:
+        raise ServiceError(f"HTTP {response.status_code}: {response.text[:300]}") from None
+    detail = body.get("detail")
+    if isinstance(detail, dict):
+        raise ServiceError(f"HTTP {response.status_code}: {detail.get('message')}")
+    lines = [f"HTTP {response.status_code}: {detail}"]
+    for p in body.get("problems", [])[:60]:
+        where = p["table"] + (f" 第{p['row']}行 row {p['row']}" if p.get("row") else "")
+        where += f" · {p['column']}" if p.get("column") else ""
+        value = f" = {p['value']!r}" if p.get("value") else ""
+        lines.append(f"  {where}{value}: {p['message_zh']} / {p['message_en']} → "
+                     f"{p['hint_zh']} / {p['hint_en']}")
+    raise ServiceError("\n".join(lines))
+
+
+def _show_job(job: dict) -> None:
+    progress = job["progress"]
+    _console().print(
+        f"任务 job {job['job_id']}: [bold]{job['state']}[/] · {job['quarter']} · "
+        f"{job['engine']} · centre {job['centre'] or '(all)'} · "
+        f"{progress['done']}/{progress['total']} {progress['label']} · attempts "
+        f"{job['attempts']}" + (f"\n  {job['error']}" if job["error"] else "")
+        + (f"\n  tables: {', '.join(job['tables'])}" if job["tables"] else ""))
+
+
+def _wait(client: httpx.Client, job_id: int) -> dict:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[n]}"),
+                  TimeElapsedColumn(), console=_console(), transient=True) as bar:
+        task = bar.add_task(f"job {job_id}", total=None, n="")
+        while True:
+            job = _check(client.get(f"/jobs/{job_id}")).json()
+            p = job["progress"]
+            bar.update(task, total=p["total"] or None, completed=p["done"],
+                       description=f"job {job_id} {job['state']}", n=p["label"])
+            if job["state"] in ("done", "failed", "cancelled"):
+                return job
+            time.sleep(0.5)
+
+
+def _upload(client: httpx.Client, path: Path, name: str | None) -> dict:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".csv", ".parquet"))
+    else:
+        files = [path]
+    parts = [("files", (p.name, p.read_bytes())) for p in files]
+    response = _check(client.post("/scenarios", files=parts, data={"name": name or path.name}))
+    return response.json()
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    console = _console()
+    try:
+        with _client(args) as client:
+            return _jobs(args, client, console)
+    except ServiceError as err:
+        console.print(f"[bold red]{err}[/]")
+        return 1
+    except httpx.HTTPError as err:
+        console.print(f"[bold red]无法连接服务 / cannot reach the service: {err}[/]")
+        return 2
+
+
+def _jobs(args: argparse.Namespace, client: httpx.Client, console) -> int:
+    if args.action == "upload":
+        if not args.path:
+            raise ServiceError("请给出场景路径 / give the scenario's path")
+        row = _upload(client, Path(args.path), args.name)
+        console.print(f"场景 / scenario {row['digest']} "
+                      f"({'新 new' if row['created'] else '已有 already kept'})")
+        return 0
+    if args.action == "submit":
+        scenario = args.scenario
+        if args.path:
+            scenario = _upload(client, Path(args.path), args.name)["digest"]
+        if not scenario or not args.quarter:
+            raise ServiceError("请给出 --scenario(或 --path)与 --quarter / give --scenario "
+                               "(or --path) and --quarter")
+        body = {"scenario": scenario, "quarter": args.quarter, "engine": args.engine}
+        if args.centre:
+            body["centre"] = args.centre
+        job = _check(client.post("/jobs", json=body)).json()
+        print(job["job_id"])
+        if args.wait:
+            job = _wait(client, job["job_id"])
+        _show_job(job)
+        return 0 if job["state"] in ("queued", "running", "done") else 1
+    if args.action == "list":
+        params = {"state": args.state} if args.state else {}
+        jobs = _check(client.get("/jobs", params=params)).json()
+        if not jobs:
+            console.print("没有任务 / no jobs")
+        for job in jobs:
+            _show_job(job)
+        return 0
+    if args.id is None:
+        raise ServiceError("请给出任务编号 / give the job id")
+    if args.action == "status":
+        job = _wait(client, args.id) if args.wait else \
+            _check(client.get(f"/jobs/{args.id}")).json()
+        _show_job(job)
+        return 0 if job["state"] != "failed" else 1
+    if args.action == "cancel":
+        _show_job(_check(client.post(f"/jobs/{args.id}/cancel")).json())
+        return 0
+    # fetch
+    out = Path(args.out or f"out/job{args.id}")
+    out.mkdir(parents=True, exist_ok=True)
+    names = args.table or _check(client.get(f"/jobs/{args.id}")).json()["tables"]
+    suffix = {"json": "json", "csv": "csv", "parquet": "parquet"}[args.format]
+    for name in names:
+        response = _check(client.get(f"/jobs/{args.id}/tables/{name}",
+                                     params={"format": args.format}))
+        (out / f"{name}.{suffix}").write_bytes(response.content)
+    console.print(f"已写入 / written to {out}: {', '.join(names)}")
+    return 0
+
+
+# -- the parser -------------------------------------------------------------------------------
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``serve``, ``token`` and ``jobs`` on the ``wulian`` parser."""
+    store_help = "run store URL (default $WULIAN_STORE or runs/wulian.sqlite)"
+
+    p = sub.add_parser("serve", help="批处理服务 / run the batch HTTP service (uvicorn)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--store", help=store_help)
+    p.add_argument("--data", help="where uploaded scenarios are kept (default runs/scenarios)")
+    p.add_argument("--jobs", type=int, default=1, help="jobs run at the same time")
+    p.add_argument("--workers", type=int, help="processes of each plan's pool")
+    p.add_argument("--address", help="Ray cluster address for jobs with engine=ray")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("token", help="令牌 / make, list or revoke API tokens")
+    p.add_argument("action", choices=["create", "list", "revoke"])
+    p.add_argument("id", nargs="?", type=int, help="token id (revoke)")
+    p.add_argument("--role", choices=["planner", "fund_manager", "coordinator", "admin"])
+    p.add_argument("--centre", help="a coordinator's centre (its subtree is all they see)")
+    p.add_argument("--label", help="who or what the token is for")
+    p.add_argument("--store", help=store_help)
+    p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("jobs", help="季度任务 / upload, submit, follow and fetch jobs of a "
+                                    "running service")
+    p.add_argument("action", choices=["upload", "submit", "list", "status", "cancel", "fetch"])
+    p.add_argument("id", nargs="?", type=int, help="job id (status, cancel, fetch)")
+    p.add_argument("--url", help=f"the service (default $WULIAN_URL or {DEFAULT_URL})")
+    p.add_argument("--token", help="API token (default $WULIAN_TOKEN)")
+    p.add_argument("--path", help="scenario to upload (folder or .xlsx)")
+    p.add_argument("--name", help="a name for the uploaded scenario")
+    p.add_argument("--scenario", help="scenario digest (or a unique prefix)")
+    p.add_argument("--quarter", help="e.g. 2027Q1")
+    p.add_argument("--engine", choices=["local", "ray"], default="local")
+    p.add_argument("--centre", help="plan only this centre's subtree")
+    p.add_argument("--state", choices=["queued", "running", "done", "failed", "cancelled"])
+    p.add_argument("--wait", action="store_true", help="follow the job with a progress bar")
+    p.add_argument("--table", action="append", choices=TABLES,
+                   help="table to fetch (repeatable; default all)")
+    p.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
+    p.add_argument("--out", help="folder for fetched tables (default out/jobID)")
+    p.set_defaults(func=cmd_jobs)

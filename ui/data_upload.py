@@ -1,0 +1,58 @@
+"""Upload and validate a scenario: every problem listed, nothing imported while any remains."""
+
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+
+from contract.problems import ValidationError
+from planning import fmt
+from planning import session as S
+from planning.scenario import Scenario
+from ui.common import SCENARIO_KEY, UPLOADED_KEY, show_problems, tr
+
+CANDIDATE_KEY = "upload_candidate"
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _validated(content_digest: str, _files: dict[str, bytes]) -> Scenario:
+    """Validate an upload once per content (a rerun of the page does not re-read it)."""
+    return S.scenario_from_files(_files)
+
+
+def _use_candidate() -> None:
+    """Import the validated upload (a callback: it runs before the sidebar is drawn, so the
+    scenario picker may switch to it)."""
+    candidate = st.session_state.pop(CANDIDATE_KEY, None)
+    if candidate is not None:
+        st.session_state[UPLOADED_KEY] = candidate
+        st.session_state[SCENARIO_KEY] = "upload"
+
+
+def upload_box(prefix: str) -> None:
+    """A file uploader with its validation report and an import button (``prefix`` keeps the
+    widgets of two pages apart)."""
+    files = st.file_uploader(tr("upload.files"), type=["csv", "parquet", "xlsx"],
+                             accept_multiple_files=True, key=f"{prefix}_upload")
+    if not files:
+        st.session_state.pop(CANDIDATE_KEY, None)
+        return
+    try:
+        contents = {f.name: f.getvalue() for f in files}
+        digest = hashlib.sha256()
+        for name in sorted(contents):
+            digest.update(name.encode() + b"\0" + contents[name])
+        scenario = _validated(digest.hexdigest(), contents)
+    except ValidationError as err:
+        st.session_state.pop(CANDIDATE_KEY, None)
+        show_problems(err.problems, f"{prefix}_problems")
+        return
+    st.session_state[CANDIDATE_KEY] = scenario
+    st.success(tr("upload.ok", households=fmt.count(len(scenario.households)),
+                  needs=fmt.count(len(scenario.needs))))
+    st.button(tr("upload.import"), key=f"{prefix}_import", on_click=_use_candidate,
+              type="primary")
+    uploaded = st.session_state.get(UPLOADED_KEY)
+    if uploaded is not None and uploaded.digest == scenario.digest:
+        st.caption(tr("upload.imported", name=uploaded.path.removeprefix("upload:")))

@@ -1,0 +1,342 @@
+"""协调员 · 每周分配 — the coordinator's weekly run: pick, run, review, pin, compare, export."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from contract.problems import ValidationError
+from optimizer.allocation import PinError
+from planning import fmt
+from planning import session as S
+from planning.allocate import Run
+from planning.match import run_matching
+from planning.scenario import Scenario
+from planning.store import diff_runs, store_url
+from ui import charts
+from ui.common import (
+    RESULT_KEY,
+    TIERS,
+    cached_run,
+    colour_name,
+    current_scenario,
+    current_store,
+    current_week,
+    lang,
+    money,
+    percent,
+    show,
+    show_problems,
+    titles,
+    tr,
+)
+from ui.data_upload import upload_box
+from ui.text import code
+
+PINS_KEY = "pins"
+PINS_FOR_KEY = "pins_scenario"
+RUN_REQUEST_KEY = "run_requested"
+EXPORT_KEY = "export"
+
+
+def centre_picker(scenario: Scenario) -> str | None:
+    """District → street → station, each list following the one above; the deepest chosen
+    centre (``None``: the whole network)."""
+    parent: str | None = S.city_id(scenario)
+    chosen = None
+    columns = st.columns(3)
+    for column, level in zip(columns, ("district", "street", "station"), strict=True):
+        key = f"centre_{level}"
+        # Labels are resolved now: a format_func runs later, outside this script run.
+        labels = {"": tr("centre.all")}
+        if parent:
+            children = S.centre_children(scenario, parent)
+            labels.update((c, f"{n} · {c}") for c, n in
+                          zip(children["centre_id"], children["name"], strict=True))
+        options = list(labels)
+        if st.session_state.get(key) not in options:
+            st.session_state[key] = ""
+        value = column.selectbox(
+            tr(f"centre.{level}"), options, key=key, disabled=parent is None,
+            format_func=labels.get)
+        parent = value or None
+        chosen = value or chosen
+    return chosen
+
+
+def scenario_to_run(scenario: Scenario) -> Scenario | None:
+    """The scenario with the session's pins, or ``None`` after showing why they are bad."""
+    pins = st.session_state.get(PINS_KEY, [])
+    if not pins:
+        return scenario
+    try:
+        return S.with_pins(scenario, pd.DataFrame(pins))
+    except ValidationError as err:
+        st.error(tr("coord.pin.invalid"))
+        show_problems(err.problems, "pin_problems")
+        return None
+
+
+def run_now(scenario: Scenario, week: str | None, centre: str | None) -> None:
+    """Run (or fetch from the cache) and keep the result in the session, with progress."""
+    with st.status(tr("coord.running"), expanded=False) as status:
+        st.write(tr("coord.step.load", digest=scenario.digest[:12]))
+        st.write(tr("coord.step.solve"))
+        solved: list = []
+        try:
+            run = cached_run(scenario.digest, week, centre, store_url(), scenario, solved)
+        except PinError as err:
+            status.update(label=tr("coord.pin.error"), state="error", expanded=True)
+            for problem in err.problems:
+                st.write(f"- {problem}")
+            return
+        status.update(label=tr("coord.done", status=code("status", run.info["status"], lang()),
+                               seconds=f"{run.info['seconds']['wall']:.1f} s"),
+                      state="complete")
+    st.session_state[RESULT_KEY] = {"run": run, "scenario": scenario, "week": week,
+                                    "centre": centre, "cached": not solved,
+                                    "pins": list(st.session_state.get(PINS_KEY, []))}
+    st.session_state.pop(EXPORT_KEY, None)
+
+
+def fill_metrics(served: pd.DataFrame) -> None:
+    rates = S.fill_by_tier(served)
+    counts = served.groupby("tier").size().reindex(TIERS, fill_value=0)
+    st.subheader(tr("coord.fill"))
+    for column, tier in zip(st.columns(len(TIERS)), TIERS, strict=True):
+        column.metric(tr("coord.fill.metric", colour=colour_name(tier)), percent(rates[tier]),
+                      help=tr("coord.fill.help", needs=fmt.count(counts[tier])), border=True)
+
+
+def money_and_unmet(scenario: Scenario, run: Run) -> None:
+    left, right = st.columns(2)
+    with left:
+        st.subheader(tr("coord.money"))
+        funds = S.funds_used(run.tables)
+        names = scenario.funds.set_index("fund_id")["name"]
+        funds.insert(1, "name", funds["fund_id"].map(names))
+        show(funds, {"budget": money, "used": money, "left": money,
+                     "marginal_value": lambda v: f"{v * 10_000:,.2f}"},
+             {"marginal_level": "tier"}, key="money_table")
+    with right:
+        st.subheader(tr("coord.unmet"))
+        reasons = S.unmet_reasons(run.tables)
+        frame = pd.DataFrame({"reason": reasons.index, "count": reasons.to_numpy()})
+        show(frame, {"count": fmt.count}, {"reason": "reason"}, key="unmet_table")
+
+
+def station_map(scenario: Scenario, served: pd.DataFrame) -> None:
+    st.subheader(tr("coord.map"))
+    stations = S.station_fill(scenario, served)
+    st.altair_chart(charts.station_map(stations, titles("lon", "lat", "fill_rate", "needs",
+                                                       "name", "street")), width="stretch")
+    with st.expander(tr("coord.map.table")):
+        show(stations.drop(columns=["lat", "lon"]),
+             {"needs": fmt.count, "fill_rate": percent, "red_fill_rate": percent},
+             key="station_table")
+
+
+def plans_table(run: Run) -> pd.DataFrame:
+    """The searchable household plans; returns the rows shown."""
+    st.subheader(tr("coord.plans"))
+    left, right = st.columns([3, 2])
+    query = left.text_input(tr("coord.search"), key="plan_search").strip()
+    names = {t: colour_name(t) for t in TIERS}
+    tiers = right.multiselect(tr("coord.tier.filter"), TIERS, default=TIERS,
+                              format_func=names.get, key="plan_tiers")
+    plans = run.plans
+    shown = plans[plans["tier"].isin(tiers)]
+    if query:
+        haystack = shown[["household_id", "station_id", "package", "unmet"]].agg(" ".join,
+                                                                                   axis=1)
+        shown = shown[haystack.str.contains(query, case=False, regex=False)]
+    st.caption(tr("coord.plans.count", shown=fmt.count(len(shown)), total=fmt.count(len(plans))))
+    show(shown, {"needs": fmt.count, "fully_served": fmt.count, "fill_rate": percent,
+                 "money": money}, {"tier": "tier"}, key="plans_table")
+    return shown
+
+
+def household_view(scenario: Scenario, run: Run, served: pd.DataFrame,
+                   shown: pd.DataFrame) -> None:
+    labels = {"": tr("coord.household.none"), **{h: h for h in shown["household_id"]}}
+    household = st.selectbox(tr("coord.household"), list(labels), key="household",
+                             format_func=labels.get)
+    if not household:
+        return
+    tier = scenario.households.set_index("household_id").at[household, "tier"]
+    st.markdown("**" + tr("coord.household.title", household=household,
+                          colour=colour_name(tier)) + "**")
+    detail = S.household_detail(scenario, served, run.allocations, household)
+    service = detail["service_zh"] if st.session_state.get("lang") != "en" else \
+        detail["service_en"]
+    detail = detail.assign(service=service).drop(columns=["service_zh", "service_en",
+                                                          "service_id", "fraction"])
+    show(detail[["need_id", "service", "unit", "urgency", "quantity", "served", "linkage",
+                 "who", "source_id", "units_from_source", "cost", "fund_id", "reason"]],
+         {"quantity": fmt.count, "served": fmt.count, "units_from_source": fmt.count,
+          "cost": money}, {"unit": "unit", "linkage": "linkage", "reason": "reason"},
+         key="household_table")
+    pin_form(scenario, detail)
+
+
+def pin_form(scenario: Scenario, detail: pd.DataFrame) -> None:
+    """Pin a need of the open household to an offer or a volunteer of its street."""
+    st.markdown("**" + tr("coord.pin") + "**")
+    needs = list(dict.fromkeys(detail["need_id"]))
+    a, b, c = st.columns([2, 3, 1])
+    need = a.selectbox(tr("coord.pin.need"), needs, key="pin_need")
+    sources = S.pin_sources(scenario, need)
+    labels = dict(zip(sources["source_id"], sources["label"], strict=True))
+    kinds = dict(zip(sources["source_id"], sources["kind"], strict=True))
+    source = b.selectbox(tr("coord.pin.source"), list(labels), key="pin_source",
+                         format_func=labels.get)
+    quantity = float(detail.loc[detail["need_id"] == need, "quantity"].iloc[0])
+    c.number_input(tr("coord.pin.units"), min_value=0.01, value=min(1.0, quantity),
+                   key="pin_units")
+    st.button(tr("coord.pin.add"), key="pin_add", disabled=source is None, on_click=_add_pin,
+              args=(kinds,))
+
+
+def _add_pin(kinds: dict[str, str]) -> None:
+    """Add the pin the form describes (a callback, so the pins list above the form shows it
+    in the same rerun)."""
+    state = st.session_state
+    source = state["pin_source"]
+    pin = {"need_id": state["pin_need"], "offer_id": "", "volunteer_id": "",
+           "units": float(state["pin_units"]), "slot": ""}
+    pin["offer_id" if kinds[source] == "offer" else "volunteer_id"] = source
+    state[PINS_KEY] = [*state.get(PINS_KEY, []), pin]
+
+
+def pins_panel(result: dict | None) -> None:
+    """The session's pins, whether the shown run kept them, and the re-run button."""
+    pins = st.session_state.get(PINS_KEY, [])
+    if not pins:
+        return
+    st.markdown("**" + tr("coord.pin.list") + "**")
+    frame = pd.DataFrame(pins)
+    if result is not None and result.get("pins") == pins:
+        # The run shown was made with exactly these pins: say whether it kept them.
+        scenario, run = result["scenario"], result["run"]
+        frame = S.pins_kept(frame, run.allocations, scenario.volunteers, scenario.hierarchy)
+        missed = int((~frame["kept"]).sum())
+        if missed:
+            st.warning(tr("coord.pin.notkept", n=missed))
+        else:
+            st.success(tr("coord.pin.kept", n=len(frame)))
+    show(frame, {"units": fmt.count, "units_given": fmt.count,
+                 "kept": lambda k: tr("misc.yes") if k else tr("misc.no")}, key="pins_table")
+    left, right = st.columns(2)
+    right.button(tr("coord.pin.clear"), key="pin_clear", on_click=_clear_pins)
+    left.button(tr("coord.pin.rerun"), key="pin_rerun", type="primary", on_click=_request_run)
+
+
+def _clear_pins() -> None:
+    st.session_state[PINS_KEY] = []
+
+
+def _request_run() -> None:
+    """A callback: the run happens at the top of the next script run, so everything drawn
+    below it (pins kept, results) is already the new run's."""
+    st.session_state[RUN_REQUEST_KEY] = True
+
+
+def compare_previous(run: Run) -> None:
+    with st.expander(tr("coord.compare")):
+        old = current_store().previous(run.info["run_id"])
+        if old is None:
+            st.info(tr("coord.compare.none"))
+            return
+        changes = diff_runs(old, run)
+        counts = changes["direction"].value_counts()
+        st.write(tr("coord.compare.counts", old=old.run_id, new=run.info["run_id"],
+                    gained=counts.get("gained", 0), lost=counts.get("lost", 0),
+                    new_hh=counts.get("new", 0), gone=counts.get("gone", 0)))
+        show(changes[["household_id", "tier", "direction", "fill_before", "fill_after", "why"]],
+             {"fill_before": percent, "fill_after": percent},
+             {"tier": "tier", "direction": "direction"}, key="diff_table")
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _workbook(digest: str, run_id: int, with_volunteers: bool, _scenario: Scenario,
+              _run: Run) -> tuple[bytes, dict]:
+    """The export of one run, built once per run (with the volunteer matching, when asked)."""
+    schedules = None
+    if with_volunteers and len(_scenario.volunteers):
+        schedules = run_matching(_scenario, _run).schedules
+    data = S.export_workbook(_scenario, _run.tables, schedules)
+    busy = 0 if schedules is None else \
+        schedules.loc[schedules["visit_id"] != "", "volunteer_id"].nunique()
+    providers = S.provider_tasks(_scenario, _run.tables)["provider_id"].nunique()
+    return data, {"providers": providers, "volunteers": busy, "sheets": providers + busy + 2}
+
+
+def export_panel(scenario: Scenario, run: Run) -> None:
+    """The workbook: providers' task lists and the unmet list at once; the volunteers' weeks
+    need the volunteer matching, which takes minutes on a whole district, so it is asked for."""
+    st.subheader(tr("coord.export"))
+    run_id = run.info["run_id"]
+    ready = st.session_state.get(EXPORT_KEY)
+    left, right = st.columns(2)
+    fast = left.button(tr("coord.export.prepare"), key="export_prepare")
+    full = right.button(tr("coord.export.prepare.match"), key="export_prepare_match")
+    if fast or full:
+        with st.status(tr("coord.export.building.match" if full else
+                          "coord.export.building")) as status:
+            data, counts = _workbook(scenario.digest, run_id, full, scenario, run)
+            status.update(state="complete")
+        st.session_state[EXPORT_KEY] = ready = (run_id, data, counts)
+    if ready is None or ready[0] != run_id:
+        return
+    _, data, counts = ready
+    st.caption(tr("coord.export.ready", **{k: fmt.count(v) for k, v in counts.items()}))
+    st.download_button(tr("coord.export.download"), data, file_name=f"wulian-run-{run_id}.xlsx",
+                       mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                       key="export_download", on_click="ignore")
+
+
+def results(result: dict) -> None:
+    run, scenario = result["run"], result["scenario"]
+    info = run.info
+    st.header(tr("coord.result", run_id=info["run_id"],
+                 status=code("status", info["status"], lang())))
+    where = result["centre"] or tr("centre.all")
+    st.caption(f"{result['week'] or ''} · {where} · {scenario.digest[:12]} · "
+               f"{info['seconds']['wall']:.1f} s")
+    if result["cached"]:
+        st.caption(tr("coord.cached", run_id=info["run_id"]))
+    served = S.served_needs(scenario, run.tables, info)
+    fill_metrics(served)
+    money_and_unmet(scenario, run)
+    station_map(scenario, served)
+    shown = plans_table(run)
+    household_view(scenario, run, served, shown)
+    compare_previous(run)
+    export_panel(scenario, run)
+
+
+def page() -> None:
+    st.title(tr("page.coordinator"))
+    scenario = current_scenario()
+    if st.session_state.get(PINS_FOR_KEY) != scenario.digest:
+        # Pins name needs and offers of one scenario; another scenario starts without them.
+        st.session_state[PINS_KEY] = []
+        st.session_state[PINS_FOR_KEY] = scenario.digest
+    with st.expander(tr("upload.title")):
+        upload_box("coord")
+    week = current_week(scenario)
+    centre = centre_picker(scenario)
+    st.button(tr("coord.run"), type="primary", key="run", on_click=_request_run)
+    if st.session_state.pop(RUN_REQUEST_KEY, False):
+        pinned = scenario_to_run(scenario)
+        if pinned is not None:
+            run_now(pinned, week, centre)
+    result = st.session_state.get(RESULT_KEY)
+    pins_panel(result)
+    if result is None:
+        st.info(tr("coord.none"))
+        return
+    results(result)
+
+
+page()
