@@ -11,10 +11,11 @@ and funds are shared between districts. So:
 2. **Districts.** With its share, each district is an exact weekly allocation of its own
    (``optimizer.allocation.allocate``), independent of the others: they run in parallel
    (``map_fn``: a process pool's ``map``, or the built-in one).
-3. **Residual.** Whatever of a shared offer or fund the districts left is then offered to every
-   household that some district left short, for want of capacity or budget, of a service that
-   such supply serves: their needs are solved again together, with everything the other
-   households do not use. After it, every unmet unit's reason holds for the city as a whole.
+3. **Top-up.** Whatever of a shared offer or fund the districts left is then offered to the
+   units that some district left short, for want of capacity or budget, of a service that such
+   supply serves: one more allocation over just those units and just that supply, each need
+   keeping its weight. Then every household short of supply gets its reasons again, against
+   the city's state rather than its district's share, so every reason holds for the city.
 
 The answer is feasible for the whole model and lexicographic within each part; it is not
 proven optimal for the city. The red level's bound is the aggregate LP's red value (it bounds
@@ -89,7 +90,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     Returns
     -------
     (AllocationResult, info)
-        ``info``: the parts, the residual's size, the aggregate's red bound and seconds.
+        ``info``: the parts, the top-up.s size, the aggregate's red bound and seconds.
     """
     params = params or AllocationParams()
     t0 = time.perf_counter()
@@ -134,14 +135,14 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     merged = _merge(results)
     part_seconds = time.perf_counter() - t0 - split_seconds
 
-    # 3. The residual: leftover shared supply for the households left short of it.
-    residual = _residual_input(data, merged, shared_offers, shared_funds)
-    residual_needs = 0
-    if residual is not None:
-        residual_needs = len(residual.needs)
-        again = allocate(residual, part_params)
-        merged = _replace_needs(merged, again)
-        results.append(again)
+    # 3. The top-up: leftover shared supply for the units left short of it.
+    top_up = _top_up_input(data, merged, shared_offers, shared_funds)
+    top_up_needs = 0
+    if top_up is not None:
+        top_up_needs = len(top_up.needs)
+        more = allocate(top_up, part_params)
+        merged = _add_top_up(merged, more)
+        results.append(more)
     # Each part gave reasons from its own share; say them again for the whole city: every
     # household short of supply (a household cap applies only when no open source is left,
     # and what is open depends on supply too), with what everyone else uses.
@@ -159,13 +160,13 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     info = {
         "method": "districts",
         "parts": len(parts),
-        "residual_needs": residual_needs,
+        "top_up_needs": top_up_needs,
         "aggregate_red_bound": red_bound,
         "part_gaps": {lv: max((r.levels[i].gap for r in results
                                if np.isfinite(r.levels[i].gap)), default=0.0)
                       for i, lv in enumerate(LEVELS)},
         "seconds": {"split": round(split_seconds, 3), "parts": round(part_seconds, 3),
-                    "residual": round(time.perf_counter() - t0 - split_seconds - part_seconds,
+                    "top_up": round(time.perf_counter() - t0 - split_seconds - part_seconds,
                                       3)},
     }
     return result, info
@@ -188,11 +189,16 @@ def _merge(results: list[AllocationResult]) -> dict[str, pd.DataFrame]:
             for name in ("allocations", "unmet", "need_served")}
 
 
-def _residual_input(data: AllocationInput, merged: dict, shared_offers: pd.Series,
-                    shared_funds: pd.Series) -> AllocationInput | None:
-    """The households a district left short of a service that leftover shared supply serves,
-    all their needs, and everything the other households do not use; None when there is
-    nothing to offer or nobody to offer it to."""
+def _top_up_input(data: AllocationInput, merged: dict, shared_offers: pd.Series,
+                  shared_funds: pd.Series) -> AllocationInput | None:
+    """The units a district left short of a service that leftover shared supply serves, as
+    needs of their own with only that supply to draw on; None when there is nothing to offer
+    or nobody to offer it to.
+
+    A need keeps its weight in the colour level (urgency ÷ the units it needed in all), and a
+    household that already drew on a capped open offer or fund is left out, so per-household
+    caps hold exactly.
+    """
     alloc = merged["allocations"]
     offers = data.offers.set_index("offer_id")
     used = alloc[alloc["source_kind"] == "offer"].groupby("source_id")["units"].sum()
@@ -201,22 +207,56 @@ def _residual_input(data: AllocationInput, merged: dict, shared_offers: pd.Serie
     left_f = shared_funds - spent.reindex(shared_funds.index, fill_value=0.0)
     # Supply of which at least a unit is left: shared offers with capacity left (and budget
     # left in their fund when they charge one), and any offer charged to a shared fund with
-    # budget left.
+    # budget left (and capacity left).
     fund_left = offers["fund_id"].map(left_f)
-    has_capacity = pd.Series(True, index=offers.index)
-    has_capacity[left_o.index] = left_o >= 1.0 / _offer_scale(data)[left_o.index]
+    capacity_left = offers["capacity"] - used.reindex(offers.index, fill_value=0.0) \
+        - offers.index.to_series().map(data.used_capacity).fillna(0.0)
+    has_capacity = capacity_left >= 1.0 / _offer_scale(data)
     charged = (offers["unit_cost"] > 0) & (offers["fund_id"] != "")
     money_ok = ~charged | ~offers["fund_id"].isin(shared_funds.index) | (fund_left > 0.005)
-    open_shared = (offers.index.isin(left_o.index) & has_capacity & money_ok) | \
-        (charged & offers["fund_id"].isin(left_f.index[left_f > 0.005]) & has_capacity)
-    services = set(offers.loc[open_shared, "service_id"])
-    if not services:
+    open_ = has_capacity & ((offers.index.isin(left_o.index) & money_ok)
+                            | (charged & offers["fund_id"].isin(left_f.index[left_f > 0.005])))
+    open_ids = offers.index[open_]
+    if not len(open_ids):
         return None
     served = merged["need_served"]
-    short = served[served["reason"].isin(SUPPLY_REASONS) & served["service_id"].isin(services)]
+    short = served[served["reason"].isin(SUPPLY_REASONS)
+                   & served["service_id"].isin(set(offers.loc[open_ids, "service_id"]))]
+    capped_offers = open_ids[offers.loc[open_ids, "max_per_household"].notna().to_numpy()]
+    funds = data.funds.set_index("fund_id")
+    open_funds = set(offers.loc[open_ids, "fund_id"]) - {""}
+    capped_funds = [f for f in open_funds if pd.notna(funds.loc[f, "max_per_household"])]
+    drew = alloc[alloc["source_id"].isin(capped_offers) | alloc["fund_id"].isin(capped_funds)]
+    drew_households = set(served.loc[served["need_id"].isin(drew["need_id"]), "household_id"])
+    short = short[~short["household_id"].isin(drew_households)]
     if short.empty:
         return None
-    return _households_input(data, merged, set(short["household_id"]))
+    needs = data.needs.set_index("need_id").loc[short["need_id"]].reset_index()
+    remaining = needs["quantity"].to_numpy(float) - short["served"].to_numpy(float)
+    needs["urgency"] = needs["urgency"] * remaining / needs["quantity"]
+    needs["quantity"] = remaining
+    return replace(data, needs=needs, offers=data.offers[data.offers["offer_id"].isin(open_ids)]
+                   .reset_index(drop=True),
+                   volunteers=data.volunteers.iloc[:0], pins=data.pins.iloc[:0],
+                   used_capacity=_add(data.used_capacity, used),
+                   used_budget=_add(data.used_budget, spent))
+
+
+def _add_top_up(merged: dict, more: AllocationResult) -> dict:
+    """Pass-one tables with the top-up's units added to the needs it served."""
+    alloc = pd.concat([merged["allocations"], more.allocations], ignore_index=True)
+    alloc = alloc.groupby(["need_id", "source_id", "source_kind", "fund_id"], as_index=False,
+                          sort=True)[["units", "cost", "km"]].sum()
+    served = merged["need_served"].set_index("need_id")
+    extra = more.need_served.set_index("need_id")
+    for column in ("served", "money", "km", "continuity"):
+        served.loc[extra.index, column] = served.loc[extra.index, column] + extra[column]
+    served.loc[extra.index, "fraction"] = (served.loc[extra.index, "served"]
+                                           / served.loc[extra.index, "quantity"])
+    unmet = merged["unmet"]
+    unmet = pd.concat([unmet[~unmet["need_id"].isin(extra.index)], more.unmet],
+                      ignore_index=True)
+    return {"allocations": alloc, "unmet": unmet, "need_served": served.reset_index()}
 
 
 def _households_input(data: AllocationInput, merged: dict, households: set
@@ -244,15 +284,6 @@ def _add(base: dict, more: pd.Series) -> dict:
     out = dict(base)
     for key, value in more.items():
         out[key] = out.get(key, 0.0) + float(value)
-    return out
-
-
-def _replace_needs(merged: dict, again: AllocationResult) -> dict:
-    redone = set(again.need_served["need_id"])
-    out = {}
-    for name in ("allocations", "unmet", "need_served"):
-        kept = merged[name][~merged[name]["need_id"].isin(redone)]
-        out[name] = pd.concat([kept, getattr(again, name)], ignore_index=True)
     return out
 
 
@@ -332,7 +363,7 @@ def _resource_use(frames: list[pd.DataFrame], key: str, available: str, used: pd
 def _pool_use(results: list[AllocationResult], alloc: pd.DataFrame, data: AllocationInput
               ) -> pd.DataFrame:
     """Each pool as the part holding its street saw it, with its use from the final
-    allocations (the residual pass may have moved some)."""
+    allocations (the top-up may have added some)."""
     parts = pd.concat([r.pool_use for r in results], ignore_index=True)
     if parts.empty:
         return results[0].pool_use

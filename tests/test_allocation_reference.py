@@ -523,3 +523,8 @@ def test_decomposed_levels_are_what_the_tables_say_and_red_is_bounded(seed):
     assert levels["red"]["value"] <= c.levels["red"] + ABS
     assert levels["red"]["bound"] >= c.levels["red"] - ABS
     assert run.info["decomposition"]["aggregate_red_bound"] == levels["red"]["bound"]
+
+
+def test_some_decomposed_runs_top_up_from_leftover_shared_supply():
+    """The top-up pass is exercised: some seeds leave shared supply over after the districts."""
+    assert any(decomposed_run(s).info["decomposition"]["top_up_needs"] for s in MULTI_DISTRICT)
