@@ -485,8 +485,10 @@ def _levels(needs: pd.DataFrame, model: _Model) -> list[Level]:
                     hold_cols=n_arcs + np.flatnonzero(need_tier == t))
               for t in TIER_LEVELS]
     levels.append(Level("money", "min", cost(model.charge)))
-    levels.append(Level("travel", "min", cost(model.km)))
-    levels.append(Level("continuity", "max", cost(model.continuity)))
+    # Travel and continuity refine a plan whose coverage and money are settled: they are
+    # searched but not bounded (their certification LPs cost more than the rest of the solve).
+    levels.append(Level("travel", "min", cost(model.km), certify=False))
+    levels.append(Level("continuity", "max", cost(model.continuity), certify=False))
     return levels
 
 

@@ -76,6 +76,7 @@ class Level:
     sense: str
     cost: np.ndarray
     hold_cols: np.ndarray | None = None
+    certify: bool = True  # bound it on large models too (see solve_lexicographic)
 
 
 @dataclass
@@ -279,7 +280,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         answer (it keeps every earlier level, so it is feasible here) with status time_limit."""
         if incumbent is None:
             return branch(lp_value)
-        if not certify and current.hold_cols is None:
+        if not bounded(current) and current.hold_cols is None:
             # A level held by value (money, travel, continuity in the allocation) may keep
             # the previous answer; a coverage level must still be searched.
             return Status.FEASIBLE, incumbent.copy(), lp_value + 0.0
@@ -356,6 +357,10 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         lo_, hi_ = (value - slack, inf) if level.sense == "max" else (-inf, value + slack)
         h.addRow(lo_, hi_, len(nz), nz, cost[nz])
 
+    def bounded(level: Level) -> bool:
+        """Is the level certified? Always on small models (``exact``): they are solved exactly."""
+        return certify and (level.certify or exact)
+
     def close_enough(value: float, bound: float) -> bool:
         return abs(bound - value) <= 1e-6 * max(1.0, abs(value))
 
@@ -388,7 +393,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
                 duals[level.name] = np.asarray(h.getSolution().row_dual, float)[:rows.count]
         status, x, bound = solve()
         value = float(cost @ x)
-        if len(fixed) and not certify:
+        if len(fixed) and not bounded(level):
             bound = float("nan")  # the fixed model's bound is no bound of the whole
             status = Status.FEASIBLE
         elif len(fixed):
