@@ -106,7 +106,7 @@ class LexResult:
 
 
 @contextlib.contextmanager
-def _quiet_fd():
+def quiet_stdout():
     """HiGHS prints a banner from C++ on creation; keep the user's terminal clean."""
     try:
         saved = os.dup(1)
@@ -123,7 +123,7 @@ def _quiet_fd():
 
 
 def _new_highs(threads: int, time_limit: float, seed: int) -> highspy.Highs:
-    with _quiet_fd():
+    with quiet_stdout():
         h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("random_seed", int(seed))

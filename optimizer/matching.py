@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from ortools.sat.python import cp_model
 
-from optimizer.lexmip import _quiet_fd
+from optimizer.lexmip import quiet_stdout
 from optimizer.status import Status
 
 # CP-SAT reports objective values and bounds as doubles: integers beyond 2**53 would no longer
@@ -51,6 +51,8 @@ _NEIGHBOURHOOD_AGENTS = 3
 # HiGHS' tolerances on its bound: a float bound is rounded to the integer it proves only after
 # this relative slack, so the rounding can never cut off an optimum.
 _BOUND_SLACK = 1e-6
+# Seconds kept back before the deadline for the solvers to stop and the result to be read.
+_MARGIN = 0.05
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,7 +183,7 @@ def solve_gap(cost, weight, capacity, *, maximize: bool = False, time_limit: flo
         Maximise the total cost (OR-Library's gap1–gap12 optima are maximisation values)
         instead of minimising it.
     time_limit
-        Seconds for the whole search, all solvers together (model building excluded).
+        Seconds for the whole call, all solvers and model building together.
     seed
         CP-SAT's and HiGHS' ``random_seed``, and the neighbourhoods' random choice.
     workers
@@ -295,8 +297,8 @@ def solve_gap(cost, weight, capacity, *, maximize: bool = False, time_limit: flo
             worst = -math.inf if maximize else math.inf
             return _no_solution(n, maximize, Status.INFEASIBLE, worst, start)
         return _no_solution(n, maximize, Status.TIME_LIMIT, bound, start)
-    return _result(search.best, cost, maximize, bound,
-                   time.perf_counter() >= start + _HIT_LIMIT * time_limit, start)
+    # Unless HiGHS finished its proof, the portfolio stops only at the deadline.
+    return _result(search.best, cost, maximize, bound, not search.highs_finished, start)
 
 
 def _tighter(a: float, b: float, maximize: bool) -> float:
@@ -349,6 +351,7 @@ class _Portfolio:
         self.stop = threading.Event()
         self.highs_bound = -self.sign * math.inf  # trivial until HiGHS reports
         self.highs_infeasible = False
+        self.highs_finished = False  # HiGHS proved optimality or infeasibility
         self.highs_error: BaseException | None = None
 
     def _value(self, assignment: np.ndarray) -> int:
@@ -387,12 +390,13 @@ class _Portfolio:
         m, n = self.cost.shape
         agents, jobs = self.agent_of_pair, self.job_of_pair
         pairs = len(agents)
-        with _quiet_fd():
+        with quiet_stdout():
             h = highspy.Highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("threads", 1)
         h.setOptionValue("random_seed", self.seed)
-        h.setOptionValue("time_limit", max(deadline - time.perf_counter(), 1e-3))
+        # A little before the deadline: HiGHS checks its clock between steps, not continuously.
+        h.setOptionValue("time_limit", max(deadline - time.perf_counter() - _MARGIN, 1e-3))
         # The objective is a whole number: a gap below 1 proves optimality, a relative gap
         # could stop HiGHS short of it.
         h.setOptionValue("mip_rel_gap", 0.0)
@@ -455,6 +459,7 @@ class _Portfolio:
                 proven = math.ceil(bound - _BOUND_SLACK * max(1.0, abs(bound)))
                 self.highs_bound = float(self.sign * proven)
             if status in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kInfeasible):
+                self.highs_finished = True
                 self.stop.set()
         except BaseException as error:  # reported by run(), never lost in the thread
             self.highs_error = error
@@ -505,21 +510,6 @@ class _Portfolio:
         moved[pair_job[chosen]] = pair_agent[chosen]
         return moved, status == cp_model.OPTIMAL
 
-    def _pick_agents(self, random, size: int, current: np.ndarray) -> np.ndarray:
-        import os
-        m, n = self.cost.shape
-        if os.environ.get("GAP_PICK", "random") == "random":
-            return random.choice(m, size=size, replace=False)
-        # related: agents that are among the 3 cheapest for jobs of the chosen ones
-        ranked = np.argsort(self.sign * self.cost, axis=0)[:3]  # 3 x n
-        chosen = [int(random.integers(m))]
-        while len(chosen) < size:
-            on = np.isin(current, chosen)
-            score = np.bincount(ranked[:, on].ravel(), minlength=m).astype(float) + 1.0
-            score[chosen] = 0
-            chosen.append(int(random.choice(m, p=score / score.sum())))
-        return np.array(chosen)
-
     def run(self, deadline: float) -> None:
         """Both solvers until ``deadline`` or until HiGHS proves optimality or infeasibility."""
         h = self._highs(deadline)
@@ -530,7 +520,7 @@ class _Portfolio:
         size = _NEIGHBOURHOOD_AGENTS
         try:
             while not self.stop.is_set():
-                seconds = min(_NEIGHBOURHOOD_SECONDS, deadline - time.perf_counter())
+                seconds = min(_NEIGHBOURHOOD_SECONDS, deadline - time.perf_counter() - _MARGIN)
                 if seconds <= 0.01:
                     break
                 with self.lock:
@@ -538,7 +528,7 @@ class _Portfolio:
                 if current is None:  # nothing to improve yet: wait for HiGHS' first solution
                     self.stop.wait(0.01)
                     continue
-                agents = self._pick_agents(random, min(size, m), current)
+                agents = random.choice(m, size=min(size, m), replace=False)
                 moved, proven = self._neighbourhood(current, agents, seconds,
                                                     int(random.integers(2**31 - 1)))
                 self._offer(moved, strictly_better=False)
