@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -350,12 +351,40 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         smallest = cost[cost > 0].min() if (cost > 0).any() else 1.0
         return min(HOLD_RELATIVE * max(1.0, abs(value)), 0.1 * smallest) + 1e-9
 
-    def add_value_row(level: Level, value: float) -> None:
+    def value_row(level: Level, value: float) -> tuple[float, float, np.ndarray, np.ndarray]:
+        """(lower, upper, columns, coefficients) of the row holding ``level`` at ``value``."""
         cost = np.asarray(level.cost, float)
         nz = np.flatnonzero(cost).astype(np.int32)
         slack = hold_slack(level, value)
         lo_, hi_ = (value - slack, inf) if level.sense == "max" else (-inf, value + slack)
-        h.addRow(lo_, hi_, len(nz), nz, cost[nz])
+        return lo_, hi_, nz, cost[nz]
+
+    def add_value_row(level: Level, value: float) -> None:
+        lo_, hi_, nz, coef = value_row(level, value)
+        h.addRow(lo_, hi_, len(nz), nz, coef)
+
+    def certify_later() -> tuple[threading.Thread, dict]:
+        """The certification LP (fixed columns released, earlier colours held by value rows)
+        on a copy of the model, solved in a thread while the next level goes on: on a large
+        model it only reports a bound, it decides nothing (and HiGHS frees the GIL)."""
+        copy = _new_highs(1, time_limit, seed)
+        copy.passModel(h.getModel())
+        copy.changeColsIntegrality(n, all_cols, np.full(n, highspy.HighsVarType.kContinuous))
+        copy.changeColsBounds(len(fixed), fixed, col_lo[fixed], col_hi[fixed])
+        for earlier, earlier_value in held:
+            if earlier.hold_cols is not None:
+                lo_, hi_, nz, coef = value_row(earlier, earlier_value)
+                copy.addRow(lo_, hi_, len(nz), nz, coef)
+        box: dict = {}
+
+        def work() -> None:
+            copy.run()
+            if copy.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+                box["bound"] = float(copy.getInfo().objective_function_value)
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        return thread, box
 
     def bounded(level: Level) -> bool:
         """Is the level certified? Always on small models (``exact``): they are solved exactly."""
@@ -378,6 +407,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     cur_lo, cur_hi = col_lo.copy(), col_hi.copy()  # the bounds as they stand
 
     incumbent: np.ndarray | None = None  # the last whole answer, feasible for every level
+    pending: list[tuple[int, threading.Thread, dict]] = []  # certificates being solved
     for level in levels:
         current = level
         incumbent = x
@@ -396,6 +426,9 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         if len(fixed) and not bounded(level):
             bound = float("nan")  # the fixed model's bound is no bound of the whole
             status = Status.FEASIBLE
+        elif len(fixed) and not exact:
+            pending.append((len(results), *certify_later()))
+            bound, status = float("nan"), Status.FEASIBLE  # until the certificate is in
         elif len(fixed):
             # Certify: release the fixed columns, hold earlier levels by value only, bound by
             # the LP relaxation.
@@ -437,6 +470,15 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             fixed = np.concatenate([fixed, hold])
             h.changeColsBounds(len(hold), hold, x[hold], x[hold])
             cur_lo[hold], cur_hi[hold] = x[hold], x[hold]
+    for index, thread, box in pending:
+        thread.join()
+        done = results[index]
+        done.bound = box.get("bound", float("nan")) + 0.0
+        if close_enough(done.value, done.bound):
+            done.status = Status.OPTIMAL
+    statuses = {r.status for r in results}
+    overall = (Status.TIME_LIMIT if Status.TIME_LIMIT in statuses else
+               Status.OPTIMAL if statuses <= {Status.OPTIMAL} else Status.FEASIBLE)
     return LexResult(x=x if x is not None else np.zeros(n), levels=results, duals=duals,
                      status=overall, build_seconds=build,
                      solve_seconds=time.perf_counter() - solve_start)
