@@ -7,14 +7,12 @@ household), ``utilisation`` (offers, funds, volunteer pools), ``summary`` (centr
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from multiprocessing import get_context
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,7 +27,7 @@ from optimizer.allocation import (
 )
 from optimizer.decompose import allocate_by_district, districts_of
 from planning.engines import default_workers
-from planning.io import excel_safe, write_tables
+from planning.io import Outputs
 from planning.scenario import Scenario
 from planning.store import RunStore, StoredRun
 
@@ -37,28 +35,10 @@ OUTPUT_TABLES = ("allocations", "unmet", "plans", "utilisation", "summary")
 
 
 @dataclass
-class Run:
+class Run(Outputs):
     """One allocation run: its output tables and its provenance (``info``, run.json)."""
 
-    tables: dict[str, pd.DataFrame]
-    info: dict
     result: AllocationResult = field(repr=False)
-
-    def __getattr__(self, name: str) -> pd.DataFrame:
-        tables = self.__dict__.get("tables")
-        if tables is not None and name in tables:
-            return tables[name]
-        raise AttributeError(name)
-
-    def write(self, out: str | Path, fmt: str = "csv") -> Path:
-        """Write every output table (safe to open in Excel) and run.json to ``out``."""
-        out = Path(out)
-        target = out / "outputs.xlsx" if fmt == "xlsx" else out
-        write_tables({k: excel_safe(v) for k, v in self.tables.items()}, target, fmt)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "run.json").write_text(json.dumps(self.info, ensure_ascii=False, indent=2,
-                                                 sort_keys=True) + "\n", encoding="utf-8")
-        return out
 
 
 def allocation_input(scenario: Scenario, week: str | None = None,

@@ -8,8 +8,10 @@ each cell's problem in the user's own terms; ``planning.validate`` turns text in
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 
@@ -169,3 +171,31 @@ def write_tables(tables: dict[str, pd.DataFrame], out: str | Path, fmt: str = "c
         else:
             frame.to_parquet(out / f"{name}.parquet", index=False)
     return out
+
+
+@dataclass
+class Outputs:
+    """Output tables with their provenance (``info``); a table reads as an attribute
+    (``run.allocations``). Subclasses name the files ``write`` makes."""
+
+    tables: dict[str, pd.DataFrame]
+    info: dict
+    WORKBOOK: ClassVar[str] = "outputs.xlsx"
+    INFO_FILE: ClassVar[str] = "run.json"
+
+    def __getattr__(self, name: str) -> pd.DataFrame:
+        tables = self.__dict__.get("tables")
+        if tables is not None and name in tables:
+            return tables[name]
+        raise AttributeError(name)
+
+    def write(self, out: str | Path, fmt: str = "csv") -> Path:
+        """Write every table (safe to open in Excel) and the provenance file to ``out``."""
+        out = Path(out)
+        target = out / self.WORKBOOK if fmt == "xlsx" else out
+        write_tables({k: excel_safe(v) for k, v in self.tables.items()}, target, fmt)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / self.INFO_FILE).write_text(json.dumps(self.info, ensure_ascii=False, indent=2,
+                                                     sort_keys=True) + "\n", encoding="utf-8")
+        return out
+

@@ -39,7 +39,6 @@ Output tables (``QuarterPlan.tables``):
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -47,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from importlib.metadata import version
-from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -58,7 +57,7 @@ from optimizer.budget import BudgetModel, build_budget_model
 from planning.allocate import allocation_input
 from planning.engines import Cancelled, TaskResult, default_workers, run_tasks
 from planning.fmt import count, pct
-from planning.io import excel_safe, write_tables
+from planning.io import Outputs
 from planning.match import weeks_between
 from planning.scenario import Scenario
 
@@ -144,27 +143,11 @@ def parse_quarter(text: str) -> Quarter:
 
 
 @dataclass
-class QuarterPlan:
+class QuarterPlan(Outputs):
     """A quarterly plan: its output tables and its provenance (``info``, plan.json)."""
 
-    tables: dict[str, pd.DataFrame]
-    info: dict
-
-    def __getattr__(self, name: str) -> pd.DataFrame:
-        tables = self.__dict__.get("tables")
-        if tables is not None and name in tables:
-            return tables[name]
-        raise AttributeError(name)
-
-    def write(self, out: str | Path, fmt: str = "csv") -> Path:
-        """Write every table (safe to open in Excel) and plan.json to the folder ``out``."""
-        out = Path(out)
-        target = out / "plan.xlsx" if fmt == "xlsx" else out
-        write_tables({k: excel_safe(v) for k, v in self.tables.items()}, target, fmt)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "plan.json").write_text(json.dumps(self.info, ensure_ascii=False, indent=2,
-                                                  sort_keys=True) + "\n", encoding="utf-8")
-        return out
+    WORKBOOK: ClassVar[str] = "plan.xlsx"
+    INFO_FILE: ClassVar[str] = "plan.json"
 
 
 @dataclass
