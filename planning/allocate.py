@@ -165,7 +165,12 @@ def _latest_whole_run(store: RunStore, digest: str) -> StoredRun | None:
     runs = store.list()
     whole = runs[(runs["input_digest"] == digest) & (runs["centre"] == "")
                  & (runs["kind"] == "allocate")]
-    return None if whole.empty else store.load(int(whole["run_id"].iloc[0]))
+    if whole.empty:
+        return None
+    # Only its allocations matter here (what it gave to needs outside the subtree); a city's
+    # other tables are large, so they are not read.
+    run_id = int(whole["run_id"].iloc[0])
+    return StoredRun(run_id, {}, {"allocations": store.table(run_id, "allocations")})
 
 
 def _allocations(scenario: Scenario, result: AllocationResult) -> pd.DataFrame:
