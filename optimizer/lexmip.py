@@ -234,9 +234,12 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
                   f"{h.getInfo().objective_function_value} {time.perf_counter() - t:.2f}s",
                   flush=True)
 
+    integrality = [highspy.HighsVarType.kContinuous]  # as HiGHS holds it now
+
     def set_integrality(kind) -> None:
-        if len(int_cols):
+        if len(int_cols) and integrality[0] != kind:  # a change costs a pass over the columns
             h.changeColsIntegrality(len(int_cols), int_cols, np.full(len(int_cols), kind))
+            integrality[0] = kind
 
     def lp_bound() -> float:
         """The LP relaxation's optimal value; NaN when HiGHS cannot finish it within the time

@@ -198,10 +198,14 @@ def _plans(scenario: Scenario, result: AllocationResult) -> pd.DataFrame:
     alloc = alloc.assign(item=alloc["service_id"].map(names) + "←" + linkage_zh + "·"
                          + who.fillna(alloc["source_id"]) + " ×"
                          + alloc["units"].map(lambda u: f"{u:g}"))
-    package = alloc.groupby("household_id")["item"].agg(lambda s: "; ".join(sorted(s)))
+    package = alloc.sort_values(["household_id", "item"]).groupby("household_id")["item"] \
+        .agg("; ".join)
     unmet = served[served["reason"] != ""]
-    unmet_text = (unmet["service_id"].map(names) + "(" + unmet["reason"] + ")") \
-        .groupby(unmet["household_id"]).agg(lambda s: "; ".join(sorted(s)))
+    unmet_item = pd.DataFrame({"household_id": unmet["household_id"],
+                               "item": unmet["service_id"].map(names) + "(" + unmet["reason"]
+                               + ")"})
+    unmet_text = unmet_item.sort_values(["household_id", "item"]).groupby("household_id")[
+        "item"].agg("; ".join)
     served = served.assign(full=(served["fraction"] >= 1 - 1e-9).astype(np.int64))
     grouped = served.groupby("household_id", sort=True)
     plans = pd.DataFrame({
