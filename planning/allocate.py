@@ -51,14 +51,14 @@ def allocation_input(scenario: Scenario, week: str | None = None,
     needs = scenario.needs
     if week:
         needs = needs[needs["week"] == week]
+    if centre:  # the subtree's households first, so the joins below stay small
+        inside = scenario.hierarchy.subtree(centre)
+        needs = needs[needs["household_id"].isin(hh.index[hh["station_id"].isin(inside)])]
     station = needs["household_id"].map(hh["station_id"])
     lat = needs["household_id"].map(hh["lat"]).fillna(station.map(stations["lat"]))
     lon = needs["household_id"].map(hh["lon"]).fillna(station.map(stations["lon"]))
     needs = needs.assign(station_id=station, categories=needs["household_id"].map(hh["categories"]),
                          tier=needs["household_id"].map(hh["tier"]), lat=lat, lon=lon)
-    if centre:
-        inside = scenario.hierarchy.subtree(centre)
-        needs = needs[needs["station_id"].isin(inside)]
     pins = scenario.pins[scenario.pins["need_id"].isin(needs["need_id"])]
     used = _used_elsewhere(scenario, held, needs["need_id"]) if held else ({}, {}, {})
     return AllocationInput(
