@@ -29,6 +29,7 @@ from optimizer.lexmip import Level, LexResult, Rows, solve_lexicographic
 from resources.hierarchy import Hierarchy
 
 TIER_LEVELS = tuple(vocab.TIER_ORDER)
+CENTS_PER_YUAN = 100.0
 LEVELS = (*TIER_LEVELS, "money", "travel", "continuity")
 REASONS = ("no_eligible_offer", "out_of_coverage", "household_cap", "budget_exhausted",
            "capacity_exhausted")
@@ -421,19 +422,23 @@ def _rows(needs, offers, funds, pools, model: _Model, data: AllocationInput) -> 
             first_cap = pd.Series(cap).groupby(g2).first().to_numpy()
             rows.add("offer_household", g2, arcs[capped][shared], np.ones(shared.sum()),
                      np.full(c2, -np.inf), first_cap)
-    # Each fund: Σ charge × units ≤ budget left; per household ≤ max_per_household.
+    # Each fund: Σ charge × units ≤ budget left; per household ≤ max_per_household. In cents
+    # (CENTS_PER_YUAN): a cash need's column then has coefficient 1 and the budget is a whole
+    # number, where yuan rows (0.01 beside 3,457.85, budgets of millions) led HiGHS' MIP
+    # presolve to call feasible models infeasible.
     f = model.fund >= 0
     used = funds["fund_id"].map(data.used_budget).fillna(0.0).to_numpy(float)
-    rows.add("fund", model.fund[f], arcs[f], model.charge[f], np.full(len(funds), -np.inf),
-             np.maximum(funds["budget"].to_numpy(float) - used, 0.0))
+    rows.add("fund", model.fund[f], arcs[f], model.charge[f] * CENTS_PER_YUAN,
+             np.full(len(funds), -np.inf),
+             np.round(np.maximum(funds["budget"].to_numpy(float) - used, 0.0) * CENTS_PER_YUAN))
     fcap = funds["max_per_household"].to_numpy(float)
     fc = f & ~np.isnan(fcap[np.maximum(model.fund, 0)])
     if fc.any():
         key = pd.Series(hh[fc]) + "|" + pd.Series(model.fund[fc]).astype(str)
         group, count = _group_rows(key.to_numpy())
         cap = pd.Series(fcap[model.fund[fc]]).groupby(group).first().to_numpy()
-        rows.add("fund_household", group, arcs[fc], model.charge[fc], np.full(count, -np.inf),
-                 cap)
+        rows.add("fund_household", group, arcs[fc], model.charge[fc] * CENTS_PER_YUAN,
+                 np.full(count, -np.inf), np.round(cap * CENTS_PER_YUAN))
     # Volunteer hours: per pool, and per street across its pools (a volunteer's hours once).
     p = model.pool >= 0
     if p.any():
@@ -481,9 +486,14 @@ def _levels(needs: pd.DataFrame, model: _Model) -> list[Level]:
         return np.concatenate([arc_cost, unserved])
 
     # A colour is held by fixing its needs' unserved columns (after the arcs).
+    # While a colour is solved, the arcs of the colours after it stay at their lower bound
+    # (pins): they add nothing to it and only use up capacity.
+    rank = pd.Series(np.arange(len(TIER_LEVELS)), index=list(TIER_LEVELS))
+    arc_rank = rank.reindex(tier).to_numpy()
     levels = [Level(t, "max", cost(np.where(tier == t, w, 0.0)),
-                    hold_cols=n_arcs + np.flatnonzero(need_tier == t))
-              for t in TIER_LEVELS]
+                    hold_cols=n_arcs + np.flatnonzero(need_tier == t),
+                    idle_cols=np.flatnonzero(arc_rank > k))
+              for k, t in enumerate(TIER_LEVELS)]
     levels.append(Level("money", "min", cost(model.charge)))
     # Travel and continuity refine a plan whose coverage and money are settled: they are
     # searched but not bounded (their certification LPs cost more than the rest of the solve).
@@ -741,7 +751,7 @@ def _outputs(data, needs, offers, funds, pools, model: _Model, rows: Rows, x: np
     fund_use = pd.DataFrame({
         "fund_id": funds["fund_id"], "budget": budget, "used": np.round(fund_used, 2),
         "left": np.round(budget - fund_used, 2),
-        "marginal_value": _first_dual(duals, f_rows),
+        "marginal_value": _first_dual(duals, f_rows) * CENTS_PER_YUAN,  # per yuan
         "marginal_level": _first_dual_level(duals, f_rows),
     })
     if len(pools):

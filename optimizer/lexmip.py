@@ -78,6 +78,10 @@ class Level:
     cost: np.ndarray
     hold_cols: np.ndarray | None = None
     certify: bool = True  # bound it on large models too (see solve_lexicographic)
+    # Columns held at their lower bound while this level is solved: columns with no cost in
+    # it that only use up capacity (a later colour's arcs), so the optimum is the same with
+    # them idle, and HiGHS solves a much smaller model. Released for the levels after.
+    idle_cols: np.ndarray | None = None
 
 
 @dataclass
@@ -413,8 +417,13 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     pending: list[tuple[int, threading.Thread, dict]] = []  # certificates being solved
     for level in levels:
         current = level
-        incumbent = x
+        incumbent = x  # idle columns are at their lower bound in it, so it stays feasible
         t0 = time.perf_counter()
+        idle = (np.zeros(0, np.int32) if level.idle_cols is None
+                else np.asarray(level.idle_cols, dtype=np.int32))
+        if len(idle):
+            h.changeColsBounds(len(idle), idle, col_lo[idle], col_lo[idle])
+            cur_hi[idle] = col_lo[idle]
         cost = np.asarray(level.cost, float)
         sense = highspy.ObjSense.kMaximize if level.sense == "max" else highspy.ObjSense.kMinimize
         h.changeObjectiveSense(sense)
@@ -463,6 +472,9 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             cur_lo[fixed], cur_hi[fixed] = x[fixed], x[fixed]
         if status != Status.OPTIMAL and overall != Status.TIME_LIMIT:
             overall = Status.TIME_LIMIT if status == Status.TIME_LIMIT else Status.FEASIBLE
+        if len(idle):
+            h.changeColsBounds(len(idle), idle, cur_lo[idle], col_hi[idle])
+            cur_hi[idle] = col_hi[idle]
         results.append(LevelResult(level.name, level.sense, value, bound, status,
                                    time.perf_counter() - t0))
         held.append((level, value))
