@@ -306,16 +306,27 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         integrality, so few columns are fractional and this small MIP is quick. The first
         neighbourhood frees the other columns of the fractional columns' needs (so a need can be
         rerouted or left unserved by a whole unit); when that has no whole answer, every column
-        of every row a fractional column is in. The LP value stays the bound, so the answer says
-        how far it may be. ``None`` when neither has a whole answer.
+        of every row a fractional column is in; then every column where the LP left the last
+        whole answer, the others kept at that answer (so one whole answer exists). The LP value
+        stays the bound, so the answer says how far it may be. ``None`` when none has a whole
+        answer.
         """
+        rounded = np.where(int_mask, np.round(x_lp), x_lp)
         free = fractional.copy()
         free[eq_col[np.isin(eq_row_of, np.unique(eq_row_of[fractional[eq_col]]))]] = True
         wide = fractional.copy()
         wide[a_index[np.isin(a_row, np.unique(a_row[fractional[a_index]]))]] = True
-        for neighbourhood in (free, wide):
+        tries = [(free, rounded), (wide, rounded)]
+        if incumbent is not None:
+            # A level held by value rows (money, travel) rarely rounds: the LP sits exactly on
+            # them. Every column the LP moved away from the last whole answer, with the rest of
+            # their needs, is free; the others keep that answer, so it is a whole answer here.
+            moved = fractional | (np.abs(rounded - incumbent) > 1e-9)
+            moved[eq_col[np.isin(eq_row_of, np.unique(eq_row_of[moved[eq_col]]))]] = True
+            tries.append((moved, incumbent))
+        for neighbourhood, start in tries:
             keep = np.flatnonzero(~neighbourhood).astype(np.int32)
-            at = np.where(int_mask, np.round(x_lp), x_lp)[keep]
+            at = start[keep]
             h.changeColsBounds(len(keep), keep, at, at)
             try:
                 status, x, _ = branch(lp_value, quiet_failure=True)
@@ -326,6 +337,12 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
                       f"of {n}: {status}")
             if status not in (Status.INFEASIBLE, Status.ERROR):
                 value = float(np.asarray(current.cost, float) @ x)
+                if incumbent is not None:
+                    # Stopped at its node limit, the search may hold a worse answer than the
+                    # one it started from.
+                    kept = float(np.asarray(current.cost, float) @ incumbent)
+                    if better(current, kept, value):
+                        x, value = incumbent.copy(), kept
                 close = close_enough(value, lp_value)
                 return (Status.OPTIMAL if close else Status.FEASIBLE), x, lp_value + 0.0
         return None
