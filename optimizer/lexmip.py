@@ -316,6 +316,8 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         free[eq_col[np.isin(eq_row_of, np.unique(eq_row_of[fractional[eq_col]]))]] = True
         wide = fractional.copy()
         wide[a_index[np.isin(a_row, np.unique(a_row[fractional[a_index]]))]] = True
+        # ... and the rest of those columns' needs, so a need in a full row can give way.
+        wide[eq_col[np.isin(eq_row_of, np.unique(eq_row_of[wide[eq_col]]))]] = True
         tries = [(free, rounded), (wide, rounded)]
         if incumbent is not None:
             # A level held by value rows (money, travel) rarely rounds: the LP sits exactly on
