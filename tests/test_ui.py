@@ -32,6 +32,8 @@ from planning.io import read_raw, write_tables
 from planning.match import run_matching
 from planning.scenario import Scenario, check_raw, load_scenario
 from planning.store import RunStore, diff_runs
+from ui.common import each_distinct, money, percent, run_served, tiny_scenario
+from ui.text import code as code_words
 from ui.text import reason as reason_words
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -299,6 +301,99 @@ def test_english_switch_changes_labels_not_values(store):
     assert at.title[0].value == "协调员 · 每周分配 / Coordinator · weekly allocation"
 
 
+def test_opening_the_coordinator_page_prepares_but_neither_solves_nor_stores(store):
+    """Opening the page loads the scenario and prepares what does not depend on a run (the
+    centre tree, the run store), so the click pays only for the run: nothing is solved or
+    stored before Run is pressed, and a run after it is solved in full and stored once."""
+    at = app()
+    assert store.list().empty
+    assert "coordinator_result" not in at.session_state
+    assert not at.get("status") and not at.metric
+    scenario = tiny_scenario()  # the app's own (cached) scenario object
+    assert "hierarchy" in scenario.__dict__  # prepared: a cached property, computed
+    ok(at.button(key="run").click().run())
+    result = at.session_state["coordinator_result"]
+    assert not result["cached"]  # solved after the click, not before
+    assert [s.proto.label for s in at.get("status")] == [
+        "分配完成:{},用时 {:.1f} s".format(
+            code_words("status", result["run"].info["status"], "zh"),
+            result["run"].info["seconds"]["wall"])]
+    assert len(store.list()) == 1
+
+
+def test_a_store_that_cannot_be_opened_does_not_stop_the_page_opening(tmp_path, monkeypatch):
+    """The page prepares the run store when it opens; a store it cannot open leaves the page
+    usable (as before it was prepared there), and pressing Run reports the failure."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("WULIAN_STORE", f"sqlite:///{blocked / 'runs.sqlite'}")
+    at = app()
+    assert at.button(key="run")
+    at.button(key="run").click().run()
+    assert at.exception
+
+
+def test_results_shown_equal_the_planning_layer_recomputed_from_the_stored_run(store):
+    """The page draws a fresh run from the optimizer's own per-need table; everything drawn
+    from it (fill rates, the map's points, a household's needs) equals what the planning layer
+    recomputes from the run as stored (``served_needs`` on the stored tables)."""
+    at = app()
+    ok(at.button(key="run").click().run())
+    stored = store.load(int(store.list()["run_id"].iloc[0]))
+    served = S.served_needs(tiny(), stored.tables, stored.info)
+    rates = S.fill_by_tier(served)
+    assert metrics(at) == {f"{ZH[t]}满足率": fmt.pct(rates[t]) for t in TIERS}
+    stations = S.station_fill(tiny(), served)
+    points = chart_data(at, "lat")
+    assert dict(zip(points["station_id"], points["fill_rate"], strict=True)) == pytest.approx(
+        dict(zip(stations["station_id"], stations["fill_rate"], strict=True)))
+    household = stored.tables["plans"].sort_values("needs")["household_id"].iloc[-1]
+    ok(at.selectbox(key="household").set_value(household).run())
+    shown = frame(at, "household_table")
+    detail = S.household_detail(tiny(), served, stored.tables["allocations"], household)
+    assert list(shown["需求"]) == list(detail["need_id"])
+    assert list(shown["已满足"]) == [fmt.count(v) for v in detail["served"]]
+    assert list(shown["原因"]) == [reason_words(r, "zh") for r in detail["reason"]]
+
+
+def test_run_served_is_served_needs_for_fresh_and_stored_runs(store):
+    """``run_served`` (the page's per-need table) equals ``planning.session.served_needs``
+    column by column, for a run just made (the optimizer's table) and one read back from the
+    store (recomputed)."""
+    scenario = tiny()
+    run = run_allocation(scenario, store=store)
+    expected = S.served_needs(scenario, run.tables, run.info)
+    fresh = run_served(scenario, run)
+    assert list(fresh.columns) == list(expected.columns)
+    pd.testing.assert_frame_equal(fresh, expected, check_dtype=False, atol=1e-9)
+    stored = run_served(scenario, store.load(run.info["run_id"]))
+    pd.testing.assert_frame_equal(stored, expected)
+
+
+def test_each_distinct_is_series_map():
+    """Formatting each distinct value once gives what formatting cell by cell gives, for
+    numbers, codes, booleans and missing values (which reach the function as they are)."""
+    cases = [
+        (pd.Series([1, 2, 2, 1234567, 0]), fmt.count),
+        (pd.Series([0.5, float("nan"), 0.5, 1.0, 0.0, -0.0, 0.0]), percent),
+        (pd.Series([-0.0, 0.0]), fmt.pct),
+        (pd.Series([12340.4, 56.5, -0.001, float("nan"), 56.5]), money),
+        (pd.Series(["red", None, "green", "red"], dtype=object),
+         lambda v: v.upper() if isinstance(v, str) else v),
+        (pd.Series(["capacity_exhausted;no_offer", "", float("nan")], dtype="str"),
+         lambda v: reason_words(v, "en") if isinstance(v, str) else v),
+        (pd.Series([True, False, True]), lambda k: "yes" if k else "no"),
+        (pd.Series([], dtype=float), percent),
+    ]
+    for values, func in cases:
+        values.index = values.index * 3 + 7  # not a default index, kept as it is
+        pd.testing.assert_series_equal(each_distinct(values, func), values.map(func))
+    plans = run_allocation(tiny()).plans
+    for name, func in (("fill_rate", percent), ("money", money), ("needs", fmt.count)):
+        pd.testing.assert_series_equal(each_distinct(plans[name], func),
+                                       plans[name].map(func))
+
+
 # ----------------------------------------------------------------------------- fund lab
 
 
@@ -529,6 +624,23 @@ def test_page_switches_keep_language_and_scenario(store):
     assert titles == {"views/fund_lab.py": "Fund lab · budgets", "views/data.py": "Data",
                       "views/runs.py": "Runs",
                       "views/coordinator.py": "Coordinator · weekly allocation"}
+
+
+def test_bench_ui_times_each_cold_run_from_the_click_with_empty_caches(tmp_path, monkeypatch):
+    """``python -m bench.ui``: every cold run-to-results starts from empty caches and an empty
+    store of its own, and the solve happens after the click (the time to results is longer
+    than the run's own wall time); the page's share is the difference."""
+    from bench import ui as bench_ui
+
+    monkeypatch.setenv("WULIAN_STORE", f"sqlite:///{tmp_path / 'unused.sqlite'}")  # restored
+    figures = bench_ui.measure("tiny", 2, tmp_path)
+    assert [len(figures[k]) for k in ("open_cold", "run_cold", "run_cold_solve")] == [2, 2, 2]
+    for cold, solve, page in zip(figures["run_cold"], figures["run_cold_solve"],
+                                 figures["run_cold_page"], strict=True):
+        assert 0 < solve < cold and page == pytest.approx(cold - solve)
+    for n in range(2):
+        assert len(RunStore(f"sqlite:///{tmp_path / f'cold-{n}.sqlite'}").list()) == 1
+    assert {"run_reload", "fund_first", "resolve", "switch"} <= set(figures)
 
 
 # ----------------------------------------------------------------------------- planning/session

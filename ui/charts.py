@@ -33,6 +33,16 @@ def station_map(stations: pd.DataFrame, titles: dict[str, str]) -> alt.Chart:
     ).properties(height=420)
 
 
+def warm_up() -> None:
+    """Convert an empty station map once: Altair's first conversion loads and compiles the
+    Vega-Lite schema it validates against (a few tens of milliseconds), which the first real
+    chart would otherwise pay."""
+    columns = {"station_id": str, "name": str, "street": str, "lat": float, "lon": float,
+               "needs": "int64", "fill_rate": float}
+    empty = pd.DataFrame({c: pd.Series([], dtype=t) for c, t in columns.items()})
+    station_map(empty, {c: c for c in columns}).to_dict()
+
+
 def bars(frame: pd.DataFrame, x: str, y: str, titles: dict[str, str], *,
          colour_by_tier: dict[str, str] | None = None, percent: bool = False) -> alt.Chart:
     """Horizontal bars of ``y`` (a number) per ``x`` (a label), coloured by tier names when

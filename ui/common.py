@@ -7,22 +7,24 @@ in ``st.status``. Nothing here builds a model: it calls ``planning/``.
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from contract import vocab
 from contract.problems import Problem, report_frame
-from planning import fmt
+from planning import fmt, session
 from planning.allocate import Run, run_allocation
 from planning.budget import BudgetLab
 from planning.generate import generate_scenario
 from planning.scenario import Scenario, load_scenario
 from planning.store import RunStore, store_url
-from ui import text
+from ui import charts, text
 
 DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
 SCENARIO_KEY = "scenario_choice"
@@ -54,6 +56,19 @@ def colour_name(tier: str) -> str:
 @st.cache_resource(show_spinner=False)
 def run_store(url: str) -> RunStore:
     return RunStore(url)
+
+
+@st.cache_resource(show_spinner=False)
+def warm_process(url: str) -> bool:
+    """Once per process and store, before any run: open the run store (its engine, tables and
+    first connection), write a one-row table as Parquet to memory (pandas and pyarrow load
+    their Parquet writer on first use; the store keeps a run's tables as Parquet) and
+    validate an empty station map (Altair loads its schema on first use). These were some
+    0.1–0.15 s of the first run's time after the click."""
+    run_store(url)
+    pd.DataFrame({"warm": [0]}).to_parquet(io.BytesIO(), index=False)
+    charts.warm_up()
+    return True
 
 
 def current_store() -> RunStore:
@@ -96,7 +111,29 @@ def current_scenario() -> Scenario:
 
 
 def weeks_of(scenario: Scenario) -> list[str]:
-    return sorted(scenario.needs["week"].unique(), reverse=True)
+    """The scenario's weeks, newest first (asked twice per script run, so cached by digest:
+    a district's 8,000 needs take some 10 ms each time)."""
+    return list(_weeks(scenario.digest, scenario))
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def centre_children(digest: str, parent_id: str, _scenario: Scenario) -> list[tuple[str, str]]:
+    """The centres one level below ``parent_id`` as (id, name), by id
+    (``planning.session.centre_children``), once per scenario and parent: the centre picker
+    asks at every script run, and each asking scans every centre."""
+    children = session.centre_children(_scenario, parent_id)
+    return list(zip(children["centre_id"], children["name"], strict=True))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def city_id(digest: str, _scenario: Scenario) -> str:
+    """The root of the centre hierarchy (``planning.session.city_id``), once per scenario."""
+    return session.city_id(_scenario)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _weeks(digest: str, _scenario: Scenario) -> list[str]:
+    return sorted(_scenario.needs["week"].unique(), reverse=True)
 
 
 def current_week(scenario: Scenario) -> str | None:
@@ -114,12 +151,52 @@ def cached_run(digest: str, week: str | None, centre: str | None, url: str,
     return run_allocation(_scenario, week=week, centre=centre, store=run_store(url))
 
 
+# The columns of ``planning.session.served_needs``, in its order.
+SERVED_COLUMNS = ["need_id", "household_id", "station_id", "service_id", "tier", "urgency",
+                  "quantity", "served", "fraction", "money", "reason"]
+
+
+def run_served(scenario: Scenario, run: Run) -> pd.DataFrame:
+    """Every need of ``run`` with what it got (as ``planning.session.served_needs``).
+
+    A run made in this process carries the optimizer's own table (``run.result.need_served``,
+    which ``fill_rate_by_tier`` and the run's summary are computed from); only a run without
+    it is recomputed from its output tables. Recomputing joins the unmet reasons need by need
+    in Python, about 0.1 s on the district demo, right after every run.
+    """
+    result = getattr(run, "result", None)
+    if result is not None and set(SERVED_COLUMNS) <= set(result.need_served.columns):
+        return result.need_served[SERVED_COLUMNS].reset_index(drop=True)
+    return session.served_needs(scenario, run.tables, run.info)
+
+
 @st.cache_resource(show_spinner=False, max_entries=8)
 def budget_lab(digest: str, week: str | None, _scenario: Scenario) -> tuple[BudgetLab,
                                                                              threading.Lock]:
     """The budget lab of a scenario, built once; the lock keeps two sessions from solving the
     same HiGHS model at the same time."""
     return BudgetLab.from_scenario(_scenario, week=week), threading.Lock()
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def workbook(digest: str, run_id: int, with_volunteers: bool, _scenario: Scenario,
+             _run: Run) -> tuple[bytes, dict]:
+    """The export of one run, built once per run (with the volunteer matching, when asked).
+
+    Here rather than in the page script, which Streamlit executes at every rerun: a cached
+    function defined there is decorated (its source read and hashed) each time."""
+    # Imported here: only an export asks for the matching, and its modules (OR-Tools among
+    # them) would add some 0.08 s to opening the page.
+    from planning.match import run_matching
+
+    schedules = None
+    if with_volunteers and len(_scenario.volunteers):
+        schedules = run_matching(_scenario, _run).schedules
+    data = session.export_workbook(_scenario, _run.tables, schedules)
+    busy = 0 if schedules is None else \
+        schedules.loc[schedules["visit_id"] != "", "volunteer_id"].nunique()
+    providers = session.provider_tasks(_scenario, _run.tables)["provider_id"].nunique()
+    return data, {"providers": providers, "volunteers": busy, "sheets": providers + busy + 2}
 
 
 # ----------------------------------------------------------------------------- sidebar
@@ -154,17 +231,47 @@ def formatted(frame: pd.DataFrame, formats: Mapping[str, Callable] | None = None
               codes: Mapping[str, str] | None = None) -> pd.DataFrame:
     """A table for people: numbers through ``planning.fmt`` (``formats``: column → function),
     codes in words (``codes``: column → vocabulary kind, or ``"reason"``), headings in the
-    chosen language."""
+    chosen language. Cell by cell the same as ``frame[c].map(func)``, but each distinct value
+    is formatted once (see :func:`each_distinct`)."""
+    language = lang()  # once per table, not once per cell: it reads the session state
     out = frame.copy()
     for name, kind in (codes or {}).items():
         if name in out:
-            words = (lambda v: text.reason(v, lang())) if kind == "reason" else \
-                (lambda v, k=kind: text.code(k, v, lang()))
-            out[name] = out[name].map(lambda v, w=words: w(v) if isinstance(v, str) else v)
+            words = (lambda v: text.reason(v, language)) if kind == "reason" else \
+                (lambda v, k=kind: text.code(k, v, language))
+            out[name] = each_distinct(out[name], lambda v, w=words: w(v) if isinstance(v, str)
+                                      else v)
     for name, func in (formats or {}).items():
         if name in out:
-            out[name] = out[name].map(func)
-    return out.rename(columns=lambda c: text.column(str(c), lang()))
+            out[name] = each_distinct(out[name], func)
+    return out.rename(columns=lambda c: text.column(str(c), language))
+
+
+def each_distinct(values: pd.Series, func: Callable) -> pd.Series:
+    """``values.map(func)``, calling ``func`` once per distinct value rather than per row.
+
+    A district's plans table has thousands of rows but few distinct counts, colours and
+    rates, and the ``planning.fmt`` functions are plain Python: per row they were the larger
+    part of drawing the Coordinator page's results. Missing values are passed one by one, as
+    they are, and so are zeros when there is a negative zero among them (-0.0 and 0.0 are one
+    distinct value, but may format as "-0.0%" and "0.0%").
+    """
+    if values.empty:
+        return values.map(func)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    # As Python objects, as ``Series.map`` hands them to ``func`` (an ``int``, not ``int64``).
+    words = np.fromiter((func(u) for u in np.asarray(uniques, dtype=object)), dtype=object,
+                        count=len(uniques))
+    cells = np.empty(len(values), dtype=object)
+    alone = codes < 0
+    if values.dtype.kind == "f":
+        zero = values.to_numpy() == 0
+        if np.signbit(values.to_numpy()[zero]).any():
+            alone |= zero
+    cells[~alone] = words[codes[~alone]]
+    if alone.any():
+        cells[alone] = [func(v) for v in values.to_numpy(dtype=object)[alone]]
+    return pd.Series(cells, index=values.index, name=values.name)
 
 
 def show(frame: pd.DataFrame, formats: Mapping[str, Callable] | None = None,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from contract.problems import ValidationError
 from optimizer.allocation import PinError
 from planning import fmt
 from planning import session as S
 from planning.allocate import Run
-from planning.match import run_matching
 from planning.scenario import Scenario
 from planning.store import diff_runs, store_url
 from ui import charts
@@ -18,6 +21,8 @@ from ui.common import (
     RESULT_KEY,
     TIERS,
     cached_run,
+    centre_children,
+    city_id,
     colour_name,
     current_scenario,
     current_store,
@@ -25,10 +30,13 @@ from ui.common import (
     lang,
     money,
     percent,
+    run_served,
     show,
     show_problems,
     titles,
     tr,
+    warm_process,
+    workbook,
 )
 from ui.data_upload import upload_box
 from ui.text import code
@@ -38,11 +46,13 @@ PINS_FOR_KEY = "pins_scenario"
 RUN_REQUEST_KEY = "run_requested"
 EXPORT_KEY = "export"
 
+log = logging.getLogger("wulian.ui")
+
 
 def centre_picker(scenario: Scenario) -> str | None:
     """District → street → station, each list following the one above; the deepest chosen
     centre (``None``: the whole network)."""
-    parent: str | None = S.city_id(scenario)
+    parent: str | None = city_id(scenario.digest, scenario)
     chosen = None
     columns = st.columns(3)
     for column, level in zip(columns, ("district", "street", "station"), strict=True):
@@ -50,9 +60,8 @@ def centre_picker(scenario: Scenario) -> str | None:
         # Labels are resolved now: a format_func runs later, outside this script run.
         labels = {"": tr("centre.all")}
         if parent:
-            children = S.centre_children(scenario, parent)
             labels.update((c, f"{n} · {c}") for c, n in
-                          zip(children["centre_id"], children["name"], strict=True))
+                          centre_children(scenario.digest, parent, scenario))
         options = list(labels)
         if st.session_state.get(key) not in options:
             st.session_state[key] = ""
@@ -79,12 +88,20 @@ def scenario_to_run(scenario: Scenario) -> Scenario | None:
 
 def run_now(scenario: Scenario, week: str | None, centre: str | None) -> None:
     """Run (or fetch from the cache) and keep the result in the session, with progress."""
+    solved: list = []
+    # The run starts before the status box: Streamlit pauses 50 ms when it opens one (so the
+    # browser draws it before its first update), and the solve need not wait for that. The
+    # thread gets this session's context, as Streamlit asks of threads that call it (the cache).
+    pool = ThreadPoolExecutor(1, thread_name_prefix="wulian-run",
+                              initializer=add_script_run_ctx,
+                              initargs=(None, get_script_run_ctx()))
+    job = pool.submit(cached_run, scenario.digest, week, centre, store_url(), scenario, solved)
+    pool.shutdown(wait=False)  # the thread ends once the run is done; its result is in ``job``
     with st.status(tr("coord.running"), expanded=False) as status:
         st.write(tr("coord.step.load", digest=scenario.digest[:12]))
         st.write(tr("coord.step.solve"))
-        solved: list = []
         try:
-            run = cached_run(scenario.digest, week, centre, store_url(), scenario, solved)
+            run = job.result()
         except PinError as err:
             status.update(label=tr("coord.pin.error"), state="error", expanded=True)
             for problem in err.problems:
@@ -257,20 +274,6 @@ def compare_previous(run: Run) -> None:
              {"tier": "tier", "direction": "direction"}, key="diff_table")
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _workbook(digest: str, run_id: int, with_volunteers: bool, _scenario: Scenario,
-              _run: Run) -> tuple[bytes, dict]:
-    """The export of one run, built once per run (with the volunteer matching, when asked)."""
-    schedules = None
-    if with_volunteers and len(_scenario.volunteers):
-        schedules = run_matching(_scenario, _run).schedules
-    data = S.export_workbook(_scenario, _run.tables, schedules)
-    busy = 0 if schedules is None else \
-        schedules.loc[schedules["visit_id"] != "", "volunteer_id"].nunique()
-    providers = S.provider_tasks(_scenario, _run.tables)["provider_id"].nunique()
-    return data, {"providers": providers, "volunteers": busy, "sheets": providers + busy + 2}
-
-
 def export_panel(scenario: Scenario, run: Run) -> None:
     """The workbook: providers' task lists and the unmet list at once; the volunteers' weeks
     need the volunteer matching, which takes minutes on a whole district, so it is asked for."""
@@ -283,7 +286,7 @@ def export_panel(scenario: Scenario, run: Run) -> None:
     if fast or full:
         with st.status(tr("coord.export.building.match" if full else
                           "coord.export.building")) as status:
-            data, counts = _workbook(scenario.digest, run_id, full, scenario, run)
+            data, counts = workbook(scenario.digest, run_id, full, scenario, run)
             status.update(state="complete")
         st.session_state[EXPORT_KEY] = ready = (run_id, data, counts)
     if ready is None or ready[0] != run_id:
@@ -293,6 +296,20 @@ def export_panel(scenario: Scenario, run: Run) -> None:
     st.download_button(tr("coord.export.download"), data, file_name=f"wulian-run-{run_id}.xlsx",
                        mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                        key="export_download", on_click="ignore")
+
+
+def warm_up(scenario: Scenario) -> None:
+    """Pay, while the coordinator reads the page, what the first run would otherwise pay after
+    the click: the scenario's centre tree (the run's input and the map use it) and, once per
+    process, the run store's connection, the first Parquet write and the chart schema
+    (:func:`ui.common.warm_process`). Nothing here solves, and nothing is stored."""
+    # A cached property: computed here and kept on the scenario. (Assigned, because Streamlit's
+    # "magic" would draw a bare expression on the page.)
+    _ = scenario.hierarchy
+    try:
+        warm_process(store_url())
+    except Exception:  # only a head start: the run itself reports a store it cannot open
+        log.warning("could not prepare the run store and charts ahead of a run", exc_info=True)
 
 
 def results(result: dict) -> None:
@@ -305,7 +322,7 @@ def results(result: dict) -> None:
                f"{info['seconds']['wall']:.1f} s")
     if result["cached"]:
         st.caption(tr("coord.cached", run_id=info["run_id"]))
-    served = S.served_needs(scenario, run.tables, info)
+    served = run_served(scenario, run)
     fill_metrics(served)
     money_and_unmet(scenario, run)
     station_map(scenario, served)
@@ -335,8 +352,10 @@ def page() -> None:
     pins_panel(result)
     if result is None:
         st.info(tr("coord.none"))
-        return
-    results(result)
+    else:
+        results(result)
+    # Last, so the page is drawn before it; once per scenario and process after that.
+    warm_up(scenario)
 
 
 page()
