@@ -74,6 +74,8 @@ class AllocationParams:
     # district by district in parallel (optimizer/decompose.py); "always" or "never".
     decompose: str = "auto"
     decompose_above: int = 50_000
+    # The parts: "street" (small models, solved far faster in all) or "district".
+    decompose_by: str = "street"
     workers: int = 0  # processes for the districts; 0: one per core
     # Bound every level (an extra LP per level); the districts of a decomposed run skip it,
     # since their bounds would not bound the city.

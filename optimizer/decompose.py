@@ -38,6 +38,7 @@ from optimizer.allocation import (
     AllocationInput,
     AllocationParams,
     AllocationResult,
+    _covering_pairs,
     allocate,
     explain,
 )
@@ -45,36 +46,82 @@ from optimizer.budget import build_budget_model
 from optimizer.lexmip import LevelResult
 from optimizer.status import Status
 
+# Tasks the parts of a street-by-street run are dealt into (a few per worker, for balance).
+PART_TASKS = 24
 # Unmet reasons that more shared supply could change (the others are about the household).
 SUPPLY_REASONS = ("capacity_exhausted", "budget_exhausted")
 
 
-def _solve_part(args: tuple[AllocationInput, AllocationParams]) -> AllocationResult:
-    return allocate(*args)
+def _solve_parts(chunk: list[tuple[AllocationInput, AllocationParams]]
+                 ) -> list[AllocationResult]:
+    """A worker's task: several parts, one after the other (fewer, larger messages)."""
+    return [allocate(*args) for args in chunk]
 
 
 def districts_of(data: AllocationInput) -> np.ndarray:
     """The district of each need."""
-    return data.hierarchy.ancestor(data.needs["station_id"].to_numpy(), "district")
+    return areas_of(data, "district")
 
 
-def _shared(data: AllocationInput) -> tuple[pd.Series, pd.Series]:
-    """(offer_id → capacity available, fund_id → budget available) of the supply that reaches
-    more than one district: offers covering the whole city and the city's funds."""
+def areas_of(data: AllocationInput, by: str) -> np.ndarray:
+    """The centre at level ``by`` (district or street) of each need."""
+    return data.hierarchy.ancestor(data.needs["station_id"].to_numpy(), by)
+
+
+def _coverage(data: AllocationInput) -> np.ndarray:
+    """Each offer's coverage centre (its provider's centre when the offer names none)."""
     offers = data.offers
     provider_centre = data.providers.set_index("provider_id")["centre_id"]
-    coverage = offers["coverage_centre_id"].where(offers["coverage_centre_id"] != "",
-                                                  offers["provider_id"].map(provider_centre))
-    city_wide = data.hierarchy.ancestor(coverage.to_numpy(), "district") == ""
+    return offers["coverage_centre_id"].where(offers["coverage_centre_id"] != "",
+                                              offers["provider_id"].map(provider_centre)
+                                              ).to_numpy()
+
+
+def _shared(data: AllocationInput, by: str) -> tuple[pd.Series, pd.Series]:
+    """(offer_id → capacity available, fund_id → budget available) of the supply that reaches
+    more than one part: offers covering a centre above level ``by``, and the funds of such
+    centres."""
+    offers = data.offers
+    above = data.hierarchy.ancestor(_coverage(data), by) == ""
     capacity = (offers["capacity"].to_numpy(float)
                 - offers["offer_id"].map(data.used_capacity).fillna(0.0).to_numpy(float))
-    shared_offers = pd.Series(np.maximum(capacity, 0.0), index=offers["offer_id"])[city_wide]
+    shared_offers = pd.Series(np.maximum(capacity, 0.0), index=offers["offer_id"])[above]
     funds = data.funds
-    city_fund = data.hierarchy.ancestor(funds["centre_id"].to_numpy(), "district") == ""
+    above_fund = data.hierarchy.ancestor(funds["centre_id"].to_numpy(), by) == ""
     budget = (funds["budget"].to_numpy(float)
               - funds["fund_id"].map(data.used_budget).fillna(0.0).to_numpy(float))
-    shared_funds = pd.Series(np.maximum(budget, 0.0), index=funds["fund_id"])[city_fund]
+    shared_funds = pd.Series(np.maximum(budget, 0.0), index=funds["fund_id"])[above_fund]
     return shared_offers, shared_funds
+
+
+def _part_input(data: AllocationInput, inside: np.ndarray, area: str, by: str,
+                offer_area: np.ndarray, shared_offer: np.ndarray, vol_area: np.ndarray,
+                used_capacity: dict, used_budget: dict) -> AllocationInput:
+    """One part's model input: its needs, and only the supply that can reach them (shared
+    offers, and the offers, volunteers and history inside the area), so a worker receives
+    and reads a few rows, not the city's."""
+    needs = data.needs[inside].reset_index(drop=True)
+    households = set(needs["household_id"])
+    return replace(
+        data, needs=needs,
+        offers=data.offers[shared_offer | (offer_area == area)].reset_index(drop=True),
+        volunteers=data.volunteers[vol_area == area].reset_index(drop=True),
+        history=data.history[data.history["household_id"].isin(households)]
+        .reset_index(drop=True),
+        pins=data.pins[data.pins["need_id"].isin(set(needs["need_id"]))].reset_index(drop=True),
+        used_capacity=used_capacity, used_budget=used_budget)
+
+
+def _chunks(sizes: np.ndarray, n_chunks: int) -> list[list[int]]:
+    """Parts dealt into ``n_chunks`` tasks of about equal size, largest first (so the pool's
+    last tasks are small and both workers finish together)."""
+    chunks: list[list[int]] = [[] for _ in range(min(n_chunks, len(sizes)))]
+    load = np.zeros(len(chunks))
+    for i in np.argsort(-sizes, kind="stable"):
+        k = int(np.argmin(load))
+        chunks[k].append(int(i))
+        load[k] += sizes[i]
+    return [c for c in chunks if c]
 
 
 def _whole(values: pd.Series, scale: pd.Series) -> pd.Series:
@@ -85,7 +132,8 @@ def _whole(values: pd.Series, scale: pd.Series) -> pd.Series:
 def allocate_by_district(data: AllocationInput, params: AllocationParams | None = None, *,
                          map_fn: Callable[[Callable, Iterable], Iterable] = map
                          ) -> tuple[AllocationResult, dict]:
-    """Allocate a multi-district week as described in the module docstring.
+    """Allocate a multi-district week as described in the module docstring, in parts of
+    ``params.decompose_by`` ("street" or "district").
 
     Returns
     -------
@@ -93,10 +141,11 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
         ``info``: the parts, the top-up.s size, the aggregate's red bound and seconds.
     """
     params = params or AllocationParams()
+    by = params.decompose_by
     t0 = time.perf_counter()
-    district = districts_of(data)
-    parts = sorted(set(district) - {""})
-    shared_offers, shared_funds = _shared(data)
+    area_of_need = areas_of(data, by)
+    parts = sorted(set(area_of_need) - {""})
+    shared_offers, shared_funds = _shared(data, by)
 
     # 1. Split the shared supply as the aggregate optimum uses it.
     lab = build_budget_model(data, threads=params.threads, seed=params.seed,
@@ -104,34 +153,41 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     base = lab.solve()
     red_bound = float(base.colours.set_index("colour").loc[TIER_LEVELS[0], "value"])
     offer_use, fund_use = lab.use_by_street()
-    street_district = pd.Series(data.hierarchy.ancestor(offer_use["street_id"].to_numpy(),
-                                                        "district"))
-    offer_share = offer_use.assign(district=street_district.to_numpy())
+    offer_share = offer_use.assign(area=data.hierarchy.ancestor(
+        offer_use["street_id"].to_numpy(), by))
     offer_share = offer_share[offer_share["offer_id"].isin(shared_offers.index)].groupby(
-        ["district", "offer_id"])["units"].sum()
-    fund_share = fund_use.assign(district=data.hierarchy.ancestor(
-        fund_use["street_id"].to_numpy(), "district"))
+        ["area", "offer_id"])["units"].sum()
+    fund_share = fund_use.assign(area=data.hierarchy.ancestor(
+        fund_use["street_id"].to_numpy(), by))
     fund_share = fund_share[fund_share["fund_id"].isin(shared_funds.index)].groupby(
-        ["district", "fund_id"])["yuan"].sum()
+        ["area", "fund_id"])["yuan"].sum()
     split_seconds = time.perf_counter() - t0
 
-    # 2. Each district with its share, in parallel.
+    # 2. Each part with its share, in parallel.
     capacity = data.offers.set_index("offer_id")["capacity"].astype(float)
     budget = data.funds.set_index("fund_id")["budget"].astype(float)
     offer_scale = _offer_scale(data).reindex(shared_offers.index)
     part_params = replace(params, certify=False)
+    offer_area = data.hierarchy.ancestor(_coverage(data), by)
+    shared_offer = data.offers["offer_id"].isin(shared_offers.index).to_numpy()
+    vol_area = data.hierarchy.ancestor(data.volunteers["station_id"].to_numpy(), by)
     inputs = []
-    for d in parts:
-        got_o = _whole(_share(offer_share, d, shared_offers.index), offer_scale)
-        got_f = _whole(_share(fund_share, d, shared_funds.index), 100.0)
-        # Shared supply beyond the district's share counts as used elsewhere.
+    for area in parts:
+        got_o = _whole(_share(offer_share, area, shared_offers.index), offer_scale)
+        got_f = _whole(_share(fund_share, area, shared_funds.index), 100.0)
+        # Shared supply beyond the part's share counts as used elsewhere.
         used_capacity = {**data.used_capacity,
                          **(capacity[shared_offers.index] - got_o).to_dict()}
         used_budget = {**data.used_budget, **(budget[shared_funds.index] - got_f).to_dict()}
-        inputs.append((replace(data, needs=data.needs[district == d].reset_index(drop=True),
-                               used_capacity=used_capacity, used_budget=used_budget),
+        inputs.append((_part_input(data, area_of_need == area, area, by, offer_area,
+                                   shared_offer, vol_area, used_capacity, used_budget),
                        part_params))
-    results = list(map_fn(_solve_part, inputs))
+    sizes = np.array([len(part.needs) for part, _ in inputs])
+    chunks = _chunks(sizes, len(inputs) if by == "district" else PART_TASKS)
+    done = list(map_fn(_solve_parts, [[inputs[i] for i in chunk] for chunk in chunks]))
+    by_part = {i: r for chunk, rs in zip(chunks, done, strict=True)
+               for i, r in zip(chunk, rs, strict=True)}
+    results = [by_part[i] for i in range(len(inputs))]
     merged = _merge(results)
     part_seconds = time.perf_counter() - t0 - split_seconds
 
@@ -146,9 +202,11 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     # Each part gave reasons from its own share; say them again for the whole city: every
     # household short of supply (a household cap applies only when no open source is left,
     # and what is open depends on supply too), with what everyone else uses.
+    # A part sees only the offers that reach it, so its "no eligible offer" may be "out of
+    # coverage" for the city: those households are explained again too.
     served = merged["need_served"]
-    short = set(served.loc[served["reason"].isin(SUPPLY_REASONS + ("household_cap",)),
-                           "household_id"])
+    again = SUPPLY_REASONS + ("household_cap", "no_eligible_offer")
+    short = set(served.loc[served["reason"].isin(again), "household_id"])
     if short:
         reasons = explain(_households_input(data, merged, short), merged["allocations"])
         for name in ("need_served", "unmet"):
@@ -158,7 +216,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
 
     result = _finish(data, merged, results, red_bound)
     info = {
-        "method": "districts",
+        "method": f"{by}s",
         "parts": len(parts),
         "top_up_needs": top_up_needs,
         "aggregate_red_bound": red_bound,
@@ -229,9 +287,16 @@ def _top_up_input(data: AllocationInput, merged: dict, shared_offers: pd.Series,
     drew = alloc[alloc["source_id"].isin(capped_offers) | alloc["fund_id"].isin(capped_funds)]
     drew_households = set(served.loc[served["need_id"].isin(drew["need_id"]), "household_id"])
     short = short[~short["household_id"].isin(drew_households)]
+    needs = data.needs.set_index("need_id").loc[short["need_id"]].reset_index()
+    # Only needs that some open offer covers (most short needs are far from any).
+    coverage = pd.Series(_coverage(data), index=data.offers["offer_id"])
+    sources = pd.DataFrame({"service_id": offers.loc[open_ids, "service_id"].to_numpy(),
+                            "coverage": coverage.loc[open_ids].to_numpy()})
+    reached = np.zeros(len(needs), bool)
+    reached[_covering_pairs(needs, "coverage", sources, data.hierarchy)[0]] = True
+    short, needs = short[reached], needs[reached].reset_index(drop=True)
     if short.empty:
         return None
-    needs = data.needs.set_index("need_id").loc[short["need_id"]].reset_index()
     remaining = needs["quantity"].to_numpy(float) - short["served"].to_numpy(float)
     needs["urgency"] = needs["urgency"] * remaining / needs["quantity"]
     needs["quantity"] = remaining
