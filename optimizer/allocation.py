@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from contract import vocab
 from optimizer.lexmip import Level, LexResult, Rows, solve_lexicographic
@@ -106,6 +108,18 @@ class AllocationResult:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def member_mask(values: pd.Series | pd.Index, members) -> np.ndarray:
+    """``values.isin(members)`` for string ids, in Arrow: pandas' Arrow-string ``isin`` turns
+    every member into a pyarrow scalar in Python, which takes seconds for a city's ids."""
+    if isinstance(members, (set, frozenset, dict)):
+        members = list(members)
+    haystack = pa.array(values)
+    if not len(members):
+        return np.zeros(len(haystack), bool)
+    needles = pa.array(members).cast(haystack.type)
+    return pc.is_in(haystack, value_set=needles).to_numpy(zero_copy_only=False)
 
 
 def _bits(codes: pd.Series, vocabulary: dict) -> np.ndarray:
@@ -682,7 +696,7 @@ def explain(data: AllocationInput, allocations: pd.DataFrame) -> pd.Series:
                       if len(pools) else "")
     arc = pd.Series(np.arange(len(model.need)), index=pd.MultiIndex.from_arrays(
         [needs["need_id"].to_numpy()[model.need], source]))
-    given = allocations[allocations["need_id"].isin(needs["need_id"])]
+    given = allocations[member_mask(allocations["need_id"], needs["need_id"])]
     at = arc.reindex(pd.MultiIndex.from_arrays([given["need_id"], given["source_id"]]))
     if at.isna().any():
         raise ValueError("allocations name arcs the model does not have")

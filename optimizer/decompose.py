@@ -41,6 +41,7 @@ from optimizer.allocation import (
     _covering_pairs,
     allocate,
     explain,
+    member_mask,
 )
 from optimizer.budget import build_budget_model
 from optimizer.lexmip import LevelResult
@@ -106,7 +107,7 @@ def _part_input(data: AllocationInput, inside: np.ndarray, area: str, by: str,
         data, needs=needs,
         offers=data.offers[shared_offer | (offer_area == area)].reset_index(drop=True),
         volunteers=data.volunteers[vol_area == area].reset_index(drop=True),
-        history=data.history[data.history["household_id"].isin(households)]
+        history=data.history[member_mask(data.history["household_id"], households)]
         .reset_index(drop=True),
         pins=data.pins[data.pins["need_id"].isin(set(needs["need_id"]))].reset_index(drop=True),
         used_capacity=used_capacity, used_budget=used_budget)
@@ -285,8 +286,9 @@ def _top_up_input(data: AllocationInput, merged: dict, shared_offers: pd.Series,
     open_funds = set(offers.loc[open_ids, "fund_id"]) - {""}
     capped_funds = [f for f in open_funds if pd.notna(funds.loc[f, "max_per_household"])]
     drew = alloc[alloc["source_id"].isin(capped_offers) | alloc["fund_id"].isin(capped_funds)]
-    drew_households = set(served.loc[served["need_id"].isin(drew["need_id"]), "household_id"])
-    short = short[~short["household_id"].isin(drew_households)]
+    drew_households = set(served.loc[member_mask(served["need_id"], drew["need_id"]),
+                                     "household_id"])
+    short = short[~member_mask(short["household_id"], drew_households)]
     needs = data.needs.set_index("need_id").loc[short["need_id"]].reset_index()
     # Only needs that some open offer covers (most short needs are far from any).
     coverage = pd.Series(_coverage(data), index=data.offers["offer_id"])
@@ -319,7 +321,7 @@ def _add_top_up(merged: dict, more: AllocationResult) -> dict:
     served.loc[extra.index, "fraction"] = (served.loc[extra.index, "served"]
                                            / served.loc[extra.index, "quantity"])
     unmet = merged["unmet"]
-    unmet = pd.concat([unmet[~unmet["need_id"].isin(extra.index)], more.unmet],
+    unmet = pd.concat([unmet[~member_mask(unmet["need_id"], extra.index)], more.unmet],
                       ignore_index=True)
     return {"allocations": alloc, "unmet": unmet, "need_served": served.reset_index()}
 
@@ -328,9 +330,9 @@ def _households_input(data: AllocationInput, merged: dict, households: set
                       ) -> AllocationInput:
     """Every need of ``households``, with what all other needs use counted as used."""
     alloc = merged["allocations"]
-    inside = data.needs["household_id"].isin(households).to_numpy()
+    inside = member_mask(data.needs["household_id"], households)
     needs = data.needs[inside].reset_index(drop=True)
-    outside = alloc[~alloc["need_id"].isin(needs["need_id"])]
+    outside = alloc[~member_mask(alloc["need_id"], needs["need_id"])]
     o_used = outside[outside["source_kind"] == "offer"].groupby("source_id")["units"].sum()
     f_used = outside[outside["fund_id"] != ""].groupby("fund_id")["cost"].sum()
     pools = outside[outside["source_kind"] == "volunteer_pool"]
