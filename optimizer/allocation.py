@@ -73,12 +73,13 @@ class AllocationParams:
     # the exact model (branch and bound); above it, the level reports its proven LP bound.
     exact_columns: int = 1_000
     # "auto": a week of more than ``decompose_above`` needs in several districts is solved
-    # district by district in parallel (optimizer/decompose.py); "always" or "never".
+    # in parts (streets, or districts: decompose_by) in parallel (optimizer/decompose.py);
+    # "always" or "never".
     decompose: str = "auto"
     decompose_above: int = 50_000
     # The parts: "street" (small models, solved far faster in all) or "district".
     decompose_by: str = "street"
-    workers: int = 0  # processes for the districts; 0: one per core
+    workers: int = 0  # processes for the parts; 0: one per core
     # Bound every level (an extra LP per level); the districts of a decomposed run skip it,
     # since their bounds would not bound the city.
     certify: bool = True

@@ -1,21 +1,25 @@
-"""The weekly allocation of a whole city, district by district (docs/model.md §1.6).
+"""The weekly allocation of a whole city, street by street (docs/model.md §1.6).
 
-Every offer and fund of a district, of its streets and of its stations, and every volunteer pool
-(one street's volunteers), reaches only that district's households. Only the city's own offers
-and funds are shared between districts. So:
+Every offer and fund of a street or of its stations, and every volunteer pool (one street's
+volunteers, who serve that street's households), reaches only that street's households. Only
+the offers and funds of districts and of the city are shared between streets. So:
 
 1. **Split.** The budget lab's aggregate LP (``optimizer.budget``, a relaxation of the exact
-   model, solved lexicographically in a second on the city) says how much of each shared offer
-   and each shared fund the needs of each district get at its optimum. Each district receives
-   that share (whole units, whole cents).
-2. **Districts.** With its share, each district is an exact weekly allocation of its own
-   (``optimizer.allocation.allocate``), independent of the others: they run in parallel
-   (``map_fn``: a process pool's ``map``, or the built-in one).
-3. **Top-up.** Whatever of a shared offer or fund the districts left is then offered to the
-   units that some district left short, for want of capacity or budget, of a service that such
-   supply serves: one more allocation over just those units and just that supply, each need
-   keeping its weight. Then every household short of supply gets its reasons again, against
-   the city's state rather than its district's share, so every reason holds for the city.
+   model, solved lexicographically on the city) says how much of each shared offer and each
+   shared fund the needs of each street get at its optimum. Each street receives that share
+   (whole units, whole cents).
+2. **Streets.** With its share, each street is an exact weekly allocation of its own
+   (``optimizer.allocation.allocate``) over only the supply that reaches it, independent of the
+   others: they run in parallel (``map_fn``: a process pool's ``map``, or the built-in one),
+   dealt into a few balanced tasks per worker. ``AllocationParams.decompose_by="district"``
+   makes the parts districts instead (fewer, larger models: slower in all).
+3. **Top-up.** Whatever of a shared offer or fund the streets left is then offered to the
+   units that some street left short, for want of capacity or budget, of a service that such
+   supply serves and reaches: one more allocation over just those units and just that supply,
+   each need keeping its weight. Then every household short of supply (or told that no offer
+   is eligible, which a part that sees only its own supply cannot know) gets its reasons
+   again, against the city's state rather than its street's share, so every reason holds for
+   the city.
 
 The answer is feasible for the whole model and lexicographic within each part; it is not
 proven optimal for the city. The red level's bound is the aggregate LP's red value (it bounds
@@ -143,6 +147,8 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     """
     params = params or AllocationParams()
     by = params.decompose_by
+    if by not in ("street", "district"):
+        raise ValueError(f"decompose_by must be 'street' or 'district', not {by!r}")
     t0 = time.perf_counter()
     area_of_need = areas_of(data, by)
     parts = sorted(set(area_of_need) - {""})
