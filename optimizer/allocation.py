@@ -117,7 +117,7 @@ def member_mask(values: pd.Series | pd.Index, members) -> np.ndarray:
     if isinstance(members, (set, frozenset, dict)):
         members = list(members)
     haystack = pa.array(values)
-    if not len(members):
+    if not len(members) or pa.types.is_null(haystack.type):  # nothing to find, or no ids
         return np.zeros(len(haystack), bool)
     needles = pa.array(members).cast(haystack.type)
     return pc.is_in(haystack, value_set=needles).to_numpy(zero_copy_only=False)

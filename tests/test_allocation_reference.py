@@ -491,31 +491,50 @@ MULTI_DISTRICT = [s for s in SEEDS if random_scenario(s)["centres"]["level"].eq(
 
 
 @functools.cache
-def decomposed_run(seed: int):
+def decomposed_run(seed: int, by: str = "street"):
     scenario = Scenario.from_tables(random_scenario(seed))
-    return run_allocation(scenario, params=AllocationParams(decompose="always", workers=1))
+    return run_allocation(scenario, params=AllocationParams(decompose="always", workers=1,
+                                                            decompose_by=by))
+
+
+def _areas_with_needs(seed: int, level: str) -> int:
+    """How many centres of ``level`` have needs, walking the centre table's parents."""
+    tables = random_scenario(seed)
+    centres = tables["centres"].set_index("centre_id")
+    station = tables["needs"]["household_id"].map(
+        tables["households"].set_index("household_id")["station_id"])
+    areas = set()
+    for centre in set(station):
+        while centres.loc[centre, "level"] != level:
+            centre = centres.loc[centre, "parent_id"]
+        areas.add(centre)
+    return len(areas)
 
 
 def test_some_seeds_span_several_districts():
     assert len(MULTI_DISTRICT) >= 5
 
 
+@pytest.mark.parametrize("by", ["street", "district"])
 @pytest.mark.parametrize("seed", MULTI_DISTRICT)
-def test_decomposed_tables_keep_every_constraint_and_reasons_are_true(seed):
-    """Solved district by district, the city's tables still keep every constraint, and every
-    unmet unit's reason is true for the whole city (the residual pass sees to that)."""
-    c, run = case(seed), decomposed_run(seed)
-    assert run.info["decomposition"]["parts"] > 1
+def test_decomposed_tables_keep_every_constraint_and_reasons_are_true(seed, by):
+    """Solved street by street (or district by district), the city's tables still keep every
+    constraint, and every unmet unit's reason is true for the whole city (the residual pass
+    sees to that)."""
+    c, run = case(seed), decomposed_run(seed, by)
+    assert run.info["decomposition"]["parts"] == _areas_with_needs(seed, by) > 1
+    assert run.info["decomposition"]["method"] == f"{by}s"
     alloc, unmet = run.tables["allocations"], run.tables["unmet"]
     bad = _table_problems(c.ref, alloc, unmet) + _reason_problems(c.ref, alloc, unmet)
     assert not bad, f"seed {seed}: " + "; ".join(bad[:5])
 
 
+@pytest.mark.parametrize("by", ["street", "district"])
 @pytest.mark.parametrize("seed", MULTI_DISTRICT)
-def test_decomposed_levels_are_what_the_tables_say_and_red_is_bounded(seed):
+def test_decomposed_levels_are_what_the_tables_say_and_red_is_bounded(seed, by):
     """Reported values equal those recomputed from the tables; the red value never beats the
     exact optimum, and the aggregate bound never cuts it off."""
-    c, run = case(seed), decomposed_run(seed)
+    c, run = case(seed), decomposed_run(seed, by)
     levels = run.info["levels"]
     from_tables = _levels_from_tables(c.ref, run.tables["allocations"])
     for name in (*TIER_LEVELS, "money"):
