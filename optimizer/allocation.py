@@ -71,7 +71,8 @@ class AllocationParams:
     seed: int = 0
     # Up to this many columns, a level that fixing may have cost something is re-solved on
     # the exact model (branch and bound); above it, the level reports its proven LP bound.
-    exact_columns: int = 1_000
+    # Held by value rows, even a 1,000-column search costs HiGHS 0.3-0.7 s (docs/model.md).
+    exact_columns: int = 400
     # "auto": a week of more than ``decompose_above`` needs in several districts is solved
     # in parts (streets, or districts: decompose_by) in parallel (optimizer/decompose.py);
     # "always" or "never".
