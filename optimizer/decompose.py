@@ -215,7 +215,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     again = SUPPLY_REASONS + ("household_cap", "no_eligible_offer")
     short = set(served.loc[served["reason"].isin(again), "household_id"])
     if short:
-        reasons = explain(_households_input(data, merged, short), merged["allocations"])
+        reasons = _explain_again(data, merged, short, area_of_need, map_fn)
         for name in ("need_served", "unmet"):
             table = merged[name]
             again_ = table["need_id"].map(reasons)
@@ -332,25 +332,54 @@ def _add_top_up(merged: dict, more: AllocationResult) -> dict:
     return {"allocations": alloc, "unmet": unmet, "need_served": served.reset_index()}
 
 
-def _households_input(data: AllocationInput, merged: dict, households: set
-                      ) -> AllocationInput:
-    """Every need of ``households``, with what all other needs use counted as used."""
+def _explain_task(args: tuple[AllocationInput, pd.DataFrame]) -> pd.Series:
+    return explain(*args)
+
+
+def _explain_again(data: AllocationInput, merged: dict, households: set,
+                   area_of_need: np.ndarray, map_fn: Callable) -> pd.Series:
+    """need_id → reason for every need of ``households``, against the city's final state.
+
+    Explained in parallel, households grouped by part (all of a household's needs are in its
+    part): each task holds what every need outside it uses as used, so its reasons are those
+    of the whole city."""
     alloc = merged["allocations"]
     inside = member_mask(data.needs["household_id"], households)
     needs = data.needs[inside].reset_index(drop=True)
-    outside = alloc[~member_mask(alloc["need_id"], needs["need_id"])]
-    o_used = outside[outside["source_kind"] == "offer"].groupby("source_id")["units"].sum()
-    f_used = outside[outside["fund_id"] != ""].groupby("fund_id")["cost"].sum()
-    pools = outside[outside["source_kind"] == "volunteer_pool"]
+    area = pd.Series(area_of_need[inside])
+    total = _usage(data, alloc)
+    parts = area.value_counts(sort=False)
+    tasks = []
+    for chunk in _chunks(parts.to_numpy(), PART_TASKS):
+        mine = area.isin(parts.index[chunk]).to_numpy()
+        chunk_needs = needs[mine].reset_index(drop=True)
+        own = alloc[member_mask(alloc["need_id"], chunk_needs["need_id"])]
+        others = [t.sub(o, fill_value=0.0) for t, o in zip(total, _usage(data, own),
+                                                           strict=True)]
+        chunk_data = replace(
+            data, needs=chunk_needs,
+            history=data.history[member_mask(data.history["household_id"],
+                                             set(chunk_needs["household_id"]))],
+            pins=data.pins.iloc[:0],  # pins bind the solve, not the reasons
+            used_capacity=_add(data.used_capacity, others[0]),
+            used_budget=_add(data.used_budget, others[1]),
+            used_pool_hours=_add(data.used_pool_hours, others[2]))
+        tasks.append((chunk_data, own))
+    return pd.concat(list(map_fn(_explain_task, tasks)))
+
+
+def _usage(data: AllocationInput, alloc: pd.DataFrame) -> tuple[pd.Series, pd.Series,
+                                                                 pd.Series]:
+    """What ``alloc`` uses: offer units by offer, yuan by fund, volunteer hours by pool."""
+    o_used = alloc[alloc["source_kind"] == "offer"].groupby("source_id")["units"].sum()
+    f_used = alloc[alloc["fund_id"] != ""].groupby("fund_id")["cost"].sum()
+    pools = alloc[alloc["source_kind"] == "volunteer_pool"]
     service = pools["source_id"].str.split(":").str[2]
     srv = data.services.set_index("service_id")
     hours_per_unit = service.map(srv["visit_hours"]).where(service.map(srv["unit"]) == "visit",
                                                            1.0)
     p_used = (pools["units"] * hours_per_unit).groupby(pools["source_id"]).sum()
-    return replace(data, needs=needs,
-                   used_capacity=_add(data.used_capacity, o_used),
-                   used_budget=_add(data.used_budget, f_used),
-                   used_pool_hours=_add(data.used_pool_hours, p_used))
+    return o_used, f_used, p_used
 
 
 def _add(base: dict, more: pd.Series) -> dict:
