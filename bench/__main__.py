@@ -106,6 +106,22 @@ def allocation(preset: str, folder: Path, with_reference: bool) -> None:
                   f"(target ≤ 1 s)")
 
 
+def budget_lab(preset: str, folder: Path) -> None:
+    """The budget lab: build, then one-fund re-solves (target ≤ 0.5 s)."""
+    data = folder / preset
+    if not data.exists():
+        run("generate", preset, str(data))
+    with console.status(f"budget lab, {preset} preset …"):
+        lab = run("budget_lab", str(data))
+    console.print(
+        f"budget lab ({preset}: {lab['sizes']['groups']:,} groups, {lab['sizes']['columns']:,} "
+        f"columns): build {lab['build_seconds']:.1f} s; one fund moved: median "
+        f"{lab['resolve_median']:.2f} s, slowest {lab['resolve_max']:.2f} s over "
+        f"{len(lab['resolves'])} (target ≤ 0.5 s); every fund × 0.8 {lab['all_scaled']:.2f} s; "
+        f"peak {lab['peak_mib']:,.0f} MiB; load average {lab['loadavg'][0]:.1f} → "
+        f"{lab['loadavg'][1]:.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--preset", default="city", choices=["tiny", "district", "city"])
@@ -119,6 +135,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.keep) if args.keep else Path(tmp)
         foundation(args.preset, folder)
+        budget_lab(args.preset, folder)
         for preset in args.allocation_preset.split(","):
             if preset != "none":
                 allocation(preset, folder, not args.no_reference)

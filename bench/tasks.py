@@ -148,9 +148,42 @@ def reference(path: str) -> dict:
     return {"seconds": time.perf_counter() - start, "levels": levels}
 
 
+def budget_lab(path: str, resolves: str = "8") -> dict:
+    """The budget lab of a scenario folder as a fund manager's slider uses it: the build, then
+    ``resolves`` re-solves one after another, each with one fund's budget moved, and one with
+    every budget scaled by 0.8."""
+    import os
+
+    import numpy as np
+
+    from optimizer.budget import build_budget_model
+    from planning.allocate import allocation_input
+    from planning.scenario import load_scenario
+
+    data = allocation_input(load_scenario(path))
+    load_before = os.getloadavg()[0]
+    start = time.perf_counter()
+    model = build_budget_model(data)
+    build = time.perf_counter() - start
+    base = model.base_budgets
+    factors = (0.8, 1.25, 0.5, 1.1, 0.9, 2.0, 0.7)
+    seconds = []
+    for k in range(int(resolves)):
+        fund = base.index[(7 * k) % len(base)]
+        start = time.perf_counter()
+        model.solve({fund: base[fund] * factors[k % len(factors)]})
+        seconds.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    model.solve((base * 0.8).to_dict())
+    scaled = time.perf_counter() - start
+    return {"build_seconds": build, "resolve_median": float(np.median(seconds)),
+            "resolve_max": max(seconds), "resolves": seconds, "all_scaled": scaled,
+            "sizes": model.sizes, "loadavg": [load_before, os.getloadavg()[0]]}
+
+
 TASKS = {"generate": generate, "load": load, "read_only": read_only, "score": score,
          "allocate": allocate, "reference": reference, "street_rerun": street_rerun,
-         "whole_highs": whole_highs}
+         "whole_highs": whole_highs, "budget_lab": budget_lab}
 
 if __name__ == "__main__":
     name, *args = sys.argv[1:]

@@ -2,9 +2,10 @@
 
 The model is ``docs/model.md`` §1 — same arcs, same rows, same lexicographic colour levels and
 then least money — with the needs aggregated and solved as a linear programme with HiGHS
-(``highspy``). The HiGHS instance is built once; a new budget or equity dial changes only
-bounds, and each level starts from its optimal basis in the baseline solve made at build time,
-so a slider's re-solve is a warm start of a few simplex iterations.
+(``highspy``). Each level's LP is built once (see "Solving a level" below); a new budget or
+equity dial changes only bounds, and each level starts from its optimal basis in the baseline
+solve made at build time, so a slider's re-solve is a warm start of a few simplex iterations —
+or none, where that basis is still optimal.
 
 What is aggregated, and why it is a relaxation
 ----------------------------------------------
@@ -52,6 +53,21 @@ fixing exactly those keeps every optimum and nothing else. That is exact, keeps 
 sparse (a dense value row made the city's later levels ten times slower), and leaves no
 tolerance for a later colour to buy: with weights per yuan that differ by orders of magnitude
 between needs, a relative tolerance of 10⁻⁷ on red could otherwise buy whole units of orange.
+
+Solving a level
+---------------
+A level does not need the whole model (:class:`_View`): a segment enters it only through its
+group's row (and, if red, the equity dial's rows), and a colour's objective weighs only its own
+segments. So each level is solved in an LP with the arcs and its own colour's segments only
+(money: the arcs), the other groups held by their rows' bounds (Σ q × lower ≤ Σ arcs ≤ Σ q ×
+upper of their segments: the exact projection), and its optimal face carried back to the whole
+model. On the city that is a third of the columns, and HiGHS' cost even for a run of no pivot
+grows with them. Each level's LP keeps the optimal basis it had in the baseline solve; a solve
+first checks whether that basis is still optimal with the bounds as they stand (its duals do not
+depend on bounds, its basic values take one solve with the basis) and takes the answer from it
+if so, else runs HiGHS from it. Either way the answer depends on the inputs alone, not on what
+was solved before. Segments a level's LP left out are rebuilt from their group's units in the
+end (see ``BudgetModel._assemble``).
 
 Marginal values
 ---------------
@@ -284,32 +300,63 @@ def _signature(n_needs: int, arc_need: np.ndarray, arc_offer: np.ndarray, n_offe
     return out[0], out[1]
 
 
+def _codes(values: np.ndarray, sort: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(code of each value, the distinct values): with ``sort``, the values sorted and the
+    codes in their order, so sorting by code sorts by value (as a groupby on the values
+    themselves would); else in order of first appearance (cheaper)."""
+    codes, uniques = pd.factorize(np.asarray(values), sort=sort)
+    return codes.astype(np.int64), np.asarray(uniques)
+
+
 def _offer_arcs(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
                 funds: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(need, offer, fund or -1) of every admissible offer arc, as in the exact model:
-    coverage by the tree, categories and colour, and the paying fund's reach and earmark."""
+    coverage by the tree, categories and colour, and the paying fund's reach and earmark.
+
+    Coverage, reach and earmark depend on the need's station and service alone, so they are
+    worked out once per station × service (on the city 40 times fewer rows than needs, and
+    the string work there was most of the build) and each need then gets its pair's offers;
+    categories and colour are checked need by need."""
     h = data.hierarchy
-    n_i, o_i = _covering_pairs(needs, "coverage", offers, h)
-    cat_o = offers["cat_bits"].to_numpy()[o_i]
-    tier_o = offers["tier_bits"].to_numpy()[o_i]
-    keep = ((cat_o == 0) | ((cat_o & needs["cat_bits"].to_numpy()[n_i]) != 0)) & \
-        ((tier_o == 0) | ((tier_o & needs["tier_bit"].to_numpy()[n_i]) != 0))
+    station, stations = _codes(needs["station_id"].to_numpy(), sort=False)
+    service, services = _codes(needs["service_id"].to_numpy(), sort=False)
+    kind, first = np.unique(station * len(services) + service, return_inverse=True,
+                            return_index=True)[1:][::-1]
+    types = pd.DataFrame({"station_id": stations[station[first]],
+                          "service_id": services[service[first]]})
+    t_i, o_i = _covering_pairs(types, "coverage", offers, h)
     fund_index = pd.Series(np.arange(len(funds)), index=funds["fund_id"].to_numpy())
     offer_fund = offers["fund_id"].map(fund_index).fillna(-1).to_numpy(np.int64)
     f_i = np.where(offers["charged"].to_numpy()[o_i], offer_fund[o_i], -1)
+    keep = np.ones(len(t_i), bool)
     charged = f_i >= 0
     if charged.any():
         sel = np.flatnonzero(charged)
         reach = h.covers(funds["centre_id"].to_numpy()[f_i[sel]],
-                         needs["station_id"].to_numpy()[n_i[sel]])
+                         types["station_id"].to_numpy()[t_i[sel]])
         # Earmarks as (fund, service) pairs: a loop over funds, then one isin over arcs.
         earmark = funds["earmarked_services"].fillna("").astype(str).str.split(";")
         pairs = {(f, s) for f, services in enumerate(earmark) for s in services if s}
         open_fund = np.array([services == [""] or services == [] for services in earmark])
-        service = needs["service_id"].to_numpy()[n_i[sel]]
-        arc_pair = pd.MultiIndex.from_arrays([f_i[sel], service])
+        service_of = types["service_id"].to_numpy()[t_i[sel]]
+        arc_pair = pd.MultiIndex.from_arrays([f_i[sel], service_of])
         allowed = arc_pair.isin(list(pairs)) if pairs else np.zeros(len(sel), bool)
-        keep[sel] &= reach & (open_fund[f_i[sel]] | allowed)
+        keep[sel] = reach & (open_fund[f_i[sel]] | allowed)
+    t_i, o_i, f_i = t_i[keep], o_i[keep], f_i[keep]
+    # Each need gets the offers of its station × service.
+    order = np.argsort(t_i, kind="stable")
+    o_sorted, f_sorted = o_i[order], f_i[order]
+    count = np.bincount(t_i, minlength=len(first))
+    start = np.cumsum(count) - count
+    per_need = count[kind]
+    n_i = np.repeat(np.arange(len(needs)), per_need)
+    pos = np.repeat(start[kind] - (np.cumsum(per_need) - per_need), per_need) + \
+        np.arange(len(n_i))
+    o_i, f_i = o_sorted[pos], f_sorted[pos]
+    cat_o = offers["cat_bits"].to_numpy()[o_i]
+    tier_o = offers["tier_bits"].to_numpy()[o_i]
+    keep = ((cat_o == 0) | ((cat_o & needs["cat_bits"].to_numpy()[n_i]) != 0)) & \
+        ((tier_o == 0) | ((tier_o & needs["tier_bit"].to_numpy()[n_i]) != 0))
     return n_i[keep], o_i[keep], f_i[keep]
 
 
@@ -320,15 +367,23 @@ def _aggregate(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
     n = len(needs)
     scale = needs["scale"].to_numpy(float)
     q = needs["base_quantity"].to_numpy(float) / scale  # the exact model's quantity, unscaled
-    street = h.ancestor(needs["station_id"].to_numpy(), "street")
-    service = needs["service_id"].to_numpy()
-    tier = needs["tier"].to_numpy()
+    # Ids as integer codes, in the ids' sort order where that orders the groups (a groupby on
+    # the strings themselves was a good part of the city's build); streets looked up once per
+    # station.
+    station, stations = _codes(needs["station_id"].to_numpy(), sort=False)
+    street_code, streets = _codes(h.ancestor(stations, "street"))
+    street_code = street_code[station]
+    street = streets[street_code]
+    service_code, services = _codes(needs["service_id"].to_numpy())
+    service = services[service_code]
+    tier_code, tiers = _codes(needs["tier"].to_numpy())
+    tier = tiers[tier_code]
 
     n_i, o_i, f_i = _offer_arcs(data, needs, offers, funds)
     h1, h2 = _signature(n, n_i, o_i, len(offers))
-    group_of = pd.DataFrame({"street": street, "service": service, "tier": tier, "h1": h1,
-                             "h2": h2}).groupby(["street", "service", "tier", "h1", "h2"],
-                                                sort=True)
+    group_of = pd.DataFrame({"street": street_code, "service": service_code, "tier": tier_code,
+                             "h1": h1, "h2": h2}).groupby(["street", "service", "tier", "h1",
+                                                           "h2"], sort=True)
     group = group_of.ngroup().to_numpy()
     n_groups = group_of.ngroups
     first = np.unique(group, return_index=True)[1]  # one need standing for each group
@@ -347,9 +402,10 @@ def _aggregate(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
     seg_urgency[segment] = needs["urgency"].to_numpy(float)
 
     # Households per group: the per-household caps become group caps.
-    households = pd.DataFrame({"g": group, "h": needs["household_id"].to_numpy()})
-    group_households = np.bincount(households.drop_duplicates()["g"].to_numpy(),
-                                   minlength=n_groups).astype(float)
+    household = _codes(needs["household_id"].to_numpy(), sort=False)[0]
+    group_households = np.bincount(
+        np.unique(group * (household.max(initial=0) + 1) + household) //
+        (household.max(initial=0) + 1), minlength=n_groups).astype(float)
 
     # Offer arcs: each need's bound min(q, offer's household cap, fund's household cap ÷ cost)
     # summed over the group, and at most cap × households.
@@ -457,10 +513,11 @@ class _Layout:
 class BudgetModel:
     """The aggregated allocation, built once, re-solved with new budgets and equity dials.
 
-    Build it with :func:`build_budget_model`. :meth:`solve` changes only bounds and the
-    objective of one HiGHS instance and starts each level from that level's optimal basis in
-    the baseline solve made at build time: a slider's re-solve is a warm start of a few
-    simplex iterations, and equal inputs give equal answers whatever was solved before.
+    Build it with :func:`build_budget_model`. :meth:`solve` changes only bounds of each
+    level's LP (a :class:`_View`, one HiGHS instance each) and starts each level from that
+    level's optimal basis in the baseline solve made at build time: a slider's re-solve is a
+    warm start of a few simplex iterations (none where the basis is still optimal), and equal
+    inputs give equal answers whatever was solved before.
     """
 
     def __init__(self, agg: _Aggregate, funds: pd.DataFrame, offers: pd.DataFrame,
@@ -494,14 +551,13 @@ class BudgetModel:
         fund = layout.family("fund")
         self._fund_rows = np.arange(fund.start, fund.stop, dtype=np.int32)
         self._objectives = self._level_costs()
-        self._highs = _new_model(n, self._col_lo, self._col_hi, rows, threads, seed)
-        # What the HiGHS instance holds now, so each change sends only what differs.
-        self._now = {"col_lo": self._col_lo.copy(), "col_hi": self._col_hi.copy(),
-                     "row_lo": self._row_lo.copy(), "row_hi": self._row_hi.copy(),
-                     "cost": np.zeros(n)}
-        # The optimal basis of each level in the baseline solve: every later solve starts the
-        # level from it (only budgets and the earlier levels' faces changed since).
-        self._level_basis: dict[str, highspy.HighsBasis] = {}
+        # The whole matrix once, row by row (what every level's view is cut from).
+        _, col, val, row = _csr(rows, n)
+        self._coo = (row, col.astype(np.int64), val)
+        # Each level's LP (a view of the model, see _View), by the colours whose segments it
+        # keeps and whether the equity dial is on. The dial-off views are built and solved by
+        # the baseline solve (whose bases start every later solve); the dial's on demand.
+        self._views: dict[tuple, _View] = {}
         self._baseline_done = False
         self._alone: _AloneModel | None = None
         self._prepare_reports()
@@ -626,18 +682,23 @@ class BudgetModel:
         agg.red_street_needs = np.bincount(red_street, weights=seg_needs[red],
                                            minlength=len(agg.red_streets))
         n_red = seg_needs[red].sum()
-        h = self._highs
-        city = lay.family("city_red").start
-        floor, deviation = lay.family("floor").start, lay.family("deviation").start
         # A colour or street left without needs gets weight 0 (its φ are all 0 anyway).
         some = agg.red_street_needs > 1e-9
         per_street = np.divide(1.0, agg.red_street_needs, out=np.zeros(len(some)), where=some)
         city_weight = 1.0 / n_red if n_red > 1e-9 else 0.0
-        for k, seg in enumerate(red):  # a loop over red segments: one coefficient each
-            col = int(lay.seg.start + seg)
-            h.changeCoeff(city, col, city_weight)
-            h.changeCoeff(floor + int(red_street[k]), col, float(per_street[red_street[k]]))
-            h.changeCoeff(deviation + int(red_street[k]), col, float(per_street[red_street[k]]))
+        # The red segments' coefficients in the city, floor and deviation rows: in the matrix
+        # every view is cut from, and in the views already built (only the dial's hold them).
+        row, col, val = self._coo
+        seg_of_col = np.full(agg.n_cols, -1)
+        seg_of_col[lay.seg.start + red] = np.arange(len(red))
+        k = seg_of_col[col]
+        city = lay.family("city_red")
+        dial_rows = (row >= city.start) & (row < lay.family("deviation").stop) & (k >= 0)
+        pos = np.flatnonzero(dial_rows)
+        val[pos] = np.where(row[pos] == city.start, city_weight,
+                            per_street[red_street[k[pos]]])
+        for view in self._views.values():
+            view.change_coefficients(pos, val[pos])
         self._count_reports()
         self._alone = None  # rebuilt from the new counts when a dial asks for it
 
@@ -747,55 +808,124 @@ class BudgetModel:
         except RuntimeError as exc:
             return _error_solution(self, b, equity, str(exc), time.perf_counter() - start)
 
-    def _push_cols(self, lo: np.ndarray, hi: np.ndarray) -> None:
-        """Send the column bounds that differ from what HiGHS holds."""
-        now = self._now
-        idx = np.flatnonzero((lo != now["col_lo"]) | (hi != now["col_hi"]))
-        if len(idx):
-            self._highs.changeColsBounds(len(idx), idx.astype(np.int32), lo[idx], hi[idx])
-            now["col_lo"][idx] = lo[idx]
-            now["col_hi"][idx] = hi[idx]
+    # -- the levels --------------------------------------------------------------------------
 
-    def _push_rows(self, lo: np.ndarray, hi: np.ndarray) -> None:
-        """Send the row bounds that differ from what HiGHS holds."""
-        now = self._now
-        idx = np.flatnonzero((lo != now["row_lo"]) | (hi != now["row_hi"]))
-        if len(idx):
-            self._highs.changeRowsBounds(len(idx), idx.astype(np.int32),
-                                         np.where(np.isfinite(lo[idx]), lo[idx], -_INF),
-                                         np.where(np.isfinite(hi[idx]), hi[idx], _INF))
-            now["row_lo"][idx] = lo[idx]
-            now["row_hi"][idx] = hi[idx]
+    def _view(self, level: str, dial: bool) -> _View:
+        """The LP ``level`` is solved in (see :class:`_View`): it keeps the arcs and the
+        segments of the level's own colour (money and the dial's shortfall: none), and with the
+        dial on the red segments and the dial's rows too."""
+        colours = frozenset(() if level in ("money", "equity") else (level,)) | \
+            (frozenset((RED,)) if dial else frozenset())
+        view = self._views.get((colours, dial))
+        if view is None:
+            view = self._views[(colours, dial)] = _View(self, colours, dial)
+        return view
 
-    def _set_objective(self, level: str) -> None:
-        h = self._highs
-        cost = self._objectives[level]
-        idx = np.flatnonzero(cost != self._now["cost"])
-        h.changeObjectiveSense(highspy.ObjSense.kMinimize if level in ("money", "equity")
-                               else highspy.ObjSense.kMaximize)
-        if len(idx):
-            h.changeColsCost(len(idx), idx.astype(np.int32), cost[idx])
-            self._now["cost"] = cost
-
-    def _run(self, name: str) -> None:
-        """Solve the model as it stands, from the level's baseline basis."""
-        h = self._highs
-        start = self._level_basis.get(name) or self._level_basis.get(TIER_LEVELS[0])
-        if start is not None:
+    def _run(self, view: _View, level: str, before: tuple[_View, _Stored] | None) -> None:
+        """Solve ``view`` as it stands for ``level`` with HiGHS, from the level's start basis:
+        the baseline's optimum of the level (the dial's views: one made from those); in the
+        baseline itself, from the optimum of the level ``before`` it."""
+        h = view.highs
+        key = RED if level == "equity" else level  # the dial's shortfall starts from red's
+        start = view.basis.get(key)
+        if start is None and view.dial:
+            start = view.basis[key] = self._dial_basis(view, key)
+        if start is None and before is not None:
+            start = self._chain_basis(*before, view)
+        if view.factored:
+            view.factored = False  # stored_answer set the start basis (see there)
+        elif start is not None:
             # Forget the solver's state (factorisation, edge weights, the random stream of
             # its perturbations): the run depends on the model and the start basis alone.
             h.clearSolver()
             h.setBasis(start)
         if self._time_limit > 0:
             h.setOptionValue("time_limit", h.getRunTime() + self._time_limit)
+        view.held = None
         h.run()
         status = h.getModelStatus()
         if status != highspy.HighsModelStatus.kOptimal:
-            raise RuntimeError(f"level {name}: HiGHS returned {h.modelStatusToString(status)}")
-        if not self._baseline_done and name != "equity":
-            self._level_basis[name] = h.getBasis()
+            raise RuntimeError(f"level {level}: HiGHS returned {h.modelStatusToString(status)}")
 
-    def _fix_optimal_face(self, col_dual: np.ndarray, col_value: np.ndarray,
+    def _chain_basis(self, source: _View, stored: _Stored, view: _View) -> highspy.HighsBasis:
+        """The baseline's start for a level: the optimal basis of the level before (``stored``,
+        of ``source``) carried over to ``view`` — what both hold keeps its status; the
+        segments ``view`` adds sit where their group's row sat (the group's first one basic
+        in the row's place when the row was basic); a group ``view`` holds by its row alone
+        has that row basic when one of its segments was, else at the bound its segments sat
+        at. The dual simplex goes on from the level before instead of from nothing (HiGHS
+        completes the basis should the count or rank be off); on the city this also halves
+        the baseline's pivots, and bases found this way start re-solves well (see _View)."""
+        agg, lay = self.agg, self._layout
+        col = np.zeros(agg.n_cols, np.int8)
+        row = np.zeros(self._rows.count, np.int8)
+        col[source.cols] = stored.col_status
+        row[source.rows] = stored.row_status
+        group0 = lay.family("group").start
+        added = view.seg[(view.seg >= 0) & (source.col_of[view.cols] < 0)]
+        if len(added):
+            g = agg.seg_group[added]
+            held = row[group0 + g]
+            status = np.where(held == _UPPER, _UPPER, _LOWER).astype(np.int8)
+            first = np.r_[True, g[1:] != g[:-1]]  # segments are in group order
+            status[first & (held == _BASIC)] = _BASIC
+            col[lay.seg.start + added] = status
+            row[group0 + g] = _LOWER
+        gone = source.seg[(source.seg >= 0) & (view.col_of[source.cols] < 0)]
+        if len(gone):
+            g = agg.seg_group[gone]
+            status = col[lay.seg.start + gone]
+            n_groups = len(agg.group_street)
+            count = np.bincount(g, minlength=n_groups)
+            basic = np.bincount(g, weights=status == _BASIC, minlength=n_groups)
+            upper = np.bincount(g, weights=status == _UPPER, minlength=n_groups)
+            lower = np.bincount(g, weights=status == _LOWER, minlength=n_groups)
+            groups = np.unique(g)
+            inside = (basic[groups] > 0) | ((upper[groups] < count[groups]) &
+                                            (lower[groups] < count[groups]))
+            row[group0 + groups] = np.where(inside, _BASIC, np.where(
+                upper[groups] == count[groups], _UPPER, _LOWER))
+        return _basis_of(col[view.cols], row[view.rows])
+
+    def _dial_basis(self, view: _View, level: str) -> highspy.HighsBasis:
+        """A start basis for ``level`` in a dial view, made from the baseline bases of the
+        dial-off views (so it does not depend on what was solved before): every column and
+        row the dial-off view of the level holds keeps its status; each red group that view
+        held by its row alone gets its red segments back — all at the bound its row sat at,
+        or, where the row was basic, one segment basic in its place (the one basic at the red
+        level, else the group's first) and the others as they were at the red level; the
+        city's red fill rate is basic and its row not, the floor and deviation rows are basic
+        and the shortfall at 0. The count of basic variables matches the rows, and the basis
+        is triangular over the dial-off one, so it is a basis."""
+        agg, lay = self.agg, self._layout
+        source = self._views[(frozenset(() if level == "money" else (level,)), False)]
+        col = np.zeros(agg.n_cols, np.int8)
+        row = np.zeros(self._rows.count, np.int8)
+        col[source.cols] = source.stored[level].col_status
+        row[source.rows] = source.stored[level].row_status
+        if level != RED:
+            red_view = self._views[(frozenset((RED,)), False)]
+            segs = np.flatnonzero(self._seg_tier == 0)
+            at_red = red_view.stored[RED].col_status[red_view.col_of[lay.seg.start + segs]]
+            g = agg.seg_group[segs]
+            g_row = lay.family("group").start + g
+            held = row[g_row]
+            was_basic = at_red == _BASIC
+            status = np.where(held == _BASIC, np.where(was_basic, _LOWER, at_red),
+                              np.where(held == _UPPER, _UPPER, _LOWER)).astype(np.int8)
+            order = np.lexsort((segs, ~was_basic, g))
+            first = order[np.r_[True, g[order][1:] != g[order][:-1]]]
+            status[first[held[first] == _BASIC]] = _BASIC
+            col[lay.seg.start + segs] = status
+            row[g_row] = _LOWER
+        row[lay.family("city_red")] = _LOWER
+        col[lay.city] = _BASIC
+        row[lay.family("floor")] = _BASIC
+        row[lay.family("deviation")] = _BASIC
+        col[lay.short] = _LOWER
+        return _basis_of(col[view.cols], row[view.rows])
+
+    def _fix_optimal_face(self, view: _View, col_dual: np.ndarray, col_value: np.ndarray,
                           row_dual: np.ndarray, row_value: np.ndarray, col_lo: np.ndarray,
                           col_hi: np.ndarray, row_lo: np.ndarray, row_hi: np.ndarray) -> None:
         """Hold the level just solved at its optimum by restricting the model to its optimal
@@ -804,61 +934,105 @@ class BudgetModel:
         non-zero dual at its bound, in *every* optimal solution. Fixing those (instead of a
         dense "value ≥ optimum − tolerance" row) is exact, keeps the model sparse and lets no
         later level buy anything with an earlier level's value, not even a tolerance's worth.
+
+        The bounds are the whole model's (``view`` solved a projection of it). A row of the
+        view that stands for a group whose segments it left out, at its lower bound
+        (Σ arcs = Σ q × the segments' lower bounds), holds every one of those segments at
+        its lower bound, and likewise at the upper: that is the same face in the whole model.
         """
         cols = np.flatnonzero(np.abs(col_dual) > DUAL_TOLERANCE)
+        full = view.cols[cols]
         x = col_value[cols]
-        lo, hi = col_lo[cols], col_hi[cols]
-        at = np.where(np.abs(x - lo) <= np.abs(x - hi), lo, hi)
-        col_lo[cols] = col_hi[cols] = at
+        lo, hi = col_lo[full], col_hi[full]
+        col_lo[full] = col_hi[full] = np.where(np.abs(x - lo) <= np.abs(x - hi), lo, hi)
         rows = np.flatnonzero(np.abs(row_dual) > DUAL_TOLERANCE)
         r = row_value[rows]
-        lo, hi = row_lo[rows], row_hi[rows]
+        lo, hi = view.now["row_lo"][rows], view.now["row_hi"][rows]
         lower_side = ~np.isfinite(hi) | (np.isfinite(lo) & (np.abs(r - lo) <= np.abs(r - hi)))
-        at = np.where(lower_side, lo, hi)
-        row_lo[rows] = row_hi[rows] = at
-        self._push_cols(col_lo, col_hi)
-        self._push_rows(row_lo, row_hi)
+        full = view.rows[rows]
+        row_lo[full] = row_hi[full] = np.where(lower_side, row_lo[full], row_hi[full])
+        if len(view.coll_col) and len(rows):
+            side = np.zeros(len(view.rows), np.int8)
+            side[rows] = np.where(lower_side, 1, 2)
+            s = side[view.coll_row]
+            sel = s > 0
+            j, a = view.coll_col[sel], view.coll_val[sel]
+            # At the row's lower bound each left-out column makes a·x as large as it can.
+            take_hi = (a > 0) == (s[sel] == 1)
+            col_lo[j] = col_hi[j] = np.where(take_hi, col_hi[j], col_lo[j])
 
     def _solve_levels(self, budgets: pd.Series, equity: EquityDial | None,
                       context: tuple[np.ndarray, BudgetSolution] | None) -> BudgetSolution:
         """Equity (when the floor dial is on), red, orange, yellow, green, then money, each
         on the optimal face of the levels before it; fund duals at every colour level."""
-        h = self._highs
         t0 = time.perf_counter()
+        agg = self.agg
         col_lo, col_hi = self._col_lo.copy(), self._col_hi.copy()
         row_lo, row_hi = self._row_lo.copy(), self._row_hi.copy()
         row_hi[self._fund_rows] = budgets.to_numpy(float)
         target = self._dial_bounds(equity, context, col_hi, row_lo, row_hi)
-        self._push_cols(col_lo, col_hi)
-        self._push_rows(row_lo, row_hi)
+        dial = equity is not None and equity.active
+        baseline = not self._baseline_done
 
         levels = list(TIER_LEVELS) + ["money"]
-        if equity is not None and equity.floor is not None and len(self.agg.red_streets):
+        if equity is not None and equity.floor is not None and len(agg.red_streets):
             levels.insert(0, "equity")
         values: dict[str, float] = {}
         n_funds = len(self.fund_ids)
         points, marginal = np.zeros(n_funds), np.zeros(n_funds)
         level_of = np.full(n_funds, "", dtype=object)
+        # Each segment's φ where its own colour was solved, and whether it was basic there:
+        # where later levels leave it out, its value is rebuilt from these (see _assemble).
+        own = np.zeros(agg.n_segments)
+        own_basic = np.zeros(agg.n_segments, bool)
+        before = None
+        ran = False
         for level in levels:
-            self._set_objective(level)
-            self._run(level)
-            values[level] = float(h.getInfo().objective_function_value)
+            view = self._view(level, dial)
+            maximise = level not in ("money", "equity")
+            view.load(col_lo, col_hi, row_lo, row_hi, self._objectives[level],
+                      maximise=maximise)
+            # Once a level has needed HiGHS, the later levels' faces have moved with it, and
+            # on the city their stored bases never passed the check after that: it is not
+            # tried. (Only the time depends on this: from a stored basis that is still
+            # optimal HiGHS makes no pivot and gives the same answer.)
+            answer = None if baseline or ran else view.stored_answer(level, maximise)
+            if answer is None:
+                self._run(view, level, before)
+                ran = True
+                h = view.highs
+                sol = h.getSolution()
+                # Row activities and reduced costs from the columns and the row duals
+                # (A x, c − Aᵀ y): cheaper than converting HiGHS' lists of them.
+                col_value = np.asarray(sol.col_value, float)
+                row_dual = np.asarray(sol.row_dual, float)
+                row_value, col_dual = view.activity(col_value), view.reduced_costs(row_dual)
+                basic = np.asarray(h.getBasicVariables()[1])
+                values[level] = float(h.getInfo().objective_function_value)
+                if baseline:
+                    before = (view, view.store(level, col_value, row_value, col_dual, row_dual,
+                                               basic, maximise))
+            else:
+                col_value, row_value, col_dual, row_dual, basic = answer
+                # (an elementwise sum: a BLAS dot product left its threads spinning)
+                values[level] = float((view.now["cost"] * col_value).sum())
             if level == "money":
                 break
-            sol = h.getSolution()
-            row_dual = np.asarray(sol.row_dual, float)
             if level in TIER_LEVELS:
-                dual = np.abs(row_dual[self._fund_rows])
+                t = TIER_LEVELS.index(level)
+                mine = view.own[t]
+                own[view.seg[mine]] = col_value[mine]
+                basic_cols = basic[basic >= 0]
+                own_basic[view.seg[basic_cols[view.tier[basic_cols] == t]]] = True
+                dual = np.abs(row_dual[view.fund_rows])
                 new = (level_of == "") & (dual > DUAL_TOLERANCE)
                 if new.any():
                     marginal[new] = dual[new]
                     level_of[new] = level
-                    points[new] = self._fill_sensitivity(level, np.flatnonzero(new))
-            self._fix_optimal_face(np.asarray(sol.col_dual, float),
-                                   np.asarray(sol.col_value, float), row_dual,
-                                   np.asarray(sol.row_value, float), col_lo, col_hi, row_lo,
-                                   row_hi)
-        x = np.asarray(h.getSolution().col_value, float)
+                    points[new] = self._fill_sensitivity(view, t, basic, np.flatnonzero(new))
+            self._fix_optimal_face(view, col_dual, col_value, row_dual, row_value, col_lo,
+                                   col_hi, row_lo, row_hi)
+        x = self._assemble(view, col_value, row_value, own, own_basic, col_lo, col_hi, row_lo)
         self.last_x = x
         self._baseline_done = True
         sol = self._solution(x, budgets, values, marginal, level_of, points,
@@ -866,21 +1040,66 @@ class BudgetModel:
         sol.seconds = time.perf_counter() - t0
         return sol
 
-    def _fill_sensitivity(self, tier: str, funds: np.ndarray) -> np.ndarray:
-        """Fill-rate points per ¥10,000 of ``tier`` for one more yuan in each of ``funds``,
-        from the level's optimal basis ``B``: one more yuan in fund ``f`` moves the basic
-        columns by ``B⁻¹ e_f``, so the colour's filled needs move by ``1_Pᵀ B⁻¹ e_f`` (``P``:
-        the basic segments of the colour) — one transposed solve ``B⁻ᵀ 1_P`` for all funds."""
-        h, lay = self._highs, self._layout
-        basic = np.asarray(h.getBasicVariables()[1])
-        t = TIER_LEVELS.index(tier)
-        is_seg = (basic >= lay.seg.start) & (basic < lay.seg.stop)
-        pos = np.flatnonzero(is_seg)
-        pos = pos[self._seg_tier[basic[pos] - lay.seg.start] == t]
+    def _assemble(self, view: _View, col_value: np.ndarray, row_value: np.ndarray,
+                  own: np.ndarray, own_basic: np.ndarray, col_lo: np.ndarray,
+                  col_hi: np.ndarray, row_lo: np.ndarray) -> np.ndarray:
+        """The whole model's columns from the last level's answer (``view``): what it holds
+        as it is; each segment it left out from its group's row, which says how many units
+        (Σ arcs) the group's left-out segments take. Those start at their φ where their own
+        colour was solved (within the bounds the later levels left them); what the units
+        differ by moves through the segments still free — by then all of one group's free
+        segments weigh the same per unit in their colour (a non-zero reduced cost fixed the
+        others), so where they go changes no level's value. The others move first — to fill
+        as many needs as the units allow, those of least quantity gain first and those of
+        most lose first — and the one basic at its colour's level last: it keeps what that
+        level gave it, so a budget's small change still moves it as the basis says (the fill
+        rate's points per ¥10,000 are read from that basis). With one free segment in a
+        group (no tie) the answer is the only one."""
+        lay = self._layout
+        x = np.zeros(self.agg.n_cols)
+        x[view.cols] = col_value
+        if not len(view.coll_col):
+            return x
+        j, k, a = view.coll_col, view.coll_row, view.coll_val
+        seg = j - lay.seg.start
+        lo, hi = col_lo[j], col_hi[j]
+        xj = np.clip(own[seg], lo, hi)
+        # Each row with left-out columns is an equality: they must make up what the rest
+        # does not.
+        rest = row_lo[view.rows] - row_value
+        residual = rest - np.bincount(k, weights=a * xj, minlength=len(view.rows))
+        r = residual[k]
+        move = np.flatnonzero(r != 0)
+        if len(move):
+            km, am, rm, xm = k[move], a[move], r[move], xj[move]
+            span = np.stack([am * (hi[move] - xm), am * (lo[move] - xm)])
+            cap = np.where(rm > 0, span.max(axis=0), -span.min(axis=0))  # room, ≥ 0
+            key = np.where(rm > 0, np.abs(am), -np.abs(am))
+            order = np.lexsort((j[move], key, own_basic[seg[move]], km))
+            cap_o, k_o, r_o = cap[order], km[order], rm[order]
+            before = np.cumsum(cap_o) - cap_o
+            first = np.r_[True, k_o[1:] != k_o[:-1]]
+            before -= before[np.flatnonzero(first)][np.cumsum(first) - 1]
+            units = np.clip(np.abs(r_o) - before, 0.0, cap_o)
+            moved = xm.copy()
+            moved[order] += np.sign(r_o) * units / am[order]
+            xj[move] = np.clip(moved, lo[move], hi[move])
+        x[j] = xj
+        return x
+
+    def _fill_sensitivity(self, view: _View, t: int, basic: np.ndarray,
+                          funds: np.ndarray) -> np.ndarray:
+        """Fill-rate points per ¥10,000 of colour ``t`` for one more yuan in each of
+        ``funds``, from the level's optimal basis ``B``: one more yuan in fund ``f`` moves the
+        basic columns by ``B⁻¹ e_f``, so the colour's filled needs move by ``1_Pᵀ B⁻¹ e_f``
+        (``P``: the basic segments of the colour) — one transposed solve ``B⁻ᵀ 1_P`` for all
+        funds. (``basic``: the view's basic variables, columns ≥ 0, rows as −1 − row.)"""
+        pos = np.flatnonzero(basic >= 0)
+        pos = pos[view.tier[basic[pos]] == t]
         indicator = np.zeros(len(basic))
         indicator[pos] = 1.0
-        per_row = np.asarray(h.getBasisTransposeSolve(indicator)[1], float)
-        return per_row[self._fund_rows[funds]] / self._tier_needs[t] * POINTS_PER_10K
+        per_row = np.asarray(view.highs.getBasisTransposeSolve(indicator)[1], float)
+        return per_row[view.fund_rows[funds]] / self._tier_needs[t] * POINTS_PER_10K
 
     def _dial_bounds(self, equity: EquityDial | None,
                      context: tuple[np.ndarray, BudgetSolution] | None, col_hi: np.ndarray,
@@ -983,6 +1202,295 @@ class BudgetModel:
                               money=float(used.sum()), equity=equity, price_of_fairness=None,
                               status=str(Status.OPTIMAL), seconds=0.0, shortfall=short,
                               segment_filled=phi, arc_flow=y)
+
+
+_STATUS_OF = (highspy.HighsBasisStatus.kLower, highspy.HighsBasisStatus.kBasic,
+              highspy.HighsBasisStatus.kUpper, highspy.HighsBasisStatus.kZero)
+_LOWER, _BASIC, _UPPER, _ZERO = 0, 1, 2, 3
+PRIMAL_TOLERANCE = 1e-7  # HiGHS' primal and dual feasibility tolerances (its defaults)
+DUAL_FEASIBILITY = 1e-7
+
+
+def _basis_of(col_status: np.ndarray, row_status: np.ndarray, *,
+              alien: bool = True) -> highspy.HighsBasis:
+    """A HiGHS basis from statuses as small integers (HiGHS' enum values). ``alien``: HiGHS
+    checks it by factorising it and, should the count of basic variables or the rank be off,
+    completes it (deterministically) rather than refusing it; a basis known to be one (an
+    optimum's) is not marked, as the check costs milliseconds on the city each time."""
+    basis = highspy.HighsBasis()
+    basis.col_status = [_STATUS_OF[s] for s in col_status.tolist()]
+    basis.row_status = [_STATUS_OF[s] for s in row_status.tolist()]
+    basis.valid = True
+    basis.alien = alien
+    return basis
+
+
+@dataclass
+class _Stored:
+    """A level's optimal basis in the baseline solve, kept to start every later solve of the
+    level: as HiGHS takes it, as statuses (small integers), and its reduced costs and row
+    duals, which depend on the basis and the level's costs only — not on any bound."""
+
+    basis: highspy.HighsBasis
+    col_status: np.ndarray
+    row_status: np.ndarray
+    col_dual: np.ndarray
+    row_dual: np.ndarray
+
+
+class _View:
+    """The LP one level is solved in: the model projected on the columns the level needs.
+
+    A segment enters the model only through its group's row (Σ arcs = Σ q φ) and, if red,
+    through the equity dial's rows; a colour level weighs only its own colour's segments and
+    the money level none. So, with the dial off, a level can leave out the segments of every
+    other colour — their group's row keeps Σ q × their lower bounds ≤ Σ arcs ≤ Σ q × their
+    upper bounds, the exact projection of their box on that sum — and the dial's rows and
+    columns (free then). Its LP is the model's projected on the columns it keeps: the same
+    optimum, the same optimal face on those columns, the same fund duals. On the city it has
+    a third of the columns, and HiGHS' cost of a run, even one of no pivot (setting the basis
+    up, checking the answer), grows with them. With the dial on the red segments stay in, and
+    the dial's rows with them.
+
+    Each view is one HiGHS instance; ``basis`` holds the start basis of each level solved in
+    it, ``stored`` (dial off) the baseline's optimum behind it. Bounds are the whole model's,
+    mapped in by :meth:`load`."""
+
+    def __init__(self, model: BudgetModel, colours: frozenset, dial: bool):
+        agg, lay, rows = model.agg, model._layout, model._rows
+        n = agg.n_cols
+        keep_col = np.ones(n, bool)
+        keep_col[lay.seg] = np.isin(model._seg_tier, [TIER_LEVELS.index(c) for c in colours])
+        keep_row = np.ones(rows.count, bool)
+        if not dial:
+            keep_col[lay.short] = keep_col[lay.city] = False
+            for family in ("city_red", "floor", "deviation"):
+                keep_row[lay.family(family)] = False
+        self.dial = dial
+        self.cols = np.flatnonzero(keep_col)
+        self.rows = np.flatnonzero(keep_row)
+        self.col_of = np.full(n, -1)
+        self.col_of[self.cols] = np.arange(len(self.cols))
+        self.row_of = np.full(rows.count, -1)
+        self.row_of[self.rows] = np.arange(len(self.rows))
+        row, col, val = model._coo
+        in_row = keep_row[row]
+        kept = in_row & keep_col[col]
+        left_out = in_row & ~keep_col[col]
+        # The columns left out that sit in a row kept: segments, each in its group's row only
+        # (an equality), which is what makes the projection exact.
+        self.coll_col = col[left_out]
+        self.coll_row = self.row_of[row[left_out]]
+        self.coll_val = val[left_out]
+        self.coll_negative = bool((self.coll_val < 0).all())
+        if (self.coll_col < lay.seg.start).any() or (self.coll_col >= lay.seg.stop).any() \
+                or np.bincount(self.coll_col - lay.seg.start).max(initial=0) > 1 \
+                or (model._row_lo[self.rows[self.coll_row]]
+                    != model._row_hi[self.rows[self.coll_row]]).any():
+            raise AssertionError("a view left out a column that is not a group's segment")
+        is_seg = (self.cols >= lay.seg.start) & (self.cols < lay.seg.stop)
+        self.seg = np.where(is_seg, self.cols - lay.seg.start, -1)  # segment of each column
+        self.tier = np.where(is_seg, model._seg_tier[np.where(is_seg, self.seg, 0)], -1)
+        self.own = {t: np.flatnonzero(self.tier == t) for t in range(len(TIER_LEVELS))}
+        self.fund_rows = self.row_of[model._fund_rows]
+        self.basis: dict[str, highspy.HighsBasis] = {}
+        self.stored: dict[str, _Stored] = {}
+        # What the instance holds besides the model: ``held``, the level whose stored basis
+        # it holds factorised, no run since (``held_basic``: its basic variables);
+        # ``factored``, whether that was set up in this very solve, from a clean state.
+        self.held: str | None = None
+        self.held_basic = np.zeros(0, np.int64)
+        self.factored = False
+
+        h = self.highs = _new_highs(model._threads, 0.0, model._seed)
+        # Every basis a view stores comes from the simplex itself: the baseline's first level
+        # is solved without presolve (on the city that was also the faster way) and each
+        # later level goes on from the level before (see BudgetModel._chain_basis). A basis
+        # put together by postsolve (equality rows basic at zero, their columns nonbasic)
+        # made re-solves after a fund moved by a quarter take thousands of pivots instead of
+        # hundreds.
+        h.setOptionValue("presolve", "off")
+        n_cols, n_rows = len(self.cols), len(self.rows)
+        lo, hi = model._col_lo[self.cols], model._col_hi[self.cols]
+        h.addCols(n_cols, np.zeros(n_cols), lo, hi, 0, np.zeros(n_cols, np.int32),
+                  np.zeros(0, np.int32), np.zeros(0))
+        # The view's matrix (entries in whole-model order, so by row), kept in step with
+        # the instance's by change_coefficients.
+        self.kept = np.flatnonzero(kept)
+        self.matrix = (self.row_of[row[kept]], self.col_of[col[kept]], val[kept].copy())
+        r, c, v = self.matrix
+        nonzero = v != 0  # set_demand may have zeroed a red coefficient
+        r, c, v = r[nonzero], c[nonzero], v[nonzero]
+        starts = np.searchsorted(r, np.arange(n_rows)).astype(np.int32)
+        row_lo, row_hi = self._row_bounds(model._col_lo, model._col_hi, model._row_lo,
+                                          model._row_hi)
+        h.addRows(n_rows, np.where(np.isfinite(row_lo), row_lo, -_INF),
+                  np.where(np.isfinite(row_hi), row_hi, _INF), len(c), starts,
+                  c.astype(np.int32), v)
+        # What the HiGHS instance holds now, so each change sends only what differs.
+        self.now = {"col_lo": lo.copy(), "col_hi": hi.copy(), "row_lo": row_lo,
+                    "row_hi": row_hi, "cost": np.zeros(n_cols)}
+
+    def _row_bounds(self, col_lo: np.ndarray, col_hi: np.ndarray, row_lo: np.ndarray,
+                    row_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The kept rows' bounds, less what the left-out columns can contribute."""
+        lo, hi = row_lo[self.rows], row_hi[self.rows]
+        if len(self.coll_col):
+            a, j = self.coll_val, self.coll_col
+            # The most and the least each left-out column can put in: a × its lower and upper
+            # bound when a < 0 (segments in their group's row, −q, always are).
+            most, least = a * col_lo[j], a * col_hi[j]
+            if not self.coll_negative:
+                most, least = np.maximum(most, least), np.minimum(most, least)
+            n = len(self.rows)
+            lo = lo - np.bincount(self.coll_row, weights=most, minlength=n)
+            hi = hi - np.bincount(self.coll_row, weights=least, minlength=n)
+        return lo, hi
+
+    def load(self, col_lo: np.ndarray, col_hi: np.ndarray, row_lo: np.ndarray,
+             row_hi: np.ndarray, cost: np.ndarray, *, maximise: bool) -> None:
+        """Send the whole model's bounds (as they stand in this solve) and a level's costs,
+        only where they differ from what the instance holds."""
+        h, now = self.highs, self.now
+        lo, hi = col_lo[self.cols], col_hi[self.cols]
+        idx = np.flatnonzero((lo != now["col_lo"]) | (hi != now["col_hi"]))
+        if len(idx):
+            h.changeColsBounds(len(idx), idx.astype(np.int32), lo[idx], hi[idx])
+            now["col_lo"][idx] = lo[idx]
+            now["col_hi"][idx] = hi[idx]
+        lo, hi = self._row_bounds(col_lo, col_hi, row_lo, row_hi)
+        idx = np.flatnonzero((lo != now["row_lo"]) | (hi != now["row_hi"]))
+        if len(idx):
+            h.changeRowsBounds(len(idx), idx.astype(np.int32),
+                               np.where(np.isfinite(lo[idx]), lo[idx], -_INF),
+                               np.where(np.isfinite(hi[idx]), hi[idx], _INF))
+            now["row_lo"][idx] = lo[idx]
+            now["row_hi"][idx] = hi[idx]
+        c = cost[self.cols]
+        idx = np.flatnonzero(c != now["cost"])
+        if len(idx):
+            h.changeColsCost(len(idx), idx.astype(np.int32), c[idx])
+            now["cost"] = c
+        h.changeObjectiveSense(highspy.ObjSense.kMaximize if maximise
+                               else highspy.ObjSense.kMinimize)
+
+    def store(self, level: str, col_value: np.ndarray, row_value: np.ndarray,
+              col_dual: np.ndarray, row_dual: np.ndarray, basic: np.ndarray,
+              maximise: bool) -> _Stored:
+        """Keep the optimum just found as the level's start in every later solve.
+
+        The statuses are read off the answer (basic variables from HiGHS, the others at the
+        bound they sit at), which is faster than converting HiGHS' basis object. A fixed
+        nonbasic variable sits at both bounds: it is marked at the one its dual points to
+        (upper where sense × dual > 0), so that, should a later solve leave it free, the basis
+        stays dual feasible there."""
+        sense = 1.0 if maximise else -1.0
+        status = []
+        for value, dual, lo, hi, is_basic in (
+                (col_value, col_dual, self.now["col_lo"], self.now["col_hi"],
+                 basic[basic >= 0]),
+                (row_value, row_dual, self.now["row_lo"], self.now["row_hi"],
+                 -1 - basic[basic < 0])):
+            s = np.where(np.abs(value - hi) < np.abs(value - lo), _UPPER, _LOWER)
+            s = np.where(lo == hi, np.where(sense * dual > 0, _UPPER, _LOWER), s)
+            s = np.where(~np.isfinite(lo) & ~np.isfinite(hi), _ZERO, s).astype(np.int8)
+            s[is_basic] = _BASIC
+            status.append(s)
+        stored = _Stored(_basis_of(*status, alien=False), status[0], status[1], col_dual,
+                         row_dual)
+        self.stored[level] = stored
+        self.basis[level] = stored.basis
+        return stored
+
+    def stored_answer(self, level: str, maximise: bool) -> tuple | None:
+        """The level's answer straight from its stored optimal basis, when that basis is still
+        optimal with the bounds as they stand (the instance's): ``col_value, row_value,
+        col_dual, row_dual, basic``, or ``None`` when it is not (or there is none).
+
+        A basis's reduced costs and duals depend on the costs, not the bounds, so it stays
+        dual feasible as long as every nonbasic variable that is not fixed sits at a finite
+        bound its reduced cost agrees with (HiGHS' tolerance). Then it is optimal if the
+        basic variables, solved from the nonbasic ones' bounds (one solve with the basis,
+        ``B z = −A_N x_N + r_N``, HiGHS' logicals being minus the row activities), lie
+        within their bounds. That is the answer HiGHS gives from that basis in no pivot — a
+        run from the stored basis changes nothing — at a fraction of a run's cost (on the
+        city a run of no pivot costs tens of milliseconds: it sets the whole LP up again and
+        checks the answer). Equal bounds give the same answer whatever was solved before."""
+        stored = self.stored.get(level)
+        self.factored = False
+        if stored is None:
+            return None
+        sense = 1.0 if maximise else -1.0
+        now = self.now
+        values = []
+        for status, dual, lo, hi in ((stored.col_status, stored.col_dual, now["col_lo"],
+                                      now["col_hi"]),
+                                     (stored.row_status, stored.row_dual, now["row_lo"],
+                                      now["row_hi"])):
+            free = lo != hi
+            d = sense * dual
+            at_lo = (status == _LOWER) & free
+            at_hi = (status == _UPPER) & free
+            if (at_lo & (~np.isfinite(lo) | (d > DUAL_FEASIBILITY))).any() or \
+                    (at_hi & (~np.isfinite(hi) | (d < -DUAL_FEASIBILITY))).any() or \
+                    ((status == _ZERO) & (np.isfinite(lo) | np.isfinite(hi))).any():
+                return None
+            values.append(np.where(status == _UPPER, hi,
+                                   np.where(status == _LOWER, lo, 0.0)))
+        x, r_bound = values
+        x[stored.col_status == _BASIC] = 0.0
+        nonbasic_row = stored.row_status != _BASIC
+        a_row, a_col, a_val = self.matrix
+        n_rows = len(self.rows)
+        rhs = np.where(nonbasic_row, r_bound, 0.0) - \
+            np.bincount(a_row, weights=a_val * x[a_col], minlength=n_rows)
+        h = self.highs
+        if self.held != level:
+            h.clearSolver()
+            h.setBasis(stored.basis)
+            self.held_basic = np.asarray(h.getBasicVariables()[1])  # factorises the basis
+            self.held = level
+            # Should the basis not be optimal, the run starts right here: from the same
+            # clean state and basis as otherwise, with the factorisation it would make first
+            # already made.
+            self.factored = True
+        # Else the instance still holds this basis, factorised, from the last solve (no run
+        # since): the same factors as a fresh factorisation, so the same answer.
+        basic = self.held_basic
+        z = np.asarray(h.getBasisSolve(rhs)[1], float)
+        cols = basic >= 0
+        x[basic[cols]] = z[cols]
+        lo, hi = now["col_lo"], now["col_hi"]
+        row_value = self.activity(x)
+        if ((x < lo - PRIMAL_TOLERANCE) | (x > hi + PRIMAL_TOLERANCE)).any() or \
+                ((row_value < now["row_lo"] - PRIMAL_TOLERANCE) |
+                 (row_value > now["row_hi"] + PRIMAL_TOLERANCE)).any():
+            return None
+        return x, row_value, stored.col_dual, stored.row_dual, basic
+
+    def activity(self, x: np.ndarray) -> np.ndarray:
+        """Each row's activity ``A x``."""
+        a_row, a_col, a_val = self.matrix
+        return np.bincount(a_row, weights=a_val * x[a_col], minlength=len(self.rows))
+
+    def reduced_costs(self, row_dual: np.ndarray) -> np.ndarray:
+        """Each column's reduced cost ``c − Aᵀ y`` for the costs loaded."""
+        a_row, a_col, a_val = self.matrix
+        return self.now["cost"] - np.bincount(a_col, weights=a_val * row_dual[a_row],
+                                              minlength=len(self.cols))
+
+    def change_coefficients(self, pos: np.ndarray, val: np.ndarray) -> None:
+        """Put new values into entries of the whole model's matrix (``pos``: their places in
+        ``BudgetModel._coo``) where this view holds them."""
+        if not len(self.kept):
+            return
+        at = np.minimum(np.searchsorted(self.kept, pos), len(self.kept) - 1)
+        mine = np.flatnonzero(self.kept[at] == pos)
+        r, c, v = self.matrix
+        v[at[mine]] = val[mine]
+        self.held = None  # (only dial views hold these rows, and they store no basis)
+        for i in at[mine]:  # only the dial's views hold any: one call per entry
+            self.highs.changeCoeff(int(r[i]), int(c[i]), float(v[i]))
 
 
 def _new_model(n_cols: int, col_lo: np.ndarray, col_hi: np.ndarray, rows: Rows, threads: int,

@@ -160,6 +160,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     base = lab.solve()
     red_bound = float(base.colours.set_index("colour").loc[TIER_LEVELS[0], "value"])
     offer_use, fund_use = lab.use_by_street()
+    del lab  # its solver instances would stay in memory while the parts run
     offer_share = offer_use.assign(area=data.hierarchy.ancestor(
         offer_use["street_id"].to_numpy(), by))
     offer_share = offer_share[offer_share["offer_id"].isin(shared_offers.index)].groupby(

@@ -1,17 +1,21 @@
 """The budget lab: the aggregated model against the exact allocation, its duals against finite
-differences, sweeps, the equity dial, price of fairness, determinism, comparisons and plots."""
+differences, sweeps, the equity dial, price of fairness, determinism, comparisons and plots;
+re-solves against a model built afresh, against the whole model solved from scratch and
+against HiGHS runs from the stored bases."""
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
 
+import highspy
 import numpy as np
 import pandas as pd
 import pytest
 from scenario_factory import random_scenario
 
 from optimizer import allocation as exact
+from optimizer import budget as budget_module
 from optimizer.budget import EquityDial
 from optimizer.lexmip import solve_lexicographic
 from planning.allocate import allocation_input, run_allocation
@@ -316,3 +320,166 @@ def test_plot_curve_writes_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     all_funds = plot_curve(the_lab.sweep(0.5, 1.5, 3), tmp_path / "all.png")
     assert all_funds.stat().st_size > 1000
+
+
+# ----------------------------------------------------------------------------- re-solves
+
+
+def whole_model_levels(model, budgets: pd.Series) -> dict[str, float]:
+    """The lexicographic values on the whole aggregate LP in one HiGHS instance, solved from
+    scratch — a reference for the lab's own way (each level in its own smaller LP, answers
+    from stored bases where they stay optimal, the segments rebuilt afterwards). Each level
+    is held by fixing its optimal face (value rows with a tolerance lose exactness: 10⁻⁶ of
+    red's value bought 0.2 of orange on the demo)."""
+    row, col, val = model._coo
+    n, m = model.agg.n_cols, model._rows.count
+    col_lo, col_hi = model._col_lo.copy(), model._col_hi.copy()
+    lo, hi = model._row_lo.copy(), model._row_hi.copy()
+    hi[model._fund_rows] = budgets.reindex(model.fund_ids).to_numpy(float)
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    inf = highspy.kHighsInf
+    h.addCols(n, np.zeros(n), col_lo, col_hi, 0, np.zeros(n, np.int32),
+              np.zeros(0, np.int32), np.zeros(0))
+    starts = np.searchsorted(row, np.arange(m)).astype(np.int32)
+    h.addRows(m, np.where(np.isfinite(lo), lo, -inf), np.where(np.isfinite(hi), hi, inf),
+              len(col), starts, col.astype(np.int32), val)
+    values = {}
+    for level in (*COLOURS, "money"):
+        h.changeColsCost(n, np.arange(n, dtype=np.int32), model._objectives[level])
+        h.changeObjectiveSense(highspy.ObjSense.kMinimize if level == "money"
+                               else highspy.ObjSense.kMaximize)
+        h.run()
+        assert h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+        values[level] = h.getInfo().objective_function_value
+        sol = h.getSolution()
+        x, d = np.array(sol.col_value), np.array(sol.col_dual)
+        r, y = np.array(sol.row_value), np.array(sol.row_dual)
+        fix = np.flatnonzero(np.abs(d) > 1e-9)
+        at = np.where(np.abs(x[fix] - col_lo[fix]) <= np.abs(x[fix] - col_hi[fix]),
+                      col_lo[fix], col_hi[fix])
+        col_lo[fix] = col_hi[fix] = at
+        fix = np.flatnonzero(np.abs(y) > 1e-9)
+        lower = ~np.isfinite(hi[fix]) | (np.isfinite(lo[fix]) &
+                                         (np.abs(r[fix] - lo[fix]) <= np.abs(r[fix] - hi[fix])))
+        lo[fix] = hi[fix] = np.where(lower, lo[fix], hi[fix])
+        h.changeColsBounds(n, np.arange(n, dtype=np.int32), col_lo, col_hi)
+        h.changeRowsBounds(m, np.arange(m, dtype=np.int32),
+                           np.where(np.isfinite(lo), lo, -inf),
+                           np.where(np.isfinite(hi), hi, inf))
+    return values
+
+
+RESOLVE = ("demo", "seed1", "seed4", "seed5", "seed9", "small20", "small26", "small28")
+
+
+def budget_sequence(the_lab: BudgetLab) -> list[dict]:
+    """Budgets a fund manager might try in a row: each fund alone down and up, all scaled."""
+    base = the_lab.base_budgets
+    seq: list[dict] = [{"scale": 0.4}]
+    for k, (fund, budget) in enumerate(base.items()):
+        seq.append({fund: budget * (0.5 if k % 2 else 1.6)})
+        seq.append({fund: budget * 0.8})
+    return [*seq, {}, {"scale": 1.3}, {"scale": 0.4}]
+
+
+@pytest.mark.parametrize("name", RESOLVE)
+def test_values_equal_the_whole_model_solved_from_scratch(name):
+    """Each colour's value and the money equal those of the whole aggregate LP solved level by
+    level from scratch, for every budget of a sequence (re-solved on one model)."""
+    the_lab = lab(name)
+    for spec in budget_sequence(the_lab)[:7]:
+        sol = the_lab.solve(spec)
+        ref = whole_model_levels(the_lab.model, sol.funds.set_index("fund_id")["budget"])
+        for colour in COLOURS:
+            assert sol.values()[colour] == pytest.approx(ref[colour], rel=1e-8, abs=1e-8)
+        assert sol.money == pytest.approx(ref["money"], rel=1e-8, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", RESOLVE)
+def test_resolve_after_other_budgets_equals_a_fresh_model(name):
+    """Solving budgets after a run of other budgets gives exactly what a model built afresh
+    gives for them first: values, money, marginal values, points per ¥10,000, every table."""
+    the_lab = lab(name)
+    for spec in budget_sequence(the_lab):
+        again = the_lab.solve(spec)
+        fresh = BudgetLab.from_scenario(scenario(name)).solve(spec)
+        for table in ("colours", "funds", "groups", "streets"):
+            pd.testing.assert_frame_equal(getattr(again, table), getattr(fresh, table),
+                                          check_exact=True)
+        assert again.money == fresh.money
+
+
+@pytest.mark.parametrize("name", RESOLVE)
+def test_stored_bases_answer_as_highs_would(name, monkeypatch):
+    """Where a level's stored basis is still optimal the lab answers from it without running
+    HiGHS: the same answer, to rounding, as running HiGHS from that basis every time."""
+    the_lab = lab(name)
+    specs = budget_sequence(the_lab)
+    shortcut = [the_lab.solve(spec) for spec in specs]
+    used = []
+    original = budget_module._View.stored_answer
+
+    def counting(self, level, maximise):
+        answer = original(self, level, maximise)
+        used.append(answer is not None)
+        return None
+
+    monkeypatch.setattr(budget_module._View, "stored_answer", counting)
+    for spec, short in zip(specs, shortcut, strict=True):
+        run = the_lab.solve(spec)
+        for colour in COLOURS:
+            assert short.values()[colour] == pytest.approx(run.values()[colour], rel=1e-9,
+                                                           abs=1e-9)
+        assert short.money == pytest.approx(run.money, rel=1e-9, abs=1e-6)
+        pd.testing.assert_frame_equal(short.funds, run.funds, check_exact=False, rtol=1e-7,
+                                      atol=1e-9)
+        pd.testing.assert_frame_equal(short.groups, run.groups, check_exact=False, rtol=1e-7,
+                                      atol=1e-7)
+    assert any(used), "no level was answered from its stored basis: the test tests nothing"
+
+
+@pytest.mark.parametrize("name", ["demo", "seed3", "seed10"])
+def test_dial_after_new_demand_does_not_depend_on_order(name):
+    """The dial's own LPs (built when a dial is first asked for) answer the same whether they
+    were built before or after the demand changed."""
+    before = BudgetLab.from_scenario(scenario(name))
+    before.solve(equity={"floor": 0.9})  # the dial's LPs built with the scenario's demand
+    after = BudgetLab.from_scenario(scenario(name))
+    needs = before.model.agg.seg_needs * np.linspace(0.5, 1.5, before.model.sizes["segments"])
+    for the_lab in (before, after):
+        the_lab.model.set_demand(needs)
+    for dial in ({"floor": 0.9}, {"deviation": 0.05}):
+        a = before.solve({"scale": 0.7}, dial)
+        b = after.solve({"scale": 0.7}, dial)
+        assert a.status == b.status == "optimal"
+        for colour in COLOURS:
+            assert a.values()[colour] == pytest.approx(b.values()[colour], rel=1e-9, abs=1e-9)
+        pd.testing.assert_frame_equal(a.streets, b.streets, check_exact=False, rtol=1e-7,
+                                      atol=1e-7)
+
+
+def test_assembled_solution_satisfies_every_row():
+    """The solution's columns (segments and arcs, rebuilt from each level's LP) satisfy every
+    row of the whole model with the budgets solved for, and give the values reported."""
+    the_lab = lab("demo")
+    model = the_lab.model
+    agg, lay = model.agg, model._layout
+    row, col, val = model._coo
+    dial_rows = np.zeros(model._rows.count, bool)
+    for family in ("city_red", "floor", "deviation"):
+        dial_rows[lay.family(family)] = True
+    for spec in budget_sequence(the_lab)[:8]:
+        sol = the_lab.solve(spec)
+        x = np.zeros(agg.n_cols)
+        x[lay.seg], x[lay.arc] = sol.segment_filled, sol.arc_flow
+        activity = np.bincount(row, weights=val * x[col], minlength=model._rows.count)
+        lo, hi = model._row_lo.copy(), model._row_hi.copy()
+        hi[model._fund_rows] = sol.funds["budget"].to_numpy()
+        ok = (activity >= lo - 1e-6 * np.maximum(1, np.abs(lo))) & \
+            (activity <= hi + 1e-6 * np.maximum(1, np.abs(hi)))
+        assert (ok | dial_rows).all()
+        tier = agg.group_tier[agg.seg_group]
+        for colour in COLOURS:
+            value = (agg.seg_urgency * sol.segment_filled)[tier == colour].sum()
+            assert value == pytest.approx(sol.values()[colour], rel=1e-9, abs=1e-9)
