@@ -844,7 +844,9 @@ class BudgetModel:
         view.held = None
         h.run()
         status = h.getModelStatus()
-        if status != highspy.HighsModelStatus.kOptimal:
+        # A view with no columns (a week without needs) is "empty": its optimum is all zero.
+        if status not in (highspy.HighsModelStatus.kOptimal,
+                          highspy.HighsModelStatus.kModelEmpty):
             raise RuntimeError(f"level {level}: HiGHS returned {h.modelStatusToString(status)}")
 
     def _chain_basis(self, source: _View, stored: _Stored, view: _View) -> highspy.HighsBasis:
@@ -1001,14 +1003,21 @@ class BudgetModel:
                 self._run(view, level, before)
                 ran = True
                 h = view.highs
-                sol = h.getSolution()
+                if h.getModelStatus() == highspy.HighsModelStatus.kModelEmpty:
+                    # No columns (a week without needs): zero, every row's slack basic.
+                    n_rows = len(view.now["row_lo"])
+                    col_value, row_dual = np.zeros(len(view.now["col_lo"])), np.zeros(n_rows)
+                    basic = -1 - np.arange(n_rows)
+                else:
+                    sol = h.getSolution()
+                    col_value = np.asarray(sol.col_value, float)
+                    row_dual = np.asarray(sol.row_dual, float)
+                    basic = np.asarray(h.getBasicVariables()[1])
                 # Row activities and reduced costs from the columns and the row duals
                 # (A x, c − Aᵀ y): cheaper than converting HiGHS' lists of them.
-                col_value = np.asarray(sol.col_value, float)
-                row_dual = np.asarray(sol.row_dual, float)
                 row_value, col_dual = view.activity(col_value), view.reduced_costs(row_dual)
-                basic = np.asarray(h.getBasicVariables()[1])
-                values[level] = float(h.getInfo().objective_function_value)
+                values[level] = float(h.getInfo().objective_function_value
+                                      if len(col_value) else 0.0)
                 if baseline:
                     before = (view, view.store(level, col_value, row_value, col_dual, row_dual,
                                                basic, maximise))

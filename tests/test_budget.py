@@ -483,3 +483,15 @@ def test_assembled_solution_satisfies_every_row():
         for colour in COLOURS:
             value = (agg.seg_urgency * sol.segment_filled)[tier == colour].sum()
             assert value == pytest.approx(sol.values()[colour], rel=1e-9, abs=1e-9)
+
+
+def test_a_week_without_needs_gives_zero_coverage_not_an_error():
+    """A week nobody needs anything in: every level is zero and every fund keeps its budget
+    (HiGHS calls a model without columns "empty", which is not a failure)."""
+    data = allocation_input(load_scenario(ROOT / "data" / "demo"), week="2031-W01")
+    assert data.needs.empty
+    model = budget_module.build_budget_model(data)
+    fund = model.base_budgets.index[0]
+    sol = model.solve({fund: 2 * model.base_budgets[fund] + 1})
+    assert sol.status == "optimal", sol.message
+    assert (sol.colours["value"] == 0).all() and (sol.colours["needs"] == 0).all()
