@@ -6,7 +6,8 @@ One seed gives one scenario, frame for frame (so the files written from it are b
 the centre layout is the same for every seed (see ``resources.geography``).
 
 Order of generation: centres → services → households → needs → supply calibrated on the needs
-(so supply is scarce by design) → a few past visits for continuity. Each stage draws from its
+(so supply is scarce by design) → each household's last visit, spread over its colour's
+monitoring cycle (so about one in a cycle is due each week). Each stage draws from its
 own child of the seed, so changing one stage's draws leaves the others' streams alone.
 """
 
@@ -51,8 +52,6 @@ class Preset:
         Social-work organisations in total.
     volunteers
         Number of volunteers.
-    history_share
-        Share of households with an in-person need that a volunteer visited in past weeks.
     """
 
     name: str
@@ -67,13 +66,12 @@ class Preset:
     district_funds: int
     ngos: int
     volunteers: int
-    history_share: float = 0.15
 
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset("tiny", "test scenario: one district, 2 streets, 6 stations",
                    ("D04",), 2, 6, households=40, needs_per_household=2.0, offers=15,
-                   city_funds=1, district_funds=2, ngos=1, volunteers=15, history_share=0.3),
+                   city_funds=1, district_funds=2, ngos=1, volunteers=15),
     "district": Preset("district", "bundled demo: 武侯区 with its city centre as root",
                        ("D04",), None, None, households=4_000, needs_per_household=2.0,
                        offers=300, city_funds=4, district_funds=4, ngos=5, volunteers=600),
@@ -100,37 +98,86 @@ def _previous_weeks(week: str, count: int) -> list[str]:
 
 def _make_history(rng: np.random.Generator, households: pd.DataFrame, needs: pd.DataFrame,
                   services: pd.DataFrame, volunteers: pd.DataFrame, centres: pd.DataFrame,
-                  share: float, week: str) -> pd.DataFrame:
-    """Past visits: some households with an in-person need were visited in the last three
-    weeks by a volunteer living in their street (the continuity the matching model keeps)."""
-    in_person = services.loc[services["delivery"] == "in_person", "service_id"]
-    candidates = np.unique(needs.loc[needs["service_id"].isin(in_person), "household_id"]
-                           .to_numpy())
-    visited = candidates[rng.random(len(candidates)) < share]
-    street_of = centres.set_index("centre_id")["parent_id"]
-    household_street = street_of.reindex(
-        households.set_index("household_id")["station_id"].reindex(visited)).to_numpy()
+                  week: str) -> pd.DataFrame:
+    """Past visits that follow the policy's monitoring cycles (the continuity the matching
+    keeps, and the due dates its monitoring visits come from).
 
-    # Volunteers grouped by street: a household picks one uniformly among its street's.
-    volunteer_street = street_of.reindex(volunteers["station_id"]).to_numpy()
-    order = np.argsort(volunteer_street, kind="stable")
-    sorted_streets = volunteer_street[order]
-    first = np.searchsorted(sorted_streets, household_street, side="left")
-    count = np.searchsorted(sorted_streets, household_street, side="right") - first
-    has_volunteer = count > 0
-    pick = first[has_volunteer] + (rng.random(has_volunteer.sum())
-                                   * count[has_volunteer]).astype(np.int64)
-    pairs_household = visited[has_volunteer]
-    pairs_volunteer = volunteers["volunteer_id"].to_numpy()[order[pick]]
+    Every household a volunteer can reach was last visited ``b`` weeks before ``week``, ``b``
+    drawn evenly from 1 … its colour's cycle ``c`` (red 1, orange 2, yellow 4, green 13 weeks
+    under the default policy), so in any week about one ``c``-th of each colour falls due, as a
+    steady monitoring routine would have it; when ``b + c`` weeks is still within a quarter
+    (13 weeks), the visit one cycle earlier is there too, by the same volunteer. The volunteer
+    is drawn evenly among those living within their own travel limit of the household who have
+    the skills of its most urgent in-person need (and a background check for a safeguarding
+    service), or among all within reach when none has. A household no volunteer reaches has no
+    history (it stays due).
+    """
+    from contract import vocab
+    from demand.policy import Policy
+    from demand.scoring import colour
+    from optimizer.visits import bits, pairs_within
 
-    # Each pair was visited last week, and perhaps the weeks before.
-    weeks = _previous_weeks(week, 3)
-    seen = rng.random((len(pairs_household), len(weeks))) < np.array([1.0, 0.6, 0.4])
-    pair_row, week_col = np.nonzero(seen)
+    n = len(households)
+    cycle = colour(households, Policy.load())["monitoring_weeks"].to_numpy(np.int64)
+    stations = centres.set_index("centre_id")
+    station = households["station_id"].to_numpy()
+    lat = households["lat"].to_numpy(float) if "lat" in households else np.full(n, np.nan)
+    lon = households["lon"].to_numpy(float) if "lon" in households else np.full(n, np.nan)
+    lat = np.where(np.isnan(lat), stations["lat"].reindex(station).to_numpy(float), lat)
+    lon = np.where(np.isnan(lon), stations["lon"].reindex(station).to_numpy(float), lon)
+
+    # Volunteers within reach of each household's place (households share their station's),
+    # sorted by place.
+    place, place_at = np.unique(np.stack([lat, lon], axis=1), axis=0, return_inverse=True)
+    place_at = place_at.ravel()
+    li, vi, _ = pairs_within(place[:, 0], place[:, 1], volunteers["lat"].to_numpy(float),
+                             volunteers["lon"].to_numpy(float),
+                             volunteers["max_travel_km"].to_numpy(float))
+
+    # What the household's most urgent in-person need asks of a volunteer.
+    in_person = services.loc[services["delivery"] == "in_person"].set_index("service_id")
+    person = needs[needs["service_id"].isin(in_person.index)]
+    person = person.sort_values(["household_id", "urgency", "need_id"],
+                                ascending=[True, False, True], kind="stable") \
+        .drop_duplicates("household_id").set_index("household_id")["service_id"]
+    service = pd.Series(households["household_id"].to_numpy()).map(person)
+    need_skills = bits(service.map(in_person["skills"]).fillna("").to_numpy(), vocab.SKILLS)
+    need_check = service.map(in_person["safeguarding"]).fillna(False).to_numpy(bool)
+    vol_skills = bits(volunteers["skills"].to_numpy(), vocab.SKILLS)
+    vol_checked = volunteers["background_checked"].to_numpy(bool)
+
+    weeks_back = 1 + (rng.random(n) * cycle).astype(np.int64)
+    draw = rng.random(n)
+    chosen = np.full(n, -1, np.int64)
+
+    def pick(who: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+        """For households ``who``: one of ``pairs`` (indices of (place, volunteer) pairs
+        sorted by place) at their place, drawn evenly; -1 where their place has none."""
+        places = li[pairs]
+        start = np.searchsorted(places, place_at[who], side="left")
+        count = np.searchsorted(places, place_at[who], side="right") - start
+        at = start + (draw[who] * count).astype(np.int64)
+        return np.where(count > 0, vi[pairs[np.minimum(at, max(len(pairs) - 1, 0))]]
+                        if len(pairs) else -1, -1)
+
+    requirement = pd.MultiIndex.from_arrays([need_skills, need_check])
+    codes, uniques = pd.factorize(requirement, sort=True)
+    for r, (mask, check) in enumerate(uniques):
+        who = np.flatnonzero(codes == r)
+        fit = ((vol_skills & mask) == mask) & (vol_checked | (not check))
+        chosen[who] = pick(who, np.flatnonzero(fit[vi]))
+    missing = np.flatnonzero(chosen < 0)
+    chosen[missing] = pick(missing, np.arange(len(li)))
+
+    rows = np.flatnonzero(chosen >= 0)
+    again = rows[weeks_back[rows] + cycle[rows] <= 13]
+    back = np.concatenate([weeks_back[rows], weeks_back[again] + cycle[again]])
+    who = np.concatenate([rows, again])
+    past = _previous_weeks(week, int(back.max(initial=1)))
     return pd.DataFrame({
-        "week": np.array(weeks)[week_col],
-        "household_id": pairs_household[pair_row],
-        "volunteer_id": pairs_volunteer[pair_row],
+        "week": np.array(past, dtype=object)[back - 1],
+        "household_id": households["household_id"].to_numpy()[who],
+        "volunteer_id": volunteers["volunteer_id"].to_numpy()[chosen[who]],
     })
 
 
@@ -205,7 +252,7 @@ def generate_scenario(preset: str, seed: int = 0, *, week: str = DEFAULT_WEEK
                              district_funds=sizes.district_funds, ngos=sizes.ngos,
                              volunteers=sizes.volunteers)
     history = _make_history(np.random.default_rng(history_seed), households, needs, services,
-                            supply["volunteers"], centres, sizes.history_share, week)
+                            supply["volunteers"], centres, week)
     pins = pd.DataFrame({name: pd.Series(dtype=float if name == "units" else str)
                          for name in schema.PINS.column_names})
 

@@ -32,6 +32,9 @@ service visit to the household is placed, the placed one carries the monitoring 
 
 Priority: every visit has its household's colour and an urgency (its need's, or
 ``monitoring_urgency`` for a monitoring-only visit); see ``optimizer/visits.py`` for the model.
+
+At city scale the model is cut into regions solved in a process pool (:func:`part_runner`,
+``planning.engines``); ``docs/matching.md`` says how, and what the reported bounds mean then.
 """
 
 from __future__ import annotations
@@ -57,6 +60,11 @@ ASSIGNMENT_COLUMNS = ("visit_id", "household_id", "need_id", "kind", "service_id
 UNPLACED_COLUMNS = ("visit_id", "household_id", "need_id", "hours", "reason", "kind",
                     "service_id", "tier")
 OUTPUT_TABLES = ("assignments", "schedules", "unplaced", "load")
+# How each way of solving a component is named in run provenance (match.json).
+SOLVER_NAMES = {"min_cost_flow": "OR-Tools SimpleMinCostFlow", "cp_sat": "OR-Tools CP-SAT",
+                "heuristic": "OR-Tools SimpleMinCostFlow heuristic (HiGHS LP bounds on large "
+                             "exact parts)",
+                "none": "none"}
 
 
 @dataclass
@@ -147,11 +155,21 @@ def _last_volunteer(history: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     return last["week"], last["volunteer_id"]
 
 
-def _service_visits(scenario: Scenario, allocations: pd.DataFrame) -> pd.DataFrame:
-    """Visits of the needs the allocation serves from volunteer pools (pins kept apart)."""
+def _isin(values, targets) -> np.ndarray:
+    """``values.isin(targets)`` as a numpy mask, compared as Python objects: Arrow-backed
+    strings' own ``isin`` is many times slower on a city's hundreds of thousands of ids."""
+    values = pd.Index(np.asarray(values, dtype=object), dtype=object)
+    return values.isin(pd.Index(np.asarray(targets, dtype=object), dtype=object))
+
+
+def _service_visits(scenario: Scenario, allocations: pd.DataFrame,
+                    needs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Visits of the needs the allocation serves from volunteer pools (pins kept apart);
+    ``needs`` the needs table, or the part of it the allocations can refer to."""
     pool = allocations[allocations["source_kind"] == "volunteer_pool"]
     served = pool.groupby("need_id", sort=True)["units"].sum()
-    needs = scenario.needs.set_index("need_id").reindex(served.index)
+    needs = scenario.needs if needs is None else needs
+    needs = needs[_isin(needs["need_id"], served.index)].set_index("need_id").reindex(served.index)
     services = scenario.services.set_index("service_id")
 
     # Chunks of units: pinned units first (one chunk per pin), then what is left.
@@ -231,22 +249,28 @@ def build_visits(scenario: Scenario, allocations: pd.DataFrame, week: str,
     params = params or MatchParams()
     places = _household_places(scenario)
     scope = places
+    needs = scenario.needs
     if centre:
-        scope = scope[scope["station_id"].isin(scenario.hierarchy.subtree(centre))]
-    service = _service_visits(scenario, allocations)
-    service = service[service["household_id"].isin(scope.index)].reset_index(drop=True)
+        scope = scope[_isin(scope["station_id"], scenario.hierarchy.subtree(centre))]
+        # A centre's run reads only its households' needs and history (a street of a city).
+        needs = needs[_isin(needs["household_id"], scope.index)]
+        allocations = allocations[_isin(allocations["need_id"], needs["need_id"])]
+    service = _service_visits(scenario, allocations, needs)
+    service = service[_isin(service["household_id"], scope.index)].reset_index(drop=True)
 
     # Households due for monitoring this week.
     if params.monitoring_scope == "open_needs":
-        needs = scenario.needs
-        scope = scope[scope.index.isin(needs.loc[needs["week"] == week, "household_id"])]
-    last_week, last_volunteer = _last_volunteer(scenario.history)
+        scope = scope[_isin(scope.index, needs.loc[needs["week"] == week, "household_id"])]
+    history = scenario.history
+    if centre:
+        history = history[_isin(history["household_id"], scope.index)]
+    last_week, last_volunteer = _last_volunteer(history)
     since = weeks_between(last_week.reindex(scope.index), week)
     cycle = scope["tier"].map(dict(scenario.policy.monitoring_weeks))
     due = scope.index[(since.isna() | (since >= cycle)).to_numpy()]
 
     # A due household's service visit doubles as its monitoring visit.
-    service["due"] = service["household_id"].isin(due)
+    service["due"] = _isin(service["household_id"], due)
     candidates = service[service["due"]].assign(
         _pin=service["pin_volunteer"] == "", _urg=-service["urgency"])
     chosen = candidates.sort_values(["household_id", "_pin", "_urg", "safeguarding", "need_id",
@@ -255,7 +279,7 @@ def build_visits(scenario: Scenario, allocations: pd.DataFrame, week: str,
     service.loc[both, "kind"] = "service+monitoring"
     service.loc[both, "urgency"] = np.maximum(service.loc[both, "urgency"],
                                               params.monitoring_urgency)
-    alone = due[~due.isin(service["household_id"])]
+    alone = due[~_isin(due, service["household_id"])]
     monitoring = pd.DataFrame({
         "visit_id": "monitor:" + pd.Series(alone, dtype=object),
         "household_id": alone, "need_id": "", "service_id": "", "kind": "monitoring",
@@ -287,10 +311,29 @@ def _week_of(scenario: Scenario, run: Run) -> str:
     if week:
         return week
     needs = scenario.needs
-    weeks = needs.loc[needs["need_id"].isin(run.result.need_served["need_id"]), "week"]
+    weeks = needs.loc[_isin(needs["need_id"], run.result.need_served["need_id"]), "week"]
     if weeks.empty:
         raise ValueError("the run has no needs, so no week to match; give week=")
-    return max(weeks, key=week_start)
+    return max(pd.unique(weeks), key=week_start)
+
+
+def part_runner(params: MatchParams):
+    """How :func:`match_visits` runs its regions: in a process pool of
+    ``params.part_workers`` processes (0: one per core) from ``planning.engines``, or, with
+    one worker, one after another in this process. Regions come back keyed, so the plan is the
+    same either way."""
+    from planning.engines import default_workers, run_tasks
+
+    workers = params.part_workers or default_workers()
+    if workers <= 1:
+        return None
+
+    def run_parts(task, payload, keys):
+        # Fresh (spawned) workers: a fork would copy this process's memory and solver threads.
+        results, _ = run_tasks(task, payload, keys, engine="local", workers=workers)
+        return {key: result.value for key, result in results.items()}
+
+    return run_parts
 
 
 def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
@@ -326,7 +369,7 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
     week = week or _week_of(scenario, run)
     centre = centre or (run.info.get("parameters") or {}).get("centre")
     visits = build_visits(scenario, run.tables["allocations"], week, centre, params)
-    vm = match_visits(visits, scenario.volunteers, params)
+    vm = match_visits(visits, scenario.volunteers, params, run_parts=part_runner(params))
 
     placed = vm.assignments.set_index("visit_id")
     reason = vm.unplaced.set_index("visit_id")["reason"]
@@ -351,13 +394,13 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
         "allocation_status": run.info.get("status"),
         "policy": {"name": scenario.policy.name, "version": scenario.policy.version,
                    "digest": scenario.policy.digest()},
-        "solver": {"name": {"min_cost_flow": "OR-Tools SimpleMinCostFlow",
-                            "cp_sat": "OR-Tools CP-SAT"}.get(vm.method, "none"),
-                   "versions": {"ortools": version("ortools")}},
+        "solver": {"name": " + ".join(SOLVER_NAMES.get(m, m) for m in vm.method.split("+")),
+                   "versions": {"ortools": version("ortools"), "highs": version("highspy")}},
         "parameters": asdict(params),
         "levels": {lv.name: {"sense": lv.sense, "value": lv.value, "bound": lv.bound,
                              "gap": lv.gap, "status": lv.status, "seconds": lv.seconds}
                    for lv in vm.levels},
+        "decomposition": vm.decomposition,
         "sizes": {**vm.sizes, "service_visits": int((visits["need_id"] != "").sum()),
                   "monitoring_visits": int(visits["kind"].ne("service").sum()),
                   "placed": int(done.sum()), "unplaced": int((~done).sum())},
@@ -377,10 +420,10 @@ def _move_monitoring(visits: pd.DataFrame) -> pd.DataFrame:
     both = visits["kind"] == "service+monitoring"
     lost = visits.loc[both & (visits["volunteer_id"] == ""), "household_id"]
     placed_service = visits[(visits["kind"] == "service") & (visits["volunteer_id"] != "")
-                            & visits["household_id"].isin(lost)]
+                            & _isin(visits["household_id"], lost)]
     carrier = placed_service.drop_duplicates("household_id")
     kind = visits["kind"].copy()
-    kind[both & visits["household_id"].isin(carrier["household_id"])
+    kind[both & _isin(visits["household_id"], carrier["household_id"])
          & (visits["volunteer_id"] == "")] = "service"
     kind[carrier.index] = "service+monitoring"
     return visits.assign(kind=kind)

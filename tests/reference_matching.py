@@ -53,6 +53,20 @@ class Solution:
 
 def solve(visits: pd.DataFrame, volunteers: pd.DataFrame) -> Solution:
     """Lexicographic optimum: per class, most visits placed; then least travel (km)."""
+    return _solve(visits, volunteers, None)
+
+
+def solve_given(visits: pd.DataFrame, volunteers: pd.DataFrame,
+                held: dict[tuple[str, int], int]) -> Solution:
+    """What any plan can reach once earlier levels are held at the values a plan found:
+    ``per_class[k]`` the most visits of class ``k`` with every earlier class placing at least
+    ``held`` of its visits, ``travel_km`` the least travel with every class at least ``held``
+    (the yardstick of a reported bound, whatever the plan it came with)."""
+    return _solve(visits, volunteers, held)
+
+
+def _solve(visits: pd.DataFrame, volunteers: pd.DataFrame,
+           held: dict[tuple[str, int], int] | None) -> Solution:
     prob = pulp.LpProblem("matching", pulp.LpMaximize)
     x: dict[tuple[str, str, str], pulp.LpVariable] = {}
     km: dict[tuple[str, str, str], float] = {}
@@ -111,7 +125,9 @@ def solve(visits: pd.DataFrame, volunteers: pd.DataFrame) -> Solution:
             assert pulp.LpStatus[prob.status] == "Optimal"
             best = round(pulp.value(prob.objective))
             per_class[(colour, urgency)] = best
-            prob += pulp.lpSum(terms) >= best
+            # Later classes hold this one at its optimum, or at what the plan placed.
+            prob += pulp.lpSum(terms) >= (best if held is None
+                                          else held.get((colour, urgency), 0))
     travel = pulp.lpSum(km[key] * var for key, var in x.items())
     prob.setObjective(travel)
     prob.sense = pulp.LpMinimize

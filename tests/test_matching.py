@@ -496,3 +496,231 @@ def test_demo_and_match_commands_write_the_matching(tmp_path, monkeypatch, capsy
     sc = load_scenario(CLEAN)
     available = sc.volunteers.loc[sc.volunteers["availability"] != "", "volunteer_id"]
     assert set(available) <= set(wb.sheetnames) and "assignments" in wb.sheetnames
+
+
+# ----------------------------------------------------------------------------- decomposition
+
+
+def _clusters(seeds: tuple[int, ...], first: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Several reference cases side by side, the ``j``-th moved ``first + j`` degrees of
+    latitude (111 km apiece, far beyond any volunteer's reach), ids prefixed: a model of known
+    components."""
+    visits, volunteers = [], []
+    for j, seed in enumerate(seeds, start=first):
+        sc, v, _ = reference_case(seed)
+        vol = sc.volunteers.copy()
+        tag = f"c{j}:"
+        v = v.assign(visit_id=tag + v["visit_id"], household_id=tag + v["household_id"],
+                     lat=v["lat"] + j,
+                     last_volunteer=np.where(v["last_volunteer"] != "",
+                                             tag + v["last_volunteer"], ""))
+        vol = vol.assign(volunteer_id=tag + vol["volunteer_id"], lat=vol["lat"] + j)
+        visits.append(v)
+        volunteers.append(vol)
+    return (pd.concat(visits, ignore_index=True), pd.concat(volunteers, ignore_index=True))
+
+
+def _values(result) -> dict:
+    return {lv.name: lv.value for lv in result.levels}
+
+
+def _check_tables(visits: pd.DataFrame, volunteers: pd.DataFrame, result) -> None:
+    """Every rule of the placed visits and every unplaced reason, from the output tables."""
+    vols = volunteers.set_index("volunteer_id")
+    placed = visits.merge(result.assignments, on=["visit_id", "hours"])
+    assert len(placed) == len(result.assignments)
+    for row in placed.itertuples(index=False):
+        vol = vols.loc[row.volunteer_id]
+        ok, km = ref.admissible(row, vol)
+        assert ok and row.slot in ref.split(vol["availability"]), row
+        assert abs(km - row.km) <= 1e-3, row
+    assert not result.assignments.duplicated(["volunteer_id", "slot"]).any()
+    hours = result.assignments.groupby("volunteer_id")["hours"].sum()
+    assert (hours <= vols["max_hours"].reindex(hours.index) + 1e-9).all()
+    slots_left = vols["availability"].map(lambda a: len(ref.split(a))) - \
+        result.assignments["volunteer_id"].value_counts().reindex(vols.index, fill_value=0)
+    hours_left = vols["max_hours"] - hours.reindex(vols.index, fill_value=0.0)
+    unplaced = visits.merge(result.unplaced, on="visit_id")
+    for row in unplaced.itertuples(index=False):
+        has = vols["skills"].map(lambda s, r=row: set(ref.split(r.skills)) <= set(ref.split(s)))
+        checked = has & (vols["background_checked"] | (not row.safeguarding))
+        km = np.array([ref.haversine_km(v.lat, v.lon, row.lat, row.lon)
+                       for v in vols.itertuples()])
+        reach = checked & (km <= vols["max_travel_km"].to_numpy() + 1e-9)
+        free = reach & (slots_left > 0)
+        assert not (free & (hours_left >= row.hours - 1e-9)).any(), row.visit_id
+        expected = (REASONS[0] if not has.any() else REASONS[1] if not checked.any()
+                    else REASONS[2] if not reach.any() else REASONS[3] if not free.any()
+                    else REASONS[4])
+        assert row.reason == expected, row.visit_id
+
+
+def _check_bounds(visits: pd.DataFrame, volunteers: pd.DataFrame, result) -> None:
+    """Each level's bound against an independent model holding the earlier levels at the
+    values found: a coverage bound is never below what CBC can place, a travel bound never
+    above CBC's least travel; a level is called optimal only at its bound."""
+    placed = visits.merge(result.assignments[["visit_id"]], on="visit_id")
+    held = {(t, int(u)): int(n) for (t, u), n in placed.groupby(["tier", "urgency"]).size()
+            .items()}
+    best = ref.solve_given(visits, volunteers, held)
+    for lv in result.levels:
+        assert (lv.value <= lv.bound + 1e-9) if lv.sense == "max" else \
+            (lv.value >= lv.bound - 1e-9), lv
+        if lv.status == "optimal":
+            assert lv.value == pytest.approx(lv.bound), lv
+        if lv.name.startswith("cover:"):
+            _, colour, urgency = lv.name.split(":")
+            assert lv.bound >= best.per_class[(colour, int(urgency))] - 1e-9, lv
+        if lv.name == "travel":  # the model counts each pair in whole metres
+            assert lv.bound <= best.travel_km + 5e-4 * len(placed) + 1e-6, lv
+
+
+@pytest.mark.parametrize("seeds", [(0, 1), (2, 3, 4), (5, 6, 7), (8, 9)])
+def test_components_agree_with_one_model(seeds):
+    """Far-apart clusters solved as independent components reach exactly the levels of one
+    model holding them all, and of each cluster alone: components are an exact cut."""
+    visits, volunteers = _clusters(seeds)
+    whole = match_visits(visits, volunteers, MatchParams(decompose="never"))
+    parts = match_visits(visits, volunteers, MatchParams(decompose="components"))
+    alone = [match_visits(*_clusters((seed,), j)) for j, seed in enumerate(seeds)]
+    assert whole.sizes["regions"] == 1 and whole.sizes["components"] <= 1
+    assert parts.decomposition["exact"] and parts.sizes["regions"] == len(seeds)
+    assert parts.sizes["components"] == sum(a.sizes["components"] for a in alone) \
+        >= whole.sizes["components"]
+    assert _values(parts) == pytest.approx(_values(whole))
+    for name, value in _values(parts).items():
+        assert value == pytest.approx(sum(_values(a).get(name, 0.0) for a in alone)), name
+    for result in (whole, parts):
+        assert all(lv.status == "optimal" and lv.value == lv.bound for lv in result.levels)
+        _check_tables(visits, volunteers, result)
+
+
+def test_regions_in_a_process_pool_give_the_same_plan():
+    """Regions run by the process pool come back keyed: the plan and the levels are those of
+    the regions run one after another here."""
+    from planning.match import part_runner
+
+    visits, volunteers = _clusters((0, 1, 2, 3))
+    params = MatchParams(decompose="components", part_workers=2)
+    pooled = match_visits(visits, volunteers, params, run_parts=part_runner(params))
+    serial = match_visits(visits, volunteers, MatchParams(decompose="components"))
+    pd.testing.assert_frame_equal(pooled.assignments, serial.assignments)
+    pd.testing.assert_frame_equal(pooled.unplaced, serial.unplaced)
+    assert [(lv.name, lv.value, lv.bound, lv.status) for lv in pooled.levels] == \
+        [(lv.name, lv.value, lv.bound, lv.status) for lv in serial.levels]
+    assert pooled.sizes["regions"] >= 4  # a cluster may fall apart into more
+
+
+@pytest.mark.parametrize("seed", REF_SEEDS[:8])
+def test_cut_regions_keep_every_rule_and_true_bounds(seed):
+    """A component cut into regions (an approximation) still keeps every rule, gives every
+    unplaced visit its true reason, and reports bounds valid for the whole model."""
+    sc, visits, best = reference_case(seed)
+    params = MatchParams(part_visits=max(2, len(visits) // 3))
+    result = match_visits(visits, sc.volunteers, params)
+    assert result.decomposition["cut"] and result.sizes["regions"] >= 2
+    assert not result.decomposition["exact"]
+    _check_tables(visits, sc.volunteers, result)
+    _check_bounds(visits, sc.volunteers, result)
+    first = next(lv for lv in result.levels if lv.name.startswith("cover:"))
+    _, colour, urgency = first.name.split(":")
+    assert first.value <= best.per_class[(colour, int(urgency))] <= first.bound + 1e-9
+    again = match_visits(visits, sc.volunteers, params)
+    pd.testing.assert_frame_equal(result.assignments, again.assignments)
+
+
+@pytest.mark.parametrize("seed", (2, 5, 8, 10, 12, 13))  # seed 9 has no pair to prune
+def test_pruned_pairs_keep_every_rule_and_true_bounds(seed):
+    """A region keeping only each visit's nearest volunteer (an approximation) still keeps
+    every rule and true reasons, and its bounds hold for the model with every pair."""
+    sc, visits, _ = reference_case(seed)
+    result = match_visits(visits, sc.volunteers, MatchParams(max_arcs=1, arcs_per_visit=1))
+    assert result.decomposition["pruned_regions"] >= 1
+    _check_tables(visits, sc.volunteers, result)
+    _check_bounds(visits, sc.volunteers, result)
+
+
+def test_pairs_within_finds_every_pair():
+    """The grid search returns exactly the brute-force pairs, whatever the mix of reaches."""
+    from optimizer.visits import haversine_km, pairs_within
+
+    rng = np.random.default_rng(11)
+    for _ in range(25):
+        n, m = int(rng.integers(1, 60)), int(rng.integers(1, 60))
+        lat, lon = 30 + rng.random(n) * 0.6, 104 + rng.random(n) * 0.6
+        vlat, vlon = 30 + rng.random(m) * 0.6, 104 + rng.random(m) * 0.6
+        reach = rng.choice([0.5, 2.0, 7.5, 15.0, 40.0], m)
+        li, vi, km = pairs_within(lat, lon, vlat, vlon, reach)
+        all_km = haversine_km(vlat[None, :], vlon[None, :], lat[:, None], lon[:, None])
+        want_l, want_v = np.nonzero(all_km <= reach[None, :] + 1e-9)
+        assert np.array_equal(li, want_l) and np.array_equal(vi, want_v)
+        assert np.allclose(km, all_km[want_l, want_v])
+
+
+def test_components_match_networkx():
+    """The vectorised union–find labels components exactly as networkx does."""
+    import networkx as nx
+
+    from optimizer.visits import components
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        n = int(rng.integers(1, 200))
+        m = int(rng.integers(0, 2 * n))
+        u, v = rng.integers(0, n, m), rng.integers(0, n, m)
+        label = components(n, u, v)
+        graph = nx.Graph()
+        graph.add_nodes_from(range(n))
+        graph.add_edges_from(zip(u.tolist(), v.tolist(), strict=True))
+        for comp in nx.connected_components(graph):
+            members = sorted(comp)
+            assert set(label[members]) == {members[0]}
+
+
+def test_generated_history_follows_the_monitoring_cycles():
+    """The generator's past visits: each household last visited 1 … cycle weeks ago (so about
+    one cycle's share of each colour falls due each week), by a volunteer within their travel
+    limit who, for most, has the skills of the household's most urgent in-person need."""
+    from planning.generate import generate_scenario
+
+    tables = generate_scenario("district", seed=0)
+    sc = Scenario.from_tables(tables)
+    hh = sc.households.set_index("household_id")
+    history = sc.history
+    last = history.sort_values("week").drop_duplicates("household_id", keep="last") \
+        .set_index("household_id")
+    since = weeks_between(last["week"], WEEK)
+    cycle = hh["tier"].map(dict(sc.policy.monitoring_weeks)).reindex(last.index)
+    assert len(last) >= 0.95 * len(hh)
+    assert ((since >= 1) & (since <= cycle)).all()
+    due = (since >= cycle).groupby(hh["tier"].reindex(last.index)).mean()
+    for tier, share in due.items():
+        weeks = dict(sc.policy.monitoring_weeks)[tier]
+        assert abs(share - 1 / weeks) <= 0.05, (tier, share)
+    vols = sc.volunteers.set_index("volunteer_id")
+    places = _places(sc)
+    km = np.array([ref.haversine_km(vols.at[v, "lat"], vols.at[v, "lon"], places.at[h, "lat"],
+                                    places.at[h, "lon"])
+                   for h, v in last["volunteer_id"].items()])
+    assert (km <= vols.loc[last["volunteer_id"], "max_travel_km"].to_numpy() + 1e-9).all()
+    services = sc.services.set_index("service_id")
+    in_person = sc.needs[sc.needs["service_id"].map(services["delivery"]) == "in_person"]
+    top = in_person.sort_values(["household_id", "urgency", "need_id"],
+                                ascending=[True, False, True]).drop_duplicates("household_id")
+    top = top[top["household_id"].isin(last.index)]
+    skilled = [set(ref.split(services.at[s, "skills"]))
+               <= set(ref.split(vols.at[last.at[h, "volunteer_id"], "skills"]))
+               for h, s in zip(top["household_id"], top["service_id"], strict=True)]
+    assert np.mean(skilled) >= 0.9
+
+
+@pytest.mark.parametrize("seed", REF_SEEDS[:10])
+@pytest.mark.parametrize("lp", [0, 1])
+def test_heuristic_reports_true_bounds(seed, lp):
+    """The flow heuristic (forced on small cases), with the slot relaxation's bounds alone or
+    with the LP relaxation's too, keeps every rule and never claims more than is true."""
+    sc, visits, best = reference_case(seed)
+    result = match_visits(visits, sc.volunteers, MatchParams(cp_sat_below=0, lp_bounds_visits=lp))
+    assert "heuristic" in result.method or result.method in ("min_cost_flow", "none")
+    _check_tables(visits, sc.volunteers, result)
+    _check_bounds(visits, sc.volunteers, result)
