@@ -35,6 +35,8 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.gap
 	$(BIN)/python -m bench.quarter --preset district
 	$(BIN)/python -m bench.quarter --preset city
+	$(BIN)/python -m bench.match --preset district
+	$(BIN)/python -m bench.match --preset city
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.ui
 

@@ -138,11 +138,18 @@ def safe_cell(value: object) -> object:
 
 
 def excel_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``frame`` whose text columns are safe against formula injection."""
+    """A copy of ``frame`` whose text columns are safe against formula injection (as
+    :func:`safe_cell`, a column at a time: a city's tables have millions of cells)."""
     out = frame.copy()
     for name in out.columns:
-        if out[name].dtype == object or pd.api.types.is_string_dtype(out[name]):
-            out[name] = out[name].map(safe_cell)
+        column = out[name]
+        if column.dtype == object or pd.api.types.is_string_dtype(column):
+            try:  # non-text cells of an object column give NaN here, and stay as they are
+                risky = column.str.startswith(FORMULA_PREFIXES).fillna(False).astype(bool)
+            except AttributeError:  # an object column without any text
+                continue
+            if risky.any():
+                out[name] = column.where(~risky, "'" + column[risky].astype(str))
     return out
 
 
