@@ -200,21 +200,26 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     part_seconds = time.perf_counter() - t0 - split_seconds
 
     # 3. The top-up: leftover shared supply for the units left short of it.
-    top_up = _top_up_input(data, merged, shared_offers, shared_funds)
+    top_up, seen_ids = _top_up_input(data, merged, shared_offers, shared_funds)
     top_up_needs = 0
     if top_up is not None:
         top_up_needs = len(top_up.needs)
         more = allocate(top_up, part_params)
         merged = _add_top_up(merged, more)
         results.append(more)
-    # Each part gave reasons from its own share; say them again for the whole city: every
-    # household short of supply (a household cap applies only when no open source is left,
-    # and what is open depends on supply too), with what everyone else uses.
-    # A part sees only the offers that reach it, so its "no eligible offer" may be "out of
-    # coverage" for the city: those households are explained again too.
+    # Each part gave reasons from its own share; say them again for the whole city, with what
+    # everyone else uses, for every household short of supply that a part may have seen
+    # otherwise than the city (shared supply left over before the top-up) reaches (a
+    # household cap applies only when no open source is left, and what is open depends on
+    # supply). Where no such supply reaches a need, its part saw all shared supply as the city
+    # does: used up, share and all. A part sees only the offers that reach it, so its "no
+    # eligible offer" may be "out of coverage" for the city: those are said again too.
     served = merged["need_served"]
-    again = SUPPLY_REASONS + ("household_cap", "no_eligible_offer")
-    short = set(served.loc[served["reason"].isin(again), "household_id"])
+    supply_short = served["reason"].isin(SUPPLY_REASONS + ("household_cap",)).to_numpy(
+        copy=True)
+    supply_short[supply_short] = _reached(data, served["need_id"][supply_short], seen_ids)
+    again = supply_short | (served["reason"] == "no_eligible_offer").to_numpy()
+    short = set(served.loc[again, "household_id"])
     if short:
         reasons = _explain_again(data, merged, short, area_of_need, map_fn)
         for name in ("need_served", "unmet"):
@@ -255,11 +260,25 @@ def _merge(results: list[AllocationResult]) -> dict[str, pd.DataFrame]:
             for name in ("allocations", "unmet", "need_served")}
 
 
+def _reached(data: AllocationInput, need_ids: pd.Series, offer_ids: pd.Index) -> np.ndarray:
+    """Per need of ``need_ids``: does one of ``offer_ids`` (of its service) cover it?"""
+    if not len(offer_ids) or not len(need_ids):
+        return np.zeros(len(need_ids), bool)
+    needs = data.needs.set_index("need_id").loc[need_ids.to_numpy()].reset_index()
+    coverage = pd.Series(_coverage(data), index=data.offers["offer_id"])
+    service = data.offers.set_index("offer_id")["service_id"]
+    sources = pd.DataFrame({"service_id": service.loc[offer_ids].to_numpy(),
+                            "coverage": coverage.loc[offer_ids].to_numpy()})
+    reached = np.zeros(len(needs), bool)
+    reached[_covering_pairs(needs, "coverage", sources, data.hierarchy)[0]] = True
+    return reached
+
+
 def _top_up_input(data: AllocationInput, merged: dict, shared_offers: pd.Series,
-                  shared_funds: pd.Series) -> AllocationInput | None:
-    """The units a district left short of a service that leftover shared supply serves, as
-    needs of their own with only that supply to draw on; None when there is nothing to offer
-    or nobody to offer it to.
+                  shared_funds: pd.Series) -> tuple[AllocationInput | None, pd.Index]:
+    """The units a part left short of a service that leftover shared supply serves and
+    reaches, as needs of their own with only that supply to draw on (None when there is
+    nothing to offer or nobody to offer it to), and that supply's offers ("open").
 
     A need keeps its weight in the colour level (urgency ÷ the units it needed in all), and a
     household that already drew on a capped open offer or fund is left out, so per-household
@@ -283,8 +302,12 @@ def _top_up_input(data: AllocationInput, merged: dict, shared_offers: pd.Series,
     open_ = has_capacity & ((offers.index.isin(left_o.index) & money_ok)
                             | (charged & offers["fund_id"].isin(left_f.index[left_f > 0.005])))
     open_ids = offers.index[open_]
+    # Offers a part may have seen otherwise than the city does: shared offers with capacity
+    # left, and offers charged to a shared fund with money left (money or capacity alone).
+    seen_ids = offers.index[(offers.index.isin(left_o.index) & has_capacity)
+                            | (charged & offers["fund_id"].isin(left_f.index[left_f > 0.005]))]
     if not len(open_ids):
-        return None
+        return None, seen_ids
     served = merged["need_served"]
     short = served[served["reason"].isin(SUPPLY_REASONS)
                    & served["service_id"].isin(set(offers.loc[open_ids, "service_id"]))]
@@ -296,24 +319,22 @@ def _top_up_input(data: AllocationInput, merged: dict, shared_offers: pd.Series,
     drew_households = set(served.loc[member_mask(served["need_id"], drew["need_id"]),
                                      "household_id"])
     short = short[~member_mask(short["household_id"], drew_households)]
-    needs = data.needs.set_index("need_id").loc[short["need_id"]].reset_index()
     # Only needs that some open offer covers (most short needs are far from any).
-    coverage = pd.Series(_coverage(data), index=data.offers["offer_id"])
-    sources = pd.DataFrame({"service_id": offers.loc[open_ids, "service_id"].to_numpy(),
-                            "coverage": coverage.loc[open_ids].to_numpy()})
-    reached = np.zeros(len(needs), bool)
-    reached[_covering_pairs(needs, "coverage", sources, data.hierarchy)[0]] = True
-    short, needs = short[reached], needs[reached].reset_index(drop=True)
+    reached = _reached(data, short["need_id"], open_ids)
+    short = short[reached]
+    needs = data.needs.set_index("need_id").loc[short["need_id"]].reset_index()
     if short.empty:
-        return None
+        return None, seen_ids
     remaining = needs["quantity"].to_numpy(float) - short["served"].to_numpy(float)
     needs["urgency"] = needs["urgency"] * remaining / needs["quantity"]
     needs["quantity"] = remaining
-    return replace(data, needs=needs, offers=data.offers[data.offers["offer_id"].isin(open_ids)]
-                   .reset_index(drop=True),
-                   volunteers=data.volunteers.iloc[:0], pins=data.pins.iloc[:0],
-                   used_capacity=_add(data.used_capacity, used),
-                   used_budget=_add(data.used_budget, spent))
+    top_up = replace(data, needs=needs,
+                     offers=data.offers[data.offers["offer_id"].isin(open_ids)]
+                     .reset_index(drop=True),
+                     volunteers=data.volunteers.iloc[:0], pins=data.pins.iloc[:0],
+                     used_capacity=_add(data.used_capacity, used),
+                     used_budget=_add(data.used_budget, spent))
+    return top_up, seen_ids
 
 
 def _add_top_up(merged: dict, more: AllocationResult) -> dict:
