@@ -53,6 +53,8 @@ from optimizer.status import Status
 
 # Tasks the parts of a street-by-street run are dealt into (a few per worker, for balance).
 PART_TASKS = 24
+# Tasks the reasons said again are dealt into: each reads the whole supply, so fewer, larger.
+EXPLAIN_TASKS = 4
 # Unmet reasons that more shared supply could change (the others are about the household).
 SUPPLY_REASONS = ("capacity_exhausted", "budget_exhausted")
 
@@ -372,7 +374,7 @@ def _explain_again(data: AllocationInput, merged: dict, households: set,
     total = _usage(data, alloc)
     parts = area.value_counts(sort=False)
     tasks = []
-    for chunk in _chunks(parts.to_numpy(), PART_TASKS):
+    for chunk in _chunks(parts.to_numpy(), EXPLAIN_TASKS):
         mine = area.isin(parts.index[chunk]).to_numpy()
         chunk_needs = needs[mine].reset_index(drop=True)
         own = alloc[member_mask(alloc["need_id"], chunk_needs["need_id"])]
