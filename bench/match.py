@@ -42,6 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import preset_folder
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {"city": {"week": "≤ 60 s, ≤ 4,096 MiB", "street": "≤ 2 s"},
            "district": {"week": "—", "street": "≤ 2 s"}}
@@ -266,16 +268,7 @@ def main() -> None:
                              not args.no_serial_check, args.allocation), default=str))
         return
     with tempfile.TemporaryDirectory(prefix="wulian-bench-match-") as tmp:
-        if args.data:
-            path = Path(args.data)
-        elif args.preset == "district":
-            path = ROOT / "data" / "demo"
-        else:
-            from planning.generate import generate_scenario
-            from planning.io import write_tables
-
-            path = Path(tmp) / "city"
-            write_tables(generate_scenario("city", seed=0), path, "csv")
+        path = preset_folder(args.preset, args.data, tmp)
         result = run_one(path, args)
     report(args.preset, result)
 

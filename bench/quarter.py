@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench import preset_folder
+
 ROOT = Path(__file__).resolve().parent.parent
 MACHINES = (1, 2, 4, 8, 16)
 
@@ -167,16 +169,7 @@ def main() -> None:
         return
     engines = ["local", "ray"] if args.engine == "both" else [args.engine]
     with tempfile.TemporaryDirectory(prefix="wulian-bench-quarter-") as tmp:
-        if args.data:
-            path = Path(args.data)
-        elif args.preset == "district":
-            path = ROOT / "data" / "demo"
-        else:
-            from planning.generate import generate_scenario
-            from planning.io import write_tables
-
-            path = Path(tmp) / "city"
-            write_tables(generate_scenario("city", seed=0), path, "csv")
+        path = preset_folder(args.preset, args.data, tmp)
         results = [run_one(path, e, args.quarter, args.workers) for e in engines]
     report(args.preset, results)
 
