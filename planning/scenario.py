@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from contract.problems import Problem, ValidationError
@@ -24,17 +25,36 @@ from resources.hierarchy import Hierarchy
 
 
 def tables_digest(tables: Mapping[str, pd.DataFrame]) -> str:
-    """sha256 over the canonicalised tables: contract columns only, rows sorted by key, written
-    as CSV with a fixed float format, tables in contract order."""
+    """sha256 over the canonicalised tables: contract columns only, rows sorted by key, tables
+    in contract order; numbers as float64 rounded to 6 decimals (the same value read from CSV,
+    XLSX or Parquet gives the same digest), text as its cells' lengths and the cells.
+
+    Column by column over whole arrays: writing the city's tables out as CSV to hash them took
+    2.9 s of a 60 s run."""
     digest = hashlib.sha256()
     for name, table in TABLES.items():
         frame = tables[name].loc[:, list(table.column_names)]
         sort_by = [table.key] if table.key else list(table.column_names)
         frame = frame.sort_values(sort_by, kind="stable")
-        digest.update(name.encode())
-        digest.update(frame.to_csv(index=False, float_format="%.6f",
-                                   lineterminator="\n").encode())
+        digest.update(f"{name}\x1e{len(frame)}".encode())
+        for column, values in frame.items():
+            digest.update(f"\x1d{column}".encode())
+            digest.update(_column_bytes(values))
     return digest.hexdigest()
+
+
+def _column_bytes(values: pd.Series) -> bytes:
+    if pd.api.types.is_bool_dtype(values):
+        return values.to_numpy(bool).tobytes()
+    if pd.api.types.is_numeric_dtype(values):
+        numbers = np.round(values.to_numpy(float), 6)
+        missing = np.isnan(numbers)
+        # NaN has many bit patterns: mark missing cells apart and hash them as 0.
+        return np.where(missing, 0.0, numbers + 0.0).tobytes() + np.packbits(missing).tobytes()
+    # Each cell's length, then the cells end to end: no two different columns read the same.
+    text = values.astype(str).tolist()
+    lengths = np.fromiter(map(len, text), np.int64, len(text))
+    return lengths.tobytes() + "".join(text).encode()
 
 
 @dataclass(frozen=True)

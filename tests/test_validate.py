@@ -11,7 +11,8 @@ import pytest
 from api.cli import main
 from contract.problems import ValidationError
 from planning.io import read_raw, write_tables
-from planning.scenario import check_raw, load_scenario
+from planning.scenario import check_raw, load_scenario, tables_digest
+from planning.validate import validate_tables
 
 DATA = Path(__file__).parent / "data"
 
@@ -186,3 +187,23 @@ def test_a_scenario_pickles():
     assert again.digest == scenario.digest
     pd.testing.assert_frame_equal(again.households, scenario.households)
     assert list(again.hierarchy.subtree("D01S01")) == list(scenario.hierarchy.subtree("D01S01"))
+
+
+def test_list_cells_are_tidied_and_checked_element_by_element():
+    """';'-lists lose spaces (ASCII and ideographic) and empty parts; the same list written
+    tidily or untidily is one value and one digest; an unknown element in an untidy cell is
+    still reported at its row."""
+    raw = read_raw(DATA / "clean")
+    tidy, problems = validate_tables(raw.tables)
+    assert problems == []
+    untidy = {name: frame.copy() for name, frame in raw.tables.items()}
+    skills = untidy["volunteers"]["skills"]
+    untidy["volunteers"]["skills"] = (" " + skills.str.replace(";", " ;\u3000") + ";;")
+    typed, problems = validate_tables(untidy)
+    assert problems == []
+    assert typed["volunteers"]["skills"].tolist() == tidy["volunteers"]["skills"].tolist()
+    assert tables_digest(typed) == tables_digest(tidy)
+    untidy["volunteers"].loc[1, "skills"] = "tutoring ; tutor;"
+    _, problems = validate_tables(untidy)
+    assert [(p.table, p.code, p.row, p.column, p.value) for p in problems] == [
+        ("volunteers", "not_allowed", 3, "skills", "tutor")]
