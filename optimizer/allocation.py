@@ -149,6 +149,11 @@ def _group_rows(keys: np.ndarray) -> tuple[np.ndarray, int]:
     return codes, len(uniques)
 
 
+def _household_of_arcs(needs: pd.DataFrame, model: _Model) -> np.ndarray:
+    """Per arc, its household as an integer (keys of household × offer or fund groups)."""
+    return pd.factorize(needs["household_id"].to_numpy(object))[0][model.need].astype(np.int64)
+
+
 # ----------------------------------------------------------------------------- model
 
 
@@ -208,19 +213,37 @@ def _covering_pairs(needs: pd.DataFrame, centre_col: str, sources: pd.DataFrame,
                     hierarchy: Hierarchy, key: str = "service_id") -> tuple[np.ndarray,
                                                                            np.ndarray]:
     """(need index, source index) for every source of the need's service whose coverage
-    centre is an ancestor of (or is) the need's station: one merge per level of the tree."""
-    need_idx, src_idx = [], []
-    src = pd.DataFrame({"key": sources[key].to_numpy(), "centre": sources[centre_col].to_numpy(),
-                        "src": np.arange(len(sources))})
+    centre is an ancestor of (or is) the need's station; ordered by the coverage centre's
+    level, then need, then source. Keys are integers (service code × centre number): string
+    merges were a tenth of a street's solve."""
+    keys, _ = pd.factorize(np.concatenate([needs[key].to_numpy(object),
+                                           sources[key].to_numpy(object)]))
+    n_centres = len(hierarchy.first) + 1
+    centre = hierarchy.first.reindex(sources[centre_col].to_numpy()).fillna(-1).to_numpy()
+    src = np.flatnonzero(centre >= 0)
+    src_keys = keys[len(needs):][src] * n_centres + centre[src].astype(np.int64)
+    # One block of needs per level (each centre has one level, so a key meets only its own).
+    ancestors = hierarchy.ancestor_numbers.reindex(needs["station_id"].to_numpy()).fillna(-1)
+    need_idx, need_keys = [], []
     for level in vocab.LEVELS:
-        anc = hierarchy.ancestor(needs["station_id"].to_numpy(), level)
-        left = pd.DataFrame({"key": needs[key].to_numpy(), "centre": anc,
-                             "need": np.arange(len(needs))})
-        left = left[left["centre"] != ""]
-        pairs = left.merge(src, on=["key", "centre"], how="inner")
-        need_idx.append(pairs["need"].to_numpy())
-        src_idx.append(pairs["src"].to_numpy())
-    return np.concatenate(need_idx), np.concatenate(src_idx)
+        anc = ancestors[level].to_numpy(np.int64)
+        at = np.flatnonzero(anc >= 0)
+        need_idx.append(at)
+        need_keys.append(keys[:len(needs)][at] * n_centres + anc[at])
+    left, right = join_equal(np.concatenate(need_keys), src_keys)
+    return np.concatenate(need_idx)[left], src[right]
+
+
+def join_equal(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (i, j) with ``left[i] == right[j]``, ordered by i then j (an inner join on integer
+    keys, as pandas' merge orders it)."""
+    order = np.argsort(right, kind="stable")
+    ordered = right[order]
+    start = np.searchsorted(ordered, left, "left")
+    count = np.searchsorted(ordered, left, "right") - start
+    i = np.repeat(np.arange(len(left)), count)
+    within = np.arange(len(i)) - np.repeat(np.cumsum(count) - count, count)
+    return i, order[np.repeat(start, count) + within]
 
 
 def _capable(vols: pd.DataFrame, services: pd.DataFrame) -> np.ndarray:
@@ -273,16 +296,28 @@ def _pools(data: AllocationInput) -> pd.DataFrame:
         lambda cells: sum(1 for c in cells if c)).to_numpy()[v_idx]
     whole = np.floor(hours / hours_per_unit + 1e-9)
     units = np.where(per_visit[s_idx], np.minimum(whole, slots), whole)
-    members = pd.DataFrame({
-        "street": street[v_idx], "service_id": services["service_id"].to_numpy()[s_idx],
-        "volunteer_id": vols["volunteer_id"].to_numpy()[v_idx], "hours": hours,
-        "units": units, "hours_per_unit": hours_per_unit,
-        "lat": vols["lat"].to_numpy(float)[v_idx], "lon": vols["lon"].to_numpy(float)[v_idx],
+    # One pool per (street, service), in that order; sums and means by bincount (a pandas
+    # groupby with a join per group cost a street's run as much as its solves).
+    service_ids = services["service_id"].to_numpy(object)
+    keys = pd.MultiIndex.from_arrays([street[v_idx], service_ids[s_idx]])
+    group, pool_keys = keys.factorize(sort=True)
+    size = np.bincount(group, minlength=len(pool_keys))
+
+    def total(values: np.ndarray) -> np.ndarray:
+        return np.bincount(group, weights=values, minlength=len(pool_keys))
+
+    volunteer_ids = vols["volunteer_id"].to_numpy(object)[v_idx]
+    by_pool = np.lexsort((volunteer_ids, group))
+    ends = np.cumsum(size)
+    pools = pd.DataFrame({
+        "street": pool_keys.get_level_values(0).to_numpy(object),
+        "service_id": pool_keys.get_level_values(1).to_numpy(object),
+        "hours": total(hours), "units": total(units),
+        "hours_per_unit": hours_per_unit[by_pool][ends - size],
+        "lat": total(vols["lat"].to_numpy(float)[v_idx]) / size,
+        "lon": total(vols["lon"].to_numpy(float)[v_idx]) / size,
+        "members": [";".join(volunteer_ids[by_pool][a:b]) for a, b in zip(ends - size, ends)],
     })
-    pools = members.groupby(["street", "service_id"], sort=True).agg(
-        hours=("hours", "sum"), units=("units", "sum"), hours_per_unit=("hours_per_unit", "first"),
-        lat=("lat", "mean"), lon=("lon", "mean"),
-        members=("volunteer_id", lambda s: ";".join(sorted(s)))).reset_index()
     pools.insert(0, "pool_id", "pool:" + pools["street"] + ":" + pools["service_id"])
     used = pools["pool_id"].map(data.used_pool_hours).fillna(0.0).to_numpy(float)
     pools["hours"] = np.maximum(pools["hours"].to_numpy(float) - used, 0.0)
@@ -427,11 +462,10 @@ def _rows(needs, offers, funds, pools, model: _Model, data: AllocationInput) -> 
     rows.add("offer", model.offer[o], arcs[o], np.ones(o.sum()), np.full(len(offers), -np.inf),
              offers["base_capacity"].to_numpy(float))
     # A household with several needs of one service shares the offer's per-household cap.
-    hh = needs["household_id"].to_numpy()[model.need]
+    hh = _household_of_arcs(needs, model)
     capped = o & ~np.isnan(offers["base_cap_household"].to_numpy()[np.maximum(model.offer, 0)])
     if capped.any():
-        key = pd.Series(hh[capped]) + "|" + pd.Series(model.offer[capped]).astype(str)
-        group, count = _group_rows(key.to_numpy())
+        group, count = _group_rows(hh[capped] * len(offers) + model.offer[capped])
         sizes = np.bincount(group, minlength=count)
         shared = sizes[group] > 1
         if shared.any():
@@ -452,8 +486,7 @@ def _rows(needs, offers, funds, pools, model: _Model, data: AllocationInput) -> 
     fcap = funds["max_per_household"].to_numpy(float)
     fc = f & ~np.isnan(fcap[np.maximum(model.fund, 0)])
     if fc.any():
-        key = pd.Series(hh[fc]) + "|" + pd.Series(model.fund[fc]).astype(str)
-        group, count = _group_rows(key.to_numpy())
+        group, count = _group_rows(hh[fc] * len(funds) + model.fund[fc])
         cap = pd.Series(fcap[model.fund[fc]]).groupby(group).first().to_numpy()
         rows.add("fund_household", group, arcs[fc], model.charge[fc] * CENTS_PER_YUAN,
                  np.full(count, -np.inf), np.round(cap * CENTS_PER_YUAN))
@@ -550,21 +583,21 @@ def _reasons(needs, offers, funds, pools, model: _Model, x: np.ndarray, data: Al
     _, pool_left = _pool_left(needs, pools, model, x, data)
 
     # Eligibility anywhere (ignoring coverage): per service, does any offer accept the need?
-    svc_offers = offers.groupby("service_id")
     volunteer_services = _services_with_volunteers(data)
     eligible_any = np.zeros(n, bool)
     idx_unmet = np.flatnonzero(unmet)
-    sub = needs.iloc[idx_unmet]
-    for service in pd.unique(sub["service_id"]):  # a loop over services, not needs
-        rows = idx_unmet[sub["service_id"].to_numpy() == service]
-        if service in svc_offers.groups:
-            of = offers.loc[svc_offers.groups[service]]
-            cat_ok = (of["cat_bits"].to_numpy()[None, :] == 0) | (
-                (of["cat_bits"].to_numpy()[None, :] & needs["cat_bits"].to_numpy()[rows][:, None])
-                != 0)
-            tier_ok = (of["tier_bits"].to_numpy()[None, :] == 0) | (
-                (of["tier_bits"].to_numpy()[None, :] & needs["tier_bit"].to_numpy()[rows][:, None])
-                != 0)
+    unmet_service = needs["service_id"].to_numpy(object)[idx_unmet]
+    offer_service = offers["service_id"].to_numpy(object)
+    offer_cat, offer_tier = offers["cat_bits"].to_numpy(), offers["tier_bits"].to_numpy()
+    need_cat, need_tier = needs["cat_bits"].to_numpy(), needs["tier_bit"].to_numpy()
+    for service in pd.unique(unmet_service):  # a loop over services, not needs
+        rows = idx_unmet[unmet_service == service]
+        of = np.flatnonzero(offer_service == service)
+        if len(of):
+            cat_ok = (offer_cat[of][None, :] == 0) | (
+                (offer_cat[of][None, :] & need_cat[rows][:, None]) != 0)
+            tier_ok = (offer_tier[of][None, :] == 0) | (
+                (offer_tier[of][None, :] & need_tier[rows][:, None]) != 0)
             eligible_any[rows] = (cat_ok & tier_ok).any(axis=1)
         if service in volunteer_services:
             eligible_any[rows] = True  # volunteers accept any household
@@ -632,20 +665,20 @@ def _household_capped(needs, offers, funds, model: _Model, x: np.ndarray) -> np.
     eps = 1e-6
     capped = np.zeros(len(x), bool)
     o = model.offer >= 0
-    hh = needs["household_id"].to_numpy()[model.need]
+    hh = _household_of_arcs(needs, model)
     cap = offers["base_cap_household"].to_numpy()[np.maximum(model.offer, 0)]
     has = o & ~np.isnan(cap)
     if has.any():
-        key = pd.Series(hh[has]) + "|" + pd.Series(model.offer[has]).astype(str)
-        got = pd.Series(x[has]).groupby(key.to_numpy()).transform("sum").to_numpy()
+        group, count = _group_rows(hh[has] * len(offers) + model.offer[has])
+        got = np.bincount(group, weights=x[has], minlength=count)[group]
         capped[np.flatnonzero(has)] = got >= cap[has] - eps
     f = model.fund >= 0
     fcap = funds["max_per_household"].to_numpy(float)[np.maximum(model.fund, 0)]
     hasf = f & ~np.isnan(fcap)
     if hasf.any():
-        key = pd.Series(hh[hasf]) + "|" + pd.Series(model.fund[hasf]).astype(str)
-        spent = pd.Series((x * model.charge)[hasf]).groupby(key.to_numpy()).transform("sum")
-        capped[np.flatnonzero(hasf)] |= spent.to_numpy() > fcap[hasf] - model.charge[hasf] + eps
+        group, count = _group_rows(hh[hasf] * len(funds) + model.fund[hasf])
+        spent = np.bincount(group, weights=(x * model.charge)[hasf], minlength=count)[group]
+        capped[np.flatnonzero(hasf)] |= spent > fcap[hasf] - model.charge[hasf] + eps
     return capped
 
 

@@ -8,6 +8,7 @@ cover household h" is two integer comparisons on numpy arrays instead of a tree 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -61,6 +62,14 @@ class Hierarchy:
     def ancestor(self, centre_ids: pd.Series | np.ndarray, level: str) -> np.ndarray:
         """The ancestor at ``level`` of each of ``centre_ids`` ("" when above it)."""
         return self.path[level].reindex(np.asarray(centre_ids)).fillna("").to_numpy()
+
+    @cached_property
+    def ancestor_numbers(self) -> pd.DataFrame:
+        """``path`` with each ancestor given as its depth-first number (``first``), -1 for "":
+        centres as integers, for joins that string keys would make slow."""
+        numbers = self.first.reindex(self.path.to_numpy().ravel()).fillna(-1).astype(np.int64)
+        return pd.DataFrame(numbers.to_numpy().reshape(self.path.shape), index=self.path.index,
+                            columns=self.path.columns)
 
     def covers(self, coverage_ids: np.ndarray, centre_ids: np.ndarray) -> np.ndarray:
         """Elementwise: is ``centre_ids[i]`` in the subtree of ``coverage_ids[i]``?"""
