@@ -308,6 +308,7 @@ def _pools(data: AllocationInput) -> pd.DataFrame:
 
     volunteer_ids = vols["volunteer_id"].to_numpy(object)[v_idx]
     by_pool = np.lexsort((volunteer_ids, group))
+    ordered_ids = volunteer_ids[by_pool].tolist()
     ends = np.cumsum(size)
     pools = pd.DataFrame({
         "street": pool_keys.get_level_values(0).to_numpy(object),
@@ -316,7 +317,7 @@ def _pools(data: AllocationInput) -> pd.DataFrame:
         "hours_per_unit": hours_per_unit[by_pool][ends - size],
         "lat": total(vols["lat"].to_numpy(float)[v_idx]) / size,
         "lon": total(vols["lon"].to_numpy(float)[v_idx]) / size,
-        "members": [";".join(volunteer_ids[by_pool][a:b]) for a, b in zip(ends - size, ends)],
+        "members": [";".join(ordered_ids[a:b]) for a, b in zip(ends - size, ends)],
     })
     pools.insert(0, "pool_id", "pool:" + pools["street"] + ":" + pools["service_id"])
     used = pools["pool_id"].map(data.used_pool_hours).fillna(0.0).to_numpy(float)
