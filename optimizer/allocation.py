@@ -317,7 +317,7 @@ def _pools(data: AllocationInput) -> pd.DataFrame:
         "hours_per_unit": hours_per_unit[by_pool][ends - size],
         "lat": total(vols["lat"].to_numpy(float)[v_idx]) / size,
         "lon": total(vols["lon"].to_numpy(float)[v_idx]) / size,
-        "members": [";".join(ordered_ids[a:b]) for a, b in zip(ends - size, ends)],
+        "members": [";".join(ordered_ids[a:b]) for a, b in zip(ends - size, ends, strict=True)],
     })
     pools.insert(0, "pool_id", "pool:" + pools["street"] + ":" + pools["service_id"])
     used = pools["pool_id"].map(data.used_pool_hours).fillna(0.0).to_numpy(float)

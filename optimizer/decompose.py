@@ -101,22 +101,61 @@ def _shared(data: AllocationInput, by: str) -> tuple[pd.Series, pd.Series]:
     return shared_offers, shared_funds
 
 
-def _part_input(data: AllocationInput, inside: np.ndarray, area: str, by: str,
-                offer_area: np.ndarray, shared_offer: np.ndarray, vol_area: np.ndarray,
-                used_capacity: dict, used_budget: dict) -> AllocationInput:
-    """One part's model input: its needs, and only the supply that can reach them (shared
-    offers, and the offers, volunteers and history inside the area), so a worker receives
-    and reads a few rows, not the city's."""
-    needs = data.needs[inside].reset_index(drop=True)
-    households = set(needs["household_id"])
-    return replace(
-        data, needs=needs,
-        offers=data.offers[shared_offer | (offer_area == area)].reset_index(drop=True),
-        volunteers=data.volunteers[vol_area == area].reset_index(drop=True),
-        history=data.history[member_mask(data.history["household_id"], households)]
-        .reset_index(drop=True),
-        pins=data.pins[data.pins["need_id"].isin(set(needs["need_id"]))].reset_index(drop=True),
-        used_capacity=used_capacity, used_budget=used_budget)
+def _part_inputs(data: AllocationInput, area_of_need: np.ndarray, parts: list[str], by: str,
+                 shared_offers: pd.Series, shared_funds: pd.Series, offer_share: pd.Series,
+                 fund_share: pd.Series, params: AllocationParams) -> Callable[[int], tuple]:
+    """``part(i)``: the i-th part's model input — its needs, its share of the shared supply
+    (what is beyond the share counts as used elsewhere), and only the supply that can reach
+    it (shared offers, the offers, volunteers and history inside the area), so a worker
+    receives and reads a few rows, not the city's. Rows are grouped by part once, so building
+    all the parts costs about one pass over the city."""
+    offer_area = data.hierarchy.ancestor(_coverage(data), by)
+    shared_offer = data.offers["offer_id"].isin(shared_offers.index).to_numpy()
+    vol_area = data.hierarchy.ancestor(data.volunteers["station_id"].to_numpy(), by)
+    # History of a household goes with the part of its needs (others are never read).
+    area_of_household = pd.Series(area_of_need, index=data.needs["household_id"].to_numpy())
+    area_of_household = area_of_household[~area_of_household.index.duplicated()]
+    history_area = data.history["household_id"].map(area_of_household).fillna("").to_numpy()
+    rows_of = {name: pd.Series(np.arange(len(area)), index=area).groupby(level=0).indices
+               for name, area in (("needs", area_of_need), ("volunteers", vol_area),
+                                  ("history", history_area))}
+    none = np.zeros(0, np.int64)
+
+    def rows(name: str, area: str) -> np.ndarray:
+        return np.sort(rows_of[name].get(area, none))
+
+    # Each part's share, whole units and cents, as one matrix per kind of supply.
+    capacity = data.offers.set_index("offer_id")["capacity"].astype(float)[shared_offers.index]
+    budget = data.funds.set_index("fund_id")["budget"].astype(float)[shared_funds.index]
+    offer_scale = _offer_scale(data).reindex(shared_offers.index)
+
+    def shares(share: pd.Series, index: pd.Index) -> pd.DataFrame:
+        if share.empty:
+            return pd.DataFrame(0.0, index=parts, columns=index)
+        return share.unstack(fill_value=0.0).reindex(index=parts, columns=index, fill_value=0.0)
+
+    got_offer = _whole(shares(offer_share, shared_offers.index), offer_scale)
+    got_fund = _whole(shares(fund_share, shared_funds.index), 100.0)
+    offer_ids, fund_ids = shared_offers.index.tolist(), shared_funds.index.tolist()
+    pins_by_need = data.pins["need_id"]
+
+    def part(i: int) -> tuple[AllocationInput, AllocationParams]:
+        area = parts[i]
+        needs = data.needs.iloc[rows("needs", area)].reset_index(drop=True)
+        used_capacity = {**data.used_capacity, **dict(zip(
+            offer_ids, (capacity - got_offer.iloc[i]).to_numpy().tolist(), strict=True))}
+        used_budget = {**data.used_budget, **dict(zip(
+            fund_ids, (budget - got_fund.iloc[i]).to_numpy().tolist(), strict=True))}
+        return replace(
+            data, needs=needs,
+            offers=data.offers[shared_offer | (offer_area == area)].reset_index(drop=True),
+            volunteers=data.volunteers.iloc[rows("volunteers", area)].reset_index(drop=True),
+            history=data.history.iloc[rows("history", area)].reset_index(drop=True),
+            pins=data.pins[member_mask(pins_by_need, needs["need_id"].to_numpy(object))]
+            .reset_index(drop=True),
+            used_capacity=used_capacity, used_budget=used_budget), params
+
+    return part
 
 
 def _chunks(sizes: np.ndarray, n_chunks: int) -> list[list[int]]:
@@ -173,31 +212,17 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
         ["area", "fund_id"])["yuan"].sum()
     split_seconds = time.perf_counter() - t0
 
-    # 2. Each part with its share, in parallel.
-    capacity = data.offers.set_index("offer_id")["capacity"].astype(float)
-    budget = data.funds.set_index("fund_id")["budget"].astype(float)
-    offer_scale = _offer_scale(data).reindex(shared_offers.index)
+    # 2. Each part with its share, in parallel. A chunk's inputs are built as the pool asks
+    # for it, so the workers start on the first while the rest are made.
     part_params = replace(params, certify=False)
-    offer_area = data.hierarchy.ancestor(_coverage(data), by)
-    shared_offer = data.offers["offer_id"].isin(shared_offers.index).to_numpy()
-    vol_area = data.hierarchy.ancestor(data.volunteers["station_id"].to_numpy(), by)
-    inputs = []
-    for area in parts:
-        got_o = _whole(_share(offer_share, area, shared_offers.index), offer_scale)
-        got_f = _whole(_share(fund_share, area, shared_funds.index), 100.0)
-        # Shared supply beyond the part's share counts as used elsewhere.
-        used_capacity = {**data.used_capacity,
-                         **(capacity[shared_offers.index] - got_o).to_dict()}
-        used_budget = {**data.used_budget, **(budget[shared_funds.index] - got_f).to_dict()}
-        inputs.append((_part_input(data, area_of_need == area, area, by, offer_area,
-                                   shared_offer, vol_area, used_capacity, used_budget),
-                       part_params))
-    sizes = np.array([len(part.needs) for part, _ in inputs])
-    chunks = _chunks(sizes, len(inputs) if by == "district" else PART_TASKS)
-    done = list(map_fn(_solve_parts, [[inputs[i] for i in chunk] for chunk in chunks]))
+    part = _part_inputs(data, area_of_need, parts, by, shared_offers, shared_funds, offer_share,
+                        fund_share, part_params)
+    sizes = pd.Series(area_of_need).value_counts().reindex(parts).to_numpy()
+    chunks = _chunks(sizes, len(parts) if by == "district" else PART_TASKS)
+    done = list(map_fn(_solve_parts, ([part(i) for i in chunk] for chunk in chunks)))
     by_part = {i: r for chunk, rs in zip(chunks, done, strict=True)
                for i, r in zip(chunk, rs, strict=True)}
-    results = [by_part[i] for i in range(len(inputs))]
+    results = [by_part[i] for i in range(len(parts))]
     merged = _merge(results)
     part_seconds = time.perf_counter() - t0 - split_seconds
 
@@ -243,13 +268,6 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
                                       3)},
     }
     return result, info
-
-
-def _share(shares: pd.Series, district: str, index: pd.Index) -> pd.Series:
-    """One district's share of each shared offer or fund (0 where it has none)."""
-    if district in shares.index.get_level_values(0):
-        return shares.xs(district, level=0).reindex(index, fill_value=0.0)
-    return pd.Series(0.0, index=index)
 
 
 def _offer_scale(data: AllocationInput) -> pd.Series:
