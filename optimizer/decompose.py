@@ -124,7 +124,8 @@ def _part_inputs(data: AllocationInput, area_of_need: np.ndarray, parts: list[st
     def rows(name: str, area: str) -> np.ndarray:
         return np.sort(rows_of[name].get(area, none))
 
-    # Each part's share, whole units and cents, as one matrix per kind of supply.
+    # What of each shared offer and fund is beyond a part's share (whole units and cents):
+    # one matrix per kind of supply, a row per part.
     capacity = data.offers.set_index("offer_id")["capacity"].astype(float)[shared_offers.index]
     budget = data.funds.set_index("fund_id")["budget"].astype(float)[shared_funds.index]
     offer_scale = _offer_scale(data).reindex(shared_offers.index)
@@ -134,18 +135,19 @@ def _part_inputs(data: AllocationInput, area_of_need: np.ndarray, parts: list[st
             return pd.DataFrame(0.0, index=parts, columns=index)
         return share.unstack(fill_value=0.0).reindex(index=parts, columns=index, fill_value=0.0)
 
-    got_offer = _whole(shares(offer_share, shared_offers.index), offer_scale)
-    got_fund = _whole(shares(fund_share, shared_funds.index), 100.0)
+    offer_elsewhere = (capacity - _whole(shares(offer_share, shared_offers.index),
+                                         offer_scale)).to_numpy()
+    fund_elsewhere = (budget - _whole(shares(fund_share, shared_funds.index), 100.0)).to_numpy()
     offer_ids, fund_ids = shared_offers.index.tolist(), shared_funds.index.tolist()
     pins_by_need = data.pins["need_id"]
 
     def part(i: int) -> tuple[AllocationInput, AllocationParams]:
         area = parts[i]
         needs = data.needs.iloc[rows("needs", area)].reset_index(drop=True)
-        used_capacity = {**data.used_capacity, **dict(zip(
-            offer_ids, (capacity - got_offer.iloc[i]).to_numpy().tolist(), strict=True))}
-        used_budget = {**data.used_budget, **dict(zip(
-            fund_ids, (budget - got_fund.iloc[i]).to_numpy().tolist(), strict=True))}
+        used_capacity = {**data.used_capacity,
+                         **dict(zip(offer_ids, offer_elsewhere[i].tolist(), strict=True))}
+        used_budget = {**data.used_budget,
+                       **dict(zip(fund_ids, fund_elsewhere[i].tolist(), strict=True))}
         return replace(
             data, needs=needs,
             offers=data.offers[shared_offer | (offer_area == area)].reset_index(drop=True),
