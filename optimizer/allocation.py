@@ -27,7 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from contract import vocab
-from optimizer.lexmip import Level, LexResult, Rows, solve_lexicographic
+from optimizer.flow import solve_parts
+from optimizer.lexmip import Level, LexResult, Rows
 from resources.hierarchy import Hierarchy
 
 TIER_LEVELS = tuple(vocab.TIER_ORDER)
@@ -84,6 +85,9 @@ class AllocationParams:
     # Bound every level (an extra LP per level); the districts of a decomposed run skip it,
     # since their bounds would not bound the city.
     certify: bool = True
+    # Solve the model's pure-network components by min-cost flow (optimizer/flow.py); off:
+    # everything by HiGHS, as a reference.
+    flow: bool = True
 
 
 class PinError(ValueError):
@@ -687,7 +691,8 @@ def _household_capped(needs, offers, funds, model: _Model, x: np.ndarray) -> np.
 
 
 def allocate(data: AllocationInput, params: AllocationParams | None = None) -> AllocationResult:
-    """Solve the weekly allocation exactly (lexicographic MIP, HiGHS) and explain what is unmet.
+    """Solve the weekly allocation exactly (lexicographic; min-cost flow on its network
+    components, MIP by HiGHS on the rest) and explain what is unmet.
 
     Raises
     ------
@@ -707,14 +712,18 @@ def allocate(data: AllocationInput, params: AllocationParams | None = None) -> A
     prep = time.perf_counter() - t0
     q = needs["base_quantity"].to_numpy(float)
     n_cols = len(model.need) + len(needs)
-    result: LexResult = solve_lexicographic(
+    # Components that are pure networks go to a min-cost flow, the rest to HiGHS
+    # (optimizer/flow.py); ``exact`` keeps its meaning for the whole model's size.
+    result, parts = solve_parts(
         np.concatenate([model.lower, np.zeros(len(needs))]), np.concatenate([model.upper, q]),
-        np.ones(n_cols, bool), rows, levels, time_limit=params.time_limit,
+        np.ones(n_cols, bool), rows, levels, flow=params.flow, time_limit=params.time_limit,
         threads=params.threads, seed=params.seed, dual_levels=TIER_LEVELS,
         exact=n_cols <= params.exact_columns, certify=params.certify)
     x = result.x[:len(model.need)]  # the arcs; whole base units
-    return _outputs(data, needs, offers, funds, pools, model, rows, x, result,
-                    prep + result.build_seconds)
+    out = _outputs(data, needs, offers, funds, pools, model, rows, x, result,
+                   prep + result.build_seconds)
+    out.sizes.update(parts.counts())
+    return out
 
 
 def explain(data: AllocationInput, allocations: pd.DataFrame) -> pd.Series:
