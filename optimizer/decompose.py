@@ -282,11 +282,17 @@ def _merge(results: list[AllocationResult]) -> dict[str, pd.DataFrame]:
             for name in ("allocations", "unmet", "need_served")}
 
 
+def _positions(ids: pd.Series | pd.Index, of: pd.Series) -> np.ndarray:
+    """Row of each of ``ids`` in the id column ``of`` (ids as Python strings: a city's
+    Arrow-string lookups cost a second each)."""
+    return pd.Index(of.to_numpy(object)).get_indexer(np.asarray(ids, dtype=object))
+
+
 def _reached(data: AllocationInput, need_ids: pd.Series, offer_ids: pd.Index) -> np.ndarray:
     """Per need of ``need_ids``: does one of ``offer_ids`` (of its service) cover it?"""
     if not len(offer_ids) or not len(need_ids):
         return np.zeros(len(need_ids), bool)
-    needs = data.needs.set_index("need_id").loc[need_ids.to_numpy()].reset_index()
+    needs = data.needs.iloc[_positions(need_ids, data.needs["need_id"])]
     coverage = pd.Series(_coverage(data), index=data.offers["offer_id"])
     service = data.offers.set_index("offer_id")["service_id"]
     sources = pd.DataFrame({"service_id": service.loc[offer_ids].to_numpy(),
@@ -344,7 +350,8 @@ def _top_up_input(data: AllocationInput, merged: dict, shared_offers: pd.Series,
     # Only needs that some open offer covers (most short needs are far from any).
     reached = _reached(data, short["need_id"], open_ids)
     short = short[reached]
-    needs = data.needs.set_index("need_id").loc[short["need_id"]].reset_index()
+    needs = data.needs.iloc[_positions(short["need_id"], data.needs["need_id"])
+                            ].reset_index(drop=True)
     if short.empty:
         return None, seen_ids
     remaining = needs["quantity"].to_numpy(float) - short["served"].to_numpy(float)
@@ -364,16 +371,20 @@ def _add_top_up(merged: dict, more: AllocationResult) -> dict:
     alloc = pd.concat([merged["allocations"], more.allocations], ignore_index=True)
     alloc = alloc.groupby(["need_id", "source_id", "source_kind", "fund_id"], as_index=False,
                           sort=True)[["units", "cost", "km"]].sum()
-    served = merged["need_served"].set_index("need_id")
-    extra = more.need_served.set_index("need_id")
+    served = merged["need_served"].copy()
+    extra = more.need_served
+    at = _positions(extra["need_id"], served["need_id"])
     for column in ("served", "money", "km", "continuity"):
-        served.loc[extra.index, column] = served.loc[extra.index, column] + extra[column]
-    served.loc[extra.index, "fraction"] = (served.loc[extra.index, "served"]
-                                           / served.loc[extra.index, "quantity"])
+        values = served[column].to_numpy(copy=True)
+        values[at] += extra[column].to_numpy()
+        served[column] = values
+    fraction = served["fraction"].to_numpy(copy=True)
+    fraction[at] = served["served"].to_numpy()[at] / served["quantity"].to_numpy()[at]
+    served["fraction"] = fraction
     unmet = merged["unmet"]
-    unmet = pd.concat([unmet[~member_mask(unmet["need_id"], extra.index)], more.unmet],
+    unmet = pd.concat([unmet[~member_mask(unmet["need_id"], extra["need_id"])], more.unmet],
                       ignore_index=True)
-    return {"allocations": alloc, "unmet": unmet, "need_served": served.reset_index()}
+    return {"allocations": alloc, "unmet": unmet, "need_served": served}
 
 
 def _explain_task(args: tuple[AllocationInput, pd.DataFrame]) -> pd.Series:
