@@ -1319,6 +1319,12 @@ class _View:
         # made re-solves after a fund moved by a quarter take thousands of pivots instead of
         # hundreds.
         h.setOptionValue("presolve", "off")
+        # Devex dual pricing: a run starts from a basis just set, for which HiGHS' default
+        # (dual steepest edge) first computes every row's exact weight — one solve with the
+        # basis per row of the level's LP. The re-solves are a few hundred pivots at most, and
+        # on the city devex took about 8% less time over them (worst: 0.47 s against 0.51 s
+        # CPU), for the same level values to HiGHS' tolerances.
+        h.setOptionValue("simplex_dual_edge_weight_strategy", 1)
         n_cols, n_rows = len(self.cols), len(self.rows)
         lo, hi = model._col_lo[self.cols], model._col_hi[self.cols]
         h.addCols(n_cols, np.zeros(n_cols), lo, hi, 0, np.zeros(n_cols, np.int32),
