@@ -48,6 +48,7 @@ from optimizer.allocation import (
     member_mask,
 )
 from optimizer.budget import build_budget_model
+from optimizer.flow import Parts
 from optimizer.lexmip import LevelResult
 from optimizer.status import Status
 
@@ -480,7 +481,7 @@ def _finish(data: AllocationInput, merged: dict, results: list[AllocationResult]
     statuses = {str(r.status) for r in results}
     status = Status.TIME_LIMIT if str(Status.TIME_LIMIT) in statuses else Status.FEASIBLE
     sizes = {key: sum(r.sizes.get(key, 0) for r in results)
-             for key in ("arcs", "rows")}
+             for key in ("arcs", "rows", *Parts().counts())}
     sizes.update(needs=len(data.needs), offers=len(data.offers), funds=len(data.funds),
                  pools=len(pool_use))
     return AllocationResult(
