@@ -48,12 +48,6 @@ _FIRST_SHARE = 0.15
 # that ran out of time, so it settles where CP-SAT can still finish most of them.
 _NEIGHBOURHOOD_SECONDS = 0.1
 _NEIGHBOURHOOD_AGENTS = 3
-_SUB_SOLVER = "cpsat"
-_LINKED = False
-_LINK_FLOOR = 0.1
-_SECOND_LNS = False
-_SECOND_KIND = "highs"
-_SECOND_LINKED = True
 # HiGHS' tolerances on its bound: a float bound is rounded to the integer it proves only after
 # this relative slack, so the rounding can never cut off an optimum.
 _BOUND_SLACK = 1e-6
@@ -516,143 +510,29 @@ class _Portfolio:
         moved[pair_job[chosen]] = pair_agent[chosen]
         return moved, status == cp_model.OPTIMAL
 
-    def _lp_links(self) -> np.ndarray:
-        """The assignment LP relaxation's solution, agents × jobs (zeros where not offered)."""
-        m, n = self.cost.shape
-        agents, jobs = self.agent_of_pair, self.job_of_pair
-        pairs = len(agents)
-        with quiet_stdout():
-            h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("threads", 1)
-        h.passModel(self._lp(agents, jobs, np.arange(n), self.capacity, integer=False))
-        h.run()
-        relaxed = np.zeros((m, n))
-        if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
-            relaxed[agents, jobs] = np.asarray(h.getSolution().col_value)[:pairs]
-        return relaxed
-
-    def _lp(self, pair_agent, pair_job, free, room, integer=True) -> highspy.HighsLp:
-        """Columns ``pair_agent``/``pair_job``; rows: each job of ``free`` once, each agent's room."""
-        m = self.cost.shape[0]
-        pairs = len(pair_agent)
-        lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = pairs, len(free) + m
-        lp.col_cost_ = self.sign * self.cost[pair_agent, pair_job].astype(np.float64)
-        lp.col_lower_, lp.col_upper_ = np.zeros(pairs), np.ones(pairs)
-        lp.row_lower_ = np.concatenate([np.ones(len(free)), np.full(m, -highspy.kHighsInf)])
-        lp.row_upper_ = np.concatenate([np.ones(len(free)), np.asarray(room, np.float64)])
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = np.arange(0, 2 * pairs + 1, 2, dtype=np.int32)
-        rows = np.empty(2 * pairs, dtype=np.int32)
-        rows[0::2], rows[1::2] = np.searchsorted(free, pair_job), len(free) + pair_agent
-        values = np.empty(2 * pairs)
-        values[0::2], values[1::2] = 1.0, self.weight[pair_agent, pair_job]
-        lp.a_matrix_.index_, lp.a_matrix_.value_ = rows, values
-        if integer:
-            lp.integrality_ = [highspy.HighsVarType.kInteger] * pairs
-        return lp
-
-    def _sub_highs(self) -> highspy.Highs:
-        with quiet_stdout():
-            h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("threads", 1)
-        h.setOptionValue("random_seed", self.seed)
-        h.setOptionValue("mip_rel_gap", 0.0)
-        h.setOptionValue("mip_abs_gap", 0.5)
-        h.setOptionValue("presolve", "off")
-        h.setOptionValue("mip_allow_restart", False)
-        return h
-
-    def _neighbourhood_highs(self, h: highspy.Highs, current: np.ndarray, agents: np.ndarray,
-                             seconds: float) -> tuple[np.ndarray | None, bool]:
-        """HiGHS re-assigns the jobs of ``agents``: (the new assignment or None, proven)."""
-        m, n = self.cost.shape
-        free = np.flatnonzero(np.isin(current, agents))
-        if free.size == 0:
-            return None, True
-        load = np.bincount(current, weights=self.weight[current, np.arange(n)], minlength=m)
-        room = self.capacity - load
-        room[agents] = self.capacity[agents]
-        pair_agent = np.repeat(np.arange(m), free.size)
-        pair_job = np.tile(free, m)
-        fits = self.weight[pair_agent, pair_job] <= room[pair_agent]
-        pair_agent, pair_job = pair_agent[fits], pair_job[fits]
-        h.clearModel()
-        h.setOptionValue("time_limit", float(seconds))
-        h.passModel(self._lp(pair_agent, pair_job, free, room))
-        start = highspy.HighsSolution()
-        start.col_value = (current[pair_job] == pair_agent).astype(np.float64).tolist()
-        start.value_valid = True
-        h.setSolution(start)
-        h.run()
-        if h.getInfo().primal_solution_status != 2:
-            return None, False
-        chosen = np.asarray(h.getSolution().col_value) > 0.5
-        moved = current.copy()
-        moved[pair_job[chosen]] = pair_agent[chosen]
-        return moved, h.getModelStatus() == highspy.HighsModelStatus.kOptimal
-
-    def _linked_agents(self, current, relaxed, size, random) -> np.ndarray:
-        m = self.cost.shape[0]
-        onto = np.zeros((m, m))
-        np.add.at(onto, current, relaxed.T)  # onto[a, b]: LP share on b of a's current jobs
-        link = onto + onto.T
-        np.fill_diagonal(link, 0.0)
-        chosen = [int(random.integers(m))]
-        while len(chosen) < size:
-            w = link[chosen].sum(axis=0) + _LINK_FLOOR
-            w[chosen] = 0.0
-            chosen.append(int(random.choice(m, p=w / w.sum())))
-        return np.array(chosen)
-
-    def _search(self, deadline: float, kind: str, linked: bool, seed: int) -> None:
-        m = self.cost.shape[0]
-        random = np.random.default_rng(seed)
-        size = _NEIGHBOURHOOD_AGENTS
-        relaxed = self._lp_links() if linked else None
-        sub = self._sub_highs() if kind != "cpsat" else None
-        count = 0
-        while not self.stop.is_set():
-            seconds = min(_NEIGHBOURHOOD_SECONDS, deadline - time.perf_counter() - _MARGIN)
-            if seconds <= 0.01:
-                break
-            with self.lock:
-                current = self.best
-            if current is None:  # nothing to improve yet: wait for HiGHS' first solution
-                self.stop.wait(0.01)
-                continue
-            if relaxed is not None:
-                agents = self._linked_agents(current, relaxed, min(size, m), random)
-            else:
-                agents = random.choice(m, size=min(size, m), replace=False)
-            count += 1
-            if kind == "highs" or (kind == "both" and count % 2):
-                moved, proven = self._neighbourhood_highs(sub, current, agents, seconds)
-            else:
-                moved, proven = self._neighbourhood(current, agents, seconds,
-                                                    int(random.integers(2**31 - 1)))
-            self._offer(moved, strictly_better=False)
-            size = min(m, size + 1) if proven else max(2, size - 1)
-
-    def _second(self, deadline: float) -> None:
-        try:
-            self._search(deadline, _SECOND_KIND, _SECOND_LINKED, self.seed + 1)
-        except BaseException as error:
-            self.highs_error = error
-            self.stop.set()
-
     def run(self, deadline: float) -> None:
         """Both solvers until ``deadline`` or until HiGHS proves optimality or infeasibility."""
-        if _SECOND_LNS:
-            thread = threading.Thread(target=self._second, args=(deadline,), daemon=True)
-        else:
-            h = self._highs(deadline)
-            thread = threading.Thread(target=self._run_highs, args=(h,), daemon=True)
+        h = self._highs(deadline)
+        thread = threading.Thread(target=self._run_highs, args=(h,), daemon=True)
         thread.start()
+        m = self.cost.shape[0]
+        random = np.random.default_rng(self.seed)
+        size = _NEIGHBOURHOOD_AGENTS
         try:
-            self._search(deadline, _SUB_SOLVER, _LINKED, self.seed)
+            while not self.stop.is_set():
+                seconds = min(_NEIGHBOURHOOD_SECONDS, deadline - time.perf_counter() - _MARGIN)
+                if seconds <= 0.01:
+                    break
+                with self.lock:
+                    current = self.best
+                if current is None:  # nothing to improve yet: wait for HiGHS' first solution
+                    self.stop.wait(0.01)
+                    continue
+                agents = random.choice(m, size=min(size, m), replace=False)
+                moved, proven = self._neighbourhood(current, agents, seconds,
+                                                    int(random.integers(2**31 - 1)))
+                self._offer(moved, strictly_better=False)
+                size = min(m, size + 1) if proven else max(2, size - 1)
         finally:
             self.stop.set()
             thread.join()
