@@ -128,6 +128,25 @@ def member_mask(values: pd.Series | pd.Index, members) -> np.ndarray:
     return pc.is_in(haystack, value_set=needles).to_numpy(zero_copy_only=False)
 
 
+def resource_use(services: pd.DataFrame, alloc: pd.DataFrame
+                 ) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """What allocation rows use: offer units by offer, yuan by fund, volunteer hours by pool
+    (a visit takes its service's ``visit_hours``, an hourly unit one hour)."""
+    o_used = alloc[(alloc["source_kind"] == "offer").to_numpy()].groupby("source_id")[
+        "units"].sum()
+    f_used = alloc[(alloc["fund_id"] != "").to_numpy()].groupby("fund_id")["cost"].sum()
+    pools = alloc[(alloc["source_kind"] == "volunteer_pool").to_numpy()]
+    # Per distinct pool ("pool:<street>:<service>"), not per row: a city has 300,000 rows.
+    pool, pool_ids = pd.factorize(pools["source_id"].to_numpy(object))
+    service = pd.Series(pool_ids).str.split(":").str[2]
+    srv = services.set_index("service_id")
+    per_unit = service.map(srv["visit_hours"]).where(service.map(srv["unit"]) == "visit", 1.0)
+    hours = np.bincount(pool, weights=pools["units"].to_numpy(float)
+                        * per_unit.to_numpy(float)[pool], minlength=len(pool_ids))
+    p_used = pd.Series(hours, index=pd.Index(pool_ids, name="source_id")).sort_index()
+    return o_used, f_used, p_used
+
+
 def _bits(codes: pd.Series, vocabulary: dict) -> np.ndarray:
     """Each ';'-list cell as a bit mask over ``vocabulary`` (empty cell → 0)."""
     position = {code: 1 << i for i, code in enumerate(vocabulary)}

@@ -25,6 +25,7 @@ from optimizer.allocation import (
     AllocationResult,
     allocate,
     member_mask,
+    resource_use,
 )
 from optimizer.decompose import allocate_by_district, districts_of
 from planning.engines import default_workers
@@ -53,8 +54,8 @@ def allocation_input(scenario: Scenario, week: str | None = None,
     if week:
         needs = needs[needs["week"] == week]
     if centre:  # the subtree's households first, so the joins below stay small
-        inside = scenario.hierarchy.subtree(centre)
-        needs = needs[needs["household_id"].isin(hh.index[hh["station_id"].isin(inside)])]
+        hh = hh[member_mask(hh["station_id"], scenario.hierarchy.subtree(centre).to_numpy())]
+        needs = needs[member_mask(needs["household_id"], hh.index.to_numpy(object))]
     # Each need's household row, found once (a map per column costs a city seconds).
     row = pd.Index(hh.index.to_numpy(object)).get_indexer(needs["household_id"].to_numpy(object))
     known = row >= 0
@@ -81,17 +82,8 @@ def _used_elsewhere(scenario: Scenario, held: StoredRun, needs_here: pd.Series
                     ) -> tuple[dict, dict, dict]:
     """Capacity, budget and volunteer hours that the held run gave to needs outside this run."""
     alloc = held.tables["allocations"]
-    outside = alloc[~alloc["need_id"].isin(needs_here)]
-    offers = outside[outside["source_kind"] == "offer"]
-    pools = outside[outside["source_kind"] == "volunteer_pool"]
-    services = scenario.services.set_index("service_id")
-    service = pools["source_id"].str.split(":").str[2]
-    hours_per_unit = service.map(services["visit_hours"]).where(
-        service.map(services["unit"]) == "visit", 1.0)
-    charged = outside[outside["fund_id"] != ""]
-    return (offers.groupby("source_id")["units"].sum().to_dict(),
-            charged.groupby("fund_id")["cost"].sum().to_dict(),
-            (pools["units"] * hours_per_unit).groupby(pools["source_id"]).sum().to_dict())
+    outside = alloc[~member_mask(alloc["need_id"], needs_here.to_numpy(object))]
+    return tuple(used.to_dict() for used in resource_use(scenario.services, outside))
 
 
 def _solver_versions() -> dict[str, str]:
@@ -233,6 +225,7 @@ def _plans(scenario: Scenario, result: AllocationResult) -> pd.DataFrame:
     })
     plans.index.name = "household_id"
     hh = scenario.households
+    hh = hh[member_mask(hh["household_id"], plans.index.to_numpy(object))]  # a street's few
     at_household = pd.Index(hh["household_id"].to_numpy(object)).get_indexer(plans.index)
     plans.insert(0, "tier", hh["tier"].to_numpy(object)[at_household])
     plans.insert(0, "station_id", hh["station_id"].to_numpy(object)[at_household])
