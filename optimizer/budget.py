@@ -101,6 +101,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import highspy
@@ -123,6 +124,14 @@ from optimizer.status import Status
 RED = TIER_LEVELS[0]
 DUAL_TOLERANCE = 1e-9  # a dual smaller than this is "does not matter at this level"
 POINTS_PER_10K = 1e4 * 100  # fraction per yuan → percentage points per ¥10,000
+# A level's bound (BudgetModel.level_bounds) holds each earlier colour at its reached value
+# less this, relative to max(1, |value|). Any slack ≥ 0 keeps the bound a bound (it only
+# loosens it); this one only keeps the rounding of a float sum from making the LP infeasible.
+# lexmip's hold (10⁻⁷, capped by 0.1 × the smallest weight) is for holding a level while the
+# next is searched; as a bound's slack it let an earlier colour's tolerance buy a later one
+# (weights per unit differ by up to 10⁶ between a cash need and a visit): on a small
+# scenario whose yellow is 0 with nothing left to give, its bound came out 2·10⁻⁶, not 0.
+BOUND_SLACK = 1e-9
 _INF = highspy.kHighsInf
 
 
@@ -1151,6 +1160,93 @@ class BudgetModel:
                               "yuan": (y * agg.arc_charge)[f]})
         return (offers.groupby(["street_id", "offer_id"], as_index=False)["units"].sum(),
                 funds.groupby(["street_id", "fund_id"], as_index=False)["yuan"].sum())
+
+    # -- bounds for an answer of the exact model ---------------------------------------------
+
+    def level_bounds(self, reached: Mapping[str, float],
+                     budgets: Mapping[str, float] | None = None, *,
+                     workers: int = 1) -> dict[str, float]:
+        """Bounds on the exact model's orange, yellow, green and money levels, given the
+        values ``reached`` (colour → Σ urgency × served ÷ needed) that an answer of the exact
+        model reached at the colour levels before each: ``optimizer.lexmip``'s certification
+        (an LP relaxation holding every earlier level at its achieved value), on the
+        aggregate.
+
+        The bound of a colour level is the optimum of the aggregate LP for that colour with
+        every earlier colour held by a value row at ``reached − slack`` (``BOUND_SLACK`` ×
+        max(1, |value|)); money's is the least money with every colour held. Every answer of
+        the exact model is a solution of the aggregate with the same colour values and the
+        same money (each row the aggregate relaxes is implied by the exact model's rows, see
+        the module docstring), so no exact answer that keeps the earlier colours at
+        ``reached`` does better than these: a colour's bound is an upper bound, money's a
+        lower bound. The slack only loosens them. Unlike :meth:`solve`, an earlier colour is
+        held by a value row, not by its optimal face: ``reached`` is in general below the
+        aggregate's optimum, whose face would cut off answers the exact model has.
+
+        Each level's LP keeps only the segments of the colours it weighs or holds (a
+        :class:`_View`, the others held by their group rows' bounds, an exact projection) and
+        is solved once, from nothing, with presolve: nothing the lab stores is near its
+        answer (on the city, holding red 0.4 % below the aggregate's red moved orange by 4 %
+        and green by 100 %, and warm starts from the lab's optima or from the level before
+        took as many pivots as a cold start, without presolve's help).
+
+        Parameters
+        ----------
+        reached
+            The value reached at each of red, orange and yellow (and green for money).
+        budgets
+            fund_id → yuan, as in :meth:`solve`: give what the exact model had (its budgets
+            less what other runs used, to the cent), else the bounds hold for the scenario's
+            budgets.
+        workers
+            Threads solving the four LPs side by side.
+
+        Returns
+        -------
+        dict
+            ``orange``, ``yellow``, ``green``, ``money`` → bound; NaN where the LP has none:
+            infeasible (the earlier values are more than the aggregate can reach, which for a
+            true relaxation never happens) or out of time (``time_limit``).
+        """
+        agg = self.agg
+        row_hi = self._row_hi.copy()
+        row_hi[self._fund_rows] = self.budgets(budgets).to_numpy(float)
+        levels = (*TIER_LEVELS[1:], "money")
+        lps = []
+        for k, level in enumerate(levels, start=1):
+            view = _View(self, frozenset(TIER_LEVELS[:k + 1]), dial=False)
+            h = view.highs
+            # A _View is set up for warm re-solves (no presolve, devex); this LP is solved
+            # once from nothing, where presolve and HiGHS' default pricing are faster.
+            h.setOptionValue("presolve", "on")
+            h.setOptionValue("simplex_dual_edge_weight_strategy", -1)
+            if self._time_limit > 0:
+                h.setOptionValue("time_limit", float(self._time_limit))
+            view.load(self._col_lo, self._col_hi, self._row_lo, row_hi,
+                      self._objectives[level], maximise=level != "money")
+            for colour in TIER_LEVELS[:k]:
+                cols = view.own[TIER_LEVELS.index(colour)]
+                value = float(reached[colour])
+                slack = BOUND_SLACK * max(1.0, abs(value))
+                h.addRow(value - slack, _INF, len(cols), cols.astype(np.int32),
+                         agg.seg_urgency[view.seg[cols]])
+            lps.append(h)  # (the view's own arrays are no longer needed)
+
+        def bound(h: highspy.Highs) -> float:
+            h.run()
+            status = h.getModelStatus()
+            if status == highspy.HighsModelStatus.kOptimal:
+                return float(h.getInfo().objective_function_value)
+            if status == highspy.HighsModelStatus.kModelEmpty:  # a week without needs
+                return 0.0
+            return float("nan")  # infeasible, or out of time
+
+        # The four LPs are independent: HiGHS frees the GIL while it runs, so threads solve
+        # them side by side (each its own instance, single-threaded: the same answers). The
+        # later levels' LPs are the larger: they go first.
+        with ThreadPoolExecutor(max(1, min(workers, len(lps)))) as pool:
+            found = list(pool.map(bound, lps[::-1]))[::-1]
+        return dict(zip(levels, found, strict=True))
 
     # -- results ---------------------------------------------------------------------------
 

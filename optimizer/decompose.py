@@ -22,13 +22,20 @@ the offers and funds of districts and of the city are shared between streets. So
    the city.
 
 The answer is feasible for the whole model and lexicographic within each part; it is not
-proven optimal for the city. The red level's bound is the aggregate LP's red value (it bounds
-the exact model's red value); later levels depend on the values reached before them, and no
-whole-city bound is claimed for them (``nan``).
+proven optimal for the city. Its levels get bounds in the sense ``optimizer.lexmip`` certifies
+a level with: red's is the aggregate LP's red optimum (it bounds the exact model's red value);
+orange, yellow, green and money get the aggregate LP's optimum of the level with every earlier
+colour held at the value this run reached (``BudgetModel.level_bounds``: no exact answer that
+keeps those values does better). Those four LPs are solved from nothing, and on the city they
+cost tens of seconds (docs/model.md §1.6), so they are solved only when the aggregate has at
+most ``bound_columns`` columns (``BOUND_COLUMNS``); above that, as for travel and continuity,
+the bound is ``nan``. A level is ``optimal`` when its value meets its bound (lexmip's
+tolerance), else ``feasible`` with the gap.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -58,6 +65,15 @@ PART_TASKS = 24
 EXPLAIN_TASKS = 4
 # Unmet reasons that more shared supply could change (the others are about the household).
 SUPPLY_REASONS = ("capacity_exhausted", "budget_exhausted")
+# Up to this many aggregate columns (segments and group arcs), the levels after red get
+# bounds (four LPs solved from nothing after the parts; ``BudgetModel.level_bounds``). They
+# cost about 1 s at this size on the 2-core machine, and tens of seconds on the city (384,000
+# columns), where the run's whole budget is a minute: there the lab is dropped before the
+# parts run, as before, and those bounds are nan.
+BOUND_COLUMNS = 100_000
+# A level is optimal when its value is this close to its bound (relative to max(1, |value|),
+# as optimizer.lexmip decides it).
+OPTIMAL_GAP = 1e-6
 
 
 def _solve_parts(chunk: list[tuple[AllocationInput, AllocationParams]]
@@ -179,15 +195,20 @@ def _whole(values: pd.Series, scale: pd.Series) -> pd.Series:
 
 
 def allocate_by_district(data: AllocationInput, params: AllocationParams | None = None, *,
-                         map_fn: Callable[[Callable, Iterable], Iterable] = map
+                         map_fn: Callable[[Callable, Iterable], Iterable] = map,
+                         bound_columns: int = BOUND_COLUMNS
                          ) -> tuple[AllocationResult, dict]:
     """Allocate a multi-district week as described in the module docstring, in parts of
     ``params.decompose_by`` ("street" or "district").
 
+    ``bound_columns``: the largest aggregate (in columns) whose LPs bound the levels after
+    red; ``params.certify=False`` bounds none of them.
+
     Returns
     -------
     (AllocationResult, info)
-        ``info``: the parts, the top-up.s size, the aggregate's red bound and seconds.
+        ``info``: the parts, the top-up's size, the aggregate's red bound, how the later
+        levels were bounded (``bounds``) and seconds.
     """
     params = params or AllocationParams()
     by = params.decompose_by
@@ -204,7 +225,10 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     base = lab.solve()
     red_bound = float(base.colours.set_index("colour").loc[TIER_LEVELS[0], "value"])
     offer_use, fund_use = lab.use_by_street()
-    del lab  # its solver instances would stay in memory while the parts run
+    columns = lab.sizes["columns"]
+    bounding = params.certify and columns <= bound_columns
+    if not bounding:
+        lab = None  # its solver instances would stay in memory while the parts run
     offer_share = offer_use.assign(area=data.hierarchy.ancestor(
         offer_use["street_id"].to_numpy(), by))
     offer_share = offer_share[offer_share["offer_id"].isin(shared_offers.index)].groupby(
@@ -258,19 +282,74 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
             merged[name] = table.assign(reason=again_.where(again_.notna(), table["reason"]))
 
     result = _finish(data, merged, results, red_bound)
+    t_bounds = time.perf_counter()
+    if bounding:
+        # The parts' pool is idle by now: its cores solve the four LPs side by side.
+        how, notes = _bound_later_levels(data, result, lab, params.workers or os.cpu_count()
+                                         or 1)
+    else:
+        how = (f"levels after red not bounded: the aggregate has {columns:,} columns, "
+               f"more than {bound_columns:,}" if params.certify
+               else "levels after red not bounded (certify off)")
+        notes = []
+    lab = None
+    bound_seconds = time.perf_counter() - t_bounds
     info = {
         "method": f"{by}s",
         "parts": len(parts),
         "top_up_needs": top_up_needs,
         "aggregate_red_bound": red_bound,
+        "bounds": how,
         "part_gaps": {lv: max((r.levels[i].gap for r in results
                                if np.isfinite(r.levels[i].gap)), default=0.0)
                       for i, lv in enumerate(LEVELS)},
         "seconds": {"split": round(split_seconds, 3), "parts": round(part_seconds, 3),
-                    "top_up": round(time.perf_counter() - t0 - split_seconds - part_seconds,
-                                      3)},
+                    "top_up": round(t_bounds - t0 - split_seconds - part_seconds, 3),
+                    "bounds": round(bound_seconds, 3)},
     }
+    if notes:
+        info["bound_problems"] = notes
     return result, info
+
+
+def _bound_later_levels(data: AllocationInput, result: AllocationResult, lab,
+                        workers: int) -> tuple[str, list[str]]:
+    """Give orange, yellow, green and money of ``result`` their bounds from the aggregate
+    (``BudgetModel.level_bounds``, each colour before them held at the value this run
+    reached), in place; returns how they were bounded and any bound that failed to bound.
+
+    The budgets are those the exact model had: each fund's budget less what other runs used,
+    to the cent as the exact model rounds it (the lab's own are the scenario's)."""
+    funds = data.funds
+    left = np.maximum(funds["budget"].to_numpy(float)
+                      - funds["fund_id"].map(data.used_budget).fillna(0.0).to_numpy(float), 0.0)
+    budgets = dict(zip(funds["fund_id"], np.round(left * 100.0) / 100.0, strict=True))
+    reached = {lv.name: lv.value for lv in result.levels}
+    bounds = lab.level_bounds(reached, budgets, workers=workers)
+    notes = []
+    for i, lv in enumerate(result.levels):
+        if lv.name in bounds:
+            level, note = _bounded(lv, bounds[lv.name])
+            result.levels[i] = level
+            if note:
+                notes.append(note)
+    return "aggregate LP, each earlier colour held at the value reached", notes
+
+
+def _bounded(level: LevelResult, bound: float) -> tuple[LevelResult, str]:
+    """``level`` with ``bound``: optimal when they meet (lexmip's tolerance), else feasible.
+    A bound the value beats is no bound (the aggregate would not be a relaxation there): it
+    is dropped (nan) and said, never reported."""
+    value = level.value
+    close = abs(bound - value) <= OPTIMAL_GAP * max(1.0, abs(value))
+    beaten = value > bound if level.sense == "max" else value < bound
+    note = ""
+    if np.isfinite(bound) and beaten and not close:
+        note = (f"{level.name}: value {value:.9g} beats the aggregate's bound {bound:.9g}; "
+                "bound dropped")
+        bound = float("nan")
+    status = Status.OPTIMAL if np.isfinite(bound) and close else Status.FEASIBLE
+    return replace(level, bound=bound, status=status), note
 
 
 def _offer_scale(data: AllocationInput) -> pd.Series:
@@ -448,7 +527,8 @@ def _add(base: dict, more: pd.Series) -> dict:
 def _finish(data: AllocationInput, merged: dict, results: list[AllocationResult],
             red_bound: float) -> AllocationResult:
     """One result for the city: tables in the need order of the input, resources counted from
-    the final allocations, level values recomputed from what each need got."""
+    the final allocations, level values recomputed from what each need got; red bounded by
+    ``red_bound``, the other levels not yet (nan)."""
     order = pd.Series(np.arange(len(data.needs)), index=data.needs["need_id"])
     served = merged["need_served"]
     served = served.iloc[np.argsort(order[served["need_id"]].to_numpy(), kind="stable")]
@@ -473,11 +553,11 @@ def _finish(data: AllocationInput, merged: dict, results: list[AllocationResult]
     levels = []
     for name in LEVELS:
         sense = "min" if name in ("money", "travel") else "max"
-        bound = red_bound if name == TIER_LEVELS[0] else float("nan")
-        status = Status.FEASIBLE
-        if name == TIER_LEVELS[0] and abs(bound - values[name]) <= 1e-6 * max(1.0, bound):
-            status = Status.OPTIMAL
-        levels.append(LevelResult(name, sense, values[name], bound, status, seconds[name]))
+        level = LevelResult(name, sense, values[name], float("nan"), Status.FEASIBLE,
+                            seconds[name])
+        if name == TIER_LEVELS[0]:  # the later levels are bounded after (or not at all)
+            level = _bounded(level, red_bound)[0]
+        levels.append(level)
     statuses = {str(r.status) for r in results}
     status = Status.TIME_LIMIT if str(Status.TIME_LIMIT) in statuses else Status.FEASIBLE
     sizes = {key: sum(r.sizes.get(key, 0) for r in results)

@@ -1,0 +1,167 @@
+"""Bounds of a street-by-street (or district-by-district) run: the aggregate LP holding each
+earlier colour at the value reached bounds every later level of the exact model.
+
+``BudgetModel.level_bounds`` claims the aggregate is a relaxation level by level: whatever an
+answer of the exact model reached at the colours before a level, no such answer does better
+at that level than the aggregate LP with those colours held. Checked here from both sides:
+the decomposed answer (feasible for the exact model) never beats its own bounds, and the
+whole-model exact answer never beats the bounds held at its own earlier values.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytest
+from scenario_factory import random_scenario
+
+from optimizer.allocation import LEVELS, TIER_LEVELS, AllocationParams
+from optimizer.budget import build_budget_model
+from optimizer.decompose import _bounded, allocate_by_district
+from optimizer.lexmip import LevelResult
+from planning.allocate import allocation_input, run_allocation
+from planning.scenario import Scenario
+
+SEEDS = tuple(range(60))
+MULTI_DISTRICT = tuple(s for s in SEEDS
+                       if random_scenario(s)["centres"]["level"].eq("district").sum() > 1)
+BOUNDED = (*TIER_LEVELS[1:], "money")  # the levels level_bounds bounds
+TOL = 1e-6  # relative to max(1, |value|): lexmip's "optimal" tolerance
+
+
+def _within(value: float, bound: float, sense: str) -> bool:
+    """Does ``value`` keep to ``bound`` (≤ for a maximised level, ≥ for money)?"""
+    tol = TOL * max(1.0, abs(value))
+    return value <= bound + tol if sense == "max" else value >= bound - tol
+
+
+@functools.cache
+def scenario(seed: int) -> Scenario:
+    return Scenario.from_tables(random_scenario(seed))
+
+
+@functools.cache
+def decomposed(seed: int, by: str):
+    return run_allocation(scenario(seed), params=AllocationParams(
+        decompose="always", workers=1, decompose_by=by))
+
+
+@functools.cache
+def lab(seed: int):
+    return build_budget_model(allocation_input(scenario(seed)))
+
+
+def test_enough_multi_district_scenarios():
+    """The relaxation is checked on many multi-district scenarios, not a handful."""
+    assert len(MULTI_DISTRICT) >= 20
+
+
+@pytest.mark.parametrize("by", ["street", "district"])
+@pytest.mark.parametrize("seed", MULTI_DISTRICT)
+def test_decomposed_levels_lie_within_their_bounds(seed, by):
+    """Every level from red to money has a bound, the decomposed answer never beats it, the
+    status is optimal exactly when value and bound meet, and travel and continuity stay
+    uncertified."""
+    run = decomposed(seed, by)
+    info = run.info["decomposition"]
+    assert "bound_problems" not in info, info.get("bound_problems")
+    assert info["bounds"].startswith("aggregate LP")
+    for name in LEVELS:
+        lv = run.info["levels"][name]
+        if name in ("travel", "continuity"):
+            assert math.isnan(lv["bound"]) and lv["status"] == "feasible"
+            continue
+        assert np.isfinite(lv["bound"]), (seed, by, name)
+        assert _within(lv["value"], lv["bound"], lv["sense"]), (seed, by, name, lv)
+        close = abs(lv["bound"] - lv["value"]) <= TOL * max(1.0, abs(lv["value"]))
+        assert lv["status"] == ("optimal" if close else "feasible"), (seed, by, name, lv)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_exact_answer_lies_within_bounds_held_at_its_own_values(seed):
+    """The whole model solved exactly (not decomposed): each later level's value is within
+    the aggregate's bound computed with that run's own earlier colour values."""
+    run = run_allocation(scenario(seed), params=AllocationParams(decompose="never"))
+    levels = run.info["levels"]
+    reached = {name: levels[name]["value"] for name in TIER_LEVELS}
+    bounds = lab(seed).level_bounds(reached)
+    assert set(bounds) == set(BOUNDED)
+    for name in BOUNDED:
+        assert np.isfinite(bounds[name]), (seed, name)
+        assert _within(levels[name]["value"], bounds[name], levels[name]["sense"]), \
+            (seed, name, levels[name]["value"], bounds[name])
+
+
+@pytest.mark.parametrize("seed", MULTI_DISTRICT[:8])
+def test_bounds_at_the_aggregate_optimum_are_its_lexicographic_values(seed):
+    """Held at the aggregate's own lexicographic optimum, the value-row LPs reach what the lab
+    reached by fixing optimal faces: two ways of holding a level agree, so the rows hold what
+    they should."""
+    model = lab(seed)
+    base = model.solve()
+    values = base.values()
+    bounds = model.level_bounds({t: float(values[t]) for t in TIER_LEVELS})
+    for name in TIER_LEVELS[1:]:
+        assert bounds[name] == pytest.approx(float(values[name]), rel=TOL, abs=TOL), name
+    assert bounds["money"] == pytest.approx(base.money, rel=TOL, abs=TOL)
+
+
+def test_an_earlier_value_beyond_the_aggregate_gives_no_bound():
+    """Red held above the aggregate's red optimum leaves the later LPs infeasible: no bound
+    (nan) rather than a number."""
+    seed = MULTI_DISTRICT[0]
+    model = lab(seed)
+    values = model.solve().values()
+    reached = {t: float(values[t]) for t in TIER_LEVELS}
+    reached["red"] += 1.0
+    bounds = model.level_bounds(reached)
+    assert all(math.isnan(bounds[name]) for name in BOUNDED), bounds
+
+
+def test_lower_earlier_values_loosen_the_bounds():
+    """Giving up red can only raise what orange may reach (never lower it)."""
+    seeds = [s for s in MULTI_DISTRICT if lab(s).solve().values()["red"] > 0.5][:5]
+    assert seeds
+    loosened = False
+    for seed in seeds:
+        model = lab(seed)
+        values = model.solve().values()
+        reached = {t: float(values[t]) for t in TIER_LEVELS}
+        tight = model.level_bounds(reached)["orange"]
+        reached["red"] -= 0.5
+        loose = model.level_bounds(reached)["orange"]
+        assert loose >= tight - TOL * max(1.0, tight), seed
+        loosened |= loose > tight + TOL * max(1.0, tight)
+    assert loosened  # some scenario's orange gains from red given up
+
+
+def test_bounds_are_skipped_above_the_size_limit():
+    """Above ``bound_columns`` (the city) the lab is dropped before the parts and the later
+    levels report no bound, saying why."""
+    data = allocation_input(scenario(MULTI_DISTRICT[0]))
+    result, info = allocate_by_district(data, AllocationParams(), bound_columns=0)
+    levels = {lv.name: lv for lv in result.levels}
+    assert np.isfinite(levels["red"].bound)
+    assert all(math.isnan(levels[name].bound) for name in BOUNDED)
+    assert all(levels[name].status == "feasible" for name in BOUNDED)
+    assert "not bounded" in info["bounds"]
+    _, on = allocate_by_district(data, AllocationParams())
+    assert on["bounds"].startswith("aggregate LP")
+
+
+def test_a_bound_the_value_beats_is_dropped_and_said():
+    """A bound on the wrong side of the value is no bound: nan, feasible, and a note."""
+    beaten, note = _bounded(LevelResult("orange", "max", 10.0, float("nan"), "feasible", 0.0),
+                            9.0)
+    assert math.isnan(beaten.bound) and beaten.status == "feasible" and "orange" in note
+    beaten, note = _bounded(LevelResult("money", "min", 10.0, float("nan"), "feasible", 0.0),
+                            11.0)
+    assert math.isnan(beaten.bound) and "money" in note
+    met, note = _bounded(LevelResult("money", "min", 10.0, float("nan"), "feasible", 0.0),
+                         10.0 - 1e-9)
+    assert met.status == "optimal" and met.bound == 10.0 - 1e-9 and not note
+    gap, note = _bounded(LevelResult("green", "max", 10.0, float("nan"), "feasible", 0.0),
+                         12.0)
+    assert gap.status == "feasible" and gap.gap == pytest.approx(0.2) and not note
