@@ -53,6 +53,7 @@ from optimizer.allocation import (
     allocate,
     explain,
     member_mask,
+    resource_use,
 )
 from optimizer.budget import build_budget_model
 from optimizer.flow import Parts
@@ -482,15 +483,15 @@ def _explain_again(data: AllocationInput, merged: dict, households: set,
     inside = member_mask(data.needs["household_id"], households)
     needs = data.needs[inside].reset_index(drop=True)
     area = pd.Series(area_of_need[inside])
-    total = _usage(data, alloc)
+    total = resource_use(data.services, alloc)
     parts = area.value_counts(sort=False)
     tasks = []
     for chunk in _chunks(parts.to_numpy(), EXPLAIN_TASKS):
         mine = area.isin(parts.index[chunk]).to_numpy()
         chunk_needs = needs[mine].reset_index(drop=True)
         own = alloc[member_mask(alloc["need_id"], chunk_needs["need_id"])]
-        others = [t.sub(o, fill_value=0.0) for t, o in zip(total, _usage(data, own),
-                                                           strict=True)]
+        own_use = resource_use(data.services, own)
+        others = [t.sub(o, fill_value=0.0) for t, o in zip(total, own_use, strict=True)]
         chunk_data = replace(
             data, needs=chunk_needs,
             history=data.history[member_mask(data.history["household_id"],
@@ -501,20 +502,6 @@ def _explain_again(data: AllocationInput, merged: dict, households: set,
             used_pool_hours=_add(data.used_pool_hours, others[2]))
         tasks.append((chunk_data, own))
     return pd.concat(list(map_fn(_explain_task, tasks)))
-
-
-def _usage(data: AllocationInput, alloc: pd.DataFrame) -> tuple[pd.Series, pd.Series,
-                                                                 pd.Series]:
-    """What ``alloc`` uses: offer units by offer, yuan by fund, volunteer hours by pool."""
-    o_used = alloc[alloc["source_kind"] == "offer"].groupby("source_id")["units"].sum()
-    f_used = alloc[alloc["fund_id"] != ""].groupby("fund_id")["cost"].sum()
-    pools = alloc[alloc["source_kind"] == "volunteer_pool"]
-    service = pools["source_id"].str.split(":").str[2]
-    srv = data.services.set_index("service_id")
-    hours_per_unit = service.map(srv["visit_hours"]).where(service.map(srv["unit"]) == "visit",
-                                                           1.0)
-    p_used = (pools["units"] * hours_per_unit).groupby(pools["source_id"]).sum()
-    return o_used, f_used, p_used
 
 
 def _add(base: dict, more: pd.Series) -> dict:
@@ -607,11 +594,7 @@ def _pool_use(results: list[AllocationResult], alloc: pd.DataFrame, data: Alloca
         return results[0].pool_use
     best = parts.sort_values("used", ascending=False, kind="stable").drop_duplicates("pool_id")
     best = best.sort_values("pool_id", kind="stable").set_index("pool_id")
-    p = alloc[alloc["source_kind"] == "volunteer_pool"]
-    srv = data.services.set_index("service_id")
-    service = p["source_id"].str.split(":").str[2]
-    hpu = service.map(srv["visit_hours"]).where(service.map(srv["unit"]) == "visit", 1.0)
-    used = (p["units"] * hpu).groupby(p["source_id"]).sum().reindex(best.index, fill_value=0.0)
+    used = resource_use(data.services, alloc)[2].reindex(best.index, fill_value=0.0)
     best["left"] = np.maximum(best["left"] - (used - best["used"]), 0.0)
     best["used"] = used
     return best.reset_index()
