@@ -165,9 +165,11 @@ def _run_local(task, payload, keys, workers, on_done, cancelled) -> tuple[dict, 
                 results[result.key] = result
                 on_done(result)
             if pending and cancelled():
-                for future in pending:
-                    future.cancel()
                 _stop_workers(pool)
+                # The pool now fails every pending future (BrokenProcessPool), which is thrown
+                # away. Cancelling them as well races with that: CPython 3.11's pool then
+                # raises InvalidStateError in its manager thread. So wait for it instead.
+                wait(pending, timeout=5.0)
                 raise Cancelled()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
