@@ -128,6 +128,17 @@ def member_mask(values: pd.Series | pd.Index, members) -> np.ndarray:
     return pc.is_in(haystack, value_set=needles).to_numpy(zero_copy_only=False)
 
 
+def positions(ids, column: pd.Series | pd.Index) -> np.ndarray:
+    """Row of each of ``ids`` in the id ``column`` (ids as Python strings: a city's
+    Arrow-string lookups cost a second each). Every id must be there: a missing one raises
+    (numpy would read -1 as the last row)."""
+    at = pd.Index(np.asarray(column, dtype=object)).get_indexer(np.asarray(ids, dtype=object))
+    if (at < 0).any():
+        missing = np.asarray(ids, dtype=object)[at < 0]
+        raise KeyError(f"{len(missing)} ids not found, e.g. {missing[:3].tolist()}")
+    return at
+
+
 def resource_use(services: pd.DataFrame, alloc: pd.DataFrame
                  ) -> tuple[pd.Series, pd.Series, pd.Series]:
     """What allocation rows use: offer units by offer, yuan by fund, volunteer hours by pool

@@ -53,6 +53,7 @@ from optimizer.allocation import (
     allocate,
     explain,
     member_mask,
+    positions,
     resource_use,
 )
 from optimizer.budget import build_budget_model
@@ -283,6 +284,8 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
             merged[name] = table.assign(reason=again_.where(again_.notna(), table["reason"]))
 
     result = _finish(data, merged, results, red_bound)
+    # _finish drops a red bound the value beats (by _bounded): its note is said here.
+    red_note = _bounded(result.levels[0], red_bound)[1]
     t_bounds = time.perf_counter()
     if bounding:
         # The parts' pool is idle by now: its cores solve the four LPs side by side.
@@ -308,6 +311,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
                     "top_up": round(t_bounds - t0 - split_seconds - part_seconds, 3),
                     "bounds": round(bound_seconds, 3)},
     }
+    notes = [note for note in [red_note] if note] + notes
     if notes:
         info["bound_problems"] = notes
     return result, info
@@ -363,17 +367,11 @@ def _merge(results: list[AllocationResult]) -> dict[str, pd.DataFrame]:
             for name in ("allocations", "unmet", "need_served")}
 
 
-def _positions(ids: pd.Series | pd.Index, of: pd.Series) -> np.ndarray:
-    """Row of each of ``ids`` in the id column ``of`` (ids as Python strings: a city's
-    Arrow-string lookups cost a second each)."""
-    return pd.Index(of.to_numpy(object)).get_indexer(np.asarray(ids, dtype=object))
-
-
 def _reached(data: AllocationInput, need_ids: pd.Series, offer_ids: pd.Index) -> np.ndarray:
     """Per need of ``need_ids``: does one of ``offer_ids`` (of its service) cover it?"""
     if not len(offer_ids) or not len(need_ids):
         return np.zeros(len(need_ids), bool)
-    needs = data.needs.iloc[_positions(need_ids, data.needs["need_id"])]
+    needs = data.needs.iloc[positions(need_ids, data.needs["need_id"])]
     coverage = pd.Series(_coverage(data), index=data.offers["offer_id"])
     service = data.offers.set_index("offer_id")["service_id"]
     sources = pd.DataFrame({"service_id": service.loc[offer_ids].to_numpy(),
@@ -431,7 +429,7 @@ def _top_up_input(data: AllocationInput, merged: dict, shared_offers: pd.Series,
     # Only needs that some open offer covers (most short needs are far from any).
     reached = _reached(data, short["need_id"], open_ids)
     short = short[reached]
-    needs = data.needs.iloc[_positions(short["need_id"], data.needs["need_id"])
+    needs = data.needs.iloc[positions(short["need_id"], data.needs["need_id"])
                             ].reset_index(drop=True)
     if short.empty:
         return None, seen_ids
@@ -454,7 +452,7 @@ def _add_top_up(merged: dict, more: AllocationResult) -> dict:
                           sort=True)[["units", "cost", "km"]].sum()
     served = merged["need_served"].copy()
     extra = more.need_served
-    at = _positions(extra["need_id"], served["need_id"])
+    at = positions(extra["need_id"], served["need_id"])
     for column in ("served", "money", "km", "continuity"):
         values = served[column].to_numpy(copy=True)
         values[at] += extra[column].to_numpy()

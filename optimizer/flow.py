@@ -237,7 +237,9 @@ def _scale_exponent(cost: np.ndarray, room: np.ndarray, n_nodes: int) -> int:
     stay below it too); and Σ |cost| × capacity (the most any flow costs) at most half of
     FLOW_COST_LIMIT. A power of two, so scaling a double by it is exact: only the bits below
     2^-k are lost."""
-    cmax = float(np.abs(cost).max())
+    cmax = float(np.abs(cost).max(initial=0.0))
+    if cmax == 0:  # a level without costs: any scale does (its first flow is still solved)
+        return 0
     total = float(np.abs(cost) @ room.astype(float))
     limit = min(EXACT_INTEGER / cmax, FLOW_COST_LIMIT / (2 * n_nodes + 4) / cmax,
                 FLOW_COST_LIMIT / 2 / max(total, cmax))
@@ -348,7 +350,8 @@ def solve_network(lower: np.ndarray, upper: np.ndarray, rows: Rows, levels: Sequ
         sign = -1.0 if level.sense == "max" else 1.0  # the flow minimises
         real = np.concatenate([sign * np.asarray(level.cost, float), np.zeros(len(hi) - m)])
         cmax = float(np.abs(real).max(initial=0.0))
-        if cmax == 0:  # nothing to optimise: any flow of the face is optimal, keep x
+        if cmax == 0 and i > 0:  # nothing to optimise: any flow of the face is optimal, keep x
+            # (the first level is always solved, costs or not: x = lower bounds is no flow)
             if level.name in dual_levels:
                 duals[level.name] = np.zeros(rows.count)
             seconds.append(time.perf_counter() - t0)

@@ -25,6 +25,7 @@ from optimizer.allocation import (
     AllocationResult,
     allocate,
     member_mask,
+    positions,
     resource_use,
 )
 from optimizer.decompose import allocate_by_district, districts_of
@@ -188,8 +189,7 @@ def _plans(scenario: Scenario, result: AllocationResult) -> pd.DataFrame:
     alloc = _allocations(scenario, result)
     names = scenario.services.set_index("service_id")["name_zh"]
     # Each allocation's need, by position (the city has 600,000 rows: ids are looked up once).
-    need = pd.Index(served["need_id"].to_numpy(object)).get_indexer(
-        alloc["need_id"].to_numpy(object))
+    need = positions(alloc["need_id"], served["need_id"])
     household = served["household_id"].to_numpy(object)[need]
     service = served["service_id"].to_numpy(object)[need]
     # Who serves, in words, per distinct source: the linkage and the provider's name, or the
@@ -226,7 +226,7 @@ def _plans(scenario: Scenario, result: AllocationResult) -> pd.DataFrame:
     plans.index.name = "household_id"
     hh = scenario.households
     hh = hh[member_mask(hh["household_id"], plans.index.to_numpy(object))]  # a street's few
-    at_household = pd.Index(hh["household_id"].to_numpy(object)).get_indexer(plans.index)
+    at_household = positions(plans.index, hh["household_id"])
     plans.insert(0, "tier", hh["tier"].to_numpy(object)[at_household])
     plans.insert(0, "station_id", hh["station_id"].to_numpy(object)[at_household])
     plans["package"] = package.reindex(plans.index).fillna("")

@@ -156,6 +156,7 @@ def _run_local(task, payload, keys, workers, on_done, cancelled) -> tuple[dict, 
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=n, mp_context=context, initializer=_init_local,
                                initargs=(payload,))
+    stopped = False
     try:
         pending = {pool.submit(_local_call, task, key) for key in keys}
         while pending:
@@ -165,6 +166,7 @@ def _run_local(task, payload, keys, workers, on_done, cancelled) -> tuple[dict, 
                 results[result.key] = result
                 on_done(result)
             if pending and cancelled():
+                stopped = True
                 _stop_workers(pool)
                 # The pool now fails every pending future (BrokenProcessPool), which is thrown
                 # away. Cancelling them as well races with that: CPython 3.11's pool then
@@ -172,7 +174,8 @@ def _run_local(task, payload, keys, workers, on_done, cancelled) -> tuple[dict, 
                 wait(pending, timeout=5.0)
                 raise Cancelled()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        # After a stop, cancelling would race with the broken pool failing its futures.
+        pool.shutdown(wait=True, cancel_futures=not stopped)
     return results, {"name": "local", "workers": n, "start_method": "spawn"}
 
 

@@ -175,3 +175,13 @@ def test_ancestors_of_unknown_or_missing_centres_are_empty():
     station = h.path.index[h.path["street"] != ""][-1]
     got = h.ancestor(pd.Series([station, "nowhere", None, station]), "street")
     assert got.tolist() == [h.path.loc[station, "street"], "", "", h.path.loc[station, "street"]]
+
+
+def test_positions_of_ids_and_a_missing_one():
+    """Ids are found by row; a missing id raises rather than reading the last row."""
+    from optimizer.allocation import positions
+
+    column = pd.Series(["N1", "N2", "N3"])
+    assert positions(pd.Series(["N3", "N1"]), column).tolist() == [2, 0]
+    with pytest.raises(KeyError):
+        positions(["N2", "N9"], column)

@@ -254,6 +254,17 @@ def test_pins_are_sent_first():
     assert result.x[1] == 1
 
 
+def test_a_network_without_costs_still_meets_every_need_row():
+    """When no level costs anything on the network, its answer is still a flow: each need's
+    arcs and unserved column add up to the need (here one need of 3 with one offer of 2)."""
+    upper, rows = _network([(0, 0)], [3], [2])
+    levels = [Level("red", "max", np.zeros(len(upper))),
+              Level("money", "min", np.zeros(len(upper)))]
+    result, parts = _solve(upper, rows, levels)
+    assert parts.flow_columns == len(upper)
+    assert result.x.sum() == 3 and result.x[0] <= 2
+
+
 def test_non_networks_go_to_highs():
     """A component with a fund row or a non-unit coefficient is not a network; one with only
     need and offer rows is."""
