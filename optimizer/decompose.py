@@ -141,7 +141,7 @@ def _part_inputs(data: AllocationInput, area_of_need: np.ndarray, parts: list[st
     none = np.zeros(0, np.int64)
 
     def rows(name: str, area: str) -> np.ndarray:
-        return np.sort(rows_of[name].get(area, none))
+        return rows_of[name].get(area, none)  # in row order already
 
     # What of each shared offer and fund is beyond a part's share (whole units and cents):
     # one matrix per kind of supply, a row per part.
@@ -393,9 +393,8 @@ def _top_up_input(data: AllocationInput, merged: dict, shared_offers: pd.Series,
     """
     alloc = merged["allocations"]
     offers = data.offers.set_index("offer_id")
-    used = alloc[alloc["source_kind"] == "offer"].groupby("source_id")["units"].sum()
+    used, spent, _ = resource_use(data.services, alloc)
     left_o = shared_offers - used.reindex(shared_offers.index, fill_value=0.0)
-    spent = alloc[alloc["fund_id"] != ""].groupby("fund_id")["cost"].sum()
     left_f = shared_funds - spent.reindex(shared_funds.index, fill_value=0.0)
     # Supply of which at least a unit is left: shared offers with capacity left (and budget
     # left in their fund when they charge one), and any offer charged to a shared fund with
@@ -522,13 +521,12 @@ def _finish(data: AllocationInput, merged: dict, results: list[AllocationResult]
     unmet = unmet.iloc[np.argsort(order[unmet["need_id"]].to_numpy(), kind="stable")]
     alloc = merged["allocations"].sort_values(["need_id", "source_id"], kind="stable")
 
-    offer_use = _resource_use([r.offer_use for r in results], "offer_id", "capacity",
-                              alloc[alloc["source_kind"] == "offer"]
-                              .groupby("source_id")["units"].sum(), data, kind="offer")
-    fund_use = _resource_use([r.fund_use for r in results], "fund_id", "budget",
-                             alloc[alloc["fund_id"] != ""].groupby("fund_id")["cost"].sum(),
-                             data, kind="fund")
-    pool_use = _pool_use(results, alloc, data)
+    offer_used, fund_used, pool_used = resource_use(data.services, alloc)
+    offer_use = _use_table([r.offer_use for r in results], "offer_id", "capacity", offer_used,
+                           data, kind="offer")
+    fund_use = _use_table([r.fund_use for r in results], "fund_id", "budget", fund_used, data,
+                          kind="fund")
+    pool_use = _pool_use(results, pool_used)
 
     values = {t: float((served["urgency"] * served["fraction"])[served["tier"] == t].sum())
               for t in TIER_LEVELS}
@@ -557,7 +555,7 @@ def _finish(data: AllocationInput, merged: dict, results: list[AllocationResult]
         solve_seconds=sum(r.solve_seconds for r in results), sizes=sizes)
 
 
-def _resource_use(frames: list[pd.DataFrame], key: str, available: str, used: pd.Series,
+def _use_table(frames: list[pd.DataFrame], key: str, available: str, used: pd.Series,
                   data: AllocationInput, kind: str) -> pd.DataFrame:
     """Offers or funds: what was available to the whole run, what the final allocations use,
     and the largest marginal value any part saw (where one more unit would help most)."""
@@ -583,16 +581,15 @@ def _resource_use(frames: list[pd.DataFrame], key: str, available: str, used: pd
     return out
 
 
-def _pool_use(results: list[AllocationResult], alloc: pd.DataFrame, data: AllocationInput
-              ) -> pd.DataFrame:
-    """Each pool as the part holding its street saw it, with its use from the final
-    allocations (the top-up may have added some)."""
+def _pool_use(results: list[AllocationResult], pool_used: pd.Series) -> pd.DataFrame:
+    """Each pool as the part holding its street saw it, with its hours used by the final
+    allocations (``pool_used``; the top-up may have added some)."""
     parts = pd.concat([r.pool_use for r in results], ignore_index=True)
     if parts.empty:
         return results[0].pool_use
     best = parts.sort_values("used", ascending=False, kind="stable").drop_duplicates("pool_id")
     best = best.sort_values("pool_id", kind="stable").set_index("pool_id")
-    used = resource_use(data.services, alloc)[2].reindex(best.index, fill_value=0.0)
+    used = pool_used.reindex(best.index, fill_value=0.0)
     best["left"] = np.maximum(best["left"] - (used - best["used"]), 0.0)
     best["used"] = used
     return best.reset_index()
