@@ -6,10 +6,13 @@ agent. This is the generic core under the allocation's matching steps, and it is
 public OR-Library instances (``tests/test_gap_benchmarks.py``, ``python -m bench.gap``).
 
 CP-SAT on the whole model proves the small and easy instances optimal at once. What it does not
-finish early goes to a portfolio of two real solvers sharing one clock: HiGHS' branch and cut
-on the same model in one thread, and in the other CP-SAT re-solving the jobs of a few agents at a
-time (a neighbourhood search: every move is found by CP-SAT), each passing its improvements to
-the other. The reported bound is the tighter of the two solvers' proven bounds.
+finish early goes to a portfolio of real solvers sharing one clock: HiGHS' branch and cut on the
+same model in one thread; in the other, first column generation on the agents' job sets
+(HiGHS for the master LP, OR-Tools' knapsack solver for the columns; optimizer/gap_columns.py),
+whose proven bound is far tighter than the LP relaxation's on tightly packed instances and whose
+dive gives a near-optimal assignment, then CP-SAT re-solving the jobs of a few agents at a time
+(a neighbourhood search: every move is found by CP-SAT). Improvements pass between the threads.
+The reported bound is the tightest of CP-SAT's, HiGHS' and column generation's proven bounds.
 
 CP-SAT works on integers only, so the data must be whole numbers (OR-Library's are); scaling a
 fractional model to integers is the caller's decision, never done silently here.
@@ -28,6 +31,7 @@ import numpy as np
 import pandas as pd
 from ortools.sat.python import cp_model
 
+from optimizer.gap_columns import column_dive
 from optimizer.lexmip import quiet_stdout
 from optimizer.status import Status
 
@@ -48,6 +52,13 @@ _FIRST_SHARE = 0.15
 # that ran out of time, so it settles where CP-SAT can still finish most of them.
 _NEIGHBOURHOOD_SECONDS = 0.1
 _NEIGHBOURHOOD_AGENTS = 3
+# Before the neighbourhood search, column generation (optimizer/gap_columns.py) must prove its
+# bound by this share of the time limit (counted from the call's start), and its dive must end
+# by the second share; each CP-SAT repair of what the dive left uncovered gets at most
+# _REPAIR_SECONDS.
+_ROOT_SHARE = 0.4
+_DIVE_SHARE = 0.6
+_REPAIR_SECONDS = 0.5
 # HiGHS' tolerances on its bound: a float bound is rounded to the integer it proves only after
 # this relative slack, so the rounding can never cut off an optimum.
 _BOUND_SLACK = 1e-6
@@ -67,9 +78,10 @@ class GapResult:
         Total cost of ``assignment``, recomputed from the data. With no solution: ``+inf`` when
         minimising, ``-inf`` when maximising, so a missing answer can never look like a good one.
     bound
-        The best bound CP-SAT or HiGHS proved: no assignment beats it (a lower bound when
-        minimising, an upper bound when maximising). Equals ``objective`` when proven optimal
-        or infeasible; the trivial ``-inf`` (minimising) or ``+inf`` (maximising) on ``error``.
+        The best bound CP-SAT, HiGHS or column generation proved: no assignment beats it (a
+        lower bound when minimising, an upper bound when maximising). Equals ``objective`` when
+        proven optimal or infeasible; the trivial ``-inf`` (minimising) or ``+inf``
+        (maximising) on ``error``.
     gap
         ``|objective - bound| / max(1, |objective|)``; ``0`` when optimal, ``inf`` with no
         solution.
@@ -78,6 +90,9 @@ class GapResult:
         the clock) or ``error``.
     seconds
         Wall time of the whole call, building the model included.
+    improvements
+        Each better assignment as it was found: (seconds since the call started, objective),
+        the last one being ``objective``. Benchmarks read the time to reach a target from it.
     """
 
     assignment: np.ndarray
@@ -86,6 +101,7 @@ class GapResult:
     gap: float
     status: Status
     seconds: float
+    improvements: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,10 +183,13 @@ def solve_gap(cost, weight, capacity, *, maximize: bool = False, time_limit: flo
     capacity row per agent. CP-SAT solves it with ``workers`` threads for the first 15 % of
     ``time_limit``; most instances are proven optimal there. If not (and ``workers >= 2``), the
     rest of the time goes to two threads sharing one incumbent: HiGHS' branch and cut on the
-    same model, and a CP-SAT neighbourhood search that frees the jobs of a few random agents at a
-    time and lets CP-SAT re-assign them. Every solution either proposes is checked against the
-    data; the bound reported is the tighter of CP-SAT's and HiGHS' proven bounds. With the
-    portfolio the answer depends on thread timing, so it may differ from run to run.
+    same model; and column generation over the agents' job sets (its bound by 40 % of the time
+    limit, its dive to an assignment by 60 %; what the dive leaves uncovered CP-SAT re-assigns),
+    then a CP-SAT neighbourhood search that frees the jobs of a few random agents at a time and
+    lets CP-SAT re-assign them. Every solution proposed is checked against the data; the bound
+    reported is the tightest of CP-SAT's, HiGHS' and column generation's proven bounds, and the
+    search stops early when an assignment meets one. With the portfolio the answer depends on
+    thread timing, so it may differ from run to run.
 
     Parameters
     ----------
@@ -264,7 +283,8 @@ def solve_gap(cost, weight, capacity, *, maximize: bool = False, time_limit: flo
     solver.parameters.max_time_in_seconds = float(first_limit)
     solver.parameters.random_seed = int(seed)
     solver.parameters.num_workers = int(workers)
-    cp_status = solver.solve(model)
+    found = _Improvements(start)
+    cp_status = solver.solve(model, found)
     hit_limit = solver.wall_time >= _HIT_LIMIT * first_limit
 
     if cp_status == cp_model.INFEASIBLE:
@@ -282,23 +302,30 @@ def solve_gap(cost, weight, capacity, *, maximize: bool = False, time_limit: flo
         first[job_of_pair[chosen]] = agent_of_pair[chosen]
     cp_bound = float(solver.best_objective_bound)
     if cp_status == cp_model.OPTIMAL:
-        return _result(first, cost, maximize, cp_bound, hit_limit, start, proven=True)
+        return _result(first, cost, maximize, cp_bound, hit_limit, start, found.times,
+                       proven=True)
     if not portfolio:
         if first is None:
             return _no_solution(n, maximize, Status.TIME_LIMIT, cp_bound, start)
-        return _result(first, cost, maximize, cp_bound, hit_limit, start)
+        return _result(first, cost, maximize, cp_bound, hit_limit, start, found.times)
 
     deadline = start + time_limit
     search = _Portfolio(cost, weight, capacity, agent_of_pair, job_of_pair, maximize, seed, first)
-    search.run(deadline)
-    bound = _tighter(cp_bound, search.highs_bound, maximize)
+    search.run(deadline, root_deadline=start + _ROOT_SHARE * time_limit,
+               dive_deadline=start + _DIVE_SHARE * time_limit)
+    bound = _tighter(_tighter(cp_bound, search.highs_bound, maximize), search.columns_bound,
+                     maximize)
     if search.best is None:
         if search.highs_infeasible:
             worst = -math.inf if maximize else math.inf
             return _no_solution(n, maximize, Status.INFEASIBLE, worst, start)
         return _no_solution(n, maximize, Status.TIME_LIMIT, bound, start)
-    # Unless HiGHS finished its proof, the portfolio stops only at the deadline.
-    return _result(search.best, cost, maximize, bound, not search.highs_finished, start)
+    later = [(seconds - start, float(search.sign * value))
+             for seconds, value in search.improvements]
+    # Unless HiGHS finished its proof or an assignment met a bound, the portfolio stops only at
+    # the deadline.
+    return _result(search.best, cost, maximize, bound, not search.highs_finished, start,
+                   found.times + later)
 
 
 def _tighter(a: float, b: float, maximize: bool) -> float:
@@ -307,7 +334,8 @@ def _tighter(a: float, b: float, maximize: bool) -> float:
 
 
 def _result(assignment: np.ndarray, cost: np.ndarray, maximize: bool, bound: float,
-            hit_limit: bool, start: float, proven: bool = False) -> GapResult:
+            hit_limit: bool, start: float, improvements: list[tuple[float, float]],
+            proven: bool = False) -> GapResult:
     """The result for a feasible ``assignment``: optimal when ``proven`` (CP-SAT said so) or when
     the bound proven for it reaches its value."""
     n = cost.shape[1]
@@ -323,8 +351,26 @@ def _result(assignment: np.ndarray, cost: np.ndarray, maximize: bool, bound: flo
     else:
         status = Status.TIME_LIMIT if hit_limit else Status.FEASIBLE
     gap = abs(objective - bound) / max(1.0, abs(objective))
+    # CP-SAT's callback reports its objective as a double: the last entry is the exact value.
+    improvements = [(seconds, value) for seconds, value in improvements
+                    if (value < objective) == maximize or value == objective]
+    if not improvements or improvements[-1][1] != objective:
+        improvements.append((time.perf_counter() - start, objective))
     return GapResult(assignment=assignment, objective=objective, bound=bound, gap=gap,
-                     status=status, seconds=time.perf_counter() - start)
+                     status=status, seconds=time.perf_counter() - start,
+                     improvements=tuple(improvements))
+
+
+class _Improvements(cp_model.CpSolverSolutionCallback):
+    """CP-SAT's improving solutions as they come: (seconds since ``start``, objective)."""
+
+    def __init__(self, start: float):
+        super().__init__()
+        self.start = start
+        self.times: list[tuple[float, float]] = []
+
+    def on_solution_callback(self) -> None:
+        self.times.append((time.perf_counter() - self.start, float(round(self.objective_value))))
 
 
 class _Portfolio:
@@ -353,6 +399,9 @@ class _Portfolio:
         self.highs_infeasible = False
         self.highs_finished = False  # HiGHS proved optimality or infeasibility
         self.highs_error: BaseException | None = None
+        self.columns_bound = -self.sign * math.inf  # trivial until column generation reports
+        self.columns_lowest = -math.inf  # the same bound on sign × cost
+        self.improvements: list[tuple[float, int]] = []  # (perf_counter, sign × cost) each time
 
     def _value(self, assignment: np.ndarray) -> int:
         n = self.cost.shape[1]
@@ -373,6 +422,8 @@ class _Portfolio:
         value = self._value(assignment)
         with self.lock:
             if value < self.best_value or (value == self.best_value and not strictly_better):
+                if value < self.best_value:
+                    self.improvements.append((time.perf_counter(), value))
                 self.best, self.best_value = assignment, value
                 return True
         return False
@@ -467,12 +518,14 @@ class _Portfolio:
 
     def _neighbourhood(self, current: np.ndarray, agents: np.ndarray, seconds: float,
                        seed: int) -> tuple[np.ndarray | None, bool]:
-        """CP-SAT re-assigns the jobs of ``agents``: (the new assignment or None, proven)."""
+        """CP-SAT re-assigns the jobs of ``agents`` and any job not assigned yet (``-1`` in
+        ``current``): (the new assignment or None, proven)."""
         m, n = self.cost.shape
-        free = np.flatnonzero(np.isin(current, agents))
+        free = np.flatnonzero(np.isin(current, agents) | (current < 0))
         if free.size == 0:
             return None, True
-        load = np.bincount(current, weights=self.weight[current, np.arange(n)], minlength=m)
+        held = np.flatnonzero(current >= 0)
+        load = np.bincount(current[held], weights=self.weight[current[held], held], minlength=m)
         room = self.capacity - load
         room[agents] = self.capacity[agents]
         pair_agent = np.repeat(np.arange(m), free.size)
@@ -510,8 +563,40 @@ class _Portfolio:
         moved[pair_job[chosen]] = pair_agent[chosen]
         return moved, status == cp_model.OPTIMAL
 
-    def run(self, deadline: float) -> None:
-        """Both solvers until ``deadline`` or until HiGHS proves optimality or infeasibility."""
+    def _dive(self, root_deadline: float, dive_deadline: float, random) -> None:
+        """Column generation's bound, and its dive's assignment offered as an incumbent.
+
+        When the dive ends with jobs it could not cover, CP-SAT re-assigns them together with
+        the jobs of the agents fixed last (one more agent each time it finds no answer).
+        """
+        dive = column_dive(self.sign * self.cost, self.weight, self.capacity,
+                           root_deadline=root_deadline, deadline=dive_deadline)
+        if math.isfinite(dive.bound):
+            # A float bound on sign × cost, rounded up to the whole number it proves.
+            proven = math.ceil(dive.bound - _BOUND_SLACK * max(1.0, abs(dive.bound)))
+            self.columns_bound = float(self.sign * proven)
+            self.columns_lowest = proven
+        if dive.assignment is None:
+            return
+        open_agents = np.setdiff1d(np.arange(self.cost.shape[0]), dive.fixed)
+        for undo in range(len(dive.fixed) + 1):
+            seconds = min(_REPAIR_SECONDS, dive_deadline - time.perf_counter())
+            if self.stop.is_set() or seconds <= 0.01:
+                return
+            agents = np.concatenate([open_agents, dive.fixed[len(dive.fixed) - undo:]])
+            if undo == 0 and dive.assignment.min() >= 0:
+                self._offer(dive.assignment, strictly_better=False)
+                return
+            moved, _ = self._neighbourhood(dive.assignment, agents.astype(np.int64), seconds,
+                                           int(random.integers(2**31 - 1)))
+            if moved is not None:
+                self._offer(moved, strictly_better=False)
+                return
+
+    def run(self, deadline: float, root_deadline: float, dive_deadline: float) -> None:
+        """HiGHS in its thread until ``deadline`` (or its proof); in this one, the column
+        generation's root until ``root_deadline`` and its dive until ``dive_deadline``, then the
+        neighbourhood search."""
         h = self._highs(deadline)
         thread = threading.Thread(target=self._run_highs, args=(h,), daemon=True)
         thread.start()
@@ -519,7 +604,9 @@ class _Portfolio:
         random = np.random.default_rng(self.seed)
         size = _NEIGHBOURHOOD_AGENTS
         try:
-            while not self.stop.is_set():
+            self._dive(root_deadline, dive_deadline, random)
+            # An incumbent that meets column generation's bound is optimal: nothing left to do.
+            while not self.stop.is_set() and self.best_value > self.columns_lowest:
                 seconds = min(_NEIGHBOURHOOD_SECONDS, deadline - time.perf_counter() - _MARGIN)
                 if seconds <= 0.01:
                     break
