@@ -40,21 +40,24 @@ from ortools.algorithms.python import knapsack_solver
 from optimizer.lexmip import quiet_stdout
 
 # Profits ``π_j − c_ij`` are reals; the knapsack solver takes integers. They are scaled by this
-# and rounded down, and the bound then subtracts what the rounding could have lost (at most one
-# unit of 1/_PROFIT_SCALE per item), so the bound stays proven.
+# and rounded down, and the bound then adds what the rounding could have lost (at most one unit
+# of 1/_PROFIT_SCALE per item) to the solver's optimal value, so the bound stays proven.
 _PROFIT_SCALE = 1e4
-# Knapsacks with at most this many items × capacity units go to the dynamic-programming solver
-# (fast and exact for OR-Library's capacities); larger ones to the branch-and-bound solver.
-_DYNAMIC_PROGRAMMING_CELLS = 20_000_000
-# Column generation is skipped when costs are so large that the scaled profits could overflow
-# the knapsack solver's 64-bit integers.
-_LARGEST_COST_TOTAL = 1e12
+# Knapsacks with at most this many items × capacity units go to OR-Tools' dynamic programming
+# (fast on OR-Library's capacities: 200 items × 1,600 units at most); larger ones to its branch
+# and bound. Either is stopped at the deadline, and a knapsack not proven then gives no bound.
+_DYNAMIC_PROGRAMMING_CELLS = 2_000_000
+# The knapsack solver sums profits in 64-bit integers, and a scaled profit must be a whole
+# number a double holds exactly; costs too large for either skip column generation.
+_LARGEST_PROFIT_SUM = 2.0**62
+_LARGEST_EXACT = 2.0**53
 # A column is "at 1" in the master's solution above this value; the dive fixes all of those.
 _AT_ONE = 1.0 - 1e-6
 # A reduced cost below this is negative (HiGHS' duals carry float noise).
 _NEGATIVE = -1e-6
-# Artificial cover of a job (cost per unit): keeps every restricted master feasible; any of it
-# left in a converged master means the remaining jobs cannot be covered by the remaining agents.
+# Every job has an artificial cover (a column of its own, dearer than any assignment) so that
+# every restricted master is feasible. More of it than this in a converged master means the
+# remaining jobs cannot be covered by the remaining agents.
 _ARTIFICIAL_LEFT = 1e-6
 
 
@@ -64,8 +67,9 @@ class Dive:
 
     ``bound`` is a proven lower bound on the minimum (``-inf`` when none was found);
     ``assignment`` the agent of each job (``-1`` for jobs left uncovered), or ``None`` when the
-    dive did not run; ``fixed`` the agents the dive fixed, in order; ``root_converged`` whether
-    the root's column generation finished (so the bound is the master LP's, less rounding).
+    dive did not run or did not finish; ``fixed`` the agents the dive fixed, in order;
+    ``root_converged`` whether the root's column generation finished (so the bound is the
+    master LP's, less rounding); ``columns`` how many columns the root generated.
     """
 
     bound: float = -math.inf
@@ -126,9 +130,17 @@ class _Master:
         self.known.update(new)
         return len(new)
 
-    def solve(self) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, float]:
-        """Solve the LP: (value, job duals by job, agent duals, column values, artificial use)."""
+    def solve(self, deadline: float
+              ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, float] | None:
+        """Solve the LP: (value, job duals by job, agent duals, column values, artificial use),
+        or None when the deadline stopped it."""
+        seconds = deadline - time.perf_counter()
+        if seconds <= 0:
+            return None
+        self.highs.setOptionValue("time_limit", seconds)
         self.highs.run()
+        if self.highs.getModelStatus() == highspy.HighsModelStatus.kTimeLimit:
+            return None
         if self.highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             raise RuntimeError(f"HiGHS did not solve the GAP master LP: "
                                f"{self.highs.modelStatusToString(self.highs.getModelStatus())}")
@@ -154,37 +166,49 @@ class _Pricing:
             dynamic if n * int(c) <= _DYNAMIC_PROGRAMMING_CELLS else branching, f"agent{i}")
             for i, c in enumerate(capacity)]
 
-    def best_set(self, agent: int, prices: np.ndarray, open_jobs: np.ndarray
-                 ) -> tuple[tuple[int, ...], float]:
+    def best_set(self, agent: int, prices: np.ndarray, open_jobs: np.ndarray, deadline: float
+                 ) -> tuple[tuple[int, ...], float | None]:
         """The jobs of the agent's best set and a proven lower bound on its reduced cost
-        ``min over sets S of Σ_{j∈S} (c_ij − π_j)`` (the empty set counts: the bound is ≤ 0)."""
+        ``min over sets S of Σ_{j∈S} (c_ij − π_j)`` (≤ 0: the empty set counts), or None for
+        the bound when the knapsack solver was stopped by the deadline before its proof."""
         profit = prices - self.cost[agent]
-        items = np.flatnonzero((profit > 0) & open_jobs
-                               & (self.weight[agent] <= self.capacity[agent]))
+        weight = self.weight[agent]
+        usable = (profit > 0) & open_jobs & (weight <= self.capacity[agent])
+        # A job that weighs nothing is in every best set: it is taken directly (OR-Tools' dynamic
+        # programming can leave such items out of the set it reports, though not of its value).
+        weightless = np.flatnonzero(usable & (weight == 0))
+        items = np.flatnonzero(usable & (weight > 0))
+        gain = float(profit[weightless].sum())
         if items.size == 0:
-            return (), 0.0
+            return tuple(weightless.tolist()), -gain
         solver = self.solvers[agent]
         solver.init(np.floor(profit[items] * _PROFIT_SCALE).astype(np.int64).tolist(),
-                    [self.weight[agent, items].tolist()], [int(self.capacity[agent])])
-        solver.solve()
-        chosen = tuple(int(items[k]) for k in range(items.size)
-                       if solver.best_solution_contains(k))
-        # The set found is optimal for the rounded-down profits; the true best set gains at most
-        # one rounding unit per item over it.
-        lower = -float(profit[list(chosen)].sum()) - items.size / _PROFIT_SCALE
-        return chosen, min(0.0, lower)
+                    [weight[items].tolist()], [int(self.capacity[agent])])
+        solver.set_time_limit(max(deadline - time.perf_counter(), 1e-3))
+        value = solver.solve()  # the best total of the rounded-down profits
+        chosen = tuple(sorted(weightless.tolist() + [int(items[k]) for k in range(items.size)
+                                                     if solver.best_solution_contains(k)]))
+        if not solver.is_solution_optimal():
+            return chosen, None
+        # No set gains more than the solver's best over the rounded-down profits plus one
+        # rounding unit per item.
+        return chosen, -gain - (value + items.size) / _PROFIT_SCALE
 
 
 def _lagrangian_bound(prices: np.ndarray, open_jobs: np.ndarray, agents: np.ndarray,
-                      pricing: _Pricing) -> tuple[float, list[tuple[int, tuple[int, ...]]]]:
+                      pricing: _Pricing, deadline: float
+                      ) -> tuple[float | None, list[tuple[int, tuple[int, ...]]]]:
     """``L(π) = Σ_j π_j + Σ_i min_S Σ_{j∈S} (c_ij − π_j)``: for any prices π a lower bound on the
     minimum (relax the job rows with multipliers π; each agent then picks its own best set).
-    Also returns each agent's best set, the columns to offer the master."""
-    bound = float(prices[open_jobs].sum())
+    Also returns each agent's best set, the columns to offer the master. The bound is None when
+    the deadline cut the pass short (an agent not priced, or a knapsack not proven)."""
+    bound: float | None = float(prices[open_jobs].sum())
     sets = []
     for agent in agents:
-        chosen, reduced = pricing.best_set(int(agent), prices, open_jobs)
-        bound += reduced
+        if time.perf_counter() > deadline:
+            return None, sets
+        chosen, reduced = pricing.best_set(int(agent), prices, open_jobs, deadline)
+        bound = None if bound is None or reduced is None else bound + reduced
         if chosen:
             sets.append((int(agent), chosen))
     return bound, sets
@@ -202,14 +226,17 @@ def _generate(master: _Master, pricing: _Pricing, open_jobs: np.ndarray, deadlin
     best_bound, best_prices = -math.inf, None
     agent_row = {int(a): k for k, a in enumerate(master.agents)}
     while True:
-        value, duals, agent_duals, values, artificial = master.solve()
-        if time.perf_counter() > deadline:
-            return False, best_bound, values, artificial
+        solved = master.solve(deadline)
+        if solved is None:
+            return False, best_bound, np.zeros(0), math.inf
+        _, duals, agent_duals, values, artificial = solved
         found = 0
         tries = [duals] if best_prices is None else [
             smoothing * best_prices + (1 - smoothing) * duals, duals]
         for prices in tries:
-            bound, sets = _lagrangian_bound(prices, open_jobs, master.agents, pricing)
+            bound, sets = _lagrangian_bound(prices, open_jobs, master.agents, pricing, deadline)
+            if bound is None:
+                return False, best_bound, values, artificial
             if bound > best_bound:
                 best_bound, best_prices = bound, prices
             # A set enters when its reduced cost at the master's own duals is negative.
@@ -233,11 +260,16 @@ def column_dive(cost: np.ndarray, weight: np.ndarray, capacity: np.ndarray, *,
     """
     m, n = cost.shape
     result = Dive()
-    if n == 0 or m == 0 or (np.abs(cost).max() + 1) * n > _LARGEST_COST_TOTAL:
+    if n == 0 or m == 0:
         return result
     cost = cost.astype(np.float64)
+    largest = float(np.abs(cost).max()) + 1.0
     # An artificial cover dearer than any whole assignment: used only when nothing else fits.
-    artificial_cost = float((np.abs(cost).max() + 1) * n)
+    artificial_cost = largest * n
+    # A job's price never passes its artificial cover's cost, so no profit passes this.
+    scaled_profit = (artificial_cost + largest) * _PROFIT_SCALE
+    if scaled_profit >= _LARGEST_EXACT or scaled_profit * n >= _LARGEST_PROFIT_SUM:
+        return result
     pricing = _Pricing(cost, weight, capacity)
     agents = np.arange(m)
     open_jobs = np.ones(n, dtype=bool)

@@ -13,25 +13,16 @@ import csv
 import doctest
 import functools
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
+from reference_gap import gap_folder
 
 import optimizer.matching
 from optimizer.matching import GapInstance, GapResult, read_orlib_gap, solve_gap
 from optimizer.status import Status
 
-
-def _benchmark_folder() -> Path | None:
-    for folder in (Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "gap",
-                   Path("/work/shared/benchmarks/gap")):
-        if (folder / "reference.csv").is_file():
-            return folder
-    return None
-
-
-GAP_FOLDER = _benchmark_folder()
+GAP_FOLDER = gap_folder()
 SMALL_FILES = {f"gap{k}.txt" for k in range(1, 13)}
 LARGE_FILES = {f"gap{k}.txt" for k in "abcd"}
 # Generous: each of these solves takes well under a second; the limit only keeps a regression
@@ -125,6 +116,7 @@ def test_assignment_is_feasible_and_costs_what_is_reported(row, sense):
     """Recomputed from the assignment alone: each job on one agent, capacities kept, same cost."""
     instance, result = _solved(row["file"], int(row["index"]), sense)
     _check_feasible(instance, result)
+    _check_improvements(result, sense)
 
 
 @pytest.mark.parametrize(("row", "sense"), LARGE_CASES)
@@ -148,6 +140,18 @@ def test_large_instance_near_best_known_in_ten_seconds(row, sense):
     if result.status == Status.OPTIMAL:
         assert result.objective == result.bound
     assert result.seconds <= LARGE_TIME_LIMIT + LIMIT_SLACK
+    _check_improvements(result, sense)
+
+
+def _check_improvements(result: GapResult, sense: str) -> None:
+    """The improvements log: strictly better each time, in time order within the call, ending
+    at the objective reported."""
+    times = [seconds for seconds, _ in result.improvements]
+    values = [value for _, value in result.improvements]
+    assert values and values[-1] == result.objective
+    assert times == sorted(times) and 0 <= times[0] and times[-1] <= result.seconds
+    better = np.diff(values) < 0 if sense == "min" else np.diff(values) > 0
+    assert better.all()
 
 
 def test_docstring_examples_run():
@@ -249,3 +253,24 @@ def test_reader_refuses_malformed_files(tmp_path, text, message):
     file.write_text(text)
     with pytest.raises(ValueError, match=message):
         read_orlib_gap(file)
+
+
+CBC_LOG = """\
+Cbc0038I Mini branch and bound improved solution from 6982 to 6849 (0.03 seconds)
+Cbc0012I Integer solution of 6849 found by feasibility pump after 0 iterations and 0 nodes (0.16 seconds)
+Cbc0010I After 1000 nodes, 512 on tree, 6849 best solution, best possible 6156.7207 (3.39 seconds)
+Cbc0016I Integer solution of 6240 found by strong branching after 2495 iterations and 18 nodes (4.29 seconds)
+Cbc0004I Integer solution of 6230 found after 2576 iterations and 23 nodes (5.5 seconds)
+"""  # noqa: E501 (CBC's own lines)
+
+
+def test_bench_reads_cbc_incumbents_and_the_time_to_one_percent():
+    """The benchmark's reading of CBC's log: every "Integer solution" line, whatever found it,
+    and the first time within 1 % of best known (6,185 → 6,246.85) from those."""
+    from bench.gap import _CBC_INCUMBENT, seconds_to_reach
+
+    found = [(float(seconds), float(value)) for value, seconds in _CBC_INCUMBENT.findall(CBC_LOG)]
+    assert found == [(0.16, 6849.0), (4.29, 6240.0), (5.5, 6230.0)]
+    assert seconds_to_reach(found, 6185.0, "min") == 4.29
+    assert seconds_to_reach(found, 6000.0, "min") == math.inf
+    assert seconds_to_reach([(1.0, 10_700.0), (2.0, 10_740.0)], 10_839.0, "max") == 2.0
