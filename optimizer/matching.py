@@ -185,7 +185,8 @@ def solve_gap(cost, weight, capacity, *, maximize: bool = False, time_limit: flo
     ``time_limit``; most instances are proven optimal there. If not (and ``workers >= 2``), the
     rest of the time goes to two threads sharing one incumbent: HiGHS' branch and cut on the
     same model; and column generation over the agents' job sets (its bound by 40 % of the time
-    limit, its dive to an assignment by 60 %; what the dive leaves uncovered CP-SAT re-assigns),
+    limit, its dive to an assignment by 55 %; what the dive leaves uncovered CP-SAT re-assigns
+    by 65 %),
     then a CP-SAT neighbourhood search that frees the jobs of a few random agents at a time and
     lets CP-SAT re-assign them. Every solution proposed is checked against the data; the bound
     reported is the tightest of CP-SAT's, HiGHS' and column generation's proven bounds, and the
