@@ -38,6 +38,10 @@ from rich.table import Table
 from optimizer.matching import GapInstance, GapResult, read_orlib_gap, solve_gap
 from optimizer.status import Status
 
+# Where the instances live and the plain PuLP model are the tests' (tests/reference_gap.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from reference_gap import compact_model, gap_folder  # noqa: E402
+
 console = Console(highlight=False, width=max(Console().width, 160))
 
 LARGE_FILES = ["gapa.txt", "gapb.txt", "gapc.txt", "gapd.txt"]
@@ -46,11 +50,11 @@ NEAR = 1.0  # per cent of best known that counts as "within reach"
 
 
 def benchmark_folder() -> Path:
-    for folder in (Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "gap",
-                   Path("/work/shared/benchmarks/gap")):
-        if (folder / "reference.csv").is_file():
-            return folder
-    raise SystemExit("shared/benchmarks/gap not found beside the repository nor at /work/shared")
+    folder = gap_folder()
+    if folder is None:
+        raise SystemExit("shared/benchmarks/gap not found beside the repository nor at "
+                         "/work/shared")
+    return folder
 
 
 def read_reference(folder: Path) -> dict[tuple[str, int], dict[str, str]]:
@@ -88,9 +92,6 @@ def cbc_reference(instance: GapInstance, sense: str, time_limit: float
     defaults (one thread, ``time_limit`` seconds): (best value, proven optimal, [(CBC's seconds,
     value) per new incumbent]). CBC's seconds count from its own start, so they leave out PuLP
     building the model and writing it, which ours include."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from reference_gap import compact_model
-
     sign = 1 if sense == "min" else -1  # CBC minimises sign × cost: no doubt about the log's sense
     problem = compact_model(sign * instance.cost, instance.weight, instance.capacity)
     with tempfile.TemporaryDirectory() as folder:
