@@ -8,69 +8,20 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from rich.console import Console
-from rich.table import Table
 
-from contract import vocab
-from contract.problems import Problem, ValidationError, report_frame
-from contract.vocab import REASON_ZH
-from planning import describe
-from planning.fmt import count, pct, yuan
-from planning.io import FORMATS, excel_safe, read_raw, write_tables
-from planning.scenario import Scenario, check_raw, load_scenario
+from wulian.api.console import console, frame_table, load_or_report, print_problems
+from wulian.api.plan_cli import add_command as add_plan
+from wulian.api.service_cli import add_commands as add_service_commands
+from wulian.contract import vocab
+from wulian.contract.problems import ValidationError, report_frame
+from wulian.contract.vocab import REASON_ZH
+from wulian.data import demo_folder
+from wulian.planning import describe
+from wulian.planning.fmt import count, pct, yuan
+from wulian.planning.io import FORMATS, excel_safe, read_raw, write_tables
+from wulian.planning.scenario import Scenario, check_raw
 
-DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
-SHOWN_PROBLEMS = 60  # the console shows this many; the CSV report has them all
-
-# Wide enough for the bilingual tables when output goes to a file or a pipe.
-console = Console(highlight=False, width=max(Console().width, 120))
-
-
-def _frame_table(frame: pd.DataFrame, title: str, formats: dict | None = None,
-                 index: bool = True) -> Table:
-    formats = formats or {}
-    table = Table(title=title, title_justify="left", header_style="bold")
-    if index:
-        table.add_column(str(frame.index.name or ""))
-    for col in frame.columns:
-        numeric = pd.api.types.is_numeric_dtype(frame[col])
-        table.add_column(str(col), justify="right" if numeric else "left")
-    for key, row in frame.iterrows():
-        cells = [str(key)] if index else []
-        for col in frame.columns:
-            value = row[col]
-            fmt = formats.get(col, count if isinstance(value, int | float) else str)
-            cells.append(fmt(value))
-        table.add_row(*cells)
-    return table
-
-
-def print_problems(problems: list[Problem]) -> None:
-    """The validation report in Chinese and English, the first ``SHOWN_PROBLEMS`` of it."""
-    console.print(f"[bold red]发现 {len(problems)} 个问题 / {len(problems)} problem(s) found"
-                  "[/] — 场景未导入 / nothing was imported")
-    for p in problems[:SHOWN_PROBLEMS]:
-        where = p.table + (f" 第{p.row}行 row {p.row}" if p.row is not None else "")
-        where += f" · {p.column}" if p.column else ""
-        value = f" = {p.value!r}" if p.value else ""
-        console.print(f"[bold]{where}[/]{value}: {p.message_zh} / {p.message_en}"
-                      f"\n    → {p.hint_zh} / {p.hint_en}")
-    if len(problems) > SHOWN_PROBLEMS:
-        console.print(f"… 另有 {len(problems) - SHOWN_PROBLEMS} 个 / "
-                      f"{len(problems) - SHOWN_PROBLEMS} more (use --report FILE for all)")
-
-
-def _load_or_report(path: str, policy=None) -> Scenario | None:
-    """The validated scenario at ``path``, or ``None`` after printing every problem."""
-    with console.status("读取并校验 / reading and validating …"):
-        try:
-            return load_scenario(path, policy)
-        except ValidationError as err:
-            problems = err.problems
-    print_problems(problems)
-    return None
-
-
+DEMO = demo_folder()
 def cmd_validate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with console.status("读取并校验 / reading and validating …"):
@@ -91,11 +42,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from planning.allocate import run_allocation
-    from planning.store import RunStore
+    from wulian.planning.allocate import run_allocation
+    from wulian.planning.store import RunStore
 
     start = time.perf_counter()
-    scenario = _load_or_report(args.path)
+    scenario = load_or_report(args.path)
     if scenario is None:
         return 1
     show_scenario(scenario)
@@ -115,8 +66,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _allocate_and_show(scenario: Scenario, out: Path, fmt: str, week: str | None,
                        centre: str | None, store_url: str | None, params=None) -> int:
-    from planning.allocate import run_allocation
-    from planning.store import RunStore
+    from wulian.planning.allocate import run_allocation
+    from wulian.planning.store import RunStore
 
     with console.status("分配中 / allocating (exact, colour by colour) …"):
         run = run_allocation(scenario, week=week, centre=centre, params=params,
@@ -132,7 +83,7 @@ def _allocate_and_show(scenario: Scenario, out: Path, fmt: str, week: str | None
 
 def show_run(scenario: Scenario, run) -> None:
     """Fill rate by colour, money by fund, unmet reasons and a few households' plans."""
-    from planning.allocate import fill_rate_by_tier, money_by_fund, unmet_by_reason
+    from wulian.planning.allocate import fill_rate_by_tier, money_by_fund, unmet_by_reason
 
     info = run.info
     console.rule(f"分配结果 / allocation · {info['status']} · "
@@ -145,7 +96,7 @@ def show_run(scenario: Scenario, run) -> None:
         "目标值 value": [levels[t]["value"] for t in rates.index],
         "上界 bound": [levels[t]["bound"] for t in rates.index],
     })
-    console.print(_frame_table(frame, "各颜色满足率 / fill rate by colour "
+    console.print(frame_table(frame, "各颜色满足率 / fill rate by colour "
                                       "(value = Σ urgency × served ÷ needed; bound proven)",
                                {"满足率 fill rate": pct, "目标值 value": lambda v: f"{v:,.2f}",
                                 "上界 bound": lambda v: f"{v:,.2f}"}, index=False))
@@ -153,7 +104,7 @@ def show_run(scenario: Scenario, run) -> None:
     funds = pd.DataFrame({"基金 fund": funds["fund_id"], "预算 budget": funds["budget"],
                           "已用 used": funds["used"], "剩余 left": funds["left"],
                           "每万元边际值 value of ¥10,000": funds["marginal_value"] * 10_000})
-    console.print(_frame_table(funds, "基金使用 / money by fund",
+    console.print(frame_table(funds, "基金使用 / money by fund",
                                {"预算 budget": yuan, "已用 used": yuan, "剩余 left": yuan,
                                 "每万元边际值 value of ¥10,000": lambda v: f"{v:,.2f}"},
                                index=False))
@@ -161,7 +112,7 @@ def show_run(scenario: Scenario, run) -> None:
     if len(reasons):
         table = pd.DataFrame({"原因 reason": [f"{REASON_ZH.get(r, r)} {r}" for r in reasons.index],
                               "需求数 needs": reasons.to_numpy()})
-        console.print(_frame_table(table, "未满足原因 / unmet needs by reason", index=False))
+        console.print(frame_table(table, "未满足原因 / unmet needs by reason", index=False))
     plans = run.plans
     sample = plans.sort_values(["tier", "household_id"], key=lambda s: s.map(
         {t: i for i, t in enumerate(vocab.TIER_ORDER)}) if s.name == "tier" else s).head(5)
@@ -169,22 +120,22 @@ def show_run(scenario: Scenario, run) -> None:
                            "颜色 colour": sample["tier"].map(lambda t: vocab.TIERS[t][0]),
                            "救助套餐 package": sample["package"],
                            "未满足 unmet": sample["unmet"]})
-    console.print(_frame_table(sample, "部分家庭的救助套餐 / a few households' plans",
+    console.print(frame_table(sample, "部分家庭的救助套餐 / a few households' plans",
                                index=False))
 
 
 
 
 def cmd_allocate(args: argparse.Namespace) -> int:
-    from optimizer.allocation import PinError
+    from wulian.optimizer.allocation import PinError
 
-    scenario = _load_or_report(args.path, _policy(args.policy))
+    scenario = load_or_report(args.path, _policy(args.policy))
     if scenario is not None and args.pins:
         scenario = _with_pins(scenario, args.pins)
     if scenario is None:
         return 1
     try:
-        from optimizer.allocation import AllocationParams
+        from wulian.optimizer.allocation import AllocationParams
 
         return _allocate_and_show(scenario, Path(args.out), args.format, args.week, args.centre,
                                   args.store, AllocationParams(decompose=args.decompose))
@@ -196,14 +147,14 @@ def cmd_allocate(args: argparse.Namespace) -> int:
 
 
 def _policy(path: str | None):
-    from demand.policy import Policy
+    from wulian.demand.policy import Policy
 
     return Policy.load(path) if path else None
 
 
 def _with_pins(scenario: Scenario, pins_path: str) -> Scenario | None:
     """The scenario with its pins table replaced by the pins file (validated with the rest)."""
-    from planning.io import as_text, decode_csv
+    from wulian.planning.io import as_text, decode_csv
 
     text, _ = decode_csv(Path(pins_path).read_bytes())
     import io
@@ -224,30 +175,30 @@ def show_scenario(scenario: Scenario) -> None:
     console.rule(f"五联 wulian · {scenario.path or 'scenario'} · digest {scenario.digest[:12]}")
     colours = {t: f"{zh} {t}" for t, (zh, _) in vocab.TIERS.items()}
     hh = describe.households_by_colour(scenario).rename(columns=colours)
-    console.print(_frame_table(hh, "家庭(按区县与颜色)/ households by district and colour"))
+    console.print(frame_table(hh, "家庭(按区县与颜色)/ households by district and colour"))
     needs = describe.needs_by_colour(scenario).rename(columns=colours)
-    console.print(_frame_table(needs, "需求(按区县与颜色)/ open needs by district and colour"))
+    console.print(frame_table(needs, "需求(按区县与颜色)/ open needs by district and colour"))
     supply = describe.supply_by_linkage(scenario).rename(columns={
         "name_zh": "联动", "providers": "资源方 providers", "offers": "供给 offers",
         "services": "服务 services", "volunteers": "志愿者 volunteers",
         "volunteer_hours": "志愿时长 volunteer hours"})
-    console.print(_frame_table(supply, "五个联动供给 / supply by linkage"))
+    console.print(frame_table(supply, "五个联动供给 / supply by linkage"))
     funds = describe.funds_overview(scenario)
     total = yuan(funds["budget"].sum())
     funds = funds.rename(columns={"fund_id": "基金 fund", "name": "名称 name",
                                   "source": "来源 source", "centre": "中心 centre",
                                   "budget": "预算 budget",
                                   "earmarked_services": "限定服务 earmarks"})
-    console.print(_frame_table(funds, f"基金与预算 / funds and budgets (合计 total {total})",
+    console.print(frame_table(funds, f"基金与预算 / funds and budgets (合计 total {total})",
                                {"预算 budget": yuan}, index=False))
 
 
 def cmd_match(args: argparse.Namespace) -> int:
-    from optimizer.visits import VisitPinError
-    from planning.allocate import run_allocation
-    from planning.store import RunStore
+    from wulian.optimizer.visits import VisitPinError
+    from wulian.planning.allocate import run_allocation
+    from wulian.planning.store import RunStore
 
-    scenario = _load_or_report(args.path)
+    scenario = load_or_report(args.path)
     if scenario is None:
         return 1
     with console.status("分配中 / allocating …"):
@@ -275,8 +226,8 @@ def _match_and_show(scenario: Scenario, run, out: Path, fmt: str, params: dict |
     a printable sheet per volunteer)."""
     import json
 
-    from optimizer.visits import MatchParams
-    from planning.match import reconciled_tables, run_matching, write_workbook
+    from wulian.optimizer.visits import MatchParams
+    from wulian.planning.match import reconciled_tables, run_matching, write_workbook
 
     with console.status("匹配志愿者 / matching volunteers to visits and slots …"):
         match = run_matching(scenario, run, week=week, centre=centre,
@@ -297,7 +248,7 @@ def _match_and_show(scenario: Scenario, run, out: Path, fmt: str, params: dict |
     levels = pd.DataFrame([{"层级 level": lv.name, "取值 value": lv.value, "界 bound": lv.bound,
                             "差距 gap": lv.gap, "状态 status": str(lv.status)}
                            for lv in match.levels])
-    console.print(_frame_table(levels, "字典序各层 / lexicographic levels (bound proven; "
+    console.print(frame_table(levels, "字典序各层 / lexicographic levels (bound proven; "
                                        "gap = |bound − value| ÷ value)",
                                {"取值 value": count, "界 bound": count, "差距 gap": pct},
                                index=False))
@@ -312,7 +263,7 @@ def _match_and_show(scenario: Scenario, run, out: Path, fmt: str, params: dict |
         "最多 max": [spread["max"], load["visits"].max(), load["km"].max()],
     })
     one = lambda v: f"{v:,.1f}"  # noqa: E731
-    console.print(_frame_table(
+    console.print(frame_table(
         frame, f"志愿者负荷 / volunteers' load ({count(len(busy))} / "
                f"{count(spread['volunteers'])} 人有安排 busy; 空闲比例 idle share "
                f"{pct(spread['idle_share'])})",
@@ -325,7 +276,7 @@ def _match_and_show(scenario: Scenario, run, out: Path, fmt: str, params: dict |
         table = pd.DataFrame({"原因 reason": [f"{REASON_ZH.get(r, r)} {r}" for r in by.groups],
                               "走访 visits": by.size().to_numpy(),
                               "时长 hours": by["hours"].sum().to_numpy()})
-        console.print(_frame_table(table, "未安排的走访 / unplaced visits by reason",
+        console.print(frame_table(table, "未安排的走访 / unplaced visits by reason",
                                    {"时长 hours": one}, index=False))
     console.print(f"匹配结果已写入 / matching written to: [bold]{written}[/] "
                   f"({', '.join(tables)}, match.json)")
@@ -343,10 +294,10 @@ def _parse_set(items: list[str]) -> dict[str, float]:
 
 
 def cmd_budget(args: argparse.Namespace) -> int:
-    from optimizer.budget import EquityDial
-    from planning.budget import BudgetLab, plot_curve
+    from wulian.optimizer.budget import EquityDial
+    from wulian.planning.budget import BudgetLab, plot_curve
 
-    scenario = _load_or_report(args.path)
+    scenario = load_or_report(args.path)
     if scenario is None:
         return 1
     try:
@@ -367,7 +318,7 @@ def cmd_budget(args: argparse.Namespace) -> int:
         "需求 needs": colours["needs"].to_numpy(),
         "满足率 fill rate": colours["fill_rate"].to_numpy(),
     })
-    console.print(_frame_table(frame, f"预算实验室 / budget lab · {solution.seconds:.2f} s",
+    console.print(frame_table(frame, f"预算实验室 / budget lab · {solution.seconds:.2f} s",
                                {"满足率 fill rate": pct}, index=False))
     funds = solution.funds
     table = pd.DataFrame({
@@ -376,12 +327,12 @@ def cmd_budget(args: argparse.Namespace) -> int:
         "每万元提升 points per ¥10,000": funds["points_per_10k"],
         "作用于 at colour": funds["marginal_level"].replace("", "—"),
     })
-    console.print(_frame_table(table, "基金边际价值 / the marginal value of a yuan per fund",
+    console.print(frame_table(table, "基金边际价值 / the marginal value of a yuan per fund",
                                {"预算 budget": yuan, "已用 used": yuan, "剩余 left": yuan,
                                 "每万元提升 points per ¥10,000": lambda v: f"{v:,.2f}"},
                                index=False))
     if equity is not None and solution.price_of_fairness is not None:
-        console.print(_frame_table(solution.price_of_fairness,
+        console.print(frame_table(solution.price_of_fairness,
                                    f"公平的代价 / price of fairness ({equity.describe()})",
                                    index=False))
     if args.sweep:
@@ -392,7 +343,7 @@ def cmd_budget(args: argparse.Namespace) -> int:
         wide = curve.pivot_table(index="budget", columns="colour", values="fill_rate",
                                  sort=True).reindex(columns=list(vocab.TIER_ORDER))
         wide.index = pd.Index([yuan(b) for b in wide.index], name="预算 budget")
-        console.print(_frame_table(wide, f"覆盖-预算曲线 / coverage vs budget ({fund})",
+        console.print(frame_table(wide, f"覆盖-预算曲线 / coverage vs budget ({fund})",
                                    dict.fromkeys(vocab.TIER_ORDER, pct)))
         if args.plot:
             path = plot_curve(curve, args.plot)
@@ -408,7 +359,7 @@ def _parse_sweep(text: str) -> tuple[str, float, float, int]:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from planning.store import RunStore, diff_runs
+    from wulian.planning.store import RunStore, diff_runs
 
     store = RunStore(args.store)
     if args.action == "list":
@@ -418,7 +369,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             return 0
         shown = runs.assign(input_digest=runs["input_digest"].str[:12],
                             policy_digest=runs["policy_digest"].str[:12])
-        console.print(_frame_table(shown, f"运行记录 / runs in {store.url}", index=False))
+        console.print(frame_table(shown, f"运行记录 / runs in {store.url}", index=False))
         return 0
     if args.action == "show":
         run = store.load(args.ids[0])
@@ -439,13 +390,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
     console.print(f"运行 {old.run_id} → {new.run_id}: "
                   + ", ".join(f"{k} {v}" for k, v in counts.items()))
     shown = changes[["household_id", "tier", "direction", "fill_before", "fill_after", "why"]]
-    console.print(_frame_table(shown.head(args.limit), "变化的家庭 / households that changed",
+    console.print(frame_table(shown.head(args.limit), "变化的家庭 / households that changed",
                                {"fill_before": pct, "fill_after": pct}, index=False))
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from planning.generate import generate_scenario
+    from wulian.planning.generate import generate_scenario
 
     with console.status(f"生成 {args.preset} 场景 / generating the {args.preset} preset …"):
         start = time.perf_counter()
@@ -461,7 +412,15 @@ def cmd_ui(args: argparse.Namespace) -> int:
     import os
     import subprocess
 
-    app = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+    try:
+        import streamlit  # noqa: F401
+    except ImportError:
+        print("界面需要 app 扩展:pip install 'wulian[app]' / the app needs the `app` extra: "
+              "pip install 'wulian[app]'", file=sys.stderr)
+        return 2
+    from importlib import resources
+
+    app = Path(str(resources.files("wulian.ui").joinpath("app.py")))
     argv = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
             "--browser.gatherUsageStats", "false"]
     if args.headless:
@@ -476,7 +435,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_formats(args: argparse.Namespace) -> int:
-    from contract.formats import render_formats
+    from wulian.contract.formats import render_formats
 
     text = render_formats()
     if args.out:
@@ -567,12 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
     p.set_defaults(func=cmd_ui)
 
-    from api.plan_cli import add_command as add_plan  # plan (the quarterly planner)
-
-    add_plan(sub)
-    from api.service_cli import add_commands  # serve, token, jobs (the batch service)
-
-    add_commands(sub)
+    add_plan(sub)  # plan (the quarterly planner)
+    add_service_commands(sub)  # serve, token, jobs (the batch service)
     return parser
 
 

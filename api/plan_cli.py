@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from planning.engines import ENGINES, EngineError
-from planning.fmt import count, pct, yuan
-from planning.io import FORMATS
+from wulian.api.console import console, frame_table, load_or_report
+from wulian.planning.engines import ENGINES, EngineError
+from wulian.planning.fmt import count, pct, yuan
+from wulian.planning.io import FORMATS
 
 
 def add_command(sub) -> None:
@@ -40,9 +41,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         TimeElapsedColumn,
     )
 
-    from api.cli import _load_or_report, console
-    from demand.policy import Policy
-    from planning.quarter import QuarterError, parse_quarter, plan_quarter
+    from wulian.demand.policy import Policy
+    from wulian.planning.quarter import QuarterError, parse_quarter, plan_quarter
 
     try:
         parse_quarter(args.quarter)  # a bad quarter fails before the scenario is read
@@ -50,7 +50,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         console.print(f"[bold red]{err}[/]")
         return 2
     policy = Policy.load(args.policy) if args.policy else None
-    scenario = _load_or_report(args.path, policy)
+    scenario = load_or_report(args.path, policy)
     if scenario is None:
         return 1
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -78,8 +78,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def show_plan(plan) -> None:
     """The plan in a few lines: fill rate by colour, funds, volunteer gaps, what limits."""
-    from api.cli import _frame_table, console
-
     info = plan.info
     seconds = info["seconds"]
     engine = info["engine"]
@@ -97,10 +95,10 @@ def show_plan(plan) -> None:
     quarter = plan.explanation.set_index("colour")
     wide["全季度 quarter"] = quarter["fill_rate"]
     wide.index.name = "颜色 colour"
-    console.print(_frame_table(wide, "满足率 / fill rate", dict.fromkeys(wide.columns, pct)))
+    console.print(frame_table(wide, "满足率 / fill rate", dict.fromkeys(wide.columns, pct)))
     funds = plan.funds.set_index("fund_id")[["name", "quarter_budget", "planned", "share"]]
     funds.index.name = "基金 fund"
-    console.print(_frame_table(funds, "基金 / funds over the quarter",
+    console.print(frame_table(funds, "基金 / funds over the quarter",
                                {"quarter_budget": yuan, "planned": yuan, "share": pct}))
     vol = plan.volunteers
     short = vol[vol["gap"] > 0]

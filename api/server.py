@@ -45,11 +45,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.auth import FUND_TABLES, ROLES, Principal, TokenError, TokenStore
-from contract.problems import Problem, ValidationError, report_frame
-from planning.io import excel_safe
-from planning.jobs import JobWorker, ScenarioLibrary
-from planning.store import JOB_STATES, Job, RunStore
+from wulian.api.auth import FUND_TABLES, ROLES, Principal, TokenError, TokenStore
+from wulian.contract.problems import Problem, ValidationError, report_frame
+from wulian.planning.io import excel_safe
+from wulian.planning.jobs import JobWorker, ScenarioLibrary
+from wulian.planning.store import JOB_STATES, Job, RunStore
 
 log = logging.getLogger("wulian.service")
 
@@ -374,7 +374,7 @@ class Service:
                              f"{who.centre} may see only that centre's subtree")
 
     def lab(self, digest: str, week: str | None, centre: str | None):
-        from planning.budget import BudgetLab
+        from wulian.planning.budget import BudgetLab
 
         key = (digest, week, centre)
         with self._lock:

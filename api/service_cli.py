@@ -18,14 +18,10 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
+from wulian.api.console import console
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 TABLES = ("money", "volunteers", "fill_rate", "funds", "explanation")
-
-
-def _console():
-    from api.cli import console
-
-    return console
 
 
 # -- serve ------------------------------------------------------------------------------------
@@ -33,7 +29,7 @@ def _console():
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.server import create_app
+    from wulian.api.server import create_app
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -46,10 +42,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # -- token ------------------------------------------------------------------------------------
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from api.auth import TokenError, TokenStore
-    from planning.store import RunStore
+    from wulian.api.auth import TokenError, TokenStore
+    from wulian.planning.store import RunStore
 
-    console = _console()
     tokens = TokenStore(RunStore(args.store).engine)
     if args.action == "create":
         if not args.role:
@@ -117,7 +112,7 @@ def _check(response: httpx.Response) -> httpx.Response:
 
 def _show_job(job: dict) -> None:
     progress = job["progress"]
-    _console().print(
+    console.print(
         f"任务 job {job['job_id']}: [bold]{job['state']}[/] · {job['quarter']} · "
         f"{job['engine']} · centre {job['centre'] or '(all)'} · "
         f"{progress['done']}/{progress['total']} {progress['label']} · attempts "
@@ -129,7 +124,7 @@ def _wait(client: httpx.Client, job_id: int) -> dict:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[n]}"),
-                  TimeElapsedColumn(), console=_console(), transient=True) as bar:
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task(f"job {job_id}", total=None, n="")
         while True:
             job = _check(client.get(f"/jobs/{job_id}")).json()
@@ -152,7 +147,6 @@ def _upload(client: httpx.Client, path: Path, name: str | None) -> dict:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    console = _console()
     try:
         with _client(args) as client:
             return _jobs(args, client, console)

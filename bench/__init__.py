@@ -14,8 +14,8 @@ def preset_folder(preset: str, data: str | None, tmp: str) -> Path:
         return Path(data)
     if preset == "district":
         return ROOT / "data" / "demo"
-    from planning.generate import generate_scenario
-    from planning.io import write_tables
+    from wulian.planning.generate import generate_scenario
+    from wulian.planning.io import write_tables
 
     path = Path(tmp) / "city"
     write_tables(generate_scenario("city", seed=0), path, "csv")

@@ -102,12 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         url = f"http://127.0.0.1:{port}"
         log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below
         server = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--store", store,
+            [sys.executable, "-m", "wulian.api.cli", "serve", "--port", str(port), "--store", store,
              "--data", str(root / "data"), "--workers", str(args.workers)],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            from api.auth import TokenStore
-            from planning.store import RunStore
+            from wulian.api.auth import TokenStore
+            from wulian.planning.store import RunStore
 
             token = TokenStore(RunStore(store).engine).create("planner")[1]
             headers = {"Authorization": f"Bearer {token}"}

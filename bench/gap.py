@@ -35,12 +35,9 @@ import pulp
 from rich.console import Console
 from rich.table import Table
 
-from optimizer.matching import GapInstance, GapResult, read_orlib_gap, solve_gap
-from optimizer.status import Status
-
-# Where the instances live and the plain PuLP model are the tests' (tests/reference_gap.py).
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from reference_gap import compact_model, gap_folder  # noqa: E402
+from reference.gap import compact_model, gap_folder
+from wulian.optimizer.matching import GapInstance, GapResult, read_orlib_gap, solve_gap
+from wulian.optimizer.status import Status
 
 console = Console(highlight=False, width=max(Console().width, 160))
 
@@ -88,7 +85,7 @@ _CBC_INCUMBENT = re.compile(
 
 def cbc_reference(instance: GapInstance, sense: str, time_limit: float
                   ) -> tuple[float, bool, list[tuple[float, float]]]:
-    """The plain compact model in PuLP (``tests/reference_gap.py``), solved by CBC with its
+    """The plain compact model in PuLP (``reference/gap.py``), solved by CBC with its
     defaults (one thread, ``time_limit`` seconds): (best value, proven optimal, [(CBC's seconds,
     value) per new incumbent]). CBC's seconds count from its own start, so they leave out PuLP
     building the model and writing it, which ours include."""

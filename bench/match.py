@@ -74,7 +74,7 @@ def _summary(match) -> dict:
 def _timed(scenario, run, params, centre=None) -> tuple[float, float, object]:
     """One matching: (wall seconds, sampled peak MiB of this process and its workers, result)."""
     from bench.quarter import PeakMemory
-    from planning.match import run_matching
+    from wulian.planning.match import run_matching
 
     with PeakMemory(every=0.1) as mem:
         start = time.perf_counter()
@@ -95,9 +95,9 @@ def one(path: str, repeat: int, streets: int, workers: int | None, serial_check:
 
     import psutil
 
-    from optimizer.visits import MatchParams
-    from planning.allocate import run_allocation
-    from planning.scenario import load_scenario
+    from wulian.optimizer.visits import MatchParams
+    from wulian.planning.allocate import run_allocation
+    from wulian.planning.scenario import load_scenario
 
     out: dict = {"loadavg_before": loadavg()}
     start = time.perf_counter()

@@ -69,8 +69,8 @@ class PeakMemory:
 
 def one(path: str, engine: str, quarter: str, workers: int | None) -> dict:
     """Load the scenario and plan the quarter on one engine (in this process)."""
-    from planning.quarter import plan_quarter
-    from planning.scenario import load_scenario
+    from wulian.planning.quarter import plan_quarter
+    from wulian.planning.scenario import load_scenario
 
     with PeakMemory() as mem:
         start = time.perf_counter()

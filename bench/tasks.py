@@ -14,8 +14,8 @@ from pathlib import Path
 
 
 def generate(preset: str, out: str) -> dict:
-    from planning.generate import generate_scenario
-    from planning.io import write_tables
+    from wulian.planning.generate import generate_scenario
+    from wulian.planning.io import write_tables
 
     start = time.perf_counter()
     tables = generate_scenario(preset, seed=0)
@@ -26,8 +26,8 @@ def generate(preset: str, out: str) -> dict:
 
 
 def load(path: str) -> dict:
-    from planning.io import read_raw
-    from planning.validate import validate_tables
+    from wulian.planning.io import read_raw
+    from wulian.planning.validate import validate_tables
 
     start = time.perf_counter()
     raw = read_raw(path)
@@ -46,9 +46,9 @@ def read_only(path: str) -> dict:
 
 
 def score(path: str) -> dict:
-    from demand.policy import Policy
-    from demand.scoring import score_households
-    from planning.scenario import load_scenario
+    from wulian.demand.policy import Policy
+    from wulian.demand.scoring import score_households
+    from wulian.planning.scenario import load_scenario
 
     scenario = load_scenario(path)
     start = time.perf_counter()
@@ -63,8 +63,8 @@ def allocate(path: str) -> dict:
     """wulian's weekly allocation, from files to written outputs."""
     import tempfile
 
-    from planning.allocate import run_allocation
-    from planning.scenario import load_scenario
+    from wulian.planning.allocate import run_allocation
+    from wulian.planning.scenario import load_scenario
 
     start = time.perf_counter()
     scenario = load_scenario(path)
@@ -86,9 +86,9 @@ def street_rerun(path: str) -> dict:
     of the streets' wall times, and the slowest."""
     import tempfile
 
-    from planning.allocate import run_allocation
-    from planning.scenario import load_scenario
-    from planning.store import RunStore
+    from wulian.planning.allocate import run_allocation
+    from wulian.planning.scenario import load_scenario
+    from wulian.planning.store import RunStore
 
     scenario = load_scenario(path)
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,10 +112,10 @@ def whole_highs(path: str) -> dict:
 
     import numpy as np
 
-    from optimizer import allocation as al
-    from optimizer.lexmip import solve_lexicographic
-    from planning.allocate import allocation_input
-    from planning.scenario import load_scenario
+    from wulian.optimizer import allocation as al
+    from wulian.optimizer.lexmip import solve_lexicographic
+    from wulian.planning.allocate import allocation_input
+    from wulian.planning.scenario import load_scenario
 
     os.environ["WULIAN_MAX_NODES"] = str(10**9)  # no node limit: the exact MIP, however long
     data = allocation_input(load_scenario(path))
@@ -137,10 +137,8 @@ def whole_highs(path: str) -> dict:
 
 def reference(path: str) -> dict:
     """The independent formulation of the tests (PuLP + CBC, one exact lexicographic MIP)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from reference_model import reference_levels
-
-    from planning.scenario import load_scenario
+    from reference.allocation import reference_levels
+    from wulian.planning.scenario import load_scenario
 
     scenario = load_scenario(path)
     start = time.perf_counter()
@@ -156,9 +154,9 @@ def budget_lab(path: str, resolves: str = "8") -> dict:
 
     import numpy as np
 
-    from optimizer.budget import build_budget_model
-    from planning.allocate import allocation_input
-    from planning.scenario import load_scenario
+    from wulian.optimizer.budget import build_budget_model
+    from wulian.planning.allocate import allocation_input
+    from wulian.planning.scenario import load_scenario
 
     data = allocation_input(load_scenario(path))
     load_before = os.getloadavg()[0]

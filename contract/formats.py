@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from contract import vocab
-from contract.schema import TABLES, Column
+from wulian.contract import vocab
+from wulian.contract.schema import TABLES, Column
 
 _VOCABS = {
     "Levels 层级 (`centres.level`)": vocab.LEVELS,

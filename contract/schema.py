@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from contract import vocab
+from wulian.contract import vocab
 
 # Column types. ``list`` is a ';'-separated list of codes in one cell; ``week`` an ISO week
 # (``2026-W49``); ``money`` yuan to the cent.

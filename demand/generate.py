@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from contract import schema, vocab
-from resources.generate import join_codes, make_ids
+from wulian.contract import schema, vocab
+from wulian.resources.generate import join_codes, make_ids
 
 CATEGORY_CODES: tuple[str, ...] = tuple(vocab.CATEGORIES)
 DIMENSION_CODES: tuple[str, ...] = tuple(vocab.DIMENSIONS)

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from contract import vocab
-from contract.problems import closest
+from wulian.contract import vocab
+from wulian.contract.problems import closest
 
 #: Tolerance of the check that the weights sum to 1.
 WEIGHT_SUM_TOLERANCE = 1e-9

@@ -30,9 +30,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from contract import vocab
-from demand.policy import WEIGHT_SUM_TOLERANCE, Policy
-from resources.hierarchy import Hierarchy
+from wulian.contract import vocab
+from wulian.demand.policy import WEIGHT_SUM_TOLERANCE, Policy
+from wulian.resources.hierarchy import Hierarchy
 
 #: Absolute tolerance of every comparison of a score with a cut-off or threshold. Scores are
 #: sums of float weights, so 2/4 with weights 0.25 may come out a hair below 0.5; without the

@@ -26,10 +26,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from contract import vocab
-from optimizer.flow import solve_parts
-from optimizer.lexmip import Level, LexResult, Rows
-from resources.hierarchy import Hierarchy
+from wulian.contract import vocab
+from wulian.optimizer.flow import solve_parts
+from wulian.optimizer.lexmip import Level, LexResult, Rows
+from wulian.resources.hierarchy import Hierarchy
 
 TIER_LEVELS = tuple(vocab.TIER_ORDER)
 CENTS_PER_YUAN = 100.0

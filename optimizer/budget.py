@@ -108,7 +108,7 @@ import highspy
 import numpy as np
 import pandas as pd
 
-from optimizer.allocation import (
+from wulian.optimizer.allocation import (
     TIER_LEVELS,
     AllocationInput,
     _covering_pairs,
@@ -118,8 +118,8 @@ from optimizer.allocation import (
     add_volunteer_hour_rows,
     prepare_needs,
 )
-from optimizer.lexmip import Rows, _csr, _new_highs
-from optimizer.status import Status
+from wulian.optimizer.lexmip import Rows, _csr, _new_highs
+from wulian.optimizer.status import Status
 
 RED = TIER_LEVELS[0]
 DUAL_TOLERANCE = 1e-9  # a dual smaller than this is "does not matter at this level"

@@ -43,7 +43,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from optimizer.allocation import (
+from wulian.optimizer.allocation import (
     LEVELS,
     TIER_LEVELS,
     AllocationInput,
@@ -56,10 +56,10 @@ from optimizer.allocation import (
     positions,
     resource_use,
 )
-from optimizer.budget import build_budget_model
-from optimizer.flow import Parts
-from optimizer.lexmip import LevelResult
-from optimizer.status import Status
+from wulian.optimizer.budget import build_budget_model
+from wulian.optimizer.flow import Parts
+from wulian.optimizer.lexmip import LevelResult
+from wulian.optimizer.status import Status
 
 # Tasks the parts of a street-by-street run are dealt into (a few per worker, for balance).
 PART_TASKS = 24

@@ -37,7 +37,7 @@ import highspy
 import numpy as np
 from ortools.algorithms.python import knapsack_solver
 
-from optimizer.lexmip import quiet_stdout
+from wulian.optimizer.lexmip import quiet_stdout
 
 # Profits ``π_j − c_ij`` are reals; the knapsack solver takes integers. They are scaled by this
 # and rounded down, and the bound then adds what the rounding could have lost (at most one unit

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import highspy
 import numpy as np
 
-from optimizer.status import Status
+from wulian.optimizer.status import Status
 
 # An earlier level is held at its optimum up to this relative tolerance (plus an absolute
 # 1e-9): HiGHS' own feasibility tolerance is 1e-7, so a tighter hold could make the model

@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 from ortools.sat.python import cp_model
 
-from optimizer.gap_columns import column_dive
-from optimizer.lexmip import quiet_stdout
-from optimizer.status import Status
+from wulian.optimizer.gap_columns import column_dive
+from wulian.optimizer.lexmip import quiet_stdout
+from wulian.optimizer.status import Status
 
 # CP-SAT reports objective values and bounds as doubles: integers beyond 2**53 would no longer
 # be exact, and an objective that is silently rounded can no longer be checked against a bound.

@@ -168,9 +168,9 @@ import pandas as pd
 from ortools.graph.python import max_flow, min_cost_flow
 from ortools.sat.python import cp_model
 
-from contract import vocab
-from optimizer.lexmip import LevelResult
-from optimizer.status import Status
+from wulian.contract import vocab
+from wulian.optimizer.lexmip import LevelResult
+from wulian.optimizer.status import Status
 
 SLOTS: tuple[str, ...] = tuple(vocab.SLOTS)
 REASONS: tuple[str, ...] = ("no_volunteer_with_skill", "no_safeguarding_check",
@@ -1295,7 +1295,7 @@ def _lp_bounds(d: _Part, a: _Arcs, x: np.ndarray, max_rounds: int = 40,
     """
     import highspy
 
-    from optimizer.lexmip import quiet_stdout
+    from wulian.optimizer.lexmip import quiet_stdout
 
     n_groups, n_vol = len(d.g_count), len(d.vol_ids)
     n_arcs = len(a.group)

@@ -17,8 +17,8 @@ from multiprocessing import get_context
 import numpy as np
 import pandas as pd
 
-from contract import vocab
-from optimizer.allocation import (
+from wulian.contract import vocab
+from wulian.optimizer.allocation import (
     LEVELS,
     AllocationInput,
     AllocationParams,
@@ -28,11 +28,11 @@ from optimizer.allocation import (
     positions,
     resource_use,
 )
-from optimizer.decompose import allocate_by_district, districts_of
-from planning.engines import default_workers
-from planning.io import Outputs
-from planning.scenario import Scenario
-from planning.store import RunStore, StoredRun
+from wulian.optimizer.decompose import allocate_by_district, districts_of
+from wulian.planning.engines import default_workers
+from wulian.planning.io import Outputs
+from wulian.planning.scenario import Scenario
+from wulian.planning.store import RunStore, StoredRun
 
 OUTPUT_TABLES = ("allocations", "unmet", "plans", "utilisation", "summary")
 

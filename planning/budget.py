@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from contract import vocab
-from optimizer.budget import BudgetModel, BudgetSolution, EquityDial, build_budget_model
-from planning.allocate import allocation_input
-from planning.scenario import Scenario
+from wulian.contract import vocab
+from wulian.optimizer.budget import BudgetModel, BudgetSolution, EquityDial, build_budget_model
+from wulian.planning.allocate import allocation_input
+from wulian.planning.scenario import Scenario
 
 COLOURS = tuple(vocab.TIER_ORDER)
 SPECIAL_KEYS = ("scale", "equity")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from contract import vocab
-from planning.scenario import Scenario
+from wulian.contract import vocab
+from wulian.planning.scenario import Scenario
 
 
 def _district_names(scenario: Scenario, station_ids: pd.Series) -> pd.Series:

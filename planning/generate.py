@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from contract import schema
-from demand.generate import generate_households, generate_needs
-from resources import geography
-from resources.generate import build_services, generate_supply
-from resources.hierarchy import Hierarchy
+from wulian.contract import schema
+from wulian.demand.generate import generate_households, generate_needs
+from wulian.resources import geography
+from wulian.resources.generate import build_services, generate_supply
+from wulian.resources.hierarchy import Hierarchy
 
 DEFAULT_WEEK = "2026-W49"
 
@@ -112,10 +112,10 @@ def _make_history(rng: np.random.Generator, households: pd.DataFrame, needs: pd.
     service), or among all within reach when none has. A household no volunteer reaches has no
     history (it stays due).
     """
-    from contract import vocab
-    from demand.policy import Policy
-    from demand.scoring import colour
-    from optimizer.visits import bits, pairs_within
+    from wulian.contract import vocab
+    from wulian.demand.policy import Policy
+    from wulian.demand.scoring import colour
+    from wulian.optimizer.visits import bits, pairs_within
 
     n = len(households)
     cycle = colour(households, Policy.load())["monitoring_weeks"].to_numpy(np.int64)

@@ -15,8 +15,8 @@ from typing import ClassVar
 
 import pandas as pd
 
-from contract.problems import Problem, did_you_mean
-from contract.schema import TABLES
+from wulian.contract.problems import Problem, did_you_mean
+from wulian.contract.schema import TABLES
 
 FORMATS = ("csv", "xlsx", "parquet")
 # What Excel in China saves CSV as, after UTF-8 (GB18030 is a superset of GBK and GB2312).

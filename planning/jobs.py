@@ -26,9 +26,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from contract.problems import Problem, ValidationError
-from planning.scenario import Scenario, load_scenario
-from planning.store import Job, RunStore
+from wulian.contract.problems import Problem, ValidationError
+from wulian.planning.scenario import Scenario, load_scenario
+from wulian.planning.store import Job, RunStore
 
 log = logging.getLogger("wulian.jobs")
 
@@ -235,7 +235,7 @@ class JobWorker:
                  job.job_id, job.scenario[:12], job.quarter, job.engine, job.centre or "(all)",
                  job.attempts)
         try:
-            from planning.quarter import Cancelled, plan_quarter
+            from wulian.planning.quarter import Cancelled, plan_quarter
         except ImportError as err:
             self.store.fail_job(job, f"季度规划器不可用 / the quarterly planner is not "
                                      f"available: {err}")

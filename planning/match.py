@@ -48,11 +48,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from contract import vocab
-from optimizer.visits import SLOTS, MatchParams, VisitMatch, VisitPinError, match_visits
-from planning.allocate import Run
-from planning.io import excel_safe, safe_cell
-from planning.scenario import Scenario
+from wulian.contract import vocab
+from wulian.optimizer.visits import SLOTS, MatchParams, VisitMatch, VisitPinError, match_visits
+from wulian.planning.allocate import Run
+from wulian.planning.io import excel_safe, safe_cell
+from wulian.planning.scenario import Scenario
 
 KINDS = ("service", "monitoring", "service+monitoring")
 ASSIGNMENT_COLUMNS = ("visit_id", "household_id", "need_id", "kind", "service_id",
@@ -322,7 +322,7 @@ def part_runner(params: MatchParams):
     ``params.part_workers`` processes (0: one per core) from ``planning.engines``, or, with
     one worker, one after another in this process. Regions come back keyed, so the plan is the
     same either way."""
-    from planning.engines import default_workers, run_tasks
+    from wulian.planning.engines import default_workers, run_tasks
 
     workers = params.part_workers or default_workers()
     if workers <= 1:
@@ -645,7 +645,7 @@ def reconciled_tables(scenario: Scenario, run: Run, match: MatchResult) -> dict[
     dict
         ``allocations``, ``unmet``, ``plans`` and ``summary``.
     """
-    from planning.allocate import _plans, _summary
+    from wulian.planning.allocate import _plans, _summary
 
     allocations, unmet = reconcile(run, match)
     served = run.result.need_served

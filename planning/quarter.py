@@ -51,15 +51,15 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from contract import vocab
-from optimizer.allocation import AllocationInput
-from optimizer.budget import BudgetModel, build_budget_model
-from planning.allocate import allocation_input
-from planning.engines import Cancelled, TaskResult, default_workers, run_tasks
-from planning.fmt import count, pct
-from planning.io import Outputs
-from planning.match import weeks_between
-from planning.scenario import Scenario
+from wulian.contract import vocab
+from wulian.optimizer.allocation import AllocationInput
+from wulian.optimizer.budget import BudgetModel, build_budget_model
+from wulian.planning.allocate import allocation_input
+from wulian.planning.engines import Cancelled, TaskResult, default_workers, run_tasks
+from wulian.planning.fmt import count, pct
+from wulian.planning.io import Outputs
+from wulian.planning.match import weeks_between
+from wulian.planning.scenario import Scenario
 
 WEEKS = 13
 OUTPUT_TABLES = ("money", "volunteers", "fill_rate", "funds", "explanation")

@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from contract import vocab
-from contract.problems import Problem, ValidationError
-from demand.scoring import score_households
-from planning.io import as_text, excel_safe
-from planning.scenario import Scenario, load_scenario
+from wulian.contract import vocab
+from wulian.contract.problems import Problem, ValidationError
+from wulian.demand.scoring import score_households
+from wulian.planning.io import as_text, excel_safe
+from wulian.planning.scenario import Scenario, load_scenario
 
 SCENARIO_SUFFIXES = (".csv", ".parquet", ".xlsx")
 # Excel refuses these in sheet names and cuts names at 31 characters.

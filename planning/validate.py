@@ -13,9 +13,9 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from contract import vocab
-from contract.problems import Problem, closest, did_you_mean
-from contract.schema import TABLES, Column, Table
+from wulian.contract import vocab
+from wulian.contract.problems import Problem, closest, did_you_mean
+from wulian.contract.schema import TABLES, Column, Table
 
 WEEK_PATTERN = re.compile(r"^\d{4}-W(0[1-9]|[1-4]\d|5[0-3])$")
 TRUE_WORDS = frozenset({"true", "1", "yes", "y", "是", "t"})

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from contract import schema, vocab
-from resources import geography
-from resources.hierarchy import Hierarchy
+from wulian.contract import schema, vocab
+from wulian.resources import geography
+from wulian.resources.hierarchy import Hierarchy
 
 # ---------------------------------------------------------------------------------------------
 # Services catalogue

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from contract import schema
+from wulian.contract import schema
 
 # Fixed seed of the geography: the city's shape is part of the product, not of a scenario.
 GEOGRAPHY_SEED = 2026

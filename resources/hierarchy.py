@@ -13,7 +13,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from contract import vocab
+from wulian.contract import vocab
 
 
 @dataclass(frozen=True)

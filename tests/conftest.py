@@ -94,7 +94,7 @@ class Server:
 
         import httpx
 
-        argv = [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port",
+        argv = [sys.executable, "-m", "wulian.api.cli", "serve", "--host", "127.0.0.1", "--port",
                 str(self.port), "--store", self.store_url, "--data", str(self.data_dir),
                 *self.extra]
         with open(self.log_path, "ab") as log:
@@ -146,7 +146,7 @@ def make_token(store_url: str, role: str, centre: str | None = None) -> str:
     """A new API token's secret, made in the store the server uses."""
     import sqlalchemy as sa
 
-    from api.auth import TokenStore
+    from wulian.api.auth import TokenStore
 
     engine = sa.create_engine(store_url)
     try:
@@ -158,8 +158,8 @@ def make_token(store_url: str, role: str, centre: str | None = None) -> str:
 @pytest.fixture(scope="module")
 def tiny_scenario(tmp_path_factory) -> Path:
     """The tiny preset (one district, two streets, six stations) as a CSV folder."""
-    from planning.generate import generate_scenario
-    from planning.io import write_tables
+    from wulian.planning.generate import generate_scenario
+    from wulian.planning.io import write_tables
 
     out = tmp_path_factory.mktemp("tiny") / "scenario"
     write_tables(generate_scenario("tiny", 0), out, "csv")

@@ -12,8 +12,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from contract import vocab
-from contract.schema import TABLES
+from wulian.contract import vocab
+from wulian.contract.schema import TABLES
 
 CITY = (30.657, 104.066)
 WEEK = "2026-W49"

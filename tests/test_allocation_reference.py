@@ -1,6 +1,6 @@
 """The weekly allocation proven from outside.
 
-An independent PuLP/CBC model (``tests/reference_model.py``) re-derives each lexicographic
+An independent PuLP/CBC model (``reference/allocation.py``) re-derives each lexicographic
 level's optimum from the specification, and the output tables are re-checked against the
 scenario tables alone: every constraint, every unit accounted for, every unmet reason true.
 """
@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import reference_model as rm
 from scenario_factory import random_scenario
 
-from optimizer.allocation import TIER_LEVELS, AllocationParams
-from planning.allocate import run_allocation
-from planning.scenario import Scenario, load_scenario
+from reference import allocation as rm
+from wulian.optimizer.allocation import TIER_LEVELS, AllocationParams
+from wulian.planning.allocate import run_allocation
+from wulian.planning.scenario import Scenario, load_scenario
 
 SEEDS = tuple(range(30))
 PIN_SEEDS = (1, 3, 5, 8, 11, 17, 21, 26)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from optimizer.allocation import PinError
-from planning.allocate import run_allocation
-from planning.scenario import Scenario, load_scenario
-from planning.store import RunStore
+from wulian.optimizer.allocation import PinError
+from wulian.planning.allocate import run_allocation
+from wulian.planning.scenario import Scenario, load_scenario
+from wulian.planning.store import RunStore
 
 CLEAN = Path(__file__).parent / "data" / "clean"
 
@@ -147,8 +147,8 @@ def test_covering_pairs_are_every_ancestor_offer_of_the_service():
     does."""
     import numpy as np
 
-    from optimizer.allocation import _covering_pairs, _offer_table, join_equal, prepare_needs
-    from planning.allocate import allocation_input
+    from wulian.optimizer.allocation import _covering_pairs, _offer_table, join_equal, prepare_needs
+    from wulian.planning.allocate import allocation_input
 
     data = allocation_input(load_scenario(Path(__file__).parent.parent / "data" / "demo"))
     needs, offers = prepare_needs(data), _offer_table(data)
@@ -179,7 +179,7 @@ def test_ancestors_of_unknown_or_missing_centres_are_empty():
 
 def test_positions_of_ids_and_a_missing_one():
     """Ids are found by row; a missing id raises rather than reading the last row."""
-    from optimizer.allocation import positions
+    from wulian.optimizer.allocation import positions
 
     column = pd.Series(["N1", "N2", "N3"])
     assert positions(pd.Series(["N3", "N1"]), column).tolist() == [2, 0]

@@ -12,10 +12,10 @@ import httpx
 import pandas as pd
 import pytest
 
-from api.cli import main
-from planning.io import read_raw, write_tables
-from planning.scenario import check_raw, load_scenario
 from tests.conftest import Server, make_token
+from wulian.api.cli import main
+from wulian.planning.io import read_raw, write_tables
+from wulian.planning.scenario import check_raw, load_scenario
 
 QUARTER = "2027Q1"
 DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
@@ -67,7 +67,7 @@ def _as_stored(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _local_plan(scenario_path: Path, centre: str | None = None):
-    from planning.quarter import plan_quarter
+    from wulian.planning.quarter import plan_quarter
 
     return plan_quarter(load_scenario(scenario_path), QUARTER, workers=1, centre=centre)
 

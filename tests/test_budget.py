@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 from scenario_factory import random_scenario
 
-from optimizer import allocation as exact
-from optimizer import budget as budget_module
-from optimizer.budget import EquityDial
-from optimizer.lexmip import solve_lexicographic
-from planning.allocate import allocation_input, run_allocation
-from planning.budget import BudgetLab, plot_curve
-from planning.scenario import Scenario, load_scenario
+from wulian.optimizer import allocation as exact
+from wulian.optimizer import budget as budget_module
+from wulian.optimizer.budget import EquityDial
+from wulian.optimizer.lexmip import solve_lexicographic
+from wulian.planning.allocate import allocation_input, run_allocation
+from wulian.planning.budget import BudgetLab, plot_curve
+from wulian.planning.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 CLEAN = Path(__file__).parent / "data" / "clean"

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from scenario_factory import random_scenario
 
-from optimizer.allocation import LEVELS, TIER_LEVELS, AllocationParams
-from optimizer.budget import build_budget_model
-from optimizer.decompose import _bounded, allocate_by_district
-from optimizer.lexmip import LevelResult
-from planning.allocate import allocation_input, run_allocation
-from planning.scenario import Scenario
+from wulian.optimizer.allocation import LEVELS, TIER_LEVELS, AllocationParams
+from wulian.optimizer.budget import build_budget_model
+from wulian.optimizer.decompose import _bounded, allocate_by_district
+from wulian.optimizer.lexmip import LevelResult
+from wulian.planning.allocate import allocation_input, run_allocation
+from wulian.planning.scenario import Scenario
 
 SEEDS = tuple(range(60))
 MULTI_DISTRICT = tuple(s for s in SEEDS

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from api.cli import main
+from wulian.api.cli import main
 
 CLEAN = Path(__file__).parent / "data" / "clean"
 

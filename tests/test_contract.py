@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from contract import vocab
-from contract.formats import render_formats
-from contract.problems import CATALOGUE
-from contract.schema import REQUIRED_TABLES, TABLES
+from wulian.contract import vocab
+from wulian.contract.formats import render_formats
+from wulian.contract.problems import CATALOGUE
+from wulian.contract.schema import REQUIRED_TABLES, TABLES
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "formats.md"
 

@@ -1,7 +1,7 @@
 """The network components of the allocation, solved by min-cost flow (optimizer/flow.py).
 
 Each level's value with the flow must equal HiGHS' on the same model and the independent
-reference (tests/reference_model.py); hand-made networks have known answers, duals and pins;
+reference (reference/allocation.py); hand-made networks have known answers, duals and pins;
 the same input gives the same plan; a flow that fails its check is handed to HiGHS.
 """
 
@@ -13,14 +13,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import reference_model as rm
 from scenario_factory import random_scenario
 
-from optimizer import flow
-from optimizer.allocation import TIER_LEVELS, AllocationParams, allocate
-from optimizer.lexmip import Level, Rows
-from planning.allocate import allocation_input
-from planning.scenario import Scenario
+from reference import allocation as rm
+from wulian.optimizer import flow
+from wulian.optimizer.allocation import TIER_LEVELS, AllocationParams, allocate
+from wulian.optimizer.lexmip import Level, Rows
+from wulian.planning.allocate import allocation_input
+from wulian.planning.scenario import Scenario
 
 SEEDS = tuple(range(30))
 PIN_SEEDS = tuple(range(0, 30, 3))

@@ -16,11 +16,11 @@ import math
 
 import numpy as np
 import pytest
-from reference_gap import gap_folder
 
-import optimizer.matching
-from optimizer.matching import GapInstance, GapResult, read_orlib_gap, solve_gap
-from optimizer.status import Status
+import wulian.optimizer.matching
+from reference.gap import gap_folder
+from wulian.optimizer.matching import GapInstance, GapResult, read_orlib_gap, solve_gap
+from wulian.optimizer.status import Status
 
 GAP_FOLDER = gap_folder()
 SMALL_FILES = {f"gap{k}.txt" for k in range(1, 13)}
@@ -156,7 +156,7 @@ def _check_improvements(result: GapResult, sense: str) -> None:
 
 def test_docstring_examples_run():
     """The numpydoc examples in optimizer.matching run and give what they show."""
-    outcome = doctest.testmod(optimizer.matching, optionflags=doctest.ELLIPSIS)
+    outcome = doctest.testmod(wulian.optimizer.matching, optionflags=doctest.ELLIPSIS)
     assert outcome.attempted > 0
     assert outcome.failed == 0
 

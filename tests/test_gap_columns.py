@@ -3,7 +3,7 @@ the capacities, and on OR-Library's d20100 its bound is the set-partitioning LP'
 portfolio in optimizer/matching.py uses it (the sense of its bound, the dive's repair).
 
 The optima and LP bounds it is checked against come from independent formulations: the compact
-GAP (one 0–1 variable per pair) in PuLP + CBC for the optimum (tests/reference_gap.py) and in
+GAP (one 0–1 variable per pair) in PuLP + CBC for the optimum (reference/gap.py) and in
 HiGHS for the LP relaxation; each agent's best job set by enumerating every subset.
 """
 
@@ -16,10 +16,10 @@ import time
 import highspy
 import numpy as np
 import pytest
-from reference_gap import exact_minimum, gap_folder
 
-from optimizer.gap_columns import _lagrangian_bound, _Pricing, column_dive
-from optimizer.matching import _Portfolio, read_orlib_gap
+from reference.gap import exact_minimum, gap_folder
+from wulian.optimizer.gap_columns import _lagrangian_bound, _Pricing, column_dive
+from wulian.optimizer.matching import _Portfolio, read_orlib_gap
 
 GAP_FOLDER = gap_folder()
 

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from contract import schema, vocab
-from planning.generate import PRESETS, generate_scenario
-from planning.io import as_text, write_tables
-from planning.validate import validate_tables
-from resources import geography
-from resources.hierarchy import Hierarchy
+from wulian.contract import schema, vocab
+from wulian.planning.generate import PRESETS, generate_scenario
+from wulian.planning.io import as_text, write_tables
+from wulian.planning.validate import validate_tables
+from wulian.resources import geography
+from wulian.resources.hierarchy import Hierarchy
 
 Tables = dict[str, pd.DataFrame]
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import reference_matching as ref
 from scenario_factory import WEEK, random_scenario
 
-from optimizer.visits import REASONS, MatchParams, VisitPinError, match_visits
-from planning.allocate import run_allocation
-from planning.match import (
+from reference import matching as ref
+from wulian.optimizer.visits import REASONS, MatchParams, VisitPinError, match_visits
+from wulian.planning.allocate import run_allocation
+from wulian.planning.match import (
     build_visits,
     reconcile,
     reconciled_tables,
@@ -25,7 +25,7 @@ from planning.match import (
     weeks_between,
     write_workbook,
 )
-from planning.scenario import Scenario, load_scenario
+from wulian.planning.scenario import Scenario, load_scenario
 
 CLEAN = Path(__file__).parent / "data" / "clean"
 ALLOC_SEEDS = (1, 2, 3, 4, 5, 8, 10, 11)  # seeds whose allocation serves from volunteer pools
@@ -479,7 +479,7 @@ def test_demo_and_match_commands_write_the_matching(tmp_path, monkeypatch, capsy
     `wulian match --format xlsx` writes one workbook with a sheet per available volunteer."""
     import openpyxl
 
-    from api.cli import main
+    from wulian.api.cli import main
 
     monkeypatch.setenv("WULIAN_STORE", f"sqlite:///{tmp_path / 'runs.sqlite'}")
     assert main(["demo", str(CLEAN), "--out", str(tmp_path / "demo")]) == 0
@@ -598,7 +598,7 @@ def test_components_agree_with_one_model(seeds):
 def test_regions_in_a_process_pool_give_the_same_plan():
     """Regions run by the process pool come back keyed: the plan and the levels are those of
     the regions run one after another here."""
-    from planning.match import part_runner
+    from wulian.planning.match import part_runner
 
     visits, volunteers = _clusters((0, 1, 2, 3))
     params = MatchParams(decompose="components", part_workers=2)
@@ -642,7 +642,7 @@ def test_pruned_pairs_keep_every_rule_and_true_bounds(seed):
 
 def test_pairs_within_finds_every_pair():
     """The grid search returns exactly the brute-force pairs, whatever the mix of reaches."""
-    from optimizer.visits import haversine_km, pairs_within
+    from wulian.optimizer.visits import haversine_km, pairs_within
 
     rng = np.random.default_rng(11)
     for _ in range(25):
@@ -661,7 +661,7 @@ def test_components_match_networkx():
     """The vectorised union–find labels components exactly as networkx does."""
     import networkx as nx
 
-    from optimizer.visits import components
+    from wulian.optimizer.visits import components
 
     rng = np.random.default_rng(5)
     for _ in range(20):
@@ -681,7 +681,7 @@ def test_generated_history_follows_the_monitoring_cycles():
     """The generator's past visits: each household last visited 1 … cycle weeks ago (so about
     one cycle's share of each colour falls due each week), by a volunteer within their travel
     limit who, for most, has the skills of the household's most urgent in-person need."""
-    from planning.generate import generate_scenario
+    from wulian.planning.generate import generate_scenario
 
     tables = generate_scenario("district", seed=0)
     sc = Scenario.from_tables(tables)

@@ -14,20 +14,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from api.cli import main
-from demand.policy import Policy, PolicyError, QuarterRates
-from optimizer.budget import build_budget_model
-from planning.allocate import allocation_input
-from planning.engines import EngineError, start_ray
-from planning.match import week_start
-from planning.quarter import (
+from wulian.api.cli import main
+from wulian.demand.policy import Policy, PolicyError, QuarterRates
+from wulian.optimizer.budget import build_budget_model
+from wulian.planning.allocate import allocation_input
+from wulian.planning.engines import EngineError, start_ray
+from wulian.planning.match import week_start
+from wulian.planning.quarter import (
     OUTPUT_TABLES,
     Cancelled,
     QuarterError,
     parse_quarter,
     plan_quarter,
 )
-from planning.scenario import Scenario, load_scenario
+from wulian.planning.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 CLEAN = Path(__file__).parent / "data" / "clean"

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from contract import vocab
-from demand.policy import DEFAULT_MONITORING_WEEKS, FlagRule, Policy, PolicyError
-from demand.scoring import (
+from wulian.contract import vocab
+from wulian.demand.policy import DEFAULT_MONITORING_WEEKS, FlagRule, Policy, PolicyError
+from wulian.demand.scoring import (
     af_measures,
     category_matrix,
     colour,

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from planning.store import RunStore
+from wulian.planning.store import RunStore
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -20,21 +20,21 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from contract.problems import ValidationError
-from optimizer.allocation import PinError
-from optimizer.budget import EquityDial
-from planning import fmt
-from planning import session as S
-from planning.allocate import fill_rate_by_tier, run_allocation
-from planning.budget import BudgetLab
-from planning.generate import generate_scenario
-from planning.io import read_raw, write_tables
-from planning.match import run_matching
-from planning.scenario import Scenario, check_raw, load_scenario
-from planning.store import RunStore, diff_runs
-from ui.common import each_distinct, money, percent, run_served, tiny_scenario
-from ui.text import code as code_words
-from ui.text import reason as reason_words
+from wulian.contract.problems import ValidationError
+from wulian.optimizer.allocation import PinError
+from wulian.optimizer.budget import EquityDial
+from wulian.planning import fmt
+from wulian.planning import session as S
+from wulian.planning.allocate import fill_rate_by_tier, run_allocation
+from wulian.planning.budget import BudgetLab
+from wulian.planning.generate import generate_scenario
+from wulian.planning.io import read_raw, write_tables
+from wulian.planning.match import run_matching
+from wulian.planning.scenario import Scenario, check_raw, load_scenario
+from wulian.planning.store import RunStore, diff_runs
+from wulian.ui.common import each_distinct, money, percent, run_served, tiny_scenario
+from wulian.ui.text import code as code_words
+from wulian.ui.text import reason as reason_words
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "ui" / "app.py"
@@ -767,7 +767,7 @@ def test_wulian_ui_starts_the_app(tmp_path):
     log = tmp_path / "ui.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "ui", "--headless", "--port", str(port),
+            [sys.executable, "-m", "wulian.api.cli", "ui", "--headless", "--port", str(port),
              "--store", f"sqlite:///{tmp_path / 'runs.sqlite'}"],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from planning import fmt
-from planning.budget import BudgetLab
-from planning.scenario import load_scenario
+from wulian.planning import fmt
+from wulian.planning.budget import BudgetLab
+from wulian.planning.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts" / "ui"

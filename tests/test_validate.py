@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from api.cli import main
-from contract.problems import ValidationError
-from planning.io import read_raw, write_tables
-from planning.scenario import check_raw, load_scenario, tables_digest
-from planning.validate import validate_tables
+from wulian.api.cli import main
+from wulian.contract.problems import ValidationError
+from wulian.planning.io import read_raw, write_tables
+from wulian.planning.scenario import check_raw, load_scenario, tables_digest
+from wulian.planning.validate import validate_tables
 
 DATA = Path(__file__).parent / "data"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.common import sidebar, tr
+from wulian.ui.common import sidebar, tr
 
 st.set_page_config(page_title="五联 wulian", page_icon=":material/handshake:", layout="wide")
 

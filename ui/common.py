@@ -10,23 +10,23 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from contract import vocab
-from contract.problems import Problem, report_frame
-from planning import fmt, session
-from planning.allocate import Run, run_allocation
-from planning.budget import BudgetLab
-from planning.generate import generate_scenario
-from planning.scenario import Scenario, load_scenario
-from planning.store import RunStore, store_url
-from ui import charts, text
+from wulian.contract import vocab
+from wulian.contract.problems import Problem, report_frame
+from wulian.data import demo_folder
+from wulian.planning import fmt, session
+from wulian.planning.allocate import Run, run_allocation
+from wulian.planning.budget import BudgetLab
+from wulian.planning.generate import generate_scenario
+from wulian.planning.scenario import Scenario, load_scenario
+from wulian.planning.store import RunStore, store_url
+from wulian.ui import charts, text
 
-DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
+DEMO = demo_folder()
 SCENARIO_KEY = "scenario_choice"
 LANGUAGE_KEY = "lang"
 UPLOADED_KEY = "uploaded_scenario"
@@ -187,7 +187,7 @@ def workbook(digest: str, run_id: int, with_volunteers: bool, _scenario: Scenari
     function defined there is decorated (its source read and hashed) each time."""
     # Imported here: only an export asks for the matching, and its modules (OR-Tools among
     # them) would add some 0.08 s to opening the page.
-    from planning.match import run_matching
+    from wulian.planning.match import run_matching
 
     schedules = None
     if with_volunteers and len(_scenario.volunteers):

@@ -6,11 +6,11 @@ import hashlib
 
 import streamlit as st
 
-from contract.problems import ValidationError
-from planning import fmt
-from planning import session as S
-from planning.scenario import Scenario
-from ui.common import SCENARIO_KEY, UPLOADED_KEY, show_problems, tr
+from wulian.contract.problems import ValidationError
+from wulian.planning import fmt
+from wulian.planning import session as S
+from wulian.planning.scenario import Scenario
+from wulian.ui.common import SCENARIO_KEY, UPLOADED_KEY, show_problems, tr
 
 CANDIDATE_KEY = "upload_candidate"
 

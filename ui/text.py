@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from contract import vocab
+from wulian.contract import vocab
 
 LANGUAGES: dict[str, str] = {"zh": "中文", "en": "English", "both": "中文 / English"}
 DEFAULT_LANGUAGE = "zh"
@@ -344,7 +344,7 @@ def code(kind: str, value: str, lang: str) -> str:
 def reason(value: str, lang: str) -> str:
     """An unmet reason code in words (Chinese from the CLI's catalogue, English its code in
     words); a need short for several reasons (``a;b``) lists each."""
-    from contract.vocab import REASON_ZH  # the one catalogue of reason names in Chinese
+    from wulian.contract.vocab import REASON_ZH  # the one catalogue of reason names in Chinese
 
     parts = [p for p in str(value).split(";") if p]
     return "; ".join(pick((REASON_ZH.get(p, p), p.replace("_", " ")), lang) for p in parts)

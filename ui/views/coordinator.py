@@ -9,15 +9,15 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
-from contract.problems import ValidationError
-from optimizer.allocation import PinError
-from planning import fmt
-from planning import session as S
-from planning.allocate import Run
-from planning.scenario import Scenario
-from planning.store import diff_runs, store_url
-from ui import charts
-from ui.common import (
+from wulian.contract.problems import ValidationError
+from wulian.optimizer.allocation import PinError
+from wulian.planning import fmt
+from wulian.planning import session as S
+from wulian.planning.allocate import Run
+from wulian.planning.scenario import Scenario
+from wulian.planning.store import diff_runs, store_url
+from wulian.ui import charts
+from wulian.ui.common import (
     RESULT_KEY,
     TIERS,
     cached_run,
@@ -38,8 +38,8 @@ from ui.common import (
     warm_process,
     workbook,
 )
-from ui.data_upload import upload_box
-from ui.text import code
+from wulian.ui.data_upload import upload_box
+from wulian.ui.text import code
 
 PINS_KEY = "pins"
 PINS_FOR_KEY = "pins_scenario"

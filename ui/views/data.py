@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from contract import vocab
-from planning import describe, fmt
-from planning import session as S
-from planning.scenario import Scenario
-from ui.common import current_scenario, formatted, lang, money, percent, show, tier_names, tr
-from ui.data_upload import upload_box
-from ui.text import code, pick
+from wulian.contract import vocab
+from wulian.planning import describe, fmt
+from wulian.planning import session as S
+from wulian.planning.scenario import Scenario
+from wulian.ui.common import current_scenario, formatted, lang, money, percent, show, tier_names, tr
+from wulian.ui.data_upload import upload_box
+from wulian.ui.text import code, pick
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from optimizer.budget import EquityDial
-from planning.budget import BudgetLab
-from planning.scenario import Scenario
-from ui import charts
-from ui.common import (
+from wulian.optimizer.budget import EquityDial
+from wulian.planning.budget import BudgetLab
+from wulian.planning.scenario import Scenario
+from wulian.ui import charts
+from wulian.ui.common import (
     TIERS,
     budget_lab,
     colour_name,
@@ -24,7 +24,7 @@ from ui.common import (
     titles,
     tr,
 )
-from ui.text import code
+from wulian.ui.text import code
 
 SAVED_KEY = "fund_scenarios"
 CURVE_STEPS = 11

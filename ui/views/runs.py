@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from planning import fmt
-from planning import session as S
-from planning.store import StoredRun, diff_runs
-from ui.common import (
+from wulian.planning import fmt
+from wulian.planning import session as S
+from wulian.planning.store import StoredRun, diff_runs
+from wulian.ui.common import (
     TIERS,
     colour_name,
     current_store,
@@ -18,8 +18,8 @@ from ui.common import (
     show,
     tr,
 )
-from ui.text import code
-from ui.text import column as heading
+from wulian.ui.text import code
+from wulian.ui.text import column as heading
 
 
 def provenance(run: StoredRun) -> pd.DataFrame:

@@ -105,7 +105,7 @@ def _solve(visits: pd.DataFrame, volunteers: pd.DataFrame,
         prob += pulp.lpSum(hours[vid] * var for vid, var in pairs) <= cap[vol] + 1e-7
 
     # PuLP's bundled CBC through COIN_CMD (PULP_CBC_CMD is deprecated for PuLP 4), exact gaps,
-    # preprocessing off as in tests/reference_model.py.
+    # preprocessing off as in reference/allocation.py.
     solver = pulp.COIN_CMD(path=pulp.PULP_CBC_CMD.pulp_cbc_path, msg=False, gapRel=0.0,
                            gapAbs=0.0, threads=1, presolve=False, options=["preprocess off"])
     per_class = {}

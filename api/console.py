@@ -1,0 +1,61 @@
+"""What every ``wulian`` command prints with: the console, tables, the validation report."""
+
+from __future__ import annotations
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from wulian.contract.problems import Problem, ValidationError
+from wulian.planning.fmt import count
+from wulian.planning.scenario import Scenario, load_scenario
+
+SHOWN_PROBLEMS = 60  # the console shows this many; the CSV report has them all
+
+# Wide enough for the bilingual tables when output goes to a file or a pipe.
+console = Console(highlight=False, width=max(Console().width, 120))
+
+
+def frame_table(frame: pd.DataFrame, title: str, formats: dict | None = None,
+                 index: bool = True) -> Table:
+    formats = formats or {}
+    table = Table(title=title, title_justify="left", header_style="bold")
+    if index:
+        table.add_column(str(frame.index.name or ""))
+    for col in frame.columns:
+        numeric = pd.api.types.is_numeric_dtype(frame[col])
+        table.add_column(str(col), justify="right" if numeric else "left")
+    for key, row in frame.iterrows():
+        cells = [str(key)] if index else []
+        for col in frame.columns:
+            value = row[col]
+            fmt = formats.get(col, count if isinstance(value, int | float) else str)
+            cells.append(fmt(value))
+        table.add_row(*cells)
+    return table
+
+
+def print_problems(problems: list[Problem]) -> None:
+    """The validation report in Chinese and English, the first ``SHOWN_PROBLEMS`` of it."""
+    console.print(f"[bold red]发现 {len(problems)} 个问题 / {len(problems)} problem(s) found"
+                  "[/] — 场景未导入 / nothing was imported")
+    for p in problems[:SHOWN_PROBLEMS]:
+        where = p.table + (f" 第{p.row}行 row {p.row}" if p.row is not None else "")
+        where += f" · {p.column}" if p.column else ""
+        value = f" = {p.value!r}" if p.value else ""
+        console.print(f"[bold]{where}[/]{value}: {p.message_zh} / {p.message_en}"
+                      f"\n    → {p.hint_zh} / {p.hint_en}")
+    if len(problems) > SHOWN_PROBLEMS:
+        console.print(f"… 另有 {len(problems) - SHOWN_PROBLEMS} 个 / "
+                      f"{len(problems) - SHOWN_PROBLEMS} more (use --report FILE for all)")
+
+
+def load_or_report(path: str, policy=None) -> Scenario | None:
+    """The validated scenario at ``path``, or ``None`` after printing every problem."""
+    with console.status("读取并校验 / reading and validating …"):
+        try:
+            return load_scenario(path, policy)
+        except ValidationError as err:
+            problems = err.problems
+    print_problems(problems)
+    return None
