@@ -61,6 +61,7 @@ TOKENS = sa.Table(
     sa.Column("label", sa.Text, nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("revoked", sa.Boolean, nullable=False),
+    sa.Column("provider_id", sa.String(64), nullable=False, server_default=""),
 )
 
 
@@ -90,8 +91,7 @@ class TokenStore:
     """Tokens kept (hashed) in the run store's database."""
 
     def __init__(self, engine: sa.Engine):
-        self.engine = engine
-        _meta.create_all(engine)
+        self.engine = engine  # its table comes with the store's schema (planning/db.py)
 
     def create(self, role: str, centre: str | None = None, label: str = "") -> tuple[dict, str]:
         """Make a token; returns its row and the secret (shown once, never stored).

@@ -148,3 +148,64 @@ REASON_ZH: dict[str, str] = {
     "no_available_slot": "无可用时段",
     "hours_exhausted": "志愿时长用尽",
 }
+
+
+# -- The weekly cycle (四项同步, DESIGN §10) -------------------------------------------------
+
+# How a household came to the centre's attention (主动发现).
+DISCOVERY: dict[str, tuple[str, str]] = {
+    "grid_worker": ("网格员", "grid worker"),
+    "building_head": ("楼栋长", "building head"),
+    "one_click": ("一键申请", "one-click request"),
+    "referral": ("转介", "referral"),
+    "visit": ("走访巡查", "monitoring visit"),
+    "import": ("批量导入", "imported file"),
+}
+
+# A need's life cycle: open → allocated → (delivered in full → closed) or carried forward.
+NEED_STATES: dict[str, tuple[str, str]] = {
+    "open": ("待分配", "open"),
+    "allocated": ("已分配", "allocated"),
+    "carried": ("顺延", "carried forward"),
+    "closed": ("已关闭", "closed"),
+}
+NEED_CLOSE_REASONS: dict[str, tuple[str, str]] = {
+    "delivered": ("已全部交付", "delivered in full"),
+    "withdrawn": ("已撤回", "withdrawn"),
+    "expired": ("已过期", "expired"),
+}
+
+# A task (任务) pushed to a provider or a volunteer, and the answers it can get.
+TASK_KINDS: dict[str, tuple[str, str]] = {
+    "service": ("服务", "service"),
+    "visit": ("志愿服务走访", "volunteer service visit"),
+    "monitoring": ("巡查走访", "monitoring visit"),
+    "visit+monitoring": ("服务并巡查", "service visit with monitoring"),
+}
+TASK_STATUSES: dict[str, tuple[str, str]] = {
+    "planned": ("已推送", "sent"),
+    "accepted": ("已接受", "accepted"),
+    "declined": ("已拒绝", "declined"),
+    "delivered": ("已完成", "delivered"),
+    "not_delivered": ("未完成", "not delivered"),
+}
+# Which answer may follow which; an answer equal to the current one changes nothing.
+TASK_NEXT: dict[str, frozenset[str]] = {
+    "planned": frozenset({"accepted", "declined", "delivered", "not_delivered"}),
+    "accepted": frozenset({"declined", "delivered", "not_delivered"}),
+    "declined": frozenset(),
+    "delivered": frozenset(),
+    "not_delivered": frozenset(),
+}
+DECLINE_REASONS: dict[str, tuple[str, str]] = {
+    "no_capacity": ("人手或物资不足", "no capacity"),
+    "not_reachable": ("联系不上服务对象", "household not reachable"),
+    "refused": ("服务对象拒绝", "household refused"),
+    "not_eligible": ("不符合条件", "not eligible"),
+    "already_served": ("已由他方提供", "already served elsewhere"),
+    "other": ("其他", "other"),
+}
+VISIT_OUTCOMES: dict[str, tuple[str, str]] = {
+    "done": ("已走访", "visited"),
+    "missed": ("未走访", "missed"),
+}

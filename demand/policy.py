@@ -61,6 +61,7 @@ _TOP_KEYS = (
     "flags",
     "monitoring_weeks",
     "quarter",
+    "cycle",
 )
 _QUARTER_KEYS = ("arrival_rate", "carry_forward", "monitoring_hours")
 _REQUIRED_TOP_KEYS = ("name", "version", "k", "weights", "thresholds")
@@ -204,6 +205,45 @@ class QuarterRates:
                 "monitoring_hours": self.monitoring_hours}
 
 
+@dataclass(frozen=True)
+class CycleRules:
+    """The weekly cycle's rules (the policy's ``[cycle]`` section; docs/cycle.md).
+
+    Parameters
+    ----------
+    urgency_step_weeks
+        A need carried forward gains one urgency level every this many weeks it waits (up to
+        3, the most urgent); 0: waiting never raises urgency.
+    expire_weeks
+        A need still open after being carried this many weeks is closed as expired; 0: never.
+    fund_period_weeks
+        Weeks in a fund's budget period: a fund's weekly ``budget`` accrues week by week over
+        the period, and what a week leaves unspent stays available later in the period.
+
+    Raises
+    ------
+    PolicyError
+        When a value is not a whole number in its range.
+    """
+
+    urgency_step_weeks: int = 2
+    expire_weeks: int = 0
+    fund_period_weeks: int = 13
+
+    def __post_init__(self) -> None:
+        problems = _check_whole(self.to_dict(), "cycle", _CYCLE_MINIMUM)
+        if problems:
+            raise PolicyError(problems)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"urgency_step_weeks": self.urgency_step_weeks,
+                "expire_weeks": self.expire_weeks,
+                "fund_period_weeks": self.fund_period_weeks}
+
+
+_CYCLE_MINIMUM = {"urgency_step_weeks": 0, "expire_weeks": 0, "fund_period_weeks": 1}
+
+
 @dataclass(frozen=True, eq=True)
 class Policy:
     """A validated, immutable colour policy.
@@ -233,6 +273,8 @@ class Policy:
         severe colour). Colours left out take ``DEFAULT_MONITORING_WEEKS``.
     quarter
         The quarterly plan's demand rates (:class:`QuarterRates`).
+    cycle
+        The weekly cycle's rules (:class:`CycleRules`).
     description
         Free text.
 
@@ -253,6 +295,7 @@ class Policy:
     )
     description: str = ""
     quarter: QuarterRates = field(default_factory=QuarterRates)
+    cycle: CycleRules = field(default_factory=CycleRules)
 
     def __post_init__(self) -> None:
         # _check_values skips None (it stands for "failed to parse" there); here None is a
@@ -334,7 +377,7 @@ class Policy:
         """
         if path is None:
             source = f"demand/{_DEFAULT_RESOURCE}"
-            text = resources.files("demand").joinpath(_DEFAULT_RESOURCE).read_text("utf-8")
+            text = resources.files("wulian.demand").joinpath(_DEFAULT_RESOURCE).read_text("utf-8")
         else:
             source = str(path)
             text = Path(path).read_text(encoding="utf-8")
@@ -428,6 +471,8 @@ class Policy:
         )
         flags = _flag_rules(data.get("flags", []), problems)
         quarter = _quarter(data.get("quarter", {}), problems)
+        cycle = _whole_section(data.get("cycle", {}), "cycle", CycleRules, _CYCLE_MINIMUM,
+                               problems)
 
         # Value checks run on whatever parsed, so one pass reports structure and values alike.
         problems += _check_values(
@@ -454,6 +499,7 @@ class Policy:
             monitoring_weeks=monitoring or {},
             description=description or "",
             quarter=quarter or QuarterRates(),
+            cycle=cycle or CycleRules(),
         )
 
     # ------------------------------------------------------------------ use
@@ -487,6 +533,7 @@ class Policy:
             "flags": [f.to_dict() for f in self.flags],
             "monitoring_weeks": dict(self.monitoring_weeks),
             "quarter": self.quarter.to_dict(),
+            "cycle": self.cycle.to_dict(),
         }
 
     def __reduce__(self):
@@ -1098,3 +1145,31 @@ def _check_quarter(arrival: Any, carry: Any, hours: Any) -> list[PolicyProblem]:
                       "例如 1.0 表示每次走访监测 1 小时",
                       "e.g. 1.0 means one hour per monitoring visit"))
     return out
+
+
+def _check_whole(values: Mapping[str, Any], section: str, minimum: Mapping[str, int]
+                 ) -> list[PolicyProblem]:
+    """Each value a whole number ≥ its minimum."""
+    out = []
+    for key, low in minimum.items():
+        v = values.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            out.append(_p(f"{section}.{key}", f"应为不小于 {low} 的整数,实际为 {v!r}",
+                          f"must be a whole number ≥ {low}, not {v!r}",
+                          f"请参照 demand/default_policy.toml 的 [{section}]",
+                          f"see [{section}] in demand/default_policy.toml"))
+    return out
+
+
+def _whole_section(raw: Any, section: str, cls: type, minimum: Mapping[str, int],
+                   problems: list[PolicyProblem]) -> Any:
+    """A section of whole-number settings as ``cls``, or ``None`` after adding its problems."""
+    if not isinstance(raw, Mapping):
+        problems.append(_p(section, "应为键值表", "must be a table",
+                           f"写成 [{section}] 表", f"write it as a [{section}] table"))
+        return None
+    found = len(problems)
+    problems += _unknown_keys(f"{section}.", raw, tuple(minimum))
+    given = {k: v for k, v in raw.items() if k in minimum}
+    problems += _check_whole({**cls().to_dict(), **given}, section, minimum)
+    return None if len(problems) > found else cls(**given)

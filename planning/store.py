@@ -20,10 +20,11 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
+
+from wulian.planning.db import open_engine
 
 DEFAULT_URL = "sqlite:///runs/wulian.sqlite"
 
@@ -115,15 +116,6 @@ class Job:
         return asdict(self)
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
-    # WAL lets status reads go on while a worker writes; a busy writer waits instead of failing.
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
 def store_url(url: str | None = None) -> str:
     """The store to use: the argument, else ``$WULIAN_STORE``, else ``runs/wulian.sqlite``."""
     return url or os.environ.get("WULIAN_STORE") or DEFAULT_URL
@@ -141,14 +133,7 @@ class RunStore:
 
     def __init__(self, url: str | None = None):
         self.url = store_url(url)
-        if self.url.startswith("sqlite:///"):
-            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        if self.url.startswith("sqlite"):
-            self.engine = sa.create_engine(self.url, connect_args={"timeout": 30})
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        else:
-            self.engine = sa.create_engine(self.url, pool_pre_ping=True)
-        _meta.create_all(self.engine)
+        self.engine = open_engine(self.url)  # the schema is Alembic's (planning/db.py)
 
     def save(self, info: dict, tables: dict[str, pd.DataFrame], *, kind: str = "allocate",
              scenario: str = "") -> int:

@@ -1,0 +1,77 @@
+"""The database every part of wulian keeps its state in, and its versioned schema.
+
+A SQLite file by default, any SQLAlchemy URL (``postgresql+psycopg://…``) for a shared store.
+The schema is Alembic's (``planning/migrations/``): :func:`open_engine` brings a store up to the
+newest revision when it is opened, and ``wulian db upgrade`` does the same on demand. A store
+made before the schema was versioned (runs, scenarios, jobs and tokens, created directly) is
+taken as the baseline revision: its tables are kept with their rows and the newer revisions
+are applied on top.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from importlib import resources
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+_lock = threading.Lock()
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL lets status reads go on while a worker writes; a busy writer waits instead of failing.
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location",
+                           str(resources.files("wulian.planning").joinpath("migrations")))
+    return config
+
+
+@functools.cache
+def head() -> str:
+    """The newest revision of the schema this wulian knows."""
+    return ScriptDirectory.from_config(_config()).get_current_head() or ""
+
+
+def revision(engine: sa.Engine) -> str | None:
+    """The store's schema revision; ``None`` for an empty store or one made before versions."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: sa.Engine, target: str = "head") -> tuple[str | None, str | None]:
+    """Bring the store's schema to ``target``; returns (revision before, revision after)."""
+    with _lock:  # Alembic's command API keeps module-level state: one upgrade at a time
+        before = revision(engine)
+        config = _config()
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, target)
+        return before, revision(engine)
+
+
+def open_engine(url: str, *, migrate: bool = True) -> sa.Engine:
+    """An engine on the store at ``url``, its schema brought to the newest revision."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    if migrate and revision(engine) != head():
+        upgrade(engine)
+    return engine

@@ -1,0 +1,605 @@
+"""The register (救助对象与资源台账): the current state of a centre network, kept in the store.
+
+The register holds what a scenario folder holds — centres, services, households, needs,
+providers, offers, funds, volunteers, visit history — as rows of canonical text (the contract's
+cells as validation reads them, so the same data from CSV, XLSX or Parquet is the same row),
+plus what files cannot say:
+
+- households' dated, versioned assessments (who, when, how discovered, the ``d_*``
+  indicators, categories, the colour the policy gives and any assessor override);
+- needs' life cycle (open → allocated → delivered in full or carried forward → closed), with
+  the week each was first raised, how many weeks it has waited and what is still owed;
+- an append-only audit trail: every change is an event with who, when, through what, and the
+  row before and after.
+
+A week is drawn from the register as an ordinary :class:`~wulian.planning.scenario.Scenario`
+(:mod:`wulian.planning.cycle`), so the models never see the register. docs/cycle.md has the
+rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from wulian.contract import vocab
+from wulian.contract.schema import TABLES
+from wulian.demand.policy import Policy
+from wulian.demand.scoring import colour
+from wulian.planning.io import as_text, write_tables
+from wulian.planning.scenario import Scenario
+from wulian.planning.store import RunStore
+
+# The contract's tables the register keeps (pins are a week's decisions, not state).
+REGISTER_TABLES = ("centres", "services", "households", "needs", "providers", "offers",
+                   "funds", "volunteers", "history")
+# Supply and reference tables: a file is their whole current state, so a row missing from it
+# is removed. Households, needs and history are never removed by a file: a file of this week's
+# needs does not list last week's open ones (a need is withdrawn one at a time).
+SYNCED_TABLES = ("centres", "services", "providers", "offers", "funds", "volunteers")
+OPEN_STATES = ("open", "carried")  # needs a week can allocate
+VIA = ("cli", "file", "api", "app", "simulator")
+
+_meta = sa.MetaData()
+ROWS = sa.Table(
+    "register_rows", _meta,
+    sa.Column("tbl", sa.String(16), primary_key=True),
+    sa.Column("row_key", sa.String(160), primary_key=True),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("effective_from", sa.String(10), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+ASSESSMENTS = sa.Table(
+    "assessments", _meta,
+    sa.Column("assessment_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("household_id", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("assessed_on", sa.String(10), nullable=False),
+    sa.Column("assessor", sa.Text, nullable=False),
+    sa.Column("discovered_by", sa.String(16), nullable=False),
+    sa.Column("indicators", sa.Text, nullable=False),
+    sa.Column("categories", sa.Text, nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("tier_policy", sa.String(8), nullable=False),
+    sa.Column("tier_override", sa.String(8), nullable=False),
+    sa.Column("tier", sa.String(8), nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+NEED_STATES = sa.Table(
+    "need_states", _meta,
+    sa.Column("need_id", sa.String(64), primary_key=True),
+    sa.Column("household_id", sa.String(64), nullable=False),
+    sa.Column("service_id", sa.String(64), nullable=False),
+    sa.Column("quantity", sa.Float, nullable=False),
+    sa.Column("remaining", sa.Float, nullable=False),
+    sa.Column("urgency", sa.Integer, nullable=False),
+    sa.Column("week_raised", sa.String(8), nullable=False),
+    sa.Column("state", sa.String(10), nullable=False),
+    sa.Column("age", sa.Integer, nullable=False),
+    sa.Column("close_reason", sa.String(10), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+EVENTS = sa.Table(
+    "events", _meta,
+    sa.Column("event_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("via", sa.String(16), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("before", sa.Text, nullable=True),
+    sa.Column("after", sa.Text, nullable=True),
+)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _json(value) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who changes the register, and through what (``cli``, ``file``, ``api``, ``app``,
+    ``simulator``); kept in every event."""
+
+    name: str
+    via: str = "cli"
+
+    def __post_init__(self) -> None:
+        if self.via not in VIA:
+            raise ValueError(f"未知来源 {self.via!r} / unknown via {self.via!r}: use one of "
+                             f"{', '.join(VIA)}")
+
+
+class Events:
+    """The audit trail, written in the caller's transaction: nothing changes without its event."""
+
+    def __init__(self, conn: sa.Connection, actor: Actor):
+        self.conn = conn
+        self.actor = actor
+        self.rows: list[dict] = []
+        self.at = now()
+
+    def add(self, kind: str, subject: str, before=None, after=None) -> None:
+        self.rows.append({"at": self.at, "actor": self.actor.name, "via": self.actor.via,
+                          "kind": kind, "subject": subject, "before": _json(before),
+                          "after": _json(after)})
+
+    def flush(self) -> None:
+        if self.rows:
+            self.conn.execute(EVENTS.insert(), self.rows)
+            self.rows = []
+
+
+def history_key(frame: pd.DataFrame) -> pd.Series:
+    return frame["week"] + "|" + frame["household_id"] + "|" + frame["volunteer_id"]
+
+
+def row_keys(table: str, frame: pd.DataFrame) -> pd.Series:
+    """Each row's key in the register (its key column; history: week|household|volunteer)."""
+    if table == "history":
+        return history_key(frame)
+    return frame[TABLES[table].key]
+
+
+def canonical(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """A table as the register keeps it: text cells, the contract's columns first."""
+    text = as_text(frame)
+    order = [c for c in TABLES[table].column_names if c in text.columns]
+    return text[order + [c for c in text.columns if c not in order]]
+
+
+def _row_json(frame: pd.DataFrame) -> list[str]:
+    cols = list(frame.columns)
+    return [json.dumps(dict(zip(cols, values, strict=True)), ensure_ascii=False,
+                       sort_keys=True) for values in frame.itertuples(index=False, name=None)]
+
+
+@dataclass
+class TableChanges:
+    """What an import adds, changes and removes in one table (keys)."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.added) + len(self.changed) + len(self.removed)
+
+
+@dataclass
+class ImportReport:
+    """Per table, what an import did (or, dry, would do); ``skipped`` names tables not kept."""
+
+    changes: dict[str, TableChanges]
+    applied: bool
+    assessments: int = 0
+    skipped: tuple[str, ...] = ()
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [{"table": name, "added": len(c.added), "changed": len(c.changed),
+              "removed": len(c.removed)} for name, c in self.changes.items()],
+            columns=["table", "added", "changed", "removed"])
+
+    @property
+    def total(self) -> int:
+        return sum(c.total for c in self.changes.values())
+
+
+class RegisterError(ValueError):
+    """A register change that cannot be made (bilingual message)."""
+
+
+class Register:
+    """The register in a run store's database.
+
+    Parameters
+    ----------
+    store
+        The run store (its database holds the register).
+    actor
+        Who makes the changes (kept in every event).
+    policy
+        The colour policy; by default the packaged one.
+    """
+
+    def __init__(self, store: RunStore, actor: Actor | None = None,
+                 policy: Policy | None = None):
+        self.store = store
+        self.engine = store.engine
+        self.actor = actor or Actor("cli")
+        self.policy = policy or Policy.load()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def rows(self, table: str, conn: sa.Connection | None = None) -> dict[str, str]:
+        """Key → the row as canonical JSON text."""
+        query = sa.select(ROWS.c.row_key, ROWS.c.data).where(ROWS.c.tbl == table)
+        if conn is None:
+            with self.engine.connect() as own:
+                return dict(own.execute(query).all())
+        return dict(conn.execute(query).all())
+
+    def table(self, table: str, conn: sa.Connection | None = None) -> pd.DataFrame:
+        """One table of the register as text (contract columns first, keys sorted)."""
+        rows = self.rows(table, conn)
+        columns = list(TABLES[table].column_names)
+        if not rows:
+            return pd.DataFrame(columns=columns)
+        frame = pd.DataFrame.from_records([json.loads(rows[k]) for k in sorted(rows)])
+        order = [c for c in columns if c in frame.columns]
+        return frame[order + [c for c in frame.columns if c not in order]].fillna("")
+
+    def need_states(self, conn: sa.Connection | None = None,
+                    states: Iterable[str] | None = None) -> pd.DataFrame:
+        query = sa.select(NEED_STATES)
+        if states is not None:
+            query = query.where(NEED_STATES.c.state.in_(list(states)))
+        if conn is None:
+            with self.engine.connect() as own:
+                return pd.DataFrame(own.execute(query).mappings().all(),
+                                    columns=[c.name for c in NEED_STATES.columns])
+        return pd.DataFrame(conn.execute(query).mappings().all(),
+                            columns=[c.name for c in NEED_STATES.columns])
+
+    def is_empty(self) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(ROWS.c.row_key).limit(1)).first() is None
+
+    def tables(self, conn: sa.Connection | None = None) -> dict[str, pd.DataFrame]:
+        """The current state as a scenario's text tables: open needs with what is still owed."""
+        tables = {name: self.table(name, conn) for name in REGISTER_TABLES}
+        states = self.need_states(conn, OPEN_STATES + ("allocated",))
+        tables["needs"] = open_needs(tables["needs"], states)
+        return tables
+
+    def scenario(self, conn: sa.Connection | None = None) -> Scenario:
+        """The current state, validated, as a Scenario."""
+        return Scenario.from_tables(self.tables(conn), self.policy, path="register")
+
+    def export(self, out: str | Path, fmt: str = "csv") -> Path:
+        """Write the current state as a scenario (every existing command runs on it)."""
+        tables = self.tables()
+        Scenario.from_tables(tables, self.policy)  # what is written must load again
+        return write_tables(tables, out, fmt)
+
+    def colour_history(self, household_id: str) -> pd.DataFrame:
+        """A household's assessments, oldest first: when, who, how found, score and colours."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(ASSESSMENTS).where(
+                ASSESSMENTS.c.household_id == household_id)
+                .order_by(ASSESSMENTS.c.version)).mappings().all()
+        return pd.DataFrame(rows, columns=[c.name for c in ASSESSMENTS.columns])
+
+    def events(self, subject: str | None = None, kind: str | None = None) -> pd.DataFrame:
+        """The audit trail, oldest first (optionally for one subject or kind)."""
+        query = sa.select(EVENTS).order_by(EVENTS.c.event_id)
+        if subject is not None:
+            query = query.where(EVENTS.c.subject == subject)
+        if kind is not None:
+            query = query.where(EVENTS.c.kind == kind)
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(query).mappings().all(),
+                                columns=[c.name for c in EVENTS.columns])
+
+    # -- import ------------------------------------------------------------------------------
+
+    def import_scenario(self, scenario: Scenario, *, dry_run: bool = False,
+                        on: date | None = None) -> ImportReport:
+        """Upsert a validated scenario by id, in one transaction, with an event per change.
+
+        Rows of supply tables missing from the scenario are removed; households, needs and
+        history are only added or changed. New or changed households get a new assessment
+        (discovered by ``import``); new needs open; a changed need keeps what was delivered.
+        The resulting register is validated as a whole before anything is written.
+
+        Raises
+        ------
+        ValidationError
+            When the register after the import would not be a valid scenario (every problem).
+        """
+        on = on or date.today()
+        with self.engine.begin() as conn:
+            changes, new_rows = {}, {}
+            for name in REGISTER_TABLES:
+                frame = canonical(name, scenario.tables[name])
+                keys = row_keys(name, frame).to_numpy(str)
+                data = _row_json(frame)
+                old = self.rows(name, conn)
+                incoming = dict(zip(keys, data, strict=True))
+                c = TableChanges(
+                    added=[k for k in keys if k not in old],
+                    changed=[k for k in keys if k in old and old[k] != incoming[k]])
+                if name in SYNCED_TABLES:
+                    c.removed = sorted(set(old) - set(incoming))
+                changes[name], new_rows[name] = c, (old, incoming)
+            merged = {name: _merge(*new_rows[name], changes[name]) for name in REGISTER_TABLES}
+            self._check_merged(conn, merged, changes["needs"], new_rows["needs"][1])
+            report = ImportReport(changes=changes, applied=not dry_run,
+                                  skipped=tuple(n for n in scenario.tables
+                                                if n not in REGISTER_TABLES
+                                                and len(scenario.tables[n])))
+            report.assessments = len(changes["households"].added) + len(
+                changes["households"].changed)
+            if dry_run:
+                return report
+            events = Events(conn, self.actor)
+            for name in REGISTER_TABLES:
+                self._apply_rows(conn, events, name, *new_rows[name], changes[name], on)
+            self._assess_imported(conn, events, scenario, changes["households"], on)
+            self._open_imported_needs(conn, events, scenario, changes["needs"], new_rows["needs"])
+            events.flush()
+        return report
+
+    def _check_merged(self, conn, merged: dict[str, dict[str, str]], need_changes,
+                      incoming_needs) -> None:
+        tables = {name: _frame(name, rows) for name, rows in merged.items()}
+        states = self.need_states(conn, OPEN_STATES + ("allocated",))
+        fresh = pd.DataFrame({"need_id": need_changes.added})
+        if len(fresh):  # needs the import opens count as open for the check
+            added = _frame("needs", {k: incoming_needs[k] for k in need_changes.added})
+            fresh = pd.DataFrame({"need_id": added["need_id"],
+                                  "remaining": added["quantity"].astype(float),
+                                  "state": "open", "age": 0})
+        states = pd.concat([states, fresh], ignore_index=True)
+        tables["needs"] = open_needs(tables["needs"], states)
+        Scenario.from_tables(tables, self.policy)  # raises ValidationError with every problem
+
+    def _apply_rows(self, conn, events: Events, name: str, old: dict, incoming: dict,
+                    c: TableChanges, on: date) -> None:
+        stamp, day = events.at, on.isoformat()
+        if c.added:
+            conn.execute(ROWS.insert(), [
+                {"tbl": name, "row_key": k, "data": incoming[k], "effective_from": day,
+                 "updated_at": stamp} for k in c.added])
+        for k in c.changed:
+            conn.execute(ROWS.update().where(ROWS.c.tbl == name, ROWS.c.row_key == k)
+                         .values(data=incoming[k], effective_from=day, updated_at=stamp))
+        if c.removed:
+            for chunk in _chunks(c.removed):
+                conn.execute(ROWS.delete().where(ROWS.c.tbl == name, ROWS.c.row_key.in_(chunk)))
+        for k in c.added:
+            events.add(f"{name}.add", f"{name}:{k}", None, json.loads(incoming[k]))
+        for k in c.changed:
+            events.add(f"{name}.change", f"{name}:{k}", json.loads(old[k]),
+                       json.loads(incoming[k]))
+        for k in c.removed:
+            events.add(f"{name}.remove", f"{name}:{k}", json.loads(old[k]), None)
+
+    def _assess_imported(self, conn, events: Events, scenario: Scenario, c: TableChanges,
+                         on: date) -> None:
+        ids = c.added + c.changed
+        if not ids:
+            return
+        typed = scenario.tables["households"].set_index("household_id").loc[ids].reset_index()
+        self._write_assessments(conn, events, typed, on, assessor=self.actor.name,
+                                discovered_by="import")
+
+    def _write_assessments(self, conn, events: Events, typed: pd.DataFrame, on: date, *,
+                           assessor: str, discovered_by: str) -> list[int]:
+        """A new assessment version for each household row of ``typed`` (contract columns)."""
+        final = colour(typed, self.policy)
+        by_policy = colour(typed.assign(tier=""), self.policy)
+        ids = typed["household_id"].tolist()
+        versions = dict(conn.execute(
+            sa.select(ASSESSMENTS.c.household_id, sa.func.max(ASSESSMENTS.c.version))
+            .where(ASSESSMENTS.c.household_id.in_(ids) if len(ids) < 30_000 else sa.true())
+            .group_by(ASSESSMENTS.c.household_id)).all())
+        indicators = typed[list(vocab.DEPRIVATION_COLUMNS)].astype(int).to_dict("records")
+        rows = []
+        for i, hid in enumerate(ids):
+            rows.append({
+                "household_id": hid, "version": int(versions.get(hid, 0)) + 1,
+                "assessed_on": on.isoformat(), "assessor": assessor,
+                "discovered_by": discovered_by,
+                "indicators": json.dumps(indicators[i], sort_keys=True),
+                "categories": str(typed["categories"].iloc[i] or ""),
+                "score": float(final["score"].iloc[i]),
+                "tier_policy": str(by_policy["tier"].iloc[i]),
+                "tier_override": str(typed["tier"].iloc[i] or ""),
+                "tier": str(final["tier"].iloc[i]), "created_at": events.at})
+        conn.execute(ASSESSMENTS.insert(), rows)
+        for row in rows:
+            events.add("assessment.add", f"households:{row['household_id']}", None,
+                       {k: row[k] for k in ("version", "assessed_on", "assessor",
+                                            "discovered_by", "score", "tier_policy",
+                                            "tier_override", "tier")})
+        return [r["version"] for r in rows]
+
+    def _open_imported_needs(self, conn, events: Events, scenario: Scenario, c: TableChanges,
+                             rows: tuple[dict, dict]) -> None:
+        needs = scenario.tables["needs"].set_index("need_id")
+        stamp = events.at
+        if c.added:
+            fresh = needs.loc[c.added]
+            conn.execute(NEED_STATES.insert(), [
+                {"need_id": nid, "household_id": r.household_id, "service_id": r.service_id,
+                 "quantity": float(r.quantity), "remaining": float(r.quantity),
+                 "urgency": int(r.urgency), "week_raised": r.week, "state": "open", "age": 0,
+                 "close_reason": "", "updated_at": stamp}
+                for nid, r in zip(fresh.index, fresh.itertuples(), strict=True)])
+        for nid in c.changed:
+            r = needs.loc[nid]
+            before = conn.execute(sa.select(NEED_STATES).where(
+                NEED_STATES.c.need_id == nid)).mappings().first()
+            if before is None:
+                continue
+            delivered = float(before["quantity"]) - float(before["remaining"])
+            after = {"quantity": float(r["quantity"]), "urgency": int(r["urgency"]),
+                     "service_id": r["service_id"],
+                     "remaining": max(0.0, float(r["quantity"]) - delivered)}
+            conn.execute(NEED_STATES.update().where(NEED_STATES.c.need_id == nid)
+                         .values(**after, updated_at=stamp))
+            events.add("need_state.change", f"needs:{nid}", _plain(before), after)
+
+    # -- single records ----------------------------------------------------------------------
+
+    def upsert_household(self, row: Mapping[str, object], *, on: date | None = None,
+                         discovered_by: str = "grid_worker") -> int:
+        """Add or update one household (contract columns) and assess it; returns the version."""
+        return self.assess(row, on=on, discovered_by=discovered_by)
+
+    def assess(self, row: Mapping[str, object], *, on: date | None = None,
+               discovered_by: str = "visit", assessor: str | None = None) -> int:
+        """A new assessment of one household: the ``d_*`` indicators, categories and override
+        given (the rest kept from the register, or all of them for a new household); the row is
+        re-coloured by the policy. Returns the new version.
+
+        Raises
+        ------
+        ValidationError
+            When the household row would not be valid (every problem).
+        RegisterError
+            For an unknown discovery channel.
+        """
+        if discovered_by not in vocab.DISCOVERY:
+            raise RegisterError(f"未知的发现方式 {discovered_by!r} / unknown discovery channel "
+                                f"{discovered_by!r}: use one of {', '.join(vocab.DISCOVERY)}")
+        on = on or date.today()
+        hid = str(row.get("household_id", "")).strip()
+        with self.engine.begin() as conn:
+            current = self.rows("households", conn)
+            base = json.loads(current[hid]) if hid in current else {}
+            merged = {**base, **{k: "" if v is None else str(v) for k, v in row.items()}}
+            typed = self._valid_rows(conn, "households", {hid: merged})
+            events = Events(conn, self.actor)
+            data = _row_json(canonical("households", pd.DataFrame([merged])))[0]
+            self._put_row(conn, events, "households", hid, current.get(hid), data, on)
+            version = self._write_assessments(conn, events, typed, on,
+                                              assessor=assessor or self.actor.name,
+                                              discovered_by=discovered_by)[0]
+            events.flush()
+        return version
+
+    def add_need(self, row: Mapping[str, object], *, on: date | None = None) -> str:
+        """Raise one need (a one-click request, a visit's finding); returns its id.
+
+        Raises
+        ------
+        ValidationError
+            When the need would not be valid against the register (every problem).
+        """
+        on = on or date.today()
+        with self.engine.begin() as conn:
+            nid = self.add_needs(conn, Events(conn, self.actor), [row], on)[0]
+        return nid
+
+    def add_needs(self, conn: sa.Connection, events: Events, rows: list[Mapping[str, object]],
+                  on: date) -> list[str]:
+        """Raise needs inside the caller's transaction (ids made when not given)."""
+        if not rows:
+            return []
+        current = self.rows("needs", conn)
+        fresh: dict[str, dict] = {}
+        for i, row in enumerate(rows):
+            text = {k: "" if v is None else str(v) for k, v in row.items()}
+            nid = text.get("need_id") or f"N{text.get('week', '').replace('-', '')}" \
+                f"{text.get('household_id', '')}{len(current) + len(fresh) + i:06d}"
+            if nid in current or nid in fresh:
+                raise RegisterError(f"需求 {nid} 已存在 / need {nid} already exists")
+            text["need_id"] = nid
+            text.setdefault("urgency", "1")
+            fresh[nid] = text
+        typed = self._valid_rows(conn, "needs", fresh)
+        stamp = events.at
+        for nid, text in fresh.items():
+            data = _row_json(canonical("needs", pd.DataFrame([text])))[0]
+            self._put_row(conn, events, "needs", nid, None, data, on)
+        conn.execute(NEED_STATES.insert(), [
+            {"need_id": r.need_id, "household_id": r.household_id, "service_id": r.service_id,
+             "quantity": float(r.quantity), "remaining": float(r.quantity),
+             "urgency": int(r.urgency), "week_raised": r.week, "state": "open", "age": 0,
+             "close_reason": "", "updated_at": stamp} for r in typed.itertuples()])
+        events.flush()
+        return list(fresh)
+
+    def withdraw_need(self, need_id: str) -> None:
+        """Close an open need as withdrawn (the household no longer needs it)."""
+        with self.engine.begin() as conn:
+            before = conn.execute(sa.select(NEED_STATES).where(
+                NEED_STATES.c.need_id == need_id)).mappings().first()
+            if before is None:
+                raise RegisterError(f"没有需求 {need_id} / no need {need_id}")
+            if before["state"] == "closed":
+                raise RegisterError(f"需求 {need_id} 已关闭 / need {need_id} is already closed")
+            conn.execute(NEED_STATES.update().where(NEED_STATES.c.need_id == need_id).values(
+                state="closed", close_reason="withdrawn", updated_at=now()))
+            events = Events(conn, self.actor)
+            events.add("need_state.close", f"needs:{need_id}", _plain(before),
+                       {"state": "closed", "close_reason": "withdrawn"})
+            events.flush()
+
+    def _valid_rows(self, conn, table: str, rows: dict[str, dict]) -> pd.DataFrame:
+        """The rows typed, after validating the register with them in place."""
+        tables = self.tables(conn)
+        frame = tables[table]
+        extra = pd.DataFrame(list(rows.values()))
+        if table == "needs":
+            extra = extra.assign(quantity=extra.get("quantity", ""))
+        keep = ~row_keys(table, frame).isin(list(rows)) if len(frame) else slice(None)
+        tables[table] = pd.concat([frame[keep], extra], ignore_index=True).fillna("")
+        scenario = Scenario.from_tables(tables, self.policy)
+        typed = scenario.tables[table]
+        return typed[row_keys(table, typed).isin(list(rows))].reset_index(drop=True)
+
+    def _put_row(self, conn, events: Events, table: str, key: str, old: str | None, data: str,
+                 on: date) -> None:
+        if old == data:
+            return
+        if old is None:
+            conn.execute(ROWS.insert().values(tbl=table, row_key=key, data=data,
+                                              effective_from=on.isoformat(),
+                                              updated_at=events.at))
+            events.add(f"{table}.add", f"{table}:{key}", None, json.loads(data))
+        else:
+            conn.execute(ROWS.update().where(ROWS.c.tbl == table, ROWS.c.row_key == key)
+                         .values(data=data, effective_from=on.isoformat(), updated_at=events.at))
+            events.add(f"{table}.change", f"{table}:{key}", json.loads(old), json.loads(data))
+
+
+def open_needs(needs: pd.DataFrame, states: pd.DataFrame) -> pd.DataFrame:
+    """The needs rows still owed, each with ``quantity`` set to what is still owed."""
+    if not len(needs):
+        return needs
+    owed = states.set_index("need_id")["remaining"]
+    keep = needs["need_id"].isin(owed.index)
+    out = needs[keep].copy()
+    remaining = out["need_id"].map(owed).astype(float)
+    out["quantity"] = [_number_text(v) for v in remaining]
+    return out[remaining > 1e-9].reset_index(drop=True)
+
+
+def _number_text(value: float) -> str:
+    return str(float(value))
+
+
+def _merge(old: dict[str, str], incoming: dict[str, str], c: TableChanges) -> dict[str, str]:
+    merged = {k: v for k, v in old.items() if k not in set(c.removed)}
+    merged.update(incoming)
+    return merged
+
+
+def _frame(table: str, rows: Mapping[str, str]) -> pd.DataFrame:
+    if not rows:
+        return pd.DataFrame(columns=list(TABLES[table].column_names))
+    return pd.DataFrame.from_records([json.loads(v) for v in rows.values()]).fillna("")
+
+
+def _plain(row) -> dict:
+    return {k: v for k, v in dict(row).items() if k != "updated_at"}
+
+
+def _chunks(items: list, size: int = 5000):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
