@@ -115,6 +115,53 @@ CATALOGUE: dict[str, tuple[str, str, str, str]] = {
         "上门服务缺少每次时长", "an in-person service needs visit_hours",
         "请填写每次上门所需小时数", "give the hours one visit takes",
     ),
+    # Answers to tasks (the weekly cycle).
+    "unknown_task": (
+        "没有这个任务", "no such task",
+        "请核对任务编号,勿修改推送表中的编号", "check the task id; keep the ids as published",
+    ),
+    "task_other_week": (
+        "任务属于 {task_week},不是 {week}", "the task is of {task_week}, not {week}",
+        "请使用该周推送的表", "use the workbook published for that week",
+    ),
+    "task_other_provider": (
+        "任务属于其他服务方", "the task belongs to another provider",
+        "只能回复推送给本方的任务", "answer only the tasks sent to you",
+    ),
+    "week_not_open": (
+        "{week} 未开启或已结束", "{week} is not open",
+        "已结束的周不能再回复", "a closed week takes no more answers",
+    ),
+    "status_not_allowed": (
+        "状态不能从 {before} 改为 {after}", "the status cannot go from {before} to {after}",
+        "已拒绝、已完成、未完成为最终状态", "declined, delivered and not delivered are final",
+    ),
+    "too_many_units": (
+        "完成数量超过计划的 {planned}", "more units than the {planned} planned",
+        "请填写实际完成数量,不超过计划", "give the units delivered, at most the plan",
+    ),
+    "date_outside_week": (
+        "日期不在 {week} 内({first} 至 {last})", "the date is outside {week} ({first} to {last})",
+        "请填写该周内的日期", "give a date within the week",
+    ),
+    "not_a_date": (
+        "不是日期", "not a date",
+        "格式如 2027-01-12", "write it like 2027-01-12",
+    ),
+    "duplicate_answer": (
+        "同一任务有不同的回复(首次出现在第 {first_row} 行)",
+        "the same task has another answer (first seen in row {first_row})",
+        "每个任务只填一行", "answer each task once",
+    ),
+    "not_a_visit": (
+        "该任务不是巡查走访", "the task is not a monitoring visit",
+        "走访结果只能记录在巡查走访任务上", "visit results go on monitoring visits only",
+    ),
+    "bad_new_needs": (
+        "新需求格式有误", "new needs are not readable",
+        "格式如 counselling:2;meal_help:5(服务编号:数量)",
+        "write them like counselling:2;meal_help:5 (service id:quantity)",
+    ),
 }
 
 

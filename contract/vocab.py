@@ -204,6 +204,7 @@ DECLINE_REASONS: dict[str, tuple[str, str]] = {
     "not_eligible": ("不符合条件", "not eligible"),
     "already_served": ("已由他方提供", "already served elsewhere"),
     "other": ("其他", "other"),
+    "no_answer": ("周结束时未回复", "no answer when the week closed"),
 }
 VISIT_OUTCOMES: dict[str, tuple[str, str]] = {
     "done": ("已走访", "visited"),

@@ -158,7 +158,7 @@ def canonical(table: str, frame: pd.DataFrame) -> pd.DataFrame:
     return text[order + [c for c in text.columns if c not in order]]
 
 
-def _row_json(frame: pd.DataFrame) -> list[str]:
+def row_json(frame: pd.DataFrame) -> list[str]:
     cols = list(frame.columns)
     return [json.dumps(dict(zip(cols, values, strict=True)), ensure_ascii=False,
                        sort_keys=True) for values in frame.itertuples(index=False, name=None)]
@@ -315,7 +315,7 @@ class Register:
             for name in REGISTER_TABLES:
                 frame = canonical(name, scenario.tables[name])
                 keys = row_keys(name, frame).to_numpy(str)
-                data = _row_json(frame)
+                data = row_json(frame)
                 old = self.rows(name, conn)
                 incoming = dict(zip(keys, data, strict=True))
                 c = TableChanges(
@@ -383,10 +383,10 @@ class Register:
         if not ids:
             return
         typed = scenario.tables["households"].set_index("household_id").loc[ids].reset_index()
-        self._write_assessments(conn, events, typed, on, assessor=self.actor.name,
+        self.write_assessments(conn, events, typed, on, assessor=self.actor.name,
                                 discovered_by="import")
 
-    def _write_assessments(self, conn, events: Events, typed: pd.DataFrame, on: date, *,
+    def write_assessments(self, conn, events: Events, typed: pd.DataFrame, on: date, *,
                            assessor: str, discovered_by: str) -> list[int]:
         """A new assessment version for each household row of ``typed`` (contract columns)."""
         final = colour(typed, self.policy)
@@ -472,11 +472,11 @@ class Register:
             current = self.rows("households", conn)
             base = json.loads(current[hid]) if hid in current else {}
             merged = {**base, **{k: "" if v is None else str(v) for k, v in row.items()}}
-            typed = self._valid_rows(conn, "households", {hid: merged})
+            typed = self.valid_rows(conn, "households", {hid: merged})
             events = Events(conn, self.actor)
-            data = _row_json(canonical("households", pd.DataFrame([merged])))[0]
-            self._put_row(conn, events, "households", hid, current.get(hid), data, on)
-            version = self._write_assessments(conn, events, typed, on,
+            data = row_json(canonical("households", pd.DataFrame([merged])))[0]
+            self.put_row(conn, events, "households", hid, current.get(hid), data, on)
+            version = self.write_assessments(conn, events, typed, on,
                                               assessor=assessor or self.actor.name,
                                               discovered_by=discovered_by)[0]
             events.flush()
@@ -511,11 +511,11 @@ class Register:
             text["need_id"] = nid
             text.setdefault("urgency", "1")
             fresh[nid] = text
-        typed = self._valid_rows(conn, "needs", fresh)
+        typed = self.valid_rows(conn, "needs", fresh)
         stamp = events.at
         for nid, text in fresh.items():
-            data = _row_json(canonical("needs", pd.DataFrame([text])))[0]
-            self._put_row(conn, events, "needs", nid, None, data, on)
+            data = row_json(canonical("needs", pd.DataFrame([text])))[0]
+            self.put_row(conn, events, "needs", nid, None, data, on)
         conn.execute(NEED_STATES.insert(), [
             {"need_id": r.need_id, "household_id": r.household_id, "service_id": r.service_id,
              "quantity": float(r.quantity), "remaining": float(r.quantity),
@@ -540,7 +540,7 @@ class Register:
                        {"state": "closed", "close_reason": "withdrawn"})
             events.flush()
 
-    def _valid_rows(self, conn, table: str, rows: dict[str, dict]) -> pd.DataFrame:
+    def valid_rows(self, conn, table: str, rows: dict[str, dict]) -> pd.DataFrame:
         """The rows typed, after validating the register with them in place."""
         tables = self.tables(conn)
         frame = tables[table]
@@ -553,7 +553,7 @@ class Register:
         typed = scenario.tables[table]
         return typed[row_keys(table, typed).isin(list(rows))].reset_index(drop=True)
 
-    def _put_row(self, conn, events: Events, table: str, key: str, old: str | None, data: str,
+    def put_row(self, conn, events: Events, table: str, key: str, old: str | None, data: str,
                  on: date) -> None:
         if old == data:
             return

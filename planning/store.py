@@ -139,10 +139,10 @@ class RunStore:
              scenario: str = "") -> int:
         """Record a run whole (one transaction) and return its id."""
         with self.engine.begin() as conn:
-            return self._insert_run(conn, info, tables, kind, scenario)
+            return self.insert_run(conn, info, tables, kind, scenario)
 
     @staticmethod
-    def _insert_run(conn: sa.Connection, info: dict, tables: dict[str, pd.DataFrame],
+    def insert_run(conn: sa.Connection, info: dict, tables: dict[str, pd.DataFrame],
                     kind: str, scenario: str) -> int:
         blobs = {}
         for name, frame in tables.items():
@@ -221,6 +221,13 @@ class RunStore:
         if data is None:
             raise KeyError(f"运行 {run_id} 没有表 {name} / run {run_id} has no table {name}")
         return pd.read_parquet(io.BytesIO(data))
+
+    @staticmethod
+    def table_in(conn: sa.Connection, run_id: int, name: str) -> pd.DataFrame:
+        """One output table of a run, read in the caller's transaction (empty when missing)."""
+        data = conn.execute(sa.select(RUN_TABLES.c.data).where(
+            RUN_TABLES.c.run_id == run_id, RUN_TABLES.c.name == name)).scalar()
+        return pd.DataFrame() if data is None else pd.read_parquet(io.BytesIO(data))
 
     def table_names(self, run_id: int) -> list[str]:
         """The names of a run's output tables, in the order they were saved."""
@@ -344,7 +351,7 @@ class RunStore:
 
         try:
             with self.engine.begin() as conn:
-                run_id = self._insert_run(conn, info, tables, "quarter", job.scenario)
+                run_id = self.insert_run(conn, info, tables, "quarter", job.scenario)
                 now = _now()
                 marked = conn.execute(JOBS.update().where(
                     JOBS.c.job_id == job.job_id, JOBS.c.state == "running",

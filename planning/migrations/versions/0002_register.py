@@ -84,6 +84,7 @@ def upgrade() -> None:
         sa.Column("tier", sa.String(8), nullable=False),
         sa.Column("slot", sa.String(8), nullable=False),
         sa.Column("units", sa.Float, nullable=False),
+        sa.Column("hours", sa.Float, nullable=False),
         sa.Column("cost", sa.Float, nullable=False),
         sa.Column("status", sa.String(14), nullable=False, index=True),
         sa.Column("units_delivered", sa.Float, nullable=False),

@@ -1,0 +1,859 @@
+"""The weekly cycle (四项同步): a week opened from the register, its tasks answered, then closed.
+
+- :func:`open_week` draws the week's scenario from the register (open needs with their age,
+  each fund's balance, the supply other centres' open weeks have not taken), allocates and
+  matches it as ``wulian allocate`` and ``wulian match`` do, and turns every allocation and
+  every placed volunteer visit into a task (任务) — in one transaction that also holds the
+  week's lock, so two centres opening the same week never spend the same supply twice.
+- :func:`record_answers` takes providers' and volunteers' answers (from workbooks,
+  :mod:`wulian.planning.taskbook`, or the API one at a time) and monitoring visits' results:
+  every problem listed, nothing applied unless all is clean, the same answers twice change
+  nothing.
+- :func:`close_week` carries what was not delivered into the next week with its age, closes
+  needs delivered in full, and writes delivered visits into the history continuity uses.
+- :func:`fund_ledger` is the fund ledger (资金台账): planned, committed and spent per fund ×
+  street × week, and each fund's balance in its period.
+
+docs/cycle.md holds the rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from wulian.contract import vocab
+from wulian.contract.problems import Problem, ValidationError
+from wulian.optimizer.allocation import AllocationParams
+from wulian.optimizer.visits import MatchParams
+from wulian.planning.allocate import run_allocation
+from wulian.planning.match import reconciled_tables, run_matching, week_start
+from wulian.planning.register import (
+    NEED_STATES,
+    OPEN_STATES,
+    ROWS,
+    Events,
+    Register,
+    RegisterError,
+    canonical,
+    history_key,
+    now,
+    row_json,
+)
+from wulian.planning.scenario import Scenario
+from wulian.planning.store import RunStore
+
+EPS = 1e-9
+WHOLE = "*"  # the centre column of a week opened for the whole network
+
+_meta = sa.MetaData()
+WEEKS = sa.Table(
+    "weeks", _meta,
+    sa.Column("week", sa.String(8), primary_key=True),
+    sa.Column("centre", sa.String(64), primary_key=True),
+    sa.Column("state", sa.String(8), nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=True),
+    sa.Column("match_run_id", sa.Integer, nullable=True),
+    sa.Column("opened_at", sa.String(32), nullable=False),
+    sa.Column("closed_at", sa.String(32), nullable=True),
+    sa.Column("actor", sa.Text, nullable=False),
+)
+TASKS = sa.Table(
+    "tasks", _meta,
+    sa.Column("task_id", sa.String(64), primary_key=True),
+    sa.Column("week", sa.String(8), nullable=False),
+    sa.Column("centre", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("need_id", sa.String(64), nullable=False),
+    sa.Column("household_id", sa.String(64), nullable=False),
+    sa.Column("service_id", sa.String(64), nullable=False),
+    sa.Column("provider_id", sa.String(64), nullable=False),
+    sa.Column("linkage", sa.String(16), nullable=False),
+    sa.Column("offer_id", sa.String(64), nullable=False),
+    sa.Column("volunteer_id", sa.String(64), nullable=False),
+    sa.Column("fund_id", sa.String(64), nullable=False),
+    sa.Column("street_id", sa.String(64), nullable=False),
+    sa.Column("station_id", sa.String(64), nullable=False),
+    sa.Column("tier", sa.String(8), nullable=False),
+    sa.Column("slot", sa.String(8), nullable=False),
+    sa.Column("units", sa.Float, nullable=False),
+    sa.Column("hours", sa.Float, nullable=False),
+    sa.Column("cost", sa.Float, nullable=False),
+    sa.Column("status", sa.String(14), nullable=False),
+    sa.Column("units_delivered", sa.Float, nullable=False),
+    sa.Column("answered_on", sa.String(10), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+VISIT_RESULTS = sa.Table(
+    "visit_results", _meta,
+    sa.Column("task_id", sa.String(64), primary_key=True),
+    sa.Column("household_id", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(8), nullable=False),
+    sa.Column("visited_on", sa.String(10), nullable=False),
+    sa.Column("indicators", sa.Text, nullable=False),
+    sa.Column("new_needs", sa.Text, nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("assessment_id", sa.Integer, nullable=True),
+    sa.Column("recorded_at", sa.String(32), nullable=False),
+)
+TASK_COLUMNS = tuple(c.name for c in TASKS.columns)
+MONITORING_KINDS = ("monitoring", "visit+monitoring")
+# The matching's visit kinds as task kinds.
+_VISIT_KIND = {"service": "visit", "monitoring": "monitoring",
+               "service+monitoring": "visit+monitoring"}
+
+
+class CycleError(ValueError):
+    """A step of the cycle that cannot be taken as asked (bilingual message)."""
+
+
+def check_week(week: str) -> str:
+    """``week`` if it is an ISO week written like 2027-W02."""
+    try:
+        week_start(week)
+    except (ValueError, AttributeError):
+        raise CycleError(f"不是 ISO 周次:{week!r}(格式如 2027-W02) / not an ISO week: "
+                         f"{week!r} (write it like 2027-W02)") from None
+    return week
+
+
+def week_days(week: str) -> tuple[date, date]:
+    """Monday and Sunday of an ISO week."""
+    monday = week_start(week)
+    return monday, monday + timedelta(days=6)
+
+
+def next_week(week: str) -> str:
+    year, number, _ = (week_start(week) + timedelta(days=7)).isocalendar()
+    return f"{year}-W{number:02d}"
+
+
+def period_weeks(week: str, length: int) -> list[str]:
+    """The weeks of the fund period ``week`` falls in, up to and including ``week``: periods
+    are blocks of ``length`` ISO weeks from the year's first week (13: the quarters)."""
+    year, number = (int(x) for x in week.split("-W"))
+    first = (number - 1) // length * length + 1
+    return [f"{year}-W{n:02d}" for n in range(first, number + 1)]
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def tasks_frame(conn: sa.Connection, *where) -> pd.DataFrame:
+    rows = conn.execute(sa.select(TASKS).where(*where)).mappings().all()
+    return pd.DataFrame(rows, columns=list(TASK_COLUMNS))
+
+
+def tasks(register: Register, week: str | None = None, *, provider: str | None = None,
+          centre: str | None = None, status: str | None = None) -> pd.DataFrame:
+    """Tasks, ordered by id: optionally of one week, one provider, one week's scope, one status."""
+    where = []
+    if week:
+        where.append(TASKS.c.week == week)
+    if provider:
+        where.append(TASKS.c.provider_id == provider)
+    if centre:
+        where.append(TASKS.c.centre == centre)
+    if status:
+        where.append(TASKS.c.status == status)
+    with register.engine.connect() as conn:
+        return tasks_frame(conn, *where).sort_values("task_id").reset_index(drop=True)
+
+
+def weeks(register: Register) -> pd.DataFrame:
+    """Every week opened, with its state and the run it was allocated in."""
+    with register.engine.connect() as conn:
+        rows = conn.execute(sa.select(WEEKS).order_by(WEEKS.c.week, WEEKS.c.centre))
+        return pd.DataFrame(rows.mappings().all(), columns=[c.name for c in WEEKS.columns])
+
+
+def delivered_cost(frame: pd.DataFrame) -> np.ndarray:
+    """Each task's money spent: its cost in proportion to the units delivered."""
+    units = frame["units"].to_numpy(float)
+    done = np.where(frame["status"].to_numpy() == "delivered",
+                    frame["units_delivered"].to_numpy(float), 0.0)
+    per_unit = np.divide(frame["cost"].to_numpy(float), units, out=np.zeros(len(frame)),
+                         where=units > EPS)
+    # A task of no units (a monitoring visit) costs what it costs when it happens.
+    whole = np.where(frame["status"].to_numpy() == "delivered", frame["cost"].to_numpy(float),
+                     0.0)
+    return np.where(units > EPS, per_unit * done, whole)
+
+
+def _outstanding(frame: pd.DataFrame) -> np.ndarray:
+    """Money promised and not yet settled: sent or accepted tasks."""
+    live = np.isin(frame["status"].to_numpy(), ("planned", "accepted"))
+    return np.where(live, frame["cost"].to_numpy(float), 0.0)
+
+
+# ----------------------------------------------------------------------------- open
+
+
+@dataclass
+class OpenedWeek:
+    """A week opened: its scenario, allocation, matching, tasks and timings."""
+
+    week: str
+    centre: str
+    scenario: Scenario
+    run: object
+    match: object
+    tasks: pd.DataFrame
+    run_id: int
+    seconds: dict = field(default_factory=dict)
+
+
+def _lock(conn: sa.Connection) -> None:
+    """Hold the cycle's write lock until the transaction ends (two openings queue)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                     {"key": "wulian-cycle"})
+    else:
+        # SQLite: a write statement, even one that changes no row, takes the database's write
+        # lock, held to the end of the transaction; wait for it (a city week takes a minute).
+        conn.exec_driver_sql("PRAGMA busy_timeout=900000")
+        conn.execute(WEEKS.update().where(sa.false()).values(state=WEEKS.c.state))
+
+
+def _scopes_overlap(register_scenario: Scenario, a: str, b: str) -> bool:
+    if WHOLE in (a, b):
+        return True
+    h = register_scenario.hierarchy
+    return b in set(h.subtree(a)) or a in set(h.subtree(b))
+
+
+def open_week(register: Register, week: str, centre: str | None = None, *,
+              params: AllocationParams | None = None,
+              match_params: MatchParams | None = None) -> OpenedWeek:
+    """Open ``week`` for ``centre``'s subtree (the whole network by default).
+
+    Raises
+    ------
+    CycleError
+        When the week is already open or closed for an overlapping scope, or another week is
+        still open for it.
+    ValidationError
+        When the register does not make a valid scenario.
+    """
+    import time
+
+    check_week(week)
+    scope = centre or WHOLE
+    start = time.perf_counter()
+    with register.engine.begin() as conn:
+        _lock(conn)
+        current = register.scenario(conn)
+        if centre and centre not in set(current.centres["centre_id"]):
+            raise CycleError(f"没有中心 {centre} / no centre {centre} in the register")
+        opened = conn.execute(sa.select(WEEKS)).mappings().all()
+        for row in opened:
+            overlap = _scopes_overlap(current, row["centre"], scope)
+            if row["week"] == week and overlap:
+                raise CycleError(f"{week} 已为 {row['centre']} 开启过 / {week} was already "
+                                 f"opened for {row['centre']}")
+            if row["state"] == "open" and overlap:
+                raise CycleError(f"{row['week']}({row['centre']})尚未结束,请先结束 / "
+                                 f"{row['week']} ({row['centre']}) is still open: close it "
+                                 "first")
+            if row["week"] > week and overlap:
+                raise CycleError(f"已开启更晚的 {row['week']} / a later week, {row['week']}, "
+                                 "was already opened")
+        conn.execute(WEEKS.insert().values(week=week, centre=scope, state="open",
+                                           opened_at=now(), actor=register.actor.name))
+        scenario = week_scenario(register, conn, week)
+        drawn = time.perf_counter()
+        run = run_allocation(scenario, week=week, centre=centre, params=params)
+        allocated = time.perf_counter()
+        match = run_matching(scenario, run, week=week, centre=centre, params=match_params)
+        matched = time.perf_counter()
+        tables = reconciled_tables(scenario, run, match)
+        tables.update(assignments=match.assignments, unplaced=match.unplaced,
+                      load=match.load)
+        info = {**run.info, "kind": "week", "match": match.info}
+        run_id = RunStore.insert_run(conn, info, tables, "week", f"register {week} {scope}")
+        new = build_tasks(scenario, week, scope, tables["allocations"], match.visits)
+        stamp = now()
+        new = new.assign(updated_at=stamp)
+        if len(new):
+            conn.execute(TASKS.insert(), new.to_dict("records"))
+        need_ids = sorted(set(new.loc[new["need_id"] != "", "need_id"]))
+        for chunk in _chunks(need_ids):
+            conn.execute(NEED_STATES.update().where(NEED_STATES.c.need_id.in_(chunk))
+                         .values(state="allocated", updated_at=stamp))
+        conn.execute(WEEKS.update().where(WEEKS.c.week == week, WEEKS.c.centre == scope)
+                     .values(run_id=run_id))
+        events = Events(conn, register.actor)
+        events.add("week.open", f"weeks:{week}:{scope}", None,
+                   {"run_id": run_id, "tasks": len(new), "needs_allocated": len(need_ids)})
+        for task in new.to_dict("records"):
+            events.add("task.add", f"tasks:{task['task_id']}", None,
+                       {k: task[k] for k in ("kind", "need_id", "provider_id", "volunteer_id",
+                                             "units", "cost", "fund_id")})
+        events.flush()
+        stored = time.perf_counter()
+    return OpenedWeek(week=week, centre=scope, scenario=scenario, run=run, match=match,
+                      tasks=new, run_id=run_id,
+                      seconds={"snapshot": round(drawn - start, 3),
+                               "allocate": round(allocated - drawn, 3),
+                               "match": round(matched - allocated, 3),
+                               "store": round(stored - matched, 3),
+                               "wall": round(stored - start, 3)})
+
+
+def week_scenario(register: Register, conn: sa.Connection, week: str) -> Scenario:
+    """The week's scenario from the register: open needs as of ``week`` (urgency raised by
+    their age), offers and volunteers less what other open scopes took this week, funds at
+    their balance in the period."""
+    tables = register.tables(conn)
+    states = register.need_states(conn, OPEN_STATES).set_index("need_id")
+    needs = tables["needs"]
+    needs = needs[needs["need_id"].isin(states.index)].copy()
+    needs = needs[needs["week"] <= week]  # not needs raised for a later week
+    step = register.policy.cycle.urgency_step_weeks
+    age = needs["need_id"].map(states["age"]).astype(int)
+    urgency = needs["need_id"].map(states["urgency"]).astype(int)
+    if step:
+        urgency = np.minimum(3, urgency + age // step)
+    tables["needs"] = needs.assign(week=week, urgency=[str(u) for u in urgency])
+
+    taken = tasks_frame(conn, TASKS.c.week == week, TASKS.c.status != "declined")
+    offers = tables["offers"].copy()
+    used = taken[taken["offer_id"] != ""].groupby("offer_id")["units"].sum()
+    capacity = offers["capacity"].astype(float) - offers["offer_id"].map(used).fillna(0.0)
+    offers["capacity"] = [_text(v) for v in np.maximum(capacity, 0.0)]
+    tables["offers"] = offers
+
+    vols = tables["volunteers"].copy()
+    if len(vols):
+        visits = taken[taken["volunteer_id"] != ""]
+        hours = visits.groupby("volunteer_id")["hours"].sum()
+        slots = visits.groupby("volunteer_id")["slot"].agg(set)
+        left = vols["max_hours"].astype(float) - vols["volunteer_id"].map(hours).fillna(0.0)
+        vols["max_hours"] = [_text(v) for v in np.maximum(left, 0.0)]
+        vols["availability"] = [
+            ";".join(s for s in str(avail).split(";") if s and s not in slots.get(v, ()))
+            for v, avail in zip(vols["volunteer_id"], vols["availability"], strict=True)]
+        tables["volunteers"] = vols
+
+    funds = tables["funds"].copy()
+    balance = fund_balances(conn, funds, week, register.policy.cycle.fund_period_weeks)
+    funds["budget"] = [_text(round(v, 2)) for v in
+                       funds["fund_id"].map(balance["balance"]).to_numpy(float)]
+    tables["funds"] = funds
+    return Scenario.from_tables(tables, register.policy, path=f"register {week}")
+
+
+def fund_balances(conn: sa.Connection, funds: pd.DataFrame, week: str, length: int
+                  ) -> pd.DataFrame:
+    """Per fund at ``week``: accrued (weekly budget × weeks of the period run so far), spent,
+    outstanding (sent or accepted, not yet settled) and the balance a week may still use."""
+    # The period runs from its first week, or from the first week the register ran, if later.
+    started = conn.execute(sa.select(sa.func.min(WEEKS.c.week))).scalar() or week
+    weeks_so_far = [w for w in period_weeks(week, length) if w >= min(started, week)]
+    frame = tasks_frame(conn, TASKS.c.week.in_(weeks_so_far), TASKS.c.fund_id != "")
+    spent = pd.Series(delivered_cost(frame), index=frame["fund_id"]).groupby(level=0).sum()
+    owed = pd.Series(_outstanding(frame), index=frame["fund_id"]).groupby(level=0).sum()
+    ids = funds["fund_id"]
+    weekly = funds["budget"].astype(float).to_numpy()
+    accrued = weekly * len(weeks_so_far)
+    out = pd.DataFrame({
+        "fund_id": ids.to_numpy(), "weekly_budget": weekly,
+        "period": f"{weeks_so_far[0]}–{week}", "weeks": len(weeks_so_far), "accrued": accrued,
+        "spent": ids.map(spent).fillna(0.0).to_numpy(float),
+        "outstanding": ids.map(owed).fillna(0.0).to_numpy(float)}).set_index("fund_id")
+    out["balance"] = np.maximum(out["accrued"] - out["spent"] - out["outstanding"], 0.0)
+    return out
+
+
+def build_tasks(scenario: Scenario, week: str, scope: str, allocations: pd.DataFrame,
+                visits: pd.DataFrame) -> pd.DataFrame:
+    """One task per allocation from an offer and per placed volunteer visit."""
+    hh = scenario.households.set_index("household_id")
+    needs = scenario.needs.set_index("need_id")
+    street_of = pd.Series(scenario.hierarchy.ancestor(scenario.centres["centre_id"], "street"),
+                          index=scenario.centres["centre_id"].to_numpy())
+    offers = scenario.offers.set_index("offer_id")
+    providers = scenario.providers.set_index("provider_id")
+    vols = scenario.volunteers.set_index("volunteer_id")
+
+    a = allocations[allocations["source_kind"] == "offer"]
+    service = pd.DataFrame({
+        "kind": "service", "need_id": a["need_id"].to_numpy(),
+        "household_id": a["need_id"].map(needs["household_id"]).to_numpy(),
+        "service_id": a["need_id"].map(needs["service_id"]).to_numpy(),
+        "provider_id": a["source_id"].map(offers["provider_id"]).to_numpy(),
+        "offer_id": a["source_id"].to_numpy(), "volunteer_id": "",
+        "fund_id": a["fund_id"].fillna("").to_numpy(), "slot": "",
+        "units": a["units"].to_numpy(float), "hours": 0.0,
+        "cost": a["cost"].to_numpy(float)})
+
+    pool = allocations[allocations["source_kind"] == "volunteer_pool"]
+    per_unit = (pool.groupby("need_id")["cost"].sum()
+                / pool.groupby("need_id")["units"].sum().where(lambda s: s > EPS))
+    fund = pool.groupby("need_id")["fund_id"].first()
+    v = visits[visits["volunteer_id"] != ""]
+    v_units = v["units"].to_numpy(float)
+    visit = pd.DataFrame({
+        "kind": v["kind"].map(_VISIT_KIND).to_numpy(), "need_id": v["need_id"].to_numpy(),
+        "household_id": v["household_id"].to_numpy(), "service_id": v["service_id"].to_numpy(),
+        "provider_id": v["volunteer_id"].map(vols["provider_id"]).to_numpy(),
+        "offer_id": "", "volunteer_id": v["volunteer_id"].to_numpy(),
+        "fund_id": v["need_id"].map(fund).fillna("").to_numpy(),
+        "slot": v["slot"].to_numpy(), "units": v_units, "hours": v["hours"].to_numpy(float),
+        "cost": np.round(v["need_id"].map(per_unit).fillna(0.0).to_numpy(float) * v_units, 2)})
+
+    out = pd.concat([service, visit], ignore_index=True)
+    out = out.sort_values(["kind", "provider_id", "household_id", "need_id", "volunteer_id",
+                           "slot"], kind="stable").reset_index(drop=True)
+    station = out["household_id"].map(hh["station_id"])
+    label = scope.replace("*", "ALL")
+    out.insert(0, "task_id", [f"T{week.replace('-', '')}-{label}-{i + 1:06d}"
+                              for i in range(len(out))])
+    out.insert(1, "week", week)
+    out.insert(2, "centre", scope)
+    return out.assign(
+        linkage=out["provider_id"].map(providers["linkage"]).fillna("volunteer").to_numpy(),
+        station_id=station.to_numpy(), street_id=station.map(street_of).fillna("").to_numpy(),
+        tier=out["household_id"].map(hh["tier"]).to_numpy(), status="planned",
+        units_delivered=0.0, answered_on="", reason="",
+        service_id=out["service_id"].fillna(""), need_id=out["need_id"].fillna(""),
+        fund_id=out["fund_id"].fillna(""))[[c for c in TASK_COLUMNS if c != "updated_at"]]
+
+
+# ----------------------------------------------------------------------------- answers
+
+
+@dataclass
+class Answer:
+    """One answer to a task, as a workbook row or an API call gives it (text as written)."""
+
+    task_id: str
+    status: str
+    units_delivered: str = ""
+    answered_on: str = ""
+    reason: str = ""
+    indicators: dict[str, str] = field(default_factory=dict)
+    new_needs: str = ""
+    note: str = ""
+    source: str = "api"  # the file (and sheet) it came from, for problems
+    row: int | None = None
+    week: str = ""  # the week the workbook was published for ("" from the API)
+    provider: str = ""  # the provider the workbook was published for
+
+
+@dataclass
+class RecordReport:
+    """What recording answers did: tasks changed, visit results, needs raised, unchanged."""
+
+    changed: int = 0
+    unchanged: int = 0
+    visits: int = 0
+    needs_raised: int = 0
+
+
+_STATUS_WORDS = {**{code: code for code in vocab.TASK_STATUSES},
+                 **{zh: code for code, (zh, _en) in vocab.TASK_STATUSES.items()},
+                 **{en: code for code, (_zh, en) in vocab.TASK_STATUSES.items()}}
+_REASON_WORDS = {**{code: code for code in vocab.DECLINE_REASONS},
+                 **{zh: code for code, (zh, _en) in vocab.DECLINE_REASONS.items()},
+                 **{en: code for code, (_zh, en) in vocab.DECLINE_REASONS.items()}}
+
+
+def word_code(text: str, words: dict[str, str]) -> str | None:
+    """The code a cell names: the code itself, its Chinese or English word, or "中文 English"."""
+    text = str(text).strip()
+    if text in words:
+        return words[text]
+    first = text.split(" ")[0]
+    return words.get(first)
+
+
+def _parse_needs(text: str) -> list[tuple[str, float]] | None:
+    out = []
+    for part in [p.strip() for p in str(text).replace(";", ";").split(";") if p.strip()]:
+        service, _, qty = part.partition(":")
+        try:
+            quantity = float(qty.replace(":", "").strip())
+        except ValueError:
+            return None
+        if not service.strip() or not np.isfinite(quantity) or quantity <= 0:
+            return None
+        out.append((service.strip(), quantity))
+    return out
+
+
+def record_answers(register: Register, answers: Iterable[Answer], *,
+                   provider: str | None = None, centres: frozenset[str] | None = None
+                   ) -> RecordReport:
+    """Apply answers to tasks (and monitoring visits' results) in one transaction.
+
+    ``provider`` fences the answers to that provider's tasks; ``centres`` to tasks of
+    households in those stations (a coordinator's subtree).
+
+    Raises
+    ------
+    ValidationError
+        With every problem found; nothing is applied when there is any.
+    """
+    answers = list(answers)
+    problems: list[Problem] = []
+    report = RecordReport()
+    with register.engine.begin() as conn:
+        _lock(conn)
+        ids = sorted({a.task_id.strip() for a in answers})
+        found = pd.concat([tasks_frame(conn, TASKS.c.task_id.in_(chunk))
+                           for chunk in _chunks(ids)] or [tasks_frame(conn, sa.false())],
+                          ignore_index=True).set_index("task_id")
+        open_weeks = {(r.week, r.centre) for r in conn.execute(
+            sa.select(WEEKS.c.week, WEEKS.c.centre).where(WEEKS.c.state == "open"))}
+        known_services = set(register.rows("services", conn))
+        seen: dict[str, tuple[int | None, tuple]] = {}
+        planned: list[tuple[Answer, dict, dict]] = []
+        for a in answers:
+            p = _check_answer(a, found, open_weeks, seen, provider, centres, known_services)
+            problems += p[0]
+            if p[1] is not None:
+                planned.append((a, found.loc[a.task_id.strip()].to_dict(), p[1]))
+        if problems:
+            raise ValidationError(problems)
+        events = Events(conn, register.actor)
+        for a, before, after in planned:
+            tid = a.task_id.strip()
+            changes = {k: v for k, v in after.items()
+                       if k in TASKS.c and before.get(k) != v}
+            if changes:
+                conn.execute(TASKS.update().where(TASKS.c.task_id == tid)
+                             .values(**changes, updated_at=events.at))
+                events.add("task.answer", f"tasks:{tid}",
+                           {k: before.get(k) for k in changes}, changes)
+                report.changed += 1
+            else:
+                report.unchanged += 1
+            if before["kind"] in MONITORING_KINDS and after["status"] in (
+                    "delivered", "not_delivered"):
+                visit = _record_visit(register, conn, events, tid, before, a, after)
+                report.visits += visit[0]
+                report.needs_raised += visit[1]
+        events.flush()
+    return report
+
+
+def _check_answer(a: Answer, found: pd.DataFrame, open_weeks: set, seen: dict,
+                  provider: str | None, centres: frozenset[str] | None,
+                  services: set[str]) -> tuple[list[Problem], dict | None]:
+    where = {"table": a.source, "row": a.row}
+    problems: list[Problem] = []
+    tid = a.task_id.strip()
+
+    def problem(code: str, column: str, value: object = "", **detail) -> None:
+        problems.append(Problem(column=column, value=str(value)[:80], code=code,
+                                detail={k: str(v) for k, v in detail.items()}, **where))
+
+    if tid not in found.index:
+        problem("unknown_task", "task_id", tid)
+        return problems, None
+    task = found.loc[tid]
+    if a.week and a.week != task["week"]:
+        problem("task_other_week", "task_id", tid, task_week=task["week"], week=a.week)
+    if (task["week"], task["centre"]) not in open_weeks:
+        problem("week_not_open", "task_id", tid, week=task["week"])
+    fence = provider or a.provider
+    if fence and task["provider_id"] != fence:
+        problem("task_other_provider", "task_id", tid)
+    if centres is not None and task["station_id"] not in centres:
+        problem("task_other_provider", "task_id", tid)
+    status = word_code(a.status, _STATUS_WORDS)
+    if status is None or status == "planned":
+        allowed = ", ".join(f"{zh} {code}" for code, (zh, _e) in vocab.TASK_STATUSES.items()
+                            if code != "planned")
+        problem("not_allowed", "status", a.status, allowed=allowed)
+        return problems, None
+    before = task["status"]
+    if status != before and status not in vocab.TASK_NEXT[before]:
+        problem("status_not_allowed", "status", a.status,
+                before=vocab.TASK_STATUSES[before][0] + " " + before,
+                after=vocab.TASK_STATUSES[status][0] + " " + status)
+    units = float(task["units"])
+    text = str(a.units_delivered).strip()
+    if status == "delivered":
+        delivered = units if text == "" else _number(text)
+    elif status == "not_delivered":
+        delivered = 0.0 if text == "" else _number(text)
+    else:
+        delivered = float(task["units_delivered"]) if text == "" else _number(text)
+    if delivered is None or not np.isfinite(delivered):
+        problem("not_a_number", "units_delivered", text, example=f"{units:g}")
+        delivered = 0.0
+    elif delivered < 0:
+        problem("below_minimum", "units_delivered", text, minimum="0")
+    elif delivered > units + 1e-6 and units > 0:
+        problem("too_many_units", "units_delivered", text, planned=f"{units:g}")
+    day = str(a.answered_on).strip()[:10]
+    if day:
+        try:
+            when = date.fromisoformat(day)
+        except ValueError:
+            problem("not_a_date", "answered_on", a.answered_on)
+        else:
+            first, last = week_days(task["week"])
+            if not first <= when <= last:
+                problem("date_outside_week", "answered_on", day, week=task["week"],
+                        first=first.isoformat(), last=last.isoformat())
+    reason = ""
+    if str(a.reason).strip():
+        reason = word_code(a.reason, _REASON_WORDS) or ""
+        if not reason:
+            allowed = ", ".join(f"{zh} {code}" for code, (zh, _e) in
+                                vocab.DECLINE_REASONS.items())
+            problem("not_allowed", "reason", a.reason, allowed=allowed)
+    visit_given = bool(a.indicators) or bool(str(a.new_needs).strip()) or bool(a.note.strip())
+    if visit_given and task["kind"] not in MONITORING_KINDS:
+        problem("not_a_visit", "task_id", tid)
+    for key, value in a.indicators.items():
+        if str(value).strip() not in ("0", "1", "0.0", "1.0"):
+            problem("not_allowed", key, value, allowed="0, 1")
+    new = _parse_needs(a.new_needs)
+    if new is None or any(s not in services for s, _q in new):
+        problem("bad_new_needs", "new_needs", a.new_needs)
+    after = {"status": status, "units_delivered": round(float(delivered or 0.0), 9),
+             "answered_on": day or task["answered_on"], "reason": reason or task["reason"]}
+    key = (status, after["units_delivered"], after["answered_on"], after["reason"],
+           json.dumps(a.indicators, sort_keys=True), str(a.new_needs).strip(), a.note.strip())
+    if tid in seen and seen[tid][1] != key:
+        problem("duplicate_answer", "task_id", tid, first_row=seen[tid][0])
+    seen.setdefault(tid, (a.row, key))
+    return problems, after
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _record_visit(register: Register, conn, events: Events, tid: str, task: dict, a: Answer,
+                  after: dict) -> tuple[int, int]:
+    """A monitoring visit's result: kept once; a visit made re-assesses the household with
+    what it observed, raises the needs it found and restarts the monitoring cycle."""
+    if conn.execute(sa.select(VISIT_RESULTS.c.task_id).where(
+            VISIT_RESULTS.c.task_id == tid)).first() is not None:
+        return 0, 0
+    outcome = "done" if after["status"] == "delivered" else "missed"
+    day = after["answered_on"] or week_days(task["week"])[0].isoformat()
+    indicators = {k: str(int(float(v))) for k, v in a.indicators.items()}
+    new = _parse_needs(a.new_needs) or []
+    assessment_id = None
+    raised = 0
+    hid = task["household_id"]
+    if outcome == "done":
+        on = date.fromisoformat(day)
+        rows = register.rows("households", conn)
+        household = {**json.loads(rows[hid]), **indicators}
+        register.put_row(conn, events, "households", hid, rows[hid],
+                         row_json(canonical("households", pd.DataFrame([household])))[0], on)
+        typed = register.valid_rows(conn, "households", {hid: household})
+        assessment_id = register.write_assessments(
+            conn, events, typed, on, assessor=task["volunteer_id"] or register.actor.name,
+            discovered_by="visit")[0]
+        raised = len(register.add_needs(conn, events, [
+            {"household_id": hid, "service_id": s, "quantity": q, "urgency": 2,
+             "week": task["week"]} for s, q in new], on))
+        if task["volunteer_id"]:
+            _add_history(register, conn, events, [(task["week"], hid, task["volunteer_id"])])
+    conn.execute(VISIT_RESULTS.insert().values(
+        task_id=tid, household_id=hid, outcome=outcome, visited_on=day,
+        indicators=json.dumps(indicators, sort_keys=True), new_needs=str(a.new_needs).strip(),
+        note=a.note.strip(), assessment_id=assessment_id, recorded_at=events.at))
+    events.add("visit.result", f"tasks:{tid}", None,
+               {"outcome": outcome, "visited_on": day, "indicators": indicators,
+                "new_needs": str(a.new_needs).strip(), "note": a.note.strip()})
+    return 1, raised
+
+
+def _add_history(register: Register, conn, events: Events, visits: list[tuple[str, str, str]]
+                 ) -> int:
+    """History rows (week, household, volunteer) for visits made, each once."""
+    if not visits:
+        return 0
+    frame = pd.DataFrame(visits, columns=["week", "household_id", "volunteer_id"])
+    frame = frame.drop_duplicates()
+    keys = history_key(frame)
+    have = register.rows("history", conn)
+    fresh = frame[~keys.isin(list(have))]
+    if not len(fresh):
+        return 0
+    rows = [{"tbl": "history", "row_key": k,
+             "data": json.dumps(r, ensure_ascii=False, sort_keys=True),
+             "effective_from": week_start(r["week"]).isoformat(), "updated_at": events.at}
+            for k, r in zip(history_key(fresh), fresh.to_dict("records"), strict=True)]
+    conn.execute(ROWS.insert(), rows)
+    for r in rows:
+        events.add("history.add", f"history:{r['row_key']}", None, json.loads(r["data"]))
+    return len(rows)
+
+
+# ----------------------------------------------------------------------------- close
+
+
+@dataclass
+class ClosedWeek:
+    """What closing a week did to its needs and tasks."""
+
+    week: str
+    centre: str
+    delivered: int = 0  # needs closed, delivered in full
+    carried: int = 0  # needs carried into the next week
+    expired: int = 0
+    unanswered: int = 0  # tasks still sent or accepted, settled as not delivered
+    history: int = 0
+    spent: float = 0.0
+
+
+def close_week(register: Register, week: str, centre: str | None = None) -> ClosedWeek:
+    """Close ``week`` for ``centre``'s scope (as it was opened), in one transaction.
+
+    Raises
+    ------
+    CycleError
+        When the week was not opened for that scope or is already closed.
+    """
+    check_week(week)
+    scope = centre or WHOLE
+    out = ClosedWeek(week=week, centre=scope)
+    with register.engine.begin() as conn:
+        _lock(conn)
+        row = conn.execute(sa.select(WEEKS).where(WEEKS.c.week == week,
+                                                  WEEKS.c.centre == scope)).mappings().first()
+        if row is None:
+            raise CycleError(f"{week} 未为 {scope} 开启 / {week} was not opened for {scope}")
+        if row["state"] != "open":
+            raise CycleError(f"{week}({scope})已结束 / {week} ({scope}) is already closed")
+        events = Events(conn, register.actor)
+        week_tasks = tasks_frame(conn, TASKS.c.week == week, TASKS.c.centre == scope)
+        live = week_tasks["status"].isin(["planned", "accepted"])
+        if live.any():
+            ids = week_tasks.loc[live, "task_id"].tolist()
+            for chunk in _chunks(ids):
+                conn.execute(TASKS.update().where(TASKS.c.task_id.in_(chunk)).values(
+                    status="not_delivered", reason="no_answer", updated_at=events.at))
+            for tid, before in zip(ids, week_tasks.loc[live, "status"], strict=True):
+                events.add("task.settle", f"tasks:{tid}", {"status": before},
+                           {"status": "not_delivered", "reason": "no_answer"})
+            week_tasks.loc[live, "status"] = "not_delivered"
+            out.unanswered = int(live.sum())
+        out.spent = float(delivered_cost(week_tasks).sum())
+
+        snapshot = _snapshot_needs(register.store, conn, row["run_id"])
+        states = register.need_states(conn).set_index("need_id")
+        states = states[states.index.isin(snapshot) & states["state"].isin(
+            OPEN_STATES + ("allocated",))]
+        done = week_tasks[week_tasks["status"] == "delivered"]
+        got = done[done["need_id"] != ""].groupby("need_id")["units_delivered"].sum()
+        remaining = np.maximum(states["remaining"] - states.index.map(got).fillna(0.0), 0.0)
+        expire = register.policy.cycle.expire_weeks
+        for nid, left in remaining.items():
+            before = states.loc[nid]
+            if left <= EPS:
+                after = {"state": "closed", "close_reason": "delivered", "remaining": 0.0}
+                out.delivered += 1
+            elif expire and int(before["age"]) + 1 >= expire:
+                after = {"state": "closed", "close_reason": "expired", "remaining": float(left),
+                         "age": int(before["age"]) + 1}
+                out.expired += 1
+            else:
+                after = {"state": "carried", "remaining": float(left),
+                         "age": int(before["age"]) + 1}
+                out.carried += 1
+            conn.execute(NEED_STATES.update().where(NEED_STATES.c.need_id == nid)
+                         .values(**after, updated_at=events.at))
+            events.add("need_state.close" if after["state"] == "closed" else "need_state.carry",
+                       f"needs:{nid}", {k: _plain(before[k]) for k in after if k in before},
+                       after)
+        visits = done[done["volunteer_id"] != ""]
+        out.history = _add_history(register, conn, events, list(zip(
+            visits["week"], visits["household_id"], visits["volunteer_id"], strict=True)))
+        conn.execute(WEEKS.update().where(WEEKS.c.week == week, WEEKS.c.centre == scope)
+                     .values(state="closed", closed_at=events.at))
+        events.add("week.close", f"weeks:{week}:{scope}", {"state": "open"},
+                   {"state": "closed", "delivered": out.delivered, "carried": out.carried,
+                    "expired": out.expired, "unanswered": out.unanswered,
+                    "spent": round(out.spent, 2)})
+        events.flush()
+    return out
+
+
+def _snapshot_needs(store: RunStore, conn: sa.Connection, run_id: int | None) -> set[str]:
+    """The needs a week's run was given: those it allocated and those it left unmet."""
+    if run_id is None:
+        return set()
+    ids: set[str] = set()
+    for name in ("allocations", "unmet"):
+        frame = store.table_in(conn, run_id, name)
+        ids |= set(frame["need_id"])
+    return ids
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# ----------------------------------------------------------------------------- ledger
+
+
+def fund_ledger(register: Register, first: str | None = None, last: str | None = None
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The fund ledger (资金台账).
+
+    Returns
+    -------
+    by_week, balances
+        ``by_week``: per fund × street × week, ``planned`` (allocated), ``committed``
+        (accepted or delivered, at their planned cost), ``spent`` (delivered). ``balances``:
+        per fund at the last week, its period, weekly budget, accrued, spent, outstanding and
+        balance.
+    """
+    with register.engine.connect() as conn:
+        where = [TASKS.c.fund_id != ""]
+        if first:
+            where.append(TASKS.c.week >= first)
+        if last:
+            where.append(TASKS.c.week <= last)
+        frame = tasks_frame(conn, *where)
+        committed = np.where(frame["status"].isin(["accepted", "delivered"]),
+                             frame["cost"].to_numpy(float), 0.0)
+        by_week = frame.assign(planned=frame["cost"].astype(float), committed=committed,
+                               spent=delivered_cost(frame)) \
+            .groupby(["fund_id", "street_id", "week"], as_index=False)[
+                ["planned", "committed", "spent"]].sum().round(2)
+        funds = register.table("funds", conn)
+        at = last or (str(frame["week"].max()) if len(frame) else None)
+        if at is None:
+            all_weeks = conn.execute(sa.select(sa.func.max(WEEKS.c.week))).scalar()
+            at = all_weeks
+        balances = (fund_balances(conn, funds, at, register.policy.cycle.fund_period_weeks)
+                    .reset_index().round(2) if at else pd.DataFrame())
+    return by_week, balances
+
+
+def _text(value: float) -> str:
+    return str(float(value))
+
+
+def _chunks(items: list, size: int = 5000):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+__all__ = ["Answer", "ClosedWeek", "CycleError", "OpenedWeek", "RecordReport", "RegisterError",
+           "check_week", "close_week", "fund_balances", "fund_ledger", "next_week",
+           "open_week", "record_answers", "tasks", "week_scenario", "weeks"]
