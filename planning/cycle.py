@@ -446,6 +446,7 @@ class Answer:
     row: int | None = None
     week: str = ""  # the week the workbook was published for ("" from the API)
     provider: str = ""  # the provider the workbook was published for
+    street: str = ""  # the street whose volunteers' workbook it is
 
 
 @dataclass
@@ -566,6 +567,8 @@ def _check_answer(a: Answer, found: pd.DataFrame, open_weeks: set, seen: dict,
         problem("week_not_open", "task_id", tid, week=task["week"])
     fence = provider or a.provider
     if fence and task["provider_id"] != fence:
+        problem("task_other_provider", "task_id", tid)
+    if a.street and task["street_id"] != a.street:
         problem("task_other_provider", "task_id", tid)
     if centres is not None and task["station_id"] not in centres:
         problem("task_other_provider", "task_id", tid)

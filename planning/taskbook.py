@@ -1,0 +1,236 @@
+"""Task workbooks (分类推送): a week's tasks sent out as Excel, and the answers read back.
+
+:func:`publish_week` writes one workbook per provider (its service tasks) and one per street
+for its volunteers (their visits, with the monitoring visits' result columns). Each task is a
+row; the columns to fill in — status and reason as in-cell lists, units delivered, date, and
+for monitoring visits what was observed — come after the task's facts. :func:`read_answers`
+turns filled workbooks back into :class:`~wulian.planning.cycle.Answer` rows for
+:func:`~wulian.planning.cycle.record_answers`, which checks and applies them.
+
+Text is written as text cells (never formulas), so an id such as ``=1+1`` stays what it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from wulian.contract import vocab
+from wulian.contract.problems import Problem, ValidationError
+from wulian.planning.cycle import Answer, tasks
+from wulian.planning.register import Register
+
+TASK_SHEET = "任务 tasks"
+ABOUT_SHEET = "说明 about"
+
+
+@dataclass(frozen=True)
+class Col:
+    code: str
+    zh: str
+    en: str
+    width: int = 12
+
+    @property
+    def header(self) -> str:
+        return f"{self.zh} {self.en}"
+
+
+FACTS = (
+    Col("task_id", "任务编号", "task", 22), Col("week", "周次", "week", 10),
+    Col("kind", "类型", "kind", 14), Col("household_id", "家庭编号", "household", 12),
+    Col("station_id", "站点", "station", 13), Col("tier", "颜色", "colour", 8),
+    Col("service", "服务", "service", 18), Col("units", "计划数量", "units planned", 10),
+    Col("unit", "单位", "unit", 8), Col("cost", "金额(元)", "yuan", 10),
+    Col("fund_id", "基金", "fund", 8), Col("volunteer_id", "志愿者", "volunteer", 11),
+    Col("slot", "时段", "slot", 12),
+)
+ANSWERS = (
+    Col("status", "状态", "status", 10), Col("units_delivered", "完成数量", "units delivered", 10),
+    Col("answered_on", "日期", "date", 12), Col("reason", "原因", "reason", 16),
+)
+VISIT = (
+    *(Col(c, f"{vocab.DIMENSIONS[c[2:]][0]}缺失", f"{c} observed", 9)
+      for c in vocab.DEPRIVATION_COLUMNS),
+    Col("new_needs", "新需求", "new needs (service:qty;…)", 24), Col("note", "备注", "note", 24),
+)
+_BY_HEADER = {c.header: c.code for c in (*FACTS, *ANSWERS, *VISIT)} | {
+    c.code: c.code for c in (*FACTS, *ANSWERS, *VISIT)}
+_STATUS_LIST = ",".join(zh for code, (zh, _en) in vocab.TASK_STATUSES.items() if code != "planned")
+_REASON_LIST = ",".join(zh for code, (zh, _en) in vocab.DECLINE_REASONS.items()
+                        if code != "no_answer")
+
+
+def _text_cell(ws, row: int, col: int, value) -> None:
+    """Write a value; text stays text even when it starts with = + - @ (never a formula)."""
+    cell = ws.cell(row=row, column=col, value=value)
+    if isinstance(value, str):
+        cell.data_type = "s"
+
+
+def publish_week(register: Register, week: str, out: str | Path,
+                 centre: str | None = None) -> list[Path]:
+    """One workbook per provider and one per street's volunteers for ``week``'s tasks."""
+    frame = tasks(register, week)
+    if centre:
+        frame = frame[frame["centre"] == centre]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    services = register.table("services").set_index("service_id")
+    providers = register.table("providers").set_index("provider_id")
+    written = []
+    frame = frame.assign(service=frame["service_id"].map(services["name_zh"]).fillna(""),
+                         unit=frame["service_id"].map(services["unit"]).fillna(""))
+    offers = frame[frame["volunteer_id"] == ""]
+    for pid, part in offers.groupby("provider_id", sort=True):
+        name = providers["name"].get(pid, pid)
+        written.append(_workbook(out / f"{week}_{pid}.xlsx", part, week,
+                                 {"provider": pid, "name": name}, visits=False))
+    visits = frame[frame["volunteer_id"] != ""]
+    for street, part in visits.groupby("street_id", sort=True):
+        written.append(_workbook(out / f"{week}_volunteers_{street}.xlsx", part, week,
+                                 {"street": street, "name": f"{street} 志愿者 volunteers"},
+                                 visits=True))
+    return written
+
+
+def _workbook(path: Path, part: pd.DataFrame, week: str, who: dict, visits: bool) -> Path:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font, PatternFill
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    columns = (*FACTS, *ANSWERS, *(VISIT if visits else ()))
+    wb = Workbook()
+    ws = wb.active
+    ws.title = TASK_SHEET
+    for j, col in enumerate(columns, start=1):
+        _text_cell(ws, 1, j, col.header)
+        ws.cell(row=1, column=j).font = Font(bold=True)
+        ws.column_dimensions[ws.cell(row=1, column=j).column_letter].width = col.width
+    fill = PatternFill("solid", fgColor="FFF2CC")  # the cells to fill in
+    kinds = {k: zh for k, (zh, _en) in vocab.TASK_KINDS.items()}
+    tiers = {k: zh for k, (zh, _en) in vocab.TIERS.items()}
+    for i, row in enumerate(part.itertuples(index=False), start=2):
+        values = {"task_id": row.task_id, "week": row.week, "kind": kinds.get(row.kind, row.kind),
+                  "household_id": row.household_id, "station_id": row.station_id,
+                  "tier": tiers.get(row.tier, row.tier), "service": row.service,
+                  "units": float(row.units), "unit": row.unit, "cost": float(row.cost),
+                  "fund_id": row.fund_id, "volunteer_id": row.volunteer_id, "slot": row.slot}
+        if row.status != "planned":  # a re-publish shows the answers already recorded
+            values.update(status=vocab.TASK_STATUSES[row.status][0],
+                          units_delivered=float(row.units_delivered),
+                          answered_on=row.answered_on,
+                          reason=vocab.DECLINE_REASONS.get(row.reason, ("",))[0])
+        for j, col in enumerate(columns, start=1):
+            _text_cell(ws, i, j, values.get(col.code))
+            if col in ANSWERS or col in VISIT:
+                ws.cell(row=i, column=j).fill = fill
+    last = max(len(part) + 1, 2)
+    letter = {c.code: ws.cell(row=1, column=j).column_letter
+              for j, c in enumerate(columns, start=1)}
+    lists = [(letter["status"], f'"{_STATUS_LIST}"'), (letter["reason"], f'"{_REASON_LIST}"')]
+    if visits:
+        lists += [(letter[c], '"0,1"') for c in vocab.DEPRIVATION_COLUMNS]
+    for col, formula in lists:
+        dv = DataValidation(type="list", formula1=formula, allow_blank=True)
+        dv.add(f"{col}2:{col}{last}")
+        ws.add_data_validation(dv)
+    ws.freeze_panes = "B2"
+    ws.auto_filter.ref = f"A1:{letter[columns[-1].code]}{last}"
+
+    about = wb.create_sheet(ABOUT_SHEET)
+    lines = [("周次 week", week), ("对象 for", who.get("provider") or who.get("street")),
+             ("名称 name", who["name"]),
+             ("类型 kind", "provider" if "provider" in who else "street"),
+             ("生成时间 made", datetime.now(UTC).isoformat(timespec="seconds")),
+             ("说明", "请在黄色列填写:状态(已接受/已拒绝/已完成/未完成)、完成数量、日期、原因;"
+                      "巡查走访另填观察到的缺失(0/1)、新需求、备注。勿修改任务编号。"),
+             ("how to", "Fill in the yellow columns: status, units delivered, date, reason; for "
+                        "monitoring visits also what was observed (0/1), new needs and a note. "
+                        "Keep the task ids as they are.")]
+    for i, (label, value) in enumerate(lines, start=1):
+        _text_cell(about, i, 1, label)
+        _text_cell(about, i, 2, value)
+    about.column_dimensions["A"].width = 16
+    about.column_dimensions["B"].width = 90
+    wb.save(path)
+    return path
+
+
+def read_answers(paths: list[str | Path]) -> list[Answer]:
+    """The answered rows of filled task workbooks (rows with no status are skipped).
+
+    Raises
+    ------
+    ValidationError
+        When a file cannot be read as a task workbook (every such problem).
+    """
+    from openpyxl import load_workbook
+
+    answers: list[Answer] = []
+    problems: list[Problem] = []
+    for path in paths:
+        name = Path(path).name
+        try:
+            wb = load_workbook(path, read_only=True, data_only=True)
+        except Exception as exc:  # noqa: BLE001 - any reader failure is the user's file
+            problems.append(Problem(name, "unreadable_file", value=name,
+                                    detail={"reason": str(exc)[:200]}))
+            continue
+        meta = {}
+        if ABOUT_SHEET in wb.sheetnames:
+            for label, value, *_ in wb[ABOUT_SHEET].iter_rows(max_col=2, values_only=True):
+                meta[str(label or "").split(" ")[-1]] = "" if value is None else str(value)
+        ws = wb[TASK_SHEET] if TASK_SHEET in wb.sheetnames else wb.worksheets[0]
+        rows = ws.iter_rows(values_only=True)
+        header = [str(h or "").strip() for h in next(rows, ())]
+        codes = [_BY_HEADER.get(h, "") for h in header]
+        where = f"{name}:{ws.title}"
+        if "task_id" not in codes or "status" not in codes:
+            for code in ("task_id", "status"):
+                if code not in codes:
+                    problems.append(Problem(where, "missing_column", column=code))
+            wb.close()
+            continue
+        provider = meta.get("for", "") if meta.get("kind") == "provider" else ""
+        street = meta.get("for", "") if meta.get("kind") == "street" else ""
+        for r, values in enumerate(rows, start=2):
+            cell = {c: values[j] for j, c in enumerate(codes) if c and j < len(values)}
+            if _blank(cell.get("status")):
+                continue
+            answers.append(Answer(
+                task_id=_str(cell.get("task_id")), status=_str(cell.get("status")),
+                units_delivered=_str(cell.get("units_delivered")),
+                answered_on=_date(cell.get("answered_on")), reason=_str(cell.get("reason")),
+                indicators={c: _str(cell[c]) for c in vocab.DEPRIVATION_COLUMNS
+                            if not _blank(cell.get(c))},
+                new_needs=_str(cell.get("new_needs")), note=_str(cell.get("note")),
+                source=where, row=r, week=meta.get("week", ""), provider=provider,
+                street=street))
+        wb.close()
+    if problems:
+        raise ValidationError(problems)
+    return answers
+
+
+def _blank(value) -> bool:
+    return value is None or str(value).strip() == ""
+
+
+def _str(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(value)
+    return str(value).strip()
+
+
+def _date(value) -> str:
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return _str(value)
