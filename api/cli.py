@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from wulian.api.console import console, frame_table, load_or_report, print_problems
+from wulian.api.cycle_cli import add_commands as add_cycle_commands
 from wulian.api.plan_cli import add_command as add_plan
 from wulian.api.service_cli import add_commands as add_service_commands
 from wulian.contract import vocab
@@ -528,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_plan(sub)  # plan (the quarterly planner)
     add_service_commands(sub)  # serve, token, jobs (the batch service)
+    add_cycle_commands(sub)  # db, register, week, funds, simulate (the weekly cycle)
     return parser
 
 

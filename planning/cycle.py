@@ -514,24 +514,23 @@ def record_answers(register: Register, answers: Iterable[Answer], *,
                           ignore_index=True).set_index("task_id")
         open_weeks = {(r.week, r.centre) for r in conn.execute(
             sa.select(WEEKS.c.week, WEEKS.c.centre).where(WEEKS.c.state == "open"))}
-        known_services = set(register.rows("services", conn))
+        units = register.table("services", conn).set_index("service_id")["unit"].to_dict()
         seen: dict[str, tuple[int | None, tuple]] = {}
         planned: list[tuple[Answer, dict, dict]] = []
         for a in answers:
-            p = _check_answer(a, found, open_weeks, seen, provider, centres, known_services)
+            p = _check_answer(a, found, open_weeks, seen, provider, centres, units)
             problems += p[0]
             if p[1] is not None:
                 planned.append((a, found.loc[a.task_id.strip()].to_dict(), p[1]))
         if problems:
             raise ValidationError(problems)
         events = Events(conn, register.actor)
+        updates, visits = [], []
         for a, before, after in planned:
             tid = a.task_id.strip()
-            changes = {k: v for k, v in after.items()
-                       if k in TASKS.c and before.get(k) != v}
+            changes = {k: v for k, v in after.items() if before.get(k) != v}
             if changes:
-                conn.execute(TASKS.update().where(TASKS.c.task_id == tid)
-                             .values(**changes, updated_at=events.at))
+                updates.append({"tid": tid, **after, "updated_at": events.at})
                 events.add("task.answer", f"tasks:{tid}",
                            {k: before.get(k) for k in changes}, changes)
                 report.changed += 1
@@ -539,16 +538,20 @@ def record_answers(register: Register, answers: Iterable[Answer], *,
                 report.unchanged += 1
             if before["kind"] in MONITORING_KINDS and after["status"] in (
                     "delivered", "not_delivered"):
-                visit = _record_visit(register, conn, events, tid, before, a, after)
-                report.visits += visit[0]
-                report.needs_raised += visit[1]
+                visits.append((tid, before, a, after))
+        if updates:
+            conn.execute(TASKS.update().where(TASKS.c.task_id == sa.bindparam("tid")).values(
+                status=sa.bindparam("status"), units_delivered=sa.bindparam("units_delivered"),
+                answered_on=sa.bindparam("answered_on"), reason=sa.bindparam("reason"),
+                updated_at=sa.bindparam("updated_at")), updates)
+        report.visits, report.needs_raised = _record_visits(register, conn, events, visits)
         events.flush()
     return report
 
 
 def _check_answer(a: Answer, found: pd.DataFrame, open_weeks: set, seen: dict,
                   provider: str | None, centres: frozenset[str] | None,
-                  services: set[str]) -> tuple[list[Problem], dict | None]:
+                  units_of: dict[str, str]) -> tuple[list[Problem], dict | None]:
     where = {"table": a.source, "row": a.row}
     problems: list[Problem] = []
     tid = a.task_id.strip()
@@ -598,6 +601,11 @@ def _check_answer(a: Answer, found: pd.DataFrame, open_weeks: set, seen: dict,
         problem("below_minimum", "units_delivered", text, minimum="0")
     elif delivered > units + 1e-6 and units > 0:
         problem("too_many_units", "units_delivered", text, planned=f"{units:g}")
+    elif text and units_of.get(task["service_id"]) in vocab.WHOLE_UNITS \
+            and delivered != round(delivered):
+        unit = units_of[task["service_id"]]
+        problem("not_whole", "units_delivered", text, unit_zh=vocab.UNITS[unit][0],
+                unit_en=unit + "s")
     day = str(a.answered_on).strip()[:10]
     if day:
         try:
@@ -623,7 +631,7 @@ def _check_answer(a: Answer, found: pd.DataFrame, open_weeks: set, seen: dict,
         if str(value).strip() not in ("0", "1", "0.0", "1.0"):
             problem("not_allowed", key, value, allowed="0, 1")
     new = _parse_needs(a.new_needs)
-    if new is None or any(s not in services for s, _q in new):
+    if new is None or any(s not in units_of for s, _q in new):
         problem("bad_new_needs", "new_needs", a.new_needs)
     after = {"status": status, "units_delivered": round(float(delivered or 0.0), 9),
              "answered_on": day or task["answered_on"], "reason": reason or task["reason"]}
@@ -642,43 +650,56 @@ def _number(text: str) -> float | None:
         return None
 
 
-def _record_visit(register: Register, conn, events: Events, tid: str, task: dict, a: Answer,
-                  after: dict) -> tuple[int, int]:
-    """A monitoring visit's result: kept once; a visit made re-assesses the household with
-    what it observed, raises the needs it found and restarts the monitoring cycle."""
-    if conn.execute(sa.select(VISIT_RESULTS.c.task_id).where(
-            VISIT_RESULTS.c.task_id == tid)).first() is not None:
+def _record_visits(register: Register, conn, events: Events,
+                   visits: list[tuple[str, dict, Answer, dict]]) -> tuple[int, int]:
+    """Monitoring visits' results, each kept once: a visit made re-assesses its household
+    with what it observed (the other indicators kept), raises the needs it found and restarts
+    the monitoring cycle (a history row). Done together, so the register is validated once."""
+    if not visits:
         return 0, 0
-    outcome = "done" if after["status"] == "delivered" else "missed"
-    day = after["answered_on"] or week_days(task["week"])[0].isoformat()
-    indicators = {k: str(int(float(v))) for k, v in a.indicators.items()}
-    new = _parse_needs(a.new_needs) or []
-    assessment_id = None
-    raised = 0
-    hid = task["household_id"]
-    if outcome == "done":
-        on = date.fromisoformat(day)
-        rows = register.rows("households", conn)
-        household = {**json.loads(rows[hid]), **indicators}
-        register.put_row(conn, events, "households", hid, rows[hid],
-                         row_json(canonical("households", pd.DataFrame([household])))[0], on)
-        typed = register.valid_rows(conn, "households", {hid: household})
-        assessment_id = register.write_assessments(
-            conn, events, typed, on, assessor=task["volunteer_id"] or register.actor.name,
-            discovered_by="visit")[0]
-        raised = len(register.add_needs(conn, events, [
-            {"household_id": hid, "service_id": s, "quantity": q, "urgency": 2,
-             "week": task["week"]} for s, q in new], on))
-        if task["volunteer_id"]:
-            _add_history(register, conn, events, [(task["week"], hid, task["volunteer_id"])])
-    conn.execute(VISIT_RESULTS.insert().values(
-        task_id=tid, household_id=hid, outcome=outcome, visited_on=day,
-        indicators=json.dumps(indicators, sort_keys=True), new_needs=str(a.new_needs).strip(),
-        note=a.note.strip(), assessment_id=assessment_id, recorded_at=events.at))
-    events.add("visit.result", f"tasks:{tid}", None,
-               {"outcome": outcome, "visited_on": day, "indicators": indicators,
-                "new_needs": str(a.new_needs).strip(), "note": a.note.strip()})
-    return 1, raised
+    ids = [tid for tid, *_ in visits]
+    kept = {r.task_id for r in conn.execute(sa.select(VISIT_RESULTS.c.task_id).where(
+        VISIT_RESULTS.c.task_id.in_(ids)))}
+    visits = [v for v in visits if v[0] not in kept]
+    if not visits:
+        return 0, 0
+    rows = register.rows("households", conn)
+    observed: dict[str, dict] = {}
+    day_of: dict[str, date] = {}
+    results, needs, history = [], [], []
+    for tid, task, a, after in visits:
+        outcome = "done" if after["status"] == "delivered" else "missed"
+        day = after["answered_on"] or week_days(task["week"])[0].isoformat()
+        indicators = {k: str(int(float(v))) for k, v in a.indicators.items()}
+        hid = task["household_id"]
+        if outcome == "done":
+            observed[hid] = {**observed.get(hid, json.loads(rows[hid])), **indicators}
+            day_of[hid] = date.fromisoformat(day)
+            needs += [{"household_id": hid, "service_id": s, "quantity": q, "urgency": 2,
+                       "week": task["week"]} for s, q in _parse_needs(a.new_needs) or []]
+            if task["volunteer_id"]:
+                history.append((task["week"], hid, task["volunteer_id"]))
+        results.append({"task_id": tid, "household_id": hid, "outcome": outcome,
+                        "visited_on": day, "indicators": json.dumps(indicators, sort_keys=True),
+                        "new_needs": str(a.new_needs).strip(), "note": a.note.strip(),
+                        "assessment_id": None, "recorded_at": events.at})
+        events.add("visit.result", f"tasks:{tid}", None,
+                   {k: results[-1][k] for k in ("outcome", "visited_on", "new_needs", "note")}
+                   | {"indicators": indicators})
+    if observed:
+        for hid, household in observed.items():
+            data = row_json(canonical("households", pd.DataFrame([household])))[0]
+            register.put_row(conn, events, "households", hid, rows[hid], data, day_of[hid])
+        typed = register.valid_rows(conn, "households", observed)
+        made = register.write_assessments(conn, events, typed, day_of,
+                                          assessor=register.actor.name, discovered_by="visit")
+        for r in results:
+            if r["outcome"] == "done":
+                r["assessment_id"] = made.get(r["household_id"])
+    raised = register.add_needs(conn, events, needs, max(day_of.values())) if needs else []
+    _add_history(register, conn, events, history)
+    conn.execute(VISIT_RESULTS.insert(), results)
+    return len(results), len(raised)
 
 
 def _add_history(register: Register, conn, events: Events, visits: list[tuple[str, str, str]]
@@ -760,26 +781,33 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
             OPEN_STATES + ("allocated",))]
         done = week_tasks[week_tasks["status"] == "delivered"]
         got = done[done["need_id"] != ""].groupby("need_id")["units_delivered"].sum()
-        remaining = np.maximum(states["remaining"] - states.index.map(got).fillna(0.0), 0.0)
+        left = np.maximum(states["remaining"].to_numpy(float)
+                          - states.index.map(got).fillna(0.0).to_numpy(float), 0.0)
+        age = states["age"].to_numpy(int) + 1
         expire = register.policy.cycle.expire_weeks
-        for nid, left in remaining.items():
-            before = states.loc[nid]
-            if left <= EPS:
-                after = {"state": "closed", "close_reason": "delivered", "remaining": 0.0}
-                out.delivered += 1
-            elif expire and int(before["age"]) + 1 >= expire:
-                after = {"state": "closed", "close_reason": "expired", "remaining": float(left),
-                         "age": int(before["age"]) + 1}
-                out.expired += 1
-            else:
-                after = {"state": "carried", "remaining": float(left),
-                         "age": int(before["age"]) + 1}
-                out.carried += 1
-            conn.execute(NEED_STATES.update().where(NEED_STATES.c.need_id == nid)
-                         .values(**after, updated_at=events.at))
+        full = left <= EPS
+        expired = ~full & (expire > 0) & (age >= expire)
+        state = np.where(full | expired, "closed", "carried")
+        reason = np.where(full, "delivered", np.where(expired, "expired", ""))
+        age = np.where(full, states["age"].to_numpy(int), age)
+        left = np.where(full, 0.0, left)
+        out.delivered, out.expired = int(full.sum()), int(expired.sum())
+        out.carried = int(len(states) - out.delivered - out.expired)
+        changes = [{"nid": nid, "state": st, "close_reason": why, "remaining": float(rest),
+                    "age": int(n), "updated_at": events.at}
+                   for nid, st, why, rest, n in zip(states.index, state, reason, left, age,
+                                                    strict=True)]
+        if changes:
+            conn.execute(NEED_STATES.update().where(
+                NEED_STATES.c.need_id == sa.bindparam("nid")).values(
+                state=sa.bindparam("state"), close_reason=sa.bindparam("close_reason"),
+                remaining=sa.bindparam("remaining"), age=sa.bindparam("age"),
+                updated_at=sa.bindparam("updated_at")), changes)
+        before = states[["state", "remaining", "age"]].to_dict("records")
+        for change, was in zip(changes, before, strict=True):
+            after = {k: change[k] for k in ("state", "close_reason", "remaining", "age")}
             events.add("need_state.close" if after["state"] == "closed" else "need_state.carry",
-                       f"needs:{nid}", {k: _plain(before[k]) for k in after if k in before},
-                       after)
+                       f"needs:{change['nid']}", {k: _plain(v) for k, v in was.items()}, after)
         visits = done[done["volunteer_id"] != ""]
         out.history = _add_history(register, conn, events, list(zip(
             visits["week"], visits["household_id"], visits["volunteer_id"], strict=True)))

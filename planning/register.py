@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -261,7 +262,7 @@ class Register:
         """The current state as a scenario's text tables: open needs with what is still owed."""
         tables = {name: self.table(name, conn) for name in REGISTER_TABLES}
         states = self.need_states(conn, OPEN_STATES + ("allocated",))
-        tables["needs"] = open_needs(tables["needs"], states)
+        tables["needs"] = open_needs(tables["needs"], states, tables["services"])
         return tables
 
     def scenario(self, conn: sa.Connection | None = None) -> Scenario:
@@ -353,7 +354,7 @@ class Register:
                                   "remaining": added["quantity"].astype(float),
                                   "state": "open", "age": 0})
         states = pd.concat([states, fresh], ignore_index=True)
-        tables["needs"] = open_needs(tables["needs"], states)
+        tables["needs"] = open_needs(tables["needs"], states, tables["services"])
         Scenario.from_tables(tables, self.policy)  # raises ValidationError with every problem
 
     def _apply_rows(self, conn, events: Events, name: str, old: dict, incoming: dict,
@@ -386,9 +387,11 @@ class Register:
         self.write_assessments(conn, events, typed, on, assessor=self.actor.name,
                                 discovered_by="import")
 
-    def write_assessments(self, conn, events: Events, typed: pd.DataFrame, on: date, *,
-                           assessor: str, discovered_by: str) -> list[int]:
-        """A new assessment version for each household row of ``typed`` (contract columns)."""
+    def write_assessments(self, conn, events: Events, typed: pd.DataFrame,
+                          on: date | Mapping[str, date], *, assessor: str,
+                          discovered_by: str) -> dict[str, int]:
+        """A new assessment version for each household row of ``typed`` (contract columns),
+        made ``on`` a date (or a date per household); returns each one's assessment id."""
         final = colour(typed, self.policy)
         by_policy = colour(typed.assign(tier=""), self.policy)
         ids = typed["household_id"].tolist()
@@ -401,7 +404,8 @@ class Register:
         for i, hid in enumerate(ids):
             rows.append({
                 "household_id": hid, "version": int(versions.get(hid, 0)) + 1,
-                "assessed_on": on.isoformat(), "assessor": assessor,
+                "assessed_on": (on[hid] if isinstance(on, Mapping) else on).isoformat(),
+                "assessor": assessor,
                 "discovered_by": discovered_by,
                 "indicators": json.dumps(indicators[i], sort_keys=True),
                 "categories": str(typed["categories"].iloc[i] or ""),
@@ -415,7 +419,11 @@ class Register:
                        {k: row[k] for k in ("version", "assessed_on", "assessor",
                                             "discovered_by", "score", "tier_policy",
                                             "tier_override", "tier")})
-        return [r["version"] for r in rows]
+        made = sa.select(ASSESSMENTS.c.household_id, ASSESSMENTS.c.assessment_id).where(
+            ASSESSMENTS.c.created_at == events.at)
+        if len(ids) < 30_000:
+            made = made.where(ASSESSMENTS.c.household_id.in_(ids))
+        return dict(conn.execute(made).all())
 
     def _open_imported_needs(self, conn, events: Events, scenario: Scenario, c: TableChanges,
                              rows: tuple[dict, dict]) -> None:
@@ -476,11 +484,12 @@ class Register:
             events = Events(conn, self.actor)
             data = row_json(canonical("households", pd.DataFrame([merged])))[0]
             self.put_row(conn, events, "households", hid, current.get(hid), data, on)
-            version = self.write_assessments(conn, events, typed, on,
-                                              assessor=assessor or self.actor.name,
-                                              discovered_by=discovered_by)[0]
+            self.write_assessments(conn, events, typed, on,
+                                   assessor=assessor or self.actor.name,
+                                   discovered_by=discovered_by)
             events.flush()
-        return version
+            return int(conn.execute(sa.select(sa.func.max(ASSESSMENTS.c.version)).where(
+                ASSESSMENTS.c.household_id == hid)).scalar())
 
     def add_need(self, row: Mapping[str, object], *, on: date | None = None) -> str:
         """Raise one need (a one-click request, a visit's finding); returns its id.
@@ -568,20 +577,21 @@ class Register:
             events.add(f"{table}.change", f"{table}:{key}", json.loads(old), json.loads(data))
 
 
-def open_needs(needs: pd.DataFrame, states: pd.DataFrame) -> pd.DataFrame:
-    """The needs rows still owed, each with ``quantity`` set to what is still owed."""
+def open_needs(needs: pd.DataFrame, states: pd.DataFrame, services: pd.DataFrame
+               ) -> pd.DataFrame:
+    """The needs rows still owed, each with ``quantity`` set to what is still owed, rounded up
+    to what its unit counts in (whole hours, visits and items; cents)."""
     if not len(needs):
         return needs
     owed = states.set_index("need_id")["remaining"]
     keep = needs["need_id"].isin(owed.index)
     out = needs[keep].copy()
-    remaining = out["need_id"].map(owed).astype(float)
-    out["quantity"] = [_number_text(v) for v in remaining]
+    remaining = out["need_id"].map(owed).astype(float).to_numpy()
+    unit = out["service_id"].map(services.set_index("service_id")["unit"]).to_numpy()
+    step = np.where(np.isin(unit, list(vocab.WHOLE_UNITS)), 1.0, 0.01)
+    remaining = np.ceil(np.round(remaining / step, 6)) * step
+    out["quantity"] = [str(float(round(v, 2))) for v in remaining]
     return out[remaining > 1e-9].reset_index(drop=True)
-
-
-def _number_text(value: float) -> str:
-    return str(float(value))
 
 
 def _merge(old: dict[str, str], incoming: dict[str, str], c: TableChanges) -> dict[str, str]:

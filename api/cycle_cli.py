@@ -1,0 +1,327 @@
+"""``wulian db``, ``register``, ``week``, ``funds`` and ``simulate``: the weekly cycle from the
+shell. Every command works on the store given by ``--store`` or ``$WULIAN_STORE``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from wulian.api.console import console, frame_table, load_or_report, print_problems
+from wulian.contract.problems import ValidationError
+from wulian.planning.fmt import count, yuan
+
+STORE_HELP = "store URL (default $WULIAN_STORE or runs/wulian.sqlite)"
+
+
+def _register(args: argparse.Namespace, via: str = "cli"):
+    from wulian.demand.policy import Policy
+    from wulian.planning.register import Actor, Register
+    from wulian.planning.store import RunStore
+
+    policy = Policy.load(args.policy) if getattr(args, "policy", None) else None
+    return Register(RunStore(args.store), Actor(f"cli:{getpass.getuser()}", via), policy)
+
+
+def _fail(err: Exception) -> int:
+    if isinstance(err, ValidationError):
+        print_problems(err.problems)
+    else:
+        console.print(f"[bold red]{err}[/]")
+    return 1
+
+
+# -- db ---------------------------------------------------------------------------------------
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from wulian.planning.db import head, open_engine, revision, upgrade
+    from wulian.planning.store import store_url
+
+    url = store_url(args.store)
+    engine = open_engine(url, migrate=False)
+    shown = engine.url.render_as_string(hide_password=True)
+    if args.action == "current":
+        console.print(f"{shown}: 版本 revision {revision(engine) or '无 none'} "
+                      f"(最新 newest {head()})")
+        return 0
+    before, after = upgrade(engine)
+    if before == after:
+        console.print(f"{shown}: 已是最新 / already at revision {after}")
+    else:
+        console.print(f"{shown}: 已升级 / upgraded {before or '(unversioned)'} → {after}")
+    return 0
+
+
+# -- register ---------------------------------------------------------------------------------
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from wulian.planning.register import RegisterError
+
+    register = _register(args, "file" if args.action == "import" else "cli")
+    try:
+        if args.action == "import":
+            return _import(register, args)
+        if args.action == "export":
+            out = register.export(args.target, args.format)
+            console.print(f"已导出 / exported: {out}")
+            return 0
+        if args.action == "household":
+            row = {"household_id": args.target, **_pairs(args.set)}
+            version = register.assess(row, discovered_by=args.discovered_by,
+                                      on=date.fromisoformat(args.date) if args.date else None)
+            history = register.colour_history(args.target).iloc[-1]
+            console.print(f"家庭 {args.target}:评估第 {version} 版,颜色 {history['tier']} / "
+                          f"household {args.target}: assessment v{version}, colour "
+                          f"{history['tier']} (score {history['score']:.3f})")
+            return 0
+        if args.action == "need":
+            row = {"household_id": args.target, **_pairs(args.set)}
+            need_id = register.add_need(row)
+            console.print(f"已登记需求 / need raised: {need_id}")
+            return 0
+        if args.action == "withdraw":
+            register.withdraw_need(args.target)
+            console.print(f"已撤回 / withdrawn: {args.target}")
+            return 0
+        if args.action == "history":
+            frame = register.colour_history(args.target)
+            if frame.empty:
+                console.print(f"[bold red]没有家庭 {args.target} 的评估 / no assessments of "
+                              f"{args.target}[/]")
+                return 1
+            console.print(frame_table(frame[["version", "assessed_on", "assessor",
+                                             "discovered_by", "score", "tier_policy",
+                                             "tier_override", "tier"]],
+                                      f"颜色历史 / colour history of {args.target}",
+                                      index=False))
+            return 0
+        frame = register.events(subject=args.target)
+        console.print(frame_table(frame.tail(args.limit)[["event_id", "at", "actor", "via",
+                                                          "kind", "subject"]],
+                                  "审计记录 / audit trail", index=False))
+        return 0
+    except (ValidationError, RegisterError, ValueError) as err:
+        return _fail(err)
+
+
+def _pairs(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"应为 列=值:{item!r} / expected COLUMN=VALUE: {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _import(register, args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    scenario = load_or_report(args.target, register.policy)
+    if scenario is None:
+        return 1
+    report = register.import_scenario(scenario, dry_run=args.dry_run)
+    title = ("试运行,未写入 / dry run, nothing written" if args.dry_run
+             else "已导入登记册 / imported into the register")
+    console.print(frame_table(report.frame(), title, index=False))
+    if report.skipped:
+        console.print(f"未导入(不属于登记册)/ not kept in the register: "
+                      f"{', '.join(report.skipped)}", style="dim")
+    console.print(f"{count(report.total)} 处变更 / changes, {count(report.assessments)} 次评估 / "
+                  f"assessments ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+# -- week -------------------------------------------------------------------------------------
+
+def cmd_week(args: argparse.Namespace) -> int:
+    from wulian.planning import cycle, taskbook
+    from wulian.planning.register import RegisterError
+
+    register = _register(args, "file" if args.action == "record" else "cli")
+    if args.action == "record":  # `week record FILE…`: the first file lands in `week`
+        args.files = [f for f in [args.week, *args.files] if f]
+        if not args.files:
+            console.print("[bold red]请给出已填写的工作簿 / give the filled workbooks[/]")
+            return 2
+    elif args.action != "list" and not args.week:
+        console.print("[bold red]请给出周次,如 2027-W02 / give the week, e.g. 2027-W02[/]")
+        return 2
+    try:
+        if args.action == "open":
+            with console.status(f"开启 {args.week} / opening {args.week} …"):
+                opened = cycle.open_week(register, args.week, args.centre)
+            _show_opened(opened)
+            return 0
+        if args.action == "publish":
+            paths = taskbook.publish_week(register, args.week, args.out, args.centre)
+            console.print(f"已推送 {len(paths)} 个工作簿 / {len(paths)} workbook(s) published "
+                          f"to {args.out}")
+            return 0
+        if args.action == "record":
+            answers = taskbook.read_answers(args.files)
+            report = cycle.record_answers(register, answers)
+            console.print(f"已记录 / recorded: {report.changed} 个任务更新 tasks changed, "
+                          f"{report.unchanged} 个未变 unchanged, {report.visits} 次走访结果 "
+                          f"visit results, {report.needs_raised} 个新需求 new needs")
+            return 0
+        if args.action == "close":
+            closed = cycle.close_week(register, args.week, args.centre)
+            console.print(
+                f"{closed.week} 已结束 / closed: {closed.delivered} 个需求全部交付 needs "
+                f"delivered in full, {closed.carried} 个顺延 carried forward, {closed.expired} "
+                f"个过期 expired, {closed.unanswered} 个任务未回复 tasks unanswered, 支出 spent "
+                f"{yuan(closed.spent)}")
+            return 0
+        if args.action == "tasks":
+            frame = cycle.tasks(register, args.week, provider=args.provider,
+                                status=args.status)
+            if args.out:
+                frame.to_csv(args.out, index=False, encoding="utf-8-sig")
+                console.print(f"已写入 / written: {args.out}")
+            summary = frame.groupby(["kind", "status"]).size().rename("tasks").reset_index()
+            console.print(frame_table(summary, f"{args.week} 任务 / tasks", index=False))
+            return 0
+        frame = cycle.weeks(register)
+        console.print(frame_table(frame[["week", "centre", "state", "run_id", "opened_at",
+                                         "closed_at"]].fillna(""), "周 / weeks", index=False))
+        return 0
+    except (ValidationError, cycle.CycleError, RegisterError) as err:
+        return _fail(err)
+
+
+def _show_opened(opened) -> None:
+    t = opened.tasks
+    by_kind = t.groupby("kind").agg(tasks=("task_id", "size"), units=("units", "sum"),
+                                    cost=("cost", "sum")).reset_index()
+    console.print(frame_table(by_kind, f"{opened.week} 已开启 / opened ({opened.centre}): "
+                                       "任务 tasks", formats={"cost": yuan}, index=False))
+    levels = opened.run.info["levels"]
+    fill = ", ".join(f"{k} {v['value']:.1f}" for k, v in levels.items()
+                     if k in ("red", "orange", "yellow", "green"))
+    console.print(f"分配 / allocation: {fill}; 用时 / seconds {opened.seconds}")
+
+
+# -- funds ------------------------------------------------------------------------------------
+
+def cmd_funds(args: argparse.Namespace) -> int:
+    from wulian.planning.cycle import fund_ledger
+
+    register = _register(args)
+    by_week, balances = fund_ledger(register, args.first, args.last)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        by_week.to_csv(out / "ledger.csv", index=False, encoding="utf-8-sig")
+        balances.to_csv(out / "balances.csv", index=False, encoding="utf-8-sig")
+        console.print(f"已写入 / written: {out}")
+    if args.json:
+        print(json.dumps({"by_week": by_week.to_dict("records"),
+                          "balances": balances.to_dict("records")}, ensure_ascii=False))
+        return 0
+    money = {c: yuan for c in ("planned", "committed", "spent", "weekly_budget", "accrued",
+                               "outstanding", "balance")}
+    per_fund = by_week.groupby("fund_id")[["planned", "committed", "spent"]].sum().reset_index()
+    console.print(frame_table(per_fund, "资金台账 / fund ledger (weeks shown)", formats=money,
+                              index=False))
+    if len(balances):
+        console.print(frame_table(balances, "余额 / balances", formats=money, index=False))
+    return 0
+
+
+# -- simulate ---------------------------------------------------------------------------------
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from wulian.planning.simulate import simulate
+
+    register = _register(args, "simulator")
+    scenario = load_or_report(args.path, register.policy)
+    if scenario is None:
+        return 1
+    report = register.import_scenario(scenario)
+    console.print(f"登记册 / register: {count(report.total)} 处变更 changes from {args.path}")
+    rows = []
+
+    def show(week) -> None:
+        rows.append({"周 week": week.week, "任务 tasks": week.tasks,
+                     "拒绝 declined": week.declined, "完成 delivered": week.delivered,
+                     "部分 partial": week.partial, "未完成 not delivered": week.not_delivered,
+                     "走访 visits": week.visits_made, "变差 worse": week.worse,
+                     "新需求 new needs": week.needs_found + week.needs_arrived,
+                     "顺延 carried": week.carried, "支出 spent": week.spent,
+                     "秒 s": week.seconds["open"] + week.seconds["publish"]
+                     + week.seconds["record"] + week.seconds["close"]})
+        console.print(f"  {week.week}: 开启 opened ({week.tasks} 任务 tasks) → 推送 published "
+                      f"({week.workbooks} 工作簿 workbooks) → 回复 answered → 结束 closed, "
+                      f"{week.carried} 个需求顺延 carried forward")
+
+    simulate(register, args.weeks, args.seed, centre=args.centre,
+             out=Path(args.out) if args.out else None, on_week=show)
+    frame = pd.DataFrame(rows)
+    console.print(frame_table(frame, "模拟的每周循环 / the simulated weekly cycle",
+                              formats={"支出 spent": yuan, "秒 s": lambda v: f"{v:.1f}"},
+                              index=False))
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Register ``db``, ``register``, ``week``, ``funds`` and ``simulate``."""
+    p = sub.add_parser("db", help="数据库 / the store's schema version (Alembic)")
+    p.add_argument("action", choices=["upgrade", "current"])
+    p.add_argument("--store", help=STORE_HELP)
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("register", help="登记册 / the register of households, needs and supply")
+    p.add_argument("action", choices=["import", "export", "household", "need", "withdraw",
+                                      "history", "events"])
+    p.add_argument("target", nargs="?", help="import: a scenario path; export: a folder; "
+                   "household/need/history: a household id; withdraw: a need id; events: a "
+                   "subject such as households:H0000001")
+    p.add_argument("--set", action="append", metavar="COLUMN=VALUE",
+                   help="household/need: a column's value (repeatable)")
+    p.add_argument("--discovered-by", default="grid_worker",
+                   help="household: how it was found (grid_worker, building_head, one_click, "
+                        "referral, visit)")
+    p.add_argument("--date", help="household: the assessment's date (default today)")
+    p.add_argument("--dry-run", action="store_true", help="import: show, write nothing")
+    p.add_argument("--format", default="csv", choices=["csv", "xlsx", "parquet"])
+    p.add_argument("--limit", type=int, default=40, help="events: the last N")
+    p.add_argument("--policy", help="colour policy (TOML); default: the packaged one")
+    p.add_argument("--store", help=STORE_HELP)
+    p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("week", help="每周循环 / open, publish, record, close a week")
+    p.add_argument("action", choices=["open", "publish", "record", "close", "tasks", "list"])
+    p.add_argument("week", nargs="?", help="ISO week, e.g. 2027-W02")
+    p.add_argument("files", nargs="*", help="record: the filled workbooks")
+    p.add_argument("--centre", help="the centre whose subtree the week is for")
+    p.add_argument("--out", help="publish: folder for the workbooks; tasks: CSV file")
+    p.add_argument("--provider", help="tasks: only this provider's")
+    p.add_argument("--status", help="tasks: only this status")
+    p.add_argument("--policy", help="colour policy (TOML); default: the packaged one")
+    p.add_argument("--store", help=STORE_HELP)
+    p.set_defaults(func=cmd_week)
+
+    p = sub.add_parser("funds", help="资金台账 / the fund ledger")
+    p.add_argument("action", choices=["ledger"])
+    p.add_argument("--from", dest="first", help="first week")
+    p.add_argument("--to", dest="last", help="last week")
+    p.add_argument("--out", help="folder for ledger.csv and balances.csv")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--store", help=STORE_HELP)
+    p.set_defaults(func=cmd_funds)
+
+    p = sub.add_parser("simulate", help="模拟 / play the weekly cycle with seeded people")
+    p.add_argument("path", help="scenario to start the register from (imported first)")
+    p.add_argument("--weeks", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--centre", help="play the weeks of this centre's subtree")
+    p.add_argument("--out", help="folder for each week's published workbooks")
+    p.add_argument("--policy", help="colour policy (TOML); default: the packaged one")
+    p.add_argument("--store", help=STORE_HELP)
+    p.set_defaults(func=cmd_simulate)
