@@ -327,8 +327,8 @@ def week_scenario(register: Register, conn: sa.Connection, week: str) -> Scenari
     offers = tables["offers"].copy()
     used = taken[taken["offer_id"] != ""].groupby("offer_id")["units"].sum()
     capacity = offers["capacity"].astype(float) - offers["offer_id"].map(used).fillna(0.0)
-    offers["capacity"] = [_text(v) for v in np.maximum(capacity, 0.0)]
-    tables["offers"] = offers
+    offers["capacity"] = [_text(v) for v in capacity]
+    tables["offers"] = offers[capacity.to_numpy() > EPS]  # an offer used up is gone this week
 
     vols = tables["volunteers"].copy()
     if len(vols):
@@ -336,10 +336,13 @@ def week_scenario(register: Register, conn: sa.Connection, week: str) -> Scenari
         hours = visits.groupby("volunteer_id")["hours"].sum()
         slots = visits.groupby("volunteer_id")["slot"].agg(set)
         left = vols["max_hours"].astype(float) - vols["volunteer_id"].map(hours).fillna(0.0)
-        vols["max_hours"] = [_text(v) for v in np.maximum(left, 0.0)]
+        spent = left.to_numpy() <= EPS  # kept (history names them), with no slot left
+        vols["max_hours"] = np.where(spent, vols["max_hours"], [_text(v) for v in left])
         vols["availability"] = [
+            "" if gone else
             ";".join(s for s in str(avail).split(";") if s and s not in slots.get(v, ()))
-            for v, avail in zip(vols["volunteer_id"], vols["availability"], strict=True)]
+            for v, avail, gone in zip(vols["volunteer_id"], vols["availability"], spent,
+                                      strict=True)]
         tables["volunteers"] = vols
 
     funds = tables["funds"].copy()

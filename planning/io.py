@@ -69,7 +69,8 @@ def decode_csv(data: bytes) -> tuple[str, str]:
 
 def as_text(frame: pd.DataFrame) -> pd.DataFrame:
     """Every cell as a stripped string, empty cells as ""; column names stripped."""
-    frame = frame.rename(columns=lambda c: str(c).strip().lstrip("\ufeff"))
+    # A filtered frame keeps its row labels; the text frame is numbered from 0, so realign.
+    frame = frame.rename(columns=lambda c: str(c).strip().lstrip("\ufeff")).reset_index(drop=True)
     out = {}
     for name in frame.columns:
         col = frame[name]
