@@ -27,6 +27,20 @@ def _register(args: argparse.Namespace, via: str = "cli"):
     return Register(RunStore(args.store), Actor(f"cli:{getpass.getuser()}", via), policy)
 
 
+def _disposing(via: str):
+    """Run a command with a register whose engine is closed when the command ends."""
+    def wrap(command):
+        def run(args: argparse.Namespace) -> int:
+            register = _register(args, via(args) if callable(via) else via)
+            try:
+                return command(args, register)
+            finally:
+                register.engine.dispose()
+        run.__doc__ = command.__doc__
+        return run
+    return wrap
+
+
 def _fail(err: Exception) -> int:
     if isinstance(err, ValidationError):
         print_problems(err.problems)
@@ -44,11 +58,14 @@ def cmd_db(args: argparse.Namespace) -> int:
     url = store_url(args.store)
     engine = open_engine(url, migrate=False)
     shown = engine.url.render_as_string(hide_password=True)
-    if args.action == "current":
-        console.print(f"{shown}: 版本 revision {revision(engine) or '无 none'} "
-                      f"(最新 newest {head()})")
-        return 0
-    before, after = upgrade(engine)
+    try:
+        if args.action == "current":
+            console.print(f"{shown}: 版本 revision {revision(engine) or '无 none'} "
+                          f"(最新 newest {head()})")
+            return 0
+        before, after = upgrade(engine)
+    finally:
+        engine.dispose()
     if before == after:
         console.print(f"{shown}: 已是最新 / already at revision {after}")
     else:
@@ -58,12 +75,12 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 # -- register ---------------------------------------------------------------------------------
 
-def cmd_register(args: argparse.Namespace) -> int:
+@_disposing(lambda args: "file" if args.action == "import" else "cli")
+def cmd_register(args: argparse.Namespace, register) -> int:
     from datetime import date
 
     from wulian.planning.register import RegisterError
 
-    register = _register(args, "file" if args.action == "import" else "cli")
     try:
         if args.action == "import":
             return _import(register, args)
@@ -139,11 +156,11 @@ def _import(register, args: argparse.Namespace) -> int:
 
 # -- week -------------------------------------------------------------------------------------
 
-def cmd_week(args: argparse.Namespace) -> int:
+@_disposing(lambda args: "file" if args.action == "record" else "cli")
+def cmd_week(args: argparse.Namespace, register) -> int:
     from wulian.planning import cycle, taskbook
     from wulian.planning.register import RegisterError
 
-    register = _register(args, "file" if args.action == "record" else "cli")
     if args.action == "record":  # `week record FILE…`: the first file lands in `week`
         args.files = [f for f in [args.week, *args.files] if f]
         if not args.files:
@@ -209,10 +226,10 @@ def _show_opened(opened) -> None:
 
 # -- funds ------------------------------------------------------------------------------------
 
-def cmd_funds(args: argparse.Namespace) -> int:
+@_disposing("cli")
+def cmd_funds(args: argparse.Namespace, register) -> int:
     from wulian.planning.cycle import fund_ledger
 
-    register = _register(args)
     by_week, balances = fund_ledger(register, args.first, args.last)
     if args.out:
         out = Path(args.out)
@@ -236,10 +253,10 @@ def cmd_funds(args: argparse.Namespace) -> int:
 
 # -- simulate ---------------------------------------------------------------------------------
 
-def cmd_simulate(args: argparse.Namespace) -> int:
+@_disposing("simulator")
+def cmd_simulate(args: argparse.Namespace, register) -> int:
     from wulian.planning.simulate import simulate
 
-    register = _register(args, "simulator")
     scenario = load_or_report(args.path, register.policy)
     if scenario is None:
         return 1
