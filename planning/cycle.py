@@ -513,7 +513,8 @@ def record_answers(register: Register, answers: Iterable[Answer], *,
                           ignore_index=True).set_index("task_id")
         open_weeks = {(r.week, r.centre) for r in conn.execute(
             sa.select(WEEKS.c.week, WEEKS.c.centre).where(WEEKS.c.state == "open"))}
-        known_services = set(register.rows("services", conn))
+        known_services = {k: json.loads(v).get("unit", "")
+                          for k, v in register.rows("services", conn).items()}
         seen: dict[str, tuple[int | None, tuple]] = {}
         planned: list[tuple[Answer, dict, dict]] = []
         for a in answers:
@@ -547,7 +548,7 @@ def record_answers(register: Register, answers: Iterable[Answer], *,
 
 def _check_answer(a: Answer, found: pd.DataFrame, open_weeks: set, seen: dict,
                   provider: str | None, centres: frozenset[str] | None,
-                  services: set[str]) -> tuple[list[Problem], dict | None]:
+                  services: dict[str, str]) -> tuple[list[Problem], dict | None]:
     where = {"table": a.source, "row": a.row}
     problems: list[Problem] = []
     tid = a.task_id.strip()
@@ -595,6 +596,15 @@ def _check_answer(a: Answer, found: pd.DataFrame, open_weeks: set, seen: dict,
         problem("below_minimum", "units_delivered", text, minimum="0")
     elif delivered > units + 1e-6 and units > 0:
         problem("too_many_units", "units_delivered", text, planned=f"{units:g}")
+    elif (services.get(task["service_id"]) in vocab.WHOLE_UNITS and units == round(units)
+          and delivered != round(delivered)):
+        # What is still owed goes back into the register's needs, where these units are whole.
+        unit = services[task["service_id"]]
+        problem("not_whole", "units_delivered", text, unit_zh=vocab.UNITS[unit][0],
+                unit_en=unit + "s")
+    elif services.get(task["service_id"]) == "yuan" and abs(
+            delivered * 100 - round(delivered * 100)) > 1e-6:
+        problem("too_many_decimals", "units_delivered", text)
     day = str(a.answered_on).strip()[:10]
     if day:
         try:
@@ -758,6 +768,13 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
         done = week_tasks[week_tasks["status"] == "delivered"]
         got = done[done["need_id"] != ""].groupby("need_id")["units_delivered"].sum()
         remaining = np.maximum(states["remaining"] - states.index.map(got).fillna(0.0), 0.0)
+        # Hours, visits and items are owed in whole numbers (the register's needs must stay a
+        # valid scenario): a need whose visits were split into half hours, delivered in part,
+        # carries what is left rounded up.
+        unit = states["service_id"].map({k: json.loads(v).get("unit", "") for k, v in
+                                         register.rows("services", conn).items()})
+        whole = unit.isin(list(vocab.WHOLE_UNITS)).to_numpy()
+        remaining = remaining.where(~whole, np.ceil(remaining - 1e-6))
         expire = register.policy.cycle.expire_weeks
         for nid, left in remaining.items():
             before = states.loc[nid]
