@@ -268,6 +268,7 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
         conn.execute(WEEKS.insert().values(week=week, centre=scope, state="open",
                                            opened_at=now(), actor=register.actor.name))
         scenario = week_scenario(register, conn, week)
+        _check_needs_in_scope(scenario, week, centre)
         drawn = time.perf_counter()
         run = run_allocation(scenario, week=week, centre=centre, params=params)
         allocated = time.perf_counter()
@@ -305,6 +306,21 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
                                "match": round(matched - allocated, 3),
                                "store": round(stored - matched, 3),
                                "wall": round(stored - start, 3)})
+
+
+def _check_needs_in_scope(scenario: Scenario, week: str, centre: str | None) -> None:
+    """A week with no open need in scope has nothing to allocate (the allocation's model would
+    be empty, which its solver refuses): say so instead."""
+    needs = scenario.needs
+    if centre:
+        hh = scenario.households
+        inside = hh.loc[hh["station_id"].isin(set(scenario.hierarchy.subtree(centre))),
+                        "household_id"]
+        needs = needs[needs["household_id"].isin(inside)]
+    if not len(needs):
+        where = f"({centre})" if centre else ""
+        raise CycleError(f"{week}{where}没有待分配的需求 / {week} has no open need to allocate"
+                         + (f" in {centre}'s subtree" if centre else ""))
 
 
 def week_scenario(register: Register, conn: sa.Connection, week: str) -> Scenario:
