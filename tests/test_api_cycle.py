@@ -181,7 +181,7 @@ def _three_weeks(api: Api, register: Register, scenario: Path) -> dict:
     # A monitoring visit in the coordinator's street finds the household worse off.
     coordinator_sees = api.tasks("coordinator", week=W49)
     s["coordinator_listed"] = coordinator_sees
-    visits = [t for t in coordinator_sees if t["kind"] == "monitoring"]
+    visits = [t for t in everything if t["kind"] == "monitoring" and t["street_id"] == OWN_STREET]
     order = {tier: i for i, tier in enumerate(vocab.TIER_ORDER)}
     visit = max(visits, key=lambda t: order[t["tier"]])  # the least deprived first
     s["visit"] = visit
