@@ -1,16 +1,22 @@
 """API tokens and roles for the batch service.
 
 A token is a random secret shown once, when it is made; the store keeps only its sha256. Each
-token has a role, and a coordinator's token names the centre whose subtree it may see:
+token has a role; a coordinator's token names the centre whose subtree it may see, and a
+provider's token the provider whose tasks it may see:
 
 ============  =========================================================================
 role          may
 ============  =========================================================================
 planner       everything except managing tokens
 fund_manager  list scenarios, read funds and budgets, use the budget lab, follow jobs and
-              read their fund outputs (``money``, ``funds``)
+              read their fund outputs (``money``, ``funds``), read the fund ledger, list weeks
 coordinator   list scenarios, submit, follow, cancel and read jobs for a centre in their
-              subtree, read the households of their subtree — nothing outside it
+              subtree, read the households of their subtree; in the register, add and assess
+              households, raise and withdraw needs of their subtree; open and close weeks for
+              a centre in their subtree; list, read and answer the tasks (and record the
+              monitoring visits' results) of their subtree's households; the fund ledger of
+              their subtree's streets — nothing outside it
+provider      list weeks; list, read and answer their own tasks — nothing else
 admin         everything, including tokens
 ============  =========================================================================
 
@@ -26,26 +32,37 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-ROLES = ("planner", "fund_manager", "coordinator", "admin")
+ROLES = ("planner", "fund_manager", "coordinator", "admin", "provider")
+STAFF = ("planner", "fund_manager", "coordinator", "admin")  # every role but the provider
 ROLE_NAMES = {"planner": "规划人员", "fund_manager": "基金管理人", "coordinator": "中心协调员",
-              "admin": "管理员"}
+              "admin": "管理员", "provider": "服务方"}
 # Output tables of a quarterly plan that a fund manager may read.
 FUND_TABLES = frozenset({"money", "funds"})
 
-# action → roles allowed; a coordinator is allowed only inside their subtree (checked where the
-# centre is known).
+# action → roles allowed; a coordinator is allowed only inside their subtree and a provider
+# only on their own tasks (checked where the centre or the task is known).
 PERMISSIONS: dict[str, frozenset[str]] = {
     "scenario:upload": frozenset({"planner", "admin"}),
-    "scenario:list": frozenset(ROLES),
+    "scenario:list": frozenset(STAFF),
     "scenario:funds": frozenset({"planner", "fund_manager", "admin"}),
     "scenario:households": frozenset({"planner", "coordinator", "admin"}),
     "budget:lab": frozenset({"planner", "fund_manager", "admin"}),
     "job:submit": frozenset({"planner", "coordinator", "admin"}),
-    "job:list": frozenset(ROLES),
-    "job:status": frozenset(ROLES),
+    "job:list": frozenset(STAFF),
+    "job:status": frozenset(STAFF),
     "job:cancel": frozenset({"planner", "coordinator", "admin"}),
-    "job:table": frozenset(ROLES),  # a fund manager: FUND_TABLES only
+    "job:table": frozenset(STAFF),  # a fund manager: FUND_TABLES only
     "job:explanation": frozenset({"planner", "coordinator", "admin"}),
+    # The register (救助对象与资源台账) and the weekly cycle.
+    "register:import": frozenset({"planner", "admin"}),
+    "register:write": frozenset({"planner", "coordinator", "admin"}),  # households, needs
+    "register:read": frozenset({"planner", "coordinator", "admin"}),  # colour history
+    "week:list": frozenset(ROLES),
+    "week:manage": frozenset({"planner", "coordinator", "admin"}),  # open, close
+    "task:read": frozenset({"planner", "coordinator", "admin", "provider"}),
+    "task:answer": frozenset({"planner", "coordinator", "admin", "provider"}),
+    "ledger:read": frozenset({"planner", "fund_manager", "coordinator", "admin"}),
+    "event:list": frozenset({"planner", "admin"}),
     "token:manage": frozenset({"admin"}),
 }
 
@@ -67,11 +84,13 @@ TOKENS = sa.Table(
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the token's id, role and (for a coordinator) centre."""
+    """Who is calling: the token's id, role, (for a coordinator) centre and (for a provider)
+    provider."""
 
     token_id: int
     role: str
     centre: str = ""
+    provider_id: str = ""
 
     def may(self, action: str) -> bool:
         """Whether the role allows ``action`` at all (a coordinator's fence comes on top)."""
@@ -93,13 +112,15 @@ class TokenStore:
     def __init__(self, engine: sa.Engine):
         self.engine = engine  # its table comes with the store's schema (planning/db.py)
 
-    def create(self, role: str, centre: str | None = None, label: str = "") -> tuple[dict, str]:
+    def create(self, role: str, centre: str | None = None, label: str = "",
+               provider: str | None = None) -> tuple[dict, str]:
         """Make a token; returns its row and the secret (shown once, never stored).
 
         Raises
         ------
         TokenError
-            For an unknown role, a coordinator without a centre, or a centre on another role.
+            For an unknown role, a coordinator without a centre, a provider without a provider
+            id, or a centre or provider id on another role.
         """
         if role not in ROLES:
             raise TokenError(f"未知角色 {role!r} / unknown role {role!r}: use one of "
@@ -110,10 +131,18 @@ class TokenStore:
         if role != "coordinator" and centre:
             raise TokenError(f"只有协调员令牌限定中心 / only a coordinator's token is limited to "
                              f"a centre (not a {role}'s)")
+        provider = (provider or "").strip()
+        if role == "provider" and not provider:
+            raise TokenError("服务方令牌需要 --provider / a provider's token needs --provider ID")
+        if role != "provider" and provider:
+            raise TokenError(f"只有服务方令牌限定服务方 / only a provider's token is limited to "
+                             f"a provider (not a {role}'s)")
+        if len(provider) > 64:
+            raise TokenError("服务方编号过长 / the provider id is longer than 64 characters")
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         row = {"secret_sha256": digest(secret), "role": role, "centre": centre,
                "label": label, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-               "revoked": False}
+               "revoked": False, "provider_id": provider}
         with self.engine.begin() as conn:
             token_id = conn.execute(TOKENS.insert().values(**row)).inserted_primary_key[0]
         return self._public({**row, "token_id": int(token_id)}), secret
@@ -127,7 +156,8 @@ class TokenStore:
                 TOKENS.c.secret_sha256 == digest(secret))).mappings().first()
         if row is None or row["revoked"]:
             return None
-        return Principal(token_id=row["token_id"], role=row["role"], centre=row["centre"])
+        return Principal(token_id=row["token_id"], role=row["role"], centre=row["centre"],
+                         provider_id=row["provider_id"] or "")
 
     def list(self) -> list[dict]:
         """Every token (never its secret or hash), oldest first."""
@@ -144,5 +174,5 @@ class TokenStore:
     @staticmethod
     def _public(row: dict) -> dict:
         return {"token_id": row["token_id"], "role": row["role"], "centre": row["centre"],
-                "label": row["label"], "created_at": row["created_at"],
-                "revoked": bool(row["revoked"])}
+                "provider_id": row.get("provider_id") or "", "label": row["label"],
+                "created_at": row["created_at"], "revoked": bool(row["revoked"])}

@@ -16,14 +16,17 @@ languages). ``docs/api.md`` describes the endpoints, the roles and the job life 
 import io
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable
 from contextlib import asynccontextmanager
+from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pandas as pd
+import sqlalchemy as sa
 from fastapi import (
     APIRouter,
     Depends,
@@ -46,9 +49,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wulian.api.auth import FUND_TABLES, ROLES, Principal, TokenError, TokenStore
+from wulian.contract import vocab
 from wulian.contract.problems import Problem, ValidationError, report_frame
+from wulian.planning import cycle
 from wulian.planning.io import excel_safe
 from wulian.planning.jobs import JobWorker, ScenarioLibrary
+from wulian.planning.register import NEED_STATES, ROWS, Actor, Register, RegisterError
 from wulian.planning.store import JOB_STATES, Job, RunStore
 
 log = logging.getLogger("wulian.service")
@@ -106,10 +112,14 @@ class HealthOut(BaseModel):
     running_jobs: list[int]
 
 
+Role = Literal["planner", "fund_manager", "coordinator", "admin", "provider"]
+
+
 class MeOut(BaseModel):
     token_id: int
-    role: Literal["planner", "fund_manager", "coordinator", "admin"]
-    centre: str
+    role: Role
+    centre: str = Field(description="a coordinator's centre ('' for other roles)")
+    provider_id: str = Field(description="a provider's id ('' for other roles)")
 
 
 class ScenarioOut(BaseModel):
@@ -251,8 +261,11 @@ class BudgetLabOut(BaseModel):
 
 class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    role: Literal["planner", "fund_manager", "coordinator", "admin"]
-    centre: str | None = Field(default=None, max_length=64)
+    role: Role
+    centre: str | None = Field(default=None, max_length=64,
+                               description="a coordinator's centre (required for that role)")
+    provider: str | None = Field(default=None, max_length=64,
+                                 description="a provider's id (required for that role)")
     label: str = Field(default="", max_length=200)
 
 
@@ -260,6 +273,7 @@ class TokenOut(BaseModel):
     token_id: int
     role: str
     centre: str
+    provider_id: str
     label: str
     created_at: str
     revoked: bool
@@ -267,6 +281,266 @@ class TokenOut(BaseModel):
 
 class TokenCreated(TokenOut):
     secret: str = Field(description="shown once; only its sha256 is kept")
+
+
+# -- the register and the weekly cycle ----------------------------------------------------------
+
+# The contract's vocabularies as the request and answer schemas' enumerations.
+TIER = Literal[tuple(vocab.TIERS)]  # type: ignore[valid-type]
+Bit = Literal[0, 1]
+TASK_STATUS = Literal[tuple(vocab.TASK_STATUSES)]  # type: ignore[valid-type]
+TASK_ANSWERS = Literal[tuple(s for s in vocab.TASK_STATUSES  # type: ignore[valid-type]
+                             if s != "planned")]
+TASK_KIND = Literal[tuple(vocab.TASK_KINDS)]  # type: ignore[valid-type]
+REASONS = Literal[tuple(vocab.DECLINE_REASONS)]  # type: ignore[valid-type]
+DISCOVERED = Literal[tuple(vocab.DISCOVERY)]  # type: ignore[valid-type]
+Indicator = Literal[tuple(vocab.DEPRIVATION_COLUMNS)]  # type: ignore[valid-type]
+NEED_STATE = Literal[tuple(vocab.NEED_STATES)]  # type: ignore[valid-type]
+
+
+class TableChangesOut(BaseModel):
+    table: str
+    added: int
+    changed: int
+    removed: int
+
+
+class ImportOut(BaseModel):
+    scenario: str = Field(description="the imported scenario's digest (kept like an upload)")
+    dry_run: bool
+    applied: bool = Field(description="false for a dry run: nothing was written")
+    tables: list[TableChangesOut] = Field(description="per register table, rows added, changed "
+                                                      "and removed (supply tables only)")
+    assessments: int = Field(description="households (re)assessed")
+    skipped: list[str] = Field(description="tables of the scenario the register does not keep")
+
+
+class HouseholdIn(BaseModel):
+    """One household's row: fields not given are kept from the register (all of a new
+    household's required fields must be given)."""
+
+    model_config = ConfigDict(extra="forbid")
+    household_id: str = Field(min_length=1, max_length=64)
+    station_id: str | None = Field(default=None, min_length=1, max_length=64)
+    size: int | None = Field(default=None, ge=1, le=100)
+    categories: str | None = Field(default=None, max_length=500,
+                                   description="category codes separated by `;`")
+    d_income: Bit | None = None
+    d_education: Bit | None = None
+    d_health: Bit | None = None
+    d_housing: Bit | None = None
+    d_assets: Bit | None = None
+    d_capability: Bit | None = None
+    d_social: Bit | None = None
+    tier: TIER | Literal[""] | None = Field(
+        default=None, description="an assessor's override of the policy's colour; '' clears it")
+    lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
+    lon: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
+    discovered_by: DISCOVERED = Field(default="grid_worker",
+                                      description="how the household came to the centre")
+    assessed_on: date | None = Field(default=None, description="default: today")
+
+
+class AssessmentOut(BaseModel):
+    version: int
+    assessed_on: str
+    assessor: str
+    discovered_by: str
+    indicators: dict[str, int]
+    categories: str
+    score: float
+    tier_policy: str = Field(description="the colour the policy gives")
+    tier_override: str = Field(description="an assessor's override ('' for none)")
+    tier: str = Field(description="the colour in force")
+    created_at: str
+
+
+class HouseholdAssessedOut(BaseModel):
+    household_id: str
+    created: bool = Field(description="true for a household new to the register")
+    assessment: AssessmentOut
+
+
+class ColoursOut(BaseModel):
+    household_id: str
+    station_id: str
+    assessments: list[AssessmentOut] = Field(description="oldest first")
+
+
+class NeedIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    need_id: str | None = Field(default=None, min_length=1, max_length=64,
+                                description="default: made from the week and the household")
+    household_id: str = Field(min_length=1, max_length=64)
+    service_id: str = Field(min_length=1, max_length=64)
+    quantity: float = Field(gt=0, le=1e9, allow_inf_nan=False)
+    urgency: Literal[1, 2, 3] = 1
+    week: str | None = Field(default=None, pattern=WEEK_PATTERN,
+                             description="the week it is raised for (default: this week)")
+
+
+class NeedStateOut(BaseModel):
+    need_id: str
+    household_id: str
+    service_id: str
+    quantity: float
+    remaining: float = Field(description="what is still owed")
+    urgency: int
+    week_raised: str
+    state: NEED_STATE
+    age: int = Field(description="weeks it has been carried")
+    close_reason: str
+    updated_at: str
+
+
+class WeekIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    week: str = Field(pattern=WEEK_PATTERN, examples=["2026-W49"])
+    centre: str | None = Field(default=None, min_length=1, max_length=64,
+                               description="open the week for this centre's subtree only")
+
+
+class WeekOpenedOut(BaseModel):
+    week: str
+    centre: str | None = Field(description="null: the whole network")
+    run_id: int
+    tasks: int
+    tasks_by_kind: dict[str, int]
+    needs_allocated: int
+    needs_unmet: int
+    cost: float = Field(description="yuan the week's tasks cost as planned")
+    seconds: dict[str, float]
+
+
+class WeekClosedOut(BaseModel):
+    week: str
+    centre: str | None
+    delivered: int = Field(description="needs closed, delivered in full")
+    carried: int = Field(description="needs carried into the next week")
+    expired: int
+    unanswered: int = Field(description="tasks still sent or accepted, settled as not delivered")
+    history: int = Field(description="visits written into the history")
+    spent: float
+
+
+class WeekOut(BaseModel):
+    week: str
+    centre: str | None
+    state: Literal["open", "closed"]
+    run_id: int | None
+    opened_at: str
+    closed_at: str | None
+    actor: str
+    tasks: dict[str, int] = Field(description="tasks per status")
+
+
+class TaskOut(BaseModel):
+    task_id: str
+    week: str
+    centre: str
+    kind: TASK_KIND
+    need_id: str
+    household_id: str
+    service_id: str
+    provider_id: str
+    linkage: str
+    offer_id: str
+    volunteer_id: str
+    fund_id: str
+    street_id: str
+    station_id: str
+    tier: str
+    slot: str
+    units: float
+    hours: float
+    cost: float
+    status: TASK_STATUS
+    units_delivered: float
+    answered_on: str
+    reason: str
+    updated_at: str
+
+
+class TasksOut(BaseModel):
+    total_rows: int
+    offset: int
+    tasks: list[TaskOut]
+
+
+class AnswerIn(BaseModel):
+    """One answer to a task; a monitoring visit's result adds what the visit observed."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: TASK_ANSWERS
+    units_delivered: float | None = Field(
+        default=None, ge=0, le=1e12, allow_inf_nan=False,
+        description="default: the units planned when delivered, 0 when not delivered")
+    answered_on: str | None = Field(default=None, max_length=32,
+                                    description="a date within the task's week, e.g. 2026-12-02")
+    reason: REASONS | None = Field(default=None, description="why it was declined or not "
+                                                              "delivered")
+    indicators: dict[Indicator, Bit] | None = Field(
+        default=None, description="a monitoring visit: the `d_*` indicators observed (1 = "
+                                  "deprived); the household is re-assessed")
+    new_needs: str | None = Field(default=None, max_length=1000,
+                                  description="a monitoring visit: needs found, like "
+                                              "`counselling:2;meal_help:5`")
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class RecordedOut(BaseModel):
+    changed: int
+    unchanged: int
+    visits: int = Field(description="monitoring visits' results recorded")
+    needs_raised: int
+
+
+class TaskAnsweredOut(TaskOut):
+    recorded: RecordedOut
+
+
+class LedgerRow(BaseModel):
+    fund_id: str
+    street_id: str
+    week: str
+    planned: float
+    committed: float = Field(description="accepted or delivered, at the planned cost")
+    spent: float = Field(description="delivered, in proportion to the units delivered")
+
+
+class BalanceRow(BaseModel):
+    fund_id: str
+    weekly_budget: float
+    period: str
+    weeks: int
+    accrued: float
+    spent: float
+    outstanding: float
+    balance: float
+
+
+class LedgerOut(BaseModel):
+    first: str | None
+    last: str | None
+    by_week: list[LedgerRow] = Field(description="per fund × street × week")
+    balances: list[BalanceRow] = Field(description="per fund at the last week")
+
+
+class EventOut(BaseModel):
+    event_id: int
+    at: str
+    actor: str
+    via: str
+    kind: str
+    subject: str
+    before: Any
+    after: Any
+
+
+class EventsOut(BaseModel):
+    total_rows: int
+    offset: int
+    events: list[EventOut] = Field(description="oldest first")
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -339,6 +613,7 @@ class Service:
         self._subtrees: dict[tuple[str, str], frozenset[str] | None] = {}
         self._labs: dict[tuple, tuple[Any, threading.Lock]] = {}
         self._lock = threading.Lock()
+        self._policy = None
 
     def scenario_row(self, digest: str) -> dict:
         row = self.store.scenario(digest)
@@ -403,6 +678,93 @@ class Service:
                 "started_at": job.started_at, "updated_at": job.updated_at,
                 "finished_at": job.finished_at}
 
+    # -- the register and the weekly cycle ------------------------------------------------------
+
+    def register(self, who: Principal | None = None) -> Register:
+        """The register in the service's store, its changes made in the caller's name."""
+        from wulian.demand.policy import Policy
+
+        with self._lock:
+            if self._policy is None:
+                self._policy = Policy.load()
+            policy = self._policy
+        actor = Actor(f"token:{who.token_id}" if who else "service", "api")
+        return Register(self.store, actor, policy)
+
+    def register_row(self, table: str, key: str) -> dict | None:
+        """One row of the register (canonical text), ``None`` when it has none."""
+        with self.store.engine.connect() as conn:
+            data = conn.execute(sa.select(ROWS.c.data).where(
+                ROWS.c.tbl == table, ROWS.c.row_key == key)).scalar()
+        return None if data is None else json.loads(data)
+
+    def need_state(self, need_id: str) -> dict | None:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(sa.select(NEED_STATES).where(
+                NEED_STATES.c.need_id == need_id)).mappings().first()
+        return None if row is None else dict(row)
+
+    def register_subtree(self, centre: str) -> frozenset[str] | None:
+        """The centre ids in ``centre``'s subtree in the register (``None``: no such centre)."""
+        centres = self.register().table("centres")
+        if not len(centres) or centre not in set(centres["centre_id"]):
+            return None
+        children: dict[str, list[str]] = {}
+        for cid, parent in zip(centres["centre_id"], centres["parent_id"], strict=True):
+            children.setdefault(str(parent), []).append(str(cid))
+        found, todo = {centre}, [centre]
+        while todo:
+            for child in children.get(todo.pop(), ()):
+                if child not in found:
+                    found.add(child)
+                    todo.append(child)
+        return frozenset(found)
+
+    def coordinator_stations(self, who: Principal) -> frozenset[str] | None:
+        """A coordinator's subtree in the register (``None`` for other roles)."""
+        if who.role != "coordinator":
+            return None
+        inside = self.register_subtree(who.centre)
+        if inside is None:
+            raise _forbidden(f"登记册中没有协调员的中心 {who.centre}",
+                             f"the coordinator's centre {who.centre} is not in the register")
+        return inside
+
+    def register_fence(self, who: Principal, *stations: str | None) -> None:
+        """A coordinator may change or read only households of their subtree's stations."""
+        inside = self.coordinator_stations(who)
+        if inside is not None and any(s not in inside for s in stations if s is not None):
+            raise _forbidden(f"协调员 {who.centre} 只能访问其辖区", f"a coordinator of "
+                             f"{who.centre} may see only that centre's subtree")
+
+    def task_row(self, task_id: str) -> dict:
+        with self.store.engine.connect() as conn:
+            frame = cycle.tasks_frame(conn, cycle.TASKS.c.task_id == task_id)
+        if not len(frame):
+            raise _not_found(f"任务 {task_id}", f"task {task_id}")
+        return _records(frame)[0]
+
+    def task_for(self, who: Principal, task_id: str) -> dict:
+        """A task the caller may see: a provider its own, a coordinator their subtree's."""
+        task = self.task_row(task_id)
+        if who.role == "provider" and task["provider_id"] != who.provider_id:
+            raise _forbidden(f"任务属于其他服务方(本令牌:{who.provider_id})",
+                             f"the task belongs to another provider (this token: "
+                             f"{who.provider_id})")
+        self.register_fence(who, task["station_id"])
+        return task
+
+    def week_scope(self, who: Principal, centre: str | None) -> str | None:
+        """The centre a week is opened or closed for: a coordinator's own subtree only (their
+        centre by default)."""
+        if who.role == "coordinator":
+            centre = centre or who.centre
+            inside = self.coordinator_stations(who)
+            if centre not in inside:
+                raise _forbidden(f"协调员 {who.centre} 只能访问其辖区", f"a coordinator of "
+                                 f"{who.centre} may see only that centre's subtree")
+        return centre
+
     def job_for(self, who: Principal, job_id: int) -> Job:
         try:
             job = self.store.job(job_id)
@@ -418,7 +780,24 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 
 bearer = HTTPBearer(auto_error=False, scheme_name="token", bearerFormat="wl_…",
-                    description="`wulian token create --role ROLE [--centre ID]` prints one")
+                    description="`wulian token create --role ROLE [--centre ID] "
+                                "[--provider ID]` prints one")
+
+# Request lines that would name a household: its colours' path and the audit trail's subject.
+_HOUSEHOLD_PATH = re.compile(r"(/register/households/)[^/?\s]+")
+_SUBJECT_QUERY = re.compile(r"([?&]subject=)[^&\s]*")
+
+
+class _RedactPaths(logging.Filter):
+    """Keeps household ids out of uvicorn's access log (``…/households/…/colours``,
+    ``/events?subject=…``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _SUBJECT_QUERY.sub(r"\1…", _HOUSEHOLD_PATH.sub(r"\1…", a))
+                if isinstance(a, str) else a for a in record.args)
+        return True
 
 
 def create_app(store_url: str | None = None, data_dir: str | Path | None = None, *,
@@ -443,6 +822,10 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # Here, after uvicorn has set up its logging: household ids in paths stay out of it.
+        access = logging.getLogger("uvicorn.access")
+        if not any(isinstance(f, _RedactPaths) for f in access.filters):
+            access.addFilter(_RedactPaths())
         if run_jobs:
             service.worker.start()
         log.info("wulian service ready: store %s, %s job slot(s)",
@@ -454,9 +837,12 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
     app = FastAPI(
         title="五联 wulian batch service",
         version=_version(),
-        description="季度规划批处理服务 / quarterly planning as a batch service: upload a "
-                    "scenario, submit a quarter, follow the job, fetch the plan. Roles: "
-                    "planner, fund_manager, coordinator (fenced to a centre's subtree), admin.",
+        description="季度规划批处理服务与每周循环 / quarterly planning as a batch service "
+                    "(upload a scenario, submit a quarter, follow the job, fetch the plan) and "
+                    "the weekly cycle (the register, weeks opened and closed, tasks answered "
+                    "one at a time, the fund ledger, the audit trail). Roles: planner, "
+                    "fund_manager, coordinator (fenced to a centre's subtree), provider "
+                    "(fenced to its own tasks), admin.",
         lifespan=lifespan,
     )
     app.state.service = service
@@ -517,8 +903,9 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
 
     @v1.get("/me", response_model=MeOut, responses=_errors(401), tags=["service"])
     async def me(who: Annotated[Principal, Depends(caller)]) -> dict:
-        """当前令牌 / the caller's role and centre."""
-        return {"token_id": who.token_id, "role": who.role, "centre": who.centre}
+        """当前令牌 / the caller's role, centre (a coordinator) and provider (a provider)."""
+        return {"token_id": who.token_id, "role": who.role, "centre": who.centre,
+                "provider_id": who.provider_id}
 
     # -- scenarios ----------------------------------------------------------------------------
 
@@ -747,6 +1134,360 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         return {"job_id": job_id, "scenario": job.scenario, "quarter": job.quarter,
                 "centre": job.centre or None, "info": run.info, "rows": rows}
 
+    # -- the register -------------------------------------------------------------------------
+
+    HouseholdId = Annotated[str, PathParam(min_length=1, max_length=64)]
+    NeedId = Annotated[str, PathParam(min_length=1, max_length=64)]
+    TaskId = Annotated[str, PathParam(min_length=1, max_length=64)]
+    WeekPath = Annotated[str, PathParam(pattern=WEEK_PATTERN, examples=["2026-W49"])]
+    WeekQuery = Annotated[str | None, Query(pattern=WEEK_PATTERN)]
+
+    def _week_problem(week: str) -> JSONResponse | None:
+        try:
+            cycle.check_week(week)
+        except cycle.CycleError as err:
+            zh, _, en = str(err).partition(" / ")
+            return _problems_response([_problem("week", week, "not_a_week", zh, en,
+                                                "格式如 2026-W49", "write it like 2026-W49")],
+                                      "周次无效", "not a week")
+        return None
+
+    def _register_problems(err: ValidationError) -> JSONResponse:
+        return _problems_response(_scenario_problems(err.problems), "登记册未更改",
+                                  "the register was not changed")
+
+    @v1.post("/register/import", response_model=ImportOut, tags=["register"],
+             responses=_errors(400, 401, 403, 404, 422))
+    def register_import(
+            who: Annotated[Principal, Depends(allowed("register:import"))],
+            files: Annotated[list[UploadFile] | None, File(
+                description="one folder's CSV or Parquet files, or one XLSX (or give "
+                            "`scenario`)")] = None,
+            scenario: Annotated[str | None, Form(
+                pattern=DIGEST_PATTERN, description="a kept scenario's digest (or upload "
+                                                    "`files`)")] = None,
+            name: Annotated[str, Form(max_length=200)] = "",
+            dry_run: Annotated[bool, Form(description="report the changes, write nothing")]
+            = False) -> Any:
+        """导入登记册 / bring a scenario into the register: rows are upserted by id (supply
+        tables are replaced), new and changed households assessed, new needs opened — one
+        transaction, every change in the audit trail. The register after the import is
+        validated as a whole: 422 with every problem, nothing written."""
+        if bool(files) == bool(scenario):
+            return _problems_response([_problem(
+                "files", "", "scenario_or_files", "请上传文件或给出场景摘要(二选一)",
+                "give either files or a kept scenario's digest, not both or neither",
+                "上传场景文件,或填写 scenario", "upload the files, or name the scenario")],
+                "登记册未更改", "the register was not changed")
+        if files:
+            data = {(f.filename or "unnamed"): f.file.read() for f in files}
+            try:
+                loaded, _created = service.library.add(data, name=name)
+            except ValidationError as err:
+                return _problems_response(_scenario_problems(err.problems), "场景未导入",
+                                          "the scenario was not imported")
+        else:
+            loaded = service.library.load(service.scenario_row(scenario)["digest"])
+        try:
+            report = service.register(who).import_scenario(loaded, dry_run=dry_run)
+        except ValidationError as err:
+            log.info("register import refused: %d problem(s)", len(err.problems))
+            return _register_problems(err)
+        log.info("register import of %s by a %s: %d change(s)%s", loaded.digest[:12], who.role,
+                 report.total, " (dry run)" if dry_run else "")
+        return {"scenario": loaded.digest, "dry_run": dry_run, "applied": report.applied,
+                "tables": _records(report.frame()), "assessments": report.assessments,
+                "skipped": list(report.skipped)}
+
+    def _assessment(row: dict) -> dict:
+        out = {k: row[k] for k in AssessmentOut.model_fields}
+        out["indicators"] = json.loads(row["indicators"]) if row["indicators"] else {}
+        return out
+
+    def _colours(household_id: str) -> list[dict]:
+        history = service.register().colour_history(household_id)
+        return [_assessment(r) for r in _records(history)]
+
+    @v1.post("/register/households", response_model=HouseholdAssessedOut, status_code=201,
+             responses={200: {"model": HouseholdAssessedOut,
+                              "description": "a household already in the register, updated"},
+                        **_errors(400, 401, 403, 422)}, tags=["register"])
+    def register_household(body: HouseholdIn, response: Response,
+                           who: Annotated[Principal, Depends(allowed("register:write"))]) -> Any:
+        """登记或重新评估家庭 / add a household or update one, with a new assessment (dated,
+        versioned, coloured by the policy): fields not given are kept. 201 new, 200 updated;
+        a coordinator: households of their subtree only."""
+        row = body.model_dump(exclude_none=True, exclude={"discovered_by", "assessed_on"})
+        before = service.register_row("households", body.household_id)
+        service.register_fence(who, before and before.get("station_id"), body.station_id)
+        try:
+            service.register(who).assess(row, on=body.assessed_on,
+                                         discovered_by=body.discovered_by)
+        except ValidationError as err:
+            return _register_problems(err)
+        if before is not None:
+            response.status_code = 200
+        log.info("household %s in the register by a %s", "added" if before is None else
+                 "assessed", who.role)
+        return {"household_id": body.household_id, "created": before is None,
+                "assessment": _colours(body.household_id)[-1]}
+
+    @v1.get("/register/households/{household_id}/colours", response_model=ColoursOut,
+            responses=_errors(401, 403, 404, 422), tags=["register"])
+    def household_colours(household_id: HouseholdId,
+                          who: Annotated[Principal, Depends(allowed("register:read"))]) -> Any:
+        """颜色变化记录 / a household's assessments, oldest first: when, who, how it was found,
+        its indicators, score and colour."""
+        row = service.register_row("households", household_id)
+        if row is None:
+            raise _not_found("该家庭", "such household in the register")
+        service.register_fence(who, row.get("station_id"))
+        return {"household_id": household_id, "station_id": row.get("station_id", ""),
+                "assessments": _colours(household_id)}
+
+    def _need_out(need_id: str) -> dict:
+        state = service.need_state(need_id)
+        if state is None:
+            raise _not_found(f"需求 {need_id}", f"need {need_id}")
+        return {k: state[k] for k in NeedStateOut.model_fields}
+
+    @v1.post("/register/needs", response_model=NeedStateOut, status_code=201,
+             responses=_errors(400, 401, 403, 409, 422), tags=["register"])
+    def register_need(body: NeedIn,
+                      who: Annotated[Principal, Depends(allowed("register:write"))]) -> Any:
+        """登记需求 / raise one need (a one-click request, a finding): it opens and waits for
+        the next week opened. A coordinator: households of their subtree only."""
+        household = service.register_row("households", body.household_id)
+        service.register_fence(who, household and household.get("station_id"))
+        week = body.week
+        if week is None:
+            year, number, _ = date.today().isocalendar()
+            week = f"{year}-W{number:02d}"
+        elif (bad := _week_problem(week)) is not None:
+            return bad
+        row = {"household_id": body.household_id, "service_id": body.service_id,
+               "quantity": body.quantity, "urgency": body.urgency, "week": week}
+        if body.need_id:
+            row["need_id"] = body.need_id
+        try:
+            need_id = service.register(who).add_need(row)
+        except ValidationError as err:
+            return _register_problems(err)
+        except RegisterError as err:
+            zh, _, en = str(err).partition(" / ")
+            raise ApiError(409, "exists", zh, en or zh) from None
+        log.info("need raised by a %s", who.role)
+        return _need_out(need_id)
+
+    @v1.post("/register/needs/{need_id}/withdraw", response_model=NeedStateOut,
+             responses=_errors(401, 403, 404, 409, 422), tags=["register"])
+    def withdraw_need(need_id: NeedId,
+                      who: Annotated[Principal, Depends(allowed("register:write"))]) -> Any:
+        """撤回需求 / close a need as withdrawn (the household no longer needs it)."""
+        state = _need_out(need_id)
+        household = service.register_row("households", state["household_id"])
+        service.register_fence(who, household and household.get("station_id"))
+        if state["state"] == "closed":
+            raise ApiError(409, "closed", f"需求 {need_id} 已关闭", f"need {need_id} is "
+                           "already closed")
+        try:
+            service.register(who).withdraw_need(need_id)
+        except RegisterError as err:
+            zh, _, en = str(err).partition(" / ")
+            raise ApiError(409, "closed", zh, en or zh) from None
+        log.info("need withdrawn by a %s", who.role)
+        return _need_out(need_id)
+
+    # -- the weekly cycle ---------------------------------------------------------------------
+
+    def _scope_out(centre: str) -> str | None:
+        return None if centre == cycle.WHOLE else centre
+
+    def _cycle_conflict(err: cycle.CycleError) -> ApiError:
+        zh, _, en = str(err).partition(" / ")
+        return ApiError(409, "cycle_conflict", zh, en or zh)
+
+    @v1.post("/weeks", response_model=WeekOpenedOut, status_code=201,
+             responses=_errors(400, 401, 403, 409, 422), tags=["cycle"])
+    def open_week(body: WeekIn,
+                  who: Annotated[Principal, Depends(allowed("week:manage"))]) -> Any:
+        """开启一周 / open a week from the register (the whole network, or a centre's subtree):
+        allocate, match and turn every allocation and placed visit into a task. Takes seconds
+        (a city: a minute); 409 when the week is already open, a scope's earlier week is still
+        open, or nothing is to be allocated. A coordinator: a centre of their subtree (their
+        centre by default)."""
+        if (bad := _week_problem(body.week)) is not None:
+            return bad
+        centre = service.week_scope(who, body.centre)
+        if centre is not None and service.register_subtree(centre) is None:
+            return _problems_response([_problem(
+                "centre", centre, "unknown_centre", "登记册中没有该中心",
+                "the register has no such centre", "请使用登记册 centres 表中的编号",
+                "use a centre_id of the register's centres table")],
+                "周未开启", "the week was not opened")
+        try:
+            opened = cycle.open_week(service.register(who), body.week, centre)
+        except cycle.CycleError as err:
+            raise _cycle_conflict(err) from None
+        except ValidationError as err:
+            return _problems_response(_scenario_problems(err.problems), "周未开启",
+                                      "the week was not opened")
+        tasks = opened.tasks
+        unmet = opened.run.tables.get("unmet")
+        log.info("week %s opened for %s by a %s: %d task(s) in %.1f s", body.week,
+                 opened.centre, who.role, len(tasks), opened.seconds.get("wall", 0.0))
+        return {"week": opened.week, "centre": _scope_out(opened.centre),
+                "run_id": opened.run_id, "tasks": len(tasks),
+                "tasks_by_kind": {str(k): int(v) for k, v in
+                                  tasks["kind"].value_counts().items()},
+                "needs_allocated": int(tasks.loc[tasks["need_id"] != "", "need_id"].nunique()),
+                "needs_unmet": 0 if unmet is None else int(unmet["need_id"].nunique()),
+                "cost": round(float(tasks["cost"].sum()), 2), "seconds": opened.seconds}
+
+    @v1.post("/weeks/{week}/close", response_model=WeekClosedOut,
+             responses=_errors(401, 403, 404, 409, 422), tags=["cycle"])
+    def close_week(week: WeekPath,
+                   who: Annotated[Principal, Depends(allowed("week:manage"))],
+                   centre: Annotated[str | None, Query(min_length=1, max_length=64)] = None
+                   ) -> Any:
+        """结束一周 / close a week for the scope it was opened for: unanswered tasks are
+        settled as not delivered, what was not delivered is carried into the next week with its
+        age, needs delivered in full close, visits made go into the history."""
+        if (bad := _week_problem(week)) is not None:
+            return bad
+        centre = service.week_scope(who, centre)
+        scope = centre or cycle.WHOLE
+        opened = cycle.weeks(service.register())
+        if not len(opened[(opened["week"] == week) & (opened["centre"] == scope)]):
+            raise _not_found(f"{week}({scope})的开启记录", f"week {week} opened for {scope}")
+        try:
+            closed = cycle.close_week(service.register(who), week, centre)
+        except cycle.CycleError as err:
+            raise _cycle_conflict(err) from None
+        log.info("week %s closed for %s by a %s", week, scope, who.role)
+        return {"week": closed.week, "centre": _scope_out(closed.centre),
+                "delivered": closed.delivered, "carried": closed.carried,
+                "expired": closed.expired, "unanswered": closed.unanswered,
+                "history": closed.history, "spent": round(closed.spent, 2)}
+
+    @v1.get("/weeks", response_model=list[WeekOut], responses=authed, tags=["cycle"])
+    def list_weeks(who: Annotated[Principal, Depends(allowed("week:list"))]) -> Any:
+        """周列表 / every week opened, oldest first, with its state and tasks per status."""
+        frame = cycle.weeks(service.register())
+        with service.store.engine.connect() as conn:
+            counts = conn.execute(sa.select(
+                cycle.TASKS.c.week, cycle.TASKS.c.centre, cycle.TASKS.c.status,
+                sa.func.count()).group_by(cycle.TASKS.c.week, cycle.TASKS.c.centre,
+                                          cycle.TASKS.c.status)).all()
+        per: dict[tuple[str, str], dict[str, int]] = {}
+        for w, c, status, n in counts:
+            per.setdefault((w, c), {})[status] = int(n)
+        out = []
+        for row in _records(frame):
+            out.append({**{k: row[k] for k in ("week", "state", "run_id", "opened_at",
+                                               "closed_at", "actor")},
+                        "centre": _scope_out(row["centre"]),
+                        "tasks": per.get((row["week"], row["centre"]), {})})
+        return out
+
+    @v1.get("/tasks", response_model=TasksOut, responses=_errors(401, 403, 422),
+            tags=["cycle"])
+    def list_tasks(who: Annotated[Principal, Depends(allowed("task:read"))],
+                   week: WeekQuery = None,
+                   status: Annotated[TASK_STATUS | None, Query()] = None,
+                   provider: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+                   limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+                   offset: Annotated[int, Query(ge=0)] = 0) -> Any:
+        """任务列表 / tasks, ordered by id: a provider sees only its own, a coordinator those
+        of their subtree's households."""
+        if who.role == "provider":
+            if provider and provider != who.provider_id:
+                raise _forbidden("服务方只能查看本方任务", "a provider may see only its own tasks")
+            provider = who.provider_id
+        frame = cycle.tasks(service.register(), week, provider=provider, status=status)
+        inside = service.coordinator_stations(who)
+        if inside is not None:
+            frame = frame[frame["station_id"].isin(inside)]
+        part = frame.iloc[offset:offset + limit]
+        return {"total_rows": len(frame), "offset": offset, "tasks": _records(part)}
+
+    @v1.get("/tasks/{task_id}", response_model=TaskOut, responses=_errors(401, 403, 404, 422),
+            tags=["cycle"])
+    def get_task(task_id: TaskId,
+                 who: Annotated[Principal, Depends(allowed("task:read"))]) -> Any:
+        """一项任务 / one task (a provider: its own; a coordinator: their subtree's)."""
+        return service.task_for(who, task_id)
+
+    @v1.post("/tasks/{task_id}/answer", response_model=TaskAnsweredOut,
+             responses=_errors(400, 401, 403, 404, 409, 422), tags=["cycle"])
+    def answer_task(task_id: TaskId, body: AnswerIn,
+                    who: Annotated[Principal, Depends(allowed("task:answer"))]) -> Any:
+        """回复任务 / answer a task — accepted, declined (with a reason), delivered (in full, or
+        the units delivered) or not delivered; on a monitoring visit, also what the visit
+        observed (`indicators`, `new_needs`, `note`): the household is re-assessed and the needs
+        found are raised. The same answer twice changes nothing; 422 lists every problem (a
+        status that cannot follow, a date outside the week, a closed week, …)."""
+        task = service.task_for(who, task_id)
+        answer = cycle.Answer(
+            task_id=task["task_id"], status=body.status,
+            units_delivered="" if body.units_delivered is None else repr(body.units_delivered),
+            answered_on=body.answered_on or "", reason=body.reason or "",
+            indicators={k: str(v) for k, v in (body.indicators or {}).items()},
+            new_needs=body.new_needs or "", note=body.note or "", source="request")
+        try:
+            report = cycle.record_answers(
+                service.register(who), [answer],
+                provider=who.provider_id if who.role == "provider" else None,
+                centres=service.coordinator_stations(who))
+        except ValidationError as err:
+            return _problems_response(_scenario_problems(err.problems), "回复未记录",
+                                      "the answer was not recorded")
+        except (RegisterError, cycle.CycleError) as err:
+            zh, _, en = str(err).partition(" / ")
+            raise ApiError(409, "conflict", zh, en or zh) from None
+        log.info("task %s answered %s by a %s", task_id, body.status, who.role)
+        return {**service.task_row(task_id),
+                "recorded": {"changed": report.changed, "unchanged": report.unchanged,
+                             "visits": report.visits, "needs_raised": report.needs_raised}}
+
+    @v1.get("/funds/ledger", response_model=LedgerOut, responses=_errors(401, 403, 422),
+            tags=["cycle", "budgets"])
+    def ledger(who: Annotated[Principal, Depends(allowed("ledger:read"))],
+               first: WeekQuery = None, last: WeekQuery = None) -> Any:
+        """资金台账 / the fund ledger: planned, committed and spent per fund × street × week,
+        and each fund's balance in its period at the last week. A coordinator: the streets of
+        their subtree, and the balances of the funds those streets used."""
+        by_week, balances = cycle.fund_ledger(service.register(), first, last)
+        inside = service.coordinator_stations(who)
+        if inside is not None:
+            by_week = by_week[by_week["street_id"].isin(inside)]
+            if len(balances):
+                balances = balances[balances["fund_id"].isin(set(by_week["fund_id"]))]
+        return {"first": first, "last": last,
+                "by_week": _records(by_week[list(LedgerRow.model_fields)]),
+                "balances": _records(balances[list(BalanceRow.model_fields)])
+                if len(balances) else []}
+
+    @v1.get("/events", response_model=EventsOut, responses=_errors(401, 403, 422),
+            tags=["register"])
+    def list_events(who: Annotated[Principal, Depends(allowed("event:list"))],
+                    subject: Annotated[str | None, Query(
+                        min_length=1, max_length=200,
+                        description="e.g. `households:H0000005`, `tasks:T…`, `weeks:2026-W49:*`")]
+                    = None,
+                    kind: Annotated[str | None, Query(min_length=1, max_length=32,
+                                                      description="e.g. `task.answer`")] = None,
+                    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+                    offset: Annotated[int, Query(ge=0)] = 0) -> Any:
+        """审计记录 / the audit trail, oldest first: who changed what, when, through what, and
+        the row before and after."""
+        frame = service.register().events(subject, kind)
+        part = _records(frame.iloc[offset:offset + limit])
+        for row in part:
+            for key in ("before", "after"):
+                row[key] = None if row[key] is None else json.loads(row[key])
+        return {"total_rows": len(frame), "offset": offset, "events": part}
+
     # -- tokens -------------------------------------------------------------------------------
 
     @v1.post("/tokens", response_model=TokenCreated, status_code=201,
@@ -755,9 +1496,12 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
                      who: Annotated[Principal, Depends(allowed("token:manage"))]) -> Any:
         """新建令牌 / make a token; its secret is shown once."""
         try:
-            row, secret = service.tokens.create(body.role, body.centre, body.label)
+            row, secret = service.tokens.create(body.role, body.centre, body.label,
+                                                provider=body.provider)
         except TokenError as err:
-            return _problems_response([_problem("centre", body.centre or "", "bad_token_request",
+            column = "provider" if "provider" in str(err) else "centre"
+            value = body.provider if column == "provider" else body.centre
+            return _problems_response([_problem(column, value or "", "bad_token_request",
                                                 str(err).split(" / ")[0], str(err),
                                                 "见 docs/api.md", "see docs/api.md")],
                                       "令牌未创建", "no token was made")

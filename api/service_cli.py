@@ -51,20 +51,22 @@ def cmd_token(args: argparse.Namespace) -> int:
             console.print("[bold red]请给出 --role / give --role[/]")
             return 2
         try:
-            row, secret = tokens.create(args.role, args.centre, args.label or "")
+            row, secret = tokens.create(args.role, args.centre, args.label or "",
+                                        provider=args.provider)
         except TokenError as err:
             console.print(f"[bold red]{err}[/]")
             return 2
         console.print(f"令牌 {row['token_id']} 已创建 / token {row['token_id']} made: role "
-                      f"{row['role']}" + (f", centre {row['centre']}" if row["centre"] else ""),
+                      f"{row['role']}" + (f", centre {row['centre']}" if row["centre"] else "")
+                      + (f", provider {row['provider_id']}" if row["provider_id"] else ""),
                       style="dim")
         console.print("密钥只显示这一次,请妥善保存 / the secret is shown only now; keep it:",
                       style="dim")
         print(secret)  # plain, so scripts can capture it
         return 0
     if args.action == "list":
-        rows = pd.DataFrame(tokens.list(), columns=["token_id", "role", "centre", "label",
-                                                    "created_at", "revoked"])
+        rows = pd.DataFrame(tokens.list(), columns=["token_id", "role", "centre", "provider_id",
+                                                    "label", "created_at", "revoked"])
         console.print(rows.to_string(index=False) if len(rows) else "没有令牌 / no tokens")
         return 0
     if args.id is None:
@@ -232,8 +234,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("token", help="令牌 / make, list or revoke API tokens")
     p.add_argument("action", choices=["create", "list", "revoke"])
     p.add_argument("id", nargs="?", type=int, help="token id (revoke)")
-    p.add_argument("--role", choices=["planner", "fund_manager", "coordinator", "admin"])
+    p.add_argument("--role", choices=["planner", "fund_manager", "coordinator", "admin",
+                                      "provider"])
     p.add_argument("--centre", help="a coordinator's centre (its subtree is all they see)")
+    p.add_argument("--provider", help="a provider's id (its own tasks are all they see)")
     p.add_argument("--label", help="who or what the token is for")
     p.add_argument("--store", help=store_help)
     p.set_defaults(func=cmd_token)

@@ -128,6 +128,10 @@ CATALOGUE: dict[str, tuple[str, str, str, str]] = {
         "任务属于其他服务方", "the task belongs to another provider",
         "只能回复推送给本方的任务", "answer only the tasks sent to you",
     ),
+    "task_outside_centre": (
+        "任务不在本中心辖区内", "the task is outside your centre's area",
+        "只能回复本中心辖区内的任务", "answer only the tasks of your centre's subtree",
+    ),
     "week_not_open": (
         "{week} 未开启或已结束", "{week} is not open",
         "已结束的周不能再回复", "a closed week takes no more answers",

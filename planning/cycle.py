@@ -268,6 +268,7 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
         conn.execute(WEEKS.insert().values(week=week, centre=scope, state="open",
                                            opened_at=now(), actor=register.actor.name))
         scenario = week_scenario(register, conn, week)
+        _check_needs_in_scope(scenario, week, centre)
         drawn = time.perf_counter()
         run = run_allocation(scenario, week=week, centre=centre, params=params)
         allocated = time.perf_counter()
@@ -305,6 +306,21 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
                                "match": round(matched - allocated, 3),
                                "store": round(stored - matched, 3),
                                "wall": round(stored - start, 3)})
+
+
+def _check_needs_in_scope(scenario: Scenario, week: str, centre: str | None) -> None:
+    """A week with no open need in scope has nothing to allocate (the allocation's model would
+    be empty, which its solver refuses): say so instead."""
+    needs = scenario.needs
+    if centre:
+        hh = scenario.households
+        inside = hh.loc[hh["station_id"].isin(set(scenario.hierarchy.subtree(centre))),
+                        "household_id"]
+        needs = needs[needs["household_id"].isin(inside)]
+    if not len(needs):
+        where = f"({centre})" if centre else ""
+        raise CycleError(f"{week}{where}没有待分配的需求 / {week} has no open need to allocate"
+                         + (f" in {centre}'s subtree" if centre else ""))
 
 
 def week_scenario(register: Register, conn: sa.Connection, week: str) -> Scenario:
@@ -517,7 +533,8 @@ def record_answers(register: Register, answers: Iterable[Answer], *,
                           ignore_index=True).set_index("task_id")
         open_weeks = {(r.week, r.centre) for r in conn.execute(
             sa.select(WEEKS.c.week, WEEKS.c.centre).where(WEEKS.c.state == "open"))}
-        units = register.table("services", conn).set_index("service_id")["unit"].to_dict()
+        units = {k: json.loads(v).get("unit", "")
+                 for k, v in register.rows("services", conn).items()}
         seen: dict[str, tuple[int | None, tuple]] = {}
         planned: list[tuple[Answer, dict, dict]] = []
         for a in answers:
@@ -577,7 +594,7 @@ def _check_answer(a: Answer, found: pd.DataFrame, open_weeks: set, seen: dict,
     if a.street and task["street_id"] != a.street:
         problem("task_other_provider", "task_id", tid)
     if centres is not None and task["station_id"] not in centres:
-        problem("task_other_provider", "task_id", tid)
+        problem("task_outside_centre", "task_id", tid)
     status = word_code(a.status, _STATUS_WORDS)
     if status is None or status == "planned":
         allowed = ", ".join(f"{zh} {code}" for code, (zh, _e) in vocab.TASK_STATUSES.items()
@@ -604,11 +621,15 @@ def _check_answer(a: Answer, found: pd.DataFrame, open_weeks: set, seen: dict,
         problem("below_minimum", "units_delivered", text, minimum="0")
     elif delivered > units + 1e-6 and units > 0:
         problem("too_many_units", "units_delivered", text, planned=f"{units:g}")
-    elif text and units_of.get(task["service_id"]) in vocab.WHOLE_UNITS \
-            and delivered != round(delivered):
+    elif (units_of.get(task["service_id"]) in vocab.WHOLE_UNITS and units == round(units)
+          and delivered != round(delivered)):
+        # What is still owed goes back into the register's needs, where these units are whole.
         unit = units_of[task["service_id"]]
         problem("not_whole", "units_delivered", text, unit_zh=vocab.UNITS[unit][0],
                 unit_en=unit + "s")
+    elif units_of.get(task["service_id"]) == "yuan" and abs(
+            delivered * 100 - round(delivered * 100)) > 1e-6:
+        problem("too_many_decimals", "units_delivered", text)
     day = str(a.answered_on).strip()[:10]
     if day:
         try:
@@ -631,7 +652,9 @@ def _check_answer(a: Answer, found: pd.DataFrame, open_weeks: set, seen: dict,
     if visit_given and task["kind"] not in MONITORING_KINDS:
         problem("not_a_visit", "task_id", tid)
     for key, value in a.indicators.items():
-        if str(value).strip() not in ("0", "1", "0.0", "1.0"):
+        if key not in vocab.DEPRIVATION_COLUMNS:  # a visit observes deprivations, nothing else
+            problem("unknown_column", key, value)
+        elif str(value).strip() not in ("0", "1", "0.0", "1.0"):
             problem("not_allowed", key, value, allowed="0, 1")
     new = _parse_needs(a.new_needs)
     if new is None or any(s not in units_of for s, _q in new):
@@ -786,6 +809,13 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
         got = done[done["need_id"] != ""].groupby("need_id")["units_delivered"].sum()
         left = np.maximum(states["remaining"].to_numpy(float)
                           - states.index.map(got).fillna(0.0).to_numpy(float), 0.0)
+        # Hours, visits and items are owed in whole numbers (the register's needs must stay a
+        # valid scenario): a need whose visits were split into half hours, delivered in part,
+        # carries what is left rounded up.
+        unit = states["service_id"].map({k: json.loads(v).get("unit", "") for k, v in
+                                         register.rows("services", conn).items()})
+        whole = unit.isin(list(vocab.WHOLE_UNITS)).to_numpy()
+        left = np.where(whole, np.ceil(left - 1e-6), left)
         age = states["age"].to_numpy(int) + 1
         expire = register.policy.cycle.expire_weeks
         full = left <= EPS

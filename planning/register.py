@@ -514,7 +514,7 @@ class Register:
         for i, row in enumerate(rows):
             text = {k: "" if v is None else str(v) for k, v in row.items()}
             nid = text.get("need_id") or f"N{text.get('week', '').replace('-', '')}" \
-                f"{text.get('household_id', '')}{len(current) + len(fresh) + i:06d}"
+                f"{text.get('household_id', '')}{len(current) + i:06d}"
             if nid in current or nid in fresh:
                 raise RegisterError(f"需求 {nid} 已存在 / need {nid} already exists")
             text["need_id"] = nid
