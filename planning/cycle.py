@@ -33,6 +33,7 @@ from wulian.contract.problems import Problem, ValidationError
 from wulian.optimizer.allocation import AllocationParams
 from wulian.optimizer.visits import MatchParams
 from wulian.planning.allocate import run_allocation
+from wulian.planning.db import bulk_insert
 from wulian.planning.match import reconciled_tables, run_matching, week_start
 from wulian.planning.register import (
     NEED_STATES,
@@ -283,7 +284,7 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
         stamp = now()
         new = new.assign(updated_at=stamp)
         if len(new):
-            conn.execute(TASKS.insert(), new.to_dict("records"))
+            bulk_insert(conn, TASKS, new.to_dict("records"))
         need_ids = sorted(set(new.loc[new["need_id"] != "", "need_id"]))
         for chunk in _chunks(need_ids):
             conn.execute(NEED_STATES.update().where(NEED_STATES.c.need_id.in_(chunk))
@@ -740,13 +741,13 @@ def _add_history(register: Register, conn, events: Events, visits: list[tuple[st
     fresh = frame[~keys.isin(list(have))]
     if not len(fresh):
         return 0
-    rows = [{"tbl": "history", "row_key": k,
-             "data": json.dumps(r, ensure_ascii=False, sort_keys=True),
-             "effective_from": week_start(r["week"]).isoformat(), "updated_at": events.at}
-            for k, r in zip(history_key(fresh), fresh.to_dict("records"), strict=True)]
-    conn.execute(ROWS.insert(), rows)
+    rows = [{"tbl": "history", "row_key": k, "data": data,
+             "effective_from": week_start(week).isoformat(), "updated_at": events.at}
+            for k, data, week in zip(history_key(fresh), row_json(canonical("history", fresh)),
+                                     fresh["week"], strict=True)]
+    bulk_insert(conn, ROWS, rows)
     for r in rows:
-        events.add("history.add", f"history:{r['row_key']}", None, json.loads(r["data"]))
+        events.add("history.add", f"history:{r['row_key']}", None, r["data"])
     return len(rows)
 
 

@@ -75,3 +75,20 @@ def open_engine(url: str, *, migrate: bool = True) -> sa.Engine:
     if migrate and revision(engine) != head():
         upgrade(engine)
     return engine
+
+
+def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
+    """Insert many rows straight through the driver's ``executemany`` (a city's register is
+    millions of rows; SQLAlchemy's per-row parameter handling would cost more than the
+    database). Rows are dicts with the same keys, the columns to fill (an autoincrement key
+    left out is numbered by the database)."""
+    if not rows:
+        return
+    columns = [c.name for c in table.columns if c.name in rows[0]]
+    mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
+    quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
+    sql = (f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} ({quoted}) "
+           f"VALUES ({', '.join([mark] * len(columns))})")
+    for start in range(0, len(rows), 50_000):
+        conn.exec_driver_sql(sql, [tuple(r.get(c) for c in columns)
+                                   for r in rows[start:start + 50_000]])

@@ -19,6 +19,7 @@ rules.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from wulian.contract import vocab
 from wulian.contract.schema import TABLES
 from wulian.demand.policy import Policy
 from wulian.demand.scoring import colour
+from wulian.planning.db import bulk_insert
 from wulian.planning.io import as_text, write_tables
 from wulian.planning.scenario import Scenario
 from wulian.planning.store import RunStore
@@ -104,7 +106,16 @@ def now() -> str:
 
 
 def _json(value) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    """A value as JSON text (text given is taken as JSON already, as register rows are)."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=_plain_value)
+
+
+def _plain_value(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON: {type(value).__name__}")
 
 
 @dataclass(frozen=True)
@@ -131,13 +142,14 @@ class Events:
         self.at = now()
 
     def add(self, kind: str, subject: str, before=None, after=None) -> None:
+        """An event; ``before`` and ``after`` are dicts or their JSON text (``None``: none)."""
         self.rows.append({"at": self.at, "actor": self.actor.name, "via": self.actor.via,
                           "kind": kind, "subject": subject, "before": _json(before),
                           "after": _json(after)})
 
     def flush(self) -> None:
         if self.rows:
-            self.conn.execute(EVENTS.insert(), self.rows)
+            bulk_insert(self.conn, EVENTS, self.rows)
             self.rows = []
 
 
@@ -160,9 +172,21 @@ def canonical(table: str, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def row_json(frame: pd.DataFrame) -> list[str]:
-    cols = list(frame.columns)
-    return [json.dumps(dict(zip(cols, values, strict=True)), ensure_ascii=False,
-                       sort_keys=True) for values in frame.itertuples(index=False, name=None)]
+    """Each row of a text frame as JSON text, keys in the frame's column order (canonical
+    frames have one order, so equal rows give equal text)."""
+    if not len(frame):
+        return []
+    text = frame.astype(object).to_json(orient="records", lines=True, force_ascii=False)
+    return text.rstrip("\n").split("\n")
+
+
+def rows_frame(values: list[str]) -> pd.DataFrame:
+    """Rows kept as JSON text back as a text frame."""
+    if not values:
+        return pd.DataFrame()
+    frame = pd.read_json(io.StringIO("\n".join(values)), lines=True, orient="records",
+                         dtype=False)
+    return frame.astype(object).fillna("")
 
 
 @dataclass
@@ -238,7 +262,7 @@ class Register:
         columns = list(TABLES[table].column_names)
         if not rows:
             return pd.DataFrame(columns=columns)
-        frame = pd.DataFrame.from_records([json.loads(rows[k]) for k in sorted(rows)])
+        frame = rows_frame([rows[k] for k in sorted(rows)])
         order = [c for c in columns if c in frame.columns]
         return frame[order + [c for c in frame.columns if c not in order]].fillna("")
 
@@ -361,7 +385,7 @@ class Register:
                     c: TableChanges, on: date) -> None:
         stamp, day = events.at, on.isoformat()
         if c.added:
-            conn.execute(ROWS.insert(), [
+            bulk_insert(conn, ROWS, [
                 {"tbl": name, "row_key": k, "data": incoming[k], "effective_from": day,
                  "updated_at": stamp} for k in c.added])
         for k in c.changed:
@@ -371,12 +395,11 @@ class Register:
             for chunk in _chunks(c.removed):
                 conn.execute(ROWS.delete().where(ROWS.c.tbl == name, ROWS.c.row_key.in_(chunk)))
         for k in c.added:
-            events.add(f"{name}.add", f"{name}:{k}", None, json.loads(incoming[k]))
+            events.add(f"{name}.add", f"{name}:{k}", None, incoming[k])
         for k in c.changed:
-            events.add(f"{name}.change", f"{name}:{k}", json.loads(old[k]),
-                       json.loads(incoming[k]))
+            events.add(f"{name}.change", f"{name}:{k}", old[k], incoming[k])
         for k in c.removed:
-            events.add(f"{name}.remove", f"{name}:{k}", json.loads(old[k]), None)
+            events.add(f"{name}.remove", f"{name}:{k}", old[k], None)
 
     def _assess_imported(self, conn, events: Events, scenario: Scenario, c: TableChanges,
                          on: date) -> None:
@@ -399,26 +422,25 @@ class Register:
             sa.select(ASSESSMENTS.c.household_id, sa.func.max(ASSESSMENTS.c.version))
             .where(ASSESSMENTS.c.household_id.in_(ids) if len(ids) < 30_000 else sa.true())
             .group_by(ASSESSMENTS.c.household_id)).all())
-        indicators = typed[list(vocab.DEPRIVATION_COLUMNS)].astype(int).to_dict("records")
-        rows = []
-        for i, hid in enumerate(ids):
-            rows.append({
-                "household_id": hid, "version": int(versions.get(hid, 0)) + 1,
-                "assessed_on": (on[hid] if isinstance(on, Mapping) else on).isoformat(),
-                "assessor": assessor,
-                "discovered_by": discovered_by,
-                "indicators": json.dumps(indicators[i], sort_keys=True),
-                "categories": str(typed["categories"].iloc[i] or ""),
-                "score": float(final["score"].iloc[i]),
-                "tier_policy": str(by_policy["tier"].iloc[i]),
-                "tier_override": str(typed["tier"].iloc[i] or ""),
-                "tier": str(final["tier"].iloc[i]), "created_at": events.at})
-        conn.execute(ASSESSMENTS.insert(), rows)
+        indicators = row_json(typed[list(vocab.DEPRIVATION_COLUMNS)].astype(int))
+        days = ([on[h].isoformat() for h in ids] if isinstance(on, Mapping)
+                else [on.isoformat()] * len(ids))
+        rows = [{"household_id": hid, "version": int(versions.get(hid, 0)) + 1,
+                 "assessed_on": day, "assessor": assessor, "discovered_by": discovered_by,
+                 "indicators": ind, "categories": str(cat or ""), "score": float(score),
+                 "tier_policy": str(policy_tier), "tier_override": str(override or ""),
+                 "tier": str(tier), "created_at": events.at}
+                for hid, day, ind, cat, score, policy_tier, override, tier in zip(
+                    ids, days, indicators, typed["categories"].fillna("").to_numpy(object),
+                    final["score"].to_numpy(float), by_policy["tier"].to_numpy(object),
+                    typed["tier"].fillna("").to_numpy(object), final["tier"].to_numpy(object),
+                    strict=True)]
+        bulk_insert(conn, ASSESSMENTS, rows)
+        shown = ("version", "assessed_on", "assessor", "discovered_by", "score", "tier_policy",
+                 "tier_override", "tier")
         for row in rows:
             events.add("assessment.add", f"households:{row['household_id']}", None,
-                       {k: row[k] for k in ("version", "assessed_on", "assessor",
-                                            "discovered_by", "score", "tier_policy",
-                                            "tier_override", "tier")})
+                       {k: row[k] for k in shown})
         made = sa.select(ASSESSMENTS.c.household_id, ASSESSMENTS.c.assessment_id).where(
             ASSESSMENTS.c.created_at == events.at)
         if len(ids) < 30_000:
@@ -431,7 +453,7 @@ class Register:
         stamp = events.at
         if c.added:
             fresh = needs.loc[c.added]
-            conn.execute(NEED_STATES.insert(), [
+            bulk_insert(conn, NEED_STATES, [
                 {"need_id": nid, "household_id": r.household_id, "service_id": r.service_id,
                  "quantity": float(r.quantity), "remaining": float(r.quantity),
                  "urgency": int(r.urgency), "week_raised": r.week, "state": "open", "age": 0,
@@ -525,7 +547,7 @@ class Register:
         for nid, text in fresh.items():
             data = row_json(canonical("needs", pd.DataFrame([text])))[0]
             self.put_row(conn, events, "needs", nid, None, data, on)
-        conn.execute(NEED_STATES.insert(), [
+        bulk_insert(conn, NEED_STATES, [
             {"need_id": r.need_id, "household_id": r.household_id, "service_id": r.service_id,
              "quantity": float(r.quantity), "remaining": float(r.quantity),
              "urgency": int(r.urgency), "week_raised": r.week, "state": "open", "age": 0,
@@ -570,11 +592,11 @@ class Register:
             conn.execute(ROWS.insert().values(tbl=table, row_key=key, data=data,
                                               effective_from=on.isoformat(),
                                               updated_at=events.at))
-            events.add(f"{table}.add", f"{table}:{key}", None, json.loads(data))
+            events.add(f"{table}.add", f"{table}:{key}", None, data)
         else:
             conn.execute(ROWS.update().where(ROWS.c.tbl == table, ROWS.c.row_key == key)
                          .values(data=data, effective_from=on.isoformat(), updated_at=events.at))
-            events.add(f"{table}.change", f"{table}:{key}", json.loads(old), json.loads(data))
+            events.add(f"{table}.change", f"{table}:{key}", old, data)
 
 
 def open_needs(needs: pd.DataFrame, states: pd.DataFrame, services: pd.DataFrame
@@ -603,7 +625,7 @@ def _merge(old: dict[str, str], incoming: dict[str, str], c: TableChanges) -> di
 def _frame(table: str, rows: Mapping[str, str]) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=list(TABLES[table].column_names))
-    return pd.DataFrame.from_records([json.loads(v) for v in rows.values()]).fillna("")
+    return rows_frame(list(rows.values()))
 
 
 def _plain(row) -> dict:
