@@ -61,8 +61,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
                   f"({', '.join(run.tables)}, run.json); 运行记录 / recorded as run "
                   f"{run.info['run_id']}")
     code = _match_and_show(scenario, run, out, "csv", DEMO_MATCH)
+    if code == 0 and args.weeks:
+        _demo_cycle(scenario, out, args.weeks)
     console.print(f"演示总用时 / demo wall time: {time.perf_counter() - start:.1f} s")
     return code
+
+
+def _demo_cycle(scenario: Scenario, out: Path, weeks: int) -> None:
+    """The weekly cycle on the demo, in a register of its own (OUT/cycle.sqlite, made anew)."""
+    from wulian.api.cycle_cli import play_weeks
+    from wulian.planning.register import Actor, Register
+    from wulian.planning.store import RunStore
+
+    console.rule("每周循环 / the weekly cycle (四项同步)")
+    path = out / "cycle.sqlite"
+    for stale in out.glob("cycle.sqlite*"):
+        stale.unlink()
+    store = RunStore(f"sqlite:///{path.resolve()}")
+    try:
+        play_weeks(Register(store, Actor("demo", "simulator"), scenario.policy), scenario,
+                   weeks, 0, out=out / "cycle")
+    finally:
+        store.engine.dispose()
+    console.print(f"登记册与任务 / register and tasks: [bold]{path}[/]; 推送的工作簿 / published "
+                  f"workbooks: {out / 'cycle'} (wulian week list --store sqlite:///{path})")
 
 
 def _allocate_and_show(scenario: Scenario, out: Path, fmt: str, week: str | None,
@@ -457,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?", default=str(DEMO), help="scenario (default: bundled demo)")
     p.add_argument("--out", default="out/demo", help="where the output tables go")
     p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
+    p.add_argument("--weeks", type=int, default=2,
+                   help="weeks of the simulated weekly cycle to play after (0: none)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("allocate", help="每周分配 / allocate services and budget for a week")

@@ -255,13 +255,21 @@ def cmd_funds(args: argparse.Namespace, register) -> int:
 
 @_disposing("simulator")
 def cmd_simulate(args: argparse.Namespace, register) -> int:
-    from wulian.planning.simulate import simulate
-
     scenario = load_or_report(args.path, register.policy)
     if scenario is None:
         return 1
+    play_weeks(register, scenario, args.weeks, args.seed, centre=args.centre,
+               out=Path(args.out) if args.out else None)
+    return 0
+
+
+def play_weeks(register, scenario, weeks: int, seed: int, *, centre: str | None = None,
+               out: Path | None = None) -> None:
+    """Import the scenario into the register, simulate the weeks, show each step and a table."""
+    from wulian.planning.simulate import simulate
+
     report = register.import_scenario(scenario)
-    console.print(f"登记册 / register: {count(report.total)} 处变更 changes from {args.path}")
+    console.print(f"登记册 / register: {count(report.total)} 处变更 changes")
     rows = []
 
     def show(week) -> None:
@@ -277,13 +285,11 @@ def cmd_simulate(args: argparse.Namespace, register) -> int:
                       f"({week.workbooks} 工作簿 workbooks) → 回复 answered → 结束 closed, "
                       f"{week.carried} 个需求顺延 carried forward")
 
-    simulate(register, args.weeks, args.seed, centre=args.centre,
-             out=Path(args.out) if args.out else None, on_week=show)
-    frame = pd.DataFrame(rows)
-    console.print(frame_table(frame, "模拟的每周循环 / the simulated weekly cycle",
+    with console.status("每周循环模拟中 / playing the weekly cycle …"):
+        simulate(register, weeks, seed, centre=centre, out=out, on_week=show)
+    console.print(frame_table(pd.DataFrame(rows), "模拟的每周循环 / the simulated weekly cycle",
                               formats={"支出 spent": yuan, "秒 s": lambda v: f"{v:.1f}"},
                               index=False))
-    return 0
 
 
 def add_commands(sub) -> None:

@@ -1,0 +1,220 @@
+"""The weekly cycle's benchmark: the register, a week opened, answered and closed, a quarter.
+
+Usage::
+
+    python -m bench.cycle [--preset district|city] [--data DIR] [--store URL] [--weeks N]
+                          [--answers N]
+
+What it measures (issue 15's targets, printed beside each figure), in one process on one store
+(a fresh SQLite file by default; ``--store`` names another, e.g. PostgreSQL — its schema is
+emptied first):
+
+* **import**: ``wulian register import`` of the preset into an empty register; the reference in
+  the same run is pandas' ``DataFrame.to_sql`` of the same rows as plain text (no diff, no
+  events, no validation) into a table of its own;
+* **re-import**: the same scenario with 1 % of the households, needs and offers changed, and
+  whether the report names exactly those rows;
+* **week open** (snapshot, allocation, matching, tasks stored) with its peak memory (this
+  process and its workers, ``bench.quarter.PeakMemory``);
+* **record**: the week's workbooks published, ``--answers`` tasks (20,000 by default, all when
+  fewer) filled in with openpyxl, then read back and recorded (``taskbook.read_answers`` +
+  ``cycle.record_answers``); filling the workbooks is not timed;
+* **close** of the week;
+* **the quarter**: ``--weeks`` weeks in all (13 by default) played by the simulator from
+  there, each step's time and the store's size after the last week.
+
+Times are wall seconds; the machine's load average is printed before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
+
+from bench import preset_folder
+from bench.match import loadavg
+from bench.quarter import PeakMemory
+
+console = Console(highlight=False, width=max(Console().width, 120))
+TARGETS = {"city": {"import": 30.0, "reimport": 10.0, "open": 90.0, "record": 15.0,
+                    "close": 10.0, "open_mib": 4096.0}}
+
+
+def _fresh_store(url: str | None, folder: Path) -> str:
+    if url is None:
+        return f"sqlite:///{folder / 'cycle.sqlite'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+    return url
+
+
+def _store_size(register) -> str:
+    engine = register.engine
+    if engine.dialect.name == "sqlite":
+        path = Path(engine.url.database)
+        size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+    else:
+        with engine.connect() as conn:
+            size = conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar()
+    return f"{size / 2**20:,.0f} MiB"
+
+
+def _changed(scenario, rng: np.random.Generator):
+    """The scenario with 1 % of households, needs and offers changed; and which ids."""
+    from wulian.planning.scenario import Scenario
+
+    tables = {k: v.copy() for k, v in scenario.tables.items()}
+    picked = {}
+    for name, column, change in (("households", "d_health", lambda s: 1 - s),
+                                 ("needs", "urgency", lambda s: s % 3 + 1),
+                                 ("offers", "capacity", lambda s: s + 1)):
+        frame = tables[name]
+        rows = rng.choice(len(frame), size=max(1, len(frame) // 100), replace=False)
+        frame.loc[frame.index[rows], column] = change(frame.loc[frame.index[rows], column])
+        picked[name] = set(frame[frame.columns[0]].iloc[rows])
+    return Scenario.from_tables(tables, scenario.policy), picked
+
+
+def _fill(paths: list[Path], limit: int, rng: np.random.Generator) -> int:
+    """Answer up to ``limit`` tasks in the workbooks: mostly delivered, some declined."""
+    from openpyxl import load_workbook
+
+    filled = 0
+    for path in paths:
+        if filled >= limit:
+            break
+        wb = load_workbook(path)
+        ws = wb["任务 tasks"]
+        header = {c.value: c.column for c in ws[1]}
+        for r in range(2, ws.max_row + 1):
+            if filled >= limit:
+                break
+            declined = rng.random() < 0.1
+            ws.cell(r, header["状态 status"], "已拒绝" if declined else "已完成")
+            if declined:
+                ws.cell(r, header["原因 reason"], "人手或物资不足")
+            filled += 1
+        wb.save(path)
+    return filled
+
+
+def run(preset: str, data: str | None, store: str | None, weeks: int, answers: int) -> None:
+    from wulian.planning import cycle, taskbook
+    from wulian.planning.register import Actor, Register
+    from wulian.planning.scenario import load_scenario
+    from wulian.planning.simulate import simulate
+    from wulian.planning.store import RunStore
+
+    rows: list[tuple[str, str, str, str]] = []
+    target = TARGETS.get(preset, {})
+
+    def row(step: str, seconds: float, note: str = "", key: str = "") -> None:
+        goal = f"≤ {target[key]:g} s" if key in target else "—"
+        rows.append((step, f"{seconds:.1f}", goal, note))
+        console.print(f"  {step}: {seconds:.1f} s {note}")
+
+    console.print(f"load average before: {loadavg()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = preset_folder(preset, data, tmp)
+        scenario = load_scenario(folder)
+        url = _fresh_store(store, Path(tmp))
+        register = Register(RunStore(url), Actor("bench", "simulator"), scenario.policy)
+        backend = register.engine.dialect.name
+        console.print(f"[bold]{preset}[/] on {backend}: "
+                      + ", ".join(f"{k} {len(v):,}" for k, v in scenario.tables.items()))
+
+        start = time.perf_counter()
+        with register.engine.begin() as conn:
+            for name, frame in scenario.tables.items():
+                frame.astype(str).to_sql(f"reference_{name}", conn, index=False,
+                                         chunksize=50_000, method=None)
+        reference = time.perf_counter() - start
+        start = time.perf_counter()
+        report = register.import_scenario(scenario)
+        seconds = time.perf_counter() - start
+        row("import", seconds, f"{report.total:,} rows + {report.assessments:,} assessments; "
+            f"reference to_sql {reference:.1f} s (× {seconds / reference:.1f})", "import")
+
+        changed, picked = _changed(scenario, np.random.default_rng(0))
+        start = time.perf_counter()
+        again = register.import_scenario(changed)
+        seconds = time.perf_counter() - start
+        exact = all(set(again.changes[name].changed) == ids for name, ids in picked.items()) \
+            and again.total == sum(len(v) for v in picked.values())
+        row("re-import, 1 % changed", seconds,
+            f"{again.total:,} changes reported, exactly those: {exact}", "reimport")
+
+        week = str(changed.needs["week"].max())
+        with PeakMemory() as peak:
+            start = time.perf_counter()
+            opened = cycle.open_week(register, week)
+            seconds = time.perf_counter() - start
+        row("week open", seconds, f"{len(opened.tasks):,} tasks; peak {peak.peak / 2**20:,.0f} "
+            f"MiB (target ≤ 4,096); {opened.seconds}", "open")
+
+        books = Path(tmp) / "books"
+        start = time.perf_counter()
+        paths = taskbook.publish_week(register, week, books)
+        publish = time.perf_counter() - start
+        filled = _fill(paths, answers, np.random.default_rng(1))
+        start = time.perf_counter()
+        read = taskbook.read_answers(paths)
+        recorded = cycle.record_answers(register, read)
+        seconds = time.perf_counter() - start
+        row("publish", publish, f"{len(paths):,} workbooks")
+        row("record answers from workbooks", seconds,
+            f"{filled:,} answers, {recorded.changed:,} tasks changed, {recorded.visits:,} "
+            "visit results", "record")
+
+        start = time.perf_counter()
+        closed = cycle.close_week(register, week)
+        seconds = time.perf_counter() - start
+        row("week close", seconds, f"{closed.carried:,} carried, {closed.delivered:,} "
+            f"delivered, {closed.unanswered:,} unanswered", "close")
+
+        played = simulate(register, max(weeks - 1, 0), seed=0,
+                          on_week=lambda w: console.print(f"  {w.week}: {w.seconds}"))
+        for w in played:
+            row(f"simulated {w.week}", sum(w.seconds[k] for k in ("open", "publish", "record",
+                                                                   "close")),
+                f"{w.tasks:,} tasks; open {w.seconds['open']:.1f} s, record "
+                f"{w.seconds['record']:.1f} s, close {w.seconds['close']:.1f} s")
+        rows.append(("store size", "", "", _store_size(register)))
+        register.engine.dispose()
+
+    table = Table(title=f"weekly cycle, {preset} on {backend}", title_justify="left")
+    for name in ("step", "seconds", "target", "what"):
+        table.add_column(name, justify="right" if name == "seconds" else "left")
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+    console.print(f"load average after: {loadavg()}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=["district", "city"], default="district")
+    parser.add_argument("--data", help="the preset's scenario folder (default: made or bundled)")
+    parser.add_argument("--store", default=os.environ.get("WULIAN_BENCH_STORE"),
+                        help="store URL (default: a fresh SQLite file)")
+    parser.add_argument("--weeks", type=int, default=13)
+    parser.add_argument("--answers", type=int, default=20_000)
+    args = parser.parse_args(argv)
+    run(args.preset, args.data, args.store, args.weeks, args.answers)
+
+
+if __name__ == "__main__":
+    main()
