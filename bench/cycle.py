@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
