@@ -11,6 +11,7 @@ are applied on top.
 from __future__ import annotations
 
 import functools
+import operator
 import threading
 from importlib import resources
 from pathlib import Path
@@ -89,6 +90,8 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
     sql = (f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} ({quoted}) "
            f"VALUES ({', '.join([mark] * len(columns))})")
+    values = operator.itemgetter(*columns)
     for start in range(0, len(rows), 50_000):
-        conn.exec_driver_sql(sql, [tuple(r.get(c) for c in columns)
-                                   for r in rows[start:start + 50_000]])
+        part = rows[start:start + 50_000]
+        conn.exec_driver_sql(sql, list(map(values, part)) if len(columns) > 1
+                             else [(values(r),) for r in part])

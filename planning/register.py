@@ -147,6 +147,16 @@ class Events:
                           "kind": kind, "subject": subject, "before": _json(before),
                           "after": _json(after)})
 
+    def add_many(self, kind: str, subjects: list[str], before: list | None,
+                 after: list | None) -> None:
+        """Events of one kind for many subjects (``before``/``after``: lists, or ``None``)."""
+        n = len(subjects)
+        befores = [_json(v) for v in before] if before is not None else [None] * n
+        afters = [_json(v) for v in after] if after is not None else [None] * n
+        base = {"at": self.at, "actor": self.actor.name, "via": self.actor.via, "kind": kind}
+        self.rows.extend({**base, "subject": subject, "before": b, "after": a}
+                         for subject, b, a in zip(subjects, befores, afters, strict=True))
+
     def flush(self) -> None:
         if self.rows:
             bulk_insert(self.conn, EVENTS, self.rows)
@@ -336,7 +346,7 @@ class Register:
         """
         on = on or date.today()
         with self.engine.begin() as conn:
-            changes, new_rows = {}, {}
+            changes, new_rows, frames = {}, {}, {}
             for name in REGISTER_TABLES:
                 frame = canonical(name, scenario.tables[name])
                 keys = row_keys(name, frame).to_numpy(str)
@@ -348,9 +358,15 @@ class Register:
                     changed=[k for k in keys if k in old and old[k] != incoming[k]])
                 if name in SYNCED_TABLES:
                     c.removed = sorted(set(old) - set(incoming))
-                changes[name], new_rows[name] = c, (old, incoming)
-            merged = {name: _merge(*new_rows[name], changes[name]) for name in REGISTER_TABLES}
-            self._check_merged(conn, merged, changes["needs"], new_rows["needs"][1])
+                changes[name], new_rows[name], frames[name] = c, (old, incoming), frame
+            # Rows the register keeps that the file does not list: the register afterwards is
+            # the file plus those, and must be valid as a whole. Without any, it is the file,
+            # which was validated already.
+            kept = {name: [k for k in old if k not in incoming]
+                    for name, (old, incoming) in new_rows.items() if name not in SYNCED_TABLES}
+            if any(kept.values()):
+                self._check_merged(conn, frames, {n: {k: new_rows[n][0][k] for k in keys}
+                                                  for n, keys in kept.items()})
             report = ImportReport(changes=changes, applied=not dry_run,
                                   skipped=tuple(n for n in scenario.tables
                                                 if n not in REGISTER_TABLES
@@ -367,17 +383,21 @@ class Register:
             events.flush()
         return report
 
-    def _check_merged(self, conn, merged: dict[str, dict[str, str]], need_changes,
-                      incoming_needs) -> None:
-        tables = {name: _frame(name, rows) for name, rows in merged.items()}
-        states = self.need_states(conn, OPEN_STATES + ("allocated",))
-        fresh = pd.DataFrame({"need_id": need_changes.added})
-        if len(fresh):  # needs the import opens count as open for the check
-            added = _frame("needs", {k: incoming_needs[k] for k in need_changes.added})
-            fresh = pd.DataFrame({"need_id": added["need_id"],
-                                  "remaining": added["quantity"].astype(float),
-                                  "state": "open", "age": 0})
-        states = pd.concat([states, fresh], ignore_index=True)
+    def _check_merged(self, conn, frames: dict[str, pd.DataFrame],
+                      kept: dict[str, dict[str, str]]) -> None:
+        """Validate the file's tables plus the rows the register keeps beyond them."""
+        tables = dict(frames)
+        for name, rows in kept.items():
+            if rows:
+                tables[name] = pd.concat([frames[name], rows_frame(list(rows.values()))],
+                                         ignore_index=True).fillna("")
+        owed = self.need_states(conn, OPEN_STATES + ("allocated",))
+        fresh = frames["needs"]
+        fresh = fresh[~fresh["need_id"].isin(set(kept.get("needs", {})))]
+        states = pd.concat([owed[~owed["need_id"].isin(fresh["need_id"])],
+                            pd.DataFrame({"need_id": fresh["need_id"],
+                                          "remaining": fresh["quantity"].astype(float)})],
+                           ignore_index=True)
         tables["needs"] = open_needs(tables["needs"], states, tables["services"])
         Scenario.from_tables(tables, self.policy)  # raises ValidationError with every problem
 
@@ -394,12 +414,12 @@ class Register:
         if c.removed:
             for chunk in _chunks(c.removed):
                 conn.execute(ROWS.delete().where(ROWS.c.tbl == name, ROWS.c.row_key.in_(chunk)))
-        for k in c.added:
-            events.add(f"{name}.add", f"{name}:{k}", None, incoming[k])
-        for k in c.changed:
-            events.add(f"{name}.change", f"{name}:{k}", old[k], incoming[k])
-        for k in c.removed:
-            events.add(f"{name}.remove", f"{name}:{k}", old[k], None)
+        events.add_many(f"{name}.add", [f"{name}:{k}" for k in c.added], None,
+                        [incoming[k] for k in c.added])
+        events.add_many(f"{name}.change", [f"{name}:{k}" for k in c.changed],
+                        [old[k] for k in c.changed], [incoming[k] for k in c.changed])
+        events.add_many(f"{name}.remove", [f"{name}:{k}" for k in c.removed],
+                        [old[k] for k in c.removed], None)
 
     def _assess_imported(self, conn, events: Events, scenario: Scenario, c: TableChanges,
                          on: date) -> None:
@@ -436,11 +456,10 @@ class Register:
                     typed["tier"].fillna("").to_numpy(object), final["tier"].to_numpy(object),
                     strict=True)]
         bulk_insert(conn, ASSESSMENTS, rows)
-        shown = ("version", "assessed_on", "assessor", "discovered_by", "score", "tier_policy",
-                 "tier_override", "tier")
-        for row in rows:
-            events.add("assessment.add", f"households:{row['household_id']}", None,
-                       {k: row[k] for k in shown})
+        shown = ["version", "assessed_on", "assessor", "discovered_by", "score", "tier_policy",
+                 "tier_override", "tier"]
+        events.add_many("assessment.add", [f"households:{h}" for h in ids], None,
+                        row_json(pd.DataFrame(rows, columns=shown)))
         made = sa.select(ASSESSMENTS.c.household_id, ASSESSMENTS.c.assessment_id).where(
             ASSESSMENTS.c.created_at == events.at)
         if len(ids) < 30_000:
@@ -454,11 +473,14 @@ class Register:
         if c.added:
             fresh = needs.loc[c.added]
             bulk_insert(conn, NEED_STATES, [
-                {"need_id": nid, "household_id": r.household_id, "service_id": r.service_id,
-                 "quantity": float(r.quantity), "remaining": float(r.quantity),
-                 "urgency": int(r.urgency), "week_raised": r.week, "state": "open", "age": 0,
-                 "close_reason": "", "updated_at": stamp}
-                for nid, r in zip(fresh.index, fresh.itertuples(), strict=True)])
+                {"need_id": nid, "household_id": hid, "service_id": sid, "quantity": float(q),
+                 "remaining": float(q), "urgency": int(u), "week_raised": week, "state": "open",
+                 "age": 0, "close_reason": "", "updated_at": stamp}
+                for nid, hid, sid, q, u, week in zip(
+                    c.added, fresh["household_id"].to_numpy(object),
+                    fresh["service_id"].to_numpy(object), fresh["quantity"].to_numpy(float),
+                    fresh["urgency"].to_numpy(int), fresh["week"].to_numpy(object),
+                    strict=True)])
         for nid in c.changed:
             r = needs.loc[nid]
             before = conn.execute(sa.select(NEED_STATES).where(
@@ -614,18 +636,6 @@ def open_needs(needs: pd.DataFrame, states: pd.DataFrame, services: pd.DataFrame
     remaining = np.ceil(np.round(remaining / step, 6)) * step
     out["quantity"] = [str(float(round(v, 2))) for v in remaining]
     return out[remaining > 1e-9].reset_index(drop=True)
-
-
-def _merge(old: dict[str, str], incoming: dict[str, str], c: TableChanges) -> dict[str, str]:
-    merged = {k: v for k, v in old.items() if k not in set(c.removed)}
-    merged.update(incoming)
-    return merged
-
-
-def _frame(table: str, rows: Mapping[str, str]) -> pd.DataFrame:
-    if not rows:
-        return pd.DataFrame(columns=list(TABLES[table].column_names))
-    return rows_frame(list(rows.values()))
 
 
 def _plain(row) -> dict:
