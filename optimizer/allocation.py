@@ -27,9 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from wulian.contract import vocab
+from wulian.contract.hierarchy import Hierarchy
 from wulian.optimizer.flow import solve_parts
 from wulian.optimizer.lexmip import Level, LexResult, Rows
-from wulian.resources.hierarchy import Hierarchy
 
 TIER_LEVELS = tuple(vocab.TIER_ORDER)
 CENTS_PER_YUAN = 100.0

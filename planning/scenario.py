@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from wulian.contract.hierarchy import Hierarchy
 from wulian.contract.problems import Problem, ValidationError
 from wulian.contract.schema import TABLES
 from wulian.demand.policy import Policy
 from wulian.demand.scoring import colour
 from wulian.planning.io import RawScenario, as_text, read_raw
 from wulian.planning.validate import validate_tables
-from wulian.resources.hierarchy import Hierarchy
 
 
 def tables_digest(tables: Mapping[str, pd.DataFrame]) -> str:
