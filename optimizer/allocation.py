@@ -482,7 +482,7 @@ def _apply_pins(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame
         raise PinError(problems)
 
 
-def _rows(needs, offers, funds, pools, model: _Model, data: AllocationInput) -> Rows:
+def build_rows(needs, offers, funds, pools, model: _Model, data: AllocationInput) -> Rows:
     rows = Rows()
     n_arcs = len(model.need)
     arcs = np.arange(n_arcs)
@@ -560,7 +560,7 @@ def _street_hours(data: AllocationInput) -> tuple[np.ndarray, np.ndarray]:
     return total.index.to_numpy(), total.to_numpy()
 
 
-def _levels(needs: pd.DataFrame, model: _Model) -> list[Level]:
+def build_levels(needs: pd.DataFrame, model: _Model) -> list[Level]:
     weight = needs["urgency"].to_numpy(float) / needs["base_quantity"].to_numpy(float)
     tier = needs["tier"].to_numpy()[model.need]
     w = weight[model.need]
@@ -737,8 +737,8 @@ def allocate(data: AllocationInput, params: AllocationParams | None = None) -> A
     pools = _pools(data)
     model, extra = build_arcs(data, needs, offers, pools)
     _apply_pins(data, needs, offers, pools, model, extra["street"])
-    rows = _rows(needs, offers, funds, pools, model, data)
-    levels = _levels(needs, model)
+    rows = build_rows(needs, offers, funds, pools, model, data)
+    levels = build_levels(needs, model)
     prep = time.perf_counter() - t0
     q = needs["base_quantity"].to_numpy(float)
     n_cols = len(model.need) + len(needs)

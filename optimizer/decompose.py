@@ -284,8 +284,8 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
             merged[name] = table.assign(reason=again_.where(again_.notna(), table["reason"]))
 
     result = _finish(data, merged, results, red_bound)
-    # _finish drops a red bound the value beats (by _bounded): its note is said here.
-    red_note = _bounded(result.levels[0], red_bound)[1]
+    # _finish drops a red bound the value beats (by bounded_level): its note is said here.
+    red_note = bounded_level(result.levels[0], red_bound)[1]
     t_bounds = time.perf_counter()
     if bounding:
         # The parts' pool is idle by now: its cores solve the four LPs side by side.
@@ -334,14 +334,14 @@ def _bound_later_levels(data: AllocationInput, result: AllocationResult, lab,
     notes = []
     for i, lv in enumerate(result.levels):
         if lv.name in bounds:
-            level, note = _bounded(lv, bounds[lv.name])
+            level, note = bounded_level(lv, bounds[lv.name])
             result.levels[i] = level
             if note:
                 notes.append(note)
     return "aggregate LP, each earlier colour held at the value reached", notes
 
 
-def _bounded(level: LevelResult, bound: float) -> tuple[LevelResult, str]:
+def bounded_level(level: LevelResult, bound: float) -> tuple[LevelResult, str]:
     """``level`` with ``bound``: optimal when they meet (lexmip's tolerance), else feasible.
     A bound the value beats is no bound (the aggregate would not be a relaxation there): it
     is dropped (nan) and said, never reported."""
@@ -539,7 +539,7 @@ def _finish(data: AllocationInput, merged: dict, results: list[AllocationResult]
         level = LevelResult(name, sense, values[name], float("nan"), Status.FEASIBLE,
                             seconds[name])
         if name == TIER_LEVELS[0]:  # the later levels are bounded after (or not at all)
-            level = _bounded(level, red_bound)[0]
+            level = bounded_level(level, red_bound)[0]
         levels.append(level)
     statuses = {str(r.status) for r in results}
     status = Status.TIME_LIMIT if str(Status.TIME_LIMIT) in statuses else Status.FEASIBLE

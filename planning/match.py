@@ -645,7 +645,7 @@ def reconciled_tables(scenario: Scenario, run: Run, match: MatchResult) -> dict[
     dict
         ``allocations``, ``unmet``, ``plans`` and ``summary``.
     """
-    from wulian.planning.allocate import _plans, _summary
+    from wulian.planning.allocate import plans_table, summary_table
 
     allocations, unmet = reconcile(run, match)
     served = run.result.need_served
@@ -665,8 +665,8 @@ def reconciled_tables(scenario: Scenario, run: Run, match: MatchResult) -> dict[
     raw = allocations.drop(columns=[c for c in ("provider_id", "linkage")
                                     if c in allocations.columns])
     result = replace(run.result, allocations=raw, unmet=unmet, need_served=need_served)
-    return {"allocations": allocations, "unmet": unmet, "plans": _plans(scenario, result),
-            "summary": _summary(scenario, result)}
+    return {"allocations": allocations, "unmet": unmet, "plans": plans_table(scenario, result),
+            "summary": summary_table(scenario, result)}
 
 
 __all__ = ["MatchParams", "MatchResult", "VisitPinError", "build_visits", "reconcile",
