@@ -30,6 +30,7 @@ from wulian.contract import vocab
 from wulian.contract.hierarchy import Hierarchy
 from wulian.optimizer.flow import solve_parts
 from wulian.optimizer.lexmip import Level, LexResult, Rows
+from wulian.optimizer.status import Status
 
 TIER_LEVELS = tuple(vocab.TIER_ORDER)
 CENTS_PER_YUAN = 100.0
@@ -107,7 +108,7 @@ class AllocationResult:
     fund_use: pd.DataFrame
     pool_use: pd.DataFrame
     levels: list  # LevelResult
-    status: str
+    status: Status
     build_seconds: float
     solve_seconds: float
     sizes: dict[str, int]

@@ -541,8 +541,8 @@ def _finish(data: AllocationInput, merged: dict, results: list[AllocationResult]
         if name == TIER_LEVELS[0]:  # the later levels are bounded after (or not at all)
             level = bounded_level(level, red_bound)[0]
         levels.append(level)
-    statuses = {str(r.status) for r in results}
-    status = Status.TIME_LIMIT if str(Status.TIME_LIMIT) in statuses else Status.FEASIBLE
+    statuses = {r.status for r in results}
+    status = Status.TIME_LIMIT if Status.TIME_LIMIT in statuses else Status.FEASIBLE
     sizes = {key: sum(r.sizes.get(key, 0) for r in results)
              for key in ("arcs", "rows", *Parts().counts())}
     sizes.update(needs=len(data.needs), offers=len(data.offers), funds=len(data.funds),

@@ -90,8 +90,11 @@ class LevelResult:
     sense: str
     value: float
     bound: float
-    status: str
+    status: Status
     seconds: float
+
+    def __post_init__(self):
+        self.status = Status(self.status)  # a solver's word is one of the project's statuses
 
     @property
     def gap(self) -> float:
@@ -105,7 +108,7 @@ class LexResult:
     x: np.ndarray
     levels: list[LevelResult]
     duals: dict[str, np.ndarray]  # level name → row duals of its LP relaxation
-    status: str
+    status: Status
     build_seconds: float
     solve_seconds: float
 
