@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from wulian.contract import vocab
 from wulian.contract.hierarchy import Hierarchy
+from wulian.optimizer.checks import check_choice, check_flag, check_seconds, check_seed, check_whole
 from wulian.optimizer.flow import solve_parts
 from wulian.optimizer.lexmip import Level, LexResult, Rows
 from wulian.optimizer.status import Status
@@ -38,6 +39,8 @@ LEVELS = (*TIER_LEVELS, "money", "travel", "continuity")
 REASONS = ("no_eligible_offer", "out_of_coverage", "household_cap", "budget_exhausted",
            "capacity_exhausted")
 EARTH_KM = 6371.0088
+DECOMPOSE = ("auto", "always", "never")  # AllocationParams.decompose
+DECOMPOSE_BY = ("street", "district")  # AllocationParams.decompose_by
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,19 @@ class AllocationParams:
     # Solve the model's pure-network components by min-cost flow (optimizer/flow.py); off:
     # everything by HiGHS, as a reference.
     flow: bool = True
+
+    def __post_init__(self):
+        where = "AllocationParams"
+        check_seconds(where, "time_limit", self.time_limit, zero=("不限", "none"))
+        check_whole(where, "threads", self.threads)  # 0: HiGHS chooses
+        check_seed(where, "seed", self.seed)
+        check_whole(where, "exact_columns", self.exact_columns)
+        check_choice(where, "decompose", self.decompose, DECOMPOSE)
+        check_whole(where, "decompose_above", self.decompose_above)
+        check_choice(where, "decompose_by", self.decompose_by, DECOMPOSE_BY)
+        check_whole(where, "workers", self.workers)
+        check_flag(where, "certify", self.certify)
+        check_flag(where, "flow", self.flow)
 
 
 class PinError(ValueError):

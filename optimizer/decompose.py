@@ -57,6 +57,7 @@ from wulian.optimizer.allocation import (
     resource_use,
 )
 from wulian.optimizer.budget import build_budget_model
+from wulian.optimizer.checks import check_whole
 from wulian.optimizer.flow import Parts
 from wulian.optimizer.lexmip import LevelResult
 from wulian.optimizer.status import Status
@@ -212,10 +213,9 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
         ``info``: the parts, the top-up's size, the aggregate's red bound, how the later
         levels were bounded (``bounds``) and seconds.
     """
-    params = params or AllocationParams()
+    params = params or AllocationParams()  # checked itself, decompose_by too
+    check_whole("allocate_by_district", "bound_columns", bound_columns)
     by = params.decompose_by
-    if by not in ("street", "district"):
-        raise ValueError(f"decompose_by must be 'street' or 'district', not {by!r}")
     t0 = time.perf_counter()
     area_of_need = areas_of(data, by)
     parts = sorted(set(area_of_need) - {""})

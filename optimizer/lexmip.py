@@ -20,6 +20,13 @@ from dataclasses import dataclass, field
 import highspy
 import numpy as np
 
+from wulian.optimizer.checks import (
+    check_choice,
+    check_flag,
+    check_seconds,
+    check_seed,
+    check_whole,
+)
 from wulian.optimizer.status import Status
 
 # An earlier level is held at its optimum up to this relative tolerance (plus an absolute
@@ -27,6 +34,7 @@ from wulian.optimizer.status import Status
 # infeasible by rounding alone.
 HOLD_RELATIVE = 1e-7
 MAX_NODES = 500  # branch-and-bound nodes per MIP (deterministic work limit)
+SENSES = ("max", "min")  # Level.sense
 
 
 @dataclass
@@ -82,6 +90,10 @@ class Level:
     # it that only use up capacity (a later colour's arcs), so the optimum is the same with
     # them idle, and HiGHS solves a much smaller model. Released for the levels after.
     idle_cols: np.ndarray | None = None
+
+    def __post_init__(self):
+        check_choice("Level", "sense", self.sense, SENSES)
+        check_flag("Level", "certify", self.certify)
 
 
 @dataclass
@@ -209,6 +221,9 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     -------
     LexResult
     """
+    check_seconds("solve_lexicographic", "time_limit", time_limit, zero=("不限", "none"))
+    check_whole("solve_lexicographic", "threads", threads)  # 0: HiGHS chooses
+    check_seed("solve_lexicographic", "seed", seed)
     start = time.perf_counter()
     n = len(lower)
     col_lo = np.asarray(lower, float)

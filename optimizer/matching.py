@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from ortools.sat.python import cp_model
 
+from wulian.optimizer.checks import check_flag, check_seconds, check_seed, check_whole
 from wulian.optimizer.gap_columns import column_dive
 from wulian.optimizer.lexmip import quiet_stdout
 from wulian.optimizer.status import Status
@@ -221,7 +222,8 @@ def solve_gap(cost, weight, capacity, *, maximize: bool = False, time_limit: flo
     ------
     ValueError
         On non-integer, NaN, infinite or negative data (weights, capacities), shapes that do not
-        match, or a non-positive time limit or worker count.
+        match, or a time limit, seed, worker count or ``maximize`` out of range (the message in
+        Chinese and English).
 
     Examples
     --------
@@ -238,10 +240,10 @@ def solve_gap(cost, weight, capacity, *, maximize: bool = False, time_limit: flo
     """
     start = time.perf_counter()
     cost, weight, capacity = _check_gap_data(cost, weight, capacity)
-    if not (time_limit > 0 and math.isfinite(time_limit)):
-        raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit}")
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+    check_seconds("solve_gap", "time_limit", time_limit)
+    check_seed("solve_gap", "seed", seed)
+    check_whole("solve_gap", "workers", workers, minimum=1)
+    check_flag("solve_gap", "maximize", maximize)
     m, n = cost.shape
 
     agent_of_pair, job_of_pair = np.nonzero(weight <= capacity[:, None])
