@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -352,6 +353,7 @@ def _pools(data: AllocationInput) -> pd.DataFrame:
     service_ids = services["service_id"].to_numpy(object)
     keys = pd.MultiIndex.from_arrays([street[v_idx], service_ids[s_idx]])
     group, pool_keys = keys.factorize(sort=True)
+    assert isinstance(pool_keys, pd.MultiIndex)  # as pandas-stubs cannot tell
     size = np.bincount(group, minlength=len(pool_keys))
 
     def total(values: np.ndarray) -> np.ndarray:
@@ -467,6 +469,7 @@ def _apply_pins(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame
     problems = []
     arc_of = pd.Series(np.arange(len(model.need)),
                        index=pd.MultiIndex.from_arrays([model.need, model.offer, model.pool]))
+    pin: Any  # a row of pins (pandas-stubs types each field as any scalar at all)
     for pin in pins.itertuples(index=False):  # a loop over the coordinator's pins, not needs
         n = need_index.get(pin.need_id)
         if n is None:
@@ -478,7 +481,7 @@ def _apply_pins(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame
         else:
             vstreet = vol_street.get(pin.volunteer_id, "")
             pool = pool_index.get(f"pool:{vstreet}:{needs['service_id'].iat[n]}", -2)
-            if pool == -2 or pin.volunteer_id not in pools["members"].iat[pool].split(";") \
+            if pool == -2 or pin.volunteer_id not in str(pools["members"].iat[pool]).split(";") \
                     or vstreet != street[n]:
                 problems.append(f"pin {pin.need_id} → {pin.volunteer_id}: the volunteer cannot "
                                 "serve this need (skills, check or street)")
@@ -866,7 +869,7 @@ def _outputs(data, needs, offers, funds, pools, model: _Model, rows: Rows, x: np
         used_h, left_h = _pool_left(needs, pools, model, x, data)
         # No pool row exists when no need in this run can use a pool.
         has_rows = any(name == "pool" for name, _, _ in rows.names)
-        p_rows = rows.family("pool") if has_rows else None
+        p_rows = rows.family("pool") if has_rows else slice(0, 0)
         pool_use = pd.DataFrame({
             "pool_id": pools["pool_id"], "street": pools["street"],
             "service_id": pools["service_id"], "hours": pools["hours"], "used": used_h,

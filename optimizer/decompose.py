@@ -56,7 +56,7 @@ from wulian.optimizer.allocation import (
     positions,
     resource_use,
 )
-from wulian.optimizer.budget import build_budget_model
+from wulian.optimizer.budget import BudgetModel, build_budget_model
 from wulian.optimizer.checks import check_whole
 from wulian.optimizer.flow import Parts
 from wulian.optimizer.lexmip import LevelResult
@@ -142,7 +142,7 @@ def _part_inputs(data: AllocationInput, area_of_need: np.ndarray, parts: list[st
     none = np.zeros(0, np.int64)
 
     def rows(name: str, area: str) -> np.ndarray:
-        return rows_of[name].get(area, none)  # in row order already
+        return np.asarray(rows_of[name].get(area, none))  # in row order already
 
     # What of each shared offer and fund is beyond a part's share (whole units and cents):
     # one matrix per kind of supply, a row per part.
@@ -153,7 +153,8 @@ def _part_inputs(data: AllocationInput, area_of_need: np.ndarray, parts: list[st
     def shares(share: pd.Series, index: pd.Index) -> pd.DataFrame:
         if share.empty:
             return pd.DataFrame(0.0, index=parts, columns=index)
-        return share.unstack(fill_value=0.0).reindex(index=parts, columns=index, fill_value=0.0)
+        wide = share.unstack(fill_value=0.0)  # type: ignore[arg-type]  # pandas-stubs: ints
+        return wide.reindex(index=parts, columns=index, fill_value=0.0)
 
     offer_elsewhere = (capacity - _whole(shares(offer_share, shared_offers.index),
                                          offer_scale)).to_numpy()
@@ -192,9 +193,9 @@ def _chunks(sizes: np.ndarray, n_chunks: int) -> list[list[int]]:
     return [c for c in chunks if c]
 
 
-def _whole(values: pd.Series, scale: pd.Series) -> pd.Series:
+def _whole(values: pd.DataFrame, scale: pd.Series | float) -> pd.DataFrame:
     """Round shares down to whole base units (units × scale), so no share exceeds the total."""
-    return np.floor(values * scale + 1e-6) / scale
+    return np.floor(values * scale + 1e-6) / scale  # type: ignore[return-value]  # a frame
 
 
 def allocate_by_district(data: AllocationInput, params: AllocationParams | None = None, *,
@@ -222,22 +223,23 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     shared_offers, shared_funds = _shared(data, by)
 
     # 1. Split the shared supply as the aggregate optimum uses it.
+    lab: BudgetModel | None  # dropped once it has nothing left to bound (below)
     lab = build_budget_model(data, threads=params.threads, seed=params.seed,
                              time_limit=params.time_limit)
     base = lab.solve()
-    red_bound = float(base.colours.set_index("colour").loc[TIER_LEVELS[0], "value"])
+    red_bound = float(base.colours.set_index("colour")["value"][TIER_LEVELS[0]])
     offer_use, fund_use = lab.use_by_street()
     columns = lab.sizes["columns"]
     bounding = params.certify and columns <= bound_columns
     if not bounding:
         lab = None  # its solver instances would stay in memory while the parts run
-    offer_share = offer_use.assign(area=data.hierarchy.ancestor(
+    offer_use = offer_use.assign(area=data.hierarchy.ancestor(
         offer_use["street_id"].to_numpy(), by))
-    offer_share = offer_share[offer_share["offer_id"].isin(shared_offers.index)].groupby(
+    offer_share = offer_use[offer_use["offer_id"].isin(shared_offers.index)].groupby(
         ["area", "offer_id"])["units"].sum()
-    fund_share = fund_use.assign(area=data.hierarchy.ancestor(
+    fund_use = fund_use.assign(area=data.hierarchy.ancestor(
         fund_use["street_id"].to_numpy(), by))
-    fund_share = fund_share[fund_share["fund_id"].isin(shared_funds.index)].groupby(
+    fund_share = fund_use[fund_use["fund_id"].isin(shared_funds.index)].groupby(
         ["area", "fund_id"])["yuan"].sum()
     split_seconds = time.perf_counter() - t0
 

@@ -116,7 +116,9 @@ class _Master:
         new = [c for c in dict.fromkeys(columns) if c not in self.known]
         if not new:
             return 0
-        starts, indices, costs = [], [], []
+        starts: list[int] = []
+        indices: list[int] = []
+        costs: list[float] = []
         for agent, jobs in new:
             starts.append(len(indices))
             indices.extend(self.row_of_job[list(jobs)].tolist())
@@ -203,7 +205,7 @@ def lagrangian_bound(prices: np.ndarray, open_jobs: np.ndarray, agents: np.ndarr
     Also returns each agent's best set, the columns to offer the master. The bound is None when
     the deadline cut the pass short (an agent not priced, or a knapsack not proven)."""
     bound: float | None = float(prices[open_jobs].sum())
-    sets = []
+    sets: list[tuple[int, tuple[int, ...]]] = []
     for agent in agents:
         if time.perf_counter() > deadline:
             return None, sets

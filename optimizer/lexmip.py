@@ -272,7 +272,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             return float("nan")
         return float(h.getInfo().objective_function_value)
 
-    def solve(lp: tuple[float, np.ndarray] | None = None) -> tuple[str, np.ndarray, float]:
+    def solve(lp: tuple[float, np.ndarray] | None = None) -> tuple[Status, np.ndarray, float]:
         """(status, rounded solution, proven bound) of the model as it stands.
 
         The LP relaxation first (unless ``lp`` already holds it): on this network-like model
@@ -301,7 +301,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
                 return repaired
         return search(lp_value)
 
-    def search(lp_value: float) -> tuple[str, np.ndarray, float]:
+    def search(lp_value: float) -> tuple[Status, np.ndarray, float]:
         """Branch and bound; when it stops without any whole answer, the previous level's
         answer (it keeps every earlier level, so it is feasible here) with status time_limit."""
         if incumbent is None:
@@ -316,7 +316,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         return status, x, bound
 
     def repair(x_lp: np.ndarray, fractional: np.ndarray, lp_value: float
-               ) -> tuple[str, np.ndarray, float] | None:
+               ) -> tuple[Status, np.ndarray, float] | None:
         """Branch and bound on a neighbourhood of the fractional columns, every other column at
         its LP value.
 
@@ -367,7 +367,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
                 return (Status.OPTIMAL if close else Status.FEASIBLE), x, lp_value + 0.0
         return None
 
-    def branch(lp_value: float, quiet_failure: bool = False) -> tuple[str, np.ndarray, float]:
+    def branch(lp_value: float, quiet_failure: bool = False) -> tuple[Status, np.ndarray, float]:
         """Branch and bound on the model as it stands; its bound never beats ``lp_value``."""
         set_integrality(highspy.HighsVarType.kInteger)
         # No warm start: with a start given by setSolution, HiGHS 1.16 was seen to report the

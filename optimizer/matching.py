@@ -306,6 +306,7 @@ def solve_gap(cost, weight, capacity, *, maximize: bool = False, time_limit: flo
         first[job_of_pair[chosen]] = agent_of_pair[chosen]
     cp_bound = float(solver.best_objective_bound)
     if cp_status == cp_model.OPTIMAL:
+        assert first is not None  # set just above for OPTIMAL
         return _result(first, cost, maximize, cp_bound, hit_limit, start, found.times,
                        proven=True)
     if not portfolio:
@@ -404,8 +405,9 @@ class Portfolio:
     far better with column generation than without.
     """
 
-    def __init__(self, cost, weight, capacity, agent_of_pair, job_of_pair, maximize, seed,
-                 first):
+    def __init__(self, cost: np.ndarray, weight: np.ndarray, capacity: np.ndarray,
+                 agent_of_pair: np.ndarray, job_of_pair: np.ndarray, maximize: bool, seed: int,
+                 first: np.ndarray | None) -> None:
         self.cost, self.weight, self.capacity = cost, weight, capacity
         self.agent_of_pair, self.job_of_pair = agent_of_pair, job_of_pair
         self.sign = -1 if maximize else 1  # both solvers minimise sign × cost
