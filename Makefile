@@ -40,8 +40,18 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.ui
 
+# ruff on everything; mypy on contract/ and optimizer/ (pyproject's [tool.mypy]). mypy finds
+# modules by folder, and the folders install under other names (pyproject's package-dir), so
+# build/typed links these two as wulian.contract and wulian.optimizer, and nothing else of
+# ours: an import of any other part of wulian from them fails there too.
+TYPED := build/typed/wulian
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	rm -rf $(TYPED) && mkdir -p $(TYPED)
+	ln -s "$(CURDIR)/wulian/__init__.py" $(TYPED)/__init__.py
+	ln -s "$(CURDIR)/contract" $(TYPED)/contract
+	ln -s "$(CURDIR)/optimizer" $(TYPED)/optimizer
+	$(BIN)/mypy -p wulian.contract -p wulian.optimizer
 
 formats: $(VENV)/.installed
 	$(BIN)/wulian formats --out docs/formats.md
@@ -52,4 +62,4 @@ demo-data: $(VENV)/.installed
 	$(BIN)/wulian generate --preset district --seed 0 --out data/demo
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out .pytest_cache .ruff_cache .mypy_cache build/typed

@@ -79,7 +79,7 @@ def solve(folder: Path, file: str, sense: str, time_limit: float, workers: int):
 # CBC's log line for each new incumbent, whichever part of CBC found it (Cbc0004I, Cbc0012I,
 # Cbc0016I, …), e.g. "Cbc0012I Integer solution of 6849 found by feasibility pump after 0
 # iterations and 0 nodes (0.16 seconds)".
-_CBC_INCUMBENT = re.compile(
+CBC_INCUMBENT = re.compile(
     r"Cbc\d{4}I Integer solution of (\S+) found.*?\(([\d.]+) seconds\)")
 
 
@@ -97,7 +97,7 @@ def cbc_reference(instance: GapInstance, sense: str, time_limit: float
                                     timeLimit=time_limit, threads=1, logPath=str(log)))
         text = log.read_text()
     found = [(float(seconds), sign * float(value))
-             for value, seconds in _CBC_INCUMBENT.findall(text)]
+             for value, seconds in CBC_INCUMBENT.findall(text)]
     # PuLP says "Optimal" also when CBC stopped on its clock with a solution: read CBC's own word.
     proven = "Result - Optimal solution found" in text
     objective = pulp.value(problem.objective) if found else None

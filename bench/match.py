@@ -65,7 +65,7 @@ def _summary(match) -> dict:
             "levels": [{"name": lv.name, "sense": lv.sense, "value": lv.value,
                         "bound": lv.bound, "gap": lv.gap, "status": str(lv.status)}
                        for lv in match.levels],
-            "status": match.status, "method": match.method,
+            "status": str(match.status), "method": match.method,
             "decomposition": info.get("decomposition", {}),
             "pairs": info["sizes"].get("pairs"), "groups": info["sizes"].get("groups"),
             "seconds": info["seconds"]}

@@ -65,8 +65,10 @@ def _codes(d: dict[str, tuple[str, str]]) -> tuple[str, ...]:
     return tuple(d)
 
 
-_LAT = dict(dtype="float", unit="degree")
-_LON = dict(dtype="float", unit="degree")
+def _degrees(name: str, zh: str, en: str, *, required: bool = True,
+             nullable: bool = False) -> Column:
+    """A latitude or longitude column."""
+    return Column(name, "float", zh, en, required=required, nullable=nullable, unit="degree")
 
 CENTRES = Table(
     "centres", "中心", "centres", key="centre_id",
@@ -76,8 +78,8 @@ CENTRES = Table(
         Column("level", "str", "层级", "level", allowed=_codes(vocab.LEVELS)),
         Column("parent_id", "str", "上级中心", "parent centre (empty for the city centre)",
                nullable=True, ref="centres.centre_id"),
-        Column("lat", zh="纬度", en="latitude", **_LAT),
-        Column("lon", zh="经度", en="longitude", **_LON),
+        _degrees("lat", "纬度", "latitude"),
+        _degrees("lon", "经度", "longitude"),
     ),
     notes=(
         "Four levels: city → district → street → station; each centre's parent is exactly one "
@@ -122,10 +124,10 @@ HOUSEHOLDS = Table(
         ),
         Column("tier", "str", "指定颜色", "colour set by the assessor (overrides the computed one)",
                required=False, nullable=True, allowed=_codes(vocab.TIERS), default=""),
-        Column("lat", zh="纬度", en="latitude (empty: the station's)", required=False,
-               nullable=True, **_LAT),
-        Column("lon", zh="经度", en="longitude (empty: the station's)", required=False,
-               nullable=True, **_LON),
+        _degrees("lat", "纬度", "latitude (empty: the station's)", required=False,
+                 nullable=True),
+        _degrees("lon", "经度", "longitude (empty: the station's)", required=False,
+                 nullable=True),
     ),
     notes=(
         "Deprivation columns `d_*` hold 1 when the household is deprived in that dimension, "
@@ -221,8 +223,8 @@ VOLUNTEERS = Table(
         Column("provider_id", "str", "所属组织", "volunteer team (a provider)",
                ref="providers.provider_id"),
         Column("station_id", "str", "所属站点", "home station", ref="centres.centre_id"),
-        Column("lat", zh="住址纬度", en="home latitude", **_LAT),
-        Column("lon", zh="住址经度", en="home longitude", **_LON),
+        _degrees("lat", "住址纬度", "home latitude"),
+        _degrees("lon", "住址经度", "home longitude"),
         Column("skills", "list", "技能", "skills", nullable=True,
                allowed=_codes(vocab.SKILLS), default=""),
         Column("languages", "list", "语言", "languages spoken", required=False, nullable=True,

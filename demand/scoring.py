@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from wulian.contract import vocab
+from wulian.contract.hierarchy import Hierarchy
 from wulian.demand.policy import WEIGHT_SUM_TOLERANCE, Policy
-from wulian.resources.hierarchy import Hierarchy
 
 #: Absolute tolerance of every comparison of a score with a cut-off or threshold. Scores are
 #: sums of float weights, so 2/4 with weights 0.25 may come out a hair below 0.5; without the

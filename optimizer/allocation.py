@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,9 +28,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from wulian.contract import vocab
+from wulian.contract.hierarchy import Hierarchy
+from wulian.optimizer.checks import check_choice, check_flag, check_seconds, check_seed, check_whole
 from wulian.optimizer.flow import solve_parts
 from wulian.optimizer.lexmip import Level, LexResult, Rows
-from wulian.resources.hierarchy import Hierarchy
+from wulian.optimizer.status import Status
 
 TIER_LEVELS = tuple(vocab.TIER_ORDER)
 CENTS_PER_YUAN = 100.0
@@ -37,6 +40,8 @@ LEVELS = (*TIER_LEVELS, "money", "travel", "continuity")
 REASONS = ("no_eligible_offer", "out_of_coverage", "household_cap", "budget_exhausted",
            "capacity_exhausted")
 EARTH_KM = 6371.0088
+DECOMPOSE = ("auto", "always", "never")  # AllocationParams.decompose
+DECOMPOSE_BY = ("street", "district")  # AllocationParams.decompose_by
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,19 @@ class AllocationParams:
     # everything by HiGHS, as a reference.
     flow: bool = True
 
+    def __post_init__(self):
+        where = "AllocationParams"
+        check_seconds(where, "time_limit", self.time_limit, zero=("不限", "none"))
+        check_whole(where, "threads", self.threads)  # 0: HiGHS chooses
+        check_seed(where, "seed", self.seed)
+        check_whole(where, "exact_columns", self.exact_columns)
+        check_choice(where, "decompose", self.decompose, DECOMPOSE)
+        check_whole(where, "decompose_above", self.decompose_above)
+        check_choice(where, "decompose_by", self.decompose_by, DECOMPOSE_BY)
+        check_whole(where, "workers", self.workers)
+        check_flag(where, "certify", self.certify)
+        check_flag(where, "flow", self.flow)
+
 
 class PinError(ValueError):
     """Pins that cannot be kept: each problem says which pin and why."""
@@ -107,7 +125,7 @@ class AllocationResult:
     fund_use: pd.DataFrame
     pool_use: pd.DataFrame
     levels: list  # LevelResult
-    status: str
+    status: Status
     build_seconds: float
     solve_seconds: float
     sizes: dict[str, int]
@@ -335,6 +353,7 @@ def _pools(data: AllocationInput) -> pd.DataFrame:
     service_ids = services["service_id"].to_numpy(object)
     keys = pd.MultiIndex.from_arrays([street[v_idx], service_ids[s_idx]])
     group, pool_keys = keys.factorize(sort=True)
+    assert isinstance(pool_keys, pd.MultiIndex)  # as pandas-stubs cannot tell
     size = np.bincount(group, minlength=len(pool_keys))
 
     def total(values: np.ndarray) -> np.ndarray:
@@ -450,6 +469,7 @@ def _apply_pins(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame
     problems = []
     arc_of = pd.Series(np.arange(len(model.need)),
                        index=pd.MultiIndex.from_arrays([model.need, model.offer, model.pool]))
+    pin: Any  # a row of pins (pandas-stubs types each field as any scalar at all)
     for pin in pins.itertuples(index=False):  # a loop over the coordinator's pins, not needs
         n = need_index.get(pin.need_id)
         if n is None:
@@ -461,7 +481,7 @@ def _apply_pins(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame
         else:
             vstreet = vol_street.get(pin.volunteer_id, "")
             pool = pool_index.get(f"pool:{vstreet}:{needs['service_id'].iat[n]}", -2)
-            if pool == -2 or pin.volunteer_id not in pools["members"].iat[pool].split(";") \
+            if pool == -2 or pin.volunteer_id not in str(pools["members"].iat[pool]).split(";") \
                     or vstreet != street[n]:
                 problems.append(f"pin {pin.need_id} → {pin.volunteer_id}: the volunteer cannot "
                                 "serve this need (skills, check or street)")
@@ -482,7 +502,7 @@ def _apply_pins(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame
         raise PinError(problems)
 
 
-def _rows(needs, offers, funds, pools, model: _Model, data: AllocationInput) -> Rows:
+def build_rows(needs, offers, funds, pools, model: _Model, data: AllocationInput) -> Rows:
     rows = Rows()
     n_arcs = len(model.need)
     arcs = np.arange(n_arcs)
@@ -560,7 +580,7 @@ def _street_hours(data: AllocationInput) -> tuple[np.ndarray, np.ndarray]:
     return total.index.to_numpy(), total.to_numpy()
 
 
-def _levels(needs: pd.DataFrame, model: _Model) -> list[Level]:
+def build_levels(needs: pd.DataFrame, model: _Model) -> list[Level]:
     weight = needs["urgency"].to_numpy(float) / needs["base_quantity"].to_numpy(float)
     tier = needs["tier"].to_numpy()[model.need]
     w = weight[model.need]
@@ -737,8 +757,8 @@ def allocate(data: AllocationInput, params: AllocationParams | None = None) -> A
     pools = _pools(data)
     model, extra = build_arcs(data, needs, offers, pools)
     _apply_pins(data, needs, offers, pools, model, extra["street"])
-    rows = _rows(needs, offers, funds, pools, model, data)
-    levels = _levels(needs, model)
+    rows = build_rows(needs, offers, funds, pools, model, data)
+    levels = build_levels(needs, model)
     prep = time.perf_counter() - t0
     q = needs["base_quantity"].to_numpy(float)
     n_cols = len(model.need) + len(needs)
@@ -849,7 +869,7 @@ def _outputs(data, needs, offers, funds, pools, model: _Model, rows: Rows, x: np
         used_h, left_h = _pool_left(needs, pools, model, x, data)
         # No pool row exists when no need in this run can use a pool.
         has_rows = any(name == "pool" for name, _, _ in rows.names)
-        p_rows = rows.family("pool") if has_rows else None
+        p_rows = rows.family("pool") if has_rows else slice(0, 0)
         pool_use = pd.DataFrame({
             "pool_id": pools["pool_id"], "street": pools["street"],
             "service_id": pools["service_id"], "hours": pools["hours"], "used": used_h,

@@ -56,7 +56,8 @@ from wulian.optimizer.allocation import (
     positions,
     resource_use,
 )
-from wulian.optimizer.budget import build_budget_model
+from wulian.optimizer.budget import BudgetModel, build_budget_model
+from wulian.optimizer.checks import check_whole
 from wulian.optimizer.flow import Parts
 from wulian.optimizer.lexmip import LevelResult
 from wulian.optimizer.status import Status
@@ -141,7 +142,7 @@ def _part_inputs(data: AllocationInput, area_of_need: np.ndarray, parts: list[st
     none = np.zeros(0, np.int64)
 
     def rows(name: str, area: str) -> np.ndarray:
-        return rows_of[name].get(area, none)  # in row order already
+        return np.asarray(rows_of[name].get(area, none))  # in row order already
 
     # What of each shared offer and fund is beyond a part's share (whole units and cents):
     # one matrix per kind of supply, a row per part.
@@ -152,7 +153,8 @@ def _part_inputs(data: AllocationInput, area_of_need: np.ndarray, parts: list[st
     def shares(share: pd.Series, index: pd.Index) -> pd.DataFrame:
         if share.empty:
             return pd.DataFrame(0.0, index=parts, columns=index)
-        return share.unstack(fill_value=0.0).reindex(index=parts, columns=index, fill_value=0.0)
+        wide = share.unstack(fill_value=0.0)  # type: ignore[arg-type]  # pandas-stubs: ints
+        return wide.reindex(index=parts, columns=index, fill_value=0.0)
 
     offer_elsewhere = (capacity - _whole(shares(offer_share, shared_offers.index),
                                          offer_scale)).to_numpy()
@@ -191,9 +193,9 @@ def _chunks(sizes: np.ndarray, n_chunks: int) -> list[list[int]]:
     return [c for c in chunks if c]
 
 
-def _whole(values: pd.Series, scale: pd.Series) -> pd.Series:
+def _whole(values: pd.DataFrame, scale: pd.Series | float) -> pd.DataFrame:
     """Round shares down to whole base units (units × scale), so no share exceeds the total."""
-    return np.floor(values * scale + 1e-6) / scale
+    return np.floor(values * scale + 1e-6) / scale  # type: ignore[return-value]  # a frame
 
 
 def allocate_by_district(data: AllocationInput, params: AllocationParams | None = None, *,
@@ -212,32 +214,32 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
         ``info``: the parts, the top-up's size, the aggregate's red bound, how the later
         levels were bounded (``bounds``) and seconds.
     """
-    params = params or AllocationParams()
+    params = params or AllocationParams()  # checked itself, decompose_by too
+    check_whole("allocate_by_district", "bound_columns", bound_columns)
     by = params.decompose_by
-    if by not in ("street", "district"):
-        raise ValueError(f"decompose_by must be 'street' or 'district', not {by!r}")
     t0 = time.perf_counter()
     area_of_need = areas_of(data, by)
     parts = sorted(set(area_of_need) - {""})
     shared_offers, shared_funds = _shared(data, by)
 
     # 1. Split the shared supply as the aggregate optimum uses it.
+    lab: BudgetModel | None  # dropped once it has nothing left to bound (below)
     lab = build_budget_model(data, threads=params.threads, seed=params.seed,
                              time_limit=params.time_limit)
     base = lab.solve()
-    red_bound = float(base.colours.set_index("colour").loc[TIER_LEVELS[0], "value"])
+    red_bound = float(base.colours.set_index("colour")["value"][TIER_LEVELS[0]])
     offer_use, fund_use = lab.use_by_street()
     columns = lab.sizes["columns"]
     bounding = params.certify and columns <= bound_columns
     if not bounding:
         lab = None  # its solver instances would stay in memory while the parts run
-    offer_share = offer_use.assign(area=data.hierarchy.ancestor(
+    offer_use = offer_use.assign(area=data.hierarchy.ancestor(
         offer_use["street_id"].to_numpy(), by))
-    offer_share = offer_share[offer_share["offer_id"].isin(shared_offers.index)].groupby(
+    offer_share = offer_use[offer_use["offer_id"].isin(shared_offers.index)].groupby(
         ["area", "offer_id"])["units"].sum()
-    fund_share = fund_use.assign(area=data.hierarchy.ancestor(
+    fund_use = fund_use.assign(area=data.hierarchy.ancestor(
         fund_use["street_id"].to_numpy(), by))
-    fund_share = fund_share[fund_share["fund_id"].isin(shared_funds.index)].groupby(
+    fund_share = fund_use[fund_use["fund_id"].isin(shared_funds.index)].groupby(
         ["area", "fund_id"])["yuan"].sum()
     split_seconds = time.perf_counter() - t0
 
@@ -284,8 +286,8 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
             merged[name] = table.assign(reason=again_.where(again_.notna(), table["reason"]))
 
     result = _finish(data, merged, results, red_bound)
-    # _finish drops a red bound the value beats (by _bounded): its note is said here.
-    red_note = _bounded(result.levels[0], red_bound)[1]
+    # _finish drops a red bound the value beats (by bounded_level): its note is said here.
+    red_note = bounded_level(result.levels[0], red_bound)[1]
     t_bounds = time.perf_counter()
     if bounding:
         # The parts' pool is idle by now: its cores solve the four LPs side by side.
@@ -334,14 +336,14 @@ def _bound_later_levels(data: AllocationInput, result: AllocationResult, lab,
     notes = []
     for i, lv in enumerate(result.levels):
         if lv.name in bounds:
-            level, note = _bounded(lv, bounds[lv.name])
+            level, note = bounded_level(lv, bounds[lv.name])
             result.levels[i] = level
             if note:
                 notes.append(note)
     return "aggregate LP, each earlier colour held at the value reached", notes
 
 
-def _bounded(level: LevelResult, bound: float) -> tuple[LevelResult, str]:
+def bounded_level(level: LevelResult, bound: float) -> tuple[LevelResult, str]:
     """``level`` with ``bound``: optimal when they meet (lexmip's tolerance), else feasible.
     A bound the value beats is no bound (the aggregate would not be a relaxation there): it
     is dropped (nan) and said, never reported."""
@@ -539,10 +541,10 @@ def _finish(data: AllocationInput, merged: dict, results: list[AllocationResult]
         level = LevelResult(name, sense, values[name], float("nan"), Status.FEASIBLE,
                             seconds[name])
         if name == TIER_LEVELS[0]:  # the later levels are bounded after (or not at all)
-            level = _bounded(level, red_bound)[0]
+            level = bounded_level(level, red_bound)[0]
         levels.append(level)
-    statuses = {str(r.status) for r in results}
-    status = Status.TIME_LIMIT if str(Status.TIME_LIMIT) in statuses else Status.FEASIBLE
+    statuses = {r.status for r in results}
+    status = Status.TIME_LIMIT if Status.TIME_LIMIT in statuses else Status.FEASIBLE
     sizes = {key: sum(r.sizes.get(key, 0) for r in results)
              for key in ("arcs", "rows", *Parts().counts())}
     sizes.update(needs=len(data.needs), offers=len(data.offers), funds=len(data.funds),

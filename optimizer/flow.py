@@ -229,7 +229,7 @@ def _graph(lower: np.ndarray, upper: np.ndarray, rows: Rows) -> _Graph:
         supply=supply, row_arc=row_arc, n_cols=m)
 
 
-def _scale_exponent(cost: np.ndarray, room: np.ndarray, n_nodes: int) -> int:
+def scale_exponent(cost: np.ndarray, room: np.ndarray, n_nodes: int) -> int:
     """The largest k such that, with costs scaled by 2^k and rounded: the largest cost is at
     most 2^53 (a double holds it exactly); times 2 (nodes + 2), at most FLOW_COST_LIMIT
     (OR-Tools multiplies costs by nodes + 1 and refuses more than 2^63 ÷ 2 (nodes + 1);
@@ -356,7 +356,7 @@ def solve_network(lower: np.ndarray, upper: np.ndarray, rows: Rows, levels: Sequ
                 duals[level.name] = np.zeros(rows.count)
             seconds.append(time.perf_counter() - t0)
             continue
-        x, cost, k = _min_cost_flow(g, lo, hi, real, _scale_exponent(real, hi - lo, n_nodes))
+        x, cost, k = _min_cost_flow(g, lo, hi, real, scale_exponent(real, hi - lo, n_nodes))
         # Potentials: distances to S in the residual graph, exact in integers. More rounds
         # than nodes, or a root below 0, would mean a negative cycle: x is not optimal.
         frm, to, w = _residual(g, x, lo, hi, cost)

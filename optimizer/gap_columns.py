@@ -14,7 +14,7 @@ so that every job is covered exactly once:
 Its LP relaxation is as strong as the Lagrangian relaxation of the job rows (on d20100 it
 proves 6,176). HiGHS solves the master LP; a column of negative reduced cost is found per agent
 by a 0–1 knapsack over the jobs' profits ``π_j − c_ij`` (OR-Tools' knapsack solver). Every dual
-vector tried gives a proven lower bound (see :func:`_lagrangian_bound`), whether or not the
+vector tried gives a proven lower bound (see :func:`lagrangian_bound`), whether or not the
 column generation converged.
 
 The dive ("pure diving" of branch and price): fix the master's most chosen column (every column
@@ -116,7 +116,9 @@ class _Master:
         new = [c for c in dict.fromkeys(columns) if c not in self.known]
         if not new:
             return 0
-        starts, indices, costs = [], [], []
+        starts: list[int] = []
+        indices: list[int] = []
+        costs: list[float] = []
         for agent, jobs in new:
             starts.append(len(indices))
             indices.extend(self.row_of_job[list(jobs)].tolist())
@@ -154,7 +156,7 @@ class _Master:
                 dual[len(self.jobs):], values[len(self.jobs):], artificial)
 
 
-class _Pricing:
+class Pricing:
     """One knapsack per agent: the agent's best set of open jobs at given job prices."""
 
     def __init__(self, cost: np.ndarray, weight: np.ndarray, capacity: np.ndarray):
@@ -195,15 +197,15 @@ class _Pricing:
         return chosen, -gain - (value + items.size) / _PROFIT_SCALE
 
 
-def _lagrangian_bound(prices: np.ndarray, open_jobs: np.ndarray, agents: np.ndarray,
-                      pricing: _Pricing, deadline: float
-                      ) -> tuple[float | None, list[tuple[int, tuple[int, ...]]]]:
+def lagrangian_bound(prices: np.ndarray, open_jobs: np.ndarray, agents: np.ndarray,
+                     pricing: Pricing, deadline: float
+                     ) -> tuple[float | None, list[tuple[int, tuple[int, ...]]]]:
     """``L(π) = Σ_j π_j + Σ_i min_S Σ_{j∈S} (c_ij − π_j)``: for any prices π a lower bound on the
     minimum (relax the job rows with multipliers π; each agent then picks its own best set).
     Also returns each agent's best set, the columns to offer the master. The bound is None when
     the deadline cut the pass short (an agent not priced, or a knapsack not proven)."""
     bound: float | None = float(prices[open_jobs].sum())
-    sets = []
+    sets: list[tuple[int, tuple[int, ...]]] = []
     for agent in agents:
         if time.perf_counter() > deadline:
             return None, sets
@@ -214,7 +216,7 @@ def _lagrangian_bound(prices: np.ndarray, open_jobs: np.ndarray, agents: np.ndar
     return bound, sets
 
 
-def _generate(master: _Master, pricing: _Pricing, open_jobs: np.ndarray, deadline: float,
+def _generate(master: _Master, pricing: Pricing, open_jobs: np.ndarray, deadline: float,
               smoothing: float) -> tuple[bool, float, np.ndarray, float]:
     """Column generation on ``master`` until no column prices out or the deadline.
 
@@ -234,7 +236,7 @@ def _generate(master: _Master, pricing: _Pricing, open_jobs: np.ndarray, deadlin
         tries = [duals] if best_prices is None else [
             smoothing * best_prices + (1 - smoothing) * duals, duals]
         for prices in tries:
-            bound, sets = _lagrangian_bound(prices, open_jobs, master.agents, pricing, deadline)
+            bound, sets = lagrangian_bound(prices, open_jobs, master.agents, pricing, deadline)
             if bound is None:
                 return False, best_bound, values, artificial
             if bound > best_bound:
@@ -270,7 +272,7 @@ def column_dive(cost: np.ndarray, weight: np.ndarray, capacity: np.ndarray, *,
     scaled_profit = (artificial_cost + largest) * _PROFIT_SCALE
     if scaled_profit >= _LARGEST_EXACT or scaled_profit * n >= _LARGEST_PROFIT_SUM:
         return result
-    pricing = _Pricing(cost, weight, capacity)
+    pricing = Pricing(cost, weight, capacity)
     agents = np.arange(m)
     open_jobs = np.ones(n, dtype=bool)
     master = _Master(cost, agents, np.arange(n), artificial_cost)

@@ -20,6 +20,13 @@ from dataclasses import dataclass, field
 import highspy
 import numpy as np
 
+from wulian.optimizer.checks import (
+    check_choice,
+    check_flag,
+    check_seconds,
+    check_seed,
+    check_whole,
+)
 from wulian.optimizer.status import Status
 
 # An earlier level is held at its optimum up to this relative tolerance (plus an absolute
@@ -27,6 +34,7 @@ from wulian.optimizer.status import Status
 # infeasible by rounding alone.
 HOLD_RELATIVE = 1e-7
 MAX_NODES = 500  # branch-and-bound nodes per MIP (deterministic work limit)
+SENSES = ("max", "min")  # Level.sense
 
 
 @dataclass
@@ -83,6 +91,10 @@ class Level:
     # them idle, and HiGHS solves a much smaller model. Released for the levels after.
     idle_cols: np.ndarray | None = None
 
+    def __post_init__(self):
+        check_choice("Level", "sense", self.sense, SENSES)
+        check_flag("Level", "certify", self.certify)
+
 
 @dataclass
 class LevelResult:
@@ -90,8 +102,11 @@ class LevelResult:
     sense: str
     value: float
     bound: float
-    status: str
+    status: Status
     seconds: float
+
+    def __post_init__(self):
+        self.status = Status(self.status)  # a solver's word is one of the project's statuses
 
     @property
     def gap(self) -> float:
@@ -105,7 +120,7 @@ class LexResult:
     x: np.ndarray
     levels: list[LevelResult]
     duals: dict[str, np.ndarray]  # level name → row duals of its LP relaxation
-    status: str
+    status: Status
     build_seconds: float
     solve_seconds: float
 
@@ -206,6 +221,9 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     -------
     LexResult
     """
+    check_seconds("solve_lexicographic", "time_limit", time_limit, zero=("不限", "none"))
+    check_whole("solve_lexicographic", "threads", threads)  # 0: HiGHS chooses
+    check_seed("solve_lexicographic", "seed", seed)
     start = time.perf_counter()
     n = len(lower)
     col_lo = np.asarray(lower, float)
@@ -254,7 +272,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             return float("nan")
         return float(h.getInfo().objective_function_value)
 
-    def solve(lp: tuple[float, np.ndarray] | None = None) -> tuple[str, np.ndarray, float]:
+    def solve(lp: tuple[float, np.ndarray] | None = None) -> tuple[Status, np.ndarray, float]:
         """(status, rounded solution, proven bound) of the model as it stands.
 
         The LP relaxation first (unless ``lp`` already holds it): on this network-like model
@@ -283,7 +301,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
                 return repaired
         return search(lp_value)
 
-    def search(lp_value: float) -> tuple[str, np.ndarray, float]:
+    def search(lp_value: float) -> tuple[Status, np.ndarray, float]:
         """Branch and bound; when it stops without any whole answer, the previous level's
         answer (it keeps every earlier level, so it is feasible here) with status time_limit."""
         if incumbent is None:
@@ -298,7 +316,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         return status, x, bound
 
     def repair(x_lp: np.ndarray, fractional: np.ndarray, lp_value: float
-               ) -> tuple[str, np.ndarray, float] | None:
+               ) -> tuple[Status, np.ndarray, float] | None:
         """Branch and bound on a neighbourhood of the fractional columns, every other column at
         its LP value.
 
@@ -349,7 +367,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
                 return (Status.OPTIMAL if close else Status.FEASIBLE), x, lp_value + 0.0
         return None
 
-    def branch(lp_value: float, quiet_failure: bool = False) -> tuple[str, np.ndarray, float]:
+    def branch(lp_value: float, quiet_failure: bool = False) -> tuple[Status, np.ndarray, float]:
         """Branch and bound on the model as it stands; its bound never beats ``lp_value``."""
         set_integrality(highspy.HighsVarType.kInteger)
         # No warm start: with a start given by setSolution, HiGHS 1.16 was seen to report the

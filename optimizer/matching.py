@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from ortools.sat.python import cp_model
 
+from wulian.optimizer.checks import check_flag, check_seconds, check_seed, check_whole
 from wulian.optimizer.gap_columns import column_dive
 from wulian.optimizer.lexmip import quiet_stdout
 from wulian.optimizer.status import Status
@@ -221,7 +222,8 @@ def solve_gap(cost, weight, capacity, *, maximize: bool = False, time_limit: flo
     ------
     ValueError
         On non-integer, NaN, infinite or negative data (weights, capacities), shapes that do not
-        match, or a non-positive time limit or worker count.
+        match, or a time limit, seed, worker count or ``maximize`` out of range (the message in
+        Chinese and English).
 
     Examples
     --------
@@ -238,10 +240,10 @@ def solve_gap(cost, weight, capacity, *, maximize: bool = False, time_limit: flo
     """
     start = time.perf_counter()
     cost, weight, capacity = _check_gap_data(cost, weight, capacity)
-    if not (time_limit > 0 and math.isfinite(time_limit)):
-        raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit}")
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+    check_seconds("solve_gap", "time_limit", time_limit)
+    check_seed("solve_gap", "seed", seed)
+    check_whole("solve_gap", "workers", workers, minimum=1)
+    check_flag("solve_gap", "maximize", maximize)
     m, n = cost.shape
 
     agent_of_pair, job_of_pair = np.nonzero(weight <= capacity[:, None])
@@ -304,6 +306,7 @@ def solve_gap(cost, weight, capacity, *, maximize: bool = False, time_limit: flo
         first[job_of_pair[chosen]] = agent_of_pair[chosen]
     cp_bound = float(solver.best_objective_bound)
     if cp_status == cp_model.OPTIMAL:
+        assert first is not None  # set just above for OPTIMAL
         return _result(first, cost, maximize, cp_bound, hit_limit, start, found.times,
                        proven=True)
     if not portfolio:
@@ -312,7 +315,7 @@ def solve_gap(cost, weight, capacity, *, maximize: bool = False, time_limit: flo
         return _result(first, cost, maximize, cp_bound, hit_limit, start, found.times)
 
     deadline = start + time_limit
-    search = _Portfolio(cost, weight, capacity, agent_of_pair, job_of_pair, maximize, seed, first)
+    search = Portfolio(cost, weight, capacity, agent_of_pair, job_of_pair, maximize, seed, first)
     search.run(deadline, root_deadline=start + _ROOT_SHARE * time_limit,
                dive_deadline=start + _DIVE_SHARE * time_limit,
                repair_deadline=start + _REPAIR_SHARE * time_limit)
@@ -385,7 +388,7 @@ class _Improvements(cp_model.CpSolverSolutionCallback):
         self.times.append((time.perf_counter() - self.start, float(round(self.objective_value))))
 
 
-class _Portfolio:
+class Portfolio:
     """HiGHS' branch and cut, column generation and a CP-SAT neighbourhood search on one GAP,
     sharing one incumbent.
 
@@ -402,14 +405,15 @@ class _Portfolio:
     far better with column generation than without.
     """
 
-    def __init__(self, cost, weight, capacity, agent_of_pair, job_of_pair, maximize, seed,
-                 first):
+    def __init__(self, cost: np.ndarray, weight: np.ndarray, capacity: np.ndarray,
+                 agent_of_pair: np.ndarray, job_of_pair: np.ndarray, maximize: bool, seed: int,
+                 first: np.ndarray | None) -> None:
         self.cost, self.weight, self.capacity = cost, weight, capacity
         self.agent_of_pair, self.job_of_pair = agent_of_pair, job_of_pair
         self.sign = -1 if maximize else 1  # both solvers minimise sign × cost
         self.seed = int(seed)
         self.lock = threading.Lock()
-        self.best = first if first is not None and self._feasible(first) else None
+        self.best = first if first is not None and self.feasible(first) else None
         self.best_value = self._value(self.best) if self.best is not None else math.inf
         self.given_to_highs = math.inf  # value (sign × cost) of the last incumbent HiGHS got
         self.stop = threading.Event()
@@ -425,7 +429,7 @@ class _Portfolio:
         n = self.cost.shape[1]
         return self.sign * int(self.cost[assignment, np.arange(n)].sum())
 
-    def _feasible(self, assignment: np.ndarray) -> bool:
+    def feasible(self, assignment: np.ndarray) -> bool:
         n = self.cost.shape[1]
         if assignment.shape != (n,) or (n and assignment.min() < 0):
             return False
@@ -435,7 +439,7 @@ class _Portfolio:
 
     def _offer(self, assignment: np.ndarray | None, strictly_better: bool) -> bool:
         """Keep ``assignment`` if it is feasible and better (or, if allowed, no worse)."""
-        if assignment is None or not self._feasible(assignment):
+        if assignment is None or not self.feasible(assignment):
             return False
         value = self._value(assignment)
         with self.lock:
@@ -533,8 +537,8 @@ class _Portfolio:
             self.highs_error = error
             self.stop.set()
 
-    def _neighbourhood(self, current: np.ndarray, agents: np.ndarray, seconds: float,
-                       seed: int) -> tuple[np.ndarray | None, bool]:
+    def neighbourhood(self, current: np.ndarray, agents: np.ndarray, seconds: float,
+                      seed: int) -> tuple[np.ndarray | None, bool]:
         """CP-SAT re-assigns the jobs of ``agents`` and any job not assigned yet (``-1`` in
         ``current``): (the new assignment or None, proven)."""
         m, n = self.cost.shape
@@ -580,8 +584,8 @@ class _Portfolio:
         moved[pair_job[chosen]] = pair_agent[chosen]
         return moved, status == cp_model.OPTIMAL
 
-    def _dive(self, root_deadline: float, dive_deadline: float, repair_deadline: float,
-              random) -> None:
+    def dive(self, root_deadline: float, dive_deadline: float, repair_deadline: float,
+             random) -> None:
         """Column generation's bound, and its dive's assignment offered as an incumbent.
 
         When the dive ends with jobs it could not cover, CP-SAT re-assigns them together with
@@ -608,8 +612,8 @@ class _Portfolio:
             if undo == 0 and dive.assignment.min() >= 0:
                 self._offer(dive.assignment, strictly_better=False)
                 return
-            moved, _ = self._neighbourhood(dive.assignment, agents.astype(np.int64), seconds,
-                                           int(random.integers(2**31 - 1)))
+            moved, _ = self.neighbourhood(dive.assignment, agents.astype(np.int64), seconds,
+                                          int(random.integers(2**31 - 1)))
             if moved is not None:
                 self._offer(moved, strictly_better=False)
                 return
@@ -626,7 +630,7 @@ class _Portfolio:
         random = np.random.default_rng(self.seed)
         size = _NEIGHBOURHOOD_AGENTS
         try:
-            self._dive(root_deadline, dive_deadline, repair_deadline, random)
+            self.dive(root_deadline, dive_deadline, repair_deadline, random)
             # An incumbent that meets column generation's bound is optimal: nothing left to do.
             while not self.stop.is_set() and self.best_value > self.columns_lowest:
                 seconds = min(_NEIGHBOURHOOD_SECONDS, deadline - time.perf_counter() - _MARGIN)
@@ -638,8 +642,8 @@ class _Portfolio:
                     self.stop.wait(0.01)
                     continue
                 agents = random.choice(m, size=min(size, m), replace=False)
-                moved, proven = self._neighbourhood(current, agents, seconds,
-                                                    int(random.integers(2**31 - 1)))
+                moved, proven = self.neighbourhood(current, agents, seconds,
+                                                   int(random.integers(2**31 - 1)))
                 self._offer(moved, strictly_better=False)
                 size = min(m, size + 1) if proven else max(2, size - 1)
         finally:

@@ -121,9 +121,9 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
     tables = {
         "allocations": _allocations(scenario, result),
         "unmet": result.unmet,
-        "plans": _plans(scenario, result),
+        "plans": plans_table(scenario, result),
         "utilisation": _utilisation(result),
-        "summary": _summary(scenario, result),
+        "summary": summary_table(scenario, result),
     }
     levels = {lv.name: {"sense": lv.sense, "value": lv.value, "bound": lv.bound,
                         "gap": lv.gap, "status": str(lv.status), "seconds": round(lv.seconds, 3)}
@@ -183,7 +183,7 @@ def _allocations(scenario: Scenario, result: AllocationResult) -> pd.DataFrame:
     return a.assign(provider_id=provider.fillna(""), linkage=linkage)
 
 
-def _plans(scenario: Scenario, result: AllocationResult) -> pd.DataFrame:
+def plans_table(scenario: Scenario, result: AllocationResult) -> pd.DataFrame:
     """One row per household: its assistance package (救助套餐) in words and numbers."""
     served = result.need_served
     alloc = _allocations(scenario, result)
@@ -262,7 +262,7 @@ def _utilisation(result: AllocationResult) -> pd.DataFrame:
     return pd.concat([fr[cols] for fr in frames], ignore_index=True)
 
 
-def _summary(scenario: Scenario, result: AllocationResult) -> pd.DataFrame:
+def summary_table(scenario: Scenario, result: AllocationResult) -> pd.DataFrame:
     """Per street centre × colour: needs, units needed and served, fill rate, money."""
     served = result.need_served
     street = scenario.hierarchy.ancestor(served["station_id"].to_numpy(), "street")

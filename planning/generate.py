@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 from wulian.contract import schema
+from wulian.contract.hierarchy import Hierarchy
 from wulian.demand.generate import generate_households, generate_needs
 from wulian.resources import geography
 from wulian.resources.generate import build_services, generate_supply
-from wulian.resources.hierarchy import Hierarchy
 
 DEFAULT_WEEK = "2026-W49"
 

@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from wulian.contract import vocab
+from wulian.optimizer.status import Status
 from wulian.optimizer.visits import SLOTS, MatchParams, VisitMatch, VisitPinError, match_visits
 from wulian.planning.allocate import Run
 from wulian.planning.io import excel_safe, safe_cell
@@ -101,7 +102,7 @@ class MatchResult:
     load: pd.DataFrame
     spread: dict
     levels: list
-    status: str
+    status: Status
     method: str
     info: dict = field(default_factory=dict)
 
@@ -398,7 +399,7 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
                    "versions": {"ortools": version("ortools"), "highs": version("highspy")}},
         "parameters": asdict(params),
         "levels": {lv.name: {"sense": lv.sense, "value": lv.value, "bound": lv.bound,
-                             "gap": lv.gap, "status": lv.status, "seconds": lv.seconds}
+                             "gap": lv.gap, "status": str(lv.status), "seconds": lv.seconds}
                    for lv in vm.levels},
         "decomposition": vm.decomposition,
         "sizes": {**vm.sizes, "service_visits": int((visits["need_id"] != "").sum()),
@@ -410,7 +411,7 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
     }
     return MatchResult(visits=visits, assignments=assignments,
                        schedules=_schedules(scenario, visits), unplaced=unplaced, load=load,
-                       spread=spread, levels=vm.levels, status=str(vm.status), method=vm.method,
+                       spread=spread, levels=vm.levels, status=vm.status, method=vm.method,
                        info=info)
 
 
@@ -645,7 +646,7 @@ def reconciled_tables(scenario: Scenario, run: Run, match: MatchResult) -> dict[
     dict
         ``allocations``, ``unmet``, ``plans`` and ``summary``.
     """
-    from wulian.planning.allocate import _plans, _summary
+    from wulian.planning.allocate import plans_table, summary_table
 
     allocations, unmet = reconcile(run, match)
     served = run.result.need_served
@@ -665,8 +666,8 @@ def reconciled_tables(scenario: Scenario, run: Run, match: MatchResult) -> dict[
     raw = allocations.drop(columns=[c for c in ("provider_id", "linkage")
                                     if c in allocations.columns])
     result = replace(run.result, allocations=raw, unmet=unmet, need_served=need_served)
-    return {"allocations": allocations, "unmet": unmet, "plans": _plans(scenario, result),
-            "summary": _summary(scenario, result)}
+    return {"allocations": allocations, "unmet": unmet, "plans": plans_table(scenario, result),
+            "summary": summary_table(scenario, result)}
 
 
 __all__ = ["MatchParams", "MatchResult", "VisitPinError", "build_visits", "reconcile",

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from wulian.contract.hierarchy import Hierarchy
 from wulian.contract.problems import Problem, ValidationError
 from wulian.contract.schema import TABLES
 from wulian.demand.policy import Policy
 from wulian.demand.scoring import colour
 from wulian.planning.io import RawScenario, as_text, read_raw
 from wulian.planning.validate import validate_tables
-from wulian.resources.hierarchy import Hierarchy
 
 
 def tables_digest(tables: Mapping[str, pd.DataFrame]) -> str:
@@ -94,11 +94,11 @@ class Scenario:
             With every problem found, when there is any.
         """
         text = {name: as_text(frame) for name, frame in tables.items()}
-        return cls._from_text(text, policy, [], sources or {}, path)
+        return cls.from_text(text, policy, [], sources or {}, path)
 
     @classmethod
-    def _from_text(cls, text: dict[str, pd.DataFrame], policy: Policy | None,
-                   earlier: list[Problem], sources: Mapping[str, str], path: str) -> Scenario:
+    def from_text(cls, text: dict[str, pd.DataFrame], policy: Policy | None,
+                  earlier: list[Problem], sources: Mapping[str, str], path: str) -> Scenario:
         typed, problems = validate_tables(text)
         problems = earlier + problems
         if problems:
@@ -125,4 +125,4 @@ def load_scenario(path: str | Path, policy: Policy | None = None) -> Scenario:
         With every problem found; nothing is loaded when there is any.
     """
     raw = read_raw(path)
-    return Scenario._from_text(raw.tables, policy, raw.problems, raw.sources, str(path))
+    return Scenario.from_text(raw.tables, policy, raw.problems, raw.sources, str(path))

@@ -1,2 +1,2 @@
-"""Supply side: the centre hierarchy and the five linkages' providers, offers, funds and
-volunteers, with the synthetic generator of Chengdu-shaped supply."""
+"""Supply side: the five linkages' providers, offers, funds and volunteers, with the synthetic
+generator of Chengdu-shaped supply (the centre hierarchy is in ``contract.hierarchy``)."""

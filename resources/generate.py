@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from wulian.contract import schema, vocab
+from wulian.contract.hierarchy import Hierarchy
 from wulian.resources import geography
-from wulian.resources.hierarchy import Hierarchy
 
 # ---------------------------------------------------------------------------------------------
 # Services catalogue

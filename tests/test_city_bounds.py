@@ -19,7 +19,7 @@ from scenario_factory import random_scenario
 
 from wulian.optimizer.allocation import LEVELS, TIER_LEVELS, AllocationParams
 from wulian.optimizer.budget import build_budget_model
-from wulian.optimizer.decompose import _bounded, allocate_by_district
+from wulian.optimizer.decompose import allocate_by_district, bounded_level
 from wulian.optimizer.lexmip import LevelResult
 from wulian.planning.allocate import allocation_input, run_allocation
 from wulian.planning.scenario import Scenario
@@ -153,15 +153,15 @@ def test_bounds_are_skipped_above_the_size_limit():
 
 def test_a_bound_the_value_beats_is_dropped_and_said():
     """A bound on the wrong side of the value is no bound: nan, feasible, and a note."""
-    beaten, note = _bounded(LevelResult("orange", "max", 10.0, float("nan"), "feasible", 0.0),
-                            9.0)
+    beaten, note = bounded_level(LevelResult("orange", "max", 10.0, float("nan"), "feasible", 0.0),
+                                9.0)
     assert math.isnan(beaten.bound) and beaten.status == "feasible" and "orange" in note
-    beaten, note = _bounded(LevelResult("money", "min", 10.0, float("nan"), "feasible", 0.0),
-                            11.0)
+    beaten, note = bounded_level(LevelResult("money", "min", 10.0, float("nan"), "feasible", 0.0),
+                                11.0)
     assert math.isnan(beaten.bound) and "money" in note
-    met, note = _bounded(LevelResult("money", "min", 10.0, float("nan"), "feasible", 0.0),
-                         10.0 - 1e-9)
+    met, note = bounded_level(LevelResult("money", "min", 10.0, float("nan"), "feasible", 0.0),
+                             10.0 - 1e-9)
     assert met.status == "optimal" and met.bound == 10.0 - 1e-9 and not note
-    gap, note = _bounded(LevelResult("green", "max", 10.0, float("nan"), "feasible", 0.0),
-                         12.0)
+    gap, note = bounded_level(LevelResult("green", "max", 10.0, float("nan"), "feasible", 0.0),
+                             12.0)
     assert gap.status == "feasible" and gap.gap == pytest.approx(0.2) and not note

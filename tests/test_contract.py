@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 from wulian.contract import vocab
@@ -9,7 +10,8 @@ from wulian.contract.formats import render_formats
 from wulian.contract.problems import CATALOGUE
 from wulian.contract.schema import REQUIRED_TABLES, TABLES
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "formats.md"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs" / "formats.md"
 
 
 def test_formats_doc_is_generated_from_the_schema():
@@ -44,3 +46,27 @@ def test_fourteen_slots_in_calendar_order():
     """The week has 14 half-day slots, Monday morning first."""
     assert len(vocab.SLOTS) == 14
     assert list(vocab.SLOTS)[:3] == ["mon_am", "mon_pm", "tue_am"]
+
+
+def _our_imports(folder: str) -> dict[str, set[str]]:
+    """For each module under ``folder``, the ``wulian.*`` modules it imports."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module)
+        found[str(path.relative_to(ROOT))] = {n for n in names if n.split(".")[0] == "wulian"}
+    return found
+
+
+def test_the_contract_and_the_optimizer_depend_on_nothing_else_of_ours():
+    """contract/ imports only itself; optimizer/ only itself and contract/ (data flows one way,
+    docs/architecture.md)."""
+    for folder, allowed in (("contract", ("wulian.contract",)),
+                            ("optimizer", ("wulian.optimizer", "wulian.contract"))):
+        for module, names in _our_imports(folder).items():
+            stray = {n for n in names if not any(n == a or n.startswith(a + ".") for a in allowed)}
+            assert not stray, (module, stray)

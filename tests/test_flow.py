@@ -288,7 +288,7 @@ def test_scaling_stays_in_range_and_is_the_finest(n_nodes):
     rng = np.random.default_rng(n_nodes)
     cost = rng.uniform(-3, 3, 50) / rng.integers(1, 10**6, 50)
     room = rng.integers(1, 10**5, 50)
-    k = flow._scale_exponent(cost, room, n_nodes)
+    k = flow.scale_exponent(cost, room, n_nodes)
 
     def fits(k: int) -> bool:
         top = float(np.abs(cost).max()) * 2.0**k

@@ -267,9 +267,9 @@ Cbc0004I Integer solution of 6230 found after 2576 iterations and 23 nodes (5.5 
 def test_bench_reads_cbc_incumbents_and_the_time_to_one_percent():
     """The benchmark's reading of CBC's log: every "Integer solution" line, whatever found it,
     and the first time within 1 % of best known (6,185 → 6,246.85) from those."""
-    from bench.gap import _CBC_INCUMBENT, seconds_to_reach
+    from bench.gap import CBC_INCUMBENT, seconds_to_reach
 
-    found = [(float(seconds), float(value)) for value, seconds in _CBC_INCUMBENT.findall(CBC_LOG)]
+    found = [(float(seconds), float(value)) for value, seconds in CBC_INCUMBENT.findall(CBC_LOG)]
     assert found == [(0.16, 6849.0), (4.29, 6240.0), (5.5, 6230.0)]
     assert seconds_to_reach(found, 6185.0, "min") == 4.29
     assert seconds_to_reach(found, 6000.0, "min") == math.inf

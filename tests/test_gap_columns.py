@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from reference.gap import exact_minimum, gap_folder
-from wulian.optimizer.gap_columns import _lagrangian_bound, _Pricing, column_dive
-from wulian.optimizer.matching import _Portfolio, read_orlib_gap
+from wulian.optimizer.gap_columns import Pricing, column_dive, lagrangian_bound
+from wulian.optimizer.matching import Portfolio, read_orlib_gap
 
 GAP_FOLDER = gap_folder()
 
@@ -112,7 +112,7 @@ def test_each_agents_best_set_against_every_subset(seed, weightless):
     rng = np.random.default_rng(100 + seed)
     prices = rng.uniform(0, 80, size=10)
     open_jobs = rng.random(10) < 0.8
-    pricing = _Pricing(cost.astype(float), weight, capacity)
+    pricing = Pricing(cost.astype(float), weight, capacity)
     for agent in range(3):
         best = 0.0  # the empty set
         for size in range(1, 11):
@@ -133,12 +133,12 @@ def test_any_prices_give_a_lower_bound(seed):
     """L(π) is a lower bound for any prices, not only the master's duals."""
     cost, weight, capacity = _instance(seed, weightless=0.2)
     optimum = exact_minimum(cost, weight, capacity)
-    pricing = _Pricing(cost.astype(float), weight, capacity)
+    pricing = Pricing(cost.astype(float), weight, capacity)
     rng = np.random.default_rng(seed)
     for _ in range(20):
         prices = rng.normal(40, 30, size=12)
-        bound, _ = _lagrangian_bound(prices, np.ones(12, dtype=bool), np.arange(4), pricing,
-                                     time.perf_counter() + 30)
+        bound, _ = lagrangian_bound(prices, np.ones(12, dtype=bool), np.arange(4), pricing,
+                                    time.perf_counter() + 30)
         assert bound is not None and bound <= optimum + 1e-6
 
 
@@ -166,9 +166,9 @@ def test_deadline_passed_gives_no_dive():
 def test_a_pass_cut_short_gives_no_bound():
     """Pricing stopped by its deadline part-way: the columns found so far, but no bound."""
     cost, weight, capacity = _instance(4)
-    pricing = _Pricing(cost.astype(float), weight, capacity)
-    bound, sets = _lagrangian_bound(np.full(12, 100.0), np.ones(12, dtype=bool), np.arange(4),
-                                    pricing, time.perf_counter() - 1)
+    pricing = Pricing(cost.astype(float), weight, capacity)
+    bound, sets = lagrangian_bound(np.full(12, 100.0), np.ones(12, dtype=bool), np.arange(4),
+                                   pricing, time.perf_counter() - 1)
     assert bound is None and sets == []
 
 
@@ -194,10 +194,10 @@ def test_huge_costs_skip_column_generation(largest, jobs):
     assert dive.bound == -math.inf and dive.assignment is None
 
 
-def _portfolio(cost, weight, capacity, maximize: bool) -> _Portfolio:
+def _portfolio(cost, weight, capacity, maximize: bool) -> Portfolio:
     agent_of_pair, job_of_pair = np.nonzero(weight <= capacity[:, None])
-    return _Portfolio(cost, weight, capacity, agent_of_pair, job_of_pair, maximize, seed=0,
-                      first=None)
+    return Portfolio(cost, weight, capacity, agent_of_pair, job_of_pair, maximize, seed=0,
+                     first=None)
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -209,12 +209,12 @@ def test_portfolio_bound_in_the_callers_sense(seed, maximize):
     cost, weight, capacity = _instance(seed, agents=5, jobs=16)
     search = _portfolio(cost, weight, capacity, maximize)
     now = time.perf_counter()
-    search._dive(now + 30, now + 60, now + 90, np.random.default_rng(seed))
+    search.dive(now + 30, now + 60, now + 90, np.random.default_rng(seed))
     optimum = (-exact_minimum(-cost, weight, capacity) if maximize
                else exact_minimum(cost, weight, capacity))
     assert (search.columns_bound >= optimum) if maximize else (search.columns_bound <= optimum)
     assert search.columns_lowest == search.columns_bound * (-1 if maximize else 1)
-    assert search.best is not None and search._feasible(search.best)
+    assert search.best is not None and search.feasible(search.best)
     value = float(cost[search.best, np.arange(16)].sum())
     assert (value <= optimum) if maximize else (value >= optimum)
 
@@ -226,6 +226,6 @@ def test_neighbourhood_places_unassigned_jobs():
     search = _portfolio(cost, weight, capacity, maximize=False)
     optimum = exact_minimum(cost, weight, capacity)
     partial = np.full(12, -1, dtype=np.int64)
-    moved, proven = search._neighbourhood(partial, np.zeros(0, dtype=np.int64), 30.0, 0)
-    assert proven and search._feasible(moved)
+    moved, proven = search.neighbourhood(partial, np.zeros(0, dtype=np.int64), 30.0, 0)
+    assert proven and search.feasible(moved)
     assert float(cost[moved, np.arange(12)].sum()) == optimum

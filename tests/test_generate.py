@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from wulian.contract import schema, vocab
+from wulian.contract.hierarchy import Hierarchy
 from wulian.planning.generate import PRESETS, generate_scenario
 from wulian.planning.io import as_text, write_tables
 from wulian.planning.validate import validate_tables
 from wulian.resources import geography
-from wulian.resources.hierarchy import Hierarchy
 
 Tables = dict[str, pd.DataFrame]
 
