@@ -62,6 +62,7 @@ _TOP_KEYS = (
     "monitoring_weeks",
     "quarter",
     "cycle",
+    "alerts",
 )
 _QUARTER_KEYS = ("arrival_rate", "carry_forward", "monitoring_hours")
 _REQUIRED_TOP_KEYS = ("name", "version", "k", "weights", "thresholds")
@@ -244,6 +245,83 @@ class CycleRules:
 _CYCLE_MINIMUM = {"urgency_step_weeks": 0, "expire_weeks": 0, "fund_period_weeks": 1}
 
 
+#: Early-warning rules (预警, ``[alerts]``): each rule's defaults — severity, its Chinese and
+#: English name, and its thresholds (docs/alerts.md explains each rule).
+ALERT_DEFAULTS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
+    "monitoring_overdue": {"severity": "high", "zh": "巡查逾期", "en": "monitoring overdue",
+                           "grace_weeks": 0},
+    "unmet": {"severity": "high", "zh": "需求连续未满足", "en": "need unmet week after week",
+              "weeks": 2, "colours": ["red", "orange"]},
+    "colour_worse": {"severity": "medium", "zh": "颜色变差", "en": "colour worsened"},
+    "fund_runout": {"severity": "high", "zh": "基金预计提前用尽",
+                    "en": "fund projected to run out before its period ends"},
+    "fund_underspend": {"severity": "medium", "zh": "基金支出偏低而需求未满足",
+                        "en": "fund under-spent while needs go unmet", "share": 0.5},
+    "provider_declines": {"severity": "medium", "zh": "服务方拒绝或未完成偏多",
+                          "en": "provider declines or fails to deliver too often",
+                          "share": 0.3, "weeks": 4, "min_tasks": 5},
+    "capacity_short": {"severity": "medium", "zh": "服务能力缺口连续扩大",
+                       "en": "unmet for lack of capacity keeps growing", "weeks": 3},
+})
+ALERT_SEVERITIES = ("high", "medium", "low")
+# Each threshold: (smallest value, largest value or None, whole number).
+_ALERT_LIMITS: Mapping[str, tuple[float, float | None, bool]] = MappingProxyType({
+    "grace_weeks": (0, None, True), "weeks": (1, None, True), "min_tasks": (1, None, True),
+    "share": (0.0, 1.0, False),
+})
+
+
+def _check_alerts(raw: Any) -> tuple[dict[str, dict[str, Any]], list[PolicyProblem]]:
+    """The ``[alerts]`` section over the defaults, and its problems."""
+    problems: list[PolicyProblem] = []
+    rules = {name: dict(rule) for name, rule in ALERT_DEFAULTS.items()}
+    if not isinstance(raw, Mapping):
+        return rules, [_p("alerts", "应为键值表", "must be a table", "写成 [alerts.规则] 表",
+                          "write it as [alerts.RULE] tables")]
+    problems += _unknown_keys("alerts.", raw, tuple(ALERT_DEFAULTS))
+    for name, given in raw.items():
+        if name not in ALERT_DEFAULTS:
+            continue
+        if not isinstance(given, Mapping):
+            problems.append(_p(f"alerts.{name}", "应为键值表", "must be a table",
+                               f"写成 [alerts.{name}] 表", f"write it as [alerts.{name}]"))
+            continue
+        problems += _unknown_keys(f"alerts.{name}.", given, tuple(ALERT_DEFAULTS[name]))
+        for key, value in given.items():
+            if key not in ALERT_DEFAULTS[name]:
+                continue
+            where = f"alerts.{name}.{key}"
+            if key == "severity" and value not in ALERT_SEVERITIES:
+                problems.append(_p(where, f"未知的级别 {value!r}", f"unknown severity {value!r}",
+                                   "可选 high、medium、low", "use high, medium or low"))
+            elif key in ("zh", "en") and (not isinstance(value, str) or not value.strip()):
+                problems.append(_p(where, "应为非空文字", "must be non-empty text",
+                                   "写出该规则的名称", "give the rule's name"))
+            elif key == "colours" and (not isinstance(value, list)
+                                       or not set(value) <= set(vocab.TIERS) or not value):
+                problems.append(_p(where, f"应为颜色列表,实际为 {value!r}",
+                                   f"must be a list of colours, not {value!r}",
+                                   '例如 ["red", "orange"]', 'e.g. ["red", "orange"]'))
+            elif key in _ALERT_LIMITS:
+                low, high, whole = _ALERT_LIMITS[key]
+                bad = (isinstance(value, bool) or not isinstance(value, int | float)
+                       or not math.isfinite(value) or value < low
+                       or (high is not None and value > high)
+                       or (whole and value != int(value)))
+                if bad:
+                    span = f"[{low:g}, {high:g}]" if high is not None else f"≥ {low:g}"
+                    kind = "整数" if whole else "数"
+                    problems.append(_p(where, f"应为 {span} 的{kind},实际为 {value!r}",
+                                       f"must be a {'whole ' if whole else ''}number {span}, "
+                                       f"not {value!r}",
+                                       "参照 demand/default_policy.toml 的 [alerts]",
+                                       "see [alerts] in demand/default_policy.toml"))
+            if not problems or problems[-1].key != where:
+                rules[name][key] = int(value) if key in _ALERT_LIMITS and \
+                    _ALERT_LIMITS[key][2] and isinstance(value, int | float) else value
+    return rules, problems
+
+
 @dataclass(frozen=True, eq=True)
 class Policy:
     """A validated, immutable colour policy.
@@ -275,6 +353,9 @@ class Policy:
         The quarterly plan's demand rates (:class:`QuarterRates`).
     cycle
         The weekly cycle's rules (:class:`CycleRules`).
+    alerts
+        The early-warning rules: per rule, severity, names and thresholds over
+        ``ALERT_DEFAULTS``.
     description
         Free text.
 
@@ -296,6 +377,8 @@ class Policy:
     description: str = ""
     quarter: QuarterRates = field(default_factory=QuarterRates)
     cycle: CycleRules = field(default_factory=CycleRules)
+    alerts: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: {k: dict(v) for k, v in ALERT_DEFAULTS.items()})
 
     def __post_init__(self) -> None:
         # _check_values skips None (it stands for "failed to parse" there); here None is a
@@ -342,6 +425,11 @@ class Policy:
             MappingProxyType({t: float(self.thresholds[t]) for t in THRESHOLD_TIERS}),
         )
         freeze(self, "flags", tuple(self.flags))
+        rules, alert_problems = _check_alerts(self.alerts)
+        if alert_problems:
+            raise PolicyError(alert_problems)
+        freeze(self, "alerts", MappingProxyType(
+            {name: MappingProxyType(dict(rule)) for name, rule in rules.items()}))
         weeks = {**DEFAULT_MONITORING_WEEKS, **self.monitoring_weeks}
         freeze(
             self, "monitoring_weeks", MappingProxyType({t: int(weeks[t]) for t in vocab.TIER_ORDER})
@@ -473,6 +561,8 @@ class Policy:
         quarter = _quarter(data.get("quarter", {}), problems)
         cycle = _whole_section(data.get("cycle", {}), "cycle", CycleRules, _CYCLE_MINIMUM,
                                problems)
+        alerts, alert_problems = _check_alerts(data.get("alerts", {}))
+        problems += alert_problems
 
         # Value checks run on whatever parsed, so one pass reports structure and values alike.
         problems += _check_values(
@@ -500,6 +590,7 @@ class Policy:
             description=description or "",
             quarter=quarter or QuarterRates(),
             cycle=cycle or CycleRules(),
+            alerts=alerts,
         )
 
     # ------------------------------------------------------------------ use
@@ -534,6 +625,8 @@ class Policy:
             "monitoring_weeks": dict(self.monitoring_weeks),
             "quarter": self.quarter.to_dict(),
             "cycle": self.cycle.to_dict(),
+            "alerts": {name: {k: (list(v) if isinstance(v, list | tuple) else v)
+                              for k, v in rule.items()} for name, rule in self.alerts.items()},
         }
 
     def __reduce__(self):

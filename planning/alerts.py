@@ -1,0 +1,380 @@
+"""Early warning (预警): what needs attention, from the register and the weeks' tasks.
+
+:func:`evaluate` checks every rule of the policy's ``[alerts]`` section at a week (by default
+the latest week opened) and keeps the alerts in the store: a condition found for the first time
+opens an alert (``since`` that week), one found again updates its numbers, and an alert whose
+condition has cleared is resolved by itself. People acknowledge alerts (who, when, a note)
+with :func:`acknowledge`; an acknowledged alert that clears is resolved too. Each alert says
+its rule, severity, the centre it belongs to (a household's station, a provider's or fund's
+centre, a street), what it is about and the numbers behind it. docs/alerts.md has the rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from wulian.contract import vocab
+from wulian.planning.cycle import TASKS, WEEKS, fund_balances, tasks_frame
+from wulian.planning.match import week_start
+from wulian.planning.register import (
+    ASSESSMENTS,
+    NEED_STATES,
+    ROWS,
+    Events,
+    Register,
+    rows_frame,
+)
+
+_meta = sa.MetaData()
+ALERTS = sa.Table(
+    "alerts", _meta,
+    sa.Column("alert_id", sa.String(200), primary_key=True),
+    sa.Column("rule", sa.String(32), nullable=False),
+    sa.Column("severity", sa.String(8), nullable=False),
+    sa.Column("centre", sa.String(64), nullable=False),
+    sa.Column("subject_kind", sa.String(16), nullable=False),
+    sa.Column("subject_id", sa.String(64), nullable=False),
+    sa.Column("since", sa.String(8), nullable=False),
+    sa.Column("last_week", sa.String(8), nullable=False),
+    sa.Column("numbers", sa.Text, nullable=False),
+    sa.Column("state", sa.String(14), nullable=False),
+    sa.Column("ack_by", sa.Text, nullable=False),
+    sa.Column("ack_at", sa.String(32), nullable=False),
+    sa.Column("ack_note", sa.Text, nullable=False),
+    sa.Column("resolved_at", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+ALERT_COLUMNS = tuple(c.name for c in ALERTS.columns)
+STATES = ("open", "acknowledged", "resolved")
+_TIER_RANK = {t: i for i, t in enumerate(vocab.TIER_ORDER)}
+
+
+class AlertError(ValueError):
+    """An alert action that cannot be taken (bilingual message)."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One condition found: the rule, what it is about, where, and the numbers behind it."""
+
+    rule: str
+    subject_kind: str
+    subject_id: str
+    centre: str
+    numbers: dict
+
+    @property
+    def alert_id(self) -> str:
+        return f"{self.rule}:{self.subject_kind}:{self.subject_id}"
+
+
+@dataclass
+class Evaluation:
+    week: str
+    opened: int
+    updated: int
+    resolved: int
+    findings: int
+
+
+def _weeks_between(earlier: str, later: str) -> int:
+    return (week_start(later) - week_start(earlier)).days // 7
+
+
+def latest_week(register: Register) -> str | None:
+    with register.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.max(WEEKS.c.week))).scalar()
+
+
+def find(register: Register, week: str) -> list[Finding]:
+    """Every condition the policy's rules find at ``week`` (nothing is stored)."""
+    rules = register.policy.alerts
+    with register.engine.connect() as conn:
+        households = _households(conn)
+        found: list[Finding] = []
+        found += _monitoring_overdue(register, conn, households, week,
+                                     rules["monitoring_overdue"])
+        found += _unmet(conn, households, rules["unmet"])
+        found += _colour_worse(households)
+        found += _funds(register, conn, week, rules)
+        found += _provider_declines(register, conn, week, rules["provider_declines"])
+        found += _capacity_short(register, conn, week, rules["capacity_short"])
+    return found
+
+
+def _households(conn: sa.Connection) -> pd.DataFrame:
+    """Per household: station, the last and the previous assessment's colour and when."""
+    rows = conn.execute(sa.select(ROWS.c.data).where(ROWS.c.tbl == "households")).scalars()
+    frame = rows_frame(list(rows))
+    if frame.empty:
+        return pd.DataFrame(columns=["household_id", "station_id", "tier", "before",
+                                     "assessed_on", "version"])
+    hh = frame[["household_id", "station_id"]].set_index("household_id")
+    assessed = pd.DataFrame(conn.execute(sa.select(
+        ASSESSMENTS.c.household_id, ASSESSMENTS.c.version, ASSESSMENTS.c.tier,
+        ASSESSMENTS.c.assessed_on)).all(), columns=["household_id", "version", "tier",
+                                                     "assessed_on"])
+    assessed = assessed.sort_values(["household_id", "version"])
+    last = assessed.groupby("household_id").tail(1).set_index("household_id")
+    before = assessed.groupby("household_id").nth(-2).set_index("household_id")["tier"]
+    return hh.assign(tier=last["tier"], before=before, assessed_on=last["assessed_on"],
+                     version=last["version"]).reset_index()
+
+
+def _monitoring_overdue(register: Register, conn, households: pd.DataFrame, week: str,
+                        rule) -> list[Finding]:
+    keys = conn.execute(sa.select(ROWS.c.row_key).where(ROWS.c.tbl == "history")).scalars()
+    visits = pd.Series(list(keys), dtype=object).str.split("|", expand=True)
+    last = (visits.groupby(1)[0].max() if len(visits) else pd.Series(dtype=object))
+    cycle = register.policy.monitoring_weeks
+    out = []
+    hh = households.dropna(subset=["tier"])
+    seen = hh["household_id"].map(last)
+    for hid, station, tier, when in zip(hh["household_id"], hh["station_id"], hh["tier"], seen,
+                                        strict=True):
+        due = cycle[tier] + int(rule["grace_weeks"])
+        waited = _weeks_between(when, week) if isinstance(when, str) else None
+        if waited is None or waited > due:
+            out.append(Finding("monitoring_overdue", "household", hid, station,
+                               {"colour": tier, "cycle_weeks": cycle[tier],
+                                "last_visit": when if isinstance(when, str) else None,
+                                "weeks_since": waited}))
+    return out
+
+
+def _unmet(conn, households: pd.DataFrame, rule) -> list[Finding]:
+    waiting = pd.DataFrame(conn.execute(sa.select(
+        NEED_STATES.c.need_id, NEED_STATES.c.household_id, NEED_STATES.c.age,
+        NEED_STATES.c.remaining).where(NEED_STATES.c.state == "carried",
+                                       NEED_STATES.c.age >= int(rule["weeks"]))).all(),
+        columns=["need_id", "household_id", "age", "remaining"])
+    hh = households.set_index("household_id")
+    waiting = waiting.assign(tier=waiting["household_id"].map(hh["tier"]))
+    waiting = waiting[waiting["tier"].isin(list(rule["colours"]))]
+    out = []
+    for hid, part in waiting.groupby("household_id", sort=True):
+        out.append(Finding("unmet", "household", hid, str(hh.at[hid, "station_id"]),
+                           {"colour": part["tier"].iat[0], "needs": len(part),
+                            "weeks": int(part["age"].max()),
+                            "need_ids": sorted(part["need_id"])[:20]}))
+    return out
+
+
+def _colour_worse(households: pd.DataFrame) -> list[Finding]:
+    hh = households.dropna(subset=["before"])
+    worse = hh["tier"].map(_TIER_RANK) < hh["before"].map(_TIER_RANK)
+    return [Finding("colour_worse", "household", r.household_id, r.station_id,
+                    {"from": r.before, "to": r.tier, "assessed_on": r.assessed_on,
+                     "version": int(r.version)})
+            for r in hh[worse].itertuples(index=False)]
+
+
+def _funds(register: Register, conn, week: str, rules) -> list[Finding]:
+    funds = register.table("funds", conn)
+    if funds.empty:
+        return []
+    length = register.policy.cycle.fund_period_weeks
+    balances = fund_balances(conn, funds, week, length)
+    so_far = int(balances["weeks"].max()) if len(balances) else 1
+    year, number = (int(x) for x in week.split("-W"))
+    left_weeks = length - ((number - 1) % length + 1)  # weeks of the period after this one
+    period_budget = balances["weekly_budget"] * (so_far + left_weeks)
+    burn = balances["spent"] / max(so_far, 1)
+    projected = balances["spent"] + balances["outstanding"] + burn * left_weeks
+    centre = funds.set_index("fund_id")["centre_id"]
+    out = []
+    for fid, row in balances.iterrows():
+        if projected[fid] > period_budget[fid] + 0.01 and burn[fid] > 0:
+            weeks_to_empty = (period_budget[fid] - row["spent"] - row["outstanding"]) / burn[fid]
+            out.append(Finding("fund_runout", "fund", fid, str(centre[fid]), {
+                "spent": round(row["spent"], 2), "weekly_burn": round(burn[fid], 2),
+                "period_budget": round(period_budget[fid], 2),
+                "projected": round(projected[fid], 2),
+                "weeks_left_in_period": left_weeks,
+                "weeks_until_empty": round(max(weeks_to_empty, 0.0), 1)}))
+    # Under-spending while needs it could pay for wait: carried needs of services the fund
+    # pays for (its earmark; any service when it has none).
+    share = float(rules["fund_underspend"]["share"])
+    carried = pd.DataFrame(conn.execute(sa.select(NEED_STATES.c.service_id).where(
+        NEED_STATES.c.state == "carried")).all(), columns=["service_id"])["service_id"]
+    waiting = carried.value_counts()
+    for fid, row in balances.iterrows():
+        if row["accrued"] <= 0 or row["spent"] >= share * row["accrued"]:
+            continue
+        earmark = str(funds.set_index("fund_id").at[fid, "earmarked_services"] or "")
+        services = [s for s in earmark.split(";") if s] or list(waiting.index)
+        needs = int(waiting.reindex(services).fillna(0).sum())
+        if needs:
+            out.append(Finding("fund_underspend", "fund", fid, str(centre[fid]), {
+                "spent": round(row["spent"], 2), "accrued": round(row["accrued"], 2),
+                "share_spent": round(row["spent"] / row["accrued"], 3),
+                "needs_waiting": needs}))
+    return out
+
+
+def _provider_declines(register: Register, conn, week: str, rule) -> list[Finding]:
+    recent = _recent_weeks(week, int(rule["weeks"]))
+    frame = tasks_frame(conn, TASKS.c.week.in_(recent), TASKS.c.volunteer_id == "")
+    answered = frame[frame["status"].isin(["declined", "delivered", "not_delivered"])]
+    if answered.empty:
+        return []
+    failed = answered["status"].isin(["declined", "not_delivered"])
+    stats = pd.DataFrame({"tasks": answered.groupby("provider_id").size(),
+                          "failed": failed.groupby(answered["provider_id"]).sum()})
+    stats["share"] = stats["failed"] / stats["tasks"]
+    providers = register.table("providers", conn).set_index("provider_id")
+    hit = stats[(stats["tasks"] >= int(rule["min_tasks"]))
+                & (stats["share"] > float(rule["share"]))]
+    return [Finding("provider_declines", "provider", pid,
+                    str(providers["centre_id"].get(pid, "")),
+                    {"tasks": int(r.tasks), "declined_or_not_delivered": int(r.failed),
+                     "share": round(float(r.share), 3), "weeks": recent})
+            for pid, r in hit.iterrows()]
+
+
+def _recent_weeks(week: str, count: int) -> list[str]:
+    start = week_start(week)
+    out = []
+    for k in range(count):
+        year, number, _ = (start - pd.Timedelta(days=7 * k)).isocalendar()
+        out.append(f"{year}-W{number:02d}")
+    return sorted(out)
+
+
+def _capacity_short(register: Register, conn, week: str, rule) -> list[Finding]:
+    """Units unmet for lack of capacity per service and street, week by week, from the
+    weeks' runs; a run of ``weeks`` rises in a row (ending at ``week``) fires."""
+    runs = conn.execute(sa.select(WEEKS.c.week, WEEKS.c.run_id).where(
+        WEEKS.c.week.in_(_recent_weeks(week, int(rule["weeks"]) + 1)))).all()
+    if not runs:
+        return []
+    services = pd.DataFrame(conn.execute(sa.select(
+        NEED_STATES.c.need_id, NEED_STATES.c.service_id, NEED_STATES.c.household_id)).all(),
+        columns=["need_id", "service_id", "household_id"]).set_index("need_id")
+    stations = {}
+    per_week = []
+    for w, run_id in runs:
+        if run_id is None:
+            continue
+        unmet = register.store.table_in(conn, run_id, "unmet")
+        if unmet.empty:
+            continue
+        short = unmet[unmet["reason"] == "capacity_exhausted"]
+        per_week.append(pd.DataFrame({"week": w, "need_id": short["need_id"].to_numpy(),
+                                      "units": short["units"].to_numpy(float)}))
+    if not per_week:
+        return []
+    rows = pd.concat(per_week, ignore_index=True)
+    rows["service_id"] = rows["need_id"].map(services["service_id"])
+    rows["household_id"] = rows["need_id"].map(services["household_id"])
+    if not stations:
+        hh = rows_frame(list(conn.execute(sa.select(ROWS.c.data).where(
+            ROWS.c.tbl == "households", ROWS.c.row_key.in_(
+                rows["household_id"].dropna().unique().tolist()))).scalars()))
+        stations = dict(zip(hh.get("household_id", []), hh.get("station_id", []), strict=True))
+    centres = register.table("centres", conn).set_index("centre_id")
+    parent = centres["parent_id"]
+    rows["street"] = rows["household_id"].map(stations).map(parent)
+    table = rows.groupby(["service_id", "street", "week"])["units"].sum().unstack("week")
+    weeks = sorted(w for w, _ in runs)[-(int(rule["weeks"]) + 1):]
+    table = table.reindex(columns=weeks).fillna(0.0)
+    out = []
+    for (service, street), series in table.iterrows():
+        values = series.to_numpy(float)
+        if len(values) == int(rule["weeks"]) + 1 and np.all(np.diff(values) > 1e-9) \
+                and series.index[-1] == week:
+            out.append(Finding("capacity_short", "service", f"{service}@{street}", str(street),
+                               {"service": service, "street": street,
+                                "unmet_units": {w: round(float(v), 2)
+                                                for w, v in series.items()}}))
+    return out
+
+
+def evaluate(register: Register, week: str | None = None) -> Evaluation:
+    """Find the week's conditions and bring the stored alerts in line, in one transaction."""
+    week = week or latest_week(register)
+    if week is None:
+        return Evaluation(week="", opened=0, updated=0, resolved=0, findings=0)
+    found = {f.alert_id: f for f in find(register, week)}
+    rules = register.policy.alerts
+    result = Evaluation(week=week, opened=0, updated=0, resolved=0, findings=len(found))
+    with register.engine.begin() as conn:
+        stored = {r["alert_id"]: dict(r) for r in conn.execute(sa.select(ALERTS)).mappings()}
+        events = Events(conn, register.actor)
+        stamp = events.at
+        fresh, changed = [], []
+        for aid, f in found.items():
+            numbers = json.dumps(f.numbers, ensure_ascii=False, sort_keys=True, default=str)
+            old = stored.get(aid)
+            if old is None or old["state"] == "resolved":
+                row = {"alert_id": aid, "rule": f.rule, "severity": rules[f.rule]["severity"],
+                       "centre": f.centre, "subject_kind": f.subject_kind,
+                       "subject_id": f.subject_id, "since": week, "last_week": week,
+                       "numbers": numbers, "state": "open", "ack_by": "", "ack_at": "",
+                       "ack_note": "", "resolved_at": "", "updated_at": stamp}
+                (fresh if old is None else changed).append(row)
+                events.add("alert.open", f"alerts:{aid}", None,
+                           {"week": week, "numbers": f.numbers})
+                result.opened += 1
+            elif old["numbers"] != numbers or old["last_week"] != week:
+                changed.append({**old, "numbers": numbers, "last_week": week,
+                                "severity": rules[f.rule]["severity"], "updated_at": stamp})
+                result.updated += 1
+        for aid, old in stored.items():
+            if aid not in found and old["state"] != "resolved":
+                changed.append({**old, "state": "resolved", "resolved_at": stamp,
+                                "updated_at": stamp})
+                events.add("alert.resolve", f"alerts:{aid}", {"state": old["state"]},
+                           {"state": "resolved", "week": week})
+                result.resolved += 1
+        if fresh:
+            conn.execute(ALERTS.insert(), fresh)
+        for row in changed:
+            conn.execute(ALERTS.update().where(ALERTS.c.alert_id == row["alert_id"]).values(
+                **{k: v for k, v in row.items() if k != "alert_id"}))
+        events.flush()
+    return result
+
+
+def alerts(register: Register, *, centres: Iterable[str] | None = None,
+           rules: Iterable[str] | None = None, states: Iterable[str] = ("open", "acknowledged")
+           ) -> pd.DataFrame:
+    """Stored alerts, most severe and oldest first, optionally fenced to centres and rules."""
+    query = sa.select(ALERTS).where(ALERTS.c.state.in_(list(states)))
+    if rules is not None:
+        query = query.where(ALERTS.c.rule.in_(list(rules)))
+    with register.engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).mappings().all(), columns=list(ALERT_COLUMNS))
+    if centres is not None:
+        frame = frame[frame["centre"].isin(set(centres))]
+    order = frame["severity"].map({"high": 0, "medium": 1, "low": 2})
+    frame = frame.assign(_o=order).sort_values(["_o", "since", "alert_id"]).drop(columns="_o")
+    names = register.policy.alerts
+    return frame.assign(
+        title_zh=frame["rule"].map(lambda r: names[r]["zh"]),
+        title_en=frame["rule"].map(lambda r: names[r]["en"])).reset_index(drop=True)
+
+
+def acknowledge(register: Register, alert_id: str, note: str = "") -> dict:
+    """Acknowledge an open alert (who and when from the register's actor, and a note)."""
+    with register.engine.begin() as conn:
+        row = conn.execute(sa.select(ALERTS).where(ALERTS.c.alert_id == alert_id)
+                           ).mappings().first()
+        if row is None:
+            raise AlertError(f"没有预警 {alert_id} / no alert {alert_id}")
+        if row["state"] == "resolved":
+            raise AlertError(f"预警 {alert_id} 已解除 / alert {alert_id} is already resolved")
+        events = Events(conn, register.actor)
+        values = {"state": "acknowledged", "ack_by": register.actor.name, "ack_at": events.at,
+                  "ack_note": note.strip(), "updated_at": events.at}
+        conn.execute(ALERTS.update().where(ALERTS.c.alert_id == alert_id).values(**values))
+        events.add("alert.acknowledge", f"alerts:{alert_id}", {"state": row["state"]},
+                   {k: values[k] for k in ("state", "ack_by", "ack_note")})
+        events.flush()
+        return {**dict(row), **values}
