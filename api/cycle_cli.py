@@ -189,6 +189,11 @@ def cmd_week(args: argparse.Namespace, register) -> int:
             return 0
         if args.action == "close":
             closed = cycle.close_week(register, args.week, args.centre)
+            from wulian.planning.alerts import evaluate
+
+            warned = evaluate(register, args.week)
+            console.print(f"预警 / alerts: {warned.opened} 新 new, {warned.resolved} 解除 "
+                          f"resolved, {warned.findings} 当前 in force")
             console.print(
                 f"{closed.week} 已结束 / closed: {closed.delivered} 个需求全部交付 needs "
                 f"delivered in full, {closed.carried} 个顺延 carried forward, {closed.expired} "
@@ -279,8 +284,9 @@ def play_weeks(register, scenario, weeks: int, seed: int, *, centre: str | None 
                      "走访 visits": week.visits_made, "变差 worse": week.worse,
                      "新需求 new needs": week.needs_found + week.needs_arrived,
                      "顺延 carried": week.carried, "支出 spent": week.spent,
-                     "秒 s": week.seconds["open"] + week.seconds["publish"]
-                     + week.seconds["record"] + week.seconds["close"]})
+                     "预警 alerts": week.alerts_open,
+                     "秒 s": sum(week.seconds[k] for k in ("open", "publish", "record",
+                                                          "close", "alerts"))})
         console.print(f"  {week.week}: 开启 opened ({week.tasks} 任务 tasks) → 推送 published "
                       f"({week.workbooks} 工作簿 workbooks) → 回复 answered → 结束 closed, "
                       f"{week.carried} 个需求顺延 carried forward")
@@ -290,6 +296,93 @@ def play_weeks(register, scenario, weeks: int, seed: int, *, centre: str | None 
     console.print(frame_table(pd.DataFrame(rows), "模拟的每周循环 / the simulated weekly cycle",
                               formats={"支出 spent": yuan, "秒 s": lambda v: f"{v:.1f}"},
                               index=False))
+
+
+@_disposing("cli")
+def cmd_alerts(args: argparse.Namespace, register) -> int:
+    from wulian.planning import alerts
+
+    try:
+        if args.ack:
+            alerts.acknowledge(register, args.ack, args.note or "")
+            console.print(f"已确认 / acknowledged: {args.ack}")
+            return 0
+        if args.evaluate or args.week:
+            result = alerts.evaluate(register, args.week)
+            console.print(f"{result.week}: {result.opened} 新 new, {result.updated} 更新 updated, "
+                          f"{result.resolved} 解除 resolved, {result.findings} 当前 in force")
+    except alerts.AlertError as err:
+        return _fail(err)
+    states = ("open", "acknowledged", "resolved") if args.all else ("open", "acknowledged")
+    centres = _subtree(register, args.centre) if args.centre else None
+    frame = alerts.alerts(register, centres=centres, states=states)
+    if args.json:
+        print(json.dumps([{**r, "numbers": json.loads(r["numbers"])}
+                          for r in frame.to_dict("records")], ensure_ascii=False))
+        return 0
+    shown = frame.assign(what=frame["title_zh"] + " / " + frame["title_en"],
+                         numbers=frame["numbers"].map(_numbers_text))[
+        ["severity", "what", "subject_id", "centre", "since", "state", "numbers"]]
+    console.print(frame_table(shown, f"预警 / alerts ({len(frame)})", index=False))
+    return 0
+
+
+def _numbers_text(numbers: str) -> str:
+    """An alert's numbers in one short line (lists cut to three items)."""
+    parts = []
+    for key, value in json.loads(numbers).items():
+        if isinstance(value, list):
+            value = ", ".join(map(str, value[:3])) + (" …" if len(value) > 3 else "")
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k} {v:g}" if isinstance(v, int | float) else f"{k} {v}"
+                              for k, v in value.items())
+        parts.append(f"{key} {value}")
+    return "; ".join(parts)
+
+
+def _subtree(register, centre: str) -> set[str]:
+    """The centre and every centre below it, from the register's centres."""
+    centres = register.table("centres")
+    children = centres.groupby("parent_id")["centre_id"].apply(list).to_dict()
+    if centre not in set(centres["centre_id"]):
+        raise SystemExit(f"没有中心 {centre} / no centre {centre} in the register")
+    found, todo = set(), [centre]
+    while todo:
+        c = todo.pop()
+        found.add(c)
+        todo += children.get(c, [])
+    return found
+
+
+@_disposing("cli")
+def cmd_performance(args: argparse.Namespace, register) -> int:
+    from wulian.planning.performance import GROUPS, parse_weeks, performance, report
+
+    try:
+        first, last = parse_weeks(args.weeks)
+    except ValueError as err:
+        return _fail(err)
+    stations = _subtree(register, args.centre) if args.centre else None
+    tables = performance(register, args.by, first, last, stations)
+    if args.report:
+        title = (f"{args.centre or '全部 all'} · {args.weeks or '全部周次 all weeks'} · "
+                 f"按 by {args.by}")
+        console.print(f"已写入 / written: {report(tables, args.report, title)}")
+    if args.json:
+        print(json.dumps({name: json.loads(frame.to_json(orient="records", force_ascii=False))
+                          for name, frame in tables.items()}, ensure_ascii=False))
+        return 0
+    assert args.by in GROUPS
+    main = tables[f"by_{args.by}"]
+    console.print(frame_table(main.drop(columns=[c for c in main.columns
+                                                 if c.startswith("declined_")]),
+                              f"服务绩效 / performance by {args.by}",
+                              formats={c: yuan for c in ("planned", "committed", "spent")},
+                              index=False))
+    console.print(frame_table(tables["fill_rate"], "满足率 / fill rate by week and colour",
+                              index=False))
+    console.print(frame_table(tables["reach"], "惠及 / reach per ¥10,000", index=False))
+    return 0
 
 
 def add_commands(sub) -> None:
@@ -338,6 +431,27 @@ def add_commands(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--store", help=STORE_HELP)
     p.set_defaults(func=cmd_funds)
+
+    p = sub.add_parser("alerts", help="预警 / what needs attention")
+    p.add_argument("--centre", help="only this centre's subtree")
+    p.add_argument("--evaluate", action="store_true", help="evaluate the rules first")
+    p.add_argument("--week", help="evaluate at this week (default: the latest opened)")
+    p.add_argument("--all", action="store_true", help="resolved alerts too")
+    p.add_argument("--ack", metavar="ALERT_ID", help="acknowledge this alert")
+    p.add_argument("--note", help="the acknowledgement's note")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--store", help=STORE_HELP)
+    p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser("performance", help="服务绩效 / service performance over weeks")
+    p.add_argument("--by", choices=["provider", "linkage", "fund", "street", "colour"],
+                   default="provider")
+    p.add_argument("--weeks", help="a range of weeks, e.g. 2027-W01:2027-W13")
+    p.add_argument("--centre", help="only this centre's subtree")
+    p.add_argument("--report", metavar="FILE.xlsx", help="write the report workbook")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--store", help=STORE_HELP)
+    p.set_defaults(func=cmd_performance)
 
     p = sub.add_parser("simulate", help="模拟 / play the weekly cycle with seeded people")
     p.add_argument("path", help="scenario to start the register from (imported first)")

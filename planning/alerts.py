@@ -83,7 +83,8 @@ class Evaluation:
     findings: int
 
 
-def _weeks_between(earlier: str, later: str) -> int:
+def weeks_between(earlier: str, later: str) -> int:
+    """Whole weeks from one ISO week to a later one."""
     return (week_start(later) - week_start(earlier)).days // 7
 
 
@@ -139,7 +140,7 @@ def _monitoring_overdue(register: Register, conn, households: pd.DataFrame, week
     for hid, station, tier, when in zip(hh["household_id"], hh["station_id"], hh["tier"], seen,
                                         strict=True):
         due = cycle[tier] + int(rule["grace_weeks"])
-        waited = _weeks_between(when, week) if isinstance(when, str) else None
+        waited = weeks_between(when, week) if isinstance(when, str) else None
         if waited is None or waited > due:
             out.append(Finding("monitoring_overdue", "household", hid, station,
                                {"colour": tier, "cycle_weeks": cycle[tier],

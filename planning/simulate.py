@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from wulian.contract import vocab
+from wulian.planning.alerts import evaluate
 from wulian.planning.cycle import (
     Answer,
     close_week,
@@ -76,13 +77,15 @@ class SimulatedWeek:
     closed_delivered: int
     spent: float
     workbooks: int
+    alerts_open: int  # alerts the week's close opened
     seconds: dict
 
 
 def simulate(register: Register, weeks_to_play: int, seed: int, *, first: str | None = None,
              centre: str | None = None, rates: Rates | None = None, out: Path | None = None,
              on_week: Callable[[SimulatedWeek], None] | None = None) -> list[SimulatedWeek]:
-    """Play ``weeks_to_play`` weeks of the cycle in ``register`` (already imported).
+    """Play ``weeks_to_play`` weeks of the cycle in ``register`` (already imported); each
+    closed week's alerts are evaluated.
 
     ``first`` is the first week (default: the week after the register's last opened week, or
     the latest week of its needs); ``out``, when given, receives each week's published
@@ -105,12 +108,15 @@ def simulate(register: Register, weeks_to_play: int, seed: int, *, first: str | 
         arrived = _arrivals(register, base, next_week(week), rng)
         closed = close_week(register, week, centre)
         t4 = time.perf_counter()
+        warned = evaluate(register, week)
+        t5 = time.perf_counter()
         result = SimulatedWeek(
             week=week, tasks=len(opened.tasks), **counts, needs_found=recorded.needs_raised,
             needs_arrived=arrived, carried=closed.carried, closed_delivered=closed.delivered,
-            spent=round(closed.spent, 2), workbooks=len(books),
+            spent=round(closed.spent, 2), workbooks=len(books), alerts_open=warned.opened,
             seconds={"open": round(t1 - t0, 3), "publish": round(t2 - t1, 3),
                      "record": round(t3 - t2, 3), "close": round(t4 - t3, 3),
+                     "alerts": round(t5 - t4, 3),
                      **{f"open_{k}": v for k, v in opened.seconds.items()}})
         played.append(result)
         if on_week is not None:
