@@ -39,6 +39,10 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.match --preset city
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.ui
+	$(BIN)/python -m bench.cycle --preset district
+	bash -c 'source .ci/postgres.sh && start_postgres && trap stop_postgres EXIT && \
+		$(BIN)/python -m bench.cycle --preset district --store "$$WULIAN_TEST_PG_URL"'
+	$(BIN)/python -m bench.cycle --preset city
 
 # ruff on everything; mypy on contract/ and optimizer/ (pyproject's [tool.mypy]). mypy finds
 # modules by folder, and the folders install under other names (pyproject's package-dir), so
