@@ -29,6 +29,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from wulian.contract import vocab
+from wulian.contract.hierarchy import Hierarchy
 from wulian.contract.problems import Problem, ValidationError
 from wulian.optimizer.allocation import AllocationParams
 from wulian.optimizer.visits import MatchParams
@@ -223,11 +224,10 @@ def _lock(conn: sa.Connection) -> None:
         conn.execute(WEEKS.update().where(sa.false()).values(state=WEEKS.c.state))
 
 
-def _scopes_overlap(register_scenario: Scenario, a: str, b: str) -> bool:
+def _scopes_overlap(hierarchy: Hierarchy, a: str, b: str) -> bool:
     if WHOLE in (a, b):
         return True
-    h = register_scenario.hierarchy
-    return b in set(h.subtree(a)) or a in set(h.subtree(b))
+    return b in set(hierarchy.subtree(a)) or a in set(hierarchy.subtree(b))
 
 
 def open_week(register: Register, week: str, centre: str | None = None, *,
@@ -250,12 +250,13 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
     start = time.perf_counter()
     with register.engine.begin() as conn:
         _lock(conn)
-        current = register.scenario(conn)
-        if centre and centre not in set(current.centres["centre_id"]):
+        # The centres as the register holds them (validated when they came in), for the scope.
+        hierarchy = Hierarchy.from_centres(register.table("centres", conn))
+        if centre and centre not in set(register.rows("centres", conn)):
             raise CycleError(f"没有中心 {centre} / no centre {centre} in the register")
         opened = conn.execute(sa.select(WEEKS)).mappings().all()
         for row in opened:
-            overlap = _scopes_overlap(current, row["centre"], scope)
+            overlap = _scopes_overlap(hierarchy, row["centre"], scope)
             if row["week"] == week and overlap:
                 raise CycleError(f"{week} 已为 {row['centre']} 开启过 / {week} was already "
                                  f"opened for {row['centre']}")
