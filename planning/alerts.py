@@ -23,7 +23,6 @@ from wulian.contract import vocab
 from wulian.planning.cycle import TASKS, WEEKS, fund_balances, tasks_frame
 from wulian.planning.match import week_start
 from wulian.planning.register import (
-    ASSESSMENTS,
     NEED_STATES,
     ROWS,
     Events,
@@ -97,7 +96,7 @@ def find(register: Register, week: str) -> list[Finding]:
     """Every condition the policy's rules find at ``week`` (nothing is stored)."""
     rules = register.policy.alerts
     with register.engine.connect() as conn:
-        households = _households(conn)
+        households = _households(register, conn)
         found: list[Finding] = []
         found += _monitoring_overdue(register, conn, households, week,
                                      rules["monitoring_overdue"])
@@ -109,7 +108,7 @@ def find(register: Register, week: str) -> list[Finding]:
     return found
 
 
-def _households(conn: sa.Connection) -> pd.DataFrame:
+def _households(register: Register, conn: sa.Connection) -> pd.DataFrame:
     """Per household: station, the last and the previous assessment's colour and when."""
     rows = conn.execute(sa.select(ROWS.c.data).where(ROWS.c.tbl == "households")).scalars()
     frame = rows_frame(list(rows))
@@ -117,15 +116,8 @@ def _households(conn: sa.Connection) -> pd.DataFrame:
         return pd.DataFrame(columns=["household_id", "station_id", "tier", "before",
                                      "assessed_on", "version"])
     hh = frame[["household_id", "station_id"]].set_index("household_id")
-    assessed = pd.DataFrame(conn.execute(sa.select(
-        ASSESSMENTS.c.household_id, ASSESSMENTS.c.version, ASSESSMENTS.c.tier,
-        ASSESSMENTS.c.assessed_on)).all(), columns=["household_id", "version", "tier",
-                                                     "assessed_on"])
-    assessed = assessed.sort_values(["household_id", "version"])
-    last = assessed.groupby("household_id").tail(1).set_index("household_id")
-    before = assessed.groupby("household_id").nth(-2).set_index("household_id")["tier"]
-    return hh.assign(tier=last["tier"], before=before, assessed_on=last["assessed_on"],
-                     version=last["version"]).reset_index()
+    colours = register.colours(conn)
+    return hh.join(colours[["tier", "before", "assessed_on", "version"]]).reset_index()
 
 
 def _monitoring_overdue(register: Register, conn, households: pd.DataFrame, week: str,

@@ -715,9 +715,10 @@ def _record_visits(register: Register, conn, events: Events,
                    {k: results[-1][k] for k in ("outcome", "visited_on", "new_needs", "note")}
                    | {"indicators": indicators})
     if observed:
-        for hid, household in observed.items():
-            data = row_json(canonical("households", pd.DataFrame([household])))[0]
-            register.put_row(conn, events, "households", hid, rows[hid], data, day_of[hid])
+        ids = list(observed)
+        data = row_json(canonical("households", pd.DataFrame(list(observed.values()))))
+        register.change_rows(conn, events, "households", {h: rows[h] for h in ids},
+                             dict(zip(ids, data, strict=True)), day_of)
         typed = register.valid_rows(conn, "households", observed)
         made = register.write_assessments(conn, events, typed, day_of,
                                           assessor=register.actor.name, discovered_by="visit")
@@ -738,8 +739,8 @@ def _add_history(register: Register, conn, events: Events, visits: list[tuple[st
     frame = pd.DataFrame(visits, columns=["week", "household_id", "volunteer_id"])
     frame = frame.drop_duplicates()
     keys = history_key(frame)
-    have = register.rows("history", conn)
-    fresh = frame[~keys.isin(list(have))]
+    have = register.keys("history", conn)
+    fresh = frame[~keys.isin(have)]
     if not len(fresh):
         return 0
     rows = [{"tbl": "history", "row_key": k, "data": data,

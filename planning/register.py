@@ -317,6 +317,22 @@ class Register:
                 .order_by(ASSESSMENTS.c.version)).mappings().all()
         return pd.DataFrame(rows, columns=[c.name for c in ASSESSMENTS.columns])
 
+    def colours(self, conn: sa.Connection | None = None) -> pd.DataFrame:
+        """Per household: the colour of its last assessment and of the one before (NaN for a
+        household assessed once), and when it was last assessed."""
+        query = sa.select(ASSESSMENTS.c.household_id, ASSESSMENTS.c.version,
+                          ASSESSMENTS.c.tier, ASSESSMENTS.c.assessed_on)
+        if conn is None:
+            with self.engine.connect() as own:
+                rows = own.execute(query).all()
+        else:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame(rows, columns=["household_id", "version", "tier", "assessed_on"])
+        frame = frame.sort_values(["household_id", "version"])
+        last = frame.groupby("household_id").tail(1).set_index("household_id")
+        before = frame.groupby("household_id").nth(-2).set_index("household_id")["tier"]
+        return last.assign(before=before)
+
     def events(self, subject: str | None = None, kind: str | None = None) -> pd.DataFrame:
         """The audit trail, oldest first (optionally for one subject or kind)."""
         query = sa.select(EVENTS).order_by(EVENTS.c.event_id)
@@ -553,7 +569,7 @@ class Register:
         """Raise needs inside the caller's transaction (ids made when not given)."""
         if not rows:
             return []
-        current = self.rows("needs", conn)
+        current = self.keys("needs", conn)
         fresh: dict[str, dict] = {}
         for i, row in enumerate(rows):
             text = {k: "" if v is None else str(v) for k, v in row.items()}
@@ -566,9 +582,8 @@ class Register:
             fresh[nid] = text
         typed = self.valid_rows(conn, "needs", fresh)
         stamp = events.at
-        for nid, text in fresh.items():
-            data = row_json(canonical("needs", pd.DataFrame([text])))[0]
-            self.put_row(conn, events, "needs", nid, None, data, on)
+        self.add_rows(conn, events, "needs", list(fresh),
+                      row_json(canonical("needs", pd.DataFrame(list(fresh.values())))), on)
         bulk_insert(conn, NEED_STATES, [
             {"need_id": r.need_id, "household_id": r.household_id, "service_id": r.service_id,
              "quantity": float(r.quantity), "remaining": float(r.quantity),
@@ -605,6 +620,33 @@ class Register:
         scenario = Scenario.from_tables(tables, self.policy)
         typed = scenario.tables[table]
         return typed[row_keys(table, typed).isin(list(rows))].reset_index(drop=True)
+
+    def keys(self, table: str, conn: sa.Connection) -> set[str]:
+        """The keys of a table's rows (without reading the rows)."""
+        return set(conn.execute(sa.select(ROWS.c.row_key).where(ROWS.c.tbl == table))
+                   .scalars())
+
+    def add_rows(self, conn, events: Events, table: str, keys: list[str], data: list[str],
+                 on: date) -> None:
+        """New rows of a table (keys not yet in it), each with its event."""
+        bulk_insert(conn, ROWS, [{"tbl": table, "row_key": k, "data": d,
+                                  "effective_from": on.isoformat(), "updated_at": events.at}
+                                 for k, d in zip(keys, data, strict=True)])
+        events.add_many(f"{table}.add", [f"{table}:{k}" for k in keys], None, data)
+
+    def change_rows(self, conn, events: Events, table: str, old: Mapping[str, str],
+                    new: Mapping[str, str], on: date | Mapping[str, date]) -> None:
+        """Rows of a table changed (those whose text differs), each with its event."""
+        keys = [k for k in new if old[k] != new[k]]
+        if not keys:
+            return
+        days = {k: (on[k] if isinstance(on, Mapping) else on).isoformat() for k in keys}
+        conn.execute(ROWS.update().where(ROWS.c.tbl == table,
+                                         ROWS.c.row_key == sa.bindparam("key")).values(
+            data=sa.bindparam("data"), effective_from=sa.bindparam("day"),
+            updated_at=events.at), [{"key": k, "data": new[k], "day": days[k]} for k in keys])
+        events.add_many(f"{table}.change", [f"{table}:{k}" for k in keys],
+                        [old[k] for k in keys], [new[k] for k in keys])
 
     def put_row(self, conn, events: Events, table: str, key: str, old: str | None, data: str,
                  on: date) -> None:

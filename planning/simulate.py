@@ -213,8 +213,7 @@ def _arrivals(register: Register, base: pd.DataFrame, week: str,
     """New needs for ``week`` at the policy's arrival rates, drawn from the base mix."""
     if not len(base):
         return 0
-    households = register.scenario().households.set_index("household_id")
-    tier = base["household_id"].map(households["tier"])
+    tier = base["household_id"].map(register.colours()["tier"])
     rates = register.policy.quarter.arrival_rate
     rows = []
     for colour in vocab.TIER_ORDER:
