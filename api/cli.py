@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from wulian.api.console import console, frame_table, load_or_report, print_problems
+from wulian.api.console import (
+    console,
+    frame_table,
+    load_or_report,
+    missing_extra,
+    print_problems,
+)
 from wulian.api.cycle_cli import add_commands as add_cycle_commands
 from wulian.api.plan_cli import add_command as add_plan
 from wulian.api.service_cli import add_commands as add_service_commands
@@ -435,11 +441,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     import os
     import subprocess
 
-    try:
-        import streamlit  # noqa: F401
-    except ImportError:
-        print("界面需要 app 扩展:pip install 'wulian[app]' / the app needs the `app` extra: "
-              "pip install 'wulian[app]'", file=sys.stderr)
+    if missing_extra("streamlit", "app"):
         return 2
     from importlib import resources
 

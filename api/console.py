@@ -59,3 +59,15 @@ def load_or_report(path: str, policy=None) -> Scenario | None:
             problems = err.problems
     print_problems(problems)
     return None
+
+
+def missing_extra(module: str, extra: str) -> bool:
+    """Whether ``module`` is missing; if so, say which extra of wulian brings it."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec(module) is not None:
+        return False
+    print(f"需要安装 {extra} 扩展:pip install 'wulian[{extra}]' / this needs the `{extra}` "
+          f"extra: pip install 'wulian[{extra}]'", file=sys.stderr)
+    return True

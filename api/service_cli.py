@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
-from wulian.api.console import console
+from wulian.api.console import console, missing_extra
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TABLES = ("money", "volunteers", "fill_rate", "funds", "explanation")
@@ -27,6 +27,8 @@ TABLES = ("money", "volunteers", "fill_rate", "funds", "explanation")
 # -- serve ------------------------------------------------------------------------------------
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if missing_extra("fastapi", "service") or missing_extra("uvicorn", "service"):
+        return 2
     import uvicorn
 
     from wulian.api.server import create_app
