@@ -28,7 +28,9 @@ import pyarrow.compute as pc
 
 from wulian.contract import vocab
 from wulian.optimizer.flow import solve_parts
+from wulian.optimizer.geo import haversine_km
 from wulian.optimizer.lexmip import Level, LexResult, Rows
+from wulian.optimizer.masks import bit_masks
 from wulian.resources.hierarchy import Hierarchy
 
 TIER_LEVELS = tuple(vocab.TIER_ORDER)
@@ -36,7 +38,6 @@ CENTS_PER_YUAN = 100.0
 LEVELS = (*TIER_LEVELS, "money", "travel", "continuity")
 REASONS = ("no_eligible_offer", "out_of_coverage", "household_cap", "budget_exhausted",
            "capacity_exhausted")
-EARTH_KM = 6371.0088
 
 
 @dataclass(frozen=True)
@@ -158,25 +159,6 @@ def resource_use(services: pd.DataFrame, alloc: pd.DataFrame
     return o_used, f_used, p_used
 
 
-def _bits(codes: pd.Series, vocabulary: dict) -> np.ndarray:
-    """Each ';'-list cell as a bit mask over ``vocabulary`` (empty cell → 0)."""
-    position = {code: 1 << i for i, code in enumerate(vocabulary)}
-    unique = pd.unique(codes)
-    masks = {
-        cell: sum(position[c] for c in str(cell).split(";") if c) for cell in unique
-    }
-    return codes.map(masks).to_numpy(dtype=np.int64)
-
-
-def _km(lat1, lon1, lat2, lon2) -> np.ndarray:
-    """Great-circle distance in km (haversine), elementwise."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dphi = p2 - p1
-    dlmb = np.radians(np.asarray(lon2) - np.asarray(lon1))
-    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
-    return 2 * EARTH_KM * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
-
-
 def _group_rows(keys: np.ndarray) -> tuple[np.ndarray, int]:
     """Row index of each element's group (groups numbered in order of first appearance)."""
     codes, uniques = pd.factorize(keys)
@@ -216,7 +198,7 @@ def prepare_needs(data: AllocationInput) -> pd.DataFrame:
         unit=unit.to_numpy(),
         scale=scale,
         base_quantity=np.round(needs["quantity"].to_numpy(float) * scale).astype(np.int64),
-        cat_bits=_bits(needs["categories"], vocab.CATEGORIES),
+        cat_bits=bit_masks(needs["categories"], vocab.CATEGORIES),
         tier_bit=needs["tier"].map({t: 1 << i for i, t in enumerate(vocab.TIERS)}).to_numpy(),
     )
 
@@ -238,8 +220,8 @@ def _offer_table(data: AllocationInput) -> pd.DataFrame:
         base_cap_household=np.round(offers["max_per_household"].to_numpy(float) * scale),
         charged=charged,
         charge=np.where(charged, offers["unit_cost"].to_numpy(float) / scale, 0.0),
-        cat_bits=_bits(offers["eligible_categories"], vocab.CATEGORIES),
-        tier_bits=_bits(offers["eligible_tiers"], vocab.TIERS),
+        cat_bits=bit_masks(offers["eligible_categories"], vocab.CATEGORIES),
+        tier_bits=bit_masks(offers["eligible_tiers"], vocab.TIERS),
     )
 
 
@@ -282,8 +264,8 @@ def join_equal(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def _capable(vols: pd.DataFrame, services: pd.DataFrame) -> np.ndarray:
     """Volunteer × in-person service: has every skill, and a background check if needed."""
-    vbits = _bits(vols["skills"], vocab.SKILLS)
-    sbits = _bits(services["skills"], vocab.SKILLS)
+    vbits = bit_masks(vols["skills"], vocab.SKILLS)
+    sbits = bit_masks(services["skills"], vocab.SKILLS)
     capable = (vbits[:, None] & sbits[None, :]) == sbits[None, :]
     return capable & (~services["safeguarding"].to_numpy(bool)[None, :]
                       | vols["background_checked"].to_numpy(bool)[:, None])
@@ -409,8 +391,8 @@ def build_arcs(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
     unit = needs["unit"].to_numpy()[pn_i]
     visit_hours = needs["service_id"].map(services["visit_hours"]).to_numpy(float)[pn_i]
     trips_per_unit = np.where(unit == "visit", 1.0, 1.0 / np.maximum(visit_hours, 1e-9))
-    km = _km(pools["lat"].to_numpy(float)[pp_i], pools["lon"].to_numpy(float)[pp_i],
-             needs["lat"].to_numpy(float)[pn_i], needs["lon"].to_numpy(float)[pn_i])
+    km = haversine_km(pools["lat"].to_numpy(float)[pp_i], pools["lon"].to_numpy(float)[pp_i],
+                      needs["lat"].to_numpy(float)[pn_i], needs["lon"].to_numpy(float)[pn_i])
     km_per_unit = 2 * km * trips_per_unit  # there and back
     last = data.history.sort_values("week").drop_duplicates("household_id", keep="last")
     last_vol = needs["household_id"].map(last.set_index("household_id")["volunteer_id"])

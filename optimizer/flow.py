@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from ortools.graph.python import min_cost_flow
 
+from wulian.optimizer.graph import components
 from wulian.optimizer.lexmip import Level, LevelResult, LexResult, Rows, solve_lexicographic
 from wulian.optimizer.status import Status
-from wulian.optimizer.visits import components
 
 NETWORK_FAMILIES = ("need", "offer", "offer_household")
 # SimpleMinCostFlow works in int64 and multiplies costs by (nodes + 1) inside; the scaled costs

@@ -169,7 +169,10 @@ from ortools.graph.python import max_flow, min_cost_flow
 from ortools.sat.python import cp_model
 
 from wulian.contract import vocab
+from wulian.optimizer.geo import KM_TOLERANCE, grid_cells, haversine_km, pairs_within
+from wulian.optimizer.graph import components
 from wulian.optimizer.lexmip import LevelResult
+from wulian.optimizer.masks import bit_masks
 from wulian.optimizer.status import Status
 
 SLOTS: tuple[str, ...] = tuple(vocab.SLOTS)
@@ -178,14 +181,11 @@ REASONS: tuple[str, ...] = ("no_volunteer_with_skill", "no_safeguarding_check",
 URGENCIES: tuple[int, ...] = (3, 2, 1)
 #: Priority classes, best first: (colour, urgency).
 CLASSES: tuple[tuple[str, int], ...] = tuple((t, u) for t in vocab.TIER_ORDER for u in URGENCIES)
-EARTH_KM = 6371.0088
 #: Columns a visits table must have (others pass through untouched).
 VISIT_COLUMNS: tuple[str, ...] = ("visit_id", "household_id", "tier", "urgency", "hours",
                                   "skills", "safeguarding", "lat", "lon", "last_volunteer",
                                   "pin_volunteer", "pin_slot")
 DECOMPOSE = ("auto", "components", "never")
-# A distance equal to the travel limit is within it; this absorbs the last bits of rounding.
-_KM_TOLERANCE = 1e-9
 # SimpleMinCostFlow works in int64 and scales costs by (nodes + 1): keep |cost| × (nodes + 1)
 # and the objective well inside it, or fall back to CP-SAT.
 _FLOW_COST_LIMIT = 2**62
@@ -350,22 +350,6 @@ class VisitMatch:
 # ----------------------------------------------------------------------------- helpers
 
 
-def bits(cells: pd.Series | np.ndarray, vocabulary) -> np.ndarray:
-    """Each ';'-list cell as an int64 bit mask over ``vocabulary`` (empty cell → 0)."""
-    position = {code: 1 << i for i, code in enumerate(vocabulary)}
-    cells = pd.Series(np.asarray(cells, dtype=object)).fillna("").astype(str)
-    masks = {cell: sum(position[c] for c in cell.split(";") if c) for cell in pd.unique(cells)}
-    return cells.map(masks).to_numpy(dtype=np.int64)
-
-
-def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
-    """Great-circle distance in km, elementwise."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dlmb = np.radians(np.asarray(lon2, float) - np.asarray(lon1, float))
-    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
-    return 2 * EARTH_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
-
-
 def hour_scale(hours: np.ndarray) -> tuple[int, bool]:
     """The smallest ``s`` in 1…60 making every ``hours × s`` whole (half-hours give 2).
 
@@ -378,99 +362,6 @@ def hour_scale(hours: np.ndarray) -> tuple[int, bool]:
         if np.all(np.abs(scaled - np.round(scaled)) <= 1e-6):
             return s, True
     return 60, False
-
-
-def pairs_within(loc_lat: np.ndarray, loc_lon: np.ndarray, vol_lat: np.ndarray,
-                 vol_lon: np.ndarray, reach_km: np.ndarray) -> tuple[np.ndarray, np.ndarray,
-                                                                      np.ndarray]:
-    """(location, volunteer, km) for every volunteer within their reach of a location, sorted
-    by location then volunteer.
-
-    Cells a quarter of the longest reach wide: each volunteer looks only at the cells their own
-    reach can touch (a 2 km volunteer at 9 cells, a 15 km one at up to 81), so the distances
-    computed stay within a small factor of the pairs that exist, whatever the mix of reaches.
-    """
-    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-    loc_lat, loc_lon = np.asarray(loc_lat, float), np.asarray(loc_lon, float)
-    vol_lat, vol_lon = np.asarray(vol_lat, float), np.asarray(vol_lon, float)
-    reach_km = np.asarray(reach_km, float)
-    if not len(loc_lat) or not len(vol_lat):
-        return empty
-    longest = float(np.max(reach_km)) + 1e-6
-    if not longest > 0:
-        return empty
-    top = np.radians(min(89.0, max(np.abs(loc_lat).max(), np.abs(vol_lat).max())
-                         + longest / 110.0))
-    # One degree of latitude is at least 110.5 km, of longitude at least 111 km × cos(latitude)
-    # up to the highest latitude a path can reach, so a cell of these sizes in degrees is at
-    # least ``side`` km wide, and a volunteer reaching ``D`` km never leaves the ⌈D / side⌉
-    # cells around their own.
-    side = longest / 4.0
-    cell_lat = side / 110.5
-    cell_lon = side / (111.0 * math.cos(top))
-    lci = np.floor(loc_lat / cell_lat).astype(np.int64)
-    lcj = np.floor(loc_lon / cell_lon).astype(np.int64)
-    base_i, base_j = int(lci.min()) - 5, int(lcj.min()) - 5
-    width = int(lcj.max()) - base_j + 11
-    loc_key = (lci - base_i) * width + (lcj - base_j)
-    loc_order = np.argsort(loc_key, kind="stable")
-    sorted_key = loc_key[loc_order]
-    vci = np.floor(vol_lat / cell_lat).astype(np.int64)
-    vcj = np.floor(vol_lon / cell_lon).astype(np.int64)
-    radius = np.ceil(reach_km / side - 1e-9).astype(np.int64)
-    # Volunteers whose reach box misses every location cell are dropped before expanding.
-    near = ((vci + radius >= lci.min()) & (vci - radius <= lci.max())
-            & (vcj + radius >= lcj.min()) & (vcj - radius <= lcj.max()))
-    li_parts, vi_parts = [], []
-    for r in np.unique(radius[near]):
-        who = np.flatnonzero(near & (radius == r))
-        steps = np.arange(-int(r), int(r) + 1)
-        di, dj = np.repeat(steps, len(steps)), np.tile(steps, len(steps))
-        ci = (vci[who, None] + di[None, :]) - base_i
-        cj = (vcj[who, None] + dj[None, :]) - base_j
-        inside = (ci >= 0) & (cj >= 0) & (cj < width)
-        key = (ci * width + cj)[inside]
-        owner = np.broadcast_to(who[:, None], ci.shape)[inside]
-        lo = np.searchsorted(sorted_key, key, side="left")
-        hi = np.searchsorted(sorted_key, key, side="right")
-        count = hi - lo
-        hit = count > 0
-        lo, count, owner = lo[hit], count[hit], owner[hit]
-        offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-        li_parts.append(loc_order[np.repeat(lo, count) + offset])
-        vi_parts.append(np.repeat(owner, count))
-    if not li_parts:
-        return empty
-    li, vi = np.concatenate(li_parts), np.concatenate(vi_parts)
-    km = haversine_km(vol_lat[vi], vol_lon[vi], loc_lat[li], loc_lon[li])
-    keep = km <= reach_km[vi] + _KM_TOLERANCE
-    li, vi, km = li[keep], vi[keep], km[keep]
-    order = np.argsort(li * len(vol_lat) + vi, kind="stable")
-    return li[order], vi[order], km[order]
-
-
-def components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Connected components of the graph on nodes ``0 … n−1`` with edges ``(u, v)``: each
-    node's label, the smallest node of its component.
-
-    Hooking and pointer jumping on numpy arrays (each round hooks every edge's larger root
-    under its smaller one, then every node jumps to its root), so it takes a few vectorised
-    rounds however long the graph's paths are.
-    """
-    parent = np.arange(n, dtype=np.int64)
-    u, v = np.asarray(u, np.int64), np.asarray(v, np.int64)
-    while True:
-        pu, pv = parent[u], parent[v]
-        differ = pu != pv
-        if not differ.any():
-            return parent
-        np.minimum.at(parent, np.maximum(pu[differ], pv[differ]),
-                      np.minimum(pu[differ], pv[differ]))
-        while True:
-            jumped = parent[parent]
-            if np.array_equal(jumped, parent):
-                break
-            parent = jumped
 
 
 @dataclass
@@ -519,7 +410,7 @@ def _prepare(visits: pd.DataFrame, volunteers: pd.DataFrame) -> _Data:
     n_vol = len(vols)
     vol_ids = vols["volunteer_id"].astype(str).to_numpy()
     vol_index = pd.Series(np.arange(n_vol), index=vol_ids)
-    avail_bits = bits(vols["availability"], SLOTS)
+    avail_bits = bit_masks(vols["availability"], SLOTS)
     vol_avail = (avail_bits[:, None] >> np.arange(len(SLOTS))[None, :]) & 1 == 1
     # Whole hour units for CP-SAT and the flow; volunteers' caps round down to them.
     scale, exact = hour_scale(visits["hours"].to_numpy(float))
@@ -544,9 +435,9 @@ def _prepare(visits: pd.DataFrame, volunteers: pd.DataFrame) -> _Data:
     vol_lon = vols["lon"].to_numpy(float)
     vol_reach = vols["max_travel_km"].to_numpy(float)
 
-    skills = bits(visits["skills"], vocab.SKILLS)
+    skills = bit_masks(visits["skills"], vocab.SKILLS)
     safe = visits["safeguarding"].to_numpy(bool)
-    vol_skills = bits(vols["skills"], vocab.SKILLS)
+    vol_skills = bit_masks(vols["skills"], vocab.SKILLS)
     vol_checked = vols["background_checked"].to_numpy(bool)
     last = visits["last_volunteer"].fillna("").astype(str)
     last_idx = last.map(vol_index).fillna(-1).to_numpy(np.int64)
@@ -609,7 +500,7 @@ def _check_pins(ids, pinned, pin_vol, pin_slot, pin_vol_id, pin_slot_id, units, 
         if safe[v] and not vol_checked[i]:
             problems.append(f"pin {ids[v]} → {who}: the visit needs a background check")
         km = float(haversine_km(vol_lat[i], vol_lon[i], lat[v], lon[v]))
-        if not km <= vol_reach[i] + _KM_TOLERANCE:
+        if not km <= vol_reach[i] + KM_TOLERANCE:
             problems.append(f"pin {ids[v]} → {who}: the household is beyond the volunteer's "
                             "travel limit")
         if pin_slot_id[v] and pin_slot[v] < 0:
@@ -1610,7 +1501,7 @@ def solve_region(s: _Shared, r: int) -> _RegionResult:
     if len(cand):
         lv, lg = last[cand], cand
         lkm = haversine_km(s.vol_lat[lv], s.vol_lon[lv], s.loc_lat[gl[lg]], s.loc_lon[gl[lg]])
-        ok = (lkm <= s.vol_reach[lv] + _KM_TOLERANCE) \
+        ok = (lkm <= s.vol_reach[lv] + KM_TOLERANCE) \
             & ((s.vol_skills[lv] & gs[lg]) == gs[lg]) & (s.vol_checked[lv] | ~gc[lg]) \
             & (s.free_slots[lv] >= 1) & (s.free_units[lv] >= gu[lg])
         ok &= ~np.isin(key_of[lg] * n_vol + lv, kk_key * n_vol + vi[kk_pair])
@@ -1747,13 +1638,6 @@ def _cut_bounds(d: _Part, a: _Arcs, cap: np.ndarray, vols: np.ndarray, key_of: n
 # ----------------------------------------------------------------------------- the whole
 
 
-def _cells(lat: np.ndarray, lon: np.ndarray, side_km: float, top: float
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """Grid cells at least ``side_km`` wide (see :func:`pairs_within`)."""
-    return (np.floor(lat / (side_km / 110.5)).astype(np.int64),
-            np.floor(lon / (side_km / (111.0 * math.cos(top)))).astype(np.int64))
-
-
 def _plan_regions(d: _Data, able: np.ndarray, params: MatchParams
                   ) -> tuple[np.ndarray, np.ndarray, bool]:
     """The region of every location and volunteer (-1: in none, as a volunteer who can take no
@@ -1766,9 +1650,9 @@ def _plan_regions(d: _Data, able: np.ndarray, params: MatchParams
     reach = float(d.vol_reach[able].max()) + 1e-6
     top = np.radians(min(89.0, max(np.abs(d.loc_lat).max(), np.abs(d.vol_lat[able]).max())
                          + reach / 110.0))
-    lci, lcj = _cells(d.loc_lat, d.loc_lon, reach, top)
+    lci, lcj = grid_cells(d.loc_lat, d.loc_lon, reach, top)
     who = np.flatnonzero(able)
-    vci, vcj = _cells(d.vol_lat[who], d.vol_lon[who], reach, top)
+    vci, vcj = grid_cells(d.vol_lat[who], d.vol_lon[who], reach, top)
     # Cells as nodes; a volunteer's cell is linked to every location cell among its nine.
     cell_i = np.concatenate([lci, vci])
     cell_j = np.concatenate([lcj, vcj])
@@ -2048,7 +1932,7 @@ def _continuity_bound(d: _Data, cap: np.ndarray) -> int:
     i = d.g_last[g]
     km = haversine_km(d.vol_lat[i], d.vol_lon[i], d.loc_lat[d.g_loc[g]], d.loc_lon[d.g_loc[g]])
     ok = ((d.vol_skills[i] & d.g_skills[g]) == d.g_skills[g]) \
-        & (d.vol_checked[i] | ~d.g_safe[g]) & (km <= d.vol_reach[i] + _KM_TOLERANCE) \
+        & (d.vol_checked[i] | ~d.g_safe[g]) & (km <= d.vol_reach[i] + KM_TOLERANCE) \
         & (d.free_slots[i] >= 1) & (d.free_units[i] >= d.g_units[g])
     per_vol = np.bincount(i[ok], weights=d.g_count[g[ok]], minlength=len(d.vol_ids))
     return int(np.minimum(per_vol, cap).sum())

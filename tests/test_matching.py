@@ -642,7 +642,7 @@ def test_pruned_pairs_keep_every_rule_and_true_bounds(seed):
 
 def test_pairs_within_finds_every_pair():
     """The grid search returns exactly the brute-force pairs, whatever the mix of reaches."""
-    from wulian.optimizer.visits import haversine_km, pairs_within
+    from wulian.optimizer.geo import haversine_km, pairs_within
 
     rng = np.random.default_rng(11)
     for _ in range(25):
@@ -661,7 +661,7 @@ def test_components_match_networkx():
     """The vectorised union–find labels components exactly as networkx does."""
     import networkx as nx
 
-    from wulian.optimizer.visits import components
+    from wulian.optimizer.graph import components
 
     rng = np.random.default_rng(5)
     for _ in range(20):
