@@ -31,6 +31,7 @@ from wulian.optimizer.flow import solve_parts
 from wulian.optimizer.geo import haversine_km
 from wulian.optimizer.lexmip import Level, LexResult, Rows
 from wulian.optimizer.masks import bit_masks
+from wulian.optimizer.pins import PinError
 from wulian.resources.hierarchy import Hierarchy
 
 TIER_LEVELS = tuple(vocab.TIER_ORDER)
@@ -89,14 +90,6 @@ class AllocationParams:
     # Solve the model's pure-network components by min-cost flow (optimizer/flow.py); off:
     # everything by HiGHS, as a reference.
     flow: bool = True
-
-
-class PinError(ValueError):
-    """Pins that cannot be kept: each problem says which pin and why."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("; ".join(problems))
 
 
 @dataclass

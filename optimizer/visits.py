@@ -18,7 +18,7 @@ available in. A visit may go to volunteer ``i`` in slot ``t`` when
 - ``t ∈ A_i``; ``i`` makes at most one visit per slot; ``Σ h_v ≤ H_i`` over ``i``'s visits.
 
 Pins (a visit's volunteer, optionally its slot) are kept; a pin that cannot be kept is refused
-before solving with every reason (:class:`VisitPinError`).
+before solving with every reason (:class:`PinError`).
 
 **Slots are interchangeable.** No visit prefers one slot to another (only a pin names one), so
 whether volunteer ``i`` can take a set of visits depends only on their number (at most ``i``'s
@@ -173,6 +173,7 @@ from wulian.optimizer.geo import KM_TOLERANCE, grid_cells, haversine_km, pairs_w
 from wulian.optimizer.graph import components
 from wulian.optimizer.lexmip import LevelResult
 from wulian.optimizer.masks import bit_masks
+from wulian.optimizer.pins import PinError
 from wulian.optimizer.status import Status
 
 SLOTS: tuple[str, ...] = tuple(vocab.SLOTS)
@@ -296,14 +297,6 @@ class MatchParams:
             raise ValueError(f"part_workers must be 0 or more, not {self.part_workers}")
 
 
-class VisitPinError(ValueError):
-    """Pins that cannot be kept; ``problems`` says which pin and why, one line each."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("; ".join(problems))
-
-
 @dataclass
 class VisitMatch:
     """The outcome of :func:`match_visits`.
@@ -404,7 +397,7 @@ class _Data:
 
 
 def _prepare(visits: pd.DataFrame, volunteers: pd.DataFrame) -> _Data:
-    """Arrays of the model, pins checked (raises VisitPinError). No pairs: those are built
+    """Arrays of the model, pins checked (raises PinError). No pairs: those are built
     region by region (:func:`solve_region`), so the whole never has to fit in memory."""
     vols = volunteers.reset_index(drop=True)
     n_vol = len(vols)
@@ -525,7 +518,7 @@ def _check_pins(ids, pinned, pin_vol, pin_slot, pin_vol_id, pin_slot_id, units, 
         problems.append(f"pins: {pinned_units[i] / scale:g} hours pinned to {vol_ids[i]}, "
                         f"beyond max_hours")
     if problems:
-        raise VisitPinError(problems)
+        raise PinError(problems)
     return pinned_units, pinned_count, slot_taken
 
 
@@ -2024,7 +2017,7 @@ def match_visits(visits: pd.DataFrame, volunteers: pd.DataFrame,
 
     Raises
     ------
-    VisitPinError
+    PinError
         When a pin cannot be kept; every such pin is listed.
     """
     params = params or MatchParams()

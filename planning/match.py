@@ -49,7 +49,8 @@ import numpy as np
 import pandas as pd
 
 from wulian.contract import vocab
-from wulian.optimizer.visits import SLOTS, MatchParams, VisitMatch, VisitPinError, match_visits
+from wulian.optimizer.pins import PinError
+from wulian.optimizer.visits import SLOTS, MatchParams, VisitMatch, match_visits
 from wulian.planning.allocate import Run
 from wulian.planning.io import excel_safe, safe_cell
 from wulian.planning.scenario import Scenario
@@ -178,7 +179,7 @@ def _service_visits(scenario: Scenario, allocations: pd.DataFrame,
     pinned = pins.groupby("need_id")["units"].sum().reindex(served.index, fill_value=0.0)
     over = pinned > served + 1e-9
     if over.any():
-        raise VisitPinError([f"pin {n}: {pinned[n]:g} units pinned to volunteers, but the "
+        raise PinError([f"pin {n}: {pinned[n]:g} units pinned to volunteers, but the "
                              f"allocation serves {served[n]:g} from a volunteer pool"
                              for n in served.index[over]])
     chunks = pd.concat([
@@ -361,7 +362,7 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
 
     Raises
     ------
-    VisitPinError
+    PinError
         When a volunteer pin cannot be kept (every such pin is listed).
     """
     params = params or MatchParams()
@@ -669,6 +670,6 @@ def reconciled_tables(scenario: Scenario, run: Run, match: MatchResult) -> dict[
             "summary": _summary(scenario, result)}
 
 
-__all__ = ["MatchParams", "MatchResult", "VisitPinError", "build_visits", "reconcile",
+__all__ = ["MatchParams", "MatchResult", "PinError", "build_visits", "reconcile",
            "reconciled_tables", "run_matching", "sheet_names", "week_start", "weeks_between",
            "write_workbook", "KINDS", "OUTPUT_TABLES"]

@@ -14,7 +14,8 @@ import pytest
 from scenario_factory import WEEK, random_scenario
 
 from reference import matching as ref
-from wulian.optimizer.visits import REASONS, MatchParams, VisitPinError, match_visits
+from wulian.optimizer.pins import PinError
+from wulian.optimizer.visits import REASONS, MatchParams, match_visits
 from wulian.planning.allocate import run_allocation
 from wulian.planning.match import (
     build_visits,
@@ -349,7 +350,7 @@ def test_pins_are_kept_or_refused(seed):
                                                                       "availability"]))
     tables["pins"]["slot"] = next(s for s in ("mon_am", "sun_pm", "wed_am") if s not in busy)
     bad = Scenario.from_tables(tables)
-    with pytest.raises(VisitPinError, match=volunteer_id):
+    with pytest.raises(PinError, match=volunteer_id):
         run_matching(bad, run_allocation(bad))
 
 
