@@ -44,7 +44,8 @@ from wulian.optimizer.status import Status
 
 NETWORK_FAMILIES = ("need", "offer", "offer_household")
 # SimpleMinCostFlow works in int64 and multiplies costs by (nodes + 1) inside; the scaled costs
-# times that, and times the largest total flow, stay below this (as in optimizer/visits.py).
+# times that, and times the largest total flow, stay below this (as in
+# optimizer/visits/component.py).
 FLOW_COST_LIMIT = 2**62
 # Largest scaled cost: an integer a double holds exactly, so scaling loses nothing but the
 # bits below 2^-k.

@@ -31,7 +31,7 @@ higher of its urgency and ``monitoring_urgency``. If that visit stays unplaced w
 service visit to the household is placed, the placed one carries the monitoring instead.
 
 Priority: every visit has its household's colour and an urgency (its need's, or
-``monitoring_urgency`` for a monitoring-only visit); see ``optimizer/visits.py`` for the model.
+``monitoring_urgency`` for a monitoring-only visit); see ``docs/matching.md`` for the model.
 
 At city scale the model is cut into regions solved in a process pool (:func:`part_runner`,
 ``planning.engines``); ``docs/matching.md`` says how, and what the reported bounds mean then.
