@@ -4,6 +4,7 @@ reconciled unit by unit, and determinism."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from scenario_factory import WEEK, random_scenario
 
 from reference import matching as ref
+from wulian.demand.policy import Policy
 from wulian.optimizer.pins import PinError
 from wulian.optimizer.visits import REASONS, MatchParams, match_visits
 from wulian.planning.allocate import run_allocation
@@ -311,6 +313,13 @@ def test_monitoring_follows_the_cycle():
     narrow = build_visits(sc, allocations, WEEK, params=MatchParams(monitoring_scope="open_needs"))
     open_households = set(sc.needs["household_id"])
     assert set(narrow.loc[narrow["kind"] != "service", "household_id"]) == due & open_households
+    # A monitoring visit's length is the policy's, the one the quarterly plan counts too.
+    policy = Policy.load()
+    longer = dataclasses.replace(policy, quarter=dataclasses.replace(policy.quarter,
+                                                                     monitoring_hours=1.5))
+    visits = build_visits(Scenario.from_tables(tables, policy=longer), allocations, WEEK)
+    assert (visits.loc[visits["kind"] == "monitoring", "hours"] == 1.5).all()
+    assert set(visits.loc[visits["kind"] == "monitoring", "visit_id"]) == set(alone["visit_id"])
 
 
 def _pinnable(seed: int):

@@ -37,10 +37,11 @@ PartRunner = Callable[[Callable[[Any, Hashable], Any], Any, Sequence[Hashable]],
 class MatchParams:
     """Parameters of the volunteer matching; ``planning.match`` uses the monitoring ones.
 
+    A visit's length is in the visits table (``hours``); a monitoring visit's is the policy's
+    ``quarter.monitoring_hours``, which ``planning.match`` puts there.
+
     Attributes
     ----------
-    monitoring_hours
-        Length of a monitoring visit in hours.
     monitoring_urgency
         Urgency a monitoring-only visit is ranked with inside its colour (a routine check
         ranks like a need of medium urgency); a service visit that also counts as the
@@ -88,7 +89,6 @@ class MatchParams:
         caller's ``run_parts``.
     """
 
-    monitoring_hours: float = 1.0
     monitoring_urgency: int = 2
     monitoring_scope: str = "all"
     method: str = "auto"
@@ -112,8 +112,6 @@ class MatchParams:
                              f"not {self.monitoring_scope!r}")
         if self.monitoring_urgency not in URGENCIES:
             raise ValueError(f"monitoring_urgency must be 1, 2 or 3, not {self.monitoring_urgency}")
-        if not (self.monitoring_hours > 0 and math.isfinite(self.monitoring_hours)):
-            raise ValueError(f"monitoring_hours must be positive, not {self.monitoring_hours}")
         if self.max_pairs < 1:
             raise ValueError(f"max_pairs must be positive, not {self.max_pairs}")
         if not (self.time_limit > 0 and math.isfinite(self.time_limit)):
