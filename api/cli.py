@@ -156,7 +156,7 @@ def show_run(scenario: Scenario, run) -> None:
 
 
 def cmd_allocate(args: argparse.Namespace) -> int:
-    from wulian.optimizer.allocation import PinError
+    from wulian.optimizer.pins import PinError
 
     scenario = load_or_report(args.path, _policy(args.policy))
     if scenario is not None and args.pins:
@@ -223,7 +223,7 @@ def show_scenario(scenario: Scenario) -> None:
 
 
 def cmd_match(args: argparse.Namespace) -> int:
-    from wulian.optimizer.visits import VisitPinError
+    from wulian.optimizer.pins import PinError
     from wulian.planning.allocate import run_allocation
     from wulian.planning.store import RunStore
 
@@ -236,7 +236,7 @@ def cmd_match(args: argparse.Namespace) -> int:
     try:
         return _match_and_show(scenario, run, Path(args.out), args.format, None,
                                week=args.week, centre=args.centre)
-    except VisitPinError as err:
+    except PinError as err:
         console.print("[bold red]志愿者锁定无法保持 / volunteer pins that cannot be kept:[/]")
         for problem in err.problems:
             console.print(f"  - {problem}")

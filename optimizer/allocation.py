@@ -31,7 +31,10 @@ from wulian.contract import vocab
 from wulian.contract.hierarchy import Hierarchy
 from wulian.optimizer.checks import check_choice, check_flag, check_seconds, check_seed, check_whole
 from wulian.optimizer.flow import solve_parts
+from wulian.optimizer.geo import haversine_km
 from wulian.optimizer.lexmip import Level, LexResult, Rows
+from wulian.optimizer.masks import bit_masks
+from wulian.optimizer.pins import PinError
 from wulian.optimizer.status import Status
 
 TIER_LEVELS = tuple(vocab.TIER_ORDER)
@@ -39,7 +42,6 @@ CENTS_PER_YUAN = 100.0
 LEVELS = (*TIER_LEVELS, "money", "travel", "continuity")
 REASONS = ("no_eligible_offer", "out_of_coverage", "household_cap", "budget_exhausted",
            "capacity_exhausted")
-EARTH_KM = 6371.0088
 DECOMPOSE = ("auto", "always", "never")  # AllocationParams.decompose
 DECOMPOSE_BY = ("street", "district")  # AllocationParams.decompose_by
 
@@ -108,14 +110,6 @@ class AllocationParams:
         check_flag(where, "flow", self.flow)
 
 
-class PinError(ValueError):
-    """Pins that cannot be kept: each problem says which pin and why."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("; ".join(problems))
-
-
 @dataclass
 class AllocationResult:
     allocations: pd.DataFrame
@@ -176,25 +170,6 @@ def resource_use(services: pd.DataFrame, alloc: pd.DataFrame
     return o_used, f_used, p_used
 
 
-def _bits(codes: pd.Series, vocabulary: dict) -> np.ndarray:
-    """Each ';'-list cell as a bit mask over ``vocabulary`` (empty cell → 0)."""
-    position = {code: 1 << i for i, code in enumerate(vocabulary)}
-    unique = pd.unique(codes)
-    masks = {
-        cell: sum(position[c] for c in str(cell).split(";") if c) for cell in unique
-    }
-    return codes.map(masks).to_numpy(dtype=np.int64)
-
-
-def _km(lat1, lon1, lat2, lon2) -> np.ndarray:
-    """Great-circle distance in km (haversine), elementwise."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dphi = p2 - p1
-    dlmb = np.radians(np.asarray(lon2) - np.asarray(lon1))
-    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
-    return 2 * EARTH_KM * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
-
-
 def _group_rows(keys: np.ndarray) -> tuple[np.ndarray, int]:
     """Row index of each element's group (groups numbered in order of first appearance)."""
     codes, uniques = pd.factorize(keys)
@@ -234,7 +209,7 @@ def prepare_needs(data: AllocationInput) -> pd.DataFrame:
         unit=unit.to_numpy(),
         scale=scale,
         base_quantity=np.round(needs["quantity"].to_numpy(float) * scale).astype(np.int64),
-        cat_bits=_bits(needs["categories"], vocab.CATEGORIES),
+        cat_bits=bit_masks(needs["categories"], vocab.CATEGORIES),
         tier_bit=needs["tier"].map({t: 1 << i for i, t in enumerate(vocab.TIERS)}).to_numpy(),
     )
 
@@ -256,8 +231,8 @@ def _offer_table(data: AllocationInput) -> pd.DataFrame:
         base_cap_household=np.round(offers["max_per_household"].to_numpy(float) * scale),
         charged=charged,
         charge=np.where(charged, offers["unit_cost"].to_numpy(float) / scale, 0.0),
-        cat_bits=_bits(offers["eligible_categories"], vocab.CATEGORIES),
-        tier_bits=_bits(offers["eligible_tiers"], vocab.TIERS),
+        cat_bits=bit_masks(offers["eligible_categories"], vocab.CATEGORIES),
+        tier_bits=bit_masks(offers["eligible_tiers"], vocab.TIERS),
     )
 
 
@@ -300,8 +275,8 @@ def join_equal(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def _capable(vols: pd.DataFrame, services: pd.DataFrame) -> np.ndarray:
     """Volunteer × in-person service: has every skill, and a background check if needed."""
-    vbits = _bits(vols["skills"], vocab.SKILLS)
-    sbits = _bits(services["skills"], vocab.SKILLS)
+    vbits = bit_masks(vols["skills"], vocab.SKILLS)
+    sbits = bit_masks(services["skills"], vocab.SKILLS)
     capable = (vbits[:, None] & sbits[None, :]) == sbits[None, :]
     return capable & (~services["safeguarding"].to_numpy(bool)[None, :]
                       | vols["background_checked"].to_numpy(bool)[:, None])
@@ -428,8 +403,8 @@ def build_arcs(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
     unit = needs["unit"].to_numpy()[pn_i]
     visit_hours = needs["service_id"].map(services["visit_hours"]).to_numpy(float)[pn_i]
     trips_per_unit = np.where(unit == "visit", 1.0, 1.0 / np.maximum(visit_hours, 1e-9))
-    km = _km(pools["lat"].to_numpy(float)[pp_i], pools["lon"].to_numpy(float)[pp_i],
-             needs["lat"].to_numpy(float)[pn_i], needs["lon"].to_numpy(float)[pn_i])
+    km = haversine_km(pools["lat"].to_numpy(float)[pp_i], pools["lon"].to_numpy(float)[pp_i],
+                      needs["lat"].to_numpy(float)[pn_i], needs["lon"].to_numpy(float)[pn_i])
     km_per_unit = 2 * km * trips_per_unit  # there and back
     last = data.history.sort_values("week").drop_duplicates("household_id", keep="last")
     last_vol = needs["household_id"].map(last.set_index("household_id")["volunteer_id"])

@@ -38,13 +38,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from ortools.graph.python import min_cost_flow
 
+from wulian.optimizer.graph import components
 from wulian.optimizer.lexmip import Level, LevelResult, LexResult, Rows, solve_lexicographic
 from wulian.optimizer.status import Status
-from wulian.optimizer.visits import components
 
 NETWORK_FAMILIES = ("need", "offer", "offer_household")
 # SimpleMinCostFlow works in int64 and multiplies costs by (nodes + 1) inside; the scaled costs
-# times that, and times the largest total flow, stay below this (as in optimizer/visits.py).
+# times that, and times the largest total flow, stay below this (as in
+# optimizer/visits/component.py).
 FLOW_COST_LIMIT = 2**62
 # Largest scaled cost: an integer a double holds exactly, so scaling loses nothing but the
 # bits below 2^-k.

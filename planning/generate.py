@@ -115,7 +115,8 @@ def _make_history(rng: np.random.Generator, households: pd.DataFrame, needs: pd.
     from wulian.contract import vocab
     from wulian.demand.policy import Policy
     from wulian.demand.scoring import colour
-    from wulian.optimizer.visits import bits, pairs_within
+    from wulian.optimizer.geo import pairs_within
+    from wulian.optimizer.masks import bit_masks
 
     n = len(households)
     cycle = colour(households, Policy.load())["monitoring_weeks"].to_numpy(np.int64)
@@ -141,9 +142,9 @@ def _make_history(rng: np.random.Generator, households: pd.DataFrame, needs: pd.
                                 ascending=[True, False, True], kind="stable") \
         .drop_duplicates("household_id").set_index("household_id")["service_id"]
     service = pd.Series(households["household_id"].to_numpy()).map(person)
-    need_skills = bits(service.map(in_person["skills"]).fillna("").to_numpy(), vocab.SKILLS)
+    need_skills = bit_masks(service.map(in_person["skills"]).fillna("").to_numpy(), vocab.SKILLS)
     need_check = service.map(in_person["safeguarding"]).fillna(False).to_numpy(bool)
-    vol_skills = bits(volunteers["skills"].to_numpy(), vocab.SKILLS)
+    vol_skills = bit_masks(volunteers["skills"].to_numpy(), vocab.SKILLS)
     vol_checked = volunteers["background_checked"].to_numpy(bool)
 
     weeks_back = 1 + (rng.random(n) * cycle).astype(np.int64)

@@ -23,15 +23,16 @@ since its latest visit in ``history`` (``week − last week ≥ cycle``), or whe
 the whole register), not only those with a need open this week: the cycle belongs to the
 household's colour, not to a need, and a household whose needs are all met, or who asked for
 nothing this week, is exactly the one a coordinator's monitoring is there to keep an eye on
-(``MatchParams.monitoring_scope="open_needs"`` narrows it). A monitoring visit takes
-``monitoring_hours`` (1 h) and needs no skill. When the household has a service visit this week,
-that visit also counts as the monitoring visit (kind ``service+monitoring``): the pinned one if
-any, else the most urgent, preferring one without a safeguarding requirement; it takes the
-higher of its urgency and ``monitoring_urgency``. If that visit stays unplaced while another
-service visit to the household is placed, the placed one carries the monitoring instead.
+(``MatchParams.monitoring_scope="open_needs"`` narrows it). A monitoring visit takes the
+policy's ``quarter.monitoring_hours`` (1 h by default; the quarterly plan counts the same) and
+needs no skill. When the household has a service visit this week, that visit also counts as the
+monitoring visit (kind ``service+monitoring``): the pinned one if any, else the most urgent,
+preferring one without a safeguarding requirement; it takes the higher of its urgency and
+``monitoring_urgency``. If that visit stays unplaced while another service visit to the
+household is placed, the placed one carries the monitoring instead.
 
 Priority: every visit has its household's colour and an urgency (its need's, or
-``monitoring_urgency`` for a monitoring-only visit); see ``optimizer/visits.py`` for the model.
+``monitoring_urgency`` for a monitoring-only visit); see ``docs/matching.md`` for the model.
 
 At city scale the model is cut into regions solved in a process pool (:func:`part_runner`,
 ``planning.engines``); ``docs/matching.md`` says how, and what the reported bounds mean then.
@@ -49,8 +50,9 @@ import numpy as np
 import pandas as pd
 
 from wulian.contract import vocab
+from wulian.optimizer.pins import PinError
 from wulian.optimizer.status import Status
-from wulian.optimizer.visits import SLOTS, MatchParams, VisitMatch, VisitPinError, match_visits
+from wulian.optimizer.visits import SLOTS, MatchParams, VisitMatch, match_visits
 from wulian.planning.allocate import Run
 from wulian.planning.io import excel_safe, safe_cell
 from wulian.planning.scenario import Scenario
@@ -179,7 +181,7 @@ def _service_visits(scenario: Scenario, allocations: pd.DataFrame,
     pinned = pins.groupby("need_id")["units"].sum().reindex(served.index, fill_value=0.0)
     over = pinned > served + 1e-9
     if over.any():
-        raise VisitPinError([f"pin {n}: {pinned[n]:g} units pinned to volunteers, but the "
+        raise PinError([f"pin {n}: {pinned[n]:g} units pinned to volunteers, but the "
                              f"allocation serves {served[n]:g} from a volunteer pool"
                              for n in served.index[over]])
     chunks = pd.concat([
@@ -238,7 +240,8 @@ def build_visits(scenario: Scenario, allocations: pd.DataFrame, week: str,
     centre
         Only households in this centre's subtree (service and monitoring visits alike).
     params
-        ``monitoring_hours``, ``monitoring_urgency`` and ``monitoring_scope`` are used.
+        ``monitoring_urgency`` and ``monitoring_scope`` are used; a monitoring visit takes the
+        scenario's policy's ``quarter.monitoring_hours``.
 
     Returns
     -------
@@ -281,10 +284,11 @@ def build_visits(scenario: Scenario, allocations: pd.DataFrame, week: str,
     service.loc[both, "urgency"] = np.maximum(service.loc[both, "urgency"],
                                               params.monitoring_urgency)
     alone = due[~_isin(due, service["household_id"])]
+    monitoring_hours = float(scenario.policy.quarter.monitoring_hours)
     monitoring = pd.DataFrame({
         "visit_id": "monitor:" + pd.Series(alone, dtype=object),
         "household_id": alone, "need_id": "", "service_id": "", "kind": "monitoring",
-        "urgency": params.monitoring_urgency, "hours": float(params.monitoring_hours),
+        "urgency": params.monitoring_urgency, "hours": monitoring_hours,
         "units": 0.0, "skills": "", "safeguarding": False, "pin_volunteer": "", "pin_slot": "",
         "seq": 0, "due": True})
     visits = pd.concat([service, monitoring], ignore_index=True)
@@ -362,7 +366,7 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
 
     Raises
     ------
-    VisitPinError
+    PinError
         When a volunteer pin cannot be kept (every such pin is listed).
     """
     params = params or MatchParams()
@@ -670,6 +674,6 @@ def reconciled_tables(scenario: Scenario, run: Run, match: MatchResult) -> dict[
             "summary": summary_table(scenario, result)}
 
 
-__all__ = ["MatchParams", "MatchResult", "VisitPinError", "build_visits", "reconcile",
+__all__ = ["MatchParams", "MatchResult", "PinError", "build_visits", "reconcile",
            "reconciled_tables", "run_matching", "sheet_names", "week_start", "weeks_between",
            "write_workbook", "KINDS", "OUTPUT_TABLES"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from wulian.optimizer.allocation import PinError
+from wulian.optimizer.pins import PinError
 from wulian.planning.allocate import run_allocation
 from wulian.planning.scenario import Scenario, load_scenario
 from wulian.planning.store import RunStore

@@ -4,6 +4,7 @@ reconciled unit by unit, and determinism."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from pathlib import Path
@@ -14,7 +15,9 @@ import pytest
 from scenario_factory import WEEK, random_scenario
 
 from reference import matching as ref
-from wulian.optimizer.visits import REASONS, MatchParams, VisitPinError, match_visits
+from wulian.demand.policy import Policy
+from wulian.optimizer.pins import PinError
+from wulian.optimizer.visits import REASONS, MatchParams, match_visits
 from wulian.planning.allocate import run_allocation
 from wulian.planning.match import (
     build_visits,
@@ -310,6 +313,13 @@ def test_monitoring_follows_the_cycle():
     narrow = build_visits(sc, allocations, WEEK, params=MatchParams(monitoring_scope="open_needs"))
     open_households = set(sc.needs["household_id"])
     assert set(narrow.loc[narrow["kind"] != "service", "household_id"]) == due & open_households
+    # A monitoring visit's length is the policy's, the one the quarterly plan counts too.
+    policy = Policy.load()
+    longer = dataclasses.replace(policy, quarter=dataclasses.replace(policy.quarter,
+                                                                     monitoring_hours=1.5))
+    visits = build_visits(Scenario.from_tables(tables, policy=longer), allocations, WEEK)
+    assert (visits.loc[visits["kind"] == "monitoring", "hours"] == 1.5).all()
+    assert set(visits.loc[visits["kind"] == "monitoring", "visit_id"]) == set(alone["visit_id"])
 
 
 def _pinnable(seed: int):
@@ -349,7 +359,7 @@ def test_pins_are_kept_or_refused(seed):
                                                                       "availability"]))
     tables["pins"]["slot"] = next(s for s in ("mon_am", "sun_pm", "wed_am") if s not in busy)
     bad = Scenario.from_tables(tables)
-    with pytest.raises(VisitPinError, match=volunteer_id):
+    with pytest.raises(PinError, match=volunteer_id):
         run_matching(bad, run_allocation(bad))
 
 
@@ -642,7 +652,7 @@ def test_pruned_pairs_keep_every_rule_and_true_bounds(seed):
 
 def test_pairs_within_finds_every_pair():
     """The grid search returns exactly the brute-force pairs, whatever the mix of reaches."""
-    from wulian.optimizer.visits import haversine_km, pairs_within
+    from wulian.optimizer.geo import haversine_km, pairs_within
 
     rng = np.random.default_rng(11)
     for _ in range(25):
@@ -661,7 +671,7 @@ def test_components_match_networkx():
     """The vectorised union–find labels components exactly as networkx does."""
     import networkx as nx
 
-    from wulian.optimizer.visits import components
+    from wulian.optimizer.graph import components
 
     rng = np.random.default_rng(5)
     for _ in range(20):

@@ -21,8 +21,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from wulian.contract.problems import ValidationError
-from wulian.optimizer.allocation import PinError
 from wulian.optimizer.budget import EquityDial
+from wulian.optimizer.pins import PinError
 from wulian.planning import fmt
 from wulian.planning import session as S
 from wulian.planning.allocate import fill_rate_by_tier, run_allocation

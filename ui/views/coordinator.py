@@ -10,7 +10,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from wulian.contract.problems import ValidationError
-from wulian.optimizer.allocation import PinError
+from wulian.optimizer.pins import PinError
 from wulian.planning import fmt
 from wulian.planning import session as S
 from wulian.planning.allocate import Run

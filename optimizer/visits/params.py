@@ -1,0 +1,172 @@
+"""What the volunteer matching is asked and what it answers: the vocabulary of its tables
+(slots, priority classes, the visits table's columns), :class:`MatchParams` and
+:class:`VisitMatch`. docs/matching.md says what each parameter does to the model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from wulian.contract import vocab
+from wulian.optimizer.lexmip import LevelResult
+from wulian.optimizer.status import Status
+
+SLOTS: tuple[str, ...] = tuple(vocab.SLOTS)
+URGENCIES: tuple[int, ...] = (3, 2, 1)
+#: Priority classes, best first: (colour, urgency).
+CLASSES: tuple[tuple[str, int], ...] = tuple((t, u) for t in vocab.TIER_ORDER for u in URGENCIES)
+#: Columns a visits table must have (others pass through untouched).
+VISIT_COLUMNS: tuple[str, ...] = ("visit_id", "household_id", "tier", "urgency", "hours",
+                                  "skills", "safeguarding", "lat", "lon", "last_volunteer",
+                                  "pin_volunteer", "pin_slot")
+DECOMPOSE = ("auto", "components", "never")
+#: Nearest qualified volunteers each visit may be exchanged onto after the regions.
+CANDIDATES = 40
+
+#: ``run_parts(task, payload, keys)`` → ``{key: task(payload, key)}``: how regions are run
+#: (``planning.match`` passes a process pool; by default they run one after another here).
+PartRunner = Callable[[Callable[[Any, Hashable], Any], Any, Sequence[Hashable]], dict]
+
+
+@dataclass(frozen=True)
+class MatchParams:
+    """Parameters of the volunteer matching; ``planning.match`` uses the monitoring ones.
+
+    A visit's length is in the visits table (``hours``); a monitoring visit's is the policy's
+    ``quarter.monitoring_hours``, which ``planning.match`` puts there.
+
+    Attributes
+    ----------
+    monitoring_urgency
+        Urgency a monitoring-only visit is ranked with inside its colour (a routine check
+        ranks like a need of medium urgency); a service visit that also counts as the
+        monitoring visit takes the higher of the two.
+    monitoring_scope
+        ``"all"``: every household in scope whose cycle has come round; ``"open_needs"``: only
+        those with a need open in the week.
+    method
+        ``"auto"`` (min-cost flow for a component whose visits have one length; CP-SAT for a
+        mixed one of at most ``cp_sat_below`` pairs; the flow heuristic with bounds beyond),
+        ``"flow"`` (every visit one length) or ``"cp_sat"`` (CP-SAT for every mixed component).
+    time_limit
+        CP-SAT deterministic time per solve (about seconds of one core).
+    max_pairs
+        Most (group, volunteer) pairs CP-SAT is given with ``method="cp_sat"``: beyond, each
+        group keeps its nearest volunteers (and the pairs in use), and optimality is claimed
+        only against bounds of the full component.
+    cp_sat_below
+        With ``method="auto"``, a mixed component of at most this many pairs goes to CP-SAT
+        (fifteen sequential solves prove a small one optimal in well under a second; a few
+        thousand pairs already take seconds per level), a larger one to the heuristic.
+    lp_bounds_visits
+        A component solved by the heuristic, not cut nor pruned, with at least this many
+        visits gets its bounds from the LP relaxation with hours as well (HiGHS, column
+        generation; seconds on a district, where the later classes' gaps are; 0: never).
+    workers
+        CP-SAT search workers; 1 keeps the answer reproducible.
+    seed
+        CP-SAT random seed.
+    decompose
+        ``"auto"``: exact components, and a component of more than ``part_visits`` visits cut
+        into regions (approximate, bounds stay valid); ``"components"``: exact components only;
+        ``"never"``: one model (still split into its exact components inside, unless
+        ``method`` needs the whole).
+    part_visits
+        Most visits of one region when a component is cut.
+    max_arcs, arcs_per_visit
+        A region's model keeps at most ``B = min(max_arcs, arcs_per_visit × visits)`` (group,
+        volunteer) pairs — each group its nearest volunteers of the region and its last
+        volunteer (approximate, bounds valid) — once it would hold more than ``max_arcs`` or
+        ``10 B`` pairs: a street's visits reach thousands of volunteers, of whom a few dozen
+        each can matter.
+    part_workers
+        Processes for the regions (0: one per core; 1: all in this process); used by the
+        caller's ``run_parts``.
+    """
+
+    monitoring_urgency: int = 2
+    monitoring_scope: str = "all"
+    method: str = "auto"
+    time_limit: float = 5.0
+    max_pairs: int = 40_000
+    cp_sat_below: int = 2_000
+    lp_bounds_visits: int = 2_000
+    workers: int = 1
+    seed: int = 0
+    decompose: str = "auto"
+    part_visits: int = 25_000
+    max_arcs: int = 500_000
+    arcs_per_visit: int = 30
+    part_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in ("auto", "flow", "cp_sat"):
+            raise ValueError(f"method must be auto, flow or cp_sat, not {self.method!r}")
+        if self.monitoring_scope not in ("all", "open_needs"):
+            raise ValueError("monitoring_scope must be all or open_needs, "
+                             f"not {self.monitoring_scope!r}")
+        if self.monitoring_urgency not in URGENCIES:
+            raise ValueError(f"monitoring_urgency must be 1, 2 or 3, not {self.monitoring_urgency}")
+        if self.max_pairs < 1:
+            raise ValueError(f"max_pairs must be positive, not {self.max_pairs}")
+        if not (self.time_limit > 0 and math.isfinite(self.time_limit)):
+            raise ValueError(f"time_limit must be positive, not {self.time_limit}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, not {self.workers}")
+        if self.decompose not in DECOMPOSE:
+            raise ValueError(f"decompose must be one of {', '.join(DECOMPOSE)}, "
+                             f"not {self.decompose!r}")
+        if self.part_visits < 1 or self.max_arcs < 1 or self.arcs_per_visit < 1:
+            raise ValueError("part_visits, max_arcs and arcs_per_visit must be positive")
+        if self.lp_bounds_visits < 0:
+            raise ValueError(f"lp_bounds_visits must be 0 or more, not {self.lp_bounds_visits}")
+        if self.part_workers < 0:
+            raise ValueError(f"part_workers must be 0 or more, not {self.part_workers}")
+
+
+@dataclass
+class VisitMatch:
+    """The outcome of :func:`match_visits`.
+
+    Attributes
+    ----------
+    assignments
+        One row per placed visit: ``visit_id, volunteer_id, slot, hours, km`` (one way, home to
+        household), in the order of the visits table.
+    unplaced
+        One row per unplaced visit: ``visit_id, reason``.
+    load
+        One row per volunteer: ``volunteer_id, hours, visits, km, max_hours,
+        available_slots``.
+    levels
+        One :class:`~optimizer.lexmip.LevelResult` per level: ``cover:<colour>:<urgency>`` for
+        each class with visits, then ``travel`` (km), ``continuity`` (visits), ``load``
+        (hours²); values recomputed from the final plan.
+    status
+        ``optimal`` when every level is proven, else ``time_limit`` or ``feasible``.
+    method
+        ``min_cost_flow``, ``cp_sat``, ``heuristic`` or, when components were solved in
+        different ways, those joined by ``+`` (``none`` when there is nothing to place).
+    sizes
+        Counts: visits, pinned, groups, volunteers, pairs, regions, components, ….
+    build_seconds, solve_seconds
+        Wall time building the model, and solving it.
+    decomposition
+        How the model was cut: regions, whether exact, the regions' sizes and times.
+    """
+
+    assignments: pd.DataFrame
+    unplaced: pd.DataFrame
+    load: pd.DataFrame
+    levels: list[LevelResult]
+    status: Status
+    method: str
+    sizes: dict[str, int] = field(default_factory=dict)
+    build_seconds: float = 0.0
+    solve_seconds: float = 0.0
+    decomposition: dict = field(default_factory=dict)
