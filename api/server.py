@@ -623,7 +623,8 @@ class WebhookOut(BaseModel):
     active: bool
     created_at: str
     deliveries: int = Field(description="deliveries made to it")
-    failed: int = Field(description="deliveries that ended without success")
+    failed: int = Field(description="deliveries without success so far (failed, or still "
+                                    "being tried)")
     last_status: int | None = Field(description="HTTP status of the last delivery's last "
                                                 "attempt (null: no answer, or none yet)")
     last_sent_at: str | None

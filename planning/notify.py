@@ -167,7 +167,8 @@ def _public(row) -> dict:
 
 def list_webhooks(register: Register, *, active_only: bool = True) -> pd.DataFrame:
     """The webhooks (never their secrets), oldest first, with what was delivered to each:
-    ``deliveries``, ``failed`` (ended without success), ``last_status``, ``last_sent_at``."""
+    ``deliveries``, ``failed`` (not successful, or not yet), ``last_status``,
+    ``last_sent_at``."""
     query = sa.select(WEBHOOKS).order_by(WEBHOOKS.c.webhook_id)
     if active_only:
         query = query.where(WEBHOOKS.c.active.is_(True))

@@ -263,6 +263,9 @@ def _run(api: Api, register: Register, receiver: Receiver) -> dict:
     total_opened = opened + s["evaluation2"]["opened"] + s["close"]["alerts"]["opened"]
     _wait(lambda: len(receiver.events("/city", "alert.opened")) >= total_opened,
           "the alerts opened at the close to reach the city's webhook")
+    # A delivery is kept before it is sent and its result after the answer: wait for the last.
+    _wait(lambda: not (notify.deliveries(register)["attempts"] == 0).any(),
+          "the deliveries' results to be kept")
     s["opened_at_close"] = opened_at_close
     s["total_opened"] = total_opened
     s["hooks"] = api.ok("planner", "GET", "/webhooks")
