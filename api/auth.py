@@ -9,14 +9,19 @@ role          may
 ============  =========================================================================
 planner       everything except managing tokens
 fund_manager  list scenarios, read funds and budgets, use the budget lab, follow jobs and
-              read their fund outputs (``money``, ``funds``), read the fund ledger, list weeks
+              read their fund outputs (``money``, ``funds``), read the fund ledger, list weeks;
+              list and acknowledge the fund alerts (``fund_runout``, ``fund_underspend``);
+              read service performance
 coordinator   list scenarios, submit, follow, cancel and read jobs for a centre in their
               subtree, read the households of their subtree; in the register, add and assess
               households, raise and withdraw needs of their subtree; open and close weeks for
               a centre in their subtree; list, read and answer the tasks (and record the
               monitoring visits' results) of their subtree's households; the fund ledger of
-              their subtree's streets — nothing outside it
-provider      list weeks; list, read and answer their own tasks — nothing else
+              their subtree's streets; list, acknowledge and evaluate alerts (those whose
+              centre is in their subtree), read the service performance of their subtree's
+              stations, manage the webhooks of their subtree's centres — nothing outside it
+provider      list weeks; list, read and answer their own tasks; list the alerts about
+              themselves — nothing else
 admin         everything, including tokens
 ============  =========================================================================
 
@@ -38,6 +43,8 @@ ROLE_NAMES = {"planner": "规划人员", "fund_manager": "基金管理人", "coo
               "admin": "管理员", "provider": "服务方"}
 # Output tables of a quarterly plan that a fund manager may read.
 FUND_TABLES = frozenset({"money", "funds"})
+# Alert rules a fund manager sees and acknowledges.
+FUND_RULES = frozenset({"fund_runout", "fund_underspend"})
 
 # action → roles allowed; a coordinator is allowed only inside their subtree and a provider
 # only on their own tasks (checked where the centre or the task is known).
@@ -63,6 +70,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "task:answer": frozenset({"planner", "coordinator", "admin", "provider"}),
     "ledger:read": frozenset({"planner", "fund_manager", "coordinator", "admin"}),
     "event:list": frozenset({"planner", "admin"}),
+    # Early warning, service performance and notifications out.
+    "alert:list": frozenset(ROLES),  # a provider: alerts about itself only
+    "alert:acknowledge": frozenset(STAFF),  # a fund manager: the fund alerts only
+    "alert:evaluate": frozenset({"planner", "coordinator", "admin"}),
+    "performance:read": frozenset(STAFF),
+    "webhook:manage": frozenset({"planner", "coordinator", "admin"}),
     "token:manage": frozenset({"admin"}),
 }
 

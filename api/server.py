@@ -48,10 +48,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from wulian.api.auth import FUND_TABLES, ROLES, Principal, TokenError, TokenStore
+from wulian.api.auth import FUND_RULES, FUND_TABLES, ROLES, Principal, TokenError, TokenStore
 from wulian.contract import vocab
 from wulian.contract.problems import Problem, ValidationError, report_frame
-from wulian.planning import cycle
+from wulian.demand.policy import ALERT_DEFAULTS, ALERT_SEVERITIES
+from wulian.planning import alerts, cycle, notify, performance
 from wulian.planning.io import excel_safe
 from wulian.planning.jobs import JobWorker, ScenarioLibrary
 from wulian.planning.register import NEED_STATES, ROWS, Actor, Register, RegisterError
@@ -64,7 +65,8 @@ QUARTER_PATTERN = r"^\d{4}Q[1-4]$"
 DIGEST_PATTERN = r"^[0-9a-f]{8,64}$"
 WEEK_PATTERN = r"^\d{4}-W(0[1-9]|[1-4]\d|5[0-3])$"
 MEDIA = {"json": "application/json", "csv": "text/csv; charset=utf-8",
-         "parquet": "application/vnd.apache.parquet"}
+         "parquet": "application/vnd.apache.parquet",
+         "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 # What a coordinator sees of a household: no coordinates, no deprivation indicators.
 HOUSEHOLD_COLUMNS = ("household_id", "station_id", "size", "categories", "score", "poor", "tier",
                      "tier_source", "monitoring_weeks")
@@ -412,6 +414,15 @@ class WeekOpenedOut(BaseModel):
     seconds: dict[str, float]
 
 
+class EvaluationOut(BaseModel):
+    week: str | None = Field(description="the week evaluated (null: no week was ever opened)")
+    opened: int = Field(description="alerts opened (found for the first time, or again after "
+                                    "they had resolved)")
+    updated: int = Field(description="alerts still found, their numbers updated")
+    resolved: int = Field(description="alerts whose condition cleared")
+    findings: int = Field(description="conditions found at the week")
+
+
 class WeekClosedOut(BaseModel):
     week: str
     centre: str | None
@@ -421,6 +432,9 @@ class WeekClosedOut(BaseModel):
     unanswered: int = Field(description="tasks still sent or accepted, settled as not delivered")
     history: int = Field(description="visits written into the history")
     spent: float
+    alerts: EvaluationOut | None = Field(
+        description="the alerts evaluated at the closed week (null when the evaluation failed: "
+                    "the close stands, run `POST /v1/alerts/evaluate`)")
 
 
 class WeekOut(BaseModel):
@@ -543,6 +557,79 @@ class EventsOut(BaseModel):
     events: list[EventOut] = Field(description="oldest first")
 
 
+# -- early warning, performance, webhooks ------------------------------------------------------
+
+ALERT_RULE = Literal[tuple(ALERT_DEFAULTS)]  # type: ignore[valid-type]
+ALERT_STATE = Literal[tuple(alerts.STATES)]  # type: ignore[valid-type]
+SEVERITY = Literal[tuple(ALERT_SEVERITIES)]  # type: ignore[valid-type]
+GROUPING = Literal[tuple(performance.GROUPS)]  # type: ignore[valid-type]
+
+
+class AlertOut(BaseModel):
+    alert_id: str = Field(description="`rule:subject_kind:subject_id`")
+    rule: ALERT_RULE
+    severity: SEVERITY
+    title_zh: str
+    title_en: str
+    centre: str = Field(description="the centre it belongs to: a household's station, a "
+                                    "provider's or fund's centre, a street")
+    subject_kind: Literal["household", "fund", "provider", "service"]
+    subject_id: str
+    since: str = Field(description="the week it was (last) opened")
+    last_week: str = Field(description="the last week it was found")
+    numbers: dict[str, Any] = Field(description="the numbers behind it (per rule)")
+    state: ALERT_STATE
+    ack_by: str
+    ack_at: str
+    ack_note: str
+    resolved_at: str
+    updated_at: str
+
+
+class AlertsOut(BaseModel):
+    total_rows: int
+    offset: int
+    alerts: list[AlertOut] = Field(description="most severe first, then oldest")
+
+
+class AcknowledgeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(default="", max_length=2000, description="what is being done about it")
+
+
+class PerformanceTableOut(BaseModel):
+    columns: list[str]
+    total_rows: int
+    rows: list[dict[str, Any]]
+
+
+class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    target_kind: Literal["centre", "provider"]
+    target_id: str = Field(min_length=1, max_length=64,
+                           description="a centre_id or provider_id of the register")
+    url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://\S+$",
+                     description="where events are POSTed")
+    secret: str = Field(min_length=16, max_length=200,
+                        description="the shared secret the body is signed with (HMAC-SHA256); "
+                                    "never shown again")
+
+
+class WebhookOut(BaseModel):
+    webhook_id: int
+    target_kind: Literal["centre", "provider"]
+    target_id: str
+    url: str
+    active: bool
+    created_at: str
+    deliveries: int = Field(description="deliveries made to it")
+    failed: int = Field(description="deliveries without success so far (failed, or still "
+                                    "being tried)")
+    last_status: int | None = Field(description="HTTP status of the last delivery's last "
+                                                "attempt (null: no answer, or none yet)")
+    last_sent_at: str | None
+
+
 # -- errors -----------------------------------------------------------------------------------
 
 class ApiError(Exception):
@@ -614,6 +701,8 @@ class Service:
         self._labs: dict[tuple, tuple[Any, threading.Lock]] = {}
         self._lock = threading.Lock()
         self._policy = None
+        self.notifier = notify.Notifier()  # webhook pushes, off the requests' path
+        self._evaluating = threading.Lock()  # one alert evaluation at a time
 
     def scenario_row(self, digest: str) -> dict:
         row = self.store.scenario(digest)
@@ -765,6 +854,55 @@ class Service:
                                  f"{who.centre} may see only that centre's subtree")
         return centre
 
+    # -- alerts and webhooks ------------------------------------------------------------------
+
+    def evaluate_alerts(self, who: Principal, week: str | None) -> alerts.Evaluation:
+        """Evaluate the alerts (one evaluation at a time) and push the ones it opened to their
+        webhooks in the background."""
+        with self._evaluating:
+            result = alerts.evaluate(self.register(who), week)
+        if result.opened_ids:
+            ids = list(result.opened_ids)
+            self.notifier.submit(lambda: notify.push_alerts(self.register(), ids),
+                                 f"pushing {len(ids)} alert(s)")
+        log.info("alerts evaluated at %s by a %s: %d opened, %d updated, %d resolved",
+                 result.week or "-", who.role, result.opened, result.updated, result.resolved)
+        return result
+
+    def alert_row(self, alert_id: str) -> dict:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(sa.select(alerts.ALERTS).where(
+                alerts.ALERTS.c.alert_id == alert_id)).mappings().first()
+        if row is None:
+            raise _not_found("该预警", "such alert")
+        return dict(row)
+
+    def alert_visible(self, who: Principal, row: dict) -> bool:
+        """Whether the caller may see an alert: a coordinator those of their subtree's centres,
+        a fund manager the fund alerts, a provider those about itself."""
+        if who.role == "coordinator":
+            return row["centre"] in self.coordinator_stations(who)
+        if who.role == "fund_manager":
+            return row["rule"] in FUND_RULES
+        if who.role == "provider":
+            return row["subject_kind"] == "provider" and row["subject_id"] == who.provider_id
+        return True
+
+    def alert_out(self, row: dict) -> dict:
+        names = self.register().policy.alerts[row["rule"]]
+        numbers = row["numbers"]
+        return {**{k: row[k] for k in AlertOut.model_fields if k in row},
+                "title_zh": names["zh"], "title_en": names["en"],
+                "numbers": json.loads(numbers) if isinstance(numbers, str) else numbers}
+
+    def webhook_fence(self, who: Principal, kind: str, target_id: str) -> None:
+        """A coordinator manages only the webhooks of their subtree's centres."""
+        inside = self.coordinator_stations(who)
+        if inside is not None and (kind != "centre" or target_id not in inside):
+            raise _forbidden(f"协调员 {who.centre} 只能管理其辖区中心的推送地址",
+                             f"a coordinator of {who.centre} may manage only the webhooks of "
+                             "that centre's subtree's centres")
+
     def job_for(self, who: Principal, job_id: int) -> Job:
         try:
             job = self.store.job(job_id)
@@ -783,20 +921,22 @@ bearer = HTTPBearer(auto_error=False, scheme_name="token", bearerFormat="wl_…"
                     description="`wulian token create --role ROLE [--centre ID] "
                                 "[--provider ID]` prints one")
 
-# Request lines that would name a household: its colours' path and the audit trail's subject.
+# Request lines that would name a household: its colours' path, the audit trail's subject and
+# an alert's id (``unmet:household:H…``).
 _HOUSEHOLD_PATH = re.compile(r"(/register/households/)[^/?\s]+")
+_ALERT_PATH = re.compile(r"(/alerts/)(?!evaluate(?:[?\s]|$))[^/?\s]+")
 _SUBJECT_QUERY = re.compile(r"([?&]subject=)[^&\s]*")
 
 
 class _RedactPaths(logging.Filter):
     """Keeps household ids out of uvicorn's access log (``…/households/…/colours``,
-    ``/events?subject=…``)."""
+    ``/events?subject=…``, ``/alerts/…/acknowledge``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                _SUBJECT_QUERY.sub(r"\1…", _HOUSEHOLD_PATH.sub(r"\1…", a))
-                if isinstance(a, str) else a for a in record.args)
+                _SUBJECT_QUERY.sub(r"\1…", _ALERT_PATH.sub(r"\1…", _HOUSEHOLD_PATH.sub(
+                    r"\1…", a))) if isinstance(a, str) else a for a in record.args)
         return True
 
 
@@ -833,6 +973,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         yield
         if run_jobs:
             service.worker.stop()
+        service.notifier.stop()
 
     app = FastAPI(
         title="五联 wulian batch service",
@@ -1332,6 +1473,9 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         except ValidationError as err:
             return _problems_response(_scenario_problems(err.problems), "周未开启",
                                       "the week was not opened")
+        service.notifier.submit(
+            lambda: notify.publish_tasks(service.register(), body.week, centre),
+            f"publishing the tasks of {body.week}")
         tasks = opened.tasks
         unmet = opened.run.tables.get("unmet")
         log.info("week %s opened for %s by a %s: %d task(s) in %.1f s", body.week,
@@ -1352,7 +1496,9 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
                    ) -> Any:
         """结束一周 / close a week for the scope it was opened for: unanswered tasks are
         settled as not delivered, what was not delivered is carried into the next week with its
-        age, needs delivered in full close, visits made go into the history."""
+        age, needs delivered in full close, visits made go into the history. Then the alerts
+        are evaluated at the week (`alerts`: the counts) and the ones opened are pushed to
+        their webhooks."""
         if (bad := _week_problem(week)) is not None:
             return bad
         centre = service.week_scope(who, centre)
@@ -1365,10 +1511,16 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         except cycle.CycleError as err:
             raise _cycle_conflict(err) from None
         log.info("week %s closed for %s by a %s", week, scope, who.role)
+        try:
+            evaluation = _evaluation_out(service.evaluate_alerts(who, week))
+        except Exception:  # noqa: BLE001 - the close is done: say so, and log why alerts failed
+            log.exception("alerts could not be evaluated after closing %s", week)
+            evaluation = None
         return {"week": closed.week, "centre": _scope_out(closed.centre),
                 "delivered": closed.delivered, "carried": closed.carried,
                 "expired": closed.expired, "unanswered": closed.unanswered,
-                "history": closed.history, "spent": round(closed.spent, 2)}
+                "history": closed.history, "spent": round(closed.spent, 2),
+                "alerts": evaluation}
 
     @v1.get("/weeks", response_model=list[WeekOut], responses=authed, tags=["cycle"])
     def list_weeks(who: Annotated[Principal, Depends(allowed("week:list"))]) -> Any:
@@ -1487,6 +1639,178 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
             for key in ("before", "after"):
                 row[key] = None if row[key] is None else json.loads(row[key])
         return {"total_rows": len(frame), "offset": offset, "events": part}
+
+    # -- early warning ------------------------------------------------------------------------
+
+    AlertId = Annotated[str, PathParam(min_length=1, max_length=200,
+                                       description="e.g. `unmet:household:H0000005`")]
+
+    def _evaluation_out(result: alerts.Evaluation) -> dict:
+        return {"week": result.week or None, "opened": result.opened,
+                "updated": result.updated, "resolved": result.resolved,
+                "findings": result.findings}
+
+    @v1.get("/alerts", response_model=AlertsOut, responses=_errors(401, 403, 422),
+            tags=["alerts"])
+    def list_alerts(who: Annotated[Principal, Depends(allowed("alert:list"))],
+                    state: Annotated[ALERT_STATE | None, Query(
+                        description="default: open and acknowledged")] = None,
+                    rule: Annotated[ALERT_RULE | None, Query()] = None,
+                    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+                    offset: Annotated[int, Query(ge=0)] = 0) -> Any:
+        """预警列表 / the alerts, most severe and oldest first: a coordinator sees those of
+        their subtree's centres, a fund manager the fund alerts, a provider those about
+        itself."""
+        rules = None if rule is None else [rule]
+        if who.role == "fund_manager":
+            rules = sorted(FUND_RULES if rules is None else FUND_RULES & set(rules))
+        frame = alerts.alerts(service.register(), centres=service.coordinator_stations(who),
+                              rules=rules, states=(state,) if state else ("open",
+                                                                          "acknowledged"))
+        if who.role == "provider":
+            frame = frame[(frame["subject_kind"] == "provider")
+                          & (frame["subject_id"] == who.provider_id)]
+        part = frame.iloc[offset:offset + limit]
+        return {"total_rows": len(frame), "offset": offset,
+                "alerts": [service.alert_out(r) for r in part.to_dict("records")]}
+
+    @v1.post("/alerts/evaluate", response_model=EvaluationOut,
+             responses=_errors(401, 403, 422), tags=["alerts"])
+    def evaluate_alerts(who: Annotated[Principal, Depends(allowed("alert:evaluate"))],
+                        week: Annotated[str | None, Query(
+                            pattern=WEEK_PATTERN,
+                            description="default: the latest week opened")] = None) -> Any:
+        """评估预警 / check every rule of the policy at a week: new conditions open alerts
+        (pushed to their webhooks), alerts still found are updated, cleared ones resolve."""
+        if week is not None and (bad := _week_problem(week)) is not None:
+            return bad
+        return _evaluation_out(service.evaluate_alerts(who, week))
+
+    @v1.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut,
+             responses=_errors(400, 401, 403, 404, 409, 422), tags=["alerts"])
+    def acknowledge_alert(alert_id: AlertId, body: AcknowledgeIn,
+                          who: Annotated[Principal, Depends(allowed("alert:acknowledge"))]
+                          ) -> Any:
+        """确认预警 / acknowledge an alert (who, when, a note); it stays until its condition
+        clears. 409 when it has already resolved."""
+        row = service.alert_row(alert_id)
+        if not service.alert_visible(who, row):
+            raise _forbidden("该预警不在本令牌的范围内",
+                             "the alert is outside this token's fence")
+        if row["state"] == "resolved":
+            raise ApiError(409, "resolved", "预警已解除", "the alert is already resolved")
+        try:
+            alerts.acknowledge(service.register(who), alert_id, body.note)
+        except alerts.AlertError as err:  # resolved or gone meanwhile
+            zh, _, en = str(err).partition(" / ")
+            raise ApiError(409, "resolved", zh, en or zh) from None
+        log.info("alert acknowledged by a %s", who.role)
+        return service.alert_out(service.alert_row(alert_id))
+
+    # -- service performance ------------------------------------------------------------------
+
+    performance_content = {"application/json": {}, MEDIA["xlsx"]: {
+        "schema": {"type": "string", "format": "binary"}}}
+
+    @v1.get("/performance", response_model=dict[str, PerformanceTableOut],
+            responses={200: {"content": performance_content,
+                             "description": "the tables as JSON (`{name: {columns, total_rows, "
+                                            "rows}}`) or the bilingual report workbook"},
+                       **_errors(401, 403, 422)}, tags=["alerts"])
+    def performance_tables(
+            who: Annotated[Principal, Depends(allowed("performance:read"))],
+            by: Annotated[GROUPING, Query(description="the first table's grouping")]
+            = "provider",
+            weeks: Annotated[str | None, Query(
+                max_length=40, description="`2027-W01:2027-W13`; either side may be left out")]
+            = None,
+            format: Annotated[Literal["json", "xlsx"], Query()] = "json") -> Any:
+        """服务绩效 / service performance over a range of weeks: per provider, linkage, fund,
+        street or colour (`by_…`), the fill rate and the monitoring visits per week and
+        colour, and the reach per ¥10,000. A coordinator: their subtree's stations."""
+        try:
+            first, last = performance.parse_weeks(weeks)
+        except ValueError as err:
+            zh, _, en = str(err).partition(" / ")
+            return _problems_response([_problem("weeks", weeks, "not_a_week", zh, en or zh,
+                                                "格式如 2027-W01:2027-W13",
+                                                "write it like 2027-W01:2027-W13")],
+                                      "周次范围无效", "not a range of weeks")
+        bad = [w for w in (first, last) if w and not re.fullmatch(WEEK_PATTERN, w)]
+        if bad or (first and last and first > last):
+            return _problems_response([_problem(
+                "weeks", weeks, "bad_week_range",
+                "周次须写成两位数(2027-W01),且起始不晚于结束",
+                "weeks are written with two digits (2027-W01) and the first is not after the "
+                "last", "格式如 2027-W01:2027-W13", "write it like 2027-W01:2027-W13")],
+                "周次范围无效", "not a range of weeks")
+        inside = service.coordinator_stations(who)
+        tables = performance.performance(service.register(), by, first, last,
+                                         None if inside is None else set(inside))
+        if format == "xlsx":
+            import tempfile
+
+            scope = f"{who.centre} " if inside is not None else ""
+            title = f"{scope}{first or '…'} – {last or '…'}, by {by}"
+            with tempfile.TemporaryDirectory(prefix="wulian-perf-") as tmp:
+                data = performance.report(tables, Path(tmp) / "performance.xlsx",
+                                          title).read_bytes()
+            name = f"performance-{by}-{first or 'start'}-{last or 'end'}.xlsx"
+            return Response(data, media_type=MEDIA["xlsx"],
+                            headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return {name: {"columns": [str(c) for c in frame.columns], "total_rows": len(frame),
+                       "rows": _records(frame)} for name, frame in tables.items()}
+
+    # -- webhooks -----------------------------------------------------------------------------
+
+    def _webhook_rows(who: Principal) -> list[dict]:
+        frame = notify.list_webhooks(service.register())
+        inside = service.coordinator_stations(who)
+        if inside is not None:
+            frame = frame[(frame["target_kind"] == "centre") & frame["target_id"].isin(inside)]
+        return _records(frame)
+
+    @v1.post("/webhooks", response_model=WebhookOut, status_code=201,
+             responses=_errors(400, 401, 403, 422), tags=["webhooks"])
+    def add_webhook(body: WebhookIn,
+                    who: Annotated[Principal, Depends(allowed("webhook:manage"))]) -> Any:
+        """新增推送地址 / add a webhook for a centre or a provider: alerts opened in the
+        centre's subtree (or about the provider) and the tasks sent are POSTed to it, signed
+        with the secret. A coordinator: centres of their subtree only."""
+        service.webhook_fence(who, body.target_kind, body.target_id)
+        try:
+            row = notify.add_webhook(service.register(who), body.target_kind, body.target_id,
+                                     body.url, body.secret)
+        except notify.NotifyError as err:
+            zh, _, en = str(err).partition(" / ")
+            column = "url" if "URL" in en else "target_id"
+            return _problems_response([_problem(
+                column, getattr(body, column), "bad_webhook", zh, en or zh,
+                "见 docs/alerts.md", "see docs/alerts.md")], "推送地址未添加",
+                "the webhook was not added")
+        log.info("webhook %s added for a %s by a %s", row["webhook_id"], body.target_kind,
+                 who.role)
+        return next(r for r in _webhook_rows(who) if r["webhook_id"] == row["webhook_id"])
+
+    @v1.get("/webhooks", response_model=list[WebhookOut], responses=authed, tags=["webhooks"])
+    def list_webhooks(who: Annotated[Principal, Depends(allowed("webhook:manage"))]) -> Any:
+        """推送地址列表 / the active webhooks (never their secrets) with their deliveries; a
+        coordinator: those of their subtree's centres."""
+        return _webhook_rows(who)
+
+    @v1.delete("/webhooks/{webhook_id}", status_code=204, response_class=Response,
+               responses=_errors(401, 403, 404, 422), tags=["webhooks"])
+    def remove_webhook(webhook_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
+                       who: Annotated[Principal, Depends(allowed("webhook:manage"))]
+                       ) -> Response:
+        """删除推送地址 / remove a webhook (its deliveries are kept)."""
+        row = notify.webhook(service.register(), webhook_id)
+        if row is None:
+            raise _not_found(f"推送地址 {webhook_id}", f"webhook {webhook_id}")
+        service.webhook_fence(who, row["target_kind"], row["target_id"])
+        notify.remove(service.register(who), webhook_id)
+        log.info("webhook %s removed by a %s", webhook_id, who.role)
+        return Response(status_code=204)
 
     # -- tokens -------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -80,6 +80,7 @@ class Evaluation:
     updated: int
     resolved: int
     findings: int
+    opened_ids: list[str] = field(default_factory=list)  # the alerts this evaluation opened
 
 
 def weeks_between(earlier: str, later: str) -> int:
@@ -315,6 +316,7 @@ def evaluate(register: Register, week: str | None = None) -> Evaluation:
                 events.add("alert.open", f"alerts:{aid}", None,
                            {"week": week, "numbers": f.numbers})
                 result.opened += 1
+                result.opened_ids.append(aid)
             elif old["numbers"] != numbers or old["last_week"] != week:
                 changed.append({**old, "numbers": numbers, "last_week": week,
                                 "severity": rules[f.rule]["severity"], "updated_at": stamp})
