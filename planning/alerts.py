@@ -20,7 +20,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from wulian.contract import vocab
-from wulian.planning.cycle import TASKS, WEEKS, fund_balances, tasks_frame
+from wulian.contract.hierarchy import Hierarchy
+from wulian.planning.cycle import TASKS, WEEKS, fund_balances, lock, period_bounds, tasks_frame
 from wulian.planning.match import week_start
 from wulian.planning.register import (
     NEED_STATES,
@@ -103,7 +104,7 @@ def find(register: Register, week: str) -> list[Finding]:
                                      rules["monitoring_overdue"])
         found += _unmet(conn, households, rules["unmet"])
         found += _colour_worse(households)
-        found += _funds(register, conn, week, rules)
+        found += _funds(register, conn, households, week, rules)
         found += _provider_declines(register, conn, week, rules["provider_declines"])
         found += _capacity_short(register, conn, week, rules["capacity_short"])
     return found
@@ -145,7 +146,7 @@ def _monitoring_overdue(register: Register, conn, households: pd.DataFrame, week
 def _unmet(conn, households: pd.DataFrame, rule) -> list[Finding]:
     waiting = pd.DataFrame(conn.execute(sa.select(
         NEED_STATES.c.need_id, NEED_STATES.c.household_id, NEED_STATES.c.age,
-        NEED_STATES.c.remaining).where(NEED_STATES.c.state == "carried",
+        NEED_STATES.c.remaining).where(NEED_STATES.c.state.in_(["carried", "allocated"]),
                                        NEED_STATES.c.age >= int(rule["weeks"]))).all(),
         columns=["need_id", "household_id", "age", "remaining"])
     hh = households.set_index("household_id")
@@ -169,15 +170,15 @@ def _colour_worse(households: pd.DataFrame) -> list[Finding]:
             for r in hh[worse].itertuples(index=False)]
 
 
-def _funds(register: Register, conn, week: str, rules) -> list[Finding]:
+def _funds(register: Register, conn, households: pd.DataFrame, week: str, rules
+           ) -> list[Finding]:
     funds = register.table("funds", conn)
     if funds.empty:
         return []
     length = register.policy.cycle.fund_period_weeks
     balances = fund_balances(conn, funds, week, length)
     so_far = int(balances["weeks"].max()) if len(balances) else 1
-    year, number = (int(x) for x in week.split("-W"))
-    left_weeks = length - ((number - 1) % length + 1)  # weeks of the period after this one
+    left_weeks = period_bounds(week, length)[1] - int(week.split("-W")[1])  # weeks after it
     period_budget = balances["weekly_budget"] * (so_far + left_weeks)
     burn = balances["spent"] / max(so_far, 1)
     projected = balances["spent"] + balances["outstanding"] + burn * left_weeks
@@ -195,15 +196,22 @@ def _funds(register: Register, conn, week: str, rules) -> list[Finding]:
     # Under-spending while needs it could pay for wait: carried needs of services the fund
     # pays for (its earmark; any service when it has none).
     share = float(rules["fund_underspend"]["share"])
-    carried = pd.DataFrame(conn.execute(sa.select(NEED_STATES.c.service_id).where(
-        NEED_STATES.c.state == "carried")).all(), columns=["service_id"])["service_id"]
-    waiting = carried.value_counts()
+    carried = pd.DataFrame(conn.execute(sa.select(
+        NEED_STATES.c.service_id, NEED_STATES.c.household_id).where(
+        NEED_STATES.c.state == "carried")).all(), columns=["service_id", "household_id"])
+    carried["station_id"] = carried["household_id"].map(
+        households.set_index("household_id")["station_id"])
+    hierarchy = Hierarchy.from_centres(register.table("centres", conn))
     for fid, row in balances.iterrows():
         if row["accrued"] <= 0 or row["spent"] >= share * row["accrued"]:
             continue
         earmark = str(funds.set_index("fund_id").at[fid, "earmarked_services"] or "")
-        services = [s for s in earmark.split(";") if s] or list(waiting.index)
-        needs = int(waiting.reindex(services).fillna(0).sum())
+        services = [s for s in earmark.split(";") if s]
+        reach = set(hierarchy.subtree(str(centre[fid])))  # the households the fund pays for
+        mine = carried["station_id"].isin(reach)
+        if services:
+            mine &= carried["service_id"].isin(services)
+        needs = int(mine.sum())
         if needs:
             out.append(Finding("fund_underspend", "fund", fid, str(centre[fid]), {
                 "spent": round(row["spent"], 2), "accrued": round(row["accrued"], 2),
@@ -251,7 +259,6 @@ def _capacity_short(register: Register, conn, week: str, rule) -> list[Finding]:
     services = pd.DataFrame(conn.execute(sa.select(
         NEED_STATES.c.need_id, NEED_STATES.c.service_id, NEED_STATES.c.household_id)).all(),
         columns=["need_id", "service_id", "household_id"]).set_index("need_id")
-    stations = {}
     per_week = []
     for w, run_id in runs:
         if run_id is None:
@@ -267,16 +274,16 @@ def _capacity_short(register: Register, conn, week: str, rule) -> list[Finding]:
     rows = pd.concat(per_week, ignore_index=True)
     rows["service_id"] = rows["need_id"].map(services["service_id"])
     rows["household_id"] = rows["need_id"].map(services["household_id"])
-    if not stations:
-        hh = rows_frame(list(conn.execute(sa.select(ROWS.c.data).where(
-            ROWS.c.tbl == "households", ROWS.c.row_key.in_(
-                rows["household_id"].dropna().unique().tolist()))).scalars()))
-        stations = dict(zip(hh.get("household_id", []), hh.get("station_id", []), strict=True))
+    hh = rows_frame(list(conn.execute(sa.select(ROWS.c.data).where(
+        ROWS.c.tbl == "households", ROWS.c.row_key.in_(
+            rows["household_id"].dropna().unique().tolist()))).scalars()))
+    stations = dict(zip(hh.get("household_id", []), hh.get("station_id", []), strict=True))
     centres = register.table("centres", conn).set_index("centre_id")
     parent = centres["parent_id"]
     rows["street"] = rows["household_id"].map(stations).map(parent)
     table = rows.groupby(["service_id", "street", "week"])["units"].sum().unstack("week")
-    weeks = sorted(w for w, _ in runs)[-(int(rule["weeks"]) + 1):]
+    weeks = sorted({w for w, _ in runs})[-(int(rule["weeks"]) + 1):]  # (a week opened for
+    # several streets has a run for each; their unmet units add up above)
     table = table.reindex(columns=weeks).fillna(0.0)
     out = []
     for (service, street), series in table.iterrows():
@@ -299,6 +306,7 @@ def evaluate(register: Register, week: str | None = None) -> Evaluation:
     rules = register.policy.alerts
     result = Evaluation(week=week, opened=0, updated=0, resolved=0, findings=len(found))
     with register.engine.begin() as conn:
+        lock(conn)  # two evaluations at once queue (alert ids are keys)
         stored = {r["alert_id"]: dict(r) for r in conn.execute(sa.select(ALERTS)).mappings()}
         events = Events(conn, register.actor)
         stamp = events.at

@@ -137,12 +137,22 @@ def next_week(week: str) -> str:
     return f"{year}-W{number:02d}"
 
 
+def period_bounds(week: str, length: int) -> tuple[int, int]:
+    """First and last week number of the fund period ``week`` falls in: blocks of ``length``
+    ISO weeks from the year's first week (13: the quarters); a year's 53rd week belongs to
+    the block before it."""
+    number = int(week.split("-W")[1])
+    block = min((number - 1) // length, (52 - 1) // length)
+    first = block * length + 1
+    last = 53 if number == 53 else min(first + length - 1, 52)
+    return first, max(last, number)
+
+
 def period_weeks(week: str, length: int) -> list[str]:
-    """The weeks of the fund period ``week`` falls in, up to and including ``week``: periods
-    are blocks of ``length`` ISO weeks from the year's first week (13: the quarters)."""
-    year, number = (int(x) for x in week.split("-W"))
-    first = (number - 1) // length * length + 1
-    return [f"{year}-W{n:02d}" for n in range(first, number + 1)]
+    """The weeks of ``week``'s fund period up to and including ``week``."""
+    year = int(week.split("-W")[0])
+    first, _ = period_bounds(week, length)
+    return [f"{year}-W{n:02d}" for n in range(first, int(week.split("-W")[1]) + 1)]
 
 
 # ----------------------------------------------------------------------------- reading
@@ -212,7 +222,7 @@ class OpenedWeek:
     seconds: dict = field(default_factory=dict)
 
 
-def _lock(conn: sa.Connection) -> None:
+def lock(conn: sa.Connection) -> None:
     """Hold the cycle's write lock until the transaction ends (two openings queue)."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
@@ -249,7 +259,7 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
     scope = centre or WHOLE
     start = time.perf_counter()
     with register.engine.begin() as conn:
-        _lock(conn)
+        lock(conn)
         # The centres as the register holds them (validated when they came in), for the scope.
         hierarchy = Hierarchy.from_centres(register.table("centres", conn))
         if centre and centre not in set(register.rows("centres", conn)):
@@ -528,7 +538,7 @@ def record_answers(register: Register, answers: Iterable[Answer], *,
     problems: list[Problem] = []
     report = RecordReport()
     with register.engine.begin() as conn:
-        _lock(conn)
+        lock(conn)
         ids = sorted({a.task_id.strip() for a in answers})
         found = pd.concat([tasks_frame(conn, TASKS.c.task_id.in_(chunk))
                            for chunk in _chunks(ids)] or [tasks_frame(conn, sa.false())],
@@ -782,7 +792,7 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
     scope = centre or WHOLE
     out = ClosedWeek(week=week, centre=scope)
     with register.engine.begin() as conn:
-        _lock(conn)
+        lock(conn)
         row = conn.execute(sa.select(WEEKS).where(WEEKS.c.week == week,
                                                   WEEKS.c.centre == scope)).mappings().first()
         if row is None:

@@ -16,6 +16,7 @@ what each week owed):
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,14 +36,21 @@ def parse_weeks(text: str | None) -> tuple[str | None, str | None]:
     """``2027-W01:2027-W13`` (either side may be left out) as (first, last)."""
     if not text:
         return None, None
-    first, _, last = text.partition(":")
+    first, colon, last = text.partition(":")
+    if not colon:  # one week alone: that week
+        last = first
     for week in (first, last):
         if week:
             try:
+                if not re.fullmatch(r"\d{4}-W\d{2}", week):
+                    raise ValueError(week)
                 week_start(week)
             except ValueError:
                 raise ValueError(f"不是 ISO 周次:{week!r} / not an ISO week: {week!r} "
                                  "(write 2027-W01:2027-W13)") from None
+    if first and last and first > last:
+        raise ValueError(f"起始周晚于结束周:{text!r} / the first week is after the last: "
+                         f"{text!r}")
     return first or None, last or None
 
 
@@ -119,8 +127,6 @@ def fill_rate(register: Register, tasks: pd.DataFrame, first: str | None = None,
             owed = owed.groupby("need_id")["units"].sum()
             rows.append(pd.DataFrame({"week": week, "need_id": owed.index,
                                       "owed": owed.to_numpy(float)}))
-            rows[-1]["household_id"] = rows[-1]["need_id"].map(
-                tasks.drop_duplicates("need_id").set_index("need_id")["household_id"])
             colour = plans.set_index("household_id")["tier"] if len(plans) else pd.Series()
             station = plans.set_index("household_id")["station_id"] if len(plans) else \
                 pd.Series()

@@ -83,9 +83,10 @@ class SimulatedWeek:
 
 def simulate(register: Register, weeks_to_play: int, seed: int, *, first: str | None = None,
              centre: str | None = None, rates: Rates | None = None, out: Path | None = None,
-             on_week: Callable[[SimulatedWeek], None] | None = None) -> list[SimulatedWeek]:
+             on_week: Callable[[SimulatedWeek], None] | None = None,
+             alerts: bool = True) -> list[SimulatedWeek]:
     """Play ``weeks_to_play`` weeks of the cycle in ``register`` (already imported); each
-    closed week's alerts are evaluated.
+    closed week's alerts are evaluated (unless ``alerts`` is false).
 
     ``first`` is the first week (default: the week after the register's last opened week, or
     the latest week of its needs); ``out``, when given, receives each week's published
@@ -108,12 +109,12 @@ def simulate(register: Register, weeks_to_play: int, seed: int, *, first: str | 
         arrived = _arrivals(register, base, next_week(week), rng)
         closed = close_week(register, week, centre)
         t4 = time.perf_counter()
-        warned = evaluate(register, week)
+        opened_alerts = evaluate(register, week).opened if alerts else 0
         t5 = time.perf_counter()
         result = SimulatedWeek(
             week=week, tasks=len(opened.tasks), **counts, needs_found=recorded.needs_raised,
             needs_arrived=arrived, carried=closed.carried, closed_delivered=closed.delivered,
-            spent=round(closed.spent, 2), workbooks=len(books), alerts_open=warned.opened,
+            spent=round(closed.spent, 2), workbooks=len(books), alerts_open=opened_alerts,
             seconds={"open": round(t1 - t0, 3), "publish": round(t2 - t1, 3),
                      "record": round(t3 - t2, 3), "close": round(t4 - t3, 3),
                      "alerts": round(t5 - t4, 3),
