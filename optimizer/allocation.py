@@ -34,8 +34,9 @@ from wulian.resources.hierarchy import Hierarchy
 TIER_LEVELS = tuple(vocab.TIER_ORDER)
 CENTS_PER_YUAN = 100.0
 LEVELS = (*TIER_LEVELS, "money", "travel", "continuity")
-REASONS = ("no_eligible_offer", "out_of_coverage", "household_cap", "budget_exhausted",
-           "capacity_exhausted")
+# The reasons of unmet units, in the order they are tried (contract.vocab has the codes).
+(NO_ELIGIBLE_OFFER, OUT_OF_COVERAGE, HOUSEHOLD_CAP, BUDGET_EXHAUSTED,
+ CAPACITY_EXHAUSTED) = vocab.ALLOCATION_REASONS
 EARTH_KM = 6371.0088
 
 
@@ -653,18 +654,18 @@ def _reasons(needs, offers, funds, pools, model: _Model, x: np.ndarray, data: Al
                               minlength=n)
     open_budget = np.bincount(model.need, weights=(has_capacity & ~hh_capped & budget_short)
                               .astype(float), minlength=n)
-    reason[unmet & ~eligible_any] = "no_eligible_offer"
+    reason[unmet & ~eligible_any] = NO_ELIGIBLE_OFFER
     rest = unmet & eligible_any
-    reason[rest & ~reaching] = "out_of_coverage"
+    reason[rest & ~reaching] = OUT_OF_COVERAGE
     rest &= reaching
     # Every open source is capped for this household → household_cap.
     cap_all = rest & (open_any > 0) & (open_capped >= open_any - 0.5)
-    reason[cap_all] = "household_cap"
+    reason[cap_all] = HOUSEHOLD_CAP
     rest &= ~cap_all
     budget = rest & (open_budget > 0)
-    reason[budget] = "budget_exhausted"
+    reason[budget] = BUDGET_EXHAUSTED
     rest &= ~budget
-    reason[rest] = "capacity_exhausted"
+    reason[rest] = CAPACITY_EXHAUSTED
     return reason
 
 

@@ -44,7 +44,11 @@ import numpy as np
 import pandas as pd
 
 from wulian.optimizer.allocation import (
+    BUDGET_EXHAUSTED,
+    CAPACITY_EXHAUSTED,
+    HOUSEHOLD_CAP,
     LEVELS,
+    NO_ELIGIBLE_OFFER,
     TIER_LEVELS,
     AllocationInput,
     AllocationParams,
@@ -66,7 +70,7 @@ PART_TASKS = 24
 # Tasks the reasons said again are dealt into: each reads the whole supply, so fewer, larger.
 EXPLAIN_TASKS = 4
 # Unmet reasons that more shared supply could change (the others are about the household).
-SUPPLY_REASONS = ("capacity_exhausted", "budget_exhausted")
+SUPPLY_REASONS = (CAPACITY_EXHAUSTED, BUDGET_EXHAUSTED)
 # Up to this many aggregate columns (segments and group arcs), the levels after red get
 # bounds (four LPs solved from nothing after the parts; ``BudgetModel.level_bounds``). They
 # cost about 1 s at this size on the 2-core machine, and tens of seconds on the city (384,000
@@ -271,10 +275,10 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     # does: used up, share and all. A part sees only the offers that reach it, so its "no
     # eligible offer" may be "out of coverage" for the city: those are said again too.
     served = merged["need_served"]
-    supply_short = served["reason"].isin(SUPPLY_REASONS + ("household_cap",)).to_numpy(
+    supply_short = served["reason"].isin(SUPPLY_REASONS + (HOUSEHOLD_CAP,)).to_numpy(
         copy=True)
     supply_short[supply_short] = _reached(data, served["need_id"][supply_short], seen_ids)
-    again = supply_short | (served["reason"] == "no_eligible_offer").to_numpy()
+    again = supply_short | (served["reason"] == NO_ELIGIBLE_OFFER).to_numpy()
     short = set(served.loc[again, "household_id"])
     if short:
         reasons = _explain_again(data, merged, short, area_of_need, map_fn)

@@ -173,8 +173,7 @@ from wulian.optimizer.lexmip import LevelResult
 from wulian.optimizer.status import Status
 
 SLOTS: tuple[str, ...] = tuple(vocab.SLOTS)
-REASONS: tuple[str, ...] = ("no_volunteer_with_skill", "no_safeguarding_check",
-                            "beyond_travel_limit", "no_available_slot", "hours_exhausted")
+REASONS: tuple[str, ...] = vocab.MATCHING_REASONS
 URGENCIES: tuple[int, ...] = (3, 2, 1)
 #: Priority classes, best first: (colour, urgency).
 CLASSES: tuple[tuple[str, int], ...] = tuple((t, u) for t in vocab.TIER_ORDER for u in URGENCIES)

@@ -44,3 +44,10 @@ def test_fourteen_slots_in_calendar_order():
     """The week has 14 half-day slots, Monday morning first."""
     assert len(vocab.SLOTS) == 14
     assert list(vocab.SLOTS)[:3] == ["mon_am", "mon_pm", "tue_am"]
+
+
+def test_every_reason_has_a_chinese_name():
+    """The reason codes are listed once (contract.vocab), each with its Chinese name."""
+    codes = vocab.ALLOCATION_REASONS + vocab.MATCHING_REASONS
+    assert len(set(codes)) == len(codes)
+    assert set(vocab.REASON_ZH) == set(codes)
