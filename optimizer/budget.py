@@ -118,7 +118,7 @@ from wulian.optimizer.allocation import (
     add_volunteer_hour_rows,
     prepare_needs,
 )
-from wulian.optimizer.lexmip import Rows, _csr, _new_highs
+from wulian.optimizer.lexmip import Rows, csr, new_highs
 from wulian.optimizer.status import Status
 
 RED = TIER_LEVELS[0]
@@ -561,7 +561,7 @@ class BudgetModel:
         self._fund_rows = np.arange(fund.start, fund.stop, dtype=np.int32)
         self._objectives = self._level_costs()
         # The whole matrix once, row by row (what every level's view is cut from).
-        _, col, val, row = _csr(rows, n)
+        _, col, val, row = csr(rows, n)
         self._coo = (row, col.astype(np.int64), val)
         # Each level's LP (a view of the model, see _View), by the colours whose segments it
         # keeps and whether the equity dial is on. The dial-off views are built and solved by
@@ -1407,7 +1407,7 @@ class _View:
         self.held_basic = np.zeros(0, np.int64)
         self.factored = False
 
-        h = self.highs = _new_highs(model._threads, 0.0, model._seed)
+        h = self.highs = new_highs(model._threads, 0.0, model._seed)
         # Every basis a view stores comes from the simplex itself: the baseline's first level
         # is solved without presolve (on the city that was also the faster way) and each
         # later level goes on from the level before (see BudgetModel._chain_basis). A basis
@@ -1606,10 +1606,10 @@ class _View:
 
 def _new_model(n_cols: int, col_lo: np.ndarray, col_hi: np.ndarray, rows: Rows, threads: int,
                seed: int) -> highspy.Highs:
-    h = _new_highs(threads, 0.0, seed)
+    h = new_highs(threads, 0.0, seed)
     h.addCols(n_cols, np.zeros(n_cols), col_lo, col_hi, 0, np.zeros(n_cols, np.int32),
               np.zeros(0, np.int32), np.zeros(0))
-    start, index, value, _ = _csr(rows, n_cols)
+    start, index, value, _ = csr(rows, n_cols)
     lo = np.concatenate(rows.lower) if rows.lower else np.zeros(0)
     hi = np.concatenate(rows.upper) if rows.upper else np.zeros(0)
     h.addRows(rows.count, np.where(np.isfinite(lo), lo, -_INF),
