@@ -111,12 +111,19 @@ import pandas as pd
 from wulian.optimizer.allocation import (
     TIER_LEVELS,
     AllocationInput,
-    _covering_pairs,
-    _offer_table,
-    _pools,
-    _street_hours,
     add_volunteer_hour_rows,
+    hours_per_unit,
+    offer_table,
     prepare_needs,
+    street_volunteer_hours,
+    volunteer_pools,
+)
+from wulian.optimizer.eligibility import (
+    arc_upper,
+    fund_household_units,
+    offer_arcs,
+    offer_household_units,
+    pool_of,
 )
 from wulian.optimizer.lexmip import Rows, csr, new_highs
 from wulian.optimizer.status import Status
@@ -317,58 +324,6 @@ def _codes(values: np.ndarray, sort: bool = True) -> tuple[np.ndarray, np.ndarra
     return codes.astype(np.int64), np.asarray(uniques)
 
 
-def _offer_arcs(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
-                funds: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(need, offer, fund or -1) of every admissible offer arc, as in the exact model:
-    coverage by the tree, categories and colour, and the paying fund's reach and earmark.
-
-    Coverage, reach and earmark depend on the need's station and service alone, so they are
-    worked out once per station × service (on the city 40 times fewer rows than needs, and
-    the string work there was most of the build) and each need then gets its pair's offers;
-    categories and colour are checked need by need."""
-    h = data.hierarchy
-    station, stations = _codes(needs["station_id"].to_numpy(), sort=False)
-    service, services = _codes(needs["service_id"].to_numpy(), sort=False)
-    kind, first = np.unique(station * len(services) + service, return_inverse=True,
-                            return_index=True)[1:][::-1]
-    types = pd.DataFrame({"station_id": stations[station[first]],
-                          "service_id": services[service[first]]})
-    t_i, o_i = _covering_pairs(types, "coverage", offers, h)
-    fund_index = pd.Series(np.arange(len(funds)), index=funds["fund_id"].to_numpy())
-    offer_fund = offers["fund_id"].map(fund_index).fillna(-1).to_numpy(np.int64)
-    f_i = np.where(offers["charged"].to_numpy()[o_i], offer_fund[o_i], -1)
-    keep = np.ones(len(t_i), bool)
-    charged = f_i >= 0
-    if charged.any():
-        sel = np.flatnonzero(charged)
-        reach = h.covers(funds["centre_id"].to_numpy()[f_i[sel]],
-                         types["station_id"].to_numpy()[t_i[sel]])
-        # Earmarks as (fund, service) pairs: a loop over funds, then one isin over arcs.
-        earmark = funds["earmarked_services"].fillna("").astype(str).str.split(";")
-        pairs = {(f, s) for f, services in enumerate(earmark) for s in services if s}
-        open_fund = np.array([services == [""] or services == [] for services in earmark])
-        service_of = types["service_id"].to_numpy()[t_i[sel]]
-        arc_pair = pd.MultiIndex.from_arrays([f_i[sel], service_of])
-        allowed = arc_pair.isin(list(pairs)) if pairs else np.zeros(len(sel), bool)
-        keep[sel] = reach & (open_fund[f_i[sel]] | allowed)
-    t_i, o_i, f_i = t_i[keep], o_i[keep], f_i[keep]
-    # Each need gets the offers of its station × service.
-    order = np.argsort(t_i, kind="stable")
-    o_sorted, f_sorted = o_i[order], f_i[order]
-    count = np.bincount(t_i, minlength=len(first))
-    start = np.cumsum(count) - count
-    per_need = count[kind]
-    n_i = np.repeat(np.arange(len(needs)), per_need)
-    pos = np.repeat(start[kind] - (np.cumsum(per_need) - per_need), per_need) + \
-        np.arange(len(n_i))
-    o_i, f_i = o_sorted[pos], f_sorted[pos]
-    cat_o = offers["cat_bits"].to_numpy()[o_i]
-    tier_o = offers["tier_bits"].to_numpy()[o_i]
-    keep = ((cat_o == 0) | ((cat_o & needs["cat_bits"].to_numpy()[n_i]) != 0)) & \
-        ((tier_o == 0) | ((tier_o & needs["tier_bit"].to_numpy()[n_i]) != 0))
-    return n_i[keep], o_i[keep], f_i[keep]
-
-
 def _aggregate(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
                funds: pd.DataFrame, pools: pd.DataFrame) -> tuple[_Aggregate, dict]:
     """Group the needs and their arcs (see the module docstring)."""
@@ -388,7 +343,8 @@ def _aggregate(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
     tier_code, tiers = _codes(needs["tier"].to_numpy())
     tier = tiers[tier_code]
 
-    n_i, o_i, f_i = _offer_arcs(data, needs, offers, funds)
+    admissible = offer_arcs(needs, offers, funds, h)  # need by need
+    n_i, o_i, f_i = admissible.need, admissible.offer, admissible.fund
     h1, h2 = _signature(n, n_i, o_i, len(offers))
     group_of = pd.DataFrame({"street": street_code, "service": service_code, "tier": tier_code,
                              "h1": h1, "h2": h2}).groupby(["street", "service", "tier", "h1",
@@ -421,12 +377,8 @@ def _aggregate(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
     cost = offers["unit_cost"].to_numpy(float)
     cap_offer = offers["base_cap_household"].to_numpy(float) / offers["scale"].to_numpy(float)
     cap_fund = funds["max_per_household"].to_numpy(float) if len(funds) else np.zeros(0)
-    per_need = np.minimum(q[n_i], np.where(np.isnan(cap_offer[o_i]), np.inf, cap_offer[o_i]))
-    fund_cap_units = np.full(len(n_i), np.inf)
-    charged = f_i >= 0
-    fc = cap_fund[f_i[charged]] if charged.any() else np.zeros(0)
-    fund_cap_units[charged] = np.where(np.isnan(fc), np.inf, fc / cost[o_i[charged]])
-    per_need = np.minimum(per_need, fund_cap_units)
+    per_need = arc_upper(q[n_i], offer_household_units(offers, base_units=False)[o_i],
+                         fund_household_units(funds, f_i, cost[o_i]))
     arcs = pd.DataFrame({"group": group[n_i], "offer": o_i, "upper": per_need}) \
         .groupby(["group", "offer"], sort=True)["upper"].sum().reset_index()
     a_group = arcs["group"].to_numpy()
@@ -443,12 +395,9 @@ def _aggregate(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
     fcap = np.where(np.isnan(fcap), np.inf, fcap)
     upper = np.minimum(upper, np.where(a_charge > 0, fcap / np.maximum(a_charge, 1e-300),
                                        np.inf))
-    hh_units = np.where(np.isnan(cap_offer[a_offer]), np.inf, cap_offer[a_offer])
-    fund_hh = np.full(len(a_group), np.inf)
-    fund_hh[has_fund_cap] = cap_fund[a_fund[has_fund_cap]]
-    fund_hh = np.where(np.isnan(fund_hh), np.inf, fund_hh)
-    hh_units = np.minimum(hh_units, np.where(a_charge > 0,
-                                             fund_hh / np.maximum(a_charge, 1e-300), np.inf))
+    # Units one household may take on each offer arc: the offer's cap and its fund's.
+    hh_units = np.minimum(offer_household_units(offers, base_units=False)[a_offer],
+                          fund_household_units(funds, a_fund, a_charge))
     # Each (segment, offer arc) pair: one need of the segment may take per_need on the arc
     # (the same for every need of the segment: one quantity, one offer).
     pairs = pd.DataFrame({"seg": segment[n_i], "offer": o_i, "bound": per_need}) \
@@ -460,16 +409,9 @@ def _aggregate(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
 
     # Pool arcs: the group's street × service pool, bounded by what the group asks.
     group_q = np.bincount(group, weights=q, minlength=n_groups)
-    if len(pools):
-        pool_key = pd.Series(np.arange(len(pools)),
-                             index=pd.MultiIndex.from_arrays([pools["street"],
-                                                              pools["service_id"]]))
-        pool_of_group = pool_key.reindex(pd.MultiIndex.from_arrays(
-            [street[first], service[first]])).to_numpy()
-    else:
-        pool_of_group = np.full(n_groups, np.nan)
-    p_groups = np.flatnonzero(~np.isnan(pool_of_group))
-    p_pool = pool_of_group[p_groups].astype(np.int64)
+    pool_of_group = pool_of(pools, street[first], service[first])
+    p_groups = np.flatnonzero(pool_of_group >= 0)
+    p_pool = pool_of_group[p_groups]
 
     red = tier[first] == RED
     red_needs = pd.Series(np.bincount(group, minlength=n_groups).astype(float)[red]) \
@@ -493,13 +435,6 @@ def _aggregate(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
              "exact_arcs": len(n_i) + int(np.isin(group, p_groups).sum()),
              "offers": len(offers), "funds": len(funds), "pools": len(pools)}
     return agg, sizes
-
-
-def _hours_per_unit(services: pd.DataFrame, service_ids: np.ndarray) -> np.ndarray:
-    """A volunteer's hours per unit of each service: visit_hours for a visit, 1 for an hour."""
-    s = services.set_index("service_id")
-    unit = s["unit"].reindex(service_ids).to_numpy()
-    return np.where(unit == "visit", s["visit_hours"].reindex(service_ids).to_numpy(float), 1.0)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -1734,9 +1669,9 @@ def build_budget_model(data: AllocationInput, *, threads: int = 1, seed: int = 0
     """
     t0 = time.perf_counter()
     needs = prepare_needs(data)
-    offers = _offer_table(data)
+    offers = offer_table(data)
     funds = data.funds.reset_index(drop=True)
-    pools = _pools(data)
+    pools = volunteer_pools(data)
     agg, sizes = _aggregate(data, needs, offers, funds, pools)
     rows, layout = _rows(data, agg, offers, funds, pools)
     sizes["rows"] = rows.count
@@ -1744,7 +1679,7 @@ def build_budget_model(data: AllocationInput, *, threads: int = 1, seed: int = 0
     model = BudgetModel(agg, funds, offers, pools, rows, layout, sizes, threads=threads,
                         seed=seed, time_limit=time_limit)
     if agg.arc_pool.max(initial=-1) >= 0:
-        model.hour_streets, model.street_hours = _street_hours(data)
+        model.hour_streets, model.street_hours = street_volunteer_hours(data)
     model._solve_levels(model.base_budgets, None, None)  # the basis every solve starts from
     model.build_seconds = time.perf_counter() - t0
     return model
@@ -1788,7 +1723,7 @@ def _rows(data: AllocationInput, agg: _Aggregate, offers: pd.DataFrame, funds: p
                      np.full(len(limit), -np.inf), limit.to_numpy())
     p = agg.arc_pool >= 0
     if p.any():
-        hours = _hours_per_unit(data.services, agg.group_service[agg.arc_group[p]])
+        hours = hours_per_unit(data.services, agg.group_service[agg.arc_group[p]])
         add_volunteer_hour_rows(rows, data, pools, agg.arc_pool[p], arc_cols[p], hours)
     seg_tier = agg.group_tier[agg.seg_group]
     n_r = len(agg.red_streets)

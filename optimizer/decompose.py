@@ -53,7 +53,6 @@ from wulian.optimizer.allocation import (
     AllocationInput,
     AllocationParams,
     AllocationResult,
-    _covering_pairs,
     allocate,
     explain,
     member_mask,
@@ -61,6 +60,7 @@ from wulian.optimizer.allocation import (
     resource_use,
 )
 from wulian.optimizer.budget import build_budget_model
+from wulian.optimizer.eligibility import charges_fund, covering_pairs, offer_coverage
 from wulian.optimizer.flow import Parts
 from wulian.optimizer.lexmip import LevelResult
 from wulian.optimizer.status import Status
@@ -98,21 +98,12 @@ def areas_of(data: AllocationInput, by: str) -> np.ndarray:
     return data.hierarchy.ancestor(data.needs["station_id"].to_numpy(), by)
 
 
-def _coverage(data: AllocationInput) -> np.ndarray:
-    """Each offer's coverage centre (its provider's centre when the offer names none)."""
-    offers = data.offers
-    provider_centre = data.providers.set_index("provider_id")["centre_id"]
-    return offers["coverage_centre_id"].where(offers["coverage_centre_id"] != "",
-                                              offers["provider_id"].map(provider_centre)
-                                              ).to_numpy()
-
-
 def _shared(data: AllocationInput, by: str) -> tuple[pd.Series, pd.Series]:
     """(offer_id → capacity available, fund_id → budget available) of the supply that reaches
     more than one part: offers covering a centre above level ``by``, and the funds of such
     centres."""
     offers = data.offers
-    above = data.hierarchy.ancestor(_coverage(data), by) == ""
+    above = data.hierarchy.ancestor(offer_coverage(data.offers, data.providers), by) == ""
     capacity = (offers["capacity"].to_numpy(float)
                 - offers["offer_id"].map(data.used_capacity).fillna(0.0).to_numpy(float))
     shared_offers = pd.Series(np.maximum(capacity, 0.0), index=offers["offer_id"])[above]
@@ -132,7 +123,7 @@ def _part_inputs(data: AllocationInput, area_of_need: np.ndarray, parts: list[st
     it (shared offers, the offers, volunteers and history inside the area), so a worker
     receives and reads a few rows, not the city's. Rows are grouped by part once, so building
     all the parts costs about one pass over the city."""
-    offer_area = data.hierarchy.ancestor(_coverage(data), by)
+    offer_area = data.hierarchy.ancestor(offer_coverage(data.offers, data.providers), by)
     shared_offer = data.offers["offer_id"].isin(shared_offers.index).to_numpy()
     vol_area = data.hierarchy.ancestor(data.volunteers["station_id"].to_numpy(), by)
     # History of a household goes with the part of its needs (others are never read).
@@ -376,12 +367,12 @@ def _reached(data: AllocationInput, need_ids: pd.Series, offer_ids: pd.Index) ->
     if not len(offer_ids) or not len(need_ids):
         return np.zeros(len(need_ids), bool)
     needs = data.needs.iloc[positions(need_ids, data.needs["need_id"])]
-    coverage = pd.Series(_coverage(data), index=data.offers["offer_id"])
+    coverage = pd.Series(offer_coverage(data.offers, data.providers), index=data.offers["offer_id"])
     service = data.offers.set_index("offer_id")["service_id"]
     sources = pd.DataFrame({"service_id": service.loc[offer_ids].to_numpy(),
                             "coverage": coverage.loc[offer_ids].to_numpy()})
     reached = np.zeros(len(needs), bool)
-    reached[_covering_pairs(needs, "coverage", sources, data.hierarchy)[0]] = True
+    reached[covering_pairs(needs, "coverage", sources, data.hierarchy)[0]] = True
     return reached
 
 
@@ -407,7 +398,7 @@ def _top_up_input(data: AllocationInput, merged: dict, shared_offers: pd.Series,
     capacity_left = offers["capacity"] - used.reindex(offers.index, fill_value=0.0) \
         - offers.index.to_series().map(data.used_capacity).fillna(0.0)
     has_capacity = capacity_left >= 1.0 / _offer_scale(data)
-    charged = (offers["unit_cost"] > 0) & (offers["fund_id"] != "")
+    charged = pd.Series(charges_fund(offers), index=offers.index)
     money_ok = ~charged | ~offers["fund_id"].isin(shared_funds.index) | (fund_left > 0.005)
     open_ = has_capacity & ((offers.index.isin(left_o.index) & money_ok)
                             | (charged & offers["fund_id"].isin(left_f.index[left_f > 0.005])))

@@ -66,16 +66,16 @@ def exact_lp_values(s: Scenario) -> tuple[dict[str, float], bool]:
     per-household cap row there spans two arcs (which the aggregate relaxes)."""
     data = allocation_input(s)
     needs = exact.prepare_needs(data)
-    offers = exact._offer_table(data)
+    offers = exact.offer_table(data)
     funds = data.funds.reset_index(drop=True)
-    pools = exact._pools(data)
+    pools = exact.volunteer_pools(data)
     model, _ = exact.build_arcs(data, needs, offers, pools)
-    rows = exact._rows(needs, offers, funds, pools, model, data)
+    rows = exact.build_rows(needs, offers, funds, pools, model, data)
     shared = False
     for (family, _, count), row in zip(rows.names, rows.row, strict=True):
         if family in ("offer_household", "fund_household") and count:
             shared |= bool((np.bincount(row - row.min()) > 1).any())
-    levels = [lv for lv in exact._levels(needs, model) if lv.name in COLOURS]
+    levels = [lv for lv in exact.build_levels(needs, model) if lv.name in COLOURS]
     q = needs["base_quantity"].to_numpy(float)
     n = len(model.need) + len(needs)
     result = solve_lexicographic(np.concatenate([model.lower, np.zeros(len(needs))]),
