@@ -1,17 +1,11 @@
 """Weekly allocation: supply from the five linkages → needs, lexicographically by colour.
 
-The model (docs/model.md has the mathematics):
-
-- a column per *arc*: a need and a source that may serve it — an offer that serves the need's
-  service, covers the household, accepts its categories and colour, and whose fund (if it
-  charges one) covers the household and is earmarked for the service; or a volunteer pool
-  (the capable volunteers of the household's street, for an in-person service);
-- quantities in *base units*: whole hours, visits and items, and cents for yuan, so every
-  column is an integer;
-- rows: need quantity, offer capacity, per-household caps of offers and funds, fund budgets,
-  pool and street volunteer hours, pins as lower bounds on their arcs;
-- levels: red, orange, yellow and green coverage (Σ urgency × served ÷ needed), then least
-  money charged to funds, least volunteer travel, most continuity with last visits.
+One integer column per admissible arc — a need and an offer or volunteer pool that may serve it
+(``optimizer.eligibility`` has the rules) — in base units (whole hours, visits and items; cents
+for yuan); rows for needs, capacities, per-household caps, budgets and volunteer hours, pins as
+bounds; levels red, orange, yellow and green coverage, then least money, least travel, most
+continuity. Solved by ``optimizer.flow`` and ``optimizer.lexmip``; unmet units get their reason.
+docs/model.md §1 has the mathematics.
 
 Pure: DataFrames and arrays in, DataFrames out; no files, no database, no UI.
 """
