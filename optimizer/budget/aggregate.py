@@ -34,9 +34,8 @@ RED = TIER_LEVELS[0]
 
 @dataclass
 class AggregateColumns:
-    """The aggregate's segments, groups and group arcs: the LP's columns and what they mean
-    (the LP's columns are segments, group arcs, the equity dial's largest shortfall and the
-    city red fill rate, in that order: :class:`AggregateLP`)."""
+    """Segments, groups (street × service × colour × signature) and group arcs: what the
+    aggregate LP's columns stand for (:class:`AggregateLP` says where they sit)."""
 
     # segments
     seg_group: np.ndarray

@@ -155,9 +155,10 @@ class BudgetModel:
         self.build_seconds = 0.0
         self._time_limit = time_limit
         self._threads, self._seed = threads, seed
-        # Each level's LP (a projection of the model, see LevelLP), by the colours whose segments it
-        # keeps and whether the equity dial is on. The dial-off views are built and solved by
-        # the baseline solve (whose bases start every later solve); the dial's on demand.
+        # Each level's LP (a projection of the model, see LevelLP), by the colours whose
+        # segments it keeps and whether the equity dial is on. The dial-off views are built and
+        # solved by the baseline solve (whose bases start every later solve); the dial's on
+        # demand.
         self._views: dict[tuple, LevelLP] = {}
         self._baseline_done = False
         self._alone: StreetsAloneLP | None = None
