@@ -121,8 +121,8 @@ def whole_highs(path: str) -> dict:
     data = allocation_input(load_scenario(path))
     start = time.perf_counter()
     needs = al.prepare_needs(data)
-    offers = al._offer_table(data)
-    pools = al._pools(data)
+    offers = al.offer_table(data)
+    pools = al.volunteer_pools(data)
     model, _ = al.build_arcs(data, needs, offers, pools)
     rows = al.build_rows(needs, offers, data.funds.reset_index(drop=True), pools, model, data)
     levels = [replace(level, hold_cols=None) for level in al.build_levels(needs, model)]

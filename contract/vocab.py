@@ -134,6 +134,14 @@ CHINA_LAT = (18.0, 54.0)
 CHINA_LON = (73.0, 135.0)
 
 
+# Why a need went unmet in the weekly allocation, in the order they are tried (each need gets the
+# first that applies: docs/model.md, "Reasons for unmet units").
+ALLOCATION_REASONS: tuple[str, ...] = ("no_eligible_offer", "out_of_coverage", "household_cap",
+                                       "budget_exhausted", "capacity_exhausted")
+# Why a visit went unmet in the volunteer matching, in the order they are tried.
+MATCHING_REASONS: tuple[str, ...] = ("no_volunteer_with_skill", "no_safeguarding_check",
+                                     "beyond_travel_limit", "no_available_slot", "hours_exhausted")
+
 # Why a need or a visit went unmet, in Chinese (the codes are the English names): the allocation's
 # reasons, then the volunteer matching's.
 REASON_ZH: dict[str, str] = {

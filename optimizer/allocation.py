@@ -1,17 +1,11 @@
 """Weekly allocation: supply from the five linkages → needs, lexicographically by colour.
 
-The model (docs/model.md has the mathematics):
-
-- a column per *arc*: a need and a source that may serve it — an offer that serves the need's
-  service, covers the household, accepts its categories and colour, and whose fund (if it
-  charges one) covers the household and is earmarked for the service; or a volunteer pool
-  (the capable volunteers of the household's street, for an in-person service);
-- quantities in *base units*: whole hours, visits and items, and cents for yuan, so every
-  column is an integer;
-- rows: need quantity, offer capacity, per-household caps of offers and funds, fund budgets,
-  pool and street volunteer hours, pins as lower bounds on their arcs;
-- levels: red, orange, yellow and green coverage (Σ urgency × served ÷ needed), then least
-  money charged to funds, least volunteer travel, most continuity with last visits.
+One integer column per admissible arc — a need and an offer or volunteer pool that may serve it
+(``optimizer.eligibility`` has the rules) — in base units (whole hours, visits and items; cents
+for yuan); rows for needs, capacities, per-household caps, budgets and volunteer hours, pins as
+bounds; levels red, orange, yellow and green coverage, then least money, least travel, most
+continuity. Solved by ``optimizer.flow`` and ``optimizer.lexmip``; unmet units get their reason.
+docs/model.md §1 has the mathematics.
 
 Pure: DataFrames and arrays in, DataFrames out; no files, no database, no UI.
 """
@@ -30,18 +24,31 @@ import pyarrow.compute as pc
 from wulian.contract import vocab
 from wulian.contract.hierarchy import Hierarchy
 from wulian.optimizer.checks import check_choice, check_flag, check_seconds, check_seed, check_whole
+from wulian.optimizer.eligibility import (
+    accepts,
+    arc_upper,
+    capable,
+    category_bits,
+    charges_fund,
+    colour_bit,
+    colour_bits,
+    offer_arcs,
+    offer_coverage,
+    offer_household_units,
+    pool_of,
+)
 from wulian.optimizer.flow import solve_parts
 from wulian.optimizer.geo import haversine_km
 from wulian.optimizer.lexmip import Level, LexResult, Rows
-from wulian.optimizer.masks import bit_masks
 from wulian.optimizer.pins import PinError
 from wulian.optimizer.status import Status
 
 TIER_LEVELS = tuple(vocab.TIER_ORDER)
 CENTS_PER_YUAN = 100.0
 LEVELS = (*TIER_LEVELS, "money", "travel", "continuity")
-REASONS = ("no_eligible_offer", "out_of_coverage", "household_cap", "budget_exhausted",
-           "capacity_exhausted")
+# The reasons of unmet units, in the order they are tried (contract.vocab has the codes).
+(NO_ELIGIBLE_OFFER, OUT_OF_COVERAGE, HOUSEHOLD_CAP, BUDGET_EXHAUSTED,
+ CAPACITY_EXHAUSTED) = vocab.ALLOCATION_REASONS
 DECOMPOSE = ("auto", "always", "never")  # AllocationParams.decompose
 DECOMPOSE_BY = ("street", "district")  # AllocationParams.decompose_by
 
@@ -209,77 +216,31 @@ def prepare_needs(data: AllocationInput) -> pd.DataFrame:
         unit=unit.to_numpy(),
         scale=scale,
         base_quantity=np.round(needs["quantity"].to_numpy(float) * scale).astype(np.int64),
-        cat_bits=bit_masks(needs["categories"], vocab.CATEGORIES),
-        tier_bit=needs["tier"].map({t: 1 << i for i, t in enumerate(vocab.TIERS)}).to_numpy(),
+        cat_bits=category_bits(needs["categories"]),
+        tier_bit=colour_bit(needs["tier"]),
     )
 
 
-def _offer_table(data: AllocationInput) -> pd.DataFrame:
+def offer_table(data: AllocationInput) -> pd.DataFrame:
+    """Offers with everything the models read: coverage centre, base-unit scale, capacity and
+    household cap in base units (capacity less what other runs used), whether and what they
+    charge their fund per base unit, eligible categories and colours as bit masks."""
     offers = data.offers.reset_index(drop=True)
-    provider_centre = data.providers.set_index("provider_id")["centre_id"]
-    coverage = offers["coverage_centre_id"].where(offers["coverage_centre_id"] != "",
-                                                  offers["provider_id"].map(provider_centre))
     services = data.services.set_index("service_id")
     scale = np.where(offers["service_id"].map(services["unit"]) == "yuan", 100, 1)
-    charged = (offers["unit_cost"].to_numpy(float) > 0) & (offers["fund_id"] != "").to_numpy()
+    charged = charges_fund(offers)
     used = offers["offer_id"].map(data.used_capacity).fillna(0.0).to_numpy(float)
     return offers.assign(
-        coverage=coverage.to_numpy(),
+        coverage=offer_coverage(offers, data.providers),
         scale=scale,
         base_capacity=np.maximum(
             np.round((offers["capacity"].to_numpy(float) - used) * scale), 0).astype(np.int64),
         base_cap_household=np.round(offers["max_per_household"].to_numpy(float) * scale),
         charged=charged,
         charge=np.where(charged, offers["unit_cost"].to_numpy(float) / scale, 0.0),
-        cat_bits=bit_masks(offers["eligible_categories"], vocab.CATEGORIES),
-        tier_bits=bit_masks(offers["eligible_tiers"], vocab.TIERS),
+        cat_bits=category_bits(offers["eligible_categories"]),
+        tier_bits=colour_bits(offers["eligible_tiers"]),
     )
-
-
-def _covering_pairs(needs: pd.DataFrame, centre_col: str, sources: pd.DataFrame,
-                    hierarchy: Hierarchy, key: str = "service_id") -> tuple[np.ndarray,
-                                                                           np.ndarray]:
-    """(need index, source index) for every source of the need's service whose coverage
-    centre is an ancestor of (or is) the need's station; ordered by the coverage centre's
-    level, then need, then source. Keys are integers (service code × centre number): string
-    merges were a tenth of a street's solve."""
-    keys, _ = pd.factorize(np.concatenate([needs[key].to_numpy(object),
-                                           sources[key].to_numpy(object)]))
-    n_centres = len(hierarchy.first) + 1
-    centre = hierarchy.first.reindex(sources[centre_col].to_numpy()).fillna(-1).to_numpy()
-    src = np.flatnonzero(centre >= 0)
-    src_keys = keys[len(needs):][src] * n_centres + centre[src].astype(np.int64)
-    # One block of needs per level (each centre has one level, so a key meets only its own).
-    ancestors = hierarchy.ancestor_numbers.reindex(needs["station_id"].to_numpy()).fillna(-1)
-    need_idx, need_keys = [], []
-    for level in vocab.LEVELS:
-        anc = ancestors[level].to_numpy(np.int64)
-        at = np.flatnonzero(anc >= 0)
-        need_idx.append(at)
-        need_keys.append(keys[:len(needs)][at] * n_centres + anc[at])
-    left, right = join_equal(np.concatenate(need_keys), src_keys)
-    return np.concatenate(need_idx)[left], src[right]
-
-
-def join_equal(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every (i, j) with ``left[i] == right[j]``, ordered by i then j (an inner join on integer
-    keys, as pandas' merge orders it)."""
-    order = np.argsort(right, kind="stable")
-    ordered = right[order]
-    start = np.searchsorted(ordered, left, "left")
-    count = np.searchsorted(ordered, left, "right") - start
-    i = np.repeat(np.arange(len(left)), count)
-    within = np.arange(len(i)) - np.repeat(np.cumsum(count) - count, count)
-    return i, order[np.repeat(start, count) + within]
-
-
-def _capable(vols: pd.DataFrame, services: pd.DataFrame) -> np.ndarray:
-    """Volunteer × in-person service: has every skill, and a background check if needed."""
-    vbits = bit_masks(vols["skills"], vocab.SKILLS)
-    sbits = bit_masks(services["skills"], vocab.SKILLS)
-    capable = (vbits[:, None] & sbits[None, :]) == sbits[None, :]
-    return capable & (~services["safeguarding"].to_numpy(bool)[None, :]
-                      | vols["background_checked"].to_numpy(bool)[:, None])
 
 
 def _services_with_volunteers(data: AllocationInput) -> set:
@@ -287,11 +248,11 @@ def _services_with_volunteers(data: AllocationInput) -> set:
     services = data.services[data.services["delivery"] == "in_person"]
     if data.volunteers.empty or services.empty:
         return set()
-    capable = _capable(data.volunteers, services)
-    return set(services["service_id"].to_numpy()[capable.any(axis=0)])
+    able = capable(data.volunteers, services)
+    return set(services["service_id"].to_numpy()[able.any(axis=0)])
 
 
-def _pools(data: AllocationInput) -> pd.DataFrame:
+def volunteer_pools(data: AllocationInput) -> pd.DataFrame:
     """Volunteer pools: the capable volunteers of one street for one in-person service.
 
     A volunteer is capable of a service when their skills include all the service's skills
@@ -314,7 +275,7 @@ def _pools(data: AllocationInput) -> pd.DataFrame:
     if vols.empty or services.empty:
         return pd.DataFrame(columns=["pool_id", "street", "service_id", "hours", "units",
                                      "hours_per_unit", "lat", "lon", "members"])
-    v_idx, s_idx = np.nonzero(_capable(vols, services))
+    v_idx, s_idx = np.nonzero(capable(vols, services))
     street = data.hierarchy.ancestor(vols["station_id"].to_numpy(), "street")
     hours = vols["max_hours"].to_numpy(float)[v_idx]
     per_visit = services["unit"].to_numpy() == "visit"
@@ -360,45 +321,19 @@ def build_arcs(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
     """Every admissible (need, source) arc, and per need the counts the reasons are made of."""
     h = data.hierarchy
     funds = data.funds.reset_index(drop=True)
-    fund_index = pd.Series(np.arange(len(funds)), index=funds["fund_id"])
 
-    # Offers: coverage by the tree, then eligibility and the paying fund's reach, vectorised.
-    n_i, o_i = _covering_pairs(needs, "coverage", offers, h)
-    eligible_cat = (offers["cat_bits"].to_numpy()[o_i] == 0) | \
-        ((offers["cat_bits"].to_numpy()[o_i] & needs["cat_bits"].to_numpy()[n_i]) != 0)
-    eligible_tier = (offers["tier_bits"].to_numpy()[o_i] == 0) | \
-        ((offers["tier_bits"].to_numpy()[o_i] & needs["tier_bit"].to_numpy()[n_i]) != 0)
-    charged = offers["charged"].to_numpy()[o_i]
-    f_i = np.where(charged, offers["fund_id"].map(fund_index).fillna(-1).to_numpy(int)[o_i], -1)
-    fund_ok = np.ones(len(n_i), bool)
-    if charged.any():
-        sel = np.flatnonzero(charged)
-        fund_centre = funds["centre_id"].to_numpy()[f_i[sel]]
-        covers = h.covers(fund_centre, needs["station_id"].to_numpy()[n_i[sel]])
-        earmarks = funds["earmarked_services"].to_numpy()[f_i[sel]]
-        service = needs["service_id"].to_numpy()[n_i[sel]]
-        earmarked = np.array([e == "" or s in e.split(";") for e, s in zip(earmarks, service,
-                                                                          strict=True)],
-                             dtype=bool)
-        fund_ok[sel] = covers & earmarked
-    keep = eligible_cat & eligible_tier & fund_ok
-    n_i, o_i, f_i = n_i[keep], o_i[keep], f_i[keep]
-    cap_h = offers["base_cap_household"].to_numpy()[o_i]
-    q = needs["base_quantity"].to_numpy()[n_i]
-    upper_offer = np.where(np.isnan(cap_h), q, np.minimum(q, np.nan_to_num(cap_h))).astype(float)
+    # Offers: the rules of optimizer.eligibility, the columns in order of the coverage centre's
+    # level, then need, then offer.
+    arcs = offer_arcs(needs, offers, funds, h).by_level()
+    n_i, o_i, f_i = arcs.need, arcs.offer, arcs.fund
+    upper_offer = arc_upper(needs["base_quantity"].to_numpy()[n_i],
+                            offer_household_units(offers)[o_i])
 
     # Pools: the household's street, an in-person service with capable volunteers.
     street = h.ancestor(needs["station_id"].to_numpy(), "street")
-    pool_key = pd.Series(np.arange(len(pools)),
-                         index=pd.MultiIndex.from_arrays([pools["street"], pools["service_id"]]))
-    if len(pools):
-        idx = pd.MultiIndex.from_arrays([street, needs["service_id"].to_numpy()])
-        p_of_need = pool_key.reindex(idx).to_numpy()
-    else:
-        p_of_need = np.full(len(needs), np.nan)
-    has_pool = ~np.isnan(p_of_need)
-    pn_i = np.flatnonzero(has_pool)
-    pp_i = p_of_need[has_pool].astype(int)
+    p_of_need = pool_of(pools, street, needs["service_id"].to_numpy())
+    pn_i = np.flatnonzero(p_of_need >= 0)
+    pp_i = p_of_need[pn_i]
     services = data.services.set_index("service_id")
     unit = needs["unit"].to_numpy()[pn_i]
     visit_hours = needs["service_id"].map(services["visit_hours"]).to_numpy(float)[pn_i]
@@ -478,6 +413,7 @@ def _apply_pins(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame
 
 
 def build_rows(needs, offers, funds, pools, model: _Model, data: AllocationInput) -> Rows:
+    """The weekly model's rows (docs/model.md §1, "Rows"), pins excepted (bounds of arcs)."""
     rows = Rows()
     n_arcs = len(model.need)
     arcs = np.arange(n_arcs)
@@ -524,7 +460,7 @@ def build_rows(needs, offers, funds, pools, model: _Model, data: AllocationInput
     p = model.pool >= 0
     if p.any():
         add_volunteer_hour_rows(rows, data, pools, model.pool[p], arcs[p],
-                                _hours_per_unit(needs, model, data)[p])
+                                _arc_hours_per_unit(needs, model, data)[p])
     return rows
 
 
@@ -536,15 +472,16 @@ def add_volunteer_hour_rows(rows: Rows, data: AllocationInput, pools: pd.DataFra
     # In the service's unit (whole visits a pool's members can give in their slots).
     rows.add("pool", pool_of_col, cols, np.ones(len(cols)), np.full(len(pools), -np.inf),
              pools["units"].to_numpy(float))
-    streets, street_hours = _street_hours(data)
+    streets, street_hours = street_volunteer_hours(data)
     street_index = pd.Series(np.arange(len(streets)), index=streets)
     street_of_col = pools["street"].map(street_index).to_numpy()[pool_of_col]
     rows.add("street_hours", street_of_col, cols, hours_per_unit,
              np.full(len(streets), -np.inf), street_hours)
 
 
-def _street_hours(data: AllocationInput) -> tuple[np.ndarray, np.ndarray]:
-    """Hours of each street's volunteers, less what runs outside this one used."""
+def street_volunteer_hours(data: AllocationInput) -> tuple[np.ndarray, np.ndarray]:
+    """(street ids, hours): hours of each street's volunteers, less what runs outside this one
+    used."""
     vols = data.volunteers
     street = data.hierarchy.ancestor(vols["station_id"].to_numpy(), "street")
     total = pd.Series(vols["max_hours"].to_numpy(float)).groupby(street).sum()
@@ -556,6 +493,7 @@ def _street_hours(data: AllocationInput) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_levels(needs: pd.DataFrame, model: _Model) -> list[Level]:
+    """The weekly model's levels, in order: the colours, money, travel, continuity."""
     weight = needs["urgency"].to_numpy(float) / needs["base_quantity"].to_numpy(float)
     tier = needs["tier"].to_numpy()[model.need]
     w = weight[model.need]
@@ -624,11 +562,9 @@ def _reasons(needs, offers, funds, pools, model: _Model, x: np.ndarray, data: Al
         rows = idx_unmet[unmet_service == service]
         of = np.flatnonzero(offer_service == service)
         if len(of):
-            cat_ok = (offer_cat[of][None, :] == 0) | (
-                (offer_cat[of][None, :] & need_cat[rows][:, None]) != 0)
-            tier_ok = (offer_tier[of][None, :] == 0) | (
-                (offer_tier[of][None, :] & need_tier[rows][:, None]) != 0)
-            eligible_any[rows] = (cat_ok & tier_ok).any(axis=1)
+            eligible_any[rows] = accepts(offer_cat[of][None, :], offer_tier[of][None, :],
+                                         need_cat[rows][:, None], need_tier[rows][:, None]
+                                         ).any(axis=1)
         if service in volunteer_services:
             eligible_any[rows] = True  # volunteers accept any household
     # Per arc: does its source have room for one more unit (capacity, or a volunteer's hours)?
@@ -637,7 +573,8 @@ def _reasons(needs, offers, funds, pools, model: _Model, x: np.ndarray, data: Al
     has_capacity[is_offer] = offer_left[model.offer[is_offer]] >= 1 - eps
     if len(pools):
         p = ~is_offer
-        has_capacity[p] = pool_left[model.pool[p]] >= _hours_per_unit(needs, model, data)[p] - eps
+        hours = _arc_hours_per_unit(needs, model, data)[p]
+        has_capacity[p] = pool_left[model.pool[p]] >= hours - eps
     hh_capped = _household_capped(needs, offers, funds, model, x) | (x >= model.upper - eps)
     budget_short = np.zeros(len(x), bool)
     fa = model.fund >= 0
@@ -648,26 +585,32 @@ def _reasons(needs, offers, funds, pools, model: _Model, x: np.ndarray, data: Al
                               minlength=n)
     open_budget = np.bincount(model.need, weights=(has_capacity & ~hh_capped & budget_short)
                               .astype(float), minlength=n)
-    reason[unmet & ~eligible_any] = "no_eligible_offer"
+    reason[unmet & ~eligible_any] = NO_ELIGIBLE_OFFER
     rest = unmet & eligible_any
-    reason[rest & ~reaching] = "out_of_coverage"
+    reason[rest & ~reaching] = OUT_OF_COVERAGE
     rest &= reaching
     # Every open source is capped for this household → household_cap.
     cap_all = rest & (open_any > 0) & (open_capped >= open_any - 0.5)
-    reason[cap_all] = "household_cap"
+    reason[cap_all] = HOUSEHOLD_CAP
     rest &= ~cap_all
     budget = rest & (open_budget > 0)
-    reason[budget] = "budget_exhausted"
+    reason[budget] = BUDGET_EXHAUSTED
     rest &= ~budget
-    reason[rest] = "capacity_exhausted"
+    reason[rest] = CAPACITY_EXHAUSTED
     return reason
 
 
-def _hours_per_unit(needs, model: _Model, data: AllocationInput) -> np.ndarray:
-    """Per arc: a volunteer's hours one unit of the need takes (visit_hours for a visit)."""
-    visit_hours = needs["service_id"].map(data.services.set_index("service_id")["visit_hours"])
-    per_need = np.where(needs["unit"].to_numpy() == "visit", visit_hours.to_numpy(float), 1.0)
-    return per_need[model.need]
+def hours_per_unit(services: pd.DataFrame, service_ids: np.ndarray) -> np.ndarray:
+    """A volunteer's hours per unit of each of ``service_ids``: ``visit_hours`` for a visit,
+    1 for an hour."""
+    s = services.set_index("service_id")
+    unit = s["unit"].reindex(service_ids).to_numpy()
+    return np.where(unit == "visit", s["visit_hours"].reindex(service_ids).to_numpy(float), 1.0)
+
+
+def _arc_hours_per_unit(needs, model: _Model, data: AllocationInput) -> np.ndarray:
+    """Per arc: a volunteer's hours one unit of the need takes."""
+    return hours_per_unit(data.services, needs["service_id"].to_numpy())[model.need]
 
 
 def _pool_left(needs, pools, model: _Model, x: np.ndarray, data: AllocationInput):
@@ -675,14 +618,14 @@ def _pool_left(needs, pools, model: _Model, x: np.ndarray, data: AllocationInput
     if not len(pools):
         return np.zeros(0), np.zeros(0)
     p = model.pool >= 0
-    hpu = _hours_per_unit(needs, model, data)[p]
+    hpu = _arc_hours_per_unit(needs, model, data)[p]
     used = np.bincount(model.pool[p], weights=x[p] * hpu, minlength=len(pools))
     used_units = np.bincount(model.pool[p], weights=x[p], minlength=len(pools))
     left = np.minimum(pools["hours"].to_numpy(float) - used,
                       (pools["units"].to_numpy(float) - used_units)
                       * pools["hours_per_unit"].to_numpy(float))
     # A pool also runs dry when its street's volunteers have no hours left.
-    streets, street_hours = _street_hours(data)
+    streets, street_hours = street_volunteer_hours(data)
     street_used = pd.Series(used).groupby(pools["street"].to_numpy()).sum()
     street_left = pd.Series(street_hours, index=streets) - street_used.reindex(streets,
                                                                                fill_value=0)
@@ -727,9 +670,9 @@ def allocate(data: AllocationInput, params: AllocationParams | None = None) -> A
     params = params or AllocationParams()
     t0 = time.perf_counter()
     needs = prepare_needs(data)
-    offers = _offer_table(data)
+    offers = offer_table(data)
     funds = data.funds.reset_index(drop=True)
-    pools = _pools(data)
+    pools = volunteer_pools(data)
     model, extra = build_arcs(data, needs, offers, pools)
     _apply_pins(data, needs, offers, pools, model, extra["street"])
     rows = build_rows(needs, offers, funds, pools, model, data)
@@ -756,9 +699,9 @@ def explain(data: AllocationInput, allocations: pd.DataFrame) -> pd.Series:
     given what ``allocations`` (need_id, source_id, units) gives them, with whatever other
     needs use already counted in ``data.used_*``. The rules are those of a solve."""
     needs = prepare_needs(data)
-    offers = _offer_table(data)
+    offers = offer_table(data)
     funds = data.funds.reset_index(drop=True)
-    pools = _pools(data)
+    pools = volunteer_pools(data)
     model, _ = build_arcs(data, needs, offers, pools)
     source = np.where(model.offer >= 0,
                       offers["offer_id"].to_numpy()[np.maximum(model.offer, 0)],

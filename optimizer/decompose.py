@@ -44,12 +44,15 @@ import numpy as np
 import pandas as pd
 
 from wulian.optimizer.allocation import (
+    BUDGET_EXHAUSTED,
+    CAPACITY_EXHAUSTED,
+    HOUSEHOLD_CAP,
     LEVELS,
+    NO_ELIGIBLE_OFFER,
     TIER_LEVELS,
     AllocationInput,
     AllocationParams,
     AllocationResult,
-    _covering_pairs,
     allocate,
     explain,
     member_mask,
@@ -58,6 +61,7 @@ from wulian.optimizer.allocation import (
 )
 from wulian.optimizer.budget import BudgetModel, build_budget_model
 from wulian.optimizer.checks import check_whole
+from wulian.optimizer.eligibility import charges_fund, covering_pairs, offer_coverage
 from wulian.optimizer.flow import Parts
 from wulian.optimizer.lexmip import LevelResult
 from wulian.optimizer.status import Status
@@ -67,7 +71,7 @@ PART_TASKS = 24
 # Tasks the reasons said again are dealt into: each reads the whole supply, so fewer, larger.
 EXPLAIN_TASKS = 4
 # Unmet reasons that more shared supply could change (the others are about the household).
-SUPPLY_REASONS = ("capacity_exhausted", "budget_exhausted")
+SUPPLY_REASONS = (CAPACITY_EXHAUSTED, BUDGET_EXHAUSTED)
 # Up to this many aggregate columns (segments and group arcs), the levels after red get
 # bounds (four LPs solved from nothing after the parts; ``BudgetModel.level_bounds``). They
 # cost about 1 s at this size on the 2-core machine, and tens of seconds on the city (384,000
@@ -95,21 +99,12 @@ def areas_of(data: AllocationInput, by: str) -> np.ndarray:
     return data.hierarchy.ancestor(data.needs["station_id"].to_numpy(), by)
 
 
-def _coverage(data: AllocationInput) -> np.ndarray:
-    """Each offer's coverage centre (its provider's centre when the offer names none)."""
-    offers = data.offers
-    provider_centre = data.providers.set_index("provider_id")["centre_id"]
-    return offers["coverage_centre_id"].where(offers["coverage_centre_id"] != "",
-                                              offers["provider_id"].map(provider_centre)
-                                              ).to_numpy()
-
-
 def _shared(data: AllocationInput, by: str) -> tuple[pd.Series, pd.Series]:
     """(offer_id → capacity available, fund_id → budget available) of the supply that reaches
     more than one part: offers covering a centre above level ``by``, and the funds of such
     centres."""
     offers = data.offers
-    above = data.hierarchy.ancestor(_coverage(data), by) == ""
+    above = data.hierarchy.ancestor(offer_coverage(data.offers, data.providers), by) == ""
     capacity = (offers["capacity"].to_numpy(float)
                 - offers["offer_id"].map(data.used_capacity).fillna(0.0).to_numpy(float))
     shared_offers = pd.Series(np.maximum(capacity, 0.0), index=offers["offer_id"])[above]
@@ -129,7 +124,7 @@ def _part_inputs(data: AllocationInput, area_of_need: np.ndarray, parts: list[st
     it (shared offers, the offers, volunteers and history inside the area), so a worker
     receives and reads a few rows, not the city's. Rows are grouped by part once, so building
     all the parts costs about one pass over the city."""
-    offer_area = data.hierarchy.ancestor(_coverage(data), by)
+    offer_area = data.hierarchy.ancestor(offer_coverage(data.offers, data.providers), by)
     shared_offer = data.offers["offer_id"].isin(shared_offers.index).to_numpy()
     vol_area = data.hierarchy.ancestor(data.volunteers["station_id"].to_numpy(), by)
     # History of a household goes with the part of its needs (others are never read).
@@ -273,10 +268,10 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     # does: used up, share and all. A part sees only the offers that reach it, so its "no
     # eligible offer" may be "out of coverage" for the city: those are said again too.
     served = merged["need_served"]
-    supply_short = served["reason"].isin(SUPPLY_REASONS + ("household_cap",)).to_numpy(
+    supply_short = served["reason"].isin(SUPPLY_REASONS + (HOUSEHOLD_CAP,)).to_numpy(
         copy=True)
     supply_short[supply_short] = _reached(data, served["need_id"][supply_short], seen_ids)
-    again = supply_short | (served["reason"] == "no_eligible_offer").to_numpy()
+    again = supply_short | (served["reason"] == NO_ELIGIBLE_OFFER).to_numpy()
     short = set(served.loc[again, "household_id"])
     if short:
         reasons = _explain_again(data, merged, short, area_of_need, map_fn)
@@ -374,12 +369,12 @@ def _reached(data: AllocationInput, need_ids: pd.Series, offer_ids: pd.Index) ->
     if not len(offer_ids) or not len(need_ids):
         return np.zeros(len(need_ids), bool)
     needs = data.needs.iloc[positions(need_ids, data.needs["need_id"])]
-    coverage = pd.Series(_coverage(data), index=data.offers["offer_id"])
+    coverage = pd.Series(offer_coverage(data.offers, data.providers), index=data.offers["offer_id"])
     service = data.offers.set_index("offer_id")["service_id"]
     sources = pd.DataFrame({"service_id": service.loc[offer_ids].to_numpy(),
                             "coverage": coverage.loc[offer_ids].to_numpy()})
     reached = np.zeros(len(needs), bool)
-    reached[_covering_pairs(needs, "coverage", sources, data.hierarchy)[0]] = True
+    reached[covering_pairs(needs, "coverage", sources, data.hierarchy)[0]] = True
     return reached
 
 
@@ -405,7 +400,7 @@ def _top_up_input(data: AllocationInput, merged: dict, shared_offers: pd.Series,
     capacity_left = offers["capacity"] - used.reindex(offers.index, fill_value=0.0) \
         - offers.index.to_series().map(data.used_capacity).fillna(0.0)
     has_capacity = capacity_left >= 1.0 / _offer_scale(data)
-    charged = (offers["unit_cost"] > 0) & (offers["fund_id"] != "")
+    charged = pd.Series(charges_fund(offers), index=offers.index)
     money_ok = ~charged | ~offers["fund_id"].isin(shared_funds.index) | (fund_left > 0.005)
     open_ = has_capacity & ((offers.index.isin(left_o.index) & money_ok)
                             | (charged & offers["fund_id"].isin(left_f.index[left_f > 0.005])))

@@ -142,7 +142,8 @@ def quiet_stdout():
             os.close(saved)
 
 
-def _new_highs(threads: int, time_limit: float, seed: int) -> highspy.Highs:
+def new_highs(threads: int, time_limit: float, seed: int) -> highspy.Highs:
+    """A silent HiGHS instance with the options every model of the package uses."""
     with quiet_stdout():
         h = highspy.Highs()
     h.setOptionValue("output_flag", False)
@@ -158,7 +159,7 @@ def _new_highs(threads: int, time_limit: float, seed: int) -> highspy.Highs:
     return h
 
 
-def _csr(rows: Rows, n_cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def csr(rows: Rows, n_cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Row-wise sparse matrix: (row starts, column of each entry, value, row of each entry)."""
     r = np.concatenate(rows.row) if rows.row else np.zeros(0, np.int64)
     c = np.concatenate(rows.col) if rows.col else np.zeros(0, np.int64)
@@ -228,11 +229,11 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     n = len(lower)
     col_lo = np.asarray(lower, float)
     col_hi = np.asarray(upper, float)
-    h = _new_highs(threads, time_limit, seed)
+    h = new_highs(threads, time_limit, seed)
     inf = highspy.kHighsInf
     h.addCols(n, np.zeros(n), col_lo, col_hi, 0, np.zeros(n, np.int32), np.zeros(0, np.int32),
               np.zeros(0))
-    a_start, a_index, a_value, a_row = _csr(rows, n)
+    a_start, a_index, a_value, a_row = csr(rows, n)
     lo = np.concatenate(rows.lower) if rows.lower else np.zeros(0)
     hi = np.concatenate(rows.upper) if rows.upper else np.zeros(0)
     on_eq = (lo == hi)[a_row]
@@ -411,7 +412,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         """The certification LP (fixed columns released, earlier colours held by value rows)
         on a copy of the model, solved in a thread while the next level goes on: on a large
         model it only reports a bound, it decides nothing (and HiGHS frees the GIL)."""
-        copy = _new_highs(1, time_limit, seed)
+        copy = new_highs(1, time_limit, seed)
         copy.passModel(h.getModel())
         copy.changeColsIntegrality(n, all_cols, np.full(n, highspy.HighsVarType.kContinuous))
         copy.changeColsBounds(len(fixed), fixed, col_lo[fixed], col_hi[fixed])

@@ -54,6 +54,7 @@ import pandas as pd
 from wulian.contract import vocab
 from wulian.optimizer.allocation import AllocationInput
 from wulian.optimizer.budget import BudgetModel, build_budget_model
+from wulian.optimizer.eligibility import offer_coverage
 from wulian.planning.allocate import allocation_input
 from wulian.planning.engines import Cancelled, TaskResult, default_workers, run_tasks
 from wulian.planning.fmt import count, pct
@@ -276,10 +277,6 @@ def _prepare(payload: _Payload) -> _Prepared:
                    last_week=hh["household_id"].map(last))
     vols = sc.volunteers.assign(street_id=h.ancestor(sc.volunteers["station_id"].to_numpy(),
                                                      "street"))
-    provider_centre = sc.providers.set_index("provider_id")["centre_id"]
-    offers = sc.offers
-    coverage = offers["coverage_centre_id"].where(offers["coverage_centre_id"] != "",
-                                                  offers["provider_id"].map(provider_centre))
     services = sc.services.set_index("service_id")
     hours = pd.Series(np.where(services["unit"] == "visit", services["visit_hours"],
                                np.where(services["unit"] == "hour", 1.0, 0.0)),
@@ -292,7 +289,8 @@ def _prepare(payload: _Payload) -> _Prepared:
                for s, g in payload.split.funds.groupby("street_id", sort=True)},
         offers={s: dict(zip(g["offer_id"], g["capacity"], strict=True))
                 for s, g in payload.split.offers.groupby("street_id", sort=True)},
-        offer_coverage=coverage.to_numpy(), hours_per_unit=hours.fillna(0.0))
+        offer_coverage=offer_coverage(sc.offers, sc.providers),
+        hours_per_unit=hours.fillna(0.0))
     _PREPARED[key] = prepared
     return prepared
 
@@ -625,7 +623,7 @@ def plan_quarter(scenario: Scenario, quarter: str, *, engine: str = "local",
                    "digest": scenario.policy.digest(),
                    "quarter": scenario.policy.quarter.to_dict(),
                    "monitoring_weeks": dict(scenario.policy.monitoring_weeks)},
-        "solver": {"name": "HiGHS (aggregated lexicographic LP, optimizer/budget.py)",
+        "solver": {"name": "HiGHS (aggregated lexicographic LP, optimizer/budget)",
                    "versions": _versions(engine_info)},
         "split": split.network,
         "streets": len(streets),

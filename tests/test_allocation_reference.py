@@ -19,6 +19,7 @@ import pytest
 from scenario_factory import random_scenario
 
 from reference import allocation as rm
+from wulian.contract import vocab
 from wulian.optimizer.allocation import TIER_LEVELS, AllocationParams
 from wulian.planning.allocate import run_allocation
 from wulian.planning.scenario import Scenario, load_scenario
@@ -27,8 +28,7 @@ SEEDS = tuple(range(30))
 PIN_SEEDS = (1, 3, 5, 8, 11, 17, 21, 26)
 DETERMINISM_SEEDS = (2, 9, 19)
 CLEAN = Path(__file__).parent / "data" / "clean"
-REASONS = ("no_eligible_offer", "out_of_coverage", "household_cap", "budget_exhausted",
-           "capacity_exhausted")
+REASONS = vocab.ALLOCATION_REASONS
 ABS = 1e-6  # absolute tolerance on units, yuan and level values
 REL = 1e-6
 

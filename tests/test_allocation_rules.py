@@ -140,36 +140,6 @@ def test_a_failed_save_leaves_the_store_as_it_was(tmp_path):
     pd.testing.assert_frame_equal(again.tables["allocations"], run.allocations)
 
 
-def test_covering_pairs_are_every_ancestor_offer_of_the_service():
-    """The integer join that finds (need, offer) coverage pairs gives exactly the pairs a
-    direct check finds on the demo week (service equal, the offer's coverage centre the
-    need's station or one of its ancestors); the join under it orders pairs as pandas' merge
-    does."""
-    import numpy as np
-
-    from wulian.optimizer.allocation import _covering_pairs, _offer_table, join_equal, prepare_needs
-    from wulian.planning.allocate import allocation_input
-
-    data = allocation_input(load_scenario(Path(__file__).parent.parent / "data" / "demo"))
-    needs, offers = prepare_needs(data), _offer_table(data)
-    n_i, o_i = _covering_pairs(needs, "coverage", offers, data.hierarchy)
-    path = data.hierarchy.path.reindex(needs["station_id"].to_numpy())
-    expected = set()
-    for o, (service, centre) in enumerate(zip(offers["service_id"], offers["coverage"],
-                                              strict=True)):
-        same = needs["service_id"].to_numpy() == service
-        below = (path.to_numpy() == centre).any(axis=1)
-        expected |= {(int(n), o) for n in np.flatnonzero(same & below)}
-    assert set(zip(n_i.tolist(), o_i.tolist(), strict=True)) == expected
-    assert len(n_i) == len(expected) > 0
-
-    left, right = np.array([3, 1, 3, 2]), np.array([3, 2, 9, 3])
-    i, j = join_equal(left, right)
-    merged = pd.DataFrame({"k": left, "i": range(4)}).merge(
-        pd.DataFrame({"k": right, "j": range(4)}), on="k")
-    assert (i.tolist(), j.tolist()) == (merged["i"].tolist(), merged["j"].tolist())
-
-
 def test_ancestors_of_unknown_or_missing_centres_are_empty():
     h = load_scenario(CLEAN).hierarchy
     station = h.path.index[h.path["street"] != ""][-1]

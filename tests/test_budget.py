@@ -17,6 +17,7 @@ from scenario_factory import random_scenario
 from wulian.optimizer import allocation as exact
 from wulian.optimizer import budget as budget_module
 from wulian.optimizer.budget import EquityDial
+from wulian.optimizer.budget.warm import LevelLP
 from wulian.optimizer.lexmip import solve_lexicographic
 from wulian.planning.allocate import allocation_input, run_allocation
 from wulian.planning.budget import BudgetLab, plot_curve
@@ -66,9 +67,9 @@ def exact_lp_values(s: Scenario) -> tuple[dict[str, float], bool]:
     per-household cap row there spans two arcs (which the aggregate relaxes)."""
     data = allocation_input(s)
     needs = exact.prepare_needs(data)
-    offers = exact._offer_table(data)
+    offers = exact.offer_table(data)
     funds = data.funds.reset_index(drop=True)
-    pools = exact._pools(data)
+    pools = exact.volunteer_pools(data)
     model, _ = exact.build_arcs(data, needs, offers, pools)
     rows = exact.build_rows(needs, offers, funds, pools, model, data)
     shared = False
@@ -331,11 +332,12 @@ def whole_model_levels(model, budgets: pd.Series) -> dict[str, float]:
     from stored bases where they stay optimal, the segments rebuilt afterwards). Each level
     is held by fixing its optimal face (value rows with a tolerance lose exactness: 10⁻⁶ of
     red's value bought 0.2 of orange on the demo)."""
-    row, col, val = model._coo
-    n, m = model.agg.n_cols, model._rows.count
-    col_lo, col_hi = model._col_lo.copy(), model._col_hi.copy()
-    lo, hi = model._row_lo.copy(), model._row_hi.copy()
-    hi[model._fund_rows] = budgets.reindex(model.fund_ids).to_numpy(float)
+    lp = model.lp
+    row, col, val = lp.matrix
+    n, m = model.agg.n_cols, lp.rows.count
+    col_lo, col_hi = lp.col_lo.copy(), lp.col_hi.copy()
+    lo, hi = lp.row_lo.copy(), lp.row_hi.copy()
+    hi[lp.fund_rows] = budgets.reindex(model.fund_ids).to_numpy(float)
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     inf = highspy.kHighsInf
@@ -346,7 +348,7 @@ def whole_model_levels(model, budgets: pd.Series) -> dict[str, float]:
               len(col), starts, col.astype(np.int32), val)
     values = {}
     for level in (*COLOURS, "money"):
-        h.changeColsCost(n, np.arange(n, dtype=np.int32), model._objectives[level])
+        h.changeColsCost(n, np.arange(n, dtype=np.int32), lp.objectives[level])
         h.changeObjectiveSense(highspy.ObjSense.kMinimize if level == "money"
                                else highspy.ObjSense.kMaximize)
         h.run()
@@ -418,14 +420,14 @@ def test_stored_bases_answer_as_highs_would(name, monkeypatch):
     specs = budget_sequence(the_lab)
     shortcut = [the_lab.solve(spec) for spec in specs]
     used = []
-    original = budget_module._View.stored_answer
+    original = LevelLP.stored_answer
 
     def counting(self, level, maximise):
         answer = original(self, level, maximise)
         used.append(answer is not None)
         return None
 
-    monkeypatch.setattr(budget_module._View, "stored_answer", counting)
+    monkeypatch.setattr(LevelLP, "stored_answer", counting)
     for spec, short in zip(specs, shortcut, strict=True):
         run = the_lab.solve(spec)
         for colour in COLOURS:
@@ -464,18 +466,18 @@ def test_assembled_solution_satisfies_every_row():
     row of the whole model with the budgets solved for, and give the values reported."""
     the_lab = lab("demo")
     model = the_lab.model
-    agg, lay = model.agg, model._layout
-    row, col, val = model._coo
-    dial_rows = np.zeros(model._rows.count, bool)
+    agg, lp = model.agg, model.lp
+    row, col, val = lp.matrix
+    dial_rows = np.zeros(lp.rows.count, bool)
     for family in ("city_red", "floor", "deviation"):
-        dial_rows[lay.family(family)] = True
+        dial_rows[lp.family(family)] = True
     for spec in budget_sequence(the_lab)[:8]:
         sol = the_lab.solve(spec)
         x = np.zeros(agg.n_cols)
-        x[lay.seg], x[lay.arc] = sol.segment_filled, sol.arc_flow
-        activity = np.bincount(row, weights=val * x[col], minlength=model._rows.count)
-        lo, hi = model._row_lo.copy(), model._row_hi.copy()
-        hi[model._fund_rows] = sol.funds["budget"].to_numpy()
+        x[lp.seg], x[lp.arc] = sol.segment_filled, sol.arc_flow
+        activity = np.bincount(row, weights=val * x[col], minlength=lp.rows.count)
+        lo, hi = lp.row_lo.copy(), lp.row_hi.copy()
+        hi[lp.fund_rows] = sol.funds["budget"].to_numpy()
         ok = (activity >= lo - 1e-6 * np.maximum(1, np.abs(lo))) & \
             (activity <= hi + 1e-6 * np.maximum(1, np.abs(hi)))
         assert (ok | dial_rows).all()

@@ -70,3 +70,10 @@ def test_the_contract_and_the_optimizer_depend_on_nothing_else_of_ours():
         for module, names in _our_imports(folder).items():
             stray = {n for n in names if not any(n == a or n.startswith(a + ".") for a in allowed)}
             assert not stray, (module, stray)
+
+
+def test_every_reason_has_a_chinese_name():
+    """The reason codes are listed once (contract.vocab), each with its Chinese name."""
+    codes = vocab.ALLOCATION_REASONS + vocab.MATCHING_REASONS
+    assert len(set(codes)) == len(codes)
+    assert set(vocab.REASON_ZH) == set(codes)

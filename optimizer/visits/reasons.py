@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from wulian.contract import vocab
 from wulian.optimizer.visits.prepare import VisitArrays
 
-REASONS: tuple[str, ...] = ("no_volunteer_with_skill", "no_safeguarding_check",
-                            "beyond_travel_limit", "no_available_slot", "hours_exhausted")
+REASONS: tuple[str, ...] = vocab.MATCHING_REASONS  # in the order they are tried
 
 
 def unplaced_reasons(arrays: VisitArrays, vol: np.ndarray, reach_any: np.ndarray,
