@@ -84,9 +84,14 @@ def _demo_cycle(scenario: Scenario, out: Path, weeks: int) -> None:
     for stale in out.glob("cycle.sqlite*"):
         stale.unlink()
     store = RunStore(f"sqlite:///{path.resolve()}")
+    # One street's weeks (the one with the most households): the whole district's would take
+    # minutes; `wulian simulate PATH` plays any scope.
+    centres = scenario.centres.set_index("centre_id")
+    street = scenario.households["station_id"].map(centres["parent_id"]).value_counts().index[0]
+    console.print(f"街道 / street {street} {centres.at[street, 'name']}")
     try:
         play_weeks(Register(store, Actor("demo", "simulator"), scenario.policy), scenario,
-                   weeks, 0, out=out / "cycle")
+                   weeks, 0, centre=street, out=out / "cycle")
     finally:
         store.engine.dispose()
     console.print(f"登记册与任务 / register and tasks: [bold]{path}[/]; 推送的工作簿 / published "

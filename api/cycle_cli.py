@@ -279,10 +279,11 @@ def play_weeks(register, scenario, weeks: int, seed: int, *, centre: str | None 
 
     def show(week) -> None:
         rows.append({"周 week": week.week, "任务 tasks": week.tasks,
-                     "拒绝 declined": week.declined, "完成 delivered": week.delivered,
-                     "部分 partial": week.partial, "未完成 not delivered": week.not_delivered,
-                     "走访 visits": week.visits_made, "变差 worse": week.worse,
-                     "新需求 new needs": week.needs_found + week.needs_arrived,
+                     "拒绝 declined": week.declined,
+                     "完成 delivered": week.delivered + week.partial,
+                     "未完成 not done": week.not_delivered + week.visits_missed,
+                     "走访 visits": week.visits_made,
+                     "新需求 new": week.needs_found + week.needs_arrived,
                      "顺延 carried": week.carried, "支出 spent": week.spent,
                      "预警 alerts": week.alerts_open,
                      "秒 s": sum(week.seconds[k] for k in ("open", "publish", "record",

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from wulian.contract import vocab
+from wulian.contract.hierarchy import Hierarchy
 from wulian.planning.alerts import evaluate
 from wulian.planning.cycle import (
     Answer,
@@ -95,7 +96,12 @@ def simulate(register: Register, weeks_to_play: int, seed: int, *, first: str | 
     rates = rates or Rates()
     rng = np.random.default_rng(seed)
     week = first or _first_week(register)
-    base = register.tables()["needs"]  # the mix new needs are drawn from
+    base = register.tables()["needs"]  # the mix new needs are drawn from (the scope's)
+    if centre:
+        stations = set(Hierarchy.from_centres(register.table("centres")).subtree(centre))
+        households = register.table("households")
+        inside = set(households.loc[households["station_id"].isin(stations), "household_id"])
+        base = base[base["household_id"].isin(inside)]
     played = []
     for _ in range(weeks_to_play):
         t0 = time.perf_counter()
