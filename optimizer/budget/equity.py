@@ -76,6 +76,7 @@ def dial_bounds(agg: AggregateColumns, lp: AggregateLP, equity: EquityDial | Non
         return target
     # A street exactly at its reachable maximum must stay feasible through rounding.
     tol = 1e-9
+    assert context is not None  # an active dial comes with max_alone and the undialled solve
     max_alone, free = context
     if equity.floor is not None:
         target = np.minimum(equity.floor, np.maximum(max_alone - tol, 0.0))
@@ -83,6 +84,7 @@ def dial_bounds(agg: AggregateColumns, lp: AggregateLP, equity: EquityDial | Non
         col_hi[lp.short] = target.max()
     else:
         d = equity.deviation
+        assert d is not None  # active, and not the floor
         city_free = float(free.fill_rates().get(RED, 0.0))
         target = np.maximum(0.0, city_free - d - max_alone + tol)  # what it lacks alone
         row_lo[lp.family("deviation")] = -d - target
@@ -160,7 +162,8 @@ class StreetsAloneLP:
         h = self.highs
         if len(self.fund_copy):
             upper = budgets.to_numpy(float)[self.fund_of_copy]
-            h.changeRowsBounds(len(self.fund_copy), self.fund_copy,
+            # highspy's stubs lack changeRowsBounds, which it has at runtime.
+            h.changeRowsBounds(len(self.fund_copy), self.fund_copy,  # type: ignore[attr-defined]
                                np.full(len(self.fund_copy), -_INF), upper)
         if self.start_basis is not None:
             h.clearSolver()

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import cast
 
 import highspy
 import numpy as np
@@ -233,6 +234,8 @@ class BudgetModel:
         upper = agg.arc_upper.copy()
         offer_arc = agg.arc_offer >= 0
         n_offer_arcs = int(offer_arc.sum())  # offer arcs come first, then pool arcs
+        # aggregate() fills in what rescaling needs.
+        assert agg.pair_arc is not None and agg.pair_segment is not None
         offer_upper = np.bincount(agg.pair_arc, weights=seg_needs[agg.pair_segment]
                                   * agg.pair_bound, minlength=n_offer_arcs)
         with np.errstate(invalid="ignore"):
@@ -528,7 +531,8 @@ class BudgetModel:
                     sol = h.getSolution()
                     col_value = np.asarray(sol.col_value, float)
                     row_dual = np.asarray(sol.row_dual, float)
-                    basic = np.asarray(h.getBasicVariables()[1])
+                    # highspy's stubs lack getBasicVariables, which it has at runtime.
+                    basic = np.asarray(h.getBasicVariables()[1])  # type: ignore[attr-defined]
                 # Row activities and reduced costs from the columns and the row duals
                 # (A x, c − Aᵀ y): cheaper than converting HiGHS' lists of them.
                 row_value, col_dual = view.activity(col_value), view.reduced_costs(row_dual)
@@ -560,10 +564,10 @@ class BudgetModel:
         x = self._assemble(view, col_value, row_value, own, own_basic, col_lo, col_hi, row_lo)
         self.last_x = x
         self._baseline_done = True
-        sol = self._solution(x, budgets, values, marginal, level_of, points,
-                             equity or EquityDial(), target, context)
-        sol.seconds = time.perf_counter() - t0
-        return sol
+        result = self._solution(x, budgets, values, marginal, level_of, points,
+                                equity or EquityDial(), target, context)
+        result.seconds = time.perf_counter() - t0
+        return result
 
     def _assemble(self, view: LevelLP, col_value: np.ndarray, row_value: np.ndarray,
                   own: np.ndarray, own_basic: np.ndarray, col_lo: np.ndarray,
@@ -623,7 +627,9 @@ class BudgetModel:
         pos = pos[view.tier[basic[pos]] == t]
         indicator = np.zeros(len(basic))
         indicator[pos] = 1.0
-        per_row = np.asarray(view.highs.getBasisTransposeSolve(indicator)[1], float)
+        # highspy's stubs lack getBasisTransposeSolve, which it has at runtime.
+        per_row = np.asarray(view.highs.getBasisTransposeSolve(  # type: ignore[attr-defined]
+            indicator)[1], np.float64)
         return per_row[view.fund_rows[funds]] / self._tier_needs[t] * POINTS_PER_10K
 
     def use_by_street(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -638,8 +644,12 @@ class BudgetModel:
         f = (agg.arc_fund >= 0) & (y > 0)
         funds = pd.DataFrame({"street_id": street[f], "fund_id": self.fund_ids[agg.arc_fund[f]],
                               "yuan": (y * agg.arc_charge)[f]})
-        return (offers.groupby(["street_id", "offer_id"], as_index=False)["units"].sum(),
-                funds.groupby(["street_id", "fund_id"], as_index=False)["yuan"].sum())
+        # With as_index=False the sums are frames (the keys as columns); pandas-stubs types
+        # them as Series.
+        return (cast(pd.DataFrame,
+                     offers.groupby(["street_id", "offer_id"], as_index=False)["units"].sum()),
+                cast(pd.DataFrame,
+                     funds.groupby(["street_id", "fund_id"], as_index=False)["yuan"].sum()))
 
     # -- bounds for an answer of the exact model ---------------------------------------------
 

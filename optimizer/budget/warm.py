@@ -183,7 +183,8 @@ class LevelLP:
         lo, hi = self._row_bounds(col_lo, col_hi, row_lo, row_hi)
         idx = np.flatnonzero((lo != now["row_lo"]) | (hi != now["row_hi"]))
         if len(idx):
-            h.changeRowsBounds(len(idx), idx.astype(np.int32),
+            # highspy's stubs lack changeRowsBounds, which it has at runtime.
+            h.changeRowsBounds(len(idx), idx.astype(np.int32),  # type: ignore[attr-defined]
                                np.where(np.isfinite(lo[idx]), lo[idx], -_INF),
                                np.where(np.isfinite(hi[idx]), hi[idx], _INF))
             now["row_lo"][idx] = lo[idx]
@@ -270,7 +271,8 @@ class LevelLP:
         if self.held != level:
             h.clearSolver()
             h.setBasis(stored.basis)
-            self.held_basic = np.asarray(h.getBasicVariables()[1])  # factorises the basis
+            # Factorises the basis. (highspy's stubs lack getBasicVariables, which it has.)
+            self.held_basic = np.asarray(h.getBasicVariables()[1])  # type: ignore[attr-defined]
             self.held = level
             # Should the basis not be optimal, the run starts right here: from the same
             # clean state and basis as otherwise, with the factorisation it would make first
@@ -279,7 +281,8 @@ class LevelLP:
         # Else the instance still holds this basis, factorised, from the last solve (no run
         # since): the same factors as a fresh factorisation, so the same answer.
         basic = self.held_basic
-        z = np.asarray(h.getBasisSolve(rhs)[1], float)
+        # highspy's stubs lack getBasisSolve, which it has at runtime.
+        z = np.asarray(h.getBasisSolve(rhs)[1], np.float64)  # type: ignore[attr-defined]
         cols = basic >= 0
         x[basic[cols]] = z[cols]
         lo, hi = now["col_lo"], now["col_hi"]

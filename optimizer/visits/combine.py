@@ -30,6 +30,7 @@ def join_candidates(arrays: VisitArrays, regions: list[RegionResult]) -> tuple:
     starts, vols, more = [np.zeros(1, np.int64)], [], []
     keys = at = 0
     for res in regions:
+        assert res.candidates is not None  # every region sets its candidates
         need_of, start, vol, cut = res.candidates
         cand_of[res.groups] = need_of + keys
         starts.append(start[1:] + at)
@@ -79,18 +80,18 @@ def repair(arrays: VisitArrays, used: tuple[np.ndarray, np.ndarray, np.ndarray],
         li, vi = locs[li], roomy[vi]
         key_of, key_loc, reqs = requirement_keys(gl, gs, gc, gu)
         where = np.full(n_loc, -1, np.int64)
-        fit_key, fit_pair = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+        fit_keys, fit_pairs = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
         for mask, safe, units, keys in reqs:
             where[key_loc[keys]] = keys
             okv = qualified(arrays.vol_skills, arrays.vol_checked, mask, safe) \
                 & (units_left >= units)
             rel = np.flatnonzero(okv[vi] & (where[li] >= 0))
             rel = rel[np.lexsort((vi[rel], km[rel], li[rel]))]  # nearest first per location
-            fit_key.append(where[li[rel]])
-            fit_pair.append(rel)
+            fit_keys.append(where[li[rel]])
+            fit_pairs.append(rel)
             where[key_loc[keys]] = -1
-        fit_key = np.concatenate(fit_key)  # sorted: keys go by requirement, then location
-        fit_pair = np.concatenate(fit_pair)
+        fit_key = np.concatenate(fit_keys)  # sorted: keys go by requirement, then location
+        fit_pair = np.concatenate(fit_pairs)
         start = np.searchsorted(fit_key, np.arange(len(key_loc) + 1))
         cand = np.flatnonzero((start[1:] > start[:-1])[key_of])
         added: list = []
@@ -201,11 +202,18 @@ def combine_reports(arrays: VisitArrays, regions: list[RegionResult], exact: boo
             worst = Status.TIME_LIMIT if status == Status.TIME_LIMIT else Status.FEASIBLE
             out[name] = (worst, bound, seconds)
 
+    # Not exact: a region was cut or pruned, so every region has its cut's bounds.
+    cut_paid: list[np.ndarray] = []
+    cut_vols: list[list] = []
+    for res in regions:
+        assert res.cut_paid is not None and res.cut_vols is not None
+        cut_paid.append(res.cut_paid)
+        cut_vols.append(res.cut_vols)
     for c in np.unique(arrays.g_class):
-        paid = sum(int(res.cut_paid[c]) for res in regions)
+        paid = sum(int(paid_c[c]) for paid_c in cut_paid)
         cut = np.zeros(n_vol, bool)
-        for res in regions:
-            cut |= res.cut_vols[c]
+        for vols_c in cut_vols:
+            cut |= vols_c[c]
         prefix = paid + int(relax_cap[cut].sum())
         settle(int(c), int(held[c]), int(min(n_max[c], prefix - held[:c].sum())), "max")
     metres = arrays.pair_metres(ug, uv)
@@ -219,6 +227,7 @@ def combine_reports(arrays: VisitArrays, regions: list[RegionResult], exact: boo
     load = int(((units + arrays.pinned_units) ** 2).sum())
     could = arrays.pinned_units > 0
     for res in regions:
+        assert res.reach_vols is not None  # every region sets it
         could |= res.reach_vols
     settle("load", load, load_floor(arrays.pinned_units[could], arrays.g_units, arrays.g_count,
                                     arrays.g_class, held), "min")

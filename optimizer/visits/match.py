@@ -242,5 +242,5 @@ def _level_results(arrays: VisitArrays, used: tuple, vol: np.ndarray, reports: d
         if status == Status.OPTIMAL:
             bound = value
         out.append(LevelResult(name=name, sense=sense, value=value, bound=float(bound),
-                               status=str(status), seconds=round(seconds, 3)))
+                               status=Status(status), seconds=round(seconds, 3)))
     return out

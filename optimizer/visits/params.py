@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pandas as pd
 
@@ -28,9 +28,16 @@ DECOMPOSE = ("auto", "components", "never")
 #: Nearest qualified volunteers each visit may be exchanged onto after the regions.
 CANDIDATES = 40
 
-#: ``run_parts(task, payload, keys)`` → ``{key: task(payload, key)}``: how regions are run
-#: (``planning.match`` passes a process pool; by default they run one after another here).
-PartRunner = Callable[[Callable[[Any, Hashable], Any], Any, Sequence[Hashable]], dict]
+_Key = TypeVar("_Key", bound=Hashable)
+_Out = TypeVar("_Out")
+
+
+class PartRunner(Protocol):
+    """``run_parts(task, payload, keys)`` → ``{key: task(payload, key)}``: how regions are run
+    (``planning.match`` passes a process pool; by default they run one after another here)."""
+
+    def __call__(self, task: Callable[[Any, _Key], _Out], payload: Any, keys: Sequence[_Key],
+                 /) -> dict[_Key, _Out]: ...
 
 
 @dataclass(frozen=True)

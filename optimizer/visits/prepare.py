@@ -6,6 +6,7 @@ visits, hours in whole units, and the pins checked (every pin that cannot be kep
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -188,7 +189,8 @@ def _check_pins(ids, pinned, pin_vol, pin_slot, pin_vol_id, pin_slot_id, units, 
     slot_taken = np.zeros_like(vol_avail)
     with_slot = ok & (pin_slot >= 0)
     pairs = pd.DataFrame({"vol": pin_vol[with_slot], "slot": pin_slot[with_slot]})
-    for (i, t), n in pairs.value_counts().sort_index().items():
+    for key, n in pairs.value_counts().sort_index().items():
+        i, t = cast("tuple[int, int]", key)  # a (vol, slot) pair of the two-column index
         slot_taken[i, t] = True
         if n > 1:
             problems.append(f"pins: {n} visits pinned to {vol_ids[i]} in {SLOTS[t]}, "

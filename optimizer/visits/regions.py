@@ -153,7 +153,7 @@ def solve_region(shared: RegionInput, r: int) -> RegionResult:
     need_of, need_loc, needs = requirement_keys(gl, gs, gc, None)
     where = np.full(n_loc, -1, np.int64)
     n_qualified = np.zeros(len(need_loc), np.int64)
-    cand_key, cand_vol = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    cand_keys, cand_vol = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for mask, safe, _, keys in needs:
         where[need_loc[keys]] = keys
         rel = np.flatnonzero(qualified(shared.vol_skills, shared.vol_checked, mask, safe)[vi]
@@ -161,11 +161,11 @@ def solve_region(shared: RegionInput, r: int) -> RegionResult:
         lr = li[rel]
         n_qualified += np.bincount(where[lr], minlength=len(need_loc))
         top = rel[(np.arange(len(rel)) - np.searchsorted(lr, lr)) < CANDIDATES]
-        cand_key.append(where[li[top]])
+        cand_keys.append(where[li[top]])
         cand_vol.append(vi[top])
         where[need_loc[keys]] = -1
     reach_any = (n_qualified > 0)[need_of]
-    cand_key = np.concatenate(cand_key)  # sorted: keys go by requirement, then location
+    cand_key = np.concatenate(cand_keys)  # sorted: keys go by requirement, then location
     candidates = (need_of, np.searchsorted(cand_key, np.arange(len(need_loc) + 1)),
                   np.concatenate(cand_vol), n_qualified > CANDIDATES)
 
@@ -344,7 +344,7 @@ def plan_regions(arrays: VisitArrays, able: np.ndarray, params: MatchParams
     width = int(node[:, 1].max()) - int(node[:, 1].min()) + 3
     lookup = pd.Series(np.arange(len(node)), index=code)
     vol_cells = np.unique(vol_node)
-    tails, heads = [], []
+    tail_parts, head_parts = [], []
     for di in (-1, 0, 1):
         for dj in (-1, 0, 1):
             target = (node[vol_cells, 0] + di) * width + node[vol_cells, 1] + dj
@@ -352,9 +352,9 @@ def plan_regions(arrays: VisitArrays, able: np.ndarray, params: MatchParams
             ok = ~np.isnan(hit)
             hit_nodes = hit[ok].astype(np.int64)
             near_loc = has_loc[hit_nodes]
-            tails.append(vol_cells[ok][near_loc])
-            heads.append(hit_nodes[near_loc])
-    tails, heads = np.concatenate(tails), np.concatenate(heads)
+            tail_parts.append(vol_cells[ok][near_loc])
+            head_parts.append(hit_nodes[near_loc])
+    tails, heads = np.concatenate(tail_parts), np.concatenate(head_parts)
     label = components(len(node), tails, heads)
     linked = np.zeros(len(node), bool)
     linked[tails] = True

@@ -30,7 +30,8 @@ from wulian.optimizer.visits.params import MatchParams
 def _exact_reports(comp: Component, pairs: PairTable, x: np.ndarray, seconds: float) -> list:
     """Every level of an exactly solved component, its bound its value."""
     held = class_counts(comp, pairs, x)
-    reports = [(int(k), Status.OPTIMAL, int(held[k]), 0.0) for k in np.unique(comp.g_class)]
+    reports: list[tuple[int | str, Status, int, float]] = [
+        (int(k), Status.OPTIMAL, int(held[k]), 0.0) for k in np.unique(comp.g_class)]
     reports += [("travel", Status.OPTIMAL, int(pairs.metres @ x), 0.0),
                 ("continuity", Status.OPTIMAL, int(pairs.cont @ x), 0.0),
                 ("load", Status.OPTIMAL, load_value(comp, pairs, x), 0.0)]
