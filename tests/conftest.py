@@ -142,6 +142,22 @@ class Server:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
+def fresh_store_url(request, root: Path, database: str) -> str:
+    """A fresh store on the backend a parametrised test asks for (``request.param``: sqlite or
+    postgresql; PostgreSQL: a database of its own, made anew, in the session's server)."""
+    import sqlalchemy as sa
+
+    if request.param == "sqlite":
+        return f"sqlite:///{root / 'store.sqlite'}"
+    base = sa.make_url(request.getfixturevalue("pg_url"))
+    engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        conn.execute(sa.text(f"CREATE DATABASE {database}"))
+    engine.dispose()
+    return base.set(database=database).render_as_string(hide_password=False)
+
+
 def make_token(store_url: str, role: str, centre: str | None = None) -> str:
     """A new API token's secret, made in the store the server uses."""
     import sqlalchemy as sa

@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import Server, make_token
+from tests.conftest import Server, fresh_store_url, make_token
 from wulian.api.auth import TokenStore
 from wulian.planning import notify
 from wulian.planning.cycle import next_week
@@ -90,15 +90,7 @@ def _wait(condition, what: str, timeout: float = 90.0) -> None:
 
 
 def _store_url(request, root: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{root / 'store.sqlite'}"
-    base = sa.make_url(request.getfixturevalue("pg_url"))
-    engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text("DROP DATABASE IF EXISTS wulian_api_alerts WITH (FORCE)"))
-        conn.execute(sa.text("CREATE DATABASE wulian_api_alerts"))
-    engine.dispose()
-    return base.set(database="wulian_api_alerts").render_as_string(hide_password=False)
+    return fresh_store_url(request, root, "wulian_api_alerts")
 
 
 class Api:

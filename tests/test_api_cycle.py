@@ -19,9 +19,8 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
-from tests.conftest import REPO, Server, make_token
+from tests.conftest import REPO, Server, fresh_store_url, make_token
 from wulian.contract import vocab
 from wulian.planning.register import Register
 from wulian.planning.store import RunStore
@@ -36,17 +35,7 @@ def _auth(token: str) -> dict:
 
 
 def _store_url(request, root: Path) -> str:
-    """A fresh store on the backend asked for (PostgreSQL: a database of its own in the
-    session's server, so nothing else in the session shares it)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{root / 'store.sqlite'}"
-    base = sa.make_url(request.getfixturevalue("pg_url"))
-    engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text("DROP DATABASE IF EXISTS wulian_api_cycle WITH (FORCE)"))
-        conn.execute(sa.text("CREATE DATABASE wulian_api_cycle"))
-    engine.dispose()
-    return base.set(database="wulian_api_cycle").render_as_string(hide_password=False)
+    return fresh_store_url(request, root, "wulian_api_cycle")
 
 
 def _cli_token(url: str, *args: str) -> tuple[subprocess.CompletedProcess, str]:
