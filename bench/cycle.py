@@ -17,8 +17,8 @@ emptied first):
 * **week open** (snapshot, allocation, matching, tasks stored) with its peak memory (this
   process and its workers, ``bench.quarter.PeakMemory``);
 * **record**: the week's workbooks published, ``--answers`` tasks (20,000 by default, all when
-  fewer) filled in with openpyxl, then read back and recorded (``taskbook.read_answers`` +
-  ``cycle.record_answers``); filling the workbooks is not timed;
+  fewer) filled in with openpyxl, then the workbooks that hold them read back and recorded
+  (``taskbook.read_answers`` + ``cycle.record_answers``); filling them is not timed;
 * **close** of the week;
 * **the quarter**: ``--weeks`` weeks in all (13 by default) played by the simulator from
   there, each step's time and the store's size after the last week.
@@ -87,14 +87,16 @@ def _changed(scenario, rng: np.random.Generator):
     return Scenario.from_tables(tables, scenario.policy), picked
 
 
-def _fill(paths: list[Path], limit: int, rng: np.random.Generator) -> int:
-    """Answer up to ``limit`` tasks in the workbooks: mostly delivered, some declined."""
+def _fill(paths: list[Path], limit: int, rng: np.random.Generator) -> tuple[int, list[Path]]:
+    """Answer up to ``limit`` tasks in the workbooks (mostly delivered, some declined); the
+    count and the workbooks that came back filled."""
     from openpyxl import load_workbook
 
-    filled = 0
+    filled, back = 0, []
     for path in paths:
         if filled >= limit:
             break
+        back.append(path)
         wb = load_workbook(path)
         ws = wb["任务 tasks"]
         header = {c.value: c.column for c in ws[1]}
@@ -107,7 +109,7 @@ def _fill(paths: list[Path], limit: int, rng: np.random.Generator) -> int:
                 ws.cell(r, header["原因 reason"], "人手或物资不足")
             filled += 1
         wb.save(path)
-    return filled
+    return filled, back
 
 
 def run(preset: str, data: str | None, store: str | None, weeks: int, answers: int) -> None:
@@ -168,15 +170,15 @@ def run(preset: str, data: str | None, store: str | None, weeks: int, answers: i
         start = time.perf_counter()
         paths = taskbook.publish_week(register, week, books)
         publish = time.perf_counter() - start
-        filled = _fill(paths, answers, np.random.default_rng(1))
+        filled, back = _fill(paths, answers, np.random.default_rng(1))
         start = time.perf_counter()
-        read = taskbook.read_answers(paths)
+        read = taskbook.read_answers(back)
         recorded = cycle.record_answers(register, read)
         seconds = time.perf_counter() - start
         row("publish", publish, f"{len(paths):,} workbooks")
         row("record answers from workbooks", seconds,
-            f"{filled:,} answers, {recorded.changed:,} tasks changed, {recorded.visits:,} "
-            "visit results", "record")
+            f"{filled:,} answers in {len(back):,} workbooks, {recorded.changed:,} tasks changed, "
+            f"{recorded.visits:,} visit results", "record")
 
         start = time.perf_counter()
         closed = cycle.close_week(register, week)
