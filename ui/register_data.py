@@ -12,8 +12,10 @@ tables it shows, fenced to the chosen centre's subtree in the query where an ind
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
@@ -228,6 +230,13 @@ def performance(url: str, mark: tuple, by: str, first: str, last: str,
     area = scope(url, mark, centre)
     stations = set(area.stations) if area.stations is not None else None
     return perf.performance(reader(url), by, first, last, stations)
+
+
+def report_workbook(tables: dict[str, pd.DataFrame], title: str) -> bytes:
+    """The performance report workbook (``planning.performance.report``) as bytes; the
+    download button makes it when clicked."""
+    with tempfile.TemporaryDirectory() as folder:
+        return perf.report(tables, Path(folder) / "performance.xlsx", title).read_bytes()
 
 
 # ----------------------------------------------------------------------------- the ledger

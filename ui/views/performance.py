@@ -8,8 +8,6 @@ by week, as charts; and the bilingual report workbook (``planning.performance.re
 from __future__ import annotations
 
 import functools
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -47,12 +45,6 @@ def group_table(frame: pd.DataFrame, by: str, names: dict[str, pd.Series]) -> No
     show(shown, formats, codes, key="perf_group_table")
 
 
-def workbook(tables: dict[str, pd.DataFrame], title: str) -> bytes:
-    """The report workbook as bytes (made when the download is clicked)."""
-    with tempfile.TemporaryDirectory() as folder:
-        return perf.report(tables, Path(folder) / "performance.xlsx", title).read_bytes()
-
-
 def page() -> None:
     st.title(tr("page.performance"))
     opened = R.open_register()
@@ -70,10 +62,8 @@ def page() -> None:
                if centre else tr("reg.scope.all", stations=fmt.count(area.station_count)))
     left, right = st.columns([3, 1])
     if len(weeks) > 1:
-        chosen = st.session_state.get(WEEKS_KEY)
-        if not (isinstance(chosen, tuple | list) and set(chosen) <= set(weeks)):
-            st.session_state[WEEKS_KEY] = (weeks[0], weeks[-1])
-        first, last = left.select_slider(tr("perf.weeks"), weeks, key=WEEKS_KEY)
+        first, last = left.select_slider(tr("perf.weeks"), weeks, value=(weeks[0], weeks[-1]),
+                                         key=WEEKS_KEY)
     else:
         first = last = weeks[0]
         left.caption(f"{tr('perf.weeks')}: {first}")
@@ -113,7 +103,8 @@ def page() -> None:
 
     title = tr("perf.title", centre=area.name or tr("centre.all"), first=first, last=last,
                group=code("group", by, language))
-    st.download_button(tr("perf.download"), data=functools.partial(workbook, tables, title),
+    st.download_button(tr("perf.download"),
+                       data=functools.partial(R.report_workbook, tables, title),
                        file_name=f"performance-{first}-{last}-{by}.xlsx", mime=XLSX,
                        key="perf_download", icon=":material/download:")
 
