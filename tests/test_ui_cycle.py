@@ -519,3 +519,22 @@ def test_every_text_key_the_app_asks_for_is_in_the_table():
         [f"fund.equity.{m}" for m in ("off", "floor", "deviation")] + \
         [f"app.scenario.{c}" for c in ("demo", "tiny", "upload")]
     assert not set(made) - set(text.TEXT)
+
+
+def test_a_large_scope_lists_the_first_tasks_and_says_how_many_there_are(register,
+                                                                         monkeypatch):
+    """Past ``MAX_ROWS`` the inbox lists the first tasks and visits by id, counts them all in
+    its headings and says how to narrow them down (a city's week is 500,000 tasks)."""
+    from wulian.ui import register_data
+
+    monkeypatch.setattr(register_data, "MAX_ROWS", 5)
+    at = app()
+    waiting = live(register)
+    monitoring = waiting["kind"].isin(cycle.MONITORING_KINDS)
+    assert list(table(at, "tasks_table")["任务"]) == list(waiting.loc[~monitoring, "task_id"])[:5]
+    assert list(table(at, "visits_table")["任务"]) == list(waiting.loc[monitoring, "task_id"])[:5]
+    assert f"待回复的任务 · {(~monitoring).sum()}" in texts(at, "subheader")
+    assert f"待完成的巡查走访 · {monitoring.sum()}" in texts(at, "subheader")
+    assert f"按编号列出前 5 条,共 {(~monitoring).sum()} 条;选择街镇或站点可缩小范围。" in \
+        texts(at, "caption")
+    assert len(table(at, "alerts_table")) == 5

@@ -31,6 +31,8 @@ from wulian.ui.common import ACTOR_KEY, register_filled, run_store, tr
 from wulian.ui.text import pick
 
 LIVE = ("planned", "accepted")  # a task still waiting for its answer
+# Tasks and visits listed at most (a street's week is some 2,000 tasks; a city's 500,000).
+MAX_ROWS = 5_000
 
 
 @st.cache_resource(show_spinner=False)
@@ -154,43 +156,58 @@ def centre_picker(table: pd.DataFrame) -> str | None:
 
 @dataclass
 class Inbox:
-    """What awaits the coordinator of a scope."""
+    """What awaits the coordinator of a scope (the first ``MAX_ROWS`` tasks and visits, by id,
+    with how many there are in all)."""
 
     open_weeks: list[tuple[str, str]]
     alerts: pd.DataFrame  # open and acknowledged, most severe and oldest first
     tasks: pd.DataFrame  # service tasks and service visits awaiting an answer
     visits: pd.DataFrame  # monitoring visits not yet answered
+    task_count: int
+    visit_count: int
+
+
+def _rows(conn: sa.Connection, where: list) -> pd.DataFrame:
+    """The first ``MAX_ROWS`` tasks matching ``where``, by id."""
+    query = sa.select(cycle.TASKS).where(*where).order_by(cycle.TASKS.c.task_id).limit(MAX_ROWS)
+    return pd.DataFrame(conn.execute(query).mappings().all(),
+                        columns=list(cycle.TASK_COLUMNS)).drop(columns=["updated_at"])
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def inbox(url: str, mark: tuple, centre: str | None) -> Inbox:
-    """Open alerts, outstanding tasks of the open weeks and monitoring visits due, fenced to
-    ``centre``'s subtree."""
+    """Open alerts, the open weeks' tasks awaiting an answer and the monitoring visits due,
+    fenced to ``centre``'s subtree."""
     register = reader(url)
     area = scope(url, mark, centre)
     found = alert_rules.alerts(register, centres=area.inside)
+    tasks = visits = _rows_empty()
+    counts: dict[bool, int] = {}
     with register.engine.connect() as conn:
         weeks = [(w, c) for w, c in conn.execute(
             sa.select(cycle.WEEKS.c.week, cycle.WEEKS.c.centre)
             .where(cycle.WEEKS.c.state == "open").order_by(cycle.WEEKS.c.week)).all()]
-        tasks = cycle.tasks_frame(conn, sa.false())
         if weeks:
-            where = [cycle.TASKS.c.status.in_(LIVE),
-                     cycle.TASKS.c.week.in_(sorted({w for w, _c in weeks}))]
+            t = cycle.TASKS
+            where = [t.c.status.in_(LIVE),
+                     sa.or_(*(sa.and_(t.c.week == w, t.c.centre == c) for w, c in weeks))]
             if area.streets is not None:
-                # The street index finds a street's tasks among a city's (station has none).
-                where.append(cycle.TASKS.c.street_id.in_(list(area.streets)))
-            tasks = cycle.tasks_frame(conn, *where)
-    opened = pd.Series(list(zip(tasks["week"], tasks["centre"], strict=True)), dtype=object)
-    keep = opened.isin(set(weeks)).to_numpy() if len(tasks) else []
-    tasks = tasks[keep]
-    if area.stations is not None:
-        tasks = tasks[tasks["station_id"].isin(area.stations)]
-    tasks = tasks.drop(columns=["updated_at"]).sort_values("task_id").reset_index(drop=True)
-    monitoring = tasks["kind"].isin(cycle.MONITORING_KINDS)
-    return Inbox(open_weeks=weeks, alerts=found.drop(columns=["updated_at"]),
-                 tasks=tasks[~monitoring].reset_index(drop=True),
-                 visits=tasks[monitoring].reset_index(drop=True))
+                # The street index finds a street's tasks among a city's; stations have none.
+                where += [t.c.street_id.in_(list(area.streets)),
+                          t.c.station_id.in_(sorted(area.stations or ()))]
+            visit = t.c.kind.in_(cycle.MONITORING_KINDS)
+            counts = {bool(m): int(n) for m, n in conn.execute(
+                sa.select(visit.label("visit"), sa.func.count()).where(*where)
+                .group_by(visit)).all()}
+            tasks = _rows(conn, [*where, ~visit])
+            visits = _rows(conn, [*where, visit])
+    return Inbox(open_weeks=weeks, alerts=found.drop(columns=["updated_at"]), tasks=tasks,
+                 visits=visits, task_count=counts.get(False, 0),
+                 visit_count=counts.get(True, 0))
+
+
+def _rows_empty() -> pd.DataFrame:
+    return pd.DataFrame(columns=[c for c in cycle.TASK_COLUMNS if c != "updated_at"])
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -66,6 +66,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "inbox.ack.done": ("已确认预警 {alert}", "Alert {alert} acknowledged"),
     "inbox.tasks": ("待回复的任务 · {n}", "Tasks awaiting an answer · {n}"),
     "inbox.tasks.none": ("没有待回复的任务。", "No task awaits an answer."),
+    "inbox.more": ("按编号列出前 {shown} 条,共 {total} 条;选择街镇或站点可缩小范围。",
+                   "The first {shown} of {total} by id; pick a street or a station to narrow "
+                   "them down."),
     "inbox.answer": ("记录任务答复", "Record a task's answer"),
     "inbox.answer.task": ("任务", "Task"),
     "inbox.answer.status": ("状态", "Status"),

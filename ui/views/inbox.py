@@ -69,12 +69,17 @@ def alerts_section(url: str, box: R.Inbox, station_names: pd.Series,
     if opened.empty:
         st.info(tr("inbox.alerts.none"))
     else:
+        if len(opened) > R.MAX_ROWS:
+            st.caption(tr("inbox.more", shown=fmt.count(R.MAX_ROWS),
+                          total=fmt.count(len(opened))))
+            opened = opened.head(R.MAX_ROWS)
         show(alerts_table(opened, station_names, services, language),
              codes={"severity": "severity"}, key="alerts_table")
         acknowledge_form(url, opened, language)
     acked = frame[frame["state"] == "acknowledged"]
     if len(acked):
         with st.expander(tr("inbox.alerts.acknowledged", n=fmt.count(len(acked)))):
+            acked = acked.head(R.MAX_ROWS)
             table = alerts_table(acked, station_names, services, language)
             table = table.assign(ack_by=acked["ack_by"].to_numpy(),
                                  ack_at=acked["ack_at"].str[:16].str.replace("T", " ")
@@ -191,10 +196,13 @@ def record(url: str, area: R.Scope, answer: Answer, key: str):
 
 def tasks_section(url: str, area: R.Scope, box: R.Inbox, names: dict[str, dict[str, str]],
                   station_names: pd.Series) -> None:
-    st.subheader(tr("inbox.tasks", n=fmt.count(len(box.tasks))))
+    st.subheader(tr("inbox.tasks", n=fmt.count(box.task_count)))
     if box.tasks.empty:
         st.info(tr("inbox.tasks.none"))
         return
+    if box.task_count > len(box.tasks):
+        st.caption(tr("inbox.more", shown=fmt.count(len(box.tasks)),
+                      total=fmt.count(box.task_count)))
     show(tasks_table(box.tasks, names, station_names, visits=False),
          {"cost": money, "units": lambda v: f"{v:,.6g}"},
          {"tier": "tier", "kind": "task_kind", "status": "task_status", "unit": "unit"},
@@ -238,10 +246,13 @@ def tasks_section(url: str, area: R.Scope, box: R.Inbox, names: dict[str, dict[s
 
 def visits_section(url: str, area: R.Scope, box: R.Inbox, names: dict[str, dict[str, str]],
                    station_names: pd.Series) -> None:
-    st.subheader(tr("inbox.visits", n=fmt.count(len(box.visits))))
+    st.subheader(tr("inbox.visits", n=fmt.count(box.visit_count)))
     if box.visits.empty:
         st.info(tr("inbox.visits.none"))
         return
+    if box.visit_count > len(box.visits):
+        st.caption(tr("inbox.more", shown=fmt.count(len(box.visits)),
+                      total=fmt.count(box.visit_count)))
     show(tasks_table(box.visits, names, station_names, visits=True),
          {"hours": lambda v: f"{v:,.6g}"},
          {"tier": "tier", "kind": "task_kind", "status": "task_status"}, key="visits_table")
