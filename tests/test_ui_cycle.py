@@ -538,3 +538,21 @@ def test_a_large_scope_lists_the_first_tasks_and_says_how_many_there_are(registe
     assert f"按编号列出前 5 条,共 {(~monitoring).sum()} 条;选择街镇或站点可缩小范围。" in \
         texts(at, "caption")
     assert len(table(at, "alerts_table")) == 5
+
+
+def test_the_scenario_and_the_centre_are_kept_across_the_two_kinds_of_pages(register):
+    """The scenario chosen on a scenario's page survives a visit to the register's pages
+    (where the sidebar does not show it), and the centre picked on the inbox is the one the
+    performance page opens with."""
+    at = app("en")
+    ok(at.switch_page("views/coordinator.py").run())
+    assert at.selectbox(key="scenario_choice").value == "tiny"
+    ok(at.selectbox(key="scenario_choice").set_value("demo").run())
+    ok(at.switch_page("views/inbox.py").run())
+    assert "scenario_choice" not in [w.key for w in at.selectbox]
+    ok(at.selectbox(key="reg_street").set_value("D04S02").run())
+    ok(at.switch_page("views/performance.py").run())
+    assert at.selectbox(key="reg_street").value == "D04S02"
+    ok(at.switch_page("views/runs.py").run())
+    assert at.selectbox(key="scenario_choice").value == "demo"
+    assert at.title[0].value == "Runs"
