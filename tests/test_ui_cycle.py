@@ -556,3 +556,22 @@ def test_the_scenario_and_the_centre_are_kept_across_the_two_kinds_of_pages(regi
     ok(at.switch_page("views/runs.py").run())
     assert at.selectbox(key="scenario_choice").value == "demo"
     assert at.title[0].value == "Runs"
+
+
+def test_the_inbox_reads_a_scopes_alerts_as_planning_lists_them(register):
+    """The inbox's fenced read of the alerts (centres in the query) is
+    ``alerts.alerts(centres=…)``: the same rows, order and titles, for every street, station
+    and the whole network, in each state."""
+    from wulian.ui.register_data import alerts_of
+
+    alerts.acknowledge(register, alerts.alerts(register).iloc[1]["alert_id"], "seen")
+    centres = register.table("centres")
+    scopes = [None, *({c} | set(centres.loc[centres["parent_id"] == c, "centre_id"])
+                      for c in centres.loc[centres["level"] == "street", "centre_id"]),
+              *({c} for c in centres.loc[centres["level"] == "station", "centre_id"])]
+    for inside in scopes:
+        for states in (("open",), ("open", "acknowledged"), ("acknowledged",)):
+            mine = alerts_of(register, None if inside is None else frozenset(inside), states)
+            theirs = alerts.alerts(register, centres=inside, states=states)
+            # An empty read has no strings to infer a dtype from; the rows are what count.
+            pd.testing.assert_frame_equal(mine, theirs, check_dtype=len(theirs) > 0)

@@ -53,7 +53,7 @@ def forget(keys: tuple[str, ...]) -> None:
 # ----------------------------------------------------------------------------- alerts
 
 
-def alerts_section(url: str, box: R.Inbox, station_names: pd.Series,
+def alerts_section(url: str, box: R.Inbox, centre_names: pd.Series,
                    services: Mapping[str, str]) -> None:
     frame = box.alerts
     language = lang()
@@ -73,31 +73,31 @@ def alerts_section(url: str, box: R.Inbox, station_names: pd.Series,
             st.caption(tr("inbox.more", shown=fmt.count(R.MAX_ROWS),
                           total=fmt.count(len(opened))))
             opened = opened.head(R.MAX_ROWS)
-        show(alerts_table(opened, station_names, services, language),
+        show(alerts_table(opened, centre_names, services, language),
              codes={"severity": "severity"}, key="alerts_table")
         acknowledge_form(url, opened, language)
     acked = frame[frame["state"] == "acknowledged"]
     if len(acked):
         with st.expander(tr("inbox.alerts.acknowledged", n=fmt.count(len(acked)))):
             acked = acked.head(R.MAX_ROWS)
-            table = alerts_table(acked, station_names, services, language)
+            table = alerts_table(acked, centre_names, services, language)
             table = table.assign(ack_by=acked["ack_by"].to_numpy(),
                                  ack_at=acked["ack_at"].str[:16].str.replace("T", " ")
                                  .to_numpy(), ack_note=acked["ack_note"].to_numpy())
             show(table, codes={"severity": "severity"}, key="alerts_acknowledged")
 
 
-def alerts_table(frame: pd.DataFrame, station_names: pd.Series,
+def alerts_table(frame: pd.DataFrame, centre_names: pd.Series,
                  services: Mapping[str, str], language: str) -> pd.DataFrame:
     title = frame["title_zh"] if language == "zh" else frame["title_en"] \
         if language == "en" else frame["title_zh"] + " / " + frame["title_en"]
-    centres = station_names.to_dict()
+    centres = centre_names.to_dict()
     words = [alert_words(rule, json.loads(numbers), language, services, centres)
              for rule, numbers in zip(frame["rule"], frame["numbers"], strict=True)]
     return pd.DataFrame({
         "severity": frame["severity"].to_numpy(), "alert": title.to_numpy(),
         "subject_id": frame["subject_id"].to_numpy(),
-        "centre": frame["centre"].map(station_names).fillna(frame["centre"]).to_numpy(),
+        "centre": frame["centre"].map(centre_names).fillna(frame["centre"]).to_numpy(),
         "since": frame["since"].to_numpy(), "words": words})
 
 
@@ -137,11 +137,11 @@ def task_labels(frame: pd.DataFrame, names: dict[str, dict[str, str]], language:
 
 
 def tasks_table(frame: pd.DataFrame, names: dict[str, dict[str, str]],
-                station_names: pd.Series, visits: bool) -> pd.DataFrame:
+                centre_names: pd.Series, visits: bool) -> pd.DataFrame:
     out = pd.DataFrame({
         "task_id": frame["task_id"], "week": frame["week"], "kind": frame["kind"],
         "household_id": frame["household_id"],
-        "station": frame["station_id"].map(station_names).fillna(frame["station_id"]),
+        "station": frame["station_id"].map(centre_names).fillna(frame["station_id"]),
         "tier": frame["tier"]})
     if visits:
         out = out.assign(volunteer_id=frame["volunteer_id"], slot=frame["slot"],
@@ -155,12 +155,12 @@ def tasks_table(frame: pd.DataFrame, names: dict[str, dict[str, str]],
     return out.assign(status=frame["status"])
 
 
-def facts(task: pd.Series, names: dict[str, dict[str, str]], station_names: pd.Series) -> str:
+def facts(task: pd.Series, names: dict[str, dict[str, str]], centre_names: pd.Series) -> str:
     first, last = week_days(task["week"])
     what = names["service"].get(task["service_id"], "") or code("task_kind", task["kind"],
                                                               lang())
     return tr("inbox.facts", household=task["household_id"],
-              station=station_names.get(task["station_id"], task["station_id"]),
+              station=centre_names.get(task["station_id"], task["station_id"]),
               colour=code("tier", task["tier"], lang()), what=what,
               units=f"{float(task['units']):,.6g}", week=task["week"],
               first=first.isoformat(), last=last.isoformat())
@@ -195,7 +195,7 @@ def record(url: str, area: R.Scope, answer: Answer, key: str):
 
 
 def tasks_section(url: str, area: R.Scope, box: R.Inbox, names: dict[str, dict[str, str]],
-                  station_names: pd.Series) -> None:
+                  centre_names: pd.Series) -> None:
     st.subheader(tr("inbox.tasks", n=fmt.count(box.task_count)))
     if box.tasks.empty:
         st.info(tr("inbox.tasks.none"))
@@ -203,13 +203,13 @@ def tasks_section(url: str, area: R.Scope, box: R.Inbox, names: dict[str, dict[s
     if box.task_count > len(box.tasks):
         st.caption(tr("inbox.more", shown=fmt.count(len(box.tasks)),
                       total=fmt.count(box.task_count)))
-    show(tasks_table(box.tasks, names, station_names, visits=False),
+    show(tasks_table(box.tasks, names, centre_names, visits=False),
          {"cost": money, "units": lambda v: f"{v:,.6g}"},
          {"tier": "tier", "kind": "task_kind", "status": "task_status", "unit": "unit"},
          key="tasks_table")
     st.markdown("**" + tr("inbox.answer") + "**")
     task = pick_task(box.tasks, names, "answer_task", tr("inbox.answer.task"), ANSWER_KEYS)
-    st.caption(facts(task, names, station_names))
+    st.caption(facts(task, names, centre_names))
     first, last, today = answer_day(task)
     language = lang()
     statuses = sorted(vocab.TASK_NEXT[task["status"]], key=list(vocab.TASK_STATUSES).index)
@@ -245,7 +245,7 @@ def tasks_section(url: str, area: R.Scope, box: R.Inbox, names: dict[str, dict[s
 
 
 def visits_section(url: str, area: R.Scope, box: R.Inbox, names: dict[str, dict[str, str]],
-                   station_names: pd.Series) -> None:
+                   centre_names: pd.Series) -> None:
     st.subheader(tr("inbox.visits", n=fmt.count(box.visit_count)))
     if box.visits.empty:
         st.info(tr("inbox.visits.none"))
@@ -253,12 +253,12 @@ def visits_section(url: str, area: R.Scope, box: R.Inbox, names: dict[str, dict[
     if box.visit_count > len(box.visits):
         st.caption(tr("inbox.more", shown=fmt.count(len(box.visits)),
                       total=fmt.count(box.visit_count)))
-    show(tasks_table(box.visits, names, station_names, visits=True),
+    show(tasks_table(box.visits, names, centre_names, visits=True),
          {"hours": lambda v: f"{v:,.6g}"},
          {"tier": "tier", "kind": "task_kind", "status": "task_status"}, key="visits_table")
     st.markdown("**" + tr("inbox.visit") + "**")
     task = pick_task(box.visits, names, "visit_task", tr("inbox.visit.task"), VISIT_KEYS)
-    st.caption(facts(task, names, station_names))
+    st.caption(facts(task, names, centre_names))
     first, last, today = answer_day(task)
     language = lang()
     now = R.household(url, task["household_id"])
@@ -319,11 +319,11 @@ def page() -> None:
             w if c == "*" else f"{w} ({c})" for w, c in box.open_weeks)))
     else:
         st.info(tr("inbox.noweek"))
-    station_names = table.set_index("centre_id")["name"]
+    centre_names = table.set_index("centre_id")["name"]
     names = R.names(url, mark, lang())
-    alerts_section(url, box, station_names, names["service"])
-    tasks_section(url, area, box, names, station_names)
-    visits_section(url, area, box, names, station_names)
+    alerts_section(url, box, centre_names, names["service"])
+    tasks_section(url, area, box, names, centre_names)
+    visits_section(url, area, box, names, centre_names)
 
 
 page()
