@@ -575,3 +575,16 @@ def test_the_inbox_reads_a_scopes_alerts_as_planning_lists_them(register):
             theirs = alerts.alerts(register, centres=inside, states=states)
             # An empty read has no strings to infer a dtype from; the rows are what count.
             pd.testing.assert_frame_equal(mine, theirs, check_dtype=len(theirs) > 0)
+
+
+def test_a_link_to_a_street_opens_the_inbox_on_it(register):
+    """The centre picked is in the URL (as its label, name · id): opening
+    ``?reg_street=北熙街道 · D04S02`` shows that street's inbox at once (a bookmark)."""
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["reg_street"] = "北熙街道 · D04S02"
+    ok(at.run())
+    assert at.selectbox(key="reg_street").value == "D04S02"
+    centres = register.table("centres")
+    inside = {"D04S02", *centres.loc[centres["parent_id"] == "D04S02", "centre_id"]}
+    stored = alerts.alerts(register, centres=inside, states=("open",))
+    assert list(table(at, "alerts_table")["对象"]) == list(stored["subject_id"])

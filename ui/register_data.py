@@ -124,8 +124,10 @@ def children(table: pd.DataFrame, parent: str | None, level: str) -> dict[str, s
 def centre_picker(table: pd.DataFrame) -> str | None:
     """District → street → station of the register, each list following the one above
     ("全部": the whole network, or the whole of the level above; a register of one district
-    lists its streets at once); kept across the register's pages. Returns the deepest centre
-    chosen (``None``: the whole network)."""
+    lists its streets at once); kept across the register's pages and in the URL, so a
+    coordinator's bookmark (``/inbox?reg_district=武侯区 · D04&reg_street=安熙街道 · D04S01``:
+    the labels, name · id, which do not change with the language) opens on their street.
+    Returns the deepest centre chosen (``None``: the whole network)."""
     districts = children(table, None, "district")
     chosen: str | None = None
     parent: str | None = None
@@ -137,11 +139,11 @@ def centre_picker(table: pd.DataFrame) -> str | None:
         elif parent is not None:
             labels.update(children(table, parent, level))
         # Labels are resolved now: a format_func runs later, outside this script run.
-        if st.session_state.get(key) not in labels:
-            st.session_state[key] = ""
+        if key in st.session_state and st.session_state[key] not in labels:
+            st.session_state[key] = ""  # another district's street, a centre since removed
         value = column.selectbox(tr(f"centre.{level}"), list(labels), key=key,
                                  format_func=labels.get, disabled=len(labels) == 1,
-                                 persist_state="session")
+                                 bind="query-params", persist_state="session")
         if value:
             chosen = parent = value
         elif level == "district" and len(districts) == 1:
