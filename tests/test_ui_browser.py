@@ -1,22 +1,33 @@
 """The app end to end in a real browser: `streamlit run` on a free localhost port, driven by
-Playwright through Debian's Chromium. Screenshots go to test-artifacts/ui/."""
+Playwright through Debian's Chromium — the weekly allocation and the fund lab on an empty store,
+and the inbox and service performance on a register the simulator played. Screenshots go to
+test-artifacts/ui/."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
+import sqlalchemy as sa
 from playwright.sync_api import expect, sync_playwright
 
-from wulian.planning import fmt
+from wulian.planning import alerts, cycle, fmt
 from wulian.planning.budget import BudgetLab
-from wulian.planning.scenario import load_scenario
+from wulian.planning.generate import generate_scenario
+from wulian.planning.register import Actor, Register
+from wulian.planning.scenario import Scenario, load_scenario
+from wulian.planning.simulate import simulate
+from wulian.planning.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
@@ -34,12 +45,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
-    """`streamlit run ui/app.py` on a free port with a run store of its own; its URL."""
+@contextmanager
+def streamlit_app(folder: Path, store: str):
+    """`streamlit run ui/app.py` on a free port reading ``store``; its URL while it runs."""
     port = free_port()
-    env = {**os.environ, "WULIAN_STORE": f"sqlite:///{tmp_path / 'runs.sqlite'}"}
-    log = (tmp_path / "streamlit.log").open("w")
+    env = {**os.environ, "WULIAN_STORE": store}
+    log = (folder / "streamlit.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "ui" / "app.py"),
          "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -57,7 +68,7 @@ def server(tmp_path):
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("streamlit did not start:\n"
-                                   + (tmp_path / "streamlit.log").read_text())
+                                   + (folder / "streamlit.log").read_text())
             time.sleep(0.5)
         yield url
     finally:
@@ -68,6 +79,37 @@ def server(tmp_path):
             process.kill()
             process.wait()
         log.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    """The app on a free port with an empty run store of its own; its URL."""
+    with streamlit_app(tmp_path, f"sqlite:///{tmp_path / 'runs.sqlite'}") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def played(tmp_path_factory) -> Path:
+    """A register played four weeks by the simulator (tiny preset, seed 0), its alerts
+    evaluated and a fifth week left open: a SQLite file to copy."""
+    path = tmp_path_factory.mktemp("register") / "played.sqlite"
+    register = Register(RunStore(f"sqlite:///{path}"), Actor("t", "simulator"))
+    register.import_scenario(Scenario.from_tables(generate_scenario("tiny", 0)))
+    weeks = simulate(register, 4, seed=0)
+    alerts.evaluate(register)
+    cycle.open_week(register, cycle.next_week(weeks[-1].week))
+    register.engine.dispose()
+    return path
+
+
+@pytest.fixture
+def register_server(played, tmp_path):
+    """The app on a copy of the played register: (its URL, the register)."""
+    path = tmp_path / "register.sqlite"
+    shutil.copy(played, path)
+    url = f"sqlite:///{path}"
+    with streamlit_app(tmp_path, url) as app_url:
+        yield app_url, Register(RunStore(url), Actor("test", "cli"))
 
 
 def test_coordinator_run_english_and_fund_lab_in_chromium(server):
@@ -120,3 +162,96 @@ def test_coordinator_run_english_and_fund_lab_in_chromium(server):
             page.screenshot(path=ARTIFACTS / "5-budget-moved.png", full_page=True)
         finally:
             browser.close()
+
+
+def _pick(page, label: str, option: str) -> None:
+    """Choose ``option`` in the select box labelled ``label`` (typed, to filter long lists)."""
+    box = page.locator("[data-testid='stSelectbox']").filter(
+        has=page.get_by_text(label, exact=True))
+    box.click()
+    page.keyboard.type(option.split(" · ")[0])
+    page.get_by_role("option", name=option).first.click()
+
+
+def _live(register: Register) -> pd.DataFrame:
+    frame = cycle.tasks(register)
+    return frame[frame["status"].isin(["planned", "accepted"])
+                 & frame["week"].isin(cycle.weeks(register).query("state == 'open'")["week"])]
+
+
+def test_inbox_actions_and_performance_in_chromium(register_server):
+    """In the browser, from the inbox: acknowledge an alert with a note, record a task's
+    answer and a monitoring visit's result — each is in the register afterwards — then, in
+    English and back in Chinese, see the performance page's trend charts."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    url, register = register_server
+    alert = alerts.alerts(register, states=("open",)).iloc[0]
+    waiting = _live(register)
+    task = waiting[(waiting["kind"] == "service") & (waiting["units"] >= 2)].iloc[0]
+    visit = waiting[waiting["kind"] == "monitoring"].iloc[0]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1400})
+            page.set_default_timeout(STEP_TIMEOUT)
+            page.goto(url)
+            expect(page.get_by_role("heading", name="收件箱 · 本周待办")).to_be_visible(
+                timeout=STEP_TIMEOUT)
+            expect(page.get_by_role("heading", name="预警 · 14 条待处理")).to_be_visible()
+            page.get_by_label("记录人", exact=True).fill("王协调")
+            page.get_by_label("记录人", exact=True).press("Enter")
+            page.screenshot(path=ARTIFACTS / "6-inbox.png")
+
+            # Acknowledge the first open alert (the list's first) with a note.
+            page.get_by_label("备注(已采取或将采取的措施)", exact=True).fill("已电话联系,本周上门")
+            page.get_by_role("button", name="确认", exact=True).click()
+            expect(page.get_by_text(f"已确认预警 {alert['alert_id']}")).to_be_visible()
+            expect(page.get_by_role("heading", name="预警 · 13 条待处理")).to_be_visible()
+
+            # Answer a service task: delivered in part.
+            _pick(page, "任务", f"{task['task_id']} · ")
+            expect(page.get_by_text(f"计划 {task['units']:g} ·").first).to_be_visible()
+            _pick(page, "状态", "已完成")
+            page.get_by_label("完成数量(已完成时留空即全部完成)", exact=True).fill("1")
+            page.get_by_role("button", name="记录答复").click()
+            expect(page.get_by_text(f"已记录任务 {task['task_id']} 的答复:已完成")) \
+                .to_be_visible()
+
+            # A monitoring visit made: health deprived now, a new need found.
+            _pick(page, "走访", f"{visit['task_id']} · ")
+            _pick(page, "健康 · d_health", "1 · 有剥夺")
+            page.get_by_label("发现的新需求(服务:数量;……)", exact=True).fill("meal_help:1")
+            page.get_by_role("button", name="记录走访结果").click()
+            expect(page.get_by_text(f"已记录走访 {visit['task_id']}:已走访;新需求 1 项")) \
+                .to_be_visible()
+            page.screenshot(path=ARTIFACTS / "7-inbox-recorded.png")
+
+            page.get_by_text("English", exact=True).click()
+            expect(page.get_by_role("heading", name="Inbox · this week")).to_be_visible()
+            page.get_by_role("link", name="Service performance").click()
+            expect(page.get_by_role("heading", name="Fill rate by colour, week by week")) \
+                .to_be_visible()
+            charts = page.locator("[data-testid='stVegaLiteChart']")
+            expect(charts.first).to_be_visible()
+            assert charts.count() == 2  # fill rate and monitoring, week by week
+            expect(page.get_by_role("heading", name="By provider")).to_be_visible()
+            page.screenshot(path=ARTIFACTS / "8-performance-english.png")
+            page.get_by_text("中文", exact=True).click()
+            expect(page.get_by_role("heading", name="各颜色每周满足率")).to_be_visible()
+            expect(charts.first).to_be_visible()
+            page.screenshot(path=ARTIFACTS / "9-performance.png")
+        finally:
+            browser.close()
+
+    row = alerts.alerts(register, states=("acknowledged",)).set_index("alert_id") \
+        .loc[alert["alert_id"]]
+    assert (row["ack_by"], row["ack_note"]) == ("app:王协调", "已电话联系,本周上门")
+    answered = cycle.tasks(register).set_index("task_id")
+    assert (answered.at[task["task_id"], "status"],
+            answered.at[task["task_id"], "units_delivered"]) == ("delivered", 1.0)
+    assert answered.at[visit["task_id"], "status"] == "delivered"
+    with register.engine.connect() as conn:
+        result = conn.execute(sa.select(cycle.VISIT_RESULTS).where(
+            cycle.VISIT_RESULTS.c.task_id == visit["task_id"])).mappings().one()
+    assert (result["outcome"], json.loads(result["indicators"]), result["new_needs"]) == (
+        "done", {"d_health": "1"}, "meal_help:1")

@@ -1,27 +1,35 @@
 """五联 wulian — the Streamlit app: ``streamlit run ui/app.py`` (or ``make ui`` / ``wulian ui``).
 
-The entry page: the sidebar (language, scenario, week) and the navigation between the four
-pages in ``ui/views/``. Page titles follow the language, their URLs do not.
+The entry page: the sidebar (language; the scenario and week, or who records changes in the
+register) and the navigation between the pages in ``ui/views/``. The app opens on the inbox
+when the store holds a register, else on the coordinator's weekly allocation. Page titles
+follow the language, their URLs do not.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from wulian.ui.common import sidebar, tr
+from wulian.planning.store import store_url
+from wulian.ui.common import register_filled, sidebar, tr
 
 st.set_page_config(page_title="五联 wulian", page_icon=":material/handshake:", layout="wide")
 
+# (script, title key, URL, icon, reads the register rather than the sidebar's scenario).
 # Material icons ship with Streamlit, so they show without an emoji font or the network.
 PAGES = (
-    ("views/coordinator.py", "page.coordinator", "coordinator", ":material/event:"),
-    ("views/fund_lab.py", "page.fund", "fund-lab", ":material/savings:"),
-    ("views/data.py", "page.data", "data", ":material/database:"),
-    ("views/runs.py", "page.runs", "runs", ":material/history:"),
+    ("views/inbox.py", "page.inbox", "inbox", ":material/inbox:", True),
+    ("views/coordinator.py", "page.coordinator", "coordinator", ":material/event:", False),
+    ("views/performance.py", "page.performance", "performance", ":material/monitoring:", True),
+    ("views/fund_lab.py", "page.fund", "fund-lab", ":material/savings:", False),
+    ("views/data.py", "page.data", "data", ":material/database:", False),
+    ("views/runs.py", "page.runs", "runs", ":material/history:", False),
 )
 
-page = st.navigation([st.Page(path, title=tr(key), url_path=url, icon=icon,
-                              default=(url == "coordinator"))
-                      for path, key, url, icon in PAGES])
-sidebar()
+first = "inbox" if register_filled(store_url()) else "coordinator"
+pages = [(st.Page(path, title=tr(key), url_path=url, icon=icon, default=(url == first)),
+          register) for path, key, url, icon, register in PAGES]
+page = st.navigation([p for p, _register in pages])
+# The page navigation returns is one of those given (the default's url_path reads "").
+sidebar(register_page=any(p is page and register for p, register in pages))
 page.run()

@@ -98,3 +98,31 @@ def compare(table: pd.DataFrame, names: dict[str, str], titles: dict[str, str]) 
                  alt.Tooltip("colour_name:N", title=titles["colour"]),
                  alt.Tooltip("fill_rate:Q", title=titles["fill_rate"], format=".1%")],
     ).properties(height=320)
+
+
+def weekly(frame: pd.DataFrame, value: str, names: dict[str, str], titles: dict[str, str]
+           ) -> alt.Chart:
+    """A share (``value``, 0–1) per week and colour: weeks along the x axis, one line per
+    colour (``frame`` has ``week``, ``tier`` and ``value``)."""
+    data = frame.assign(colour_name=frame["tier"].map(names))
+    return alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X("week:O", title=titles["week"], sort="ascending", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y(f"{value}:Q", title=titles[value], axis=alt.Axis(format=".0%"),
+                scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("colour_name:N", title=titles["colour"], scale=_tier_scale(names)),
+        tooltip=[alt.Tooltip("week:O", title=titles["week"]),
+                 alt.Tooltip("colour_name:N", title=titles["colour"]),
+                 alt.Tooltip(f"{value}:Q", title=titles[value], format=".1%")],
+    ).properties(height=300)
+
+
+def spending(frame: pd.DataFrame, titles: dict[str, str]) -> alt.Chart:
+    """Money spent per week, one line per fund (``frame``: ``fund_id``, ``week``, ``spent``)."""
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("week:O", title=titles["week"], sort="ascending", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("spent:Q", title=titles["spent"], axis=alt.Axis(format=",.0f")),
+        color=alt.Color("fund_id:N", title=titles["fund_id"]),
+        tooltip=[alt.Tooltip("week:O", title=titles["week"]),
+                 alt.Tooltip("fund_id:N", title=titles["fund_id"]),
+                 alt.Tooltip("spent:Q", title=titles["spent"], format=",.2f")],
+    ).properties(height=280)

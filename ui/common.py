@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 import streamlit as st
 
 from wulian.contract import vocab
@@ -22,6 +23,7 @@ from wulian.planning import fmt, session
 from wulian.planning.allocate import Run, run_allocation
 from wulian.planning.budget import BudgetLab
 from wulian.planning.generate import generate_scenario
+from wulian.planning.register import ROWS
 from wulian.planning.scenario import Scenario, load_scenario
 from wulian.planning.store import RunStore, store_url
 from wulian.ui import charts, text
@@ -31,6 +33,7 @@ SCENARIO_KEY = "scenario_choice"
 LANGUAGE_KEY = "lang"
 UPLOADED_KEY = "uploaded_scenario"
 RESULT_KEY = "coordinator_result"
+ACTOR_KEY = "actor_name"
 
 
 # ----------------------------------------------------------------------------- language
@@ -74,6 +77,16 @@ def warm_process(url: str) -> bool:
 def current_store() -> RunStore:
     """The run store ($WULIAN_STORE, else runs/wulian.sqlite), one engine per URL."""
     return run_store(store_url())
+
+
+def register_filled(url: str) -> bool:
+    """Whether the store at ``url`` holds a register (one row read); ``False`` when the store
+    cannot be opened, so the app still opens (and its pages say why they cannot read it)."""
+    try:
+        with run_store(url).engine.connect() as conn:
+            return conn.execute(sa.select(ROWS.c.row_key).limit(1)).first() is not None
+    except Exception:  # any failure to open the store: there is no register to show
+        return False
 
 
 @st.cache_resource(show_spinner=False)
@@ -202,22 +215,30 @@ def workbook(digest: str, run_id: int, with_volunteers: bool, _scenario: Scenari
 # ----------------------------------------------------------------------------- sidebar
 
 
-def sidebar() -> Scenario:
-    """Language, scenario and week, shared by every page; returns the scenario in use."""
+def sidebar(register_page: bool = False) -> Scenario | None:
+    """The sidebar every page shares: the language; on the scenario's pages the scenario and
+    week (returned), on the register's pages who records changes and which store is read.
+    Each keeps its value while the other kind of page is shown."""
     with st.sidebar:
         st.radio(text.TEXT["app.language"][0], list(text.LANGUAGES),
                  format_func=text.LANGUAGES.get, key=LANGUAGE_KEY, horizontal=True)
+        if register_page:
+            st.text_input(tr("app.actor"), key=ACTOR_KEY, help=tr("app.actor.help"),
+                          persist_state="session")
+            st.caption(tr("app.store", url=store_url()))
+            return None
         choices = scenario_choices()
         if st.session_state.get(SCENARIO_KEY) not in choices:
             st.session_state[SCENARIO_KEY] = "demo"
         # Labels are resolved now: a format_func runs later, outside this script run.
         labels = {choice: scenario_label(choice) for choice in choices}
-        st.selectbox(tr("app.scenario"), choices, format_func=labels.get, key=SCENARIO_KEY)
+        st.selectbox(tr("app.scenario"), choices, format_func=labels.get, key=SCENARIO_KEY,
+                     persist_state="session")
         scenario = current_scenario()
         weeks = weeks_of(scenario)
         if st.session_state.get("week") not in weeks and weeks:
             st.session_state["week"] = weeks[0]
-        st.selectbox(tr("app.week"), weeks, key="week")
+        st.selectbox(tr("app.week"), weeks, key="week", persist_state="session")
         st.caption(tr("app.scenario.digest", digest=scenario.digest[:12],
                       households=fmt.count(len(scenario.households)),
                       needs=fmt.count(len(scenario.needs))))
@@ -279,13 +300,15 @@ def show(frame: pd.DataFrame, formats: Mapping[str, Callable] | None = None,
     st.dataframe(formatted(frame, formats, codes), hide_index=True, **kwargs)
 
 
-def show_problems(problems: list[Problem], key: str) -> None:
-    """The validation report: every problem with table, row, column, value and hint."""
-    st.error(tr("upload.problems", n=fmt.count(len(problems))))
+def show_problems(problems: list[Problem], key: str, *, title: str = "upload.problems",
+                  both: bool = False) -> None:
+    """The validation report: every problem with table, row, column, value and hint (in the
+    chosen language, or in both when ``both``)."""
+    st.error(tr(title, n=fmt.count(len(problems))))
     report = report_frame(problems)
     zh, en = report["message_zh"] + " → " + report["hint_zh"], \
         report["message_en"] + " → " + report["hint_en"]
-    words = {"zh": zh, "en": en, "both": zh + " / " + en}[lang()]
+    words = {"zh": zh, "en": en, "both": zh + " / " + en}["both" if both else lang()]
     frame = pd.DataFrame({"table": report["table"], "row": report["row"],
                           "column": report["column"], "value": report["value"],
                           "code": report["code"], "message": words})

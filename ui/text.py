@@ -29,6 +29,158 @@ TEXT: dict[str, tuple[str, str]] = {
     "page.fund": ("基金 · 预算实验室", "Fund lab · budgets"),
     "page.data": ("数据", "Data"),
     "page.runs": ("运行记录", "Runs"),
+    "page.inbox": ("收件箱 · 本周待办", "Inbox · this week"),
+    "page.performance": ("服务绩效", "Service performance"),
+    # the register's pages (inbox, performance, the fund ledger)
+    "app.store": ("登记册:{url}", "Register: {url}"),
+    "app.actor": ("记录人", "Recorded by"),
+    "app.actor.help": ("在登记册中所做的操作记在这个名字下(来源:app)",
+                       "what you change in the register is recorded under this name (via: app)"),
+    "reg.empty": ("登记册是空的({url})。先导入一个场景:`wulian register import data/demo`,"
+                  "或导入并模拟几周:`wulian simulate data/demo --weeks 4`"
+                  "(使用同一个 `--store` 或 `$WULIAN_STORE`)。",
+                  "The register is empty ({url}). Import a scenario first: "
+                  "`wulian register import data/demo`, or import one and play a few weeks: "
+                  "`wulian simulate data/demo --weeks 4` (with the same `--store` or "
+                  "`$WULIAN_STORE`)."),
+    "reg.error": ("无法打开登记册({url}):{message}",
+                  "The register cannot be opened ({url}): {message}"),
+    "reg.scope": ("显示 {name} 的 {stations} 个站点", "showing {name}: {stations} station(s)"),
+    "reg.scope.all": ("显示全部 {stations} 个站点", "showing every station ({stations})"),
+    # inbox
+    "inbox.weeks": ("进行中的周:{weeks}", "Open week(s): {weeks}"),
+    "inbox.noweek": ("没有进行中的周。开启一周:`wulian week open 2027-W02`。",
+                     "No week is open. Open one: `wulian week open 2027-W02`."),
+    "inbox.alerts": ("预警 · {n} 条待处理", "Alerts · {n} open"),
+    "inbox.alerts.none": ("没有待处理的预警。", "No open alert."),
+    "inbox.alerts.acknowledged": ("已确认、尚未解除的预警({n})",
+                                  "Acknowledged, not yet resolved ({n})"),
+    "inbox.evaluate": ("重新检查预警", "Re-check the alerts"),
+    "inbox.evaluated": ("已按 {week} 检查预警:新增 {opened},更新 {updated},解除 {resolved}",
+                        "Alerts checked at {week}: {opened} opened, {updated} updated, "
+                        "{resolved} resolved"),
+    "inbox.ack": ("确认预警", "Acknowledge an alert"),
+    "inbox.ack.alert": ("预警", "Alert"),
+    "inbox.ack.note": ("备注(已采取或将采取的措施)", "Note (what was or will be done)"),
+    "inbox.ack.button": ("确认", "Acknowledge"),
+    "inbox.ack.done": ("已确认预警 {alert}", "Alert {alert} acknowledged"),
+    "inbox.tasks": ("待回复的任务 · {n}", "Tasks awaiting an answer · {n}"),
+    "inbox.tasks.none": ("没有待回复的任务。", "No task awaits an answer."),
+    "inbox.more": ("按编号列出前 {shown} 条,共 {total} 条;选择街镇或站点可缩小范围。",
+                   "The first {shown} of {total} by id; pick a street or a station to narrow "
+                   "them down."),
+    "inbox.answer": ("记录任务答复", "Record a task's answer"),
+    "inbox.answer.task": ("任务", "Task"),
+    "inbox.answer.status": ("状态", "Status"),
+    "inbox.answer.units": ("完成数量(已完成时留空即全部完成)",
+                           "Units delivered (empty, when delivered: all of them)"),
+    "inbox.answer.date": ("日期", "Date"),
+    "inbox.answer.reason": ("原因(拒绝或未完成时)", "Reason (when declined or not delivered)"),
+    "inbox.answer.none": ("(无)", "(none)"),
+    "inbox.answer.button": ("记录答复", "Record the answer"),
+    "inbox.answer.done": ("已记录任务 {task} 的答复:{status}",
+                          "Answer to {task} recorded: {status}"),
+    "inbox.answer.same": ("任务 {task} 已是这个答复,未作改动",
+                          "Task {task} already had this answer: nothing changed"),
+    "inbox.facts": ("{household} · {station} · {colour} · {what} · 计划 {units} · {week}"
+                    "({first} 至 {last})",
+                    "{household} · {station} · {colour} · {what} · {units} planned · {week} "
+                    "({first} to {last})"),
+    "inbox.refused": ("未记录:{n} 个问题(中文 / English)",
+                      "Not recorded: {n} problem(s) (中文 / English)"),
+    "inbox.visits": ("待完成的巡查走访 · {n}", "Monitoring visits due · {n}"),
+    "inbox.visits.none": ("没有待完成的巡查走访。", "No monitoring visit is due."),
+    "inbox.visit": ("记录走访结果", "Record a visit's result"),
+    "inbox.visit.task": ("走访", "Visit"),
+    "inbox.visit.outcome": ("结果", "Outcome"),
+    "inbox.visit.indicators": ("观察到的剥夺指标(未观察的不填,保持原值)",
+                               "Deprivations observed (leave out what was not observed: it "
+                               "is kept)"),
+    "inbox.visit.unobserved": ("未观察(现为 {value})", "not observed (now {value})"),
+    "inbox.visit.deprived": ("1 · 有剥夺", "1 · deprived"),
+    "inbox.visit.fine": ("0 · 无剥夺", "0 · not deprived"),
+    "inbox.visit.needs": ("发现的新需求(服务:数量;……)", "New needs found (service:quantity; …)"),
+    "inbox.visit.needs.help": ("例如 meal_help:4; nursing:2。可用的服务:{services}",
+                               "e.g. meal_help:4; nursing:2. Services: {services}"),
+    "inbox.visit.note": ("备注", "Note"),
+    "inbox.visit.button": ("记录走访结果", "Record the result"),
+    "inbox.visit.done": ("已记录走访 {task}:{outcome};新需求 {needs} 项",
+                         "Visit {task} recorded: {outcome}; {needs} new need(s)"),
+    # an alert's numbers in words, one sentence per rule
+    "alert.monitoring_overdue": ("{colour}家庭,每 {cycle} 周巡查一次;上次走访 {last},"
+                                 "已过 {weeks} 周",
+                                 "{colour} household, to be visited every {cycle} week(s); last "
+                                 "visit {last}, {weeks} weeks ago"),
+    "alert.monitoring_overdue.never": ("{colour}家庭,每 {cycle} 周巡查一次;从未走访",
+                                       "{colour} household, to be visited every {cycle} "
+                                       "week(s); never visited"),
+    "alert.unmet": ("{colour}家庭有 {needs} 项需求连续 {weeks} 周未满足",
+                    "{colour} household: {needs} need(s) unmet for {weeks} weeks in a row"),
+    "alert.colour_worse": ("颜色由{before}变为{after}({on} 评估,第 {version} 版)",
+                           "colour went from {before} to {after} (assessed {on}, version "
+                           "{version})"),
+    "alert.fund_runout": ("已支出 {spent},每周约 {burn};照此本期将支出 {projected},"
+                          "超过本期预算 {budget},约 {weeks} 周后用尽",
+                          "{spent} spent, about {burn} a week: at this rate the period will "
+                          "spend {projected}, more than its budget of {budget}; empty in about "
+                          "{weeks} weeks"),
+    "alert.fund_underspend": ("已支出 {spent},只占已累计 {accrued} 的 {share};"
+                              "它可支付的 {needs} 项需求仍在等待",
+                              "{spent} spent, only {share} of the {accrued} accrued, while "
+                              "{needs} need(s) it could pay for wait"),
+    "alert.provider_declines": ("近 {weeks} 周 {tasks} 项任务中有 {failed} 项被拒绝或未完成"
+                                "({share})",
+                                "{failed} of {tasks} tasks declined or not delivered over the "
+                                "last {weeks} weeks ({share})"),
+    "alert.capacity_short": ("{service}在{street}因能力不足而未满足的数量逐周增加:{units}",
+                             "{service} in {street}: units unmet for lack of capacity grow "
+                             "week after week: {units}"),
+    # performance
+    "perf.none": ("还没有开启过任何一周,暂无绩效可看。",
+                  "No week has been opened yet: there is no performance to show."),
+    "perf.weeks": ("周次范围", "Weeks"),
+    "perf.group": ("分组", "Group by"),
+    "perf.fill": ("各颜色每周满足率", "Fill rate by colour, week by week"),
+    "perf.fill.caption": ("满足率:每周需求中已完成的份额(部分完成按比例计),按颜色平均;"
+                          "进行中的周只计已回复完成的部分。",
+                          "Fill rate: the share of each week's needs delivered (a need "
+                          "delivered in part counts in part), averaged per colour; a week still "
+                          "open counts what has been answered as delivered so far."),
+    "perf.monitoring": ("巡查走访按时完成率(每周)", "Monitoring visits made in their week"),
+    "perf.by": ("按{group}", "By {group}"),
+    "perf.fill.table": ("满足率明细(周 × 颜色)", "Fill rate, week × colour"),
+    "perf.monitoring.table": ("巡查明细(周 × 颜色)", "Monitoring, week × colour"),
+    "perf.reach": ("惠及(每万元惠及户数)", "Reach (households per ¥10,000)"),
+    "perf.download": ("下载绩效报告(Excel)", "Download the performance report (Excel)"),
+    "perf.title": ("{centre} · {first} 至 {last} · 按{group}",
+                   "{centre} · {first} to {last} · by {group}"),
+    "perf.declined": ("拒绝:{reason}", "declined: {reason}"),
+    # the fund ledger (in the fund lab)
+    "ledger.title": ("资金台账(登记册)", "The fund ledger (register)"),
+    "ledger.caption": ("截至 {week}。已累计 = 每周预算 × 本期已过周数;余额 = 已累计 − 已支出 − "
+                       "待结算;预计本期支出 = 已支出 + 待结算 + 每周支出 × 本期剩余周数。",
+                       "At {week}. Accrued = weekly budget × weeks of the period so far; "
+                       "balance = accrued − spent − outstanding; projected = spent + "
+                       "outstanding + spent per week × weeks left in the period."),
+    "ledger.burn": ("各基金每周支出", "Spent per week, by fund"),
+    "ledger.by_week": ("按基金、街镇和周次的明细", "By fund, street and week"),
+    "ledger.marginal": ("现在的一元与平常一周的一元", "A yuan now against a yuan in an ordinary "
+                                                   "week"),
+    "ledger.marginal.toggle": ("计算(为 {week} 建立预算模型)",
+                               "Compute it (builds the budget lab of {week})"),
+    "ledger.marginal.caption": ("每万元的边际价值:多给该基金一万元,满足率提高的百分点(在它首先"
+                                "起作用的颜色)。“现在”按 {week} 的需求和余额,"
+                                "“平常一周”按同样的需求和每周预算。现在更高:本期的钱现在用更值;平常一周更高:留到以后更值。",
+                                "The marginal value of ¥10,000: the fill-rate points one more "
+                                "¥10,000 to the fund buys (at the colour where it first "
+                                "matters). “Now”: {week}'s needs at the fund's balance; "
+                                "“ordinary week”: the same needs at its weekly budget. Higher "
+                                "now: the period's money does more spent now; higher in an "
+                                "ordinary week: it does more kept for later."),
+    "ledger.building": ("正在建立 {week} 的预算模型……", "Building the budget lab of {week} …"),
+    "ledger.verdict.now": ("现在用", "spend now"),
+    "ledger.verdict.later": ("留到以后", "keep for later"),
+    "ledger.verdict.same": ("差不多", "about the same"),
     # centre picker
     "centre.district": ("区县", "District"),
     "centre.street": ("街镇", "Street"),
@@ -110,6 +262,7 @@ TEXT: dict[str, tuple[str, str]] = {
                            "{volunteers} volunteers)"),
     # fund lab
     "fund.building": ("正在建立预算模型……", "Building the budget lab …"),
+    "fund.lab": ("预算实验室 · {scenario}", "The budget lab · {scenario}"),
     "fund.total": ("全部基金同比例调整", "All funds together"),
     "fund.budgets": ("各基金本周预算(元)", "Each fund's budget this week (yuan)"),
     "fund.reset": ("恢复原预算", "Reset to the scenario's budgets"),
@@ -272,6 +425,55 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "policy": ("政策", "policy"),
     "solver": ("求解器", "solver"),
     "time": ("用时", "time"),
+    # the register's pages
+    "alert": ("预警", "alert"),
+    "severity": ("级别", "severity"),
+    "since": ("起始周", "since"),
+    "subject_id": ("对象", "about"),
+    "words": ("情况", "what the numbers say"),
+    "state": ("状态", "state"),
+    "ack_by": ("确认人", "acknowledged by"),
+    "ack_at": ("确认时间", "acknowledged at"),
+    "ack_note": ("备注", "note"),
+    "task_id": ("任务", "task"),
+    "provider_id": ("服务方", "provider"),
+    "slot": ("时段", "slot"),
+    "hours": ("小时", "hours"),
+    "units_delivered": ("完成数量", "units delivered"),
+    "answered_on": ("答复日期", "answered on"),
+    "tasks": ("任务数", "tasks"),
+    "accepted": ("接受", "accepted"),
+    "declined": ("拒绝", "declined"),
+    "delivered": ("完成", "delivered"),
+    "not_delivered": ("未完成", "not delivered"),
+    "units_planned": ("计划数量", "units planned"),
+    "median_days": ("完成天数中位数", "median days to delivery"),
+    "planned": ("计划金额", "planned"),
+    "committed": ("承诺金额", "committed"),
+    "spent": ("已支出", "spent"),
+    "delivered_share": ("完成率", "delivered share"),
+    "needs_planned": ("计划满足的需求", "needs planned"),
+    "needs_delivered": ("已满足的需求", "needs delivered"),
+    "planned_rate": ("计划满足率", "planned rate"),
+    "visits_planned": ("计划走访", "visits planned"),
+    "made": ("已走访", "made"),
+    "on_time": ("按时率", "on time"),
+    "households": ("惠及户数", "households"),
+    "households_per_10k": ("每万元惠及户数", "households per ¥10,000"),
+    "weekly_budget": ("每周预算", "weekly budget"),
+    "period": ("资金周期", "period"),
+    "weeks": ("已过周数", "weeks so far"),
+    "accrued": ("已累计", "accrued"),
+    "outstanding": ("待结算", "outstanding"),
+    "balance": ("余额", "balance"),
+    "burn": ("每周支出", "spent per week"),
+    "weeks_left": ("剩余周数", "weeks left"),
+    "period_budget": ("本期预算", "period budget"),
+    "projected": ("预计本期支出", "projected"),
+    "projected_left": ("预计期末结余", "projected left at the end"),
+    "points_now": ("现在:每万元提升(百分点)", "now: points per ¥10,000"),
+    "points_then": ("平常一周:每万元提升(百分点)", "ordinary week: points per ¥10,000"),
+    "verdict": ("建议", "verdict"),
 }
 
 
@@ -296,6 +498,33 @@ STATUSES: dict[str, tuple[str, str]] = {
 REGISTRY_KINDS: dict[str, tuple[str, str]] = {
     "offer": ("供给", "offer"),
     "volunteer": ("志愿者", "volunteer"),
+}
+
+SEVERITIES: dict[str, tuple[str, str]] = {
+    "high": ("高", "high"),
+    "medium": ("中", "medium"),
+    "low": ("低", "low"),
+}
+
+ALERT_STATES: dict[str, tuple[str, str]] = {
+    "open": ("待处理", "open"),
+    "acknowledged": ("已确认", "acknowledged"),
+    "resolved": ("已解除", "resolved"),
+}
+
+TASK_KINDS: dict[str, tuple[str, str]] = {
+    "service": ("服务", "service"),
+    "visit": ("上门服务", "service visit"),
+    "monitoring": ("巡查走访", "monitoring visit"),
+    "visit+monitoring": ("上门服务兼巡查", "service and monitoring visit"),
+}
+
+GROUPS: dict[str, tuple[str, str]] = {
+    "provider": ("服务方", "provider"),
+    "linkage": ("联动类型", "linkage"),
+    "fund": ("基金", "fund"),
+    "street": ("街镇", "street"),
+    "colour": ("颜色", "colour"),
 }
 
 EQUITY_REASONS: dict[str, tuple[str, str]] = {
@@ -332,12 +561,17 @@ def column(name: str, lang: str) -> str:
 def code(kind: str, value: str, lang: str) -> str:
     """A contract code in words: ``kind`` is ``tier``, ``linkage``, ``level``, ``source``,
     ``unit``, ``dimension``, ``skill``, ``direction`` (of a run diff), ``equity`` (why a
-    street could not be held to the dial), ``status`` (a solver outcome) or ``registry`` (a
-    registry row's kind)."""
+    street could not be held to the dial), ``status`` (a solver outcome), ``registry`` (a
+    registry row's kind), ``severity`` and ``alert_state`` (of an alert), ``task_status``,
+    ``task_kind``, ``decline`` (a task's reason), ``outcome`` (of a visit) or ``group`` (a
+    performance grouping)."""
     table = {"tier": vocab.TIERS, "linkage": vocab.LINKAGES, "level": vocab.LEVELS,
              "source": vocab.FUND_SOURCES, "unit": vocab.UNITS, "dimension": vocab.DIMENSIONS,
              "skill": vocab.SKILLS, "direction": DIRECTIONS, "equity": EQUITY_REASONS,
-             "status": STATUSES, "registry": REGISTRY_KINDS}[kind]
+             "status": STATUSES, "registry": REGISTRY_KINDS, "severity": SEVERITIES,
+             "alert_state": ALERT_STATES, "task_status": vocab.TASK_STATUSES,
+             "task_kind": TASK_KINDS, "decline": vocab.DECLINE_REASONS,
+             "outcome": vocab.VISIT_OUTCOMES, "group": GROUPS}[kind]
     return pick(table[value], lang) if value in table else value
 
 

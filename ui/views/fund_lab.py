@@ -1,4 +1,6 @@
-"""基金 · 预算实验室 — the fund manager's budget lab: budgets in, coverage out, at once."""
+"""基金 · 预算实验室 — the fund manager's page: the fund ledger of the register (balance, spending
+per week, the period's projection, a yuan now against a yuan later), then the budget lab:
+budgets in, coverage out, at once."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ from wulian.optimizer.budget import EquityDial
 from wulian.planning.budget import BudgetLab
 from wulian.planning.scenario import Scenario
 from wulian.ui import charts
+from wulian.ui import register_data as R
 from wulian.ui.common import (
+    SCENARIO_KEY,
     TIERS,
     budget_lab,
     colour_name,
@@ -19,6 +23,7 @@ from wulian.ui.common import (
     lang,
     money,
     percent,
+    scenario_label,
     show,
     tier_names,
     titles,
@@ -198,9 +203,49 @@ def saved_scenarios(scenario: Scenario, lab: BudgetLab, budgets: dict[str, float
     st.dataframe(out.rename(columns=headings), hide_index=True, key="compare_table")
 
 
+def ledger_section() -> None:
+    """The register's fund ledger: balances, burn and projection per fund, spending per week,
+    and (on demand) the marginal value of a yuan now against a yuan in an ordinary week."""
+    st.subheader(tr("ledger.title"))
+    opened = R.open_register()
+    if opened is None:
+        return
+    url, mark = opened
+    at, outlook = R.fund_outlook(url, mark)
+    if outlook.empty:
+        st.info(tr("perf.none"))
+        return
+    st.caption(tr("ledger.caption", week=at))
+    yuan = ["weekly_budget", "accrued", "spent", "outstanding", "balance", "burn",
+            "period_budget", "projected", "projected_left"]
+    show(outlook[["fund_id", "name", "period", "weeks", "weeks_left", *yuan]],
+         dict.fromkeys(yuan, money), key="ledger_table")
+    by_week = R.ledger(url, mark)[0]
+    st.markdown("**" + tr("ledger.burn") + "**")
+    spent = by_week.groupby(["fund_id", "week"], as_index=False)["spent"].sum()
+    st.altair_chart(charts.spending(spent, titles("week", "spent", "fund_id")), width="stretch")
+    with st.expander(tr("ledger.by_week")):
+        show(by_week, {"planned": money, "committed": money, "spent": money},
+             key="ledger_by_week")
+    week = R.lab_week(url, mark)
+    st.markdown("**" + tr("ledger.marginal") + "**")
+    if week and st.toggle(tr("ledger.marginal.toggle", week=week), key="ledger_marginal"):
+        with st.spinner(tr("ledger.building", week=week)):
+            values = R.now_and_then(url, mark, week)
+        st.caption(tr("ledger.marginal.caption", week=week))
+        verdicts = {v: tr(f"ledger.verdict.{v}") for v in ("now", "later", "same")}
+        show(values.assign(verdict=values["verdict"].map(verdicts)),
+             {"balance": money, "weekly_budget": money, "points_now": lambda v: f"{v:,.3f}",
+              "points_then": lambda v: f"{v:,.3f}"}, key="ledger_marginal_table")
+
+
 def page() -> None:
     st.title(tr("page.fund"))
+    ledger_section()
+    st.divider()
     scenario = current_scenario()
+    st.subheader(tr("fund.lab", scenario=scenario_label(
+        st.session_state.get(SCENARIO_KEY, "demo"))))
     week = current_week(scenario)
     with st.spinner(tr("fund.building")):
         lab, lock = budget_lab(scenario.digest, week, scenario)
