@@ -612,3 +612,20 @@ def test_the_fenced_task_table_is_performances_for_every_scope(register):
             pd.testing.assert_frame_equal(mine.reset_index(drop=True),
                                           theirs.reset_index(drop=True),
                                           check_dtype=len(theirs) > 0)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_a_register_without_weeks_says_so_on_the_register_pages(tmp_path, monkeypatch, lang):
+    """A register imported but never run: the inbox says no week is open and how to open one,
+    the performance page and the fund ledger that there is nothing yet."""
+    url = f"sqlite:///{tmp_path / 'imported.sqlite'}"
+    Register(RunStore(url), Actor("t", "cli")).import_scenario(
+        Scenario.from_tables(generate_scenario("tiny", 0)))
+    monkeypatch.setenv("WULIAN_STORE", url)
+    at = app(lang)
+    assert at.title[0].value == text.say("page.inbox", lang)
+    assert text.say("inbox.noweek", lang) in texts(at, "info")
+    ok(at.switch_page("views/performance.py").run())
+    assert texts(at, "info") == [text.say("perf.none", lang)]
+    ok(at.switch_page("views/fund_lab.py").run())
+    assert text.say("ledger.none", lang) in texts(at, "info")
