@@ -588,3 +588,44 @@ def test_a_link_to_a_street_opens_the_inbox_on_it(register):
     inside = {"D04S02", *centres.loc[centres["parent_id"] == "D04S02", "centre_id"]}
     stored = alerts.alerts(register, centres=inside, states=("open",))
     assert list(table(at, "alerts_table")["对象"]) == list(stored["subject_id"])
+
+
+def test_the_fenced_task_table_is_performances_for_every_scope(register):
+    """The performance page's task table (streets and stations fenced in the query) is
+    ``performance.task_table``'s, and its tables ``performance()``'s, for every scope and a
+    range of weeks."""
+    from wulian.ui.register_data import Scope, task_table
+
+    centres = register.table("centres")
+    weeks = sorted(set(cycle.weeks(register)["week"]))
+    scopes = [Scope(None, "", None, None, None, 0)]
+    for street in centres.loc[centres["level"] == "street", "centre_id"]:
+        stations = frozenset(centres.loc[centres["parent_id"] == street, "centre_id"])
+        scopes.append(Scope(street, "", stations | {street}, stations, (street,), 0))
+        scopes += [Scope(s, "", frozenset({s}), frozenset({s}), (street,), 0)
+                   for s in sorted(stations)]
+    for area in scopes:
+        for first, last in ((None, None), (weeks[1], weeks[-2])):
+            stations = None if area.stations is None else set(area.stations)
+            mine = task_table(register, first, last, area).sort_values("task_id")
+            theirs = perf.task_table(register, first, last, stations).sort_values("task_id")
+            pd.testing.assert_frame_equal(mine.reset_index(drop=True),
+                                          theirs.reset_index(drop=True),
+                                          check_dtype=len(theirs) > 0)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_a_register_without_weeks_says_so_on_the_register_pages(tmp_path, monkeypatch, lang):
+    """A register imported but never run: the inbox says no week is open and how to open one,
+    the performance page and the fund ledger that there is nothing yet."""
+    url = f"sqlite:///{tmp_path / 'imported.sqlite'}"
+    Register(RunStore(url), Actor("t", "cli")).import_scenario(
+        Scenario.from_tables(generate_scenario("tiny", 0)))
+    monkeypatch.setenv("WULIAN_STORE", url)
+    at = app(lang)
+    assert at.title[0].value == text.say("page.inbox", lang)
+    assert text.say("inbox.noweek", lang) in texts(at, "info")
+    ok(at.switch_page("views/performance.py").run())
+    assert texts(at, "info") == [text.say("perf.none", lang)]
+    ok(at.switch_page("views/fund_lab.py").run())
+    assert text.say("ledger.none", lang) in texts(at, "info")

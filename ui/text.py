@@ -157,6 +157,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "perf.declined": ("拒绝:{reason}", "declined: {reason}"),
     # the fund ledger (in the fund lab)
     "ledger.title": ("资金台账(登记册)", "The fund ledger (register)"),
+    "ledger.none": ("还没有开启过任何一周,资金台账还是空的。",
+                    "No week has been opened yet: the ledger is empty."),
     "ledger.caption": ("截至 {week}。已累计 = 每周预算 × 本期已过周数;余额 = 已累计 − 已支出 − "
                        "待结算;预计本期支出 = 已支出 + 待结算 + 每周支出 × 本期剩余周数。",
                        "At {week}. Accrued = weekly budget × weeks of the period so far; "

@@ -213,7 +213,7 @@ def ledger_section() -> None:
     url, mark = opened
     at, outlook = R.fund_outlook(url, mark)
     if outlook.empty:
-        st.info(tr("perf.none"))
+        st.info(tr("ledger.none"))
         return
     st.caption(tr("ledger.caption", week=at))
     yuan = ["weekly_budget", "accrued", "spent", "outstanding", "balance", "burn",
