@@ -328,6 +328,9 @@ def evaluate(register: Register, week: str | None = None) -> Evaluation:
             elif old["numbers"] != numbers or old["last_week"] != week:
                 changed.append({**old, "numbers": numbers, "last_week": week,
                                 "severity": rules[f.rule]["severity"], "updated_at": stamp})
+                events.add("alert.update", f"alerts:{aid}",
+                           {"numbers": old["numbers"], "last_week": old["last_week"]},
+                           {"numbers": numbers, "last_week": week})
                 result.updated += 1
         for aid, old in stored.items():
             if aid not in found and old["state"] != "resolved":
@@ -352,10 +355,13 @@ def alerts(register: Register, *, centres: Iterable[str] | None = None,
     query = sa.select(ALERTS).where(ALERTS.c.state.in_(list(states)))
     if rules is not None:
         query = query.where(ALERTS.c.rule.in_(list(rules)))
+    fence = None if centres is None else sorted(set(centres))
+    if fence is not None and len(fence) <= 5000:  # the fence in the query (indexed centre)
+        query = query.where(ALERTS.c.centre.in_(fence))
     with register.engine.connect() as conn:
         frame = pd.DataFrame(conn.execute(query).mappings().all(), columns=list(ALERT_COLUMNS))
-    if centres is not None:
-        frame = frame[frame["centre"].isin(set(centres))]
+    if fence is not None:
+        frame = frame[frame["centre"].isin(fence)]
     order = frame["severity"].map({"high": 0, "medium": 1, "low": 2})
     frame = frame.assign(_o=order).sort_values(["_o", "since", "alert_id"]).drop(columns="_o")
     names = register.policy.alerts

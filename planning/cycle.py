@@ -375,7 +375,7 @@ def week_scenario(register: Register, conn: sa.Connection, week: str) -> Scenari
 
     funds = tables["funds"].copy()
     balance = fund_balances(conn, funds, week, register.policy.cycle.fund_period_weeks)
-    funds["budget"] = [_text(round(v, 2)) for v in
+    funds["budget"] = [_text(round(max(v, 0.0), 2)) for v in
                        funds["fund_id"].map(balance["balance"]).to_numpy(float)]
     tables["funds"] = funds
     return Scenario.from_tables(tables, register.policy, path=f"register {week}")
@@ -399,7 +399,9 @@ def fund_balances(conn: sa.Connection, funds: pd.DataFrame, week: str, length: i
         "period": f"{weeks_so_far[0]}–{week}", "weeks": len(weeks_so_far), "accrued": accrued,
         "spent": ids.map(spent).fillna(0.0).to_numpy(float),
         "outstanding": ids.map(owed).fillna(0.0).to_numpy(float)}).set_index("fund_id")
-    out["balance"] = np.maximum(out["accrued"] - out["spent"] - out["outstanding"], 0.0)
+    # What is left may be below zero (a budget cut after spending): the ledger shows it, the
+    # week's allocation sees nothing left (week_scenario).
+    out["balance"] = out["accrued"] - out["spent"] - out["outstanding"]
     return out
 
 
@@ -913,10 +915,7 @@ def fund_ledger(register: Register, first: str | None = None, last: str | None =
             .groupby(["fund_id", "street_id", "week"], as_index=False)[
                 ["planned", "committed", "spent"]].sum().round(2)
         funds = register.table("funds", conn)
-        at = last or (str(frame["week"].max()) if len(frame) else None)
-        if at is None:
-            all_weeks = conn.execute(sa.select(sa.func.max(WEEKS.c.week))).scalar()
-            at = all_weeks
+        at = last or conn.execute(sa.select(sa.func.max(WEEKS.c.week))).scalar()
         balances = (fund_balances(conn, funds, at, register.policy.cycle.fund_period_weeks)
                     .reset_index().round(2) if at else pd.DataFrame())
     return by_week, balances
