@@ -34,7 +34,7 @@ from wulian.contract.problems import Problem, ValidationError
 from wulian.optimizer.allocation import AllocationParams
 from wulian.optimizer.visits import MatchParams
 from wulian.planning.allocate import run_allocation
-from wulian.planning.db import bulk_insert
+from wulian.planning.db import bulk_insert, bulk_update, fetch_frame
 from wulian.planning.match import reconciled_tables, run_matching, week_start
 from wulian.planning.register import (
     NEED_STATES,
@@ -159,8 +159,7 @@ def period_weeks(week: str, length: int) -> list[str]:
 
 
 def tasks_frame(conn: sa.Connection, *where) -> pd.DataFrame:
-    rows = conn.execute(sa.select(TASKS).where(*where)).mappings().all()
-    return pd.DataFrame(rows, columns=list(TASK_COLUMNS))
+    return fetch_frame(conn, sa.select(*(TASKS.c[c] for c in TASK_COLUMNS)).where(*where))
 
 
 def tasks(register: Register, week: str | None = None, *, provider: str | None = None,
@@ -339,8 +338,9 @@ def week_scenario(register: Register, conn: sa.Connection, week: str) -> Scenari
     """The week's scenario from the register: open needs as of ``week`` (urgency raised by
     their age), offers and volunteers less what other open scopes took this week, funds at
     their balance in the period."""
-    tables = register.tables(conn)
-    states = register.need_states(conn, OPEN_STATES).set_index("need_id")
+    owed = register.need_states(conn, OPEN_STATES + ("allocated",))
+    tables = register.tables(conn, owed)
+    states = owed[owed["state"].isin(OPEN_STATES)].set_index("need_id")
     needs = tables["needs"]
     needs = needs[needs["need_id"].isin(states.index)].copy()
     needs = needs[needs["week"] <= week]  # not needs raised for a later week
@@ -366,11 +366,12 @@ def week_scenario(register: Register, conn: sa.Connection, week: str) -> Scenari
         left = vols["max_hours"].astype(float) - vols["volunteer_id"].map(hours).fillna(0.0)
         spent = left.to_numpy() <= EPS  # kept (history names them), with no slot left
         vols["max_hours"] = np.where(spent, vols["max_hours"], [_text(v) for v in left])
-        vols["availability"] = [
+        busy = (vols["volunteer_id"].isin(slots.index) | spent).to_numpy()
+        vols.loc[busy, "availability"] = [
             "" if gone else
             ";".join(s for s in str(avail).split(";") if s and s not in slots.get(v, ()))
-            for v, avail, gone in zip(vols["volunteer_id"], vols["availability"], spent,
-                                      strict=True)]
+            for v, avail, gone in zip(vols.loc[busy, "volunteer_id"],
+                                      vols.loc[busy, "availability"], spent[busy], strict=True)]
         tables["volunteers"] = vols
 
     funds = tables["funds"].copy()
@@ -564,7 +565,7 @@ def record_answers(register: Register, answers: Iterable[Answer], *,
             tid = a.task_id.strip()
             changes = {k: v for k, v in after.items() if before.get(k) != v}
             if changes:
-                updates.append({"tid": tid, **after, "updated_at": events.at})
+                updates.append({"task_id": tid, **after, "updated_at": events.at})
                 events.add("task.answer", f"tasks:{tid}",
                            {k: before.get(k) for k in changes}, changes)
                 report.changed += 1
@@ -573,11 +574,7 @@ def record_answers(register: Register, answers: Iterable[Answer], *,
             if before["kind"] in MONITORING_KINDS and after["status"] in (
                     "delivered", "not_delivered"):
                 visits.append((tid, before, a, after))
-        if updates:
-            conn.execute(TASKS.update().where(TASKS.c.task_id == sa.bindparam("tid")).values(
-                status=sa.bindparam("status"), units_delivered=sa.bindparam("units_delivered"),
-                answered_on=sa.bindparam("answered_on"), reason=sa.bindparam("reason"),
-                updated_at=sa.bindparam("updated_at")), updates)
+        bulk_update(conn, TASKS, "task_id", updates)
         report.visits, report.needs_raised = _record_visits(register, conn, events, visits)
         events.flush()
     return report
@@ -841,21 +838,19 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
         left = np.where(full, 0.0, left)
         out.delivered, out.expired = int(full.sum()), int(expired.sum())
         out.carried = int(len(states) - out.delivered - out.expired)
-        changes = [{"nid": nid, "state": st, "close_reason": why, "remaining": float(rest),
-                    "age": int(n), "updated_at": events.at}
-                   for nid, st, why, rest, n in zip(states.index, state, reason, left, age,
-                                                    strict=True)]
-        if changes:
-            conn.execute(NEED_STATES.update().where(
-                NEED_STATES.c.need_id == sa.bindparam("nid")).values(
-                state=sa.bindparam("state"), close_reason=sa.bindparam("close_reason"),
-                remaining=sa.bindparam("remaining"), age=sa.bindparam("age"),
-                updated_at=sa.bindparam("updated_at")), changes)
-        before = states[["state", "remaining", "age"]].to_dict("records")
-        for change, was in zip(changes, before, strict=True):
-            after = {k: change[k] for k in ("state", "close_reason", "remaining", "age")}
-            events.add("need_state.close" if after["state"] == "closed" else "need_state.carry",
-                       f"needs:{change['nid']}", {k: _plain(v) for k, v in was.items()}, after)
+        changes = pd.DataFrame({"state": state, "close_reason": reason, "remaining": left,
+                                "age": age}, index=states.index)
+        bulk_update(conn, NEED_STATES, "need_id",
+                    changes.assign(updated_at=events.at).reset_index().to_dict("records"))
+        closed = changes["state"].to_numpy() == "closed"
+        subjects = ("needs:" + changes.index.to_series()).to_numpy(object)
+        befores = row_json(states[["state", "remaining", "age"]].astype(
+            {"remaining": float, "age": int}))
+        afters = row_json(changes)
+        for kind, pick in (("need_state.close", closed), ("need_state.carry", ~closed)):
+            events.add_many(kind, list(subjects[pick]),
+                            [b for b, p in zip(befores, pick, strict=True) if p],
+                            [a for a, p in zip(afters, pick, strict=True) if p])
         visits = done[done["volunteer_id"] != ""]
         out.history = _add_history(register, conn, events, list(zip(
             visits["week"], visits["household_id"], visits["volunteer_id"], strict=True)))

@@ -28,13 +28,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.json as pa_json
 import sqlalchemy as sa
 
 from wulian.contract import vocab
 from wulian.contract.schema import TABLES
 from wulian.demand.policy import Policy
 from wulian.demand.scoring import colour
-from wulian.planning.db import bulk_insert
+from wulian.planning.db import bulk_insert, fetch_frame, fetch_rows
 from wulian.planning.io import as_text, write_tables
 from wulian.planning.scenario import Scenario
 from wulian.planning.store import RunStore
@@ -191,11 +193,20 @@ def row_json(frame: pd.DataFrame) -> list[str]:
 
 
 def rows_frame(values: list[str]) -> pd.DataFrame:
-    """Rows kept as JSON text back as a text frame."""
+    """Rows kept as JSON text back as a text frame (missing keys as empty text)."""
     if not values:
         return pd.DataFrame()
-    frame = pd.read_json(io.StringIO("\n".join(values)), lines=True, orient="records",
-                         dtype=False)
+    data = "\n".join(values).encode()
+    # Arrow's reader parses a city's table in a fraction of pandas' time; every value the
+    # register keeps is text, so the first row's keys name the columns, typed as text, and
+    # keys only later rows have are found as they come.
+    schema = pa.schema([(k, pa.string()) for k in json.loads(values[0])])
+    try:
+        frame = pa_json.read_json(pa.BufferReader(data), parse_options=pa_json.ParseOptions(
+            explicit_schema=schema, unexpected_field_behavior="infer")).to_pandas()
+    except pa.ArrowInvalid:  # a value that is not text: pandas reads anything
+        frame = pd.read_json(io.StringIO(data.decode()), lines=True, orient="records",
+                             dtype=False)
     return frame.astype(object).fillna("")
 
 
@@ -261,18 +272,17 @@ class Register:
     def rows(self, table: str, conn: sa.Connection | None = None) -> dict[str, str]:
         """Key → the row as canonical JSON text."""
         query = sa.select(ROWS.c.row_key, ROWS.c.data).where(ROWS.c.tbl == table)
-        if conn is None:
-            with self.engine.connect() as own:
-                return dict(own.execute(query).all())
-        return dict(conn.execute(query).all())
+        return dict(self._fetch(query, conn))
 
     def table(self, table: str, conn: sa.Connection | None = None) -> pd.DataFrame:
         """One table of the register as text (contract columns first, keys sorted)."""
-        rows = self.rows(table, conn)
+        query = (sa.select(ROWS.c.data).where(ROWS.c.tbl == table)
+                 .order_by(ROWS.c.row_key))  # the key's own order (its primary key)
+        rows = [data for (data,) in self._fetch(query, conn)]
         columns = list(TABLES[table].column_names)
         if not rows:
             return pd.DataFrame(columns=columns)
-        frame = rows_frame([rows[k] for k in sorted(rows)])
+        frame = rows_frame(rows)
         order = [c for c in columns if c in frame.columns]
         return frame[order + [c for c in frame.columns if c not in order]].fillna("")
 
@@ -283,19 +293,26 @@ class Register:
             query = query.where(NEED_STATES.c.state.in_(list(states)))
         if conn is None:
             with self.engine.connect() as own:
-                return pd.DataFrame(own.execute(query).mappings().all(),
-                                    columns=[c.name for c in NEED_STATES.columns])
-        return pd.DataFrame(conn.execute(query).mappings().all(),
-                            columns=[c.name for c in NEED_STATES.columns])
+                return fetch_frame(own, query)
+        return fetch_frame(conn, query)
+
+    def _fetch(self, query: sa.Select, conn: sa.Connection | None) -> list[tuple]:
+        if conn is None:
+            with self.engine.connect() as own:
+                return fetch_rows(own, query)
+        return fetch_rows(conn, query)
 
     def is_empty(self) -> bool:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(ROWS.c.row_key).limit(1)).first() is None
 
-    def tables(self, conn: sa.Connection | None = None) -> dict[str, pd.DataFrame]:
-        """The current state as a scenario's text tables: open needs with what is still owed."""
+    def tables(self, conn: sa.Connection | None = None, states: pd.DataFrame | None = None
+               ) -> dict[str, pd.DataFrame]:
+        """The current state as a scenario's text tables: open needs with what is still owed
+        (``states``: the need states of needs not closed, when the caller has read them)."""
         tables = {name: self.table(name, conn) for name in REGISTER_TABLES}
-        states = self.need_states(conn, OPEN_STATES + ("allocated",))
+        if states is None:
+            states = self.need_states(conn, OPEN_STATES + ("allocated",))
         tables["needs"] = open_needs(tables["needs"], states, tables["services"])
         return tables
 
@@ -676,7 +693,7 @@ def open_needs(needs: pd.DataFrame, states: pd.DataFrame, services: pd.DataFrame
     unit = out["service_id"].map(services.set_index("service_id")["unit"]).to_numpy()
     step = np.where(np.isin(unit, list(vocab.WHOLE_UNITS)), 1.0, 0.01)
     remaining = np.ceil(np.round(remaining / step, 6)) * step
-    out["quantity"] = [str(float(round(v, 2))) for v in remaining]
+    out["quantity"] = np.round(remaining, 2).astype(str)
     return out[remaining > 1e-9].reset_index(drop=True)
 
 
