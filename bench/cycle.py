@@ -45,7 +45,8 @@ from bench.quarter import PeakMemory
 
 console = Console(highlight=False, width=max(Console().width, 120))
 TARGETS = {"city": {"import": 30.0, "reimport": 10.0, "open": 90.0, "record": 15.0,
-                    "close": 10.0, "open_mib": 4096.0}}
+                    "close": 10.0, "open_mib": 4096.0, "alerts": 5.0, "performance": 10.0,
+                    "inbox": 2.0}}
 
 
 def _fresh_store(url: str | None, folder: Path) -> str:
@@ -110,6 +111,36 @@ def _fill(paths: list[Path], limit: int, rng: np.random.Generator) -> tuple[int,
             filled += 1
         wb.save(path)
     return filled, back
+
+
+def _quarter_reads(register, first: str, last: str, row) -> None:
+    """Issue 16's reads on the played quarter: every alert evaluated on demand, the
+    performance tables of the whole network and the quarter, one street's inbox in the app."""
+    from wulian.planning import alerts, performance
+    from wulian.ui import register_data
+
+    start = time.perf_counter()
+    evaluated = alerts.evaluate(register, last)
+    row("alerts evaluated", time.perf_counter() - start,
+        f"{evaluated.findings:,} conditions at {last}: {evaluated.opened:,} opened, "
+        f"{evaluated.updated:,} updated, {evaluated.resolved:,} resolved", "alerts")
+    for by in ("provider", "fund", "street"):
+        start = time.perf_counter()
+        tables = performance.performance(register, by, first, last)
+        row(f"performance by {by}", time.perf_counter() - start,
+            f"{first}:{last}, whole network: {len(tables[f'by_{by}']):,} rows by {by}, "
+            f"{len(tables['fill_rate']):,} of fill rate", "performance")
+    url = register.engine.url.render_as_string(hide_password=False)
+    street = register.table("centres").query("level == 'street'")["centre_id"].iloc[0]
+    register_data.inbox.clear()
+    register_data.scope.clear()
+    register_data.centres.clear()
+    start = time.perf_counter()
+    mark = register_data.marker(url)
+    box = register_data.inbox(url, mark, street)
+    row("inbox of one street", time.perf_counter() - start,
+        f"{street}: {len(box.alerts):,} alerts, {box.task_count:,} tasks, "
+        f"{box.visit_count:,} visits (the app's reads, caches empty)", "inbox")
 
 
 def run(preset: str, data: str | None, store: str | None, weeks: int, answers: int) -> None:
@@ -190,9 +221,12 @@ def run(preset: str, data: str | None, store: str | None, weeks: int, answers: i
                           on_week=lambda w: console.print(f"  {w.week}: {w.seconds}"))
         for w in played:
             row(f"simulated {w.week}", sum(w.seconds[k] for k in ("open", "publish", "record",
-                                                                   "close")),
+                                                                   "close", "alerts")),
                 f"{w.tasks:,} tasks; open {w.seconds['open']:.1f} s, record "
-                f"{w.seconds['record']:.1f} s, close {w.seconds['close']:.1f} s")
+                f"{w.seconds['record']:.1f} s, close {w.seconds['close']:.1f} s, alerts "
+                f"{w.seconds['alerts']:.1f} s ({w.alerts_open:,} open)")
+        if played:
+            _quarter_reads(register, str(played[0].week), str(played[-1].week), row)
         rows.append(("store size", "", "", _store_size(register)))
         register.engine.dispose()
 

@@ -22,13 +22,13 @@ import sqlalchemy as sa
 from wulian.contract import vocab
 from wulian.contract.hierarchy import Hierarchy
 from wulian.planning.cycle import TASKS, WEEKS, fund_balances, lock, period_bounds, tasks_frame
+from wulian.planning.db import bulk_insert, bulk_update, fetch_frame, fetch_rows
 from wulian.planning.match import week_start
 from wulian.planning.register import (
     NEED_STATES,
     ROWS,
     Events,
     Register,
-    rows_frame,
 )
 
 _meta = sa.MetaData()
@@ -106,14 +106,13 @@ def find(register: Register, week: str) -> list[Finding]:
         found += _colour_worse(households)
         found += _funds(register, conn, households, week, rules)
         found += _provider_declines(register, conn, week, rules["provider_declines"])
-        found += _capacity_short(register, conn, week, rules["capacity_short"])
+        found += _capacity_short(register, conn, households, week, rules["capacity_short"])
     return found
 
 
 def _households(register: Register, conn: sa.Connection) -> pd.DataFrame:
     """Per household: station, the last and the previous assessment's colour and when."""
-    rows = conn.execute(sa.select(ROWS.c.data).where(ROWS.c.tbl == "households")).scalars()
-    frame = rows_frame(list(rows))
+    frame = register.table("households", conn)
     if frame.empty:
         return pd.DataFrame(columns=["household_id", "station_id", "tier", "before",
                                      "assessed_on", "version"])
@@ -124,31 +123,35 @@ def _households(register: Register, conn: sa.Connection) -> pd.DataFrame:
 
 def _monitoring_overdue(register: Register, conn, households: pd.DataFrame, week: str,
                         rule) -> list[Finding]:
-    keys = conn.execute(sa.select(ROWS.c.row_key).where(ROWS.c.tbl == "history")).scalars()
-    visits = pd.Series(list(keys), dtype=object).str.split("|", expand=True)
+    keys = [k for (k,) in fetch_rows(conn, sa.select(ROWS.c.row_key).where(
+        ROWS.c.tbl == "history"))]
+    visits = pd.Series(keys, dtype=object).str.split("|", expand=True)
     last = (visits.groupby(1)[0].max() if len(visits) else pd.Series(dtype=object))
     cycle = register.policy.monitoring_weeks
-    out = []
     hh = households.dropna(subset=["tier"])
     seen = hh["household_id"].map(last)
-    for hid, station, tier, when in zip(hh["household_id"], hh["station_id"], hh["tier"], seen,
-                                        strict=True):
-        due = cycle[tier] + int(rule["grace_weeks"])
-        waited = weeks_between(when, week) if isinstance(when, str) else None
-        if waited is None or waited > due:
-            out.append(Finding("monitoring_overdue", "household", hid, station,
-                               {"colour": tier, "cycle_weeks": cycle[tier],
-                                "last_visit": when if isinstance(when, str) else None,
-                                "weeks_since": waited}))
-    return out
+    visited = seen.notna().to_numpy()
+    # Weeks since the last visit, counted between the weeks' Mondays (never visited: overdue).
+    monday = {w: week_start(w) for w in seen.dropna().unique()}
+    today = week_start(week)
+    waited = np.array([(today - monday[w]).days // 7 if v else -1
+                       for w, v in zip(seen, visited, strict=True)], dtype=int)
+    cycles = hh["tier"].map(cycle).to_numpy(int)
+    overdue = ~visited | (waited > cycles + int(rule["grace_weeks"]))
+    return [Finding("monitoring_overdue", "household", hid, station,
+                    {"colour": tier, "cycle_weeks": int(weeks),
+                     "last_visit": when if v else None, "weeks_since": int(n) if v else None})
+            for hid, station, tier, weeks, when, v, n in zip(
+                hh["household_id"].to_numpy()[overdue], hh["station_id"].to_numpy()[overdue],
+                hh["tier"].to_numpy()[overdue], cycles[overdue], seen.to_numpy()[overdue],
+                visited[overdue], waited[overdue], strict=True)]
 
 
 def _unmet(conn, households: pd.DataFrame, rule) -> list[Finding]:
-    waiting = pd.DataFrame(conn.execute(sa.select(
+    waiting = fetch_frame(conn, sa.select(
         NEED_STATES.c.need_id, NEED_STATES.c.household_id, NEED_STATES.c.age,
         NEED_STATES.c.remaining).where(NEED_STATES.c.state.in_(["carried", "allocated"]),
-                                       NEED_STATES.c.age >= int(rule["weeks"]))).all(),
-        columns=["need_id", "household_id", "age", "remaining"])
+                                       NEED_STATES.c.age >= int(rule["weeks"])))
     hh = households.set_index("household_id")
     waiting = waiting.assign(tier=waiting["household_id"].map(hh["tier"]))
     waiting = waiting[waiting["tier"].isin(list(rule["colours"]))]
@@ -196,9 +199,9 @@ def _funds(register: Register, conn, households: pd.DataFrame, week: str, rules
     # Under-spending while needs it could pay for wait: carried needs of services the fund
     # pays for (its earmark; any service when it has none).
     share = float(rules["fund_underspend"]["share"])
-    carried = pd.DataFrame(conn.execute(sa.select(
+    carried = fetch_frame(conn, sa.select(
         NEED_STATES.c.service_id, NEED_STATES.c.household_id).where(
-        NEED_STATES.c.state == "carried")).all(), columns=["service_id", "household_id"])
+        NEED_STATES.c.state == "carried"))
     carried["station_id"] = carried["household_id"].map(
         households.set_index("household_id")["station_id"])
     hierarchy = Hierarchy.from_centres(register.table("centres", conn))
@@ -249,16 +252,17 @@ def _recent_weeks(week: str, count: int) -> list[str]:
     return sorted(out)
 
 
-def _capacity_short(register: Register, conn, week: str, rule) -> list[Finding]:
+def _capacity_short(register: Register, conn, households: pd.DataFrame, week: str, rule
+                    ) -> list[Finding]:
     """Units unmet for lack of capacity per service and street, week by week, from the
     weeks' runs; a run of ``weeks`` rises in a row (ending at ``week``) fires."""
     runs = conn.execute(sa.select(WEEKS.c.week, WEEKS.c.run_id).where(
         WEEKS.c.week.in_(_recent_weeks(week, int(rule["weeks"]) + 1)))).all()
     if not runs:
         return []
-    services = pd.DataFrame(conn.execute(sa.select(
-        NEED_STATES.c.need_id, NEED_STATES.c.service_id, NEED_STATES.c.household_id)).all(),
-        columns=["need_id", "service_id", "household_id"]).set_index("need_id")
+    services = fetch_frame(conn, sa.select(
+        NEED_STATES.c.need_id, NEED_STATES.c.service_id, NEED_STATES.c.household_id)
+    ).set_index("need_id")
     per_week = []
     for w, run_id in runs:
         if run_id is None:
@@ -274,10 +278,7 @@ def _capacity_short(register: Register, conn, week: str, rule) -> list[Finding]:
     rows = pd.concat(per_week, ignore_index=True)
     rows["service_id"] = rows["need_id"].map(services["service_id"])
     rows["household_id"] = rows["need_id"].map(services["household_id"])
-    hh = rows_frame(list(conn.execute(sa.select(ROWS.c.data).where(
-        ROWS.c.tbl == "households", ROWS.c.row_key.in_(
-            rows["household_id"].dropna().unique().tolist()))).scalars()))
-    stations = dict(zip(hh.get("household_id", []), hh.get("station_id", []), strict=True))
+    stations = households.set_index("household_id")["station_id"]
     centres = register.table("centres", conn).set_index("centre_id")
     parent = centres["parent_id"]
     rows["street"] = rows["household_id"].map(stations).map(parent)
@@ -307,7 +308,8 @@ def evaluate(register: Register, week: str | None = None) -> Evaluation:
     result = Evaluation(week=week, opened=0, updated=0, resolved=0, findings=len(found))
     with register.engine.begin() as conn:
         lock(conn)  # two evaluations at once queue (alert ids are keys)
-        stored = {r["alert_id"]: dict(r) for r in conn.execute(sa.select(ALERTS)).mappings()}
+        stored = {r[0]: dict(zip(ALERT_COLUMNS, r, strict=True))
+                  for r in fetch_rows(conn, sa.select(*ALERTS.columns))}
         events = Events(conn, register.actor)
         stamp = events.at
         fresh, changed = [], []
@@ -339,11 +341,8 @@ def evaluate(register: Register, week: str | None = None) -> Evaluation:
                 events.add("alert.resolve", f"alerts:{aid}", {"state": old["state"]},
                            {"state": "resolved", "week": week})
                 result.resolved += 1
-        if fresh:
-            conn.execute(ALERTS.insert(), fresh)
-        for row in changed:
-            conn.execute(ALERTS.update().where(ALERTS.c.alert_id == row["alert_id"]).values(
-                **{k: v for k, v in row.items() if k != "alert_id"}))
+        bulk_insert(conn, ALERTS, fresh)
+        bulk_update(conn, ALERTS, "alert_id", changed)
         events.flush()
     return result
 

@@ -25,8 +25,9 @@ import sqlalchemy as sa
 
 from wulian.contract import vocab
 from wulian.planning.cycle import MONITORING_KINDS, TASKS, WEEKS, delivered_cost, tasks_frame
+from wulian.planning.db import fetch_frame
 from wulian.planning.match import week_start
-from wulian.planning.register import Register
+from wulian.planning.register import NEED_STATES, Register
 
 GROUPS = {"provider": "provider_id", "linkage": "linkage", "fund": "fund_id",
           "street": "street_id", "colour": "tier"}
@@ -68,7 +69,7 @@ def task_table(register: Register, first: str | None = None, last: str | None = 
         frame = frame[frame["station_id"].isin(stations)]
     monday = frame["week"].map({w: week_start(w) for w in frame["week"].unique()})
     answered = pd.to_datetime(frame["answered_on"].where(frame["answered_on"] != ""),
-                              errors="coerce")
+                              errors="coerce", format="ISO8601")
     days = (answered - pd.to_datetime(monday)).dt.days
     return frame.assign(spent=delivered_cost(frame),
                         days=days.where(frame["status"] == "delivered"))
@@ -112,6 +113,7 @@ def fill_rate(register: Register, tasks: pd.DataFrame, first: str | None = None,
     the fraction of each (a need half delivered counts ½), with their shares."""
     rows = []
     with register.engine.connect() as conn:
+        household_of = _need_households(conn)
         query = sa.select(WEEKS.c.week, WEEKS.c.run_id)
         if first:
             query = query.where(WEEKS.c.week >= first)
@@ -130,9 +132,9 @@ def fill_rate(register: Register, tasks: pd.DataFrame, first: str | None = None,
             colour = plans.set_index("household_id")["tier"] if len(plans) else pd.Series()
             station = plans.set_index("household_id")["station_id"] if len(plans) else \
                 pd.Series()
-            needs = _need_households(conn, rows[-1]["need_id"])
-            rows[-1]["tier"] = rows[-1]["need_id"].map(needs).map(colour)
-            rows[-1]["station_id"] = rows[-1]["need_id"].map(needs).map(station)
+            households = rows[-1]["need_id"].map(household_of)
+            rows[-1]["tier"] = households.map(colour)
+            rows[-1]["station_id"] = households.map(station)
     if not rows:
         return pd.DataFrame(columns=["week", "tier", "needs", "planned", "delivered",
                                      "planned_rate", "fill_rate"])
@@ -158,15 +160,10 @@ def fill_rate(register: Register, tasks: pd.DataFrame, first: str | None = None,
                            else s).reset_index(drop=True).round(4)
 
 
-def _need_households(conn: sa.Connection, need_ids: pd.Series) -> pd.Series:
-    from wulian.planning.register import NEED_STATES
-
-    ids = need_ids.unique().tolist()
-    rows = []
-    for start in range(0, len(ids), 5000):
-        rows += conn.execute(sa.select(NEED_STATES.c.need_id, NEED_STATES.c.household_id)
-                             .where(NEED_STATES.c.need_id.in_(ids[start:start + 5000]))).all()
-    return pd.Series({n: h for n, h in rows}, dtype=object)
+def _need_households(conn: sa.Connection) -> pd.Series:
+    """Every need's household (read once: a city's weeks name half a million needs each)."""
+    frame = fetch_frame(conn, sa.select(NEED_STATES.c.need_id, NEED_STATES.c.household_id))
+    return frame.set_index("need_id")["household_id"]
 
 
 def monitoring(tasks: pd.DataFrame) -> pd.DataFrame:
