@@ -700,7 +700,7 @@ def _record_visits(register: Register, conn, events: Events,
     visits = [v for v in visits if v[0] not in kept]
     if not visits:
         return 0, 0
-    rows = register.rows("households", conn)
+    rows = register.rows("households", conn, [task["household_id"] for _, task, *_ in visits])
     observed: dict[str, dict] = {}
     day_of: dict[str, date] = {}
     results, needs, history = [], [], []

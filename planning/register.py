@@ -33,6 +33,7 @@ import pyarrow.json as pa_json
 import sqlalchemy as sa
 
 from wulian.contract import vocab
+from wulian.contract.problems import ValidationError
 from wulian.contract.schema import TABLES
 from wulian.demand.policy import Policy
 from wulian.demand.scoring import colour
@@ -40,6 +41,7 @@ from wulian.planning.db import bulk_insert, fetch_frame, fetch_rows
 from wulian.planning.io import as_text, write_tables
 from wulian.planning.scenario import Scenario
 from wulian.planning.store import RunStore
+from wulian.planning.validate import validate_tables
 
 # The contract's tables the register keeps (pins are a week's decisions, not state).
 REGISTER_TABLES = ("centres", "services", "households", "needs", "providers", "offers",
@@ -269,10 +271,14 @@ class Register:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def rows(self, table: str, conn: sa.Connection | None = None) -> dict[str, str]:
-        """Key → the row as canonical JSON text."""
+    def rows(self, table: str, conn: sa.Connection | None = None,
+             keys: Iterable[str] | None = None) -> dict[str, str]:
+        """Key → the row as canonical JSON text (of every row, or of ``keys`` that exist)."""
         query = sa.select(ROWS.c.row_key, ROWS.c.data).where(ROWS.c.tbl == table)
-        return dict(self._fetch(query, conn))
+        if keys is None:
+            return dict(self._fetch(query, conn))
+        return {k: v for chunk in _chunks(sorted(set(keys)))
+                for k, v in self._fetch(query.where(ROWS.c.row_key.in_(chunk)), conn)}
 
     def table(self, table: str, conn: sa.Connection | None = None) -> pd.DataFrame:
         """One table of the register as text (contract columns first, keys sorted)."""
@@ -554,7 +560,7 @@ class Register:
         on = on or date.today()
         hid = str(row.get("household_id", "")).strip()
         with self.engine.begin() as conn:
-            current = self.rows("households", conn)
+            current = self.rows("households", conn, [hid])
             base = json.loads(current[hid]) if hid in current else {}
             merged = {**base, **{k: "" if v is None else str(v) for k, v in row.items()}}
             typed = self.valid_rows(conn, "households", {hid: merged})
@@ -626,17 +632,23 @@ class Register:
             events.flush()
 
     def valid_rows(self, conn, table: str, rows: dict[str, dict]) -> pd.DataFrame:
-        """The rows typed, after validating the register with them in place."""
-        tables = self.tables(conn)
-        frame = tables[table]
-        extra = pd.DataFrame(list(rows.values()))
-        if table == "needs":
-            extra = extra.assign(quantity=extra.get("quantity", ""))
-        keep = ~row_keys(table, frame).isin(list(rows)) if len(frame) else slice(None)
-        tables[table] = pd.concat([frame[keep], extra], ignore_index=True).fillna("")
-        scenario = Scenario.from_tables(tables, self.policy)
-        typed = scenario.tables[table]
-        return typed[row_keys(table, typed).isin(list(rows))].reset_index(drop=True)
+        """The rows typed, validated with the register's tables they refer to.
+
+        The rows are validated as a table of their own beside the tables their columns refer
+        to (and those tables' references, read whole), not with the whole register: a visit's
+        re-assessment reads the centres, not a city's needs. What the other tables say of
+        these rows holds still, since the rows replace rows with the same keys or add rows.
+        """
+        frame = pd.DataFrame(list(rows.values()))
+        # Every column of the table, as in the register (a cell not given is an empty one).
+        columns = dict.fromkeys([*TABLES[table].column_names, *frame.columns])
+        frame = frame.reindex(columns=list(columns)).fillna("")
+        tables = {name: self.table(name, conn) for name in referred_tables(table)}
+        tables[table] = frame.fillna("")
+        typed, problems = validate_tables({n: as_text(f) for n, f in tables.items()})
+        if problems:
+            raise ValidationError(problems)
+        return typed[table].reset_index(drop=True)
 
     def keys(self, table: str, conn: sa.Connection) -> set[str]:
         """The keys of a table's rows (without reading the rows)."""
@@ -678,6 +690,19 @@ class Register:
             conn.execute(ROWS.update().where(ROWS.c.tbl == table, ROWS.c.row_key == key)
                          .values(data=data, effective_from=on.isoformat(), updated_at=events.at))
             events.add(f"{table}.change", f"{table}:{key}", old, data)
+
+
+def referred_tables(table: str) -> list[str]:
+    """The tables a table's columns refer to, and theirs in turn (not the table itself)."""
+    found: list[str] = []
+    todo = [table]
+    while todo:
+        for col in TABLES[todo.pop()].columns:
+            target = col.ref.split(".")[0] if col.ref else ""
+            if target and target != table and target not in found:
+                found.append(target)
+                todo.append(target)
+    return found
 
 
 def open_needs(needs: pd.DataFrame, states: pd.DataFrame, services: pd.DataFrame
