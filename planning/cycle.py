@@ -304,10 +304,8 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
         events = Events(conn, register.actor)
         events.add("week.open", f"weeks:{week}:{scope}", None,
                    {"run_id": run_id, "tasks": len(new), "needs_allocated": len(need_ids)})
-        for task in new.to_dict("records"):
-            events.add("task.add", f"tasks:{task['task_id']}", None,
-                       {k: task[k] for k in ("kind", "need_id", "provider_id", "volunteer_id",
-                                             "units", "cost", "fund_id")})
+        events.add_many("task.add", ("tasks:" + new["task_id"]).tolist(), None, row_json(
+            new[["cost", "fund_id", "kind", "need_id", "provider_id", "units", "volunteer_id"]]))
         events.flush()
         stored = time.perf_counter()
     return OpenedWeek(week=week, centre=scope, scenario=scenario, run=run, match=match,
@@ -757,8 +755,8 @@ def _add_history(register: Register, conn, events: Events, visits: list[tuple[st
             for k, data, week in zip(history_key(fresh), row_json(canonical("history", fresh)),
                                      fresh["week"], strict=True)]
     bulk_insert(conn, ROWS, rows)
-    for r in rows:
-        events.add("history.add", f"history:{r['row_key']}", None, r["data"])
+    events.add_many("history.add", [f"history:{r['row_key']}" for r in rows], None,
+                    [r["data"] for r in rows])
     return len(rows)
 
 
@@ -806,9 +804,10 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
             for chunk in _chunks(ids):
                 conn.execute(TASKS.update().where(TASKS.c.task_id.in_(chunk)).values(
                     status="not_delivered", reason="no_answer", updated_at=events.at))
-            for tid, before in zip(ids, week_tasks.loc[live, "status"], strict=True):
-                events.add("task.settle", f"tasks:{tid}", {"status": before},
-                           {"status": "not_delivered", "reason": "no_answer"})
+            settled = json.dumps({"reason": "no_answer", "status": "not_delivered"})
+            events.add_many("task.settle", [f"tasks:{tid}" for tid in ids],
+                            [json.dumps({"status": s}) for s in week_tasks.loc[live, "status"]],
+                            [settled] * len(ids))
             week_tasks.loc[live, "status"] = "not_delivered"
             out.unanswered = int(live.sum())
         out.spent = float(delivered_cost(week_tasks).sum())

@@ -157,8 +157,9 @@ class Events:
         n = len(subjects)
         befores = [_json(v) for v in before] if before is not None else [None] * n
         afters = [_json(v) for v in after] if after is not None else [None] * n
-        base = {"at": self.at, "actor": self.actor.name, "via": self.actor.via, "kind": kind}
-        self.rows.extend({**base, "subject": subject, "before": b, "after": a}
+        at, actor, via = self.at, self.actor.name, self.actor.via
+        self.rows.extend({"at": at, "actor": actor, "via": via, "kind": kind, "subject": subject,
+                          "before": b, "after": a}
                          for subject, b, a in zip(subjects, befores, afters, strict=True))
 
     def flush(self) -> None:
@@ -652,8 +653,8 @@ class Register:
 
     def keys(self, table: str, conn: sa.Connection) -> set[str]:
         """The keys of a table's rows (without reading the rows)."""
-        return set(conn.execute(sa.select(ROWS.c.row_key).where(ROWS.c.tbl == table))
-                   .scalars())
+        return {k for (k,) in fetch_rows(conn, sa.select(ROWS.c.row_key).where(
+            ROWS.c.tbl == table))}
 
     def add_rows(self, conn, events: Events, table: str, keys: list[str], data: list[str],
                  on: date) -> None:
