@@ -304,7 +304,7 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
         events = Events(conn, register.actor)
         events.add("week.open", f"weeks:{week}:{scope}", None,
                    {"run_id": run_id, "tasks": len(new), "needs_allocated": len(need_ids)})
-        events.add_many("task.add", ("tasks:" + new["task_id"]).tolist(), None, row_json(
+        events.add_many("task.add", [f"tasks:{t}" for t in new["task_id"]], None, row_json(
             new[["cost", "fund_id", "kind", "need_id", "provider_id", "units", "volunteer_id"]]))
         events.flush()
         stored = time.perf_counter()
@@ -543,7 +543,7 @@ def record_answers(register: Register, answers: Iterable[Answer], *,
         ids = sorted({a.task_id.strip() for a in answers})
         found = pd.concat([tasks_frame(conn, TASKS.c.task_id.in_(chunk))
                            for chunk in _chunks(ids)] or [tasks_frame(conn, sa.false())],
-                          ignore_index=True).set_index("task_id")
+                          ignore_index=True).set_index("task_id").to_dict("index")
         open_weeks = {(r.week, r.centre) for r in conn.execute(
             sa.select(WEEKS.c.week, WEEKS.c.centre).where(WEEKS.c.state == "open"))}
         units = {k: json.loads(v).get("unit", "")
@@ -554,7 +554,7 @@ def record_answers(register: Register, answers: Iterable[Answer], *,
             p = _check_answer(a, found, open_weeks, seen, provider, centres, units)
             problems += p[0]
             if p[1] is not None:
-                planned.append((a, found.loc[a.task_id.strip()].to_dict(), p[1]))
+                planned.append((a, found[a.task_id.strip()], p[1]))
         if problems:
             raise ValidationError(problems)
         events = Events(conn, register.actor)
@@ -578,7 +578,7 @@ def record_answers(register: Register, answers: Iterable[Answer], *,
     return report
 
 
-def _check_answer(a: Answer, found: pd.DataFrame, open_weeks: set, seen: dict,
+def _check_answer(a: Answer, found: dict[str, dict], open_weeks: set, seen: dict,
                   provider: str | None, centres: frozenset[str] | None,
                   units_of: dict[str, str]) -> tuple[list[Problem], dict | None]:
     where = {"table": a.source, "row": a.row}
@@ -589,10 +589,10 @@ def _check_answer(a: Answer, found: pd.DataFrame, open_weeks: set, seen: dict,
         problems.append(Problem(column=column, value=str(value)[:80], code=code,
                                 detail={k: str(v) for k, v in detail.items()}, **where))
 
-    if tid not in found.index:
+    task = found.get(tid)
+    if task is None:
         problem("unknown_task", "task_id", tid)
         return problems, None
-    task = found.loc[tid]
     if a.week and a.week != task["week"]:
         problem("task_other_week", "task_id", tid, task_week=task["week"], week=a.week)
     if (task["week"], task["centre"]) not in open_weeks:
@@ -842,7 +842,7 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
         bulk_update(conn, NEED_STATES, "need_id",
                     changes.assign(updated_at=events.at).reset_index().to_dict("records"))
         closed = changes["state"].to_numpy() == "closed"
-        subjects = ("needs:" + changes.index.to_series()).to_numpy(object)
+        subjects = np.array([f"needs:{n}" for n in changes.index], dtype=object)
         befores = row_json(states[["state", "remaining", "age"]].astype(
             {"remaining": float, "age": int}))
         afters = row_json(changes)
