@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from wulian.contract.problems import Problem, ValidationError
+from wulian.planning.limits import limits
 from wulian.planning.scenario import Scenario, load_scenario
 from wulian.planning.store import Job, RunStore
 
@@ -83,6 +84,10 @@ class ScenarioLibrary:
 
     @staticmethod
     def _write(folder: Path, files: Mapping[str, bytes]) -> tuple[Path, list[Problem]]:
+        most = limits().max_files
+        if len(files) > most:
+            return folder, [Problem("upload", "too_many_files", detail={
+                "files": str(len(files)), "limit": str(most)})]
         problems = []
         names = {}
         for raw_name, data in files.items():

@@ -1,0 +1,389 @@
+"""Hostile and careless input (issue 17): bounded reading, linear validation, capped problem
+reports, finite numbers, the body gate in front of the service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from wulian.api.cli import main
+from wulian.planning.io import read_raw
+from wulian.planning.limits import Limits, excerpt, limits
+from wulian.planning.scenario import check_raw
+from wulian.planning.validate import validate_tables
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def fresh_limits():
+    """Each test reads the limits anew (some set them through the environment)."""
+    limits.cache_clear()
+    yield
+    limits.cache_clear()
+
+
+def _clean_copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "scenario"
+    shutil.copytree(DATA / "clean", folder)
+    return folder
+
+
+def _codes(problems) -> set[str]:
+    return {p.code for p in problems}
+
+
+# -- the settings object ----------------------------------------------------------------------
+
+def test_limits_come_from_defaults_the_toml_file_and_the_environment(tmp_path, monkeypatch):
+    """The environment wins over the TOML file's [limits] table, which wins over defaults."""
+    config = tmp_path / "wulian.toml"
+    config.write_text("[limits]\nmax_columns = 50\nmax_rows = 10\n", encoding="utf-8")
+    monkeypatch.setenv("WULIAN_CONFIG", str(config))
+    monkeypatch.setenv("WULIAN_MAX_ROWS", "20")
+    found = Limits()
+    assert (found.max_columns, found.max_rows) == (50, 20)
+    assert found.max_cell_chars == Limits.model_fields["max_cell_chars"].default
+    monkeypatch.setenv("WULIAN_MAX_ROWS", "-1")
+    with pytest.raises(ValueError):
+        Limits()
+
+
+def test_an_excerpt_is_short_and_says_how_long_the_value_was():
+    assert excerpt("abc") == "abc"
+    cut = excerpt("x" * 10_000, 20)
+    assert cut.startswith("x" * 20) and "10,000" in cut and len(cut) < 40
+
+
+# -- columns, rows, cells, workbooks ----------------------------------------------------------
+
+def test_a_table_of_100000_columns_is_refused_in_under_a_second(tmp_path):
+    """Issue 17, finding 2: a 789 KB CSV of 100,000 columns never finished validating."""
+    folder = _clean_copy(tmp_path)
+    header = ",".join(f"c{i}" for i in range(100_000))
+    (folder / "households.csv").write_text(header + "\n" + "," * 99_999 + "\n",
+                                           encoding="utf-8")
+    check_raw(read_raw(DATA / "clean"))  # the modules' first import is not the refusal's cost
+    started = time.perf_counter()
+    raw = read_raw(folder)
+    problems = check_raw(raw)
+    seconds = time.perf_counter() - started
+    assert seconds < 1.0, seconds
+    wide = [p for p in problems if p.code == "too_many_columns"]
+    assert [(p.table, p.detail["columns"]) for p in wide] == [("households", "100,000")]
+    assert "WULIAN_MAX_COLUMNS" in wide[0].hint_en
+
+
+def test_validation_is_linear_in_unknown_columns():
+    """Unknown columns handed to validation directly (past the reader's limit) cost a
+    constant each: 4,000 of them are checked in a few seconds (were ~60 s: the expected names
+    were rebuilt for each)."""
+    raw = read_raw(DATA / "clean")
+    text = dict(raw.tables)
+    households = text["households"]
+    extra = pd.DataFrame({f"col{i}": [""] * len(households) for i in range(4_000)})
+    text["households"] = pd.concat([households, extra], axis=1)
+    started = time.perf_counter()
+    _typed, problems = validate_tables(text)
+    seconds = time.perf_counter() - started
+    assert sum(p.code == "unknown_column" for p in problems) == 4_000
+    assert seconds < 5.0, seconds  # measured ~0.5 s on a loaded two-core machine
+
+
+def test_rows_above_the_limit_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("WULIAN_MAX_ROWS", "3")
+    problems = check_raw(read_raw(_clean_copy(tmp_path)))
+    assert "too_many_rows" in _codes(problems)
+
+
+def test_a_long_cell_is_one_problem_per_column_with_an_excerpt(tmp_path):
+    folder = _clean_copy(tmp_path)
+    frame = pd.read_csv(folder / "providers.csv", dtype=str, keep_default_na=False)
+    frame["name"] = "长" * 50_000
+    frame.to_csv(folder / "providers.csv", index=False)
+    problems = check_raw(read_raw(folder))
+    long = [p for p in problems if p.code == "cell_too_long"]
+    assert len(long) == 1
+    assert long[0].row == 2 and long[0].column == "name"
+    assert long[0].detail["cells"] == f"{len(frame)}"
+    assert len(long[0].value) < 100
+
+
+def _workbook_with(tmp_path: Path, member: str, data: bytes) -> Path:
+    """A file shaped like an XLSX workbook whose one part is ``data``."""
+    path = tmp_path / "scenario.xlsx"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr(member, data)
+    return path
+
+
+def test_a_workbook_that_inflates_is_refused_from_its_directory(tmp_path):
+    """Issue 17, finding 3: a 410 KB XLSX of whitespace inflated to 400 MB when parsed."""
+    path = _workbook_with(tmp_path, "xl/worksheets/sheet1.xml", b" " * (40 * 1024**2))
+    assert path.stat().st_size < 200_000
+    started = time.perf_counter()
+    raw = read_raw(path)
+    assert time.perf_counter() - started < 1.0
+    assert _codes(raw.problems) == {"workbook_inflates"}
+    assert raw.tables == {}
+
+
+def test_a_workbook_too_large_unzipped_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("WULIAN_MAX_XLSX_BYTES", str(1024**2))
+    monkeypatch.setenv("WULIAN_MAX_XLSX_RATIO", "100000")
+    path = _workbook_with(tmp_path, "xl/sharedStrings.xml", b"a" * (2 * 1024**2))
+    assert "workbook_too_large" in _codes(read_raw(path).problems)
+
+
+def _xlsx(path: Path, sheets: dict[str, list[list[str | int]]], shared: list[str]) -> Path:
+    """A workbook written part by part: a str cell inline, an int cell the shared string of
+    that index (so that many cells can point to one string, as Excel's files do)."""
+    from xml.sax.saxutils import escape
+
+    from openpyxl.utils import get_column_letter
+
+    ns = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+    rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+    kinds = "application/vnd.openxmlformats-officedocument.spreadsheetml"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        overrides = "".join(
+            f'<Override PartName="/xl/worksheets/sheet{i}.xml" '
+            f'ContentType="{kinds}.worksheet+xml"/>' for i in range(1, len(sheets) + 1))
+        archive.writestr("[Content_Types].xml", (
+            '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+            '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+            'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>'
+            f'<Override PartName="/xl/workbook.xml" ContentType="{kinds}.sheet.main+xml"/>'
+            f'<Override PartName="/xl/sharedStrings.xml" ContentType="{kinds}.sharedStrings'
+            f'+xml"/>{overrides}</Types>'))
+        archive.writestr("_rels/.rels", (
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/'
+            f'relationships"><Relationship Id="rId1" Type="{rel}/officeDocument" '
+            'Target="xl/workbook.xml"/></Relationships>'))
+        names = "".join(f'<sheet name="{n}" sheetId="{i}" r:id="rId{i}"/>'
+                        for i, n in enumerate(sheets, 1))
+        archive.writestr("xl/workbook.xml", f'<workbook {ns} xmlns:r="{rel}"><sheets>{names}'
+                                            '</sheets></workbook>')
+        links = "".join(f'<Relationship Id="rId{i}" Type="{rel}/worksheet" '
+                        f'Target="worksheets/sheet{i}.xml"/>' for i in range(1, len(sheets) + 1))
+        links += (f'<Relationship Id="rId{len(sheets) + 1}" Type="{rel}/sharedStrings" '
+                  'Target="sharedStrings.xml"/>')
+        archive.writestr("xl/_rels/workbook.xml.rels", '<Relationships xmlns="http://schemas.'
+                         f'openxmlformats.org/package/2006/relationships">{links}'
+                         '</Relationships>')
+        strings = "".join(f"<si><t>{escape(t)}</t></si>" for t in shared)
+        archive.writestr("xl/sharedStrings.xml", f'<sst {ns}>{strings}</sst>')
+        for i, rows in enumerate(sheets.values(), 1):
+            body = []
+            for r, row in enumerate(rows, 1):
+                cells = "".join(
+                    f'<c r="{get_column_letter(c)}{r}" t="s"><v>{v}</v></c>' if isinstance(v, int)
+                    else f'<c r="{get_column_letter(c)}{r}" t="inlineStr"><is><t>{escape(v)}</t>'
+                         "</is></c>" for c, v in enumerate(row, 1))
+                body.append(f'<row r="{r}">{cells}</row>')
+            archive.writestr(f"xl/worksheets/sheet{i}.xml",
+                             f'<worksheet {ns}><sheetData>{"".join(body)}</sheetData></worksheet>')
+    return path
+
+
+def _amplifying_workbook(tmp_path: Path, text: str, rows: int = 3_000) -> Path:
+    """The clean scenario as a workbook whose households' and needs' cells all point to one
+    shared string (issue 17, finding 3: a 592 KB file so made got a 100 MB answer)."""
+    raw = read_raw(DATA / "clean")
+    sheets: dict[str, list[list[str | int]]] = {}
+    for name, frame in raw.tables.items():
+        header: list[str | int] = list(frame.columns)
+        if name in ("households", "needs"):
+            sheets[name] = [header] + [[0] * len(header) for _ in range(rows)]
+        else:
+            sheets[name] = [header] + [list(r) for r in frame.itertuples(index=False)]
+    return _xlsx(tmp_path / "amplify.xlsx", sheets, [text])
+
+
+def _random_text(chars: int) -> str:
+    """Text that does not compress much (so that only the cell limit can refuse it)."""
+    import random
+
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    return "".join(random.Random(17).choices(letters, k=chars))
+
+
+def test_a_workbook_of_one_repeated_shared_string_is_refused_unparsed(tmp_path):
+    path = _amplifying_workbook(tmp_path, "X" * (5 * 1024**2))
+    assert path.stat().st_size < 200_000
+    assert "workbook_inflates" in _codes(read_raw(path).problems)
+
+
+def test_a_workbook_whose_cells_share_one_long_string_is_read_within_bounds(tmp_path):
+    path = _amplifying_workbook(tmp_path, _random_text(5 * 1024**2))
+    started = time.perf_counter()
+    raw = read_raw(path)
+    assert time.perf_counter() - started < 20
+    long = sorted((p.table, p.row, p.detail["cells"]) for p in raw.problems
+                  if p.code == "cell_too_long")
+    assert long[0] == ("households", 2, "3,000") and len(long) == len(
+        raw.tables["centres"].columns) * 0 + len(long)
+    assert {t for t, _r, _c in long} == {"households", "needs"}
+    assert "households" not in raw.tables and "centres" in raw.tables
+
+
+# -- finite numbers -----------------------------------------------------------------------------
+
+def _with_cells(folder: Path, table: str, column: str, values: list[str]) -> None:
+    frame = pd.read_csv(folder / f"{table}.csv", dtype=str, keep_default_na=False)
+    frame.loc[: len(values) - 1, column] = values
+    frame.to_csv(folder / f"{table}.csv", index=False)
+
+
+def _infinite_scenario(tmp_path: Path) -> Path:
+    folder = _clean_copy(tmp_path)
+    _with_cells(folder, "needs", "quantity", ["1e400", "inf"])
+    _with_cells(folder, "funds", "budget", ["1e309"])
+    _with_cells(folder, "households", "size", ["nan"])
+    return folder
+
+
+def test_inf_nan_and_1e400_are_listed_problems(tmp_path):
+    """Issue 17, finding 5: where the contract says number, a number is finite."""
+    problems = check_raw(read_raw(_infinite_scenario(tmp_path)))
+    found = sorted((p.table, p.row, p.column, p.value) for p in problems
+                   if p.code == "not_finite")
+    assert found == [("funds", 2, "budget", "1e309"), ("households", 2, "size", "nan"),
+                     ("needs", 2, "quantity", "1e400"), ("needs", 3, "quantity", "inf")]
+    assert all(p.message_zh and p.hint_en for p in problems)
+
+
+@pytest.mark.parametrize("command", ["validate", "allocate"])
+def test_the_cli_reports_infinite_numbers_without_a_traceback(tmp_path, capsys, command):
+    folder = _infinite_scenario(tmp_path)
+    more = ["--out", str(tmp_path / "out")] if command == "allocate" else []
+    assert main([command, str(folder), *more]) == 1
+    assert not (tmp_path / "out").exists()
+    out = capsys.readouterr().out
+    assert "不是有限的数" in out and "not a finite number" in out
+
+
+# -- the service ------------------------------------------------------------------------------
+
+@pytest.fixture
+def app_and_token(tmp_path):
+    from wulian.api.auth import TokenStore
+    from wulian.api.server import create_app
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    app = create_app(url, tmp_path / "data", run_jobs=False)
+    engine = sa.create_engine(url)
+    secret = TokenStore(engine).create("planner")[1]
+    engine.dispose()
+    return app, secret
+
+
+def _call(app, method: str, path: str, headers: dict[bytes, bytes], chunks: list[bytes]):
+    """One request straight into the ASGI app; returns (status, body, chunks the app read)."""
+    read: list[int] = []
+    sent: list[dict] = []
+    queue = list(chunks)
+
+    async def receive() -> dict:
+        if not queue:
+            await asyncio.sleep(3600)  # a client that sends nothing more
+        chunk = queue.pop(0)
+        read.append(len(chunk))
+        return {"type": "http.request", "body": chunk, "more_body": bool(queue)}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": method, "path": path, "raw_path": path.encode(), "query_string": b"",
+             "root_path": "", "scheme": "http", "server": ("127.0.0.1", 80),
+             "client": ("127.0.0.1", 5000), "headers": list(headers.items())}
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 30))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], body, read
+
+
+def _post(app, path: str, **kwargs):
+    """One POST through httpx into the ASGI app (in process, no server)."""
+    import httpx
+
+    async def go():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post(path, timeout=120, **kwargs)
+
+    return asyncio.run(go())
+
+
+def test_a_50_mb_body_without_a_token_is_refused_unread(app_and_token):
+    """Issue 17, finding 4: the body was read and spooled before the 401."""
+    app, _secret = app_and_token
+    length = str(50 * 1024**2).encode()
+    headers = {b"content-type": b"multipart/form-data; boundary=x", b"content-length": length}
+    status, body, read = _call(app, "POST", "/v1/scenarios", headers, [b"x" * 1024] * 4)
+    assert status == 401 and read == []
+    assert json.loads(body)["detail"]["code"] == "no_token"
+    status, _body, read = _call(app, "POST", "/v1/scenarios",
+                                {**headers, b"authorization": b"Bearer wl_forged"}, [b"x"])
+    assert status == 401 and read == []
+
+
+def test_a_body_above_the_limit_is_refused_unread_even_with_a_token(app_and_token,
+                                                                     monkeypatch):
+    app, secret = app_and_token
+    monkeypatch.setenv("WULIAN_MAX_BODY_BYTES", str(1024**2))
+    auth = f"Bearer {secret}".encode()
+    headers = {b"content-type": b"multipart/form-data; boundary=x", b"authorization": auth}
+    status, body, read = _call(app, "POST", "/v1/scenarios",
+                               {**headers, b"content-length": str(2 * 1024**2).encode()},
+                               [b"x" * 1024])
+    assert status == 413 and read == []
+    assert json.loads(body)["detail"]["code"] == "body_too_large"
+    # Without a length, the body is counted as it comes and cut off at the limit.
+    part = (b'--x\r\nContent-Disposition: form-data; name="files"; filename="a.csv"\r\n'
+            b"Content-Type: text/csv\r\n\r\n")
+    status, _body, read = _call(app, "POST", "/v1/scenarios", headers,
+                                [part] + [b"x" * (256 * 1024)] * 16)
+    assert status == 413 and sum(read) <= 1024**2 + 256 * 1024
+
+
+def test_the_amplifying_workbook_gets_a_short_answer(app_and_token, tmp_path):
+    """Issue 17, finding 3: the same upload answered 100 MB."""
+    app, secret = app_and_token
+    path = _amplifying_workbook(tmp_path, _random_text(5 * 1024**2))
+    answer = _post(app, "/v1/scenarios", headers={"Authorization": f"Bearer {secret}"},
+                   files=[("files", (path.name, path.read_bytes()))])
+    assert answer.status_code == 422
+    assert len(answer.content) < 64 * 1024, len(answer.content)
+    payload = answer.json()
+    assert payload["total"] >= len(payload["problems"])
+    assert {"cell_too_long"} <= {p["code"] for p in payload["problems"]}
+    assert max(len(p["value"]) for p in payload["problems"]) < 100
+
+
+def test_infinite_numbers_are_problems_in_an_upload_and_the_budget_lab(app_and_token,
+                                                                       tmp_path):
+    app, secret = app_and_token
+    auth = {"Authorization": f"Bearer {secret}"}
+    folder = _infinite_scenario(tmp_path)
+    files = [("files", (p.name, p.read_bytes())) for p in sorted(folder.iterdir())]
+    answer = _post(app, "/v1/scenarios", headers=auth, files=files)
+    assert answer.status_code == 422, answer.text
+    assert sum(p["code"] == "not_finite" for p in answer.json()["problems"]) == 4
+    clean = [("files", (p.name, p.read_bytes())) for p in sorted((DATA / "clean").iterdir())]
+    digest = _post(app, "/v1/scenarios", headers=auth, files=clean).json()["digest"]
+    for body in ('{"budgets": {"F01": 1e400}}', '{"budgets": {"F01": Infinity}}',
+                 '{"scale": NaN}'):
+        lab = _post(app, f"/v1/scenarios/{digest}/budget-lab", content=body,
+                    headers={**auth, "Content-Type": "application/json"})
+        assert lab.status_code == 422, (body, lab.text)
