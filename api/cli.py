@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -100,14 +101,21 @@ def _demo_cycle(scenario: Scenario, out: Path, weeks: int) -> None:
 
 def _allocate_and_show(scenario: Scenario, out: Path, fmt: str, week: str | None,
                        centre: str | None, store_url: str | None, params=None) -> int:
-    from wulian.planning.allocate import run_allocation
-    from wulian.planning.store import RunStore
+    import sqlalchemy as sa
 
+    from wulian.planning.allocate import run_allocation
+    from wulian.planning.store import RunStore, redact_url
+
+    store = RunStore(store_url)
     with console.status("分配中 / allocating (exact, colour by colour) …"):
-        run = run_allocation(scenario, week=week, centre=centre, params=params,
-                             store=RunStore(store_url))
-    with console.status("写出结果 / writing the output tables …"):
-        run.write(out, fmt)
+        try:  # the tables are written before the run is recorded: a store that fails loses none
+            run = run_allocation(scenario, week=week, centre=centre, params=params,
+                                 store=store, before_save=lambda done: done.write(out, fmt))
+        except sa.exc.SQLAlchemyError as err:
+            console.print(f"[bold red]运行记录未保存 / the run was not recorded[/] in "
+                          f"{redact_url(store.url)}: {type(err).__name__}; 结果表已写入 / the "
+                          f"output tables were written to {out}")
+            return 1
     show_run(scenario, run)
     console.print(f"结果表已写入 / output tables written to: [bold]{out}[/] "
                   f"({', '.join(run.tables)}, run.json); 运行记录 / recorded as run "
@@ -393,17 +401,18 @@ def _parse_sweep(text: str) -> tuple[str, float, float, int]:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from wulian.planning.store import RunStore, diff_runs
+    from wulian.planning.store import RunStore, diff_runs, redact_url
 
     store = RunStore(args.store)
     if args.action == "list":
         runs = store.list()
         if runs.empty:
-            console.print(f"还没有运行记录 / no runs yet in {store.url}")
+            console.print(f"还没有运行记录 / no runs yet in {redact_url(store.url)}")
             return 0
         shown = runs.assign(input_digest=runs["input_digest"].str[:12],
                             policy_digest=runs["policy_digest"].str[:12])
-        console.print(frame_table(shown, f"运行记录 / runs in {store.url}", index=False))
+        console.print(frame_table(shown, f"运行记录 / runs in {redact_url(store.url)}",
+                                  index=False))
         return 0
     if args.action == "show":
         run = store.load(args.ids[0])
@@ -564,6 +573,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT (128 + 2)
+
+
+def stop_solver_threads() -> None:
+    """Join HiGHS' worker threads: left running at exit they abort the process ("terminate
+    called without an active exception") after a Ctrl-C."""
+    import highspy
+
+    highspy.Highs.resetGlobalScheduler(True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -571,6 +591,18 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, KeyError) as err:
         console.print(f"[bold red]{err}[/]")
         return 2
+    except KeyboardInterrupt:
+        # Between two solver calls: nothing of this run was recorded (a run is saved whole,
+        # in one transaction, after the solve), so the store is as it was.
+        stop_solver_threads()
+        console.print("\n[bold yellow]已中断 / interrupted[/]: 运行未记录 / nothing was recorded")
+        if argv is None:
+            # The command line's own process: end it without the C++ static destructors, which
+            # abort on a solver thread still parked in them (SIGABRT instead of 130).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(INTERRUPTED)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -1065,7 +1065,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
                  store.engine.url.render_as_string(hide_password=True), service.worker.slots)
         yield
         if run_jobs:
-            service.worker.stop()
+            service.worker.stop(limits().shutdown_seconds)
         service.notifier.stop()
 
     app = FastAPI(

@@ -387,3 +387,148 @@ def test_infinite_numbers_are_problems_in_an_upload_and_the_budget_lab(app_and_t
         lab = _post(app, f"/v1/scenarios/{digest}/budget-lab", content=body,
                     headers={**auth, "Content-Type": "application/json"})
         assert lab.status_code == 422, (body, lab.text)
+
+
+# -- the command line -------------------------------------------------------------------------
+
+def test_sigint_during_a_solve_exits_130_with_the_store_intact(tmp_path):
+    """Issue 17, finding 7: Ctrl-C during a solve aborted ("terminate called without an active
+    exception", SIGABRT). Ctrl-C reaches the whole foreground process group: so does this."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from wulian.planning.store import RunStore
+
+    store = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    out = tmp_path / "out"
+    demo = Path(__file__).resolve().parent.parent / "data" / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "wulian.api.cli", "allocate", str(demo),
+                             "--out", str(out), "--store", store],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    # Wait until the store exists (the scenario is validated and the run is under way).
+    while not (tmp_path / "store.sqlite").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)
+    assert proc.poll() is None, "the allocation ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (proc.returncode, stderr.decode()[-2000:])
+    assert b"terminate called" not in stderr and b"Traceback" not in stderr
+    assert "interrupted" in stdout.decode()
+    assert RunStore(store).list().empty  # nothing half-recorded
+    with sa.create_engine(store).connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+
+
+def test_a_store_failure_loses_no_plan(tmp_path, monkeypatch, capsys):
+    """Issue 17, finding 7: with a store that cannot be written, the plan was lost (tables were
+    written only after the store save)."""
+    from wulian.planning.store import RunStore
+
+    def refuse(*_args, **_kwargs):
+        raise sa.exc.OperationalError("INSERT", {}, Exception("attempt to write a readonly "
+                                                              "database"))
+
+    monkeypatch.setattr(RunStore, "save", refuse)
+    out = tmp_path / "out"
+    url = "sqlite:///" + str(tmp_path / "store.sqlite")
+    assert main(["allocate", str(DATA / "clean"), "--out", str(out), "--store", url]) == 1
+    assert (out / "allocations.csv").exists() and (out / "run.json").exists()
+    assert "the run was not recorded" in capsys.readouterr().out
+
+
+def test_a_store_password_is_not_printed(tmp_path, capsys, monkeypatch):
+    from wulian.planning import store as store_module
+
+    class Empty:
+        url = "postgresql+psycopg://planner:s3cret-pw@db.example/wulian"
+
+        def __init__(self, _url):
+            pass
+
+        def list(self):
+            return pd.DataFrame()
+
+    monkeypatch.setattr(store_module, "RunStore", Empty)
+    assert main(["runs", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "s3cret-pw" not in out and "planner:***@db.example" in out
+
+
+def test_a_token_is_read_from_a_file_and_the_flag_warns(tmp_path, capsys, monkeypatch):
+    import argparse
+
+    from wulian.api.service_cli import api_token
+
+    secret_file = tmp_path / "token"
+    secret_file.write_text("wl_from_file\n", encoding="utf-8")
+    monkeypatch.setenv("WULIAN_TOKEN", "wl_from_env")
+    assert api_token(argparse.Namespace(token_file=str(secret_file), token=None)) == "wl_from_file"
+    assert api_token(argparse.Namespace(token_file=None, token=None)) == "wl_from_env"
+    assert api_token(argparse.Namespace(token_file=None, token="wl_flag")) == "wl_flag"
+    assert "--token-file" in capsys.readouterr().err
+
+
+# -- start-up ---------------------------------------------------------------------------------
+
+def _store_with_runs(tmp_path: Path) -> tuple[str, Path]:
+    from wulian.api.auth import TokenStore
+    from wulian.planning.store import RunStore
+
+    path = tmp_path / "store.sqlite"
+    store = RunStore(f"sqlite:///{path}")
+    tokens = TokenStore(store.engine)
+    for i in range(400):  # a few pages of rows to damage
+        tokens.create("planner", label=f"token {i} " + "x" * 200)
+    store.engine.dispose()
+    return f"sqlite:///{path}", path
+
+
+@pytest.mark.parametrize("damage", ["header", "pages"])
+def test_a_damaged_store_stops_the_start_with_a_message(tmp_path, capsys, damage):
+    """Issue 17, finding 6: a damaged SQLite store started as "ready" and served 500s later;
+    a damaged header gave a raw traceback."""
+    url, path = _store_with_runs(tmp_path)
+    data = bytearray(path.read_bytes())
+    if damage == "header":
+        data[:100] = b"\xff" * 100
+    else:
+        for page in range(2, len(data) // 4096, 3):  # scattered pages, their headers broken
+            data[page * 4096: page * 4096 + 64] = b"\xa5" * 64
+    path.write_bytes(bytes(data))
+    assert main(["serve", "--store", url, "--data", str(tmp_path / "data"), "--port", "1"]) == 2
+    out = capsys.readouterr().out
+    assert "damaged" in out and "损坏" in out and "Traceback" not in out
+
+
+def test_a_restart_ends_the_orphans_and_empties_incoming(tmp_path):
+    """Issue 17, finding 7: after `kill -9` of the service, its pool workers lived on and the
+    staging folders of unvalidated uploads stayed. Here the previous service's group holds an
+    orphaned multiprocessing child and its staging folder holds a household file."""
+    import subprocess
+    import sys
+
+    from tests.conftest import Server
+
+    data = tmp_path / "data"
+    staged = data / ".incoming" / "0123abcd"
+    staged.mkdir(parents=True)
+    (staged / "households.csv").write_text("household_id\nH1\n", encoding="utf-8")
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)",
+                               "multiprocessing-fork"], start_new_session=True)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (data / ".serve.pid").write_text(json.dumps({"pid": gone.pid, "pgid": orphan.pid}))
+    server = Server(f"sqlite:///{tmp_path / 'store.sqlite'}", data, tmp_path / "log").start()
+    try:
+        assert orphan.wait(timeout=10) == -9
+        assert list((data / ".incoming").iterdir()) == []
+        assert json.loads((data / ".serve.pid").read_text())["pid"] == server.proc.pid
+    finally:
+        server.stop()
+        if orphan.poll() is None:
+            orphan.kill()
