@@ -68,6 +68,11 @@ WEEK_PATTERN = r"^\d{4}-W(0[1-9]|[1-4]\d|5[0-3])$"
 MEDIA = {"json": "application/json", "csv": "text/csv; charset=utf-8",
          "parquet": "application/vnd.apache.parquet",
          "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+# What a job's outputs hold about the whole network, whatever its centre: the funds' whole
+# budgets and the share of them planned, and the budget split's network optimum. A coordinator
+# sees their subtree's numbers only (its allotted and planned money, its fill rates).
+NETWORK_COLUMNS = {"funds": ("weekly_budget", "quarter_budget", "share")}
+NETWORK_INFO = ("split",)
 # What a coordinator sees of a household: no coordinates, no deprivation indicators.
 HOUSEHOLD_COLUMNS = ("household_id", "station_id", "size", "categories", "score", "poor", "tier",
                      "tier_source", "monitoring_weeks")
@@ -1341,6 +1346,8 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
             frame = service.store.table(job.run_id, name)
         except KeyError:
             raise _not_found(f"表 {name}", f"table {name} in job {job_id}") from None
+        if who.role == "coordinator":
+            frame = frame.drop(columns=list(NETWORK_COLUMNS.get(name, ())), errors="ignore")
         total = len(frame)
         frame = frame.iloc[offset:offset + limit if limit else None]
         if format == "csv":
@@ -1365,8 +1372,11 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         job = _done_job(who, job_id)
         run = service.store.load(job.run_id)
         rows = _records(run.tables["explanation"]) if "explanation" in run.tables else []
+        info = run.info
+        if who.role == "coordinator":
+            info = {k: v for k, v in info.items() if k not in NETWORK_INFO}
         return {"job_id": job_id, "scenario": job.scenario, "quarter": job.quarter,
-                "centre": job.centre or None, "info": run.info, "rows": rows}
+                "centre": job.centre or None, "info": info, "rows": rows}
 
     # -- the register -------------------------------------------------------------------------
 
