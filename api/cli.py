@@ -452,9 +452,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """Start the Streamlit app (ui/app.py) and wait until it is stopped."""
-    import os
-    import subprocess
-
     if missing_extra("streamlit", "app"):
         return 2
     from importlib import resources
@@ -464,13 +461,49 @@ def cmd_ui(args: argparse.Namespace) -> int:
             "--browser.gatherUsageStats", "false"]
     if args.headless:
         argv += ["--server.headless", "true"]
+    argv += ["--server.address", args.host]
     env = {**os.environ, **({"WULIAN_STORE": args.store} if args.store else {})}
-    console.print(f"五联界面 / the wulian app: http://localhost:{args.port} "
-                  "(Ctrl+C 停止 / to stop)")
+    console.print(f"五联界面 / the wulian app: http://{args.host}:{args.port} "
+                  "(Ctrl+C 停止 / to stop; 需要登录 / sign in with a token from "
+                  "`wulian token create`)")
+    return run_child(argv, env)
+
+
+def run_child(argv: list[str], env: dict[str, str]) -> int:
+    """Run a child process that stops with this one: on SIGTERM or SIGHUP here it is sent
+    SIGTERM (then SIGKILL after 20 s), and on Linux the kernel sends it SIGTERM should this
+    process die without a word (``kill -9``)."""
+    import signal
+    import subprocess
+
+    def die_with_parent() -> None:
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:  # not Linux: the signal handlers below still stop it
+            pass
+
+    child = subprocess.Popen(argv, env=env, preexec_fn=die_with_parent)  # noqa: PLW1509
+
+    def stop(_signum, _frame) -> None:
+        child.terminate()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return subprocess.call(argv, env=env)
-    except KeyboardInterrupt:
+        return child.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached the child too (the same process group)
         return 0
+    finally:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def cmd_formats(args: argparse.Namespace) -> int:
@@ -563,6 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ui", help="界面 / start the Streamlit app (coordinator, fund lab, data, "
                                   "runs)")
     p.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 "
+                        "for the network, behind TLS)")
     p.add_argument("--headless", action="store_true", help="do not open a browser")
     p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
     p.set_defaults(func=cmd_ui)

@@ -532,3 +532,45 @@ def test_a_restart_ends_the_orphans_and_empties_incoming(tmp_path):
         server.stop()
         if orphan.poll() is None:
             orphan.kill()
+
+
+def test_the_app_listens_on_localhost_and_stops_with_its_parent(tmp_path):
+    """Issue 17, finding 1: `wulian ui` bound every interface, and on SIGTERM its Streamlit
+    child kept running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+    import psutil
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    parent = subprocess.Popen([sys.executable, "-m", "wulian.api.cli", "ui", "--headless",
+                               "--port", str(port), "--store",
+                               f"sqlite:///{tmp_path / 'store.sqlite'}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text == "ok":
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and parent.poll() is None, "the app did not start"
+            time.sleep(0.5)
+        children = psutil.Process(parent.pid).children(recursive=True)
+        listening = {c.laddr.ip for child in children for c in child.net_connections("tcp")
+                     if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+        assert listening == {"127.0.0.1"}
+        os.kill(parent.pid, signal.SIGTERM)  # the parent alone, as a service manager does
+        parent.wait(timeout=30)
+        gone, alive = psutil.wait_procs(children, timeout=30)
+        assert not alive
+    finally:
+        if parent.poll() is None:
+            os.killpg(parent.pid, signal.SIGKILL)
