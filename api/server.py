@@ -1071,6 +1071,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         yield
         if run_jobs:
             service.worker.stop(limits().shutdown_seconds)
+        service.library.validator.close()
         service.notifier.stop()
 
     app = FastAPI(

@@ -63,6 +63,12 @@ CATALOGUE: dict[str, tuple[str, str, str, str]] = {
         "每张表一个文件(上限由 WULIAN_MAX_FILES 设置)",
         "send one file per table (the limit is set by WULIAN_MAX_FILES)",
     ),
+    "validation_timeout": (
+        "校验超过 {seconds} 秒,已停止", "validation took longer than {seconds} s and was stopped",
+        "请拆分文件或删除多余内容(时限由 WULIAN_VALIDATION_SECONDS 设置)",
+        "split the files or remove what is not needed (the time limit is set by "
+        "WULIAN_VALIDATION_SECONDS)",
+    ),
     "not_finite": (
         "不是有限的数", "not a finite number",
         "请填写普通数字,不要填写 inf、nan 或超出范围的数(如 1e400)",

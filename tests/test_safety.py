@@ -284,7 +284,8 @@ def app_and_token(tmp_path):
     engine = sa.create_engine(url)
     secret = TokenStore(engine).create("planner")[1]
     engine.dispose()
-    return app, secret
+    yield app, secret
+    app.state.service.library.validator.close()  # the lifespan's work, not run here
 
 
 def _call(app, method: str, path: str, headers: dict[bytes, bytes], chunks: list[bytes]):
@@ -574,3 +575,27 @@ def test_the_app_listens_on_localhost_and_stops_with_its_parent(tmp_path):
     finally:
         if parent.poll() is None:
             os.killpg(parent.pid, signal.SIGKILL)
+
+
+def test_an_upload_that_validates_too_long_is_stopped_in_its_worker(tmp_path, monkeypatch):
+    """Issue 17, finding 2: validation went on after the client gave up. An upload is now
+    validated in a worker process that is ended at the time limit; the next upload gets a new
+    worker."""
+    from wulian.contract.problems import ValidationError
+    from wulian.planning.jobs import ScenarioLibrary
+    from wulian.planning.store import RunStore
+
+    files = {p.name: p.read_bytes() for p in sorted((DATA / "clean").iterdir())}
+    library = ScenarioLibrary(tmp_path / "data", RunStore(f"sqlite:///{tmp_path / 's.sqlite'}"))
+    try:
+        monkeypatch.setenv("WULIAN_VALIDATION_SECONDS", "0.01")
+        with pytest.raises(ValidationError) as err:
+            library.add(files)
+        assert [p.code for p in err.value.problems] == ["validation_timeout"]
+        assert list((tmp_path / "data" / ".incoming").iterdir()) == []
+        monkeypatch.delenv("WULIAN_VALIDATION_SECONDS")
+        limits.cache_clear()
+        scenario, created = library.add(files)
+        assert created and scenario.digest
+    finally:
+        library.validator.close()
