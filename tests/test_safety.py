@@ -599,3 +599,27 @@ def test_an_upload_that_validates_too_long_is_stopped_in_its_worker(tmp_path, mo
         assert created and scenario.digest
     finally:
         library.validator.close()
+
+
+def test_a_postgresql_store_of_an_unknown_revision_stops_the_start(request, tmp_path):
+    """The PostgreSQL side of the start-up check: a store that answers and carries a schema
+    revision this wulian knows starts; one stamped by an unknown (newer) wulian does not."""
+    from wulian.api.startup import StartupError, check_store
+    from wulian.planning.store import RunStore
+
+    base = sa.make_url(request.getfixturevalue("pg_url"))
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text("DROP DATABASE IF EXISTS wulian_startup WITH (FORCE)"))
+        conn.execute(sa.text("CREATE DATABASE wulian_startup"))
+    admin.dispose()
+    url = base.set(database="wulian_startup").render_as_string(hide_password=False)
+    store = RunStore(url)
+    check_store(url)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = 'f00dfeedbeef'"))
+    store.engine.dispose()
+    with pytest.raises(StartupError, match="f00dfeedbeef"):
+        check_store(url)
+    with pytest.raises(StartupError, match="cannot reach"):
+        check_store(base.set(port=1, database="nowhere").render_as_string(hide_password=False))
