@@ -623,3 +623,30 @@ def test_a_postgresql_store_of_an_unknown_revision_stops_the_start(request, tmp_
         check_store(url)
     with pytest.raises(StartupError, match="cannot reach"):
         check_store(base.set(port=1, database="nowhere").render_as_string(hide_password=False))
+
+
+def test_sigterm_during_a_stalled_upload_stops_within_the_grace(tmp_path, monkeypatch):
+    """Issue 17, finding 7: SIGTERM during an upload waited forever (a client that stops
+    sending keeps the request open). Now the service stops after the grace period."""
+    import signal
+    import socket
+
+    from tests.conftest import Server, make_token
+
+    monkeypatch.setenv("WULIAN_SHUTDOWN_SECONDS", "2")
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    server = Server(url, tmp_path / "data", tmp_path / "log").start()
+    try:
+        secret = make_token(url, "planner")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+            client.sendall(b"POST /v1/scenarios HTTP/1.1\r\nHost: x\r\n"
+                           b"Authorization: Bearer " + secret.encode() + b"\r\n"
+                           b"Content-Type: multipart/form-data; boundary=x\r\n"
+                           b"Content-Length: 10000000\r\n\r\n--x\r\n")
+            time.sleep(1.0)  # the request is open, its body mostly unsent
+            started = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            server.proc.wait(timeout=60)
+            assert time.monotonic() - started < 30
+    finally:
+        server.stop()
