@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -100,14 +101,21 @@ def _demo_cycle(scenario: Scenario, out: Path, weeks: int) -> None:
 
 def _allocate_and_show(scenario: Scenario, out: Path, fmt: str, week: str | None,
                        centre: str | None, store_url: str | None, params=None) -> int:
-    from wulian.planning.allocate import run_allocation
-    from wulian.planning.store import RunStore
+    import sqlalchemy as sa
 
+    from wulian.planning.allocate import run_allocation
+    from wulian.planning.store import RunStore, redact_url
+
+    store = RunStore(store_url)
     with console.status("分配中 / allocating (exact, colour by colour) …"):
-        run = run_allocation(scenario, week=week, centre=centre, params=params,
-                             store=RunStore(store_url))
-    with console.status("写出结果 / writing the output tables …"):
-        run.write(out, fmt)
+        try:  # the tables are written before the run is recorded: a store that fails loses none
+            run = run_allocation(scenario, week=week, centre=centre, params=params,
+                                 store=store, before_save=lambda done: done.write(out, fmt))
+        except sa.exc.SQLAlchemyError as err:
+            console.print(f"[bold red]运行记录未保存 / the run was not recorded[/] in "
+                          f"{redact_url(store.url)}: {type(err).__name__}; 结果表已写入 / the "
+                          f"output tables were written to {out}")
+            return 1
     show_run(scenario, run)
     console.print(f"结果表已写入 / output tables written to: [bold]{out}[/] "
                   f"({', '.join(run.tables)}, run.json); 运行记录 / recorded as run "
@@ -393,17 +401,18 @@ def _parse_sweep(text: str) -> tuple[str, float, float, int]:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from wulian.planning.store import RunStore, diff_runs
+    from wulian.planning.store import RunStore, diff_runs, redact_url
 
     store = RunStore(args.store)
     if args.action == "list":
         runs = store.list()
         if runs.empty:
-            console.print(f"还没有运行记录 / no runs yet in {store.url}")
+            console.print(f"还没有运行记录 / no runs yet in {redact_url(store.url)}")
             return 0
         shown = runs.assign(input_digest=runs["input_digest"].str[:12],
                             policy_digest=runs["policy_digest"].str[:12])
-        console.print(frame_table(shown, f"运行记录 / runs in {store.url}", index=False))
+        console.print(frame_table(shown, f"运行记录 / runs in {redact_url(store.url)}",
+                                  index=False))
         return 0
     if args.action == "show":
         run = store.load(args.ids[0])
@@ -443,9 +452,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """Start the Streamlit app (ui/app.py) and wait until it is stopped."""
-    import os
-    import subprocess
-
     if missing_extra("streamlit", "app"):
         return 2
     from importlib import resources
@@ -455,13 +461,49 @@ def cmd_ui(args: argparse.Namespace) -> int:
             "--browser.gatherUsageStats", "false"]
     if args.headless:
         argv += ["--server.headless", "true"]
+    argv += ["--server.address", args.host]
     env = {**os.environ, **({"WULIAN_STORE": args.store} if args.store else {})}
-    console.print(f"五联界面 / the wulian app: http://localhost:{args.port} "
-                  "(Ctrl+C 停止 / to stop)")
+    console.print(f"五联界面 / the wulian app: http://{args.host}:{args.port} "
+                  "(Ctrl+C 停止 / to stop; 需要登录 / sign in with a token from "
+                  "`wulian token create`)")
+    return run_child(argv, env)
+
+
+def run_child(argv: list[str], env: dict[str, str]) -> int:
+    """Run a child process that stops with this one: on SIGTERM or SIGHUP here it is sent
+    SIGTERM (then SIGKILL after 20 s), and on Linux the kernel sends it SIGTERM should this
+    process die without a word (``kill -9``)."""
+    import signal
+    import subprocess
+
+    def die_with_parent() -> None:
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:  # not Linux: the signal handlers below still stop it
+            pass
+
+    child = subprocess.Popen(argv, env=env, preexec_fn=die_with_parent)  # noqa: PLW1509
+
+    def stop(_signum, _frame) -> None:
+        child.terminate()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return subprocess.call(argv, env=env)
-    except KeyboardInterrupt:
+        return child.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached the child too (the same process group)
         return 0
+    finally:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def cmd_formats(args: argparse.Namespace) -> int:
@@ -554,6 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ui", help="界面 / start the Streamlit app (coordinator, fund lab, data, "
                                   "runs)")
     p.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 "
+                        "for the network, behind TLS)")
     p.add_argument("--headless", action="store_true", help="do not open a browser")
     p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
     p.set_defaults(func=cmd_ui)
@@ -564,6 +609,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT (128 + 2)
+
+
+def stop_solver_threads() -> None:
+    """Join HiGHS' worker threads: left running at exit they abort the process ("terminate
+    called without an active exception") after a Ctrl-C."""
+    import highspy
+
+    highspy.Highs.resetGlobalScheduler(True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -571,6 +627,18 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, KeyError) as err:
         console.print(f"[bold red]{err}[/]")
         return 2
+    except KeyboardInterrupt:
+        # Between two solver calls: nothing of this run was recorded (a run is saved whole,
+        # in one transaction, after the solve), so the store is as it was.
+        stop_solver_threads()
+        console.print("\n[bold yellow]已中断 / interrupted[/]: 运行未记录 / nothing was recorded")
+        if argv is None:
+            # The command line's own process: end it without the C++ static destructors, which
+            # abort on a solver thread still parked in them (SIGABRT instead of 130).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(INTERRUPTED)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

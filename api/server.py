@@ -55,6 +55,7 @@ from wulian.demand.policy import ALERT_DEFAULTS, ALERT_SEVERITIES
 from wulian.planning import alerts, cycle, notify, performance
 from wulian.planning.io import excel_safe
 from wulian.planning.jobs import JobWorker, ScenarioLibrary
+from wulian.planning.limits import excerpt, limits
 from wulian.planning.register import NEED_STATES, ROWS, Actor, Register, RegisterError
 from wulian.planning.store import JOB_STATES, Job, RunStore
 
@@ -67,6 +68,11 @@ WEEK_PATTERN = r"^\d{4}-W(0[1-9]|[1-4]\d|5[0-3])$"
 MEDIA = {"json": "application/json", "csv": "text/csv; charset=utf-8",
          "parquet": "application/vnd.apache.parquet",
          "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+# What a job's outputs hold about the whole network, whatever its centre: the funds' whole
+# budgets and the share of them planned, and the budget split's network optimum. A coordinator
+# sees their subtree's numbers only (its allotted and planned money, its fill rates).
+NETWORK_COLUMNS = {"funds": ("weekly_budget", "quarter_budget", "share")}
+NETWORK_INFO = ("split",)
 # What a coordinator sees of a household: no coordinates, no deprivation indicators.
 HOUSEHOLD_COLUMNS = ("household_id", "station_id", "size", "categories", "score", "poor", "tier",
                      "tier_source", "monitoring_weeks")
@@ -104,7 +110,10 @@ class ProblemRow(BaseModel):
 
 class ProblemsOut(BaseModel):
     detail: str = Field(description="中文 / English summary")
-    problems: list[ProblemRow] = Field(description="every problem found, in the order found")
+    total: int = Field(description="how many problems were found")
+    problems: list[ProblemRow] = Field(
+        description="the problems in the order found: all of them, or the first "
+                    "`WULIAN_MAX_PROBLEMS` when there are more (`total` tells)")
 
 
 class HealthOut(BaseModel):
@@ -144,7 +153,7 @@ class Progress(BaseModel):
 
 
 class JobIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     scenario: str = Field(pattern=DIGEST_PATTERN,
                           description="the scenario's digest, or a unique prefix of 8+ hex digits")
     quarter: str = Field(pattern=QUARTER_PATTERN, examples=["2027Q1"])
@@ -222,7 +231,7 @@ class FundOut(BaseModel):
 
 
 class BudgetLabIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     budgets: dict[str, Annotated[float, Field(ge=0, le=1e13)]] = Field(
         default_factory=dict, description="fund_id → yuan; funds not named keep their budget")
     scale: float = Field(default=1.0, ge=0, le=1000,
@@ -262,7 +271,7 @@ class BudgetLabOut(BaseModel):
 
 
 class TokenIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     role: Role
     centre: str | None = Field(default=None, max_length=64,
                                description="a coordinator's centre (required for that role)")
@@ -321,7 +330,7 @@ class HouseholdIn(BaseModel):
     """One household's row: fields not given are kept from the register (all of a new
     household's required fields must be given)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     household_id: str = Field(min_length=1, max_length=64)
     station_id: str | None = Field(default=None, min_length=1, max_length=64)
     size: int | None = Field(default=None, ge=1, le=100)
@@ -370,7 +379,7 @@ class ColoursOut(BaseModel):
 
 
 class NeedIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     need_id: str | None = Field(default=None, min_length=1, max_length=64,
                                 description="default: made from the week and the household")
     household_id: str = Field(min_length=1, max_length=64)
@@ -396,7 +405,7 @@ class NeedStateOut(BaseModel):
 
 
 class WeekIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     week: str = Field(pattern=WEEK_PATTERN, examples=["2026-W49"])
     centre: str | None = Field(default=None, min_length=1, max_length=64,
                                description="open the week for this centre's subtree only")
@@ -484,7 +493,7 @@ class TasksOut(BaseModel):
 class AnswerIn(BaseModel):
     """One answer to a task; a monitoring visit's result adds what the visit observed."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     status: TASK_ANSWERS
     units_delivered: float | None = Field(
         default=None, ge=0, le=1e12, allow_inf_nan=False,
@@ -593,7 +602,7 @@ class AlertsOut(BaseModel):
 
 
 class AcknowledgeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     note: str = Field(default="", max_length=2000, description="what is being done about it")
 
 
@@ -604,7 +613,7 @@ class PerformanceTableOut(BaseModel):
 
 
 class WebhookIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     target_kind: Literal["centre", "provider"]
     target_id: str = Field(min_length=1, max_length=64,
                            description="a centre_id or provider_id of the register")
@@ -664,25 +673,38 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 def _problem(column: str, value: Any, code: str, zh: str, en: str, hint_zh: str,
              hint_en: str) -> dict:
-    return {"table": "request", "row": None, "column": column, "value": str(value)[:200],
+    return {"table": "request", "row": None, "column": excerpt(column), "value": excerpt(value),
             "code": code, "message_zh": zh, "message_en": en, "hint_zh": hint_zh,
             "hint_en": hint_en}
 
 
-def _problems_response(problems: list[dict], zh: str, en: str) -> JSONResponse:
+def _problems_response(problems: list[dict], zh: str, en: str,
+                       total: int | None = None) -> JSONResponse:
+    """A 422 with the problems: the first ``max_problems`` of them, and their total."""
+    total = len(problems) if total is None else total
+    shown = problems[:limits().max_problems]
+    more = ("" if len(shown) == total else
+            f";仅列出前 {len(shown)} 个 / the first {len(shown)} are listed")
     return JSONResponse(status_code=422, content={
-        "detail": f"{zh}({len(problems)} 个问题) / {en} ({len(problems)} problem(s))",
-        "problems": problems})
+        "detail": f"{zh}({total} 个问题) / {en} ({total} problem(s)){more}",
+        "total": total, "problems": shown})
 
 
 def _scenario_problems(problems: list[Problem]) -> list[dict]:
-    frame = report_frame(problems).astype(object)
+    """The problems as response rows, the first ``max_problems`` only, each value (and
+    column name: a header may be a cell too) cut to its excerpt."""
+    frame = report_frame(problems[:limits().max_problems]).astype(object)
     frame = frame.where(frame.notna(), None)
     rows = frame.to_dict(orient="records")
     for row in rows:
         row["row"] = None if row["row"] is None else int(row["row"])
-        row["value"] = str(row["value"])
+        row["value"] = excerpt(row["value"])
+        row["column"] = excerpt(row["column"])
     return rows
+
+
+def _scenario_refused(err: ValidationError, zh: str, en: str) -> JSONResponse:
+    return _problems_response(_scenario_problems(err.problems), zh, en, len(err.problems))
 
 
 # -- the service ------------------------------------------------------------------------------
@@ -940,6 +962,82 @@ class _RedactPaths(logging.Filter):
         return True
 
 
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class _BodyGate:
+    """An ASGI gate in front of the app: a request with a body is answered before a byte of
+    it is read when it declares more than ``max_body_bytes`` (413) or carries no valid token
+    (401) — FastAPI reads a multipart body in full before its dependencies check the token.
+    A body sent without a length is counted as it streams and cut off at the limit (413)."""
+
+    def __init__(self, app: Any, tokens: TokenStore):
+        self.app, self.tokens = app, tokens
+
+    @staticmethod
+    async def _answer(send: Callable, status: int, code: str, zh: str, en: str) -> None:
+        body = json.dumps({"detail": {"code": code, "message": f"{zh} / {en}"}},
+                          ensure_ascii=False).encode("utf-8")
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+        if status == 401:
+            headers.append((b"www-authenticate", b"Bearer"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _too_large(self, send: Callable, most: int) -> None:
+        await self._answer(send, 413, "body_too_large", f"请求体超过 {most / 1024**2:,.0f} MB",
+                           f"the request body is above {most / 1024**2:,.0f} MB "
+                           "(WULIAN_MAX_BODY_BYTES)")
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        most = limits().max_body_bytes
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length", b"").decode("latin-1").strip()
+        if declared.isdigit() and int(declared) > most:
+            await self._too_large(send, most)
+            return
+        scheme, _, secret = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            await self._answer(send, 401, "no_token", "需要令牌", "a bearer token is required")
+            return
+        if self.tokens.verify(secret.strip()) is None:
+            await self._answer(send, 401, "bad_token", "令牌无效或已撤销",
+                               "the token is unknown or revoked")
+            return
+        seen, over, answered = 0, False, False
+
+        async def counted() -> dict:
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > most:
+                over = True  # the app sees a client that went away, and stops reading
+                return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message: dict) -> None:
+            nonlocal answered
+            if not over:
+                await send(message)
+            elif not answered and message["type"] == "http.response.start":
+                answered = True
+                await self._too_large(send, most)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except Exception:
+            if not over:
+                raise
+        if over and not answered:
+            await self._too_large(send, most)
+
+
 def create_app(store_url: str | None = None, data_dir: str | Path | None = None, *,
                slots: int = 1, workers: int | None = None, ray_address: str | None = None,
                run_jobs: bool = True) -> FastAPI:
@@ -972,7 +1070,8 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
                  store.engine.url.render_as_string(hide_password=True), service.worker.slots)
         yield
         if run_jobs:
-            service.worker.stop()
+            service.worker.stop(limits().shutdown_seconds)
+        service.library.validator.close()
         service.notifier.stop()
 
     app = FastAPI(
@@ -987,6 +1086,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         lifespan=lifespan,
     )
     app.state.service = service
+    app.add_middleware(_BodyGate, tokens=service.tokens)
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, err: ApiError) -> JSONResponse:
@@ -1065,8 +1165,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
             scenario, created = service.library.add(data, name=name)
         except ValidationError as err:
             log.info("upload refused: %d problem(s)", len(err.problems))
-            return _problems_response(_scenario_problems(err.problems), "场景未导入",
-                                      "the scenario was not imported")
+            return _scenario_refused(err, "场景未导入", "the scenario was not imported")
         log.info("scenario %s %s by a %s", scenario.digest[:12],
                  "kept" if created else "already kept", who.role)
         if not created:
@@ -1248,6 +1347,8 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
             frame = service.store.table(job.run_id, name)
         except KeyError:
             raise _not_found(f"表 {name}", f"table {name} in job {job_id}") from None
+        if who.role == "coordinator":
+            frame = frame.drop(columns=list(NETWORK_COLUMNS.get(name, ())), errors="ignore")
         total = len(frame)
         frame = frame.iloc[offset:offset + limit if limit else None]
         if format == "csv":
@@ -1272,8 +1373,11 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         job = _done_job(who, job_id)
         run = service.store.load(job.run_id)
         rows = _records(run.tables["explanation"]) if "explanation" in run.tables else []
+        info = run.info
+        if who.role == "coordinator":
+            info = {k: v for k, v in info.items() if k not in NETWORK_INFO}
         return {"job_id": job_id, "scenario": job.scenario, "quarter": job.quarter,
-                "centre": job.centre or None, "info": run.info, "rows": rows}
+                "centre": job.centre or None, "info": info, "rows": rows}
 
     # -- the register -------------------------------------------------------------------------
 
@@ -1294,8 +1398,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         return None
 
     def _register_problems(err: ValidationError) -> JSONResponse:
-        return _problems_response(_scenario_problems(err.problems), "登记册未更改",
-                                  "the register was not changed")
+        return _scenario_refused(err, "登记册未更改", "the register was not changed")
 
     @v1.post("/register/import", response_model=ImportOut, tags=["register"],
              responses=_errors(400, 401, 403, 404, 422))
@@ -1325,8 +1428,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
             try:
                 loaded, _created = service.library.add(data, name=name)
             except ValidationError as err:
-                return _problems_response(_scenario_problems(err.problems), "场景未导入",
-                                          "the scenario was not imported")
+                return _scenario_refused(err, "场景未导入", "the scenario was not imported")
         else:
             loaded = service.library.load(service.scenario_row(scenario)["digest"])
         try:
@@ -1471,8 +1573,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         except cycle.CycleError as err:
             raise _cycle_conflict(err) from None
         except ValidationError as err:
-            return _problems_response(_scenario_problems(err.problems), "周未开启",
-                                      "the week was not opened")
+            return _scenario_refused(err, "周未开启", "the week was not opened")
         service.notifier.submit(
             lambda: notify.publish_tasks(service.register(), body.week, centre),
             f"publishing the tasks of {body.week}")
@@ -1592,8 +1693,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
                 provider=who.provider_id if who.role == "provider" else None,
                 centres=service.coordinator_stations(who))
         except ValidationError as err:
-            return _problems_response(_scenario_problems(err.problems), "回复未记录",
-                                      "the answer was not recorded")
+            return _scenario_refused(err, "回复未记录", "the answer was not recorded")
         except (RegisterError, cycle.CycleError) as err:
             zh, _, en = str(err).partition(" / ")
             raise ApiError(409, "conflict", zh, en or zh) from None

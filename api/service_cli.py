@@ -3,7 +3,8 @@
 ``serve`` runs :func:`api.server.create_app` under uvicorn; ``token`` manages API tokens in the
 run store directly (so the first admin token can be made before any server runs); ``jobs``
 talks to a running service over HTTP (httpx) with ``--url`` and ``--token`` (or
-``$WULIAN_URL`` and ``$WULIAN_TOKEN``, which keep the secret out of the shell history).
+``$WULIAN_URL`` and ``$WULIAN_TOKEN`` or ``--token-file``, which keep the secret out of the
+shell history and the process list).
 """
 
 from __future__ import annotations
@@ -31,13 +32,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     import uvicorn
 
-    from wulian.api.server import create_app
+    from wulian.api import startup
+    from wulian.api.server import DEFAULT_DATA, create_app
+    from wulian.planning.limits import limits
+    from wulian.planning.store import store_url
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(args.store, args.data, slots=args.jobs, workers=args.workers,
+    log = logging.getLogger("wulian.service")
+    data = Path(args.data or DEFAULT_DATA)
+    try:  # before anything is served: a damaged store stops the start with a message
+        startup.check_store(store_url(args.store))
+    except startup.StartupError as err:
+        console.print(f"[bold red]{err}[/]")
+        return 2
+    ended = startup.reap_orphans(data)
+    cleaned = startup.clean_incoming(data)
+    if ended or cleaned:
+        log.info("start-up: ended %d orphaned worker(s) of a previous service, removed %d "
+                 "unfinished upload(s)", ended, cleaned)
+    app = create_app(args.store, data, slots=args.jobs, workers=args.workers,
                      ray_address=args.address)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    # SIGTERM: requests still open after the grace period are cut, then the jobs stop (the
+    # pid file stays: the next start finds its pid gone and its group without orphans).
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info",
+                timeout_graceful_shutdown=int(limits().shutdown_seconds))
     return 0
 
 
@@ -87,8 +106,21 @@ class ServiceError(Exception):
     pass
 
 
+def api_token(args: argparse.Namespace) -> str:
+    """The API token: from ``--token-file``, else ``$WULIAN_TOKEN``, else ``--token`` (which
+    every user of the machine can read in the process list: it works, with a warning)."""
+    if args.token_file:
+        return Path(args.token_file).read_text(encoding="utf-8").strip()
+    if args.token:
+        print("警告:--token 会出现在进程列表中,请改用 --token-file 或 $WULIAN_TOKEN / warning: "
+              "--token shows the secret in every user's process list (ps); use --token-file "
+              "FILE or $WULIAN_TOKEN", file=sys.stderr)
+        return args.token
+    return os.environ.get("WULIAN_TOKEN", "").strip()
+
+
 def _client(args: argparse.Namespace) -> httpx.Client:
-    token = args.token or os.environ.get("WULIAN_TOKEN", "")
+    token = api_token(args)
     url = (args.url or os.environ.get("WULIAN_URL") or DEFAULT_URL).rstrip("/")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=url + "/v1", headers=headers, timeout=120.0)
@@ -224,7 +256,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     store_help = "run store URL (default $WULIAN_STORE or runs/wulian.sqlite)"
 
     p = sub.add_parser("serve", help="批处理服务 / run the batch HTTP service (uvicorn)")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 "
+                        "for the network, behind TLS)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--store", help=store_help)
     p.add_argument("--data", help="where uploaded scenarios are kept (default runs/scenarios)")
@@ -249,7 +283,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", choices=["upload", "submit", "list", "status", "cancel", "fetch"])
     p.add_argument("id", nargs="?", type=int, help="job id (status, cancel, fetch)")
     p.add_argument("--url", help=f"the service (default $WULIAN_URL or {DEFAULT_URL})")
-    p.add_argument("--token", help="API token (default $WULIAN_TOKEN)")
+    p.add_argument("--token-file", help="file holding the API token (or set $WULIAN_TOKEN)")
+    p.add_argument("--token", help="API token (discouraged: visible in the process list)")
     p.add_argument("--path", help="scenario to upload (folder or .xlsx)")
     p.add_argument("--name", help="a name for the uploaded scenario")
     p.add_argument("--scenario", help="scenario digest (or a unique prefix)")

@@ -69,7 +69,11 @@ def session(scenario: str):
 
     quiet_streamlit()
 
+    from wulian.api.auth import Principal
+    from wulian.ui.signin import PRINCIPAL_KEY
+
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state[PRINCIPAL_KEY] = Principal(token_id=0, role="planner")  # signed in
     at.session_state["scenario_choice"] = scenario
     at.run()
     return at

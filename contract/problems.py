@@ -24,6 +24,56 @@ CATALOGUE: dict[str, tuple[str, str, str, str]] = {
         "无法读取文件:{reason}", "the file cannot be read: {reason}",
         "请另存为 UTF-8 或 GB18030 编码的 CSV", "save it as CSV in UTF-8 or GB18030",
     ),
+    # The limits on input (planning/limits.py); the hint names the setting that raises each.
+    "too_many_columns": (
+        "表有 {columns} 列,超过上限 {limit}", "the table has {columns} columns, above the limit "
+        "of {limit}",
+        "请删除多余的列(上限由 WULIAN_MAX_COLUMNS 设置)",
+        "remove the extra columns (the limit is set by WULIAN_MAX_COLUMNS)",
+    ),
+    "too_many_rows": (
+        "表有 {rows} 行,超过上限 {limit}", "the table has {rows} rows, above the limit of {limit}",
+        "请拆分文件(上限由 WULIAN_MAX_ROWS 设置)",
+        "split the file (the limit is set by WULIAN_MAX_ROWS)",
+    ),
+    "cell_too_long": (
+        "单元格有 {chars} 个字符,超过上限 {limit}(该列共 {cells} 个)",
+        "the cell has {chars} characters, above the limit of {limit} ({cells} such cells in "
+        "the column)",
+        "请缩短这些值;该表未校验(上限由 WULIAN_MAX_CELL_CHARS 设置)",
+        "shorten them; the table was not validated further (the limit is set by "
+        "WULIAN_MAX_CELL_CHARS)",
+    ),
+    "workbook_too_large": (
+        "工作簿解压后为 {size},超过上限 {limit}",
+        "the workbook unzips to {size}, above the limit of {limit}",
+        "请拆分工作簿或改用 CSV(上限由 WULIAN_MAX_XLSX_BYTES 设置)",
+        "split the workbook or send CSV files (the limit is set by WULIAN_MAX_XLSX_BYTES)",
+    ),
+    "workbook_inflates": (
+        "工作簿的部件解压后膨胀 {ratio} 倍,超过上限 {limit} 倍",
+        "a part of the workbook inflates {ratio} times when unzipped, above the limit of {limit}",
+        "请用 Excel 重新保存,删除空白行列(上限由 WULIAN_MAX_XLSX_RATIO 设置)",
+        "save it again from Excel without blank rows and columns (the limit is set by "
+        "WULIAN_MAX_XLSX_RATIO)",
+    ),
+    "too_many_files": (
+        "上传了 {files} 个文件,超过上限 {limit}", "{files} files uploaded, above the limit of "
+        "{limit}",
+        "每张表一个文件(上限由 WULIAN_MAX_FILES 设置)",
+        "send one file per table (the limit is set by WULIAN_MAX_FILES)",
+    ),
+    "validation_timeout": (
+        "校验超过 {seconds} 秒,已停止", "validation took longer than {seconds} s and was stopped",
+        "请拆分文件或删除多余内容(时限由 WULIAN_VALIDATION_SECONDS 设置)",
+        "split the files or remove what is not needed (the time limit is set by "
+        "WULIAN_VALIDATION_SECONDS)",
+    ),
+    "not_finite": (
+        "不是有限的数", "not a finite number",
+        "请填写普通数字,不要填写 inf、nan 或超出范围的数(如 1e400)",
+        "write an ordinary number, not inf, nan or one out of range (such as 1e400)",
+    ),
     "missing_column": (
         "缺少必需的列 {column}", "required column {column} is missing",
         "请添加该列{close_zh}", "add the column{close_en}",

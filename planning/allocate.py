@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
@@ -93,7 +94,8 @@ def _solver_versions() -> dict[str, str]:
 
 
 def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str | None = None,
-                   params: AllocationParams | None = None, store: RunStore | None = None) -> Run:
+                   params: AllocationParams | None = None, store: RunStore | None = None,
+                   before_save: Callable[[Run], None] | None = None) -> Run:
     """Allocate the scenario's needs (of ``week``, within ``centre``'s subtree) and explain.
 
     With a ``store``, the run is recorded there (whole, or not at all), and a run for one
@@ -147,6 +149,8 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
                     "wall": round(time.perf_counter() - start, 3)},
     }
     run = Run(tables=tables, info=info, result=result)
+    if before_save is not None:  # e.g. write the tables first: a store that fails loses no plan
+        before_save(run)
     if store is not None:
         run.info["run_id"] = store.save(run.info, run.tables, scenario=scenario.path)
     return run

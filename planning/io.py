@@ -7,16 +7,20 @@ each cell's problem in the user's own terms; ``planning.validate`` turns text in
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pandas as pd
 
 from wulian.contract.problems import Problem, did_you_mean
 from wulian.contract.schema import TABLES
+from wulian.planning.limits import Limits, excerpt, limits
 
 FORMATS = ("csv", "xlsx", "parquet")
 # What Excel in China saves CSV as, after UTF-8 (GB18030 is a superset of GBK and GB2312).
@@ -80,24 +84,185 @@ def as_text(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
 
 
+# A workbook part smaller than this may inflate more than the ratio allows (a sheet of empty
+# rows compresses a hundredfold): only large parts are held to the ratio.
+RATIO_FLOOR_BYTES = 1024 * 1024
+
+
+def workbook_problems(path: Path, bounds: Limits) -> list[Problem]:
+    """What makes a workbook too large to open, read from its zip directory alone: the sum of
+    its parts once unzipped, and any large part that inflates more than the ratio allows."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        return [Problem("workbook", "unreadable_file", value=path.name,
+                        detail={"reason": excerpt(exc, 200)})]
+    total = sum(m.file_size for m in members)
+    problems = []
+    if total > bounds.max_xlsx_bytes:
+        problems.append(Problem("workbook", "workbook_too_large", value=path.name, detail={
+            "size": f"{total / 1024**2:,.0f} MB",
+            "limit": f"{bounds.max_xlsx_bytes / 1024**2:,.0f} MB"}))
+    for member in members:
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > RATIO_FLOOR_BYTES and ratio > bounds.max_xlsx_ratio:
+            problems.append(Problem("workbook", "workbook_inflates", value=member.filename[:80],
+                                    detail={"ratio": f"{ratio:,.0f}",
+                                            "limit": f"{bounds.max_xlsx_ratio:g}"}))
+            break
+    return problems
+
+
+def _cell_text(value: object) -> str:
+    """A workbook cell as the text pandas' ``read_excel(dtype=str)`` gives (whole numbers
+    without ``.0``), so that both readers agree."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else str(value)
+    return str(value)
+
+
+def read_workbook(path: Path, bounds: Limits) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
+    """Every sheet of a workbook as text, read row by row with openpyxl: a sheet wider than the
+    limit is refused at its header, one longer than the limit at the row past it, and a cell
+    longer than the limit is kept only as its excerpt (``read_excel(dtype=str)`` made a
+    fixed-width copy of the longest cell for every cell: a 592 KB file whose cells share one
+    5 MB string took gigabytes)."""
+    import openpyxl
+
+    sheets: dict[str, pd.DataFrame] = {}
+    problems: list[Problem] = []
+    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        for sheet in book.worksheets:
+            name = str(sheet.title).strip()
+            sheet.reset_dimensions()  # the declared size may be wrong; read what is there
+            rows: list[list[str]] = []
+            long: dict[int, list[int]] = {}  # column → data rows (from 0) of long cells
+            chars: dict[int, int] = {}  # column → length of its first long cell
+            width = 0
+            refused = False
+            for number, values in enumerate(sheet.iter_rows(values_only=True)):
+                row = [_cell_text(v) for v in values]
+                while row and row[-1] == "":
+                    row.pop()
+                if number == 0 and len(row) > bounds.max_columns:
+                    problems.append(Problem(name, "too_many_columns", detail={
+                        "columns": f"{len(row):,}", "limit": f"{bounds.max_columns:,}"}))
+                    refused = True
+                    break
+                if number > bounds.max_rows:
+                    problems.append(Problem(name, "too_many_rows", detail={
+                        "rows": f"> {bounds.max_rows:,}", "limit": f"{bounds.max_rows:,}"}))
+                    refused = True
+                    break
+                for j, cell in enumerate(row):
+                    if len(cell) > bounds.max_cell_chars:
+                        if number:  # a data cell; a long header is an unknown column
+                            long.setdefault(j, []).append(number - 1)
+                            chars.setdefault(j, len(cell))
+                        row[j] = excerpt(cell)
+                width = max(width, len(row))
+                rows.append(row)
+            if refused:
+                continue
+            while rows and not rows[-1]:
+                rows.pop()
+            if not rows:
+                sheets[name] = pd.DataFrame()
+                continue
+            header = rows[0] + [""] * (width - len(rows[0]))
+            names: list[str] = []
+            for j, label in enumerate(header):
+                label = label or f"Unnamed: {j}"
+                base, k = label, 0
+                while label in names:  # as pandas names a repeated header
+                    k += 1
+                    label = f"{base}.{k}"
+                names.append(label)
+            body = [r + [""] * (width - len(r)) for r in rows[1:]]
+            frame = pd.DataFrame(body, columns=names, dtype=object)
+            for j, at in sorted(long.items()):
+                problems.append(Problem(name, "cell_too_long", at[0] + 2, excerpt(names[j]),
+                                        str(frame.iat[at[0], j]), {
+                                            "chars": f"{chars[j]:,}",
+                                            "limit": f"{bounds.max_cell_chars:,}",
+                                            "cells": f"{len(at):,}"}))
+            if not long:
+                sheets[name] = frame
+    finally:
+        book.close()
+    return sheets, problems
+
+
+def csv_header(text: str) -> list[str]:
+    """The header row of a CSV text, read alone (the csv module stops after the first
+    record), so that a table too wide is refused before it is parsed."""
+    return next(csv.reader(io.StringIO(text)), [])
+
+
+def bound_frame(name: str, frame: pd.DataFrame, bounds: Limits) -> list[Problem]:
+    """What makes a table read from a file too large to validate: more rows than the limit, or
+    cells longer than the limit (one problem per column, at its first such cell, with the
+    count). A table with such a problem is not validated further: every later step would copy
+    its long cells again, and a workbook's cells may all point to one huge shared string."""
+    if len(frame) > bounds.max_rows:
+        return [Problem(name, "too_many_rows", detail={
+            "rows": f"{len(frame):,}", "limit": f"{bounds.max_rows:,}"})]
+    problems = []
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype != object and not pd.api.types.is_string_dtype(values):
+            continue
+        lengths = values.str.len().to_numpy(dtype=float, na_value=0)
+        long = np.flatnonzero(lengths > bounds.max_cell_chars)
+        if len(long):
+            first = int(long[0])
+            problems.append(Problem(name, "cell_too_long", first + 2, excerpt(column),
+                                    excerpt(values.iat[first]), {
+                                        "chars": f"{int(lengths[first]):,}",
+                                        "limit": f"{bounds.max_cell_chars:,}",
+                                        "cells": f"{len(long):,}"}))
+    return problems
+
+
+def too_many_columns(name: str, count: int, bounds: Limits) -> Problem | None:
+    if count <= bounds.max_columns:
+        return None
+    return Problem(name, "too_many_columns", detail={
+        "columns": f"{count:,}", "limit": f"{bounds.max_columns:,}"})
+
+
 def read_raw(path: str | Path) -> RawScenario:
     """Read every table of the scenario at ``path`` as text; unreadable or missing tables become
-    problems rather than exceptions, so the user hears about all of them at once."""
+    problems rather than exceptions, so the user hears about all of them at once.
+
+    The limits (:mod:`planning.limits`) are checked before each part is parsed: a workbook's
+    size from its zip directory, a CSV's columns from its header, a Parquet file's columns and
+    rows from its footer; rows and cell lengths as soon as a table is read.
+    """
     path = Path(path)
     fmt = detect_format(path)
     raw = RawScenario(path=path, format=fmt)
+    bounds = limits()
     present: dict[str, object] = {}
     if fmt == "xlsx":
+        raw.problems += workbook_problems(path, bounds)
+        if raw.problems:
+            return raw
         try:
-            sheets = pd.read_excel(path, sheet_name=None, dtype=str, keep_default_na=False)
+            sheets, bounded = read_workbook(path, bounds)
         except Exception as exc:  # noqa: BLE001 - any reader failure is the user's file
             raw.problems.append(Problem("workbook", "unreadable_file", value=path.name,
-                                        detail={"reason": str(exc)[:200]}))
+                                        detail={"reason": excerpt(exc, 200)}))
             return raw
-        present = {str(k).strip(): v for k, v in sheets.items()}
+        raw.problems += [p for p in bounded if p.table in TABLES]
+        present = {**sheets, **{p.table: None for p in bounded}}
         for name in TABLES:
-            if name in present:
-                raw.tables[name] = as_text(present[name])
+            if name in sheets:
+                raw.tables[name] = as_text(sheets[name])
                 raw.sources[name] = f"{path.name}[{name}]"
     else:
         suffix = "." + fmt
@@ -109,18 +274,36 @@ def read_raw(path: str | Path) -> RawScenario:
                 continue
             try:
                 if fmt == "parquet":
+                    import pyarrow.parquet as pq
+
+                    meta = pq.ParquetFile(file).metadata
+                    shape = (meta.num_rows, meta.num_columns)
+                else:
+                    text, encoding = decode_csv(file.read_bytes())
+                    shape = (0, len(csv_header(text)))
+                bound = too_many_columns(name, shape[1], bounds)
+                if bound is None and shape[0] > bounds.max_rows:
+                    bound = Problem(name, "too_many_rows", detail={
+                        "rows": f"{shape[0]:,}", "limit": f"{bounds.max_rows:,}"})
+                if bound is not None:
+                    raw.problems.append(bound)
+                    continue
+                if fmt == "parquet":
                     frame = pd.read_parquet(file)
                     raw.sources[name] = file.name
                 else:
-                    text, encoding = decode_csv(file.read_bytes())
+                    # One row past the limit is enough to know that it is passed.
                     frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False,
-                                        skipinitialspace=True)
+                                        skipinitialspace=True, nrows=bounds.max_rows + 1)
                     raw.sources[name] = f"{file.name} ({encoding})"
             except Exception as exc:  # noqa: BLE001 - any reader failure is the user's file
                 raw.problems.append(Problem(name, "unreadable_file", value=file.name,
-                                            detail={"reason": str(exc)[:200]}))
+                                            detail={"reason": excerpt(exc, 200)}))
                 continue
-            raw.tables[name] = as_text(frame)
+            found = bound_frame(name, frame, bounds)
+            raw.problems += found
+            if not found:
+                raw.tables[name] = as_text(frame)
     unknown = [n for n in present if n not in TABLES]
     for name, table in TABLES.items():
         if table.required and name not in raw.tables and not any(

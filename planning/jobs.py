@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from wulian.contract.problems import Problem, ValidationError
+from wulian.planning.limits import limits
 from wulian.planning.scenario import Scenario, load_scenario
 from wulian.planning.store import Job, RunStore
 
@@ -34,6 +35,48 @@ log = logging.getLogger("wulian.jobs")
 
 MAX_ATTEMPTS = 2  # the first run and one retry after an interruption
 SCENARIO_SUFFIXES = (".csv", ".parquet", ".xlsx", ".xlsm")
+
+
+class Validator:
+    """Reading and validating an upload in a worker process, under a time limit
+    (``Limits.validation_seconds``): a file that takes too long is a problem, and the worker is
+    ended rather than left working after the client has gone. One upload at a time; the worker
+    (spawned, as the plans' pools are) is started on first use and kept."""
+
+    def __init__(self) -> None:
+        self._pool = None
+        self._lock = threading.Lock()
+
+    def load(self, target: Path) -> Scenario:
+        """The scenario at ``target``, validated in the worker.
+
+        Raises
+        ------
+        ValidationError
+            With every problem found, or ``validation_timeout`` when the limit passed.
+        """
+        import multiprocessing
+
+        seconds = limits().validation_seconds
+        with self._lock:
+            if self._pool is None:
+                self._pool = multiprocessing.get_context("spawn").Pool(1)
+            pending = self._pool.apply_async(load_scenario, (target,))
+            try:
+                return pending.get(timeout=seconds)
+            except multiprocessing.TimeoutError:
+                self._pool.terminate()  # ends the worker mid-validation
+                self._pool = None
+                log.warning("upload validation stopped after %.0f s", seconds)
+                raise ValidationError([Problem("upload", "validation_timeout", detail={
+                    "seconds": f"{seconds:g}"})]) from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.terminate()
+                self._pool.join()
+                self._pool = None
 
 
 class ScenarioLibrary:
@@ -46,6 +89,7 @@ class ScenarioLibrary:
         self._cache: OrderedDict[str, Scenario] = OrderedDict()
         self._size = cache
         self._lock = threading.Lock()
+        self.validator = Validator()
 
     def add(self, files: Mapping[str, bytes], name: str = "") -> tuple[Scenario, bool]:
         """Validate uploaded files — one folder's CSV or Parquet files, or one XLSX workbook —
@@ -67,7 +111,7 @@ class ScenarioLibrary:
             target, problems = self._write(incoming, files)
             if problems:
                 raise ValidationError(problems)
-            scenario = load_scenario(target)
+            scenario = self.validator.load(target)
             final = self.root / scenario.digest
             if not final.exists():
                 incoming.rename(final)
@@ -83,6 +127,10 @@ class ScenarioLibrary:
 
     @staticmethod
     def _write(folder: Path, files: Mapping[str, bytes]) -> tuple[Path, list[Problem]]:
+        most = limits().max_files
+        if len(files) > most:
+            return folder, [Problem("upload", "too_many_files", detail={
+                "files": str(len(files)), "limit": str(most)})]
         problems = []
         names = {}
         for raw_name, data in files.items():

@@ -116,6 +116,14 @@ class Job:
         return asdict(self)
 
 
+def redact_url(url: str) -> str:
+    """A store URL fit to print: its password replaced by ``***``."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:  # not a URL at all: show nothing that might be a secret
+        return "<store>"
+
+
 def store_url(url: str | None = None) -> str:
     """The store to use: the argument, else ``$WULIAN_STORE``, else ``runs/wulian.sqlite``."""
     return url or os.environ.get("WULIAN_STORE") or DEFAULT_URL
@@ -177,7 +185,7 @@ class RunStore:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(RUNS).where(RUNS.c.run_id == run_id)).mappings().first()
             if row is None:
-                raise KeyError(f"没有运行 {run_id} / no run {run_id} in {self.url}")
+                raise KeyError(f"没有运行 {run_id} / no run {run_id} in {redact_url(self.url)}")
             parts = conn.execute(sa.select(RUN_TABLES).where(RUN_TABLES.c.run_id == run_id))
             tables = {p.name: pd.read_parquet(io.BytesIO(p.data)) for p in parts}
         return StoredRun(run_id=run_id, info=json.loads(row["info"]), tables=tables)

@@ -60,6 +60,9 @@ def _not_allowed(table: str, column: str, rows: pd.Index, values: pd.Series,
 def _check_columns(table: Table, text: pd.DataFrame) -> list[Problem]:
     names = set(table.column_names)
     unknown = [c for c in text.columns if c not in names and not c.startswith(USER_COLUMN_PREFIX)]
+    # The contract's names the file lacks: computed once (once per unknown column made the
+    # check quadratic in the columns of a table).
+    absent = sorted(names - set(text.columns))
     problems = []
     for col in table.columns:
         if col.required and col.name not in text.columns:
@@ -71,7 +74,7 @@ def _check_columns(table: Table, text: pd.DataFrame) -> list[Problem]:
                                     detail=detail))
     for name in unknown:
         problems.append(Problem(table.name, "unknown_column", column=name,
-                                detail=did_you_mean(name, names - set(text.columns))))
+                                detail=did_you_mean(name, absent)))
     return problems
 
 
@@ -85,10 +88,16 @@ def _parse_column(table: Table, col: Column, text: pd.Series) -> tuple[pd.Series
 
     if col.dtype in ("int", "float", "money"):
         numbers = pd.to_numeric(text.where(~empty), errors="coerce").astype(float)
-        bad = ~empty & numbers.isna().to_numpy()
+        # inf, nan and numbers past the float range (1e400 reads as inf) are no quantity, no
+        # budget and no coordinate: a problem, never a value handed to a solver.
+        infinite = ~empty & ~np.isfinite(numbers.to_numpy()) & (
+            numbers.notna().to_numpy() | text.str.lower().str.lstrip("+-").eq("nan").to_numpy())
+        bad = ~empty & numbers.isna().to_numpy() & ~infinite
         example = {"int": "3", "float": "2.5", "money": "1200.50"}[col.dtype]
         problems += _cells(name, "not_a_number", bad, col.name, text, example=example)
-        ok = ~empty & ~bad
+        problems += _cells(name, "not_finite", infinite, col.name, text)
+        numbers = numbers.where(~infinite)
+        ok = ~empty & ~bad & ~infinite
         values = numbers.to_numpy()
         if col.dtype == "int":
             problems += _cells(name, "not_whole", ok & (values != np.round(values)), col.name,

@@ -180,3 +180,13 @@ def tiny_scenario(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "scenario"
     write_tables(generate_scenario("tiny", 0), out, "csv")
     return out
+
+
+def signed_in(at, role: str = "planner", centre: str = ""):
+    """A Streamlit ``AppTest`` signed in as ``role`` (ui/signin.py): the principal a token
+    would give, put in the session as the sign-in form does. Returns ``at``."""
+    from wulian.api.auth import Principal
+    from wulian.ui.signin import PRINCIPAL_KEY
+
+    at.session_state[PRINCIPAL_KEY] = Principal(token_id=0, role=role, centre=centre)
+    return at

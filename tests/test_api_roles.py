@@ -3,6 +3,7 @@ token → 401, and no household id in the server's log."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -181,6 +182,25 @@ def test_coordinator_is_fenced_to_their_subtree(svc):
     assert default.status_code == 201 and default.json()["centre"] == OWN_STREET
     assert _call(svc, "coordinator", "POST",
                  f"/jobs/{default.json()['job_id']}/cancel").status_code in (202, 409)
+
+
+def test_a_coordinator_sees_no_network_aggregates_in_a_job(svc):
+    """Issue 17, finding 9: a job's explanation (``info.split``) and its ``funds`` table
+    carried the network's numbers, although ``/funds`` is refused to a coordinator. The
+    planner still sees them; the coordinator sees their subtree's money only."""
+    job = svc["jobs"]["own"]
+    planner = _call(svc, "planner", "GET", f"/jobs/{job}/explanation").json()
+    assert "split" in planner["info"]
+    own = _call(svc, "coordinator", "GET", f"/jobs/{job}/explanation")
+    assert own.status_code == 200 and "split" not in own.json()["info"]
+    assert "fill_rate" not in json.dumps(own.json()["info"])
+    full = _call(svc, "planner", "GET", f"/jobs/{job}/tables/funds").json()
+    fenced = _call(svc, "coordinator", "GET", f"/jobs/{job}/tables/funds").json()
+    assert {"weekly_budget", "quarter_budget", "share"} <= set(full["columns"])
+    assert not {"weekly_budget", "quarter_budget", "share"} & set(fenced["columns"])
+    assert [r["planned"] for r in fenced["rows"]] == [r["planned"] for r in full["rows"]]
+    csv_text = _call(svc, "coordinator", "GET", f"/jobs/{job}/tables/funds?format=csv").text
+    assert "quarter_budget" not in csv_text
 
 
 def test_unknown_and_revoked_tokens_are_401(svc):

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.conftest import signed_in
 from wulian.contract.problems import ValidationError
 from wulian.optimizer.budget import EquityDial
 from wulian.optimizer.pins import PinError
@@ -60,7 +61,7 @@ def store(tmp_path, monkeypatch):
 
 def app(scenario: str = "tiny", lang: str | None = None) -> AppTest:
     """The app, first run done, on ``scenario`` (the sidebar's choice)."""
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at = signed_in(AppTest.from_file(str(APP), default_timeout=TIMEOUT))
     at.session_state["scenario_choice"] = scenario
     if lang:
         at.session_state["lang"] = lang

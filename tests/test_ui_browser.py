@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import expect, sync_playwright
 
+from wulian.api.auth import TokenStore
 from wulian.planning import alerts, cycle, fmt
 from wulian.planning.budget import BudgetLab
 from wulian.planning.generate import generate_scenario
@@ -81,11 +82,27 @@ def streamlit_app(folder: Path, store: str):
         log.close()
 
 
+def _token(store: RunStore | Register, role: str = "planner", centre: str | None = None) -> str:
+    """A token of the service (as `wulian token create` makes) in the app's store."""
+    return TokenStore(store.engine).create(role, centre)[1]
+
+
+def sign_in(page, secret: str) -> None:
+    """The sign-in page first (no page of the app before it), then the token."""
+    expect(page.get_by_role("heading", name="五联 · 登录")).to_be_visible(timeout=STEP_TIMEOUT)
+    page.get_by_label("令牌", exact=True).fill(secret)
+    page.get_by_role("button", name="登录", exact=True).click()
+    expect(page.get_by_role("heading", name="五联 · 登录")).to_have_count(0)
+
+
 @pytest.fixture
 def server(tmp_path):
-    """The app on a free port with an empty run store of its own; its URL."""
-    with streamlit_app(tmp_path, f"sqlite:///{tmp_path / 'runs.sqlite'}") as url:
-        yield url
+    """The app on a free port with an empty run store of its own: (its URL, a planner's
+    token)."""
+    store = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    secret = _token(RunStore(store))
+    with streamlit_app(tmp_path, store) as url:
+        yield url, secret
 
 
 @pytest.fixture(scope="module")
@@ -120,12 +137,14 @@ def test_coordinator_run_english_and_fund_lab_in_chromium(server):
     lab = BudgetLab.from_scenario(demo, week=demo.needs["week"].max())
     fund = lab.base_budgets.idxmax()  # the largest fund: without it, coverage must move
     moved = lab.solve({fund: 0.0}).fill_rates()
+    server, secret = server
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
             page.set_default_timeout(STEP_TIMEOUT)
             page.goto(server)
+            sign_in(page, secret)
             title = page.get_by_role("heading", name="协调员 · 每周分配")
             expect(title).to_be_visible(timeout=STEP_TIMEOUT)
             page.screenshot(path=ARTIFACTS / "1-coordinator.png", full_page=True)
@@ -195,6 +214,7 @@ def test_inbox_actions_and_performance_in_chromium(register_server):
             page = browser.new_page(viewport={"width": 1500, "height": 1400})
             page.set_default_timeout(STEP_TIMEOUT)
             page.goto(url)
+            sign_in(page, _token(register))
             expect(page.get_by_role("heading", name="收件箱 · 本周待办")).to_be_visible(
                 timeout=STEP_TIMEOUT)
             expect(page.get_by_role("heading", name="预警 · 14 条待处理")).to_be_visible()
@@ -255,3 +275,48 @@ def test_inbox_actions_and_performance_in_chromium(register_server):
             cycle.VISIT_RESULTS.c.task_id == visit["task_id"])).mappings().one()
     assert (result["outcome"], json.loads(result["indicators"]), result["new_needs"]) == (
         "done", {"d_health": "1"}, "meal_help:1")
+
+
+def test_sign_in_first_and_a_coordinator_sees_only_their_street_in_chromium(register_server):
+    """Issue 17, finding 1: the app showed every household to whoever reached its port. Now
+    the first page is the sign-in (no household on it, nor after a forged token); a
+    coordinator of street D04S01 who follows a link to street D04S02 sees their own street's
+    inbox, and no household of the other street."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    url, register = register_server
+    households = register.table("households")
+    own = set(households.loc[households["station_id"].str.startswith("D04S01"), "household_id"])
+    other = set(households.loc[households["station_id"].str.startswith("D04S02"),
+                               "household_id"])
+    centres = register.table("centres")["centre_id"]
+    own_alerts = alerts.alerts(register, centres=frozenset(c for c in centres
+                                                           if c.startswith("D04S01")),
+                               states=("open",))
+    secret = _token(register, "coordinator", "D04S01")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1400})
+            page.set_default_timeout(STEP_TIMEOUT)
+            page.goto(f"{url}/inbox?reg_street=北熙街道 · D04S02")
+            expect(page.get_by_role("heading", name="五联 · 登录")).to_be_visible(
+                timeout=STEP_TIMEOUT)
+            page.get_by_label("令牌", exact=True).fill("wl_forged")
+            page.get_by_role("button", name="登录", exact=True).click()
+            expect(page.get_by_text("令牌无效或已撤销")).to_be_visible()
+            shown = page.locator("body").inner_text()
+            assert not any(h in shown for h in own | other)
+            page.screenshot(path=ARTIFACTS / "10-sign-in.png")
+
+            sign_in(page, secret)
+            expect(page.get_by_role("heading", name="收件箱 · 本周待办")).to_be_visible()
+            expect(page.get_by_text("协调员只能查看本辖区")).to_be_visible()
+            expect(page.get_by_text("已登录:中心协调员 · 中心 D04S01")).to_be_visible()
+            links = page.locator("[data-testid='stSidebarNav'] a")
+            assert links.count() == 3  # inbox, weekly allocation, performance
+            page.screenshot(path=ARTIFACTS / "11-coordinator-fenced.png", full_page=True)
+            shown = page.locator("body").inner_text()
+            assert not any(h in shown for h in other)
+            assert any(s in shown for s in own_alerts["subject_id"])
+        finally:
+            browser.close()

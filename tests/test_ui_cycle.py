@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
+from tests.conftest import signed_in
 from wulian.contract import vocab
 from wulian.demand.policy import Policy
 from wulian.planning import alerts, cycle, fmt
@@ -66,7 +67,7 @@ def register(played, tmp_path, monkeypatch) -> Register:
 
 def app(lang: str | None = None, page: str | None = None) -> AppTest:
     """The app after its first run (and on ``page`` when given), in ``lang``."""
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at = signed_in(AppTest.from_file(str(APP), default_timeout=TIMEOUT))
     at.session_state["scenario_choice"] = "tiny"
     if lang:
         at.session_state["lang"] = lang
@@ -580,7 +581,7 @@ def test_the_inbox_reads_a_scopes_alerts_as_planning_lists_them(register):
 def test_a_link_to_a_street_opens_the_inbox_on_it(register):
     """The centre picked is in the URL (as its label, name · id): opening
     ``?reg_street=北熙街道 · D04S02`` shows that street's inbox at once (a bookmark)."""
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at = signed_in(AppTest.from_file(str(APP), default_timeout=TIMEOUT))
     at.query_params["reg_street"] = "北熙街道 · D04S02"
     ok(at.run())
     assert at.selectbox(key="reg_street").value == "D04S02"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from wulian.planning.store import store_url
+from wulian.ui import signin
 from wulian.ui.common import register_filled, sidebar, tr
 
 st.set_page_config(page_title="五联 wulian", page_icon=":material/handshake:", layout="wide")
@@ -26,9 +27,14 @@ PAGES = (
     ("views/runs.py", "page.runs", "runs", ":material/history:", False),
 )
 
+who = signin.require()  # nothing below runs before sign-in
+shown = [row for row in PAGES if signin.may_open(who, row[2])]
 first = "inbox" if register_filled(store_url()) else "coordinator"
+if first not in {row[2] for row in shown}:
+    first = shown[0][2]
+signin.badge(who)
 pages = [(st.Page(path, title=tr(key), url_path=url, icon=icon, default=(url == first)),
-          register) for path, key, url, icon, register in PAGES]
+          register) for path, key, url, icon, register in shown]
 page = st.navigation([p for p, _register in pages])
 # The page navigation returns is one of those given (the default's url_path reads "").
 sidebar(register_page=any(p is page and register for p, register in pages))

@@ -28,6 +28,7 @@ from wulian.planning import performance as perf
 from wulian.planning.match import week_start
 from wulian.planning.register import EVENTS, ROWS, Actor, Register
 from wulian.planning.store import store_url
+from wulian.ui import signin
 from wulian.ui.common import ACTOR_KEY, register_filled, run_store, tr
 from wulian.ui.text import pick
 
@@ -164,7 +165,7 @@ def centre_picker(table: pd.DataFrame) -> str | None:
             parent = next(iter(districts))
         else:
             parent = None
-    return chosen
+    return signin.fenced(chosen, table)
 
 
 # ----------------------------------------------------------------------------- the inbox

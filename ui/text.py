@@ -31,6 +31,23 @@ TEXT: dict[str, tuple[str, str]] = {
     "page.runs": ("运行记录", "Runs"),
     "page.inbox": ("收件箱 · 本周待办", "Inbox · this week"),
     "page.performance": ("服务绩效", "Service performance"),
+    # sign-in (ui/signin.py)
+    "signin.title": ("五联 · 登录", "wulian · sign in"),
+    "signin.intro": ("请输入管理员为您创建的令牌(`wulian token create`)。"
+                     "角色与中心范围与批处理服务相同。",
+                     "Enter the token an administrator made for you (`wulian token create`). "
+                     "Roles and centre fences are those of the batch service."),
+    "signin.token": ("令牌", "Token"),
+    "signin.submit": ("登录", "Sign in"),
+    "signin.failed": ("令牌无效或已撤销", "the token is unknown or revoked"),
+    "signin.out": ("退出登录", "Sign out"),
+    "signin.as": ("已登录:{role} · 中心 {centre}", "signed in: {role} · centre {centre}"),
+    "signin.no_pages": ("{role}角色在本应用中没有页面(请通过批处理服务回复任务)",
+                        "the {role} role has no page in the app (answer tasks through the "
+                        "batch service)"),
+    "signin.fenced": ("协调员只能查看本辖区:显示 {centre}", "a coordinator sees only their own "
+                      "subtree: showing {centre}"),
+    "signin.centre_missing": ("中心 {centre} 不在此数据中", "centre {centre} is not in this data"),
     # the register's pages (inbox, performance, the fund ledger)
     "app.store": ("登记册:{url}", "Register: {url}"),
     "app.actor": ("记录人", "Recorded by"),

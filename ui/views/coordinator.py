@@ -16,7 +16,7 @@ from wulian.planning import session as S
 from wulian.planning.allocate import Run
 from wulian.planning.scenario import Scenario
 from wulian.planning.store import diff_runs, store_url
-from wulian.ui import charts
+from wulian.ui import charts, signin
 from wulian.ui.common import (
     RESULT_KEY,
     TIERS,
@@ -70,7 +70,7 @@ def centre_picker(scenario: Scenario) -> str | None:
             format_func=labels.get)
         parent = value or None
         chosen = value or chosen
-    return chosen
+    return signin.fenced(chosen, scenario.centres)
 
 
 def scenario_to_run(scenario: Scenario) -> Scenario | None:

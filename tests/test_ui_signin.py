@@ -1,0 +1,106 @@
+"""The app behind sign-in (issue 17, finding 1), through ``streamlit.testing.v1.AppTest``: no
+page runs before a token of the service is given; the role decides the pages; a coordinator's
+centre pickers are held to their subtree. The browser test is in tests/test_ui_browser.py."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import signed_in
+from wulian.api.auth import TokenStore
+from wulian.planning import alerts, cycle
+from wulian.planning.generate import generate_scenario
+from wulian.planning.register import Actor, Register
+from wulian.planning.scenario import Scenario
+from wulian.planning.simulate import simulate
+from wulian.planning.store import RunStore
+
+APP = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+TIMEOUT = 120
+OWN, OTHER = "D04S01", "D04S02"  # two streets of the tiny preset
+
+
+@pytest.fixture(scope="module")
+def played(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("register") / "played.sqlite"
+    register = Register(RunStore(f"sqlite:///{path}"), Actor("t", "simulator"))
+    register.import_scenario(Scenario.from_tables(generate_scenario("tiny", 0)))
+    weeks = simulate(register, 2, seed=0)
+    alerts.evaluate(register)
+    cycle.open_week(register, cycle.next_week(weeks[-1].week))
+    register.engine.dispose()
+    return path
+
+
+@pytest.fixture
+def register(played, tmp_path, monkeypatch) -> Register:
+    path = tmp_path / "register.sqlite"
+    shutil.copy(played, path)
+    url = f"sqlite:///{path}"
+    monkeypatch.setenv("WULIAN_STORE", url)
+    return Register(RunStore(url), Actor("test", "cli"))
+
+
+def ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def household_ids(register: Register, street: str) -> set[str]:
+    households = register.table("households")
+    return set(households.loc[households["station_id"].str.startswith(street), "household_id"])
+
+
+def page_text(at: AppTest) -> str:
+    shown = [str(e.value) for e in (*at.markdown, *at.caption, *at.info, *at.error)]
+    shown += [d.value.to_csv() for d in at.dataframe]
+    return "\n".join(shown)
+
+
+def test_no_page_runs_before_sign_in_and_a_bad_token_is_refused(register):
+    at = ok(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run())
+    assert at.title[0].value.startswith("五联 · 登录")
+    assert len(at.dataframe) == 0 and len(at.selectbox) == 0
+    text = page_text(at)
+    assert not any(h in text for h in household_ids(register, "D04"))
+    at.text_input(key="signin_token").input("wl_forged")
+    ok(at.button[0].click().run())
+    assert any("令牌无效" in e.value for e in at.error)
+    assert len(at.dataframe) == 0
+
+
+def test_a_token_of_the_service_signs_in(register):
+    secret = TokenStore(register.engine).create("planner")[1]
+    at = ok(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run())
+    at.text_input(key="signin_token").input(secret)
+    ok(at.button[0].click().run())
+    assert not at.title or not at.title[0].value.startswith("五联 · 登录")
+    assert any("规划人员" in c.value for c in at.sidebar.caption)
+    assert len(at.dataframe) > 0  # the inbox
+
+
+def test_a_coordinator_of_one_street_cannot_see_the_other(register):
+    """Asking for the other street (a link with it in the URL) shows the coordinator's own."""
+    at = signed_in(AppTest.from_file(str(APP), default_timeout=TIMEOUT), "coordinator", OWN)
+    at.query_params["reg_street"] = "北熙街道 · D04S02"
+    ok(at.run())
+    assert any("协调员只能查看本辖区" in i.value for i in at.info)
+    text = page_text(at)
+    other = household_ids(register, OTHER)
+    assert other and not any(h in text for h in other)
+    own_alerts = alerts.alerts(register, centres=frozenset(
+        c for c in register.table("centres")["centre_id"] if c.startswith(OWN)),
+        states=("open",))
+    for subject in own_alerts["subject_id"]:
+        assert subject in text
+
+
+def test_the_role_decides_the_pages():
+    from wulian.ui.signin import PAGES_OF
+
+    assert PAGES_OF["coordinator"] == {"inbox", "coordinator", "performance"}
+    assert "runs" not in PAGES_OF["fund_manager"] and PAGES_OF["provider"] == frozenset()
