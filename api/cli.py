@@ -66,7 +66,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console.print(f"结果表已写入 / output tables written to: [bold]{out}[/] "
                   f"({', '.join(run.tables)}, run.json); 运行记录 / recorded as run "
                   f"{run.info['run_id']}")
-    code = _match_and_show(scenario, run, out, "csv", DEMO_MATCH)
+    # Beside the allocation's tables, not over them: those on disk stay the recorded run's.
+    code = _match_and_show(scenario, run, out / "matching", "csv", DEMO_MATCH)
     if code == 0 and args.weeks:
         _demo_cycle(scenario, out, args.weeks)
     console.print(f"演示总用时 / demo wall time: {time.perf_counter() - start:.1f} s")
@@ -99,7 +100,8 @@ def _demo_cycle(scenario: Scenario, out: Path, weeks: int) -> None:
 
 
 def _allocate_and_show(scenario: Scenario, out: Path, fmt: str, week: str | None,
-                       centre: str | None, store_url: str | None, params=None) -> int:
+                       centre: str | None, store_url: str | None, params=None,
+                       lang: str = "zh") -> int:
     from wulian.planning.allocate import run_allocation
     from wulian.planning.store import RunStore
 
@@ -107,7 +109,7 @@ def _allocate_and_show(scenario: Scenario, out: Path, fmt: str, week: str | None
         run = run_allocation(scenario, week=week, centre=centre, params=params,
                              store=RunStore(store_url))
     with console.status("写出结果 / writing the output tables …"):
-        run.write(out, fmt)
+        run.write(out, fmt, lang)
     show_run(scenario, run)
     console.print(f"结果表已写入 / output tables written to: [bold]{out}[/] "
                   f"({', '.join(run.tables)}, run.json); 运行记录 / recorded as run "
@@ -172,7 +174,8 @@ def cmd_allocate(args: argparse.Namespace) -> int:
         from wulian.optimizer.allocation import AllocationParams
 
         return _allocate_and_show(scenario, Path(args.out), args.format, args.week, args.centre,
-                                  args.store, AllocationParams(decompose=args.decompose))
+                                  args.store, AllocationParams(decompose=args.decompose),
+                                  args.lang)
     except PinError as err:
         console.print("[bold red]锁定无法保持 / pins that cannot be kept:[/]")
         for problem in err.problems:
@@ -240,7 +243,7 @@ def cmd_match(args: argparse.Namespace) -> int:
                              store=RunStore(args.store))
     try:
         return _match_and_show(scenario, run, Path(args.out), args.format, None,
-                               week=args.week, centre=args.centre)
+                               week=args.week, centre=args.centre, lang=args.lang)
     except PinError as err:
         console.print("[bold red]志愿者锁定无法保持 / volunteer pins that cannot be kept:[/]")
         for problem in err.problems:
@@ -254,7 +257,8 @@ DEMO_MATCH = {"time_limit": 1.0}
 
 
 def _match_and_show(scenario: Scenario, run, out: Path, fmt: str, params: dict | None,
-                    week: str | None = None, centre: str | None = None) -> int:
+                    week: str | None = None, centre: str | None = None,
+                    lang: str = "zh") -> int:
     """Match volunteers after an allocation; print levels, load and unplaced visits; write the
     matching's tables with the reconciled allocation (CSV/Parquet folder, or one workbook with
     a printable sheet per volunteer)."""
@@ -269,7 +273,8 @@ def _match_and_show(scenario: Scenario, run, out: Path, fmt: str, params: dict |
     tables = {**match.tables, **reconciled_tables(scenario, run, match)}
     if fmt == "xlsx":
         written = write_workbook(match, out / "matching.xlsx",
-                                 {k: v for k, v in tables.items() if k not in match.tables})
+                                 {k: v for k, v in tables.items() if k not in match.tables},
+                                 lang)
     else:
         written = write_tables({k: excel_safe(v) for k, v in tables.items()}, out, fmt)
     out.mkdir(parents=True, exist_ok=True)
@@ -476,6 +481,11 @@ def cmd_formats(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_lang(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lang", choices=["zh", "en", "both"], default="zh",
+                   help="workbook language: zh 中文 (default), en, or both (bilingual headers)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wulian", description="五联 wulian — 社会救助需求与五个联动资源的精准对接 / "
@@ -498,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", help="colour policy (TOML); default: the packaged one")
     p.add_argument("--pins", help="pins CSV (need_id, offer_id, volunteer_id, units, slot)")
     p.add_argument("--format", choices=FORMATS, default="csv")
+    add_lang(p)
     p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
     p.add_argument("--decompose", choices=["auto", "always", "never"], default="auto",
                    help="solve district by district in parallel (auto: large multi-district "
@@ -512,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="csv",
                    help="csv or parquet folder, or xlsx: one workbook with a printable sheet "
                         "per volunteer")
+    add_lang(p)
     p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
     p.set_defaults(func=cmd_match)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -166,10 +167,10 @@ def write_tables(tables: dict[str, pd.DataFrame], out: str | Path, fmt: str = "c
     if fmt == "xlsx":
         if out.suffix.lower() != ".xlsx":
             out = out / "scenario.xlsx"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with pd.ExcelWriter(out, engine="openpyxl") as writer:
-            for name, frame in tables.items():
-                frame.to_excel(writer, sheet_name=name[:31], index=False)
+        from wulian.planning.workbook import Sheet, write_workbook
+
+        # A scenario workbook is an input file: sheets named by table, codes as headers.
+        write_workbook([Sheet(name, frame) for name, frame in tables.items()], out, "codes")
         return out
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
@@ -197,13 +198,45 @@ class Outputs:
             return tables[name]
         raise AttributeError(name)
 
-    def write(self, out: str | Path, fmt: str = "csv") -> Path:
-        """Write every table (safe to open in Excel) and the provenance file to ``out``."""
+    def write(self, out: str | Path, fmt: str = "csv", lang: str = "zh") -> Path:
+        """Write every table (safe to open in Excel) and the provenance file to ``out``: a CSV
+        or Parquet folder, or one workbook for people in ``lang`` (planning/workbook.py)."""
         out = Path(out)
-        target = out / self.WORKBOOK if fmt == "xlsx" else out
-        write_tables({k: excel_safe(v) for k, v in self.tables.items()}, target, fmt)
+        if fmt == "xlsx":
+            from wulian.planning.workbook import tables_workbook
+
+            tables_workbook(self.tables, out / self.WORKBOOK, lang, self.workbook_title())
+        else:
+            write_tables({k: excel_safe(v) for k, v in self.tables.items()}, out, fmt)
         out.mkdir(parents=True, exist_ok=True)
-        (out / self.INFO_FILE).write_text(json.dumps(self.info, ensure_ascii=False, indent=2,
-                                                     sort_keys=True) + "\n", encoding="utf-8")
+        (out / self.INFO_FILE).write_text(strict_json(self.info) + "\n", encoding="utf-8")
         return out
+
+    def workbook_title(self) -> tuple[str, str]:
+        """The workbook's title (printed at the top of each page)."""
+        run = self.info.get("run_id", "")
+        return (f"五联 · 运行 {run}", f"wulian · run {run}")
+
+
+def finite(value):
+    """``value`` with every NaN or infinity inside it as ``None``: strict JSON has neither."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):  # a numpy scalar
+        try:
+            return finite(value.item())
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
+def strict_json(value, indent: int | None = 2) -> str:
+    """``value`` as JSON that strict parsers accept: NaN and infinities as ``null``, UTF-8
+    text as is, keys sorted (the same data gives the same text)."""
+    return json.dumps(finite(value), ensure_ascii=False, indent=indent, sort_keys=True,
+                      allow_nan=False, default=str)
 

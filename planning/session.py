@@ -18,8 +18,6 @@ run store (both have ``tables`` and ``info``), so an old run opens exactly like 
 from __future__ import annotations
 
 import dataclasses
-import io
-import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,13 +28,12 @@ import pandas as pd
 from wulian.contract import vocab
 from wulian.contract.problems import Problem, ValidationError
 from wulian.demand.scoring import score_households
-from wulian.planning.io import as_text, excel_safe
+from wulian.planning.io import as_text
 from wulian.planning.scenario import Scenario, load_scenario
+from wulian.planning.workbook import sheet_name
 
 SCENARIO_SUFFIXES = (".csv", ".parquet", ".xlsx")
 # Excel refuses these in sheet names and cuts names at 31 characters.
-_SHEET_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
-SHEET_NAME_LIMIT = 31
 FULL = 1 - 1e-9  # a served fraction at least this counts as fully served
 
 
@@ -368,23 +365,6 @@ def deprivation_by_street(scenario: Scenario) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- export
 
 
-def sheet_name(text: str, taken: set[str]) -> str:
-    """An Excel sheet name from ``text``: forbidden characters dropped, at most 31
-    characters, and unique among ``taken`` (which it joins).
-
-    >>> taken = set(); sheet_name("资源方 A/B", taken), sheet_name("资源方 A/B", taken)
-    ('资源方 AB', '资源方 AB~2')
-    """
-    base = _SHEET_FORBIDDEN.sub("", text).strip("'")[:SHEET_NAME_LIMIT] or "sheet"
-    name, n = base, 1
-    while name.lower() in {t.lower() for t in taken}:
-        n += 1
-        suffix = f"~{n}"
-        name = base[:SHEET_NAME_LIMIT - len(suffix)] + suffix
-    taken.add(name)
-    return name
-
-
 def provider_tasks(scenario: Scenario, tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Every task the run gives a provider's offers: provider, offer, need, household, station,
     service, units, cost and fund; by provider, then station and household."""
@@ -410,37 +390,57 @@ def provider_tasks(scenario: Scenario, tables: Mapping[str, pd.DataFrame]) -> pd
 
 
 def export_workbook(scenario: Scenario, tables: Mapping[str, pd.DataFrame],
-                    schedules: pd.DataFrame | None = None) -> bytes:
-    """The coordinator's workbook as XLSX bytes: an index sheet, one sheet per provider with
-    its task list, one per volunteer with their week (from matching's ``schedules``, when
-    given; volunteers with at least one visit), and the unmet list with reasons. Every text
-    cell is safe against formula injection (:func:`planning.io.excel_safe`)."""
-    taken: set[str] = set()
-    sheets: list[tuple[str, str, pd.DataFrame]] = []
+                    schedules: pd.DataFrame | None = None, lang: str = "zh") -> bytes:
+    """The coordinator's workbook as XLSX bytes (planning/workbook.py): an index sheet, one
+    sheet per provider named by the provider's name with its task list (red first), one per
+    volunteer with their week (from matching's ``schedules``, when given; volunteers with at
+    least one visit), and the unmet list with reasons, red first and the largest first."""
+    from wulian.planning.workbook import Sheet, write_workbook
+
+    order = {t: i for i, t in enumerate(vocab.TIER_ORDER)}
+
+    def red_first(frame: pd.DataFrame, *then: str, ascending: bool = True) -> pd.DataFrame:
+        return frame.sort_values(["tier", *then], key=lambda s: s.map(order)
+                                 if s.name == "tier" else s, kind="stable",
+                                 ascending=[True, *[ascending] * len(then)]) \
+            .reset_index(drop=True)
+
+    sheets: list[Sheet] = []
     tasks = provider_tasks(scenario, tables)
+    columns = ["household_id", "station_id", "tier", "service_zh", "units", "unit", "cost",
+               "fund_id", "offer_id", "need_id"]
     for provider_id, part in tasks.groupby("provider_id", sort=True):
-        sheets.append((sheet_name(f"资源方 {provider_id}", taken), "provider",
-                       part.reset_index(drop=True)))
+        name = str(part["provider"].iloc[0]) if part["provider"].notna().iloc[0] else ""
+        sheets.append(Sheet(name or str(provider_id),
+                            red_first(part[columns], "station_id", "household_id"),
+                            (f"资源方 {provider_id} {name} 的任务",
+                             f"tasks of provider {provider_id} {name}")))
     if schedules is not None:
         busy = schedules.loc[schedules["visit_id"] != "", "volunteer_id"].unique()
+        keep = [c for c in ("slot", "household_id", "station_id", "kind", "service_zh",
+                            "hours", "km") if c in schedules.columns]
         for volunteer_id in sorted(busy):
             week = schedules[schedules["volunteer_id"] == volunteer_id]
-            sheets.append((sheet_name(f"志愿者 {volunteer_id}", taken), "volunteer",
-                           week.reset_index(drop=True)))
+            sheets.append(Sheet(f"志愿者 {volunteer_id}", week[keep].reset_index(drop=True),
+                                (f"志愿者 {volunteer_id} 一周的时段",
+                                 f"volunteer {volunteer_id}'s week")))
     needs = scenario.needs.set_index("need_id")
-    unmet = tables["unmet"].assign(
-        household_id=lambda u: u["need_id"].map(needs["household_id"]),
-        service_id=lambda u: u["need_id"].map(needs["service_id"]))
-    sheets.append((sheet_name("未满足 unmet", taken), "unmet", unmet))
-    index = pd.DataFrame({"sheet": [s for s, _, _ in sheets], "kind": [k for _, k, _ in sheets],
-                          "rows": [len(f) for _, _, f in sheets]})
-    buffer = io.BytesIO()
-    with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
-        excel_safe(index).to_excel(writer, sheet_name=sheet_name("目录 index", taken),
-                                   index=False)
-        for name, _, frame in sheets:
-            excel_safe(frame).to_excel(writer, sheet_name=name, index=False)
-    return buffer.getvalue()
+    households = scenario.households.set_index("household_id")
+    services = scenario.services.set_index("service_id")
+    unmet = tables["unmet"]
+    household = unmet["need_id"].map(needs["household_id"])
+    service = unmet["need_id"].map(needs["service_id"])
+    unmet = pd.DataFrame({
+        "household_id": household, "station_id": household.map(households["station_id"]),
+        "tier": household.map(households["tier"]), "service_zh": service.map(services["name_zh"]),
+        "units": unmet["units"], "unit": service.map(services["unit"]),
+        "reason": unmet["reason"], "need_id": unmet["need_id"]})
+    sheets.append(Sheet("unmet", red_first(unmet, "units", ascending=False),
+                        ("未能满足的需求及原因(红色在前)", "unmet needs and why (red first)")))
+    result = write_workbook(sheets, None, lang,
+                            ("五联 · 协调员导出", "wulian · coordinator export"))
+    assert isinstance(result, bytes)
+    return result
 
 
 __all__ = ["scenario_from_files", "with_pins", "pins_kept", "served_needs", "fill_by_tier",

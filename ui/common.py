@@ -193,7 +193,7 @@ def budget_lab(digest: str, week: str | None, _scenario: Scenario) -> tuple[Budg
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def workbook(digest: str, run_id: int, with_volunteers: bool, _scenario: Scenario,
-             _run: Run) -> tuple[bytes, dict]:
+             _run: Run, language: str = "zh") -> tuple[bytes, dict]:
     """The export of one run, built once per run (with the volunteer matching, when asked).
 
     Here rather than in the page script, which Streamlit executes at every rerun: a cached
@@ -205,7 +205,7 @@ def workbook(digest: str, run_id: int, with_volunteers: bool, _scenario: Scenari
     schedules = None
     if with_volunteers and len(_scenario.volunteers):
         schedules = run_matching(_scenario, _run).schedules
-    data = session.export_workbook(_scenario, _run.tables, schedules)
+    data = session.export_workbook(_scenario, _run.tables, schedules, language)
     busy = 0 if schedules is None else \
         schedules.loc[schedules["visit_id"] != "", "volunteer_id"].nunique()
     providers = session.provider_tasks(_scenario, _run.tables)["provider_id"].nunique()

@@ -258,6 +258,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "coord.export.building": ("正在生成工作簿……", "Building the workbook …"),
     "coord.export.building.match": ("正在匹配志愿者并生成工作簿……",
                                     "Matching volunteers and building the workbook …"),
+    "coord.export.done": ("工作簿已生成", "The workbook is ready"),
     "coord.export.download": ("下载工作簿", "Download the workbook"),
     "coord.export.ready": ("工作簿:{sheets} 张工作表(资源方 {providers},志愿者 {volunteers})",
                            "Workbook: {sheets} sheets ({providers} providers, "
@@ -476,6 +477,25 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "points_now": ("现在:每万元提升(百分点)", "now: points per ¥10,000"),
     "points_then": ("平常一周:每万元提升(百分点)", "ordinary week: points per ¥10,000"),
     "verdict": ("建议", "verdict"),
+    # the output tables' columns, as the workbooks head them (planning/workbook.py)
+    "source_kind": ("来源类别", "source kind"),
+    "km": ("距离(公里)", "distance (km)"),
+    "resource_id": ("资源", "resource"),
+    "available": ("可用", "available"),
+    "visit_id": ("走访", "visit"),
+    "slot_zh": ("时段", "slot"),
+    "slot_en": ("时段(英文)", "slot (English)"),
+    "service_zh": ("服务名称", "service name"),
+    "visits": ("走访次数", "visits"),
+    "max_hours": ("每周时长上限", "most hours a week"),
+    "available_slots": ("可用时段", "available slots"),
+    "utilisation": ("使用率", "utilisation"),
+    "open_needs": ("待满足需求", "open needs"),
+    "colour_zh": ("颜色", "colour"),
+    "tier_zh": ("颜色", "colour"),
+    "sheet": ("工作表", "sheet"),
+    "about": ("内容", "what it holds"),
+    "rows": ("行数", "rows"),
 }
 
 
@@ -519,6 +539,54 @@ TASK_KINDS: dict[str, tuple[str, str]] = {
     "visit": ("上门服务", "service visit"),
     "monitoring": ("巡查走访", "monitoring visit"),
     "visit+monitoring": ("上门服务兼巡查", "service and monitoring visit"),
+}
+
+# Where an allocation's units come from (``allocations.source_kind``) and what a utilisation
+# row is about (``utilisation.kind``).
+SOURCE_KINDS: dict[str, tuple[str, str]] = {
+    "offer": ("供给", "offer"),
+    "fund": ("基金", "fund"),
+    "volunteer_pool": ("志愿者时长", "volunteer hours"),
+    "volunteer": ("志愿者", "volunteer"),
+    "service+monitoring": ("服务并巡查", "service with monitoring"),
+    "free": ("空闲", "free"),
+}
+
+# The workbooks' sheets (planning/workbook.py): their titles and what they hold.
+SHEETS: dict[str, tuple[str, str]] = {
+    "allocations": ("分配明细", "allocations"),
+    "unmet": ("未满足需求", "unmet needs"),
+    "plans": ("各户救助套餐", "household plans"),
+    "utilisation": ("资源使用", "resource use"),
+    "summary": ("街镇汇总", "street summary"),
+    "assignments": ("志愿者走访安排", "volunteer visits"),
+    "schedules": ("志愿者周表", "volunteer weeks"),
+    "unplaced": ("未安排的走访", "unplaced visits"),
+    "load": ("志愿者负荷", "volunteer load"),
+    "money": ("资金计划", "money plan"),
+    "volunteers": ("志愿者时长", "volunteer hours"),
+    "fill_rate": ("满足率", "fill rate"),
+    "funds": ("基金", "funds"),
+    "explanation": ("说明", "explanation"),
+    "problems": ("问题清单", "problems"),
+}
+SHEET_ABOUT: dict[str, tuple[str, str]] = {
+    "allocations": ("每项需求由哪个来源提供多少、花费多少",
+                    "which source gives each need how much, at what cost"),
+    "unmet": ("未能满足的数量及原因", "what could not be given, and why"),
+    "plans": ("每户的救助套餐与未满足部分", "each household's package and what it still lacks"),
+    "utilisation": ("每项供给、基金与志愿者时长的使用", "how much of each offer, fund and "
+                    "volunteer pool was used"),
+    "summary": ("按街镇与颜色汇总", "by street and colour"),
+    "assignments": ("每次走访由哪位志愿者在哪个时段完成", "which volunteer makes each visit, when"),
+    "schedules": ("每位志愿者一周的时段", "each volunteer's week, slot by slot"),
+    "unplaced": ("未能安排的走访及原因", "visits that could not be placed, and why"),
+    "load": ("每位志愿者的时长、走访与距离", "each volunteer's hours, visits and distance"),
+    "money": ("每周每个基金的计划支出", "each fund's planned spending by week"),
+    "volunteers": ("每周志愿者时长", "volunteer hours by week"),
+    "fill_rate": ("每周各颜色满足率", "fill rate by week and colour"),
+    "funds": ("基金的季度安排", "the funds over the quarter"),
+    "explanation": ("计划的说明", "what the plan says"),
 }
 
 GROUPS: dict[str, tuple[str, str]] = {

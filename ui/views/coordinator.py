@@ -286,8 +286,8 @@ def export_panel(scenario: Scenario, run: Run) -> None:
     if fast or full:
         with st.status(tr("coord.export.building.match" if full else
                           "coord.export.building")) as status:
-            data, counts = workbook(scenario.digest, run_id, full, scenario, run)
-            status.update(state="complete")
+            data, counts = workbook(scenario.digest, run_id, full, scenario, run, lang())
+            status.update(label=tr("coord.export.done"), state="complete")
         st.session_state[EXPORT_KEY] = ready = (run_id, data, counts)
     if ready is None or ready[0] != run_id:
         return
