@@ -20,13 +20,31 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
 
 from wulian.planning.db import open_engine
+from wulian.planning.io import strict_json
 
-DEFAULT_URL = "sqlite:///runs/wulian.sqlite"
+
+def default_store_path() -> Path:
+    """Where runs are kept when no store is named: the user's data directory
+    (``platformdirs.user_data_path("wulian")`` when platformdirs is installed, else
+    ``$XDG_DATA_HOME/wulian``, else ``~/.local/share/wulian``), file ``runs.sqlite`` — never
+    the directory the command happens to be run from."""
+    try:
+        from platformdirs import user_data_path
+
+        folder = Path(user_data_path("wulian"))
+    except ImportError:
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        folder = Path(base) / "wulian"
+    return folder / "runs.sqlite"
+
+
+DEFAULT_URL = f"sqlite:///{default_store_path()}"
 
 _meta = sa.MetaData()
 RUNS = sa.Table(
@@ -117,8 +135,9 @@ class Job:
 
 
 def store_url(url: str | None = None) -> str:
-    """The store to use: the argument, else ``$WULIAN_STORE``, else ``runs/wulian.sqlite``."""
-    return url or os.environ.get("WULIAN_STORE") or DEFAULT_URL
+    """The store to use: the argument, else ``$WULIAN_STORE``, else the user's data directory
+    (:func:`default_store_path`)."""
+    return url or os.environ.get("WULIAN_STORE") or f"sqlite:///{default_store_path()}"
 
 
 @dataclass(frozen=True)
@@ -156,7 +175,7 @@ class RunStore:
             policy_digest=info.get("policy", {}).get("digest", ""),
             week=params.get("week") or "", centre=params.get("centre") or "",
             status=info.get("status", ""),
-            info=json.dumps(info, ensure_ascii=False, sort_keys=True, default=str),
+            info=strict_json(info, indent=None),  # NaN as null: strict parsers read it back
         )).inserted_primary_key[0]
         if blobs:
             conn.execute(RUN_TABLES.insert(), [
