@@ -588,7 +588,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     app = Path(str(resources.files("wulian.ui").joinpath("app.py")))
     argv = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-            "--browser.gatherUsageStats", "false"]
+            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
     if args.headless:
         argv += ["--server.headless", "true"]
     env = {**os.environ, **({"WULIAN_STORE": args.store} if args.store else {})}

@@ -365,6 +365,19 @@ def deprivation_by_street(scenario: Scenario) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- export
 
 
+def plans_for_reading(plans: pd.DataFrame) -> pd.DataFrame:
+    """The households' plans as a coordinator reads them: red first (then orange, yellow,
+    green), within a colour those still lacking something first, the lowest fill rate first;
+    what is unmet before the package, which is the long column."""
+    order = {t: i for i, t in enumerate(vocab.TIER_ORDER)}
+    ranked = plans.assign(_tier=plans["tier"].map(order), _complete=plans["unmet"] == "")
+    ranked = ranked.sort_values(["_tier", "_complete", "fill_rate", "household_id"],
+                                kind="stable")
+    first = ["household_id", "station_id", "tier", "fill_rate", "unmet", "package"]
+    rest = [c for c in plans.columns if c not in first]
+    return ranked[[*first, *rest]].reset_index(drop=True)
+
+
 def provider_tasks(scenario: Scenario, tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Every task the run gives a provider's offers: provider, offer, need, household, station,
     service, units, cost and fund; by provider, then station and household."""
@@ -446,4 +459,4 @@ def export_workbook(scenario: Scenario, tables: Mapping[str, pd.DataFrame],
 __all__ = ["scenario_from_files", "with_pins", "pins_kept", "served_needs", "fill_by_tier",
            "funds_used", "unmet_reasons", "station_fill", "household_detail", "pin_sources",
            "centre_children", "city_id", "registry", "deprivation_by_street", "sheet_name",
-           "provider_tasks", "export_workbook"]
+           "provider_tasks", "export_workbook", "plans_for_reading"]

@@ -117,8 +117,17 @@ def test_coordinator_fill_rates_money_and_plans_match_the_planning_layer(store):
     assert list(money["已用"]) == [fmt.yuan(v) for v in funds["used"]]
     plans = frame(at, "plans_table")
     assert len(plans) == len(expected.plans)
-    assert list(plans["家庭"]) == list(expected.plans["household_id"])
-    assert list(plans["满足率"]) == [fmt.pct(v) for v in expected.plans["fill_rate"]]
+    readable = S.plans_for_reading(expected.plans)
+    assert list(plans["家庭"]) == list(readable["household_id"])
+    assert list(plans["满足率"]) == [fmt.pct(v) for v in readable["fill_rate"]]
+    # Red first, and within a colour the households still lacking something first.
+    ranks = [TIERS.index(next(t for t in TIERS if ZH[t] == c)) for c in plans["颜色"]]
+    assert ranks == sorted(ranks)
+    lacking = [u != "" for u in readable["unmet"]]
+    for tier in TIERS:
+        mine = [x for x, t in zip(lacking, readable["tier"], strict=True) if t == tier]
+        assert mine == sorted(mine, reverse=True)
+    assert list(plans.columns).index("未满足") < list(plans.columns).index("救助套餐")
     unmet = frame(at, "unmet_table")
     reasons = expected.unmet.groupby("reason")["need_id"].nunique()
     assert sorted(unmet["需求数"].map(lambda s: int(s.replace(",", "")))) == sorted(reasons)

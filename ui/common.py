@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,9 @@ from wulian.planning.store import RunStore, store_url
 from wulian.ui import charts, text
 
 DEMO = demo_folder()
+# The tab's icon, a file of the package: an emoji or icon name makes the browser fetch an image
+# from the internet on every page (docs/ui.md, "No request leaves the machine").
+PAGE_ICON = str(Path(__file__).with_name("favicon.png"))
 SCENARIO_KEY = "scenario_choice"
 LANGUAGE_KEY = "lang"
 UPLOADED_KEY = "uploaded_scenario"
@@ -51,6 +55,44 @@ def tr(key: str, **facts: object) -> str:
 
 def colour_name(tier: str) -> str:
     return text.code("tier", tier, lang())
+
+
+def by_language(key: str) -> str:
+    """A choice widget's key in the chosen language. The browser remembers such a widget's
+    value by its options' labels, which change with the language: with one key, switching
+    language with results on screen sent back labels that were no longer options (the plans'
+    colour filter crashed with a TypeError). A key per language gives the browser a new widget;
+    Chinese, the default, keeps the plain key."""
+    language = lang()
+    return key if language == text.DEFAULT_LANGUAGE else f"{key}.{language}"
+
+
+def choose(widget: Callable, label: str, options: list, labels: Mapping, key: str,
+           default: object = None, **kwargs: object):
+    """A selectbox, radio or multiselect whose state is the code (or codes) chosen, kept under
+    ``key + ".chosen"`` apart from the widget (whose key follows the language,
+    :func:`by_language`): the choice survives language switches and page switches, and is
+    never a label. ``labels`` maps each option to its words, resolved in this script run."""
+    state = st.session_state
+    memory = f"{key}.chosen"
+    widget_key = by_language(key)
+    multi = getattr(widget, "__name__", "") == "multiselect"
+    remembered = state.get(memory, default)
+    if multi:
+        chosen = [o for o in (remembered or []) if o in options]
+        if widget_key in state and not set(state[widget_key]) <= set(options):
+            del state[widget_key]
+        if widget_key not in state:
+            kwargs["default"] = chosen
+    else:
+        if widget_key in state and state[widget_key] not in options:
+            del state[widget_key]
+        if widget_key not in state:
+            kwargs["index"] = options.index(remembered) if remembered in options else 0
+    value = widget(label, options, format_func=lambda o: labels.get(o, str(o)),
+                   key=widget_key, **kwargs)
+    state[memory] = value
+    return value
 
 
 # ----------------------------------------------------------------------------- cached loads

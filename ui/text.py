@@ -211,7 +211,18 @@ TEXT: dict[str, tuple[str, str]] = {
                      "Same input solved before: results shown from the cache (run {run_id})"),
     "coord.none": ("选择场景、周次和中心后,点击“运行分配”。",
                    "Pick a scenario, a week and a centre, then press “Run the allocation”."),
-    "coord.result": ("分配结果 · 运行 {run_id} · {status}", "Results · run {run_id} · {status}"),
+    "coord.result": ("分配结果 · {where} · 运行 {run_id} · {status}",
+                     "Results · {where} · run {run_id} · {status}"),
+    "coord.scope.all": ("范围:整个网络", "Scope: the whole network"),
+    "coord.scope.centre": ("范围:{name}({level})及其下属站点", "Scope: {name} ({level}) and the "
+                           "stations under it"),
+    "coord.basis.held": ("其余网络按运行 {run} 的分配保持,本次只使用剩下的供给与预算,因此满足率与"
+                         "全网运行不同。", "The rest of the network is held at run {run}'s "
+                         "allocation and this run uses only what is left, so its fill rates "
+                         "differ from a whole-network run's."),
+    "coord.basis.alone": ("没有已保存的全网运行可保持:本次把全部供给与预算都用于这个中心。",
+                          "No stored whole-network run to hold the rest at: this run gave this "
+                          "centre all of the supply and budgets."),
     "coord.fill": ("各颜色满足率", "Fill rate by colour"),
     "coord.fill.metric": ("{colour}满足率", "{colour} fill rate"),
     "coord.fill.help": ("该颜色 {needs} 项需求被满足的比例的平均值(每项需求同等计)",
@@ -267,6 +278,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "fund.building": ("正在建立预算模型……", "Building the budget lab …"),
     "fund.lab": ("预算实验室 · {scenario}", "The budget lab · {scenario}"),
     "fund.total": ("全部基金同比例调整", "All funds together"),
+    "fund.effective": ("实际使用 {amount}({scale}%)", "in use: {amount} ({scale}%)"),
+    "fund.curve.axis": ("预算(元)", "budget (yuan)"),
     "fund.budgets": ("各基金本周预算(元)", "Each fund's budget this week (yuan)"),
     "fund.reset": ("恢复原预算", "Reset to the scenario's budgets"),
     "fund.coverage": ("各颜色满足率", "Coverage by colour"),

@@ -22,6 +22,7 @@ from wulian.ui.common import (
     TIERS,
     cached_run,
     centre_children,
+    choose,
     city_id,
     colour_name,
     current_scenario,
@@ -49,28 +50,56 @@ EXPORT_KEY = "export"
 log = logging.getLogger("wulian.ui")
 
 
+CENTRE_PARAM = "centre"  # the URL's query parameter: a reload keeps the centre shown
+
+
 def centre_picker(scenario: Scenario) -> str | None:
     """District → street → station, each list following the one above; the deepest chosen
-    centre (``None``: the whole network)."""
+    centre (``None``: the whole network). The choice is kept by code apart from the widgets
+    (:func:`ui.common.choose`), so a language or page switch keeps it, and in the URL
+    (``?centre=``), so a reload does."""
+    restore_centre(scenario)
     parent: str | None = city_id(scenario.digest, scenario)
     chosen = None
     columns = st.columns(3)
     for column, level in zip(columns, ("district", "street", "station"), strict=True):
-        key = f"centre_{level}"
         # Labels are resolved now: a format_func runs later, outside this script run.
         labels = {"": tr("centre.all")}
         if parent:
             labels.update((c, f"{n} · {c}") for c, n in
                           centre_children(scenario.digest, parent, scenario))
-        options = list(labels)
-        if st.session_state.get(key) not in options:
-            st.session_state[key] = ""
-        value = column.selectbox(
-            tr(f"centre.{level}"), options, key=key, disabled=parent is None,
-            format_func=labels.get)
+        value = choose(column.selectbox, tr(f"centre.{level}"), list(labels), labels,
+                       f"centre_{level}", "", disabled=parent is None)
         parent = value or None
         chosen = value or chosen
+    if chosen:
+        st.query_params[CENTRE_PARAM] = chosen
+    elif CENTRE_PARAM in st.query_params:
+        del st.query_params[CENTRE_PARAM]
     return chosen
+
+
+def restore_centre(scenario: Scenario) -> None:
+    """Once per session: the centre named in the URL (a reload, a link), as the pickers'
+    remembered choice, level by level from the district down."""
+    state = st.session_state
+    wanted = st.query_params.get(CENTRE_PARAM)
+    if state.get("centre_restored") or not wanted:
+        state["centre_restored"] = True
+        return
+    state["centre_restored"] = True
+    centres = scenario.centres.set_index("centre_id")
+    if wanted not in centres.index:
+        return
+    chain = []
+    centre: str | None = wanted
+    while centre and centre in centres.index and centres.at[centre, "level"] != "city":
+        chain.append((centres.at[centre, "level"], centre))
+        parent = centres.at[centre, "parent_id"]
+        centre = parent if isinstance(parent, str) and parent else None
+    for level, centre_id in chain:
+        if level in ("district", "street", "station"):
+            state[f"centre_{level}.chosen"] = centre_id
 
 
 def scenario_to_run(scenario: Scenario) -> Scenario | None:
@@ -159,9 +188,9 @@ def plans_table(run: Run) -> pd.DataFrame:
     left, right = st.columns([3, 2])
     query = left.text_input(tr("coord.search"), key="plan_search").strip()
     names = {t: colour_name(t) for t in TIERS}
-    tiers = right.multiselect(tr("coord.tier.filter"), TIERS, default=TIERS,
-                              format_func=names.get, key="plan_tiers")
-    plans = run.plans
+    tiers = choose(right.multiselect, tr("coord.tier.filter"), list(TIERS), names,
+                   "plan_tiers", list(TIERS))
+    plans = S.plans_for_reading(run.plans)
     shown = plans[plans["tier"].isin(tiers)]
     if query:
         haystack = shown[["household_id", "station_id", "package", "unmet"]].agg(" ".join,
@@ -315,10 +344,20 @@ def warm_up(scenario: Scenario) -> None:
 def results(result: dict) -> None:
     run, scenario = result["run"], result["scenario"]
     info = run.info
-    st.header(tr("coord.result", run_id=info["run_id"],
+    centre = result["centre"]
+    centres = scenario.centres.set_index("centre_id")
+    where = centres.at[centre, "name"] if centre in centres.index else tr("centre.all")
+    st.header(tr("coord.result", where=where, run_id=info["run_id"],
                  status=code("status", info["status"], lang())))
-    where = result["centre"] or tr("centre.all")
-    st.caption(f"{result['week'] or ''} · {where} · {scenario.digest[:12]} · "
+    if centre in centres.index:
+        scope = tr("coord.scope.centre", name=f"{where} · {centre}",
+                   level=code("level", centres.at[centre, "level"], lang()))
+        basis = tr("coord.basis.held", run=info["held_run"]) if info.get("held_run") else \
+            tr("coord.basis.alone")
+        st.info(f"{scope}。{basis}" if lang() == "zh" else f"{scope}. {basis}")
+    else:
+        st.caption(tr("coord.scope.all"))
+    st.caption(f"{result['week'] or ''} · {scenario.digest[:12]} · "
                f"{info['seconds']['wall']:.1f} s")
     if result["cached"]:
         st.caption(tr("coord.cached", run_id=info["run_id"]))
