@@ -458,8 +458,9 @@ def _scenario_row(row) -> dict:
 def diff_runs(old: StoredRun, new: StoredRun) -> pd.DataFrame:
     """Households whose service changed from ``old`` to ``new``, and why.
 
-    One row per household that gained or lost served units: its fill rate before and after,
-    the change, and for a loss the unmet reasons in the new run.
+    One row per household that gained or lost served units, or whose package changed at the
+    same fill rate (``moved``: 2 hours from one provider to another): its fill rate before and
+    after, the change, both packages, and for a loss the unmet reasons in the new run.
     """
     before = old.tables["plans"].set_index("household_id")
     after = new.tables["plans"].set_index("household_id")
@@ -469,7 +470,10 @@ def diff_runs(old: StoredRun, new: StoredRun) -> pd.DataFrame:
     fill_before = before["fill_rate"].reindex(index)
     fill_after = after["fill_rate"].reindex(index)
     change = fill_after.fillna(0) - fill_before.fillna(0)
-    changed = (change.abs() > 1e-9) | fill_before.isna() | fill_after.isna()
+    package_before = before["package"].reindex(index).fillna("")
+    package_after = after["package"].reindex(index).fillna("")
+    moved = package_before != package_after
+    changed = (change.abs() > 1e-9) | fill_before.isna() | fill_after.isna() | moved
     out = pd.DataFrame({
         "tier": after["tier"].reindex(index).fillna(before["tier"].reindex(index)),
         "fill_before": fill_before, "fill_after": fill_after, "change": change,
@@ -479,6 +483,7 @@ def diff_runs(old: StoredRun, new: StoredRun) -> pd.DataFrame:
     })[changed]
     out["direction"] = pd.cut(out["change"], [-2, -1e-9, 1e-9, 2],
                               labels=["lost", "same", "gained"]).astype(str)
+    out.loc[(out["direction"] == "same") & moved.reindex(out.index), "direction"] = "moved"
     out.loc[fill_before.reindex(out.index).isna(), "direction"] = "new"
     out.loc[fill_after.reindex(out.index).isna(), "direction"] = "gone"
     return out.reset_index().sort_values(["change", "household_id"]).reset_index(drop=True)

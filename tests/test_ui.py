@@ -279,8 +279,8 @@ def test_compare_with_previous_run_lists_who_gained_and_lost(store):
     assert len(shown) == len(changes) > 0
     text = [m.value for m in at.markdown if m.value.startswith(f"运行 {old.run_id} → ")]
     assert text == [f"运行 {old.run_id} → {new.run_id}:得到更多 {counts.get('gained', 0)} 户,"
-                    f"失去 {counts.get('lost', 0)} 户,新增 {counts.get('new', 0)} 户,"
-                    f"移出 {counts.get('gone', 0)} 户"]
+                    f"失去 {counts.get('lost', 0)} 户,换了提供方 {counts.get('moved', 0)} 户,"
+                    f"新增 {counts.get('new', 0)} 户,移出 {counts.get('gone', 0)} 户"]
 
 
 def test_export_button_builds_the_workbook(store):
@@ -619,6 +619,30 @@ def test_runs_page_history_open_and_diff(store):
         assert any("没有家庭发生变化" in i.value for i in at.info)
     else:
         assert len(frame(at, "runs_diff")) == len(changes)
+    # A whole run and a centre's run: the diff says their scopes differ.
+    assert any("范围不同" in w.value for w in at.warning)
+
+
+def test_diff_shows_a_provider_change_at_the_same_fill_rate():
+    """Moving 2 hours from one provider to another changes no fill rate, but the household's
+    package: compare and diff list it as "moved" (before: "0 户")."""
+    from wulian.planning.store import StoredRun
+
+    plans = pd.DataFrame({"household_id": ["H1", "H2"], "station_id": ["S1", "S1"],
+                          "tier": ["red", "green"], "needs": [1, 1], "fully_served": [1, 1],
+                          "fill_rate": [1.0, 0.5], "money": [0.0, 0.0],
+                          "package": ["陪伴←联动组织·甲 ×2", "助餐←联动企业·丙 ×1"],
+                          "unmet": ["", ""]})
+    moved = plans.assign(package=["陪伴←联动组织·乙 ×2", "助餐←联动企业·丙 ×1"])
+    info = {"parameters": {"week": "2026-W49", "centre": None}}
+    changes = diff_runs(StoredRun(1, info, {"plans": plans}), StoredRun(2, info,
+                                                                        {"plans": moved}))
+    assert list(changes["household_id"]) == ["H1"]
+    assert list(changes["direction"]) == ["moved"]
+    assert changes["package_before"].iloc[0] != changes["package_after"].iloc[0]
+    same = diff_runs(StoredRun(1, info, {"plans": plans}), StoredRun(2, info,
+                                                                     {"plans": plans}))
+    assert same.empty
 
 
 def test_page_switches_keep_language_and_scenario(store):

@@ -257,9 +257,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "coord.compare.none": ("此前没有相同周次与中心的运行。",
                            "No earlier run for the same week and centre."),
     "coord.compare.counts": ("运行 {old} → {new}:得到更多 {gained} 户,失去 {lost} 户,"
-                             "新增 {new_hh} 户,移出 {gone} 户",
-                             "run {old} → {new}: {gained} gained, {lost} lost, {new_hh} new, "
-                             "{gone} gone"),
+                             "换了提供方 {moved} 户,新增 {new_hh} 户,移出 {gone} 户",
+                             "run {old} → {new}: {gained} gained, {lost} lost, {moved} with "
+                             "another provider, {new_hh} new, {gone} gone"),
     "coord.export": ("导出 Excel", "Export to Excel"),
     "coord.export.prepare": ("生成工作簿(资源方任务与未满足清单)",
                              "Build the workbook (providers' tasks and the unmet list)"),
@@ -334,6 +334,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "runs.old": ("较早的运行", "Older run"),
     "runs.new": ("较新的运行", "Newer run"),
     "runs.same": ("请选择两次不同的运行。", "Pick two different runs."),
+    "runs.scope": ("这两次运行的范围不同({old} 与 {new}),只比较较新运行范围内的家庭。",
+                   "The two runs have different scopes ({old} and {new}): only the households "
+                   "in the newer run's scope are compared."),
     "runs.nochange": ("两次运行之间没有家庭发生变化。", "No household changed between the runs."),
     # misc
     "misc.yes": ("是", "yes"),
@@ -519,6 +522,7 @@ DIRECTIONS: dict[str, tuple[str, str]] = {
     "same": ("不变", "same"),
     "new": ("新增", "new"),
     "gone": ("移出", "gone"),
+    "moved": ("换了提供方", "another provider"),
 }
 
 

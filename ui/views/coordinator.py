@@ -297,8 +297,10 @@ def compare_previous(run: Run) -> None:
         counts = changes["direction"].value_counts()
         st.write(tr("coord.compare.counts", old=old.run_id, new=run.info["run_id"],
                     gained=counts.get("gained", 0), lost=counts.get("lost", 0),
-                    new_hh=counts.get("new", 0), gone=counts.get("gone", 0)))
-        show(changes[["household_id", "tier", "direction", "fill_before", "fill_after", "why"]],
+                    moved=counts.get("moved", 0), new_hh=counts.get("new", 0),
+                    gone=counts.get("gone", 0)))
+        show(changes[["household_id", "tier", "direction", "fill_before", "fill_after",
+                      "package_before", "package_after", "why"]],
              {"fill_before": percent, "fill_after": percent},
              {"tier": "tier", "direction": "direction"}, key="diff_table")
 

@@ -82,14 +82,20 @@ def diff_panel(store, ids: list[int], labels: dict[int, str]) -> None:
     if old_id == new_id:
         st.info(tr("runs.same"))
         return
-    changes = diff_runs(store.load(old_id), store.load(new_id))
+    old_run, new_run = store.load(old_id), store.load(new_id)
+    scopes = [(r.info.get("parameters", {}).get("week") or "—",
+               r.info.get("parameters", {}).get("centre")
+               or tr("centre.all")) for r in (old_run, new_run)]
+    if scopes[0] != scopes[1]:
+        st.warning(tr("runs.scope", old=" · ".join(scopes[0]), new=" · ".join(scopes[1])))
+    changes = diff_runs(old_run, new_run)
     if changes.empty:
         st.info(tr("runs.nochange"))
         return
     counts = changes["direction"].value_counts()
     st.write(tr("coord.compare.counts", old=old_id, new=new_id, gained=counts.get("gained", 0),
-                lost=counts.get("lost", 0), new_hh=counts.get("new", 0),
-                gone=counts.get("gone", 0)))
+                lost=counts.get("lost", 0), moved=counts.get("moved", 0),
+                new_hh=counts.get("new", 0), gone=counts.get("gone", 0)))
     show(changes[["household_id", "tier", "direction", "fill_before", "fill_after",
                   "package_before", "package_after", "why"]],
          {"fill_before": percent, "fill_after": percent},
