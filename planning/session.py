@@ -243,29 +243,97 @@ def household_detail(scenario: Scenario, served: pd.DataFrame,
                 "units_from_source", "cost", "fund_id", "reason"]].reset_index(drop=True)
 
 
+# Why the model would refuse a pin to a source, (中文, English); the conditions are the
+# allocation's own (optimizer/eligibility.py), checked here for one need before any run.
+PIN_REFUSALS: dict[str, tuple[str, str]] = {
+    "coverage": ("不在覆盖范围:{centre} 不覆盖该户所在站点",
+                 "out of coverage: {centre} does not cover the household's station"),
+    "category": ("救助类别不符:仅限 {allowed}", "category not eligible: only {allowed}"),
+    "colour": ("颜色不符:仅限 {allowed}", "colour not eligible: only {allowed}"),
+    "fund_reach": ("付款基金 {fund} 不覆盖该户", "the paying fund {fund} does not reach the "
+                   "household"),
+    "fund_earmark": ("付款基金 {fund} 限定用于其他服务",
+                     "the paying fund {fund} is earmarked for other services"),
+    "capacity": ("没有容量", "no capacity"),
+    "check": ("该服务需要通过背景审查的志愿者", "the service needs a background-checked "
+              "volunteer"),
+    "hours": ("志愿者没有可服务的时长或时段", "the volunteer has no hours or slots"),
+}
+
+
 def pin_sources(scenario: Scenario, need_id: str) -> pd.DataFrame:
-    """What a coordinator may pin a need to: the offers of its service and the volunteers of
-    its household's street, each with a label (the run says whether a pin can be kept)."""
+    """Every source a coordinator might pin a need to — the offers of its service and the
+    volunteers of its household's street with the service's skills — with what the model
+    would say: ``accepted``, else ``why_zh``/``why_en`` (the first failing condition of
+    :data:`PIN_REFUSALS`); with ``capacity``, ``unit_cost`` and the most units one pin may
+    give (``most``: the need, the offer's and the fund's cap per household). Offers first."""
     need = scenario.needs.set_index("need_id").loc[need_id]
-    providers = scenario.providers.set_index("provider_id")["name"]
-    offers = scenario.offers[scenario.offers["service_id"] == need["service_id"]]
-    rows = [("offer", o, f"{o} · {providers.get(p, p)}")
-            for o, p in zip(offers["offer_id"], offers["provider_id"], strict=True)]
-    station = scenario.households.set_index("household_id").at[need["household_id"],
-                                                               "station_id"]
-    street = scenario.hierarchy.ancestor(np.array([station]), "street")[0]
-    # Volunteers serve in-person services of their own street, with every skill needed.
+    household = scenario.households.set_index("household_id").loc[need["household_id"]]
+    station = household["station_id"]
     service = scenario.services.set_index("service_id").loc[need["service_id"]]
-    if service["delivery"] != "in_person":
-        return pd.DataFrame(rows, columns=["kind", "source_id", "label"])
-    vols = scenario.volunteers
-    needed = set(filter(None, service["skills"].split(";")))
-    able = vols["skills"].map(lambda s: needed <= set(s.split(";"))).to_numpy(dtype=bool)
-    here = scenario.hierarchy.ancestor(vols["station_id"].to_numpy(), "street") == street
-    vols = vols[here & able]
-    rows += [("volunteer", v, f"{v} · {s}")
-             for v, s in zip(vols["volunteer_id"], vols["skills"], strict=True)]
-    return pd.DataFrame(rows, columns=["kind", "source_id", "label"])
+    providers = scenario.providers.set_index("provider_id")
+    funds = scenario.funds.set_index("fund_id")
+    quantity = float(need["quantity"])
+    covers = scenario.hierarchy.covers
+    rows = []
+
+    def refused(code: str, **facts: object) -> tuple[bool, str, str]:
+        zh, en = PIN_REFUSALS[code]
+        return False, zh.format(**facts), en.format(**facts)
+
+    cats = set(filter(None, str(household["categories"]).split(";")))
+    offers = scenario.offers[scenario.offers["service_id"] == need["service_id"]]
+    for offer in offers.itertuples(index=False):
+        centre = offer.coverage_centre_id or providers.at[offer.provider_id, "centre_id"]
+        allowed_cats = set(filter(None, str(offer.eligible_categories).split(";")))
+        allowed_tiers = set(filter(None, str(offer.eligible_tiers).split(";")))
+        charged = offer.unit_cost > 0 and bool(offer.fund_id)
+        verdict = (True, "", "")
+        most = quantity
+        if not covers(np.array([centre]), np.array([station]))[0]:
+            verdict = refused("coverage", centre=centre)
+        elif allowed_cats and not allowed_cats & cats:
+            verdict = refused("category", allowed="、".join(sorted(allowed_cats)))
+        elif allowed_tiers and household["tier"] not in allowed_tiers:
+            verdict = refused("colour", allowed="、".join(
+                t for t in vocab.TIER_ORDER if t in allowed_tiers))
+        elif charged and not covers(np.array([funds.at[offer.fund_id, "centre_id"]]),
+                                    np.array([station]))[0]:
+            verdict = refused("fund_reach", fund=offer.fund_id)
+        elif charged and funds.at[offer.fund_id, "earmarked_services"] and need["service_id"] \
+                not in str(funds.at[offer.fund_id, "earmarked_services"]).split(";"):
+            verdict = refused("fund_earmark", fund=offer.fund_id)
+        elif not offer.capacity > 0:
+            verdict = refused("capacity")
+        if verdict[0]:
+            caps = [quantity, float(offer.capacity)]
+            if pd.notna(offer.max_per_household):
+                caps.append(float(offer.max_per_household))
+            if charged and pd.notna(funds.at[offer.fund_id, "max_per_household"]):
+                caps.append(float(funds.at[offer.fund_id, "max_per_household"])
+                            / float(offer.unit_cost))
+            most = min(caps)
+        name = providers["name"].get(offer.provider_id, offer.provider_id)
+        rows.append(("offer", offer.offer_id, f"{offer.offer_id} · {name}",
+                     float(offer.capacity), float(offer.unit_cost), most, *verdict))
+    if service["delivery"] == "in_person":
+        # Volunteers serve in-person services of their own street, with every skill needed.
+        vols = scenario.volunteers
+        needed = set(filter(None, service["skills"].split(";")))
+        able = vols["skills"].map(lambda s: needed <= set(s.split(";"))).to_numpy(dtype=bool)
+        street = scenario.hierarchy.ancestor(np.array([station]), "street")[0]
+        here = scenario.hierarchy.ancestor(vols["station_id"].to_numpy(), "street") == street
+        for vol in vols[here & able].itertuples(index=False):
+            verdict = (True, "", "")
+            if bool(service["safeguarding"]) and not bool(vol.background_checked):
+                verdict = refused("check")
+            elif not vol.max_hours > 0:
+                verdict = refused("hours")
+            rows.append(("volunteer", vol.volunteer_id, f"{vol.volunteer_id} · {vol.skills}",
+                         float(vol.max_hours), 0.0, quantity, *verdict))
+    frame = pd.DataFrame(rows, columns=["kind", "source_id", "label", "capacity", "unit_cost",
+                                        "most", "accepted", "why_zh", "why_en"])
+    return frame.astype({"accepted": bool})
 
 
 # ----------------------------------------------------------------------------- scenario views

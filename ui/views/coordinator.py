@@ -226,19 +226,38 @@ def household_view(scenario: Scenario, run: Run, served: pd.DataFrame,
 
 
 def pin_form(scenario: Scenario, detail: pd.DataFrame) -> None:
-    """Pin a need of the open household to an offer or a volunteer of its street."""
+    """Pin a need of the open household to an offer or a volunteer of its street: only the
+    sources the model would accept are offered, each with its capacity and cost; those held
+    back are named with the condition that fails."""
     st.markdown("**" + tr("coord.pin") + "**")
     needs = list(dict.fromkeys(detail["need_id"]))
     a, b, c = st.columns([2, 3, 1])
     need = a.selectbox(tr("coord.pin.need"), needs, key="pin_need")
     sources = S.pin_sources(scenario, need)
-    labels = dict(zip(sources["source_id"], sources["label"], strict=True))
-    kinds = dict(zip(sources["source_id"], sources["kind"], strict=True))
+    offered = sources[sources["accepted"]].set_index("source_id")
+    unit = detail.loc[detail["need_id"] == need, "unit"].iloc[0]
+    unit_words = code("unit", unit, lang())
+    # Labels are resolved now: a format_func runs later, outside this script run.
+    labels = {sid: tr("coord.pin.label", label=row.label, capacity=fmt.count(row.capacity),
+                      unit=unit_words, cost=money(row.unit_cost))
+              if row.kind == "offer" else tr("coord.pin.label.volunteer", label=row.label,
+                                             hours=fmt.count(row.capacity))
+              for sid, row in offered.iterrows()}
+    kinds = offered["kind"].to_dict()
     source = b.selectbox(tr("coord.pin.source"), list(labels), key="pin_source",
                          format_func=labels.get)
     quantity = float(detail.loc[detail["need_id"] == need, "quantity"].iloc[0])
-    c.number_input(tr("coord.pin.units"), min_value=0.01, value=min(1.0, quantity),
-                   key="pin_units")
+    most = float(offered.at[source, "most"]) if source in offered.index else quantity
+    # One field per need: a 4-hour need does not inherit the 750.92 yuan of the one before.
+    c.number_input(tr("coord.pin.units"), min_value=0.01, max_value=max(most, 0.01),
+                   value=max(min(1.0, most), 0.01), key=f"pin_units.{need}",
+                   help=tr("coord.pin.most", most=fmt.count(most), unit=unit_words))
+    held = sources[~sources["accepted"]]
+    if len(held):
+        why = held["why_en"] if lang() == "en" else held["why_zh"] if lang() == "zh" else \
+            held["why_zh"] + " / " + held["why_en"]
+        st.caption(tr("coord.pin.held", sources="; ".join(
+            f"{sid}: {w}" for sid, w in zip(held["source_id"], why, strict=True))))
     st.button(tr("coord.pin.add"), key="pin_add", disabled=source is None, on_click=_add_pin,
               args=(kinds,))
 
@@ -247,9 +266,9 @@ def _add_pin(kinds: dict[str, str]) -> None:
     """Add the pin the form describes (a callback, so the pins list above the form shows it
     in the same rerun)."""
     state = st.session_state
-    source = state["pin_source"]
-    pin = {"need_id": state["pin_need"], "offer_id": "", "volunteer_id": "",
-           "units": float(state["pin_units"]), "slot": ""}
+    source, need = state["pin_source"], state["pin_need"]
+    pin = {"need_id": need, "offer_id": "", "volunteer_id": "",
+           "units": float(state[f"pin_units.{need}"]), "slot": ""}
     pin["offer_id" if kinds[source] == "offer" else "volunteer_id"] = source
     state[PINS_KEY] = [*state.get(PINS_KEY, []), pin]
 
@@ -363,6 +382,8 @@ def results(result: dict) -> None:
                f"{info['seconds']['wall']:.1f} s")
     if result["cached"]:
         st.caption(tr("coord.cached", run_id=info["run_id"]))
+    if result.get("pins") != st.session_state.get(PINS_KEY, []):
+        st.warning(tr("coord.stale"))
     served = run_served(scenario, run)
     fill_metrics(served)
     money_and_unmet(scenario, run)
