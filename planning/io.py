@@ -68,6 +68,26 @@ def decode_csv(data: bytes) -> tuple[str, str]:
     raise UnicodeDecodeError("utf-8", data[:1], 0, 1, "neither UTF-8 nor GB18030")
 
 
+def unreadable(exc: Exception) -> dict[str, str]:
+    """Why a file could not be read, in Chinese and English (the reader's own words, often a
+    codec's or a parser's, would be English inside a Chinese report)."""
+    detail = {"reason": str(exc)[:200]}
+    if isinstance(exc, UnicodeDecodeError):
+        detail.update(reason_zh="不是 UTF-8 或 GB18030 编码的文本(也许是图片或其他二进制文件)",
+                      reason_en="not text in UTF-8 or GB18030 (perhaps an image or another "
+                                "binary file)")
+    elif isinstance(exc, pd.errors.EmptyDataError):
+        detail.update(reason_zh="文件是空的,没有表头行", reason_en="the file is empty: no header "
+                      "row")
+    elif isinstance(exc, pd.errors.ParserError):
+        detail.update(reason_zh="CSV 的列数不一致(某行的逗号多于表头)",
+                      reason_en="rows of the CSV have more cells than its header")
+    elif "zip" in str(exc).lower() or "excel" in str(exc).lower():
+        detail.update(reason_zh="不是可读的 Excel 工作簿(.xlsx)",
+                      reason_en="not a readable Excel workbook (.xlsx)")
+    return detail
+
+
 def as_text(frame: pd.DataFrame) -> pd.DataFrame:
     """Every cell as a stripped string, empty cells as ""; column names stripped."""
     # A filtered frame keeps its row labels; the text frame is numbered from 0, so realign.
@@ -93,7 +113,7 @@ def read_raw(path: str | Path) -> RawScenario:
             sheets = pd.read_excel(path, sheet_name=None, dtype=str, keep_default_na=False)
         except Exception as exc:  # noqa: BLE001 - any reader failure is the user's file
             raw.problems.append(Problem("workbook", "unreadable_file", value=path.name,
-                                        detail={"reason": str(exc)[:200]}))
+                                        detail=unreadable(exc)))
             return raw
         present = {str(k).strip(): v for k, v in sheets.items()}
         for name in TABLES:
@@ -119,7 +139,7 @@ def read_raw(path: str | Path) -> RawScenario:
                     raw.sources[name] = f"{file.name} ({encoding})"
             except Exception as exc:  # noqa: BLE001 - any reader failure is the user's file
                 raw.problems.append(Problem(name, "unreadable_file", value=file.name,
-                                            detail={"reason": str(exc)[:200]}))
+                                            detail=unreadable(exc)))
                 continue
             raw.tables[name] = as_text(frame)
     unknown = [n for n in present if n not in TABLES]

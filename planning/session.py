@@ -64,16 +64,24 @@ def scenario_from_files(files: Mapping[str, bytes], policy=None) -> Scenario:
     """
     names = [Path(name).name for name in files]
     problems = [Problem("upload", "unreadable_file", value=name,
-                        detail={"reason": "use .csv, .parquet or .xlsx files"})
+                        detail={"reason": "use .csv, .parquet or .xlsx files",
+                                "reason_zh": "请使用 .csv、.parquet 或 .xlsx 文件",
+                                "reason_en": "use .csv, .parquet or .xlsx files"})
                 for name in names if Path(name).suffix.lower() not in SCENARIO_SUFFIXES]
     workbooks = [n for n in names if n.lower().endswith(".xlsx")]
     if workbooks and len(names) > 1:
         problems.append(Problem("upload", "unreadable_file", value=", ".join(sorted(names)),
                                 detail={"reason": "upload one .xlsx workbook on its own, or "
-                                                  "the CSV/Parquet files of one folder"}))
+                                                  "the CSV/Parquet files of one folder",
+                                        "reason_zh": "工作簿请单独上传;或上传同一文件夹中的 "
+                                                     "CSV/Parquet 文件",
+                                        "reason_en": "upload one .xlsx workbook on its own, "
+                                                     "or the CSV/Parquet files of one folder"}))
     if not names:
         problems.append(Problem("upload", "unreadable_file", value="",
-                                detail={"reason": "no file was uploaded"}))
+                                detail={"reason": "no file was uploaded",
+                                        "reason_zh": "没有上传文件",
+                                        "reason_en": "no file was uploaded"}))
     if problems:
         raise ValidationError(problems)
     with tempfile.TemporaryDirectory(prefix="wulian-upload-") as folder:

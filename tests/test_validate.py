@@ -268,3 +268,21 @@ def test_a_missing_column_is_one_problem_not_a_cascade():
         problems = validate_tables(tables)[1]
         assert [(p.table, p.code, p.column) for p in problems] == [
             (name, "missing_column", key)]
+
+
+def test_an_unreadable_file_is_said_in_both_languages(tmp_path):
+    """A PNG named households.csv and an empty needs.csv: each one problem whose Chinese
+    message is Chinese (no codec's or parser's English inside it)."""
+    folder = tmp_path / "s"
+    shutil.copytree(DATA / "clean", folder)
+    (folder / "households.csv").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    (folder / "needs.csv").write_bytes(b"")
+    raw = read_raw(folder)
+    by_table = {p.table: p for p in raw.problems if p.code == "unreadable_file"}
+    assert set(by_table) == {"households", "needs"}
+    assert "UTF-8" in by_table["households"].message_zh and "codec" not in \
+        by_table["households"].message_zh
+    assert by_table["needs"].message_zh == "无法读取文件:文件是空的,没有表头行"
+    assert by_table["needs"].message_en == "the file cannot be read: the file is empty: no " \
+        "header row"
+    assert "No columns to parse" not in by_table["needs"].message_zh
