@@ -308,6 +308,11 @@ def test_english_switch_changes_labels_not_values(store):
                for d in at.dataframe)
     ok(at.radio(key="lang").set_value("both").run())
     assert at.title[0].value == "协调员 · 每周分配 / Coordinator · weekly allocation"
+    # Each language's colour in its own half, not "红色 / red满足率 / red fill rate".
+    assert list(metrics(at)) == [f"{ZH[t]}满足率 / {t} fill rate" for t in TIERS]
+    ok(at.radio(key="lang").set_value("zh").run())  # and back, results still on screen
+    assert metrics(at) == zh
+    assert at.multiselect(key="plan_tiers").value == list(TIERS)
 
 
 def test_opening_the_coordinator_page_prepares_but_neither_solves_nor_stores(store):

@@ -57,6 +57,11 @@ def colour_name(tier: str) -> str:
     return text.code("tier", tier, lang())
 
 
+def colour_fact(tier: str) -> tuple[str, str]:
+    """A colour as a fact of a text (:func:`ui.text.say` puts each language's name in)."""
+    return (text.code("tier", tier, "zh"), text.code("tier", tier, "en"))
+
+
 def by_language(key: str) -> str:
     """A choice widget's key in the chosen language. The browser remembers such a widget's
     value by its options' labels, which change with the language: with one key, switching

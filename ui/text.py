@@ -636,7 +636,11 @@ def say(key: str, lang: str = DEFAULT_LANGUAGE, **facts: object) -> str:
     ('red fill rate', '运行记录 / Runs')
     """
     zh, en = TEXT[key]
-    return pick((zh.format(**facts), en.format(**facts)), lang)
+    # A fact given as a (中文, English) pair goes into each language's text in its own
+    # language: in "both", "红色满足率 / red fill rate", not "红色 / red满足率 / red …".
+    zh_facts = {k: v[0] if isinstance(v, tuple) else v for k, v in facts.items()}
+    en_facts = {k: v[1] if isinstance(v, tuple) else v for k, v in facts.items()}
+    return pick((zh.format(**zh_facts), en.format(**en_facts)), lang)
 
 
 def pick(pair: tuple[str, str], lang: str) -> str:

@@ -24,6 +24,7 @@ from wulian.ui.common import (
     centre_children,
     choose,
     city_id,
+    colour_fact,
     colour_name,
     current_scenario,
     current_store,
@@ -136,7 +137,8 @@ def run_now(scenario: Scenario, week: str | None, centre: str | None) -> None:
             for problem in err.problems:
                 st.write(f"- {problem}")
             return
-        status.update(label=tr("coord.done", status=code("status", run.info["status"], lang()),
+        status.update(label=tr("coord.done", status=(code("status", run.info["status"], "zh"),
+                                                     code("status", run.info["status"], "en")),
                                seconds=f"{run.info['seconds']['wall']:.1f} s"),
                       state="complete")
     st.session_state[RESULT_KEY] = {"run": run, "scenario": scenario, "week": week,
@@ -150,7 +152,7 @@ def fill_metrics(served: pd.DataFrame) -> None:
     counts = served.groupby("tier").size().reindex(TIERS, fill_value=0)
     st.subheader(tr("coord.fill"))
     for column, tier in zip(st.columns(len(TIERS)), TIERS, strict=True):
-        column.metric(tr("coord.fill.metric", colour=colour_name(tier)), percent(rates[tier]),
+        column.metric(tr("coord.fill.metric", colour=colour_fact(tier)), percent(rates[tier]),
                       help=tr("coord.fill.help", needs=fmt.count(counts[tier])), border=True)
 
 
@@ -211,7 +213,7 @@ def household_view(scenario: Scenario, run: Run, served: pd.DataFrame,
         return
     tier = scenario.households.set_index("household_id").at[household, "tier"]
     st.markdown("**" + tr("coord.household.title", household=household,
-                          colour=colour_name(tier)) + "**")
+                          colour=colour_fact(tier)) + "**")
     detail = S.household_detail(scenario, served, run.allocations, household)
     service = detail["service_zh"] if st.session_state.get("lang") != "en" else \
         detail["service_en"]
@@ -369,7 +371,8 @@ def results(result: dict) -> None:
     centres = scenario.centres.set_index("centre_id")
     where = centres.at[centre, "name"] if centre in centres.index else tr("centre.all")
     st.header(tr("coord.result", where=where, run_id=info["run_id"],
-                 status=code("status", info["status"], lang())))
+                 status=(code("status", info["status"], "zh"),
+                         code("status", info["status"], "en"))))
     if centre in centres.index:
         scope = tr("coord.scope.centre", name=f"{where} · {centre}",
                    level=code("level", centres.at[centre, "level"], lang()))

@@ -17,7 +17,7 @@ from wulian.ui.common import (
     TIERS,
     budget_lab,
     choose,
-    colour_name,
+    colour_fact,
     current_scenario,
     current_week,
     formatted,
@@ -95,7 +95,7 @@ def coverage(solution, base_solution) -> None:
     for column, tier in zip(st.columns(len(TIERS)), TIERS, strict=True):
         change = (rates[tier] - base[tier]) * 100
         # No arrow, and no colour, for a change that rounds to nothing.
-        column.metric(tr("coord.fill.metric", colour=colour_name(tier)), percent(rates[tier]),
+        column.metric(tr("coord.fill.metric", colour=colour_fact(tier)), percent(rates[tier]),
                       delta=tr("fund.points", points=f"{change:+.1f}"), border=True,
                       delta_color="normal" if round(change, 1) != 0 else "off",
                       delta_arrow="auto" if round(change, 1) != 0 else "off",
@@ -203,7 +203,7 @@ def saved_scenarios(scenario: Scenario, lab: BudgetLab, budgets: dict[str, float
     shown = table.reset_index()
     cols = ["scenario", "equity", *[f"fill_{t}" for t in TIERS], "money_total",
             "pof_red_points", "status"]
-    headings = {f"fill_{t}": tr("coord.fill.metric", colour=colour_name(t)) for t in TIERS}
+    headings = {f"fill_{t}": tr("coord.fill.metric", colour=colour_fact(t)) for t in TIERS}
     headings["pof_red_points"] = tr("fund.pof.points")
     out = formatted(shown[cols], {**{f"fill_{t}": percent for t in TIERS},
                                   "money_total": money,

@@ -10,7 +10,7 @@ from wulian.planning import session as S
 from wulian.planning.store import StoredRun, diff_runs
 from wulian.ui.common import (
     TIERS,
-    colour_name,
+    colour_fact,
     current_store,
     lang,
     money,
@@ -53,7 +53,7 @@ def open_run(run: StoredRun) -> None:
     weighted = (summary["fill_rate"] * summary["needs"]).groupby(summary["tier"]).sum()
     rates = (weighted / summary.groupby("tier")["needs"].sum()).reindex(TIERS)
     for column, tier in zip(st.columns(len(TIERS)), TIERS, strict=True):
-        column.metric(tr("coord.fill.metric", colour=colour_name(tier)), percent(rates[tier]),
+        column.metric(tr("coord.fill.metric", colour=colour_fact(tier)), percent(rates[tier]),
                       border=True)
     left, right = st.columns(2)
     with left:
