@@ -901,3 +901,19 @@ def test_pin_form_offers_only_accepted_sources_with_capacity_and_units_per_need(
     assert any(all(why in c.value for why in held["why_zh"]) for c in at.caption)
     quantity = scenario.needs.set_index("need_id").at[need, "quantity"]
     assert at.number_input(key=f"pin_units.{need}").value == min(1.0, quantity)
+
+
+def test_an_upload_report_survives_leaving_the_data_page(store):
+    """The uploader forgets its files when the page is left; the report does not: back on the
+    Data page the problems are listed again, with the names of the files they are about."""
+    folder = Path(__file__).parent / "data" / "negative_capacity"
+    expected = check_raw(read_raw(folder))
+    at = app()
+    ok(at.switch_page("views/data.py").run())
+    _upload(at, folder)
+    assert len(frame(at, "data_problems")) == len(expected)
+    ok(at.switch_page("views/runs.py").run())
+    ok(at.switch_page("views/data.py").run())
+    assert any(c.value.startswith("上次上传的文件:") and "offers.csv" in c.value
+               for c in at.caption)
+    assert len(frame(at, "data_problems")) == len(expected)

@@ -194,6 +194,12 @@ TEXT: dict[str, tuple[str, str]] = {
                      "a folder's CSV / Parquet files, or one XLSX workbook"),
     "upload.validate": ("校验", "Validate"),
     "upload.import": ("导入并使用该场景", "Import and use this scenario"),
+    "upload.last": ("上次上传的文件:{names}(离开页面后文件框会清空,校验报告保留)",
+                    "Last upload: {names} (the file box empties when you leave the page; the "
+                    "report stays)"),
+    "upload.validating": ("正在读取并校验 {files} 个文件({mb} MB)……",
+                          "Reading and validating {files} file(s) ({mb} MB) …"),
+    "upload.validated": ("校验完成", "Validation done"),
     "upload.ok": ("场景无误:{households} 户,{needs} 项需求。",
                   "The scenario is valid: {households} households, {needs} needs."),
     "upload.imported": ("已导入,现正使用:{name}", "Imported; now using: {name}"),
@@ -548,6 +554,13 @@ REGISTRY_KINDS: dict[str, tuple[str, str]] = {
     "volunteer": ("志愿者", "volunteer"),
 }
 
+# What a recorded run was (``runs.kind`` in the run store).
+RUN_KINDS: dict[str, tuple[str, str]] = {
+    "allocate": ("每周分配", "weekly allocation"),
+    "week": ("每周循环", "weekly cycle"),
+    "quarter": ("季度计划", "quarterly plan"),
+}
+
 SEVERITIES: dict[str, tuple[str, str]] = {
     "high": ("高", "high"),
     "medium": ("中", "medium"),
@@ -662,13 +675,15 @@ def code(kind: str, value: str, lang: str) -> str:
     """A contract code in words: ``kind`` is ``tier``, ``linkage``, ``level``, ``source``,
     ``unit``, ``dimension``, ``skill``, ``direction`` (of a run diff), ``equity`` (why a
     street could not be held to the dial), ``status`` (a solver outcome), ``registry`` (a
-    registry row's kind), ``severity`` and ``alert_state`` (of an alert), ``task_status``,
+    registry row's kind), ``run_kind`` (a stored run's), ``severity`` and ``alert_state`` (of
+    an alert), ``task_status``,
     ``task_kind``, ``decline`` (a task's reason), ``outcome`` (of a visit) or ``group`` (a
     performance grouping)."""
     table = {"tier": vocab.TIERS, "linkage": vocab.LINKAGES, "level": vocab.LEVELS,
              "source": vocab.FUND_SOURCES, "unit": vocab.UNITS, "dimension": vocab.DIMENSIONS,
              "skill": vocab.SKILLS, "direction": DIRECTIONS, "equity": EQUITY_REASONS,
              "status": STATUSES, "registry": REGISTRY_KINDS, "severity": SEVERITIES,
+             "run_kind": RUN_KINDS,
              "alert_state": ALERT_STATES, "task_status": vocab.TASK_STATUSES,
              "task_kind": TASK_KINDS, "decline": vocab.DECLINE_REASONS,
              "outcome": vocab.VISIT_OUTCOMES, "group": GROUPS}[kind]

@@ -113,7 +113,7 @@ def page() -> None:
     shown = runs.assign(input_digest=runs["input_digest"].str[:12],
                         policy_digest=runs["policy_digest"].str[:12],
                         scenario=runs["scenario"].map(lambda p: p.rsplit("/", 1)[-1] or "—"))
-    show(shown, codes={"status": "status"}, key="runs_table")
+    show(shown, codes={"status": "status", "kind": "run_kind"}, key="runs_table")
     # Weekly allocations open and diff here; other kinds (quarterly jobs) are only listed.
     weekly = runs[runs["kind"] == "allocate"]
     if weekly.empty:
