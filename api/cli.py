@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -11,11 +12,18 @@ from pathlib import Path
 import pandas as pd
 
 from wulian.api.console import (
+    FAILED,
+    USAGE,
+    CliError,
     console,
+    failed,
     frame_table,
     load_or_report,
     missing_extra,
     print_problems,
+    say_error,
+    set_verbosity,
+    usage,
 )
 from wulian.api.cycle_cli import add_commands as add_cycle_commands
 from wulian.api.plan_cli import add_command as add_plan
@@ -26,7 +34,7 @@ from wulian.contract.vocab import REASON_ZH
 from wulian.data import demo_folder
 from wulian.planning import describe
 from wulian.planning.fmt import count, pct, yuan
-from wulian.planning.io import FORMATS, excel_safe, read_raw, write_tables
+from wulian.planning.io import FORMATS, excel_safe, read_raw, strict_json, write_tables
 from wulian.planning.scenario import Scenario, check_raw
 
 DEMO = demo_folder()
@@ -67,7 +75,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console.print(f"结果表已写入 / output tables written to: [bold]{out}[/] "
                   f"({', '.join(run.tables)}, run.json); 运行记录 / recorded as run "
                   f"{run.info['run_id']}")
-    code = _match_and_show(scenario, run, out, "csv", DEMO_MATCH)
+    # Beside the allocation's tables, not over them: those on disk stay the recorded run's.
+    code = _match_and_show(scenario, run, out / "matching", "csv", DEMO_MATCH)
     if code == 0 and args.weeks:
         _demo_cycle(scenario, out, args.weeks)
     console.print(f"演示总用时 / demo wall time: {time.perf_counter() - start:.1f} s")
@@ -100,7 +109,8 @@ def _demo_cycle(scenario: Scenario, out: Path, weeks: int) -> None:
 
 
 def _allocate_and_show(scenario: Scenario, out: Path, fmt: str, week: str | None,
-                       centre: str | None, store_url: str | None, params=None) -> int:
+                       centre: str | None, store_url: str | None, params=None,
+                       lang: str = "zh", as_json: bool = False) -> int:
     import sqlalchemy as sa
 
     from wulian.planning.allocate import run_allocation
@@ -110,7 +120,7 @@ def _allocate_and_show(scenario: Scenario, out: Path, fmt: str, week: str | None
     with console.status("分配中 / allocating (exact, colour by colour) …"):
         try:  # the tables are written before the run is recorded: a store that fails loses none
             run = run_allocation(scenario, week=week, centre=centre, params=params,
-                                 store=store, before_save=lambda done: done.write(out, fmt))
+                                 store=store, before_save=lambda done: done.write(out, fmt, lang))
         except sa.exc.SQLAlchemyError as err:
             console.print(f"[bold red]运行记录未保存 / the run was not recorded[/] in "
                           f"{redact_url(store.url)}: {type(err).__name__}; 结果表已写入 / the "
@@ -120,7 +130,67 @@ def _allocate_and_show(scenario: Scenario, out: Path, fmt: str, week: str | None
     console.print(f"结果表已写入 / output tables written to: [bold]{out}[/] "
                   f"({', '.join(run.tables)}, run.json); 运行记录 / recorded as run "
                   f"{run.info['run_id']}")
+    if as_json:
+        print_json(run_summary(run, out))
     return 0
+
+
+def print_json(value) -> None:
+    """``value`` as strict JSON on stdout (NaN as null), the one thing --json prints there."""
+    sys.stdout.write(strict_json(value) + "\n")
+    sys.stdout.flush()
+
+
+def run_summary(run, out: Path | None = None) -> dict:
+    """What a script wants of a run: its id, status, fill rate by colour, money by fund and
+    unmet needs by reason (and where its tables were written)."""
+    from wulian.planning.allocate import fill_rate_by_tier, money_by_fund, unmet_by_reason
+
+    info = run.info
+    return {
+        "run_id": info.get("run_id"), "status": info.get("status"), "week": info.get("week"),
+        "centre": info.get("centre"), "out": str(out) if out is not None else None,
+        "fill_rate": fill_rate_by_tier(run).to_dict(),
+        "funds": money_by_fund(run)[["fund_id", "budget", "used", "left"]].to_dict("records"),
+        "unmet_by_reason": {str(k): int(v) for k, v in unmet_by_reason(run).items()},
+        "rows": {name: len(frame) for name, frame in run.tables.items()},
+    }
+
+
+def check_scope(scenario: Scenario, week: str | None, centre: str | None) -> None:
+    """Refuse, in one bilingual line, a week or centre that names nothing (exit 2) or a scope
+    with no need to allocate (exit 1), before any model is built."""
+    from wulian.contract.problems import did_you_mean
+    from wulian.planning.validate import WEEK_PATTERN
+
+    if week and not WEEK_PATTERN.match(week):
+        raise usage(f"--week {week}:周次写作 2026-W49", f"--week {week}: write an ISO week "
+                    "such as 2026-W49")
+    centres = scenario.centres["centre_id"]
+    if centre and centre not in set(centres):
+        hint = did_you_mean(centre, centres)
+        raise usage(f"--centre {centre}:场景中没有这个中心{hint.get('close_zh', '')}",
+                    f"--centre {centre}: no such centre in the scenario"
+                    f"{hint.get('close_en', '')}")
+    needs = scenario.needs
+    if week:
+        needs = needs[needs["week"] == week]
+    if centre:
+        from wulian.optimizer.allocation import member_mask
+
+        hh = scenario.households
+        inside = hh.loc[member_mask(hh["station_id"], scenario.hierarchy.subtree(centre)
+                                    .to_numpy()), "household_id"]
+        needs = needs[member_mask(needs["household_id"], inside.to_numpy(object))]
+    if needs.empty:
+        weeks = sorted(set(scenario.needs["week"].dropna()) - {""})
+        shown = ", ".join(weeks[:6]) + (" …" if len(weeks) > 6 else "")
+        scope_zh = (f"第 {week} 周" if week else "") + (f"中心 {centre} " if centre else "")
+        scope_en = " ".join(p for p in (f"week {week}" if week else "",
+                                        f"centre {centre}" if centre else "") if p)
+        raise failed(f"{scope_zh}没有可分配的需求(有需求的周:{shown})",
+                     f"nothing to allocate: no need in {scope_en or 'the scenario'} "
+                     f"(weeks with needs: {shown})")
 
 
 def show_run(scenario: Scenario, run) -> None:
@@ -176,15 +246,16 @@ def cmd_allocate(args: argparse.Namespace) -> int:
         scenario = _with_pins(scenario, args.pins)
     if scenario is None:
         return 1
+    check_scope(scenario, args.week, args.centre)
     try:
         from wulian.optimizer.allocation import AllocationParams
 
         return _allocate_and_show(scenario, Path(args.out), args.format, args.week, args.centre,
-                                  args.store, AllocationParams(decompose=args.decompose))
+                                  args.store, AllocationParams(decompose=args.decompose),
+                                  args.lang, args.json)
     except PinError as err:
-        console.print("[bold red]锁定无法保持 / pins that cannot be kept:[/]")
-        for problem in err.problems:
-            console.print(f"  - {problem}")
+        say_error("锁定无法保持 / pins that cannot be kept: "
+                  + "; ".join(str(p) for p in err.problems))
         return 1
 
 
@@ -198,6 +269,8 @@ def _with_pins(scenario: Scenario, pins_path: str) -> Scenario | None:
     """The scenario with its pins table replaced by the pins file (validated with the rest)."""
     from wulian.planning.io import as_text, decode_csv
 
+    if not Path(pins_path).is_file():
+        raise usage(f"--pins {pins_path}:文件不存在", f"--pins {pins_path}: no such file")
     text, _ = decode_csv(Path(pins_path).read_bytes())
     import io
 
@@ -243,16 +316,17 @@ def cmd_match(args: argparse.Namespace) -> int:
     scenario = load_or_report(args.path)
     if scenario is None:
         return 1
+    check_scope(scenario, args.week, args.centre)
     with console.status("分配中 / allocating …"):
         run = run_allocation(scenario, week=args.week, centre=args.centre,
                              store=RunStore(args.store))
     try:
         return _match_and_show(scenario, run, Path(args.out), args.format, None,
-                               week=args.week, centre=args.centre)
+                               week=args.week, centre=args.centre, lang=args.lang,
+                               as_json=args.json)
     except PinError as err:
-        console.print("[bold red]志愿者锁定无法保持 / volunteer pins that cannot be kept:[/]")
-        for problem in err.problems:
-            console.print(f"  - {problem}")
+        say_error("志愿者锁定无法保持 / volunteer pins that cannot be kept: "
+                  + "; ".join(str(p) for p in err.problems))
         return 1
 
 
@@ -262,12 +336,11 @@ DEMO_MATCH = {"time_limit": 1.0}
 
 
 def _match_and_show(scenario: Scenario, run, out: Path, fmt: str, params: dict | None,
-                    week: str | None = None, centre: str | None = None) -> int:
+                    week: str | None = None, centre: str | None = None,
+                    lang: str = "zh", as_json: bool = False) -> int:
     """Match volunteers after an allocation; print levels, load and unplaced visits; write the
     matching's tables with the reconciled allocation (CSV/Parquet folder, or one workbook with
     a printable sheet per volunteer)."""
-    import json
-
     from wulian.optimizer.visits import MatchParams
     from wulian.planning.match import reconciled_tables, run_matching, write_workbook
 
@@ -277,13 +350,12 @@ def _match_and_show(scenario: Scenario, run, out: Path, fmt: str, params: dict |
     tables = {**match.tables, **reconciled_tables(scenario, run, match)}
     if fmt == "xlsx":
         written = write_workbook(match, out / "matching.xlsx",
-                                 {k: v for k, v in tables.items() if k not in match.tables})
+                                 {k: v for k, v in tables.items() if k not in match.tables},
+                                 lang)
     else:
         written = write_tables({k: excel_safe(v) for k, v in tables.items()}, out, fmt)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "match.json").write_text(json.dumps(match.info, ensure_ascii=False, indent=2,
-                                               sort_keys=True, default=str) + "\n",
-                                    encoding="utf-8")
+    (out / "match.json").write_text(strict_json(match.info) + "\n", encoding="utf-8")
     info = match.info
     console.rule(f"志愿者匹配 / volunteer matching · {match.status} · {match.method} · "
                  f"{info['seconds']['wall']:.1f} s")
@@ -322,6 +394,13 @@ def _match_and_show(scenario: Scenario, run, out: Path, fmt: str, params: dict |
                                    {"时长 hours": one}, index=False))
     console.print(f"匹配结果已写入 / matching written to: [bold]{written}[/] "
                   f"({', '.join(tables)}, match.json)")
+    if as_json:
+        print_json({"run_id": run.info.get("run_id"), "out": str(written),
+                    "status": str(match.status), "method": match.method,
+                    "placed": len(match.assignments), "unplaced": len(match.unplaced),
+                    "unplaced_by_reason": {str(k): int(v) for k, v in
+                                           match.unplaced.groupby("reason").size().items()},
+                    "hours": float(load["hours"].sum()), "info": match.info})
     return 0
 
 
@@ -329,9 +408,14 @@ def _parse_set(items: list[str]) -> dict[str, float]:
     budgets = {}
     for item in items:
         fund, _, yuan_text = item.partition("=")
-        if not fund or not yuan_text:
-            raise ValueError(f"--set {item!r}: write FUND=YUAN, e.g. F001=250000")
-        budgets[fund.strip()] = float(yuan_text)
+        try:
+            amount = float(yuan_text)
+        except ValueError:
+            amount = math.nan
+        if not fund.strip() or not math.isfinite(amount) or amount < 0:
+            raise usage(f"--set {item}:写作 基金=元,如 F001=250000",
+                        f"--set {item}: write FUND=YUAN, e.g. F001=250000")
+        budgets[fund.strip()] = amount
     return budgets
 
 
@@ -339,21 +423,32 @@ def cmd_budget(args: argparse.Namespace) -> int:
     from wulian.optimizer.budget import EquityDial
     from wulian.planning.budget import BudgetLab, plot_curve
 
+    if args.plot and not args.sweep:
+        raise usage("--plot 需要与 --sweep 同用(画的是预算曲线)",
+                    "--plot needs --sweep (it draws the sweep's curve)")
+    sweep = _parse_sweep(args.sweep) if args.sweep else None
+    budgets = _parse_set(args.set or [])
     scenario = load_or_report(args.path)
     if scenario is None:
         return 1
-    try:
-        budgets = _parse_set(args.set or [])
-    except ValueError as err:
-        console.print(f"[bold red]{err}[/]")
-        return 2
+    check_scope(scenario, args.week, args.centre)
+    funds = set(scenario.funds["fund_id"])
+    for fund in [*budgets, *([sweep[0]] if sweep and sweep[0] != "all" else [])]:
+        if fund not in funds:
+            from wulian.contract.problems import did_you_mean
+
+            hint = did_you_mean(fund, funds)
+            raise usage(f"基金 {fund} 不在场景中{hint.get('close_zh', '')}",
+                        f"no fund {fund} in the scenario{hint.get('close_en', '')}")
     equity = EquityDial(floor=args.equity_floor) if args.equity_floor is not None else None
     with console.status("建立预算模型 / building the budget lab …"):
         lab = BudgetLab.from_scenario(scenario, week=args.week, centre=args.centre)
     solution = lab.solve(budgets or None, equity=equity)
     if solution.status != "optimal":
-        console.print(f"[bold red]{solution.message}[/]")
-        return 1
+        raise failed(str(solution.message), str(solution.message))
+    result: dict = {"status": solution.status, "seconds": solution.seconds,
+                    "colours": solution.colours.to_dict("records"),
+                    "funds": solution.funds.to_dict("records")}
     colours = solution.colours
     frame = pd.DataFrame({
         "颜色 colour": [f"{vocab.TIERS[c][0]} {c}" for c in colours["colour"]],
@@ -377,8 +472,8 @@ def cmd_budget(args: argparse.Namespace) -> int:
         console.print(frame_table(solution.price_of_fairness,
                                    f"公平的代价 / price of fairness ({equity.describe()})",
                                    index=False))
-    if args.sweep:
-        fund, start, stop, steps = _parse_sweep(args.sweep)
+    if sweep:
+        fund, start, stop, steps = sweep
         with console.status("预算曲线 / sweeping the budget …"):
             curve = lab.sweep(start, stop, steps, None if fund == "all" else fund,
                               equity=equity)
@@ -387,25 +482,50 @@ def cmd_budget(args: argparse.Namespace) -> int:
         wide.index = pd.Index([yuan(b) for b in wide.index], name="预算 budget")
         console.print(frame_table(wide, f"覆盖-预算曲线 / coverage vs budget ({fund})",
                                    dict.fromkeys(vocab.TIER_ORDER, pct)))
+        result["curve"] = curve.to_dict("records")
         if args.plot:
             path = plot_curve(curve, args.plot)
             console.print(f"曲线图已写入 / curve written: {path}")
+            result["plot"] = str(path)
+    if args.json:
+        print_json(result)
     return 0
 
 
 def _parse_sweep(text: str) -> tuple[str, float, float, int]:
     parts = text.split(":")
-    if len(parts) != 4:
-        raise SystemExit("--sweep FUND:FROM:TO:STEPS, e.g. F001:0:500000:11 or all:0.5:1.5:5")
-    return parts[0], float(parts[1]), float(parts[2]), int(parts[3])
+    bad = usage(f"--sweep {text}:写作 基金:起:止:步数,如 F001:0:500000:11 或 all:0.5:1.5:5",
+                f"--sweep {text}: write FUND:FROM:TO:STEPS, e.g. F001:0:500000:11 or "
+                "all:0.5:1.5:5")
+    if len(parts) != 4 or not parts[0]:
+        raise bad
+    try:
+        start, stop, steps = float(parts[1]), float(parts[2]), int(parts[3])
+    except ValueError:
+        raise bad from None
+    if steps < 2 or not (math.isfinite(start) and math.isfinite(stop)) or start < 0 \
+            or stop < start:
+        raise bad
+    return parts[0], start, stop, steps
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from wulian.planning.store import RunStore, diff_runs, redact_url
 
     store = RunStore(args.store)
+    wanted = {"list": (0, 0), "show": (1, 1), "diff": (1, 2)}[args.action]
+    if not wanted[0] <= len(args.ids) <= wanted[1]:
+        raise usage({"list": "runs list 不带运行编号", "show": "runs show 需要一个运行编号,如 "
+                     "`wulian runs show 3`", "diff": "runs diff 需要一或两个运行编号:[旧] 新"}
+                    [args.action],
+                    {"list": "runs list takes no run id", "show": "runs show needs one run id, "
+                     "e.g. `wulian runs show 3`", "diff": "runs diff needs one or two run ids: "
+                     "[OLD] NEW"}[args.action])
     if args.action == "list":
         runs = store.list()
+        if args.json:
+            print_json(runs.to_dict("records"))
+            return 0
         if runs.empty:
             console.print(f"还没有运行记录 / no runs yet in {redact_url(store.url)}")
             return 0
@@ -415,20 +535,28 @@ def cmd_runs(args: argparse.Namespace) -> int:
                                   index=False))
         return 0
     if args.action == "show":
-        run = store.load(args.ids[0])
-        console.print_json(data=run.info)
+        run = _load_run(store, args.ids[0])
+        if args.json:
+            print_json({"run_id": run.run_id, "info": run.info,
+                        "rows": {name: len(frame) for name, frame in run.tables.items()}})
+            return 0
+        console.print_json(strict_json(run.info))
         for name, frame in run.tables.items():
             console.print(f"  {name}: {count(len(frame))} rows")
         return 0
     if len(args.ids) == 1:
-        new = store.load(args.ids[0])
+        new = _load_run(store, args.ids[0])
         old = store.previous(new.run_id)
         if old is None:
-            console.print(f"运行 {new.run_id} 之前没有可比的运行 / no earlier run to compare with")
-            return 1
+            raise failed(f"运行 {new.run_id} 之前没有可比的运行",
+                         f"no earlier run to compare run {new.run_id} with")
     else:
-        old, new = store.load(args.ids[0]), store.load(args.ids[1])
+        old, new = _load_run(store, args.ids[0]), _load_run(store, args.ids[1])
     changes = diff_runs(old, new)
+    if args.json:
+        print_json({"old": old.run_id, "new": new.run_id,
+                    "changes": changes.to_dict("records")})
+        return 0
     counts = changes["direction"].value_counts()
     console.print(f"运行 {old.run_id} → {new.run_id}: "
                   + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -436,6 +564,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
     console.print(frame_table(shown.head(args.limit), "变化的家庭 / households that changed",
                                {"fill_before": pct, "fill_after": pct}, index=False))
     return 0
+
+
+def _load_run(store, run_id: int):
+    try:
+        return store.load(run_id)
+    except KeyError:
+        raise usage(f"没有运行 {run_id}(`wulian runs list` 列出全部)",
+                    f"no run {run_id} in the store (`wulian runs list` lists them)") from None
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -458,7 +594,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     app = Path(str(resources.files("wulian.ui").joinpath("app.py")))
     argv = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-            "--browser.gatherUsageStats", "false"]
+            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
     if args.headless:
         argv += ["--server.headless", "true"]
     argv += ["--server.address", args.host]
@@ -518,16 +654,37 @@ def cmd_formats(args: argparse.Namespace) -> int:
     return 0
 
 
+STORE_HELP = ("run store URL (default $WULIAN_STORE, else runs.sqlite in the user's data "
+              "directory, e.g. ~/.local/share/wulian)")
+
+
+def add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true",
+                   help="print the result as strict JSON on stdout (nothing else goes there)")
+
+
+def add_lang(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lang", choices=["zh", "en", "both"], default="zh",
+                   help="workbook language: zh 中文 (default), en, or both (bilingual headers)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wulian", description="五联 wulian — 社会救助需求与五个联动资源的精准对接 / "
                                    "link social-assistance needs to the five linkages' supply")
+    from wulian import __version__
+
+    parser.add_argument("--version", action="version", version=f"wulian {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print nothing but errors (on stderr) and --json output")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="on an unexpected error, print the whole traceback")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="演示 / the main job on the bundled demo scenario")
     p.add_argument("path", nargs="?", default=str(DEMO), help="scenario (default: bundled demo)")
     p.add_argument("--out", default="out/demo", help="where the output tables go")
-    p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
+    p.add_argument("--store", help=STORE_HELP)
     p.add_argument("--weeks", type=int, default=2,
                    help="weeks of the simulated weekly cycle to play after (0: none)")
     p.set_defaults(func=cmd_demo)
@@ -540,10 +697,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", help="colour policy (TOML); default: the packaged one")
     p.add_argument("--pins", help="pins CSV (need_id, offer_id, volunteer_id, units, slot)")
     p.add_argument("--format", choices=FORMATS, default="csv")
-    p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
+    add_lang(p)
+    p.add_argument("--store", help=STORE_HELP)
     p.add_argument("--decompose", choices=["auto", "always", "never"], default="auto",
                    help="solve district by district in parallel (auto: large multi-district "
                         "weeks)")
+    add_json(p)
     p.set_defaults(func=cmd_allocate)
 
     p = sub.add_parser("match", help="志愿者匹配 / allocate, then match volunteers to visits")
@@ -554,7 +713,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="csv",
                    help="csv or parquet folder, or xlsx: one workbook with a printable sheet "
                         "per volunteer")
-    p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
+    add_lang(p)
+    p.add_argument("--store", help=STORE_HELP)
+    add_json(p)
     p.set_defaults(func=cmd_match)
 
     p = sub.add_parser("budget", help="预算实验室 / what each budget level buys")
@@ -568,13 +729,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE.png", help="draw the sweep's curve to this file")
     p.add_argument("--centre", help="only this centre's subtree")
     p.add_argument("--week", help="ISO week of the needs")
+    add_json(p)
     p.set_defaults(func=cmd_budget)
 
     p = sub.add_parser("runs", help="运行记录 / list, show and diff recorded runs")
     p.add_argument("action", choices=["list", "show", "diff"])
     p.add_argument("ids", nargs="*", type=int, help="run id(s): show ID; diff [OLD] NEW")
-    p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
+    p.add_argument("--store", help=STORE_HELP)
     p.add_argument("--limit", type=int, default=30, help="rows of the diff to show")
+    add_json(p)
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("validate", help="校验场景 / validate a scenario and report every problem")
@@ -600,7 +763,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 "
                         "for the network, behind TLS)")
     p.add_argument("--headless", action="store_true", help="do not open a browser")
-    p.add_argument("--store", help="run store URL (default $WULIAN_STORE or runs/wulian.sqlite)")
+    p.add_argument("--store", help=STORE_HELP)
     p.set_defaults(func=cmd_ui)
 
     add_plan(sub)  # plan (the quarterly planner)
@@ -610,6 +773,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT (128 + 2)
+# -q and -v may stand anywhere on the line, as scripts write them (no command uses them else).
+GLOBAL_FLAGS = ("-q", "--quiet", "-v", "--verbose")
 
 
 def stop_solver_threads() -> None:
@@ -621,24 +786,68 @@ def stop_solver_threads() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; exit 0 on success, 1 when the data or the domain says no, 2 for a
+    mistake on the command line — each mistake one bilingual line on stderr."""
+    from_shell = argv is None  # the command line's own process (not a caller's function)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = [a for a in argv if a in GLOBAL_FLAGS] + [a for a in argv if a not in GLOBAL_FLAGS]
     args = build_parser().parse_args(argv)
+    set_verbosity(args.quiet or getattr(args, "json", False))
+    announce_default_store(args)
     try:
         return args.func(args)
-    except (FileNotFoundError, KeyError) as err:
-        console.print(f"[bold red]{err}[/]")
-        return 2
+    except CliError as err:
+        say_error(str(err))
+        return err.code
+    except ValidationError as err:
+        print_problems(err.problems)
+        return FAILED
+    except FileNotFoundError as err:
+        say_error(str(err))
+        return USAGE
+    except KeyError as err:
+        say_error(f"未找到 / not found: {err.args[0] if err.args else err}")
+        return USAGE
     except KeyboardInterrupt:
         # Between two solver calls: nothing of this run was recorded (a run is saved whole,
         # in one transaction, after the solve), so the store is as it was.
         stop_solver_threads()
         console.print("\n[bold yellow]已中断 / interrupted[/]: 运行未记录 / nothing was recorded")
-        if argv is None:
-            # The command line's own process: end it without the C++ static destructors, which
-            # abort on a solver thread still parked in them (SIGABRT instead of 130).
+        if from_shell:
+            # End without the C++ static destructors, which abort on a solver thread still
+            # parked in them (SIGABRT instead of 130).
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(INTERRUPTED)
         return INTERRUPTED
+    except Exception as err:  # noqa: BLE001 - a script gets one line and an exit code
+        if args.verbose:
+            raise
+        say_error(f"内部错误 / internal error: {type(err).__name__}: {err} "
+                  "(-v 显示完整信息 / -v shows the traceback)")
+        return FAILED
+
+
+def announce_default_store(args: argparse.Namespace) -> None:
+    """Say once, on stderr, where runs are kept when the user named no store: the first time
+    the default store is about to be made."""
+    import os
+
+    from wulian.planning.store import default_store_path
+
+    if not hasattr(args, "store") or args.store or os.environ.get("WULIAN_STORE"):
+        return
+    path = default_store_path()
+    if not path.exists():
+        say_note(f"运行记录保存在 / runs are kept in {path} (--store URL 或 / or "
+                 "$WULIAN_STORE 可另选 / to choose another)")
+
+
+def say_note(message: str) -> None:
+    from wulian.api.console import errors
+
+    if not console.quiet:
+        errors.print(message, markup=False, highlight=False)
 
 
 if __name__ == "__main__":

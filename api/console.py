@@ -12,8 +12,42 @@ from wulian.planning.scenario import Scenario, load_scenario
 
 SHOWN_PROBLEMS = 60  # the console shows this many; the CSV report has them all
 
-# Wide enough for the bilingual tables when output goes to a file or a pipe.
+# Wide enough for the bilingual tables when output goes to a file or a pipe. What a command
+# reports goes to stdout (quiet under -q and --json, where stdout is the JSON alone); errors
+# go to stderr through ``errors``.
 console = Console(highlight=False, width=max(Console().width, 120))
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# Exit codes: what a script can rely on.
+OK, FAILED, USAGE = 0, 1, 2
+
+
+class CliError(Exception):
+    """A mistake the user can fix, said in one bilingual line; ``code`` is the exit code:
+    ``FAILED`` (1) for the data or the domain (nothing to allocate, bad data), ``USAGE`` (2)
+    for the command line itself (a malformed option, an unknown id)."""
+
+    def __init__(self, zh: str, en: str, code: int = USAGE):
+        super().__init__(f"{zh} / {en}")
+        self.zh, self.en, self.code = zh, en, code
+
+
+def usage(zh: str, en: str) -> CliError:
+    return CliError(zh, en, USAGE)
+
+
+def failed(zh: str, en: str) -> CliError:
+    return CliError(zh, en, FAILED)
+
+
+def say_error(message: str) -> None:
+    """One line on stderr, whatever -q says."""
+    errors.print(f"[bold red]错误 / error:[/] {message}", markup=True, highlight=False)
+
+
+def set_verbosity(quiet: bool) -> None:
+    """-q (and --json): the console prints nothing; errors still reach stderr."""
+    console.quiet = quiet
 
 
 def frame_table(frame: pd.DataFrame, title: str, formats: dict | None = None,
@@ -36,7 +70,12 @@ def frame_table(frame: pd.DataFrame, title: str, formats: dict | None = None,
 
 
 def print_problems(problems: list[Problem]) -> None:
-    """The validation report in Chinese and English, the first ``SHOWN_PROBLEMS`` of it."""
+    """The validation report in Chinese and English, the first ``SHOWN_PROBLEMS`` of it (on
+    stdout; under -q one line on stderr says how many)."""
+    if console.quiet:
+        say_error(f"发现 {len(problems)} 个问题,场景未导入 / {len(problems)} problem(s) found, "
+                  "nothing was imported")
+        return
     console.print(f"[bold red]发现 {len(problems)} 个问题 / {len(problems)} problem(s) found"
                   "[/] — 场景未导入 / nothing was imported")
     for p in problems[:SHOWN_PROBLEMS]:
@@ -58,16 +97,18 @@ def load_or_report(path: str, policy=None) -> Scenario | None:
         except ValidationError as err:
             problems = err.problems
     print_problems(problems)
+    if not console.quiet:  # the report went to stdout; the failure is said on stderr too
+        say_error(f"场景有 {len(problems)} 个问题,未导入 / the scenario has "
+                  f"{len(problems)} problem(s): nothing was imported")
     return None
 
 
 def missing_extra(module: str, extra: str) -> bool:
     """Whether ``module`` is missing; if so, say which extra of wulian brings it."""
     import importlib.util
-    import sys
 
     if importlib.util.find_spec(module) is not None:
         return False
-    print(f"需要安装 {extra} 扩展:pip install 'wulian[{extra}]' / this needs the `{extra}` "
-          f"extra: pip install 'wulian[{extra}]'", file=sys.stderr)
+    say_error(f"需要安装 {extra} 扩展:pip install 'wulian[{extra}]' / this needs the "
+              f"`{extra}` extra: pip install 'wulian[{extra}]'")
     return True

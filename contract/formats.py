@@ -56,7 +56,10 @@ def render_formats() -> str:
         "per table, or a folder of Parquet files. CSV may be UTF-8 (with or without BOM) or "
         "GB18030/GBK, as Excel in China saves it. Lists inside a cell are separated by `;`. "
         "IDs are text. Columns whose name starts with `x_` are yours: carried along, never "
-        "checked. Row numbers in reports count the header as row 1, as a spreadsheet does. "
+        "checked. A header may be the column's code (`centre_id`), its Chinese name below "
+        "(`中心编号`), or both (`中心编号 centre_id`). A missing required column is reported "
+        "once, without the references that would fail for want of it. "
+        "Row numbers in reports count the header as row 1, as a spreadsheet does. "
         "Coordinates (`lat`, `lon`, WGS-84 degrees) must lie in mainland China (latitude "
         "18–54, longitude 73–135).",
         "",

@@ -21,7 +21,7 @@ CATALOGUE: dict[str, tuple[str, str, str, str]] = {
         "add {table}.csv (or a sheet named {table} in the workbook){close_en}",
     ),
     "unreadable_file": (
-        "无法读取文件:{reason}", "the file cannot be read: {reason}",
+        "无法读取文件:{reason_zh}", "the file cannot be read: {reason_en}",
         "请另存为 UTF-8 或 GB18030 编码的 CSV", "save it as CSV in UTF-8 or GB18030",
     ),
     # The limits on input (planning/limits.py); the hint names the setting that raises each.
@@ -237,6 +237,9 @@ class Problem:
     def _render(self, i: int) -> str:
         facts = {"table": self.table, "column": self.column, "close_zh": "", "close_en": ""}
         facts.update(self.detail)
+        # A reason given once (a reader's own words) stands for both languages.
+        facts.setdefault("reason_zh", facts.get("reason", ""))
+        facts.setdefault("reason_en", facts.get("reason", ""))
         return CATALOGUE[self.code][i].format(**facts)
 
     @property

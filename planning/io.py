@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,26 @@ def decode_csv(data: bytes) -> tuple[str, str]:
         except UnicodeDecodeError:
             continue
     raise UnicodeDecodeError("utf-8", data[:1], 0, 1, "neither UTF-8 nor GB18030")
+
+
+def unreadable(exc: Exception) -> dict[str, str]:
+    """Why a file could not be read, in Chinese and English (the reader's own words, often a
+    codec's or a parser's, would be English inside a Chinese report)."""
+    detail = {"reason": excerpt(exc, 200)}
+    if isinstance(exc, UnicodeDecodeError):
+        detail.update(reason_zh="不是 UTF-8 或 GB18030 编码的文本(也许是图片或其他二进制文件)",
+                      reason_en="not text in UTF-8 or GB18030 (perhaps an image or another "
+                                "binary file)")
+    elif isinstance(exc, pd.errors.EmptyDataError):
+        detail.update(reason_zh="文件是空的,没有表头行", reason_en="the file is empty: no header "
+                      "row")
+    elif isinstance(exc, pd.errors.ParserError):
+        detail.update(reason_zh="CSV 的列数不一致(某行的逗号多于表头)",
+                      reason_en="rows of the CSV have more cells than its header")
+    elif "zip" in str(exc).lower() or "excel" in str(exc).lower():
+        detail.update(reason_zh="不是可读的 Excel 工作簿(.xlsx)",
+                      reason_en="not a readable Excel workbook (.xlsx)")
+    return detail
 
 
 def as_text(frame: pd.DataFrame) -> pd.DataFrame:
@@ -256,7 +277,7 @@ def read_raw(path: str | Path) -> RawScenario:
             sheets, bounded = read_workbook(path, bounds)
         except Exception as exc:  # noqa: BLE001 - any reader failure is the user's file
             raw.problems.append(Problem("workbook", "unreadable_file", value=path.name,
-                                        detail={"reason": excerpt(exc, 200)}))
+                                        detail=unreadable(exc)))
             return raw
         raw.problems += [p for p in bounded if p.table in TABLES]
         present = {**sheets, **{p.table: None for p in bounded}}
@@ -298,7 +319,7 @@ def read_raw(path: str | Path) -> RawScenario:
                     raw.sources[name] = f"{file.name} ({encoding})"
             except Exception as exc:  # noqa: BLE001 - any reader failure is the user's file
                 raw.problems.append(Problem(name, "unreadable_file", value=file.name,
-                                            detail={"reason": excerpt(exc, 200)}))
+                                            detail=unreadable(exc)))
                 continue
             found = bound_frame(name, frame, bounds)
             raw.problems += found
@@ -349,10 +370,10 @@ def write_tables(tables: dict[str, pd.DataFrame], out: str | Path, fmt: str = "c
     if fmt == "xlsx":
         if out.suffix.lower() != ".xlsx":
             out = out / "scenario.xlsx"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with pd.ExcelWriter(out, engine="openpyxl") as writer:
-            for name, frame in tables.items():
-                frame.to_excel(writer, sheet_name=name[:31], index=False)
+        from wulian.planning.workbook import Sheet, write_workbook
+
+        # A scenario workbook is an input file: sheets named by table, codes as headers.
+        write_workbook([Sheet(name, frame) for name, frame in tables.items()], out, "codes")
         return out
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
@@ -380,13 +401,45 @@ class Outputs:
             return tables[name]
         raise AttributeError(name)
 
-    def write(self, out: str | Path, fmt: str = "csv") -> Path:
-        """Write every table (safe to open in Excel) and the provenance file to ``out``."""
+    def write(self, out: str | Path, fmt: str = "csv", lang: str = "zh") -> Path:
+        """Write every table (safe to open in Excel) and the provenance file to ``out``: a CSV
+        or Parquet folder, or one workbook for people in ``lang`` (planning/workbook.py)."""
         out = Path(out)
-        target = out / self.WORKBOOK if fmt == "xlsx" else out
-        write_tables({k: excel_safe(v) for k, v in self.tables.items()}, target, fmt)
+        if fmt == "xlsx":
+            from wulian.planning.workbook import tables_workbook
+
+            tables_workbook(self.tables, out / self.WORKBOOK, lang, self.workbook_title())
+        else:
+            write_tables({k: excel_safe(v) for k, v in self.tables.items()}, out, fmt)
         out.mkdir(parents=True, exist_ok=True)
-        (out / self.INFO_FILE).write_text(json.dumps(self.info, ensure_ascii=False, indent=2,
-                                                     sort_keys=True) + "\n", encoding="utf-8")
+        (out / self.INFO_FILE).write_text(strict_json(self.info) + "\n", encoding="utf-8")
         return out
+
+    def workbook_title(self) -> tuple[str, str]:
+        """The workbook's title (printed at the top of each page)."""
+        run = self.info.get("run_id", "")
+        return (f"五联 · 运行 {run}", f"wulian · run {run}")
+
+
+def finite(value):
+    """``value`` with every NaN or infinity inside it as ``None``: strict JSON has neither."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):  # a numpy scalar
+        try:
+            return finite(value.item())
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
+def strict_json(value, indent: int | None = 2) -> str:
+    """``value`` as JSON that strict parsers accept: NaN and infinities as ``null``, UTF-8
+    text as is, keys sorted (the same data gives the same text)."""
+    return json.dumps(finite(value), ensure_ascii=False, indent=indent, sort_keys=True,
+                      allow_nan=False, default=str)
 

@@ -54,7 +54,6 @@ from wulian.optimizer.pins import PinError
 from wulian.optimizer.status import Status
 from wulian.optimizer.visits import SLOTS, MatchParams, VisitMatch, match_visits
 from wulian.planning.allocate import Run
-from wulian.planning.io import excel_safe, safe_cell
 from wulian.planning.scenario import Scenario
 
 KINDS = ("service", "monitoring", "service+monitoring")
@@ -542,98 +541,49 @@ def reconcile(run: Run, match: MatchResult) -> tuple[pd.DataFrame, pd.DataFrame]
 
 # ----------------------------------------------------------------------------- workbook
 
-_BAD_SHEET_CHARS = str.maketrans({c: "_" for c in "[]:*?/\\'"})
-SHEET_HEADER = ("时段 slot", "家庭 household", "类型 kind", "服务 service", "时长 hours",
-                "公里 km")
-
-
 def sheet_names(ids, taken=()) -> list[str]:
-    """Excel-valid, unique sheet names for ``ids``: no ``[]:*?/\\'``, at most 31 characters,
-    unique ignoring case and distinct from ``taken``; a clash gets ``~2``, ``~3`` … appended.
+    """Excel-valid, unique sheet names for ``ids`` (planning/workbook.py's rule: no
+    ``[]:*?/\\``, at most 31 characters, unique ignoring case and distinct from ``taken``)."""
+    from wulian.planning.workbook import sheet_name
 
-    >>> sheet_names(["V1", "a/b", "v1", "x" * 40], taken=["load"])
-    ['V1', 'a_b', 'v1~2', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx']
-    """
-    used = {str(name).lower() for name in taken}
-    out = []
-    for value in ids:
-        base = (str(value).translate(_BAD_SHEET_CHARS).strip() or "sheet")[:31]
-        name, k = base, 1
-        while name.lower() in used:
-            k += 1
-            suffix = f"~{k}"
-            name = base[:31 - len(suffix)] + suffix
-        used.add(name.lower())
-        out.append(name)
-    return out
+    used = {str(name) for name in taken}
+    return [sheet_name(str(value), used) for value in ids]
 
 
 def write_workbook(match: MatchResult, path: str | Path,
-                   extra: dict[str, pd.DataFrame] | None = None) -> Path:
-    """One workbook: the matching's tables (and ``extra`` ones), then one printable sheet per
-    volunteer with any available slot: a header with their id and week's totals, then each
-    available slot in calendar order with the household (id only), the service or monitoring,
-    hours and km ("空闲 free" when nothing is planned). Every text cell is Excel-safe.
-    """
-    from openpyxl import Workbook
-    from openpyxl.styles import Font
+                   extra: dict[str, pd.DataFrame] | None = None, lang: str = "zh") -> Path:
+    """One workbook for people (planning/workbook.py): the matching's tables (and ``extra``
+    ones), then one printable sheet per volunteer with any available slot: each slot in
+    calendar order with the household, the kind of visit, the service, hours and km (an empty
+    household is a free slot); the index sheet gives each volunteer's totals."""
+    from wulian.planning.workbook import Sheet, pick
+    from wulian.planning.workbook import write_workbook as write
 
     path = Path(path)
     if path.suffix.lower() != ".xlsx":
         path = path / "matching.xlsx"
-    path.parent.mkdir(parents=True, exist_ok=True)
     tables = {**match.tables, **(extra or {})}
     tables.pop("schedules")  # its content is the volunteers' sheets
-    wb = Workbook()
-    wb.remove(wb.active)
-    table_names = sheet_names(tables)
-    for name, frame in zip(table_names, tables.values(), strict=True):
-        ws = wb.create_sheet(name)
-        safe = excel_safe(frame)
-        ws.append([str(c) for c in safe.columns])
-        for row in safe.itertuples(index=False):
-            ws.append([_cell(v) for v in row])
+    from wulian.ui.text import SHEET_ABOUT
+
+    sheets = [Sheet(name, frame, SHEET_ABOUT.get(name, "")) for name, frame in tables.items()]
     schedules = match.schedules
     totals = match.load.set_index("volunteer_id")
-    vol_ids = list(dict.fromkeys(schedules["volunteer_id"]))
-    bold = Font(bold=True)
-    for vid, name in zip(vol_ids, sheet_names(vol_ids, taken=table_names), strict=True):
-        ws = wb.create_sheet(name)
+    columns = ["slot", "household_id", "kind", "service_zh", "hours", "km"]
+    for vid in dict.fromkeys(schedules["volunteer_id"]):
         mine = schedules[schedules["volunteer_id"] == vid]
-        ws.append(["志愿者 volunteer", safe_cell(str(vid))])
-        ws.append(["合计 totals", f"{totals.at[vid, 'visits']:g} 次走访 visits",
-                   f"{totals.at[vid, 'hours']:g} 小时 hours", f"{totals.at[vid, 'km']:g} 公里 km",
-                   f"上限 max {totals.at[vid, 'max_hours']:g} 小时 hours"])
-        ws.append([])
-        ws.append(list(SHEET_HEADER))
-        for cell in (*ws[1], *ws[4]):
-            cell.font = bold
-        for row in mine.itertuples(index=False):
-            free = row.visit_id == ""
-            kind = "" if free else {"monitoring": "走访监测 monitoring",
-                                    "service": "服务 service",
-                                    "service+monitoring": "服务+监测 service+monitoring"}[row.kind]
-            ws.append([f"{row.slot_zh} {row.slot_en}",
-                       "空闲 free" if free else safe_cell(str(row.household_id)), kind,
-                       "" if free or row.kind == "monitoring" else
-                       safe_cell(f"{row.service_zh} {row.service_id}"),
-                       None if free else float(row.hours),
-                       None if free else float(row.km)])
-        ws.column_dimensions["A"].width = 16
-        ws.column_dimensions["B"].width = 14
-        ws.column_dimensions["C"].width = 22
-        ws.column_dimensions["D"].width = 24
-    wb.save(path)
-    return path
-
-
-def _cell(value):
-    """A value openpyxl writes as is (numpy scalars as Python numbers, NaN as empty)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    return value
+        week = mine[columns].assign(kind=mine["kind"].where(mine["visit_id"] != "", "free"))
+        t = totals.loc[vid]
+        about = (f"{t['visits']:g} 次走访 · {t['hours']:g} 小时 · {t['km']:.1f} 公里 · "
+                 f"上限 {t['max_hours']:g} 小时",
+                 f"{t['visits']:g} visits · {t['hours']:g} hours · {t['km']:.1f} km · "
+                 f"at most {t['max_hours']:g} hours")
+        sheets.append(Sheet(pick(("志愿者 ", "volunteer "), lang, "") + str(vid)
+                            if lang != "codes" else str(vid), week.reset_index(drop=True),
+                            about))
+    result = write(sheets, path, lang, ("五联 · 志愿者匹配", "wulian · volunteer matching"))
+    assert isinstance(result, Path)
+    return result
 
 
 def reconciled_tables(scenario: Scenario, run: Run, match: MatchResult) -> dict[str, pd.DataFrame]:

@@ -197,61 +197,30 @@ def performance(register: Register, by: str = "provider", first: str | None = No
             "monitoring": monitoring(tasks), "reach": reach(tasks)}
 
 
-# Bilingual headers for the report workbook.
-HEADERS = {
-    "provider": "服务方 provider", "linkage": "联动 linkage", "fund": "基金 fund",
-    "street": "街镇 street", "colour": "颜色 colour", "tier": "颜色 colour",
-    "week": "周次 week", "tasks": "任务 tasks", "accepted": "接受 accepted",
-    "declined": "拒绝 declined", "delivered": "完成 delivered",
-    "not_delivered": "未完成 not delivered", "units_planned": "计划数量 units planned",
-    "units_delivered": "完成数量 units delivered", "median_days": "完成天数中位 median days",
-    "planned": "计划金额 planned ¥", "committed": "承诺金额 committed ¥",
-    "spent": "支出 spent ¥", "delivered_share": "完成率 delivered share",
-    "needs": "需求数 needs", "fill_rate": "满足率 fill rate",
-    "planned_rate": "计划满足率 planned rate", "made": "已走访 made",
-    "on_time": "按时率 on time", "households": "惠及户数 households",
-    "households_per_10k": "每万元户数 households per ¥10,000",
-}
-SHEETS = {"by_provider": "按服务方 by provider", "by_linkage": "按联动 by linkage",
-          "by_fund": "按基金 by fund", "by_street": "按街镇 by street",
-          "by_colour": "按颜色 by colour", "fill_rate": "满足率 fill rate",
-          "monitoring": "巡查 monitoring", "reach": "惠及 reach"}
+# The report's sheets, (中文, English); the columns are headed by the app's text table.
+SHEETS = {"by_provider": ("按服务方", "by provider"), "by_linkage": ("按联动", "by linkage"),
+          "by_fund": ("按基金", "by fund"), "by_street": ("按街镇", "by street"),
+          "by_colour": ("按颜色", "by colour"), "fill_rate": ("满足率", "fill rate"),
+          "monitoring": ("巡查", "monitoring"), "reach": ("惠及", "reach")}
+ABOUT = {"by_provider": ("各服务方的任务与完成", "tasks and deliveries by provider"),
+         "by_linkage": ("各联动的任务与完成", "tasks and deliveries by linkage"),
+         "by_fund": ("各基金的计划、承诺与支出", "planned, committed and spent by fund"),
+         "by_street": ("各街镇的任务与完成", "tasks and deliveries by street"),
+         "by_colour": ("各颜色的任务与完成", "tasks and deliveries by colour"),
+         "fill_rate": ("每周各颜色的满足率", "fill rate by week and colour"),
+         "monitoring": ("巡查走访是否按时", "monitoring visits made on time"),
+         "reach": ("惠及户数与每万元惠及户数", "households reached, per ¥10,000")}
 
 
-def report(tables: dict[str, pd.DataFrame], path: str | Path, title: str) -> Path:
-    """The tables as one formatted bilingual workbook (money as ¥, shares as %)."""
-    from openpyxl import Workbook
-    from openpyxl.styles import Font
+def report(tables: dict[str, pd.DataFrame], path: str | Path, title: str,
+           lang: str = "both") -> Path:
+    """The tables as one workbook for people (planning/workbook.py): an index, money as ¥,
+    shares as %; bilingual by default (the report goes to offices and funders alike)."""
+    from wulian.planning.workbook import Sheet, write_workbook
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wb = Workbook()
-    about = wb.active
-    about.title = "说明 about"
-    about.append(["服务绩效报告 / service performance report"])
-    about.append([title])
-    about["A1"].font = Font(bold=True, size=14)
-    for name, frame in tables.items():
-        ws = wb.create_sheet(SHEETS.get(name, name)[:31])
-        ws.append([HEADERS.get(c, HEADERS.get(c.removeprefix("declined_"), c)
-                           if not c.startswith("declined_") else
-                           f"拒绝:{vocab.DECLINE_REASONS.get(c[9:], (c[9:],))[0]} "
-                           f"declined: {c[9:]}") for c in frame.columns])
-        for cell in ws[1]:
-            cell.font = Font(bold=True)
-        for row in frame.itertuples(index=False):
-            ws.append([None if isinstance(v, float) and np.isnan(v) else
-                       (v.item() if isinstance(v, np.generic) else v) for v in row])
-        for j, column in enumerate(frame.columns, start=1):
-            letter = ws.cell(row=1, column=j).column_letter
-            ws.column_dimensions[letter].width = max(12, min(28, len(str(ws.cell(1, j).value))))
-            fmt = ("0.0%" if column in ("fill_rate", "planned_rate", "on_time",
-                                        "delivered_share") else
-                   '"¥"#,##0.00' if column in ("planned", "committed", "spent") else None)
-            if fmt:
-                for cell in ws[letter][1:]:
-                    cell.number_format = fmt
-        ws.freeze_panes = "A2"
-        ws.auto_filter.ref = ws.dimensions
-    wb.save(path)
-    return path
+    sheets = [Sheet(SHEETS.get(name, name), frame, ABOUT.get(name, ""))
+              for name, frame in tables.items()]
+    written = write_workbook(sheets, Path(path), lang,
+                             (f"服务绩效报告 {title}", f"service performance report {title}"))
+    assert isinstance(written, Path)
+    return written

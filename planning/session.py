@@ -18,8 +18,6 @@ run store (both have ``tables`` and ``info``), so an old run opens exactly like 
 from __future__ import annotations
 
 import dataclasses
-import io
-import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,13 +28,12 @@ import pandas as pd
 from wulian.contract import vocab
 from wulian.contract.problems import Problem, ValidationError
 from wulian.demand.scoring import score_households
-from wulian.planning.io import as_text, excel_safe
+from wulian.planning.io import as_text
 from wulian.planning.scenario import Scenario, load_scenario
+from wulian.planning.workbook import sheet_name
 
 SCENARIO_SUFFIXES = (".csv", ".parquet", ".xlsx")
 # Excel refuses these in sheet names and cuts names at 31 characters.
-_SHEET_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
-SHEET_NAME_LIMIT = 31
 FULL = 1 - 1e-9  # a served fraction at least this counts as fully served
 
 
@@ -67,16 +64,24 @@ def scenario_from_files(files: Mapping[str, bytes], policy=None) -> Scenario:
     """
     names = [Path(name).name for name in files]
     problems = [Problem("upload", "unreadable_file", value=name,
-                        detail={"reason": "use .csv, .parquet or .xlsx files"})
+                        detail={"reason": "use .csv, .parquet or .xlsx files",
+                                "reason_zh": "请使用 .csv、.parquet 或 .xlsx 文件",
+                                "reason_en": "use .csv, .parquet or .xlsx files"})
                 for name in names if Path(name).suffix.lower() not in SCENARIO_SUFFIXES]
     workbooks = [n for n in names if n.lower().endswith(".xlsx")]
     if workbooks and len(names) > 1:
         problems.append(Problem("upload", "unreadable_file", value=", ".join(sorted(names)),
                                 detail={"reason": "upload one .xlsx workbook on its own, or "
-                                                  "the CSV/Parquet files of one folder"}))
+                                                  "the CSV/Parquet files of one folder",
+                                        "reason_zh": "工作簿请单独上传;或上传同一文件夹中的 "
+                                                     "CSV/Parquet 文件",
+                                        "reason_en": "upload one .xlsx workbook on its own, "
+                                                     "or the CSV/Parquet files of one folder"}))
     if not names:
         problems.append(Problem("upload", "unreadable_file", value="",
-                                detail={"reason": "no file was uploaded"}))
+                                detail={"reason": "no file was uploaded",
+                                        "reason_zh": "没有上传文件",
+                                        "reason_en": "no file was uploaded"}))
     if problems:
         raise ValidationError(problems)
     with tempfile.TemporaryDirectory(prefix="wulian-upload-") as folder:
@@ -246,29 +251,97 @@ def household_detail(scenario: Scenario, served: pd.DataFrame,
                 "units_from_source", "cost", "fund_id", "reason"]].reset_index(drop=True)
 
 
+# Why the model would refuse a pin to a source, (中文, English); the conditions are the
+# allocation's own (optimizer/eligibility.py), checked here for one need before any run.
+PIN_REFUSALS: dict[str, tuple[str, str]] = {
+    "coverage": ("不在覆盖范围:{centre} 不覆盖该户所在站点",
+                 "out of coverage: {centre} does not cover the household's station"),
+    "category": ("救助类别不符:仅限 {allowed}", "category not eligible: only {allowed}"),
+    "colour": ("颜色不符:仅限 {allowed}", "colour not eligible: only {allowed}"),
+    "fund_reach": ("付款基金 {fund} 不覆盖该户", "the paying fund {fund} does not reach the "
+                   "household"),
+    "fund_earmark": ("付款基金 {fund} 限定用于其他服务",
+                     "the paying fund {fund} is earmarked for other services"),
+    "capacity": ("没有容量", "no capacity"),
+    "check": ("该服务需要通过背景审查的志愿者", "the service needs a background-checked "
+              "volunteer"),
+    "hours": ("志愿者没有可服务的时长或时段", "the volunteer has no hours or slots"),
+}
+
+
 def pin_sources(scenario: Scenario, need_id: str) -> pd.DataFrame:
-    """What a coordinator may pin a need to: the offers of its service and the volunteers of
-    its household's street, each with a label (the run says whether a pin can be kept)."""
+    """Every source a coordinator might pin a need to — the offers of its service and the
+    volunteers of its household's street with the service's skills — with what the model
+    would say: ``accepted``, else ``why_zh``/``why_en`` (the first failing condition of
+    :data:`PIN_REFUSALS`); with ``capacity``, ``unit_cost`` and the most units one pin may
+    give (``most``: the need, the offer's and the fund's cap per household). Offers first."""
     need = scenario.needs.set_index("need_id").loc[need_id]
-    providers = scenario.providers.set_index("provider_id")["name"]
-    offers = scenario.offers[scenario.offers["service_id"] == need["service_id"]]
-    rows = [("offer", o, f"{o} · {providers.get(p, p)}")
-            for o, p in zip(offers["offer_id"], offers["provider_id"], strict=True)]
-    station = scenario.households.set_index("household_id").at[need["household_id"],
-                                                               "station_id"]
-    street = scenario.hierarchy.ancestor(np.array([station]), "street")[0]
-    # Volunteers serve in-person services of their own street, with every skill needed.
+    household = scenario.households.set_index("household_id").loc[need["household_id"]]
+    station = household["station_id"]
     service = scenario.services.set_index("service_id").loc[need["service_id"]]
-    if service["delivery"] != "in_person":
-        return pd.DataFrame(rows, columns=["kind", "source_id", "label"])
-    vols = scenario.volunteers
-    needed = set(filter(None, service["skills"].split(";")))
-    able = vols["skills"].map(lambda s: needed <= set(s.split(";"))).to_numpy(dtype=bool)
-    here = scenario.hierarchy.ancestor(vols["station_id"].to_numpy(), "street") == street
-    vols = vols[here & able]
-    rows += [("volunteer", v, f"{v} · {s}")
-             for v, s in zip(vols["volunteer_id"], vols["skills"], strict=True)]
-    return pd.DataFrame(rows, columns=["kind", "source_id", "label"])
+    providers = scenario.providers.set_index("provider_id")
+    funds = scenario.funds.set_index("fund_id")
+    quantity = float(need["quantity"])
+    covers = scenario.hierarchy.covers
+    rows = []
+
+    def refused(code: str, **facts: object) -> tuple[bool, str, str]:
+        zh, en = PIN_REFUSALS[code]
+        return False, zh.format(**facts), en.format(**facts)
+
+    cats = set(filter(None, str(household["categories"]).split(";")))
+    offers = scenario.offers[scenario.offers["service_id"] == need["service_id"]]
+    for offer in offers.itertuples(index=False):
+        centre = offer.coverage_centre_id or providers.at[offer.provider_id, "centre_id"]
+        allowed_cats = set(filter(None, str(offer.eligible_categories).split(";")))
+        allowed_tiers = set(filter(None, str(offer.eligible_tiers).split(";")))
+        charged = offer.unit_cost > 0 and bool(offer.fund_id)
+        verdict = (True, "", "")
+        most = quantity
+        if not covers(np.array([centre]), np.array([station]))[0]:
+            verdict = refused("coverage", centre=centre)
+        elif allowed_cats and not allowed_cats & cats:
+            verdict = refused("category", allowed="、".join(sorted(allowed_cats)))
+        elif allowed_tiers and household["tier"] not in allowed_tiers:
+            verdict = refused("colour", allowed="、".join(
+                t for t in vocab.TIER_ORDER if t in allowed_tiers))
+        elif charged and not covers(np.array([funds.at[offer.fund_id, "centre_id"]]),
+                                    np.array([station]))[0]:
+            verdict = refused("fund_reach", fund=offer.fund_id)
+        elif charged and funds.at[offer.fund_id, "earmarked_services"] and need["service_id"] \
+                not in str(funds.at[offer.fund_id, "earmarked_services"]).split(";"):
+            verdict = refused("fund_earmark", fund=offer.fund_id)
+        elif not offer.capacity > 0:
+            verdict = refused("capacity")
+        if verdict[0]:
+            caps = [quantity, float(offer.capacity)]
+            if pd.notna(offer.max_per_household):
+                caps.append(float(offer.max_per_household))
+            if charged and pd.notna(funds.at[offer.fund_id, "max_per_household"]):
+                caps.append(float(funds.at[offer.fund_id, "max_per_household"])
+                            / float(offer.unit_cost))
+            most = min(caps)
+        name = providers["name"].get(offer.provider_id, offer.provider_id)
+        rows.append(("offer", offer.offer_id, f"{offer.offer_id} · {name}",
+                     float(offer.capacity), float(offer.unit_cost), most, *verdict))
+    if service["delivery"] == "in_person":
+        # Volunteers serve in-person services of their own street, with every skill needed.
+        vols = scenario.volunteers
+        needed = set(filter(None, service["skills"].split(";")))
+        able = vols["skills"].map(lambda s: needed <= set(s.split(";"))).to_numpy(dtype=bool)
+        street = scenario.hierarchy.ancestor(np.array([station]), "street")[0]
+        here = scenario.hierarchy.ancestor(vols["station_id"].to_numpy(), "street") == street
+        for vol in vols[here & able].itertuples(index=False):
+            verdict = (True, "", "")
+            if bool(service["safeguarding"]) and not bool(vol.background_checked):
+                verdict = refused("check")
+            elif not vol.max_hours > 0:
+                verdict = refused("hours")
+            rows.append(("volunteer", vol.volunteer_id, f"{vol.volunteer_id} · {vol.skills}",
+                         float(vol.max_hours), 0.0, quantity, *verdict))
+    frame = pd.DataFrame(rows, columns=["kind", "source_id", "label", "capacity", "unit_cost",
+                                        "most", "accepted", "why_zh", "why_en"])
+    return frame.astype({"accepted": bool})
 
 
 # ----------------------------------------------------------------------------- scenario views
@@ -368,21 +441,17 @@ def deprivation_by_street(scenario: Scenario) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- export
 
 
-def sheet_name(text: str, taken: set[str]) -> str:
-    """An Excel sheet name from ``text``: forbidden characters dropped, at most 31
-    characters, and unique among ``taken`` (which it joins).
-
-    >>> taken = set(); sheet_name("资源方 A/B", taken), sheet_name("资源方 A/B", taken)
-    ('资源方 AB', '资源方 AB~2')
-    """
-    base = _SHEET_FORBIDDEN.sub("", text).strip("'")[:SHEET_NAME_LIMIT] or "sheet"
-    name, n = base, 1
-    while name.lower() in {t.lower() for t in taken}:
-        n += 1
-        suffix = f"~{n}"
-        name = base[:SHEET_NAME_LIMIT - len(suffix)] + suffix
-    taken.add(name)
-    return name
+def plans_for_reading(plans: pd.DataFrame) -> pd.DataFrame:
+    """The households' plans as a coordinator reads them: red first (then orange, yellow,
+    green), within a colour those still lacking something first, the lowest fill rate first;
+    what is unmet before the package, which is the long column."""
+    order = {t: i for i, t in enumerate(vocab.TIER_ORDER)}
+    ranked = plans.assign(_tier=plans["tier"].map(order), _complete=plans["unmet"] == "")
+    ranked = ranked.sort_values(["_tier", "_complete", "fill_rate", "household_id"],
+                                kind="stable")
+    first = ["household_id", "station_id", "tier", "fill_rate", "unmet", "package"]
+    rest = [c for c in plans.columns if c not in first]
+    return ranked[[*first, *rest]].reset_index(drop=True)
 
 
 def provider_tasks(scenario: Scenario, tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -410,40 +479,60 @@ def provider_tasks(scenario: Scenario, tables: Mapping[str, pd.DataFrame]) -> pd
 
 
 def export_workbook(scenario: Scenario, tables: Mapping[str, pd.DataFrame],
-                    schedules: pd.DataFrame | None = None) -> bytes:
-    """The coordinator's workbook as XLSX bytes: an index sheet, one sheet per provider with
-    its task list, one per volunteer with their week (from matching's ``schedules``, when
-    given; volunteers with at least one visit), and the unmet list with reasons. Every text
-    cell is safe against formula injection (:func:`planning.io.excel_safe`)."""
-    taken: set[str] = set()
-    sheets: list[tuple[str, str, pd.DataFrame]] = []
+                    schedules: pd.DataFrame | None = None, lang: str = "zh") -> bytes:
+    """The coordinator's workbook as XLSX bytes (planning/workbook.py): an index sheet, one
+    sheet per provider named by the provider's name with its task list (red first), one per
+    volunteer with their week (from matching's ``schedules``, when given; volunteers with at
+    least one visit), and the unmet list with reasons, red first and the largest first."""
+    from wulian.planning.workbook import Sheet, write_workbook
+
+    order = {t: i for i, t in enumerate(vocab.TIER_ORDER)}
+
+    def red_first(frame: pd.DataFrame, *then: str, ascending: bool = True) -> pd.DataFrame:
+        return frame.sort_values(["tier", *then], key=lambda s: s.map(order)
+                                 if s.name == "tier" else s, kind="stable",
+                                 ascending=[True, *[ascending] * len(then)]) \
+            .reset_index(drop=True)
+
+    sheets: list[Sheet] = []
     tasks = provider_tasks(scenario, tables)
+    columns = ["household_id", "station_id", "tier", "service_zh", "units", "unit", "cost",
+               "fund_id", "offer_id", "need_id"]
     for provider_id, part in tasks.groupby("provider_id", sort=True):
-        sheets.append((sheet_name(f"资源方 {provider_id}", taken), "provider",
-                       part.reset_index(drop=True)))
+        name = str(part["provider"].iloc[0]) if part["provider"].notna().iloc[0] else ""
+        sheets.append(Sheet(name or str(provider_id),
+                            red_first(part[columns], "station_id", "household_id"),
+                            (f"资源方 {provider_id} {name} 的任务",
+                             f"tasks of provider {provider_id} {name}")))
     if schedules is not None:
         busy = schedules.loc[schedules["visit_id"] != "", "volunteer_id"].unique()
+        keep = [c for c in ("slot", "household_id", "station_id", "kind", "service_zh",
+                            "hours", "km") if c in schedules.columns]
         for volunteer_id in sorted(busy):
             week = schedules[schedules["volunteer_id"] == volunteer_id]
-            sheets.append((sheet_name(f"志愿者 {volunteer_id}", taken), "volunteer",
-                           week.reset_index(drop=True)))
+            sheets.append(Sheet(f"志愿者 {volunteer_id}", week[keep].reset_index(drop=True),
+                                (f"志愿者 {volunteer_id} 一周的时段",
+                                 f"volunteer {volunteer_id}'s week")))
     needs = scenario.needs.set_index("need_id")
-    unmet = tables["unmet"].assign(
-        household_id=lambda u: u["need_id"].map(needs["household_id"]),
-        service_id=lambda u: u["need_id"].map(needs["service_id"]))
-    sheets.append((sheet_name("未满足 unmet", taken), "unmet", unmet))
-    index = pd.DataFrame({"sheet": [s for s, _, _ in sheets], "kind": [k for _, k, _ in sheets],
-                          "rows": [len(f) for _, _, f in sheets]})
-    buffer = io.BytesIO()
-    with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
-        excel_safe(index).to_excel(writer, sheet_name=sheet_name("目录 index", taken),
-                                   index=False)
-        for name, _, frame in sheets:
-            excel_safe(frame).to_excel(writer, sheet_name=name, index=False)
-    return buffer.getvalue()
+    households = scenario.households.set_index("household_id")
+    services = scenario.services.set_index("service_id")
+    unmet = tables["unmet"]
+    household = unmet["need_id"].map(needs["household_id"])
+    service = unmet["need_id"].map(needs["service_id"])
+    unmet = pd.DataFrame({
+        "household_id": household, "station_id": household.map(households["station_id"]),
+        "tier": household.map(households["tier"]), "service_zh": service.map(services["name_zh"]),
+        "units": unmet["units"], "unit": service.map(services["unit"]),
+        "reason": unmet["reason"], "need_id": unmet["need_id"]})
+    sheets.append(Sheet("unmet", red_first(unmet, "units", ascending=False),
+                        ("未能满足的需求及原因(红色在前)", "unmet needs and why (red first)")))
+    result = write_workbook(sheets, None, lang,
+                            ("五联 · 协调员导出", "wulian · coordinator export"))
+    assert isinstance(result, bytes)
+    return result
 
 
 __all__ = ["scenario_from_files", "with_pins", "pins_kept", "served_needs", "fill_by_tier",
            "funds_used", "unmet_reasons", "station_fill", "household_detail", "pin_sources",
            "centre_children", "city_id", "registry", "deprivation_by_street", "sheet_name",
-           "provider_tasks", "export_workbook"]
+           "provider_tasks", "export_workbook", "plans_for_reading"]

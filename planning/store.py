@@ -20,13 +20,31 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
 
 from wulian.planning.db import open_engine
+from wulian.planning.io import strict_json
 
-DEFAULT_URL = "sqlite:///runs/wulian.sqlite"
+
+def default_store_path() -> Path:
+    """Where runs are kept when no store is named: the user's data directory
+    (``platformdirs.user_data_path("wulian")`` when platformdirs is installed, else
+    ``$XDG_DATA_HOME/wulian``, else ``~/.local/share/wulian``), file ``runs.sqlite`` — never
+    the directory the command happens to be run from."""
+    try:
+        from platformdirs import user_data_path
+
+        folder = Path(user_data_path("wulian"))
+    except ImportError:
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        folder = Path(base) / "wulian"
+    return folder / "runs.sqlite"
+
+
+DEFAULT_URL = f"sqlite:///{default_store_path()}"
 
 _meta = sa.MetaData()
 RUNS = sa.Table(
@@ -125,8 +143,9 @@ def redact_url(url: str) -> str:
 
 
 def store_url(url: str | None = None) -> str:
-    """The store to use: the argument, else ``$WULIAN_STORE``, else ``runs/wulian.sqlite``."""
-    return url or os.environ.get("WULIAN_STORE") or DEFAULT_URL
+    """The store to use: the argument, else ``$WULIAN_STORE``, else the user's data directory
+    (:func:`default_store_path`)."""
+    return url or os.environ.get("WULIAN_STORE") or f"sqlite:///{default_store_path()}"
 
 
 @dataclass(frozen=True)
@@ -164,7 +183,7 @@ class RunStore:
             policy_digest=info.get("policy", {}).get("digest", ""),
             week=params.get("week") or "", centre=params.get("centre") or "",
             status=info.get("status", ""),
-            info=json.dumps(info, ensure_ascii=False, sort_keys=True, default=str),
+            info=strict_json(info, indent=None),  # NaN as null: strict parsers read it back
         )).inserted_primary_key[0]
         if blobs:
             conn.execute(RUN_TABLES.insert(), [
@@ -447,8 +466,9 @@ def _scenario_row(row) -> dict:
 def diff_runs(old: StoredRun, new: StoredRun) -> pd.DataFrame:
     """Households whose service changed from ``old`` to ``new``, and why.
 
-    One row per household that gained or lost served units: its fill rate before and after,
-    the change, and for a loss the unmet reasons in the new run.
+    One row per household that gained or lost served units, or whose package changed at the
+    same fill rate (``moved``: 2 hours from one provider to another): its fill rate before and
+    after, the change, both packages, and for a loss the unmet reasons in the new run.
     """
     before = old.tables["plans"].set_index("household_id")
     after = new.tables["plans"].set_index("household_id")
@@ -458,7 +478,10 @@ def diff_runs(old: StoredRun, new: StoredRun) -> pd.DataFrame:
     fill_before = before["fill_rate"].reindex(index)
     fill_after = after["fill_rate"].reindex(index)
     change = fill_after.fillna(0) - fill_before.fillna(0)
-    changed = (change.abs() > 1e-9) | fill_before.isna() | fill_after.isna()
+    package_before = before["package"].reindex(index).fillna("")
+    package_after = after["package"].reindex(index).fillna("")
+    moved = package_before != package_after
+    changed = (change.abs() > 1e-9) | fill_before.isna() | fill_after.isna() | moved
     out = pd.DataFrame({
         "tier": after["tier"].reindex(index).fillna(before["tier"].reindex(index)),
         "fill_before": fill_before, "fill_after": fill_after, "change": change,
@@ -468,6 +491,7 @@ def diff_runs(old: StoredRun, new: StoredRun) -> pd.DataFrame:
     })[changed]
     out["direction"] = pd.cut(out["change"], [-2, -1e-9, 1e-9, 2],
                               labels=["lost", "same", "gained"]).astype(str)
+    out.loc[(out["direction"] == "same") & moved.reindex(out.index), "direction"] = "moved"
     out.loc[fill_before.reindex(out.index).isna(), "direction"] = "new"
     out.loc[fill_after.reindex(out.index).isna(), "direction"] = "gone"
     return out.reset_index().sort_values(["change", "household_id"]).reset_index(drop=True)

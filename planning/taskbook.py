@@ -138,8 +138,13 @@ def _workbook(path: Path, part: pd.DataFrame, week: str, who: dict, visits: bool
         dv = DataValidation(type="list", formula1=formula, allow_blank=True)
         dv.add(f"{col}2:{col}{last}")
         ws.add_data_validation(dv)
-    ws.freeze_panes = "B2"
+    ws.freeze_panes = "A2"  # as in every workbook wulian writes (planning/workbook.py)
     ws.auto_filter.ref = f"A1:{letter[columns[-1].code]}{last}"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_title_rows = "1:1"
 
     about = wb.create_sheet(ABOUT_SHEET)
     lines = [("周次 week", week), ("对象 for", who.get("provider") or who.get("street")),

@@ -57,6 +57,29 @@ def _not_allowed(table: str, column: str, rows: pd.Index, values: pd.Series,
     return out
 
 
+def with_codes(table: Table, text: pd.DataFrame) -> pd.DataFrame:
+    """``text`` with headers written in Chinese renamed to their codes: the Chinese names of
+    docs/formats.md (``中心编号`` for ``centre_id``), or both (``中心编号 centre_id``,
+    ``centre_id 中心编号``), as a spreadsheet made by hand in Chengdu has them. A header that
+    names a column twice, or a code already present, is left alone (and then reported)."""
+    by_zh = {c.zh: c.name for c in table.columns}
+    names = set(table.column_names)
+    renames: dict[str, str] = {}
+    for header in text.columns:
+        if header in names or header.startswith(USER_COLUMN_PREFIX):
+            continue
+        code = by_zh.get(header)
+        if code is None:
+            parts = header.replace("/", " ").split()
+            known = [p for p in parts if p in names]
+            zh = [p for p in parts if p in by_zh]
+            if len(known) == 1 and len(parts) == 2 and (not zh or by_zh[zh[0]] == known[0]):
+                code = known[0]
+        if code is not None and code not in text.columns and code not in renames.values():
+            renames[header] = code
+    return text.rename(columns=renames) if renames else text
+
+
 def _check_columns(table: Table, text: pd.DataFrame) -> list[Problem]:
     names = set(table.column_names)
     unknown = [c for c in text.columns if c not in names and not c.startswith(USER_COLUMN_PREFIX)]
@@ -187,8 +210,8 @@ def _check_table(table: Table, text: pd.DataFrame) -> tuple[pd.DataFrame, list[P
     return pd.DataFrame({**typed, **extras}, index=text.index), problems
 
 
-def _check_references(typed: dict[str, pd.DataFrame], text: dict[str, pd.DataFrame]
-                      ) -> list[Problem]:
+def _check_references(typed: dict[str, pd.DataFrame], text: dict[str, pd.DataFrame],
+                      absent: frozenset[tuple[str, str]] = frozenset()) -> list[Problem]:
     problems: list[Problem] = []
     for table in TABLES.values():
         frame = text.get(table.name)
@@ -198,6 +221,8 @@ def _check_references(typed: dict[str, pd.DataFrame], text: dict[str, pd.DataFra
             if not col.ref or col.name not in frame.columns:
                 continue
             target_table, target_col = col.ref.split(".")
+            if (target_table, target_col) in absent:  # said once, as a missing column
+                continue
             targets = typed[target_table][target_col]
             known = pd.Index(targets[targets != ""].unique())
             values = frame[col.name]
@@ -340,9 +365,15 @@ def validate_tables(text: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFra
     for name, table in TABLES.items():
         if name not in text:
             text[name] = pd.DataFrame({c: pd.Series(dtype=object) for c in table.column_names})
+        text[name] = with_codes(table, text[name])
         typed[name], found = _check_table(table, text[name])
         problems += found
-    problems += _check_references(typed, text)
+    # A required column that is missing is said once: the checks across tables would see its
+    # empty stand-in and report every row that refers to it (thousands of problems for one).
+    missing = frozenset((p.table, p.column) for p in problems if p.code == "missing_column")
+    problems += _check_references(typed, text, missing)
+    if missing:
+        return typed, problems
     problems += _check_hierarchy(typed["centres"])
     problems += _check_station_level(typed)
     problems += _check_units(typed)

@@ -69,7 +69,13 @@ def test_allocate_xlsx_output(tmp_path, store):
     """--format xlsx writes one workbook with a sheet per output table."""
     assert main(["allocate", str(CLEAN), "--out", str(tmp_path), "--format", "xlsx"]) == 0
     sheets = pd.read_excel(tmp_path / "outputs.xlsx", sheet_name=None)
-    assert set(sheets) == {"allocations", "unmet", "plans", "utilisation", "summary"}
+    assert list(sheets) == ["目录", "街镇汇总", "各户救助套餐", "未满足需求", "分配明细",
+                            "资源使用"]
+    assert main(["allocate", str(CLEAN), "--out", str(tmp_path / "en"), "--format", "xlsx",
+                 "--lang", "en"]) == 0
+    sheets = pd.read_excel(tmp_path / "en" / "outputs.xlsx", sheet_name=None)
+    assert list(sheets) == ["Contents", "street summary", "household plans", "unmet needs",
+                            "allocations", "resource use"]
 
 
 def test_allocate_refuses_a_broken_scenario(tmp_path, store):

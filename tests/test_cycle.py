@@ -403,7 +403,8 @@ def test_workbook_text_is_never_a_formula(opened, tmp_path):
             for row in ws.iter_rows():
                 assert all(c.data_type != "f" for c in row)
         ws = wb["任务 tasks"]
-        assert ws.freeze_panes == "B2" and ws.auto_filter.ref
+        assert ws.freeze_panes == "A2" and ws.auto_filter.ref
+        assert int(ws.page_setup.paperSize) == 9 and ws.print_title_rows == "$1:$1"  # A4
         assert ws.data_validations.dataValidation  # the in-cell lists
 
 

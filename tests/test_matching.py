@@ -446,8 +446,11 @@ def test_plans_and_summary_follow_the_reconciled_allocation():
 
 
 def test_workbook_has_one_printable_sheet_per_volunteer(tmp_path):
-    """The xlsx holds the tables and, per available volunteer, their week as it was planned."""
+    """The xlsx holds the tables and, per available volunteer, their week as it was planned
+    (the layout every workbook shares is tested in tests/test_workbook.py)."""
     import openpyxl
+
+    from wulian.ui.text import SHEETS
 
     sc, run, result = clean()
     extra = reconciled_tables(sc, run, result)
@@ -457,31 +460,29 @@ def test_workbook_has_one_printable_sheet_per_volunteer(tmp_path):
     assert len({n.lower() for n in names}) == len(names)
     assert all(len(n) <= 31 and not set(n) & set("[]:*?/\\'") for n in names)
     for table in ("assignments", "unplaced", "load", "allocations", "unmet", "plans", "summary"):
-        rows = list(wb[table].iter_rows(values_only=True))
+        rows = list(wb[SHEETS[table][0]].iter_rows(values_only=True))
         frame = extra.get(table, result.tables.get(table))
-        assert len(rows) == len(frame) + 1 and list(rows[0]) == list(frame.columns)
+        assert len(rows) == len(frame) + 1
     vols = sc.volunteers[sc.volunteers["availability"].map(lambda a: len(ref.split(a))) > 0]
-    assert names[7:] == vols["volunteer_id"].tolist()  # ids are valid names already
-    load = result.load.set_index("volunteer_id")
+    assert names[8:] == [f"志愿者 {v}" for v in vols["volunteer_id"]]
     for vol in vols.itertuples(index=False):
-        rows = list(wb[vol.volunteer_id].iter_rows(values_only=True))
-        assert rows[0][:2] == ("志愿者 volunteer", vol.volunteer_id)
-        assert f"{load.at[vol.volunteer_id, 'hours']:g} 小时 hours" in rows[1]
-        body = rows[4:]
+        rows = list(wb[f"志愿者 {vol.volunteer_id}"].iter_rows(values_only=True))
+        assert rows[0] == ("时段", "家庭", "类别", "服务名称", "小时", "距离(公里)")
+        body = rows[1:]
         assert len(body) == len(ref.split(vol.availability))
-        planned = sorted((r[1], r[4], r[5]) for r in body if r[1] != "空闲 free")
+        planned = sorted((r[1], r[4], r[5]) for r in body if r[2] != "空闲")
         mine = result.assignments[result.assignments["volunteer_id"] == vol.volunteer_id]
         assert planned == sorted(zip(mine["household_id"], mine["hours"], mine["km"],
                                      strict=True))
         assert sum(r[4] for r in body if r[4] is not None) == pytest.approx(
-            load.at[vol.volunteer_id, "hours"])
+            result.load.set_index("volunteer_id").at[vol.volunteer_id, "hours"])
 
 
 def test_sheet_names_are_valid_and_unique():
     """Long, clashing or forbidden volunteer ids still give valid, distinct sheet names."""
-    ids = ["V/1", "V_1", "x" * 40, "x" * 35, "LOAD", "a[b]"]
+    ids = ["V/1", "V1", "x" * 40, "x" * 35, "LOAD", "a[b]"]
     names = sheet_names(ids, taken=["load"])
-    assert names == ["V_1", "V_1~2", "x" * 31, "x" * 29 + "~2", "LOAD~2", "a_b_"]
+    assert names == ["V1", "V1~2", "x" * 31, "x" * 29 + "~2", "LOAD~2", "ab"]
 
 
 def test_demo_and_match_commands_write_the_matching(tmp_path, monkeypatch, capsys):
@@ -495,17 +496,27 @@ def test_demo_and_match_commands_write_the_matching(tmp_path, monkeypatch, capsy
     assert main(["demo", str(CLEAN), "--out", str(tmp_path / "demo")]) == 0
     text = capsys.readouterr().out
     assert "volunteers' load" in text and "demo wall time" in text
-    assignments = pd.read_csv(tmp_path / "demo" / "assignments.csv", encoding="utf-8-sig")
-    load = pd.read_csv(tmp_path / "demo" / "load.csv", encoding="utf-8-sig")
+    # The matching's tables go beside the allocation's, which stay those of the stored run.
+    matched = tmp_path / "demo" / "matching"
+    assignments = pd.read_csv(matched / "assignments.csv", encoding="utf-8-sig")
+    load = pd.read_csv(matched / "load.csv", encoding="utf-8-sig")
     assert load["hours"].sum() == pytest.approx(assignments["hours"].sum())
     assert f"{load['hours'].sum():,.1f}" in text  # the printed total is the table's
-    assert (tmp_path / "demo" / "plans.csv").exists()
-    assert (tmp_path / "demo" / "match.json").exists()
+    assert (matched / "plans.csv").exists() and (matched / "match.json").exists()
+    assert not (tmp_path / "demo" / "assignments.csv").exists()
+    from wulian.planning.store import RunStore
+
+    stored = RunStore(f"sqlite:///{tmp_path / 'runs.sqlite'}")
+    run = stored.load(int(stored.list()["run_id"].max()))
+    on_disk = pd.read_csv(tmp_path / "demo" / "allocations.csv", encoding="utf-8-sig")
+    assert len(on_disk) == len(run.tables["allocations"])
+    assert on_disk["units"].sum() == pytest.approx(run.tables["allocations"]["units"].sum())
     assert main(["match", str(CLEAN), "--out", str(tmp_path / "x"), "--format", "xlsx"]) == 0
     wb = openpyxl.load_workbook(tmp_path / "x" / "matching.xlsx", read_only=True)
     sc = load_scenario(CLEAN)
     available = sc.volunteers.loc[sc.volunteers["availability"] != "", "volunteer_id"]
-    assert set(available) <= set(wb.sheetnames) and "assignments" in wb.sheetnames
+    assert {f"志愿者 {v}" for v in available} <= set(wb.sheetnames)
+    assert "志愿者走访安排" in wb.sheetnames
 
 
 # ----------------------------------------------------------------------------- decomposition

@@ -45,7 +45,8 @@ def test_the_wheel_holds_one_package_with_its_data(wheel):
         for path in (ROOT / folder).rglob("*.py"):
             assert f"wulian/{path.relative_to(ROOT).as_posix()}" in names, path
     for data in ("wulian/data/demo/needs.csv", "wulian/demand/default_policy.toml",
-                 "wulian/planning/migrations/env.py", "wulian/ui/app.py"):
+                 "wulian/planning/migrations/env.py", "wulian/ui/app.py",
+                 "wulian/ui/favicon.png"):
         assert data in names
     assert any(n.startswith("wulian/planning/migrations/versions/") for n in names)
     assert any(n.endswith("dist-info/licenses/LICENSE") for n in names)
@@ -85,8 +86,9 @@ def test_the_installed_wheel_runs_the_demo_from_anywhere(wheel, tmp_path):
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900,
                           check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for table in ("allocations", "unmet", "plans", "summary", "assignments"):
+    for table in ("allocations", "unmet", "plans", "summary"):
         assert (out / f"{table}.csv").stat().st_size > 0
+    assert (out / "matching" / "assignments.csv").stat().st_size > 0  # beside, not over
 
 
 def test_no_module_imports_the_folders_by_their_own_names():

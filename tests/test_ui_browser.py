@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -320,3 +321,76 @@ def test_sign_in_first_and_a_coordinator_sees_only_their_street_in_chromium(regi
             assert any(s in shown for s in own_alerts["subject_id"])
         finally:
             browser.close()
+
+
+def test_language_round_trip_page_switch_and_reload_keep_the_centre_offline(server):
+    """Issue 18 in the browser: with a street's results on screen, English and back to Chinese
+    neither crash nor empty the colour filter; the results name the street and say what the
+    run is held at; a page switch and a reload keep the street (the URL holds it); and no
+    request leaves the machine (the icon is the package's, the toolbar in viewer mode)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    demo = load_scenario(ROOT / "data" / "demo")
+    centres = demo.centres.set_index("centre_id")
+    street = "D04S01"
+    district = centres.at[street, "parent_id"]
+    street_label = f"{centres.at[street, 'name']} · {street}"
+    local = server.rstrip("/")
+    outside: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.set_default_timeout(STEP_TIMEOUT)
+            page.on("request", lambda r: None if r.url.startswith(
+                (local, "data:", "blob:", "ws://127.0.0.1", "about:")) else outside.append(r.url))
+            page.goto(server)
+            expect(page.get_by_role("heading", name="协调员 · 每周分配")).to_be_visible(
+                timeout=STEP_TIMEOUT)
+            expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
+            street_box = page.locator("[data-testid='stSelectbox']").filter(
+                has=page.get_by_text("街镇", exact=True))
+            _pick(page, "区县", f"{centres.at[district, 'name']} · {district}")
+            expect(street_box.locator("input")).to_be_enabled()
+            _pick(page, "街镇", street_label)
+            expect(street_box.locator("input")).to_have_value(street_label)
+            page.get_by_role("button", name="运行分配").click()
+            expect(page.get_by_role("heading", name="家庭救助套餐")).to_be_visible(
+                timeout=RUN_TIMEOUT)
+            expect(page.get_by_role("heading", name=f"分配结果 · {centres.at[street, 'name']}",
+                                    exact=False)).to_be_visible()
+            expect(page.get_by_text("范围:", exact=False).first).to_be_visible()
+            shown = page.get_by_text(re.compile(r"^显示 [\d,]+ / [\d,]+ 户$"))
+            expect(shown).to_be_visible()
+            counted = re.findall(r"[\d,]+", shown.inner_text())
+            assert counted[0] == counted[1] and int(counted[0].replace(",", "")) > 0
+            total = int(counted[0].replace(",", ""))
+            exceptions = page.locator("[data-testid='stException']")
+
+            page.get_by_text("English", exact=True).click()
+            expect(page.get_by_role("heading", name="Household plans (assistance packages)")) \
+                .to_be_visible()
+            expect(page.get_by_text(f"showing {fmt.count(total)} of {fmt.count(total)} "
+                                    "households")).to_be_visible()
+            expect(exceptions).to_have_count(0)
+            page.get_by_text("中文", exact=True).click()
+            expect(page.get_by_role("heading", name="家庭救助套餐")).to_be_visible()
+            expect(page.get_by_text(f"显示 {fmt.count(total)} / {fmt.count(total)} 户")) \
+                .to_be_visible()
+            expect(exceptions).to_have_count(0)
+            page.screenshot(path=ARTIFACTS / "9-round-trip.png", full_page=True)
+
+            page.get_by_role("link", name="基金 · 预算实验室").click()
+            expect(page.get_by_role("heading", name="基金 · 预算实验室")).to_be_visible()
+            page.get_by_role("link", name="协调员 · 每周分配").click()
+            expect(page.get_by_role("heading", name="协调员 · 每周分配")).to_be_visible()
+            expect(street_box.locator("input")).to_have_value(street_label)
+
+            page.reload()
+            expect(page.get_by_role("heading", name="协调员 · 每周分配")).to_be_visible(
+                timeout=STEP_TIMEOUT)
+            assert f"centre={street}" in page.url
+            expect(street_box.locator("input")).to_have_value(street_label)
+            page.screenshot(path=ARTIFACTS / "10-reloaded.png", full_page=True)
+        finally:
+            browser.close()
+    assert outside == []

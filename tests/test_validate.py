@@ -207,3 +207,82 @@ def test_list_cells_are_tidied_and_checked_element_by_element():
     _, problems = validate_tables(untidy)
     assert [(p.table, p.code, p.row, p.column, p.value) for p in problems] == [
         ("volunteers", "not_allowed", 3, "skills", "tutor")]
+
+
+# -- input in the users' language (issue 18) --------------------------------------------------
+
+
+def _demo_text() -> dict[str, pd.DataFrame]:
+    from wulian.data import demo_folder
+
+    raw = read_raw(demo_folder())
+    assert not raw.problems
+    return dict(raw.tables)
+
+
+def test_the_demo_with_every_header_in_chinese_is_valid(tmp_path, capsys):
+    """`wulian validate` accepts the demo with each header written as docs/formats.md names it
+    in Chinese, and with bilingual headers (中文 code)."""
+    from wulian.contract.schema import TABLES
+
+    tables = _demo_text()
+    zh = {name: frame.rename(columns={c.name: c.zh for c in TABLES[name].columns})
+          for name, frame in tables.items()}
+    assert all(not set(f.columns) & set(TABLES[n].column_names) for n, f in zh.items()
+               if len(f.columns))
+    write_tables(zh, tmp_path / "zh", "csv")
+    assert main(["validate", str(tmp_path / "zh")]) == 0
+    typed, problems = validate_tables(zh)
+    assert problems == []
+    plain, _ = validate_tables(tables)
+    pd.testing.assert_frame_equal(typed["households"], plain["households"])
+    both = {name: frame.rename(columns={c.name: f"{c.zh} {c.name}" for c in TABLES[name].columns})
+            for name, frame in tables.items()}
+    assert validate_tables(both)[1] == []
+
+
+def test_a_missing_column_is_one_problem_not_a_cascade():
+    """Deleting any one required column of the clean scenario gives exactly one problem (the
+    missing column), never the references that fail for want of it; so for the demo's keys,
+    which thousands of rows refer to."""
+    from wulian.contract.schema import TABLES
+
+    clean = read_raw(DATA / "clean").tables
+    checked = 0
+    for name, table in TABLES.items():
+        for col in table.columns:
+            if name not in clean or not col.required or col.name not in clean[name].columns:
+                continue
+            tables = dict(clean)
+            tables[name] = tables[name].drop(columns=[col.name])
+            problems = validate_tables(tables)[1]
+            assert [(p.table, p.code, p.column) for p in problems] == [
+                (name, "missing_column", col.name)], (name, col.name)
+            checked += 1
+    assert checked >= 40
+    demo = _demo_text()
+    for name, key in (("households", "household_id"), ("services", "service_id"),
+                      ("centres", "centre_id")):
+        tables = dict(demo)
+        tables[name] = tables[name].drop(columns=[key])
+        problems = validate_tables(tables)[1]
+        assert [(p.table, p.code, p.column) for p in problems] == [
+            (name, "missing_column", key)]
+
+
+def test_an_unreadable_file_is_said_in_both_languages(tmp_path):
+    """A PNG named households.csv and an empty needs.csv: each one problem whose Chinese
+    message is Chinese (no codec's or parser's English inside it)."""
+    folder = tmp_path / "s"
+    shutil.copytree(DATA / "clean", folder)
+    (folder / "households.csv").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    (folder / "needs.csv").write_bytes(b"")
+    raw = read_raw(folder)
+    by_table = {p.table: p for p in raw.problems if p.code == "unreadable_file"}
+    assert set(by_table) == {"households", "needs"}
+    assert "UTF-8" in by_table["households"].message_zh and "codec" not in \
+        by_table["households"].message_zh
+    assert by_table["needs"].message_zh == "无法读取文件:文件是空的,没有表头行"
+    assert by_table["needs"].message_en == "the file cannot be read: the file is empty: no " \
+        "header row"
+    assert "No columns to parse" not in by_table["needs"].message_zh

@@ -12,9 +12,9 @@ import streamlit as st
 
 from wulian.planning.store import store_url
 from wulian.ui import signin
-from wulian.ui.common import register_filled, sidebar, tr
+from wulian.ui.common import PAGE_ICON, register_filled, sidebar, tr
 
-st.set_page_config(page_title="五联 wulian", page_icon=":material/handshake:", layout="wide")
+st.set_page_config(page_title="五联 wulian", page_icon=PAGE_ICON, layout="wide")
 
 # (script, title key, URL, icon, reads the register rather than the sidebar's scenario).
 # Material icons ship with Streamlit, so they show without an emoji font or the network.

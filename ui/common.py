@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,9 @@ from wulian.planning.store import RunStore, store_url
 from wulian.ui import charts, text
 
 DEMO = demo_folder()
+# The tab's icon, a file of the package: an emoji or icon name makes the browser fetch an image
+# from the internet on every page (docs/ui.md, "No request leaves the machine").
+PAGE_ICON = str(Path(__file__).with_name("favicon.png"))
 SCENARIO_KEY = "scenario_choice"
 LANGUAGE_KEY = "lang"
 UPLOADED_KEY = "uploaded_scenario"
@@ -51,6 +55,49 @@ def tr(key: str, **facts: object) -> str:
 
 def colour_name(tier: str) -> str:
     return text.code("tier", tier, lang())
+
+
+def colour_fact(tier: str) -> tuple[str, str]:
+    """A colour as a fact of a text (:func:`ui.text.say` puts each language's name in)."""
+    return (text.code("tier", tier, "zh"), text.code("tier", tier, "en"))
+
+
+def by_language(key: str) -> str:
+    """A choice widget's key in the chosen language. The browser remembers such a widget's
+    value by its options' labels, which change with the language: with one key, switching
+    language with results on screen sent back labels that were no longer options (the plans'
+    colour filter crashed with a TypeError). A key per language gives the browser a new widget;
+    Chinese, the default, keeps the plain key."""
+    language = lang()
+    return key if language == text.DEFAULT_LANGUAGE else f"{key}.{language}"
+
+
+def choose(widget: Callable, label: str, options: list, labels: Mapping, key: str,
+           default: object = None, **kwargs: object):
+    """A selectbox, radio or multiselect whose state is the code (or codes) chosen, kept under
+    ``key + ".chosen"`` apart from the widget (whose key follows the language,
+    :func:`by_language`): the choice survives language switches and page switches, and is
+    never a label. ``labels`` maps each option to its words, resolved in this script run."""
+    state = st.session_state
+    memory = f"{key}.chosen"
+    widget_key = by_language(key)
+    multi = getattr(widget, "__name__", "") == "multiselect"
+    remembered = state.get(memory, default)
+    if multi:
+        chosen = [o for o in (remembered or []) if o in options]
+        if widget_key in state and not set(state[widget_key]) <= set(options):
+            del state[widget_key]
+        if widget_key not in state:
+            kwargs["default"] = chosen
+    else:
+        if widget_key in state and state[widget_key] not in options:
+            del state[widget_key]
+        if widget_key not in state:
+            kwargs["index"] = options.index(remembered) if remembered in options else 0
+    value = widget(label, options, format_func=lambda o: labels.get(o, str(o)),
+                   key=widget_key, **kwargs)
+    state[memory] = value
+    return value
 
 
 # ----------------------------------------------------------------------------- cached loads
@@ -193,7 +240,7 @@ def budget_lab(digest: str, week: str | None, _scenario: Scenario) -> tuple[Budg
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def workbook(digest: str, run_id: int, with_volunteers: bool, _scenario: Scenario,
-             _run: Run) -> tuple[bytes, dict]:
+             _run: Run, language: str = "zh") -> tuple[bytes, dict]:
     """The export of one run, built once per run (with the volunteer matching, when asked).
 
     Here rather than in the page script, which Streamlit executes at every rerun: a cached
@@ -205,7 +252,7 @@ def workbook(digest: str, run_id: int, with_volunteers: bool, _scenario: Scenari
     schedules = None
     if with_volunteers and len(_scenario.volunteers):
         schedules = run_matching(_scenario, _run).schedules
-    data = session.export_workbook(_scenario, _run.tables, schedules)
+    data = session.export_workbook(_scenario, _run.tables, schedules, language)
     busy = 0 if schedules is None else \
         schedules.loc[schedules["visit_id"] != "", "volunteer_id"].nunique()
     providers = session.provider_tasks(_scenario, _run.tables)["provider_id"].nunique()

@@ -35,19 +35,38 @@ def upload_box(prefix: str) -> None:
     widgets of two pages apart)."""
     files = st.file_uploader(tr("upload.files"), type=["csv", "parquet", "xlsx"],
                              accept_multiple_files=True, key=f"{prefix}_upload")
+    last_key = f"{prefix}_last_upload"
     if not files:
-        st.session_state.pop(CANDIDATE_KEY, None)
-        return
-    try:
+        # The uploader forgets its files when the page is left; the report is kept, so the
+        # coordinator coming back still sees what was wrong (or that it was fine).
+        last = st.session_state.get(last_key)
+        if last is None:
+            st.session_state.pop(CANDIDATE_KEY, None)
+            return
+        st.caption(tr("upload.last", names=", ".join(last["names"])))
+        if last["problems"]:
+            show_problems(last["problems"], f"{prefix}_problems")
+            return
+        scenario = last["scenario"]
+    else:
         contents = {f.name: f.getvalue() for f in files}
-        digest = hashlib.sha256()
-        for name in sorted(contents):
-            digest.update(name.encode() + b"\0" + contents[name])
-        scenario = _validated(digest.hexdigest(), contents)
-    except ValidationError as err:
-        st.session_state.pop(CANDIDATE_KEY, None)
-        show_problems(err.problems, f"{prefix}_problems")
-        return
+        size = sum(len(c) for c in contents.values())
+        try:
+            digest = hashlib.sha256()
+            for name in sorted(contents):
+                digest.update(name.encode() + b"\0" + contents[name])
+            with st.status(tr("upload.validating", files=fmt.count(len(contents)),
+                              mb=f"{size / 1e6:,.1f}")) as status:
+                scenario = _validated(digest.hexdigest(), contents)
+                status.update(label=tr("upload.validated"), state="complete")
+        except ValidationError as err:
+            st.session_state.pop(CANDIDATE_KEY, None)
+            st.session_state[last_key] = {"names": sorted(contents), "problems": err.problems,
+                                          "scenario": None}
+            show_problems(err.problems, f"{prefix}_problems")
+            return
+        st.session_state[last_key] = {"names": sorted(contents), "problems": [],
+                                      "scenario": scenario}
     st.session_state[CANDIDATE_KEY] = scenario
     st.success(tr("upload.ok", households=fmt.count(len(scenario.households)),
                   needs=fmt.count(len(scenario.needs))))

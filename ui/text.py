@@ -211,6 +211,12 @@ TEXT: dict[str, tuple[str, str]] = {
                      "a folder's CSV / Parquet files, or one XLSX workbook"),
     "upload.validate": ("校验", "Validate"),
     "upload.import": ("导入并使用该场景", "Import and use this scenario"),
+    "upload.last": ("上次上传的文件:{names}(离开页面后文件框会清空,校验报告保留)",
+                    "Last upload: {names} (the file box empties when you leave the page; the "
+                    "report stays)"),
+    "upload.validating": ("正在读取并校验 {files} 个文件({mb} MB)……",
+                          "Reading and validating {files} file(s) ({mb} MB) …"),
+    "upload.validated": ("校验完成", "Validation done"),
     "upload.ok": ("场景无误:{households} 户,{needs} 项需求。",
                   "The scenario is valid: {households} households, {needs} needs."),
     "upload.imported": ("已导入,现正使用:{name}", "Imported; now using: {name}"),
@@ -228,7 +234,18 @@ TEXT: dict[str, tuple[str, str]] = {
                      "Same input solved before: results shown from the cache (run {run_id})"),
     "coord.none": ("选择场景、周次和中心后,点击“运行分配”。",
                    "Pick a scenario, a week and a centre, then press “Run the allocation”."),
-    "coord.result": ("分配结果 · 运行 {run_id} · {status}", "Results · run {run_id} · {status}"),
+    "coord.result": ("分配结果 · {where} · 运行 {run_id} · {status}",
+                     "Results · {where} · run {run_id} · {status}"),
+    "coord.scope.all": ("范围:整个网络", "Scope: the whole network"),
+    "coord.scope.centre": ("范围:{name}({level})及其下属站点", "Scope: {name} ({level}) and the "
+                           "stations under it"),
+    "coord.basis.held": ("其余网络按运行 {run} 的分配保持,本次只使用剩下的供给与预算,因此满足率与"
+                         "全网运行不同。", "The rest of the network is held at run {run}'s "
+                         "allocation and this run uses only what is left, so its fill rates "
+                         "differ from a whole-network run's."),
+    "coord.basis.alone": ("没有已保存的全网运行可保持:本次把全部供给与预算都用于这个中心。",
+                          "No stored whole-network run to hold the rest at: this run gave this "
+                          "centre all of the supply and budgets."),
     "coord.fill": ("各颜色满足率", "Fill rate by colour"),
     "coord.fill.metric": ("{colour}满足率", "{colour} fill rate"),
     "coord.fill.help": ("该颜色 {needs} 项需求被满足的比例的平均值(每项需求同等计)",
@@ -252,6 +269,15 @@ TEXT: dict[str, tuple[str, str]] = {
     "coord.pin.source": ("由谁提供", "Served by"),
     "coord.pin.units": ("数量", "Units"),
     "coord.pin.add": ("加入锁定", "Add the pin"),
+    "coord.pin.label": ("{label} · 容量 {capacity} {unit} · 单价 {cost}",
+                        "{label} · capacity {capacity} {unit} · {cost} a unit"),
+    "coord.pin.label.volunteer": ("{label} · 每周 {hours} 小时", "{label} · {hours} hours a week"),
+    "coord.pin.most": ("本条锁定最多 {most} {unit}(需求、每户上限与容量)",
+                       "at most {most} {unit} for this pin (the need, caps per household and "
+                       "capacity)"),
+    "coord.pin.held": ("不能锁定的来源:{sources}", "Sources that cannot be pinned: {sources}"),
+    "coord.stale": ("锁定已改变:下面的结果是改变之前的,请重新运行。",
+                    "The pins changed: the results below are from before; run again."),
     "coord.pin.list": ("当前锁定", "Pins"),
     "coord.pin.clear": ("清除全部锁定", "Clear every pin"),
     "coord.pin.rerun": ("带锁定重新运行", "Re-run with the pins"),
@@ -263,9 +289,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "coord.compare.none": ("此前没有相同周次与中心的运行。",
                            "No earlier run for the same week and centre."),
     "coord.compare.counts": ("运行 {old} → {new}:得到更多 {gained} 户,失去 {lost} 户,"
-                             "新增 {new_hh} 户,移出 {gone} 户",
-                             "run {old} → {new}: {gained} gained, {lost} lost, {new_hh} new, "
-                             "{gone} gone"),
+                             "换了提供方 {moved} 户,新增 {new_hh} 户,移出 {gone} 户",
+                             "run {old} → {new}: {gained} gained, {lost} lost, {moved} with "
+                             "another provider, {new_hh} new, {gone} gone"),
     "coord.export": ("导出 Excel", "Export to Excel"),
     "coord.export.prepare": ("生成工作簿(资源方任务与未满足清单)",
                              "Build the workbook (providers' tasks and the unmet list)"),
@@ -275,6 +301,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "coord.export.building": ("正在生成工作簿……", "Building the workbook …"),
     "coord.export.building.match": ("正在匹配志愿者并生成工作簿……",
                                     "Matching volunteers and building the workbook …"),
+    "coord.export.done": ("工作簿已生成", "The workbook is ready"),
     "coord.export.download": ("下载工作簿", "Download the workbook"),
     "coord.export.ready": ("工作簿:{sheets} 张工作表(资源方 {providers},志愿者 {volunteers})",
                            "Workbook: {sheets} sheets ({providers} providers, "
@@ -283,6 +310,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "fund.building": ("正在建立预算模型……", "Building the budget lab …"),
     "fund.lab": ("预算实验室 · {scenario}", "The budget lab · {scenario}"),
     "fund.total": ("全部基金同比例调整", "All funds together"),
+    "fund.effective": ("实际使用 {amount}({scale}%)", "in use: {amount} ({scale}%)"),
+    "fund.curve.axis": ("预算(元)", "budget (yuan)"),
     "fund.budgets": ("各基金本周预算(元)", "Each fund's budget this week (yuan)"),
     "fund.reset": ("恢复原预算", "Reset to the scenario's budgets"),
     "fund.coverage": ("各颜色满足率", "Coverage by colour"),
@@ -337,6 +366,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "runs.old": ("较早的运行", "Older run"),
     "runs.new": ("较新的运行", "Newer run"),
     "runs.same": ("请选择两次不同的运行。", "Pick two different runs."),
+    "runs.scope": ("这两次运行的范围不同({old} 与 {new}),只比较较新运行范围内的家庭。",
+                   "The two runs have different scopes ({old} and {new}): only the households "
+                   "in the newer run's scope are compared."),
     "runs.nochange": ("两次运行之间没有家庭发生变化。", "No household changed between the runs."),
     # misc
     "misc.yes": ("是", "yes"),
@@ -493,6 +525,25 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "points_now": ("现在:每万元提升(百分点)", "now: points per ¥10,000"),
     "points_then": ("平常一周:每万元提升(百分点)", "ordinary week: points per ¥10,000"),
     "verdict": ("建议", "verdict"),
+    # the output tables' columns, as the workbooks head them (planning/workbook.py)
+    "source_kind": ("来源类别", "source kind"),
+    "km": ("距离(公里)", "distance (km)"),
+    "resource_id": ("资源", "resource"),
+    "available": ("可用", "available"),
+    "visit_id": ("走访", "visit"),
+    "slot_zh": ("时段", "slot"),
+    "slot_en": ("时段(英文)", "slot (English)"),
+    "service_zh": ("服务名称", "service name"),
+    "visits": ("走访次数", "visits"),
+    "max_hours": ("每周时长上限", "most hours a week"),
+    "available_slots": ("可用时段", "available slots"),
+    "utilisation": ("使用率", "utilisation"),
+    "open_needs": ("待满足需求", "open needs"),
+    "colour_zh": ("颜色", "colour"),
+    "tier_zh": ("颜色", "colour"),
+    "sheet": ("工作表", "sheet"),
+    "about": ("内容", "what it holds"),
+    "rows": ("行数", "rows"),
 }
 
 
@@ -503,6 +554,7 @@ DIRECTIONS: dict[str, tuple[str, str]] = {
     "same": ("不变", "same"),
     "new": ("新增", "new"),
     "gone": ("移出", "gone"),
+    "moved": ("换了提供方", "another provider"),
 }
 
 
@@ -517,6 +569,13 @@ STATUSES: dict[str, tuple[str, str]] = {
 REGISTRY_KINDS: dict[str, tuple[str, str]] = {
     "offer": ("供给", "offer"),
     "volunteer": ("志愿者", "volunteer"),
+}
+
+# What a recorded run was (``runs.kind`` in the run store).
+RUN_KINDS: dict[str, tuple[str, str]] = {
+    "allocate": ("每周分配", "weekly allocation"),
+    "week": ("每周循环", "weekly cycle"),
+    "quarter": ("季度计划", "quarterly plan"),
 }
 
 SEVERITIES: dict[str, tuple[str, str]] = {
@@ -536,6 +595,54 @@ TASK_KINDS: dict[str, tuple[str, str]] = {
     "visit": ("上门服务", "service visit"),
     "monitoring": ("巡查走访", "monitoring visit"),
     "visit+monitoring": ("上门服务兼巡查", "service and monitoring visit"),
+}
+
+# Where an allocation's units come from (``allocations.source_kind``) and what a utilisation
+# row is about (``utilisation.kind``).
+SOURCE_KINDS: dict[str, tuple[str, str]] = {
+    "offer": ("供给", "offer"),
+    "fund": ("基金", "fund"),
+    "volunteer_pool": ("志愿者时长", "volunteer hours"),
+    "volunteer": ("志愿者", "volunteer"),
+    "service+monitoring": ("服务并巡查", "service with monitoring"),
+    "free": ("空闲", "free"),
+}
+
+# The workbooks' sheets (planning/workbook.py): their titles and what they hold.
+SHEETS: dict[str, tuple[str, str]] = {
+    "allocations": ("分配明细", "allocations"),
+    "unmet": ("未满足需求", "unmet needs"),
+    "plans": ("各户救助套餐", "household plans"),
+    "utilisation": ("资源使用", "resource use"),
+    "summary": ("街镇汇总", "street summary"),
+    "assignments": ("志愿者走访安排", "volunteer visits"),
+    "schedules": ("志愿者周表", "volunteer weeks"),
+    "unplaced": ("未安排的走访", "unplaced visits"),
+    "load": ("志愿者负荷", "volunteer load"),
+    "money": ("资金计划", "money plan"),
+    "volunteers": ("志愿者时长", "volunteer hours"),
+    "fill_rate": ("满足率", "fill rate"),
+    "funds": ("基金", "funds"),
+    "explanation": ("说明", "explanation"),
+    "problems": ("问题清单", "problems"),
+}
+SHEET_ABOUT: dict[str, tuple[str, str]] = {
+    "allocations": ("每项需求由哪个来源提供多少、花费多少",
+                    "which source gives each need how much, at what cost"),
+    "unmet": ("未能满足的数量及原因", "what could not be given, and why"),
+    "plans": ("每户的救助套餐与未满足部分", "each household's package and what it still lacks"),
+    "utilisation": ("每项供给、基金与志愿者时长的使用", "how much of each offer, fund and "
+                    "volunteer pool was used"),
+    "summary": ("按街镇与颜色汇总", "by street and colour"),
+    "assignments": ("每次走访由哪位志愿者在哪个时段完成", "which volunteer makes each visit, when"),
+    "schedules": ("每位志愿者一周的时段", "each volunteer's week, slot by slot"),
+    "unplaced": ("未能安排的走访及原因", "visits that could not be placed, and why"),
+    "load": ("每位志愿者的时长、走访与距离", "each volunteer's hours, visits and distance"),
+    "money": ("每周每个基金的计划支出", "each fund's planned spending by week"),
+    "volunteers": ("每周志愿者时长", "volunteer hours by week"),
+    "fill_rate": ("每周各颜色满足率", "fill rate by week and colour"),
+    "funds": ("基金的季度安排", "the funds over the quarter"),
+    "explanation": ("计划的说明", "what the plan says"),
 }
 
 GROUPS: dict[str, tuple[str, str]] = {
@@ -559,7 +666,11 @@ def say(key: str, lang: str = DEFAULT_LANGUAGE, **facts: object) -> str:
     ('red fill rate', '运行记录 / Runs')
     """
     zh, en = TEXT[key]
-    return pick((zh.format(**facts), en.format(**facts)), lang)
+    # A fact given as a (中文, English) pair goes into each language's text in its own
+    # language: in "both", "红色满足率 / red fill rate", not "红色 / red满足率 / red …".
+    zh_facts = {k: v[0] if isinstance(v, tuple) else v for k, v in facts.items()}
+    en_facts = {k: v[1] if isinstance(v, tuple) else v for k, v in facts.items()}
+    return pick((zh.format(**zh_facts), en.format(**en_facts)), lang)
 
 
 def pick(pair: tuple[str, str], lang: str) -> str:
@@ -581,13 +692,15 @@ def code(kind: str, value: str, lang: str) -> str:
     """A contract code in words: ``kind`` is ``tier``, ``linkage``, ``level``, ``source``,
     ``unit``, ``dimension``, ``skill``, ``direction`` (of a run diff), ``equity`` (why a
     street could not be held to the dial), ``status`` (a solver outcome), ``registry`` (a
-    registry row's kind), ``severity`` and ``alert_state`` (of an alert), ``task_status``,
+    registry row's kind), ``run_kind`` (a stored run's), ``severity`` and ``alert_state`` (of
+    an alert), ``task_status``,
     ``task_kind``, ``decline`` (a task's reason), ``outcome`` (of a visit) or ``group`` (a
     performance grouping)."""
     table = {"tier": vocab.TIERS, "linkage": vocab.LINKAGES, "level": vocab.LEVELS,
              "source": vocab.FUND_SOURCES, "unit": vocab.UNITS, "dimension": vocab.DIMENSIONS,
              "skill": vocab.SKILLS, "direction": DIRECTIONS, "equity": EQUITY_REASONS,
              "status": STATUSES, "registry": REGISTRY_KINDS, "severity": SEVERITIES,
+             "run_kind": RUN_KINDS,
              "alert_state": ALERT_STATES, "task_status": vocab.TASK_STATUSES,
              "task_kind": TASK_KINDS, "decline": vocab.DECLINE_REASONS,
              "outcome": vocab.VISIT_OUTCOMES, "group": GROUPS}[kind]

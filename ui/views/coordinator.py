@@ -22,7 +22,9 @@ from wulian.ui.common import (
     TIERS,
     cached_run,
     centre_children,
+    choose,
     city_id,
+    colour_fact,
     colour_name,
     current_scenario,
     current_store,
@@ -49,28 +51,57 @@ EXPORT_KEY = "export"
 log = logging.getLogger("wulian.ui")
 
 
+CENTRE_PARAM = "centre"  # the URL's query parameter: a reload keeps the centre shown
+
+
 def centre_picker(scenario: Scenario) -> str | None:
     """District → street → station, each list following the one above; the deepest chosen
-    centre (``None``: the whole network)."""
+    centre (``None``: the whole network). The choice is kept by code apart from the widgets
+    (:func:`ui.common.choose`), so a language or page switch keeps it, and in the URL
+    (``?centre=``), so a reload does."""
+    restore_centre(scenario)
     parent: str | None = city_id(scenario.digest, scenario)
     chosen = None
     columns = st.columns(3)
     for column, level in zip(columns, ("district", "street", "station"), strict=True):
-        key = f"centre_{level}"
         # Labels are resolved now: a format_func runs later, outside this script run.
         labels = {"": tr("centre.all")}
         if parent:
             labels.update((c, f"{n} · {c}") for c, n in
                           centre_children(scenario.digest, parent, scenario))
-        options = list(labels)
-        if st.session_state.get(key) not in options:
-            st.session_state[key] = ""
-        value = column.selectbox(
-            tr(f"centre.{level}"), options, key=key, disabled=parent is None,
-            format_func=labels.get)
+        value = choose(column.selectbox, tr(f"centre.{level}"), list(labels), labels,
+                       f"centre_{level}", "", disabled=parent is None)
         parent = value or None
         chosen = value or chosen
-    return signin.fenced(chosen, scenario.centres)
+    chosen = signin.fenced(chosen, scenario.centres)  # a coordinator's subtree only
+    if chosen:
+        st.query_params[CENTRE_PARAM] = chosen
+    elif CENTRE_PARAM in st.query_params:
+        del st.query_params[CENTRE_PARAM]
+    return chosen
+
+
+def restore_centre(scenario: Scenario) -> None:
+    """Once per session: the centre named in the URL (a reload, a link), as the pickers'
+    remembered choice, level by level from the district down."""
+    state = st.session_state
+    wanted = st.query_params.get(CENTRE_PARAM)
+    if state.get("centre_restored") or not wanted:
+        state["centre_restored"] = True
+        return
+    state["centre_restored"] = True
+    centres = scenario.centres.set_index("centre_id")
+    if wanted not in centres.index:
+        return
+    chain = []
+    centre: str | None = wanted
+    while centre and centre in centres.index and centres.at[centre, "level"] != "city":
+        chain.append((centres.at[centre, "level"], centre))
+        parent = centres.at[centre, "parent_id"]
+        centre = parent if isinstance(parent, str) and parent else None
+    for level, centre_id in chain:
+        if level in ("district", "street", "station"):
+            state[f"centre_{level}.chosen"] = centre_id
 
 
 def scenario_to_run(scenario: Scenario) -> Scenario | None:
@@ -107,7 +138,8 @@ def run_now(scenario: Scenario, week: str | None, centre: str | None) -> None:
             for problem in err.problems:
                 st.write(f"- {problem}")
             return
-        status.update(label=tr("coord.done", status=code("status", run.info["status"], lang()),
+        status.update(label=tr("coord.done", status=(code("status", run.info["status"], "zh"),
+                                                     code("status", run.info["status"], "en")),
                                seconds=f"{run.info['seconds']['wall']:.1f} s"),
                       state="complete")
     st.session_state[RESULT_KEY] = {"run": run, "scenario": scenario, "week": week,
@@ -121,7 +153,7 @@ def fill_metrics(served: pd.DataFrame) -> None:
     counts = served.groupby("tier").size().reindex(TIERS, fill_value=0)
     st.subheader(tr("coord.fill"))
     for column, tier in zip(st.columns(len(TIERS)), TIERS, strict=True):
-        column.metric(tr("coord.fill.metric", colour=colour_name(tier)), percent(rates[tier]),
+        column.metric(tr("coord.fill.metric", colour=colour_fact(tier)), percent(rates[tier]),
                       help=tr("coord.fill.help", needs=fmt.count(counts[tier])), border=True)
 
 
@@ -159,9 +191,9 @@ def plans_table(run: Run) -> pd.DataFrame:
     left, right = st.columns([3, 2])
     query = left.text_input(tr("coord.search"), key="plan_search").strip()
     names = {t: colour_name(t) for t in TIERS}
-    tiers = right.multiselect(tr("coord.tier.filter"), TIERS, default=TIERS,
-                              format_func=names.get, key="plan_tiers")
-    plans = run.plans
+    tiers = choose(right.multiselect, tr("coord.tier.filter"), list(TIERS), names,
+                   "plan_tiers", list(TIERS))
+    plans = S.plans_for_reading(run.plans)
     shown = plans[plans["tier"].isin(tiers)]
     if query:
         haystack = shown[["household_id", "station_id", "package", "unmet"]].agg(" ".join,
@@ -182,7 +214,7 @@ def household_view(scenario: Scenario, run: Run, served: pd.DataFrame,
         return
     tier = scenario.households.set_index("household_id").at[household, "tier"]
     st.markdown("**" + tr("coord.household.title", household=household,
-                          colour=colour_name(tier)) + "**")
+                          colour=colour_fact(tier)) + "**")
     detail = S.household_detail(scenario, served, run.allocations, household)
     service = detail["service_zh"] if st.session_state.get("lang") != "en" else \
         detail["service_en"]
@@ -197,19 +229,38 @@ def household_view(scenario: Scenario, run: Run, served: pd.DataFrame,
 
 
 def pin_form(scenario: Scenario, detail: pd.DataFrame) -> None:
-    """Pin a need of the open household to an offer or a volunteer of its street."""
+    """Pin a need of the open household to an offer or a volunteer of its street: only the
+    sources the model would accept are offered, each with its capacity and cost; those held
+    back are named with the condition that fails."""
     st.markdown("**" + tr("coord.pin") + "**")
     needs = list(dict.fromkeys(detail["need_id"]))
     a, b, c = st.columns([2, 3, 1])
     need = a.selectbox(tr("coord.pin.need"), needs, key="pin_need")
     sources = S.pin_sources(scenario, need)
-    labels = dict(zip(sources["source_id"], sources["label"], strict=True))
-    kinds = dict(zip(sources["source_id"], sources["kind"], strict=True))
+    offered = sources[sources["accepted"]].set_index("source_id")
+    unit = detail.loc[detail["need_id"] == need, "unit"].iloc[0]
+    unit_words = code("unit", unit, lang())
+    # Labels are resolved now: a format_func runs later, outside this script run.
+    labels = {sid: tr("coord.pin.label", label=row.label, capacity=fmt.count(row.capacity),
+                      unit=unit_words, cost=money(row.unit_cost))
+              if row.kind == "offer" else tr("coord.pin.label.volunteer", label=row.label,
+                                             hours=fmt.count(row.capacity))
+              for sid, row in offered.iterrows()}
+    kinds = offered["kind"].to_dict()
     source = b.selectbox(tr("coord.pin.source"), list(labels), key="pin_source",
                          format_func=labels.get)
     quantity = float(detail.loc[detail["need_id"] == need, "quantity"].iloc[0])
-    c.number_input(tr("coord.pin.units"), min_value=0.01, value=min(1.0, quantity),
-                   key="pin_units")
+    most = float(offered.at[source, "most"]) if source in offered.index else quantity
+    # One field per need: a 4-hour need does not inherit the 750.92 yuan of the one before.
+    c.number_input(tr("coord.pin.units"), min_value=0.01, max_value=max(most, 0.01),
+                   value=max(min(1.0, most), 0.01), key=f"pin_units.{need}",
+                   help=tr("coord.pin.most", most=fmt.count(most), unit=unit_words))
+    held = sources[~sources["accepted"]]
+    if len(held):
+        why = held["why_en"] if lang() == "en" else held["why_zh"] if lang() == "zh" else \
+            held["why_zh"] + " / " + held["why_en"]
+        st.caption(tr("coord.pin.held", sources="; ".join(
+            f"{sid}: {w}" for sid, w in zip(held["source_id"], why, strict=True))))
     st.button(tr("coord.pin.add"), key="pin_add", disabled=source is None, on_click=_add_pin,
               args=(kinds,))
 
@@ -218,9 +269,9 @@ def _add_pin(kinds: dict[str, str]) -> None:
     """Add the pin the form describes (a callback, so the pins list above the form shows it
     in the same rerun)."""
     state = st.session_state
-    source = state["pin_source"]
-    pin = {"need_id": state["pin_need"], "offer_id": "", "volunteer_id": "",
-           "units": float(state["pin_units"]), "slot": ""}
+    source, need = state["pin_source"], state["pin_need"]
+    pin = {"need_id": need, "offer_id": "", "volunteer_id": "",
+           "units": float(state[f"pin_units.{need}"]), "slot": ""}
     pin["offer_id" if kinds[source] == "offer" else "volunteer_id"] = source
     state[PINS_KEY] = [*state.get(PINS_KEY, []), pin]
 
@@ -268,8 +319,10 @@ def compare_previous(run: Run) -> None:
         counts = changes["direction"].value_counts()
         st.write(tr("coord.compare.counts", old=old.run_id, new=run.info["run_id"],
                     gained=counts.get("gained", 0), lost=counts.get("lost", 0),
-                    new_hh=counts.get("new", 0), gone=counts.get("gone", 0)))
-        show(changes[["household_id", "tier", "direction", "fill_before", "fill_after", "why"]],
+                    moved=counts.get("moved", 0), new_hh=counts.get("new", 0),
+                    gone=counts.get("gone", 0)))
+        show(changes[["household_id", "tier", "direction", "fill_before", "fill_after",
+                      "package_before", "package_after", "why"]],
              {"fill_before": percent, "fill_after": percent},
              {"tier": "tier", "direction": "direction"}, key="diff_table")
 
@@ -286,8 +339,8 @@ def export_panel(scenario: Scenario, run: Run) -> None:
     if fast or full:
         with st.status(tr("coord.export.building.match" if full else
                           "coord.export.building")) as status:
-            data, counts = workbook(scenario.digest, run_id, full, scenario, run)
-            status.update(state="complete")
+            data, counts = workbook(scenario.digest, run_id, full, scenario, run, lang())
+            status.update(label=tr("coord.export.done"), state="complete")
         st.session_state[EXPORT_KEY] = ready = (run_id, data, counts)
     if ready is None or ready[0] != run_id:
         return
@@ -315,13 +368,26 @@ def warm_up(scenario: Scenario) -> None:
 def results(result: dict) -> None:
     run, scenario = result["run"], result["scenario"]
     info = run.info
-    st.header(tr("coord.result", run_id=info["run_id"],
-                 status=code("status", info["status"], lang())))
-    where = result["centre"] or tr("centre.all")
-    st.caption(f"{result['week'] or ''} · {where} · {scenario.digest[:12]} · "
+    centre = result["centre"]
+    centres = scenario.centres.set_index("centre_id")
+    where = centres.at[centre, "name"] if centre in centres.index else tr("centre.all")
+    st.header(tr("coord.result", where=where, run_id=info["run_id"],
+                 status=(code("status", info["status"], "zh"),
+                         code("status", info["status"], "en"))))
+    if centre in centres.index:
+        scope = tr("coord.scope.centre", name=f"{where} · {centre}",
+                   level=code("level", centres.at[centre, "level"], lang()))
+        basis = tr("coord.basis.held", run=info["held_run"]) if info.get("held_run") else \
+            tr("coord.basis.alone")
+        st.info(f"{scope}。{basis}" if lang() == "zh" else f"{scope}. {basis}")
+    else:
+        st.caption(tr("coord.scope.all"))
+    st.caption(f"{result['week'] or ''} · {scenario.digest[:12]} · "
                f"{info['seconds']['wall']:.1f} s")
     if result["cached"]:
         st.caption(tr("coord.cached", run_id=info["run_id"]))
+    if result.get("pins") != st.session_state.get(PINS_KEY, []):
+        st.warning(tr("coord.stale"))
     served = run_served(scenario, run)
     fill_metrics(served)
     money_and_unmet(scenario, run)

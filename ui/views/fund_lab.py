@@ -16,7 +16,8 @@ from wulian.ui.common import (
     SCENARIO_KEY,
     TIERS,
     budget_lab,
-    colour_name,
+    choose,
+    colour_fact,
     current_scenario,
     current_week,
     formatted,
@@ -65,6 +66,9 @@ def budget_inputs(scenario: Scenario, lab: BudgetLab) -> dict[str, float]:
             value=float(base[fund_id]), step=1000.0, format="%.0f", key=keys[fund_id],
             help=f"{source} · {earmarks} · {money(base[fund_id])}", persist_state="session")
         budgets[fund_id] = float(value) * scale / 100
+        # The field holds the fund's own budget; what the lab uses is that times the slider.
+        columns[i % 4].caption(tr("fund.effective", amount=money(budgets[fund_id]),
+                                  scale=scale))
     st.button(tr("fund.reset"), key=_key(scenario, "reset"), on_click=_reset,
               args=(keys, base, scale_key))
     return budgets
@@ -75,9 +79,8 @@ def equity_inputs(scenario: Scenario) -> EquityDial | None:
     left, right = st.columns(2)
     modes = ["off", "floor", "deviation"]
     labels = {m: tr(f"fund.equity.{m}") for m in modes}
-    mode = left.radio(tr("fund.equity.mode"), modes, key=_key(scenario, "equity_mode"),
-                      format_func=labels.get, horizontal=True,
-                      persist_state="session")
+    mode = choose(left.radio, tr("fund.equity.mode"), modes, labels,
+                  _key(scenario, "equity_mode"), "off", horizontal=True)
     if mode == "off":
         return None
     value = right.slider(tr("fund.equity.value"), 0, 100, 80 if mode == "floor" else 10,
@@ -91,8 +94,11 @@ def coverage(solution, base_solution) -> None:
     rates, base = solution.fill_rates(), base_solution.fill_rates()
     for column, tier in zip(st.columns(len(TIERS)), TIERS, strict=True):
         change = (rates[tier] - base[tier]) * 100
-        column.metric(tr("coord.fill.metric", colour=colour_name(tier)), percent(rates[tier]),
+        # No arrow, and no colour, for a change that rounds to nothing.
+        column.metric(tr("coord.fill.metric", colour=colour_fact(tier)), percent(rates[tier]),
                       delta=tr("fund.points", points=f"{change:+.1f}"), border=True,
+                      delta_color="normal" if round(change, 1) != 0 else "off",
+                      delta_arrow="auto" if round(change, 1) != 0 else "off",
                       help=tr("fund.delta.help"))
 
 
@@ -133,9 +139,11 @@ def curve(scenario: Scenario, lab: BudgetLab, budgets: dict[str, float],
           equity: EquityDial | None, lock) -> None:
     st.subheader(tr("fund.curve"))
     base = lab.base_budgets
-    labels = {"all": tr("fund.curve.all"), **{f: f for f in base.index}}
-    fund = st.selectbox(tr("fund.curve.fund"), list(labels), key=_key(scenario, "curve_fund"),
-                        format_func=labels.get)
+    names = scenario.funds.set_index("fund_id")["name"]
+    labels = {"all": tr("fund.curve.all"),
+              **{f: f"{names.get(f, f)} · {f}" for f in base.index}}
+    fund = choose(st.selectbox, tr("fund.curve.fund"), list(labels), labels,
+                  _key(scenario, "curve_fund"), "all")
     dial = (equity.floor, equity.deviation) if equity else (None, None)
     week = current_week(scenario)
     with lock:
@@ -146,8 +154,8 @@ def curve(scenario: Scenario, lab: BudgetLab, budgets: dict[str, float],
             top = 2.0 * max(float(base[fund]), budgets[fund], 1.0)
             sweep = _sweep(scenario.digest, week, fund, top, dial, lab)
             marker = budgets[fund]
-    st.altair_chart(charts.curve(sweep, tier_names(), titles("budget", "fill_rate", "colour"),
-                                 marker), width="stretch")
+    axes = {**titles("budget", "fill_rate", "colour"), "budget": tr("fund.curve.axis")}
+    st.altair_chart(charts.curve(sweep, tier_names(), axes, marker), width="stretch")
 
 
 def fairness(solution) -> None:
@@ -195,7 +203,7 @@ def saved_scenarios(scenario: Scenario, lab: BudgetLab, budgets: dict[str, float
     shown = table.reset_index()
     cols = ["scenario", "equity", *[f"fill_{t}" for t in TIERS], "money_total",
             "pof_red_points", "status"]
-    headings = {f"fill_{t}": tr("coord.fill.metric", colour=colour_name(t)) for t in TIERS}
+    headings = {f"fill_{t}": tr("coord.fill.metric", colour=colour_fact(t)) for t in TIERS}
     headings["pof_red_points"] = tr("fund.pof.points")
     out = formatted(shown[cols], {**{f"fill_{t}": percent for t in TIERS},
                                   "money_total": money,

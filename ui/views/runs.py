@@ -10,7 +10,7 @@ from wulian.planning import session as S
 from wulian.planning.store import StoredRun, diff_runs
 from wulian.ui.common import (
     TIERS,
-    colour_name,
+    colour_fact,
     current_store,
     lang,
     money,
@@ -53,7 +53,7 @@ def open_run(run: StoredRun) -> None:
     weighted = (summary["fill_rate"] * summary["needs"]).groupby(summary["tier"]).sum()
     rates = (weighted / summary.groupby("tier")["needs"].sum()).reindex(TIERS)
     for column, tier in zip(st.columns(len(TIERS)), TIERS, strict=True):
-        column.metric(tr("coord.fill.metric", colour=colour_name(tier)), percent(rates[tier]),
+        column.metric(tr("coord.fill.metric", colour=colour_fact(tier)), percent(rates[tier]),
                       border=True)
     left, right = st.columns(2)
     with left:
@@ -82,14 +82,20 @@ def diff_panel(store, ids: list[int], labels: dict[int, str]) -> None:
     if old_id == new_id:
         st.info(tr("runs.same"))
         return
-    changes = diff_runs(store.load(old_id), store.load(new_id))
+    old_run, new_run = store.load(old_id), store.load(new_id)
+    scopes = [(r.info.get("parameters", {}).get("week") or "—",
+               r.info.get("parameters", {}).get("centre")
+               or tr("centre.all")) for r in (old_run, new_run)]
+    if scopes[0] != scopes[1]:
+        st.warning(tr("runs.scope", old=" · ".join(scopes[0]), new=" · ".join(scopes[1])))
+    changes = diff_runs(old_run, new_run)
     if changes.empty:
         st.info(tr("runs.nochange"))
         return
     counts = changes["direction"].value_counts()
     st.write(tr("coord.compare.counts", old=old_id, new=new_id, gained=counts.get("gained", 0),
-                lost=counts.get("lost", 0), new_hh=counts.get("new", 0),
-                gone=counts.get("gone", 0)))
+                lost=counts.get("lost", 0), moved=counts.get("moved", 0),
+                new_hh=counts.get("new", 0), gone=counts.get("gone", 0)))
     show(changes[["household_id", "tier", "direction", "fill_before", "fill_after",
                   "package_before", "package_after", "why"]],
          {"fill_before": percent, "fill_after": percent},
@@ -107,7 +113,7 @@ def page() -> None:
     shown = runs.assign(input_digest=runs["input_digest"].str[:12],
                         policy_digest=runs["policy_digest"].str[:12],
                         scenario=runs["scenario"].map(lambda p: p.rsplit("/", 1)[-1] or "—"))
-    show(shown, codes={"status": "status"}, key="runs_table")
+    show(shown, codes={"status": "status", "kind": "run_kind"}, key="runs_table")
     # Weekly allocations open and diff here; other kinds (quarterly jobs) are only listed.
     weekly = runs[runs["kind"] == "allocate"]
     if weekly.empty:
