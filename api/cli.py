@@ -126,6 +126,7 @@ def _allocate_and_show(scenario: Scenario, out: Path, fmt: str, week: str | None
                           f"{redact_url(store.url)}: {type(err).__name__}; 结果表已写入 / the "
                           f"output tables were written to {out}")
             return 1
+        run.write_info(out)  # now with the run's id in the store
     show_run(scenario, run)
     console.print(f"结果表已写入 / output tables written to: [bold]{out}[/] "
                   f"({', '.join(run.tables)}, run.json); 运行记录 / recorded as run "

@@ -411,6 +411,11 @@ class Outputs:
             tables_workbook(self.tables, out / self.WORKBOOK, lang, self.workbook_title())
         else:
             write_tables({k: excel_safe(v) for k, v in self.tables.items()}, out, fmt)
+        return self.write_info(out)
+
+    def write_info(self, out: str | Path) -> Path:
+        """Write the provenance file alone (again, once the run is recorded with its id)."""
+        out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / self.INFO_FILE).write_text(strict_json(self.info) + "\n", encoding="utf-8")
         return out
