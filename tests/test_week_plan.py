@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import pandas as pd
 import pytest
 from scenario_factory import random_scenario
 
