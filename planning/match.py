@@ -456,6 +456,9 @@ def proof_summary(levels) -> dict:
 TIME_REASONS = ("no_available_slot", "hours_exhausted")
 #: Rounds of allocation and matching before the rest of the difference is reconciled.
 PLAN_ROUNDS = 8
+#: Rounds in which a need may still take more from pools than in the round before (after
+#: them, pool units only shrink; docs/matching.md, "One plan").
+FREE_ROUNDS = 1
 
 
 @dataclass
@@ -481,13 +484,13 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     (``pool_caps``), and when the visits failed for want of time (:data:`TIME_REASONS`) the
     pool and its street lose those hours; the allocation is then solved again, lexicographic
     as ever, so the need goes to another source that can serve it (an NGO's hours, a
-    department) or stays unmet, and the freed capacity is not promised twice. From the second
-    round on no need may take more from pools than it has (the visits only shrink, so the
-    next matching places them all, but for monitoring a removed visit carried). Limits only
-    tighten, so the rounds end; after ``rounds`` any difference left is reconciled as
-    :func:`reconciled_tables` does. A need left unmet whose pool the matching limited, and
-    whose allocation reason is that every source reaching it is full (or capped), says the
-    matching's reason (``hours_exhausted`` …): every other source was used first.
+    department) or stays unmet, and the freed capacity is not promised twice. After
+    :data:`FREE_ROUNDS` rounds no need may take more from pools than it has (the visits only
+    shrink, so the next matching places them all, but for monitoring a removed visit
+    carried). Limits only tighten, so the rounds end; after ``rounds`` any difference left is
+    reconciled as :func:`reconciled_tables` does. A need left unmet whose pool the matching
+    limited, and whose allocation reason is that every source reaching it is full (or
+    capped), says the matching's reason (``hours_exhausted`` …): every other source was used first.
 
     The rounds' matchings skip the LP bounds (plan-independent, seconds on a district); the
     last round's is run with ``match_params`` as given when those bounds are asked for.
@@ -499,6 +502,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     missing: dict[str, float] = {}
     caps: dict[str, float] = {}
     limited: dict[str, str] = {}  # need_id → the matching's reason for limiting its pool
+    frozen: set[str] = set()  # needs held at their pool units of an earlier round
     history: list[dict] = []
     for r in range(max(rounds, 1)):
         t0 = time.perf_counter()
@@ -517,15 +521,16 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         if lost.empty or r == rounds - 1:
             break
         placed = service[service["volunteer_id"] != ""].groupby("need_id")["units"].sum()
-        if r >= 1:
-            # From the second round on, no need takes more from pools than it has now: the
-            # service visits can then only shrink, and a matching that placed a set of
-            # visits places any part of it, so the rounds settle.
+        if r >= FREE_ROUNDS:
+            # No need takes more from pools than it has now: the service visits can then
+            # only shrink, and a matching that placed a set of visits places any part of
+            # it, so the rounds settle.
             given = run.tables["allocations"]
             given = given[given["source_kind"] == "volunteer_pool"].groupby("need_id")[
                 "units"].sum()
             for need in run.result.need_served["need_id"]:
                 caps[need] = min(caps.get(need, np.inf), float(given.get(need, 0.0)))
+                frozen.add(need)
         for need in pd.unique(lost["need_id"]):
             caps[need] = min(caps.get(need, np.inf), float(placed.get(need, 0.0)))
         main = lost.groupby(["need_id", "reason"])["units"].sum().reset_index().sort_values(
@@ -535,12 +540,14 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         pool = run.tables["allocations"]
         pool = pool[pool["source_kind"] == "volunteer_pool"].drop_duplicates("need_id") \
             .set_index("need_id")["source_id"]
+        # (Keeping free also the hour of the monitoring visit a lost visit carried settles in
+        # fewer rounds on the demo but serves red less: docs/matching.md, "One plan".)
         short = lost[lost["reason"].isin(TIME_REASONS)]
         for pool_id, hours in short.groupby(short["need_id"].map(pool))["hours"].sum().items():
             missing[pool_id] = missing.get(pool_id, 0.0) + float(hours)
     if match_params.lp_bounds_visits != quick.lp_bounds_visits:
         match = run_matching(scenario, run, week=week, centre=centre, params=match_params)
-    run = _limited_reasons(scenario, run, limited)
+    run = _limited_reasons(scenario, run, limited, frozen)
     run.info["volunteer_rounds"] = history
     run.info["volunteer_limits"] = {"pools_short_hours": {k: round(v, 3) for k, v in
                                                           sorted(missing.items())},
@@ -552,17 +559,23 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     return WeekPlan(run=run, match=match, rounds=history)
 
 
-def _limited_reasons(scenario: Scenario, run: Run, limited: dict[str, str]) -> Run:
+def _limited_reasons(scenario: Scenario, run: Run, limited: dict[str, str],
+                     frozen: set[str]) -> Run:
     """``run`` with the matching's reason on needs whose pool it limited and that the
-    allocation left unmet because every source reaching them is full or capped."""
+    allocation left unmet because every source reaching them is full or capped; a need only
+    held at its earlier pool units (``frozen``) counts its pool as full, not as capped for the
+    household (the cap is the rounds', not an offer's)."""
     from wulian.planning.allocate import plans_table, summary_table
 
     result = run.result
-    if not limited:
+    if not limited and not frozen:
         return run
-    reason = result.need_served["need_id"].map(limited)
-    swap = reason.notna() & result.need_served["reason"].isin(["capacity_exhausted",
-                                                               "household_cap"])
+    ids = result.need_served["need_id"]
+    old = result.need_served["reason"]
+    reason = ids.map(limited)
+    held = ids.isin(frozen) & reason.isna() & (old == "household_cap")
+    reason = reason.where(~held, "capacity_exhausted")
+    swap = reason.notna() & old.isin(["capacity_exhausted", "household_cap"])
     if not swap.any():
         return run
     need_served = result.need_served.assign(
