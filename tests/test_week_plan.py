@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import pandas as pd
 import pytest
 from scenario_factory import random_scenario
 
@@ -125,3 +126,34 @@ def test_reasons_name_the_volunteers_when_pools_were_limited():
             assert need_reason[row.need_id] == row.reason
         seen += int(unmet["reason"].isin(vocab.MATCHING_REASONS).sum())
     assert seen > 0
+
+
+def test_demo_promises_only_what_the_matching_places(tmp_path):
+    """The district demo through `wulian match`: from the tables it writes, every need's
+    volunteer-pool units in ``allocations`` are the units of its placed visits in
+    ``assignments``, and ``unplaced`` holds no service visit."""
+    import json
+
+    from wulian.api.cli import main
+    from wulian.data import demo_folder
+
+    assert main(["match", str(demo_folder()), "--out", str(tmp_path),
+                 "--store", f"sqlite:///{tmp_path / 'runs.sqlite'}"]) == 0
+    read = lambda name: pd.read_csv(tmp_path / f"{name}.csv", encoding="utf-8-sig",  # noqa: E731
+                                    keep_default_na=False)
+    alloc, assignments, unplaced = read("allocations"), read("assignments"), read("unplaced")
+    services = pd.read_csv(demo_folder() / "services.csv", encoding="utf-8-sig").set_index(
+        "service_id")
+    service = assignments[assignments["need_id"] != ""]
+    units = np.where(service["service_id"].map(services["unit"]) == "hour", service["hours"], 1.0)
+    got = pd.Series(units, index=service.index).groupby(service["need_id"]).sum()
+    pool = alloc[alloc["source_kind"] == "volunteer_pool"].groupby("need_id")["units"].sum()
+    assert len(pool) > 100
+    assert got.reindex(pool.index, fill_value=0.0).to_numpy() == pytest.approx(pool.to_numpy())
+    assert set(got.index) <= set(pool.index)
+    assert (unplaced["need_id"] == "").all()
+    info = json.loads((tmp_path / "match.json").read_text(encoding="utf-8"))
+    assert info["rounds"][-1]["unplaced_service_visits"] == 0
+    assert info["rounds"][0]["unplaced_service_visits"] > 0  # the rounds had work to do
+    red = [name for name in info["levels"] if name.startswith("cover:red")]
+    assert red and all(name in info["proof"]["proven"] for name in red)
