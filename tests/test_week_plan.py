@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from scenario_factory import random_scenario
 
+from reference import allocation as ref_alloc
 from reference import matching as ref
 from wulian.contract import vocab
 from wulian.planning.match import plan_week, reconciled_tables
@@ -90,28 +91,42 @@ def test_red_monitoring_is_never_displaced(seed):
 
 @pytest.mark.parametrize("seed", SCARCE_SEEDS)
 def test_hours_exhausted_only_after_other_sources(seed):
-    """A need unmet for want of volunteer hours has no offer of its service with capacity left
-    that may serve its household (other sources were used first)."""
+    """A need unmet with a matching reason (no volunteer had the time, …) had no other source
+    left: every offer that may serve it (the independent reference's admissible arcs) is full,
+    its fund cannot pay one more unit, or it is capped for the household — recomputed from the
+    final allocations table."""
     sc, plan = scarce(seed), planned(seed)
     unmet = plan.run.tables["unmet"]
-    short = unmet[unmet["reason"].isin(["hours_exhausted", "no_available_slot"])]
-    if short.empty:
+    short = set(unmet.loc[unmet["reason"].isin(vocab.MATCHING_REASONS), "need_id"])
+    if not short:
         return
+    spec = ref_alloc.build(sc)
     alloc = plan.run.tables["allocations"]
-    used = alloc[alloc["source_kind"] == "offer"].groupby("source_id")["units"].sum()
-    offers = sc.offers.set_index("offer_id")
-    left = offers["capacity"] - used.reindex(offers.index, fill_value=0.0)
-    needs = sc.needs.set_index("need_id")
-    served = plan.run.result.need_served.set_index("need_id")
-    for need_id in short["need_id"]:
-        service = needs.at[need_id, "service_id"]
-        open_ = offers[(offers["service_id"] == service) & (left >= 1 - 1e-9)]
-        if open_.empty:
+    offer_rows = alloc[alloc["source_kind"] == "offer"]
+    used = offer_rows.groupby("source_id")["units"].sum()
+    spent = alloc[alloc["fund_id"] != ""].groupby("fund_id")["cost"].sum()
+    household = offer_rows["need_id"].map({n: spec.needs[n].household_id for n in spec.needs})
+    got = offer_rows.groupby([household, offer_rows["source_id"]])["units"].sum()
+    charged = alloc[alloc["fund_id"] != ""]
+    hh_paid = charged.groupby([charged["need_id"].map(
+        {n: spec.needs[n].household_id for n in spec.needs}), charged["fund_id"]])["cost"].sum()
+    for arc in spec.arcs:
+        if arc.kind != "offer" or arc.need_id not in short:
             continue
-        # An open offer of the service must be out of reach of this need: the allocation's own
-        # arcs say which offers may serve it (an offer arc it could still grow would be used).
-        rows = alloc[(alloc["need_id"] == need_id) & alloc["source_id"].isin(open_.index)]
-        assert rows.empty or served.at[need_id, "reason"] != "", need_id
+        need, offer = spec.needs[arc.need_id], spec.offers[arc.source_id]
+        left = offer.capacity - used.get(offer.offer_id, 0.0) * need.scale
+        full = left < 1 - 1e-6
+        capped = offer.max_per_household is not None and \
+            got.get((need.household_id, offer.offer_id), 0.0) * need.scale \
+            >= offer.max_per_household - 1e-6
+        broke = False
+        if offer.fund_id:
+            fund = spec.funds[offer.fund_id]
+            broke = fund.budget - spent.get(offer.fund_id, 0.0) < offer.cost_per_base - 1e-6
+            paid = hh_paid.get((need.household_id, offer.fund_id), 0.0)
+            capped = capped or (fund.max_per_household is not None and
+                                paid > fund.max_per_household - offer.cost_per_base + 1e-6)
+        assert full or capped or broke, (arc.need_id, offer.offer_id, left)
 
 
 def test_reasons_name_the_volunteers_when_pools_were_limited():
@@ -157,3 +172,24 @@ def test_demo_promises_only_what_the_matching_places(tmp_path):
     assert info["rounds"][0]["unplaced_service_visits"] > 0  # the rounds had work to do
     red = [name for name in info["levels"] if name.startswith("cover:red")]
     assert red and all(name in info["proof"]["proven"] for name in red)
+
+
+@pytest.mark.parametrize("seed", (1, 2, 3))
+def test_pool_caps_hold_a_need_to_what_was_placed(seed):
+    """``volunteer_limits``: a need capped at 0 takes nothing from volunteer pools, a need
+    capped at 1 at most one unit, and a tighter model never serves red better."""
+    from wulian.planning.allocate import run_allocation
+
+    sc = Scenario.from_tables(random_scenario(seed))
+    free = run_allocation(sc)
+    alloc = free.tables["allocations"]
+    pool = alloc[alloc["source_kind"] == "volunteer_pool"].groupby("need_id")["units"].sum()
+    assert len(pool), "the seed serves from volunteer pools"
+    zero, one = pool.index[0], pool.index[-1]
+    capped = run_allocation(sc, volunteer_limits=({}, {zero: 0.0, one: 1.0}))
+    rows = capped.tables["allocations"]
+    rows = rows[rows["source_kind"] == "volunteer_pool"]
+    assert zero not in set(rows["need_id"])
+    assert rows.loc[rows["need_id"] == one, "units"].sum() <= 1.0 + 1e-9
+    red = {lv.name: lv.value for lv in free.result.levels}["red"]
+    assert {lv.name: lv.value for lv in capped.result.levels}["red"] <= red + 1e-6
