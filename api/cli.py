@@ -58,7 +58,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from wulian.planning.allocate import run_allocation
     from wulian.planning.store import RunStore
 
     start = time.perf_counter()
@@ -67,8 +66,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
     show_scenario(scenario)
     out = Path(args.out)
-    with console.status("分配中 / allocating (exact, colour by colour) …"):
-        run = run_allocation(scenario, store=RunStore(args.store))
+    plan = _plan(scenario, RunStore(args.store), DEMO_MATCH)
+    run = plan.run
     with console.status("写出结果 / writing the output tables …"):
         run.write(out, "csv")
     show_run(scenario, run)
@@ -76,7 +75,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                   f"({', '.join(run.tables)}, run.json); 运行记录 / recorded as run "
                   f"{run.info['run_id']}")
     # Beside the allocation's tables, not over them: those on disk stay the recorded run's.
-    code = _match_and_show(scenario, run, out / "matching", "csv", DEMO_MATCH)
+    code = _match_and_show(scenario, run, out / "matching", "csv", plan.match)
     if code == 0 and args.weeks:
         _demo_cycle(scenario, out, args.weeks)
     console.print(f"演示总用时 / demo wall time: {time.perf_counter() - start:.1f} s")
@@ -311,20 +310,16 @@ def show_scenario(scenario: Scenario) -> None:
 
 def cmd_match(args: argparse.Namespace) -> int:
     from wulian.optimizer.pins import PinError
-    from wulian.planning.allocate import run_allocation
     from wulian.planning.store import RunStore
 
     scenario = load_or_report(args.path)
     if scenario is None:
         return 1
     check_scope(scenario, args.week, args.centre)
-    with console.status("分配中 / allocating …"):
-        run = run_allocation(scenario, week=args.week, centre=args.centre,
-                             store=RunStore(args.store))
     try:
-        return _match_and_show(scenario, run, Path(args.out), args.format, None,
-                               week=args.week, centre=args.centre, lang=args.lang,
-                               as_json=args.json)
+        plan = _plan(scenario, RunStore(args.store), None, week=args.week, centre=args.centre)
+        return _match_and_show(scenario, plan.run, Path(args.out), args.format, plan.match,
+                               lang=args.lang, as_json=args.json)
     except PinError as err:
         say_error("志愿者锁定无法保持 / volunteer pins that cannot be kept: "
                   + "; ".join(str(p) for p in err.problems))
@@ -336,18 +331,26 @@ def cmd_match(args: argparse.Namespace) -> int:
 DEMO_MATCH = {"time_limit": 1.0}
 
 
-def _match_and_show(scenario: Scenario, run, out: Path, fmt: str, params: dict | None,
-                    week: str | None = None, centre: str | None = None,
-                    lang: str = "zh", as_json: bool = False) -> int:
-    """Match volunteers after an allocation; print levels, load and unplaced visits; write the
-    matching's tables with the reconciled allocation (CSV/Parquet folder, or one workbook with
-    a printable sheet per volunteer)."""
+def _plan(scenario: Scenario, store, params: dict | None, week: str | None = None,
+          centre: str | None = None):
+    """One plan for the week: allocation and matching in rounds until every volunteer
+    service visit the allocation promises is placed (``planning.match.plan_week``)."""
     from wulian.optimizer.visits import MatchParams
-    from wulian.planning.match import reconciled_tables, run_matching, write_workbook
+    from wulian.planning.match import plan_week
 
-    with console.status("匹配志愿者 / matching volunteers to visits and slots …"):
-        match = run_matching(scenario, run, week=week, centre=centre,
-                             params=MatchParams(**(params or {})))
+    with console.status("分配与匹配 / allocating and matching volunteers (one plan) …"):
+        return plan_week(scenario, week=week, centre=centre, store=store,
+                         match_params=MatchParams(**(params or {})))
+
+
+def _match_and_show(scenario: Scenario, run, out: Path, fmt: str, match, lang: str = "zh",
+                    as_json: bool = False) -> int:
+    """Print a matching's levels, load and unplaced visits; write its tables with the
+    reconciled allocation (CSV/Parquet folder, or one workbook with a printable sheet per
+    volunteer)."""
+
+    from wulian.planning.match import reconciled_tables, write_workbook
+
     tables = {**match.tables, **reconciled_tables(scenario, run, match)}
     if fmt == "xlsx":
         written = write_workbook(match, out / "matching.xlsx",
@@ -367,6 +370,17 @@ def _match_and_show(scenario: Scenario, run, out: Path, fmt: str, params: dict |
                                        "gap = |bound − value| ÷ value)",
                                {"取值 value": count, "界 bound": count, "差距 gap": pct},
                                index=False))
+    proof = info["proof"]
+    console.print(f"证明 / proof: {proof['words_zh']}\n  {proof['words_en']}")
+    rounds = info.get("rounds") or []
+    if rounds:
+        left = rounds[-1]["unplaced_service_visits"]
+        console.print(
+            f"分配与匹配共 {len(rounds)} 轮 / {len(rounds)} round(s) of allocation and matching: "
+            + ("分配承诺的志愿服务走访全部安排 / every volunteer service visit the allocation "
+               "promises is placed" if left == 0 else
+               f"仍有 {left} 次服务走访未安排，已移入未满足 / {left} service visits still "
+               "unplaced, moved to unmet"))
     load, spread = match.load, match.spread
     busy = load[load["hours"] > 0]
     frame = pd.DataFrame({

@@ -75,6 +75,10 @@ class AllocationInput:
     used_capacity: dict[str, float] = field(default_factory=dict)
     used_budget: dict[str, float] = field(default_factory=dict)
     used_pool_hours: dict[str, float] = field(default_factory=dict)  # pool_id → hours
+    # Most units each need may take from volunteer pools (need_id → units): the week's
+    # matching could place no more of them (planning.match.plan_week moves the rest to
+    # other sources).
+    pool_caps: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -357,11 +361,21 @@ def build_arcs(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
         fund=np.concatenate([f_i, np.full(len(pn_i), -1)]).astype(np.int64),
         km=np.concatenate([np.zeros(n_arcs_offer), km_per_unit]),
         continuity=np.concatenate([np.zeros(n_arcs_offer), continuity]),
-        upper=np.concatenate([upper_offer,
-                              needs["base_quantity"].to_numpy()[pn_i].astype(float)]),
+        upper=np.concatenate([upper_offer, _pool_upper(data, needs)[pn_i]]),
         lower=np.zeros(n_arcs_offer + len(pn_i)),
     )
     return model, {"street": street}
+
+
+def _pool_upper(data: AllocationInput, needs: pd.DataFrame) -> np.ndarray:
+    """Per need, the most base units its volunteer-pool arc may carry: the need, or less where
+    ``data.pool_caps`` says the matching could place no more."""
+    upper = needs["base_quantity"].to_numpy().astype(float)
+    if data.pool_caps:
+        cap = needs["need_id"].map(data.pool_caps).to_numpy(dtype=float, na_value=np.inf)
+        upper = np.minimum(upper, np.maximum(np.floor(cap * needs["scale"].to_numpy() + 1e-9),
+                                             0.0))
+    return upper
 
 
 def _apply_pins(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,

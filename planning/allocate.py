@@ -11,7 +11,7 @@ import platform
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import version
 from multiprocessing import get_context
 
@@ -95,12 +95,16 @@ def _solver_versions() -> dict[str, str]:
 
 def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str | None = None,
                    params: AllocationParams | None = None, store: RunStore | None = None,
+                   volunteer_limits: tuple[dict, dict] | None = None, save: bool = True,
                    before_save: Callable[[Run], None] | None = None) -> Run:
     """Allocate the scenario's needs (of ``week``, within ``centre``'s subtree) and explain.
 
-    With a ``store``, the run is recorded there (whole, or not at all), and a run for one
-    centre's subtree holds the rest of the network at the latest stored whole-network run on
-    the same input: it uses only the capacity, budget and volunteer hours left over.
+    With a ``store``, the run is recorded there (whole, or not at all; not when ``save`` is
+    false), and a run for one centre's subtree holds the rest of the network at the latest
+    stored whole-network run on the same input: it uses only the capacity, budget and
+    volunteer hours left over. ``volunteer_limits`` — (pool_id → hours the matching found
+    missing, need_id → most units from pools) — is what ``planning.match.plan_week`` learnt
+    from the week's matching.
     """
     params = params or AllocationParams()
     start = time.perf_counter()
@@ -108,6 +112,12 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
     if centre and store is not None:
         held = _latest_whole_run(store, scenario.digest)
     data = allocation_input(scenario, week, centre, held)
+    if volunteer_limits:
+        missing, caps = volunteer_limits
+        used = dict(data.used_pool_hours)
+        for pool, hours in missing.items():
+            used[pool] = used.get(pool, 0.0) + hours
+        data = replace(data, used_pool_hours=used, pool_caps=dict(caps))
     decomposition = None
     if _decompose(data, params):
         workers = params.workers or default_workers()
@@ -151,9 +161,14 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
     run = Run(tables=tables, info=info, result=result)
     if before_save is not None:  # e.g. write the tables first: a store that fails loses no plan
         before_save(run)
-    if store is not None:
-        run.info["run_id"] = store.save(run.info, run.tables, scenario=scenario.path)
+    if store is not None and save:
+        record_run(store, scenario, run)
     return run
+
+
+def record_run(store: RunStore, scenario: Scenario, run: Run) -> None:
+    """Record ``run`` in ``store`` (its id goes into ``run.info``)."""
+    run.info["run_id"] = store.save(run.info, run.tables, scenario=scenario.path)
 
 
 def _decompose(data: AllocationInput, params: AllocationParams) -> bool:

@@ -404,6 +404,7 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
         "levels": {lv.name: {"sense": lv.sense, "value": lv.value, "bound": lv.bound,
                              "gap": lv.gap, "status": str(lv.status), "seconds": lv.seconds}
                    for lv in vm.levels},
+        "proof": proof_summary(vm.levels),
         "decomposition": vm.decomposition,
         "sizes": {**vm.sizes, "service_visits": int((visits["need_id"] != "").sum()),
                   "monitoring_visits": int(visits["kind"].ne("service").sum()),
@@ -416,6 +417,175 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
                        schedules=_schedules(scenario, visits), unplaced=unplaced, load=load,
                        spread=spread, levels=vm.levels, status=vm.status, method=vm.method,
                        info=info)
+
+
+def proof_summary(levels) -> dict:
+    """Which levels are proven optimal and, for each that is not, its value, bound and gap:
+    ``{"proven": [...], "open": {level: {value, bound, gap}}, "words_zh", "words_en"}``."""
+    proven = [lv.name for lv in levels if lv.status == Status.OPTIMAL]
+    open_ = {lv.name: {"value": lv.value, "bound": lv.bound, "gap": lv.gap}
+             for lv in levels if lv.status != Status.OPTIMAL}
+    cover = [lv for lv in levels if lv.name.startswith("cover:")]
+    cover_open = [lv for lv in cover if lv.status != Status.OPTIMAL]
+    if not cover_open:
+        zh = f"每个优先级的走访数均已证明最优（{len(cover)} 层）"
+        en = f"every priority class's visits placed is proven optimal ({len(cover)} levels)"
+    else:
+        worst = max(cover_open, key=lambda lv: lv.gap)
+        zh = (f"{len(cover) - len(cover_open)}/{len(cover)} 个优先级已证明最优；最大差距 "
+              f"{worst.name} {worst.gap:.1%}（已安排 {worst.value:g}，至多 {worst.bound:g}）")
+        en = (f"{len(cover) - len(cover_open)} of {len(cover)} priority classes proven "
+              f"optimal; the widest gap is {worst.name} at {worst.gap:.1%} ({worst.value:g} "
+              f"placed, at most {worst.bound:g} possible)")
+    rest = [lv for lv in levels if not lv.name.startswith("cover:")]
+    for lv in rest:
+        if lv.status == Status.OPTIMAL:
+            zh += f"；{lv.name} 已证明最优"
+            en += f"; {lv.name} proven optimal"
+        else:
+            zh += f"；{lv.name} 与界相差 {lv.gap:.1%}"
+            en += f"; {lv.name} within {lv.gap:.1%} of its bound"
+    return {"proven": proven, "open": open_, "words_zh": zh, "words_en": en}
+
+
+# ----------------------------------------------------------------------------- one plan
+
+#: Reasons of an unplaced visit that say the volunteers' time ran out (as opposed to nobody
+#: able to make that household's visit at all).
+TIME_REASONS = ("no_available_slot", "hours_exhausted")
+#: Rounds of allocation and matching before the rest of the difference is reconciled.
+PLAN_ROUNDS = 8
+#: Rounds in which a need may still take more from pools than in the round before (after
+#: them, pool units only shrink; docs/matching.md, "One plan").
+FREE_ROUNDS = 1
+
+
+@dataclass
+class WeekPlan:
+    """One plan for the week: the allocation whose volunteer-pool units the matching places,
+    the matching, and what each round of :func:`plan_week` learnt."""
+
+    run: Run
+    match: MatchResult
+    rounds: list[dict]
+
+
+def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None = None,
+              params=None, match_params: MatchParams | None = None, store=None,
+              rounds: int = PLAN_ROUNDS) -> WeekPlan:
+    """Allocate and match until every service visit the allocation gives a household is one
+    the matching places (issue 19; docs/matching.md, "One plan").
+
+    The allocation counts a street's volunteers as pools of hours and visits; the matching
+    knows each volunteer's travel limit, slots and the week's monitoring visits, which take
+    their hours by colour before lower colours' services. Each round, a need whose service
+    visits the matching could not place may take from its pool only what was placed
+    (``pool_caps``), and when the visits failed for want of time (:data:`TIME_REASONS`) the
+    pool and its street lose those hours; the allocation is then solved again, lexicographic
+    as ever, so the need goes to another source that can serve it (an NGO's hours, a
+    department) or stays unmet, and the freed capacity is not promised twice. After
+    :data:`FREE_ROUNDS` rounds no need may take more from pools than it has (the visits only
+    shrink, so the next matching places them all, but for monitoring a removed visit
+    carried). Limits only tighten, so the rounds end; after ``rounds`` any difference left is
+    reconciled as :func:`reconciled_tables` does. A need left unmet whose pool the matching
+    limited, and whose allocation reason is that every source reaching it is full (or
+    capped), says the matching's reason (``hours_exhausted`` …): every other source was used first.
+
+    The rounds' matchings skip the LP bounds (plan-independent, seconds on a district); the
+    last round's is run with ``match_params`` as given when those bounds are asked for.
+    """
+    from wulian.planning.allocate import record_run, run_allocation
+
+    match_params = match_params or MatchParams()
+    quick = replace(match_params, lp_bounds_visits=0)
+    missing: dict[str, float] = {}
+    caps: dict[str, float] = {}
+    limited: dict[str, str] = {}  # need_id → the matching's reason for limiting its pool
+    frozen: set[str] = set()  # needs held at their pool units of an earlier round
+    history: list[dict] = []
+    for r in range(max(rounds, 1)):
+        t0 = time.perf_counter()
+        run = run_allocation(scenario, week=week, centre=centre, params=params, store=store,
+                             volunteer_limits=(missing, caps), save=False)
+        t1 = time.perf_counter()
+        match = run_matching(scenario, run, week=week, centre=centre, params=quick)
+        visits = match.visits
+        service = visits[visits["need_id"] != ""]
+        lost = service[service["volunteer_id"] == ""]
+        history.append({"round": r + 1, "service_visits": len(service),
+                        "unplaced_service_visits": len(lost),
+                        "unplaced_visits": int((visits["volunteer_id"] == "").sum()),
+                        "allocation_seconds": round(t1 - t0, 3),
+                        "matching_seconds": round(time.perf_counter() - t1, 3)})
+        if lost.empty or r == rounds - 1:
+            break
+        placed = service[service["volunteer_id"] != ""].groupby("need_id")["units"].sum()
+        if r >= FREE_ROUNDS:
+            # No need takes more from pools than it has now: the service visits can then
+            # only shrink, and a matching that placed a set of visits places any part of
+            # it, so the rounds settle.
+            given = run.tables["allocations"]
+            given = given[given["source_kind"] == "volunteer_pool"].groupby("need_id")[
+                "units"].sum()
+            for need in run.result.need_served["need_id"]:
+                caps[need] = min(caps.get(need, np.inf), float(given.get(need, 0.0)))
+                frozen.add(need)
+        for need in pd.unique(lost["need_id"]):
+            caps[need] = min(caps.get(need, np.inf), float(placed.get(need, 0.0)))
+        main = lost.groupby(["need_id", "reason"])["units"].sum().reset_index().sort_values(
+            ["need_id", "units", "reason"], ascending=[True, False, True], kind="stable") \
+            .drop_duplicates("need_id")
+        limited.update(zip(main["need_id"], main["reason"], strict=True))
+        pool = run.tables["allocations"]
+        pool = pool[pool["source_kind"] == "volunteer_pool"].drop_duplicates("need_id") \
+            .set_index("need_id")["source_id"]
+        # (Keeping free also the hour of the monitoring visit a lost visit carried settles in
+        # fewer rounds on the demo but serves red less: docs/matching.md, "One plan".)
+        short = lost[lost["reason"].isin(TIME_REASONS)]
+        for pool_id, hours in short.groupby(short["need_id"].map(pool))["hours"].sum().items():
+            missing[pool_id] = missing.get(pool_id, 0.0) + float(hours)
+    if match_params.lp_bounds_visits != quick.lp_bounds_visits:
+        match = run_matching(scenario, run, week=week, centre=centre, params=match_params)
+    run = _limited_reasons(scenario, run, limited, frozen)
+    run.info["volunteer_rounds"] = history
+    run.info["volunteer_limits"] = {"pools_short_hours": {k: round(v, 3) for k, v in
+                                                          sorted(missing.items())},
+                                    "needs_capped": len(caps)}
+    match.info["rounds"] = history
+    if store is not None:
+        record_run(store, scenario, run)
+        match.info["allocation_run"] = run.info.get("run_id")
+    return WeekPlan(run=run, match=match, rounds=history)
+
+
+def _limited_reasons(scenario: Scenario, run: Run, limited: dict[str, str],
+                     frozen: set[str]) -> Run:
+    """``run`` with the matching's reason on needs whose pool it limited and that the
+    allocation left unmet because every source reaching them is full or capped; a need only
+    held at its earlier pool units (``frozen``) counts its pool as full, not as capped for the
+    household (the cap is the rounds', not an offer's)."""
+    from wulian.planning.allocate import plans_table, summary_table
+
+    result = run.result
+    if not limited and not frozen:
+        return run
+    ids = result.need_served["need_id"]
+    old = result.need_served["reason"]
+    reason = ids.map(limited)
+    held = ids.isin(frozen) & reason.isna() & (old == "household_cap")
+    reason = reason.where(~held, "capacity_exhausted")
+    swap = reason.notna() & old.isin(["capacity_exhausted", "household_cap"])
+    if not swap.any():
+        return run
+    need_served = result.need_served.assign(
+        reason=result.need_served["reason"].where(~swap, reason))
+    new_reason = need_served.set_index("need_id")["reason"]
+    unmet = result.unmet.assign(reason=result.unmet["need_id"].map(new_reason)
+                                .fillna(result.unmet["reason"]))
+    result = replace(result, unmet=unmet, need_served=need_served)
+    tables = {**run.tables, "unmet": unmet, "plans": plans_table(scenario, result),
+              "summary": summary_table(scenario, result)}
+    return replace(run, tables=tables, result=result)
 
 
 def _move_monitoring(visits: pd.DataFrame) -> pd.DataFrame:
@@ -624,6 +794,7 @@ def reconciled_tables(scenario: Scenario, run: Run, match: MatchResult) -> dict[
             "summary": summary_table(scenario, result)}
 
 
-__all__ = ["MatchParams", "MatchResult", "PinError", "build_visits", "reconcile",
+__all__ = ["MatchParams", "MatchResult", "PinError", "WeekPlan", "build_visits", "plan_week",
+           "proof_summary", "reconcile",
            "reconciled_tables", "run_matching", "sheet_names", "week_start", "weeks_between",
            "write_workbook", "KINDS", "OUTPUT_TABLES"]
