@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from wulian.contract import vocab
 from wulian.contract.hierarchy import Hierarchy
 from wulian.contract.problems import Problem, ValidationError
-from wulian.optimizer.allocation import AllocationParams
+from wulian.optimizer.allocation import AllocationParams, member_mask
 from wulian.optimizer.visits import MatchParams
 from wulian.planning.allocate import run_allocation
 from wulian.planning.db import bulk_insert, bulk_update, fetch_frame
@@ -323,9 +323,9 @@ def _check_needs_in_scope(scenario: Scenario, week: str, centre: str | None) -> 
     needs = scenario.needs
     if centre:
         hh = scenario.households
-        inside = hh.loc[hh["station_id"].isin(set(scenario.hierarchy.subtree(centre))),
+        inside = hh.loc[member_mask(hh["station_id"], scenario.hierarchy.subtree(centre)),
                         "household_id"]
-        needs = needs[needs["household_id"].isin(inside)]
+        needs = needs[member_mask(needs["household_id"], inside)]
     if not len(needs):
         where = f"({centre})" if centre else ""
         raise CycleError(f"{week}{where}没有待分配的需求 / {week} has no open need to allocate"
@@ -340,7 +340,7 @@ def week_scenario(register: Register, conn: sa.Connection, week: str) -> Scenari
     tables = register.tables(conn, owed)
     states = owed[owed["state"].isin(OPEN_STATES)].set_index("need_id")
     needs = tables["needs"]
-    needs = needs[needs["need_id"].isin(states.index)].copy()
+    needs = needs[member_mask(needs["need_id"], states.index)].copy()
     needs = needs[needs["week"] <= week]  # not needs raised for a later week
     step = register.policy.cycle.urgency_step_weeks
     age = needs["need_id"].map(states["age"]).astype(int)
@@ -364,7 +364,7 @@ def week_scenario(register: Register, conn: sa.Connection, week: str) -> Scenari
         left = vols["max_hours"].astype(float) - vols["volunteer_id"].map(hours).fillna(0.0)
         spent = left.to_numpy() <= EPS  # kept (history names them), with no slot left
         vols["max_hours"] = np.where(spent, vols["max_hours"], [_text(v) for v in left])
-        busy = (vols["volunteer_id"].isin(slots.index) | spent).to_numpy()
+        busy = member_mask(vols["volunteer_id"], slots.index) | spent
         vols.loc[busy, "availability"] = [
             "" if gone else
             ";".join(s for s in str(avail).split(";") if s and s not in slots.get(v, ()))
@@ -747,7 +747,7 @@ def _add_history(register: Register, conn, events: Events, visits: list[tuple[st
     frame = frame.drop_duplicates()
     keys = history_key(frame)
     have = register.keys("history", conn)
-    fresh = frame[~keys.isin(have)]
+    fresh = frame[~member_mask(keys, have)]
     if not len(fresh):
         return 0
     rows = [{"tbl": "history", "row_key": k, "data": data,
@@ -805,21 +805,21 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
                 conn.execute(TASKS.update().where(TASKS.c.task_id.in_(chunk)).values(
                     status="not_delivered", reason="no_answer", updated_at=events.at))
             settled = json.dumps({"reason": "no_answer", "status": "not_delivered"})
+            was = {s: json.dumps({"status": s}) for s in ("planned", "accepted")}
             events.add_many("task.settle", [f"tasks:{tid}" for tid in ids],
-                            [json.dumps({"status": s}) for s in week_tasks.loc[live, "status"]],
+                            [was[s] for s in week_tasks.loc[live, "status"]],
                             [settled] * len(ids))
             week_tasks.loc[live, "status"] = "not_delivered"
             out.unanswered = int(live.sum())
         out.spent = float(delivered_cost(week_tasks).sum())
 
         snapshot = _snapshot_needs(register.store, conn, row["run_id"])
-        states = register.need_states(conn).set_index("need_id")
-        states = states[states.index.isin(snapshot) & states["state"].isin(
-            OPEN_STATES + ("allocated",))]
+        states = register.need_states(conn, OPEN_STATES + ("allocated",)).set_index("need_id")
+        states = states[member_mask(states.index, snapshot)]
         done = week_tasks[week_tasks["status"] == "delivered"]
         got = done[done["need_id"] != ""].groupby("need_id")["units_delivered"].sum()
         left = np.maximum(states["remaining"].to_numpy(float)
-                          - states.index.map(got).fillna(0.0).to_numpy(float), 0.0)
+                          - got.reindex(states.index).fillna(0.0).to_numpy(float), 0.0)
         # Hours, visits and items are owed in whole numbers (the register's needs must stay a
         # valid scenario): a need whose visits were split into half hours, delivered in part,
         # carries what is left rounded up.
@@ -840,7 +840,7 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
         changes = pd.DataFrame({"state": state, "close_reason": reason, "remaining": left,
                                 "age": age}, index=states.index)
         bulk_update(conn, NEED_STATES, "need_id",
-                    changes.assign(updated_at=events.at).reset_index().to_dict("records"))
+                    changes.assign(updated_at=events.at).reset_index())
         closed = changes["state"].to_numpy() == "closed"
         subjects = np.array([f"needs:{n}" for n in changes.index], dtype=object)
         befores = row_json(states[["state", "remaining", "age"]].astype(
@@ -863,15 +863,13 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
     return out
 
 
-def _snapshot_needs(store: RunStore, conn: sa.Connection, run_id: int | None) -> set[str]:
+def _snapshot_needs(store: RunStore, conn: sa.Connection, run_id: int | None) -> list[str]:
     """The needs a week's run was given: those it allocated and those it left unmet."""
     if run_id is None:
-        return set()
-    ids: set[str] = set()
-    for name in ("allocations", "unmet"):
-        frame = store.table_in(conn, run_id, name)
-        ids |= set(frame["need_id"])
-    return ids
+        return []
+    ids = [store.table_in(conn, run_id, name)["need_id"].to_numpy(object)
+           for name in ("allocations", "unmet")]
+    return pd.unique(np.concatenate(ids)).tolist()
 
 
 def _plain(value):

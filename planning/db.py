@@ -31,11 +31,11 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # With WAL, synchronous=NORMAL still keeps every committed transaction through a crash of
     # the process (only a power cut may lose the last ones), and it spares a sync per commit.
     # The page cache (SQLite's default is 2 MiB) is what a city's register needs to insert
-    # its million rows into keyed tables without re-reading pages: up to 256 MiB, taken as used.
+    # its million rows into keyed tables without re-reading pages: up to 64 MiB, taken as used.
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA cache_size=-262144")
+    cursor.execute("PRAGMA cache_size=-65536")
     cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -105,20 +105,32 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
                              else [(values(r),) for r in part])
 
 
-def bulk_update(conn: sa.Connection, table: sa.Table, key: str, rows: list[dict]) -> None:
+def bulk_update(conn: sa.Connection, table: sa.Table, key: str,
+                rows: list[dict] | pd.DataFrame) -> None:
     """Update many rows by their key straight through the driver's ``executemany`` (see
-    :func:`bulk_insert`); each dict holds the key and the same columns to set."""
-    if not rows:
+    :func:`bulk_insert`): dicts holding the key and the same columns to set, or a frame of
+    them (a city's half a million rows: no dict per row)."""
+    if not len(rows):
+        return
+    if isinstance(rows, pd.DataFrame):
+        columns = [c for c in rows.columns if c != key]
+        values = list(zip(*(rows[c].tolist() for c in [*columns, key]), strict=True))
+        _update(conn, table, key, columns, values)
         return
     columns = [c for c in rows[0] if c != key]
+    pick = operator.itemgetter(*columns, key)
+    _update(conn, table, key, columns, list(map(pick, rows)))
+
+
+def _update(conn: sa.Connection, table: sa.Table, key: str, columns: list[str],
+            values: list[tuple]) -> None:
     mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
     quote = conn.dialect.identifier_preparer.quote
     sql = (f"UPDATE {conn.dialect.identifier_preparer.format_table(table)} SET "
            + ", ".join(f"{quote(c)} = {mark}" for c in columns)
            + f" WHERE {quote(key)} = {mark}")
-    values = operator.itemgetter(*columns, key)
-    for start in range(0, len(rows), 50_000):
-        conn.exec_driver_sql(sql, list(map(values, rows[start:start + 50_000])))
+    for start in range(0, len(values), 50_000):
+        conn.exec_driver_sql(sql, values[start:start + 50_000])
 
 
 def fetch_rows(conn: sa.Connection, query: sa.Select) -> list[tuple]:

@@ -37,6 +37,7 @@ from wulian.contract.problems import ValidationError
 from wulian.contract.schema import TABLES
 from wulian.demand.policy import Policy
 from wulian.demand.scoring import colour
+from wulian.optimizer.allocation import member_mask
 from wulian.planning.db import bulk_insert, fetch_frame, fetch_rows
 from wulian.planning.io import as_text, write_tables
 from wulian.planning.scenario import Scenario
@@ -433,8 +434,8 @@ class Register:
                                          ignore_index=True).fillna("")
         owed = self.need_states(conn, OPEN_STATES + ("allocated",))
         fresh = frames["needs"]
-        fresh = fresh[~fresh["need_id"].isin(set(kept.get("needs", {})))]
-        states = pd.concat([owed[~owed["need_id"].isin(fresh["need_id"])],
+        fresh = fresh[~member_mask(fresh["need_id"], kept.get("needs", {}))]
+        states = pd.concat([owed[~member_mask(owed["need_id"], fresh["need_id"])],
                             pd.DataFrame({"need_id": fresh["need_id"],
                                           "remaining": fresh["quantity"].astype(float)})],
                            ignore_index=True)
@@ -713,7 +714,7 @@ def open_needs(needs: pd.DataFrame, states: pd.DataFrame, services: pd.DataFrame
     if not len(needs):
         return needs
     owed = states.set_index("need_id")["remaining"]
-    keep = needs["need_id"].isin(owed.index)
+    keep = member_mask(needs["need_id"], owed.index)
     out = needs[keep].copy()
     remaining = out["need_id"].map(owed).astype(float).to_numpy()
     unit = out["service_id"].map(services.set_index("service_id")["unit"]).to_numpy()
