@@ -125,8 +125,12 @@ def _monitoring_overdue(register: Register, conn, households: pd.DataFrame, week
                         rule) -> list[Finding]:
     keys = [k for (k,) in fetch_rows(conn, sa.select(ROWS.c.row_key).where(
         ROWS.c.tbl == "history"))]
-    visits = pd.Series(keys, dtype=object).str.split("|", expand=True)
-    last = (visits.groupby(1)[0].max() if len(visits) else pd.Series(dtype=object))
+    # The last visit's week per household (keys are week|household|volunteer): weeks sort as
+    # text, so the last row of each household after sorting (no groupby over Arrow strings,
+    # whose max runs in Python per household).
+    visits = pd.DataFrame([k.split("|", 2)[:2] for k in keys], columns=["week", "household"])
+    last = visits.sort_values("week").drop_duplicates("household", keep="last") \
+        .set_index("household")["week"]
     cycle = register.policy.monitoring_weeks
     hh = households.dropna(subset=["tier"])
     seen = hh["household_id"].map(last)
@@ -155,18 +159,28 @@ def _unmet(conn, households: pd.DataFrame, rule) -> list[Finding]:
     hh = households.set_index("household_id")
     waiting = waiting.assign(tier=waiting["household_id"].map(hh["tier"]))
     waiting = waiting[waiting["tier"].isin(list(rule["colours"]))]
-    out = []
-    for hid, part in waiting.groupby("household_id", sort=True):
-        out.append(Finding("unmet", "household", hid, str(hh.at[hid, "station_id"]),
-                           {"colour": part["tier"].iat[0], "needs": len(part),
-                            "weeks": int(part["age"].max()),
-                            "need_ids": sorted(part["need_id"])[:20]}))
-    return out
+    if waiting.empty:
+        return []
+    # One finding per household, with its first 20 need ids: rows sorted by household and
+    # need, then cut where the household changes (a city has a hundred thousand of them).
+    waiting = waiting.sort_values(["household_id", "need_id"]).reset_index(drop=True)
+    household = waiting["household_id"].to_numpy(object)
+    starts = np.flatnonzero(np.r_[True, household[1:] != household[:-1]])
+    ends = np.r_[starts[1:], len(waiting)]
+    age = waiting["age"].to_numpy(int)
+    need = waiting["need_id"].to_numpy(object)
+    tier = waiting["tier"].to_numpy(object)
+    station = hh["station_id"].reindex(household[starts]).to_numpy(object)
+    return [Finding("unmet", "household", household[a], str(where),
+                    {"colour": tier[a], "needs": int(b - a), "weeks": int(age[a:b].max()),
+                     "need_ids": need[a:min(b, a + 20)].tolist()})
+            for a, b, where in zip(starts, ends, station, strict=True)]
 
 
 def _colour_worse(households: pd.DataFrame) -> list[Finding]:
     hh = households.dropna(subset=["before"])
-    worse = hh["tier"].map(_TIER_RANK) < hh["before"].map(_TIER_RANK)
+    worse = (hh["tier"].map(_TIER_RANK).to_numpy(float)
+             < hh["before"].map(_TIER_RANK).to_numpy(float))
     return [Finding("colour_worse", "household", r.household_id, r.station_id,
                     {"from": r.before, "to": r.tier, "assessed_on": r.assessed_on,
                      "version": int(r.version)})
@@ -225,7 +239,8 @@ def _funds(register: Register, conn, households: pd.DataFrame, week: str, rules
 
 def _provider_declines(register: Register, conn, week: str, rule) -> list[Finding]:
     recent = _recent_weeks(week, int(rule["weeks"]))
-    frame = tasks_frame(conn, TASKS.c.week.in_(recent), TASKS.c.volunteer_id == "")
+    frame = tasks_frame(conn, TASKS.c.week.in_(recent), TASKS.c.volunteer_id == "",
+                        columns=("provider_id", "status"))
     answered = frame[frame["status"].isin(["declined", "delivered", "not_delivered"])]
     if answered.empty:
         return []

@@ -158,8 +158,13 @@ def period_weeks(week: str, length: int) -> list[str]:
 # ----------------------------------------------------------------------------- reading
 
 
-def tasks_frame(conn: sa.Connection, *where) -> pd.DataFrame:
-    return fetch_frame(conn, sa.select(*(TASKS.c[c] for c in TASK_COLUMNS)).where(*where))
+MONEY_COLUMNS = ("fund_id", "status", "units", "units_delivered", "cost")  # delivered_cost's
+
+
+def tasks_frame(conn: sa.Connection, *where, columns: Iterable[str] = TASK_COLUMNS
+                ) -> pd.DataFrame:
+    """The tasks ``where`` says, with ``columns`` (every one by default)."""
+    return fetch_frame(conn, sa.select(*(TASKS.c[c] for c in columns)).where(*where))
 
 
 def tasks(register: Register, week: str | None = None, *, provider: str | None = None,
@@ -349,7 +354,8 @@ def week_scenario(register: Register, conn: sa.Connection, week: str) -> Scenari
         urgency = np.minimum(3, urgency + age // step)
     tables["needs"] = needs.assign(week=week, urgency=[str(u) for u in urgency])
 
-    taken = tasks_frame(conn, TASKS.c.week == week, TASKS.c.status != "declined")
+    taken = tasks_frame(conn, TASKS.c.week == week, TASKS.c.status != "declined",
+                        columns=("offer_id", "units", "volunteer_id", "hours", "slot"))
     offers = tables["offers"].copy()
     used = taken[taken["offer_id"] != ""].groupby("offer_id")["units"].sum()
     capacity = offers["capacity"].astype(float) - offers["offer_id"].map(used).fillna(0.0)
@@ -387,7 +393,8 @@ def fund_balances(conn: sa.Connection, funds: pd.DataFrame, week: str, length: i
     # The period runs from its first week, or from the first week the register ran, if later.
     started = conn.execute(sa.select(sa.func.min(WEEKS.c.week))).scalar() or week
     weeks_so_far = [w for w in period_weeks(week, length) if w >= min(started, week)]
-    frame = tasks_frame(conn, TASKS.c.week.in_(weeks_so_far), TASKS.c.fund_id != "")
+    frame = tasks_frame(conn, TASKS.c.week.in_(weeks_so_far), TASKS.c.fund_id != "",
+                        columns=MONEY_COLUMNS)
     spent = pd.Series(delivered_cost(frame), index=frame["fund_id"]).groupby(level=0).sum()
     owed = pd.Series(_outstanding(frame), index=frame["fund_id"]).groupby(level=0).sum()
     ids = funds["fund_id"]

@@ -347,16 +347,20 @@ class Register:
         household assessed once), and when it was last assessed."""
         query = sa.select(ASSESSMENTS.c.household_id, ASSESSMENTS.c.version,
                           ASSESSMENTS.c.tier, ASSESSMENTS.c.assessed_on)
-        if conn is None:
-            with self.engine.connect() as own:
-                rows = own.execute(query).all()
-        else:
-            rows = conn.execute(query).all()
-        frame = pd.DataFrame(rows, columns=["household_id", "version", "tier", "assessed_on"])
-        frame = frame.sort_values(["household_id", "version"])
-        last = frame.groupby("household_id").tail(1).set_index("household_id")
-        before = frame.groupby("household_id").nth(-2).set_index("household_id")["tier"]
-        return last.assign(before=before)
+        frame = pd.DataFrame(self._fetch(query, conn),
+                             columns=["household_id", "version", "tier", "assessed_on"])
+        frame = frame.sort_values(["household_id", "version"]).reset_index(drop=True)
+        household = frame["household_id"].to_numpy(object)
+        is_last = np.ones(len(frame), bool)
+        is_last[:-1] = household[1:] != household[:-1]
+        # The row before a household's last is its previous assessment when it is the same
+        # household's (rows compared with their neighbours: no groupby over Arrow strings).
+        before_row = np.zeros(len(frame), bool)
+        before_row[:-1] = is_last[1:] & (household[:-1] == household[1:])
+        before = pd.Series(frame["tier"].to_numpy(object)[before_row],
+                           index=household[before_row], dtype=object)
+        last = frame[is_last].set_index("household_id")
+        return last.assign(before=before.reindex(last.index))
 
     def events(self, subject: str | None = None, kind: str | None = None) -> pd.DataFrame:
         """The audit trail, oldest first (optionally for one subject or kind)."""
