@@ -821,7 +821,7 @@ def test_wulian_ui_starts_the_app(tmp_path):
                 time.sleep(0.3)
         page = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
         assert page.status_code == 200 and "<div id=\"root\">" in page.text
-        assert f"http://localhost:{port}" in log.read_text()
+        assert f"http://127.0.0.1:{port}" in log.read_text()  # localhost only, by default
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)

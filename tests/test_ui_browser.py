@@ -93,7 +93,7 @@ def sign_in(page, secret: str) -> None:
     expect(page.get_by_role("heading", name="五联 · 登录")).to_be_visible(timeout=STEP_TIMEOUT)
     page.get_by_label("令牌", exact=True).fill(secret)
     page.get_by_role("button", name="登录", exact=True).click()
-    expect(page.get_by_role("heading", name="五联 · 登录")).to_have_count(0)
+    expect(page.get_by_role("heading", name="五联 · 登录")).to_have_count(0, timeout=STEP_TIMEOUT)
 
 
 @pytest.fixture
