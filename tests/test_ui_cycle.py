@@ -427,7 +427,7 @@ def test_the_performance_report_is_the_planning_layers_workbook(register, tmp_pa
     data = report_workbook(tables, "test")
     (tmp_path / "report.xlsx").write_bytes(data)
     book = openpyxl.load_workbook(tmp_path / "report.xlsx")
-    assert book.sheetnames == ["说明 about", "按街镇 by street", "满足率 fill rate",
+    assert book.sheetnames == ["目录 Contents", "按街镇 by street", "满足率 fill rate",
                                "巡查 monitoring", "惠及 reach"]
     sheet = book["按街镇 by street"]
     assert sheet.max_row == len(tables["by_street"]) + 1

@@ -220,8 +220,9 @@ def household_view(scenario: Scenario, run: Run, served: pd.DataFrame,
         detail["service_en"]
     detail = detail.assign(service=service).drop(columns=["service_zh", "service_en",
                                                           "service_id", "fraction"])
-    show(detail[["need_id", "service", "unit", "urgency", "quantity", "served", "linkage",
-                 "who", "source_id", "units_from_source", "cost", "fund_id", "reason"]],
+    # What is short and why first: the reason stood last, off the screen of a laptop.
+    show(detail[["need_id", "service", "reason", "quantity", "served", "unit", "who",
+                 "linkage", "units_from_source", "cost", "fund_id", "urgency", "source_id"]],
          {"quantity": fmt.count, "served": fmt.count, "units_from_source": fmt.count,
           "cost": money}, {"unit": "unit", "linkage": "linkage", "reason": "reason"},
          key="household_table")
