@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -181,6 +182,21 @@ def write_tables(tables: dict[str, pd.DataFrame], out: str | Path, fmt: str = "c
     return out
 
 
+def strict_json(value):
+    """``value`` with every NaN or infinite number replaced by ``None`` (JSON's null), in
+    dicts, lists and tuples at any depth: run.json stays strict JSON (a bound that does not
+    exist is null, never the ``NaN`` token Python's json writes and other readers refuse)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():  # a numpy scalar
+        return strict_json(value.item())
+    return value
+
+
 @dataclass
 class Outputs:
     """Output tables with their provenance (``info``); a table reads as an attribute
@@ -203,7 +219,8 @@ class Outputs:
         target = out / self.WORKBOOK if fmt == "xlsx" else out
         write_tables({k: excel_safe(v) for k, v in self.tables.items()}, target, fmt)
         out.mkdir(parents=True, exist_ok=True)
-        (out / self.INFO_FILE).write_text(json.dumps(self.info, ensure_ascii=False, indent=2,
-                                                     sort_keys=True) + "\n", encoding="utf-8")
+        (out / self.INFO_FILE).write_text(json.dumps(strict_json(self.info), ensure_ascii=False,
+                                                     indent=2, sort_keys=True, allow_nan=False)
+                                          + "\n", encoding="utf-8")
         return out
 

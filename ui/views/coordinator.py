@@ -320,6 +320,8 @@ def results(result: dict) -> None:
     where = result["centre"] or tr("centre.all")
     st.caption(f"{result['week'] or ''} · {where} · {scenario.digest[:12]} · "
                f"{info['seconds']['wall']:.1f} s")
+    if "proof" in info:  # which levels are proven, the gap of each that is not
+        st.caption(info["proof"]["zh" if lang() == "zh" else "en"])
     if result["cached"]:
         st.caption(tr("coord.cached", run_id=info["run_id"]))
     served = run_served(scenario, run)
