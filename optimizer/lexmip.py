@@ -36,13 +36,16 @@ from wulian.optimizer.status import Status
 HOLD_RELATIVE = 1e-7
 MAX_NODES = 500  # branch-and-bound nodes per MIP (deterministic work limit)
 # An exact search's share (``solve_lexicographic(search_seconds=…)``): of what is left, an
-# equal part per level still to solve, but at most what the solve has taken so far (at least
-# SEARCH_FLOOR seconds): a search is worth about one more pass over the model, and a model
-# whose levels take seconds each is one whose search does not finish in seconds either.
+# equal part per level still to solve, but, until a search of this solve has proven its level,
+# at most SEARCH_RATIO of the time the solve has taken outside searches (at least SEARCH_FLOOR
+# seconds): a model whose levels take seconds each is one whose search rarely finishes in
+# seconds, and a street re-run keeps its second. Once one search has proven its level, a
+# search may take as long as the whole solve so far.
 SEARCH_FLOOR = 0.25
+SEARCH_RATIO = 0.5
 # A level that is not certified (``Level.certify=False``: travel and continuity) is still
 # bounded and searched when the levels before it took at most this share of the search time.
-UNCERTIFIED_SHARE = 0.1
+UNCERTIFIED_SHARE = 0.02
 SENSES = ("max", "min")  # Level.sense
 
 
@@ -556,6 +559,8 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     incumbent: np.ndarray | None = None  # the last whole answer, feasible for every level
     pending: list[tuple[int, threading.Thread, dict]] = []  # certificates being solved
     level_bounded = [True]  # bounded(current), decided once per level
+    proved = [False]  # has a search of this solve proven its level?
+    spent = [0.0]  # seconds of search so far
     search_left = float(search_seconds)
     searching = search_seconds > 0 and not exact
     for k, level in enumerate(levels):
@@ -588,15 +593,19 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             nonlocal status, x, bound, value, search_left
             if search_left <= 0:
                 return
+            elapsed = time.perf_counter() - solve_start
+            probe = max(SEARCH_FLOOR, SEARCH_RATIO * (elapsed - spent[0]))
             share = min(search_left / (len(levels) - k),
-                        max(SEARCH_FLOOR, time.perf_counter() - solve_start))
+                        max(probe, elapsed) if proved[0] else probe)
             t = time.perf_counter()
             found = exact_search(x, value, share)
             search_left -= time.perf_counter() - t
+            spent[0] += time.perf_counter() - t
             if found is None:
                 return
             if not np.isfinite(found[2]) or found[2] == bound:
                 search_left = 0.0
+            proved[0] = proved[0] or found[0] == Status.OPTIMAL
             status, x, bound = found
             value = float(cost @ x)
 
