@@ -17,8 +17,8 @@ from __future__ import annotations
 import functools
 
 import pytest
-from scenario_factory import shared_funds_scenario
 import test_allocation_reference as checks
+from scenario_factory import shared_funds_scenario
 
 from reference import allocation as rm
 from wulian.optimizer.allocation import TIER_LEVELS
@@ -63,11 +63,11 @@ def test_colours_and_money_are_the_reference_optimum_and_proven(seed, scale):
     run.json and from the allocations table alone, and run.json calls each one proven."""
     _, ref, run, expected = mid_case(seed, scale)
     levels = run.info["levels"]
-    from_tables = checks._levels_from_tables(ref, run.tables["allocations"])
+    from_tables = checks.levels_from_tables(ref, run.tables["allocations"])
     wrong = [f"{name}: run {levels[name]['value']!r}, tables {from_tables[name]!r}, "
              f"reference {expected[name]!r}" for name in CHECKED
-             if not (checks._close(levels[name]["value"], expected[name])
-                     and checks._close(from_tables[name], expected[name]))]
+             if not (checks.close(levels[name]["value"], expected[name])
+                     and checks.close(from_tables[name], expected[name]))]
     assert not wrong, f"seed {seed} × {scale}:\n" + "\n".join(wrong)
     unproven = {name: (levels[name]["status"], levels[name]["gap"]) for name in CHECKED
                 if levels[name]["status"] != "optimal"}
@@ -78,5 +78,5 @@ def test_colours_and_money_are_the_reference_optimum_and_proven(seed, scale):
 @pytest.mark.parametrize(("seed", "scale"), CASES)
 def test_tables_keep_every_constraint(seed, scale):
     _, ref, run, _ = mid_case(seed, scale)
-    bad = checks._table_problems(ref, run.tables["allocations"], run.tables["unmet"])
+    bad = checks.table_problems(ref, run.tables["allocations"], run.tables["unmet"])
     assert not bad, f"seed {seed} × {scale}:\n" + "\n".join(bad[:10])
