@@ -38,6 +38,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.match --preset district
 	$(BIN)/python -m bench.match --preset city
 	$(BIN)/python -m bench.api
+	$(BIN)/python -m bench.yardstick
 	$(BIN)/python -m bench.ui
 	$(BIN)/python -m bench.cycle --preset district
 	bash -c 'source .ci/postgres.sh && start_postgres && trap stop_postgres EXIT && \

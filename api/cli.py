@@ -193,6 +193,21 @@ def check_scope(scenario: Scenario, week: str | None, centre: str | None) -> Non
                      f"(weeks with needs: {shown})")
 
 
+def show_proof(info: dict) -> None:
+    """Which levels are proven optimal and, for each that is not, how far it may be from the
+    best (run.json's ``proof`` and each level's ``words``), in Chinese and English."""
+    levels = info["levels"]
+    if not levels:
+        return
+    frame = pd.DataFrame({
+        "层级 level": list(levels),
+        "证明 proof": [lv["words"]["zh"] for lv in levels.values()],
+        "proof": [lv["words"]["en"] for lv in levels.values()],
+    })
+    console.print(frame_table(frame, "是否已证明最优 / proven optimal? — " + info["proof"]["zh"]
+                              + " " + info["proof"]["en"], index=False))
+
+
 def show_run(scenario: Scenario, run) -> None:
     """Fill rate by colour, money by fund, unmet reasons and a few households' plans."""
     from wulian.planning.allocate import fill_rate_by_tier, money_by_fund, unmet_by_reason
@@ -212,6 +227,7 @@ def show_run(scenario: Scenario, run) -> None:
                                       "(value = Σ urgency × served ÷ needed; bound proven)",
                                {"满足率 fill rate": pct, "目标值 value": lambda v: f"{v:,.2f}",
                                 "上界 bound": lambda v: f"{v:,.2f}"}, index=False))
+    show_proof(info)
     funds = money_by_fund(run)
     funds = pd.DataFrame({"基金 fund": funds["fund_id"], "预算 budget": funds["budget"],
                           "已用 used": funds["used"], "剩余 left": funds["left"],

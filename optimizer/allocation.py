@@ -85,13 +85,13 @@ class AllocationInput:
 class AllocationParams:
     """Solver parameters; every entry point takes them."""
 
-    time_limit: float = 10.0  # seconds per solver call; 0 means none
+    # Seconds per solver call; 0 means none. Also the exact search's time: a level that its
+    # fixed answer and LP bound do not prove is searched exactly (reduced-cost fixing, then
+    # branch and bound) on its share of what is left of it (optimizer/lexmip.py,
+    # docs/model.md); when that runs out it keeps the repair's answer, its bound and gap.
+    time_limit: float = 10.0
     threads: int = 1
     seed: int = 0
-    # Up to this many columns, a level that fixing may have cost something is re-solved on
-    # the exact model (branch and bound); above it, the level reports its proven LP bound.
-    # Held by value rows, even a 1,000-column search costs HiGHS 0.3-0.7 s (docs/model.md).
-    exact_columns: int = 400
     # "auto": a week of more than ``decompose_above`` needs in several districts is solved
     # in parts (streets, or districts: decompose_by) in parallel (optimizer/decompose.py);
     # "always" or "never".
@@ -112,7 +112,6 @@ class AllocationParams:
         check_seconds(where, "time_limit", self.time_limit, zero=("不限", "none"))
         check_whole(where, "threads", self.threads)  # 0: HiGHS chooses
         check_seed(where, "seed", self.seed)
-        check_whole(where, "exact_columns", self.exact_columns)
         check_choice(where, "decompose", self.decompose, DECOMPOSE)
         check_whole(where, "decompose_above", self.decompose_above)
         check_choice(where, "decompose_by", self.decompose_by, DECOMPOSE_BY)
@@ -695,17 +694,22 @@ def allocate(data: AllocationInput, params: AllocationParams | None = None) -> A
     q = needs["base_quantity"].to_numpy(float)
     n_cols = len(model.need) + len(needs)
     # Components that are pure networks go to a min-cost flow, the rest to HiGHS
-    # (optimizer/flow.py); ``exact`` keeps its meaning for the whole model's size.
+    # (optimizer/flow.py), which searches exactly within the time limit.
     result, parts = solve_parts(
         np.concatenate([model.lower, np.zeros(len(needs))]), np.concatenate([model.upper, q]),
         np.ones(n_cols, bool), rows, levels, flow=params.flow, time_limit=params.time_limit,
         threads=params.threads, seed=params.seed, dual_levels=TIER_LEVELS,
-        exact=n_cols <= params.exact_columns, certify=params.certify)
+        exact=False, certify=params.certify, search_seconds=search_seconds(params))
     x = result.x[:len(model.need)]  # the arcs; whole base units
     out = _outputs(data, needs, offers, funds, pools, model, rows, x, result,
                    prep + result.build_seconds)
     out.sizes.update(parts.counts())
     return out
+
+
+def search_seconds(params: AllocationParams) -> float:
+    """The exact search's time for one solve: the time limit (none: no limit)."""
+    return params.time_limit if params.time_limit > 0 else float("inf")
 
 
 def explain(data: AllocationInput, allocations: pd.DataFrame) -> pd.Series:

@@ -27,6 +27,7 @@ from wulian.optimizer.checks import (
     check_seed,
     check_whole,
 )
+from wulian.optimizer.search import solve_reduced
 from wulian.optimizer.status import Status
 
 # An earlier level is held at its optimum up to this relative tolerance (plus an absolute
@@ -34,6 +35,17 @@ from wulian.optimizer.status import Status
 # infeasible by rounding alone.
 HOLD_RELATIVE = 1e-7
 MAX_NODES = 500  # branch-and-bound nodes per MIP (deterministic work limit)
+# An exact search's share (``solve_lexicographic(search_seconds=…)``): of what is left, an
+# equal part per level still to solve, but, until a search of this solve has proven its level,
+# at most SEARCH_RATIO of the time the solve has taken outside searches (at least SEARCH_FLOOR
+# seconds): a model whose levels take seconds each is one whose search rarely finishes in
+# seconds, and a street re-run keeps its second. Once one search has proven its level, a
+# search may take as long as the whole solve so far.
+SEARCH_FLOOR = 0.25
+SEARCH_RATIO = 0.5
+# A level that is not certified (``Level.certify=False``: travel and continuity) is still
+# bounded and searched when the levels before it took at most this share of the search time.
+UNCERTIFIED_SHARE = 0.02
 SENSES = ("max", "min")  # Level.sense
 
 
@@ -182,7 +194,8 @@ _STATUS = {
 def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarray,
                         rows: Rows, levels: Sequence[Level], *, time_limit: float = 0.0,
                         threads: int = 1, seed: int = 0, dual_levels: Sequence[str] = (),
-                        exact: bool = True, certify: bool = True) -> LexResult:
+                        exact: bool = True, certify: bool = True,
+                        search_seconds: float = 0.0) -> LexResult:
     """Solve the levels in order, each holding the earlier ones at the value they reached.
 
     Each level is first solved with the earlier levels held as cheaply as the structure allows
@@ -210,8 +223,17 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     dual_levels
         Levels whose LP relaxation is also solved, to report row duals (marginal values).
     exact
-        Search the exact model when fixing may have lost something. Without it, such a level
-        keeps the fixed answer and reports the LP bound (status ``feasible``, with its gap).
+        Search the whole exact model by branch and bound whenever the LP relaxation is not
+        whole (the reference path: no repair, no time share). Without it, a level gets the
+        repair's answer, and then, while ``search_seconds`` last, an exact search.
+    search_seconds
+        Seconds of exact search the levels share (0: none; ``inf``: no limit). A level that its
+        fixed answer and LP bound do not prove gets, of what is left, an equal share with the
+        levels after it: the exact model's LP relaxation (earlier levels held by value rows)
+        gives a bound ``B`` and reduced costs ``d``; every integer column with ``|d_j|`` above
+        the gap ``|B − value|`` is at its LP value in every answer at least as good as the one
+        in hand (reduced-cost fixing, exact), so branch and bound runs over only the others,
+        until proven or out of time. Its bound, with the answer in hand, bounds the level.
     certify
         Bound each level held after a fixed one by an LP that holds earlier levels by value
         only. Without it (a part of a decomposed model, whose bounds would not bound the whole)
@@ -245,11 +267,13 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     build = time.perf_counter() - start
     current: Level = levels[0]
 
-    def run() -> None:
+    def run(seconds: float = 0.0) -> None:
         # HiGHS measures its time limit against the instance's total run time, so each call
         # gets the limit on top of what earlier calls used.
-        if time_limit > 0:
-            h.setOptionValue("time_limit", h.getRunTime() + float(time_limit))
+        limits = [t for t in (time_limit, seconds) if t > 0]
+        limit = min(limits) if limits else 0.0
+        if 0 < limit < float("inf"):
+            h.setOptionValue("time_limit", h.getRunTime() + float(limit))
         t = time.perf_counter()
         h.run()
         if os.environ.get("WULIAN_TRACE"):
@@ -270,8 +294,82 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         set_integrality(highspy.HighsVarType.kContinuous)
         run()
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            last_lp.clear()
             return float("nan")
+        remember_lp()
         return float(h.getInfo().objective_function_value)
+
+    last_lp: dict = {}  # the LP relaxation just solved: value, columns, reduced costs
+
+    def remember_lp() -> None:
+        solution = h.getSolution()
+        last_lp.update(value=float(h.getInfo().objective_function_value),
+                       x=np.asarray(solution.col_value, float),
+                       d=np.asarray(solution.col_dual, float))
+
+    def exact_search(x_in: np.ndarray, value: float, seconds: float
+                     ) -> tuple[Status, np.ndarray, float] | None:
+        """Branch and bound (SCIP, ``optimizer/search.py``) on the model as it stands (the
+        exact model: earlier levels held by value rows), after reduced-cost fixing against
+        the LP in ``last_lp``, within ``seconds``, from the answer in hand. Returns (status,
+        best whole answer, proven bound), or ``None`` when nothing was learnt.
+
+        For an optimal LP with value ``B`` and reduced costs ``d``, every feasible ``x`` has
+        ``cost·x ≤ B − Σ_j |d_j| |x_j − x*_j|`` (maximising; nonbasic columns sit at a bound);
+        an answer at least as good as ``value`` therefore keeps every integer column with
+        ``|d_j| > B − value`` at ``x*_j``. The answer in hand is one of them, so the search
+        space holds it and everything better: its optimum is the level's, and its bound
+        (never above ``B``) with ``value`` bounds the level.
+        """
+        if not last_lp or seconds <= 0:
+            return None
+        lp_value, x_lp, d = last_lp["value"], last_lp["x"], last_lp["d"]
+        sign = 1.0 if current.sense == "max" else -1.0
+        gap = sign * (lp_value - value)
+        if not np.isfinite(gap):
+            return None
+        margin = max(gap, 0.0) * (1 + 1e-6) + 1e-7 * max(1.0, abs(value)) + 1e-9
+        at = np.round(x_lp)
+        fix = (int_mask & (np.abs(d) > margin) & (cur_lo < cur_hi)
+               & (np.abs(x_lp - at) <= 1e-9 * np.maximum(1.0, np.abs(x_lp)))
+               & (np.abs(x_in - at) < 0.5))  # the answer in hand agrees (numerics aside)
+        lo_s, hi_s = cur_lo.copy(), cur_hi.copy()
+        lo_s[fix], hi_s[fix] = at[fix], at[fix]
+        model = h.getLp()
+        matrix = model.a_matrix_
+        starts = np.asarray(matrix.start_, np.int64)
+        a_col = np.repeat(np.arange(n), np.diff(starts))
+        t = time.perf_counter()
+        found = solve_reduced(lo_s, hi_s, int_mask, np.asarray(current.cost, float),
+                              current.sense == "max", a_col,
+                              np.asarray(matrix.index_, np.int64),
+                              np.asarray(matrix.value_, float),
+                              np.asarray(model.row_lower_, float),
+                              np.asarray(model.row_upper_, float), x_in,
+                              min(seconds, time_limit) if time_limit > 0 else seconds,
+                              seed=seed, threads=threads)
+        if os.environ.get("WULIAN_TRACE"):
+            print(f"  search {current.name}: {found.status}, {int((lo_s < hi_s).sum())} of {n} "
+                  f"free, {time.perf_counter() - t:.2f}s", flush=True)
+        if found.status in ("infeasible", "failed"):
+            return None  # infeasible by numerics only: the answer in hand is in its space
+        if not np.isfinite(found.bound) or abs(found.bound) >= 1e19:  # SCIP's "no bound"
+            found.bound = lp_value
+        x_best, best = x_in, value
+        if found.x is not None:
+            v2 = float(np.asarray(current.cost, float) @ found.x)
+            if better(current, v2, best):
+                x_best, best = found.x, v2
+        # Nothing better than ``value`` lies outside the search space: the level's bound is
+        # the better of the answer in hand and the search's bound, and never beyond the LP's.
+        if current.sense == "max":
+            bound = min(lp_value, max(best, found.bound))
+        else:
+            bound = max(lp_value, min(best, found.bound))
+        proven = close_enough(best, bound)
+        status = Status.OPTIMAL if proven else (
+            Status.TIME_LIMIT if found.status == "time_limit" else Status.FEASIBLE)
+        return status, x_best, bound + 0.0
 
     def solve(lp: tuple[float, np.ndarray] | None = None) -> tuple[Status, np.ndarray, float]:
         """(status, rounded solution, proven bound) of the model as it stands.
@@ -289,6 +387,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
                 return search(float("inf") if current.sense == "max" else float("-inf"))
             lp = (float(h.getInfo().objective_function_value),
                   np.asarray(h.getSolution().col_value, float))
+            remember_lp()
         lp_value, x = lp
         x = x.copy()
         # Relative as well as absolute: a column of cents reads 50724.00001 from the LP.
@@ -307,7 +406,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         answer (it keeps every earlier level, so it is feasible here) with status time_limit."""
         if incumbent is None:
             return branch(lp_value)
-        if not bounded(current) and current.hold_cols is None:
+        if not level_bounded[0] and current.hold_cols is None:
             # A level held by value (money, travel, continuity in the allocation) may keep
             # the previous answer; a coverage level must still be searched.
             return Status.FEASIBLE, incumbent.copy(), lp_value + 0.0
@@ -432,8 +531,14 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         return thread, box
 
     def bounded(level: Level) -> bool:
-        """Is the level certified? Always on small models (``exact``): they are solved exactly."""
-        return certify and (level.certify or exact)
+        """Is the level certified? Always with ``exact``; a level marked ``certify=False`` only
+        while the levels before it took a small part of the search time (a small model)."""
+        if not certify:
+            return False
+        if level.certify or exact:
+            return True
+        return search_seconds > 0 and (
+            time.perf_counter() - solve_start <= UNCERTIFIED_SHARE * search_seconds)
 
     def close_enough(value: float, bound: float) -> bool:
         return abs(bound - value) <= 1e-6 * max(1.0, abs(value))
@@ -453,8 +558,15 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
 
     incumbent: np.ndarray | None = None  # the last whole answer, feasible for every level
     pending: list[tuple[int, threading.Thread, dict]] = []  # certificates being solved
-    for level in levels:
+    level_bounded = [True]  # bounded(current), decided once per level
+    proved = [False]  # has a search of this solve proven its level?
+    spent = [0.0]  # seconds of search so far
+    search_left = float(search_seconds)
+    searching = search_seconds > 0 and not exact
+    for k, level in enumerate(levels):
         current = level
+        level_bounded[0] = bounded(level)
+        last_lp.clear()
         incumbent = x  # idle columns are at their lower bound in it, so it stays feasible
         t0 = time.perf_counter()
         idle = (np.zeros(0, np.int32) if level.idle_cols is None
@@ -473,10 +585,34 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
                 duals[level.name] = np.asarray(h.getSolution().row_dual, float)[:rows.count]
         status, x, bound = solve()
         value = float(cost @ x)
-        if len(fixed) and not bounded(level):
+
+        def search_level(k: int = k, cost: np.ndarray = cost) -> None:
+            """The exact search, on its share of the time left, from the answer in hand. A
+            search that cannot bound its level at all in its share (SCIP still at the root)
+            ends the searching of this solve: the levels after it are as large."""
+            nonlocal status, x, bound, value, search_left
+            if search_left <= 0:
+                return
+            elapsed = time.perf_counter() - solve_start
+            probe = max(SEARCH_FLOOR, SEARCH_RATIO * (elapsed - spent[0]))
+            share = min(search_left / (len(levels) - k),
+                        max(probe, elapsed) if proved[0] else probe)
+            t = time.perf_counter()
+            found = exact_search(x, value, share)
+            search_left -= time.perf_counter() - t
+            spent[0] += time.perf_counter() - t
+            if found is None:
+                return
+            if not np.isfinite(found[2]) or found[2] == bound:
+                search_left = 0.0
+            proved[0] = proved[0] or found[0] == Status.OPTIMAL
+            status, x, bound = found
+            value = float(cost @ x)
+
+        if len(fixed) and not level_bounded[0]:
             bound = float("nan")  # the fixed model's bound is no bound of the whole
             status = Status.FEASIBLE
-        elif len(fixed) and not exact:
+        elif len(fixed) and not exact and not searching:
             pending.append((len(results), *certify_later()))
             bound, status = float("nan"), Status.FEASIBLE  # until the certificate is in
         elif len(fixed):
@@ -491,6 +627,9 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             bound = lp_bound()
             if close_enough(value, bound):
                 status = Status.OPTIMAL
+            elif searching and not np.isnan(bound):
+                status = Status.FEASIBLE
+                search_level()
             elif not exact or np.isnan(bound):
                 status = Status.FEASIBLE  # the bound (if any) says how far it can be
             else:
@@ -508,6 +647,8 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             h.deleteRows(len(extra), extra)
             h.changeColsBounds(len(fixed), fixed, x[fixed], x[fixed])
             cur_lo[fixed], cur_hi[fixed] = x[fixed], x[fixed]
+        elif searching and level_bounded[0] and status != Status.OPTIMAL:
+            search_level()  # no column fixed: the LP solve() began with is the exact model's
         if status != Status.OPTIMAL and overall != Status.TIME_LIMIT:
             overall = Status.TIME_LIMIT if status == Status.TIME_LIMIT else Status.FEASIBLE
         if len(idle):

@@ -138,11 +138,15 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
         "summary": summary_table(scenario, result),
     }
     levels = {lv.name: {"sense": lv.sense, "value": lv.value, "bound": lv.bound,
-                        "gap": lv.gap, "status": str(lv.status), "seconds": round(lv.seconds, 3)}
+                        "gap": lv.gap, "status": str(lv.status), "seconds": round(lv.seconds, 3),
+                        "proven": lv.status == "optimal",
+                        "words": level_words(lv.name, lv.sense, str(lv.status), lv.value,
+                                             lv.bound, lv.gap)}
               for lv in result.levels}
     info = {
         "status": str(result.status),
         "levels": levels,
+        "proof": proof_summary(levels),
         "level_order": list(LEVELS),
         "input_digest": scenario.digest,
         "policy": {"name": scenario.policy.name, "version": scenario.policy.version,
@@ -169,6 +173,81 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
 def record_run(store: RunStore, scenario: Scenario, run: Run) -> None:
     """Record ``run`` in ``store`` (its id goes into ``run.info``)."""
     run.info["run_id"] = store.save(run.info, run.tables, scenario=scenario.path)
+
+
+LEVEL_NAMES = {**vocab.TIERS, "money": ("资金", "money"), "travel": ("路程", "travel"),
+               "continuity": ("服务连续性", "continuity")}
+
+
+def _number(name: str, v: float) -> str:
+    return f"¥{v:,.2f}" if name == "money" else (f"{v:,.1f} km" if name == "travel"
+                                                 else f"{v:,.2f}")
+
+
+def _percent(gap: float) -> str:
+    """A gap as a coordinator reads it: never "0.00 %" for a gap that is not zero."""
+    p = 100 * gap
+    return f"{p:.2f} %" if p >= 0.01 else ("< 0.01 %" if p > 0 else "0 %")
+
+
+def level_words(name: str, sense: str, status: str, value: float, bound: float,
+                gap: float) -> dict[str, str]:
+    """Whether a level is proven, and how far it may be from the best if not, in words a
+    coordinator reads (Chinese and English): a colour's value is "Σ urgency × served ÷
+    needed", money is yuan; the bound is what no plan can beat."""
+    zh_name, en_name = LEVEL_NAMES.get(name, (name, name))
+    if status == "optimal":
+        better = "更少" if sense == "min" else "更多"
+        return {"zh": f"{zh_name}:已证明最优——没有任何方案能做得{better}。",
+                "en": f"{en_name}: proven optimal — no plan can do "
+                      f"{'with less' if sense == 'min' else 'better'}."}
+    late = status == "time_limit"
+    if not np.isfinite(bound) or not np.isfinite(gap):
+        return {"zh": f"{zh_name}:未证明最优,也没有界——离最优多远未知"
+                      f"{'(求解达到时间上限)' if late else ''}。",
+                "en": f"{en_name}: not proven optimal, and not bounded — how far it is from "
+                      f"the best is not known{' (the solver ran out of time)' if late else ''}."}
+    if sense == "min":
+        zh = (f"{zh_name}:未证明最优——最多比最少可能多 {_percent(gap)}"
+              f"(任何方案都不少于 {_number(name, bound)})")
+        en = (f"{en_name}: not proven optimal — at most {_percent(gap)} above the least "
+              f"possible (no plan needs less than {_number(name, bound)})")
+    else:
+        zh = (f"{zh_name}:未证明最优——最多比最好可能少 {_percent(gap)}"
+              f"(任何方案都不超过 {_number(name, bound)})")
+        en = (f"{en_name}: not proven optimal — at most {_percent(gap)} below the best "
+              f"possible (no plan reaches more than {_number(name, bound)})")
+    if late:
+        zh, en = zh + ",求解达到时间上限", en + "; the solver ran out of time"
+    return {"zh": zh + "。", "en": en + "."}
+
+
+def proof_summary(levels: dict) -> dict:
+    """Which levels are proven and the gap of each that is not, for run.json and the
+    summary: ``proven`` (names), ``not_proven`` (name → gap, ``None`` when unbounded) and one
+    sentence in each language."""
+    proven = [name for name, lv in levels.items() if lv["status"] == "optimal"]
+    not_proven = {name: (lv["gap"] if np.isfinite(lv["gap"]) else None)
+                  for name, lv in levels.items() if lv["status"] != "optimal"}
+
+    def names(which, k: int) -> list[str]:
+        return [LEVEL_NAMES.get(n, (n, n))[k] for n in which]
+
+    def gap_text(name: str, k: int) -> str:
+        gap = not_proven[name]
+        label = LEVEL_NAMES.get(name, (name, name))[k]
+        if gap is None:
+            return f"{label}({'无界' if k == 0 else 'no bound'})"
+        return f"{label}({'至多差' if k == 0 else 'within '} {_percent(gap)})"
+
+    if not not_proven:
+        zh, en = "每一层都已证明最优。", "Every level is proven optimal."
+    else:
+        zh = (("已证明最优:" + "、".join(names(proven, 0)) + ";" if proven else "")
+              + "未证明:" + "、".join(gap_text(n, 0) for n in not_proven) + "。")
+        en = (("Proven optimal: " + ", ".join(names(proven, 1)) + ". " if proven else "")
+              + "Not proven: " + ", ".join(gap_text(n, 1) for n in not_proven) + ".")
+    return {"proven": proven, "not_proven": not_proven, "zh": zh, "en": en}
 
 
 def _decompose(data: AllocationInput, params: AllocationParams) -> bool:
@@ -313,4 +392,4 @@ def unmet_by_reason(run: Run) -> pd.Series:
 
 
 __all__ = ["Run", "allocation_input", "run_allocation", "fill_rate_by_tier", "money_by_fund",
-           "unmet_by_reason", "OUTPUT_TABLES"]
+           "unmet_by_reason", "OUTPUT_TABLES", "level_words", "proof_summary"]

@@ -365,9 +365,15 @@ class InfeasiblePins(RuntimeError):
     """The pins cannot all be kept."""
 
 
-def solve(scenario_or_ref) -> tuple[dict[str, float], dict[tuple[str, str], float]]:
-    """Solve the seven levels lexicographically; return each level's optimal value and the
-    final arc amounts (base units)."""
+def solve(scenario_or_ref, upto: str | None = None, solver: str = "cbc"
+          ) -> tuple[dict[str, float], dict[tuple[str, str], float]]:
+    """Solve the seven levels lexicographically (or those up to and including ``upto``);
+    return each level's optimal value and the final arc amounts (base units).
+
+    ``solver``: "cbc" (PuLP's bundled CBC, presolve and preprocessing off), or "scip": the
+    same PuLP model written as MPS and solved by SCIP (in OR-Tools). Without preprocessing,
+    CBC takes many minutes on models of a few thousand columns whose levels are held by value
+    rows; SCIP takes seconds. The formulation is this module's either way."""
     ref = scenario_or_ref if isinstance(scenario_or_ref, Reference) else build(scenario_or_ref)
     prob = pulp.LpProblem("wulian_reference", pulp.LpMaximize)
     x: dict[int, pulp.LpVariable] = {}
@@ -431,21 +437,22 @@ def solve(scenario_or_ref) -> tuple[dict[str, float], dict[tuple[str, str], floa
     # PuLP's bundled CBC, through COIN_CMD (PULP_CBC_CMD is deprecated for PuLP 4). CBC
     # 2.10.3's preprocessing can cut off the optimum of these models (factory seed 10: red
     # 17.7535 "optimal" where 17.7659 is feasible), so presolve and preprocessing are off.
-    solver = pulp.COIN_CMD(path=pulp.PULP_CBC_CMD.pulp_cbc_path, msg=False, gapRel=0.0,
-                           gapAbs=0.0, threads=1, presolve=False, options=["preprocess off"])
+    cbc = pulp.COIN_CMD(path=pulp.PULP_CBC_CMD.pulp_cbc_path, msg=False, gapRel=0.0,
+                        gapAbs=0.0, threads=1, presolve=False, options=["preprocess off"])
     values: dict[str, float] = {}
-    for name in LEVELS:
+    levels = LEVELS if upto is None else LEVELS[:LEVELS.index(upto) + 1]
+    for name in levels:
         expr = exprs[name]
         if not any(coef for coef in expr.values()):
             values[name] = 0.0
             continue
         prob.sense = pulp.LpMaximize if SENSE[name] == "max" else pulp.LpMinimize
         prob.setObjective(expr + 0)
-        status = prob.solve(solver)
+        status = prob.solve(cbc) if solver == "cbc" else _solve_scip(prob)
         if pulp.LpStatus[status] == "Infeasible":
             raise InfeasiblePins("the pins cannot all be kept")
         if pulp.LpStatus[status] != "Optimal":
-            raise RuntimeError(f"level {name}: CBC status {pulp.LpStatus[status]}")
+            raise RuntimeError(f"level {name}: {solver} status {pulp.LpStatus[status]}")
         # Evaluate on the rounded (truly integral) amounts, not on CBC's near-integers.
         rounded = {x[i].name: float(round(x[i].value() or 0.0)) for i in x}
         value = float(sum(coef * rounded[var.name] for var, coef in expr.items()))
@@ -458,6 +465,37 @@ def solve(scenario_or_ref) -> tuple[dict[str, float], dict[tuple[str, str], floa
     amounts = {(a.need_id, a.source_id): float(round(x[i].value() or 0.0))
                for i, a in enumerate(ref.arcs)}
     return values, amounts
+
+
+def _solve_scip(prob: pulp.LpProblem) -> int:
+    """Solve ``prob`` (written as MPS) with SCIP; set its variables' values; PuLP's status."""
+    import os
+    import tempfile
+
+    from ortools.linear_solver.python import model_builder as mb
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "reference.mps")
+        # Written as a minimisation (PuLP negates a maximised objective): MPS readers agree
+        # on that sense.
+        variables_written, names, _, _ = prob.writeMPS(path, mpsSense=pulp.LpMinimize,
+                                                       rename=True)
+        model = mb.Model()
+        model.import_from_mps_file(path)
+    solver = mb.Solver("SCIP")
+    # Tolerances tight enough that a whole answer never breaks a row of cents by a cent.
+    solver.set_solver_specific_parameters("numerics/feastol = 1e-9\nlimits/gap = 0\n")
+    status = solver.solve(model)
+    if status == mb.SolveStatus.INFEASIBLE:
+        return pulp.LpStatusInfeasible
+    if status != mb.SolveStatus.OPTIMAL:
+        return pulp.LpStatusNotSolved
+    variables = model.get_variables()
+    values = solver.values(variables)
+    by_name = {v.name: float(val) for v, val in zip(variables, values.to_numpy(), strict=True)}
+    for var in variables_written:
+        var.varValue = by_name.get(names[var.name], 0.0)
+    return pulp.LpStatusOptimal
 
 
 def reference_levels(scenario) -> dict[str, float]:

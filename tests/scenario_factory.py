@@ -269,3 +269,32 @@ def random_scenario(seed: int, **size: int) -> dict[str, pd.DataFrame]:
         "history": _frame("history", history),
         "pins": _frame("pins", []),
     }
+
+
+def shared_funds_scenario(seed: int, scale: float = 1.0) -> dict[str, pd.DataFrame]:
+    """A larger scenario (about 750 columns at ``scale`` 1, 5,000 at 3.5) in the range where
+    exact search once stopped (issue 14): two districts of four streets; about 150 × ``scale``
+    households with 300 × ``scale`` needs; 30 × ``scale`` offers with eligibility by category
+    and colour and per-household caps in items; four funds that the streets share — a city fund
+    (C0), one fund per district earmarked for three services with a per-household cap in yuan,
+    and one street's charity fund — with budgets that bind."""
+    tables = random_scenario(
+        seed, districts=2, streets=4, stations=10, services=5,
+        households=int(150 * scale), needs=int(300 * scale), offers=int(30 * scale),
+        funds=4, volunteers=int(20 * scale), history=10)
+    rng = np.random.default_rng(10_000 + seed)
+    services = tables["services"]["service_id"].tolist()
+    centres = tables["centres"]
+    street = centres.loc[centres["level"] == "street", "centre_id"].tolist()
+    funds = tables["funds"].copy()
+    funds["centre_id"] = ["C0", "D1", "D2", street[int(rng.integers(len(street)))]]
+    funds["earmarked_services"] = [
+        "", ";".join(_pick(rng, services, 3)), ";".join(_pick(rng, services, 3)), ""]
+    funds["max_per_household"] = [math.nan, float(rng.integers(150, 600)),
+                                  float(rng.integers(150, 600)), math.nan]
+    funds["budget"] = [round(float(rng.integers(800, 3000)) * scale + 0.37, 2),
+                       round(float(rng.integers(400, 1500)) * scale + 0.5, 2),
+                       round(float(rng.integers(400, 1500)) * scale, 2),
+                       round(float(rng.integers(100, 500)) + 0.25, 2)]
+    tables["funds"] = funds
+    return tables

@@ -547,3 +547,7 @@ def test_decomposed_levels_are_what_the_tables_say_and_red_is_bounded(seed, by):
 def test_some_decomposed_runs_top_up_from_leftover_shared_supply():
     """The top-up pass is exercised: some seeds leave shared supply over after the districts."""
     assert any(decomposed_run(s).info["decomposition"]["top_up_needs"] for s in MULTI_DISTRICT)
+
+
+# The checks, for the other reference comparisons (tests/test_allocation_midsize.py).
+close, levels_from_tables, table_problems = _close, _levels_from_tables, _table_problems

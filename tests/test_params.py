@@ -36,7 +36,7 @@ def test_defaults_and_every_documented_value_are_accepted():
         AllocationParams(decompose=decompose)
     for by in ("street", "district"):
         AllocationParams(decompose_by=by)
-    AllocationParams(time_limit=0, threads=0, workers=0, seed=2**31 - 1, exact_columns=0,
+    AllocationParams(time_limit=0, threads=0, workers=0, seed=2**31 - 1,
                      decompose_above=0, certify=False, flow=False)
     AllocationParams(time_limit=2.5, threads=np.int64(4), seed=np.int32(7))
     assert replace(params, certify=False).certify is False
@@ -62,7 +62,7 @@ def test_a_time_limit_must_be_finite_seconds_not_negative(value):
 
 @pytest.mark.parametrize(("field", "value"), [
     ("threads", -1), ("threads", 1.5), ("workers", -2), ("workers", 2.0),
-    ("exact_columns", -1), ("decompose_above", 1e5), ("decompose_above", False),
+    ("decompose_above", 1e5), ("decompose_above", False),
 ])
 def test_counts_are_whole_and_not_negative(field, value):
     _refused(lambda: AllocationParams(**{field: value}), f"AllocationParams.{field}",

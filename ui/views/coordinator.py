@@ -385,6 +385,8 @@ def results(result: dict) -> None:
         st.caption(tr("coord.scope.all"))
     st.caption(f"{result['week'] or ''} · {scenario.digest[:12]} · "
                f"{info['seconds']['wall']:.1f} s")
+    if "proof" in info:  # which levels are proven, the gap of each that is not
+        st.caption(info["proof"]["zh" if lang() == "zh" else "en"])
     if result["cached"]:
         st.caption(tr("coord.cached", run_id=info["run_id"]))
     if result.get("pins") != st.session_state.get(PINS_KEY, []):
