@@ -50,6 +50,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wulian.api.auth import FUND_RULES, FUND_TABLES, ROLES, Principal, TokenError, TokenStore
 from wulian.contract import vocab
+from wulian.contract.hierarchy import Hierarchy
 from wulian.contract.problems import Problem, ValidationError, report_frame
 from wulian.demand.policy import ALERT_DEFAULTS, ALERT_SEVERITIES
 from wulian.planning import alerts, cycle, notify, performance
@@ -820,16 +821,7 @@ class Service:
         centres = self.register().table("centres")
         if not len(centres) or centre not in set(centres["centre_id"]):
             return None
-        children: dict[str, list[str]] = {}
-        for cid, parent in zip(centres["centre_id"], centres["parent_id"], strict=True):
-            children.setdefault(str(parent), []).append(str(cid))
-        found, todo = {centre}, [centre]
-        while todo:
-            for child in children.get(todo.pop(), ()):
-                if child not in found:
-                    found.add(child)
-                    todo.append(child)
-        return frozenset(found)
+        return frozenset(Hierarchy.from_centres(centres).subtree(centre))
 
     def coordinator_stations(self, who: Principal) -> frozenset[str] | None:
         """A coordinator's subtree in the register (``None`` for other roles)."""

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from wulian.api.auth import ROLE_NAMES, Principal, TokenStore
+from wulian.contract.hierarchy import Hierarchy
 from wulian.ui.common import current_store, tr
 
 PRINCIPAL_KEY = "wulian_principal"
@@ -87,20 +88,6 @@ def badge(who: Principal) -> None:
     _sign_out_button(st.sidebar)
 
 
-def subtree(centres: pd.DataFrame, centre: str) -> frozenset[str]:
-    """The ids of ``centre`` and every centre below it (``centres``: centre_id, parent_id)."""
-    children: dict[str, list[str]] = {}
-    for cid, parent in zip(centres["centre_id"], centres["parent_id"], strict=True):
-        children.setdefault(str(parent), []).append(str(cid))
-    found, todo = {centre}, [centre]
-    while todo:
-        for child in children.get(todo.pop(), ()):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return frozenset(found)
-
-
 def fenced(chosen: str | None, centres: pd.DataFrame) -> str | None:
     """The centre a page may show: the picker's choice, or for a coordinator their own
     centre when the choice lies outside their subtree (the whole network included)."""
@@ -110,7 +97,7 @@ def fenced(chosen: str | None, centres: pd.DataFrame) -> str | None:
     if who.centre not in set(centres["centre_id"]):
         st.error(tr("signin.centre_missing", centre=who.centre))
         st.stop()
-    if chosen is not None and chosen in subtree(centres, who.centre):
+    if chosen is not None and chosen in set(Hierarchy.from_centres(centres).subtree(who.centre)):
         return chosen
     st.info(tr("signin.fenced", centre=who.centre))
     return who.centre
