@@ -591,7 +591,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             search that cannot bound its level at all in its share (SCIP still at the root)
             ends the searching of this solve: the levels after it are as large."""
             nonlocal status, x, bound, value, search_left
-            if search_left <= 0:
+            if search_left <= 0 or x is None:  # no answer in hand to search from
                 return
             elapsed = time.perf_counter() - solve_start
             probe = max(SEARCH_FLOOR, SEARCH_RATIO * (elapsed - spent[0]))
