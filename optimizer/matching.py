@@ -33,6 +33,7 @@ from ortools.sat.python import cp_model
 
 from wulian.optimizer.checks import check_flag, check_seconds, check_seed, check_whole
 from wulian.optimizer.gap_columns import column_dive
+from wulian.optimizer.interrupt import solve_interruptibly
 from wulian.optimizer.lexmip import quiet_stdout
 from wulian.optimizer.status import Status
 
@@ -287,8 +288,9 @@ def solve_gap(cost, weight, capacity, *, maximize: bool = False, time_limit: flo
     solver.parameters.max_time_in_seconds = float(first_limit)
     solver.parameters.random_seed = int(seed)
     solver.parameters.num_workers = int(workers)
+    solver.parameters.catch_sigint_signal = False  # Ctrl-C is Python's (optimizer/interrupt.py)
     found = _Improvements(start)
-    cp_status = solver.solve(model, found)
+    cp_status = solve_interruptibly(lambda: solver.solve(model, found), solver.stop_search)
     hit_limit = solver.wall_time >= _HIT_LIMIT * first_limit
 
     if cp_status == cp_model.INFEASIBLE:
@@ -576,7 +578,8 @@ class Portfolio:
         solver.parameters.num_workers = 1
         solver.parameters.max_time_in_seconds = float(seconds)
         solver.parameters.random_seed = seed
-        status = solver.solve(model)
+        solver.parameters.catch_sigint_signal = False
+        status = solve_interruptibly(lambda: solver.solve(model), solver.stop_search)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             return None, False
         chosen = solver.boolean_values(pd.Series(y)).to_numpy(dtype=bool)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.linear_solver.python import model_builder as mb
 
+from wulian.optimizer.interrupt import solve_interruptibly
+
 # SCIP's tolerances are relative to a row's size: a budget of 240 million cents could be read
 # as kept 240 cents over. Every answer is checked again on the rows themselves (whole columns
 # in whole-number rows: exact) with this absolute tolerance, and refused when it breaks one.
@@ -97,9 +99,10 @@ def solve_reduced(col_lo: np.ndarray, col_hi: np.ndarray, integer: np.ndarray,
         f"randomization/randomseedshift = {int(seed)}\n"
         f"parallel/maxnthreads = {max(1, int(threads))}\n"
         "limits/gap = 1e-9\n"
-        "numerics/feastol = 1e-9\n")
+        "numerics/feastol = 1e-9\n"
+        "misc/catchctrlc = FALSE\n")  # Ctrl-C is Python's: see optimizer/interrupt.py
     built = time.perf_counter()
-    status = solver.solve(model)
+    status = solve_interruptibly(lambda: solver.solve(model), solver.stop_search)
     if os.environ.get("WULIAN_TRACE"):
         print(f"  SCIP: {len(cols)} columns, {len(rows)} rows, built in {built - start:.2f}s, "
               f"{status} in {time.perf_counter() - built:.2f}s, bound "

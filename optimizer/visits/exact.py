@@ -11,6 +11,7 @@ import time
 import numpy as np
 from ortools.sat.python import cp_model
 
+from wulian.optimizer.interrupt import solve_interruptibly
 from wulian.optimizer.status import Status
 from wulian.optimizer.visits.bounds import component_bounds, load_floor, travel_floor
 from wulian.optimizer.visits.component import (
@@ -127,7 +128,8 @@ class CpSatModel:
         solver.parameters.max_deterministic_time = float(self.params.time_limit)
         solver.parameters.num_workers = int(self.params.workers)
         solver.parameters.random_seed = int(self.params.seed)
-        code = solver.solve(m)
+        solver.parameters.catch_sigint_signal = False  # Ctrl-C is Python's (optimizer/interrupt.py)
+        code = solve_interruptibly(lambda: solver.solve(m), solver.stop_search)
         if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             found = np.array([solver.value(v) for v in self.y.tolist()], np.int64)
             if code == cp_model.OPTIMAL or (score(found) >= score(self.x) if maximize
