@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import version
 from multiprocessing import get_context
 
@@ -35,6 +35,9 @@ from wulian.planning.scenario import Scenario
 from wulian.planning.store import RunStore, StoredRun
 
 OUTPUT_TABLES = ("allocations", "unmet", "plans", "utilisation", "summary")
+# A coordinator's re-run of one centre's subtree searches exactly for at most this long in all
+# (unless its parameters say otherwise), so a street answers within its second.
+RERUN_SEARCH_SECONDS = 0.5
 
 
 @dataclass
@@ -101,6 +104,8 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
     the same input: it uses only the capacity, budget and volunteer hours left over.
     """
     params = params or AllocationParams()
+    if centre and params.search_seconds is None:
+        params = replace(params, search_seconds=RERUN_SEARCH_SECONDS)
     start = time.perf_counter()
     held = None
     if centre and store is not None:
