@@ -41,7 +41,7 @@ MAX_NODES = 500  # branch-and-bound nodes per MIP (deterministic work limit)
 # seconds): a model whose levels take seconds each is one whose search rarely finishes in
 # seconds. Once one search has proven its level, a search may take as long as the solve so far.
 SEARCH_FLOOR = 0.25
-SEARCH_RATIO = 0.5
+SEARCH_RATIO = 0.25
 # A level that is not certified (``Level.certify=False``: travel and continuity) is still
 # bounded and searched when the levels before it took at most this share of the search time.
 UNCERTIFIED_SHARE = 0.02
