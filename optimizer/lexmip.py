@@ -599,6 +599,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             if share <= 0.05:
                 return
             t = time.perf_counter()
+            assert x is not None  # solve() gave the level its answer
             found = exact_search(x, value, share)
             search_left -= time.perf_counter() - t
             spent[0] += time.perf_counter() - t

@@ -64,8 +64,9 @@ def solve_reduced(col_lo: np.ndarray, col_hi: np.ndarray, integer: np.ndarray,
 
     model = mb.Model()
     helper = model.helper
-    helper.add_var_array_with_bounds(col_lo[cols].astype(float), col_hi[cols].astype(float),
-                                     np.asarray(integer, bool)[cols], "x")
+    helper.add_var_array_with_bounds(  # (OR-Tools' stubs type the arrays' dtype oddly)
+        col_lo[cols].astype(float), col_hi[cols].astype(float),  # type: ignore[arg-type]
+        np.asarray(integer, bool)[cols], "x")  # type: ignore[arg-type]
     helper.set_objective_coefficients(np.arange(len(cols)).tolist(), cost[cols].tolist())
     helper.set_maximize(bool(maximise))
     variables = [model.var_from_index(j) for j in range(len(cols))]
@@ -109,7 +110,7 @@ def solve_reduced(col_lo: np.ndarray, col_hi: np.ndarray, integer: np.ndarray,
             print(f"  SCIP: {status}", flush=True)
         return SearchResult("failed", None, best_bound)
     x = fixed_x.copy()
-    values = solver.values(variables).to_numpy(float)
+    values = solver.values(model.get_variables()).to_numpy(float)  # the same order
     x[cols] = np.where(np.asarray(integer, bool)[cols], np.round(values), values)
     activity = np.bincount(a_row, weights=a_val * x[a_col], minlength=len(row_lo))
     broken = (activity < row_lo - CHECK_TOLERANCE) | (activity > row_hi + CHECK_TOLERANCE)
