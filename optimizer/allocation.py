@@ -90,6 +90,10 @@ class AllocationParams:
     # branch and bound) on its share of what is left of it (optimizer/lexmip.py,
     # docs/model.md); when that runs out it keeps the repair's answer, its bound and gap.
     time_limit: float = 10.0
+    # Seconds of exact search in all, shared by the levels; None: the time limit (none when
+    # that is 0). A coordinator's re-run of one centre takes RERUN_SEARCH_SECONDS unless told
+    # (planning/allocate.py), so it answers within its second.
+    search_seconds: float | None = None
     threads: int = 1
     seed: int = 0
     # "auto": a week of more than ``decompose_above`` needs in several districts is solved
@@ -110,6 +114,8 @@ class AllocationParams:
     def __post_init__(self):
         where = "AllocationParams"
         check_seconds(where, "time_limit", self.time_limit, zero=("不限", "none"))
+        if self.search_seconds is not None:
+            check_seconds(where, "search_seconds", self.search_seconds, zero=("不搜索", "none"))
         check_whole(where, "threads", self.threads)  # 0: HiGHS chooses
         check_seed(where, "seed", self.seed)
         check_choice(where, "decompose", self.decompose, DECOMPOSE)
@@ -708,7 +714,10 @@ def allocate(data: AllocationInput, params: AllocationParams | None = None) -> A
 
 
 def search_seconds(params: AllocationParams) -> float:
-    """The exact search's time for one solve: the time limit (none: no limit)."""
+    """The exact search's time for one solve: ``search_seconds``, else the time limit (none:
+    no limit)."""
+    if params.search_seconds is not None:
+        return params.search_seconds
     return params.time_limit if params.time_limit > 0 else float("inf")
 
 

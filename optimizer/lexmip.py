@@ -39,10 +39,9 @@ MAX_NODES = 500  # branch-and-bound nodes per MIP (deterministic work limit)
 # equal part per level still to solve, but, until a search of this solve has proven its level,
 # at most SEARCH_RATIO of the time the solve has taken outside searches (at least SEARCH_FLOOR
 # seconds): a model whose levels take seconds each is one whose search rarely finishes in
-# seconds, and a street re-run keeps its second. Once one search has proven its level, a
-# search may take as long as the whole solve so far.
+# seconds. Once one search has proven its level, a search may take as long as the solve so far.
 SEARCH_FLOOR = 0.25
-SEARCH_RATIO = 0.5
+SEARCH_RATIO = 0.25
 # A level that is not certified (``Level.certify=False``: travel and continuity) is still
 # bounded and searched when the levels before it took at most this share of the search time.
 UNCERTIFIED_SHARE = 0.02
@@ -597,7 +596,10 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             probe = max(SEARCH_FLOOR, SEARCH_RATIO * (elapsed - spent[0]))
             share = min(search_left / (len(levels) - k),
                         max(probe, elapsed) if proved[0] else probe)
+            if share <= 0.05:
+                return
             t = time.perf_counter()
+            assert x is not None  # solve() gave the level its answer
             found = exact_search(x, value, share)
             search_left -= time.perf_counter() - t
             spent[0] += time.perf_counter() - t

@@ -36,6 +36,9 @@ from wulian.planning.scenario import Scenario
 from wulian.planning.store import RunStore, StoredRun
 
 OUTPUT_TABLES = ("allocations", "unmet", "plans", "utilisation", "summary")
+# A coordinator's re-run of one centre's subtree searches exactly for at most this long in all
+# (unless its parameters say otherwise), so a street answers within its second.
+RERUN_SEARCH_SECONDS = 0.5
 
 
 @dataclass
@@ -107,6 +110,8 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
     from the week's matching.
     """
     params = params or AllocationParams()
+    if centre and params.search_seconds is None:
+        params = replace(params, search_seconds=RERUN_SEARCH_SECONDS)
     start = time.perf_counter()
     held = None
     if centre and store is not None:
