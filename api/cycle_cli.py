@@ -70,7 +70,26 @@ def cmd_db(args: argparse.Namespace) -> int:
         console.print(f"{shown}: 已是最新 / already at revision {after}")
     else:
         console.print(f"{shown}: 已升级 / upgraded {before or '(unversioned)'} → {after}")
+    _store_missing_facts(url)
     return 0
+
+
+def _store_missing_facts(url: str) -> None:
+    """The performance facts of weeks closed before they were kept (revision 0004): computed
+    once here, so that reading performance over those weeks is quick."""
+    from wulian.planning.performance import store_missing_facts
+    from wulian.planning.register import Actor, Register, now
+    from wulian.planning.store import RunStore
+
+    register = Register(RunStore(url), Actor("wulian db upgrade", "cli"))
+    try:
+        with register.engine.begin() as conn:
+            weeks = store_missing_facts(register, conn, now())
+    finally:
+        register.engine.dispose()
+    if weeks:
+        console.print(f"绩效事实已补齐 / performance facts kept for {len(weeks)} closed "
+                      f"week(s): {', '.join(weeks)}")
 
 
 # -- register ---------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from wulian.contract import vocab
@@ -24,8 +26,10 @@ from wulian.contract.hierarchy import Hierarchy
 from wulian.planning.cycle import TASKS, WEEKS, fund_balances, lock, period_bounds, tasks_frame
 from wulian.planning.db import bulk_insert, bulk_update, fetch_frame, fetch_rows
 from wulian.planning.match import week_start
+from wulian.planning.performance import FACT_WEEKS, OUTCOMES, SHORTFALLS, shortfalls
 from wulian.planning.register import (
     NEED_STATES,
+    OPEN_STATES,
     ROWS,
     Events,
     Register,
@@ -99,15 +103,39 @@ def find(register: Register, week: str) -> list[Finding]:
     rules = register.policy.alerts
     with register.engine.connect() as conn:
         households = _households(register, conn)
+        # The needs still waiting, read once for the rules that look at them (a city's are a
+        # million): their household, service, state and weeks waited.
+        backlog = fetch_frame(conn, sa.select(
+            NEED_STATES.c.need_id, NEED_STATES.c.household_id, NEED_STATES.c.service_id,
+            NEED_STATES.c.state, NEED_STATES.c.age).where(
+            NEED_STATES.c.state.in_(OPEN_STATES + ("allocated",))))
+        weeks = _weeks_kept(conn, _recent_weeks(week, _window(rules)))
         found: list[Finding] = []
         found += _monitoring_overdue(register, conn, households, week,
                                      rules["monitoring_overdue"])
-        found += _unmet(conn, households, rules["unmet"])
+        found += _unmet(backlog, households, rules["unmet"])
         found += _colour_worse(households)
-        found += _funds(register, conn, households, week, rules)
-        found += _provider_declines(register, conn, week, rules["provider_declines"])
-        found += _capacity_short(register, conn, households, week, rules["capacity_short"])
+        found += _funds(register, conn, households, backlog, week, rules)
+        found += _provider_declines(register, conn, weeks, week, rules["provider_declines"])
+        found += _capacity_short(register, conn, backlog, weeks, week, rules["capacity_short"])
     return found
+
+
+def _window(rules) -> int:
+    """The most recent weeks any rule looks back over (the week itself included)."""
+    return max(int(rules["provider_declines"]["weeks"]), int(rules["capacity_short"]["weeks"]) + 1)
+
+
+def _weeks_kept(conn: sa.Connection, recent: list[str]) -> pd.DataFrame:
+    """The (week, scope) pairs opened in ``recent`` weeks, their run, state, and whether their
+    performance facts are kept (``planning/performance.py``: then their tasks and shortfalls
+    are read from the facts)."""
+    weeks = fetch_frame(conn, sa.select(WEEKS.c.week, WEEKS.c.centre, WEEKS.c.run_id,
+                                        WEEKS.c.state).where(WEEKS.c.week.in_(recent)))
+    kept = fetch_frame(conn, sa.select(FACT_WEEKS.c.week, FACT_WEEKS.c.centre)
+                       .where(FACT_WEEKS.c.week.in_(recent)))
+    pairs = set(kept["week"] + "|" + kept["centre"])
+    return weeks.assign(kept=(weeks["week"] + "|" + weeks["centre"]).isin(pairs).to_numpy())
 
 
 def _households(register: Register, conn: sa.Connection) -> pd.DataFrame:
@@ -125,21 +153,25 @@ def _monitoring_overdue(register: Register, conn, households: pd.DataFrame, week
                         rule) -> list[Finding]:
     keys = [k for (k,) in fetch_rows(conn, sa.select(ROWS.c.row_key).where(
         ROWS.c.tbl == "history"))]
-    # The last visit's week per household (keys are week|household|volunteer): weeks sort as
-    # text, so the last row of each household after sorting (no groupby over Arrow strings,
-    # whose max runs in Python per household).
-    visits = pd.DataFrame([k.split("|", 2)[:2] for k in keys], columns=["week", "household"])
+    # The last visit's week per household (keys are week|household|volunteer, split in
+    # Arrow): weeks sort as text, so the last row of each household after sorting (no groupby
+    # over Arrow strings, whose max runs in Python per household).
+    parts = pc.split_pattern(pa.array(keys, pa.string()), "|", max_splits=2)
+    visits = pd.DataFrame({"week": pc.list_element(parts, 0).to_numpy(zero_copy_only=False),
+                           "household": pc.list_element(parts, 1).to_numpy(
+                               zero_copy_only=False)})
     last = visits.sort_values("week").drop_duplicates("household", keep="last") \
         .set_index("household")["week"]
     cycle = register.policy.monitoring_weeks
     hh = households.dropna(subset=["tier"])
-    seen = hh["household_id"].map(last)
-    visited = seen.notna().to_numpy()
+    at = pd.Index(last.index.to_numpy(object)).get_indexer(
+        hh["household_id"].to_numpy(object))
+    visited = at >= 0
+    seen = pd.Series(np.where(visited, last.to_numpy(object)[at], None), dtype=object)
     # Weeks since the last visit, counted between the weeks' Mondays (never visited: overdue).
-    monday = {w: week_start(w) for w in seen.dropna().unique()}
     today = week_start(week)
-    waited = np.array([(today - monday[w]).days // 7 if v else -1
-                       for w, v in zip(seen, visited, strict=True)], dtype=int)
+    weeks_ago = {w: (today - week_start(w)).days // 7 for w in seen.dropna().unique()}
+    waited = seen.map(weeks_ago).fillna(-1).to_numpy(int)
     cycles = hh["tier"].map(cycle).to_numpy(int)
     overdue = ~visited | (waited > cycles + int(rule["grace_weeks"]))
     return [Finding("monitoring_overdue", "household", hid, station,
@@ -151,11 +183,9 @@ def _monitoring_overdue(register: Register, conn, households: pd.DataFrame, week
                 visited[overdue], waited[overdue], strict=True)]
 
 
-def _unmet(conn, households: pd.DataFrame, rule) -> list[Finding]:
-    waiting = fetch_frame(conn, sa.select(
-        NEED_STATES.c.need_id, NEED_STATES.c.household_id, NEED_STATES.c.age,
-        NEED_STATES.c.remaining).where(NEED_STATES.c.state.in_(["carried", "allocated"]),
-                                       NEED_STATES.c.age >= int(rule["weeks"])))
+def _unmet(backlog: pd.DataFrame, households: pd.DataFrame, rule) -> list[Finding]:
+    waiting = backlog[backlog["state"].isin(["carried", "allocated"]).to_numpy()
+                      & (backlog["age"].to_numpy(int) >= int(rule["weeks"]))]
     hh = households.set_index("household_id")
     waiting = waiting.assign(tier=waiting["household_id"].map(hh["tier"]))
     waiting = waiting[waiting["tier"].isin(list(rule["colours"]))]
@@ -187,8 +217,8 @@ def _colour_worse(households: pd.DataFrame) -> list[Finding]:
             for r in hh[worse].itertuples(index=False)]
 
 
-def _funds(register: Register, conn, households: pd.DataFrame, week: str, rules
-           ) -> list[Finding]:
+def _funds(register: Register, conn, households: pd.DataFrame, backlog: pd.DataFrame,
+           week: str, rules) -> list[Finding]:
     funds = register.table("funds", conn)
     if funds.empty:
         return []
@@ -213,9 +243,8 @@ def _funds(register: Register, conn, households: pd.DataFrame, week: str, rules
     # Under-spending while needs it could pay for wait: carried needs of services the fund
     # pays for (its earmark; any service when it has none).
     share = float(rules["fund_underspend"]["share"])
-    carried = fetch_frame(conn, sa.select(
-        NEED_STATES.c.service_id, NEED_STATES.c.household_id).where(
-        NEED_STATES.c.state == "carried"))
+    carried = backlog.loc[(backlog["state"] == "carried").to_numpy(),
+                          ["service_id", "household_id"]]
     carried["station_id"] = carried["household_id"].map(
         households.set_index("household_id")["station_id"])
     hierarchy = Hierarchy.from_centres(register.table("centres", conn))
@@ -237,15 +266,30 @@ def _funds(register: Register, conn, households: pd.DataFrame, week: str, rules
     return out
 
 
-def _provider_declines(register: Register, conn, week: str, rule) -> list[Finding]:
+def _provider_declines(register: Register, conn, weeks: pd.DataFrame, week: str, rule
+                       ) -> list[Finding]:
+    """Providers whose tasks (not volunteers' visits) were declined or not delivered too often
+    over the last weeks: closed weeks from their facts, open ones from their tasks."""
     recent = _recent_weeks(week, int(rule["weeks"]))
-    frame = tasks_frame(conn, TASKS.c.week.in_(recent), TASKS.c.volunteer_id == "",
-                        columns=("provider_id", "status"))
-    answered = frame[frame["status"].isin(["declined", "delivered", "not_delivered"])]
+    weeks = weeks[weeks["week"].isin(recent).to_numpy()]
+    o = OUTCOMES
+    stored = fetch_frame(conn, sa.select(o.c.grp.label("provider_id"), o.c.status,
+                                         sa.func.sum(o.c.tasks).label("tasks"))
+                         .where(o.c.week.in_(recent), o.c.grouping == "provider",
+                                o.c.kind == "service").group_by(o.c.grp, o.c.status))
+    live = weeks[~weeks["kept"].to_numpy()]
+    tasks = tasks_frame(conn, TASKS.c.week.in_(sorted(set(live["week"]))),
+                        TASKS.c.volunteer_id == "",
+                        columns=("week", "centre", "provider_id", "status"))
+    tasks = tasks[(tasks["week"] + "|" + tasks["centre"]).isin(
+        set(live["week"] + "|" + live["centre"])).to_numpy()]
+    counted = pd.concat([stored, tasks.groupby(["provider_id", "status"]).size()
+                         .rename("tasks").reset_index()], ignore_index=True)
+    answered = counted[counted["status"].isin(["declined", "delivered", "not_delivered"])]
     if answered.empty:
         return []
-    failed = answered["status"].isin(["declined", "not_delivered"])
-    stats = pd.DataFrame({"tasks": answered.groupby("provider_id").size(),
+    failed = answered["tasks"].where(answered["status"].isin(["declined", "not_delivered"]), 0)
+    stats = pd.DataFrame({"tasks": answered.groupby("provider_id")["tasks"].sum(),
                           "failed": failed.groupby(answered["provider_id"]).sum()})
     stats["share"] = stats["failed"] / stats["tasks"]
     providers = register.table("providers", conn).set_index("provider_id")
@@ -267,40 +311,32 @@ def _recent_weeks(week: str, count: int) -> list[str]:
     return sorted(out)
 
 
-def _capacity_short(register: Register, conn, households: pd.DataFrame, week: str, rule
-                    ) -> list[Finding]:
+def _capacity_short(register: Register, conn, backlog: pd.DataFrame, weeks: pd.DataFrame,
+                    week: str, rule) -> list[Finding]:
     """Units unmet for lack of capacity per service and street, week by week, from the
-    weeks' runs; a run of ``weeks`` rises in a row (ending at ``week``) fires."""
-    runs = conn.execute(sa.select(WEEKS.c.week, WEEKS.c.run_id).where(
-        WEEKS.c.week.in_(_recent_weeks(week, int(rule["weeks"]) + 1)))).all()
-    if not runs:
+    weeks' runs (closed weeks: their stored shortfalls); a run of ``weeks`` rises in a row
+    (ending at ``week``) fires."""
+    recent = _recent_weeks(week, int(rule["weeks"]) + 1)
+    weeks = weeks[weeks["week"].isin(recent).to_numpy() & weeks["run_id"].notna().to_numpy()]
+    if weeks.empty:
         return []
-    services = fetch_frame(conn, sa.select(
-        NEED_STATES.c.need_id, NEED_STATES.c.service_id, NEED_STATES.c.household_id)
-    ).set_index("need_id")
-    per_week = []
-    for w, run_id in runs:
-        if run_id is None:
-            continue
-        unmet = register.store.table_in(conn, run_id, "unmet")
-        if unmet.empty:
-            continue
-        short = unmet[unmet["reason"] == "capacity_exhausted"]
-        per_week.append(pd.DataFrame({"week": w, "need_id": short["need_id"].to_numpy(),
-                                      "units": short["units"].to_numpy(float)}))
-    if not per_week:
+    stored = fetch_frame(conn, sa.select(SHORTFALLS.c.week, SHORTFALLS.c.service_id,
+                                         SHORTFALLS.c.street_id, SHORTFALLS.c.units)
+                         .where(SHORTFALLS.c.week.in_(recent)))
+    live = weeks[~weeks["kept"].to_numpy()]
+    needs = backlog.set_index("need_id")
+    if (live["state"] == "closed").any():  # closed before facts were kept: needs since closed
+        needs = fetch_frame(conn, sa.select(NEED_STATES.c.need_id, NEED_STATES.c.service_id,
+                                            NEED_STATES.c.household_id)).set_index("need_id")
+    rows = pd.concat([stored] + [shortfalls(register, conn, w, int(run_id), needs)
+                                 for w, run_id in zip(live["week"], live["run_id"],
+                                                      strict=True)], ignore_index=True)
+    if rows.empty:
         return []
-    rows = pd.concat(per_week, ignore_index=True)
-    rows["service_id"] = rows["need_id"].map(services["service_id"])
-    rows["household_id"] = rows["need_id"].map(services["household_id"])
-    stations = households.set_index("household_id")["station_id"]
-    centres = register.table("centres", conn).set_index("centre_id")
-    parent = centres["parent_id"]
-    rows["street"] = rows["household_id"].map(stations).map(parent)
-    table = rows.groupby(["service_id", "street", "week"])["units"].sum().unstack("week")
-    weeks = sorted({w for w, _ in runs})[-(int(rule["weeks"]) + 1):]  # (a week opened for
+    table = rows.groupby(["service_id", "street_id", "week"])["units"].sum().unstack("week")
+    shown = sorted(set(weeks["week"]))[-(int(rule["weeks"]) + 1):]  # (a week opened for
     # several streets has a run for each; their unmet units add up above)
-    table = table.reindex(columns=weeks).fillna(0.0)
+    table = table.reindex(columns=shown).fillna(0.0)
     out = []
     for (service, street), series in table.iterrows():
         values = series.to_numpy(float)
@@ -343,11 +379,11 @@ def evaluate(register: Register, week: str | None = None) -> Evaluation:
                 result.opened += 1
                 result.opened_ids.append(aid)
             elif old["numbers"] != numbers or old["last_week"] != week:
+                # A refresh of an alert still open (a week more overdue, a count changed) is
+                # not an event of its own: a city's hundred thousand open alerts refresh every
+                # week. The evaluation's one event below counts them; the row keeps the numbers.
                 changed.append({**old, "numbers": numbers, "last_week": week,
                                 "severity": rules[f.rule]["severity"], "updated_at": stamp})
-                events.add("alert.update", f"alerts:{aid}",
-                           {"numbers": old["numbers"], "last_week": old["last_week"]},
-                           {"numbers": numbers, "last_week": week})
                 result.updated += 1
         for aid, old in stored.items():
             if aid not in found and old["state"] != "resolved":
@@ -358,6 +394,9 @@ def evaluate(register: Register, week: str | None = None) -> Evaluation:
                 result.resolved += 1
         bulk_insert(conn, ALERTS, fresh)
         bulk_update(conn, ALERTS, "alert_id", changed)
+        events.add("alerts.evaluate", f"weeks:{week}", None,
+                   {"findings": result.findings, "opened": result.opened,
+                    "refreshed": result.updated, "resolved": result.resolved})
         events.flush()
     return result
 

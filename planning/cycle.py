@@ -817,6 +817,7 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
                             [was[s] for s in week_tasks.loc[live, "status"]],
                             [settled] * len(ids))
             week_tasks.loc[live, "status"] = "not_delivered"
+            week_tasks.loc[live, "reason"] = "no_answer"
             out.unanswered = int(live.sum())
         out.spent = float(delivered_cost(week_tasks).sum())
 
@@ -862,6 +863,12 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
             visits["week"], visits["household_id"], visits["volunteer_id"], strict=True)))
         conn.execute(WEEKS.update().where(WEEKS.c.week == week, WEEKS.c.centre == scope)
                      .values(state="closed", closed_at=events.at))
+        # Its tasks no longer change: their sums are kept for performance over many weeks.
+        from wulian.planning.performance import store_facts, store_missing_facts
+
+        store_facts(register, conn, week, scope, week_tasks, row["run_id"], events.at,
+                    states[["service_id", "household_id"]])
+        store_missing_facts(register, conn, events.at)  # weeks closed before facts existed
         events.add("week.close", f"weeks:{week}:{scope}", {"state": "open"},
                    {"state": "closed", "delivered": out.delivered, "carried": out.carried,
                     "expired": out.expired, "unanswered": out.unanswered,

@@ -17,6 +17,7 @@ what each week owed):
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,16 @@ import pandas as pd
 import sqlalchemy as sa
 
 from wulian.contract import vocab
-from wulian.planning.cycle import MONITORING_KINDS, TASKS, WEEKS, delivered_cost, tasks_frame
-from wulian.planning.db import fetch_frame
+from wulian.optimizer.allocation import member_mask
+from wulian.planning.cycle import (
+    MONITORING_KINDS,
+    TASK_COLUMNS,
+    TASKS,
+    WEEKS,
+    delivered_cost,
+    tasks_frame,
+)
+from wulian.planning.db import bulk_insert, fetch_frame
 from wulian.planning.match import week_start
 from wulian.planning.register import NEED_STATES, Register
 
@@ -55,18 +64,126 @@ def parse_weeks(text: str | None) -> tuple[str | None, str | None]:
     return first or None, last or None
 
 
+# ----------------------------------------------------------------------------- the facts
+#
+# A city's quarter is millions of tasks; reading them all for every question made a
+# performance table cost a minute. A closed week's tasks no longer change (answers are taken
+# only while a week is open), so when a week closes its tasks are summed once into the three
+# fact tables below, each small (a row per group and outcome, per station and colour, per
+# household reached), and a range of weeks is then read from the facts of its closed weeks and
+# the live tasks of the weeks still open. Both come from the same functions (:func:`facts`).
+
+_meta = sa.MetaData()
+FACT_WEEKS = sa.Table(  # the (week, scope) pairs whose facts are stored
+    "fact_weeks", _meta,
+    sa.Column("week", sa.String(8), primary_key=True),
+    sa.Column("centre", sa.String(64), primary_key=True),
+    sa.Column("made_at", sa.String(32), nullable=False),
+)
+OUTCOMES = sa.Table(  # tasks summed per grouping, group and outcome
+    "fact_outcomes", _meta,
+    sa.Column("fact_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("week", sa.String(8), nullable=False, index=True),
+    sa.Column("centre", sa.String(64), nullable=False),
+    sa.Column("grouping", sa.String(10), nullable=False),
+    sa.Column("grp", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(14), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("days", sa.Integer, nullable=False),  # to delivery; -1 when not delivered
+    sa.Column("tasks", sa.Integer, nullable=False),
+    sa.Column("units", sa.Float, nullable=False),
+    sa.Column("units_delivered", sa.Float, nullable=False),
+    sa.Column("cost", sa.Float, nullable=False),
+    sa.Column("spent", sa.Float, nullable=False),
+)
+FILLS = sa.Table(  # needs owed, planned and delivered per station and colour
+    "fact_fills", _meta,
+    sa.Column("fact_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("week", sa.String(8), nullable=False, index=True),
+    sa.Column("centre", sa.String(64), nullable=False),
+    sa.Column("station_id", sa.String(64), nullable=False),
+    sa.Column("tier", sa.String(8), nullable=False),
+    sa.Column("needs", sa.Integer, nullable=False),
+    sa.Column("planned", sa.Float, nullable=False),
+    sa.Column("delivered", sa.Float, nullable=False),
+)
+REACHED = sa.Table(  # households with a delivered task (reach counts them once over weeks)
+    "fact_reached", _meta,
+    sa.Column("fact_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("week", sa.String(8), nullable=False, index=True),
+    sa.Column("centre", sa.String(64), nullable=False),
+    sa.Column("tier", sa.String(8), nullable=False),
+    sa.Column("household_id", sa.String(64), nullable=False),
+)
+SHORTFALLS = sa.Table(  # units unmet for lack of capacity per service and street (alerts)
+    "fact_shortfalls", _meta,
+    sa.Column("fact_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("week", sa.String(8), nullable=False, index=True),
+    sa.Column("centre", sa.String(64), nullable=False),
+    sa.Column("service_id", sa.String(64), nullable=False),
+    sa.Column("street_id", sa.String(64), nullable=False),
+    sa.Column("units", sa.Float, nullable=False),
+)
+OUTCOME_KEYS = ["week", "grp", "kind", "status", "reason", "days"]
+SUMS = ["tasks", "units", "units_delivered", "cost", "spent"]
+FILL_COLUMNS = ["week", "station_id", "tier", "needs", "planned", "delivered"]
+
+
+@dataclass
+class Facts:
+    """A range of weeks summed: outcomes per grouping (``grouping`` column), fills per station
+    and colour, and the households reached per week and colour."""
+
+    outcomes: pd.DataFrame
+    fills: pd.DataFrame
+    reached: pd.DataFrame
+
+    @staticmethod
+    def empty() -> Facts:
+        return Facts(pd.DataFrame(columns=OUTCOME_KEYS + SUMS + ["grouping"]),
+                     pd.DataFrame(columns=FILL_COLUMNS),
+                     pd.DataFrame(columns=["week", "tier", "household_id"]))
+
+    @staticmethod
+    def join(parts: list[Facts]) -> Facts:
+        """The parts together (empty ones left out, so that columns keep their types)."""
+        joined = []
+        for name in ("outcomes", "fills", "reached"):
+            frames = [getattr(p, name) for p in parts if len(getattr(p, name))]
+            joined.append(pd.concat(frames, ignore_index=True) if frames
+                          else getattr(Facts.empty(), name))
+        return Facts(*joined)
+
+
+def _weeks_where(column, first: str | None, last: str | None) -> list:
+    return ([column >= first] if first else []) + ([column <= last] if last else [])
+
+
+# The tasks' columns the facts are made of (a city week's tasks are read without the rest).
+FACT_COLUMNS = ("week", "centre", "kind", "need_id", "household_id", "provider_id", "linkage",
+                "fund_id", "street_id", "station_id", "tier", "units", "cost", "status",
+                "units_delivered", "answered_on", "reason")
+
+
 def task_table(register: Register, first: str | None = None, last: str | None = None,
-               stations: set[str] | None = None) -> pd.DataFrame:
-    """The tasks of the weeks, with money spent and days to delivery."""
-    where = []
-    if first:
-        where.append(TASKS.c.week >= first)
-    if last:
-        where.append(TASKS.c.week <= last)
-    with register.engine.connect() as conn:
-        frame = tasks_frame(conn, *where)
+               stations: set[str] | None = None, *, conn: sa.Connection | None = None,
+               where: tuple = (), columns: tuple[str, ...] = TASK_COLUMNS) -> pd.DataFrame:
+    """The tasks of the weeks (of ``stations`` only, fenced in the query), with money spent and
+    days to delivery."""
+    clauses = _weeks_where(TASKS.c.week, first, last) + list(where)
     if stations is not None:
-        frame = frame[frame["station_id"].isin(stations)]
+        clauses.append(TASKS.c.station_id.in_(sorted(stations)))
+    if conn is None:
+        with register.engine.connect() as own:
+            frame = tasks_frame(own, *clauses, columns=columns)
+    else:
+        frame = tasks_frame(conn, *clauses, columns=columns)
+    return with_days(frame)
+
+
+def with_days(frame: pd.DataFrame) -> pd.DataFrame:
+    """Tasks with their money spent and the days from their week's Monday to delivery."""
     monday = frame["week"].map({w: week_start(w) for w in frame["week"].unique()})
     answered = pd.to_datetime(frame["answered_on"].where(frame["answered_on"] != ""),
                               errors="coerce", format="ISO8601")
@@ -75,84 +192,266 @@ def task_table(register: Register, first: str | None = None, last: str | None = 
                         days=days.where(frame["status"] == "delivered"))
 
 
-def by_group(tasks: pd.DataFrame, by: str) -> pd.DataFrame:
-    """Per group (provider, linkage, fund, street or colour): the tasks' outcomes and money."""
+def outcomes(tasks: pd.DataFrame, by: str) -> pd.DataFrame:
+    """The tasks summed per week, group (``by``), kind, status, reason and days to delivery."""
+    key = _group_column(by)
+    t = tasks if by != "fund" else tasks[tasks["fund_id"] != ""]
+    keyed = t.assign(grp=t[key], days=t["days"].fillna(-1).astype(int), tasks=1)
+    return (keyed.groupby(OUTCOME_KEYS, sort=False)[SUMS].sum().reset_index()
+            .assign(grouping=by))
+
+
+def facts(register: Register, conn: sa.Connection, tasks: pd.DataFrame,
+          runs: list[tuple[str, int]], stations: set[str] | None = None) -> Facts:
+    """The facts of ``tasks`` (with :func:`with_days`' columns) and of the weeks' ``runs``
+    (week, run id: what each week owed), optionally of some stations only."""
+    done = tasks[tasks["status"] == "delivered"]
+    reached = done[["week", "tier", "household_id"]].drop_duplicates()
+    return Facts(pd.concat([outcomes(tasks, by) for by in GROUPS], ignore_index=True),
+                 _fills(register, conn, tasks, runs, stations), reached)
+
+
+def _fills(register: Register, conn: sa.Connection, tasks: pd.DataFrame,
+           runs: list[tuple[str, int]], stations: set[str] | None) -> pd.DataFrame:
+    """Per week, station and colour: the needs the week's run was given, and the needs planned
+    and delivered counted by the fraction of each (a need half delivered counts ½).
+
+    The needs are counted from the run's plans (each household's number of needs); only the
+    needs with tasks add to planned and delivered, and the tasks say their station and colour:
+    a city week gives its run a million needs, most of them never in a task."""
+    rows = []
+    for week, run_id in runs:
+        plans = register.store.table_in(conn, run_id, "plans")
+        if plans.empty:
+            continue
+        if stations is not None:
+            plans = plans[member_mask(plans["station_id"], stations)]
+        counted = plans.groupby(["station_id", "tier"])["needs"].sum()
+        served = tasks[(tasks["week"] == week).to_numpy() & (tasks["need_id"] != "").to_numpy()]
+        owed = pd.concat([register.store.table_in(conn, run_id, name)[["need_id", "units"]]
+                          for name in ("allocations", "unmet")])
+        owed = owed[member_mask(owed["need_id"], served["need_id"].unique())]
+        size = owed.groupby("need_id")["units"].sum()
+        delivered = served["units_delivered"].where(served["status"] == "delivered", 0.0)
+        per_need = served.assign(delivered=delivered).groupby("need_id").agg(
+            station_id=("station_id", "first"), tier=("tier", "first"),
+            planned=("units", "sum"), delivered=("delivered", "sum"))
+        # Needs are counted by the fraction served, whatever their unit (as the allocation does).
+        whole = size.reindex(per_need.index).where(lambda x: x > 0)
+        per_need["planned"] = np.minimum(per_need["planned"] / whole, 1.0)
+        per_need["delivered"] = np.minimum(per_need["delivered"] / whole, 1.0)
+        fractions = per_need.groupby(["station_id", "tier"])[["planned", "delivered"]].sum()
+        frame = counted.rename("needs").to_frame().join(fractions, how="left").fillna(0.0)
+        rows.append(frame.reset_index().assign(week=week))
+    if not rows:
+        return Facts.empty().fills
+    out = pd.concat(rows, ignore_index=True)
+    return out.assign(needs=out["needs"].astype(int))[FILL_COLUMNS]
+
+
+def shortfalls(register: Register, conn: sa.Connection, week: str, run_id: int,
+               needs: pd.DataFrame) -> pd.DataFrame:
+    """A week's units unmet for lack of capacity, per service and street, from its run;
+    ``needs`` gives each need's service and household (indexed by need id)."""
+    unmet = register.store.table_in(conn, run_id, "unmet")
+    if unmet.empty:
+        return pd.DataFrame(columns=["week", "service_id", "street_id", "units"])
+    short = unmet[unmet["reason"] == "capacity_exhausted"]
+    plans = register.store.table_in(conn, run_id, "plans")
+    centres = register.table("centres", conn).set_index("centre_id")
+    station = plans.set_index("household_id")["station_id"]
+    # Looked up as Python strings: Arrow strings' lookups of a city's 700,000 needs in its
+    # million take seconds.
+    at = pd.Index(needs.index.to_numpy(object)).get_indexer(short["need_id"].to_numpy(object))
+    found = at >= 0
+    household = pd.Series(needs["household_id"].to_numpy(object)[at[found]])
+    frame = pd.DataFrame({"service_id": needs["service_id"].to_numpy(object)[at[found]],
+                          "street_id": household.map(station).map(centres["parent_id"])
+                          .to_numpy(),
+                          "units": short["units"].to_numpy(float)[found]})
+    out = frame.groupby(["service_id", "street_id"])["units"].sum().reset_index()
+    return out.assign(week=week)[["week", "service_id", "street_id", "units"]]
+
+
+def store_facts(register: Register, conn: sa.Connection, week: str, centre: str,
+                week_tasks: pd.DataFrame, run_id: int | None, made_at: str,
+                needs: pd.DataFrame | None = None) -> None:
+    """Keep the facts of a week as it closes (``cycle.close_week``, in its transaction).
+    ``needs``: the service and household of each need the week's run was given (read from
+    the register when not given)."""
+    runs = [(week, run_id)] if run_id is not None else []
+    found = facts(register, conn, with_days(week_tasks), runs)
+    if run_id is not None:
+        if needs is None:
+            needs = fetch_frame(conn, sa.select(NEED_STATES.c.need_id, NEED_STATES.c.service_id,
+                                                NEED_STATES.c.household_id)).set_index("need_id")
+        short = shortfalls(register, conn, week, run_id, needs)
+    else:
+        short = pd.DataFrame(columns=["week", "service_id", "street_id", "units"])
+    for table, frame in ((OUTCOMES, found.outcomes), (FILLS, found.fills),
+                         (REACHED, found.reached), (SHORTFALLS, short)):
+        columns = [c.name for c in table.columns if c.name != "fact_id"]
+        bulk_insert(conn, table, frame.assign(centre=centre)[columns]
+                    .to_dict("records"))
+    conn.execute(FACT_WEEKS.insert().values(week=week, centre=centre, made_at=made_at))
+
+
+def store_missing_facts(register: Register, conn: sa.Connection, made_at: str) -> list[str]:
+    """Keep the facts of every closed week that has none (weeks closed before the facts
+    existed: a store upgraded to revision 0004); returns those weeks."""
+    closed = fetch_frame(conn, sa.select(WEEKS.c.week, WEEKS.c.centre, WEEKS.c.run_id)
+                         .where(WEEKS.c.state == "closed"))
+    stored = fetch_frame(conn, sa.select(FACT_WEEKS.c.week, FACT_WEEKS.c.centre))
+    missing = closed[~(closed["week"] + "|" + closed["centre"]).isin(
+        set(stored["week"] + "|" + stored["centre"]))]
+    for week, centre, run_id in zip(missing["week"], missing["centre"], missing["run_id"],
+                                    strict=True):
+        week_tasks = tasks_frame(conn, TASKS.c.week == week, TASKS.c.centre == centre)
+        store_facts(register, conn, week, centre, week_tasks,
+                    None if pd.isna(run_id) else int(run_id), made_at)
+    return sorted(missing["week"])
+
+
+def read_facts(register: Register, first: str | None = None, last: str | None = None,
+               stations: set[str] | None = None, by: str = "provider") -> Facts:
+    """The facts of the weeks: stored for every week closed with its facts, computed from the
+    tasks for the rest. With ``stations`` (a coordinator's fence) outcomes and reach come from
+    the stations' own tasks (a subtree's are few) and fills from the stations' stored rows."""
+    with register.engine.connect() as conn:
+        weeks = fetch_frame(conn, sa.select(WEEKS.c.week, WEEKS.c.centre, WEEKS.c.run_id,
+                                            WEEKS.c.state)
+                            .where(*_weeks_where(WEEKS.c.week, first, last)))
+        stored = fetch_frame(conn, sa.select(FACT_WEEKS.c.week, FACT_WEEKS.c.centre)
+                             .where(*_weeks_where(FACT_WEEKS.c.week, first, last)))
+        pair = weeks["week"] + "|" + weeks["centre"]
+        kept = weeks[pair.isin(set(stored["week"] + "|" + stored["centre"]))]
+        live = weeks[~pair.isin(set(kept["week"] + "|" + kept["centre"]))]
+        parts: list[Facts] = []
+        if len(kept):
+            parts.append(_stored(conn, first, last, stations, by))
+        if stations is not None:
+            # Outcomes and reach of every week from the fenced tasks; fills of the open weeks.
+            tasks = task_table(register, first, last, stations, conn=conn,
+                               columns=FACT_COLUMNS)
+            parts.append(facts(register, conn, tasks, _runs(live), stations))
+        elif len(live):
+            tasks = task_table(register, conn=conn, columns=FACT_COLUMNS,
+                               where=(TASKS.c.week.in_(sorted(set(live["week"]))),))
+            own = (tasks["week"] + "|" + tasks["centre"]).isin(
+                set(live["week"] + "|" + live["centre"]))
+            parts.append(facts(register, conn, tasks[own.to_numpy()], _runs(live)))
+    return Facts.join(parts)
+
+
+def _runs(weeks: pd.DataFrame) -> list[tuple[str, int]]:
+    return [(w, int(r)) for w, r in zip(weeks["week"], weeks["run_id"], strict=True)
+            if pd.notna(r)]
+
+
+def _stored(conn: sa.Connection, first: str | None, last: str | None,
+            stations: set[str] | None, by: str) -> Facts:
+    """The stored facts of the weeks, summed in the database: outcomes of ``by`` over the
+    weeks and of colour per week (for monitoring), fills per week and colour, the households
+    reached once each. With ``stations``: fills only (the rest comes from the fenced tasks).
+    Every stored row belongs to a (week, scope) whose facts are kept: they are written
+    together, in the transaction that closes the week."""
+    def summed(table: sa.Table, keys: list, values: list[str], *where) -> pd.DataFrame:
+        query = sa.select(*keys, *(sa.func.sum(table.c[v]).label(v) for v in values)).where(
+            *_weeks_where(table.c.week, first, last), *where).group_by(*keys)
+        return fetch_frame(conn, query)
+
+    f = FILLS
+    fills = summed(f, [f.c.week, f.c.tier], ["needs", "planned", "delivered"],
+                   *([f.c.station_id.in_(sorted(stations))] if stations is not None else []))
+    fills = fills.assign(station_id="", needs=fills["needs"].astype(int))[FILL_COLUMNS]
+    empty = Facts.empty()
+    if stations is not None:
+        return Facts(empty.outcomes, fills, empty.reached)
+    o = OUTCOMES
+    week = sa.case((o.c.grouping == "colour", o.c.week), else_="").label("week")
+    outcomes = summed(o, [o.c.grouping, o.c.grp, o.c.kind, o.c.status, o.c.reason, o.c.days,
+                          week], SUMS, o.c.grouping.in_(sorted({by, "colour"})))
+    reached = fetch_frame(conn, sa.select(REACHED.c.tier, REACHED.c.household_id).distinct()
+                          .where(*_weeks_where(REACHED.c.week, first, last)))
+    return Facts(outcomes, fills, reached.assign(week=""))
+
+
+def _group_column(by: str) -> str:
     if by not in GROUPS:
         raise ValueError(f"未知的分组 {by!r} / unknown grouping {by!r}: use one of "
                          f"{', '.join(GROUPS)}")
-    key = GROUPS[by]
-    t = tasks if by != "fund" else tasks[tasks["fund_id"] != ""]
-    status = t["status"]
+    return GROUPS[by]
+
+
+# ----------------------------------------------------------------------------- the tables
+
+
+def by_group(tasks: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per group (provider, linkage, fund, street or colour): the tasks' outcomes and money."""
+    return summarise(outcomes(tasks, by), by)
+
+
+def summarise(summed: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per group: tasks sent, accepted, declined (and why), delivered, not delivered, units
+    planned and delivered, the median days to delivery, and money planned, committed, spent
+    (from :func:`outcomes`' sums)."""
+    _group_column(by)
+    s = summed[summed["grouping"] == by] if "grouping" in summed else summed
+    status = s["status"]
+    taken = status.isin(["accepted", "delivered"])
+    count = s["tasks"].astype(float)
+    per = s["grp"]
     frame = pd.DataFrame({
-        "tasks": t.groupby(key).size(),
-        "accepted": status.isin(["accepted", "delivered"]).groupby(t[key]).sum(),
-        "declined": (status == "declined").groupby(t[key]).sum(),
-        "delivered": (status == "delivered").groupby(t[key]).sum(),
-        "not_delivered": (status == "not_delivered").groupby(t[key]).sum(),
-        "units_planned": t.groupby(key)["units"].sum(),
-        "units_delivered": t["units_delivered"].where(status == "delivered", 0.0)
-        .groupby(t[key]).sum(),
-        "median_days": t.groupby(key)["days"].median(),
-        "planned": t.groupby(key)["cost"].sum(),
-        "committed": t["cost"].where(status.isin(["accepted", "delivered"]), 0.0)
-        .groupby(t[key]).sum(),
-        "spent": t.groupby(key)["spent"].sum(),
-    }).fillna({"median_days": np.nan})
+        "tasks": count.groupby(per).sum().astype(int),
+        "accepted": count.where(taken, 0).groupby(per).sum().astype(int),
+        "declined": count.where(status == "declined", 0).groupby(per).sum().astype(int),
+        "delivered": count.where(status == "delivered", 0).groupby(per).sum().astype(int),
+        "not_delivered": count.where(status == "not_delivered", 0).groupby(per).sum()
+        .astype(int),
+        "units_planned": s["units"].groupby(per).sum(),
+        "units_delivered": s["units_delivered"].where(status == "delivered", 0.0)
+        .groupby(per).sum(),
+        "median_days": _median_days(s),
+        "planned": s["cost"].groupby(per).sum(),
+        "committed": s["cost"].where(taken, 0.0).groupby(per).sum(),
+        "spent": s["spent"].groupby(per).sum(),
+    })
+    frame.index.name = by
     frame["delivered_share"] = frame["units_delivered"] / frame["units_planned"].where(
         frame["units_planned"] > 0)
-    reasons = t[status == "declined"].groupby([key, "reason"]).size().unstack(fill_value=0)
-    for reason in reasons.columns:
-        frame[f"declined_{reason or 'unknown'}"] = reasons[reason].reindex(frame.index,
-                                                                            fill_value=0)
-    return frame.reset_index().rename(columns={key: by}).round(3)
+    declined = s[status == "declined"]
+    reasons = declined.groupby(["grp", "reason"])["tasks"].sum().unstack(fill_value=0)
+    for reason in sorted(reasons.columns):
+        frame[f"declined_{reason or 'unknown'}"] = reasons[reason].reindex(
+            frame.index, fill_value=0).astype(int)
+    return frame.sort_index().reset_index().round(3)
 
 
-def fill_rate(register: Register, tasks: pd.DataFrame, first: str | None = None,
-              last: str | None = None, stations: set[str] | None = None) -> pd.DataFrame:
+def _median_days(summed: pd.DataFrame) -> pd.Series:
+    """Each group's median days to delivery, from counts per number of days (the median of the
+    delivered tasks' days, each counted as often as it occurs)."""
+    done = summed[(summed["status"] == "delivered") & (summed["days"] >= 0)]
+    counts = done.groupby(["grp", "days"])["tasks"].sum().sort_index()
+    medians = {}
+    for group, per_day in counts.groupby(level=0, sort=False):
+        days = per_day.index.get_level_values(1).to_numpy(float)
+        reach = np.cumsum(per_day.to_numpy())
+        n = int(reach[-1])
+        low, high = (n - 1) // 2, n // 2  # the middle position(s), counted from 0
+        medians[group] = (days[np.searchsorted(reach, low, side="right")]
+                          + days[np.searchsorted(reach, high, side="right")]) / 2
+    return pd.Series(medians, dtype=float)
+
+
+def fill_rate(fills: pd.DataFrame) -> pd.DataFrame:
     """Per week and colour: the week's needs, and the needs planned and delivered counted by
-    the fraction of each (a need half delivered counts ½), with their shares."""
-    rows = []
-    with register.engine.connect() as conn:
-        household_of = _need_households(conn)
-        query = sa.select(WEEKS.c.week, WEEKS.c.run_id)
-        if first:
-            query = query.where(WEEKS.c.week >= first)
-        if last:
-            query = query.where(WEEKS.c.week <= last)
-        for week, run_id in conn.execute(query).all():
-            if run_id is None:
-                continue
-            alloc = register.store.table_in(conn, run_id, "allocations")
-            unmet = register.store.table_in(conn, run_id, "unmet")
-            plans = register.store.table_in(conn, run_id, "plans")
-            owed = pd.concat([alloc[["need_id", "units"]], unmet[["need_id", "units"]]])
-            owed = owed.groupby("need_id")["units"].sum()
-            rows.append(pd.DataFrame({"week": week, "need_id": owed.index,
-                                      "owed": owed.to_numpy(float)}))
-            colour = plans.set_index("household_id")["tier"] if len(plans) else pd.Series()
-            station = plans.set_index("household_id")["station_id"] if len(plans) else \
-                pd.Series()
-            households = rows[-1]["need_id"].map(household_of)
-            rows[-1]["tier"] = households.map(colour)
-            rows[-1]["station_id"] = households.map(station)
-    if not rows:
+    the fraction of each, with their shares."""
+    if fills.empty:
         return pd.DataFrame(columns=["week", "tier", "needs", "planned", "delivered",
                                      "planned_rate", "fill_rate"])
-    owed = pd.concat(rows, ignore_index=True)
-    if stations is not None:
-        owed = owed[owed["station_id"].isin(stations)]
-    served = tasks[tasks["need_id"] != ""]
-    planned = served.groupby(["week", "need_id"])["units"].sum()
-    done = served["units_delivered"].where(served["status"] == "delivered", 0.0) \
-        .groupby([served["week"], served["need_id"]]).sum()
-    key = pd.MultiIndex.from_frame(owed[["week", "need_id"]])
-    # Needs are counted by the fraction served, whatever their unit (as the allocation does).
-    size = owed["owed"].where(owed["owed"] > 0)
-    owed["planned"] = np.minimum(planned.reindex(key).fillna(0.0).to_numpy() / size, 1.0)
-    owed["delivered"] = np.minimum(done.reindex(key).fillna(0.0).to_numpy() / size, 1.0)
-    out = owed.groupby(["week", "tier"]).agg(needs=("need_id", "size"),
-                                             planned=("planned", "sum"),
-                                             delivered=("delivered", "sum")).reset_index()
+    out = fills.groupby(["week", "tier"])[["needs", "planned", "delivered"]].sum() \
+        .reset_index()
+    out["needs"] = out["needs"].astype(int)
     out["planned_rate"] = out["planned"] / out["needs"]
     out["fill_rate"] = out["delivered"] / out["needs"]
     order = {t: i for i, t in enumerate(vocab.TIER_ORDER)}
@@ -160,41 +459,44 @@ def fill_rate(register: Register, tasks: pd.DataFrame, first: str | None = None,
                            else s).reset_index(drop=True).round(4)
 
 
-def _need_households(conn: sa.Connection) -> pd.Series:
-    """Every need's household (read once: a city's weeks name half a million needs each)."""
-    frame = fetch_frame(conn, sa.select(NEED_STATES.c.need_id, NEED_STATES.c.household_id))
-    return frame.set_index("need_id")["household_id"]
-
-
-def monitoring(tasks: pd.DataFrame) -> pd.DataFrame:
+def monitoring(summed: pd.DataFrame) -> pd.DataFrame:
     """Per week and colour: monitoring visits planned and made (on time: within the week)."""
-    visits = tasks[tasks["kind"].isin(MONITORING_KINDS)]
-    out = visits.groupby(["week", "tier"]).agg(
-        planned=("task_id", "size"), made=("status", lambda s: int((s == "delivered").sum())))
+    s = summed[(summed["grouping"] == "colour") & summed["kind"].isin(MONITORING_KINDS)]
+    made = s["tasks"].where(s["status"] == "delivered", 0)
+    out = pd.DataFrame({"planned": s["tasks"].groupby([s["week"], s["grp"]]).sum(),
+                        "made": made.groupby([s["week"], s["grp"]]).sum()}).astype(int)
+    out.index.names = ["week", "tier"]
     out["on_time"] = out["made"] / out["planned"]
     return out.reset_index().round(4)
 
 
-def reach(tasks: pd.DataFrame) -> pd.DataFrame:
+def reach(summed: pd.DataFrame, reached: pd.DataFrame) -> pd.DataFrame:
     """Per colour: money spent, households reached (a delivered task), per ¥10,000."""
-    done = tasks[tasks["status"] == "delivered"]
-    out = pd.DataFrame({"spent": tasks.groupby("tier")["spent"].sum(),
-                        "households": done.groupby("tier")["household_id"].nunique()}).fillna(0)
+    s = summed[summed["grouping"] == "colour"]
+    out = pd.DataFrame({"spent": s["spent"].groupby(s["grp"]).sum(),
+                        "households": reached.groupby("tier")["household_id"].nunique()}
+                       ).fillna(0)
     out["households_per_10k"] = out["households"] / (out["spent"] / 10_000).where(
         out["spent"] > 0)
     order = {t: i for i, t in enumerate(vocab.TIER_ORDER)}
-    out = out.reset_index().rename(columns={"tier": "colour"})
+    out.index.name = "colour"
+    out = out.reset_index()
     return out.sort_values("colour", key=lambda s: s.map(order)).reset_index(drop=True).round(2)
+
+
+def tables(found: Facts, by: str) -> dict[str, pd.DataFrame]:
+    """The performance tables of a range's facts, grouped ``by``."""
+    return {f"by_{by}": summarise(found.outcomes, by), "fill_rate": fill_rate(found.fills),
+            "monitoring": monitoring(found.outcomes),
+            "reach": reach(found.outcomes, found.reached)}
 
 
 def performance(register: Register, by: str = "provider", first: str | None = None,
                 last: str | None = None, stations: set[str] | None = None
                 ) -> dict[str, pd.DataFrame]:
     """The performance tables of the weeks (optionally of some stations only)."""
-    tasks = task_table(register, first, last, stations)
-    return {f"by_{by}": by_group(tasks, by), "fill_rate": fill_rate(register, tasks, first,
-                                                                      last, stations),
-            "monitoring": monitoring(tasks), "reach": reach(tasks)}
+    _group_column(by)
+    return tables(read_facts(register, first, last, stations, by), by)
 
 
 # The report's sheets, (中文, English); the columns are headed by the app's text table.

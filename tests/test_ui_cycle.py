@@ -591,28 +591,28 @@ def test_a_link_to_a_street_opens_the_inbox_on_it(register):
     assert list(table(at, "alerts_table")["对象"]) == list(stored["subject_id"])
 
 
-def test_the_fenced_task_table_is_performances_for_every_scope(register):
-    """The performance page's task table (streets and stations fenced in the query) is
-    ``performance.task_table``'s, and its tables ``performance()``'s, for every scope and a
-    range of weeks."""
-    from wulian.ui.register_data import Scope, task_table
+def test_the_performance_page_fences_by_scope(register):
+    """The performance page's tables for a centre are ``performance()``'s for the stations of
+    its subtree (the scope the page computes), and a street's tasks are its stations' only."""
+    from wulian.ui import register_data
 
+    url = str(register.engine.url)
+    mark = register_data.marker(url)
     centres = register.table("centres")
     weeks = sorted(set(cycle.weeks(register)["week"]))
-    scopes = [Scope(None, "", None, None, None, 0)]
-    for street in centres.loc[centres["level"] == "street", "centre_id"]:
-        stations = frozenset(centres.loc[centres["parent_id"] == street, "centre_id"])
-        scopes.append(Scope(street, "", stations | {street}, stations, (street,), 0))
-        scopes += [Scope(s, "", frozenset({s}), frozenset({s}), (street,), 0)
-                   for s in sorted(stations)]
-    for area in scopes:
+    for centre in [None] + list(centres.loc[centres["level"].isin(["street", "station"]),
+                                            "centre_id"])[:4]:
+        area = register_data.scope(url, mark, centre)
+        stations = None if area.stations is None else set(area.stations)
         for first, last in ((None, None), (weeks[1], weeks[-2])):
-            stations = None if area.stations is None else set(area.stations)
-            mine = task_table(register, first, last, area).sort_values("task_id")
-            theirs = perf.task_table(register, first, last, stations).sort_values("task_id")
-            pd.testing.assert_frame_equal(mine.reset_index(drop=True),
-                                          theirs.reset_index(drop=True),
-                                          check_dtype=len(theirs) > 0)
+            mine = register_data.performance(url, mark, "street", first, last, centre)
+            theirs = perf.performance(register, "street", first, last, stations)
+            for name in theirs:
+                pd.testing.assert_frame_equal(mine[name], theirs[name])
+            if stations is not None:
+                tasks = perf.task_table(register, first, last, stations)
+                assert set(tasks["station_id"]) <= stations
+                assert mine["by_street"]["tasks"].sum() == len(tasks)
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])

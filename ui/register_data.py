@@ -25,7 +25,6 @@ from wulian.contract.hierarchy import Hierarchy
 from wulian.planning import alerts as alert_rules
 from wulian.planning import cycle
 from wulian.planning import performance as perf
-from wulian.planning.match import week_start
 from wulian.planning.register import EVENTS, ROWS, Actor, Register
 from wulian.planning.store import store_url
 from wulian.ui import signin
@@ -280,44 +279,13 @@ def opened_weeks(url: str, mark: tuple) -> list[str]:
     return sorted(set(cycle.weeks(reader(url))["week"]))
 
 
-def task_table(register: Register, first: str | None, last: str | None, area: Scope
-               ) -> pd.DataFrame:
-    """``planning.performance.task_table(register, first, last, stations)`` with the scope's
-    streets and stations fenced in the query: ``task_table`` reads every task of the weeks and
-    fences the stations after, 144 s for one street of the city quarter (6.35 million tasks)
-    against 2 s here through the street index."""
-    if area.streets is None:
-        return perf.task_table(register, first, last, None)
-    t = cycle.TASKS
-    where = [t.c.street_id.in_(list(area.streets)),
-             t.c.station_id.in_(sorted(area.stations or ()))]
-    if first:
-        where.append(t.c.week >= first)
-    if last:
-        where.append(t.c.week <= last)
-    with register.engine.connect() as conn:
-        frame = cycle.tasks_frame(conn, *where)
-    # The columns ``task_table`` adds: money spent, and days from the week's Monday to delivery.
-    monday = frame["week"].map({w: week_start(w) for w in frame["week"].unique()})
-    answered = pd.to_datetime(frame["answered_on"].where(frame["answered_on"] != ""),
-                              errors="coerce")
-    days = (answered - pd.to_datetime(monday)).dt.days
-    return frame.assign(spent=cycle.delivered_cost(frame),
-                        days=days.where(frame["status"] == "delivered"))
-
-
 @st.cache_data(show_spinner=False, max_entries=16)
 def performance(url: str, mark: tuple, by: str, first: str, last: str,
                 centre: str | None) -> dict[str, pd.DataFrame]:
-    """``planning.performance.performance`` of the weeks for the centre's stations, from the
-    fenced task table (``task_table`` above)."""
-    register = reader(url)
+    """``planning.performance.performance`` of the weeks for the centre's stations."""
     area = scope(url, mark, centre)
     stations = set(area.stations) if area.stations is not None else None
-    tasks = task_table(register, first, last, area)
-    return {f"by_{by}": perf.by_group(tasks, by),
-            "fill_rate": perf.fill_rate(register, tasks, first, last, stations),
-            "monitoring": perf.monitoring(tasks), "reach": perf.reach(tasks)}
+    return perf.performance(reader(url), by, first, last, stations)
 
 
 def report_workbook(tables: dict[str, pd.DataFrame], title: str) -> bytes:
