@@ -105,6 +105,58 @@ VISIT_RESULTS = sa.Table(
     sa.Column("assessment_id", sa.Integer, nullable=True),
     sa.Column("recorded_at", sa.String(32), nullable=False),
 )
+# Performance facts (planning/performance.py, docs/cycle.md): a closed week's tasks summed once.
+FACT_WEEKS = sa.Table(  # the (week, scope) pairs whose facts are stored
+    "fact_weeks", _meta,
+    sa.Column("week", sa.String(8), primary_key=True),
+    sa.Column("centre", sa.String(64), primary_key=True),
+    sa.Column("made_at", sa.String(32), nullable=False),
+)
+OUTCOMES = sa.Table(  # tasks summed per grouping, group and outcome
+    "fact_outcomes", _meta,
+    sa.Column("fact_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("week", sa.String(8), nullable=False, index=True),
+    sa.Column("centre", sa.String(64), nullable=False),
+    sa.Column("grouping", sa.String(10), nullable=False),
+    sa.Column("grp", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(14), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("days", sa.Integer, nullable=False),  # to delivery; -1 when not delivered
+    sa.Column("tasks", sa.Integer, nullable=False),
+    sa.Column("units", sa.Float, nullable=False),
+    sa.Column("units_delivered", sa.Float, nullable=False),
+    sa.Column("cost", sa.Float, nullable=False),
+    sa.Column("spent", sa.Float, nullable=False),
+)
+FILLS = sa.Table(  # needs owed, planned and delivered per station and colour
+    "fact_fills", _meta,
+    sa.Column("fact_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("week", sa.String(8), nullable=False, index=True),
+    sa.Column("centre", sa.String(64), nullable=False),
+    sa.Column("station_id", sa.String(64), nullable=False),
+    sa.Column("tier", sa.String(8), nullable=False),
+    sa.Column("needs", sa.Integer, nullable=False),
+    sa.Column("planned", sa.Float, nullable=False),
+    sa.Column("delivered", sa.Float, nullable=False),
+)
+REACHED = sa.Table(  # households with a delivered task (reach counts them once over weeks)
+    "fact_reached", _meta,
+    sa.Column("fact_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("week", sa.String(8), nullable=False, index=True),
+    sa.Column("centre", sa.String(64), nullable=False),
+    sa.Column("tier", sa.String(8), nullable=False),
+    sa.Column("household_id", sa.String(64), nullable=False),
+)
+SHORTFALLS = sa.Table(  # units unmet for lack of capacity per service and street (alerts)
+    "fact_shortfalls", _meta,
+    sa.Column("fact_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("week", sa.String(8), nullable=False, index=True),
+    sa.Column("centre", sa.String(64), nullable=False),
+    sa.Column("service_id", sa.String(64), nullable=False),
+    sa.Column("street_id", sa.String(64), nullable=False),
+    sa.Column("units", sa.Float, nullable=False),
+)
 TASK_COLUMNS = tuple(c.name for c in TASKS.columns)
 MONITORING_KINDS = ("monitoring", "visit+monitoring")
 # The matching's visit kinds as task kinds.
@@ -393,9 +445,24 @@ def fund_balances(conn: sa.Connection, funds: pd.DataFrame, week: str, length: i
     # The period runs from its first week, or from the first week the register ran, if later.
     started = conn.execute(sa.select(sa.func.min(WEEKS.c.week))).scalar() or week
     weeks_so_far = [w for w in period_weeks(week, length) if w >= min(started, week)]
-    frame = tasks_frame(conn, TASKS.c.week.in_(weeks_so_far), TASKS.c.fund_id != "",
-                        columns=MONEY_COLUMNS)
-    spent = pd.Series(delivered_cost(frame), index=frame["fund_id"]).groupby(level=0).sum()
+    # Closed weeks with kept facts: their money spent, summed in the database (nothing of
+    # theirs is outstanding: a close settles every task); the other weeks from their tasks.
+    kept = fetch_frame(conn, sa.select(FACT_WEEKS.c.week, FACT_WEEKS.c.centre)
+                       .where(FACT_WEEKS.c.week.in_(weeks_so_far)))
+    stored = fetch_frame(conn, sa.select(OUTCOMES.c.grp, sa.func.sum(OUTCOMES.c.spent))
+                         .where(OUTCOMES.c.week.in_(weeks_so_far), OUTCOMES.c.grouping == "fund")
+                         .group_by(OUTCOMES.c.grp))
+    kept_pairs = set(kept["week"] + "|" + kept["centre"])
+    opened = fetch_frame(conn, sa.select(WEEKS.c.week, WEEKS.c.centre)
+                         .where(WEEKS.c.week.in_(weeks_so_far)))
+    live = set(opened.loc[~(opened["week"] + "|" + opened["centre"]).isin(kept_pairs)
+                          .to_numpy(), "week"])
+    frame = tasks_frame(conn, TASKS.c.week.in_(sorted(live)), TASKS.c.fund_id != "",
+                        columns=("week", "centre") + MONEY_COLUMNS)
+    frame = frame[~(frame["week"] + "|" + frame["centre"]).isin(kept_pairs).to_numpy()]
+    spent = pd.concat([pd.Series(delivered_cost(frame), index=frame["fund_id"]),
+                       pd.Series(stored.iloc[:, 1].to_numpy(float), index=stored.iloc[:, 0])]
+                      ).groupby(level=0).sum()
     owed = pd.Series(_outstanding(frame), index=frame["fund_id"]).groupby(level=0).sum()
     ids = funds["fund_id"]
     weekly = funds["budget"].astype(float).to_numpy()

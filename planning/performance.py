@@ -26,8 +26,13 @@ import sqlalchemy as sa
 
 from wulian.contract import vocab
 from wulian.optimizer.allocation import member_mask
-from wulian.planning.cycle import (
+from wulian.planning.cycle import (  # (the fact tables are the cycle's: a close writes them)
+    FACT_WEEKS,
+    FILLS,
     MONITORING_KINDS,
+    OUTCOMES,
+    REACHED,
+    SHORTFALLS,
     TASK_COLUMNS,
     TASKS,
     WEEKS,
@@ -73,58 +78,6 @@ def parse_weeks(text: str | None) -> tuple[str | None, str | None]:
 # household reached), and a range of weeks is then read from the facts of its closed weeks and
 # the live tasks of the weeks still open. Both come from the same functions (:func:`facts`).
 
-_meta = sa.MetaData()
-FACT_WEEKS = sa.Table(  # the (week, scope) pairs whose facts are stored
-    "fact_weeks", _meta,
-    sa.Column("week", sa.String(8), primary_key=True),
-    sa.Column("centre", sa.String(64), primary_key=True),
-    sa.Column("made_at", sa.String(32), nullable=False),
-)
-OUTCOMES = sa.Table(  # tasks summed per grouping, group and outcome
-    "fact_outcomes", _meta,
-    sa.Column("fact_id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("week", sa.String(8), nullable=False, index=True),
-    sa.Column("centre", sa.String(64), nullable=False),
-    sa.Column("grouping", sa.String(10), nullable=False),
-    sa.Column("grp", sa.String(64), nullable=False),
-    sa.Column("kind", sa.String(20), nullable=False),
-    sa.Column("status", sa.String(14), nullable=False),
-    sa.Column("reason", sa.String(32), nullable=False),
-    sa.Column("days", sa.Integer, nullable=False),  # to delivery; -1 when not delivered
-    sa.Column("tasks", sa.Integer, nullable=False),
-    sa.Column("units", sa.Float, nullable=False),
-    sa.Column("units_delivered", sa.Float, nullable=False),
-    sa.Column("cost", sa.Float, nullable=False),
-    sa.Column("spent", sa.Float, nullable=False),
-)
-FILLS = sa.Table(  # needs owed, planned and delivered per station and colour
-    "fact_fills", _meta,
-    sa.Column("fact_id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("week", sa.String(8), nullable=False, index=True),
-    sa.Column("centre", sa.String(64), nullable=False),
-    sa.Column("station_id", sa.String(64), nullable=False),
-    sa.Column("tier", sa.String(8), nullable=False),
-    sa.Column("needs", sa.Integer, nullable=False),
-    sa.Column("planned", sa.Float, nullable=False),
-    sa.Column("delivered", sa.Float, nullable=False),
-)
-REACHED = sa.Table(  # households with a delivered task (reach counts them once over weeks)
-    "fact_reached", _meta,
-    sa.Column("fact_id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("week", sa.String(8), nullable=False, index=True),
-    sa.Column("centre", sa.String(64), nullable=False),
-    sa.Column("tier", sa.String(8), nullable=False),
-    sa.Column("household_id", sa.String(64), nullable=False),
-)
-SHORTFALLS = sa.Table(  # units unmet for lack of capacity per service and street (alerts)
-    "fact_shortfalls", _meta,
-    sa.Column("fact_id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("week", sa.String(8), nullable=False, index=True),
-    sa.Column("centre", sa.String(64), nullable=False),
-    sa.Column("service_id", sa.String(64), nullable=False),
-    sa.Column("street_id", sa.String(64), nullable=False),
-    sa.Column("units", sa.Float, nullable=False),
-)
 OUTCOME_KEYS = ["week", "grp", "kind", "status", "reason", "days"]
 SUMS = ["tasks", "units", "units_delivered", "cost", "spent"]
 FILL_COLUMNS = ["week", "station_id", "tier", "needs", "planned", "delivered"]

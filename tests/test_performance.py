@@ -194,7 +194,8 @@ def test_fill_rate_recomputed_need_by_need(played):
 
 def test_alerts_find_the_same_from_facts_as_from_the_tasks(played):
     """The rules that read recent weeks (provider declines, capacity short) find the same
-    conditions from the closed weeks' facts as from their tasks and runs."""
+    conditions from the closed weeks' facts as from their tasks and runs, and the funds'
+    balances (spent from the facts, outstanding from the open week) are the same."""
     from wulian.demand.policy import Policy
     from wulian.planning import alerts
 
@@ -207,9 +208,15 @@ def test_alerts_find_the_same_from_facts_as_from_the_tasks(played):
         return sorted((f.alert_id, json.dumps(f.numbers, sort_keys=True, default=str))
                       for f in alerts.find(register, W4))
 
-    with_facts = found()
+    def balances() -> pd.DataFrame:
+        with played.engine.connect() as conn:
+            return cycle.fund_balances(conn, played.table("funds", conn), W4,
+                                       played.policy.cycle.fund_period_weeks)
+
+    with_facts, money = found(), balances()
     rules = {a.split(":")[0] for a, _ in with_facts}
     assert {"provider_declines", "capacity_short"} <= rules, rules
+    assert money["spent"].sum() > 0 and money["outstanding"].sum() > 0
     with played.engine.begin() as conn:
         kept = [dict(r) for r in conn.execute(sa.select(performance.FACT_WEEKS)).mappings()]
         conn.execute(performance.FACT_WEEKS.delete())
@@ -217,6 +224,7 @@ def test_alerts_find_the_same_from_facts_as_from_the_tasks(played):
         conn.execute(performance.OUTCOMES.delete())
     try:
         assert found() == with_facts
+        pd.testing.assert_frame_equal(balances(), money, check_exact=False, atol=1e-6)
     finally:  # the module's register gets its facts again for the other tests
         assert kept
         with played.engine.begin() as conn:
