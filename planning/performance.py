@@ -73,10 +73,11 @@ def parse_weeks(text: str | None) -> tuple[str | None, str | None]:
 #
 # A city's quarter is millions of tasks; reading them all for every question made a
 # performance table cost a minute. A closed week's tasks no longer change (answers are taken
-# only while a week is open), so when a week closes its tasks are summed once into the three
-# fact tables below, each small (a row per group and outcome, per station and colour, per
-# household reached), and a range of weeks is then read from the facts of its closed weeks and
-# the live tasks of the weeks still open. Both come from the same functions (:func:`facts`).
+# only while a week is open), so when a week closes its tasks are summed once into the fact
+# tables (``cycle.FACT_WEEKS`` and the four after it: a row per group and outcome, per station
+# and colour, per household reached, per service and street short of capacity), and a range of
+# weeks is then read from the facts of its closed weeks and the tasks of the weeks still open.
+# Both come from the same functions (:func:`facts`).
 
 OUTCOME_KEYS = ["week", "grp", "kind", "status", "reason", "days"]
 SUMS = ["tasks", "units", "units_delivered", "cost", "spent"]
