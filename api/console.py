@@ -5,12 +5,12 @@ from __future__ import annotations
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from wulian.contract.problems import Problem, ValidationError
 from wulian.planning.fmt import count
+from wulian.planning.limits import shown_problems
 from wulian.planning.scenario import Scenario, load_scenario
-
-SHOWN_PROBLEMS = 60  # the console shows this many; the CSV report has them all
 
 # Wide enough for the bilingual tables when output goes to a file or a pipe. What a command
 # reports goes to stdout (quiet under -q and --json, where stdout is the JSON alone); errors
@@ -70,23 +70,27 @@ def frame_table(frame: pd.DataFrame, title: str, formats: dict | None = None,
 
 
 def print_problems(problems: list[Problem]) -> None:
-    """The validation report in Chinese and English, the first ``SHOWN_PROBLEMS`` of it (on
-    stdout; under -q one line on stderr says how many)."""
+    """The validation report in Chinese and English (on stdout; under -q one line on stderr
+    says how many): the problems the service would answer with (``shown_problems``: the first
+    ``max_problems``, each value cut to an excerpt), then how many more there are."""
     if console.quiet:
         say_error(f"发现 {len(problems)} 个问题,场景未导入 / {len(problems)} problem(s) found, "
                   "nothing was imported")
         return
     console.print(f"[bold red]发现 {len(problems)} 个问题 / {len(problems)} problem(s) found"
                   "[/] — 场景未导入 / nothing was imported")
-    for p in problems[:SHOWN_PROBLEMS]:
+    shown = shown_problems(problems)
+    for p in shown:
         where = p.table + (f" 第{p.row}行 row {p.row}" if p.row is not None else "")
         where += f" · {p.column}" if p.column else ""
         value = f" = {p.value!r}" if p.value else ""
-        console.print(f"[bold]{where}[/]{value}: {p.message_zh} / {p.message_en}"
-                      f"\n    → {p.hint_zh} / {p.hint_en}")
-    if len(problems) > SHOWN_PROBLEMS:
-        console.print(f"… 另有 {len(problems) - SHOWN_PROBLEMS} 个 / "
-                      f"{len(problems) - SHOWN_PROBLEMS} more (use --report FILE for all)")
+        # Text, not markup: a cell's value is the user's text ("[red]" must print as is).
+        console.print(Text.assemble((where, "bold"), f"{value}: {p.message_zh} / "
+                                    f"{p.message_en}\n    → {p.hint_zh} / {p.hint_en}"))
+    more = len(problems) - len(shown)
+    if more:
+        console.print(f"… 另有 {more} 个问题 / and {more} more (--report FILE 写出全部 / "
+                      "writes them all)", markup=False)
 
 
 def load_or_report(path: str, policy=None) -> Scenario | None:

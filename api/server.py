@@ -56,7 +56,7 @@ from wulian.demand.policy import ALERT_DEFAULTS, ALERT_SEVERITIES
 from wulian.planning import alerts, cycle, notify, performance
 from wulian.planning.io import excel_safe
 from wulian.planning.jobs import JobWorker, ScenarioLibrary
-from wulian.planning.limits import excerpt, limits
+from wulian.planning.limits import excerpt, limits, shown_problems
 from wulian.planning.register import NEED_STATES, ROWS, Actor, Register, RegisterError
 from wulian.planning.store import JOB_STATES, Job, RunStore
 
@@ -692,15 +692,13 @@ def _problems_response(problems: list[dict], zh: str, en: str,
 
 
 def _scenario_problems(problems: list[Problem]) -> list[dict]:
-    """The problems as response rows, the first ``max_problems`` only, each value (and
-    column name: a header may be a cell too) cut to its excerpt."""
-    frame = report_frame(problems[:limits().max_problems]).astype(object)
+    """The problems as response rows: the ones ``shown_problems`` keeps (the first
+    ``max_problems``, each value and column name cut to its excerpt)."""
+    frame = report_frame(shown_problems(problems)).astype(object)
     frame = frame.where(frame.notna(), None)
     rows = frame.to_dict(orient="records")
     for row in rows:
         row["row"] = None if row["row"] is None else int(row["row"])
-        row["value"] = excerpt(row["value"])
-        row["column"] = excerpt(row["column"])
     return rows
 
 

@@ -236,6 +236,27 @@ def test_a_workbook_whose_cells_share_one_long_string_is_read_within_bounds(tmp_
     assert "households" not in raw.tables and "centres" in raw.tables
 
 
+def test_the_cli_prints_the_first_problems_each_cut_to_an_excerpt(tmp_path, capsys,
+                                                                  monkeypatch):
+    """Issue 17, finding 3 on the command line: `wulian validate` printed every problem with
+    its value in full; it now prints the service's first ``max_problems``, each value cut to
+    its excerpt, and says how many more there are."""
+    folder = _clean_copy(tmp_path)
+    frame = pd.read_csv(folder / "needs.csv", dtype=str, keep_default_na=False)
+    frame["quantity"] = "数" * 1_000  # 1,000 characters: under the cell limit, not a number
+    frame.to_csv(folder / "needs.csv", index=False)
+    monkeypatch.setenv("WULIAN_MAX_PROBLEMS", "2")
+    assert main(["validate", str(folder)]) == 1
+    out = capsys.readouterr().out.replace("\n", "")  # the console folds long lines
+    total = len(frame)  # one problem a need: its quantity is not a number
+    assert f"发现 {total} 个问题" in out and total > 2
+    assert "数" * 100 not in out  # the value is cut (excerpt: 80 characters and the length)
+    assert "数" * 80 + "…(1,000)" in out
+    assert out.count("…(1,000)") == 2
+    more = total - 2
+    assert f"… 另有 {more} 个问题 / and {more} more" in out
+
+
 # -- finite numbers -----------------------------------------------------------------------------
 
 def _with_cells(folder: Path, table: str, column: str, values: list[str]) -> None:
