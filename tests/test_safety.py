@@ -622,6 +622,41 @@ def test_an_upload_that_validates_too_long_is_stopped_in_its_worker(tmp_path, mo
         library.validator.close()
 
 
+def crash_in_worker(_target):
+    """What a worker that dies mid-validation does (killed, out of memory, a native crash)."""
+    import os
+
+    os._exit(70)
+
+
+def test_a_worker_that_crashes_is_noticed_at_once_not_at_the_time_limit(app_and_token,
+                                                                        monkeypatch):
+    """A validating worker that died was only noticed at the time limit (600 s): now the pool
+    breaks at once and the upload gets a bilingual 500; the next upload gets a new worker."""
+    from wulian.planning.jobs import Validator
+
+    app, secret = app_and_token
+    library = app.state.service.library
+    library.validator.close()
+    library.validator = Validator(crash_in_worker)
+    monkeypatch.setenv("WULIAN_VALIDATION_SECONDS", "120")
+    clean = [("files", (p.name, p.read_bytes())) for p in sorted((DATA / "clean").iterdir())]
+    auth = {"Authorization": f"Bearer {secret}"}
+    for _ in range(2):  # the second crash proves the broken pool was replaced, not reused
+        started = time.perf_counter()
+        answer = _post(app, "/v1/scenarios", headers=auth, files=clean)
+        assert time.perf_counter() - started < 60  # a spawned worker's start, under load
+        assert answer.status_code == 500, answer.text
+        detail = answer.json()["detail"]
+        assert detail["code"] == "validation_crashed"
+        assert "校验进程意外退出" in detail["message"]
+        assert "ended unexpectedly" in detail["message"]
+        assert list((library.root / ".incoming").iterdir()) == []
+    library.validator.close()
+    library.validator = Validator()  # a working validator after the crash: a new worker
+    assert _post(app, "/v1/scenarios", headers=auth, files=clean).status_code == 201
+
+
 def test_a_postgresql_store_of_an_unknown_revision_stops_the_start(request, tmp_path):
     """The PostgreSQL side of the start-up check: a store that answers and carries a schema
     revision this wulian knows starts; one stamped by an unknown (newer) wulian does not."""
