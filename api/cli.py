@@ -21,6 +21,7 @@ from wulian.api.console import (
     load_or_report,
     missing_extra,
     print_problems,
+    report_problems,
     say_error,
     set_verbosity,
     usage,
@@ -157,21 +158,27 @@ def run_summary(run, out: Path | None = None) -> dict:
     }
 
 
-def check_scope(scenario: Scenario, week: str | None, centre: str | None) -> None:
-    """Refuse, in one bilingual line, a week or centre that names nothing (exit 2) or a scope
-    with no need to allocate (exit 1), before any model is built."""
+def check_centre(scenario: Scenario, centre: str | None) -> None:
+    """Refuse, in one bilingual line (exit 2), a --centre the scenario does not have."""
     from wulian.contract.problems import did_you_mean
-    from wulian.planning.validate import WEEK_PATTERN
 
-    if week and not WEEK_PATTERN.match(week):
-        raise usage(f"--week {week}:周次写作 2026-W49", f"--week {week}: write an ISO week "
-                    "such as 2026-W49")
     centres = scenario.centres["centre_id"]
     if centre and centre not in set(centres):
         hint = did_you_mean(centre, centres)
         raise usage(f"--centre {centre}:场景中没有这个中心{hint.get('close_zh', '')}",
                     f"--centre {centre}: no such centre in the scenario"
                     f"{hint.get('close_en', '')}")
+
+
+def check_scope(scenario: Scenario, week: str | None, centre: str | None) -> None:
+    """Refuse, in one bilingual line, a week or centre that names nothing (exit 2) or a scope
+    with no need to allocate (exit 1), before any model is built."""
+    from wulian.planning.validate import WEEK_PATTERN
+
+    if week and not WEEK_PATTERN.match(week):
+        raise usage(f"--week {week}:周次写作 2026-W49", f"--week {week}: write an ISO week "
+                    "such as 2026-W49")
+    check_centre(scenario, centre)
     needs = scenario.needs
     if week:
         needs = needs[needs["week"] == week]
@@ -831,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
         say_error(str(err))
         return err.code
     except ValidationError as err:
-        print_problems(err.problems)
+        report_problems(err.problems)
         return FAILED
     except FileNotFoundError as err:
         say_error(str(err))

@@ -27,9 +27,10 @@ class CliError(Exception):
     ``FAILED`` (1) for the data or the domain (nothing to allocate, bad data), ``USAGE`` (2)
     for the command line itself (a malformed option, an unknown id)."""
 
-    def __init__(self, zh: str, en: str, code: int = USAGE):
-        super().__init__(f"{zh} / {en}")
-        self.zh, self.en, self.code = zh, en, code
+    def __init__(self, zh: str, en: str | None = None, code: int = USAGE):
+        # en None: zh already says it in both languages (a library's "中文 / English" message).
+        super().__init__(zh if en is None else f"{zh} / {en}")
+        self.code = code
 
 
 def usage(zh: str, en: str) -> CliError:
@@ -40,9 +41,17 @@ def failed(zh: str, en: str) -> CliError:
     return CliError(zh, en, FAILED)
 
 
+def refused(err: Exception) -> CliError:
+    """The library's refusal (a register, cycle, quarter, alert or token error, whose message
+    is already "中文 / English") as the command's failure: exit 1."""
+    return CliError(str(err), code=FAILED)
+
+
 def say_error(message: str) -> None:
-    """One line on stderr, whatever -q says."""
-    errors.print(f"[bold red]错误 / error:[/] {message}", markup=True, highlight=False)
+    """One line on stderr, whatever -q says (a message of several lines is joined: a script
+    reads one line)."""
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    errors.print(Text.assemble(("错误 / error:", "bold red"), f" {line}"))
 
 
 def set_verbosity(quiet: bool) -> None:
@@ -100,11 +109,16 @@ def load_or_report(path: str, policy=None) -> Scenario | None:
             return load_scenario(path, policy)
         except ValidationError as err:
             problems = err.problems
+    report_problems(problems)
+    return None
+
+
+def report_problems(problems: list[Problem]) -> None:
+    """A refused scenario: its problems on stdout, and one line on stderr saying so."""
     print_problems(problems)
     if not console.quiet:  # the report went to stdout; the failure is said on stderr too
         say_error(f"场景有 {len(problems)} 个问题,未导入 / the scenario has "
                   f"{len(problems)} problem(s): nothing was imported")
-    return None
 
 
 def missing_extra(module: str, extra: str) -> bool:
