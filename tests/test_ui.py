@@ -240,7 +240,10 @@ def test_a_pin_that_cannot_be_kept_is_reported_and_nothing_runs(store):
     ok(at.button(key="pin_rerun").click().run())
     assert len(store.list()) == before
     assert [s.proto.label for s in at.get("status")] == ["锁定无法保持,未运行:"]
-    assert any("may not serve this need" in m.value for m in at.markdown)
+    # The failed condition, in the UI's language (Chinese by default), not the model's English.
+    told = [m.value for m in at.markdown if f"锁定 {need} → {other}" in m.value]
+    assert told and "提供的是" in told[0] and "该需求要的是" in told[0], told
+    assert "the need asks for" not in told[0]
 
 
 def test_centre_picker_follows_the_hierarchy_and_runs_a_subtree(store):

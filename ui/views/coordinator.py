@@ -41,7 +41,7 @@ from wulian.ui.common import (
     workbook,
 )
 from wulian.ui.data_upload import upload_box
-from wulian.ui.text import code
+from wulian.ui.text import code, pick
 
 PINS_KEY = "pins"
 PINS_FOR_KEY = "pins_scenario"
@@ -135,8 +135,8 @@ def run_now(scenario: Scenario, week: str | None, centre: str | None) -> None:
             run = job.result()
         except PinError as err:
             status.update(label=tr("coord.pin.error"), state="error", expanded=True)
-            for problem in err.problems:
-                st.write(f"- {problem}")
+            for problem in err.problems:  # the failed condition, in the chosen language
+                st.write(f"- {pick((problem.zh, problem.en), lang())}")
             return
         status.update(label=tr("coord.done", status=(code("status", run.info["status"], "zh"),
                                                      code("status", run.info["status"], "en")),
