@@ -631,8 +631,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from importlib import resources
 
     app = Path(str(resources.files("wulian.ui").joinpath("app.py")))
+    from wulian.planning.limits import MB, limits
+
     argv = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
+            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+            # The file box takes what the service takes (WULIAN_MAX_BODY_BYTES), not 200 MB.
+            "--server.maxUploadSize", str(max(1, limits().max_body_bytes // MB))]
     if args.headless:
         argv += ["--server.headless", "true"]
     argv += ["--server.address", args.host]

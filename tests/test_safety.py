@@ -598,6 +598,21 @@ def test_the_app_listens_on_localhost_and_stops_with_its_parent(tmp_path):
             os.killpg(parent.pid, signal.SIGKILL)
 
 
+def test_the_apps_file_box_takes_what_the_service_takes(monkeypatch):
+    """`wulian ui` gives Streamlit's file box the service's body limit (it said "200MB per
+    file", Streamlit's own default), and the box's text says the same number."""
+    import wulian.api.cli as cli
+    from wulian.ui.data_upload import upload_limit_mb
+
+    monkeypatch.setenv("WULIAN_MAX_BODY_BYTES", str(10 * 1024**2))
+    started: list[list[str]] = []
+    monkeypatch.setattr(cli, "run_child", lambda argv, env: started.append(argv) or 0)
+    assert cli.main(["ui", "--headless"]) == 0
+    argv = started[0]
+    assert argv[argv.index("--server.maxUploadSize") + 1] == "10"
+    assert upload_limit_mb() == 10  # min(the limit, Streamlit's 256 from .streamlit/)
+
+
 def test_an_upload_that_validates_too_long_is_stopped_in_its_worker(tmp_path, monkeypatch):
     """Issue 17, finding 2: validation went on after the client gave up. An upload is now
     validated in a worker process that is ended at the time limit; the next upload gets a new

@@ -246,7 +246,7 @@ def test_inbox_actions_and_performance_in_chromium(register_server):
 
             # A monitoring visit made: health deprived now, a new need found.
             _pick(page, "走访", f"{visit['task_id']} · ")
-            _pick(page, "健康 · d_health", "1 · 有剥夺")
+            _pick(page, "健康", "1 · 有剥夺")
             page.get_by_label("发现的新需求(服务:数量;……)", exact=True).fill("meal_help:1")
             page.get_by_role("button", name="记录走访结果").click()
             expect(page.get_by_text(f"已记录走访 {visit['task_id']}:已走访;新需求 1 项")) \
