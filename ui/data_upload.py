@@ -44,7 +44,9 @@ def uploader_texts() -> None:
     """Streamlit's file box in the chosen language. The widget's own texts (Upload, Add files,
     "Drag and drop files here", "200MB per file • CSV, PARQUET, XLSX") are English and have
     no setting; a style scoped to the box's data-testids hides them and shows ours from the
-    text table, with our limit. tests/test_ui_browser.py checks it in Chromium."""
+    text table, with our limit. The drag-over text ("Drag and drop files here") is the one
+    span in a div without a test id; with files in the box that div holds the chips instead,
+    left alone. tests/test_ui_browser.py checks each state in Chromium."""
     def css(text: str) -> str:  # a CSS string: quotes and backslashes escaped
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -52,13 +54,13 @@ def uploader_texts() -> None:
     st.html(f"""<style>
 {box} button [data-testid="stMarkdownContainer"] {{ display: none; }}
 {box} button span[data-has-shortcut]:has([data-testid="stMarkdownContainer"])::after {{
-  content: {css(tr("upload.browse"))}; }}
+  content: {css(tr("upload.browse"))}; font-size: 0.875rem; }}
 [data-testid="stFileUploaderDropzoneInstructions"] span {{ display: none; }}
 [data-testid="stFileUploaderDropzoneInstructions"] > div::after {{
   content: {css(tr("upload.limit", mb=fmt.count(upload_limit_mb())))}; font-size: 0.875rem;
   opacity: 0.6; }}
-{box} > div:not([data-testid]) > * {{ font-size: 0; }}
-{box} > div:not([data-testid]) > *::after {{ content: {css(tr("upload.drop"))};
+{box} > div:not([data-testid]) > span {{ font-size: 0; }}
+{box} > div:not([data-testid]) > span::after {{ content: {css(tr("upload.drop"))};
   font-size: 1rem; }}
 </style>""")
 
