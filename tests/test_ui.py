@@ -725,6 +725,15 @@ def test_every_page_speaks_the_chosen_language(store, language):
                 assert not RAW_ENGLISH.search(prose), (view, text)
 
 
+def test_the_bilingual_mode_says_the_proof_in_both_languages(store):
+    """The run's proof caption was English in the bilingual mode (a test of ``lang() ==
+    "zh"``); it goes through the text mechanism's ``pick`` now."""
+    at = app(lang="both")
+    ok(at.button(key="run").click().run())
+    proof = run_allocation(tiny()).info["proof"]
+    assert f"{proof['zh']} / {proof['en']}" in [c.value for c in at.caption]
+
+
 def test_bench_ui_times_each_cold_run_from_the_click_with_empty_caches(tmp_path, monkeypatch):
     """``python -m bench.ui``: every cold run-to-results starts from empty caches and an empty
     store of its own, and the solve happens after the click (the time to results is longer

@@ -386,7 +386,7 @@ def results(result: dict) -> None:
     st.caption(f"{result['week'] or ''} · {scenario.digest[:12]} · "
                f"{info['seconds']['wall']:.1f} s")
     if "proof" in info:  # which levels are proven, the gap of each that is not
-        st.caption(info["proof"]["zh" if lang() == "zh" else "en"])
+        st.caption(pick((info["proof"]["zh"], info["proof"]["en"]), lang()))
     if result["cached"]:
         st.caption(tr("coord.cached", run_id=info["run_id"]))
     if result.get("pins") != st.session_state.get(PINS_KEY, []):
