@@ -523,8 +523,10 @@ def test_a_damaged_store_stops_the_start_with_a_message(tmp_path, capsys, damage
             data[page * 4096: page * 4096 + 64] = b"\xa5" * 64
     path.write_bytes(bytes(data))
     assert main(["serve", "--store", url, "--data", str(tmp_path / "data"), "--port", "1"]) == 2
-    out = capsys.readouterr().out
-    assert "damaged" in out and "损坏" in out and "Traceback" not in out
+    out, err = capsys.readouterr()
+    assert out == ""  # the message is the command's error: one line on stderr
+    assert "damaged" in err and "损坏" in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1
 
 
 def test_a_restart_ends_the_orphans_and_empties_incoming(tmp_path):
