@@ -114,11 +114,12 @@ def load_or_report(path: str, policy=None) -> Scenario | None:
 
 
 def report_problems(problems: list[Problem]) -> None:
-    """A refused scenario: its problems on stdout, and one line on stderr saying so."""
+    """Refused input (a scenario, answer workbooks): its problems on stdout, and one line on
+    stderr saying so."""
     print_problems(problems)
     if not console.quiet:  # the report went to stdout; the failure is said on stderr too
-        say_error(f"场景有 {len(problems)} 个问题,未导入 / the scenario has "
-                  f"{len(problems)} problem(s): nothing was imported")
+        say_error(f"发现 {len(problems)} 个问题,未导入任何数据 / {len(problems)} problem(s) "
+                  "found: nothing was imported")
 
 
 def missing_extra(module: str, extra: str) -> bool:
