@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from sqlalchemy.exc import ArgumentError as StoreUrlError
 
 from wulian.api.console import (
     FAILED,
@@ -849,6 +850,13 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE
     except KeyError as err:
         say_error(f"未找到 / not found: {err.args[0] if err.args else err}")
+        return USAGE
+    except StoreUrlError as err:  # --store (or $WULIAN_STORE) names no database to open
+        from wulian.planning.store import redact_url, store_url
+
+        # The type, not the message: SQLAlchemy's message repeats the URL, password and all.
+        url = redact_url(store_url(getattr(args, "store", None)))
+        say_error(f"无法识别运行库地址 {url} / not a store URL: {url} ({type(err).__name__})")
         return USAGE
     except KeyboardInterrupt:
         # Between two solver calls: nothing of this run was recorded (a run is saved whole,

@@ -200,6 +200,7 @@ CYCLE_MISTAKES = [
     (["token", "revoke", "999"], 1, "999"),
     (["jobs", "status", "--url", "http://127.0.0.1:9"], 2, "job id"),
     (["jobs", "list", "--url", "http://127.0.0.1:9"], 2, "cannot reach the service"),
+    (["db", "current", "--store", "nope://user:secret@host/db"], 2, "not a store URL"),
 ]
 
 
@@ -228,5 +229,6 @@ def test_cycle_plan_and_service_mistakes_are_one_bilingual_line(argv, code, word
     line = one_error_line(err)
     assert words in line
     assert "错误 / error" in line and "[bold" not in out + err
+    assert "secret" not in line  # a store URL's password is never printed
     if code == 2:
         assert out == ""  # nothing ran: stdout stays clean for a script
