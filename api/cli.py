@@ -846,7 +846,11 @@ def main(argv: list[str] | None = None) -> int:
         report_problems(err.problems)
         return FAILED
     except FileNotFoundError as err:
-        say_error(str(err))
+        said = str(err)
+        if err.filename and not any("\u4e00" <= ch <= "\u9fff" for ch in said):
+            # The system's English ("[Errno 2] No such file or directory"): in both languages.
+            said = f"文件或文件夹不存在:{err.filename} / no such file or folder: {err.filename}"
+        say_error(said)
         return USAGE
     except KeyError as err:
         say_error(f"未找到 / not found: {err.args[0] if err.args else err}")

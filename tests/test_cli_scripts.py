@@ -201,6 +201,7 @@ CYCLE_MISTAKES = [
     (["jobs", "status", "--url", "http://127.0.0.1:9"], 2, "job id"),
     (["jobs", "list", "--url", "http://127.0.0.1:9"], 2, "cannot reach the service"),
     (["db", "current", "--store", "nope://user:secret@host/db"], 2, "not a store URL"),
+    (["register", "export", "/proc/nowhere/out"], 2, "文件或文件夹不存在:/proc/nowhere"),
 ]
 
 
