@@ -432,8 +432,9 @@ def _apply_pins(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame
 def _offer_refusal(data: AllocationInput, needs: pd.DataFrame, n: int, offers: pd.DataFrame,
                    o: int | None, offer_id: str) -> PinProblem:
     """Why need ``n`` may not take from offer ``o``: the first rule of ``offer_arcs`` it
-    breaks, in the order docs/model.md states them (service, coverage, the paying fund's reach
-    and earmark, categories, colour)."""
+    breaks, in the order ``optimizer.eligibility`` states them (service, coverage, categories,
+    colour, the paying fund's reach and earmark) — the order of the pin form's reasons
+    (``planning.session.pin_sources``), so both name the same condition."""
     need_id = str(needs["need_id"].iat[n])
     if o is None:
         return PinProblem("offer_not_in_run", need_id, offer_id)
@@ -445,6 +446,13 @@ def _offer_refusal(data: AllocationInput, needs: pd.DataFrame, n: int, offers: p
     if not data.hierarchy.covers(np.array([offer["coverage"]]), np.array([station]))[0]:
         return PinProblem("offer_coverage", need_id, offer_id,
                           {"coverage": offer["coverage"], "station": station})
+    if not accepts(offer["cat_bits"], 0, needs["cat_bits"].iat[n], 0):
+        return PinProblem("offer_categories", need_id, offer_id, {
+            "accepted": words(offer["eligible_categories"], vocab.CATEGORIES)})
+    if not accepts(0, offer["tier_bits"], 0, needs["tier_bit"].iat[n]):
+        return PinProblem("offer_colour", need_id, offer_id, {
+            "accepted": words(offer["eligible_tiers"], vocab.TIERS),
+            "colour": vocab.TIERS.get(tier := str(needs["tier"].iat[n]), tier)})
     funds = data.funds.set_index("fund_id")
     if offer["charged"] and offer["fund_id"] in funds.index:
         fund = funds.loc[offer["fund_id"]]
@@ -455,13 +463,6 @@ def _offer_refusal(data: AllocationInput, needs: pd.DataFrame, n: int, offers: p
         earmarks = [s for s in str(fund["earmarked_services"] or "").split(";") if s]
         if earmarks and wanted not in earmarks:
             return PinProblem("fund_earmark", need_id, offer_id, facts)
-    if not accepts(offer["cat_bits"], 0, needs["cat_bits"].iat[n], 0):
-        return PinProblem("offer_categories", need_id, offer_id, {
-            "accepted": words(offer["eligible_categories"], vocab.CATEGORIES)})
-    if not accepts(0, offer["tier_bits"], 0, needs["tier_bit"].iat[n]):
-        return PinProblem("offer_colour", need_id, offer_id, {
-            "accepted": words(offer["eligible_tiers"], vocab.TIERS),
-            "colour": vocab.TIERS.get(tier := str(needs["tier"].iat[n]), tier)})
     return PinProblem("source_other", need_id, offer_id)
 
 
@@ -469,7 +470,7 @@ def _volunteer_refusal(data: AllocationInput, needs: pd.DataFrame, n: int, pools
                        pool_index: pd.Series, street: str, volunteer_id: str
                        ) -> PinProblem | None:
     """Why need ``n`` may not take from ``volunteer_id``'s pool (``None``: it may): an unknown
-    volunteer, another street, no pool of the service there, a skill or the check missing."""
+    volunteer, another street, a skill or the check missing, no pool of the service there."""
     need_id, wanted = str(needs["need_id"].iat[n]), str(needs["service_id"].iat[n])
     vols = data.volunteers.set_index("volunteer_id")
     if volunteer_id not in vols.index:
@@ -479,17 +480,21 @@ def _volunteer_refusal(data: AllocationInput, needs: pd.DataFrame, n: int, pools
     if vstreet != street:
         return PinProblem("volunteer_street", need_id, volunteer_id,
                           {"volunteer_street": vstreet, "street": street})
+    # The volunteer's own capability first (what the coordinator can change by choosing
+    # another volunteer), as ``capable`` decides it: every skill, and the check if needed.
+    service = data.services.set_index("service_id").loc[wanted]
+    needed = {s for s in str(service["skills"] or "").split(";") if s}
+    has = {s for s in str(vols.at[volunteer_id, "skills"] or "").split(";") if s}
+    if not needed <= has:
+        return PinProblem("volunteer_skills", need_id, volunteer_id)
+    if bool(service["safeguarding"]) and not bool(vols.at[volunteer_id, "background_checked"]):
+        return PinProblem("volunteer_check", need_id, volunteer_id)
     pool = pool_index.get(f"pool:{street}:{wanted}")
-    if pool is None:
+    if pool is None:  # an in-person service only has pools (a cash or in-kind one has none)
         return PinProblem("volunteer_no_pool", need_id, volunteer_id,
                           {"street": street, "wanted": wanted})
     if volunteer_id not in str(pools["members"].iat[pool]).split(";"):
-        # Not a member: a skill missing, or the service's background check (``capable``).
-        service = data.services.set_index("service_id").loc[wanted]
-        checked = bool(vols.at[volunteer_id, "background_checked"])
-        lacks_check = bool(service["safeguarding"]) and not checked
-        return PinProblem("volunteer_check" if lacks_check else "volunteer_skills", need_id,
-                          volunteer_id)
+        return PinProblem("source_other", need_id, volunteer_id)
     return None
 
 

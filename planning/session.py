@@ -291,10 +291,10 @@ def pin_sources(scenario: Scenario, need_id: str) -> pd.DataFrame:
             verdict = refused("offer_coverage", oid, coverage=centre, station=station)
         elif allowed_cats and not allowed_cats & cats:
             verdict = refused("offer_categories", oid, accepted=words(
-                sorted(allowed_cats), vocab.CATEGORIES))
+                offer.eligible_categories, vocab.CATEGORIES))
         elif allowed_tiers and household["tier"] not in allowed_tiers:
             verdict = refused("offer_colour", oid, accepted=words(
-                [t for t in vocab.TIER_ORDER if t in allowed_tiers], vocab.TIERS),
+                offer.eligible_tiers, vocab.TIERS),
                 colour=vocab.TIERS.get(household["tier"], household["tier"]))
         elif charged and not covers(np.array([fund["fund_centre"]]), np.array([station]))[0]:
             verdict = refused("fund_reach", oid, **fund)

@@ -127,14 +127,15 @@ def test_every_pin_refusal_names_its_condition_in_chinese_and_english():
     scenario = _scenario(
         offers=_with("offer_id", "O01", eligible_categories="tekun;serious_illness"),
         pins=_pins(("N001", "O02", "", 1.0), ("N003", "O03", "", 1.0), ("N004", "O02", "", 1.0),
-                   ("N005", "O01", "", 1.0), ("N002", "O01", "", 700.0)))
+                   ("N005", "O01", "", 1.0), ("N002", "O01", "", 700.0),
+                   ("N001", "", "V02", 1.0)))
     with pytest.raises(PinError) as err:
         run_allocation(scenario)
     found = {(p.need, p.source): p for p in err.value.problems}
     assert {k: p.condition for k, p in found.items()} == {
         ("N001", "O02"): "offer_service", ("N003", "O03"): "offer_coverage",
         ("N004", "O02"): "offer_colour", ("N005", "O01"): "offer_categories",
-        ("N002", ""): "units_above_cap"}
+        ("N002", ""): "units_above_cap", ("N001", "V02"): "volunteer_skills"}
     assert found["N003", "O03"].zh == ("锁定 N003 → O03:供给 O03 的覆盖范围 D01S01T02 不包括该户"
                                        "所在站点 D01S01T01")
     assert found["N003", "O03"].en == ("pin N003 → O03: the offer O03 covers D01S01T02, which "
@@ -149,6 +150,7 @@ def test_every_pin_refusal_names_its_condition_in_chinese_and_english():
     scenario = _scenario(
         offers=_with("offer_id", "O01", fund_id="F02"),
         funds=_with("fund_id", "F02", centre_id="D01S01T01"),
+        volunteers=_with("volunteer_id", "V02", skills="companionship"),  # skilled, unchecked
         pins=_pins(("N002", "O01", "", 1.0), ("N004", "O03", "", 1.0), ("N001", "", "V02", 1.0)))
     with pytest.raises(PinError) as err:
         run_allocation(scenario)

@@ -913,6 +913,21 @@ def _unpinned_input(scenario: Scenario):
     return _INPUTS[scenario.digest]
 
 
+def _model_refusal(scenario: Scenario, pin: dict):
+    """The model's own refusal of ``pin`` (a ``PinProblem``), or ``None`` when its pin check
+    lets it pass."""
+    import dataclasses
+
+    from wulian.optimizer import allocation as A
+
+    data = dataclasses.replace(_unpinned_input(scenario), pins=pd.DataFrame([pin]))
+    try:
+        A.allocate(data)
+    except PinError as err:
+        return err.problems[0]
+    return None
+
+
 def _model_accepts(scenario: Scenario, pin: dict) -> bool:
     """Whether the allocation keeps ``pin`` past its pin check: ``allocate`` runs up to the
     rows that follow the check (solving would add nothing to the question, and take a second
@@ -938,7 +953,7 @@ def test_every_offered_pin_is_accepted_and_every_refusal_says_why():
     model, and each source it holds back is refused by the model, with the failing condition
     in Chinese and in English."""
     scenario = tiny()
-    offered = refused = 0
+    offered = refused = named = 0
     for need in scenario.needs["need_id"]:
         for row in S.pin_sources(scenario, need).itertuples(index=False):
             pin = {"need_id": need, "offer_id": row.source_id if row.kind == "offer" else "",
@@ -951,7 +966,13 @@ def test_every_offered_pin_is_accepted_and_every_refusal_says_why():
             else:
                 refused += 1
                 assert any("\u4e00" <= ch <= "\u9fff" for ch in row.why_zh) and row.why_en
+                said = _model_refusal(scenario, pin)  # the model names the same condition
+                if said is not None:
+                    assert (said.reason_zh, said.reason_en) == (row.why_zh, row.why_en), \
+                        (need, row.source_id)
+                    named += 1
     assert offered > 20 and refused > 5  # both kinds are exercised
+    assert named > 5
 
 
 def test_pin_form_offers_only_accepted_sources_with_capacity_and_units_per_need(store):
