@@ -39,8 +39,11 @@ import sqlalchemy as sa
 
 ROLES = ("planner", "fund_manager", "coordinator", "admin", "provider")
 STAFF = ("planner", "fund_manager", "coordinator", "admin")  # every role but the provider
-ROLE_NAMES = {"planner": "规划人员", "fund_manager": "基金管理人", "coordinator": "中心协调员",
-              "admin": "管理员", "provider": "服务方"}
+# Each role in words, (中文, English): the app says who is signed in in the chosen language.
+ROLE_NAMES: dict[str, tuple[str, str]] = {
+    "planner": ("规划人员", "planner"), "fund_manager": ("基金管理人", "fund manager"),
+    "coordinator": ("中心协调员", "centre coordinator"), "admin": ("管理员", "administrator"),
+    "provider": ("服务方", "provider")}
 # Output tables of a quarterly plan that a fund manager may read.
 FUND_TABLES = frozenset({"money", "funds"})
 # Alert rules a fund manager sees and acknowledges.

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from sqlalchemy.exc import ArgumentError as StoreUrlError
 
 from wulian.api.console import (
     FAILED,
@@ -21,6 +22,7 @@ from wulian.api.console import (
     load_or_report,
     missing_extra,
     print_problems,
+    report_problems,
     say_error,
     set_verbosity,
     usage,
@@ -157,21 +159,27 @@ def run_summary(run, out: Path | None = None) -> dict:
     }
 
 
-def check_scope(scenario: Scenario, week: str | None, centre: str | None) -> None:
-    """Refuse, in one bilingual line, a week or centre that names nothing (exit 2) or a scope
-    with no need to allocate (exit 1), before any model is built."""
+def check_centre(scenario: Scenario, centre: str | None) -> None:
+    """Refuse, in one bilingual line (exit 2), a --centre the scenario does not have."""
     from wulian.contract.problems import did_you_mean
-    from wulian.planning.validate import WEEK_PATTERN
 
-    if week and not WEEK_PATTERN.match(week):
-        raise usage(f"--week {week}:周次写作 2026-W49", f"--week {week}: write an ISO week "
-                    "such as 2026-W49")
     centres = scenario.centres["centre_id"]
     if centre and centre not in set(centres):
         hint = did_you_mean(centre, centres)
         raise usage(f"--centre {centre}:场景中没有这个中心{hint.get('close_zh', '')}",
                     f"--centre {centre}: no such centre in the scenario"
                     f"{hint.get('close_en', '')}")
+
+
+def check_scope(scenario: Scenario, week: str | None, centre: str | None) -> None:
+    """Refuse, in one bilingual line, a week or centre that names nothing (exit 2) or a scope
+    with no need to allocate (exit 1), before any model is built."""
+    from wulian.planning.validate import WEEK_PATTERN
+
+    if week and not WEEK_PATTERN.match(week):
+        raise usage(f"--week {week}:周次写作 2026-W49", f"--week {week}: write an ISO week "
+                    "such as 2026-W49")
+    check_centre(scenario, centre)
     needs = scenario.needs
     if week:
         needs = needs[needs["week"] == week]
@@ -624,8 +632,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from importlib import resources
 
     app = Path(str(resources.files("wulian.ui").joinpath("app.py")))
+    from wulian.planning.limits import MB, limits
+
     argv = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
+            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+            # The file box takes what the service takes (WULIAN_MAX_BODY_BYTES), not 200 MB.
+            "--server.maxUploadSize", str(max(1, limits().max_body_bytes // MB))]
     if args.headless:
         argv += ["--server.headless", "true"]
     argv += ["--server.address", args.host]
@@ -831,13 +843,24 @@ def main(argv: list[str] | None = None) -> int:
         say_error(str(err))
         return err.code
     except ValidationError as err:
-        print_problems(err.problems)
+        report_problems(err.problems)
         return FAILED
     except FileNotFoundError as err:
-        say_error(str(err))
+        said = str(err)
+        if err.filename and not any("\u4e00" <= ch <= "\u9fff" for ch in said):
+            # The system's English ("[Errno 2] No such file or directory"): in both languages.
+            said = f"文件或文件夹不存在:{err.filename} / no such file or folder: {err.filename}"
+        say_error(said)
         return USAGE
     except KeyError as err:
         say_error(f"未找到 / not found: {err.args[0] if err.args else err}")
+        return USAGE
+    except StoreUrlError as err:  # --store (or $WULIAN_STORE) names no database to open
+        from wulian.planning.store import redact_url, store_url
+
+        # The type, not the message: SQLAlchemy's message repeats the URL, password and all.
+        url = redact_url(store_url(getattr(args, "store", None)))
+        say_error(f"无法识别运行库地址 {url} / not a store URL: {url} ({type(err).__name__})")
         return USAGE
     except KeyboardInterrupt:
         # Between two solver calls: nothing of this run was recorded (a run is saved whole,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from wulian.contract.problems import Problem, ValidationError
 from wulian.planning.fmt import count
+from wulian.planning.limits import shown_problems
 from wulian.planning.scenario import Scenario, load_scenario
-
-SHOWN_PROBLEMS = 60  # the console shows this many; the CSV report has them all
 
 # Wide enough for the bilingual tables when output goes to a file or a pipe. What a command
 # reports goes to stdout (quiet under -q and --json, where stdout is the JSON alone); errors
@@ -27,9 +27,10 @@ class CliError(Exception):
     ``FAILED`` (1) for the data or the domain (nothing to allocate, bad data), ``USAGE`` (2)
     for the command line itself (a malformed option, an unknown id)."""
 
-    def __init__(self, zh: str, en: str, code: int = USAGE):
-        super().__init__(f"{zh} / {en}")
-        self.zh, self.en, self.code = zh, en, code
+    def __init__(self, zh: str, en: str | None = None, code: int = USAGE):
+        # en None: zh already says it in both languages (a library's "中文 / English" message).
+        super().__init__(zh if en is None else f"{zh} / {en}")
+        self.code = code
 
 
 def usage(zh: str, en: str) -> CliError:
@@ -40,9 +41,17 @@ def failed(zh: str, en: str) -> CliError:
     return CliError(zh, en, FAILED)
 
 
+def refused(err: Exception) -> CliError:
+    """The library's refusal (a register, cycle, quarter, alert or token error, whose message
+    is already "中文 / English") as the command's failure: exit 1."""
+    return CliError(str(err), code=FAILED)
+
+
 def say_error(message: str) -> None:
-    """One line on stderr, whatever -q says."""
-    errors.print(f"[bold red]错误 / error:[/] {message}", markup=True, highlight=False)
+    """One line on stderr, whatever -q says (a message of several lines is joined: a script
+    reads one line)."""
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    errors.print(Text.assemble(("错误 / error:", "bold red"), f" {line}"))
 
 
 def set_verbosity(quiet: bool) -> None:
@@ -70,23 +79,27 @@ def frame_table(frame: pd.DataFrame, title: str, formats: dict | None = None,
 
 
 def print_problems(problems: list[Problem]) -> None:
-    """The validation report in Chinese and English, the first ``SHOWN_PROBLEMS`` of it (on
-    stdout; under -q one line on stderr says how many)."""
+    """The validation report in Chinese and English (on stdout; under -q one line on stderr
+    says how many): the problems the service would answer with (``shown_problems``: the first
+    ``max_problems``, each value cut to an excerpt), then how many more there are."""
     if console.quiet:
         say_error(f"发现 {len(problems)} 个问题,场景未导入 / {len(problems)} problem(s) found, "
                   "nothing was imported")
         return
     console.print(f"[bold red]发现 {len(problems)} 个问题 / {len(problems)} problem(s) found"
                   "[/] — 场景未导入 / nothing was imported")
-    for p in problems[:SHOWN_PROBLEMS]:
+    shown = shown_problems(problems)
+    for p in shown:
         where = p.table + (f" 第{p.row}行 row {p.row}" if p.row is not None else "")
         where += f" · {p.column}" if p.column else ""
         value = f" = {p.value!r}" if p.value else ""
-        console.print(f"[bold]{where}[/]{value}: {p.message_zh} / {p.message_en}"
-                      f"\n    → {p.hint_zh} / {p.hint_en}")
-    if len(problems) > SHOWN_PROBLEMS:
-        console.print(f"… 另有 {len(problems) - SHOWN_PROBLEMS} 个 / "
-                      f"{len(problems) - SHOWN_PROBLEMS} more (use --report FILE for all)")
+        # Text, not markup: a cell's value is the user's text ("[red]" must print as is).
+        console.print(Text.assemble((where, "bold"), f"{value}: {p.message_zh} / "
+                                    f"{p.message_en}\n    → {p.hint_zh} / {p.hint_en}"))
+    more = len(problems) - len(shown)
+    if more:
+        console.print(f"… 另有 {more} 个问题 / and {more} more (--report FILE 写出全部 / "
+                      "writes them all)", markup=False)
 
 
 def load_or_report(path: str, policy=None) -> Scenario | None:
@@ -96,11 +109,17 @@ def load_or_report(path: str, policy=None) -> Scenario | None:
             return load_scenario(path, policy)
         except ValidationError as err:
             problems = err.problems
+    report_problems(problems)
+    return None
+
+
+def report_problems(problems: list[Problem]) -> None:
+    """Refused input (a scenario, answer workbooks): its problems on stdout, and one line on
+    stderr saying so."""
     print_problems(problems)
     if not console.quiet:  # the report went to stdout; the failure is said on stderr too
-        say_error(f"场景有 {len(problems)} 个问题,未导入 / the scenario has "
-                  f"{len(problems)} problem(s): nothing was imported")
-    return None
+        say_error(f"发现 {len(problems)} 个问题,未导入任何数据 / {len(problems)} problem(s) "
+                  "found: nothing was imported")
 
 
 def missing_extra(module: str, extra: str) -> bool:

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from wulian.api.console import console, frame_table, load_or_report, print_problems
-from wulian.contract.problems import ValidationError
+from wulian.api.console import CliError, console, frame_table, load_or_report, refused, usage
 from wulian.planning.fmt import count, yuan
 
 STORE_HELP = "store URL (default $WULIAN_STORE or runs/wulian.sqlite)"
@@ -39,14 +38,6 @@ def _disposing(via: str):
         run.__doc__ = command.__doc__
         return run
     return wrap
-
-
-def _fail(err: Exception) -> int:
-    if isinstance(err, ValidationError):
-        print_problems(err.problems)
-    else:
-        console.print(f"[bold red]{err}[/]")
-    return 1
 
 
 # -- db ---------------------------------------------------------------------------------------
@@ -96,10 +87,6 @@ def _store_missing_facts(url: str) -> None:
 
 @_disposing(lambda args: "file" if args.action == "import" else "cli")
 def cmd_register(args: argparse.Namespace, register) -> int:
-    from datetime import date
-
-    from wulian.planning.register import RegisterError
-
     try:
         if args.action == "import":
             return _import(register, args)
@@ -110,7 +97,7 @@ def cmd_register(args: argparse.Namespace, register) -> int:
         if args.action == "household":
             row = {"household_id": args.target, **_pairs(args.set)}
             version = register.assess(row, discovered_by=args.discovered_by,
-                                      on=date.fromisoformat(args.date) if args.date else None)
+                                      on=_date(args.date))
             history = register.colour_history(args.target).iloc[-1]
             console.print(f"家庭 {args.target}:评估第 {version} 版,颜色 {history['tier']} / "
                           f"household {args.target}: assessment v{version}, colour "
@@ -128,9 +115,7 @@ def cmd_register(args: argparse.Namespace, register) -> int:
         if args.action == "history":
             frame = register.colour_history(args.target)
             if frame.empty:
-                console.print(f"[bold red]没有家庭 {args.target} 的评估 / no assessments of "
-                              f"{args.target}[/]")
-                return 1
+                raise usage(f"没有家庭 {args.target} 的评估", f"no assessments of {args.target}")
             console.print(frame_table(frame[["version", "assessed_on", "assessor",
                                              "discovered_by", "score", "tier_policy",
                                              "tier_override", "tier"]],
@@ -142,8 +127,34 @@ def cmd_register(args: argparse.Namespace, register) -> int:
                                                           "kind", "subject"]],
                                   "审计记录 / audit trail", index=False))
         return 0
-    except (ValidationError, RegisterError, ValueError) as err:
-        return _fail(err)
+    except ValueError as err:  # RegisterError and the like; a scenario's problems reach main
+        raise refused(err) from err
+
+
+def _date(text: str | None):
+    """``--date``: an ISO date, or today when not given."""
+    from datetime import date
+
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise usage(f"--date {text}:应为日期,如 2027-01-04",
+                    f"--date {text}: not a date; write it like 2027-01-04") from None
+
+
+def _checked_week(week: str | None) -> str | None:
+    """A week given on the command line, checked before any work: a malformed one is a usage
+    error (exit 2), not the cycle's refusal (exit 1)."""
+    from wulian.planning.cycle import CycleError, check_week
+
+    if week is None:
+        return None
+    try:
+        return check_week(week)
+    except CycleError as err:
+        raise CliError(str(err)) from err
 
 
 def _pairs(items: list[str] | None) -> dict[str, str]:
@@ -151,7 +162,7 @@ def _pairs(items: list[str] | None) -> dict[str, str]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"应为 列=值:{item!r} / expected COLUMN=VALUE: {item!r}")
+            raise usage(f"应为 列=值:{item!r}", f"expected COLUMN=VALUE: {item!r}")
         out[key.strip()] = value.strip()
     return out
 
@@ -183,11 +194,11 @@ def cmd_week(args: argparse.Namespace, register) -> int:
     if args.action == "record":  # `week record FILE…`: the first file lands in `week`
         args.files = [f for f in [args.week, *args.files] if f]
         if not args.files:
-            console.print("[bold red]请给出已填写的工作簿 / give the filled workbooks[/]")
-            return 2
+            raise usage("请给出已填写的工作簿", "give the filled workbooks")
     elif args.action != "list" and not args.week:
-        console.print("[bold red]请给出周次,如 2027-W02 / give the week, e.g. 2027-W02[/]")
-        return 2
+        raise usage("请给出周次,如 2027-W02", "give the week, e.g. 2027-W02")
+    else:
+        _checked_week(args.week)
     try:
         if args.action == "open":
             with console.status(f"开启 {args.week} / opening {args.week} …"):
@@ -232,8 +243,8 @@ def cmd_week(args: argparse.Namespace, register) -> int:
         console.print(frame_table(frame[["week", "centre", "state", "run_id", "opened_at",
                                          "closed_at"]].fillna(""), "周 / weeks", index=False))
         return 0
-    except (ValidationError, cycle.CycleError, RegisterError) as err:
-        return _fail(err)
+    except (cycle.CycleError, RegisterError) as err:
+        raise refused(err) from err
 
 
 def _show_opened(opened) -> None:
@@ -254,7 +265,8 @@ def _show_opened(opened) -> None:
 def cmd_funds(args: argparse.Namespace, register) -> int:
     from wulian.planning.cycle import fund_ledger
 
-    by_week, balances = fund_ledger(register, args.first, args.last)
+    by_week, balances = fund_ledger(register, _checked_week(args.first),
+                                    _checked_week(args.last))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -322,6 +334,7 @@ def play_weeks(register, scenario, weeks: int, seed: int, *, centre: str | None 
 def cmd_alerts(args: argparse.Namespace, register) -> int:
     from wulian.planning import alerts
 
+    _checked_week(args.week)
     try:
         if args.ack:
             alerts.acknowledge(register, args.ack, args.note or "")
@@ -332,7 +345,7 @@ def cmd_alerts(args: argparse.Namespace, register) -> int:
             console.print(f"{result.week}: {result.opened} 新 new, {result.updated} 更新 updated, "
                           f"{result.resolved} 解除 resolved, {result.findings} 当前 in force")
     except alerts.AlertError as err:
-        return _fail(err)
+        raise refused(err) from err
     states = ("open", "acknowledged", "resolved") if args.all else ("open", "acknowledged")
     centres = _subtree(register, args.centre) if args.centre else None
     frame = alerts.alerts(register, centres=centres, states=states)
@@ -365,7 +378,7 @@ def _subtree(register, centre: str) -> set[str]:
     centres = register.table("centres")
     children = centres.groupby("parent_id")["centre_id"].apply(list).to_dict()
     if centre not in set(centres["centre_id"]):
-        raise SystemExit(f"没有中心 {centre} / no centre {centre} in the register")
+        raise usage(f"没有中心 {centre}", f"no centre {centre} in the register")
     found, todo = set(), [centre]
     while todo:
         c = todo.pop()
@@ -380,8 +393,8 @@ def cmd_performance(args: argparse.Namespace, register) -> int:
 
     try:
         first, last = parse_weeks(args.weeks)
-    except ValueError as err:
-        return _fail(err)
+    except ValueError as err:  # --weeks is the command line's: a usage error
+        raise CliError(str(err)) from err
     stations = _subtree(register, args.centre) if args.centre else None
     tables = performance(register, args.by, first, last, stations)
     if args.report:

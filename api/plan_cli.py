@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from wulian.api.console import console, frame_table, load_or_report
+from wulian.api.console import CliError, console, frame_table, load_or_report
 from wulian.planning.engines import ENGINES, EngineError
 from wulian.planning.fmt import count, pct, yuan
 from wulian.planning.io import FORMATS
@@ -47,12 +47,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     try:
         parse_quarter(args.quarter)  # a bad quarter fails before the scenario is read
     except QuarterError as err:
-        console.print(f"[bold red]{err}[/]")
-        return 2
+        raise CliError(str(err)) from err
     policy = Policy.load(args.policy) if args.policy else None
     scenario = load_or_report(args.path, policy)
     if scenario is None:
         return 1
+    from wulian.api.cli import check_centre  # here: cli imports this module
+
+    check_centre(scenario, args.centre)  # before the progress bar draws anything
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     try:
@@ -67,8 +69,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
                                 address=args.address, workers=args.workers,
                                 centre=args.centre, progress=progress)
     except (QuarterError, EngineError) as err:
-        console.print(f"[bold red]{err}[/]")
-        return 2
+        # An unknown centre or engine, Ray not there: what the command line asked for (2).
+        raise CliError(str(err)) from err
     out = plan.write(Path(args.out), args.format)
     show_plan(plan)
     console.print(f"计划表已写入 / plan tables written to: [bold]{out}[/] "

@@ -55,8 +55,8 @@ from wulian.contract.problems import Problem, ValidationError, report_frame
 from wulian.demand.policy import ALERT_DEFAULTS, ALERT_SEVERITIES
 from wulian.planning import alerts, cycle, notify, performance
 from wulian.planning.io import excel_safe
-from wulian.planning.jobs import JobWorker, ScenarioLibrary
-from wulian.planning.limits import excerpt, limits
+from wulian.planning.jobs import JobWorker, ScenarioLibrary, ValidationCrashed
+from wulian.planning.limits import excerpt, limits, shown_problems
 from wulian.planning.register import NEED_STATES, ROWS, Actor, Register, RegisterError
 from wulian.planning.store import JOB_STATES, Job, RunStore
 
@@ -664,7 +664,9 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
                  403: "角色或中心无权访问 / the role or centre may not do this",
                  404: "不存在 / not found",
                  409: "任务状态不允许 / not possible in the job's state",
-                 422: "请求有问题(逐条列出)/ the request has problems (each listed)"}
+                 422: "请求有问题(逐条列出)/ the request has problems (each listed)",
+                 500: "校验上传的进程意外退出 / the process validating the upload ended "
+                      "unexpectedly"}
     out: dict[int | str, dict[str, Any]] = {}
     for code in codes:
         model = ProblemsOut if code == 422 else ErrorOut
@@ -692,15 +694,13 @@ def _problems_response(problems: list[dict], zh: str, en: str,
 
 
 def _scenario_problems(problems: list[Problem]) -> list[dict]:
-    """The problems as response rows, the first ``max_problems`` only, each value (and
-    column name: a header may be a cell too) cut to its excerpt."""
-    frame = report_frame(problems[:limits().max_problems]).astype(object)
+    """The problems as response rows: the ones ``shown_problems`` keeps (the first
+    ``max_problems``, each value and column name cut to its excerpt)."""
+    frame = report_frame(shown_problems(problems)).astype(object)
     frame = frame.where(frame.notna(), None)
     rows = frame.to_dict(orient="records")
     for row in rows:
         row["row"] = None if row["row"] is None else int(row["row"])
-        row["value"] = excerpt(row["value"])
-        row["column"] = excerpt(row["column"])
     return rows
 
 
@@ -1085,6 +1085,13 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         return JSONResponse(status_code=err.status, headers=err.headers,
                             content={"detail": {"code": err.code, "message": err.message}})
 
+    @app.exception_handler(ValidationCrashed)
+    async def _validation_crashed(_request: Request, err: ValidationCrashed) -> JSONResponse:
+        # The server's fault, or a file that kills its reader: a 500 with what to do, at once
+        # (not after the validation's time limit), in the usual error shape.
+        return JSONResponse(status_code=500, content={"detail": {
+            "code": "validation_crashed", "message": str(err)}})
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, err: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(status_code=err.status_code, headers=getattr(err, "headers", None),
@@ -1144,7 +1151,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
 
     @v1.post("/scenarios", response_model=UploadOut, status_code=201, tags=["scenarios"],
              responses={200: {"model": UploadOut, "description": "already kept (same digest)"},
-                        **_errors(400, 401, 403, 422)})
+                        **_errors(400, 401, 403, 422, 500)})
     def upload_scenario(who: Annotated[Principal, Depends(allowed("scenario:upload"))],
                         response: Response,
                         files: Annotated[list[UploadFile], File(
@@ -1393,7 +1400,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         return _scenario_refused(err, "登记册未更改", "the register was not changed")
 
     @v1.post("/register/import", response_model=ImportOut, tags=["register"],
-             responses=_errors(400, 401, 403, 404, 422))
+             responses=_errors(400, 401, 403, 404, 422, 500))
     def register_import(
             who: Annotated[Principal, Depends(allowed("register:import"))],
             files: Annotated[list[UploadFile] | None, File(

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
+from rich.text import Text
 
-from wulian.api.console import console, missing_extra
+from wulian.api.console import FAILED, CliError, console, failed, missing_extra, usage
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TABLES = ("money", "volunteers", "fill_rate", "funds", "explanation")
@@ -44,8 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:  # before anything is served: a damaged store stops the start with a message
         startup.check_store(store_url(args.store))
     except startup.StartupError as err:
-        console.print(f"[bold red]{err}[/]")
-        return 2
+        raise CliError(str(err)) from err
     ended = startup.reap_orphans(data)
     cleaned = startup.clean_incoming(data)
     if ended or cleaned:
@@ -69,14 +69,12 @@ def cmd_token(args: argparse.Namespace) -> int:
     tokens = TokenStore(RunStore(args.store).engine)
     if args.action == "create":
         if not args.role:
-            console.print("[bold red]请给出 --role / give --role[/]")
-            return 2
+            raise usage("请给出 --role", "give --role")
         try:
             row, secret = tokens.create(args.role, args.centre, args.label or "",
                                         provider=args.provider)
-        except TokenError as err:
-            console.print(f"[bold red]{err}[/]")
-            return 2
+        except TokenError as err:  # the options do not fit together: a usage error
+            raise CliError(str(err)) from err
         console.print(f"令牌 {row['token_id']} 已创建 / token {row['token_id']} made: role "
                       f"{row['role']}" + (f", centre {row['centre']}" if row["centre"] else "")
                       + (f", provider {row['provider_id']}" if row["provider_id"] else ""),
@@ -91,19 +89,20 @@ def cmd_token(args: argparse.Namespace) -> int:
         console.print(rows.to_string(index=False) if len(rows) else "没有令牌 / no tokens")
         return 0
     if args.id is None:
-        console.print("[bold red]请给出令牌编号 / give the token id[/]")
-        return 2
+        raise usage("请给出令牌编号", "give the token id")
     if not tokens.revoke(args.id):
-        console.print(f"[bold red]没有令牌 {args.id} / no token {args.id}[/]")
-        return 1
+        raise failed(f"没有令牌 {args.id}", f"no token {args.id}")
     console.print(f"令牌 {args.id} 已撤销 / token {args.id} revoked")
     return 0
 
 
 # -- jobs -------------------------------------------------------------------------------------
 
-class ServiceError(Exception):
-    pass
+class ServiceError(CliError):
+    """The service said no (an HTTP error answer): exit 1, its message on stderr."""
+
+    def __init__(self, message: str):
+        super().__init__(message, code=FAILED)
 
 
 def api_token(args: argparse.Namespace) -> str:
@@ -136,14 +135,15 @@ def _check(response: httpx.Response) -> httpx.Response:
     detail = body.get("detail")
     if isinstance(detail, dict):
         raise ServiceError(f"HTTP {response.status_code}: {detail.get('message')}")
-    lines = [f"HTTP {response.status_code}: {detail}"]
-    for p in body.get("problems", [])[:60]:
+    # A 422: its problems on stdout (the service sent the first max_problems, values cut to
+    # excerpts), as `wulian validate` prints them; the refusal itself is the one stderr line.
+    for p in body.get("problems", []):
         where = p["table"] + (f" 第{p['row']}行 row {p['row']}" if p.get("row") else "")
         where += f" · {p['column']}" if p.get("column") else ""
         value = f" = {p['value']!r}" if p.get("value") else ""
-        lines.append(f"  {where}{value}: {p['message_zh']} / {p['message_en']} → "
-                     f"{p['hint_zh']} / {p['hint_en']}")
-    raise ServiceError("\n".join(lines))
+        console.print(Text(f"  {where}{value}: {p['message_zh']} / {p['message_en']} → "
+                           f"{p['hint_zh']} / {p['hint_en']}"))
+    raise ServiceError(f"HTTP {response.status_code}: {detail}")
 
 
 def _show_job(job: dict) -> None:
@@ -186,18 +186,14 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     try:
         with _client(args) as client:
             return _jobs(args, client, console)
-    except ServiceError as err:
-        console.print(f"[bold red]{err}[/]")
-        return 1
-    except httpx.HTTPError as err:
-        console.print(f"[bold red]无法连接服务 / cannot reach the service: {err}[/]")
-        return 2
+    except httpx.HTTPError as err:  # --url (or $WULIAN_URL) names no service that answers
+        raise usage("无法连接服务", f"cannot reach the service: {err}") from err
 
 
 def _jobs(args: argparse.Namespace, client: httpx.Client, console) -> int:
     if args.action == "upload":
         if not args.path:
-            raise ServiceError("请给出场景路径 / give the scenario's path")
+            raise usage("请给出场景路径", "give the scenario's path")
         row = _upload(client, Path(args.path), args.name)
         console.print(f"场景 / scenario {row['digest']} "
                       f"({'新 new' if row['created'] else '已有 already kept'})")
@@ -207,8 +203,8 @@ def _jobs(args: argparse.Namespace, client: httpx.Client, console) -> int:
         if args.path:
             scenario = _upload(client, Path(args.path), args.name)["digest"]
         if not scenario or not args.quarter:
-            raise ServiceError("请给出 --scenario(或 --path)与 --quarter / give --scenario "
-                               "(or --path) and --quarter")
+            raise usage("请给出 --scenario(或 --path)与 --quarter",
+                        "give --scenario (or --path) and --quarter")
         body = {"scenario": scenario, "quarter": args.quarter, "engine": args.engine}
         if args.centre:
             body["centre"] = args.centre
@@ -227,7 +223,7 @@ def _jobs(args: argparse.Namespace, client: httpx.Client, console) -> int:
             _show_job(job)
         return 0
     if args.id is None:
-        raise ServiceError("请给出任务编号 / give the job id")
+        raise usage("请给出任务编号", "give the job id")
     if args.action == "status":
         job = _wait(client, args.id) if args.wait else \
             _check(client.get(f"/jobs/{args.id}")).json()

@@ -40,7 +40,7 @@ from wulian.optimizer.eligibility import (
 from wulian.optimizer.flow import solve_parts
 from wulian.optimizer.geo import haversine_km
 from wulian.optimizer.lexmip import Level, LexResult, Rows
-from wulian.optimizer.pins import PinError
+from wulian.optimizer.pins import PinError, PinProblem, words
 from wulian.optimizer.status import Status
 
 TIER_LEVELS = tuple(vocab.TIER_ORDER)
@@ -385,50 +385,117 @@ def _pool_upper(data: AllocationInput, needs: pd.DataFrame) -> np.ndarray:
 
 def _apply_pins(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
                 pools: pd.DataFrame, model: _Model, street: np.ndarray) -> None:
-    """Pins become lower bounds on their arcs; a pin with no admissible arc is an error."""
+    """Pins become lower bounds on their arcs; a pin with no admissible arc is an error that
+    names the rule it breaks (:func:`_offer_refusal`, :func:`_volunteer_refusal`)."""
     pins = data.pins
     if pins.empty:
         return
     need_index = pd.Series(np.arange(len(needs)), index=needs["need_id"])
     offer_index = pd.Series(np.arange(len(offers)), index=offers["offer_id"])
-    vol_street = pd.Series(data.hierarchy.ancestor(data.volunteers["station_id"].to_numpy(),
-                                                   "street"),
-                           index=data.volunteers["volunteer_id"].to_numpy())
     pool_index = pd.Series(np.arange(len(pools)), index=pools["pool_id"].to_numpy())
-    problems = []
+    problems: list[PinProblem] = []
     arc_of = pd.Series(np.arange(len(model.need)),
                        index=pd.MultiIndex.from_arrays([model.need, model.offer, model.pool]))
     pin: Any  # a row of pins (pandas-stubs types each field as any scalar at all)
     for pin in pins.itertuples(index=False):  # a loop over the coordinator's pins, not needs
         n = need_index.get(pin.need_id)
         if n is None:
-            problems.append(f"pin {pin.need_id}: the need is not in this run")
+            problems.append(PinProblem("need_not_in_run", pin.need_id))
             continue
         scale = needs["scale"].iat[n]
         if pin.offer_id:
-            key = (n, offer_index.get(pin.offer_id, -2), -1)
-        else:
-            vstreet = vol_street.get(pin.volunteer_id, "")
-            pool = pool_index.get(f"pool:{vstreet}:{needs['service_id'].iat[n]}", -2)
-            if pool == -2 or pin.volunteer_id not in str(pools["members"].iat[pool]).split(";") \
-                    or vstreet != street[n]:
-                problems.append(f"pin {pin.need_id} → {pin.volunteer_id}: the volunteer cannot "
-                                "serve this need (skills, check or street)")
+            o = offer_index.get(pin.offer_id)
+            arc = None if o is None else arc_of.get((n, o, -1))
+            if arc is None:
+                problems.append(_offer_refusal(data, needs, n, offers, o, pin.offer_id))
                 continue
-            key = (n, -1, pool)
-        arc = arc_of.get(key)
-        if arc is None:
-            problems.append(f"pin {pin.need_id} → {pin.offer_id or pin.volunteer_id}: that "
-                            "source may not serve this need (service, coverage, eligibility or "
-                            "fund)")
-            continue
+        else:
+            refusal = _volunteer_refusal(data, needs, n, pools, pool_index, street[n],
+                                         pin.volunteer_id)
+            if refusal is not None:
+                problems.append(refusal)
+                continue
+            pool = pool_index[f"pool:{street[n]}:{needs['service_id'].iat[n]}"]
+            arc = arc_of.get((n, -1, pool))
+            if arc is None:  # a pool of the street and service always has the arc
+                problems.append(PinProblem("source_other", pin.need_id, pin.volunteer_id))
+                continue
         units = round(pin.units * scale)
         model.lower[arc] += units
         if model.lower[arc] > model.upper[arc]:
-            problems.append(f"pin {pin.need_id}: {pin.units:g} units exceed what the need or "
-                            "the household cap allows")
+            problems.append(PinProblem("units_above_cap", pin.need_id, facts={
+                "units": f"{pin.units:g}", "most": f"{model.upper[arc] / scale:g}"}))
     if problems:
         raise PinError(problems)
+
+
+def _offer_refusal(data: AllocationInput, needs: pd.DataFrame, n: int, offers: pd.DataFrame,
+                   o: int | None, offer_id: str) -> PinProblem:
+    """Why need ``n`` may not take from offer ``o``: the first rule of ``offer_arcs`` it
+    breaks, in the order ``optimizer.eligibility`` states them (service, coverage, categories,
+    colour, the paying fund's reach and earmark) — the order of the pin form's reasons
+    (``planning.session.pin_sources``), so both name the same condition."""
+    need_id = str(needs["need_id"].iat[n])
+    if o is None:
+        return PinProblem("offer_not_in_run", need_id, offer_id)
+    offer = offers.iloc[o]
+    wanted, station = str(needs["service_id"].iat[n]), str(needs["station_id"].iat[n])
+    if offer["service_id"] != wanted:
+        return PinProblem("offer_service", need_id, offer_id,
+                          {"offered": offer["service_id"], "wanted": wanted})
+    if not data.hierarchy.covers(np.array([offer["coverage"]]), np.array([station]))[0]:
+        return PinProblem("offer_coverage", need_id, offer_id,
+                          {"coverage": offer["coverage"], "station": station})
+    if not accepts(offer["cat_bits"], 0, needs["cat_bits"].iat[n], 0):
+        return PinProblem("offer_categories", need_id, offer_id, {
+            "accepted": words(offer["eligible_categories"], vocab.CATEGORIES)})
+    if not accepts(0, offer["tier_bits"], 0, needs["tier_bit"].iat[n]):
+        return PinProblem("offer_colour", need_id, offer_id, {
+            "accepted": words(offer["eligible_tiers"], vocab.TIERS),
+            "colour": vocab.TIERS.get(tier := str(needs["tier"].iat[n]), tier)})
+    funds = data.funds.set_index("fund_id")
+    if offer["charged"] and offer["fund_id"] in funds.index:
+        fund = funds.loc[offer["fund_id"]]
+        facts = {"fund": offer["fund_id"], "fund_centre": fund["centre_id"],
+                 "station": station, "wanted": wanted}
+        if not data.hierarchy.covers(np.array([fund["centre_id"]]), np.array([station]))[0]:
+            return PinProblem("fund_reach", need_id, offer_id, facts)
+        earmarks = [s for s in str(fund["earmarked_services"] or "").split(";") if s]
+        if earmarks and wanted not in earmarks:
+            return PinProblem("fund_earmark", need_id, offer_id, facts)
+    return PinProblem("source_other", need_id, offer_id)
+
+
+def _volunteer_refusal(data: AllocationInput, needs: pd.DataFrame, n: int, pools: pd.DataFrame,
+                       pool_index: pd.Series, street: str, volunteer_id: str
+                       ) -> PinProblem | None:
+    """Why need ``n`` may not take from ``volunteer_id``'s pool (``None``: it may): an unknown
+    volunteer, another street, a skill or the check missing, no pool of the service there."""
+    need_id, wanted = str(needs["need_id"].iat[n]), str(needs["service_id"].iat[n])
+    vols = data.volunteers.set_index("volunteer_id")
+    if volunteer_id not in vols.index:
+        return PinProblem("volunteer_unknown", need_id, volunteer_id)
+    vstreet = data.hierarchy.ancestor(np.array([vols.at[volunteer_id, "station_id"]]),
+                                      "street")[0]
+    if vstreet != street:
+        return PinProblem("volunteer_street", need_id, volunteer_id,
+                          {"volunteer_street": vstreet, "street": street})
+    # The volunteer's own capability first (what the coordinator can change by choosing
+    # another volunteer), as ``capable`` decides it: every skill, and the check if needed.
+    service = data.services.set_index("service_id").loc[wanted]
+    needed = {s for s in str(service["skills"] or "").split(";") if s}
+    has = {s for s in str(vols.at[volunteer_id, "skills"] or "").split(";") if s}
+    if not needed <= has:
+        return PinProblem("volunteer_skills", need_id, volunteer_id)
+    if bool(service["safeguarding"]) and not bool(vols.at[volunteer_id, "background_checked"]):
+        return PinProblem("volunteer_check", need_id, volunteer_id)
+    pool = pool_index.get(f"pool:{street}:{wanted}")
+    if pool is None:  # an in-person service only has pools (a cash or in-kind one has none)
+        return PinProblem("volunteer_no_pool", need_id, volunteer_id,
+                          {"street": street, "wanted": wanted})
+    if volunteer_id not in str(pools["members"].iat[pool]).split(";"):
+        return PinProblem("source_other", need_id, volunteer_id)
+    return None
 
 
 def build_rows(needs, offers, funds, pools, model: _Model, data: AllocationInput) -> Rows:

@@ -167,7 +167,7 @@ def _run_local(task, payload, keys, workers, on_done, cancelled) -> tuple[dict, 
                 on_done(result)
             if pending and cancelled():
                 stopped = True
-                _stop_workers(pool)
+                stop_workers(pool)
                 # The pool now fails every pending future (BrokenProcessPool), which is thrown
                 # away. Cancelling them as well races with that: CPython 3.11's pool then
                 # raises InvalidStateError in its manager thread. So wait for it instead.
@@ -179,7 +179,7 @@ def _run_local(task, payload, keys, workers, on_done, cancelled) -> tuple[dict, 
     return results, {"name": "local", "workers": n, "start_method": "spawn"}
 
 
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
+def stop_workers(pool: ProcessPoolExecutor) -> None:
     """Stop the pool's workers now, running tasks included (a cancelled plan's answer is
     thrown away, so nothing is lost): ``terminate_workers`` where Python has it (3.14+), else
     each worker process is terminated."""

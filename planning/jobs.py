@@ -24,9 +24,13 @@ import traceback
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from wulian.contract.problems import Problem, ValidationError
+from wulian.planning.engines import stop_workers
 from wulian.planning.limits import limits
 from wulian.planning.scenario import Scenario, load_scenario
 from wulian.planning.store import Job, RunStore
@@ -37,14 +41,30 @@ MAX_ATTEMPTS = 2  # the first run and one retry after an interruption
 SCENARIO_SUFFIXES = (".csv", ".parquet", ".xlsx", ".xlsm")
 
 
+class ValidationCrashed(RuntimeError):
+    """The worker validating an upload ended without an answer (killed, out of memory, a crash
+    in a reader's native code). Said at once, not at the time limit; nothing was kept."""
+
+    def __init__(self) -> None:
+        self.zh = "校验进程意外退出,场景未导入;请重试,若再次发生请拆分文件或改用 CSV"
+        self.en = ("the process validating the upload ended unexpectedly and nothing was "
+                   "kept; try again, and if it happens again split the file or send CSV")
+        super().__init__(f"{self.zh} / {self.en}")
+
+
 class Validator:
     """Reading and validating an upload in a worker process, under a time limit
     (``Limits.validation_seconds``): a file that takes too long is a problem, and the worker is
-    ended rather than left working after the client has gone. One upload at a time; the worker
-    (spawned, as the plans' pools are) is started on first use and kept."""
+    ended rather than left working after the client has gone. A worker that dies mid-validation
+    is noticed at once (the pool breaks) rather than at the time limit. One upload at a time;
+    the worker (spawned, as the plans' pools are) is started on first use and kept.
 
-    def __init__(self) -> None:
-        self._pool = None
+    ``load`` is what the worker runs on the upload's path (a module-level function: it is
+    pickled to the spawned worker); tests give one that crashes."""
+
+    def __init__(self, load: Callable[[Path], Scenario] = load_scenario) -> None:
+        self._load = load
+        self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
     def load(self, target: Path) -> Scenario:
@@ -54,29 +74,42 @@ class Validator:
         ------
         ValidationError
             With every problem found, or ``validation_timeout`` when the limit passed.
+        ValidationCrashed
+            When the worker died before answering.
         """
         import multiprocessing
 
         seconds = limits().validation_seconds
         with self._lock:
             if self._pool is None:
-                self._pool = multiprocessing.get_context("spawn").Pool(1)
-            pending = self._pool.apply_async(load_scenario, (target,))
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn"))
             try:
-                return pending.get(timeout=seconds)
-            except multiprocessing.TimeoutError:
-                self._pool.terminate()  # ends the worker mid-validation
-                self._pool = None
+                return self._pool.submit(self._load, target).result(timeout=seconds)
+            except FutureTimeout:
+                self._discard()  # ends the worker mid-validation
                 log.warning("upload validation stopped after %.0f s", seconds)
                 raise ValidationError([Problem("upload", "validation_timeout", detail={
                     "seconds": f"{seconds:g}"})]) from None
+            except BrokenProcessPool:
+                # The pool's manager thread saw the worker's process end: the pool is broken
+                # for good; the next upload starts a new one.
+                self._discard()
+                log.error("upload validation: the worker process ended unexpectedly")
+                raise ValidationCrashed() from None
+
+    def _discard(self) -> None:
+        """Stop the worker now and forget the pool (the caller holds the lock)."""
+        if self._pool is not None:
+            stop_workers(self._pool)
+            # No cancel_futures: the one task is the one that was running (cancelling it as
+            # the broken pool fails it races in CPython 3.11, see planning/engines.py).
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def close(self) -> None:
         with self._lock:
-            if self._pool is not None:
-                self._pool.terminate()
-                self._pool.join()
-                self._pool = None
+            self._discard()
 
 
 class ScenarioLibrary:

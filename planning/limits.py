@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Sequence
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
+
+from wulian.contract.problems import Problem
 
 CONFIG_FILE = "wulian.toml"
 MB = 1024 * 1024
@@ -89,3 +93,13 @@ def excerpt(value: object, chars: int | None = None) -> str:
     if len(text) <= chars:
         return text
     return f"{text[:chars]}…({len(text):,})"
+
+
+def shown_problems(problems: Sequence[Problem]) -> list[Problem]:
+    """The problems a person or a client is shown: the first ``max_problems``, each value and
+    column name (a header is a cell too) cut to its excerpt. The service's 422 and the command
+    line's report both show these, so a hostile file cannot flood either; the total is told
+    beside them, and ``--report FILE`` keeps every problem in full."""
+    return [replace(p, value=excerpt(p.value) if p.value else p.value,
+                    column=excerpt(p.column) if p.column else p.column)
+            for p in problems[:limits().max_problems]]

@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from wulian.contract import vocab
-from wulian.optimizer.pins import PinError
+from wulian.optimizer.pins import PinError, PinProblem
 from wulian.optimizer.status import Status
 from wulian.optimizer.visits import SLOTS, MatchParams, VisitMatch, match_visits
 from wulian.planning.allocate import Run
@@ -180,9 +180,8 @@ def _service_visits(scenario: Scenario, allocations: pd.DataFrame,
     pinned = pins.groupby("need_id")["units"].sum().reindex(served.index, fill_value=0.0)
     over = pinned > served + 1e-9
     if over.any():
-        raise PinError([f"pin {n}: {pinned[n]:g} units pinned to volunteers, but the "
-                             f"allocation serves {served[n]:g} from a volunteer pool"
-                             for n in served.index[over]])
+        raise PinError([PinProblem("pool_units_short", str(n), facts={
+            "units": f"{pinned[n]:g}", "served": f"{served[n]:g}"}) for n in served.index[over]])
     chunks = pd.concat([
         pd.DataFrame({"need_id": pins["need_id"].to_numpy(), "units": pins["units"].to_numpy(),
                       "pin_volunteer": pins["volunteer_id"].to_numpy(),

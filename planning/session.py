@@ -28,6 +28,7 @@ import pandas as pd
 from wulian.contract import vocab
 from wulian.contract.problems import Problem, ValidationError
 from wulian.demand.scoring import score_households
+from wulian.optimizer.pins import PinProblem, words
 from wulian.planning.io import as_text
 from wulian.planning.scenario import Scenario, load_scenario
 from wulian.planning.workbook import sheet_name
@@ -253,28 +254,13 @@ def household_detail(scenario: Scenario, served: pd.DataFrame,
 
 # Why the model would refuse a pin to a source, (中文, English); the conditions are the
 # allocation's own (optimizer/eligibility.py), checked here for one need before any run.
-PIN_REFUSALS: dict[str, tuple[str, str]] = {
-    "coverage": ("不在覆盖范围:{centre} 不覆盖该户所在站点",
-                 "out of coverage: {centre} does not cover the household's station"),
-    "category": ("救助类别不符:仅限 {allowed}", "category not eligible: only {allowed}"),
-    "colour": ("颜色不符:仅限 {allowed}", "colour not eligible: only {allowed}"),
-    "fund_reach": ("付款基金 {fund} 不覆盖该户", "the paying fund {fund} does not reach the "
-                   "household"),
-    "fund_earmark": ("付款基金 {fund} 限定用于其他服务",
-                     "the paying fund {fund} is earmarked for other services"),
-    "capacity": ("没有容量", "no capacity"),
-    "check": ("该服务需要通过背景审查的志愿者", "the service needs a background-checked "
-              "volunteer"),
-    "hours": ("志愿者没有可服务的时长或时段", "the volunteer has no hours or slots"),
-}
-
-
 def pin_sources(scenario: Scenario, need_id: str) -> pd.DataFrame:
     """Every source a coordinator might pin a need to — the offers of its service and the
     volunteers of its household's street with the service's skills — with what the model
-    would say: ``accepted``, else ``why_zh``/``why_en`` (the first failing condition of
-    :data:`PIN_REFUSALS`); with ``capacity``, ``unit_cost`` and the most units one pin may
-    give (``most``: the need, the offer's and the fund's cap per household). Offers first."""
+    would say: ``accepted``, else ``why_zh``/``why_en`` (the first failing condition, in the
+    model's own words: ``optimizer.pins.CONDITIONS``); with ``capacity``, ``unit_cost`` and
+    the most units one pin may give (``most``: the need, the offer's and the fund's cap per
+    household). Offers first."""
     need = scenario.needs.set_index("need_id").loc[need_id]
     household = scenario.households.set_index("household_id").loc[need["household_id"]]
     station = household["station_id"]
@@ -285,9 +271,9 @@ def pin_sources(scenario: Scenario, need_id: str) -> pd.DataFrame:
     covers = scenario.hierarchy.covers
     rows = []
 
-    def refused(code: str, **facts: object) -> tuple[bool, str, str]:
-        zh, en = PIN_REFUSALS[code]
-        return False, zh.format(**facts), en.format(**facts)
+    def refused(condition: str, source: str, **facts: object) -> tuple[bool, str, str]:
+        problem = PinProblem(condition, need_id, source, facts)
+        return False, problem.reason_zh, problem.reason_en
 
     cats = set(filter(None, str(household["categories"]).split(";")))
     offers = scenario.offers[scenario.offers["service_id"] == need["service_id"]]
@@ -298,21 +284,25 @@ def pin_sources(scenario: Scenario, need_id: str) -> pd.DataFrame:
         charged = offer.unit_cost > 0 and bool(offer.fund_id)
         verdict = (True, "", "")
         most = quantity
+        oid = offer.offer_id
+        fund = {"fund": offer.fund_id, "station": station, "wanted": need["service_id"],
+                "fund_centre": funds.at[offer.fund_id, "centre_id"] if charged else ""}
         if not covers(np.array([centre]), np.array([station]))[0]:
-            verdict = refused("coverage", centre=centre)
+            verdict = refused("offer_coverage", oid, coverage=centre, station=station)
         elif allowed_cats and not allowed_cats & cats:
-            verdict = refused("category", allowed="、".join(sorted(allowed_cats)))
+            verdict = refused("offer_categories", oid, accepted=words(
+                offer.eligible_categories, vocab.CATEGORIES))
         elif allowed_tiers and household["tier"] not in allowed_tiers:
-            verdict = refused("colour", allowed="、".join(
-                t for t in vocab.TIER_ORDER if t in allowed_tiers))
-        elif charged and not covers(np.array([funds.at[offer.fund_id, "centre_id"]]),
-                                    np.array([station]))[0]:
-            verdict = refused("fund_reach", fund=offer.fund_id)
+            verdict = refused("offer_colour", oid, accepted=words(
+                offer.eligible_tiers, vocab.TIERS),
+                colour=vocab.TIERS.get(household["tier"], household["tier"]))
+        elif charged and not covers(np.array([fund["fund_centre"]]), np.array([station]))[0]:
+            verdict = refused("fund_reach", oid, **fund)
         elif charged and funds.at[offer.fund_id, "earmarked_services"] and need["service_id"] \
                 not in str(funds.at[offer.fund_id, "earmarked_services"]).split(";"):
-            verdict = refused("fund_earmark", fund=offer.fund_id)
+            verdict = refused("fund_earmark", oid, **fund)
         elif not offer.capacity > 0:
-            verdict = refused("capacity")
+            verdict = refused("offer_no_capacity", oid)
         if verdict[0]:
             caps = [quantity, float(offer.capacity)]
             if pd.notna(offer.max_per_household):
@@ -334,9 +324,9 @@ def pin_sources(scenario: Scenario, need_id: str) -> pd.DataFrame:
         for vol in vols[here & able].itertuples(index=False):
             verdict = (True, "", "")
             if bool(service["safeguarding"]) and not bool(vol.background_checked):
-                verdict = refused("check")
+                verdict = refused("volunteer_check", vol.volunteer_id)
             elif not vol.max_hours > 0:
-                verdict = refused("hours")
+                verdict = refused("volunteer_no_hours", vol.volunteer_id)
             rows.append(("volunteer", vol.volunteer_id, f"{vol.volunteer_id} · {vol.skills}",
                          float(vol.max_hours), 0.0, quantity, *verdict))
     frame = pd.DataFrame(rows, columns=["kind", "source_id", "label", "capacity", "unit_cost",

@@ -309,6 +309,6 @@ def test_performance_agrees_with_the_task_events(make, tmp_path):
     url = str(register.engine.url)
     assert main(["performance", "--store", url, "--by", "street", "--weeks",
                  f"{W1}:{W2}", "--json"]) == 0
-    assert main(["performance", "--store", url, "--weeks", "bad"]) == 1
+    assert main(["performance", "--store", url, "--weeks", "bad"]) == 2
     with register.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM alerts")).scalar() > 0

@@ -105,6 +105,73 @@ def test_a_pin_that_cannot_be_kept_is_refused():
         run_allocation(scenario)
 
 
+def _pins(*rows: tuple[str, str, str, float]):
+    """A pins table of (need, offer, volunteer, units) rows."""
+    return lambda _p: pd.DataFrame([{"need_id": n, "offer_id": o, "volunteer_id": v,
+                                     "units": u, "slot": ""} for n, o, v, u in rows])
+
+
+def _with(table_id: str, row_id: str, **values):
+    """A change to one row of a table (by its id column)."""
+    def change(frame: pd.DataFrame) -> pd.DataFrame:
+        for column, value in values.items():
+            frame.loc[frame[table_id] == row_id, column] = value
+        return frame
+    return change
+
+
+def test_every_pin_refusal_names_its_condition_in_chinese_and_english():
+    """The model's refusals said "that source may not serve this need (service, coverage,
+    eligibility or fund)" in English only; each now names the condition that failed, with its
+    facts, in both languages (issue 18)."""
+    scenario = _scenario(
+        offers=_with("offer_id", "O01", eligible_categories="tekun;serious_illness"),
+        pins=_pins(("N001", "O02", "", 1.0), ("N003", "O03", "", 1.0), ("N004", "O02", "", 1.0),
+                   ("N005", "O01", "", 1.0), ("N002", "O01", "", 700.0),
+                   ("N001", "", "V02", 1.0)))
+    with pytest.raises(PinError) as err:
+        run_allocation(scenario)
+    found = {(p.need, p.source): p for p in err.value.problems}
+    assert {k: p.condition for k, p in found.items()} == {
+        ("N001", "O02"): "offer_service", ("N003", "O03"): "offer_coverage",
+        ("N004", "O02"): "offer_colour", ("N005", "O01"): "offer_categories",
+        ("N002", ""): "units_above_cap", ("N001", "V02"): "volunteer_skills"}
+    assert found["N003", "O03"].zh == ("锁定 N003 → O03:供给 O03 的覆盖范围 D01S01T02 不包括该户"
+                                       "所在站点 D01S01T01")
+    assert found["N003", "O03"].en == ("pin N003 → O03: the offer O03 covers D01S01T02, which "
+                                       "does not include the household's station D01S01T01")
+    assert "只面向 红色、橙色、黄色 家庭,该户为 绿色" in found["N004", "O02"].zh
+    assert "only for red, orange, yellow households; this household is green" in \
+        found["N004", "O02"].en
+    assert "特困、" in found["N005", "O01"].zh and "(tekun)" in found["N005", "O01"].en
+    assert "700" in found["N002", ""].en and "600" in found["N002", ""].zh
+    assert all(" / " in str(p) for p in err.value.problems)  # the CLI prints both
+
+    scenario = _scenario(
+        offers=_with("offer_id", "O01", fund_id="F02"),
+        funds=_with("fund_id", "F02", centre_id="D01S01T01"),
+        volunteers=_with("volunteer_id", "V02", skills="companionship"),  # skilled, unchecked
+        pins=_pins(("N002", "O01", "", 1.0), ("N004", "O03", "", 1.0), ("N001", "", "V02", 1.0)))
+    with pytest.raises(PinError) as err:
+        run_allocation(scenario)
+    assert [(p.need, p.condition) for p in err.value.problems] == [
+        ("N002", "fund_earmark"), ("N004", "fund_reach"), ("N001", "volunteer_check")]
+    assert "专款用于其他服务,不含 medical_cash" in err.value.problems[0].zh
+    assert "background-checked volunteer; V02 is not" in err.value.problems[2].en
+
+
+def test_the_cli_prints_a_pin_refusal_in_both_languages(tmp_path, capsys):
+    from wulian.api.cli import main
+
+    pins = tmp_path / "pins.csv"
+    pins.write_text("need_id,offer_id,volunteer_id,units,slot\nN001,O02,,1,\n", encoding="utf-8")
+    assert main(["allocate", str(CLEAN), "--pins", str(pins), "--out", str(tmp_path / "o"),
+                 "--store", f"sqlite:///{tmp_path / 'runs.sqlite'}"]) == 1
+    err = capsys.readouterr().err
+    assert "供给 O02 提供的是 food_parcel,该需求要的是 companionship" in err
+    assert "the offer O02 gives food_parcel; the need asks for companionship" in err
+
+
 def test_same_input_gives_byte_identical_outputs(tmp_path):
     """Two runs of the same scenario write byte-identical output tables."""
     scenario = load_scenario(CLEAN)

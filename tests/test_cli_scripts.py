@@ -170,3 +170,66 @@ def test_default_store_is_in_the_user_data_directory(tmp_path, monkeypatch, caps
     assert main(["allocate", str(CLEAN), "--out", str(tmp_path / "o")]) == 0
     assert str(path) not in capsys.readouterr().err  # once
     assert not (tmp_path / "runs").exists()
+
+
+# The plan, cycle and service commands: the same convention (issue 18). The register is the
+# clean scenario imported once per test; a week not opened, an unknown need, an unknown alert
+# are the register's refusals (1); a malformed or missing argument is the command line's (2).
+CYCLE_MISTAKES = [
+    (["plan", str(CLEAN), "--quarter", "2027Q9", "--out", "{tmp}/p"], 2, "2027Q9"),
+    (["plan", str(CLEAN), "--quarter", "2027Q1", "--out", "{tmp}/p", "--centre", "NOPE"], 2,
+     "NOPE"),
+    (["plan", "{tmp}/nowhere", "--quarter", "2027Q1", "--out", "{tmp}/p"], 2, "nowhere"),
+    (["week", "open"], 2, "2027-W02"),
+    (["week", "open", "2027-W99"], 2, "2027-W99"),
+    (["week", "close", "2027-W02"], 1, "2027-W02"),
+    (["week", "record"], 2, "workbooks"),
+    (["register", "withdraw", "N404"], 1, "N404"),
+    (["register", "household", "H404", "--set", "size"], 2, "COLUMN=VALUE"),
+    (["register", "household", "H404", "--date", "soon"], 2, "soon"),
+    (["register", "history", "H404"], 2, "H404"),
+    (["register", "import", "{tmp}/nowhere"], 2, "nowhere"),
+    (["funds", "ledger", "--from", "W1"], 2, "W1"),
+    (["alerts", "--ack", "A404"], 1, "A404"),
+    (["alerts", "--centre", "NOPE"], 2, "NOPE"),
+    (["performance", "--weeks", "bad"], 2, "bad"),
+    (["simulate", "{tmp}/nowhere"], 2, "nowhere"),
+    (["token", "create"], 2, "--role"),
+    (["token", "create", "--role", "coordinator"], 2, "--centre"),
+    (["token", "revoke"], 2, "token id"),
+    (["token", "revoke", "999"], 1, "999"),
+    (["jobs", "status", "--url", "http://127.0.0.1:9"], 2, "job id"),
+    (["jobs", "list", "--url", "http://127.0.0.1:9"], 2, "cannot reach the service"),
+    (["db", "current", "--store", "nope://user:secret@host/db"], 2, "not a store URL"),
+    (["register", "export", "/proc/nowhere/out"], 2, "文件或文件夹不存在:/proc/nowhere"),
+]
+
+
+@pytest.fixture
+def register_store(store):
+    """The store with the clean scenario in its register."""
+    assert main(["-q", "register", "import", str(CLEAN)]) == 0
+    return store
+
+
+@pytest.mark.parametrize(("argv", "code", "words"), CYCLE_MISTAKES,
+                         ids=[" ".join(m[0][:2]) + f" {i}" for i, m in
+                              enumerate(CYCLE_MISTAKES)])
+def test_cycle_plan_and_service_mistakes_are_one_bilingual_line(argv, code, words, tmp_path,
+                                                                register_store, capsys,
+                                                                monkeypatch):
+    """`wulian plan`, `register`, `week`, `funds`, `alerts`, `performance`, `simulate`,
+    `token` and `jobs` printed their errors in red on stdout with exit codes of their own;
+    now each mistake is one bilingual line on stderr, exit 1 (refused) or 2 (usage)."""
+    monkeypatch.delenv("WULIAN_TOKEN", raising=False)
+    monkeypatch.delenv("WULIAN_URL", raising=False)
+    capsys.readouterr()
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == code
+    out, err = capsys.readouterr()
+    line = one_error_line(err)
+    assert words in line
+    assert "错误 / error" in line and "[bold" not in out + err
+    assert "secret" not in line  # a store URL's password is never printed
+    if code == 2:
+        assert out == ""  # nothing ran: stdout stays clean for a script

@@ -236,6 +236,27 @@ def test_a_workbook_whose_cells_share_one_long_string_is_read_within_bounds(tmp_
     assert "households" not in raw.tables and "centres" in raw.tables
 
 
+def test_the_cli_prints_the_first_problems_each_cut_to_an_excerpt(tmp_path, capsys,
+                                                                  monkeypatch):
+    """Issue 17, finding 3 on the command line: `wulian validate` printed every problem with
+    its value in full; it now prints the service's first ``max_problems``, each value cut to
+    its excerpt, and says how many more there are."""
+    folder = _clean_copy(tmp_path)
+    frame = pd.read_csv(folder / "needs.csv", dtype=str, keep_default_na=False)
+    frame["quantity"] = "数" * 1_000  # 1,000 characters: under the cell limit, not a number
+    frame.to_csv(folder / "needs.csv", index=False)
+    monkeypatch.setenv("WULIAN_MAX_PROBLEMS", "2")
+    assert main(["validate", str(folder)]) == 1
+    out = capsys.readouterr().out.replace("\n", "")  # the console folds long lines
+    total = len(frame)  # one problem a need: its quantity is not a number
+    assert f"发现 {total} 个问题" in out and total > 2
+    assert "数" * 100 not in out  # the value is cut (excerpt: 80 characters and the length)
+    assert "数" * 80 + "…(1,000)" in out
+    assert out.count("…(1,000)") == 2
+    more = total - 2
+    assert f"… 另有 {more} 个问题 / and {more} more" in out
+
+
 # -- finite numbers -----------------------------------------------------------------------------
 
 def _with_cells(folder: Path, table: str, column: str, values: list[str]) -> None:
@@ -502,8 +523,10 @@ def test_a_damaged_store_stops_the_start_with_a_message(tmp_path, capsys, damage
             data[page * 4096: page * 4096 + 64] = b"\xa5" * 64
     path.write_bytes(bytes(data))
     assert main(["serve", "--store", url, "--data", str(tmp_path / "data"), "--port", "1"]) == 2
-    out = capsys.readouterr().out
-    assert "damaged" in out and "损坏" in out and "Traceback" not in out
+    out, err = capsys.readouterr()
+    assert out == ""  # the message is the command's error: one line on stderr
+    assert "damaged" in err and "损坏" in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1
 
 
 def test_a_restart_ends_the_orphans_and_empties_incoming(tmp_path):
@@ -577,6 +600,21 @@ def test_the_app_listens_on_localhost_and_stops_with_its_parent(tmp_path):
             os.killpg(parent.pid, signal.SIGKILL)
 
 
+def test_the_apps_file_box_takes_what_the_service_takes(monkeypatch):
+    """`wulian ui` gives Streamlit's file box the service's body limit (it said "200MB per
+    file", Streamlit's own default), and the box's text says the same number."""
+    import wulian.api.cli as cli
+    from wulian.ui.data_upload import upload_limit_mb
+
+    monkeypatch.setenv("WULIAN_MAX_BODY_BYTES", str(10 * 1024**2))
+    started: list[list[str]] = []
+    monkeypatch.setattr(cli, "run_child", lambda argv, env: started.append(argv) or 0)
+    assert cli.main(["ui", "--headless"]) == 0
+    argv = started[0]
+    assert argv[argv.index("--server.maxUploadSize") + 1] == "10"
+    assert upload_limit_mb() == 10  # min(the limit, Streamlit's 256 from .streamlit/)
+
+
 def test_an_upload_that_validates_too_long_is_stopped_in_its_worker(tmp_path, monkeypatch):
     """Issue 17, finding 2: validation went on after the client gave up. An upload is now
     validated in a worker process that is ended at the time limit; the next upload gets a new
@@ -599,6 +637,41 @@ def test_an_upload_that_validates_too_long_is_stopped_in_its_worker(tmp_path, mo
         assert created and scenario.digest
     finally:
         library.validator.close()
+
+
+def crash_in_worker(_target):
+    """What a worker that dies mid-validation does (killed, out of memory, a native crash)."""
+    import os
+
+    os._exit(70)
+
+
+def test_a_worker_that_crashes_is_noticed_at_once_not_at_the_time_limit(app_and_token,
+                                                                        monkeypatch):
+    """A validating worker that died was only noticed at the time limit (600 s): now the pool
+    breaks at once and the upload gets a bilingual 500; the next upload gets a new worker."""
+    from wulian.planning.jobs import Validator
+
+    app, secret = app_and_token
+    library = app.state.service.library
+    library.validator.close()
+    library.validator = Validator(crash_in_worker)
+    monkeypatch.setenv("WULIAN_VALIDATION_SECONDS", "120")
+    clean = [("files", (p.name, p.read_bytes())) for p in sorted((DATA / "clean").iterdir())]
+    auth = {"Authorization": f"Bearer {secret}"}
+    for _ in range(2):  # the second crash proves the broken pool was replaced, not reused
+        started = time.perf_counter()
+        answer = _post(app, "/v1/scenarios", headers=auth, files=clean)
+        assert time.perf_counter() - started < 60  # a spawned worker's start, under load
+        assert answer.status_code == 500, answer.text
+        detail = answer.json()["detail"]
+        assert detail["code"] == "validation_crashed"
+        assert "校验进程意外退出" in detail["message"]
+        assert "ended unexpectedly" in detail["message"]
+        assert list((library.root / ".incoming").iterdir()) == []
+    library.validator.close()
+    library.validator = Validator()  # a working validator after the crash: a new worker
+    assert _post(app, "/v1/scenarios", headers=auth, files=clean).status_code == 201
 
 
 def test_a_postgresql_store_of_an_unknown_revision_stops_the_start(request, tmp_path):

@@ -246,7 +246,7 @@ def test_inbox_actions_and_performance_in_chromium(register_server):
 
             # A monitoring visit made: health deprived now, a new need found.
             _pick(page, "走访", f"{visit['task_id']} · ")
-            _pick(page, "健康 · d_health", "1 · 有剥夺")
+            _pick(page, "健康", "1 · 有剥夺")
             page.get_by_label("发现的新需求(服务:数量;……)", exact=True).fill("meal_help:1")
             page.get_by_role("button", name="记录走访结果").click()
             expect(page.get_by_text(f"已记录走访 {visit['task_id']}:已走访;新需求 1 项")) \
@@ -403,3 +403,89 @@ def test_language_round_trip_page_switch_and_reload_keep_the_centre_offline(serv
         finally:
             browser.close()
     assert outside == []
+
+
+def _after(locator) -> str:
+    """The text a style puts after an element (CSS ``::after``), unquoted."""
+    content = locator.evaluate("e => getComputedStyle(e, '::after').content")
+    return json.loads(content) if content.startswith('"') else content
+
+
+def test_bilingual_navigation_fits_and_the_file_box_speaks_chinese(server):
+    """Issue 18 at 1440×900: in the bilingual mode no page name in the navigation is cut with
+    "…"; the file box shows our words and our limit, not Streamlit's English ("Upload",
+    "200MB per file"), in each language and once files are in it."""
+    from wulian.planning.limits import MB, limits
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    server, secret = server
+    limit = f"{fmt.count(limits().max_body_bytes // MB)} MB"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.set_default_timeout(STEP_TIMEOUT)
+            page.goto(server)
+            sign_in(page, secret)
+            page.get_by_text("中文 / English", exact=True).click()
+            links = page.locator("[data-testid='stSidebarNavLink'] "
+                                 "[data-testid='stMarkdownContainer']")
+            expect(links.first).to_have_text("收件箱 / Inbox")
+            names = links.all_inner_texts()
+            assert names == ["收件箱 / Inbox", "协调员 / Coordinator", "服务绩效 / Performance",
+                             "预算实验室 / Fund lab", "数据 / Data", "运行记录 / Runs"]
+            for link in links.all():  # the whole name shows: nothing is cut with "…"
+                width, room = link.evaluate("e => [e.scrollWidth, e.clientWidth]")
+                assert width <= room, (link.inner_text(), width, room)
+            # The scenario picker follows the language at once (it lagged a switch behind).
+            picker = page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").first
+            expect(picker.locator("input")).to_have_value(
+                "内置示例(一个区) / bundled demo (one district)")
+
+            page.get_by_role("link", name="数据 / Data").click()
+            expect(page.get_by_role("heading", name="数据 / Data")).to_be_visible()
+            box = page.locator("[data-testid='stFileUploaderDropzone']").first
+            button = box.locator("button").first
+            expect(button).to_be_visible()
+            expect(button.get_by_text("Upload", exact=True)).to_be_hidden()
+            assert _after(button.locator("span[data-has-shortcut]")) == "选择文件 / Choose files"
+            own = box.locator("[data-testid='stFileUploaderDropzoneInstructions'] span")
+            expect(own.first).to_be_hidden()  # "200MB per file • CSV, PARQUET, XLSX"
+            instructions = _after(box.locator(
+                "[data-testid='stFileUploaderDropzoneInstructions'] > div"))
+            assert f"每个文件不超过 {limit}" in instructions and f"up to {limit} per file" \
+                in instructions
+            page.screenshot(path=ARTIFACTS / "11-bilingual-navigation-and-file-box.png")
+            # Files dragged over the box: Streamlit's "Drag and drop files here" is ours too.
+            dragged = page.evaluate_handle("() => { const d = new DataTransfer(); "
+                                           "d.items.add(new File(['a'], 'a.csv')); return d; }")
+            box.dispatch_event("dragenter", {"dataTransfer": dragged})
+            overlay = box.locator(":scope > div:not([data-testid]) > span")
+            expect(overlay).to_have_count(1)
+            assert overlay.evaluate("e => getComputedStyle(e).fontSize") == "0px"
+            assert _after(overlay) == "松开鼠标即可上传 / Drop the files here"
+            box.dispatch_event("dragleave", {"dataTransfer": dragged})
+            expect(overlay).to_have_count(0)
+
+            page.get_by_text("中文", exact=True).click()
+            expect(page.get_by_role("heading", name="数据", exact=True)).to_be_visible()
+            expect(picker.locator("input")).to_have_value("内置示例(一个区)")
+            box = page.locator("[data-testid='stFileUploaderDropzone']").first
+            assert _after(box.locator("button span[data-has-shortcut]").first) == "选择文件"
+            assert _after(box.locator(
+                "[data-testid='stFileUploaderDropzoneInstructions'] > div")) == \
+                f"拖放文件到此处 · 每个文件不超过 {limit} · CSV、Parquet、XLSX"
+            # With files in it the box shows its list and a smaller button ("Add files").
+            clean = sorted((Path(__file__).parent / "data" / "clean").glob("*.csv"))
+            page.locator("[data-testid='stFileUploaderDropzoneInput']").first \
+                .set_input_files([str(p) for p in clean])
+            expect(page.get_by_text("场景无误", exact=False)).to_be_visible()
+            uploader = page.locator("[data-testid='stFileUploader']").first
+            visible = uploader.inner_text()
+            assert "Add files" not in visible and "Upload" not in visible, visible
+            expect(uploader.get_by_text("needs.csv", exact=True)).to_be_visible()
+            chips = uploader.locator("[data-testid='stFileChips']")
+            assert _after(chips) == "none"  # the list is left alone (no drop text after it)
+            page.screenshot(path=ARTIFACTS / "12-file-box-chinese.png", full_page=True)
+        finally:
+            browser.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shutil
 import string
 from datetime import date, timedelta
@@ -541,21 +542,30 @@ def test_a_large_scope_lists_the_first_tasks_and_says_how_many_there_are(registe
     assert len(table(at, "alerts_table")) == 5
 
 
+def scenario_picker(at):
+    """The sidebar's scenario picker (its widget key follows the language; the choice itself
+    is ``scenario_choice`` in the session)."""
+    found = [w for w in at.selectbox if (w.key or "").startswith("scenario_choice.picker")]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
 def test_the_scenario_and_the_centre_are_kept_across_the_two_kinds_of_pages(register):
     """The scenario chosen on a scenario's page survives a visit to the register's pages
     (where the sidebar does not show it), and the centre picked on the inbox is the one the
     performance page opens with."""
     at = app("en")
     ok(at.switch_page("views/coordinator.py").run())
-    assert at.selectbox(key="scenario_choice").value == "tiny"
-    ok(at.selectbox(key="scenario_choice").set_value("demo").run())
+    assert scenario_picker(at).value == "tiny"
+    ok(scenario_picker(at).set_value("demo").run())
     ok(at.switch_page("views/inbox.py").run())
-    assert "scenario_choice" not in [w.key for w in at.selectbox]
+    assert scenario_picker(at) is None
     ok(at.selectbox(key="reg_street").set_value("D04S02").run())
     ok(at.switch_page("views/performance.py").run())
     assert at.selectbox(key="reg_street").value == "D04S02"
     ok(at.switch_page("views/runs.py").run())
-    assert at.selectbox(key="scenario_choice").value == "demo"
+    assert scenario_picker(at).value == "demo"
+    assert at.session_state["scenario_choice"] == "demo"
     assert at.title[0].value == "Runs"
 
 
@@ -630,3 +640,23 @@ def test_a_register_without_weeks_says_so_on_the_register_pages(tmp_path, monkey
     assert texts(at, "info") == [text.say("perf.none", lang)]
     ok(at.switch_page("views/fund_lab.py").run())
     assert text.say("ledger.none", lang) in texts(at, "info")
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_the_register_pages_speak_the_chosen_language(register, language):
+    """The inbox, service performance and the fund ledger on a played register: in English no
+    Chinese character but the data's names, in Chinese no raw code (tests/test_ui.py has the
+    scenario's pages and the rules)."""
+    from tests.test_ui import CJK, RAW_ENGLISH, shown_texts, without_data
+
+    scenario = Scenario.from_tables(generate_scenario("tiny", 0))
+    at = app(language)
+    for view in ("views/inbox.py", "views/performance.py", "views/fund_lab.py"):
+        ok(at.switch_page(view).run())
+        for text_shown in shown_texts(at):
+            shown = without_data(text_shown, scenario)
+            if language == "en":
+                assert not CJK.search(shown), (view, text_shown)
+            else:
+                prose = re.sub(r"`[^`]*`|https?://\S+|sqlite:\S+", "", shown)
+                assert not RAW_ENGLISH.search(prose), (view, text_shown)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import streamlit as st
 
 from wulian.planning.store import store_url
-from wulian.ui import signin
-from wulian.ui.common import PAGE_ICON, register_filled, sidebar, tr
+from wulian.ui import signin, text
+from wulian.ui.common import PAGE_ICON, lang, register_filled, sidebar
 
 st.set_page_config(page_title="五联 wulian", page_icon=PAGE_ICON, layout="wide")
 
@@ -33,8 +33,8 @@ first = "inbox" if register_filled(store_url()) else "coordinator"
 if first not in {row[2] for row in shown}:
     first = shown[0][2]
 signin.badge(who)
-pages = [(st.Page(path, title=tr(key), url_path=url, icon=icon, default=(url == first)),
-          register) for path, key, url, icon, register in shown]
+pages = [(st.Page(path, title=text.nav_title(key, lang()), url_path=url, icon=icon,
+                  default=(url == first)), register) for path, key, url, icon, register in shown]
 page = st.navigation([p for p, _register in pages])
 # The page navigation returns is one of those given (the default's url_path reads "").
 sidebar(register_page=any(p is page and register for p, register in pages))

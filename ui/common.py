@@ -262,6 +262,11 @@ def workbook(digest: str, run_id: int, with_volunteers: bool, _scenario: Scenari
 # ----------------------------------------------------------------------------- sidebar
 
 
+def _pick_scenario(picker: str) -> None:
+    """The sidebar's scenario picker changed: keep the choice under ``SCENARIO_KEY``."""
+    st.session_state[SCENARIO_KEY] = st.session_state[picker]
+
+
 def sidebar(register_page: bool = False) -> Scenario | None:
     """The sidebar every page shares: the language; on the scenario's pages the scenario and
     week (returned), on the register's pages who records changes and which store is read.
@@ -275,12 +280,18 @@ def sidebar(register_page: bool = False) -> Scenario | None:
             st.caption(tr("app.store", url=store_url()))
             return None
         choices = scenario_choices()
-        if st.session_state.get(SCENARIO_KEY) not in choices:
-            st.session_state[SCENARIO_KEY] = "demo"
+        state = st.session_state
+        if state.get(SCENARIO_KEY) not in choices:
+            state[SCENARIO_KEY] = "demo"
         # Labels are resolved now: a format_func runs later, outside this script run.
         labels = {choice: scenario_label(choice) for choice in choices}
-        st.selectbox(tr("app.scenario"), choices, format_func=labels.get, key=SCENARIO_KEY,
-                     persist_state="session")
+        # The choice lives under SCENARIO_KEY; the widget's key follows the language
+        # (by_language): with one key the browser kept showing the previous language's label
+        # after a switch (tests/test_ui_browser.py).
+        picker = by_language(SCENARIO_KEY + ".picker")
+        state[picker] = state[SCENARIO_KEY]
+        st.selectbox(tr("app.scenario"), choices, format_func=labels.get, key=picker,
+                     on_change=_pick_scenario, args=(picker,))
         scenario = current_scenario()
         weeks = weeks_of(scenario)
         if st.session_state.get("week") not in weeks and weeks:

@@ -9,6 +9,7 @@ import streamlit as st
 from wulian.contract.problems import ValidationError
 from wulian.planning import fmt
 from wulian.planning import session as S
+from wulian.planning.limits import MB, limits
 from wulian.planning.scenario import Scenario
 from wulian.ui.common import SCENARIO_KEY, UPLOADED_KEY, show_problems, tr
 
@@ -30,9 +31,44 @@ def _use_candidate() -> None:
         st.session_state[SCENARIO_KEY] = "upload"
 
 
+def upload_limit_mb() -> int:
+    """The largest file the box takes, in MB: the service's body limit
+    (``WULIAN_MAX_BODY_BYTES``, planning/limits.py), or Streamlit's ``server.maxUploadSize``
+    when that is lower (``wulian ui`` sets it from the limit; a bare ``streamlit run`` reads
+    .streamlit/config.toml)."""
+    ours = limits().max_body_bytes // MB
+    return int(min(ours, st.get_option("server.maxUploadSize")))
+
+
+def uploader_texts() -> None:
+    """Streamlit's file box in the chosen language. The widget's own texts (Upload, Add files,
+    "Drag and drop files here", "200MB per file • CSV, PARQUET, XLSX") are English and have
+    no setting; a style scoped to the box's data-testids hides them and shows ours from the
+    text table, with our limit. The drag-over text ("Drag and drop files here") is the one
+    span in a div without a test id; with files in the box that div holds the chips instead,
+    left alone. tests/test_ui_browser.py checks each state in Chromium."""
+    def css(text: str) -> str:  # a CSS string: quotes and backslashes escaped
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    box = '[data-testid="stFileUploaderDropzone"]'
+    st.html(f"""<style>
+{box} button [data-testid="stMarkdownContainer"] {{ display: none; }}
+{box} button span[data-has-shortcut]:has([data-testid="stMarkdownContainer"])::after {{
+  content: {css(tr("upload.browse"))}; font-size: 0.875rem; }}
+[data-testid="stFileUploaderDropzoneInstructions"] span {{ display: none; }}
+[data-testid="stFileUploaderDropzoneInstructions"] > div::after {{
+  content: {css(tr("upload.limit", mb=fmt.count(upload_limit_mb())))}; font-size: 0.875rem;
+  opacity: 0.6; }}
+{box} > div:not([data-testid]) > span {{ font-size: 0; }}
+{box} > div:not([data-testid]) > span::after {{ content: {css(tr("upload.drop"))};
+  font-size: 1rem; }}
+</style>""")
+
+
 def upload_box(prefix: str) -> None:
     """A file uploader with its validation report and an import button (``prefix`` keeps the
     widgets of two pages apart)."""
+    uploader_texts()
     files = st.file_uploader(tr("upload.files"), type=["csv", "parquet", "xlsx"],
                              accept_multiple_files=True, key=f"{prefix}_upload")
     last_key = f"{prefix}_last_upload"

@@ -52,7 +52,7 @@ def require() -> Principal:
     who = principal()
     if who is not None:
         if PAGES_OF.get(who.role) == frozenset():
-            st.error(tr("signin.no_pages", role=ROLE_NAMES.get(who.role, who.role)))
+            st.error(tr("signin.no_pages", role=ROLE_NAMES.get(who.role, (who.role,) * 2)))
             _sign_out_button(st)
             st.stop()
         return who
@@ -83,7 +83,7 @@ def _sign_out_button(where) -> None:
 
 def badge(who: Principal) -> None:
     """Who is signed in (role, centre), and the sign-out button, in the sidebar."""
-    role = ROLE_NAMES.get(who.role, who.role)
+    role = ROLE_NAMES.get(who.role, (who.role,) * 2)  # a fact in each language's words
     st.sidebar.caption(tr("signin.as", role=role, centre=who.centre or "—"))
     _sign_out_button(st.sidebar)
 

@@ -210,6 +210,11 @@ TEXT: dict[str, tuple[str, str]] = {
     "upload.files": ("一个文件夹中的 CSV / Parquet 文件,或一个 XLSX 工作簿",
                      "a folder's CSV / Parquet files, or one XLSX workbook"),
     "upload.validate": ("校验", "Validate"),
+    # Streamlit's own texts in the file box (ui/data_upload.py, uploader_texts)
+    "upload.browse": ("选择文件", "Choose files"),
+    "upload.drop": ("松开鼠标即可上传", "Drop the files here"),
+    "upload.limit": ("拖放文件到此处 · 每个文件不超过 {mb} MB · CSV、Parquet、XLSX",
+                     "drag and drop files here · up to {mb} MB per file · CSV, Parquet, XLSX"),
     "upload.import": ("导入并使用该场景", "Import and use this scenario"),
     "upload.last": ("上次上传的文件:{names}(离开页面后文件框会清空,校验报告保留)",
                     "Last upload: {names} (the file box empties when you leave the page; the "
@@ -657,6 +662,31 @@ EQUITY_REASONS: dict[str, tuple[str, str]] = {
     "cannot_reach_alone": ("独自也无法达到", "cannot reach it even alone"),
     "shared_supply": ("与其他街镇共享供给", "shares supply with other streets"),
 }
+
+
+# The pages' names in the sidebar's navigation in the bilingual mode: "中文 / English" of the
+# full names (协调员 · 每周分配 / Coordinator · weekly allocation) is wider than the sidebar and
+# was cut with "…" at 1440 px; these short pairs fit (tests/test_ui_browser.py measures them).
+# In Chinese or English alone the full names fit and are kept.
+NAV_SHORT: dict[str, tuple[str, str]] = {
+    "page.inbox": ("收件箱", "Inbox"),
+    "page.coordinator": ("协调员", "Coordinator"),
+    "page.performance": ("服务绩效", "Performance"),
+    "page.fund": ("预算实验室", "Fund lab"),
+    "page.data": ("数据", "Data"),
+    "page.runs": ("运行记录", "Runs"),
+}
+
+
+def nav_title(key: str, lang: str = DEFAULT_LANGUAGE) -> str:
+    """A page's name in the navigation: its title, or in the bilingual mode its short pair.
+
+    >>> nav_title("page.coordinator", "both"), nav_title("page.coordinator", "zh")
+    ('协调员 / Coordinator', '协调员 · 每周分配')
+    """
+    if lang == "both" and key in NAV_SHORT:
+        return pick(NAV_SHORT[key], lang)
+    return say(key, lang)
 
 
 def say(key: str, lang: str = DEFAULT_LANGUAGE, **facts: object) -> str:

@@ -14,7 +14,7 @@ import pandas as pd
 from wulian.contract import vocab
 from wulian.optimizer.geo import KM_TOLERANCE, haversine_km
 from wulian.optimizer.masks import bit_masks
-from wulian.optimizer.pins import PinError
+from wulian.optimizer.pins import PinError, PinProblem
 from wulian.optimizer.visits.params import SLOTS, URGENCIES
 
 
@@ -165,24 +165,26 @@ def _check_pins(ids, pinned, pin_vol, pin_slot, pin_vol_id, pin_slot_id, units, 
                 vol_lon, vol_reach, scale):
     """Pinned hours, counts and slots per volunteer; every pin that cannot be kept, refused."""
     n_vol = len(vol_ids)
-    problems: list[str] = []
+    problems: list[PinProblem] = []
     for v in np.flatnonzero(pinned):  # a loop over the coordinator's pins, not over visits
-        i, who = pin_vol[v], pin_vol_id[v]
+        i, who, visit = pin_vol[v], pin_vol_id[v], str(ids[v])
         if i < 0:
-            problems.append(f"pin {ids[v]} → {who}: no such volunteer")
+            problems.append(PinProblem("visit_no_volunteer", visit, who))
             continue
         if (vol_skills[i] & skills[v]) != skills[v]:
-            problems.append(f"pin {ids[v]} → {who}: the volunteer lacks a skill the visit needs")
+            problems.append(PinProblem("visit_skill", visit, who))
         if safe[v] and not vol_checked[i]:
-            problems.append(f"pin {ids[v]} → {who}: the visit needs a background check")
+            problems.append(PinProblem("visit_check", visit, who))
         km = float(haversine_km(vol_lat[i], vol_lon[i], lat[v], lon[v]))
         if not km <= vol_reach[i] + KM_TOLERANCE:
-            problems.append(f"pin {ids[v]} → {who}: the household is beyond the volunteer's "
-                            "travel limit")
+            problems.append(PinProblem("visit_reach", visit, who, {
+                "km": f"{km:.1f}", "reach": f"{vol_reach[i]:g}"}))
         if pin_slot_id[v] and pin_slot[v] < 0:
-            problems.append(f"pin {ids[v]} → {who}: unknown slot {pin_slot_id[v]!r}")
+            problems.append(PinProblem("visit_slot_unknown", visit, who,
+                                       {"slot": repr(pin_slot_id[v])}))
         elif pin_slot[v] >= 0 and not vol_avail[i, pin_slot[v]]:
-            problems.append(f"pin {ids[v]} → {who}: not available in {pin_slot_id[v]}")
+            problems.append(PinProblem("visit_slot_unavailable", visit, who,
+                                       {"slot": pin_slot_id[v]}))
     ok = pinned & (pin_vol >= 0)
     pinned_units = np.bincount(pin_vol[ok], weights=units[ok], minlength=n_vol).astype(np.int64)
     pinned_count = np.bincount(pin_vol[ok], minlength=n_vol).astype(np.int64)
@@ -193,14 +195,14 @@ def _check_pins(ids, pinned, pin_vol, pin_slot, pin_vol_id, pin_slot_id, units, 
         i, t = cast("tuple[int, int]", key)  # a (vol, slot) pair of the two-column index
         slot_taken[i, t] = True
         if n > 1:
-            problems.append(f"pins: {n} visits pinned to {vol_ids[i]} in {SLOTS[t]}, "
-                            "one visit per slot")
+            problems.append(PinProblem("visit_slot_twice", source=str(vol_ids[i]), facts={
+                "count": n, "slot": SLOTS[t]}))
     for i in np.flatnonzero(pinned_count > vol_avail.sum(axis=1)):
-        problems.append(f"pins: {pinned_count[i]} visits pinned to {vol_ids[i]}, available in "
-                        f"{vol_avail[i].sum()} slots")
+        problems.append(PinProblem("visit_slots_short", source=str(vol_ids[i]), facts={
+            "count": pinned_count[i], "slots": vol_avail[i].sum()}))
     for i in np.flatnonzero(pinned_units > vol_max_units):
-        problems.append(f"pins: {pinned_units[i] / scale:g} hours pinned to {vol_ids[i]}, "
-                        f"beyond max_hours")
+        problems.append(PinProblem("visit_hours_over", source=str(vol_ids[i]), facts={
+            "hours": f"{pinned_units[i] / scale:g}", "most": f"{vol_max_units[i] / scale:g}"}))
     if problems:
         raise PinError(problems)
     return pinned_units, pinned_count, slot_taken

@@ -41,7 +41,7 @@ from wulian.ui.common import (
     workbook,
 )
 from wulian.ui.data_upload import upload_box
-from wulian.ui.text import code
+from wulian.ui.text import code, pick
 
 PINS_KEY = "pins"
 PINS_FOR_KEY = "pins_scenario"
@@ -135,8 +135,8 @@ def run_now(scenario: Scenario, week: str | None, centre: str | None) -> None:
             run = job.result()
         except PinError as err:
             status.update(label=tr("coord.pin.error"), state="error", expanded=True)
-            for problem in err.problems:
-                st.write(f"- {problem}")
+            for problem in err.problems:  # the failed condition, in the chosen language
+                st.write(f"- {pick((problem.zh, problem.en), lang())}")
             return
         status.update(label=tr("coord.done", status=(code("status", run.info["status"], "zh"),
                                                      code("status", run.info["status"], "en")),
@@ -386,7 +386,7 @@ def results(result: dict) -> None:
     st.caption(f"{result['week'] or ''} · {scenario.digest[:12]} · "
                f"{info['seconds']['wall']:.1f} s")
     if "proof" in info:  # which levels are proven, the gap of each that is not
-        st.caption(info["proof"]["zh" if lang() == "zh" else "en"])
+        st.caption(pick((info["proof"]["zh"], info["proof"]["en"]), lang()))
     if result["cached"]:
         st.caption(tr("coord.cached", run_id=info["run_id"]))
     if result.get("pins") != st.session_state.get(PINS_KEY, []):

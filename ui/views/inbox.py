@@ -276,9 +276,8 @@ def visits_section(url: str, area: R.Scope, box: R.Inbox, names: dict[str, dict[
             words = {"": tr("inbox.visit.unobserved", value=now.get(column, "—")),
                      "1": tr("inbox.visit.deprived"), "0": tr("inbox.visit.fine")}
             dimension = code("dimension", column.removeprefix("d_"), language)
-            observed[column] = columns[i % 4].selectbox(
-                f"{dimension} · {column}", list(words), format_func=words.get,
-                key=f"visit_{column}")
+            observed[column] = columns[i % 4].selectbox(  # the dimension in words, no code
+                dimension, list(words), format_func=words.get, key=f"visit_{column}")
         services = ", ".join(f"{s} {n}" for s, n in names["service"].items())
         needs = st.text_input(tr("inbox.visit.needs"), key="visit_needs",
                               help=tr("inbox.visit.needs.help", services=services))
