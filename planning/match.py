@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from wulian.contract import vocab
+from wulian.optimizer.lexmip import LevelResult
 from wulian.optimizer.pins import PinError
 from wulian.optimizer.status import Status
 from wulian.optimizer.visits import SLOTS, MatchParams, VisitMatch, match_visits
@@ -341,7 +342,8 @@ def part_runner(params: MatchParams):
 
 
 def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
-                 centre: str | None = None, params: MatchParams | None = None) -> MatchResult:
+                 centre: str | None = None, params: MatchParams | None = None,
+                 keep: pd.DataFrame | None = None) -> MatchResult:
     """Match the week's visits (pool-served needs and monitoring) to volunteers and slots.
 
     Parameters
@@ -357,6 +359,10 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
         reach may serve them); by default the run's ``centre``.
     params
         Monitoring and solver parameters.
+    keep
+        Placements to keep (``visit_id, volunteer_id, slot, hours``; :func:`plan_week` gives
+        an earlier round's): a visit of the same id, not pinned by the scenario and no longer
+        than it was, is pinned to that volunteer and slot.
 
     Returns
     -------
@@ -373,6 +379,8 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
     week = week or _week_of(scenario, run)
     centre = centre or (run.info.get("parameters") or {}).get("centre")
     visits = build_visits(scenario, run.tables["allocations"], week, centre, params)
+    if keep is not None and len(keep):
+        visits = _keep_placements(visits, keep)
     vm = match_visits(visits, scenario.volunteers, params, run_parts=part_runner(params))
 
     placed = vm.assignments.set_index("visit_id")
@@ -419,6 +427,87 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
                        info=info)
 
 
+def _keep_placements(visits: pd.DataFrame, keep: pd.DataFrame) -> pd.DataFrame:
+    """``visits`` with their placements of ``keep`` pinned: a need's service visits, in
+    order, take the volunteer and slot of its kept visits in order (an earlier round placed
+    visits 1 and 3 of a need, this round has visits 1 and 2), when not pinned by the
+    scenario and no longer than the kept visit."""
+    kept = keep[keep["visit_id"].astype(str).str.contains("#", regex=False)]
+    if kept.empty:
+        return visits
+    kept = kept.assign(_need=kept["visit_id"].str.rsplit("#", n=1).str[0],
+                       _seq=kept["visit_id"].str.rsplit("#", n=1).str[1].astype(int))
+    kept = kept.sort_values(["_need", "_seq"], kind="stable")
+    kept = kept.assign(_k=kept.groupby("_need").cumcount()).set_index(["_need", "_k"])
+    service = visits[visits["need_id"] != ""]
+    order = service["visit_id"].str.rsplit("#", n=1).str[1].astype(int)
+    rank = order.groupby(service["need_id"]).rank(method="first").astype(int) - 1
+    key = pd.MultiIndex.from_arrays([service["need_id"], rank])
+    at = kept.index.get_indexer(key)
+    ok = (at >= 0) & (service["pin_volunteer"].fillna("") == "").to_numpy()
+    ok &= service["hours"].to_numpy(float) <= np.where(
+        at >= 0, kept["hours"].to_numpy(float)[at], -np.inf) + 1e-9
+    if not ok.any():
+        return visits
+    visits = visits.copy()
+    rows = service.index[ok]
+    visits.loc[rows, "pin_volunteer"] = kept["volunteer_id"].to_numpy()[at[ok]]
+    visits.loc[rows, "pin_slot"] = kept["slot"].to_numpy()[at[ok]]
+    return visits
+
+
+def _cover(match: MatchResult) -> dict[str, float]:
+    """The matching's coverage levels (visits placed per class)."""
+    return {lv.name: lv.value for lv in match.levels if lv.name.startswith("cover:")}
+
+
+def _with_free_bounds(kept: MatchResult, free: MatchResult) -> MatchResult | None:
+    """``kept`` (a matching with an earlier round's placements pinned) with the bounds of
+    ``free`` (the same visits without those pins), or None when ``kept`` places fewer visits
+    than ``free`` in some class.
+
+    A pinned plan's own bounds hold only given its pins, which are the rounds' device, not a
+    coordinator's. ``free``'s bounds hold for ``kept``: a bound of a later level holds over the
+    plans at least as good as ``free`` on the earlier levels (docs/matching.md, "Bounds"),
+    and ``kept`` placing at least as many of every class only narrows that set. So travel's
+    bound holds; continuity's only when ``kept`` travels no more than ``free`` (its hold), and
+    load's only when, besides, ``kept`` keeps as much continuity; otherwise that level is left
+    without a bound (nan) rather than given one that might not hold. A level is optimal only
+    where its value meets the bound."""
+    mine, theirs = _cover(kept), _cover(free)
+    if mine.keys() != theirs.keys() or any(mine[k] < theirs[k] for k in mine):
+        return None
+    f = {lv.name: lv for lv in free.levels}
+    k = {lv.name: lv for lv in kept.levels}
+    valid = True
+    levels, dropped = [], []
+    for lv in kept.levels:
+        if lv.name == "continuity":
+            valid = k["travel"].value <= f["travel"].value + 1e-9
+        elif lv.name == "load":
+            valid = valid and k["continuity"].value >= f["continuity"].value - 1e-9
+        bound = f[lv.name].bound if valid else float("nan")
+        if np.isfinite(bound) and (bound < lv.value - 1e-6 if lv.sense == "max"
+                                   else bound > lv.value + 1e-6):
+            bound = float("nan")  # cannot happen if the reasoning above is right; never shown
+            dropped.append(lv.name)
+        proven = np.isfinite(bound) and abs(bound - lv.value) <= 1e-9 * max(1.0, abs(lv.value))
+        status = Status.OPTIMAL if proven else Status.FEASIBLE
+        levels.append(LevelResult(name=lv.name, sense=lv.sense, value=lv.value,
+                                  bound=float(bound), status=status, seconds=lv.seconds))
+    status = Status.OPTIMAL if all(lv.status == Status.OPTIMAL for lv in levels) \
+        else Status.FEASIBLE
+    info = {**kept.info, "status": str(status),
+            "levels": {lv.name: {"sense": lv.sense, "value": lv.value, "bound": lv.bound,
+                                 "gap": lv.gap, "status": str(lv.status),
+                                 "seconds": lv.seconds} for lv in levels},
+            "proof": proof_summary(levels),
+            "kept_previous": "an earlier round's placements were kept (the heuristic is not "
+                             "monotone); the bounds are the unpinned matching's",
+            **({"bounds_dropped": dropped} if dropped else {})}
+    return replace(kept, levels=levels, status=status, info=info)
+
+
 def proof_summary(levels) -> dict:
     """Which levels are proven optimal and, for each that is not, its value, bound and gap:
     ``{"proven": [...], "open": {level: {value, bound, gap}}, "words_zh", "words_en"}``."""
@@ -442,6 +531,9 @@ def proof_summary(levels) -> dict:
         if lv.status == Status.OPTIMAL:
             zh += f"；{lv.name} 已证明最优"
             en += f"; {lv.name} proven optimal"
+        elif not np.isfinite(lv.bound):
+            zh += f"；{lv.name} 无可证明的界"
+            en += f"; {lv.name} has no bound that holds"
         else:
             zh += f"；{lv.name} 与界相差 {lv.gap:.1%}"
             en += f"; {lv.name} within {lv.gap:.1%} of its bound"
@@ -457,7 +549,7 @@ TIME_REASONS = ("no_available_slot", "hours_exhausted")
 PLAN_ROUNDS = 8
 #: Rounds in which a need may still take more from pools than in the round before (after
 #: them, pool units only shrink; docs/matching.md, "One plan").
-FREE_ROUNDS = 1
+FREE_ROUNDS = 0
 
 
 @dataclass
@@ -472,7 +564,7 @@ class WeekPlan:
 
 def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None = None,
               params=None, match_params: MatchParams | None = None, store=None,
-              rounds: int = PLAN_ROUNDS) -> WeekPlan:
+              rounds: int = PLAN_ROUNDS, free_rounds: int = FREE_ROUNDS) -> WeekPlan:
     """Allocate and match until every service visit the allocation gives a household is one
     the matching places (issue 19; docs/matching.md, "One plan").
 
@@ -494,6 +586,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     The rounds' matchings skip the LP bounds (plan-independent, seconds on a district); the
     last round's is run with ``match_params`` as given when those bounds are asked for.
     """
+    from wulian.optimizer.allocation import AllocationParams
     from wulian.planning.allocate import record_run, run_allocation
 
     match_params = match_params or MatchParams()
@@ -503,24 +596,54 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     limited: dict[str, str] = {}  # need_id → the matching's reason for limiting its pool
     frozen: set[str] = set()  # needs held at their pool units of an earlier round
     history: list[dict] = []
+    previous: pd.DataFrame | None = None  # the previous round's placed service visits
+    keep_final: pd.DataFrame | None = None  # what the last round's matching kept
+    held_from = free_rounds + 1  # the first round whose service visits the last placed
+    full = params or AllocationParams()
+    # A round before the held ones only tells the next what the matching can place: it skips
+    # the exact search and the bounds (the colour levels' values are the same on the demo,
+    # the plan's later levels may differ), and is never the one reported.
+    guess = replace(full, certify=False, search_seconds=0.0)
     for r in range(max(rounds, 1)):
         t0 = time.perf_counter()
-        run = run_allocation(scenario, week=week, centre=centre, params=params, store=store,
+        guessing = r < held_from and r < rounds - 1
+        run = run_allocation(scenario, week=week, centre=centre,
+                             params=guess if guessing else params, store=store,
                              volunteer_limits=(missing, caps), save=False)
         t1 = time.perf_counter()
         match = run_matching(scenario, run, week=week, centre=centre, params=quick)
         visits = match.visits
         service = visits[visits["need_id"] != ""]
         lost = service[service["volunteer_id"] == ""]
+        kept, keep_final = False, None
+        if len(lost) and r >= held_from and previous is not None:
+            # Needs are held, so every service visit is one the previous round placed; the
+            # flow heuristic is not monotone and may lose some. Keeping the previous round's
+            # placements places them all: taken when it places at least as many visits of
+            # every class (with the unpinned matching's bounds), else another round.
+            try:
+                alt = run_matching(scenario, run, week=week, centre=centre, params=quick,
+                                   keep=previous)
+            except PinError:
+                alt = None
+            alt = alt and _with_free_bounds(alt, match)
+            if alt is not None:
+                match, kept, keep_final = alt, True, previous
+                visits = match.visits
+                service = visits[visits["need_id"] != ""]
+                lost = service[service["volunteer_id"] == ""]
+        previous = service.loc[service["volunteer_id"] != "",
+                               ["visit_id", "volunteer_id", "slot", "hours"]]
         history.append({"round": r + 1, "service_visits": len(service),
                         "unplaced_service_visits": len(lost),
                         "unplaced_visits": int((visits["volunteer_id"] == "").sum()),
+                        "kept_previous": kept, "guess": guessing,
                         "allocation_seconds": round(t1 - t0, 3),
                         "matching_seconds": round(time.perf_counter() - t1, 3)})
-        if lost.empty or r == rounds - 1:
+        if (lost.empty and not guessing) or r == rounds - 1:
             break
         placed = service[service["volunteer_id"] != ""].groupby("need_id")["units"].sum()
-        if r >= FREE_ROUNDS:
+        if r + 1 >= held_from:
             # No need takes more from pools than it has now: the service visits can then
             # only shrink, and a matching that placed a set of visits places any part of
             # it, so the rounds settle.
@@ -545,7 +668,10 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         for pool_id, hours in short.groupby(short["need_id"].map(pool))["hours"].sum().items():
             missing[pool_id] = missing.get(pool_id, 0.0) + float(hours)
     if match_params.lp_bounds_visits != quick.lp_bounds_visits:
-        match = run_matching(scenario, run, week=week, centre=centre, params=match_params)
+        # The same plan (the heuristic is deterministic; the LP bounds do not change it),
+        # with the bounds the LP adds.
+        final = run_matching(scenario, run, week=week, centre=centre, params=match_params)
+        match = final if keep_final is None else (_with_free_bounds(match, final) or match)
     run = _limited_reasons(scenario, run, limited, frozen)
     run.info["volunteer_rounds"] = history
     run.info["volunteer_limits"] = {"pools_short_hours": {k: round(v, 3) for k, v in
