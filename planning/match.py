@@ -50,7 +50,6 @@ import numpy as np
 import pandas as pd
 
 from wulian.contract import vocab
-from wulian.optimizer.lexmip import LevelResult
 from wulian.optimizer.pins import PinError
 from wulian.optimizer.status import Status
 from wulian.optimizer.visits import SLOTS, MatchParams, VisitMatch, match_visits
@@ -360,9 +359,10 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
     params
         Monitoring and solver parameters.
     keep
-        Placements to keep (``visit_id, volunteer_id, slot, hours``; :func:`plan_week` gives
-        an earlier round's): a visit of the same id, not pinned by the scenario and no longer
-        than it was, is pinned to that volunteer and slot.
+        Placements to start from (``visit_id, volunteer_id, hours``; :func:`plan_week` gives
+        an earlier round's): besides its own first plan, the matching starts from one giving
+        each need's service visits, in order, the volunteers of its kept visits in order, and
+        keeps whichever ends lexicographically better (with that plan's own bounds).
 
     Returns
     -------
@@ -379,9 +379,9 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
     week = week or _week_of(scenario, run)
     centre = centre or (run.info.get("parameters") or {}).get("centre")
     visits = build_visits(scenario, run.tables["allocations"], week, centre, params)
-    if keep is not None and len(keep):
-        visits = _keep_placements(visits, keep)
-    vm = match_visits(visits, scenario.volunteers, params, run_parts=part_runner(params))
+    hint = _start_from(visits, keep) if keep is not None and len(keep) else None
+    vm = match_visits(visits, scenario.volunteers, params, run_parts=part_runner(params),
+                      start=hint)
 
     placed = vm.assignments.set_index("visit_id")
     reason = vm.unplaced.set_index("visit_id")["reason"]
@@ -427,85 +427,27 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
                        info=info)
 
 
-def _keep_placements(visits: pd.DataFrame, keep: pd.DataFrame) -> pd.DataFrame:
-    """``visits`` with their placements of ``keep`` pinned: a need's service visits, in
-    order, take the volunteer and slot of its kept visits in order (an earlier round placed
-    visits 1 and 3 of a need, this round has visits 1 and 2), when not pinned by the
-    scenario and no longer than the kept visit."""
+def _start_from(visits: pd.DataFrame, keep: pd.DataFrame) -> np.ndarray:
+    """Per visit, the volunteer of its kept placement ("" none): a need's service visits, in
+    order, take the volunteers of its kept visits in order (an earlier round placed visits 1
+    and 3 of a need, this round has visits 1 and 2), when no longer than the kept visit."""
+    start = np.full(len(visits), "", dtype=object)
     kept = keep[keep["visit_id"].astype(str).str.contains("#", regex=False)]
-    if kept.empty:
-        return visits
+    service = visits[visits["need_id"] != ""]
+    if kept.empty or service.empty:
+        return start
     kept = kept.assign(_need=kept["visit_id"].str.rsplit("#", n=1).str[0],
                        _seq=kept["visit_id"].str.rsplit("#", n=1).str[1].astype(int))
     kept = kept.sort_values(["_need", "_seq"], kind="stable")
     kept = kept.assign(_k=kept.groupby("_need").cumcount()).set_index(["_need", "_k"])
-    service = visits[visits["need_id"] != ""]
     order = service["visit_id"].str.rsplit("#", n=1).str[1].astype(int)
     rank = order.groupby(service["need_id"]).rank(method="first").astype(int) - 1
-    key = pd.MultiIndex.from_arrays([service["need_id"], rank])
-    at = kept.index.get_indexer(key)
-    ok = (at >= 0) & (service["pin_volunteer"].fillna("") == "").to_numpy()
-    ok &= service["hours"].to_numpy(float) <= np.where(
-        at >= 0, kept["hours"].to_numpy(float)[at], -np.inf) + 1e-9
-    if not ok.any():
-        return visits
-    visits = visits.copy()
-    rows = service.index[ok]
-    visits.loc[rows, "pin_volunteer"] = kept["volunteer_id"].to_numpy()[at[ok]]
-    visits.loc[rows, "pin_slot"] = kept["slot"].to_numpy()[at[ok]]
-    return visits
-
-
-def _cover(match: MatchResult) -> dict[str, float]:
-    """The matching's coverage levels (visits placed per class)."""
-    return {lv.name: lv.value for lv in match.levels if lv.name.startswith("cover:")}
-
-
-def _with_free_bounds(kept: MatchResult, free: MatchResult) -> MatchResult | None:
-    """``kept`` (a matching with an earlier round's placements pinned) with the bounds of
-    ``free`` (the same visits without those pins), or None when ``kept`` places fewer visits
-    than ``free`` in some class.
-
-    A pinned plan's own bounds hold only given its pins, which are the rounds' device, not a
-    coordinator's. ``free``'s bounds hold for ``kept``: a bound of a later level holds over the
-    plans at least as good as ``free`` on the earlier levels (docs/matching.md, "Bounds"),
-    and ``kept`` placing at least as many of every class only narrows that set. So travel's
-    bound holds; continuity's only when ``kept`` travels no more than ``free`` (its hold), and
-    load's only when, besides, ``kept`` keeps as much continuity; otherwise that level is left
-    without a bound (nan) rather than given one that might not hold. A level is optimal only
-    where its value meets the bound."""
-    mine, theirs = _cover(kept), _cover(free)
-    if mine.keys() != theirs.keys() or any(mine[k] < theirs[k] for k in mine):
-        return None
-    f = {lv.name: lv for lv in free.levels}
-    k = {lv.name: lv for lv in kept.levels}
-    valid = True
-    levels, dropped = [], []
-    for lv in kept.levels:
-        if lv.name == "continuity":
-            valid = k["travel"].value <= f["travel"].value + 1e-9
-        elif lv.name == "load":
-            valid = valid and k["continuity"].value >= f["continuity"].value - 1e-9
-        bound = f[lv.name].bound if valid else float("nan")
-        if np.isfinite(bound) and (bound < lv.value - 1e-6 if lv.sense == "max"
-                                   else bound > lv.value + 1e-6):
-            bound = float("nan")  # cannot happen if the reasoning above is right; never shown
-            dropped.append(lv.name)
-        proven = np.isfinite(bound) and abs(bound - lv.value) <= 1e-9 * max(1.0, abs(lv.value))
-        status = Status.OPTIMAL if proven else Status.FEASIBLE
-        levels.append(LevelResult(name=lv.name, sense=lv.sense, value=lv.value,
-                                  bound=float(bound), status=status, seconds=lv.seconds))
-    status = Status.OPTIMAL if all(lv.status == Status.OPTIMAL for lv in levels) \
-        else Status.FEASIBLE
-    info = {**kept.info, "status": str(status),
-            "levels": {lv.name: {"sense": lv.sense, "value": lv.value, "bound": lv.bound,
-                                 "gap": lv.gap, "status": str(lv.status),
-                                 "seconds": lv.seconds} for lv in levels},
-            "proof": proof_summary(levels),
-            "kept_previous": "an earlier round's placements were kept (the heuristic is not "
-                             "monotone); the bounds are the unpinned matching's",
-            **({"bounds_dropped": dropped} if dropped else {})}
-    return replace(kept, levels=levels, status=status, info=info)
+    at = kept.index.get_indexer(pd.MultiIndex.from_arrays([service["need_id"], rank]))
+    ok = (at >= 0) & (service["hours"].to_numpy(float) <= np.where(
+        at >= 0, kept["hours"].to_numpy(float)[at], -np.inf) + 1e-9)
+    rows = visits.index.get_indexer(service.index[ok])
+    start[rows] = kept["volunteer_id"].to_numpy()[at[ok]]
+    return start
 
 
 def proof_summary(levels) -> dict:
@@ -597,7 +539,6 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     frozen: set[str] = set()  # needs held at their pool units of an earlier round
     history: list[dict] = []
     previous: pd.DataFrame | None = None  # the previous round's placed service visits
-    keep_final: pd.DataFrame | None = None  # what the last round's matching kept
     held_from = free_rounds + 1  # the first round whose service visits the last placed
     full = params or AllocationParams()
     # A round before the held ones only tells the next what the matching can place: it skips
@@ -611,38 +552,37 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
                              params=guess if guessing else params, store=store,
                              volunteer_limits=(missing, caps), save=False)
         t1 = time.perf_counter()
-        match = run_matching(scenario, run, week=week, centre=centre, params=quick)
+        # A held round's service visits are a part of what the previous round placed; the
+        # flow heuristic is not monotone, so the matching also starts from those placements
+        # and keeps the lexicographically better plan (docs/matching.md, "One plan").
+        keep = previous if r >= held_from else None
+        match = run_matching(scenario, run, week=week, centre=centre, params=quick, keep=keep)
         visits = match.visits
         service = visits[visits["need_id"] != ""]
         lost = service[service["volunteer_id"] == ""]
-        kept, keep_final = False, None
-        if len(lost) and r >= held_from and previous is not None:
-            # Needs are held, so every service visit is one the previous round placed; the
-            # flow heuristic is not monotone and may lose some. Keeping the previous round's
-            # placements places them all: taken when it places at least as many visits of
-            # every class (with the unpinned matching's bounds), else another round.
-            try:
-                alt = run_matching(scenario, run, week=week, centre=centre, params=quick,
-                                   keep=previous)
-            except PinError:
-                alt = None
-            alt = alt and _with_free_bounds(alt, match)
-            if alt is not None:
-                match, kept, keep_final = alt, True, previous
-                visits = match.visits
-                service = visits[visits["need_id"] != ""]
-                lost = service[service["volunteer_id"] == ""]
-        previous = service.loc[service["volunteer_id"] != "",
-                               ["visit_id", "volunteer_id", "slot", "hours"]]
+        previous = service.loc[service["volunteer_id"] != "", ["visit_id", "volunteer_id",
+                                                               "hours"]]
         history.append({"round": r + 1, "service_visits": len(service),
                         "unplaced_service_visits": len(lost),
                         "unplaced_visits": int((visits["volunteer_id"] == "").sum()),
-                        "kept_previous": kept, "guess": guessing,
+                        "started_from_previous": keep is not None, "guess": guessing,
                         "allocation_seconds": round(t1 - t0, 3),
                         "matching_seconds": round(time.perf_counter() - t1, 3)})
         if (lost.empty and not guessing) or r == rounds - 1:
             break
         placed = service[service["volunteer_id"] != ""].groupby("need_id")["units"].sum()
+        if len(lost) and r + 1 >= held_from:
+            # Settle the matching alone first: with the needs that lost visits held at what
+            # was placed, a visit that carried its household's monitoring leaves a monitoring
+            # visit of its own, which may displace another (lower class) service visit; each
+            # of those would otherwise cost a whole allocation.
+            t2 = time.perf_counter()
+            lost, placed, previous, inner = _settle(scenario, run, lost, placed, previous,
+                                                    week=match.info["week"], centre=centre,
+                                                    params=quick)
+            history[-1].update({"settled_unplaced_service_visits": len(lost),
+                                "settling_matchings": inner,
+                                "settling_seconds": round(time.perf_counter() - t2, 3)})
         if r + 1 >= held_from:
             # No need takes more from pools than it has now: the service visits can then
             # only shrink, and a matching that placed a set of visits places any part of
@@ -670,8 +610,8 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     if match_params.lp_bounds_visits != quick.lp_bounds_visits:
         # The same plan (the heuristic is deterministic; the LP bounds do not change it),
         # with the bounds the LP adds.
-        final = run_matching(scenario, run, week=week, centre=centre, params=match_params)
-        match = final if keep_final is None else (_with_free_bounds(match, final) or match)
+        match = run_matching(scenario, run, week=week, centre=centre, params=match_params,
+                             keep=keep)
     run = _limited_reasons(scenario, run, limited, frozen)
     run.info["volunteer_rounds"] = history
     run.info["volunteer_limits"] = {"pools_short_hours": {k: round(v, 3) for k, v in
@@ -682,6 +622,49 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         record_run(store, scenario, run)
         match.info["allocation_run"] = run.info.get("run_id")
     return WeekPlan(run=run, match=match, rounds=history)
+
+
+#: Matchings alone, at most, that :func:`_settle` runs after a round's.
+SETTLE_MATCHINGS = 6
+
+
+def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
+            previous: pd.DataFrame, *, week: str, centre: str | None, params: MatchParams
+            ) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, int]:
+    """Match again, without allocating, the round's allocation with every need that lost
+    service visits held at the units placed, starting from the placements so far, until no
+    service visit is lost (at most :data:`SETTLE_MATCHINGS` times): (every service visit lost
+    on the way, the units placed per need at the end, the placements at the end, matchings
+    run). The next allocation holds each need at most at those units, so its visits are a
+    part of the settled ones."""
+    from types import SimpleNamespace
+
+    alloc = run.tables["allocations"]
+    pool = (alloc["source_kind"] == "volunteer_pool").to_numpy()
+    caps: dict[str, float] = {}
+    every = [lost]
+    inner = 0
+    while len(lost) and inner < SETTLE_MATCHINGS:
+        for need in pd.unique(lost["need_id"]):
+            caps[need] = float(placed.get(need, 0.0))
+        cap = alloc["need_id"].map(caps).to_numpy(dtype=float, na_value=np.inf)
+        units = np.where(pool, np.minimum(alloc["units"].to_numpy(float), cap),
+                         alloc["units"].to_numpy(float))
+        held = alloc.assign(units=units)[~(pool & (units <= 1e-9))]
+        stand_in = SimpleNamespace(tables={"allocations": held}, info=run.info)
+        try:
+            match = run_matching(scenario, stand_in, week=week, centre=centre, params=params,
+                                 keep=previous)
+        except PinError:
+            break
+        inner += 1
+        service = match.visits[match.visits["need_id"] != ""]
+        lost = service[service["volunteer_id"] == ""]
+        every.append(lost)
+        placed = service[service["volunteer_id"] != ""].groupby("need_id")["units"].sum()
+        previous = service.loc[service["volunteer_id"] != "", ["visit_id", "volunteer_id",
+                                                               "hours"]]
+    return pd.concat(every, ignore_index=True), placed, previous, inner
 
 
 def _limited_reasons(scenario: Scenario, run: Run, limited: dict[str, str],

@@ -227,66 +227,49 @@ def _held_round(seed: int, drop: int):
     return sc, first, stand_in(got.iloc[drop:])
 
 
-@pytest.mark.parametrize("seed,drop", [(2, 1), (5, 1), (9, 1), (11, 1), (12, 0)])
-def test_kept_placements_place_every_held_visit_and_bounds_hold(seed, drop):
-    """A held round's service visits are a part of what the earlier round placed: kept at
-    their earlier volunteer and slot they are all placed, and the bounds reported for the kept
-    plan (the unpinned matching's) hold against the independent model on the unpinned visits,
-    with the kept plan's class counts held; a level is optimal only at its bound."""
-    from dataclasses import replace
-
+@pytest.mark.parametrize("seed,drop", [(3, 0), (5, 1), (9, 0), (11, 1), (12, 0)])
+def test_held_round_starts_from_what_was_placed(seed, drop):
+    """A held round's service visits are a part of what the earlier round placed. Started
+    from those placements, the matching places every one of them unless a plan better for a
+    higher class exists (it places more of that class than the start-based plan could); it
+    is never lexicographically worse than without the start; and its bounds (its own plan's)
+    hold against the independent model. The heuristic is forced (no CP-SAT), which without
+    the start loses some of these visits on every seed here."""
     from test_matching import _check_bounds
 
-    from wulian.planning.match import _with_free_bounds, run_matching
+    from wulian.optimizer.visits import MatchParams
+    from wulian.planning.match import run_matching
+
+    params = MatchParams(cp_sat_below=0)
 
     sc, first, held = _held_round(seed, drop)
     previous = first.visits[(first.visits["need_id"] != "") & (first.visits["volunteer_id"] != "")]
     assert len(previous), "the seed places service visits"
-    free = run_matching(sc, held, week=WEEK)
-    kept = run_matching(sc, held, week=WEEK, keep=previous[["visit_id", "volunteer_id", "slot", "hours"]])
-    service = kept.visits[kept.visits["need_id"] != ""]
-    assert len(service) and (service["volunteer_id"] != "").all()
-    assert (service["pin_volunteer"] != "").all()  # every one kept where it was
-    merged = _with_free_bounds(kept, free)
-    if merged is None:  # the free plan placed more of some class: refused, another round
-        f = {lv.name: lv.value for lv in free.levels}
-        assert any(lv.value < f[lv.name] for lv in kept.levels if lv.name.startswith("cover:"))
-        return
-    assert [lv.value for lv in merged.levels] == [lv.value for lv in kept.levels]
-    visits = free.visits.drop(columns=["volunteer_id", "slot", "km", "reason"])
-    bounded = [lv for lv in merged.levels if np.isfinite(lv.bound)]
-    assert all(lv.status != "optimal" for lv in merged.levels if not np.isfinite(lv.bound))
-    assert all(np.isfinite(lv.bound) for lv in bounded if lv.name.startswith("cover:"))
-    _check_bounds(visits, sc.volunteers, replace(merged, levels=bounded))
-    assert merged.info["proof"]["proven"] == [lv.name for lv in merged.levels
-                                              if lv.status == "optimal"]
+    free = run_matching(sc, held, week=WEEK, params=params)
+    started = run_matching(sc, held, week=WEEK, params=params,
+                           keep=previous[["visit_id", "volunteer_id", "hours"]])
+    cover = lambda m: [lv.value for lv in m.levels if lv.name.startswith("cover:")]  # noqa: E731
+    assert cover(started) >= cover(free)
+    service = started.visits[started.visits["need_id"] != ""]
+    assert len(service)
+    if (service["volunteer_id"] == "").any():
+        assert cover(started) > cover(free)
+    lost = lambda m: ((m.visits["need_id"] != "") & (m.visits["volunteer_id"] == "")).sum()  # noqa: E731
+    assert lost(free) > 0 and lost(started) == 0  # measured on these seeds
+    visits = started.visits.drop(columns=["volunteer_id", "slot", "km", "reason"])
+    _check_bounds(visits, sc.volunteers, started)
 
 
-def test_kept_plan_refused_when_it_places_fewer_of_a_class():
-    """_with_free_bounds takes the unpinned matching's bounds only for a kept plan at least
-    as good in every class; continuity's and load's only under their holds (else no bound)."""
-    from dataclasses import replace
+def test_start_is_paired_by_order_within_a_need():
+    """_start_from: the k-th service visit of a need this round takes the volunteer of the
+    k-th kept visit of that need (ids may shift when a visit in the middle was lost), never a
+    longer visit than the kept one; monitoring visits and needs not kept get none."""
+    from wulian.planning.match import _start_from
 
-    from wulian.optimizer.lexmip import LevelResult
-    from wulian.planning.match import _with_free_bounds, run_matching
-
-    sc, first, held = _held_round(2, 0)
-    free = run_matching(sc, held, week=WEEK)
-
-    def shifted(result, **delta):
-        return replace(result, levels=[LevelResult(lv.name, lv.sense, lv.value + delta.get(
-            lv.name.replace(":", "_"), 0.0), lv.bound, lv.status, lv.seconds)
-            for lv in result.levels])
-
-    cover = next(lv.name for lv in free.levels if lv.name.startswith("cover:")
-                 and lv.value >= 1)
-    assert _with_free_bounds(shifted(free, **{cover.replace(":", "_"): -1.0}), free) is None
-    same = _with_free_bounds(free, free)
-    assert same is not None
-    assert [lv.bound for lv in same.levels] == pytest.approx(
-        [lv.bound for lv in free.levels], nan_ok=True)
-    longer = _with_free_bounds(shifted(free, travel=1.0), free)
-    by = {lv.name: lv for lv in longer.levels}
-    assert np.isnan(by["continuity"].bound) and np.isnan(by["load"].bound)
-    assert by["continuity"].status != "optimal" and by["load"].status != "optimal"
-    assert "no bound" in longer.info["proof"]["words_en"]
+    visits = pd.DataFrame({
+        "visit_id": ["N1#1", "N1#2", "monitor:H1", "N2#1", "N3#1"],
+        "need_id": ["N1", "N1", "", "N2", "N3"],
+        "hours": [2.0, 1.0, 1.0, 2.0, 3.0]})
+    keep = pd.DataFrame({"visit_id": ["N1#1", "N1#3", "N3#1"], "volunteer_id": ["V1", "V2", "V3"],
+                         "hours": [2.0, 1.0, 2.0]})
+    assert list(_start_from(visits, keep)) == ["V1", "V2", "", "", ""]
