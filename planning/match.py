@@ -607,7 +607,9 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         short = lost[lost["reason"].isin(TIME_REASONS)]
         for pool_id, hours in short.groupby(short["need_id"].map(pool))["hours"].sum().items():
             missing[pool_id] = missing.get(pool_id, 0.0) + float(hours)
-    if match_params.lp_bounds_visits != quick.lp_bounds_visits:
+    # A cut or pruned model gets the whole model's bounds, never a component's LP: no re-run.
+    exact = bool((match.info.get("decomposition") or {}).get("exact", True))
+    if match_params.lp_bounds_visits != quick.lp_bounds_visits and exact:
         # The same plan (the heuristic is deterministic; the LP bounds do not change it),
         # with the bounds the LP adds.
         match = run_matching(scenario, run, week=week, centre=centre, params=match_params,
