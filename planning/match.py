@@ -540,6 +540,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     history: list[dict] = []
     previous: pd.DataFrame | None = None  # the previous round's placed service visits
     held_from = free_rounds + 1  # the first round whose service visits the last placed
+    pool_needs = _pool_needs(scenario, week, centre)  # needs with a volunteer-pool arc
     full = params or AllocationParams()
     # A round before the held ones only tells the next what the matching can place: it skips
     # the exact search and the bounds (the colour levels' values are the same on the demo,
@@ -590,7 +591,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
             given = run.tables["allocations"]
             given = given[given["source_kind"] == "volunteer_pool"].groupby("need_id")[
                 "units"].sum()
-            for need in run.result.need_served["need_id"]:
+            for need in pool_needs:
                 caps[need] = min(caps.get(need, np.inf), float(given.get(need, 0.0)))
                 frozen.add(need)
         for need in pd.unique(lost["need_id"]):
@@ -624,6 +625,21 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         record_run(store, scenario, run)
         match.info["allocation_run"] = run.info.get("run_id")
     return WeekPlan(run=run, match=match, rounds=history)
+
+
+def _pool_needs(scenario: Scenario, week: str | None, centre: str | None) -> list[str]:
+    """The needs of the run that have a volunteer-pool arc (an in-person service with capable
+    volunteers in the household's street, as the allocation builds them): the only ones the
+    rounds hold at their pool units, and so the only ones whose shortfall may be the rounds'."""
+    from wulian.optimizer.allocation import volunteer_pools
+    from wulian.optimizer.eligibility import pool_of
+    from wulian.planning.allocate import allocation_input
+
+    data = allocation_input(scenario, week, centre)
+    pools = volunteer_pools(data)
+    street = scenario.hierarchy.ancestor(data.needs["station_id"].to_numpy(), "street")
+    has = pool_of(pools, np.asarray(street, dtype=object), data.needs["service_id"].to_numpy())
+    return data.needs["need_id"].to_numpy(object)[has >= 0].tolist()
 
 
 #: Matchings alone, at most, that :func:`_settle` runs after a round's.

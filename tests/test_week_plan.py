@@ -273,3 +273,17 @@ def test_start_is_paired_by_order_within_a_need():
     keep = pd.DataFrame({"visit_id": ["N1#1", "N1#3", "N3#1"], "volunteer_id": ["V1", "V2", "V3"],
                          "hours": [2.0, 1.0, 2.0]})
     assert list(_start_from(visits, keep)) == ["V1", "V2", "", "", ""]
+
+
+@pytest.mark.parametrize("seed", SCARCE_SEEDS[:4])
+def test_only_needs_with_a_pool_are_held(seed):
+    """The rounds hold (and may relabel the shortfall of) only needs with a volunteer-pool
+    arc: the same needs as the independent reference's pool arcs; a need without one keeps the
+    allocation's own reason."""
+    from wulian.planning.match import _pool_needs
+
+    sc = scarce(seed)
+    spec = ref_alloc.build(sc)
+    with_pool = {a.need_id for a in spec.arcs if a.kind == "volunteer_pool"}
+    assert set(_pool_needs(sc, None, None)) == with_pool
+    assert plan_week(sc).run.info["volunteer_limits"]["needs_capped"] <= len(with_pool)
