@@ -517,16 +517,23 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     (``pool_caps``), and when the visits failed for want of time (:data:`TIME_REASONS`) the
     pool and its street lose those hours; the allocation is then solved again, lexicographic
     as ever, so the need goes to another source that can serve it (an NGO's hours, a
-    department) or stays unmet, and the freed capacity is not promised twice. After
-    :data:`FREE_ROUNDS` rounds no need may take more from pools than it has (the visits only
-    shrink, so the next matching places them all, but for monitoring a removed visit
-    carried). Limits only tighten, so the rounds end; after ``rounds`` any difference left is
-    reconciled as :func:`reconciled_tables` does. A need left unmet whose pool the matching
-    limited, and whose allocation reason is that every source reaching it is full (or
-    capped), says the matching's reason (``hours_exhausted`` …): every other source was used first.
+    department) or stays unmet, and the freed capacity is not promised twice.
+
+    The rounds before the held ones (the first, with :data:`FREE_ROUNDS` = 0) are *guesses*:
+    the allocation without exact search and bounds, never the one reported. From then on no
+    need with a pool arc may take more from pools than it has, and the matching is *settled*
+    alone (:func:`_settle`: matched again with the needs that lost visits held, until none is
+    lost) before the next allocation, so that allocation's visits are a part of the settled
+    ones; a held round's matching starts from the previous placements (``keep``) and keeps
+    the lexicographically better plan. On the district demo that is two rounds. Limits only
+    tighten, so the rounds end; after ``rounds`` any difference left is reconciled as
+    :func:`reconciled_tables` does. A need left unmet whose pool the matching limited, and
+    whose allocation reason is that every source reaching it is full (or capped), says the
+    matching's reason (``hours_exhausted`` …): every other source was used first.
 
     The rounds' matchings skip the LP bounds (plan-independent, seconds on a district); the
-    last round's is run with ``match_params`` as given when those bounds are asked for.
+    last round's is run again with ``match_params`` when those bounds are asked for and its
+    model was neither cut nor pruned (else it would get the whole model's bounds anyway).
     """
     from wulian.optimizer.allocation import AllocationParams
     from wulian.planning.allocate import record_run, run_allocation
