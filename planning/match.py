@@ -587,7 +587,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
             t2 = time.perf_counter()
             lost, placed, previous, inner = _settle(scenario, run, lost, placed, previous,
                                                     week=match.info["week"], centre=centre,
-                                                    params=quick)
+                                                    params=quick, seconds=t1 - t0)
             history[-1].update({"settled_unplaced_service_visits": len(lost),
                                 "settling_matchings": inner,
                                 "settling_seconds": round(time.perf_counter() - t2, 3)})
@@ -654,14 +654,15 @@ SETTLE_MATCHINGS = 6
 
 
 def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
-            previous: pd.DataFrame, *, week: str, centre: str | None, params: MatchParams
-            ) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, int]:
+            previous: pd.DataFrame, *, week: str, centre: str | None, params: MatchParams,
+            seconds: float = np.inf) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, int]:
     """Match again, without allocating, the round's allocation with every need that lost
     service visits held at the units placed, starting from the placements so far, until no
     service visit is lost (at most :data:`SETTLE_MATCHINGS` times): (every service visit lost
     on the way, the units placed per need at the end, the placements at the end, matchings
     run). The next allocation holds each need at most at those units, so its visits are a
-    part of the settled ones."""
+    part of the settled ones. No matching starts once ``seconds`` (the round's allocation
+    time) are spent: settling is there to save allocations, not to cost more than one."""
     from types import SimpleNamespace
 
     alloc = run.tables["allocations"]
@@ -669,7 +670,8 @@ def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
     caps: dict[str, float] = {}
     every = [lost]
     inner = 0
-    while len(lost) and inner < SETTLE_MATCHINGS:
+    start = time.perf_counter()
+    while len(lost) and inner < SETTLE_MATCHINGS and time.perf_counter() - start < seconds:
         for need in pd.unique(lost["need_id"]):
             caps[need] = float(placed.get(need, 0.0))
         cap = alloc["need_id"].map(caps).to_numpy(dtype=float, na_value=np.inf)
