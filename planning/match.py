@@ -379,7 +379,7 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
     week = week or _week_of(scenario, run)
     centre = centre or (run.info.get("parameters") or {}).get("centre")
     visits = build_visits(scenario, run.tables["allocations"], week, centre, params)
-    hint = _start_from(visits, keep) if keep is not None and len(keep) else None
+    hint = start_from(visits, keep) if keep is not None and len(keep) else None
     vm = match_visits(visits, scenario.volunteers, params, run_parts=part_runner(params),
                       start=hint)
 
@@ -427,7 +427,7 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
                        info=info)
 
 
-def _start_from(visits: pd.DataFrame, keep: pd.DataFrame) -> np.ndarray:
+def start_from(visits: pd.DataFrame, keep: pd.DataFrame) -> np.ndarray:
     """Per visit, the volunteer of its kept placement ("" none): a need's service visits, in
     order, take the volunteers of its kept visits in order (an earlier round placed visits 1
     and 3 of a need, this round has visits 1 and 2), when no longer than the kept visit."""
@@ -547,7 +547,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     history: list[dict] = []
     previous: pd.DataFrame | None = None  # the previous round's placed service visits
     held_from = free_rounds + 1  # the first round whose service visits the last placed
-    pool_needs = _pool_needs(scenario, week, centre)  # needs with a volunteer-pool arc
+    pool_needs = pool_needs_of(scenario, week, centre)  # needs with a volunteer-pool arc
     full = params or AllocationParams()
     # A round before the held ones only tells the next what the matching can place: it skips
     # the exact search and the bounds (the colour levels' values are the same on the demo,
@@ -634,7 +634,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     return WeekPlan(run=run, match=match, rounds=history)
 
 
-def _pool_needs(scenario: Scenario, week: str | None, centre: str | None) -> list[str]:
+def pool_needs_of(scenario: Scenario, week: str | None, centre: str | None) -> list[str]:
     """The needs of the run that have a volunteer-pool arc (an in-person service with capable
     volunteers in the household's street, as the allocation builds them): the only ones the
     rounds hold at their pool units, and so the only ones whose shortfall may be the rounds'."""
@@ -931,6 +931,6 @@ def reconciled_tables(scenario: Scenario, run: Run, match: MatchResult) -> dict[
 
 
 __all__ = ["MatchParams", "MatchResult", "PinError", "WeekPlan", "build_visits", "plan_week",
-           "proof_summary", "reconcile",
+           "pool_needs_of", "proof_summary", "reconcile", "start_from",
            "reconciled_tables", "run_matching", "sheet_names", "week_start", "weeks_between",
            "write_workbook", "KINDS", "OUTPUT_TABLES"]

@@ -202,9 +202,10 @@ def test_pool_caps_hold_a_need_to_what_was_placed(seed):
 
 
 def _held_round(seed: int, drop: int):
-    """Scenario ``seed`` (volunteers' hours as generated) with every in-person need served in full from volunteer
-    pools, matched (the earlier round); then each need's pool units cut to what was placed and
-    ``drop`` needs' taken away (a held round's visits: a part of what was placed):
+    """Scenario ``seed`` (volunteers' hours as generated) with every in-person need served in
+    full from volunteer pools, matched (the earlier round); then each need's pool units cut to
+    what was placed and ``drop`` needs' taken away (a held round's visits: a part of what
+    was placed):
     (scenario, earlier match, stand-in run of the held round)."""
     from types import SimpleNamespace
 
@@ -235,7 +236,7 @@ def test_held_round_starts_from_what_was_placed(seed, drop):
     is never lexicographically worse than without the start; and its bounds (its own plan's)
     hold against the independent model. The heuristic is forced (no CP-SAT), which without
     the start loses some of these visits on every seed here."""
-    from test_matching import _check_bounds
+    from test_matching import _check_bounds  # noqa: PLC2701 (the suite's own check)
 
     from wulian.optimizer.visits import MatchParams
     from wulian.planning.match import run_matching
@@ -261,10 +262,10 @@ def test_held_round_starts_from_what_was_placed(seed, drop):
 
 
 def test_start_is_paired_by_order_within_a_need():
-    """_start_from: the k-th service visit of a need this round takes the volunteer of the
+    """start_from: the k-th service visit of a need this round takes the volunteer of the
     k-th kept visit of that need (ids may shift when a visit in the middle was lost), never a
     longer visit than the kept one; monitoring visits and needs not kept get none."""
-    from wulian.planning.match import _start_from
+    from wulian.planning.match import start_from
 
     visits = pd.DataFrame({
         "visit_id": ["N1#1", "N1#2", "monitor:H1", "N2#1", "N3#1"],
@@ -272,7 +273,7 @@ def test_start_is_paired_by_order_within_a_need():
         "hours": [2.0, 1.0, 1.0, 2.0, 3.0]})
     keep = pd.DataFrame({"visit_id": ["N1#1", "N1#3", "N3#1"], "volunteer_id": ["V1", "V2", "V3"],
                          "hours": [2.0, 1.0, 2.0]})
-    assert list(_start_from(visits, keep)) == ["V1", "V2", "", "", ""]
+    assert list(start_from(visits, keep)) == ["V1", "V2", "", "", ""]
 
 
 @pytest.mark.parametrize("seed", SCARCE_SEEDS[:4])
@@ -280,10 +281,10 @@ def test_only_needs_with_a_pool_are_held(seed):
     """The rounds hold (and may relabel the shortfall of) only needs with a volunteer-pool
     arc: the same needs as the independent reference's pool arcs; a need without one keeps the
     allocation's own reason."""
-    from wulian.planning.match import _pool_needs
+    from wulian.planning.match import pool_needs_of
 
     sc = scarce(seed)
     spec = ref_alloc.build(sc)
     with_pool = {a.need_id for a in spec.arcs if a.kind == "volunteer_pool"}
-    assert set(_pool_needs(sc, None, None)) == with_pool
+    assert set(pool_needs_of(sc, None, None)) == with_pool
     assert plan_week(sc).run.info["volunteer_limits"]["needs_capped"] <= len(with_pool)
