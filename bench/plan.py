@@ -38,18 +38,24 @@ def main(argv: list[str] | None = None) -> int:
     folder = preset_folder(args.preset, args.data, tmp)
     print(f"preset {args.preset} ({folder}); load average before: {loadavg()}")
     scenario = load_scenario(folder)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     alone = run_allocation(scenario)
-    t_alone = time.perf_counter() - start
-    start = time.perf_counter()
+    t_alone, c_alone = time.perf_counter() - start, time.process_time() - cpu
+    start, cpu = time.perf_counter(), time.process_time()
     plan = plan_week(scenario)
-    t_plan = time.perf_counter() - start
-    print(f"allocation alone: {t_alone:.1f} s; allocation with matching (one plan): "
-          f"{t_plan:.1f} s; ratio {t_plan / t_alone:.2f}×")
-    print("round  service visits  unplaced  allocation s  matching s")
+    t_plan, c_plan = time.perf_counter() - start, time.process_time() - cpu
+    print(f"allocation alone: {t_alone:.1f} s ({c_alone:.1f} s CPU); allocation with matching "
+          f"(one plan): {t_plan:.1f} s ({c_plan:.1f} s CPU); ratio {t_plan / t_alone:.2f}× "
+          f"({c_plan / c_alone:.2f}× in CPU; this process only, not the matching's workers)")
+    print("round  guess  service visits  unplaced  allocation s  matching s  settling: "
+          "matchings, s, unplaced in all")
     for r in plan.rounds:
-        print(f"{r['round']:>5}  {r['service_visits']:>14,}  {r['unplaced_service_visits']:>8,}"
-              f"  {r['allocation_seconds']:>12.1f}  {r['matching_seconds']:>10.1f}")
+        settle = (f"  {r['settling_matchings']:>9}  {r['settling_seconds']:>4.1f}  "
+                  f"{r['settled_unplaced_service_visits']:>6,}" if "settling_matchings" in r
+                  else "")
+        print(f"{r['round']:>5}  {'yes' if r.get('guess') else 'no':>5}  "
+              f"{r['service_visits']:>14,}  {r['unplaced_service_visits']:>8,}"
+              f"  {r['allocation_seconds']:>12.1f}  {r['matching_seconds']:>10.1f}{settle}")
     print("level      alone           one plan        (allocation's value; the plan's "
           "allocation has the matching's limits)")
     for a, b in zip(alone.result.levels, plan.run.result.levels, strict=True):

@@ -340,7 +340,8 @@ def part_runner(params: MatchParams):
 
 
 def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
-                 centre: str | None = None, params: MatchParams | None = None) -> MatchResult:
+                 centre: str | None = None, params: MatchParams | None = None,
+                 keep: pd.DataFrame | None = None) -> MatchResult:
     """Match the week's visits (pool-served needs and monitoring) to volunteers and slots.
 
     Parameters
@@ -356,6 +357,11 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
         reach may serve them); by default the run's ``centre``.
     params
         Monitoring and solver parameters.
+    keep
+        Placements to start from (``visit_id, volunteer_id, hours``; :func:`plan_week` gives
+        an earlier round's): besides its own first plan, the matching starts from one giving
+        each need's service visits, in order, the volunteers of its kept visits in order, and
+        keeps whichever ends lexicographically better (with that plan's own bounds).
 
     Returns
     -------
@@ -372,7 +378,9 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
     week = week or _week_of(scenario, run)
     centre = centre or (run.info.get("parameters") or {}).get("centre")
     visits = build_visits(scenario, run.tables["allocations"], week, centre, params)
-    vm = match_visits(visits, scenario.volunteers, params, run_parts=part_runner(params))
+    hint = start_from(visits, keep) if keep is not None and len(keep) else None
+    vm = match_visits(visits, scenario.volunteers, params, run_parts=part_runner(params),
+                      start=hint)
 
     placed = vm.assignments.set_index("visit_id")
     reason = vm.unplaced.set_index("visit_id")["reason"]
@@ -418,6 +426,29 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
                        info=info)
 
 
+def start_from(visits: pd.DataFrame, keep: pd.DataFrame) -> np.ndarray:
+    """Per visit, the volunteer of its kept placement ("" none): a need's service visits, in
+    order, take the volunteers of its kept visits in order (an earlier round placed visits 1
+    and 3 of a need, this round has visits 1 and 2), when no longer than the kept visit."""
+    start = np.full(len(visits), "", dtype=object)
+    kept = keep[keep["visit_id"].astype(str).str.contains("#", regex=False)]
+    service = visits[visits["need_id"] != ""]
+    if kept.empty or service.empty:
+        return start
+    kept = kept.assign(_need=kept["visit_id"].str.rsplit("#", n=1).str[0],
+                       _seq=kept["visit_id"].str.rsplit("#", n=1).str[1].astype(int))
+    kept = kept.sort_values(["_need", "_seq"], kind="stable")
+    kept = kept.assign(_k=kept.groupby("_need").cumcount()).set_index(["_need", "_k"])
+    order = service["visit_id"].str.rsplit("#", n=1).str[1].astype(int)
+    rank = order.groupby(service["need_id"]).rank(method="first").astype(int) - 1
+    at = kept.index.get_indexer(pd.MultiIndex.from_arrays([service["need_id"], rank]))
+    ok = (at >= 0) & (service["hours"].to_numpy(float) <= np.where(
+        at >= 0, kept["hours"].to_numpy(float)[at], -np.inf) + 1e-9)
+    rows = visits.index.get_indexer(service.index[ok])
+    start[rows] = kept["volunteer_id"].to_numpy()[at[ok]]
+    return start
+
+
 def proof_summary(levels) -> dict:
     """Which levels are proven optimal and, for each that is not, its value, bound and gap:
     ``{"proven": [...], "open": {level: {value, bound, gap}}, "words_zh", "words_en"}``."""
@@ -441,6 +472,9 @@ def proof_summary(levels) -> dict:
         if lv.status == Status.OPTIMAL:
             zh += f"；{lv.name} 已证明最优"
             en += f"; {lv.name} proven optimal"
+        elif not np.isfinite(lv.bound):
+            zh += f"；{lv.name} 无可证明的界"
+            en += f"; {lv.name} has no bound that holds"
         else:
             zh += f"；{lv.name} 与界相差 {lv.gap:.1%}"
             en += f"; {lv.name} within {lv.gap:.1%} of its bound"
@@ -456,7 +490,7 @@ TIME_REASONS = ("no_available_slot", "hours_exhausted")
 PLAN_ROUNDS = 8
 #: Rounds in which a need may still take more from pools than in the round before (after
 #: them, pool units only shrink; docs/matching.md, "One plan").
-FREE_ROUNDS = 1
+FREE_ROUNDS = 0
 
 
 @dataclass
@@ -471,7 +505,7 @@ class WeekPlan:
 
 def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None = None,
               params=None, match_params: MatchParams | None = None, store=None,
-              rounds: int = PLAN_ROUNDS) -> WeekPlan:
+              rounds: int = PLAN_ROUNDS, free_rounds: int = FREE_ROUNDS) -> WeekPlan:
     """Allocate and match until every service visit the allocation gives a household is one
     the matching places (issue 19; docs/matching.md, "One plan").
 
@@ -482,17 +516,25 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     (``pool_caps``), and when the visits failed for want of time (:data:`TIME_REASONS`) the
     pool and its street lose those hours; the allocation is then solved again, lexicographic
     as ever, so the need goes to another source that can serve it (an NGO's hours, a
-    department) or stays unmet, and the freed capacity is not promised twice. After
-    :data:`FREE_ROUNDS` rounds no need may take more from pools than it has (the visits only
-    shrink, so the next matching places them all, but for monitoring a removed visit
-    carried). Limits only tighten, so the rounds end; after ``rounds`` any difference left is
-    reconciled as :func:`reconciled_tables` does. A need left unmet whose pool the matching
-    limited, and whose allocation reason is that every source reaching it is full (or
-    capped), says the matching's reason (``hours_exhausted`` …): every other source was used first.
+    department) or stays unmet, and the freed capacity is not promised twice.
+
+    The rounds before the held ones (the first, with :data:`FREE_ROUNDS` = 0) are *guesses*:
+    the allocation without exact search and bounds, never the one reported. From then on no
+    need with a pool arc may take more from pools than it has, and the matching is *settled*
+    alone (:func:`_settle`: matched again with the needs that lost visits held, until none is
+    lost) before the next allocation, so that allocation's visits are a part of the settled
+    ones; a held round's matching starts from the previous placements (``keep``) and keeps
+    the lexicographically better plan. On the district demo that is two rounds. Limits only
+    tighten, so the rounds end; after ``rounds`` any difference left is reconciled as
+    :func:`reconciled_tables` does. A need left unmet whose pool the matching limited, and
+    whose allocation reason is that every source reaching it is full (or capped), says the
+    matching's reason (``hours_exhausted`` …): every other source was used first.
 
     The rounds' matchings skip the LP bounds (plan-independent, seconds on a district); the
-    last round's is run with ``match_params`` as given when those bounds are asked for.
+    last round's is run again with ``match_params`` when those bounds are asked for and its
+    model was neither cut nor pruned (else it would get the whole model's bounds anyway).
     """
+    from wulian.optimizer.allocation import AllocationParams
     from wulian.planning.allocate import record_run, run_allocation
 
     match_params = match_params or MatchParams()
@@ -502,31 +544,60 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     limited: dict[str, str] = {}  # need_id → the matching's reason for limiting its pool
     frozen: set[str] = set()  # needs held at their pool units of an earlier round
     history: list[dict] = []
+    previous: pd.DataFrame | None = None  # the previous round's placed service visits
+    held_from = free_rounds + 1  # the first round whose service visits the last placed
+    pool_needs = pool_needs_of(scenario, week, centre)  # needs with a volunteer-pool arc
+    full = params or AllocationParams()
+    # A round before the held ones only tells the next what the matching can place: it skips
+    # the exact search and the bounds (the colour levels' values are the same on the demo,
+    # the plan's later levels may differ), and is never the one reported.
+    guess = replace(full, certify=False, search_seconds=0.0)
     for r in range(max(rounds, 1)):
         t0 = time.perf_counter()
-        run = run_allocation(scenario, week=week, centre=centre, params=params, store=store,
+        guessing = r < held_from and r < rounds - 1
+        run = run_allocation(scenario, week=week, centre=centre,
+                             params=guess if guessing else params, store=store,
                              volunteer_limits=(missing, caps), save=False)
         t1 = time.perf_counter()
-        match = run_matching(scenario, run, week=week, centre=centre, params=quick)
+        # A held round's service visits are a part of what the previous round placed; the
+        # flow heuristic is not monotone, so the matching also starts from those placements
+        # and keeps the lexicographically better plan (docs/matching.md, "One plan").
+        keep = previous if r >= held_from else None
+        match = run_matching(scenario, run, week=week, centre=centre, params=quick, keep=keep)
         visits = match.visits
         service = visits[visits["need_id"] != ""]
         lost = service[service["volunteer_id"] == ""]
+        previous = service.loc[service["volunteer_id"] != "", ["visit_id", "volunteer_id",
+                                                               "hours"]]
         history.append({"round": r + 1, "service_visits": len(service),
                         "unplaced_service_visits": len(lost),
                         "unplaced_visits": int((visits["volunteer_id"] == "").sum()),
+                        "started_from_previous": keep is not None, "guess": guessing,
                         "allocation_seconds": round(t1 - t0, 3),
                         "matching_seconds": round(time.perf_counter() - t1, 3)})
-        if lost.empty or r == rounds - 1:
+        if (lost.empty and not guessing) or r == rounds - 1:
             break
         placed = service[service["volunteer_id"] != ""].groupby("need_id")["units"].sum()
-        if r >= FREE_ROUNDS:
+        if len(lost) and r + 1 >= held_from:
+            # Settle the matching alone first: with the needs that lost visits held at what
+            # was placed, a visit that carried its household's monitoring leaves a monitoring
+            # visit of its own, which may displace another (lower class) service visit; each
+            # of those would otherwise cost a whole allocation.
+            t2 = time.perf_counter()
+            lost, placed, previous, inner = _settle(scenario, run, lost, placed, previous,
+                                                    week=match.info["week"], centre=centre,
+                                                    params=quick, seconds=t1 - t0)
+            history[-1].update({"settled_unplaced_service_visits": len(lost),
+                                "settling_matchings": inner,
+                                "settling_seconds": round(time.perf_counter() - t2, 3)})
+        if r + 1 >= held_from:
             # No need takes more from pools than it has now: the service visits can then
             # only shrink, and a matching that placed a set of visits places any part of
             # it, so the rounds settle.
             given = run.tables["allocations"]
             given = given[given["source_kind"] == "volunteer_pool"].groupby("need_id")[
                 "units"].sum()
-            for need in run.result.need_served["need_id"]:
+            for need in pool_needs:
                 caps[need] = min(caps.get(need, np.inf), float(given.get(need, 0.0)))
                 frozen.add(need)
         for need in pd.unique(lost["need_id"]):
@@ -543,8 +614,13 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         short = lost[lost["reason"].isin(TIME_REASONS)]
         for pool_id, hours in short.groupby(short["need_id"].map(pool))["hours"].sum().items():
             missing[pool_id] = missing.get(pool_id, 0.0) + float(hours)
-    if match_params.lp_bounds_visits != quick.lp_bounds_visits:
-        match = run_matching(scenario, run, week=week, centre=centre, params=match_params)
+    # A cut or pruned model gets the whole model's bounds, never a component's LP: no re-run.
+    exact = bool((match.info.get("decomposition") or {}).get("exact", True))
+    if match_params.lp_bounds_visits != quick.lp_bounds_visits and exact:
+        # The same plan (the heuristic is deterministic; the LP bounds do not change it),
+        # with the bounds the LP adds.
+        match = run_matching(scenario, run, week=week, centre=centre, params=match_params,
+                             keep=keep)
     run = _limited_reasons(scenario, run, limited, frozen)
     run.info["volunteer_rounds"] = history
     run.info["volunteer_limits"] = {"pools_short_hours": {k: round(v, 3) for k, v in
@@ -555,6 +631,66 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         record_run(store, scenario, run)
         match.info["allocation_run"] = run.info.get("run_id")
     return WeekPlan(run=run, match=match, rounds=history)
+
+
+def pool_needs_of(scenario: Scenario, week: str | None, centre: str | None) -> list[str]:
+    """The needs of the run that have a volunteer-pool arc (an in-person service with capable
+    volunteers in the household's street, as the allocation builds them): the only ones the
+    rounds hold at their pool units, and so the only ones whose shortfall may be the rounds'."""
+    from wulian.optimizer.allocation import volunteer_pools
+    from wulian.optimizer.eligibility import pool_of
+    from wulian.planning.allocate import allocation_input
+
+    data = allocation_input(scenario, week, centre)
+    pools = volunteer_pools(data)
+    street = scenario.hierarchy.ancestor(data.needs["station_id"].to_numpy(), "street")
+    has = pool_of(pools, np.asarray(street, dtype=object), data.needs["service_id"].to_numpy())
+    return data.needs["need_id"].to_numpy(object)[has >= 0].tolist()
+
+
+#: Matchings alone, at most, that :func:`_settle` runs after a round's.
+SETTLE_MATCHINGS = 6
+
+
+def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
+            previous: pd.DataFrame, *, week: str, centre: str | None, params: MatchParams,
+            seconds: float = np.inf) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, int]:
+    """Match again, without allocating, the round's allocation with every need that lost
+    service visits held at the units placed, starting from the placements so far, until no
+    service visit is lost (at most :data:`SETTLE_MATCHINGS` times): (every service visit lost
+    on the way, the units placed per need at the end, the placements at the end, matchings
+    run). The next allocation holds each need at most at those units, so its visits are a
+    part of the settled ones. No matching starts once ``seconds`` (the round's allocation
+    time) are spent: settling is there to save allocations, not to cost more than one."""
+    from types import SimpleNamespace
+
+    alloc = run.tables["allocations"]
+    pool = (alloc["source_kind"] == "volunteer_pool").to_numpy()
+    caps: dict[str, float] = {}
+    every = [lost]
+    inner = 0
+    start = time.perf_counter()
+    while len(lost) and inner < SETTLE_MATCHINGS and time.perf_counter() - start < seconds:
+        for need in pd.unique(lost["need_id"]):
+            caps[need] = float(placed.get(need, 0.0))
+        cap = alloc["need_id"].map(caps).to_numpy(dtype=float, na_value=np.inf)
+        units = np.where(pool, np.minimum(alloc["units"].to_numpy(float), cap),
+                         alloc["units"].to_numpy(float))
+        held = alloc.assign(units=units)[~(pool & (units <= 1e-9))]
+        stand_in = SimpleNamespace(tables={"allocations": held}, info=run.info)
+        try:
+            match = run_matching(scenario, stand_in, week=week, centre=centre, params=params,
+                                 keep=previous)
+        except PinError:
+            break
+        inner += 1
+        service = match.visits[match.visits["need_id"] != ""]
+        lost = service[service["volunteer_id"] == ""]
+        every.append(lost)
+        placed = service[service["volunteer_id"] != ""].groupby("need_id")["units"].sum()
+        previous = service.loc[service["volunteer_id"] != "", ["visit_id", "volunteer_id",
+                                                               "hours"]]
+    return pd.concat(every, ignore_index=True), placed, previous, inner
 
 
 def _limited_reasons(scenario: Scenario, run: Run, limited: dict[str, str],
@@ -794,6 +930,6 @@ def reconciled_tables(scenario: Scenario, run: Run, match: MatchResult) -> dict[
 
 
 __all__ = ["MatchParams", "MatchResult", "PinError", "WeekPlan", "build_visits", "plan_week",
-           "proof_summary", "reconcile",
+           "pool_needs_of", "proof_summary", "reconcile", "start_from",
            "reconciled_tables", "run_matching", "sheet_names", "week_start", "weeks_between",
            "write_workbook", "KINDS", "OUTPUT_TABLES"]

@@ -29,7 +29,8 @@ from wulian.optimizer.visits.regions import RegionInput, plan_regions, solve_reg
 
 def match_visits(visits: pd.DataFrame, volunteers: pd.DataFrame,
                  params: MatchParams | None = None,
-                 run_parts: PartRunner | None = None) -> VisitMatch:
+                 run_parts: PartRunner | None = None,
+                 start: np.ndarray | None = None) -> VisitMatch:
     """Match the week's visits to volunteers and half-day slots, lexicographically.
 
     Parameters
@@ -47,6 +48,11 @@ def match_visits(visits: pd.DataFrame, volunteers: pd.DataFrame,
         Runs the regions: ``run_parts(task, payload, keys)`` → ``{key: task(payload, key)}``
         (``planning.match`` passes a process pool); by default, one after another here. Only
         called when there are several regions.
+    start
+        Per visit, a volunteer id ("" for none): a plan to start from besides the heuristic's
+        own (``planning.match.plan_week`` gives the previous round's placements). Pinned
+        visits ignore it; a component takes the plan it leads to only when that ends
+        lexicographically better, and reports the bounds of the plan it keeps.
 
     Returns
     -------
@@ -81,7 +87,8 @@ def match_visits(visits: pd.DataFrame, volunteers: pd.DataFrame,
         loc_lat=arrays.loc_lat, loc_lon=arrays.loc_lon, g_loc=arrays.g_loc,
         g_units=arrays.g_units, g_class=arrays.g_class, g_count=arrays.g_count,
         g_skills=arrays.g_skills, g_safe=arrays.g_safe, g_last=arrays.g_last,
-        loc_region=loc_region, vol_region=vol_region, split=split, regions=n_regions)
+        loc_region=loc_region, vol_region=vol_region, split=split, regions=n_regions,
+        start=_start_pairs(arrays, start))
     weight = np.bincount(loc_region[arrays.g_loc], weights=arrays.g_count, minlength=n_regions)
     keys = sorted(range(n_regions), key=lambda r: (-weight[r], r))  # longest first
     build = time.perf_counter() - t0
@@ -158,6 +165,20 @@ def match_visits(visits: pd.DataFrame, volunteers: pd.DataFrame,
         assignments=assignments, unplaced=unplaced, load=load, levels=levels, status=status,
         method=method, sizes=sizes, build_seconds=build, solve_seconds=solve,
         decomposition=decomposition)
+
+
+def _start_pairs(arrays, start) -> tuple | None:
+    """A per-visit starting plan (volunteer ids, "" none) as (group, volunteer, count)."""
+    if start is None:
+        return None
+    vol = pd.Series(np.arange(len(arrays.vol_ids)), index=arrays.vol_ids).reindex(
+        np.asarray(start, dtype=object)).fillna(-1).to_numpy(np.int64)
+    use = (vol >= 0) & (arrays.visit_group >= 0)
+    if not use.any():
+        return None
+    code, count = np.unique(arrays.visit_group[use] * len(arrays.vol_ids) + vol[use],
+                            return_counts=True)
+    return (code // len(arrays.vol_ids), code % len(arrays.vol_ids), count.astype(np.int64))
 
 
 def _assign_visits(arrays: VisitArrays, used: tuple) -> tuple[np.ndarray, np.ndarray]:

@@ -53,6 +53,9 @@ class RegionInput:
     vol_region: np.ndarray  # -1: in no region (can take no visit)
     split: bool  # a component was cut into regions
     regions: int
+    # A starting plan (whole-model group, volunteer, count), e.g. an earlier round's: each
+    # heuristic component also starts from its part of it (solve.solve_component).
+    start: tuple | None = None
 
 
 @dataclass
@@ -246,6 +249,22 @@ def solve_region(shared: RegionInput, r: int) -> RegionResult:
         arc_j = np.concatenate([arc_j, lg[ok]])
         arc_vol = np.concatenate([arc_vol, lv[ok]])
         arc_km = np.concatenate([arc_km, lkm[ok]])
+    if shared.start is not None and len(shared.start[0]):
+        # The starting plan's pairs stay in the model even when pruning left them out.
+        at = np.searchsorted(groups, shared.start[0])
+        ours = (at < n_groups) & (groups[np.minimum(at, n_groups - 1)] == shared.start[0])
+        sj, sv = at[ours], shared.start[1][ours]
+        ok = mine[sv]
+        sj, sv = sj[ok], sv[ok]
+        skm = haversine_km(shared.vol_lat[sv], shared.vol_lon[sv], shared.loc_lat[gl[sj]],
+                           shared.loc_lon[gl[sj]])
+        ok = (skm <= shared.vol_reach[sv] + KM_TOLERANCE) \
+            & ((shared.vol_skills[sv] & gs[sj]) == gs[sj]) & (shared.vol_checked[sv] | ~gc[sj]) \
+            & (shared.free_slots[sv] >= 1) & (shared.free_units[sv] >= gu[sj])
+        ok &= ~np.isin(sj * n_vol + sv, arc_j * n_vol + arc_vol)
+        arc_j = np.concatenate([arc_j, sj[ok]])
+        arc_vol = np.concatenate([arc_vol, sv[ok]])
+        arc_km = np.concatenate([arc_km, skm[ok]])
     order = np.lexsort((arc_vol, arc_j))
     arc_j, arc_vol, arc_km = arc_j[order], arc_vol[order], arc_km[order]
     units = gu[arc_j]
@@ -263,6 +282,14 @@ def solve_region(shared: RegionInput, r: int) -> RegionResult:
     # Exact components of the region's model, each solved on its own (one model when the
     # caller asked for no decomposition).
     x = np.zeros(len(arc_j), np.int64)
+    x_start = None
+    if shared.start is not None and len(shared.start[0]) and len(arc_j):
+        code = groups[arc_j] * n_vol + arc_vol  # sorted: arcs go by group, then volunteer
+        sg, sv, sc = shared.start
+        at = np.minimum(np.searchsorted(code, sg * n_vol + sv), len(code) - 1)
+        found = code[at] == sg * n_vol + sv
+        x_start = np.zeros(len(arc_j), np.int64)
+        np.add.at(x_start, at[found], sc[found])
     label = components(n_groups + len(vols), arc_j, n_groups + arcs.vol)
     comp_of_arc = label[arc_j]
     by_comp = np.argsort(comp_of_arc, kind="stable")
@@ -284,7 +311,9 @@ def solve_region(shared: RegionInput, r: int) -> RegionResult:
                          g_units=region.g_units[cg])
         sub = arcs.take(sel)
         sub.group, sub.vol = gj.ravel(), vj.ravel()
-        xc, rep, method, cp_given = solve_component(part, sub, p, with_bounds=exact)
+        xc, rep, method, cp_given = solve_component(
+            part, sub, p, with_bounds=exact,
+            hint=None if x_start is None else x_start[sel])
         x[sel] = xc
         cp_pairs += cp_given
         methods[method] = methods.get(method, 0) + 1

@@ -23,6 +23,7 @@ from wulian.optimizer.visits.heuristic import (
     displace_component,
     heuristic_plan,
     polish,
+    room_left,
 )
 from wulian.optimizer.visits.params import MatchParams
 
@@ -67,14 +68,43 @@ def _heuristic_reports(comp: Component, pairs: PairTable, x: np.ndarray, seconds
     return reports
 
 
+def fits(comp: Component, pairs: PairTable, x: np.ndarray) -> bool:
+    """Whether counts per pair ``x`` are a plan: within each pair's upper bound, each group's
+    visits and each volunteer's free slots and hours."""
+    if (x < 0).any() or (x > pairs.upper).any():
+        return False
+    placed = np.bincount(pairs.group, weights=x, minlength=len(comp.g_count))
+    slots_left, units_left = room_left(comp, pairs, x)
+    return bool((placed <= comp.g_count).all() and (slots_left >= 0).all()
+                and (units_left >= 0).all())
+
+
+def better(comp: Component, pairs: PairTable, a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether plan ``a`` is lexicographically better than ``b``: more visits of the first
+    class where they differ, else (same counts) less travel, more continuity, less load."""
+    ca, cb = class_counts(comp, pairs, a), class_counts(comp, pairs, b)
+    differ = np.flatnonzero(ca != cb)
+    if len(differ):
+        return bool(ca[differ[0]] > cb[differ[0]])
+    key = lambda x: (int(pairs.metres @ x), -int(pairs.cont @ x),  # noqa: E731
+                     load_value(comp, pairs, x))
+    return key(a) < key(b)
+
+
 def solve_component(comp: Component, pairs: PairTable, params: MatchParams,
-                    with_bounds: bool = True) -> tuple[np.ndarray, list, str, int]:
+                    with_bounds: bool = True, hint: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, list, str, int]:
     """Counts per pair of one component, its level reports (level, status, bound, seconds in
     the component's model units), the method used and the pairs CP-SAT was given.
 
     Without ``with_bounds`` (the component is part of a cut or pruned region, whose bounds come
     from the whole model), a mixed component goes to the heuristic (unless ``method`` is
-    ``cp_sat``), which then skips its own bounds and reports its levels ``feasible``."""
+    ``cp_sat``), which then skips its own bounds and reports its levels ``feasible``.
+
+    ``hint`` (counts per pair, a plan, e.g. an earlier round's placements) is a second
+    starting point of the heuristic: completed, exchanged and polished like the first, and
+    taken when it ends lexicographically better. The bounds are those of the plan kept (holds
+    at its own values), so they hold whichever it is."""
     start = time.perf_counter()
     lengths = np.unique(comp.g_units)
     if len(lengths) <= 1 and params.method in ("auto", "flow"):
@@ -92,6 +122,11 @@ def solve_component(comp: Component, pairs: PairTable, params: MatchParams,
         return complete_plan(comp, pairs, x), reports, "cp_sat", cp_pairs
     x = complete_plan(comp, pairs, heuristic_plan(comp, pairs))
     x = polish(comp, pairs, displace_component(comp, pairs, x))
+    if hint is not None and hint.any() and fits(comp, pairs, hint):
+        xs = polish(comp, pairs, displace_component(comp, pairs,
+                                                    complete_plan(comp, pairs, hint)))
+        if better(comp, pairs, xs, x):
+            x = xs
     if not with_bounds:
         reports = [(name, Status.FEASIBLE, 0, 0.0) for name in
                    [*map(int, np.unique(comp.g_class)), "travel", "continuity", "load"]]
