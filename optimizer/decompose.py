@@ -26,11 +26,13 @@ proven optimal for the city. Its levels get bounds in the sense ``optimizer.lexm
 a level with: red's is the aggregate LP's red optimum (it bounds the exact model's red value);
 orange, yellow, green and money get the aggregate LP's optimum of the level with every earlier
 colour held at the value this run reached (``BudgetModel.level_bounds``: no exact answer that
-keeps those values does better). Those four LPs are solved from nothing, and on the city they
-cost tens of seconds (docs/model.md §1.6), so they are solved only when the aggregate has at
-most ``bound_columns`` columns (``BOUND_COLUMNS``); above that, as for travel and continuity,
-the bound is ``nan``. A level is ``optimal`` when its value meets its bound (lexmip's
-tolerance), else ``feasible`` with the gap.
+keeps those values does better). Those four LPs are solved from nothing after the parts,
+whatever the city's size (on the city tens of seconds; docs/model.md §1.6), each for at most
+``bound_seconds``: one that stops there still bounds its level, from the row duals it had
+(weak duality, ``optimizer.dual_bound``). So every level from red to money has a finite bound;
+travel and continuity have none (``nan``), as in lexmip on large models. A level is
+``optimal`` when its value meets its bound (lexmip's tolerance), else ``feasible`` with the
+gap.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ from wulian.optimizer.allocation import (
     resource_use,
 )
 from wulian.optimizer.budget import BudgetModel, build_budget_model
-from wulian.optimizer.checks import check_whole
+from wulian.optimizer.checks import check_seconds
 from wulian.optimizer.eligibility import charges_fund, covering_pairs, offer_coverage
 from wulian.optimizer.flow import Parts
 from wulian.optimizer.lexmip import LevelResult
@@ -72,12 +74,12 @@ PART_TASKS = 24
 EXPLAIN_TASKS = 4
 # Unmet reasons that more shared supply could change (the others are about the household).
 SUPPLY_REASONS = (CAPACITY_EXHAUSTED, BUDGET_EXHAUSTED)
-# Up to this many aggregate columns (segments and group arcs), the levels after red get
-# bounds (four LPs solved from nothing after the parts; ``BudgetModel.level_bounds``). They
-# cost about 1 s at this size on the 2-core machine, and tens of seconds on the city (384,000
-# columns), where the run's whole budget is a minute: there the lab is dropped before the
-# parts run, as before, and those bounds are nan.
-BOUND_COLUMNS = 100_000
+# Seconds each of the four LPs bounding the levels after red may run (``BudgetModel.
+# level_bounds``, solved from nothing after the parts; none when the run's time limit is
+# none). About 1 s on an aggregate of 100,000 columns; on the city (384,000) the four took
+# 61 s of CPU, 78 s wall side by side at load 3 (the slowest alone about 40 s). An LP that
+# stops at this limit still bounds its level, from the duals it had (looser).
+BOUND_SECONDS = 180.0
 # A level is optimal when its value is this close to its bound (relative to max(1, |value|),
 # as optimizer.lexmip decides it).
 OPTIMAL_GAP = 1e-6
@@ -195,13 +197,13 @@ def _whole(values: pd.DataFrame, scale: pd.Series | float) -> pd.DataFrame:
 
 def allocate_by_district(data: AllocationInput, params: AllocationParams | None = None, *,
                          map_fn: Callable[[Callable, Iterable], Iterable] = map,
-                         bound_columns: int = BOUND_COLUMNS
+                         bound_seconds: float = BOUND_SECONDS
                          ) -> tuple[AllocationResult, dict]:
     """Allocate a multi-district week as described in the module docstring, in parts of
     ``params.decompose_by`` ("street" or "district").
 
-    ``bound_columns``: the largest aggregate (in columns) whose LPs bound the levels after
-    red; ``params.certify=False`` bounds none of them.
+    ``bound_seconds``: the time limit of each LP bounding a level after red (none when
+    ``params.time_limit`` is none); ``params.certify=False`` bounds none of them.
 
     Returns
     -------
@@ -210,7 +212,8 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
         levels were bounded (``bounds``) and seconds.
     """
     params = params or AllocationParams()  # checked itself, decompose_by too
-    check_whole("allocate_by_district", "bound_columns", bound_columns)
+    check_seconds("allocate_by_district", "bound_seconds", bound_seconds,
+                  zero=("不限", "none"))
     by = params.decompose_by
     t0 = time.perf_counter()
     area_of_need = areas_of(data, by)
@@ -224,10 +227,11 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     base = lab.solve()
     red_bound = float(base.colours.set_index("colour")["value"][TIER_LEVELS[0]])
     offer_use, fund_use = lab.use_by_street()
-    columns = lab.sizes["columns"]
-    bounding = params.certify and columns <= bound_columns
-    if not bounding:
-        lab = None  # its solver instances would stay in memory while the parts run
+    bounding = params.certify
+    if bounding:
+        lab.release_solvers()  # its levels' LPs would stay in memory while the parts run
+    else:
+        lab = None
     offer_use = offer_use.assign(area=data.hierarchy.ancestor(
         offer_use["street_id"].to_numpy(), by))
     offer_share = offer_use[offer_use["offer_id"].isin(shared_offers.index)].groupby(
@@ -286,13 +290,11 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     t_bounds = time.perf_counter()
     if bounding:
         # The parts' pool is idle by now: its cores solve the four LPs side by side.
-        how, notes = _bound_later_levels(data, result, lab, params.workers or os.cpu_count()
-                                         or 1)
+        seconds = bound_seconds if params.time_limit > 0 else 0.0
+        how, notes, methods = _bound_later_levels(
+            data, result, lab, params.workers or os.cpu_count() or 1, seconds)
     else:
-        how = (f"levels after red not bounded: the aggregate has {columns:,} columns, "
-               f"more than {bound_columns:,}" if params.certify
-               else "levels after red not bounded (certify off)")
-        notes = []
+        how, notes, methods = "levels after red not bounded (certify off)", [], {}
     lab = None
     bound_seconds = time.perf_counter() - t_bounds
     info = {
@@ -301,6 +303,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
         "top_up_needs": top_up_needs,
         "aggregate_red_bound": red_bound,
         "bounds": how,
+        "bound_methods": methods,
         "part_gaps": {lv: max((r.levels[i].gap for r in results
                                if np.isfinite(r.levels[i].gap)), default=0.0)
                       for i, lv in enumerate(LEVELS)},
@@ -315,10 +318,12 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
 
 
 def _bound_later_levels(data: AllocationInput, result: AllocationResult, lab,
-                        workers: int) -> tuple[str, list[str]]:
+                        workers: int, seconds: float) -> tuple[str, list[str], dict]:
     """Give orange, yellow, green and money of ``result`` their bounds from the aggregate
     (``BudgetModel.level_bounds``, each colour before them held at the value this run
-    reached), in place; returns how they were bounded and any bound that failed to bound.
+    reached, each LP for at most ``seconds``), in place; returns how they were bounded, any
+    bound that failed to bound, and level → how its LP ended (``optimal``, ``time_limit``:
+    from the duals it had, ``trivial``: every need served or no money spent).
 
     The budgets are those the exact model had: each fund's budget less what other runs used,
     to the cent as the exact model rounds it (the lab's own are the scenario's)."""
@@ -327,7 +332,9 @@ def _bound_later_levels(data: AllocationInput, result: AllocationResult, lab,
                       - funds["fund_id"].map(data.used_budget).fillna(0.0).to_numpy(float), 0.0)
     budgets = dict(zip(funds["fund_id"], np.round(left * 100.0) / 100.0, strict=True))
     reached = {lv.name: lv.value for lv in result.levels}
-    bounds = lab.level_bounds(reached, budgets, workers=workers)
+    methods: dict[str, str] = {}
+    bounds = lab.level_bounds(reached, budgets, workers=workers, time_limit=seconds,
+                              report=methods)
     notes = []
     for i, lv in enumerate(result.levels):
         if lv.name in bounds:
@@ -335,7 +342,7 @@ def _bound_later_levels(data: AllocationInput, result: AllocationResult, lab,
             result.levels[i] = level
             if note:
                 notes.append(note)
-    return "aggregate LP, each earlier colour held at the value reached", notes
+    return "aggregate LP, each earlier colour held at the value reached", notes, methods
 
 
 def bounded_level(level: LevelResult, bound: float) -> tuple[LevelResult, str]:
