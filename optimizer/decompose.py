@@ -287,6 +287,11 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     result = _finish(data, merged, results, red_bound)
     # _finish drops a red bound the value beats (by bounded_level): its note is said here.
     red_note = bounded_level(result.levels[0], red_bound)[1]
+    part_gaps = {lv: max((r.levels[i].gap for r in results if np.isfinite(r.levels[i].gap)),
+                         default=0.0) for i, lv in enumerate(LEVELS)}
+    # The parts' own tables are in ``result`` now: on the city they are hundreds of MiB the
+    # bound LPs below need more.
+    del results, done, by_part, merged
     t_bounds = time.perf_counter()
     if bounding:
         # The parts' pool is idle by now: its cores solve the four LPs side by side.
@@ -296,7 +301,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     else:
         how, notes, methods = "levels after red not bounded (certify off)", [], {}
     lab = None
-    bound_seconds = time.perf_counter() - t_bounds
+    bounds_took = time.perf_counter() - t_bounds
     info = {
         "method": f"{by}s",
         "parts": len(parts),
@@ -304,12 +309,10 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
         "aggregate_red_bound": red_bound,
         "bounds": how,
         "bound_methods": methods,
-        "part_gaps": {lv: max((r.levels[i].gap for r in results
-                               if np.isfinite(r.levels[i].gap)), default=0.0)
-                      for i, lv in enumerate(LEVELS)},
+        "part_gaps": part_gaps,
         "seconds": {"split": round(split_seconds, 3), "parts": round(part_seconds, 3),
                     "top_up": round(t_bounds - t0 - split_seconds - part_seconds, 3),
-                    "bounds": round(bound_seconds, 3)},
+                    "bounds": round(bounds_took, 3)},
     }
     notes = [note for note in [red_note] if note] + notes
     if notes:

@@ -409,10 +409,12 @@ def solve(scenario_or_ref, upto: str | None = None, solver: str = "cbc"
     return values, amounts
 
 
-def best_given(scenario_or_ref, level: str, held: dict[str, float]) -> float:
+def best_given(scenario_or_ref, level: str, held: dict[str, float],
+               time_limit: float = 0.0) -> float:
     """The exact optimum of ``level`` over every plan that keeps each level of ``held`` at
     least at its value (at most, for money and travel), solved by SCIP: what a level's
-    certified bound must never be below, given the earlier levels a run reached."""
+    certified bound must never be below, given the earlier levels a run reached. Raises when
+    SCIP does not prove it within ``time_limit`` seconds (0: none)."""
     ref = scenario_or_ref if isinstance(scenario_or_ref, Reference) else build(scenario_or_ref)
     prob, x, exprs = _model(ref)
     for name, value in held.items():
@@ -426,7 +428,7 @@ def best_given(scenario_or_ref, level: str, held: dict[str, float]) -> float:
         return 0.0
     prob.sense = pulp.LpMaximize if SENSE[level] == "max" else pulp.LpMinimize
     prob.setObjective(expr + 0)
-    status = _solve_scip(prob)
+    status = _solve_scip(prob, time_limit)
     if pulp.LpStatus[status] != "Optimal":
         raise RuntimeError(f"level {level}: SCIP status {pulp.LpStatus[status]}")
     rounded = {x[i].name: float(round(x[i].value() or 0.0)) for i in x}
@@ -497,8 +499,9 @@ def _model(ref: Reference) -> tuple[pulp.LpProblem, dict[int, pulp.LpVariable], 
     return prob, x, level_expressions(ref, x)
 
 
-def _solve_scip(prob: pulp.LpProblem) -> int:
-    """Solve ``prob`` (written as MPS) with SCIP; set its variables' values; PuLP's status."""
+def _solve_scip(prob: pulp.LpProblem, time_limit: float = 0.0) -> int:
+    """Solve ``prob`` (written as MPS) with SCIP; set its variables' values; PuLP's status
+    (not solved when ``time_limit`` seconds, if any, ran out first)."""
     import os
     import tempfile
 
@@ -515,6 +518,8 @@ def _solve_scip(prob: pulp.LpProblem) -> int:
     solver = mb.Solver("SCIP")
     # Tolerances tight enough that a whole answer never breaks a row of cents by a cent.
     solver.set_solver_specific_parameters("numerics/feastol = 1e-9\nlimits/gap = 0\n")
+    if time_limit > 0:
+        solver.set_time_limit_in_seconds(time_limit)
     status = solver.solve(model)
     if status == mb.SolveStatus.INFEASIBLE:
         return pulp.LpStatusInfeasible
