@@ -48,6 +48,7 @@ import pandas as pd
 from wulian.optimizer.allocation import (
     BUDGET_EXHAUSTED,
     CAPACITY_EXHAUSTED,
+    CENTS_PER_YUAN,
     HOUSEHOLD_CAP,
     LEVELS,
     NO_ELIGIBLE_OFFER,
@@ -66,6 +67,7 @@ from wulian.optimizer.checks import check_seconds
 from wulian.optimizer.eligibility import charges_fund, covering_pairs, offer_coverage
 from wulian.optimizer.flow import Parts
 from wulian.optimizer.lexmip import LevelResult
+from wulian.optimizer.priced import bound_inputs, part_red_bound, priced_total
 from wulian.optimizer.status import Status
 
 # Tasks the parts of a street-by-street run are dealt into (a few per worker, for balance).
@@ -83,6 +85,12 @@ BOUND_SECONDS = 180.0
 # A level is optimal when its value is this close to its bound (relative to max(1, |value|),
 # as optimizer.lexmip decides it).
 OPTIMAL_GAP = 1e-6
+
+
+def _part_red_bounds(chunk: list[tuple[AllocationInput, pd.Series, pd.Series]]
+                     ) -> list[float]:
+    """A worker's task: the priced red bounds of several parts (``optimizer.priced``)."""
+    return [part_red_bound(*args) for args in chunk]
 
 
 def _solve_parts(chunk: list[tuple[AllocationInput, AllocationParams]]
@@ -226,6 +234,12 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
                              time_limit=params.time_limit)
     base = lab.solve()
     red_bound = float(base.colours.set_index("colour")["value"][TIER_LEVELS[0]])
+    # The aggregate's red prices of the shared supply, per base unit of the exact model
+    # (cents for yuan), for the priced bound on red (optimizer.priced).
+    offer_dual, fund_dual = lab.red_duals()
+    offer_price = (offer_dual.reindex(shared_offers.index).fillna(0.0)
+                   / _offer_scale(data).reindex(shared_offers.index))
+    fund_price = fund_dual.reindex(shared_funds.index).fillna(0.0) / CENTS_PER_YUAN
     offer_use, fund_use = lab.use_by_street()
     bounding = params.certify
     if bounding:
@@ -284,6 +298,20 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
             again_ = table["need_id"].map(reasons)
             merged[name] = table.assign(reason=again_.where(again_.notna(), table["reason"]))
 
+    # The priced bound on red: each part's exact LP with the shared rows priced, in the pool.
+    t_priced = time.perf_counter()
+    priced_red = float("nan")
+    if params.certify:
+        tasks = [[(bound_inputs(data, part(i)[0]), offer_price, fund_price) for i in chunk]
+                 for chunk in chunks]
+        part_bounds = [b for bs in map_fn(_part_red_bounds, tasks) for b in bs]
+        priced_red = priced_total(part_bounds, offer_price, shared_offers * _offer_scale(data)
+                                  .reindex(shared_offers.index), fund_price,
+                                  np.round(shared_funds * CENTS_PER_YUAN))
+    priced_seconds = time.perf_counter() - t_priced
+    aggregate_red_bound = red_bound
+    if np.isfinite(priced_red):
+        red_bound = min(red_bound, priced_red)
     result = _finish(data, merged, results, red_bound)
     # _finish drops a red bound the value beats (by bounded_level): its note is said here.
     red_note = bounded_level(result.levels[0], red_bound)[1]
@@ -306,12 +334,14 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
         "method": f"{by}s",
         "parts": len(parts),
         "top_up_needs": top_up_needs,
-        "aggregate_red_bound": red_bound,
+        "aggregate_red_bound": aggregate_red_bound,
+        "priced_red_bound": priced_red,
         "bounds": how,
         "bound_methods": methods,
         "part_gaps": part_gaps,
         "seconds": {"split": round(split_seconds, 3), "parts": round(part_seconds, 3),
                     "top_up": round(t_bounds - t0 - split_seconds - part_seconds, 3),
+                    "priced_red_bound": round(priced_seconds, 3),
                     "bounds": round(bounds_took, 3)},
     }
     notes = [note for note in [red_note] if note] + notes

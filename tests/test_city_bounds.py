@@ -15,6 +15,7 @@ import math
 
 import highspy
 import numpy as np
+import pandas as pd
 import pytest
 from scenario_factory import random_scenario, shared_funds_scenario
 
@@ -24,6 +25,7 @@ from wulian.optimizer.budget import build_budget_model
 from wulian.optimizer.decompose import BOUND_SECONDS, allocate_by_district, bounded_level
 from wulian.optimizer.dual_bound import dual_bound
 from wulian.optimizer.lexmip import LevelResult
+from wulian.optimizer.priced import part_red_bound, priced_total
 from wulian.planning.allocate import allocation_input, run_allocation
 from wulian.planning.scenario import Scenario
 
@@ -177,6 +179,38 @@ def test_every_level_bound_holds_against_the_reference(seed, bound_seconds):
         assert _within(best, lv.bound, lv.sense), (seed, name, best, lv.bound)
         if name in ("red", "orange"):
             assert _within(lexicographic[name], lv.bound, lv.sense), (seed, name)
+    # The priced bound (the exact parts, shared supply priced) is what red's bound is made
+    # of wherever it is tighter than the aggregate's: it must hold by itself.
+    assert np.isfinite(info["priced_red_bound"])
+    assert _within(lexicographic["red"], info["priced_red_bound"], "max"), seed
+    assert levels["red"].bound == min(info["priced_red_bound"], info["aggregate_red_bound"])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_priced_red_bound_holds_for_any_prices(seed):
+    """The Lagrangian bound on red (``optimizer.priced``: capacity and budget rows moved into
+    the objective at prices π ≥ 0) bounds the exact red optimum for any prices — none,
+    the aggregate's, random ones — here with every offer and fund priced on the whole week."""
+    scenario = Scenario.from_tables(shared_funds_scenario(seed, REF_SCALE))
+    data = allocation_input(scenario)
+    red = reference.solve(reference.build(scenario), upto="red", solver="scip")[0]["red"]
+    rng = np.random.default_rng(seed)
+    scale = np.where(data.offers["service_id"].map(
+        data.services.set_index("service_id")["unit"]) == "yuan", 100.0, 1.0)
+    capacity = data.offers["capacity"].to_numpy(float) * scale
+    budget = np.round(data.funds["budget"].to_numpy(float) * 100.0)
+    found = []
+    for size in (0.0, 0.01, 0.1, 1.0):
+        offer_price = pd.Series(size * rng.random(len(data.offers)) / scale,
+                                index=data.offers["offer_id"])
+        fund_price = pd.Series(size * rng.random(len(data.funds)) / 100.0,
+                               index=data.funds["fund_id"])
+        part = part_red_bound(data, offer_price, fund_price)
+        bound = priced_total([part], offer_price, pd.Series(capacity, index=offer_price.index),
+                             fund_price, pd.Series(budget, index=fund_price.index))
+        assert bound >= red - TOL * max(1.0, red), (seed, size, bound, red)
+        found.append(bound)
+    assert found[0] >= red  # no prices: every shared row dropped, never tighter
 
 
 def test_a_dual_bound_holds_wherever_the_simplex_stops():

@@ -654,6 +654,19 @@ class BudgetModel:
 
     # -- bounds for an answer of the exact model ---------------------------------------------
 
+    def red_duals(self) -> tuple[pd.Series, pd.Series]:
+        """The red level's row duals at the baseline's optimum (≥ 0, a shadow price per unit
+        of the aggregate): (offer_id → per unit of capacity as the offer counts it, fund_id
+        → per yuan). Zero for rows that did not bind. Call after :meth:`solve`, before
+        :meth:`release_solvers`."""
+        view = self._views[(frozenset((RED,)), False)]
+        y = np.zeros(self.lp.rows.count)
+        y[view.rows] = np.asarray(view.highs.getSolution().row_dual, float)[:len(view.rows)]
+        y = np.maximum(y, 0.0)  # a ≤ row of a maximisation: HiGHS' dual is its shadow price
+        offer = self.lp.family("offer")
+        return (pd.Series(y[offer.start:offer.stop], index=self.offer_ids),
+                pd.Series(y[self.lp.fund_rows], index=self.fund_ids))
+
     def release_solvers(self) -> None:
         """Drop the HiGHS instances the levels and the dial are solved in (on the city about
         half a GiB), keeping the aggregate and its LP's arrays: :meth:`level_bounds` builds
