@@ -307,7 +307,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
         part_bounds = [b for bs in map_fn(_part_red_bounds, tasks) for b in bs]
         priced_red = priced_total(part_bounds, offer_price, shared_offers * _offer_scale(data)
                                   .reindex(shared_offers.index), fund_price,
-                                  np.round(shared_funds * CENTS_PER_YUAN))
+                                  (shared_funds * CENTS_PER_YUAN).round())
     priced_seconds = time.perf_counter() - t_priced
     aggregate_red_bound = red_bound
     if np.isfinite(priced_red):
