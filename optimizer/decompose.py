@@ -63,11 +63,12 @@ from wulian.optimizer.allocation import (
     resource_use,
 )
 from wulian.optimizer.budget import BudgetModel, build_budget_model
+from wulian.optimizer.budget.levels import BOUND_SLACK
 from wulian.optimizer.checks import check_seconds
 from wulian.optimizer.eligibility import charges_fund, covering_pairs, offer_coverage
 from wulian.optimizer.flow import Parts
 from wulian.optimizer.lexmip import LevelResult
-from wulian.optimizer.priced import bound_inputs, part_red_bound, priced_total
+from wulian.optimizer.priced import bound_inputs, part_bounds, part_red_bound, priced_total
 from wulian.optimizer.status import Status
 
 # Tasks the parts of a street-by-street run are dealt into (a few per worker, for balance).
@@ -85,6 +86,11 @@ BOUND_SECONDS = 180.0
 # A level is optimal when its value is this close to its bound (relative to max(1, |value|),
 # as optimizer.lexmip decides it).
 OPTIMAL_GAP = 1e-6
+
+
+def _part_bounds_task(chunk: list[tuple[AllocationInput, list]]) -> list[list[float]]:
+    """A worker's task: the priced bounds of several parts, each for several objectives."""
+    return [part_bounds(*args) for args in chunk]
 
 
 def _part_red_bounds(chunk: list[tuple[AllocationInput, pd.Series, pd.Series]]
@@ -324,8 +330,37 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     if bounding:
         # The parts' pool is idle by now: its cores solve the four LPs side by side.
         seconds = bound_seconds if params.time_limit > 0 else 0.0
+        offer_left = shared_offers * _offer_scale(data).reindex(shared_offers.index)
+        fund_left = (shared_funds * CENTS_PER_YUAN).round()
+
+        def priced_later(prices: dict[str, tuple], reached: dict[str, float]
+                         ) -> dict[str, float]:
+            """Each level's bound from the exact parts with the shared rows and the earlier
+            colours' value rows priced at the aggregate bound LP's duals (optimizer.priced);
+            money's as a lower bound."""
+            levels = [lv for lv in (*TIER_LEVELS[1:], "money") if lv in prices]
+            objectives = []
+            for level in levels:
+                offer_dual, fund_dual, held = prices[level]
+                weights = {level: 1.0 if level != "money" else -1.0, **held}
+                objectives.append((weights, offer_dual.reindex(shared_offers.index).fillna(0.0)
+                                   / _offer_scale(data).reindex(shared_offers.index),
+                                   fund_dual.reindex(shared_funds.index).fillna(0.0)
+                                   / CENTS_PER_YUAN))
+            tasks = [[(bound_inputs(data, part(i)[0]), objectives) for i in chunk]
+                     for chunk in chunks]
+            per_part = [b for bs in map_fn(_part_bounds_task, tasks) for b in bs]
+            out = {}
+            for j, level in enumerate(levels):
+                held_value = sum(price * (reached[c] - BOUND_SLACK * max(1.0, abs(reached[c])))
+                                 for c, price in prices[level][2].items())
+                total = priced_total([b[j] for b in per_part], objectives[j][1], offer_left,
+                                     objectives[j][2], fund_left, held=held_value)
+                out[level] = total if level != "money" else -total
+            return out
+
         how, notes, methods = _bound_later_levels(
-            data, result, lab, params.workers or os.cpu_count() or 1, seconds)
+            data, result, lab, params.workers or os.cpu_count() or 1, seconds, priced_later)
     else:
         how, notes, methods = "levels after red not bounded (certify off)", [], {}
     lab = None
@@ -351,7 +386,8 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
 
 
 def _bound_later_levels(data: AllocationInput, result: AllocationResult, lab,
-                        workers: int, seconds: float) -> tuple[str, list[str], dict]:
+                        workers: int, seconds: float, priced: Callable | None = None
+                        ) -> tuple[str, list[str], dict]:
     """Give orange, yellow, green and money of ``result`` their bounds from the aggregate
     (``BudgetModel.level_bounds``, each colour before them held at the value this run
     reached, each LP for at most ``seconds``), in place; returns how they were bounded, any
@@ -359,15 +395,28 @@ def _bound_later_levels(data: AllocationInput, result: AllocationResult, lab,
     from the duals it had, ``trivial``: every need served or no money spent).
 
     The budgets are those the exact model had: each fund's budget less what other runs used,
-    to the cent as the exact model rounds it (the lab's own are the scenario's)."""
+    to the cent as the exact model rounds it (the lab's own are the scenario's).
+
+    ``priced(prices, reached)``, if given, gives a second bound per level from the exact
+    parts priced at the LPs' duals; the tighter of the two is kept ("priced" is then added to
+    the level's method)."""
     funds = data.funds
     left = np.maximum(funds["budget"].to_numpy(float)
                       - funds["fund_id"].map(data.used_budget).fillna(0.0).to_numpy(float), 0.0)
     budgets = dict(zip(funds["fund_id"], np.round(left * 100.0) / 100.0, strict=True))
     reached = {lv.name: lv.value for lv in result.levels}
     methods: dict[str, str] = {}
+    prices: dict[str, tuple] = {}
     bounds = lab.level_bounds(reached, budgets, workers=workers, time_limit=seconds,
-                              report=methods)
+                              report=methods, prices=prices if priced else None)
+    if priced is not None and prices:
+        for level, other in priced(prices, reached).items():
+            if not np.isfinite(other):
+                continue
+            tighter = other < bounds[level] if level != "money" else other > bounds[level]
+            if tighter or not np.isfinite(bounds[level]):
+                bounds[level] = other
+                methods[level] = f"{methods[level]}, priced parts"
     notes = []
     for i, lv in enumerate(result.levels):
         if lv.name in bounds:

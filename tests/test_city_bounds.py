@@ -167,7 +167,8 @@ def test_every_level_bound_holds_against_the_reference(seed, bound_seconds):
     levels = {lv.name: lv for lv in result.levels}
     assert set(info["bound_methods"]) == set(BOUNDED)
     if bound_seconds == BOUND_SECONDS:
-        assert set(info["bound_methods"].values()) == {"optimal"}, info["bound_methods"]
+        assert all(how.startswith("optimal") for how in info["bound_methods"].values()), \
+            info["bound_methods"]
     ref = reference.build(Scenario.from_tables(shared_funds_scenario(seed, REF_SCALE)))
     lexicographic, _ = reference.solve(ref, upto="orange", solver="scip")
     for k, name in enumerate((*TIER_LEVELS, "money")):

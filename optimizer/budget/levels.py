@@ -667,6 +667,22 @@ class BudgetModel:
         return (pd.Series(y[offer.start:offer.stop], index=self.offer_ids),
                 pd.Series(y[self.lp.fund_rows], index=self.fund_ids))
 
+    def _prices(self, view: LevelLP, h: highspy.Highs, held: tuple, maximise: bool) -> tuple:
+        """(offer prices, fund prices, colour → price of its value row) from the duals of a
+        bound LP in ``view`` with the value rows of ``held`` added last. HiGHS' dual of a
+        binding ``≤`` row is ≥ 0 in a maximisation and ≤ 0 in a minimisation, of a binding
+        ``≥`` row the opposite; prices are clipped at 0 (any prices ≥ 0 give a valid bound)."""
+        y = np.asarray(h.getSolution().row_dual, float)
+        n = len(view.rows)
+        on_lp = np.zeros(self.lp.rows.count)
+        on_lp[view.rows] = y[:n]
+        sign = 1.0 if maximise else -1.0
+        offer = self.lp.family("offer")
+        return (pd.Series(np.maximum(sign * on_lp[offer.start:offer.stop], 0.0),
+                          index=self.offer_ids),
+                pd.Series(np.maximum(sign * on_lp[self.lp.fund_rows], 0.0), index=self.fund_ids),
+                {colour: max(-sign * float(y[n + j]), 0.0) for j, colour in enumerate(held)})
+
     def release_solvers(self) -> None:
         """Drop the HiGHS instances the levels and the dial are solved in (on the city about
         half a GiB), keeping the aggregate and its LP's arrays: :meth:`level_bounds` builds
@@ -677,7 +693,8 @@ class BudgetModel:
     def level_bounds(self, reached: Mapping[str, float],
                      budgets: Mapping[str, float] | None = None, *,
                      workers: int = 1, time_limit: float | None = None,
-                     report: dict[str, str] | None = None) -> dict[str, float]:
+                     report: dict[str, str] | None = None,
+                     prices: dict[str, tuple] | None = None) -> dict[str, float]:
         """Bounds on the exact model's orange, yellow, green and money levels, given the
         values ``reached`` (colour → Σ urgency × served ÷ needed) that an answer of the exact
         model reached at the colour levels before each: ``optimizer.lexmip``'s certification
@@ -720,6 +737,10 @@ class BudgetModel:
             duals it had then, valid but looser), ``trivial`` (stopped with no duals: every
             need of the colour served, or no money spent) or HiGHS' status where there is
             none.
+        prices
+            If given, filled with level → (offer prices, fund prices, colour → price of its
+            held value row) from each LP's duals, for ``optimizer.priced`` (≥ 0 each, in the
+            aggregate's units: per unit of capacity as the offer counts it, per yuan).
 
         Returns
         -------
@@ -739,7 +760,7 @@ class BudgetModel:
         levels = (*TIER_LEVELS[1:], "money")
         limit = self._time_limit if time_limit is None else time_limit
 
-        def build(k: int, level: str) -> highspy.Highs:
+        def build(k: int, level: str) -> tuple[LevelLP, highspy.Highs]:
             view = LevelLP(self.lp, frozenset(TIER_LEVELS[:k + 1]), dial=False,
                            threads=self._threads, seed=self._seed)
             h = view.highs
@@ -757,15 +778,17 @@ class BudgetModel:
                 slack = BOUND_SLACK * max(1.0, abs(value))
                 h.addRow(value - slack, _INF, len(cols), cols.astype(np.int32),
                          agg.seg_urgency[view.seg[cols]])
-            return h  # (the view's own arrays are no longer needed)
+            return view, h
 
         def bound(k: int, level: str) -> tuple[float, str]:
             # Built in the thread that solves it: no more LPs in memory than threads (each
             # of the city's holds hundreds of MiB).
-            h = build(k, level)
+            view, h = build(k, level)
             h.run()
             status = h.getModelStatus()
             maximise = level != "money"
+            if prices is not None and h.getSolution().dual_valid:
+                prices[level] = self._prices(view, h, TIER_LEVELS[:k], maximise)
             if status == highspy.HighsModelStatus.kModelEmpty:  # a week without needs
                 return 0.0, "optimal"
             if status == highspy.HighsModelStatus.kOptimal:
