@@ -15,6 +15,12 @@ keeps every other row of the exact model — its household caps, its own offers,
 volunteer hours — and is bounded by ``optimizer.dual_bound`` (so HiGHS' tolerances cannot make
 it too low). The prices are the aggregate's red duals on the same rows, per base unit: any
 prices give a valid bound; good ones a tight one.
+
+The later levels the same way, with the earlier colours' value rows ``z_j ≥ v_j`` (they couple
+every street too) moved into the objective at prices ``λ_j ≥ 0``: level ``k``'s bound is
+``Σ_parts max (c_k + Σ_j λ_j c_j − π A_shared) x_p + π·b_shared − Σ_j λ_j v_j`` (money:
+maximise ``−money``, and the bound is a lower one), with ``π`` and ``λ`` the duals of the
+aggregate's bound LP of that level (``BudgetModel.level_bounds(prices=…)``).
 """
 
 from __future__ import annotations
