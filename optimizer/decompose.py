@@ -30,7 +30,10 @@ keeps those values does better). Those four LPs are solved from nothing after th
 whatever the city's size (on the city tens of seconds; docs/model.md §1.6), each for at most
 ``bound_seconds``: one that stops there still bounds its level, from the row duals it had
 (weak duality, ``optimizer.dual_bound``). So every level from red to money has a finite bound;
-travel and continuity have none (``nan``), as in lexmip on large models. A level is
+travel and continuity have none (``nan``), as in lexmip on large models. Each of red to money
+also gets a bound from the exact parts with the supply they share (and, after red, the
+earlier colours' value rows) priced at those LPs' duals (``optimizer.priced``, a Lagrangian
+bound); the tighter of the two is reported. A level is
 ``optimal`` when its value meets its bound (lexmip's tolerance), else ``feasible`` with the
 gap.
 """
