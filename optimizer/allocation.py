@@ -383,7 +383,7 @@ def _pool_upper(data: AllocationInput, needs: pd.DataFrame) -> np.ndarray:
     return upper
 
 
-def _apply_pins(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
+def apply_pins(data: AllocationInput, needs: pd.DataFrame, offers: pd.DataFrame,
                 pools: pd.DataFrame, model: _Model, street: np.ndarray) -> None:
     """Pins become lower bounds on their arcs; a pin with no admissible arc is an error that
     names the rule it breaks (:func:`_offer_refusal`, :func:`_volunteer_refusal`)."""
@@ -760,7 +760,7 @@ def allocate(data: AllocationInput, params: AllocationParams | None = None) -> A
     funds = data.funds.reset_index(drop=True)
     pools = volunteer_pools(data)
     model, extra = build_arcs(data, needs, offers, pools)
-    _apply_pins(data, needs, offers, pools, model, extra["street"])
+    apply_pins(data, needs, offers, pools, model, extra["street"])
     rows = build_rows(needs, offers, funds, pools, model, data)
     levels = build_levels(needs, model)
     prep = time.perf_counter() - t0

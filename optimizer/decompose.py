@@ -26,11 +26,16 @@ proven optimal for the city. Its levels get bounds in the sense ``optimizer.lexm
 a level with: red's is the aggregate LP's red optimum (it bounds the exact model's red value);
 orange, yellow, green and money get the aggregate LP's optimum of the level with every earlier
 colour held at the value this run reached (``BudgetModel.level_bounds``: no exact answer that
-keeps those values does better). Those four LPs are solved from nothing, and on the city they
-cost tens of seconds (docs/model.md §1.6), so they are solved only when the aggregate has at
-most ``bound_columns`` columns (``BOUND_COLUMNS``); above that, as for travel and continuity,
-the bound is ``nan``. A level is ``optimal`` when its value meets its bound (lexmip's
-tolerance), else ``feasible`` with the gap.
+keeps those values does better). Those four LPs are solved from nothing after the parts,
+whatever the city's size (on the city tens of seconds; docs/model.md §1.6), each for at most
+``bound_seconds``: one that stops there still bounds its level, from the row duals it had
+(weak duality, ``optimizer.dual_bound``). So every level from red to money has a finite bound;
+travel and continuity have none (``nan``), as in lexmip on large models. Each of red to money
+also gets a bound from the exact parts with the supply they share (and, after red, the
+earlier colours' value rows) priced at those LPs' duals (``optimizer.priced``, a Lagrangian
+bound); the tighter of the two is reported. A level is
+``optimal`` when its value meets its bound (lexmip's tolerance), else ``feasible`` with the
+gap.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ import pandas as pd
 from wulian.optimizer.allocation import (
     BUDGET_EXHAUSTED,
     CAPACITY_EXHAUSTED,
+    CENTS_PER_YUAN,
     HOUSEHOLD_CAP,
     LEVELS,
     NO_ELIGIBLE_OFFER,
@@ -60,10 +66,12 @@ from wulian.optimizer.allocation import (
     resource_use,
 )
 from wulian.optimizer.budget import BudgetModel, build_budget_model
-from wulian.optimizer.checks import check_whole
+from wulian.optimizer.budget.levels import BOUND_SLACK
+from wulian.optimizer.checks import check_seconds
 from wulian.optimizer.eligibility import charges_fund, covering_pairs, offer_coverage
 from wulian.optimizer.flow import Parts
 from wulian.optimizer.lexmip import LevelResult
+from wulian.optimizer.priced import bound_inputs, part_bounds, part_red_bound, priced_total
 from wulian.optimizer.status import Status
 
 # Tasks the parts of a street-by-street run are dealt into (a few per worker, for balance).
@@ -72,15 +80,26 @@ PART_TASKS = 24
 EXPLAIN_TASKS = 4
 # Unmet reasons that more shared supply could change (the others are about the household).
 SUPPLY_REASONS = (CAPACITY_EXHAUSTED, BUDGET_EXHAUSTED)
-# Up to this many aggregate columns (segments and group arcs), the levels after red get
-# bounds (four LPs solved from nothing after the parts; ``BudgetModel.level_bounds``). They
-# cost about 1 s at this size on the 2-core machine, and tens of seconds on the city (384,000
-# columns), where the run's whole budget is a minute: there the lab is dropped before the
-# parts run, as before, and those bounds are nan.
-BOUND_COLUMNS = 100_000
+# Seconds each of the four LPs bounding the levels after red may run (``BudgetModel.
+# level_bounds``, solved from nothing after the parts; none when the run's time limit is
+# none). About 1 s on an aggregate of 100,000 columns; on the city (384,000) the four took
+# 61 s of CPU, 78 s wall side by side at load 3 (the slowest alone about 40 s). An LP that
+# stops at this limit still bounds its level, from the duals it had (looser).
+BOUND_SECONDS = 180.0
 # A level is optimal when its value is this close to its bound (relative to max(1, |value|),
 # as optimizer.lexmip decides it).
 OPTIMAL_GAP = 1e-6
+
+
+def _part_bounds_task(chunk: list[tuple[AllocationInput, list]]) -> list[list[float]]:
+    """A worker's task: the priced bounds of several parts, each for several objectives."""
+    return [part_bounds(*args) for args in chunk]
+
+
+def _part_red_bounds(chunk: list[tuple[AllocationInput, pd.Series, pd.Series]]
+                     ) -> list[float]:
+    """A worker's task: the priced red bounds of several parts (``optimizer.priced``)."""
+    return [part_red_bound(*args) for args in chunk]
 
 
 def _solve_parts(chunk: list[tuple[AllocationInput, AllocationParams]]
@@ -195,13 +214,13 @@ def _whole(values: pd.DataFrame, scale: pd.Series | float) -> pd.DataFrame:
 
 def allocate_by_district(data: AllocationInput, params: AllocationParams | None = None, *,
                          map_fn: Callable[[Callable, Iterable], Iterable] = map,
-                         bound_columns: int = BOUND_COLUMNS
+                         bound_seconds: float = BOUND_SECONDS
                          ) -> tuple[AllocationResult, dict]:
     """Allocate a multi-district week as described in the module docstring, in parts of
     ``params.decompose_by`` ("street" or "district").
 
-    ``bound_columns``: the largest aggregate (in columns) whose LPs bound the levels after
-    red; ``params.certify=False`` bounds none of them.
+    ``bound_seconds``: the time limit of each LP bounding a level after red (none when
+    ``params.time_limit`` is none); ``params.certify=False`` bounds none of them.
 
     Returns
     -------
@@ -210,7 +229,8 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
         levels were bounded (``bounds``) and seconds.
     """
     params = params or AllocationParams()  # checked itself, decompose_by too
-    check_whole("allocate_by_district", "bound_columns", bound_columns)
+    check_seconds("allocate_by_district", "bound_seconds", bound_seconds,
+                  zero=("不限", "none"))
     by = params.decompose_by
     t0 = time.perf_counter()
     area_of_need = areas_of(data, by)
@@ -223,11 +243,18 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
                              time_limit=params.time_limit)
     base = lab.solve()
     red_bound = float(base.colours.set_index("colour")["value"][TIER_LEVELS[0]])
+    # The aggregate's red prices of the shared supply, per base unit of the exact model
+    # (cents for yuan), for the priced bound on red (optimizer.priced).
+    offer_dual, fund_dual = lab.red_duals()
+    offer_price = (offer_dual.reindex(shared_offers.index).fillna(0.0)
+                   / _offer_scale(data).reindex(shared_offers.index))
+    fund_price = fund_dual.reindex(shared_funds.index).fillna(0.0) / CENTS_PER_YUAN
     offer_use, fund_use = lab.use_by_street()
-    columns = lab.sizes["columns"]
-    bounding = params.certify and columns <= bound_columns
-    if not bounding:
-        lab = None  # its solver instances would stay in memory while the parts run
+    bounding = params.certify
+    if bounding:
+        lab.release_solvers()  # its levels' LPs would stay in memory while the parts run
+    else:
+        lab = None
     offer_use = offer_use.assign(area=data.hierarchy.ancestor(
         offer_use["street_id"].to_numpy(), by))
     offer_share = offer_use[offer_use["offer_id"].isin(shared_offers.index)].groupby(
@@ -280,33 +307,80 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
             again_ = table["need_id"].map(reasons)
             merged[name] = table.assign(reason=again_.where(again_.notna(), table["reason"]))
 
+    # The priced bound on red: each part's exact LP with the shared rows priced, in the pool.
+    t_priced = time.perf_counter()
+    priced_red = float("nan")
+    if params.certify:
+        tasks = [[(bound_inputs(data, part(i)[0]), offer_price, fund_price) for i in chunk]
+                 for chunk in chunks]
+        part_bounds = [b for bs in map_fn(_part_red_bounds, tasks) for b in bs]
+        priced_red = priced_total(part_bounds, offer_price, shared_offers * _offer_scale(data)
+                                  .reindex(shared_offers.index), fund_price,
+                                  (shared_funds * CENTS_PER_YUAN).round())
+    priced_seconds = time.perf_counter() - t_priced
+    aggregate_red_bound = red_bound
+    if np.isfinite(priced_red):
+        red_bound = min(red_bound, priced_red)
     result = _finish(data, merged, results, red_bound)
     # _finish drops a red bound the value beats (by bounded_level): its note is said here.
     red_note = bounded_level(result.levels[0], red_bound)[1]
+    part_gaps = {lv: max((r.levels[i].gap for r in results if np.isfinite(r.levels[i].gap)),
+                         default=0.0) for i, lv in enumerate(LEVELS)}
+    # The parts' own tables are in ``result`` now: on the city they are hundreds of MiB the
+    # bound LPs below need more.
+    del results, done, by_part, merged
     t_bounds = time.perf_counter()
     if bounding:
         # The parts' pool is idle by now: its cores solve the four LPs side by side.
-        how, notes = _bound_later_levels(data, result, lab, params.workers or os.cpu_count()
-                                         or 1)
+        seconds = bound_seconds if params.time_limit > 0 else 0.0
+        offer_left = shared_offers * _offer_scale(data).reindex(shared_offers.index)
+        fund_left = (shared_funds * CENTS_PER_YUAN).round()
+
+        def priced_later(prices: dict[str, tuple], reached: dict[str, float]
+                         ) -> dict[str, float]:
+            """Each level's bound from the exact parts with the shared rows and the earlier
+            colours' value rows priced at the aggregate bound LP's duals (optimizer.priced);
+            money's as a lower bound."""
+            levels = [lv for lv in (*TIER_LEVELS[1:], "money") if lv in prices]
+            objectives = []
+            for level in levels:
+                offer_dual, fund_dual, held = prices[level]
+                weights = {level: 1.0 if level != "money" else -1.0, **held}
+                objectives.append((weights, offer_dual.reindex(shared_offers.index).fillna(0.0)
+                                   / _offer_scale(data).reindex(shared_offers.index),
+                                   fund_dual.reindex(shared_funds.index).fillna(0.0)
+                                   / CENTS_PER_YUAN))
+            tasks = [[(bound_inputs(data, part(i)[0]), objectives) for i in chunk]
+                     for chunk in chunks]
+            per_part = [b for bs in map_fn(_part_bounds_task, tasks) for b in bs]
+            out = {}
+            for j, level in enumerate(levels):
+                held_value = sum(price * (reached[c] - BOUND_SLACK * max(1.0, abs(reached[c])))
+                                 for c, price in prices[level][2].items())
+                total = priced_total([b[j] for b in per_part], objectives[j][1], offer_left,
+                                     objectives[j][2], fund_left, held=held_value)
+                out[level] = total if level != "money" else -total
+            return out
+
+        how, notes, methods = _bound_later_levels(
+            data, result, lab, params.workers or os.cpu_count() or 1, seconds, priced_later)
     else:
-        how = (f"levels after red not bounded: the aggregate has {columns:,} columns, "
-               f"more than {bound_columns:,}" if params.certify
-               else "levels after red not bounded (certify off)")
-        notes = []
+        how, notes, methods = "levels after red not bounded (certify off)", [], {}
     lab = None
-    bound_seconds = time.perf_counter() - t_bounds
+    bounds_took = time.perf_counter() - t_bounds
     info = {
         "method": f"{by}s",
         "parts": len(parts),
         "top_up_needs": top_up_needs,
-        "aggregate_red_bound": red_bound,
+        "aggregate_red_bound": aggregate_red_bound,
+        "priced_red_bound": priced_red,
         "bounds": how,
-        "part_gaps": {lv: max((r.levels[i].gap for r in results
-                               if np.isfinite(r.levels[i].gap)), default=0.0)
-                      for i, lv in enumerate(LEVELS)},
+        "bound_methods": methods,
+        "part_gaps": part_gaps,
         "seconds": {"split": round(split_seconds, 3), "parts": round(part_seconds, 3),
                     "top_up": round(t_bounds - t0 - split_seconds - part_seconds, 3),
-                    "bounds": round(bound_seconds, 3)},
+                    "priced_red_bound": round(priced_seconds, 3),
+                    "bounds": round(bounds_took, 3)},
     }
     notes = [note for note in [red_note] if note] + notes
     if notes:
@@ -315,19 +389,37 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
 
 
 def _bound_later_levels(data: AllocationInput, result: AllocationResult, lab,
-                        workers: int) -> tuple[str, list[str]]:
+                        workers: int, seconds: float, priced: Callable | None = None
+                        ) -> tuple[str, list[str], dict]:
     """Give orange, yellow, green and money of ``result`` their bounds from the aggregate
     (``BudgetModel.level_bounds``, each colour before them held at the value this run
-    reached), in place; returns how they were bounded and any bound that failed to bound.
+    reached, each LP for at most ``seconds``), in place; returns how they were bounded, any
+    bound that failed to bound, and level → how its LP ended (``optimal``, ``time_limit``:
+    from the duals it had, ``trivial``: every need served or no money spent).
 
     The budgets are those the exact model had: each fund's budget less what other runs used,
-    to the cent as the exact model rounds it (the lab's own are the scenario's)."""
+    to the cent as the exact model rounds it (the lab's own are the scenario's).
+
+    ``priced(prices, reached)``, if given, gives a second bound per level from the exact
+    parts priced at the LPs' duals; the tighter of the two is kept ("priced" is then added to
+    the level's method)."""
     funds = data.funds
     left = np.maximum(funds["budget"].to_numpy(float)
                       - funds["fund_id"].map(data.used_budget).fillna(0.0).to_numpy(float), 0.0)
     budgets = dict(zip(funds["fund_id"], np.round(left * 100.0) / 100.0, strict=True))
     reached = {lv.name: lv.value for lv in result.levels}
-    bounds = lab.level_bounds(reached, budgets, workers=workers)
+    methods: dict[str, str] = {}
+    prices: dict[str, tuple] = {}
+    bounds = lab.level_bounds(reached, budgets, workers=workers, time_limit=seconds,
+                              report=methods, prices=prices if priced else None)
+    if priced is not None and prices:
+        for level, other in priced(prices, reached).items():
+            if not np.isfinite(other):
+                continue
+            tighter = other < bounds[level] if level != "money" else other > bounds[level]
+            if tighter or not np.isfinite(bounds[level]):
+                bounds[level] = other
+                methods[level] = f"{methods[level]}, priced parts"
     notes = []
     for i, lv in enumerate(result.levels):
         if lv.name in bounds:
@@ -335,7 +427,7 @@ def _bound_later_levels(data: AllocationInput, result: AllocationResult, lab,
             result.levels[i] = level
             if note:
                 notes.append(note)
-    return "aggregate LP, each earlier colour held at the value reached", notes
+    return "aggregate LP, each earlier colour held at the value reached", notes, methods
 
 
 def bounded_level(level: LevelResult, bound: float) -> tuple[LevelResult, str]:

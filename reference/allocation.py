@@ -375,6 +375,69 @@ def solve(scenario_or_ref, upto: str | None = None, solver: str = "cbc"
     CBC takes many minutes on models of a few thousand columns whose levels are held by value
     rows; SCIP takes seconds. The formulation is this module's either way."""
     ref = scenario_or_ref if isinstance(scenario_or_ref, Reference) else build(scenario_or_ref)
+    prob, x, exprs = _model(ref)
+    # PuLP's bundled CBC, through COIN_CMD (PULP_CBC_CMD is deprecated for PuLP 4). CBC
+    # 2.10.3's preprocessing can cut off the optimum of these models (factory seed 10: red
+    # 17.7535 "optimal" where 17.7659 is feasible), so presolve and preprocessing are off.
+    cbc = pulp.COIN_CMD(path=pulp.PULP_CBC_CMD.pulp_cbc_path, msg=False, gapRel=0.0,
+                        gapAbs=0.0, threads=1, presolve=False, options=["preprocess off"])
+    values: dict[str, float] = {}
+    levels = LEVELS if upto is None else LEVELS[:LEVELS.index(upto) + 1]
+    for name in levels:
+        expr = exprs[name]
+        if not any(coef for coef in expr.values()):
+            values[name] = 0.0
+            continue
+        prob.sense = pulp.LpMaximize if SENSE[name] == "max" else pulp.LpMinimize
+        prob.setObjective(expr + 0)
+        status = prob.solve(cbc) if solver == "cbc" else _solve_scip(prob)
+        if pulp.LpStatus[status] == "Infeasible":
+            raise InfeasiblePins("the pins cannot all be kept")
+        if pulp.LpStatus[status] != "Optimal":
+            raise RuntimeError(f"level {name}: {solver} status {pulp.LpStatus[status]}")
+        # Evaluate on the rounded (truly integral) amounts, not on CBC's near-integers.
+        rounded = {x[i].name: float(round(x[i].value() or 0.0)) for i in x}
+        value = float(sum(coef * rounded[var.name] for var, coef in expr.items()))
+        values[name] = value
+        slack = HOLD * max(1.0, abs(value))
+        if SENSE[name] == "max":
+            prob.addConstraint(expr >= value - slack, f"hold_{name}")
+        else:
+            prob.addConstraint(expr <= value + slack, f"hold_{name}")
+    amounts = {(a.need_id, a.source_id): float(round(x[i].value() or 0.0))
+               for i, a in enumerate(ref.arcs)}
+    return values, amounts
+
+
+def best_given(scenario_or_ref, level: str, held: dict[str, float],
+               time_limit: float = 0.0) -> float:
+    """The exact optimum of ``level`` over every plan that keeps each level of ``held`` at
+    least at its value (at most, for money and travel), solved by SCIP: what a level's
+    certified bound must never be below, given the earlier levels a run reached. Raises when
+    SCIP does not prove it within ``time_limit`` seconds (0: none)."""
+    ref = scenario_or_ref if isinstance(scenario_or_ref, Reference) else build(scenario_or_ref)
+    prob, x, exprs = _model(ref)
+    for name, value in held.items():
+        slack = HOLD * max(1.0, abs(value))  # the run's own plan must stay inside
+        if SENSE[name] == "max":
+            prob.addConstraint(exprs[name] >= value - slack, f"hold_{name}")
+        else:
+            prob.addConstraint(exprs[name] <= value + slack, f"hold_{name}")
+    expr = exprs[level]
+    if not any(coef for coef in expr.values()):
+        return 0.0
+    prob.sense = pulp.LpMaximize if SENSE[level] == "max" else pulp.LpMinimize
+    prob.setObjective(expr + 0)
+    status = _solve_scip(prob, time_limit)
+    if pulp.LpStatus[status] != "Optimal":
+        raise RuntimeError(f"level {level}: SCIP status {pulp.LpStatus[status]}")
+    rounded = {x[i].name: float(round(x[i].value() or 0.0)) for i in x}
+    return float(sum(coef * rounded[var.name] for var, coef in expr.items()))
+
+
+def _model(ref: Reference) -> tuple[pulp.LpProblem, dict[int, pulp.LpVariable], dict]:
+    """The weekly allocation's variables and rows (no objective yet), and each level's
+    expression."""
     prob = pulp.LpProblem("wulian_reference", pulp.LpMaximize)
     x: dict[int, pulp.LpVariable] = {}
     pinned: dict[tuple[str, str], int] = {}
@@ -433,42 +496,12 @@ def solve(scenario_or_ref, upto: str | None = None, solver: str = "cbc"
             add(pulp.lpSum(ref.pools[ref.arcs[i].source_id].hours_per_unit * x[i]
                            for i in idx) <= hours, f"street_{street}")
 
-    exprs = level_expressions(ref, x)
-    # PuLP's bundled CBC, through COIN_CMD (PULP_CBC_CMD is deprecated for PuLP 4). CBC
-    # 2.10.3's preprocessing can cut off the optimum of these models (factory seed 10: red
-    # 17.7535 "optimal" where 17.7659 is feasible), so presolve and preprocessing are off.
-    cbc = pulp.COIN_CMD(path=pulp.PULP_CBC_CMD.pulp_cbc_path, msg=False, gapRel=0.0,
-                        gapAbs=0.0, threads=1, presolve=False, options=["preprocess off"])
-    values: dict[str, float] = {}
-    levels = LEVELS if upto is None else LEVELS[:LEVELS.index(upto) + 1]
-    for name in levels:
-        expr = exprs[name]
-        if not any(coef for coef in expr.values()):
-            values[name] = 0.0
-            continue
-        prob.sense = pulp.LpMaximize if SENSE[name] == "max" else pulp.LpMinimize
-        prob.setObjective(expr + 0)
-        status = prob.solve(cbc) if solver == "cbc" else _solve_scip(prob)
-        if pulp.LpStatus[status] == "Infeasible":
-            raise InfeasiblePins("the pins cannot all be kept")
-        if pulp.LpStatus[status] != "Optimal":
-            raise RuntimeError(f"level {name}: {solver} status {pulp.LpStatus[status]}")
-        # Evaluate on the rounded (truly integral) amounts, not on CBC's near-integers.
-        rounded = {x[i].name: float(round(x[i].value() or 0.0)) for i in x}
-        value = float(sum(coef * rounded[var.name] for var, coef in expr.items()))
-        values[name] = value
-        slack = HOLD * max(1.0, abs(value))
-        if SENSE[name] == "max":
-            add(expr >= value - slack, f"hold_{name}")
-        else:
-            add(expr <= value + slack, f"hold_{name}")
-    amounts = {(a.need_id, a.source_id): float(round(x[i].value() or 0.0))
-               for i, a in enumerate(ref.arcs)}
-    return values, amounts
+    return prob, x, level_expressions(ref, x)
 
 
-def _solve_scip(prob: pulp.LpProblem) -> int:
-    """Solve ``prob`` (written as MPS) with SCIP; set its variables' values; PuLP's status."""
+def _solve_scip(prob: pulp.LpProblem, time_limit: float = 0.0) -> int:
+    """Solve ``prob`` (written as MPS) with SCIP; set its variables' values; PuLP's status
+    (not solved when ``time_limit`` seconds, if any, ran out first)."""
     import os
     import tempfile
 
@@ -485,6 +518,8 @@ def _solve_scip(prob: pulp.LpProblem) -> int:
     solver = mb.Solver("SCIP")
     # Tolerances tight enough that a whole answer never breaks a row of cents by a cent.
     solver.set_solver_specific_parameters("numerics/feastol = 1e-9\nlimits/gap = 0\n")
+    if time_limit > 0:
+        solver.set_time_limit_in_seconds(time_limit)
     status = solver.solve(model)
     if status == mb.SolveStatus.INFEASIBLE:
         return pulp.LpStatusInfeasible

@@ -43,6 +43,7 @@ from wulian.optimizer.budget.equity import (
     price_of_fairness,
 )
 from wulian.optimizer.budget.warm import LevelLP, StoredBasis, chain_basis, dial_basis
+from wulian.optimizer.dual_bound import dual_bound
 from wulian.optimizer.status import Status
 
 DUAL_TOLERANCE = 1e-9  # a dual smaller than this is "does not matter at this level"
@@ -653,9 +654,47 @@ class BudgetModel:
 
     # -- bounds for an answer of the exact model ---------------------------------------------
 
+    def red_duals(self) -> tuple[pd.Series, pd.Series]:
+        """The red level's row duals at the baseline's optimum (≥ 0, a shadow price per unit
+        of the aggregate): (offer_id → per unit of capacity as the offer counts it, fund_id
+        → per yuan). Zero for rows that did not bind. Call after :meth:`solve`, before
+        :meth:`release_solvers`."""
+        view = self._views[(frozenset((RED,)), False)]
+        y = np.zeros(self.lp.rows.count)
+        y[view.rows] = np.asarray(view.highs.getSolution().row_dual, float)[:len(view.rows)]
+        y = np.maximum(y, 0.0)  # a ≤ row of a maximisation: HiGHS' dual is its shadow price
+        offer = self.lp.family("offer")
+        return (pd.Series(y[offer.start:offer.stop], index=self.offer_ids),
+                pd.Series(y[self.lp.fund_rows], index=self.fund_ids))
+
+    def _prices(self, view: LevelLP, h: highspy.Highs, held: tuple, maximise: bool) -> tuple:
+        """(offer prices, fund prices, colour → price of its value row) from the duals of a
+        bound LP in ``view`` with the value rows of ``held`` added last. HiGHS' dual of a
+        binding ``≤`` row is ≥ 0 in a maximisation and ≤ 0 in a minimisation, of a binding
+        ``≥`` row the opposite; prices are clipped at 0 (any prices ≥ 0 give a valid bound)."""
+        y = np.asarray(h.getSolution().row_dual, float)
+        n = len(view.rows)
+        on_lp = np.zeros(self.lp.rows.count)
+        on_lp[view.rows] = y[:n]
+        sign = 1.0 if maximise else -1.0
+        offer = self.lp.family("offer")
+        return (pd.Series(np.maximum(sign * on_lp[offer.start:offer.stop], 0.0),
+                          index=self.offer_ids),
+                pd.Series(np.maximum(sign * on_lp[self.lp.fund_rows], 0.0), index=self.fund_ids),
+                {colour: max(-sign * float(y[n + j]), 0.0) for j, colour in enumerate(held)})
+
+    def release_solvers(self) -> None:
+        """Drop the HiGHS instances the levels and the dial are solved in (on the city about
+        half a GiB), keeping the aggregate and its LP's arrays: :meth:`level_bounds` builds
+        its own LPs from those. After this only :meth:`level_bounds` may be called."""
+        self._views = {}
+        self._alone = None
+
     def level_bounds(self, reached: Mapping[str, float],
                      budgets: Mapping[str, float] | None = None, *,
-                     workers: int = 1) -> dict[str, float]:
+                     workers: int = 1, time_limit: float | None = None,
+                     report: dict[str, str] | None = None,
+                     prices: dict[str, tuple] | None = None) -> dict[str, float]:
         """Bounds on the exact model's orange, yellow, green and money levels, given the
         values ``reached`` (colour → Σ urgency × served ÷ needed) that an answer of the exact
         model reached at the colour levels before each: ``optimizer.lexmip``'s certification
@@ -690,20 +729,38 @@ class BudgetModel:
             budgets.
         workers
             Threads solving the four LPs side by side.
+        time_limit
+            Seconds each LP may run (None: the model's ``time_limit``; 0: none).
+        report
+            If given, filled with level → how its bound was found: ``optimal`` (the LP
+            solved), ``time_limit`` (the LP stopped at its limit: the bound is read from the
+            duals it had then, valid but looser), ``trivial`` (stopped with no duals: every
+            need of the colour served, or no money spent) or HiGHS' status where there is
+            none.
+        prices
+            If given, filled with level → (offer prices, fund prices, colour → price of its
+            held value row) from each LP's duals, for ``optimizer.priced`` (≥ 0 each, in the
+            aggregate's units: per unit of capacity as the offer counts it, per yuan).
 
         Returns
         -------
         dict
-            ``orange``, ``yellow``, ``green``, ``money`` → bound; NaN where the LP has none:
+            ``orange``, ``yellow``, ``green``, ``money`` → bound; NaN where the LP gives none:
             infeasible (the earlier values are more than the aggregate can reach, which for a
-            true relaxation never happens) or out of time (``time_limit``).
+            true relaxation never happens) or stopped with no dual values.
+
+        The bound is not the objective HiGHS reports but the weak-duality bound of the row
+        duals it returns (``optimizer.dual_bound``): valid for any duals, equal to the LP's
+        optimum at an optimal dual up to HiGHS' dual tolerance, and still valid when the LP
+        stops at its time limit (the city's LPs take tens of seconds each).
         """
         agg = self.agg
         row_hi = self.lp.row_hi.copy()
         row_hi[self.lp.fund_rows] = self.budgets(budgets).to_numpy(float)
         levels = (*TIER_LEVELS[1:], "money")
-        lps = []
-        for k, level in enumerate(levels, start=1):
+        limit = self._time_limit if time_limit is None else time_limit
+
+        def build(k: int, level: str) -> tuple[LevelLP, highspy.Highs]:
             view = LevelLP(self.lp, frozenset(TIER_LEVELS[:k + 1]), dial=False,
                            threads=self._threads, seed=self._seed)
             h = view.highs
@@ -711,8 +768,8 @@ class BudgetModel:
             # once from nothing, where presolve and HiGHS' default pricing are faster.
             h.setOptionValue("presolve", "on")
             h.setOptionValue("simplex_dual_edge_weight_strategy", -1)
-            if self._time_limit > 0:
-                h.setOptionValue("time_limit", float(self._time_limit))
+            if limit > 0:
+                h.setOptionValue("time_limit", float(limit))
             view.load(self.lp.col_lo, self.lp.col_hi, self.lp.row_lo, row_hi,
                       self.lp.objectives[level], maximise=level != "money")
             for colour in TIER_LEVELS[:k]:
@@ -721,23 +778,41 @@ class BudgetModel:
                 slack = BOUND_SLACK * max(1.0, abs(value))
                 h.addRow(value - slack, _INF, len(cols), cols.astype(np.int32),
                          agg.seg_urgency[view.seg[cols]])
-            lps.append(h)  # (the view's own arrays are no longer needed)
+            return view, h
 
-        def bound(h: highspy.Highs) -> float:
+        def bound(k: int, level: str) -> tuple[float, str]:
+            # Built in the thread that solves it: no more LPs in memory than threads (each
+            # of the city's holds hundreds of MiB).
+            view, h = build(k, level)
             h.run()
             status = h.getModelStatus()
-            if status == highspy.HighsModelStatus.kOptimal:
-                return float(h.getInfo().objective_function_value)
+            maximise = level != "money"
+            if prices is not None and h.getSolution().dual_valid:
+                prices[level] = self._prices(view, h, TIER_LEVELS[:k], maximise)
             if status == highspy.HighsModelStatus.kModelEmpty:  # a week without needs
-                return 0.0
-            return float("nan")  # infeasible, or out of time
+                return 0.0, "optimal"
+            if status == highspy.HighsModelStatus.kOptimal:
+                return dual_bound(h, maximise=maximise), "optimal"
+            if status == highspy.HighsModelStatus.kTimeLimit:
+                found = dual_bound(h, maximise=maximise)
+                if np.isfinite(found):
+                    return found, "time_limit"
+                # Stopped with no duals (inside presolve, or before the dual simplex had
+                # any): the bound every LP of the aggregate has, every need of the colour
+                # served (money: none spent). Valid, and said.
+                return (float(self._tier_max[k]) if maximise else 0.0), "trivial"
+            return float("nan"), h.modelStatusToString(status)  # infeasible, …
 
         # The four LPs are independent: HiGHS frees the GIL while it runs, so threads solve
         # them side by side (each its own instance, single-threaded: the same answers). The
         # later levels' LPs are the larger: they go first.
-        with ThreadPoolExecutor(max(1, min(workers, len(lps)))) as pool:
-            found = list(pool.map(bound, lps[::-1]))[::-1]
-        return dict(zip(levels, found, strict=True))
+        order = list(enumerate(levels, start=1))[::-1]
+        with ThreadPoolExecutor(max(1, min(workers, len(levels)))) as pool:
+            found = dict(zip([lv for _, lv in order],
+                             pool.map(lambda kl: bound(*kl), order), strict=True))
+        if report is not None:
+            report.update({level: found[level][1] for level in levels})
+        return {level: found[level][0] for level in levels}
 
     # -- results ---------------------------------------------------------------------------
 
