@@ -550,6 +550,32 @@ def build_rows(needs, offers, funds, pools, model: _Model, data: AllocationInput
     return rows
 
 
+@dataclass
+class Built:
+    """A week's model as a solve builds it: the needs, offers, funds and volunteer pools as
+    tables, the arcs with their pins applied, and the rows."""
+
+    needs: pd.DataFrame
+    offers: pd.DataFrame
+    funds: pd.DataFrame
+    pools: pd.DataFrame
+    model: _Model
+    rows: Rows
+
+
+def build_model(data: AllocationInput, needs: pd.DataFrame | None = None) -> Built:
+    """Build the week's model (the solve's and the priced bounds' one); ``needs``: the needs
+    already prepared (``prepare_needs``), when the caller has them."""
+    needs = prepare_needs(data) if needs is None else needs
+    offers = offer_table(data)
+    funds = data.funds.reset_index(drop=True)
+    pools = volunteer_pools(data)
+    model, extra = build_arcs(data, needs, offers, pools)
+    apply_pins(data, needs, offers, pools, model, extra["street"])
+    rows = build_rows(needs, offers, funds, pools, model, data)
+    return Built(needs, offers, funds, pools, model, rows)
+
+
 def add_volunteer_hour_rows(rows: Rows, data: AllocationInput, pools: pd.DataFrame,
                             pool_of_col: np.ndarray, cols: np.ndarray,
                             hours_per_unit: np.ndarray) -> None:
@@ -755,13 +781,9 @@ def allocate(data: AllocationInput, params: AllocationParams | None = None) -> A
     """
     params = params or AllocationParams()
     t0 = time.perf_counter()
-    needs = prepare_needs(data)
-    offers = offer_table(data)
-    funds = data.funds.reset_index(drop=True)
-    pools = volunteer_pools(data)
-    model, extra = build_arcs(data, needs, offers, pools)
-    apply_pins(data, needs, offers, pools, model, extra["street"])
-    rows = build_rows(needs, offers, funds, pools, model, data)
+    built = build_model(data)
+    needs, offers, funds, pools = built.needs, built.offers, built.funds, built.pools
+    model, rows = built.model, built.rows
     levels = build_levels(needs, model)
     prep = time.perf_counter() - t0
     q = needs["base_quantity"].to_numpy(float)

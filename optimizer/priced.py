@@ -35,13 +35,9 @@ from wulian.optimizer.allocation import (
     CENTS_PER_YUAN,
     TIER_LEVELS,
     AllocationInput,
-    apply_pins,
-    build_arcs,
     build_levels,
-    build_rows,
-    offer_table,
+    build_model,
     prepare_needs,
-    volunteer_pools,
 )
 from wulian.optimizer.dual_bound import dual_bound
 from wulian.optimizer.lexmip import csr, new_highs
@@ -66,12 +62,8 @@ def part_bounds(part: AllocationInput,
     needs = prepare_needs(part)
     if needs.empty or not objectives:
         return [0.0] * len(objectives)
-    offers = offer_table(part)
-    funds = part.funds.reset_index(drop=True)
-    pools = volunteer_pools(part)
-    model, extra = build_arcs(part, needs, offers, pools)
-    apply_pins(part, needs, offers, pools, model, extra["street"])
-    rows = build_rows(needs, offers, funds, pools, model, part)
+    built = build_model(part, needs)
+    offers, funds, model, rows = built.offers, built.funds, built.model, built.rows
     level_cost = {lv.name: lv.cost for lv in build_levels(needs, model)}
     n_arcs = len(model.need)
     arcs = np.arange(n_arcs)

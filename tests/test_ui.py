@@ -704,6 +704,19 @@ def without_data(text: str, scenario: Scenario) -> str:
     return text
 
 
+def assert_speaks(at: AppTest, language: str, scenario: Scenario, view: str) -> None:
+    """Every text on the page in ``language``: in English no Chinese character but the data's
+    names; in Chinese no raw code and none of the English words found before."""
+    for shown in shown_texts(at):
+        text = without_data(shown, scenario)
+        if language == "en":
+            assert not CJK.search(text), (view, shown)
+        else:
+            # Commands and settings the user types stay as they are: `wulian …`.
+            prose = re.sub(r"`[^`]*`|https?://\S+|sqlite:\S+", "", text)
+            assert not RAW_ENGLISH.search(prose), (view, shown)
+
+
 @pytest.mark.parametrize("language", ["en", "zh"])
 def test_every_page_speaks_the_chosen_language(store, language):
     """Issue 18: texts written into the pages bypassed ui/text.py (the signed-in role was
@@ -715,14 +728,7 @@ def test_every_page_speaks_the_chosen_language(store, language):
     for view in ("views/coordinator.py", "views/fund_lab.py", "views/data.py",
                  "views/runs.py"):
         ok(at.switch_page(view).run())
-        for text in shown_texts(at):
-            text = without_data(text, scenario)
-            if language == "en":
-                assert not CJK.search(text), (view, text)
-            else:
-                # Commands and settings the user types stay as they are: `wulian …`.
-                prose = re.sub(r"`[^`]*`|https?://\S+|sqlite:\S+", "", text)
-                assert not RAW_ENGLISH.search(prose), (view, text)
+        assert_speaks(at, language, scenario, view)
 
 
 def test_the_bilingual_mode_says_the_proof_in_both_languages(store):
