@@ -426,18 +426,23 @@ def test_sigint_during_a_solve_exits_130_with_the_store_intact(tmp_path):
     store = f"sqlite:///{tmp_path / 'store.sqlite'}"
     out = tmp_path / "out"
     demo = Path(__file__).resolve().parent.parent / "data" / "demo"
+    # The solver's trace says when the solve is under way: the first level's first LP. (A
+    # fixed wait after the start let the demo's 4 s solve end first on a quick machine, and
+    # Ctrl-C then met a run already recorded.)
     proc = subprocess.Popen([sys.executable, "-m", "wulian.api.cli", "allocate", str(demo),
                              "--out", str(out), "--store", store],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    deadline = time.monotonic() + 120
-    # Wait until the store exists (the scenario is validated and the run is under way).
-    while not (tmp_path / "store.sqlite").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(2.0)
-    assert proc.poll() is None, "the allocation ended before it could be interrupted"
+                            start_new_session=True, env={**os.environ, "WULIAN_TRACE": "1"})
+    seen = []
+    for line in iter(proc.stdout.readline, b""):
+        seen.append(line)
+        if b"HighsModelStatus" in line:
+            break
+    assert proc.poll() is None, ("the allocation ended before it could be interrupted",
+                                 b"".join(seen)[-2000:])
     os.killpg(proc.pid, signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
+    stdout = b"".join(seen) + stdout
     assert proc.returncode == 130, (proc.returncode, stderr.decode()[-2000:])
     assert b"terminate called" not in stderr and b"Traceback" not in stderr
     assert "interrupted" in stdout.decode()
