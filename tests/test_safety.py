@@ -429,10 +429,14 @@ def test_sigint_during_a_solve_exits_130_with_the_store_intact(tmp_path):
     # The solver's trace says when the solve is under way: the first level's first LP. (A
     # fixed wait after the start let the demo's 4 s solve end first on a quick machine, and
     # Ctrl-C then met a run already recorded.)
+    # As in a terminal, Ctrl-C is the child's to handle: a test run started where SIGINT is
+    # ignored (CI runs in the background) passes the ignoring on through exec, and the command
+    # then never sees Ctrl-C (that is what made CI's exit 0).
     proc = subprocess.Popen([sys.executable, "-m", "wulian.api.cli", "allocate", str(demo),
                              "--out", str(out), "--store", store],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True, env={**os.environ, "WULIAN_TRACE": "1"})
+                            start_new_session=True, env={**os.environ, "WULIAN_TRACE": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     for line in iter(proc.stdout.readline, b""):
         seen.append(line)
