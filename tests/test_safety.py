@@ -429,9 +429,9 @@ def test_sigint_during_a_solve_exits_130_with_the_store_intact(tmp_path):
     # The solver's trace says when the solve is under way: the first level's first LP. (A
     # fixed wait after the start let the demo's 4 s solve end first on a quick machine, and
     # Ctrl-C then met a run already recorded.)
-    # As in a terminal, Ctrl-C is the child's to handle: a test run started where SIGINT is
-    # ignored (CI runs in the background) passes the ignoring on through exec, and the command
-    # then never sees Ctrl-C (that is what made CI's exit 0).
+    # As in a terminal, Ctrl-C is the child's to handle: a test run started with SIGINT
+    # ignored (a background job without job control is) passes the ignoring on through exec,
+    # and the command never sees Ctrl-C (CI's exit 0 was reproduced that way).
     proc = subprocess.Popen([sys.executable, "-m", "wulian.api.cli", "allocate", str(demo),
                              "--out", str(out), "--store", store],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
