@@ -401,7 +401,8 @@ def test_performance_page_draws_the_planning_layers_tables(register, lang):
         expected["by_provider"]["provider"])
     assert list(shown[text.column("tasks", lang)]) == list(expected["by_provider"]["tasks"])
 
-    ok(at.selectbox(key="perf_group").set_value("colour").run())
+    group_key = "perf_group" if lang == text.DEFAULT_LANGUAGE else f"perf_group.{lang}"
+    ok(at.selectbox(key=group_key).set_value("colour").run())
     ok(at.select_slider(key="perf_weeks").set_value((weeks[1], weeks[-2])).run())
     ok(at.selectbox(key="reg_street").set_value("D04S01").run())
     centres = register.table("centres")

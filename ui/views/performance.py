@@ -16,7 +16,7 @@ from wulian.planning import fmt
 from wulian.planning import performance as perf
 from wulian.ui import charts
 from wulian.ui import register_data as R
-from wulian.ui.common import lang, money, percent, show, tier_names, titles, tr
+from wulian.ui.common import choose, lang, money, percent, show, tier_names, titles, tr
 from wulian.ui.text import code
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -68,9 +68,9 @@ def page() -> None:
         first = last = weeks[0]
         left.caption(f"{tr('perf.weeks')}: {first}")
     language = lang()
-    groups = list(perf.GROUPS)
-    by = right.selectbox(tr("perf.group"), groups, key="perf_group",
-                         format_func=lambda g: code("group", g, language))
+    labels = {g: code("group", g, language) for g in perf.GROUPS}
+    # (by code, its widget keyed by language: the browser kept the English label after a switch)
+    by = choose(right.selectbox, tr("perf.group"), list(labels), labels, "perf_group")
     with st.spinner():
         tables = R.performance(url, mark, by, first, last, centre)
 
