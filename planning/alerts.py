@@ -23,13 +23,13 @@ import sqlalchemy as sa
 
 from wulian.contract import vocab
 from wulian.contract.hierarchy import Hierarchy
+from wulian.optimizer.allocation import member_mask
 from wulian.planning.cycle import TASKS, WEEKS, fund_balances, lock, period_bounds, tasks_frame
 from wulian.planning.db import bulk_insert, bulk_update, fetch_frame, fetch_rows
 from wulian.planning.match import week_start
 from wulian.planning.performance import FACT_WEEKS, OUTCOMES, SHORTFALLS, shortfalls
 from wulian.planning.register import (
     NEED_STATES,
-    OPEN_STATES,
     ROWS,
     Events,
     Register,
@@ -98,27 +98,73 @@ def latest_week(register: Register) -> str | None:
         return conn.execute(sa.select(sa.func.max(WEEKS.c.week))).scalar()
 
 
-def find(register: Register, week: str) -> list[Finding]:
-    """Every condition the policy's rules find at ``week`` (nothing is stored)."""
+FINDING_COLUMNS = ["alert_id", "rule", "subject_kind", "subject_id", "centre", "numbers"]
+
+
+def find(register: Register, week: str) -> pd.DataFrame:
+    """Every condition the policy's rules find at ``week`` (nothing is stored): a row per
+    finding, its ``numbers`` as JSON text (a city's findings are a hundred thousand, built and
+    compared as columns)."""
     rules = register.policy.alerts
     with register.engine.connect() as conn:
         households = _households(register, conn)
-        # The needs still waiting, read once for the rules that look at them (a city's are a
-        # million): their household, service, state and weeks waited.
-        backlog = fetch_frame(conn, sa.select(
+        # The needs carried forward or allocated again, read once for the two rules that look
+        # at them (a city's are most of a million).
+        waiting = fetch_frame(conn, sa.select(
             NEED_STATES.c.need_id, NEED_STATES.c.household_id, NEED_STATES.c.service_id,
             NEED_STATES.c.state, NEED_STATES.c.age).where(
-            NEED_STATES.c.state.in_(OPEN_STATES + ("allocated",))))
+            NEED_STATES.c.state.in_(["carried", "allocated"])))
         weeks = _weeks_kept(conn, _recent_weeks(week, _window(rules)))
-        found: list[Finding] = []
-        found += _monitoring_overdue(register, conn, households, week,
-                                     rules["monitoring_overdue"])
-        found += _unmet(backlog, households, rules["unmet"])
-        found += _colour_worse(households)
-        found += _funds(register, conn, households, backlog, week, rules)
-        found += _provider_declines(register, conn, weeks, week, rules["provider_declines"])
-        found += _capacity_short(register, conn, backlog, weeks, week, rules["capacity_short"])
-    return found
+        found = [
+            _monitoring_overdue(register, conn, households, week, rules["monitoring_overdue"]),
+            _unmet(waiting, households, rules["unmet"]),
+            _colour_worse(households),
+            _funds(register, conn, households, waiting, week, rules),
+            _provider_declines(register, conn, weeks, week, rules["provider_declines"]),
+            _capacity_short(register, conn, weeks, week, rules["capacity_short"]),
+        ]
+    return pd.concat([f for f in found if len(f)] or [_findings([])], ignore_index=True)
+
+
+def _findings(found: list[Finding]) -> pd.DataFrame:
+    """Findings of a rule that finds few (funds, providers, services) as rows."""
+    return _rows(pd.DataFrame({
+        "rule": [f.rule for f in found], "subject_kind": [f.subject_kind for f in found],
+        "subject_id": [f.subject_id for f in found], "centre": [f.centre for f in found],
+        "numbers": [_dumps(f.numbers) for f in found]}, dtype=object))
+
+
+def _rows(frame: pd.DataFrame) -> pd.DataFrame:
+    alert_id = frame["rule"] + ":" + frame["subject_kind"] + ":" + frame["subject_id"]
+    return frame.assign(alert_id=alert_id.to_numpy(object))[FINDING_COLUMNS]
+
+
+def _dumps(numbers: dict) -> str:
+    return json.dumps(numbers, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _json_objects(fields: dict[str, np.ndarray], encoded: tuple[str, ...] = ()) -> np.ndarray:
+    """Per row, the JSON object of ``fields`` exactly as :func:`_dumps` writes it, each
+    distinct value encoded once (a city's hundred thousand findings share a few colours,
+    weeks and counts); the fields named in ``encoded`` hold JSON text already."""
+    text = None
+    for key in sorted(fields):
+        if key in encoded:
+            value = np.asarray(fields[key], dtype=object)
+        else:
+            codes, distinct = pd.factorize(pd.Series(fields[key], dtype=object),
+                                           use_na_sentinel=False)
+            value = np.array([json.dumps(_plain(v), ensure_ascii=False, default=str)
+                              for v in distinct], dtype=object)[codes]
+        item = json.dumps(key) + ": " + value
+        text = item if text is None else text + ", " + item
+    return "{" + text + "}"
+
+
+def _plain(value):
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _window(rules) -> int:
@@ -140,17 +186,18 @@ def _weeks_kept(conn: sa.Connection, recent: list[str]) -> pd.DataFrame:
 
 def _households(register: Register, conn: sa.Connection) -> pd.DataFrame:
     """Per household: station, the last and the previous assessment's colour and when."""
-    frame = register.table("households", conn)
-    if frame.empty:
+    station = register.field("households", "station_id", conn)
+    if station.empty:
         return pd.DataFrame(columns=["household_id", "station_id", "tier", "before",
                                      "assessed_on", "version"])
-    hh = frame[["household_id", "station_id"]].set_index("household_id")
     colours = register.colours(conn)
+    hh = pd.DataFrame({"station_id": station.to_numpy(object)},
+                      index=pd.Index(station.index.to_numpy(object), name="household_id"))
     return hh.join(colours[["tier", "before", "assessed_on", "version"]]).reset_index()
 
 
 def _monitoring_overdue(register: Register, conn, households: pd.DataFrame, week: str,
-                        rule) -> list[Finding]:
+                        rule) -> pd.DataFrame:
     keys = [k for (k,) in fetch_rows(conn, sa.select(ROWS.c.row_key).where(
         ROWS.c.tbl == "history"))]
     # The last visit's week per household (keys are week|household|volunteer, split in
@@ -162,66 +209,80 @@ def _monitoring_overdue(register: Register, conn, households: pd.DataFrame, week
                                zero_copy_only=False)})
     last = visits.sort_values("week").drop_duplicates("household", keep="last") \
         .set_index("household")["week"]
-    cycle = register.policy.monitoring_weeks
     hh = households.dropna(subset=["tier"])
     at = pd.Index(last.index.to_numpy(object)).get_indexer(
         hh["household_id"].to_numpy(object))
     visited = at >= 0
-    seen = pd.Series(np.where(visited, last.to_numpy(object)[at], None), dtype=object)
+    seen = np.append(last.to_numpy(object), None)[at]  # never visited (-1): None
     # Weeks since the last visit, counted between the weeks' Mondays (never visited: overdue).
     today = week_start(week)
-    weeks_ago = {w: (today - week_start(w)).days // 7 for w in seen.dropna().unique()}
-    waited = seen.map(weeks_ago).fillna(-1).to_numpy(int)
-    cycles = hh["tier"].map(cycle).to_numpy(int)
+    codes, distinct = pd.factorize(pd.Series(seen, dtype=object))
+    ago = np.array([(today - week_start(w)).days // 7 for w in distinct], dtype=int)
+    waited = np.where(codes >= 0, ago[codes] if len(ago) else -1, -1)
+    tier = hh["tier"].to_numpy(object)
+    cycles = hh["tier"].map(register.policy.monitoring_weeks).to_numpy(int)
     overdue = ~visited | (waited > cycles + int(rule["grace_weeks"]))
-    return [Finding("monitoring_overdue", "household", hid, station,
-                    {"colour": tier, "cycle_weeks": int(weeks),
-                     "last_visit": when if v else None, "weeks_since": int(n) if v else None})
-            for hid, station, tier, weeks, when, v, n in zip(
-                hh["household_id"].to_numpy()[overdue], hh["station_id"].to_numpy()[overdue],
-                hh["tier"].to_numpy()[overdue], cycles[overdue], seen.to_numpy()[overdue],
-                visited[overdue], waited[overdue], strict=True)]
+    return _rows(pd.DataFrame({
+        "rule": "monitoring_overdue", "subject_kind": "household",
+        "subject_id": hh["household_id"].to_numpy(object)[overdue],
+        "centre": hh["station_id"].to_numpy(object)[overdue],
+        "numbers": _json_objects({
+            "colour": tier[overdue], "cycle_weeks": cycles[overdue],
+            "last_visit": seen[overdue],
+            "weeks_since": np.where(visited, waited, None)[overdue]})}, dtype=object))
 
 
-def _unmet(backlog: pd.DataFrame, households: pd.DataFrame, rule) -> list[Finding]:
-    waiting = backlog[backlog["state"].isin(["carried", "allocated"]).to_numpy()
-                      & (backlog["age"].to_numpy(int) >= int(rule["weeks"]))]
+def _unmet(waiting: pd.DataFrame, households: pd.DataFrame, rule) -> pd.DataFrame:
+    """Households of the rule's colours with needs carried (or allocated again) for the rule's
+    weeks (``waiting``: the needs carried or allocated)."""
+    waiting = waiting[waiting["age"].to_numpy(int) >= int(rule["weeks"])]
     hh = households.set_index("household_id")
-    waiting = waiting.assign(tier=waiting["household_id"].map(hh["tier"]))
-    waiting = waiting[waiting["tier"].isin(list(rule["colours"]))]
+    colours = hh.loc[member_mask(hh["tier"], list(rule["colours"])), ["tier", "station_id"]]
+    at = pd.Index(colours.index.to_numpy(object)).get_indexer(
+        waiting["household_id"].to_numpy(object))
+    waiting = waiting[at >= 0].assign(tier=colours["tier"].to_numpy(object)[at[at >= 0]],
+                                      station_id=colours["station_id"].to_numpy(object)[
+                                          at[at >= 0]])
     if waiting.empty:
-        return []
+        return _findings([])
     # One finding per household, with its first 20 need ids: rows sorted by household and
     # need, then cut where the household changes (a city has a hundred thousand of them).
     waiting = waiting.sort_values(["household_id", "need_id"]).reset_index(drop=True)
     household = waiting["household_id"].to_numpy(object)
     starts = np.flatnonzero(np.r_[True, household[1:] != household[:-1]])
     ends = np.r_[starts[1:], len(waiting)]
-    age = waiting["age"].to_numpy(int)
     need = waiting["need_id"].to_numpy(object)
-    tier = waiting["tier"].to_numpy(object)
-    station = hh["station_id"].reindex(household[starts]).to_numpy(object)
-    return [Finding("unmet", "household", household[a], str(where),
-                    {"colour": tier[a], "needs": int(b - a), "weeks": int(age[a:b].max()),
-                     "need_ids": need[a:min(b, a + 20)].tolist()})
-            for a, b, where in zip(starts, ends, station, strict=True)]
+    first_ids = [need[a:min(b, a + 20)].tolist() for a, b in zip(starts, ends, strict=True)]
+    return _rows(pd.DataFrame({
+        "rule": "unmet", "subject_kind": "household", "subject_id": household[starts],
+        "centre": waiting["station_id"].to_numpy(object)[starts],
+        "numbers": _json_objects({
+            "colour": waiting["tier"].to_numpy(object)[starts], "needs": ends - starts,
+            "weeks": np.maximum.reduceat(waiting["age"].to_numpy(int), starts),
+            "need_ids": [json.dumps(ids, ensure_ascii=False) for ids in first_ids]},
+            encoded=("need_ids",))}, dtype=object))
 
 
-def _colour_worse(households: pd.DataFrame) -> list[Finding]:
+def _colour_worse(households: pd.DataFrame) -> pd.DataFrame:
     hh = households.dropna(subset=["before"])
     worse = (hh["tier"].map(_TIER_RANK).to_numpy(float)
              < hh["before"].map(_TIER_RANK).to_numpy(float))
-    return [Finding("colour_worse", "household", r.household_id, r.station_id,
-                    {"from": r.before, "to": r.tier, "assessed_on": r.assessed_on,
-                     "version": int(r.version)})
-            for r in hh[worse].itertuples(index=False)]
+    hh = hh[worse]
+    return _rows(pd.DataFrame({
+        "rule": "colour_worse", "subject_kind": "household",
+        "subject_id": hh["household_id"].to_numpy(object),
+        "centre": hh["station_id"].to_numpy(object),
+        "numbers": _json_objects({"from": hh["before"].to_numpy(object),
+                                  "to": hh["tier"].to_numpy(object),
+                                  "assessed_on": hh["assessed_on"].to_numpy(object),
+                                  "version": hh["version"].to_numpy(int)})}, dtype=object))
 
 
-def _funds(register: Register, conn, households: pd.DataFrame, backlog: pd.DataFrame,
-           week: str, rules) -> list[Finding]:
+def _funds(register: Register, conn, households: pd.DataFrame, waiting: pd.DataFrame,
+           week: str, rules) -> pd.DataFrame:
     funds = register.table("funds", conn)
     if funds.empty:
-        return []
+        return _findings([])
     length = register.policy.cycle.fund_period_weeks
     balances = fund_balances(conn, funds, week, length)
     so_far = int(balances["weeks"].max()) if len(balances) else 1
@@ -241,25 +302,42 @@ def _funds(register: Register, conn, households: pd.DataFrame, backlog: pd.DataF
                 "weeks_left_in_period": left_weeks,
                 "weeks_until_empty": round(max(weeks_to_empty, 0.0), 1)}))
     # Under-spending while needs it could pay for wait: carried needs of services the fund
-    # pays for (its earmark; any service when it has none).
+    # pays for (its earmark; any service when it has none), read when a fund under-spends.
     share = float(rules["fund_underspend"]["share"])
-    carried = backlog.loc[(backlog["state"] == "carried").to_numpy(),
-                          ["service_id", "household_id"]]
-    carried["station_id"] = carried["household_id"].map(
-        households.set_index("household_id")["station_id"])
+    under = balances[(balances["accrued"] > 0)
+                     & (balances["spent"] < share * balances["accrued"])]
+    if len(under):
+        out += _underspent(register, conn, households, waiting, funds, under)
+    return _findings(out)
+
+
+def _underspent(register: Register, conn, households: pd.DataFrame, waiting: pd.DataFrame,
+                funds: pd.DataFrame, under: pd.DataFrame) -> list[Finding]:
+    """Of the funds that spent less than their share (``under``, their balances), those with
+    carried needs they could pay for: of the services they pay for (their earmark; any service
+    when they have none), in their centre's subtree."""
+    carried = waiting[(waiting["state"] == "carried").to_numpy()]
+    at = pd.Index(households["household_id"].to_numpy(object)).get_indexer(
+        carried["household_id"].to_numpy(object))
+    # Counted per station and service once; each fund then sums the rows of its subtree and
+    # earmark (a city's half a million carried needs fall into a few thousand such rows).
+    counts = pd.DataFrame({
+        "station": np.append(households["station_id"].to_numpy(object), "")[at],  # -1: ""
+        "service": carried["service_id"].to_numpy(object)}).value_counts().reset_index()
+    station = pd.Series(counts["station"].to_numpy(object), dtype=object)
+    service = pd.Series(counts["service"].to_numpy(object), dtype=object)
+    number = counts["count"].to_numpy(int)
     hierarchy = Hierarchy.from_centres(register.table("centres", conn))
-    for fid, row in balances.iterrows():
-        if row["accrued"] <= 0 or row["spent"] >= share * row["accrued"]:
-            continue
-        earmark = str(funds.set_index("fund_id").at[fid, "earmarked_services"] or "")
-        services = [s for s in earmark.split(";") if s]
-        reach = set(hierarchy.subtree(str(centre[fid])))  # the households the fund pays for
-        mine = carried["station_id"].isin(reach)
+    funds = funds.set_index("fund_id")
+    out = []
+    for fid, row in under.iterrows():
+        centre = str(funds.at[fid, "centre_id"])
+        services = [s for s in str(funds.at[fid, "earmarked_services"] or "").split(";") if s]
+        mine = member_mask(station, list(hierarchy.subtree(centre)))
         if services:
-            mine &= carried["service_id"].isin(services)
-        needs = int(mine.sum())
-        if needs:
-            out.append(Finding("fund_underspend", "fund", fid, str(centre[fid]), {
+            mine &= member_mask(service, services)
+        if needs := int(number[mine].sum()):
+            out.append(Finding("fund_underspend", "fund", fid, centre, {
                 "spent": round(row["spent"], 2), "accrued": round(row["accrued"], 2),
                 "share_spent": round(row["spent"] / row["accrued"], 3),
                 "needs_waiting": needs}))
@@ -287,7 +365,7 @@ def _provider_declines(register: Register, conn, weeks: pd.DataFrame, week: str,
                          .rename("tasks").reset_index()], ignore_index=True)
     answered = counted[counted["status"].isin(["declined", "delivered", "not_delivered"])]
     if answered.empty:
-        return []
+        return _findings([])
     failed = answered["tasks"].where(answered["status"].isin(["declined", "not_delivered"]), 0)
     stats = pd.DataFrame({"tasks": answered.groupby("provider_id")["tasks"].sum(),
                           "failed": failed.groupby(answered["provider_id"]).sum()})
@@ -295,11 +373,11 @@ def _provider_declines(register: Register, conn, weeks: pd.DataFrame, week: str,
     providers = register.table("providers", conn).set_index("provider_id")
     hit = stats[(stats["tasks"] >= int(rule["min_tasks"]))
                 & (stats["share"] > float(rule["share"]))]
-    return [Finding("provider_declines", "provider", pid,
+    return _findings([Finding("provider_declines", "provider", pid,
                     str(providers["centre_id"].get(pid, "")),
                     {"tasks": int(r.tasks), "declined_or_not_delivered": int(r.failed),
                      "share": round(float(r.share), 3), "weeks": recent})
-            for pid, r in hit.iterrows()]
+            for pid, r in hit.iterrows()])
 
 
 def _recent_weeks(week: str, count: int) -> list[str]:
@@ -311,28 +389,24 @@ def _recent_weeks(week: str, count: int) -> list[str]:
     return sorted(out)
 
 
-def _capacity_short(register: Register, conn, backlog: pd.DataFrame, weeks: pd.DataFrame,
-                    week: str, rule) -> list[Finding]:
+def _capacity_short(register: Register, conn, weeks: pd.DataFrame, week: str, rule
+                    ) -> pd.DataFrame:
     """Units unmet for lack of capacity per service and street, week by week, from the
     weeks' runs (closed weeks: their stored shortfalls); a run of ``weeks`` rises in a row
     (ending at ``week``) fires."""
     recent = _recent_weeks(week, int(rule["weeks"]) + 1)
     weeks = weeks[weeks["week"].isin(recent).to_numpy() & weeks["run_id"].notna().to_numpy()]
     if weeks.empty:
-        return []
+        return _findings([])
     stored = fetch_frame(conn, sa.select(SHORTFALLS.c.week, SHORTFALLS.c.service_id,
                                          SHORTFALLS.c.street_id, SHORTFALLS.c.units)
                          .where(SHORTFALLS.c.week.in_(recent)))
     live = weeks[~weeks["kept"].to_numpy()]
-    needs = backlog.set_index("need_id")
-    if (live["state"] == "closed").any():  # closed before facts were kept: needs since closed
-        needs = fetch_frame(conn, sa.select(NEED_STATES.c.need_id, NEED_STATES.c.service_id,
-                                            NEED_STATES.c.household_id)).set_index("need_id")
-    rows = pd.concat([stored] + [shortfalls(register, conn, w, int(run_id), needs)
+    rows = pd.concat([stored] + [shortfalls(register, conn, w, int(run_id))
                                  for w, run_id in zip(live["week"], live["run_id"],
                                                       strict=True)], ignore_index=True)
     if rows.empty:
-        return []
+        return _findings([])
     table = rows.groupby(["service_id", "street_id", "week"])["units"].sum().unstack("week")
     shown = sorted(set(weeks["week"]))[-(int(rule["weeks"]) + 1):]  # (a week opened for
     # several streets has a run for each; their unmet units add up above)
@@ -346,7 +420,7 @@ def _capacity_short(register: Register, conn, backlog: pd.DataFrame, weeks: pd.D
                                {"service": service, "street": street,
                                 "unmet_units": {w: round(float(v), 2)
                                                 for w, v in series.items()}}))
-    return out
+    return _findings(out)
 
 
 def evaluate(register: Register, week: str | None = None) -> Evaluation:
@@ -354,46 +428,53 @@ def evaluate(register: Register, week: str | None = None) -> Evaluation:
     week = week or latest_week(register)
     if week is None:
         return Evaluation(week="", opened=0, updated=0, resolved=0, findings=0)
-    found = {f.alert_id: f for f in find(register, week)}
-    rules = register.policy.alerts
+    found = find(register, week).drop_duplicates("alert_id", keep="last")
+    severity = {rule: spec["severity"] for rule, spec in register.policy.alerts.items()}
     result = Evaluation(week=week, opened=0, updated=0, resolved=0, findings=len(found))
     with register.engine.begin() as conn:
         lock(conn)  # two evaluations at once queue (alert ids are keys)
-        stored = {r[0]: dict(zip(ALERT_COLUMNS, r, strict=True))
-                  for r in fetch_rows(conn, sa.select(*ALERTS.columns))}
+        a = ALERTS.c  # (the columns compared: rows changed are updated in these columns)
+        stored = fetch_frame(conn, sa.select(a.alert_id, a.state, a.numbers, a.last_week))
         events = Events(conn, register.actor)
         stamp = events.at
-        fresh, changed = [], []
-        for aid, f in found.items():
-            numbers = json.dumps(f.numbers, ensure_ascii=False, sort_keys=True, default=str)
-            old = stored.get(aid)
-            if old is None or old["state"] == "resolved":
-                row = {"alert_id": aid, "rule": f.rule, "severity": rules[f.rule]["severity"],
-                       "centre": f.centre, "subject_kind": f.subject_kind,
-                       "subject_id": f.subject_id, "since": week, "last_week": week,
-                       "numbers": numbers, "state": "open", "ack_by": "", "ack_at": "",
-                       "ack_note": "", "resolved_at": "", "updated_at": stamp}
-                (fresh if old is None else changed).append(row)
-                events.add("alert.open", f"alerts:{aid}", None,
-                           {"week": week, "numbers": f.numbers})
-                result.opened += 1
-                result.opened_ids.append(aid)
-            elif old["numbers"] != numbers or old["last_week"] != week:
-                # A refresh of an alert still open (a week more overdue, a count changed) is
-                # not an event of its own: a city's hundred thousand open alerts refresh every
-                # week. The evaluation's one event below counts them; the row keeps the numbers.
-                changed.append({**old, "numbers": numbers, "last_week": week,
-                                "severity": rules[f.rule]["severity"], "updated_at": stamp})
-                result.updated += 1
-        for aid, old in stored.items():
-            if aid not in found and old["state"] != "resolved":
-                changed.append({**old, "state": "resolved", "resolved_at": stamp,
-                                "updated_at": stamp})
-                events.add("alert.resolve", f"alerts:{aid}", {"state": old["state"]},
-                           {"state": "resolved", "week": week})
-                result.resolved += 1
-        bulk_insert(conn, ALERTS, fresh)
-        bulk_update(conn, ALERTS, "alert_id", changed)
+        # Each finding beside its stored alert (if any), each stored alert beside its finding.
+        at = pd.Index(stored["alert_id"].to_numpy(object)).get_indexer(
+            found["alert_id"].to_numpy(object))
+        old_state = np.append(stored["state"].to_numpy(object), None)[at]  # -1: None
+        found = found.assign(severity=found["rule"].map(severity).to_numpy(object))
+        # Found for the first time, or again after it was resolved: (re)opened this week.
+        opens = (at < 0) | (old_state == "resolved")
+        opened = found[opens].assign(
+            since=week, last_week=week, state="open", ack_by="", ack_at="", ack_note="",
+            resolved_at="", updated_at=stamp)[list(ALERT_COLUMNS)]
+        fresh = opened[(at < 0)[opens]]
+        changed = [opened[(at >= 0)[opens]]]
+        events.add_many("alert.open", ("alerts:" + opened["alert_id"]).tolist(), None,
+                        ('{"numbers": ' + opened["numbers"] + ', "week": "' + week + '"}')
+                        .tolist())
+        # Found again while open or acknowledged: its numbers and week refreshed. Not an event
+        # of its own (a city's hundred thousand open alerts refresh every week): the
+        # evaluation's one event below counts them; the row keeps the numbers.
+        again = found[~opens]
+        before = stored.iloc[at[~opens]]
+        refresh = ((before["numbers"].to_numpy(object) != again["numbers"].to_numpy(object))
+                   | (before["last_week"].to_numpy(object) != week))
+        changed.append(before[refresh][["alert_id"]].assign(
+            numbers=again["numbers"].to_numpy(object)[refresh], last_week=week,
+            severity=again["severity"].to_numpy(object)[refresh], updated_at=stamp))
+        # No longer found: resolved by itself.
+        gone = stored[~member_mask(stored["alert_id"], found["alert_id"].tolist())
+                      & (stored["state"] != "resolved").to_numpy()]
+        changed.append(gone[["alert_id"]].assign(state="resolved", resolved_at=stamp,
+                                                  updated_at=stamp))
+        events.add_many("alert.resolve", ("alerts:" + gone["alert_id"]).tolist(),
+                        ('{"state": "' + gone["state"] + '"}').tolist(),
+                        [json.dumps({"state": "resolved", "week": week})] * len(gone))
+        result.opened, result.updated, result.resolved = len(opened), int(refresh.sum()), len(gone)
+        result.opened_ids = opened["alert_id"].tolist()
+        bulk_insert(conn, ALERTS, fresh.to_dict("records"))
+        for rows in changed:  # each with the columns it sets
+            bulk_update(conn, ALERTS, "alert_id", rows)
         events.add("alerts.evaluate", f"weeks:{week}", None,
                    {"findings": result.findings, "opened": result.opened,
                     "refreshed": result.updated, "resolved": result.resolved})

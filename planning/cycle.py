@@ -317,7 +317,8 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
     with register.engine.begin() as conn:
         lock(conn)
         # The centres as the register holds them (validated when they came in), for the scope.
-        hierarchy = Hierarchy.from_centres(register.table("centres", conn))
+        centres = register.table("centres", conn)
+        hierarchy = Hierarchy.from_centres(centres)
         if centre and centre not in set(register.rows("centres", conn)):
             raise CycleError(f"没有中心 {centre} / no centre {centre} in the register")
         opened = conn.execute(sa.select(WEEKS)).mappings().all()
@@ -344,7 +345,7 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
         matched = time.perf_counter()
         tables = reconciled_tables(scenario, run, match)
         tables.update(assignments=match.assignments, unplaced=match.unplaced,
-                      load=match.load)
+                      load=match.load, shortfalls=_shortfalls(scenario, centres, tables))
         info = {**run.info, "kind": "week", "match": match.info}
         run_id = RunStore.insert_run(conn, info, tables, "week", f"register {week} {scope}")
         new = build_tasks(scenario, week, scope, tables["allocations"], match.visits)
@@ -372,6 +373,18 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
                                "match": round(matched - allocated, 3),
                                "store": round(stored - matched, 3),
                                "wall": round(stored - start, 3)})
+
+
+def _shortfalls(scenario: Scenario, centres: pd.DataFrame, tables: dict) -> pd.DataFrame:
+    """The units the week's plan leaves unmet for lack of capacity, per service and street,
+    kept with its run: they never change once the week is opened, and alerts and the facts
+    read them every week (finding them again from a city's million unmet rows took seconds)."""
+    from wulian.planning.performance import capacity_shortfalls
+
+    station = scenario.households.set_index("household_id")["station_id"]
+    street = station.map(centres.set_index("centre_id")["parent_id"])
+    needs = scenario.needs.set_index("need_id")[["service_id", "household_id"]]
+    return capacity_shortfalls(tables["unmet"], needs, street)
 
 
 def _check_needs_in_scope(scenario: Scenario, week: str, centre: str | None) -> None:

@@ -203,28 +203,50 @@ def _fills(register: Register, conn: sa.Connection, tasks: pd.DataFrame,
     return out.assign(needs=out["needs"].astype(int))[FILL_COLUMNS]
 
 
-def shortfalls(register: Register, conn: sa.Connection, week: str, run_id: int,
-               needs: pd.DataFrame) -> pd.DataFrame:
-    """A week's units unmet for lack of capacity, per service and street, from its run;
-    ``needs`` gives each need's service and household (indexed by need id)."""
-    unmet = register.store.table_in(conn, run_id, "unmet")
+SHORTFALL_COLUMNS = ["week", "service_id", "street_id", "units"]
+
+
+def capacity_shortfalls(unmet: pd.DataFrame, needs: pd.DataFrame,
+                        street: pd.Series) -> pd.DataFrame:
+    """Units a run left unmet for lack of capacity, per service and street: ``unmet`` is the
+    run's table, ``needs`` gives each need's service and household (indexed by need id),
+    ``street`` each household's street."""
     if unmet.empty:
-        return pd.DataFrame(columns=["week", "service_id", "street_id", "units"])
-    short = unmet[unmet["reason"] == "capacity_exhausted"]
-    plans = register.store.table_in(conn, run_id, "plans")
-    centres = register.table("centres", conn).set_index("centre_id")
-    station = plans.set_index("household_id")["station_id"]
+        return pd.DataFrame(columns=["service_id", "street_id", "units"])
+    short = unmet[(unmet["reason"] == "capacity_exhausted").to_numpy()]
     # Looked up as Python strings: Arrow strings' lookups of a city's 700,000 needs in its
     # million take seconds.
     at = pd.Index(needs.index.to_numpy(object)).get_indexer(short["need_id"].to_numpy(object))
     found = at >= 0
-    household = pd.Series(needs["household_id"].to_numpy(object)[at[found]])
+    household = needs["household_id"].to_numpy(object)[at[found]]
+    where = pd.Index(street.index.to_numpy(object)).get_indexer(household)
     frame = pd.DataFrame({"service_id": needs["service_id"].to_numpy(object)[at[found]],
-                          "street_id": household.map(station).map(centres["parent_id"])
-                          .to_numpy(),
+                          "street_id": np.where(where >= 0, street.to_numpy(object)[where],
+                                                None),
                           "units": short["units"].to_numpy(float)[found]})
-    out = frame.groupby(["service_id", "street_id"])["units"].sum().reset_index()
-    return out.assign(week=week)[["week", "service_id", "street_id", "units"]]
+    return frame.groupby(["service_id", "street_id"])["units"].sum().reset_index()
+
+
+def shortfalls(register: Register, conn: sa.Connection, week: str, run_id: int,
+               needs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """A week's units unmet for lack of capacity, per service and street, from its run: kept
+    with the run when the week was opened (``cycle.open_week``), else found from its unmet
+    table, ``needs`` giving each need's service and household (indexed by need id; read from
+    the register when not given)."""
+    kept = register.store.table_in(conn, run_id, "shortfalls")
+    if "units" in kept.columns:
+        return kept.assign(week=week)[SHORTFALL_COLUMNS]
+    unmet = register.store.table_in(conn, run_id, "unmet")
+    if unmet.empty:
+        return pd.DataFrame(columns=SHORTFALL_COLUMNS)
+    if needs is None:
+        needs = fetch_frame(conn, sa.select(NEED_STATES.c.need_id, NEED_STATES.c.service_id,
+                                            NEED_STATES.c.household_id)).set_index("need_id")
+    plans = register.store.table_in(conn, run_id, "plans")
+    centres = register.table("centres", conn).set_index("centre_id")
+    station = plans.set_index("household_id")["station_id"]
+    street = pd.Series(station.map(centres["parent_id"]).to_numpy(object), index=station.index)
+    return capacity_shortfalls(unmet, needs, street).assign(week=week)[SHORTFALL_COLUMNS]
 
 
 def store_facts(register: Register, conn: sa.Connection, week: str, centre: str,
@@ -235,13 +257,8 @@ def store_facts(register: Register, conn: sa.Connection, week: str, centre: str,
     the register when not given)."""
     runs = [(week, run_id)] if run_id is not None else []
     found = facts(register, conn, with_days(week_tasks), runs)
-    if run_id is not None:
-        if needs is None:
-            needs = fetch_frame(conn, sa.select(NEED_STATES.c.need_id, NEED_STATES.c.service_id,
-                                                NEED_STATES.c.household_id)).set_index("need_id")
-        short = shortfalls(register, conn, week, run_id, needs)
-    else:
-        short = pd.DataFrame(columns=["week", "service_id", "street_id", "units"])
+    short = (shortfalls(register, conn, week, run_id, needs) if run_id is not None
+             else pd.DataFrame(columns=SHORTFALL_COLUMNS))
     for table, frame in ((OUTCOMES, found.outcomes), (FILLS, found.fills),
                          (REACHED, found.reached), (SHORTFALLS, short)):
         columns = [c.name for c in table.columns if c.name != "fact_id"]

@@ -5,8 +5,7 @@ fence, with weeks still open counted from their live tasks."""
 
 from __future__ import annotations
 
-import json
-
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -205,8 +204,8 @@ def test_alerts_find_the_same_from_facts_as_from_the_tasks(played):
     register = Register(played.store, Actor("tester"), Policy.from_dict(data))
 
     def found() -> list[tuple]:
-        return sorted((f.alert_id, json.dumps(f.numbers, sort_keys=True, default=str))
-                      for f in alerts.find(register, W4))
+        found = alerts.find(register, W4)
+        return sorted(zip(found["alert_id"], found["numbers"], strict=True))
 
     def balances() -> pd.DataFrame:
         with played.engine.connect() as conn:
@@ -232,3 +231,27 @@ def test_alerts_find_the_same_from_facts_as_from_the_tasks(played):
             for table in FACT_TABLES[1:]:
                 conn.execute(table.delete())
             performance.store_missing_facts(played, conn, "2026-12-31T00:00:00")
+
+
+def test_shortfalls_kept_with_a_week_are_those_its_unmet_table_gives(played):
+    """A week's units short of capacity, kept with its run when it was opened, are the ones
+    found again from the run's unmet table and the register's needs (as for a run kept before
+    they were): per service and street, the same units."""
+    from wulian.planning.store import RUN_TABLES
+
+    with played.engine.connect() as conn:
+        trans = conn.begin()
+        runs = conn.execute(sa.select(cycle.WEEKS.c.week, cycle.WEEKS.c.run_id)).all()
+        kept = {week: performance.shortfalls(played, conn, week, run_id)
+                for week, run_id in runs}
+        conn.execute(RUN_TABLES.delete().where(RUN_TABLES.c.name == "shortfalls"))
+        found = {week: performance.shortfalls(played, conn, week, run_id)
+                 for week, run_id in runs}
+        trans.rollback()
+    assert len(runs) == 4 and sum(len(k) for k in kept.values()) > 0
+    for week in kept:
+        key = ["service_id", "street_id"]
+        a = kept[week].sort_values(key).reset_index(drop=True)
+        b = found[week].sort_values(key).reset_index(drop=True)
+        assert a[key].astype(str).equals(b[key].astype(str)), week
+        assert np.allclose(a["units"].astype(float), b["units"].astype(float)), week
