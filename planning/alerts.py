@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from wulian.contract import vocab
 from wulian.contract.hierarchy import Hierarchy
 from wulian.optimizer.allocation import member_mask
-from wulian.planning.cycle import TASKS, WEEKS, fund_balances, lock, period_bounds, tasks_frame
+from wulian.planning.cycle import TASKS, WEEKS, fund_balances, lock, period_bounds
 from wulian.planning.db import bulk_insert, bulk_update, fetch_frame, fetch_rows
 from wulian.planning.match import week_start
 from wulian.planning.performance import FACT_WEEKS, OUTCOMES, SHORTFALLS, shortfalls
@@ -198,17 +198,7 @@ def _households(register: Register, conn: sa.Connection) -> pd.DataFrame:
 
 def _monitoring_overdue(register: Register, conn, households: pd.DataFrame, week: str,
                         rule) -> pd.DataFrame:
-    keys = [k for (k,) in fetch_rows(conn, sa.select(ROWS.c.row_key).where(
-        ROWS.c.tbl == "history"))]
-    # The last visit's week per household (keys are week|household|volunteer, split in
-    # Arrow): weeks sort as text, so the last row of each household after sorting (no groupby
-    # over Arrow strings, whose max runs in Python per household).
-    parts = pc.split_pattern(pa.array(keys, pa.string()), "|", max_splits=2)
-    visits = pd.DataFrame({"week": pc.list_element(parts, 0).to_numpy(zero_copy_only=False),
-                           "household": pc.list_element(parts, 1).to_numpy(
-                               zero_copy_only=False)})
-    last = visits.sort_values("week").drop_duplicates("household", keep="last") \
-        .set_index("household")["week"]
+    last = _last_visits(conn)
     hh = households.dropna(subset=["tier"])
     at = pd.Index(last.index.to_numpy(object)).get_indexer(
         hh["household_id"].to_numpy(object))
@@ -230,6 +220,22 @@ def _monitoring_overdue(register: Register, conn, households: pd.DataFrame, week
             "colour": tier[overdue], "cycle_weeks": cycles[overdue],
             "last_visit": seen[overdue],
             "weeks_since": np.where(visited, waited, None)[overdue]})}, dtype=object))
+
+
+def _last_visits(conn: sa.Connection) -> pd.Series:
+    """The last visit's week per household, from the history's keys (week|household|volunteer,
+    split in Arrow). Households and weeks are numbered (weeks in their order as text, which is
+    time's) and each household keeps its highest week number: no sort or groupby of a city's
+    600,000 visits as strings (grouping them in SQLite took longer still)."""
+    keys = [k for (k,) in fetch_rows(conn, sa.select(ROWS.c.row_key).where(
+        ROWS.c.tbl == "history"))]
+    parts = pc.split_pattern(pa.array(keys, pa.string()), "|", max_splits=2)
+    weeks, week_ids = pd.factorize(
+        pc.list_element(parts, 0).to_numpy(zero_copy_only=False), sort=True)
+    homes, home_ids = pd.factorize(pc.list_element(parts, 1).to_numpy(zero_copy_only=False))
+    last = np.full(len(home_ids), -1)
+    np.maximum.at(last, homes, weeks)
+    return pd.Series(np.asarray(week_ids, dtype=object)[last], index=home_ids, dtype=object)
 
 
 def _unmet(waiting: pd.DataFrame, households: pd.DataFrame, rule) -> pd.DataFrame:
@@ -321,12 +327,14 @@ def _underspent(register: Register, conn, households: pd.DataFrame, waiting: pd.
         carried["household_id"].to_numpy(object))
     # Counted per station and service once; each fund then sums the rows of its subtree and
     # earmark (a city's half a million carried needs fall into a few thousand such rows).
-    counts = pd.DataFrame({
-        "station": np.append(households["station_id"].to_numpy(object), "")[at],  # -1: ""
-        "service": carried["service_id"].to_numpy(object)}).value_counts().reset_index()
-    station = pd.Series(counts["station"].to_numpy(object), dtype=object)
-    service = pd.Series(counts["service"].to_numpy(object), dtype=object)
-    number = counts["count"].to_numpy(int)
+    stations, station_ids = pd.factorize(
+        np.append(households["station_id"].to_numpy(object), "")[at])  # -1: ""
+    services, service_ids = pd.factorize(carried["service_id"].to_numpy(object))
+    pairs, number = np.unique(stations * len(service_ids) + services, return_counts=True)
+    station = pd.Series(np.asarray(station_ids, dtype=object)[pairs // len(service_ids)],
+                        dtype=object)
+    service = pd.Series(np.asarray(service_ids, dtype=object)[pairs % len(service_ids)],
+                        dtype=object)
     hierarchy = Hierarchy.from_centres(register.table("centres", conn))
     funds = funds.set_index("fund_id")
     out = []
@@ -356,13 +364,15 @@ def _provider_declines(register: Register, conn, weeks: pd.DataFrame, week: str,
                          .where(o.c.week.in_(recent), o.c.grouping == "provider",
                                 o.c.kind == "service").group_by(o.c.grp, o.c.status))
     live = weeks[~weeks["kept"].to_numpy()]
-    tasks = tasks_frame(conn, TASKS.c.week.in_(sorted(set(live["week"]))),
-                        TASKS.c.volunteer_id == "",
-                        columns=("week", "centre", "provider_id", "status"))
+    t = TASKS.c  # the open weeks' tasks counted in the database (a city week's are 300,000)
+    tasks = fetch_frame(conn, sa.select(t.week, t.centre, t.provider_id, t.status,
+                                        sa.func.count().label("tasks"))
+                        .where(t.week.in_(sorted(set(live["week"]))), t.volunteer_id == "")
+                        .group_by(t.week, t.centre, t.provider_id, t.status))
     tasks = tasks[(tasks["week"] + "|" + tasks["centre"]).isin(
         set(live["week"] + "|" + live["centre"])).to_numpy()]
-    counted = pd.concat([stored, tasks.groupby(["provider_id", "status"]).size()
-                         .rename("tasks").reset_index()], ignore_index=True)
+    counted = pd.concat([stored, tasks.groupby(["provider_id", "status"])["tasks"].sum()
+                         .reset_index()], ignore_index=True)
     answered = counted[counted["status"].isin(["declined", "delivered", "not_delivered"])]
     if answered.empty:
         return _findings([])
@@ -411,16 +421,18 @@ def _capacity_short(register: Register, conn, weeks: pd.DataFrame, week: str, ru
     shown = sorted(set(weeks["week"]))[-(int(rule["weeks"]) + 1):]  # (a week opened for
     # several streets has a run for each; their unmet units add up above)
     table = table.reindex(columns=shown).fillna(0.0)
-    out = []
-    for (service, street), series in table.iterrows():
-        values = series.to_numpy(float)
-        if len(values) == int(rule["weeks"]) + 1 and np.all(np.diff(values) > 1e-9) \
-                and series.index[-1] == week:
-            out.append(Finding("capacity_short", "service", f"{service}@{street}", str(street),
-                               {"service": service, "street": street,
-                                "unmet_units": {w: round(float(v), 2)
-                                                for w, v in series.items()}}))
-    return _findings(out)
+    if len(shown) != int(rule["weeks"]) + 1 or shown[-1] != week:
+        return _findings([])
+    # Rising every week: all the week-to-week differences positive (a row per service and
+    # street; a city's are thousands).
+    values = table.to_numpy(float)
+    rising = table[np.all(np.diff(values, axis=1) > 1e-9, axis=1)]
+    return _findings([Finding("capacity_short", "service", f"{service}@{street}", str(street),
+                              {"service": service, "street": street,
+                               "unmet_units": {w: round(float(v), 2)
+                                               for w, v in zip(shown, row, strict=True)}})
+                      for (service, street), row in zip(rising.index, rising.to_numpy(float),
+                                                        strict=True)])
 
 
 def evaluate(register: Register, week: str | None = None) -> Evaluation:

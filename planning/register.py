@@ -362,22 +362,24 @@ class Register:
     def colours(self, conn: sa.Connection | None = None) -> pd.DataFrame:
         """Per household: the colour of its last assessment and of the one before (NaN for a
         household assessed once), and when it was last assessed."""
-        query = sa.select(ASSESSMENTS.c.household_id, ASSESSMENTS.c.version,
-                          ASSESSMENTS.c.tier, ASSESSMENTS.c.assessed_on)
-        frame = pd.DataFrame(self._fetch(query, conn),
-                             columns=["household_id", "version", "tier", "assessed_on"])
-        frame = frame.sort_values(["household_id", "version"]).reset_index(drop=True)
-        household = frame["household_id"].to_numpy(object)
-        is_last = np.ones(len(frame), bool)
+        a = ASSESSMENTS.c  # in the order of its (household, version) key: no sort here
+        rows = self._fetch(sa.select(a.household_id, a.version, a.tier, a.assessed_on)
+                           .order_by(a.household_id, a.version), conn)
+        columns = zip(*rows, strict=True) if rows else [()] * 4
+        household, version, tier, assessed_on = (np.array(c, dtype=object) for c in columns)
+        is_last = np.ones(len(household), bool)
         is_last[:-1] = household[1:] != household[:-1]
         # The row before a household's last is its previous assessment when it is the same
-        # household's (rows compared with their neighbours: no groupby over Arrow strings).
-        before_row = np.zeros(len(frame), bool)
-        before_row[:-1] = is_last[1:] & (household[:-1] == household[1:])
-        before = pd.Series(frame["tier"].to_numpy(object)[before_row],
-                           index=household[before_row], dtype=object)
-        last = frame[is_last].set_index("household_id")
-        return last.assign(before=before.reindex(last.index))
+        # household's (rows compared with their neighbours: no groupby over a city's ids).
+        last = np.flatnonzero(is_last)
+        previous = np.maximum(last - 1, 0)
+        assessed_before = (last > 0) & (household[previous] == household[last])
+        index = pd.Index(household[last], name="household_id", dtype=object)
+        text = {"tier": tier[last], "assessed_on": assessed_on[last],
+                "before": np.where(assessed_before, tier[previous], None)}
+        return pd.DataFrame({"version": version[last].astype(np.int64),
+                             **{k: pd.Series(v, index=index, dtype=object)
+                                for k, v in text.items()}}, index=index)
 
     def events(self, subject: str | None = None, kind: str | None = None) -> pd.DataFrame:
         """The audit trail, oldest first (optionally for one subject or kind)."""
