@@ -20,7 +20,7 @@ import pandas as pd
 
 from wulian.contract import vocab
 from wulian.contract.problems import Problem, ValidationError
-from wulian.planning.cycle import Answer, tasks
+from wulian.planning.cycle import Answer, CycleError, tasks, weeks
 from wulian.planning.register import Register
 
 TASK_SHEET = "任务 tasks"
@@ -73,7 +73,22 @@ def _text_cell(ws, row: int, col: int, value) -> None:
 
 def publish_week(register: Register, week: str, out: str | Path,
                  centre: str | None = None) -> list[Path]:
-    """One workbook per provider and one per street's volunteers for ``week``'s tasks."""
+    """One workbook per provider and one per street's volunteers for ``week``'s tasks.
+
+    Raises
+    ------
+    CycleError
+        When the week was not opened (for ``centre``'s scope, when given): nothing to push.
+    """
+    opened = weeks(register)
+    opened = opened[opened["week"] == week]
+    if centre:
+        opened = opened[opened["centre"] == centre]
+    if opened.empty:
+        where = f"({centre})" if centre else ""
+        raise CycleError(f"{week}{where} 尚未开启,没有可推送的任务(先运行 wulian week open "
+                         f"{week}) / {week}{' ' + where if where else ''} was not opened: no "
+                         f"tasks to publish (run wulian week open {week} first)")
     frame = tasks(register, week)
     if centre:
         frame = frame[frame["centre"] == centre]

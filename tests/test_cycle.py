@@ -212,6 +212,24 @@ def _fill(path: Path, rng: np.random.Generator, worse: bool) -> None:
     wb.save(path)
 
 
+def test_publishing_a_week_never_opened_is_refused(tmp_path, tiny_scenario, capsys):
+    """`week publish` of a week not opened (or not for that centre) fails with the reason
+    and writes no workbook; the week opened publishes."""
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    assert _cli(url, "register", "import", str(tiny_scenario)) == 0
+    capsys.readouterr()
+    assert _cli(url, "week", "publish", W1, "--out", str(tmp_path / "none")) == 1
+    assert "was not opened" in capsys.readouterr().err
+    assert not list((tmp_path / "none").glob("*.xlsx"))
+    assert _cli(url, "week", "open", W1) == 0
+    street = _register(url).table("centres").query("level == 'street'")["centre_id"].iloc[0]
+    assert _cli(url, "week", "publish", W1, "--centre", street,
+                "--out", str(tmp_path / "street")) == 1
+    assert f"{W1} ({street}) was not opened" in capsys.readouterr().err
+    assert _cli(url, "week", "publish", W1, "--out", str(tmp_path / "all")) == 0
+    assert list((tmp_path / "all").glob("*.xlsx"))
+
+
 def test_three_weeks_through_the_cli_checked_from_the_register(store_url, tiny_scenario,
                                                                tmp_path):
     url = store_url
