@@ -330,7 +330,6 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     del results, done, by_part, merged
     t_bounds = time.perf_counter()
     if bounding:
-        # The parts' pool is idle by now: its cores solve the four LPs side by side.
         seconds = bound_seconds if params.time_limit > 0 else 0.0
         offer_left = shared_offers * _offer_scale(data).reindex(shared_offers.index)
         fund_left = (shared_funds * CENTS_PER_YUAN).round()
