@@ -40,7 +40,6 @@ gap.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -331,7 +330,6 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     del results, done, by_part, merged
     t_bounds = time.perf_counter()
     if bounding:
-        # The parts' pool is idle by now: its cores solve the four LPs side by side.
         seconds = bound_seconds if params.time_limit > 0 else 0.0
         offer_left = shared_offers * _offer_scale(data).reindex(shared_offers.index)
         fund_left = (shared_funds * CENTS_PER_YUAN).round()
@@ -362,8 +360,10 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
                 out[level] = total if level != "money" else -total
             return out
 
-        how, notes, methods = _bound_later_levels(
-            data, result, lab, params.workers or os.cpu_count() or 1, seconds, priced_later)
+        # One bound LP at a time: on the city each holds 300–450 MiB, and two side by side
+        # took the run's peak to 3,026 MiB against its 3 GiB (docs/benchmarks.md, session 8);
+        # on this shared 2-core machine the second thread saved little wall time.
+        how, notes, methods = _bound_later_levels(data, result, lab, 1, seconds, priced_later)
     else:
         how, notes, methods = "levels after red not bounded (certify off)", [], {}
     lab = None

@@ -410,13 +410,20 @@ def solve(scenario_or_ref, upto: str | None = None, solver: str = "cbc"
 
 
 def best_given(scenario_or_ref, level: str, held: dict[str, float],
-               time_limit: float = 0.0) -> float:
+               time_limit: float = 0.0, relaxed: bool = False) -> float:
     """The exact optimum of ``level`` over every plan that keeps each level of ``held`` at
     least at its value (at most, for money and travel), solved by SCIP: what a level's
     certified bound must never be below, given the earlier levels a run reached. Raises when
-    SCIP does not prove it within ``time_limit`` seconds (0: none)."""
+    SCIP does not prove it within ``time_limit`` seconds (0: none).
+
+    ``relaxed``: the optimum of the LP relaxation instead (every amount continuous), which
+    every bound that relaxes only the exact model's integrality, the rows coupling its parts
+    or its per-household caps must also stay on the right side of."""
     ref = scenario_or_ref if isinstance(scenario_or_ref, Reference) else build(scenario_or_ref)
     prob, x, exprs = _model(ref)
+    if relaxed:
+        for var in x.values():
+            var.cat = pulp.LpContinuous
     for name, value in held.items():
         slack = HOLD * max(1.0, abs(value))  # the run's own plan must stay inside
         if SENSE[name] == "max":
@@ -431,6 +438,8 @@ def best_given(scenario_or_ref, level: str, held: dict[str, float],
     status = _solve_scip(prob, time_limit)
     if pulp.LpStatus[status] != "Optimal":
         raise RuntimeError(f"level {level}: SCIP status {pulp.LpStatus[status]}")
+    if relaxed:
+        return float(sum(coef * (var.value() or 0.0) for var, coef in expr.items()))
     rounded = {x[i].name: float(round(x[i].value() or 0.0)) for i in x}
     return float(sum(coef * rounded[var.name] for var, coef in expr.items()))
 

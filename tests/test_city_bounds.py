@@ -187,6 +187,26 @@ def test_every_level_bound_holds_against_the_reference(seed, bound_seconds):
     assert levels["red"].bound == min(info["priced_red_bound"], info["aggregate_red_bound"])
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_every_bound_relaxes_the_exact_lp_held_at_the_run_values(seed):
+    """Where a level's room comes from (issue 14, session 9). Every bound of a decomposed
+    run relaxes the exact model's LP — the aggregate relaxes its per-household caps, the
+    priced bound the rows coupling the parts — so it lies on the far side of the independent
+    formulation's LP optimum of the level with the earlier colours held at the values the run
+    reached, and that LP on the far side of the run's value: value ≤ held LP ≤ bound (≥ for
+    money). What lies between value and held LP is the plan's (and integrality's); what lies
+    between held LP and bound, the relaxation's."""
+    result, _ = street_by_street(seed, BOUND_SECONDS)
+    levels = {lv.name: lv for lv in result.levels}
+    ref = reference.build(Scenario.from_tables(shared_funds_scenario(seed, REF_SCALE)))
+    for k, name in enumerate((*TIER_LEVELS, "money")):
+        lv = levels[name]
+        held = {colour: levels[colour].value for colour in TIER_LEVELS[:k]}
+        relaxed = reference.best_given(ref, name, held, relaxed=True)
+        assert _within(lv.value, relaxed, lv.sense), (seed, name, lv.value, relaxed)
+        assert _within(relaxed, lv.bound, lv.sense), (seed, name, relaxed, lv.bound)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_a_priced_red_bound_holds_for_any_prices(seed):
     """The Lagrangian bound on red (``optimizer.priced``: capacity and budget rows moved into
