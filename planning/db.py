@@ -105,30 +105,31 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
                              else [(values(r),) for r in part])
 
 
-def bulk_update(conn: sa.Connection, table: sa.Table, key: str,
+def bulk_update(conn: sa.Connection, table: sa.Table, key: str | tuple[str, ...],
                 rows: list[dict] | pd.DataFrame) -> None:
-    """Update many rows by their key straight through the driver's ``executemany`` (see
-    :func:`bulk_insert`): dicts holding the key and the same columns to set, or a frame of
-    them (a city's half a million rows: no dict per row)."""
+    """Update many rows by their key (a column, or several) straight through the driver's
+    ``executemany`` (see :func:`bulk_insert`): dicts holding the key and the same columns to
+    set, or a frame of them (a city's half a million rows: no dict per row)."""
     if not len(rows):
         return
+    keys = (key,) if isinstance(key, str) else tuple(key)
     if isinstance(rows, pd.DataFrame):
-        columns = [c for c in rows.columns if c != key]
-        values = list(zip(*(rows[c].tolist() for c in [*columns, key]), strict=True))
-        _update(conn, table, key, columns, values)
+        columns = [c for c in rows.columns if c not in keys]
+        values = list(zip(*(rows[c].tolist() for c in [*columns, *keys]), strict=True))
+        _update(conn, table, keys, columns, values)
         return
-    columns = [c for c in rows[0] if c != key]
-    pick = operator.itemgetter(*columns, key)
-    _update(conn, table, key, columns, list(map(pick, rows)))
+    columns = [c for c in rows[0] if c not in keys]
+    pick = operator.itemgetter(*columns, *keys)
+    _update(conn, table, keys, columns, list(map(pick, rows)))
 
 
-def _update(conn: sa.Connection, table: sa.Table, key: str, columns: list[str],
+def _update(conn: sa.Connection, table: sa.Table, keys: tuple[str, ...], columns: list[str],
             values: list[tuple]) -> None:
     mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
     quote = conn.dialect.identifier_preparer.quote
     sql = (f"UPDATE {conn.dialect.identifier_preparer.format_table(table)} SET "
            + ", ".join(f"{quote(c)} = {mark}" for c in columns)
-           + f" WHERE {quote(key)} = {mark}")
+           + " WHERE " + " AND ".join(f"{quote(k)} = {mark}" for k in keys))
     for start in range(0, len(values), 50_000):
         conn.exec_driver_sql(sql, values[start:start + 50_000])
 

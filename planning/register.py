@@ -38,7 +38,7 @@ from wulian.contract.schema import TABLES
 from wulian.demand.policy import Policy
 from wulian.demand.scoring import colour
 from wulian.optimizer.allocation import member_mask
-from wulian.planning.db import bulk_insert, fetch_frame, fetch_rows
+from wulian.planning.db import bulk_insert, bulk_update, fetch_frame, fetch_rows
 from wulian.planning.io import as_text, write_tables
 from wulian.planning.scenario import Scenario
 from wulian.planning.store import RunStore
@@ -472,9 +472,9 @@ class Register:
             bulk_insert(conn, ROWS, [
                 {"tbl": name, "row_key": k, "data": incoming[k], "effective_from": day,
                  "updated_at": stamp} for k in c.added])
-        for k in c.changed:
-            conn.execute(ROWS.update().where(ROWS.c.tbl == name, ROWS.c.row_key == k)
-                         .values(data=incoming[k], effective_from=day, updated_at=stamp))
+        bulk_update(conn, ROWS, ("tbl", "row_key"), [
+            {"tbl": name, "row_key": k, "data": incoming[k], "effective_from": day,
+             "updated_at": stamp} for k in c.changed])
         if c.removed:
             for chunk in _chunks(c.removed):
                 conn.execute(ROWS.delete().where(ROWS.c.tbl == name, ROWS.c.row_key.in_(chunk)))
@@ -545,19 +545,28 @@ class Register:
                     fresh["service_id"].to_numpy(object), fresh["quantity"].to_numpy(float),
                     fresh["urgency"].to_numpy(int), fresh["week"].to_numpy(object),
                     strict=True)])
-        for nid in c.changed:
-            r = needs.loc[nid]
-            before = conn.execute(sa.select(NEED_STATES).where(
-                NEED_STATES.c.need_id == nid)).mappings().first()
-            if before is None:
-                continue
-            delivered = float(before["quantity"]) - float(before["remaining"])
-            after = {"quantity": float(r["quantity"]), "urgency": int(r["urgency"]),
-                     "service_id": r["service_id"],
-                     "remaining": max(0.0, float(r["quantity"]) - delivered)}
-            conn.execute(NEED_STATES.update().where(NEED_STATES.c.need_id == nid)
-                         .values(**after, updated_at=stamp))
-            events.add("need_state.change", f"needs:{nid}", _plain(before), after)
+        if not c.changed:
+            return
+        # The changed needs' states read and written in bulk (a city's 1 % is 5,000 needs).
+        before = {r["need_id"]: dict(r) for chunk in _chunks(sorted(c.changed))
+                  for r in conn.execute(sa.select(NEED_STATES).where(
+                      NEED_STATES.c.need_id.in_(chunk))).mappings()}
+        changed = needs.loc[[n for n in c.changed if n in before]]
+        afters = []
+        for nid, quantity, urgency, service in zip(
+                changed.index, changed["quantity"].to_numpy(float),
+                changed["urgency"].to_numpy(int), changed["service_id"].to_numpy(object),
+                strict=True):
+            was = before[nid]
+            delivered = float(was["quantity"]) - float(was["remaining"])
+            afters.append({"quantity": float(quantity), "urgency": int(urgency),
+                           "service_id": service,
+                           "remaining": max(0.0, float(quantity) - delivered)})
+        bulk_update(conn, NEED_STATES, "need_id", [
+            {**after, "updated_at": stamp, "need_id": nid}
+            for nid, after in zip(changed.index, afters, strict=True)])
+        events.add_many("need_state.change", [f"needs:{n}" for n in changed.index],
+                        [_plain(before[n]) for n in changed.index], afters)
 
     # -- single records ----------------------------------------------------------------------
 

@@ -123,6 +123,22 @@ def test_import_round_trips_and_reports_exactly_the_changes(tmp_path, tiny):
     assert list(register.colour_history(hid)["version"]) == [1, 2]
     removed = register.events(kind="offers.remove")
     assert len(removed) == 1 and json.loads(removed["before"].iat[0])["offer_id"] == gone
+    assert register.scenario().digest == changed.digest  # the changed rows written in full
+
+    # Two needs changed at once: their states follow (what is owed is the new quantity, as
+    # nothing was delivered), each with its event.
+    needs = tables["needs"]
+    needs.loc[[0, 5], "quantity"] = needs.loc[[0, 5], "quantity"] + 2
+    report = register.import_scenario(Scenario.from_tables(tables))
+    ids = list(needs.loc[[0, 5], "need_id"])
+    assert sorted(report.changes["needs"].changed) == sorted(ids)
+    states = register.need_states().set_index("need_id").loc[ids]
+    assert list(states["quantity"]) == list(needs.loc[[0, 5], "quantity"].astype(float))
+    assert list(states["remaining"]) == list(states["quantity"])
+    events = register.events(kind="need_state.change")
+    assert sorted(events["subject"]) == sorted(f"needs:{n}" for n in ids)
+    assert all(json.loads(a)["quantity"] == json.loads(b)["quantity"] + 2
+               for a, b in zip(events["after"], events["before"], strict=True))
 
 
 def test_an_import_that_would_break_the_register_applies_nothing(tmp_path, tiny):
