@@ -104,7 +104,7 @@ def solve_week(data: AllocationInput, places: pd.DataFrame, due: np.ndarray,
     max_hours = vols["max_hours"].to_numpy(float)
     services = data.services.reset_index(drop=True)
     able = capable(vols, services)  # volunteer × service
-    service_index = pd.Series(np.arange(len(services)), index=services["service_id"])
+    service_of_need = pd.Index(services["service_id"]).get_indexer(needs["service_id"])
 
     def reach(household: str) -> np.ndarray:
         lat, lon = places.at[household, "lat"], places.at[household, "lon"]
@@ -136,18 +136,18 @@ def solve_week(data: AllocationInput, places: pd.DataFrame, due: np.ndarray,
     for arc, need, k_visits, hourly, span in zip(pool_arcs, arc_need, count, by_hour,
                                                  np.where(by_hour, visit_length, length),
                                                  strict=True):
-        household = needs.at[need, "household_id"]
-        who = np.flatnonzero(able[:, service_index[needs.at[need, "service_id"]]]
-                             & reach(household))
+        household = str(needs.at[need, "household_id"])
+        who = np.flatnonzero(able[:, int(service_of_need[need])] & reach(household))
         placed_cols, length_cols = [], []
         for k in range(k_visits):
             y = cols.add(len(who), 1.0)
-            visit_columns.append((f"{needs.at[need, 'need_id']}#{k + 1}", y, who))
+            visit_columns.append((f"{needs.at[need, 'need_id']!s}#{k + 1}", y, who))
             visits_of.setdefault(household, []).append(y)
             slot_cols.append(y)
             slot_vol.append(who)
             # A visit by at most one volunteer: its "placed" is Σ y.
-            rows.add("visit", np.zeros(len(y)), y, np.ones(len(y)), [-np.inf], [1.0])
+            rows.add("visit", np.zeros(len(y)), y, np.ones(len(y)), np.array([-np.inf]),
+                     np.array([1.0]))
             placed_cols.append(y)
             if hourly:
                 # Its hours, by whom: up to a full visit, and when placed at least the
@@ -179,18 +179,19 @@ def solve_week(data: AllocationInput, places: pd.DataFrame, due: np.ndarray,
                 rows.add("visit_order", np.zeros(len(length_cols[k]) + len(after)),
                           np.concatenate([length_cols[k], after]),
                           np.concatenate([np.ones(len(length_cols[k])),
-                                          np.full(len(after), -span)]), [0.0], [np.inf])
+                                          np.full(len(after), -span)]),
+                         np.array([0.0]), np.array([np.inf]))
             else:
                 rows.add("visit_order", np.zeros(len(this) + len(after)),
                           np.concatenate([this, after]),
                           np.concatenate([np.ones(len(this)), -np.ones(len(after))]),
-                          [0.0], [np.inf])
+                          np.array([0.0]), np.array([np.inf]))
         # The pool arc carries exactly the units of its placed visits.
         parts = np.concatenate(length_cols if hourly else placed_cols) if k_visits else \
             np.zeros(0, np.int64)
         rows.add("pool_visits", np.zeros(len(parts) + 1, np.int64),
                   np.concatenate([[arc], parts]),
-                  np.concatenate([[1.0], -np.ones(len(parts))]), [0.0], [0.0])
+                  np.concatenate([[1.0], -np.ones(len(parts))]), np.array([0.0]), np.array([0.0]))
     monitored = {}
     for household in due:
         who = np.flatnonzero(reach(household))
@@ -205,7 +206,7 @@ def solve_week(data: AllocationInput, places: pd.DataFrame, due: np.ndarray,
         # Monitored only when some visit to the household is placed.
         by = np.concatenate([alone, *visits_of.get(household, [])])
         rows.add("monitored", np.zeros(len(by) + 1, np.int64), np.concatenate([m, by]),
-                  np.concatenate([[1.0], -np.ones(len(by))]), [-np.inf], [0.0])
+                  np.concatenate([[1.0], -np.ones(len(by))]), np.array([-np.inf]), np.array([0.0]))
     if slot_cols:
         rows.add("volunteer_slots", np.concatenate(slot_vol), np.concatenate(slot_cols),
                   np.ones(sum(map(len, slot_cols))), np.full(len(vols), -np.inf), slots)

@@ -72,7 +72,7 @@ def solve_week(scenario, week: str, order: tuple[str, str] = ("monitoring", "cov
                time_limit: float = 60.0) -> WeekOptimum:
     """The lexicographic optimum of the combined week, every level proven by HiGHS."""
     ref = ref_alloc.build(scenario)
-    prob, x, exprs = ref_alloc._model(ref)  # the allocation's rows, the reference's own
+    prob, x, exprs = ref_alloc.allocation_model(ref)  # the allocation's rows, the reference's own
     tables = scenario.tables
     services = {str(r.service_id): r for r in tables["services"].itertuples(index=False)}
     centres = {str(r.centre_id): (float(r.lat), float(r.lon))
