@@ -38,6 +38,8 @@ from wulian.optimizer.lexmip import Level, solve_lexicographic
 from wulian.optimizer.status import Status
 
 TIERS = ("red", "orange", "yellow", "green")
+# Most household × volunteer distances worked out to size a week (a few street's worth).
+REACH_CELLS = 2_000_000
 
 
 @dataclass
@@ -89,29 +91,41 @@ def solve_week(data: AllocationInput, places: pd.DataFrame, due: np.ndarray,
     """
     if len(data.pins):
         return None
-    # Too large, surely, before anything is built: every in-person need's visits (at most
-    # its quantity) and every due household's monitoring, each with every volunteer.
+    vols = data.volunteers.reset_index(drop=True)
     in_person = data.services.loc[data.services["delivery"] == "in_person", "service_id"]
-    most_visits = data.needs.loc[data.needs["service_id"].isin(in_person), "quantity"].sum()
-    if (float(most_visits) + len(due)) * len(data.volunteers) > 4 * max_columns:
+    served = data.needs[data.needs["service_id"].isin(in_person)]
+    households = pd.Index(pd.unique(np.concatenate([
+        served["household_id"].to_numpy(object), np.asarray(due, dtype=object)])))
+    if len(households) * len(vols) > REACH_CELLS:
+        return None  # a district or a city: even who reaches whom is too large to list
+    # Who is within whose reach (household × volunteer), for the size and for the columns.
+    km = haversine_km(places["lat"].reindex(households).to_numpy(float)[:, None],
+                      places["lon"].reindex(households).to_numpy(float)[:, None],
+                      vols["lat"].to_numpy(float)[None, :], vols["lon"].to_numpy(float)[None, :])
+    within = km <= vols["max_travel_km"].to_numpy(float)[None, :] + 1e-9
+    services = data.services.reset_index(drop=True)
+    able = capable(vols, services)  # volunteer × service
+    # The size before anything is built: each need's visits (at most its quantity, twice the
+    # columns when counted in hours) with the capable volunteers within reach, and each due
+    # household's monitoring with every volunteer within reach.
+    row = households.get_indexer(served["household_id"])
+    col = pd.Index(services["service_id"]).get_indexer(served["service_id"])
+    pairs = (within[row] & able[:, col].T).sum(axis=1)
+    estimate = float((2 * served["quantity"].to_numpy(float) * pairs).sum()) \
+        + float(within[households.get_indexer(due)].sum())
+    if estimate > max_columns:
         return None
     built = build_model(data)
     needs, model, rows = built.needs, built.model, built.rows
     n_arcs, n_needs = len(model.need), len(needs)
-    vols = data.volunteers.reset_index(drop=True)
     slots = vols["availability"].fillna("").str.split(";").map(
         lambda cells: sum(1 for c in cells if c)).to_numpy(float)
     max_hours = vols["max_hours"].to_numpy(float)
-    services = data.services.reset_index(drop=True)
-    able = capable(vols, services)  # volunteer × service
     service_of_need = pd.Index(services["service_id"]).get_indexer(needs["service_id"])
 
     def reach(household: str) -> np.ndarray:
-        lat, lon = places.at[household, "lat"], places.at[household, "lon"]
-        km = haversine_km(vols["lat"].to_numpy(float), vols["lon"].to_numpy(float), lat, lon)
-        return km <= vols["max_travel_km"].to_numpy(float) + 1e-9
+        return within[households.get_loc(household)]
 
-    # Estimate the size before building: visits × volunteers within reach.
     pool_arcs = np.flatnonzero(model.pool >= 0)
     arc_need = model.need[pool_arcs]
     unit = needs["unit"].to_numpy()[arc_need]
@@ -122,8 +136,6 @@ def solve_week(data: AllocationInput, places: pd.DataFrame, due: np.ndarray,
     by_hour = unit == "hour"
     count = np.where(by_hour, np.ceil(quantity / np.where(by_hour, visit_length, 1) - 1e-9),
                      quantity).astype(np.int64)
-    if (int(count.sum()) + len(due)) * len(vols) * (1 + float(by_hour.any())) > max_columns:
-        return None
 
     cols = _Columns(n_arcs + n_needs)
     slot_cols: list[np.ndarray] = []
