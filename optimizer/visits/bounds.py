@@ -301,3 +301,71 @@ def continuity_bound(arrays: VisitArrays, cap: np.ndarray) -> int:
         & (arrays.free_slots[i] >= 1) & (arrays.free_units[i] >= arrays.g_units[g])
     per_vol = np.bincount(i[ok], weights=arrays.g_count[g[ok]], minlength=len(arrays.vol_ids))
     return int(np.minimum(per_vol, cap).sum())
+
+
+#: Most (location, volunteer) pairs :func:`hours_travel_floor` lists (a district's final
+#: instance has about 0.6 M; a city's is never all placed, so never asked).
+HOURS_FLOOR_PAIRS = 3_000_000
+
+
+def hours_travel_floor(arrays: VisitArrays) -> int | None:
+    """A lower bound on the travel (metres) of any plan that places *every* unpinned visit,
+    over every admissible pair of the whole model (nothing pruned): the least-cost flow of the
+    visits' hours, each hour of a visit costing its metres ÷ its length, into volunteers that
+    take at most ``min(H_i, S_i × their longest admissible visit)`` hours (a plan's volunteer
+    has at most ``S_i`` visits, none longer than that, and at most ``H_i`` hours). Any such
+    plan is a flow of this network of the same cost, so the flow's cost bounds its travel;
+    unlike the slot relaxation it counts the hours, which is what runs out. ``None`` when the
+    pairs would be more than :data:`HOURS_FLOOR_PAIRS`."""
+    from wulian.optimizer.geo import pairs_within
+    from wulian.optimizer.visits.regions import qualified, requirement_keys
+
+    n_vol = len(arrays.vol_ids)
+    groups = np.flatnonzero(arrays.g_count > 0)
+    if not len(groups):
+        return 0
+    key_of, key_loc, reqs = requirement_keys(arrays.g_loc[groups], arrays.g_skills[groups],
+                                             arrays.g_safe[groups], arrays.g_units[groups])
+    n_keys = len(key_loc)
+    key_units = np.zeros(n_keys, np.int64)
+    for _, _, units, keys in reqs:
+        key_units[keys] = units
+    key_hours = np.bincount(key_of, weights=arrays.g_count[groups] * arrays.g_units[groups],
+                            minlength=n_keys).astype(np.int64)
+    li, vi, _ = pairs_within(arrays.loc_lat, arrays.loc_lon, arrays.vol_lat, arrays.vol_lon,
+                             arrays.vol_reach)
+    if len(li) > HOURS_FLOOR_PAIRS:
+        return None
+    where = np.full(len(arrays.loc_lat), -1, np.int64)
+    tails, heads = [], []
+    for mask, safe, units, keys in reqs:
+        where[key_loc[keys]] = keys
+        okv = qualified(arrays.vol_skills, arrays.vol_checked, mask, safe) \
+            & (arrays.free_slots >= 1) & (arrays.free_units >= units)
+        rel = np.flatnonzero(okv[vi] & (where[li] >= 0))
+        tails.append(where[li[rel]])
+        heads.append(vi[rel])
+        where[key_loc[keys]] = -1
+    key_arc, vol_arc = np.concatenate(tails), np.concatenate(heads)
+    # Whole costs: a visit's metres × (lcm ÷ its length) per hour unit, lcm of every length.
+    lcm = int(np.lcm.reduce(np.unique(key_units)))
+    metres = np.round(haversine_km(arrays.vol_lat[vol_arc], arrays.vol_lon[vol_arc],
+                                   arrays.loc_lat[key_loc[key_arc]],
+                                   arrays.loc_lon[key_loc[key_arc]]) * 1000.0).astype(np.int64)
+    longest = np.zeros(n_vol, np.int64)
+    np.maximum.at(longest, vol_arc, key_units[key_arc])
+    cap = np.minimum(arrays.free_units, arrays.free_slots * longest).astype(np.int64)
+    v0 = n_keys
+    sink = v0 + n_vol
+    total = int(key_hours.sum())
+    flow_tails = np.concatenate([key_arc, v0 + np.arange(n_vol)])
+    flow_heads = np.concatenate([v0 + vol_arc, np.full(n_vol, sink)])
+    caps = np.concatenate([key_hours[key_arc], cap])
+    costs = np.concatenate([metres * (lcm // key_units[key_arc]), np.zeros(n_vol, np.int64)])
+    supplies = {int(k): int(h) for k, h in enumerate(key_hours) if h}
+    supplies[sink] = -total
+    try:
+        flow = solve_min_cost_flow(flow_tails, flow_heads, caps, costs, supplies)
+    except RuntimeError:  # no flow carries every hour: no plan places every visit
+        return None
+    return -(-int(flow @ costs) // lcm)  # ceil: travel is whole metres
