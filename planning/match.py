@@ -565,7 +565,10 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     from wulian.planning.allocate import record_run, run_allocation
 
     match_params = match_params or MatchParams()
+    # The rounds' matchings skip the LP bounds; those whose plan is not reported (a guess's,
+    # the settling's) also skip the travel repair.
     quick = replace(match_params, lp_bounds_visits=0)
+    unreported = replace(quick, travel_repair=False)
     missing: dict[str, float] = {}
     caps: dict[str, float] = {}
     limited: dict[str, str] = {}  # need_id → the matching's reason for limiting its pool
@@ -601,8 +604,9 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         keep = previous if r >= held_from else None
         hold = combined.visit_volunteers if r == 0 and held_from == 0 and combined else None
         try:
-            match = run_matching(scenario, run, week=week, centre=centre, params=quick,
-                                 keep=keep, hold=hold)
+            match = run_matching(scenario, run, week=week, centre=centre,
+                                 params=unreported if guessing else quick, keep=keep,
+                                 hold=hold)
         except PinError:
             if not hold:
                 raise
@@ -632,7 +636,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
             t2 = time.perf_counter()
             lost, placed, previous, inner = _settle(scenario, run, lost, placed, previous,
                                                     week=match.info["week"], centre=centre,
-                                                    params=quick, seconds=t1 - t0)
+                                                    params=unreported, seconds=t1 - t0)
             history[-1].update({"settled_unplaced_service_visits": len(lost),
                                 "settling_matchings": inner,
                                 "settling_seconds": round(time.perf_counter() - t2, 3)})

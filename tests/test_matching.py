@@ -748,7 +748,7 @@ def test_heuristic_reports_true_bounds(seed, lp):
 
 
 @pytest.mark.parametrize("seed", (0, 1, 5, 6, 7, 13, 15))
-def test_pruned_model_with_every_visit_placed_bounds_travel_by_hours(seed):
+def test_pruned_model_with_every_visit_placed_bounds_and_repairs_travel(seed):
     """Once every visit is placed (a district's final round), a pruned model's travel bound is
     the hours flow over every pair (``bounds.hours_travel_floor``): never above the least
     travel the independent CBC model finds, and on these seeds, where each visit's nearest
@@ -764,3 +764,8 @@ def test_pruned_model_with_every_visit_placed_bounds_travel_by_hours(seed):
     _check_bounds(placed, sc.volunteers, result)
     travel = next(lv for lv in result.levels if lv.name == "travel")
     assert travel.value - travel.bound <= 0.02 * travel.value + 1e-9, travel
+    # The travel repair (on by default) keeps every rule (checked above) and never travels
+    # more than the plan it starts from.
+    plain = match_visits(placed, sc.volunteers, MatchParams(max_arcs=1, arcs_per_visit=1,
+                                                            travel_repair=False))
+    assert travel.value <= next(lv.value for lv in plain.levels if lv.name == "travel") + 1e-9
