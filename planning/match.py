@@ -682,6 +682,12 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
                                                           sorted(missing.items())},
                                     "needs_capped": len(caps)}
     match.info["rounds"] = history
+    if hold:
+        # Honest about what the matching's later levels (travel, continuity, load) are
+        # optimal over: plans keeping these service visits with the combined week's
+        # volunteers (the matching's own classes tie a monitoring visit with a service visit
+        # that also monitors, so unheld it may drop the service visit: docs/matching.md).
+        match.info["held_visits"] = len(hold)
     if store is not None:
         record_run(store, scenario, run)
         match.info["allocation_run"] = run.info.get("run_id")
