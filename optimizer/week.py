@@ -80,7 +80,7 @@ class _Columns:
 
 def solve_week(data: AllocationInput, places: pd.DataFrame, due: np.ndarray,
                monitoring_hours: float, *, max_columns: int = 20_000,
-               time_limit: float = 10.0) -> WeekModel | None:
+               time_limit: float = 0.0) -> WeekModel | None:
     """Solve the combined week lexicographically; ``None`` when its model would have more than
     ``max_columns`` columns (the caller keeps its rounds).
 
@@ -88,6 +88,7 @@ def solve_week(data: AllocationInput, places: pd.DataFrame, due: np.ndarray,
     ``tier``; ``due``: the households due a monitoring visit; ``monitoring_hours``: a monitoring
     visit's length. Volunteers are ``data.volunteers`` (any of them within reach may make any
     visit, as in the matching). Pins are not modelled: a week with pins keeps the rounds.
+    ``time_limit``: seconds per solver call (0: none; HiGHS' node limit still bounds each MIP).
     """
     if len(data.pins):
         return None

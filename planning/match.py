@@ -585,7 +585,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     # A week small enough is first solved as one model (allocation, visits and monitoring
     # together, optimizer/week.py): its pool units are what the allocation may promise, so
     # the first round is a held one and, its matching placing them all, the last.
-    combined = _combined_week(scenario, week, centre, match_params, full,
+    combined = _combined_week(scenario, week, centre, match_params,
                               COMBINED_COLUMNS if combined_columns is None else combined_columns)
     if combined is not None and combined.proven:
         caps.update({need: combined.pool_units.get(need, 0.0) for need in pool_needs})
@@ -694,17 +694,17 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     return WeekPlan(run=run, match=match, rounds=history)
 
 
-#: Largest combined week (estimated columns) that :func:`plan_week` solves as one model, and
-#: the seconds of each of its solver calls. Measured on the demo: a street of 130 needs
-#: (16,370 columns) proves every level in 4.7 s of CPU where its rounds take 0.8 s and reach
-#: the same colour values, so streets keep the rounds; the seeded weeks of the tests (150–500
-#: columns) take 0.1–1 s.
+#: Largest combined week (estimated columns) that :func:`plan_week` solves as one model.
+#: Measured on the demo: a street of 130 needs (16,370 columns) proves every level in 4.7 s of
+#: CPU where its rounds take 0.8 s and reach the same colour values, so streets keep the
+#: rounds; the seeded weeks of the tests (150–500 columns) take 0.1–1 s. No time limit: each
+#: MIP stops at HiGHS' node limit (``lexmip.MAX_NODES``), a work limit, so whether a week is
+#: proven (and takes this path) does not depend on the machine's load.
 COMBINED_COLUMNS = 5_000
-COMBINED_SECONDS = 1.0
 
 
 def _combined_week(scenario: Scenario, week: str | None, centre: str | None,
-                   match_params: MatchParams, params, max_columns: int):
+                   match_params: MatchParams, max_columns: int):
     """The combined week (``optimizer.week.solve_week``) when it has at most ``max_columns``
     columns, else None."""
     from wulian.optimizer.week import solve_week
@@ -717,11 +717,8 @@ def _combined_week(scenario: Scenario, week: str | None, centre: str | None,
         return None
     week = week or max(pd.unique(data.needs["week"]), key=week_start)
     places, _, due, _ = monitoring_due(scenario, week, centre, match_params)
-    seconds = min(COMBINED_SECONDS, params.time_limit) if params.time_limit > 0 else \
-        COMBINED_SECONDS
     return solve_week(data, places, due.to_numpy(object),
-                      float(scenario.policy.quarter.monitoring_hours),
-                      max_columns=max_columns, time_limit=seconds)
+                      float(scenario.policy.quarter.monitoring_hours), max_columns=max_columns)
 
 
 def pool_needs_of(scenario: Scenario, week: str | None, centre: str | None) -> list[str]:
