@@ -671,6 +671,11 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         # with the bounds the LP adds.
         match = run_matching(scenario, run, week=week, centre=centre, params=match_params,
                              keep=keep, hold=hold)
+    if held_from == 0:
+        # The combined week capped the pool needs, not a matching's lost visits: a need it
+        # left short says why no volunteer could make one more visit, when none could.
+        for need, why in _one_more_visit(scenario, match, pool_needs).items():
+            limited.setdefault(need, why)
     run = _limited_reasons(scenario, run, limited, frozen)
     run.info["volunteer_rounds"] = history
     if combined is not None:
@@ -779,6 +784,51 @@ def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
         previous = service.loc[service["volunteer_id"] != "", ["visit_id", "volunteer_id",
                                                                "hours"]]
     return pd.concat(every, ignore_index=True), placed, previous, inner
+
+
+def _one_more_visit(scenario: Scenario, match: MatchResult, need_ids: list[str]
+                    ) -> dict[str, str]:
+    """Per need of ``need_ids``, the matching's reason why no volunteer could make one more
+    of its visits after ``match`` (the first that applies, in the order of
+    ``vocab.MATCHING_REASONS``: skills, check, reach, a free slot, the hours); needs some
+    volunteer could still visit are left out (what held them was not a volunteer)."""
+    from wulian.optimizer.eligibility import capable
+    from wulian.optimizer.geo import haversine_km
+
+    needs = scenario.needs[_isin(scenario.needs["need_id"], need_ids)]
+    if needs.empty:
+        return {}
+    vols = scenario.volunteers.reset_index(drop=True)
+    services = scenario.services.set_index("service_id")
+    places = _household_places(scenario)
+    placed = match.visits[match.visits["volunteer_id"] != ""]
+    busy = placed.groupby("volunteer_id")["hours"].agg(["size", "sum"]).reindex(
+        vols["volunteer_id"], fill_value=0)
+    slots = vols["availability"].fillna("").str.split(";").map(
+        lambda cells: sum(1 for c in cells if c)).to_numpy()
+    free_slot = slots - busy["size"].to_numpy() > 0
+    hours_left = vols["max_hours"].to_numpy(float) - busy["sum"].to_numpy(float)
+    # Per service: volunteers with its skills, and with its background check too.
+    able = {s: (capable(vols, services.loc[[s]].assign(safeguarding=False).reset_index())[:, 0],
+                capable(vols, services.loc[[s]].reset_index())[:, 0])
+            for s in pd.unique(needs["service_id"])}
+    reasons = {}
+    for need in needs.itertuples(index=False):
+        service = services.loc[need.service_id]
+        has_skills, skilled = able[need.service_id]
+        at = places.loc[need.household_id]
+        near = haversine_km(vols["lat"].to_numpy(float), vols["lon"].to_numpy(float),
+                            float(at["lat"]), float(at["lon"])) \
+            <= vols["max_travel_km"].to_numpy(float) + 1e-9
+        # The shortest visit one more unit takes: a whole visit, or one hour of an hourly
+        # service (its last visit may be that short).
+        length = 1.0 if service["unit"] == "hour" else float(service["visit_hours"])
+        stages = [has_skills, skilled, skilled & near, skilled & near & free_slot,
+                  skilled & near & free_slot & (hours_left >= length - 1e-9)]
+        failed = [i for i, ok in enumerate(stages) if not ok.any()]
+        if failed:
+            reasons[need.need_id] = vocab.MATCHING_REASONS[failed[0]]
+    return reasons
 
 
 def _limited_reasons(scenario: Scenario, run: Run, limited: dict[str, str],
