@@ -222,6 +222,31 @@ def _service_visits(scenario: Scenario, allocations: pd.DataFrame,
     })
 
 
+def monitoring_due(scenario: Scenario, week: str, centre: str | None, params: MatchParams
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Index, pd.Series]:
+    """The households of the run (``centre``'s subtree, or all) with colour, station and
+    location; their needs; those due a monitoring visit in ``week`` (never visited, or last
+    visited at least their colour's cycle ago; only those with a need open that week when
+    ``params.monitoring_scope`` is ``open_needs``); and each household's last volunteer."""
+    scope = _household_places(scenario)
+    needs = scenario.needs
+    if centre:
+        scope = scope[_isin(scope["station_id"], scenario.hierarchy.subtree(centre))]
+        # A centre's run reads only its households' needs and history (a street of a city).
+        needs = needs[_isin(needs["household_id"], scope.index)]
+    places = scope
+    if params.monitoring_scope == "open_needs":
+        scope = scope[_isin(scope.index, needs.loc[needs["week"] == week, "household_id"])]
+    history = scenario.history
+    if centre:
+        history = history[_isin(history["household_id"], places.index)]
+    last_week, last_volunteer = _last_volunteer(history)
+    since = weeks_between(last_week.reindex(scope.index), week)
+    cycle = scope["tier"].map(dict(scenario.policy.monitoring_weeks))
+    due = scope.index[(since.isna() | (since >= cycle)).to_numpy()]
+    return places, needs, due, last_volunteer
+
+
 def build_visits(scenario: Scenario, allocations: pd.DataFrame, week: str,
                  centre: str | None = None, params: MatchParams | None = None) -> pd.DataFrame:
     """The visits of ``week``: pool-served needs' visits and due monitoring visits.
@@ -249,27 +274,11 @@ def build_visits(scenario: Scenario, allocations: pd.DataFrame, week: str,
         pin_volunteer, pin_slot``; sorted by colour, urgency, household and visit.
     """
     params = params or MatchParams()
-    places = _household_places(scenario)
-    scope = places
-    needs = scenario.needs
+    places, needs, due, last_volunteer = monitoring_due(scenario, week, centre, params)
     if centre:
-        scope = scope[_isin(scope["station_id"], scenario.hierarchy.subtree(centre))]
-        # A centre's run reads only its households' needs and history (a street of a city).
-        needs = needs[_isin(needs["household_id"], scope.index)]
         allocations = allocations[_isin(allocations["need_id"], needs["need_id"])]
     service = _service_visits(scenario, allocations, needs)
-    service = service[_isin(service["household_id"], scope.index)].reset_index(drop=True)
-
-    # Households due for monitoring this week.
-    if params.monitoring_scope == "open_needs":
-        scope = scope[_isin(scope.index, needs.loc[needs["week"] == week, "household_id"])]
-    history = scenario.history
-    if centre:
-        history = history[_isin(history["household_id"], scope.index)]
-    last_week, last_volunteer = _last_volunteer(history)
-    since = weeks_between(last_week.reindex(scope.index), week)
-    cycle = scope["tier"].map(dict(scenario.policy.monitoring_weeks))
-    due = scope.index[(since.isna() | (since >= cycle)).to_numpy()]
+    service = service[_isin(service["household_id"], places.index)].reset_index(drop=True)
 
     # A due household's service visit doubles as its monitoring visit.
     service["due"] = _isin(service["household_id"], due)
@@ -341,7 +350,8 @@ def part_runner(params: MatchParams):
 
 def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
                  centre: str | None = None, params: MatchParams | None = None,
-                 keep: pd.DataFrame | None = None) -> MatchResult:
+                 keep: pd.DataFrame | None = None,
+                 hold: dict[str, str] | None = None) -> MatchResult:
     """Match the week's visits (pool-served needs and monitoring) to volunteers and slots.
 
     Parameters
@@ -362,6 +372,10 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
         an earlier round's): besides its own first plan, the matching starts from one giving
         each need's service visits, in order, the volunteers of its kept visits in order, and
         keeps whichever ends lexicographically better (with that plan's own bounds).
+    hold
+        Service visits kept with a volunteer (visit id → volunteer id), as pins without a
+        slot: :func:`plan_week` gives the combined week's (``optimizer.week``), whose visits
+        and monitoring it proved can all be made together.
 
     Returns
     -------
@@ -378,6 +392,11 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
     week = week or _week_of(scenario, run)
     centre = centre or (run.info.get("parameters") or {}).get("centre")
     visits = build_visits(scenario, run.tables["allocations"], week, centre, params)
+    if hold:
+        # Held service visits become pins of their volunteer (a coordinator's pins first).
+        held = visits["visit_id"].map(hold).fillna("").to_numpy(object)
+        visits["pin_volunteer"] = np.where(visits["pin_volunteer"] == "", held,
+                                           visits["pin_volunteer"])
     hint = start_from(visits, keep) if keep is not None and len(keep) else None
     vm = match_visits(visits, scenario.volunteers, params, run_parts=part_runner(params),
                       start=hint)
@@ -505,7 +524,8 @@ class WeekPlan:
 
 def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None = None,
               params=None, match_params: MatchParams | None = None, store=None,
-              rounds: int = PLAN_ROUNDS, free_rounds: int = FREE_ROUNDS) -> WeekPlan:
+              rounds: int = PLAN_ROUNDS, free_rounds: int = FREE_ROUNDS,
+              combined_columns: int | None = None) -> WeekPlan:
     """Allocate and match until every service visit the allocation gives a household is one
     the matching places (issue 19; docs/matching.md, "One plan").
 
@@ -524,7 +544,14 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     alone (:func:`_settle`: matched again with the needs that lost visits held, until none is
     lost) before the next allocation, so that allocation's visits are a part of the settled
     ones; a held round's matching starts from the previous placements (``keep``) and keeps
-    the lexicographically better plan. On the district demo that is two rounds. Limits only
+    the lexicographically better plan. On the district demo that is two rounds.
+
+    A week whose combined model (``optimizer.week``: allocation, visits by volunteer and
+    monitoring in one MIP) has at most ``combined_columns`` columns (default
+    :data:`COMBINED_COLUMNS`; 0: never) is solved as one model first: when every colour level
+    is proven, its pool units cap the needs, its visits' volunteers are held in the first
+    round's matching, and that round is a held one (no guess); the rounds go on only if it
+    still leaves a service visit unplaced. Limits only
     tighten, so the rounds end; after ``rounds`` any difference left is reconciled as
     :func:`reconciled_tables` does. A need left unmet whose pool the matching limited, and
     whose allocation reason is that every source reaching it is full (or capped), says the
@@ -538,7 +565,10 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     from wulian.planning.allocate import record_run, run_allocation
 
     match_params = match_params or MatchParams()
+    # The rounds' matchings skip the LP bounds; those whose plan is not reported (a guess's,
+    # the settling's) also skip the travel repair.
     quick = replace(match_params, lp_bounds_visits=0)
+    unreported = replace(quick, travel_repair=False)
     missing: dict[str, float] = {}
     caps: dict[str, float] = {}
     limited: dict[str, str] = {}  # need_id → the matching's reason for limiting its pool
@@ -552,6 +582,15 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     # the exact search and the bounds (the colour levels' values are the same on the demo,
     # the plan's later levels may differ), and is never the one reported.
     guess = replace(full, certify=False, search_seconds=0.0)
+    # A week small enough is first solved as one model (allocation, visits and monitoring
+    # together, optimizer/week.py): its pool units are what the allocation may promise, so
+    # the first round is a held one and, its matching placing them all, the last.
+    combined = _combined_week(scenario, week, centre, match_params,
+                              COMBINED_COLUMNS if combined_columns is None else combined_columns)
+    if combined is not None and combined.proven:
+        caps.update({need: combined.pool_units.get(need, 0.0) for need in pool_needs})
+        frozen.update(pool_needs)
+        held_from = 0
     for r in range(max(rounds, 1)):
         t0 = time.perf_counter()
         guessing = r < held_from and r < rounds - 1
@@ -563,7 +602,18 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         # flow heuristic is not monotone, so the matching also starts from those placements
         # and keeps the lexicographically better plan (docs/matching.md, "One plan").
         keep = previous if r >= held_from else None
-        match = run_matching(scenario, run, week=week, centre=centre, params=quick, keep=keep)
+        hold = combined.visit_volunteers if r == 0 and held_from == 0 and combined else None
+        try:
+            match = run_matching(scenario, run, week=week, centre=centre,
+                                 params=unreported if guessing else quick, keep=keep,
+                                 hold=hold)
+        except PinError:
+            if not hold:
+                raise
+            # The allocation took other units than the combined week (a tie): match freely.
+            hold = None
+            match = run_matching(scenario, run, week=week, centre=centre, params=quick,
+                                 keep=keep)
         visits = match.visits
         service = visits[visits["need_id"] != ""]
         lost = service[service["volunteer_id"] == ""]
@@ -586,7 +636,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
             t2 = time.perf_counter()
             lost, placed, previous, inner = _settle(scenario, run, lost, placed, previous,
                                                     week=match.info["week"], centre=centre,
-                                                    params=quick, seconds=t1 - t0)
+                                                    params=unreported, seconds=t1 - t0)
             history[-1].update({"settled_unplaced_service_visits": len(lost),
                                 "settling_matchings": inner,
                                 "settling_seconds": round(time.perf_counter() - t2, 3)})
@@ -620,17 +670,60 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         # The same plan (the heuristic is deterministic; the LP bounds do not change it),
         # with the bounds the LP adds.
         match = run_matching(scenario, run, week=week, centre=centre, params=match_params,
-                             keep=keep)
+                             keep=keep, hold=hold)
+    if held_from == 0:
+        # The combined week capped the pool needs, not a matching's lost visits: a need it
+        # left short says why no volunteer could make one more visit, when none could.
+        for need, why in _one_more_visit(scenario, match, pool_needs).items():
+            limited.setdefault(need, why)
     run = _limited_reasons(scenario, run, limited, frozen)
     run.info["volunteer_rounds"] = history
+    if combined is not None:
+        run.info["combined_week"] = {
+            "columns": combined.columns, "proven": combined.proven,
+            "levels": {name: {"value": round(value, 9), "status": str(status)}
+                       for name, (value, status) in combined.levels.items()}}
     run.info["volunteer_limits"] = {"pools_short_hours": {k: round(v, 3) for k, v in
                                                           sorted(missing.items())},
                                     "needs_capped": len(caps)}
     match.info["rounds"] = history
+    if hold:
+        # Honest about what the matching's later levels (travel, continuity, load) are
+        # optimal over: plans keeping these service visits with the combined week's
+        # volunteers (the matching's own classes tie a monitoring visit with a service visit
+        # that also monitors, so unheld it may drop the service visit: docs/matching.md).
+        match.info["held_visits"] = len(hold)
     if store is not None:
         record_run(store, scenario, run)
         match.info["allocation_run"] = run.info.get("run_id")
     return WeekPlan(run=run, match=match, rounds=history)
+
+
+#: Largest combined week (estimated columns) that :func:`plan_week` solves as one model.
+#: Measured on the demo: a street of 130 needs (16,370 columns) proves every level in 4.7 s of
+#: CPU where its rounds take 0.8 s and reach the same colour values, so streets keep the
+#: rounds; the seeded weeks of the tests (150–500 columns) take 0.1–1 s. No time limit: each
+#: MIP stops at HiGHS' node limit (``lexmip.MAX_NODES``), a work limit, so whether a week is
+#: proven (and takes this path) does not depend on the machine's load.
+COMBINED_COLUMNS = 5_000
+
+
+def _combined_week(scenario: Scenario, week: str | None, centre: str | None,
+                   match_params: MatchParams, max_columns: int):
+    """The combined week (``optimizer.week.solve_week``) when it has at most ``max_columns``
+    columns, else None."""
+    from wulian.optimizer.week import solve_week
+    from wulian.planning.allocate import allocation_input
+
+    if max_columns <= 0:
+        return None
+    data = allocation_input(scenario, week, centre)
+    if data.needs.empty:
+        return None
+    week = week or max(pd.unique(data.needs["week"]), key=week_start)
+    places, _, due, _ = monitoring_due(scenario, week, centre, match_params)
+    return solve_week(data, places, due.to_numpy(object),
+                      float(scenario.policy.quarter.monitoring_hours), max_columns=max_columns)
 
 
 def pool_needs_of(scenario: Scenario, week: str | None, centre: str | None) -> list[str]:
@@ -691,6 +784,51 @@ def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
         previous = service.loc[service["volunteer_id"] != "", ["visit_id", "volunteer_id",
                                                                "hours"]]
     return pd.concat(every, ignore_index=True), placed, previous, inner
+
+
+def _one_more_visit(scenario: Scenario, match: MatchResult, need_ids: list[str]
+                    ) -> dict[str, str]:
+    """Per need of ``need_ids``, the matching's reason why no volunteer could make one more
+    of its visits after ``match`` (the first that applies, in the order of
+    ``vocab.MATCHING_REASONS``: skills, check, reach, a free slot, the hours); needs some
+    volunteer could still visit are left out (what held them was not a volunteer)."""
+    from wulian.optimizer.eligibility import capable
+    from wulian.optimizer.geo import haversine_km
+
+    needs = scenario.needs[_isin(scenario.needs["need_id"], need_ids)]
+    if needs.empty:
+        return {}
+    vols = scenario.volunteers.reset_index(drop=True)
+    services = scenario.services.set_index("service_id")
+    places = _household_places(scenario)
+    placed = match.visits[match.visits["volunteer_id"] != ""]
+    busy = placed.groupby("volunteer_id")["hours"].agg(["size", "sum"]).reindex(
+        vols["volunteer_id"], fill_value=0)
+    slots = vols["availability"].fillna("").str.split(";").map(
+        lambda cells: sum(1 for c in cells if c)).to_numpy()
+    free_slot = slots - busy["size"].to_numpy() > 0
+    hours_left = vols["max_hours"].to_numpy(float) - busy["sum"].to_numpy(float)
+    # Per service: volunteers with its skills, and with its background check too.
+    able = {s: (capable(vols, services.loc[[s]].assign(safeguarding=False).reset_index())[:, 0],
+                capable(vols, services.loc[[s]].reset_index())[:, 0])
+            for s in pd.unique(needs["service_id"])}
+    reasons = {}
+    for need in needs.itertuples(index=False):
+        service = services.loc[need.service_id]
+        has_skills, skilled = able[need.service_id]
+        at = places.loc[need.household_id]
+        near = haversine_km(vols["lat"].to_numpy(float), vols["lon"].to_numpy(float),
+                            float(at["lat"]), float(at["lon"])) \
+            <= vols["max_travel_km"].to_numpy(float) + 1e-9
+        # The shortest visit one more unit takes: a whole visit, or one hour of an hourly
+        # service (its last visit may be that short).
+        length = 1.0 if service["unit"] == "hour" else float(service["visit_hours"])
+        stages = [has_skills, skilled, skilled & near, skilled & near & free_slot,
+                  skilled & near & free_slot & (hours_left >= length - 1e-9)]
+        failed = [i for i, ok in enumerate(stages) if not ok.any()]
+        if failed:
+            reasons[need.need_id] = vocab.MATCHING_REASONS[failed[0]]
+    return reasons
 
 
 def _limited_reasons(scenario: Scenario, run: Run, limited: dict[str, str],

@@ -375,7 +375,7 @@ def solve(scenario_or_ref, upto: str | None = None, solver: str = "cbc"
     CBC takes many minutes on models of a few thousand columns whose levels are held by value
     rows; SCIP takes seconds. The formulation is this module's either way."""
     ref = scenario_or_ref if isinstance(scenario_or_ref, Reference) else build(scenario_or_ref)
-    prob, x, exprs = _model(ref)
+    prob, x, exprs = allocation_model(ref)
     # PuLP's bundled CBC, through COIN_CMD (PULP_CBC_CMD is deprecated for PuLP 4). CBC
     # 2.10.3's preprocessing can cut off the optimum of these models (factory seed 10: red
     # 17.7535 "optimal" where 17.7659 is feasible), so presolve and preprocessing are off.
@@ -420,7 +420,7 @@ def best_given(scenario_or_ref, level: str, held: dict[str, float],
     every bound that relaxes only the exact model's integrality, the rows coupling its parts
     or its per-household caps must also stay on the right side of."""
     ref = scenario_or_ref if isinstance(scenario_or_ref, Reference) else build(scenario_or_ref)
-    prob, x, exprs = _model(ref)
+    prob, x, exprs = allocation_model(ref)
     if relaxed:
         for var in x.values():
             var.cat = pulp.LpContinuous
@@ -444,7 +444,7 @@ def best_given(scenario_or_ref, level: str, held: dict[str, float],
     return float(sum(coef * rounded[var.name] for var, coef in expr.items()))
 
 
-def _model(ref: Reference) -> tuple[pulp.LpProblem, dict[int, pulp.LpVariable], dict]:
+def allocation_model(ref: Reference) -> tuple[pulp.LpProblem, dict[int, pulp.LpVariable], dict]:
     """The weekly allocation's variables and rows (no objective yet), and each level's
     expression."""
     prob = pulp.LpProblem("wulian_reference", pulp.LpMaximize)

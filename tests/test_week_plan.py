@@ -14,6 +14,7 @@ from scenario_factory import WEEK, random_scenario
 
 from reference import allocation as ref_alloc
 from reference import matching as ref
+from reference import week as ref_week
 from wulian.contract import vocab
 from wulian.planning.match import plan_week, reconciled_tables
 from wulian.planning.scenario import Scenario
@@ -33,24 +34,34 @@ def scarce(seed: int) -> Scenario:
     return Scenario.from_tables(tables)
 
 
+# How plan_week plans: the combined week as one model first (small weeks, as these), or
+# the rounds of allocation and matching alone (the district and the city).
+MODES = ("combined", "rounds")
+
+
 @functools.cache
-def planned(seed: int):
-    return plan_week(scarce(seed))
+def planned(seed: int, mode: str = "combined"):
+    return plan_week(scarce(seed), combined_columns=0 if mode == "rounds" else None)
 
 
 def test_scarce_hours_are_scarce():
-    """The scenarios test something: on most of them the first round's matching leaves
-    promised service visits unplaced, so the rounds had work to do."""
+    """The scenarios test something: on most of them the rounds' first matching leaves
+    promised service visits unplaced, so the rounds had work to do; and the combined model
+    was small enough, and proven, on every one of them."""
     busy = [seed for seed in SCARCE_SEEDS
-            if planned(seed).rounds[0]["unplaced_service_visits"] > 0]
+            if planned(seed, "rounds").rounds[0]["unplaced_service_visits"] > 0]
     assert len(busy) >= len(SCARCE_SEEDS) // 2, busy
+    for seed in SCARCE_SEEDS:
+        assert planned(seed).run.info["combined_week"]["proven"], seed
+        assert "combined_week" not in planned(seed, "rounds").run.info
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("seed", SCARCE_SEEDS)
-def test_every_promised_service_visit_is_placed(seed):
+def test_every_promised_service_visit_is_placed(seed, mode):
     """From the tables: the allocation's volunteer-pool units of each need equal the units of
     its placed visits, no service visit is unplaced, and reconciling changes nothing."""
-    sc, plan = scarce(seed), planned(seed)
+    sc, plan = scarce(seed), planned(seed, mode)
     alloc = plan.run.tables["allocations"]
     pool = alloc[alloc["source_kind"] == "volunteer_pool"].groupby("need_id")["units"].sum()
     visits = plan.match.visits
@@ -68,12 +79,13 @@ def _rank(tier: str, urgency: int) -> tuple[int, int]:
     return vocab.TIER_ORDER.index(tier), -int(urgency)
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("seed", SCARCE_SEEDS)
-def test_red_monitoring_is_never_displaced(seed):
+def test_red_monitoring_is_never_displaced(seed, mode):
     """No unplaced red visit (monitoring or not) could take the place of a placed visit of a
     lower class: its volunteer qualifies, lives within reach, and would keep within their
     hours after the swap (the freed slot is theirs)."""
-    sc, plan = scarce(seed), planned(seed)
+    sc, plan = scarce(seed), planned(seed, mode)
     visits = plan.match.visits
     vols = sc.volunteers.set_index("volunteer_id")
     hours = visits[visits["volunteer_id"] != ""].groupby("volunteer_id")["hours"].sum()
@@ -89,13 +101,14 @@ def test_red_monitoring_is_never_displaced(seed):
             assert not (ok and fits), (miss.visit_id, row.visit_id, row.volunteer_id)
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("seed", SCARCE_SEEDS)
-def test_hours_exhausted_only_after_other_sources(seed):
+def test_hours_exhausted_only_after_other_sources(seed, mode):
     """A need unmet with a matching reason (no volunteer had the time, …) had no other source
     left: every offer that may serve it (the independent reference's admissible arcs) is full,
     its fund cannot pay one more unit, or it is capped for the household — recomputed from the
     final allocations table."""
-    sc, plan = scarce(seed), planned(seed)
+    sc, plan = scarce(seed), planned(seed, mode)
     unmet = plan.run.tables["unmet"]
     short = set(unmet.loc[unmet["reason"].isin(vocab.MATCHING_REASONS), "need_id"])
     if not short:
@@ -134,7 +147,7 @@ def test_reasons_name_the_volunteers_when_pools_were_limited():
     ``capacity_exhausted``, in the final tables (unmet and plans agree)."""
     seen = 0
     for seed in SCARCE_SEEDS:
-        plan = planned(seed)
+        plan = planned(seed, "rounds")  # the combined model loses no visit to a reason
         unmet = plan.run.tables["unmet"]
         need_reason = plan.run.result.need_served.set_index("need_id")["reason"]
         for row in unmet.itertuples(index=False):
@@ -288,3 +301,73 @@ def test_only_needs_with_a_pool_are_held(seed):
     with_pool = {a.need_id for a in spec.arcs if a.kind == "volunteer_pool"}
     assert set(pool_needs_of(sc, None, None)) == with_pool
     assert plan_week(sc).run.info["volunteer_limits"]["needs_capped"] <= len(with_pool)
+
+
+# ------------------------------------------------- the combined week, formulated independently
+
+
+def _week_levels(sc: Scenario, plan, due: dict[str, str]) -> dict[str, float]:
+    """A plan's colour levels read from its output tables: per colour, the due households a
+    placed visit reaches (``assignments``), and the coverage of the colour's needs by every
+    source (``allocations``: urgency ÷ quantity per unit served, in base units)."""
+    spec = ref_alloc.build(sc)
+    levels = dict.fromkeys((f"{c}:{part}" for c in ref_week.COLOURS
+                            for part in ("monitoring", "coverage")), 0.0)
+    for household in set(plan.match.assignments["household_id"]):
+        if household in due:
+            levels[f"{due[household]}:monitoring"] += 1
+    for row in plan.run.tables["allocations"].itertuples(index=False):
+        need = spec.needs[row.need_id]
+        levels[f"{need.tier}:coverage"] += need.urgency / need.quantity * row.units * need.scale
+    return levels
+
+
+def _first_difference(got: dict[str, float], best: dict[str, float]) -> tuple[str, float,
+                                                                              float] | None:
+    for name, value in best.items():  # in the reference's lexicographic order
+        if abs(got[name] - value) > 1e-6:
+            return name, got[name], value
+    return None
+
+
+# Seeds of a few dozen households and volunteers (hours cut to a third as above) besides
+# SCARCE_SEEDS: (households, volunteers, seed).
+LARGER = ((40, 24, 0), (40, 24, 3), (40, 24, 7))
+
+
+@functools.cache
+def scarce_of(households: int, volunteers: int, seed: int) -> Scenario:
+    tables = random_scenario(seed, volunteers=volunteers, households=households)
+    vols = tables["volunteers"]
+    vols["max_hours"] = np.maximum(np.floor(vols["max_hours"].to_numpy(float) / 3), 1.0)
+    return Scenario.from_tables(tables)
+
+
+@pytest.mark.parametrize("size", [(30, 8, seed) for seed in SCARCE_SEEDS] + list(LARGER))
+def test_combined_week_agrees_with_an_independent_formulation(size):
+    """wulian's plan (``plan_week``) reaches, at every colour level, the lexicographic
+    optimum of the combined week as ``reference/week.py`` formulates it independently (one
+    MIP: allocation, each visit by a named volunteer in a named slot, monitoring; HiGHS
+    proves each level): red monitoring, red coverage, orange monitoring, … green coverage."""
+    sc = scarce_of(*size)
+    best = ref_week.solve_week(sc, WEEK)
+    plan = plan_week(sc)
+    assert _first_difference(_week_levels(sc, plan, best.due), best.levels) is None
+    assert not (plan.match.unplaced["need_id"] != "").any()
+
+
+def test_the_rounds_alone_fall_short_of_the_combined_optimum():
+    """The comparison can fail: the rounds of allocation and matching alone (no combined
+    model) end lexicographically below the independent optimum on some of these seeds (a
+    two-hour visit the matching cannot place is taken away whole, where one hour fits; a
+    monitoring visit placed where a service visit would also have monitored)."""
+    short = []
+    for seed in SCARCE_SEEDS:
+        sc = scarce(seed)
+        best = ref_week.solve_week(sc, WEEK)
+        diff = _first_difference(_week_levels(sc, planned(seed, "rounds"), best.due),
+                                 best.levels)
+        if diff is not None:
+            assert diff[1] < diff[2], (seed, diff)  # never above a proven optimum
+            short.append(seed)
+    assert short, "the rounds reached the optimum on every seed"

@@ -14,8 +14,10 @@ The modules, in the order a run goes through them:
 - :mod:`.component` — a component's arrays and pairs, the flows every solver shares;
 - :mod:`.exact` — min-cost flow (one visit length) and CP-SAT level by level;
 - :mod:`.heuristic` — greedy plan, completion, exchanges, polish for large mixed components;
-- :mod:`.bounds` — valid bounds: slot relaxation, LP with hours, cuts of the whole network;
+- :mod:`.bounds` — valid bounds: slot relaxation, LP with hours, cuts of the whole network,
+  the hours flow once every visit is placed;
 - :mod:`.combine` — after the regions: repair across borders, bounds of the whole;
+- :mod:`.travel` — with every visit placed in a cut or pruned model, travel repaired from the LP;
 - :mod:`.reasons` — why a visit stays unplaced;
 - :mod:`.match` — :func:`match_visits`, tables in and out.
 """

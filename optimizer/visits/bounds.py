@@ -301,3 +301,85 @@ def continuity_bound(arrays: VisitArrays, cap: np.ndarray) -> int:
         & (arrays.free_slots[i] >= 1) & (arrays.free_units[i] >= arrays.g_units[g])
     per_vol = np.bincount(i[ok], weights=arrays.g_count[g[ok]], minlength=len(arrays.vol_ids))
     return int(np.minimum(per_vol, cap).sum())
+
+
+#: Most (location, volunteer) pairs :func:`key_pairs` lists (a district's final instance has
+#: about 0.6 M; a city's is never all placed, so never asked).
+HOURS_FLOOR_PAIRS = 3_000_000
+
+
+def key_pairs(arrays: VisitArrays) -> tuple[np.ndarray, ...] | None:
+    """Every admissible pair of the whole model (nothing pruned), by *key* (a location and
+    what its visits need, length included; groups of one key differ only in class and last
+    volunteer, so in nothing travel, hours or slots see): (each group's key, each key's
+    length, each key's visits, key of each pair, volunteer of each pair, metres of each pair).
+    ``None`` when the pairs would be more than :data:`HOURS_FLOOR_PAIRS`."""
+    from wulian.optimizer.geo import pairs_within
+    from wulian.optimizer.visits.regions import qualified, requirement_keys
+
+    groups = np.flatnonzero(arrays.g_count > 0)
+    key_of, key_loc, reqs = requirement_keys(arrays.g_loc[groups], arrays.g_skills[groups],
+                                             arrays.g_safe[groups], arrays.g_units[groups])
+    key_units = np.zeros(len(key_loc), np.int64)
+    for _, _, units, keys in reqs:
+        key_units[keys] = units
+    key_count = np.bincount(key_of, weights=arrays.g_count[groups],
+                            minlength=len(key_loc)).astype(np.int64)
+    li, vi, _ = pairs_within(arrays.loc_lat, arrays.loc_lon, arrays.vol_lat, arrays.vol_lon,
+                             arrays.vol_reach)
+    if len(li) > HOURS_FLOOR_PAIRS:
+        return None
+    where = np.full(len(arrays.loc_lat), -1, np.int64)
+    tails, heads = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for mask, safe, units, keys in reqs:
+        where[key_loc[keys]] = keys
+        okv = qualified(arrays.vol_skills, arrays.vol_checked, mask, safe) \
+            & (arrays.free_slots >= 1) & (arrays.free_units >= units)
+        rel = np.flatnonzero(okv[vi] & (where[li] >= 0))
+        tails.append(where[li[rel]])
+        heads.append(vi[rel])
+        where[key_loc[keys]] = -1
+    key_arc, vol_arc = np.concatenate(tails), np.concatenate(heads)
+    metres = np.round(haversine_km(arrays.vol_lat[vol_arc], arrays.vol_lon[vol_arc],
+                                   arrays.loc_lat[key_loc[key_arc]],
+                                   arrays.loc_lon[key_loc[key_arc]]) * 1000.0).astype(np.int64)
+    group_key = np.full(len(arrays.g_count), -1, np.int64)
+    group_key[groups] = key_of
+    return group_key, key_units, key_count, key_arc, vol_arc, metres
+
+
+def hours_travel_floor(arrays: VisitArrays) -> int | None:
+    """A lower bound on the travel (metres) of any plan that places *every* unpinned visit,
+    over every admissible pair of the whole model (nothing pruned): the least-cost flow of the
+    visits' hours, each hour of a visit costing its metres ÷ its length, into volunteers that
+    take at most ``min(H_i, S_i × their longest admissible visit)`` hours (a plan's volunteer
+    has at most ``S_i`` visits, none longer than that, and at most ``H_i`` hours). Any such
+    plan is a flow of this network of the same cost, so the flow's cost bounds its travel;
+    unlike the slot relaxation it counts the hours, which is what runs out. ``None`` when the
+    pairs are too many to list (:func:`key_pairs`)."""
+    listed = key_pairs(arrays)
+    if listed is None:
+        return None
+    _, key_units, key_count, key_arc, vol_arc, metres = listed
+    if not key_count.sum():
+        return 0
+    n_keys, n_vol = len(key_units), len(arrays.vol_ids)
+    key_hours = key_count * key_units
+    # Whole costs: a visit's metres × (lcm ÷ its length) per hour unit, lcm of every length.
+    lcm = int(np.lcm.reduce(np.unique(key_units)))
+    longest = np.zeros(n_vol, np.int64)
+    np.maximum.at(longest, vol_arc, key_units[key_arc])
+    cap = np.minimum(arrays.free_units, arrays.free_slots * longest).astype(np.int64)
+    v0 = n_keys
+    sink = v0 + n_vol
+    flow_tails = np.concatenate([key_arc, v0 + np.arange(n_vol)])
+    flow_heads = np.concatenate([v0 + vol_arc, np.full(n_vol, sink)])
+    caps = np.concatenate([key_hours[key_arc], cap])
+    costs = np.concatenate([metres * (lcm // key_units[key_arc]), np.zeros(n_vol, np.int64)])
+    supplies = {int(k): int(h) for k, h in enumerate(key_hours) if h}
+    supplies[sink] = -int(key_hours.sum())
+    try:
+        flow = solve_min_cost_flow(flow_tails, flow_heads, caps, costs, supplies)
+    except RuntimeError:  # no flow carries every hour: no plan places every visit
+        return None
+    return -(-int(flow @ costs) // lcm)  # ceil: travel is whole metres

@@ -10,7 +10,12 @@ import pandas as pd
 
 from wulian.optimizer.geo import pairs_within
 from wulian.optimizer.status import Status
-from wulian.optimizer.visits.bounds import cheapest, continuity_bound, load_floor
+from wulian.optimizer.visits.bounds import (
+    cheapest,
+    continuity_bound,
+    hours_travel_floor,
+    load_floor,
+)
 from wulian.optimizer.visits.heuristic import displace
 from wulian.optimizer.visits.params import CLASSES
 from wulian.optimizer.visits.prepare import VisitArrays
@@ -220,7 +225,14 @@ def combine_reports(arrays: VisitArrays, regions: list[RegionResult], exact: boo
     near = np.full(len(arrays.g_count), NO_METRES)
     for res in regions:
         near[res.groups] = res.near
-    settle("travel", int(metres @ uc), cheapest(near, arrays.g_count, arrays.g_class, held), "min")
+    travel_bound = cheapest(near, arrays.g_count, arrays.g_class, held)
+    if int(held.sum()) == int(arrays.g_count.sum()):
+        # Every visit placed (a district's final round): the hours must go somewhere, and
+        # the hours flow over every pair bounds that far better than each visit's nearest.
+        by_hours = hours_travel_floor(arrays)
+        if by_hours is not None:
+            travel_bound = max(travel_bound, by_hours)
+    settle("travel", int(metres @ uc), travel_bound, "min")
     settle("continuity", int(((arrays.g_last[ug] == uv) * uc).sum()),
            continuity_bound(arrays, relax_cap), "max")
     units = np.bincount(uv, weights=uc * arrays.g_units[ug], minlength=n_vol).astype(np.int64)

@@ -25,6 +25,7 @@ from wulian.optimizer.visits.params import (
 from wulian.optimizer.visits.prepare import VisitArrays, prepare
 from wulian.optimizer.visits.reasons import unplaced_reasons
 from wulian.optimizer.visits.regions import RegionInput, plan_regions, solve_region
+from wulian.optimizer.visits.travel import improve_travel
 
 
 def match_visits(visits: pd.DataFrame, volunteers: pd.DataFrame,
@@ -109,6 +110,10 @@ def match_visits(visits: pd.DataFrame, volunteers: pd.DataFrame,
         reach_any[res.groups] = res.reach_any
     used, slot_any, exchanges = repair(arrays, used, join_candidates(arrays, regions),
                                        exchange=not exact)
+    if params.travel_repair and not exact and int(used[2].sum()) == int(arrays.g_count.sum()):
+        # Every visit placed in a cut or pruned model (a district's final round): travel is a
+        # transportation problem the LP nearly solves (optimizer/visits/travel.py).
+        used = improve_travel(arrays, used)
     reports = combine_reports(arrays, regions, exact, used, relax_cap, able)
     solve = time.perf_counter() - t1
 

@@ -94,6 +94,10 @@ class MatchParams:
     part_workers
         Processes for the regions (0: one per core; 1: all in this process); used by the
         caller's ``run_parts``.
+    travel_repair
+        When a cut or pruned model places every visit, repair its travel from the LP
+        (``optimizer/visits/travel.py``; about a second on the district). ``plan_week`` turns
+        it off for the matchings whose plan it does not report.
     """
 
     monitoring_urgency: int = 2
@@ -110,6 +114,7 @@ class MatchParams:
     max_arcs: int = 500_000
     arcs_per_visit: int = 30
     part_workers: int = 0
+    travel_repair: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in ("auto", "flow", "cp_sat"):
