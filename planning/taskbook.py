@@ -22,6 +22,7 @@ from wulian.contract import vocab
 from wulian.contract.problems import Problem, ValidationError
 from wulian.planning.cycle import Answer, CycleError, tasks, weeks
 from wulian.planning.register import Register
+from wulian.planning.workbook import print_setup
 
 TASK_SHEET = "任务 tasks"
 ABOUT_SHEET = "说明 about"
@@ -62,13 +63,6 @@ _BY_HEADER = {c.header: c.code for c in (*FACTS, *ANSWERS, *VISIT)} | {
 _STATUS_LIST = ",".join(zh for code, (zh, _en) in vocab.TASK_STATUSES.items() if code != "planned")
 _REASON_LIST = ",".join(zh for code, (zh, _en) in vocab.DECLINE_REASONS.items()
                         if code != "no_answer")
-
-
-def _text_cell(ws, row: int, col: int, value) -> None:
-    """Write a value; text stays text even when it starts with = + - @ (never a formula)."""
-    cell = ws.cell(row=row, column=col, value=value)
-    if isinstance(value, str):
-        cell.data_type = "s"
 
 
 def publish_week(register: Register, week: str, out: str | Path,
@@ -113,22 +107,24 @@ def publish_week(register: Register, week: str, out: str | Path,
 
 
 def _workbook(path: Path, part: pd.DataFrame, week: str, who: dict, visits: bool) -> Path:
-    from openpyxl import Workbook
-    from openpyxl.styles import Font, PatternFill
-    from openpyxl.worksheet.datavalidation import DataValidation
+    """One task workbook, written by XlsxWriter as every workbook wulian writes
+    (``planning/workbook.py``): text through ``write_string`` (an id such as ``=1+1`` stays
+    text), numbers as numbers; a city's week is a thousand of these."""
+    import xlsxwriter
 
     columns = (*FACTS, *ANSWERS, *(VISIT if visits else ()))
-    wb = Workbook()
-    ws = wb.active
-    ws.title = TASK_SHEET
-    for j, col in enumerate(columns, start=1):
-        _text_cell(ws, 1, j, col.header)
-        ws.cell(row=1, column=j).font = Font(bold=True)
-        ws.column_dimensions[ws.cell(row=1, column=j).column_letter].width = col.width
-    fill = PatternFill("solid", fgColor="FFF2CC")  # the cells to fill in
+    wb = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False,
+                                         "strings_to_numbers": False})
+    ws = wb.add_worksheet(TASK_SHEET)
+    bold = wb.add_format({"bold": True})
+    fill = wb.add_format({"bg_color": "#FFF2CC"})  # the cells to fill in
+    to_fill = {j for j, c in enumerate(columns) if c in ANSWERS or c in VISIT}
+    for j, col in enumerate(columns):
+        ws.write_string(0, j, col.header, bold)
+        ws.set_column(j, j, col.width)
     kinds = {k: zh for k, (zh, _en) in vocab.TASK_KINDS.items()}
     tiers = {k: zh for k, (zh, _en) in vocab.TIERS.items()}
-    for i, row in enumerate(part.itertuples(index=False), start=2):
+    for i, row in enumerate(part.itertuples(index=False), start=1):
         values = {"task_id": row.task_id, "week": row.week, "kind": kinds.get(row.kind, row.kind),
                   "household_id": row.household_id, "station_id": row.station_id,
                   "tier": tiers.get(row.tier, row.tier), "service": row.service,
@@ -139,29 +135,28 @@ def _workbook(path: Path, part: pd.DataFrame, week: str, who: dict, visits: bool
                           units_delivered=float(row.units_delivered),
                           answered_on=row.answered_on,
                           reason=vocab.DECLINE_REASONS.get(row.reason, ("",))[0])
-        for j, col in enumerate(columns, start=1):
-            _text_cell(ws, i, j, values.get(col.code))
-            if col in ANSWERS or col in VISIT:
-                ws.cell(row=i, column=j).fill = fill
-    last = max(len(part) + 1, 2)
-    letter = {c.code: ws.cell(row=1, column=j).column_letter
-              for j, c in enumerate(columns, start=1)}
-    lists = [(letter["status"], f'"{_STATUS_LIST}"'), (letter["reason"], f'"{_REASON_LIST}"')]
+        for j, col in enumerate(columns):
+            value = values.get(col.code)
+            style = fill if j in to_fill else None
+            if isinstance(value, str):
+                ws.write_string(i, j, value, style)
+            elif value is None:
+                ws.write_blank(i, j, None, style)
+            else:
+                ws.write_number(i, j, value, style)
+    last = max(len(part), 1)  # (the last row, counted from 0 below the header)
+    where = {c.code: j for j, c in enumerate(columns)}
+    lists = [(where["status"], _STATUS_LIST), (where["reason"], _REASON_LIST)]
     if visits:
-        lists += [(letter[c], '"0,1"') for c in vocab.DEPRIVATION_COLUMNS]
-    for col, formula in lists:
-        dv = DataValidation(type="list", formula1=formula, allow_blank=True)
-        dv.add(f"{col}2:{col}{last}")
-        ws.add_data_validation(dv)
-    ws.freeze_panes = "A2"  # as in every workbook wulian writes (planning/workbook.py)
-    ws.auto_filter.ref = f"A1:{letter[columns[-1].code]}{last}"
-    ws.page_setup.paperSize = ws.PAPERSIZE_A4
-    ws.page_setup.orientation = "landscape"
-    ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, 0
-    ws.sheet_properties.pageSetUpPr.fitToPage = True
-    ws.print_title_rows = "1:1"
+        lists += [(where[c], "0,1") for c in vocab.DEPRIVATION_COLUMNS]
+    for j, choices in lists:
+        ws.data_validation(1, j, last, j, {"validate": "list", "source": choices.split(","),
+                                           "ignore_blank": True})
+    ws.freeze_panes(1, 0)  # as in every workbook wulian writes (planning/workbook.py)
+    ws.autofilter(0, 0, last, len(columns) - 1)
+    print_setup(ws, len(columns))
 
-    about = wb.create_sheet(ABOUT_SHEET)
+    about = wb.add_worksheet(ABOUT_SHEET)
     lines = [("周次 week", week), ("对象 for", who.get("provider") or who.get("street")),
              ("名称 name", who["name"]),
              ("类型 kind", "provider" if "provider" in who else "street"),
@@ -171,12 +166,12 @@ def _workbook(path: Path, part: pd.DataFrame, week: str, who: dict, visits: bool
              ("how to", "Fill in the yellow columns: status, units delivered, date, reason; for "
                         "monitoring visits also what was observed (0/1), new needs and a note. "
                         "Keep the task ids as they are.")]
-    for i, (label, value) in enumerate(lines, start=1):
-        _text_cell(about, i, 1, label)
-        _text_cell(about, i, 2, value)
-    about.column_dimensions["A"].width = 16
-    about.column_dimensions["B"].width = 90
-    wb.save(path)
+    for i, (label, value) in enumerate(lines):
+        about.write_string(i, 0, label)
+        about.write_string(i, 1, str(value))
+    about.set_column(0, 0, 16)
+    about.set_column(1, 1, 90)
+    wb.close()
     return path
 
 

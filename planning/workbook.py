@@ -321,7 +321,7 @@ def _put_table(ws, frame: pd.DataFrame, lang: str, extra: Mapping[str, str], hea
                       formats[fmt] if fmt else None)
     ws.freeze_panes(1, 0)
     ws.autofilter(0, 0, max(len(frame), 1), max(len(columns) - 1, 0))
-    _print_setup(ws, len(columns))
+    print_setup(ws, len(columns))
     for j, h in enumerate(heads):
         ws.write_string(0, j, h, head_format)
     rows = len(frame)
@@ -371,7 +371,7 @@ def _title(title: str | tuple[str, str], lang: str) -> str:
     return title
 
 
-def _print_setup(ws, columns: int) -> None:
+def print_setup(ws, columns: int) -> None:
     """A4, landscape when the table is wide, one page wide, the header row on every page."""
     ws.set_paper(9)  # A4
     if columns > 6:
@@ -399,4 +399,4 @@ def tables_workbook(tables: Mapping[str, pd.DataFrame], target: str | Path | Non
 
 
 __all__ = ["Sheet", "write_workbook", "tables_workbook", "sheet_name", "header", "words",
-           "number_format", "LANGS", "DEFAULT_LANG", "PERCENT", "MONEY"]
+           "number_format", "print_setup", "LANGS", "DEFAULT_LANG", "PERCENT", "MONEY"]
