@@ -146,7 +146,9 @@ def _dumps(numbers: dict) -> str:
 def _json_objects(fields: dict[str, np.ndarray], encoded: tuple[str, ...] = ()) -> np.ndarray:
     """Per row, the JSON object of ``fields`` exactly as :func:`_dumps` writes it, each
     distinct value encoded once (a city's hundred thousand findings share a few colours,
-    weeks and counts); the fields named in ``encoded`` hold JSON text already."""
+    weeks and counts); the fields named in ``encoded`` hold JSON text already. For text,
+    whole numbers and None only: distinct values are found by ``pd.factorize``, which takes
+    1, 1.0 and True for one value, and a NaN is written ``null`` (``_dumps`` writes ``NaN``)."""
     text = None
     for key in sorted(fields):
         if key in encoded:

@@ -75,14 +75,17 @@ def publish_week(register: Register, week: str, out: str | Path,
         When the week was not opened (for ``centre``'s scope, when given): nothing to push.
     """
     opened = weeks(register)
-    opened = opened[opened["week"] == week]
-    if centre:
-        opened = opened[opened["centre"] == centre]
-    if opened.empty:
+    scopes = sorted(set(opened.loc[opened["week"] == week, "centre"]))
+    if not scopes:
         where = f"({centre})" if centre else ""
         raise CycleError(f"{week}{where} 尚未开启,没有可推送的任务(先运行 wulian week open "
                          f"{week}) / {week}{' ' + where if where else ''} was not opened: no "
                          f"tasks to publish (run wulian week open {week} first)")
+    if centre and centre not in scopes:
+        listed = ", ".join(scopes)
+        raise CycleError(f"{week} 开启的范围是 {listed},不是 {centre};请按开启的范围推送 / "
+                         f"{week} was opened for {listed} ('*': the whole network), not for "
+                         f"{centre}: publish it for the scope it was opened for")
     frame = tasks(register, week)
     if centre:
         frame = frame[frame["centre"] == centre]
@@ -138,10 +141,10 @@ def _workbook(path: Path, part: pd.DataFrame, week: str, who: dict, visits: bool
         for j, col in enumerate(columns):
             value = values.get(col.code)
             style = fill if j in to_fill else None
-            if isinstance(value, str):
-                ws.write_string(i, j, value, style)
-            elif value is None:
+            if value is None or value == "":  # a blank cell, as Excel's own blanks
                 ws.write_blank(i, j, None, style)
+            elif isinstance(value, str):
+                ws.write_string(i, j, value, style)
             else:
                 ws.write_number(i, j, value, style)
     last = max(len(part), 1)  # (the last row, counted from 0 below the header)
@@ -150,8 +153,10 @@ def _workbook(path: Path, part: pd.DataFrame, week: str, who: dict, visits: bool
     if visits:
         lists += [(where[c], "0,1") for c in vocab.DEPRIVATION_COLUMNS]
     for j, choices in lists:
+        # The lists suggest; they do not refuse what is typed (the answers are read in Chinese,
+        # English or as codes: cycle.record_answers checks them).
         ws.data_validation(1, j, last, j, {"validate": "list", "source": choices.split(","),
-                                           "ignore_blank": True})
+                                           "ignore_blank": True, "show_error": False})
     ws.freeze_panes(1, 0)  # as in every workbook wulian writes (planning/workbook.py)
     ws.autofilter(0, 0, last, len(columns) - 1)
     print_setup(ws, len(columns))

@@ -241,7 +241,8 @@ def test_publishing_a_week_never_opened_is_refused(tmp_path, tiny_scenario, caps
     street = _register(url).table("centres").query("level == 'street'")["centre_id"].iloc[0]
     assert _cli(url, "week", "publish", W1, "--centre", street,
                 "--out", str(tmp_path / "street")) == 1
-    assert f"{W1} ({street}) was not opened" in capsys.readouterr().err
+    assert f"{W1} was opened for * ('*': the whole network), not for {street}" \
+        in capsys.readouterr().err
     assert _cli(url, "week", "publish", W1, "--out", str(tmp_path / "all")) == 0
     assert list((tmp_path / "all").glob("*.xlsx"))
 
@@ -439,7 +440,8 @@ def test_workbook_text_is_never_a_formula(opened, tmp_path):
         ws = wb["任务 tasks"]
         assert ws.freeze_panes == "A2" and ws.auto_filter.ref
         assert int(ws.page_setup.paperSize) == 9 and ws.print_title_rows == "$1:$1"  # A4
-        assert ws.data_validations.dataValidation  # the in-cell lists
+        lists = ws.data_validations.dataValidation  # the in-cell lists …
+        assert lists and not any(dv.showErrorMessage for dv in lists)  # … suggest, not refuse
 
 
 # -- two centres at once ---------------------------------------------------------------------
