@@ -108,18 +108,12 @@ def find(register: Register, week: str) -> pd.DataFrame:
     rules = register.policy.alerts
     with register.engine.connect() as conn:
         households = _households(register, conn)
-        # The needs carried forward or allocated again, read once for the two rules that look
-        # at them (a city's are most of a million).
-        waiting = fetch_frame(conn, sa.select(
-            NEED_STATES.c.need_id, NEED_STATES.c.household_id, NEED_STATES.c.service_id,
-            NEED_STATES.c.state, NEED_STATES.c.age).where(
-            NEED_STATES.c.state.in_(["carried", "allocated"])))
         weeks = _weeks_kept(conn, _recent_weeks(week, _window(rules)))
         found = [
             _monitoring_overdue(register, conn, households, week, rules["monitoring_overdue"]),
-            _unmet(waiting, households, rules["unmet"]),
+            _unmet(conn, households, rules["unmet"]),
             _colour_worse(households),
-            _funds(register, conn, households, waiting, week, rules),
+            _funds(register, conn, households, week, rules),
             _provider_declines(register, conn, weeks, week, rules["provider_declines"]),
             _capacity_short(register, conn, weeks, week, rules["capacity_short"]),
         ]
@@ -240,10 +234,13 @@ def _last_visits(conn: sa.Connection) -> pd.Series:
     return pd.Series(np.asarray(week_ids, dtype=object)[last], index=home_ids, dtype=object)
 
 
-def _unmet(waiting: pd.DataFrame, households: pd.DataFrame, rule) -> pd.DataFrame:
+def _unmet(conn, households: pd.DataFrame, rule) -> pd.DataFrame:
     """Households of the rule's colours with needs carried (or allocated again) for the rule's
-    weeks (``waiting``: the needs carried or allocated)."""
-    waiting = waiting[waiting["age"].to_numpy(int) >= int(rule["weeks"])]
+    weeks: those needs picked by the query (a city's waiting needs are most of a million, and
+    reading only the columns and rows each rule uses halves the reading)."""
+    n = NEED_STATES.c
+    waiting = fetch_frame(conn, sa.select(n.need_id, n.household_id, n.age).where(
+        n.state.in_(["carried", "allocated"]), n.age >= int(rule["weeks"])))
     hh = households.set_index("household_id")
     colours = hh.loc[member_mask(hh["tier"], list(rule["colours"])), ["tier", "station_id"]]
     at = pd.Index(colours.index.to_numpy(object)).get_indexer(
@@ -286,8 +283,8 @@ def _colour_worse(households: pd.DataFrame) -> pd.DataFrame:
                                   "version": hh["version"].to_numpy(int)})}, dtype=object))
 
 
-def _funds(register: Register, conn, households: pd.DataFrame, waiting: pd.DataFrame,
-           week: str, rules) -> pd.DataFrame:
+def _funds(register: Register, conn, households: pd.DataFrame, week: str, rules
+           ) -> pd.DataFrame:
     funds = register.table("funds", conn)
     if funds.empty:
         return _findings([])
@@ -315,16 +312,17 @@ def _funds(register: Register, conn, households: pd.DataFrame, waiting: pd.DataF
     under = balances[(balances["accrued"] > 0)
                      & (balances["spent"] < share * balances["accrued"])]
     if len(under):
-        out += _underspent(register, conn, households, waiting, funds, under)
+        out += _underspent(register, conn, households, funds, under)
     return _findings(out)
 
 
-def _underspent(register: Register, conn, households: pd.DataFrame, waiting: pd.DataFrame,
-                funds: pd.DataFrame, under: pd.DataFrame) -> list[Finding]:
+def _underspent(register: Register, conn, households: pd.DataFrame, funds: pd.DataFrame,
+                under: pd.DataFrame) -> list[Finding]:
     """Of the funds that spent less than their share (``under``, their balances), those with
     carried needs they could pay for: of the services they pay for (their earmark; any service
     when they have none), in their centre's subtree."""
-    carried = waiting[(waiting["state"] == "carried").to_numpy()]
+    carried = fetch_frame(conn, sa.select(NEED_STATES.c.household_id, NEED_STATES.c.service_id)
+                          .where(NEED_STATES.c.state == "carried"))
     at = pd.Index(households["household_id"].to_numpy(object)).get_indexer(
         carried["household_id"].to_numpy(object))
     # Counted per station and service once; each fund then sums the rows of its subtree and

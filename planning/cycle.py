@@ -772,6 +772,13 @@ def _number(text: str) -> float | None:
         return None
 
 
+def results_kept(conn: sa.Connection, task_ids: list[str]) -> set[str]:
+    """Of ``task_ids``, the visits whose result is kept already. Asked in chunks: a city week's
+    visits are more ids than PostgreSQL takes in one statement (65,535 parameters)."""
+    return {r.task_id for chunk in _chunks(task_ids) for r in conn.execute(
+        sa.select(VISIT_RESULTS.c.task_id).where(VISIT_RESULTS.c.task_id.in_(chunk)))}
+
+
 def _record_visits(register: Register, conn, events: Events,
                    visits: list[tuple[str, dict, Answer, dict]]) -> tuple[int, int]:
     """Monitoring visits' results, each kept once: a visit made re-assesses its household
@@ -779,9 +786,7 @@ def _record_visits(register: Register, conn, events: Events,
     the monitoring cycle (a history row). Done together, so the register is validated once."""
     if not visits:
         return 0, 0
-    ids = [tid for tid, *_ in visits]
-    kept = {r.task_id for r in conn.execute(sa.select(VISIT_RESULTS.c.task_id).where(
-        VISIT_RESULTS.c.task_id.in_(ids)))}
+    kept = results_kept(conn, [tid for tid, *_ in visits])
     visits = [v for v in visits if v[0] not in kept]
     if not visits:
         return 0, 0

@@ -497,3 +497,20 @@ def test_the_simulator_is_seeded_and_plays_the_loop(tmp_path, tiny):
         assert all(w.workbooks > 0 for w in weeks)
         assert cycle.weeks(register)["state"].tolist() == ["closed", "closed"]
     assert played[0] == played[1]
+
+
+def test_a_city_weeks_visit_results_are_looked_up_on_both_backends(store_url):
+    """Recording a city week's visits first looks up which results are kept already: 70,000
+    task ids are more than PostgreSQL takes in one statement (65,535 parameters), so they are
+    asked for in chunks (seen in a 13-week city quarter on PostgreSQL)."""
+    from wulian.planning.db import bulk_insert
+
+    register = _register(store_url)
+    ids = [f"T2026W50-ALL-{i:06d}" for i in range(70_000)]
+    with register.engine.begin() as conn:
+        bulk_insert(conn, cycle.VISIT_RESULTS, [
+            {"task_id": t, "household_id": "H1", "outcome": "done", "visited_on": "2026-12-08",
+             "indicators": "{}", "new_needs": "", "note": "", "recorded_at": "x"}
+            for t in ids[::2]])
+    with register.engine.connect() as conn:
+        assert cycle.results_kept(conn, ids) == set(ids[::2])
