@@ -22,7 +22,7 @@ from wulian.contract import vocab
 from wulian.contract.problems import Problem, ValidationError
 from wulian.planning.cycle import Answer, CycleError, tasks, weeks
 from wulian.planning.register import Register
-from wulian.planning.workbook import print_setup
+from wulian.planning.workbook import TEXT_STAYS_TEXT, print_setup
 
 TASK_SHEET = "任务 tasks"
 ABOUT_SHEET = "说明 about"
@@ -116,8 +116,7 @@ def _workbook(path: Path, part: pd.DataFrame, week: str, who: dict, visits: bool
     import xlsxwriter
 
     columns = (*FACTS, *ANSWERS, *(VISIT if visits else ()))
-    wb = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False,
-                                         "strings_to_numbers": False})
+    wb = xlsxwriter.Workbook(str(path), TEXT_STAYS_TEXT)
     ws = wb.add_worksheet(TASK_SHEET)
     bold = wb.add_format({"bold": True})
     fill = wb.add_format({"bg_color": "#FFF2CC"})  # the cells to fill in

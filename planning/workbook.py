@@ -221,6 +221,12 @@ def _cell_value(value: object, fmt: str | None) -> object:
     return str(value)
 
 
+#: XlsxWriter's options for every workbook wulian writes: no text becomes a formula, a link or
+#: a number (the task books of planning/taskbook.py too).
+TEXT_STAYS_TEXT = {"strings_to_formulas": False, "strings_to_urls": False,
+                   "strings_to_numbers": False}
+
+
 def write_workbook(sheets: Sequence[Sheet], target: str | Path | None = None,
                    lang: str = DEFAULT_LANG, title: tuple[str, str] | str = "",
                    index: bool = True) -> Path | bytes:
@@ -244,8 +250,7 @@ def write_workbook(sheets: Sequence[Sheet], target: str | Path | None = None,
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     wb = xlsxwriter.Workbook(buffer if buffer is not None else str(path), {
-        "strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False,
-        "constant_memory": True, "in_memory": buffer is not None})
+        **TEXT_STAYS_TEXT, "constant_memory": True, "in_memory": buffer is not None})
     head_format = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1,
                                  "text_wrap": False, "valign": "top"})
     formats = _Formats(wb)
@@ -399,4 +404,5 @@ def tables_workbook(tables: Mapping[str, pd.DataFrame], target: str | Path | Non
 
 
 __all__ = ["Sheet", "write_workbook", "tables_workbook", "sheet_name", "header", "words",
-           "number_format", "print_setup", "LANGS", "DEFAULT_LANG", "PERCENT", "MONEY"]
+           "number_format", "print_setup", "TEXT_STAYS_TEXT", "LANGS", "DEFAULT_LANG",
+           "PERCENT", "MONEY"]
