@@ -57,7 +57,14 @@ from wulian.planning import alerts, cycle, notify, performance
 from wulian.planning.io import excel_safe
 from wulian.planning.jobs import JobWorker, ScenarioLibrary, ValidationCrashed
 from wulian.planning.limits import excerpt, limits, shown_problems
-from wulian.planning.register import NEED_STATES, ROWS, Actor, Register, RegisterError
+from wulian.planning.register import (
+    NEED_STATES,
+    ROWS,
+    Actor,
+    Register,
+    RegisterError,
+    weeks_waited,
+)
 from wulian.planning.store import JOB_STATES, Job, RunStore
 
 log = logging.getLogger("wulian.service")
@@ -400,7 +407,8 @@ class NeedStateOut(BaseModel):
     urgency: int
     week_raised: str
     state: NEED_STATE
-    age: int = Field(description="weeks it has been carried")
+    age: int = Field(description="weeks it has waited since the week it was raised for (to "
+                               "the register's week; a closed need: when it closed)")
     close_reason: str
     updated_at: str
 
@@ -811,10 +819,17 @@ class Service:
         return None if data is None else json.loads(data)
 
     def need_state(self, need_id: str) -> dict | None:
+        """One need's state, aged to the register's week when it waits."""
         with self.store.engine.connect() as conn:
             row = conn.execute(sa.select(NEED_STATES).where(
                 NEED_STATES.c.need_id == need_id)).mappings().first()
-        return None if row is None else dict(row)
+            if row is None:
+                return None
+            state = dict(row)
+            if state["state"] != "closed":
+                state["age"] = int(weeks_waited([state["week_raised"]],
+                                                self.register().week(conn))[0])
+        return state
 
     def register_subtree(self, centre: str) -> frozenset[str] | None:
         """The centre ids in ``centre``'s subtree in the register (``None``: no such centre)."""

@@ -26,13 +26,15 @@ from wulian.contract.hierarchy import Hierarchy
 from wulian.optimizer.allocation import member_mask
 from wulian.planning.cycle import TASKS, WEEKS, fund_balances, lock, period_bounds
 from wulian.planning.db import bulk_insert, bulk_update, fetch_frame, fetch_rows
-from wulian.planning.match import week_start
+from wulian.planning.match import shift_week, week_start
 from wulian.planning.performance import FACT_WEEKS, OUTCOMES, SHORTFALLS, shortfalls
 from wulian.planning.register import (
     NEED_STATES,
+    OPEN_STATES,
     ROWS,
     Events,
     Register,
+    weeks_waited,
 )
 
 _meta = sa.MetaData()
@@ -111,7 +113,7 @@ def find(register: Register, week: str) -> pd.DataFrame:
         weeks = _weeks_kept(conn, _recent_weeks(week, _window(rules)))
         found = [
             _monitoring_overdue(register, conn, households, week, rules["monitoring_overdue"]),
-            _unmet(conn, households, rules["unmet"]),
+            _unmet(register, conn, households, rules["unmet"]),
             _colour_worse(households),
             _funds(register, conn, households, week, rules),
             _provider_declines(register, conn, weeks, week, rules["provider_declines"]),
@@ -234,13 +236,19 @@ def _last_visits(conn: sa.Connection) -> pd.Series:
     return pd.Series(np.asarray(week_ids, dtype=object)[last], index=home_ids, dtype=object)
 
 
-def _unmet(conn, households: pd.DataFrame, rule) -> pd.DataFrame:
-    """Households of the rule's colours with needs carried (or allocated again) for the rule's
-    weeks: those needs picked by the query (a city's waiting needs are most of a million, and
-    reading only the columns and rows each rule uses halves the reading)."""
+def _unmet(register: Register, conn, households: pd.DataFrame, rule) -> pd.DataFrame:
+    """Households of the rule's colours with needs waiting (or allocated again) for the rule's
+    weeks, aged to the register's week: those needs picked by the query (a city's waiting
+    needs are most of a million, and reading only the columns and rows each rule uses halves
+    the reading)."""
+    as_of = register.week(conn)
+    if as_of is None:
+        return _findings([])
     n = NEED_STATES.c
-    waiting = fetch_frame(conn, sa.select(n.need_id, n.household_id, n.age).where(
-        n.state.in_(["carried", "allocated"]), n.age >= int(rule["weeks"])))
+    waiting = fetch_frame(conn, sa.select(n.need_id, n.household_id, n.week_raised).where(
+        n.state.in_(OPEN_STATES + ("allocated",)),
+        n.week_raised <= shift_week(as_of, -int(rule["weeks"]))))
+    waiting["age"] = weeks_waited(waiting["week_raised"].to_numpy(object), as_of)
     hh = households.set_index("household_id")
     colours = hh.loc[member_mask(hh["tier"], list(rule["colours"])), ["tier", "station_id"]]
     at = pd.Index(colours.index.to_numpy(object)).get_indexer(
@@ -321,8 +329,9 @@ def _underspent(register: Register, conn, households: pd.DataFrame, funds: pd.Da
     """Of the funds that spent less than their share (``under``, their balances), those with
     carried needs they could pay for: of the services they pay for (their earmark; any service
     when they have none), in their centre's subtree."""
-    carried = fetch_frame(conn, sa.select(NEED_STATES.c.household_id, NEED_STATES.c.service_id)
-                          .where(NEED_STATES.c.state == "carried"))
+    n = NEED_STATES.c  # carried: waiting since a week before the register's
+    carried = fetch_frame(conn, sa.select(n.household_id, n.service_id).where(
+        n.state.in_(OPEN_STATES), n.week_raised < (register.week(conn) or "")))
     at = pd.Index(households["household_id"].to_numpy(object)).get_indexer(
         carried["household_id"].to_numpy(object))
     # Counted per station and service once; each fund then sums the rows of its subtree and

@@ -35,11 +35,12 @@ from wulian.optimizer.allocation import AllocationParams, member_mask
 from wulian.optimizer.visits import MatchParams
 from wulian.planning.allocate import run_allocation
 from wulian.planning.db import bulk_insert, bulk_update, fetch_frame
-from wulian.planning.match import reconciled_tables, run_matching, week_start
+from wulian.planning.match import next_week, reconciled_tables, run_matching, shift_week, week_start
 from wulian.planning.register import (
     NEED_STATES,
     OPEN_STATES,
     ROWS,
+    WEEKS,
     Events,
     Register,
     RegisterError,
@@ -47,6 +48,7 @@ from wulian.planning.register import (
     history_key,
     now,
     row_json,
+    weeks_waited,
 )
 from wulian.planning.scenario import Scenario
 from wulian.planning.store import RunStore
@@ -55,17 +57,6 @@ EPS = 1e-9
 WHOLE = "*"  # the centre column of a week opened for the whole network
 
 _meta = sa.MetaData()
-WEEKS = sa.Table(
-    "weeks", _meta,
-    sa.Column("week", sa.String(8), primary_key=True),
-    sa.Column("centre", sa.String(64), primary_key=True),
-    sa.Column("state", sa.String(8), nullable=False),
-    sa.Column("run_id", sa.Integer, nullable=True),
-    sa.Column("match_run_id", sa.Integer, nullable=True),
-    sa.Column("opened_at", sa.String(32), nullable=False),
-    sa.Column("closed_at", sa.String(32), nullable=True),
-    sa.Column("actor", sa.Text, nullable=False),
-)
 TASKS = sa.Table(
     "tasks", _meta,
     sa.Column("task_id", sa.String(64), primary_key=True),
@@ -182,11 +173,6 @@ def week_days(week: str) -> tuple[date, date]:
     """Monday and Sunday of an ISO week."""
     monday = week_start(week)
     return monday, monday + timedelta(days=6)
-
-
-def next_week(week: str) -> str:
-    year, number, _ = (week_start(week) + timedelta(days=7)).isocalendar()
-    return f"{year}-W{number:02d}"
 
 
 def period_bounds(week: str, length: int) -> tuple[int, int]:
@@ -406,7 +392,7 @@ def week_scenario(register: Register, conn: sa.Connection, week: str) -> Scenari
     """The week's scenario from the register: open needs as of ``week`` (urgency raised by
     their age), offers and volunteers less what other open scopes took this week, funds at
     their balance in the period."""
-    owed = register.need_states(conn, OPEN_STATES + ("allocated",))
+    owed = register.need_states(conn, OPEN_STATES + ("allocated",), as_of=week)
     tables = register.tables(conn, owed)
     states = owed[owed["state"].isin(OPEN_STATES)].set_index("need_id")
     needs = tables["needs"]
@@ -893,9 +879,10 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
         live = week_tasks["status"].isin(["planned", "accepted"])
         if live.any():
             ids = week_tasks.loc[live, "task_id"].tolist()
-            for chunk in _chunks(ids):
-                conn.execute(TASKS.update().where(TASKS.c.task_id.in_(chunk)).values(
-                    status="not_delivered", reason="no_answer", updated_at=events.at))
+            conn.execute(TASKS.update().where(  # the same rows as ``live``, in one statement
+                TASKS.c.week == week, TASKS.c.centre == scope,
+                TASKS.c.status.in_(["planned", "accepted"])).values(
+                status="not_delivered", reason="no_answer", updated_at=events.at))
             settled = json.dumps({"reason": "no_answer", "status": "not_delivered"})
             was = {s: json.dumps({"status": s}) for s in ("planned", "accepted")}
             events.add_many("task.settle", [f"tasks:{tid}" for tid in ids],
@@ -906,12 +893,16 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
             out.unanswered = int(live.sum())
         out.spent = float(delivered_cost(week_tasks).sum())
 
-        snapshot = _snapshot_needs(register.store, conn, row["run_id"])
-        n = NEED_STATES.c  # (the columns the close reads: a city's million rows)
+        # The needs the week allocated: what their tasks delivered is taken off what they are
+        # owed; each is closed (delivered in full, or expired) or carried. The needs it left
+        # unmet change no row: they wait on, a week older by the calendar (weeks_waited).
+        allocated, unmet = (_run_needs(register.store, conn, row["run_id"], name)
+                            for name in ("allocations", "unmet"))
+        n = NEED_STATES.c  # (the columns the close reads)
         states = fetch_frame(conn, sa.select(
-            n.need_id, n.household_id, n.service_id, n.remaining, n.state, n.age).where(
-            n.state.in_(OPEN_STATES + ("allocated",)))).set_index("need_id")
-        states = states[member_mask(states.index, snapshot)]
+            n.need_id, n.service_id, n.remaining, n.state, n.week_raised).where(
+            n.state == "allocated")).set_index("need_id")
+        states = states[member_mask(states.index, allocated)]
         done = week_tasks[week_tasks["status"] == "delivered"]
         got = done[done["need_id"] != ""].groupby("need_id")["units_delivered"].sum()
         left = np.maximum(states["remaining"].to_numpy(float)
@@ -923,25 +914,36 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
                                          register.rows("services", conn).items()})
         whole = unit.isin(list(vocab.WHOLE_UNITS)).to_numpy()
         left = np.where(whole, np.ceil(left - 1e-6), left)
-        age = states["age"].to_numpy(int) + 1
+        raised = states["week_raised"].to_numpy(object)
+        waited, older = weeks_waited(raised, week), weeks_waited(raised, next_week(week))
         expire = register.policy.cycle.expire_weeks
         full = left <= EPS
-        expired = ~full & (expire > 0) & (age >= expire)
-        state = np.where(full | expired, "closed", "carried")
-        reason = np.where(full, "delivered", np.where(expired, "expired", ""))
-        age = np.where(full, states["age"].to_numpy(int), age)
-        left = np.where(full, 0.0, left)
-        out.delivered, out.expired = int(full.sum()), int(expired.sum())
-        out.carried = int(len(states) - out.delivered - out.expired)
-        changes = pd.DataFrame({"state": state, "close_reason": reason, "remaining": left,
-                                "age": age}, index=states.index)
+        expired = ~full & (expire > 0) & (older >= expire)
+        changes = pd.DataFrame({
+            "state": np.where(full | expired, "closed", "carried"),
+            "close_reason": np.where(full, "delivered", np.where(expired, "expired", "")),
+            "remaining": np.where(full, 0.0, left),
+            "age": np.where(full, waited, np.where(expired, older, 0))}, index=states.index)
+        befores = states[["state", "remaining"]].astype({"remaining": float})
+        if expire > 0:  # needs left unmet that have now waited too long
+            stale = fetch_frame(conn, sa.select(n.need_id, n.remaining, n.state, n.week_raised)
+                                .where(n.state.in_(OPEN_STATES),
+                                       n.week_raised <= shift_week(week, 1 - expire)))
+            stale = stale[member_mask(stale["need_id"], unmet)].set_index("need_id")
+            changes = pd.concat([changes, pd.DataFrame({
+                "state": "closed", "close_reason": "expired",
+                "remaining": stale["remaining"].to_numpy(float),
+                "age": weeks_waited(stale["week_raised"].to_numpy(object), next_week(week))},
+                index=stale.index)])
+            befores = pd.concat([befores, stale[["state", "remaining"]]])
+        closed = changes["state"].to_numpy() == "closed"
+        out.delivered = int(full.sum())
+        out.expired = int(closed.sum()) - out.delivered
+        out.carried = len(pd.unique(np.concatenate([allocated, unmet]))) - int(closed.sum())
         bulk_update(conn, NEED_STATES, "need_id",
                     changes.assign(updated_at=events.at).reset_index())
-        closed = changes["state"].to_numpy() == "closed"
         subjects = np.array([f"needs:{n}" for n in changes.index], dtype=object)
-        befores = row_json(states[["state", "remaining", "age"]].astype(
-            {"remaining": float, "age": int}))
-        afters = row_json(changes)
+        befores, afters = row_json(befores), row_json(changes)
         for kind, pick in (("need_state.close", closed), ("need_state.carry", ~closed)):
             events.add_many(kind, list(subjects[pick]),
                             [b for b, p in zip(befores, pick, strict=True) if p],
@@ -954,8 +956,7 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
         # Its tasks no longer change: their sums are kept for performance over many weeks.
         from wulian.planning.performance import store_facts, store_missing_facts
 
-        store_facts(register, conn, week, scope, week_tasks, row["run_id"], events.at,
-                    states[["service_id", "household_id"]])
+        store_facts(register, conn, week, scope, week_tasks, row["run_id"], events.at)
         store_missing_facts(register, conn, events.at)  # weeks closed before facts existed
         events.add("week.close", f"weeks:{week}:{scope}", {"state": "open"},
                    {"state": "closed", "delivered": out.delivered, "carried": out.carried,
@@ -965,13 +966,14 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
     return out
 
 
-def _snapshot_needs(store: RunStore, conn: sa.Connection, run_id: int | None) -> list[str]:
-    """The needs a week's run was given: those it allocated and those it left unmet."""
+def _run_needs(store: RunStore, conn: sa.Connection, run_id: int | None, table: str
+               ) -> np.ndarray:
+    """The need ids of one of a week's run tables (``allocations`` or ``unmet``)."""
     if run_id is None:
-        return []
-    ids = [store.table_in(conn, run_id, name)["need_id"].to_numpy(object)
-           for name in ("allocations", "unmet")]
-    return pd.unique(np.concatenate(ids)).tolist()
+        return np.array([], dtype=object)
+    frame = store.table_in(conn, run_id, table, columns=["need_id"])
+    return pd.unique(frame["need_id"].to_numpy(object)) if len(frame) else \
+        np.array([], dtype=object)
 
 
 def _plain(value):

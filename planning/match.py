@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import date
+from datetime import date, timedelta
 from importlib.metadata import version
 from pathlib import Path
 
@@ -125,6 +125,16 @@ def week_start(week: str) -> date:
     """Monday of an ISO week written ``2026-W49``."""
     year, number = week.split("-W")
     return date.fromisocalendar(int(year), int(number), 1)
+
+
+def shift_week(week: str, weeks: int) -> str:
+    """The ISO week ``weeks`` after ``week`` (before it when negative)."""
+    year, number, _ = (week_start(week) + timedelta(days=7 * weeks)).isocalendar()
+    return f"{year}-W{number:02d}"
+
+
+def next_week(week: str) -> str:
+    return shift_week(week, 1)
 
 
 def weeks_between(earlier: pd.Series, week: str) -> pd.Series:

@@ -40,6 +40,7 @@ from wulian.demand.scoring import colour
 from wulian.optimizer.allocation import member_mask
 from wulian.planning.db import bulk_insert, bulk_update, fetch_frame, fetch_rows
 from wulian.planning.io import as_text, write_tables
+from wulian.planning.match import next_week, weeks_between
 from wulian.planning.scenario import Scenario
 from wulian.planning.store import RunStore
 from wulian.planning.validate import validate_tables
@@ -89,9 +90,24 @@ NEED_STATES = sa.Table(
     sa.Column("urgency", sa.Integer, nullable=False),
     sa.Column("week_raised", sa.String(8), nullable=False),
     sa.Column("state", sa.String(10), nullable=False),
+    # Weeks waited when the need closed (0 until then): a waiting need's age is not written
+    # week by week but counted from week_raised to the register's week (weeks_waited).
     sa.Column("age", sa.Integer, nullable=False),
     sa.Column("close_reason", sa.String(10), nullable=False),
     sa.Column("updated_at", sa.String(32), nullable=False),
+)
+# The weeks opened and closed (planning/cycle.py): the register stands at a week, the one the
+# waiting needs' ages count to.
+WEEKS = sa.Table(
+    "weeks", _meta,
+    sa.Column("week", sa.String(8), primary_key=True),
+    sa.Column("centre", sa.String(64), primary_key=True),
+    sa.Column("state", sa.String(8), nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=True),
+    sa.Column("match_run_id", sa.Integer, nullable=True),
+    sa.Column("opened_at", sa.String(32), nullable=False),
+    sa.Column("closed_at", sa.String(32), nullable=True),
+    sa.Column("actor", sa.Text, nullable=False),
 )
 EVENTS = sa.Table(
     "events", _meta,
@@ -108,6 +124,17 @@ EVENTS = sa.Table(
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def weeks_waited(raised: np.ndarray | list, as_of: str | None) -> np.ndarray:
+    """Whole weeks from each need's week raised (ISO weeks) to ``as_of``: 0 in the week it
+    was raised for (or earlier), and everywhere before any week was opened. A need's age is
+    counted, not written: carrying a city's million waiting needs into the next week changes
+    none of their rows."""
+    if as_of is None or not len(raised):
+        return np.zeros(len(raised), dtype=int)
+    gaps = weeks_between(pd.Series(np.asarray(raised, dtype=object), dtype=object), as_of)
+    return np.maximum(gaps.to_numpy(int), 0)
 
 
 def _json(value) -> str | None:
@@ -312,14 +339,32 @@ class Register:
                          index=[k for k, _ in rows], dtype=object, name=column)
 
     def need_states(self, conn: sa.Connection | None = None,
-                    states: Iterable[str] | None = None) -> pd.DataFrame:
+                    states: Iterable[str] | None = None, as_of: str | None = None
+                    ) -> pd.DataFrame:
+        """The needs' states, each need not closed with its ``age``: the weeks it has waited
+        from its week raised to ``as_of`` (by default the register's :meth:`week`); a closed
+        need's age is the weeks it waited when it closed."""
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.need_states(own, states, as_of)
         query = sa.select(NEED_STATES)
         if states is not None:
             query = query.where(NEED_STATES.c.state.in_(list(states)))
-        if conn is None:
-            with self.engine.connect() as own:
-                return fetch_frame(own, query)
-        return fetch_frame(conn, query)
+        frame = fetch_frame(conn, query)
+        waiting = frame["state"].to_numpy(object) != "closed"
+        if waiting.any():
+            ages = weeks_waited(frame["week_raised"].to_numpy(object), as_of or self.week(conn))
+            frame["age"] = np.where(waiting, ages, frame["age"].to_numpy(int))
+        return frame
+
+    def week(self, conn: sa.Connection | None = None) -> str | None:
+        """The week the register stands at: the latest week still open, else the week after
+        the latest one opened (``None`` before any week). Waiting needs are aged to it."""
+        rows = self._fetch(sa.select(WEEKS.c.week, WEEKS.c.state).distinct(), conn)
+        if not rows:
+            return None
+        live = [week for week, state in rows if state == "open"]
+        return max(live) if live else next_week(max(week for week, _ in rows))
 
     def _fetch(self, query: sa.Select, conn: sa.Connection | None) -> list[tuple]:
         if conn is None:

@@ -250,11 +250,14 @@ class RunStore:
         return pd.read_parquet(io.BytesIO(data))
 
     @staticmethod
-    def table_in(conn: sa.Connection, run_id: int, name: str) -> pd.DataFrame:
-        """One output table of a run, read in the caller's transaction (empty when missing)."""
+    def table_in(conn: sa.Connection, run_id: int, name: str,
+                 columns: list[str] | None = None) -> pd.DataFrame:
+        """One output table of a run (only ``columns`` when given), read in the caller's
+        transaction (empty when missing)."""
         data = conn.execute(sa.select(RUN_TABLES.c.data).where(
             RUN_TABLES.c.run_id == run_id, RUN_TABLES.c.name == name)).scalar()
-        return pd.DataFrame() if data is None else pd.read_parquet(io.BytesIO(data))
+        return pd.DataFrame() if data is None else pd.read_parquet(io.BytesIO(data),
+                                                                   columns=columns)
 
     def table_names(self, run_id: int) -> list[str]:
         """The names of a run's output tables, in the order they were saved."""

@@ -106,21 +106,27 @@ def test_unmet_fires_after_weeks_carried_and_clears_when_withdrawn(make):
     found = _open(register, "unmet")
     assert len(found)
     states = register.need_states().set_index("need_id")
+    waits = states["state"].isin(["open", "carried"])
     colours = register.scenario().households.set_index("household_id")["tier"]
     for row in found.itertuples():
         numbers = json.loads(row.numbers)
-        mine = states[(states["household_id"] == row.subject_id) & (states["state"] == "carried")
+        mine = states[(states["household_id"] == row.subject_id) & waits
                       & (states["age"] >= 2)]
         assert numbers["needs"] == len(mine) and numbers["weeks"] == mine["age"].max()
         assert numbers["colour"] == colours[row.subject_id] and numbers["colour"] in (
             "red", "orange")
-    # Households with a red or orange need carried two weeks are all there.
-    waiting = states[(states["state"] == "carried") & (states["age"] >= 2)]
+    # Households with a red or orange need waiting two weeks (allocated and declined, or never
+    # allocated) are all there; the needs' ages are the weeks since they were raised.
+    assert (states.loc[waits, "age"] == [
+        (cycle.week_start(W2).toordinal() + 7 - cycle.week_start(w).toordinal()) // 7
+        for w in states.loc[waits, "week_raised"]]).all()
+    waiting = states[waits & (states["age"] >= 2)]
+    assert (waiting["state"] == "carried").any()  # declined twice: carried, not only waiting
     expected = {h for h in waiting["household_id"] if colours[h] in ("red", "orange")}
     assert expected == set(found["subject_id"])
 
     hid = found["subject_id"].iat[0]
-    for nid in states[(states["household_id"] == hid) & (states["state"] == "carried")].index:
+    for nid in states[(states["household_id"] == hid) & waits].index:
         register.withdraw_need(nid)
     alerts.evaluate(register, W2)
     assert _state(register, f"unmet:household:{hid}") == "resolved"
@@ -180,7 +186,7 @@ def test_fund_alerts_fire_from_the_ledger_and_clear(make):
         numbers = json.loads(row.numbers)
         assert numbers["spent"] == pytest.approx(balances.at[row.subject_id, "spent"], abs=0.01)
         assert numbers["spent"] < 0.5 * balances.at[row.subject_id, "accrued"]
-    for nid in register.need_states(states=["carried"])["need_id"]:
+    for nid in register.need_states(states=["open", "carried"])["need_id"]:
         register.withdraw_need(nid)  # no need waits any more
     alerts.evaluate(register, W2)
     assert _open(register, "fund_underspend").empty

@@ -18,6 +18,7 @@ from openpyxl import load_workbook
 
 from wulian.api.cli import main
 from wulian.contract.problems import ValidationError
+from wulian.demand.policy import Policy
 from wulian.planning import cycle, taskbook
 from wulian.planning.db import head, revision
 from wulian.planning.generate import generate_scenario
@@ -327,6 +328,59 @@ def test_three_weeks_through_the_cli_checked_from_the_register(store_url, tiny_s
     assert set(events.loc[events["kind"].str.startswith("week."), "kind"]) == {
         "week.open", "week.close"}
     assert {f"needs:{n}" for n in closed.index} <= set(events["subject"])
+
+
+def test_a_close_rewrites_only_what_the_week_allocated_and_needs_age_by_the_calendar(tmp_path):
+    """The needs a week left unmet keep their rows and get no event at its close: they wait
+    on, their age counted from the week they were raised for; the needs it allocated are
+    closed or carried, each with its event; with ``expire_weeks`` a need that has waited that
+    long closes as expired whether it was allocated or not."""
+    data = Policy.load().to_dict()
+    data["cycle"]["expire_weeks"] = 2
+    policy = Policy.from_dict(data)
+    register = Register(RunStore(f"sqlite:///{tmp_path / 'age.sqlite'}"), Actor("tester"),
+                        policy)
+    _OPEN.append(register)
+    register.import_scenario(Scenario.from_tables(generate_scenario("tiny", 0), policy))
+
+    def decline_all_and_close(week: str) -> tuple[pd.DataFrame, pd.DataFrame, set]:
+        cycle.open_week(register, week)
+        before = register.need_states().set_index("need_id")
+        tasks = cycle.tasks(register, week)
+        cycle.record_answers(register, [cycle.Answer(t, "declined", reason="no_capacity")
+                                        for t in tasks["task_id"]])
+        seen = len(register.events())
+        cycle.close_week(register, week)
+        events = register.events().iloc[seen:]
+        changed = set(events.loc[events["kind"].str.startswith("need_state."), "subject"])
+        return before, register.need_states().set_index("need_id"), changed
+
+    def waited(frame: pd.DataFrame, week: str) -> list[int]:
+        return [max(0, (cycle.week_start(week) - cycle.week_start(w)).days // 7)
+                for w in frame["week_raised"]]
+
+    before, after, changed = decline_all_and_close(W1)
+    allocated = before.index[before["state"] == "allocated"]
+    unmet = before.index[before["state"].isin(["open", "carried"])
+                         & (before["week_raised"] <= W1)]
+    assert len(allocated) and len(unmet)
+    assert changed == {f"needs:{n}" for n in allocated}  # not one event for the unmet
+    assert (after.loc[allocated, "state"] == "carried").all()
+    assert after.loc[unmet, ["state", "updated_at"]].equals(
+        before.loc[unmet, ["state", "updated_at"]])
+    waiting = after[after["state"] != "closed"]
+    assert (waiting["age"] == waited(waiting, W2)).all() and (waiting["age"] >= 1).any()
+    assert register.week() == W2
+
+    # Closing W2: whatever was raised for W1 or earlier has now waited two weeks: expired.
+    before, after, changed = decline_all_and_close(W2)
+    old = before.index[(before["state"] != "closed") & (before["week_raised"] <= W1)]
+    assert len(old)
+    assert (after.loc[old, "state"] == "closed").all()
+    assert (after.loc[old, "close_reason"] == "expired").all()
+    assert (after.loc[old, "age"] == waited(after.loc[old], W3)).all()
+    assert {f"needs:{n}" for n in old} <= changed
+    assert (after.loc[after["state"] != "closed", "week_raised"] > W1).all()
 
 
 # -- bad answers -----------------------------------------------------------------------------

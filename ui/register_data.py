@@ -339,11 +339,7 @@ def fund_outlook(url: str, mark: tuple) -> tuple[str, pd.DataFrame]:
 def lab_week(url: str, mark: tuple) -> str | None:
     """The week a yuan is spent in now: the latest open week, else the week after the last
     one opened (``None`` before any week)."""
-    frame = cycle.weeks(reader(url))
-    if frame.empty:
-        return None
-    live = frame[frame["state"] == "open"]
-    return str(live["week"].max()) if len(live) else cycle.next_week(str(frame["week"].max()))
+    return reader(url).week()
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
