@@ -972,8 +972,9 @@ def _run_needs(store: RunStore, conn: sa.Connection, run_id: int | None, table: 
     if run_id is None:
         return np.array([], dtype=object)
     frame = store.table_in(conn, run_id, table, columns=["need_id"])
-    return pd.unique(frame["need_id"].to_numpy(object)) if len(frame) else \
-        np.array([], dtype=object)
+    if "need_id" not in frame.columns:
+        return np.array([], dtype=object)
+    return pd.unique(frame["need_id"].to_numpy(object))
 
 
 def _plain(value):

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from wulian.planning.db import open_engine
@@ -256,8 +257,12 @@ class RunStore:
         transaction (empty when missing)."""
         data = conn.execute(sa.select(RUN_TABLES.c.data).where(
             RUN_TABLES.c.run_id == run_id, RUN_TABLES.c.name == name)).scalar()
-        return pd.DataFrame() if data is None else pd.read_parquet(io.BytesIO(data),
-                                                                   columns=columns)
+        if data is None:
+            return pd.DataFrame()
+        if columns is not None:  # those the table has (an empty table may have none)
+            have = set(pq.read_schema(io.BytesIO(data)).names)
+            columns = [c for c in columns if c in have]
+        return pd.read_parquet(io.BytesIO(data), columns=columns)
 
     def table_names(self, run_id: int) -> list[str]:
         """The names of a run's output tables, in the order they were saved."""
