@@ -392,7 +392,8 @@ def week_scenario(register: Register, conn: sa.Connection, week: str) -> Scenari
     """The week's scenario from the register: open needs as of ``week`` (urgency raised by
     their age), offers and volunteers less what other open scopes took this week, funds at
     their balance in the period."""
-    owed = register.need_states(conn, OPEN_STATES + ("allocated",), as_of=week)
+    owed = register.need_states(conn, OPEN_STATES + ("allocated",), as_of=week,
+                                columns=("remaining", "urgency"))
     tables = register.tables(conn, owed)
     states = owed[owed["state"].isin(OPEN_STATES)].set_index("need_id")
     needs = tables["needs"]

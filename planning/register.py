@@ -339,15 +339,18 @@ class Register:
                          index=[k for k, _ in rows], dtype=object, name=column)
 
     def need_states(self, conn: sa.Connection | None = None,
-                    states: Iterable[str] | None = None, as_of: str | None = None
-                    ) -> pd.DataFrame:
+                    states: Iterable[str] | None = None, as_of: str | None = None,
+                    columns: Iterable[str] | None = None) -> pd.DataFrame:
         """The needs' states, each need not closed with its ``age``: the weeks it has waited
         from its week raised to ``as_of`` (by default the register's :meth:`week`); a closed
-        need's age is the weeks it waited when it closed."""
+        need's age is the weeks it waited when it closed. ``columns``: only these besides
+        the need's id, state, week raised and age (a city's million rows)."""
         if conn is None:
             with self.engine.connect() as own:
-                return self.need_states(own, states, as_of)
-        query = sa.select(NEED_STATES)
+                return self.need_states(own, states, as_of, columns)
+        n = NEED_STATES.c
+        query = sa.select(NEED_STATES) if columns is None else sa.select(
+            n.need_id, n.state, n.week_raised, n.age, *(n[c] for c in columns))
         if states is not None:
             query = query.where(NEED_STATES.c.state.in_(list(states)))
         frame = fetch_frame(conn, query)

@@ -113,8 +113,13 @@ def _parse_column(table: Table, col: Column, text: pd.Series) -> tuple[pd.Series
         numbers = pd.to_numeric(text.where(~empty), errors="coerce").astype(float)
         # inf, nan and numbers past the float range (1e400 reads as inf) are no quantity, no
         # budget and no coordinate: a problem, never a value handed to a solver.
+        # (A cell reads as nan only where no number was read: the text is looked at there.)
+        unread = ~empty & numbers.isna().to_numpy()
+        named_nan = np.zeros(len(text), dtype=bool)
+        if unread.any():
+            named_nan[unread] = text[unread].str.lower().str.lstrip("+-").eq("nan").to_numpy()
         infinite = ~empty & ~np.isfinite(numbers.to_numpy()) & (
-            numbers.notna().to_numpy() | text.str.lower().str.lstrip("+-").eq("nan").to_numpy())
+            numbers.notna().to_numpy() | named_nan)
         bad = ~empty & numbers.isna().to_numpy() & ~infinite
         example = {"int": "3", "float": "2.5", "money": "1200.50"}[col.dtype]
         problems += _cells(name, "not_a_number", bad, col.name, text, example=example)
