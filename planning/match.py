@@ -566,9 +566,9 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
 
     match_params = match_params or MatchParams()
     # The rounds' matchings skip the LP bounds; those whose plan is not reported (a guess's,
-    # the settling's) also skip the travel repair.
+    # the settling's) also skip the travel repair and every other bound (the same plans).
     quick = replace(match_params, lp_bounds_visits=0)
-    unreported = replace(quick, travel_repair=False)
+    unreported = replace(quick, travel_repair=False, bounds=False)
     missing: dict[str, float] = {}
     caps: dict[str, float] = {}
     limited: dict[str, str] = {}  # need_id → the matching's reason for limiting its pool
