@@ -617,7 +617,8 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         guessing = r < held_from and r < rounds - 1
         run = run_allocation(scenario, week=week, centre=centre,
                              params=guess if guessing else params, store=store,
-                             volunteer_limits=(missing, caps), save=False)
+                             volunteer_limits=(missing, caps), save=False,
+                             only_allocations=guessing)
         t1 = time.perf_counter()
         # A held round's service visits are a part of what the previous round placed; the
         # flow heuristic is not monotone, so the matching also starts from those placements
