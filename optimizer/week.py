@@ -40,6 +40,8 @@ from wulian.optimizer.status import Status
 TIERS = ("red", "orange", "yellow", "green")
 # Most household × volunteer distances worked out to size a week (a few street's worth).
 REACH_CELLS = 2_000_000
+# Households whose reach is worked out at a time while a week is sized.
+SIZE_BLOCK = 256
 
 
 @dataclass
@@ -99,23 +101,35 @@ def solve_week(data: AllocationInput, places: pd.DataFrame, due: np.ndarray,
         served["household_id"].to_numpy(object), np.asarray(due, dtype=object)])))
     if len(households) * len(vols) > REACH_CELLS:
         return None  # a district or a city: even who reaches whom is too large to list
-    # Who is within whose reach (household × volunteer), for the size and for the columns.
-    km = haversine_km(places["lat"].reindex(households).to_numpy(float)[:, None],
-                      places["lon"].reindex(households).to_numpy(float)[:, None],
-                      vols["lat"].to_numpy(float)[None, :], vols["lon"].to_numpy(float)[None, :])
-    within = km <= vols["max_travel_km"].to_numpy(float)[None, :] + 1e-9
     services = data.services.reset_index(drop=True)
     able = capable(vols, services)  # volunteer × service
     # The size before anything is built: each need's visits (at most its quantity, twice the
     # columns when counted in hours) with the capable volunteers within reach, and each due
-    # household's monitoring with every volunteer within reach.
+    # household's monitoring with every volunteer within reach. Summed over blocks of
+    # households, so that a week far too large (the demo's district) stops at its first
+    # blocks instead of listing who reaches whom for all of them.
     row = households.get_indexer(served["household_id"])
     col = pd.Index(services["service_id"]).get_indexer(served["service_id"])
-    pairs = (within[row] & able[:, col].T).sum(axis=1)
-    estimate = float((2 * served["quantity"].to_numpy(float) * pairs).sum()) \
-        + float(within[households.get_indexer(due)].sum())
-    if estimate > max_columns:
-        return None
+    due_row = households.get_indexer(due)
+    quantity = served["quantity"].to_numpy(float)
+    lat = places["lat"].reindex(households).to_numpy(float)
+    lon = places["lon"].reindex(households).to_numpy(float)
+    reach_km = vols["max_travel_km"].to_numpy(float)[None, :] + 1e-9
+    blocks, estimate = [], 0.0
+    for first in range(0, len(households), SIZE_BLOCK):
+        last = min(first + SIZE_BLOCK, len(households))
+        # Who is within whose reach (household × volunteer), for the size and the columns.
+        within = haversine_km(lat[first:last, None], lon[first:last, None],
+                              vols["lat"].to_numpy(float)[None, :],
+                              vols["lon"].to_numpy(float)[None, :]) <= reach_km
+        blocks.append(within)
+        mine = (row >= first) & (row < last)
+        pairs = (within[row[mine] - first] & able[:, col[mine]].T).sum(axis=1)
+        monitored = due_row[(due_row >= first) & (due_row < last)] - first
+        estimate += float((2 * quantity[mine] * pairs).sum()) + float(within[monitored].sum())
+        if estimate > max_columns:
+            return None
+    within = np.concatenate(blocks) if blocks else np.zeros((0, len(vols)), bool)
     built = build_model(data)
     needs, model, rows = built.needs, built.model, built.rows
     n_arcs, n_needs = len(model.need), len(needs)

@@ -99,7 +99,8 @@ def _solver_versions() -> dict[str, str]:
 def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str | None = None,
                    params: AllocationParams | None = None, store: RunStore | None = None,
                    volunteer_limits: tuple[dict, dict] | None = None, save: bool = True,
-                   before_save: Callable[[Run], None] | None = None) -> Run:
+                   before_save: Callable[[Run], None] | None = None,
+                   only_allocations: bool = False) -> Run:
     """Allocate the scenario's needs (of ``week``, within ``centre``'s subtree) and explain.
 
     With a ``store``, the run is recorded there (whole, or not at all; not when ``save`` is
@@ -107,7 +108,8 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
     stored whole-network run on the same input: it uses only the capacity, budget and
     volunteer hours left over. ``volunteer_limits`` — (pool_id → hours the matching found
     missing, need_id → most units from pools) — is what ``planning.match.plan_week`` learnt
-    from the week's matching.
+    from the week's matching. With ``only_allocations`` the run's tables are its
+    ``allocations`` only (``plan_week``'s guess, whose plans and summary nobody reads).
     """
     params = params or AllocationParams()
     if centre and params.search_seconds is None:
@@ -135,7 +137,7 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
                 result, decomposition = allocate_by_district(data, params, map_fn=pool.map)
     else:
         result = allocate(data, params)
-    tables = {
+    tables = {"allocations": _allocations(scenario, result)} if only_allocations else {
         "allocations": _allocations(scenario, result),
         "unmet": result.unmet,
         "plans": plans_table(scenario, result),

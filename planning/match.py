@@ -258,7 +258,8 @@ def monitoring_due(scenario: Scenario, week: str, centre: str | None, params: Ma
 
 
 def build_visits(scenario: Scenario, allocations: pd.DataFrame, week: str,
-                 centre: str | None = None, params: MatchParams | None = None) -> pd.DataFrame:
+                 centre: str | None = None, params: MatchParams | None = None,
+                 monitoring: tuple | None = None) -> pd.DataFrame:
     """The visits of ``week``: pool-served needs' visits and due monitoring visits.
 
     Parameters
@@ -275,6 +276,9 @@ def build_visits(scenario: Scenario, allocations: pd.DataFrame, week: str,
     params
         ``monitoring_urgency`` and ``monitoring_scope`` are used; a monitoring visit takes the
         scenario's policy's ``quarter.monitoring_hours``.
+    monitoring
+        :func:`monitoring_due`'s answer for the same scenario, week, centre and params, when
+        the caller has it already (:func:`plan_week` matches one week several times).
 
     Returns
     -------
@@ -284,7 +288,8 @@ def build_visits(scenario: Scenario, allocations: pd.DataFrame, week: str,
         pin_volunteer, pin_slot``; sorted by colour, urgency, household and visit.
     """
     params = params or MatchParams()
-    places, needs, due, last_volunteer = monitoring_due(scenario, week, centre, params)
+    places, needs, due, last_volunteer = monitoring or monitoring_due(scenario, week, centre,
+                                                                      params)
     if centre:
         allocations = allocations[_isin(allocations["need_id"], needs["need_id"])]
     service = _service_visits(scenario, allocations, needs)
@@ -361,7 +366,8 @@ def part_runner(params: MatchParams):
 def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
                  centre: str | None = None, params: MatchParams | None = None,
                  keep: pd.DataFrame | None = None,
-                 hold: dict[str, str] | None = None) -> MatchResult:
+                 hold: dict[str, str] | None = None, monitoring: tuple | None = None,
+                 schedules: bool = True) -> MatchResult:
     """Match the week's visits (pool-served needs and monitoring) to volunteers and slots.
 
     Parameters
@@ -386,6 +392,11 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
         Service visits kept with a volunteer (visit id → volunteer id), as pins without a
         slot: :func:`plan_week` gives the combined week's (``optimizer.week``), whose visits
         and monitoring it proved can all be made together.
+    monitoring
+        :func:`monitoring_due`'s answer for this week and centre, when the caller has it.
+    schedules
+        Whether to build the ``schedules`` table (off: an empty one; :func:`plan_week`'s
+        matchings whose plan only tells the next round what can be placed).
 
     Returns
     -------
@@ -401,7 +412,8 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
     start = time.perf_counter()
     week = week or _week_of(scenario, run)
     centre = centre or (run.info.get("parameters") or {}).get("centre")
-    visits = build_visits(scenario, run.tables["allocations"], week, centre, params)
+    visits = build_visits(scenario, run.tables["allocations"], week, centre, params,
+                          monitoring)
     if hold:
         # Held service visits become pins of their volunteer (a coordinator's pins first).
         held = visits["visit_id"].map(hold).fillna("").to_numpy(object)
@@ -449,8 +461,9 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
         "seconds": {"build": round(vm.build_seconds, 3), "solve": round(vm.solve_seconds, 3),
                     "wall": round(time.perf_counter() - start, 3)},
     }
+    table = _schedules(scenario, visits) if schedules else pd.DataFrame()
     return MatchResult(visits=visits, assignments=assignments,
-                       schedules=_schedules(scenario, visits), unplaced=unplaced, load=load,
+                       schedules=table, unplaced=unplaced, load=load,
                        spread=spread, levels=vm.levels, status=vm.status, method=vm.method,
                        info=info)
 
@@ -576,9 +589,9 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
 
     match_params = match_params or MatchParams()
     # The rounds' matchings skip the LP bounds; those whose plan is not reported (a guess's,
-    # the settling's) also skip the travel repair.
+    # the settling's) also skip the travel repair and every other bound (the same plans).
     quick = replace(match_params, lp_bounds_visits=0)
-    unreported = replace(quick, travel_repair=False)
+    unreported = replace(quick, travel_repair=False, bounds=False)
     missing: dict[str, float] = {}
     caps: dict[str, float] = {}
     limited: dict[str, str] = {}  # need_id → the matching's reason for limiting its pool
@@ -587,6 +600,14 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     previous: pd.DataFrame | None = None  # the previous round's placed service visits
     held_from = free_rounds + 1  # the first round whose service visits the last placed
     pool_needs = pool_needs_of(scenario, week, centre)  # needs with a volunteer-pool arc
+    due_of: dict[str, tuple] = {}  # week → monitoring_due's answer: every round's matching
+
+    def monitoring(run: Run) -> tuple:
+        planned = week or _week_of(scenario, run)
+        if planned not in due_of:
+            due_of[planned] = monitoring_due(scenario, planned, centre, match_params)
+        return due_of[planned]
+
     full = params or AllocationParams()
     # A round before the held ones only tells the next what the matching can place: it skips
     # the exact search and the bounds (the colour levels' values are the same on the demo,
@@ -606,7 +627,8 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         guessing = r < held_from and r < rounds - 1
         run = run_allocation(scenario, week=week, centre=centre,
                              params=guess if guessing else params, store=store,
-                             volunteer_limits=(missing, caps), save=False)
+                             volunteer_limits=(missing, caps), save=False,
+                             only_allocations=guessing)
         t1 = time.perf_counter()
         # A held round's service visits are a part of what the previous round placed; the
         # flow heuristic is not monotone, so the matching also starts from those placements
@@ -616,14 +638,15 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         try:
             match = run_matching(scenario, run, week=week, centre=centre,
                                  params=unreported if guessing else quick, keep=keep,
-                                 hold=hold)
+                                 hold=hold, monitoring=monitoring(run),
+                                 schedules=not guessing)
         except PinError:
             if not hold:
                 raise
             # The allocation took other units than the combined week (a tie): match freely.
             hold = None
             match = run_matching(scenario, run, week=week, centre=centre, params=quick,
-                                 keep=keep)
+                                 keep=keep, monitoring=monitoring(run))
         visits = match.visits
         service = visits[visits["need_id"] != ""]
         lost = service[service["volunteer_id"] == ""]
@@ -646,7 +669,8 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
             t2 = time.perf_counter()
             lost, placed, previous, inner = _settle(scenario, run, lost, placed, previous,
                                                     week=match.info["week"], centre=centre,
-                                                    params=unreported, seconds=t1 - t0)
+                                                    params=unreported, seconds=t1 - t0,
+                                                    monitoring=monitoring(run))
             history[-1].update({"settled_unplaced_service_visits": len(lost),
                                 "settling_matchings": inner,
                                 "settling_seconds": round(time.perf_counter() - t2, 3)})
@@ -680,7 +704,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         # The same plan (the heuristic is deterministic; the LP bounds do not change it),
         # with the bounds the LP adds.
         match = run_matching(scenario, run, week=week, centre=centre, params=match_params,
-                             keep=keep, hold=hold)
+                             keep=keep, hold=hold, monitoring=monitoring(run))
     if held_from == 0:
         # The combined week capped the pool needs, not a matching's lost visits: a need it
         # left short says why no volunteer could make one more visit, when none could.
@@ -757,7 +781,8 @@ SETTLE_MATCHINGS = 6
 
 def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
             previous: pd.DataFrame, *, week: str, centre: str | None, params: MatchParams,
-            seconds: float = np.inf) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, int]:
+            seconds: float = np.inf, monitoring: tuple | None = None
+            ) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, int]:
     """Match again, without allocating, the round's allocation with every need that lost
     service visits held at the units placed, starting from the placements so far, until no
     service visit is lost (at most :data:`SETTLE_MATCHINGS` times): (every service visit lost
@@ -783,7 +808,7 @@ def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
         stand_in = SimpleNamespace(tables={"allocations": held}, info=run.info)
         try:
             match = run_matching(scenario, stand_in, week=week, centre=centre, params=params,
-                                 keep=previous)
+                                 keep=previous, monitoring=monitoring, schedules=False)
         except PinError:
             break
         inner += 1

@@ -747,6 +747,23 @@ def test_heuristic_reports_true_bounds(seed, lp):
     _check_bounds(visits, sc.volunteers, result)
 
 
+@pytest.mark.parametrize("seed", REF_SEEDS[:6])
+@pytest.mark.parametrize("shape", [{"cp_sat_below": 0}, {"max_arcs": 1, "arcs_per_visit": 1},
+                                   {}])
+def test_plan_only_matching_gives_the_same_plan_without_bounds(seed, shape):
+    """``MatchParams(bounds=False)`` (plan_week's guess and settling matchings) places the
+    same visits with the same volunteers, the same reasons for the rest, as with its bounds,
+    whichever way the model is solved (the heuristic on the whole, a pruned model, the default
+    choice), and claims no bound: every level ``feasible`` with a NaN bound."""
+    sc, visits, _ = reference_case(seed)
+    full = match_visits(visits, sc.volunteers, MatchParams(**shape))
+    plan = match_visits(visits, sc.volunteers, MatchParams(**shape, bounds=False))
+    pd.testing.assert_frame_equal(plan.assignments, full.assignments)
+    pd.testing.assert_frame_equal(plan.unplaced, full.unplaced)
+    assert [lv.value for lv in plan.levels] == [lv.value for lv in full.levels]
+    assert all(lv.status == "feasible" and math.isnan(lv.bound) for lv in plan.levels)
+
+
 @pytest.mark.parametrize("seed", (0, 1, 5, 6, 7, 13, 15))
 def test_pruned_model_with_every_visit_placed_bounds_and_repairs_travel(seed):
     """Once every visit is placed (a district's final round), a pruned model's travel bound is

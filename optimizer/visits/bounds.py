@@ -313,7 +313,14 @@ def key_pairs(arrays: VisitArrays) -> tuple[np.ndarray, ...] | None:
     what its visits need, length included; groups of one key differ only in class and last
     volunteer, so in nothing travel, hours or slots see): (each group's key, each key's
     length, each key's visits, key of each pair, volunteer of each pair, metres of each pair).
-    ``None`` when the pairs would be more than :data:`HOURS_FLOOR_PAIRS`."""
+    ``None`` when the pairs would be more than :data:`HOURS_FLOOR_PAIRS`. Worked out once per
+    ``arrays`` (``arrays.memo``)."""
+    if "key_pairs" not in arrays.memo:
+        arrays.memo["key_pairs"] = _key_pairs(arrays)
+    return arrays.memo["key_pairs"]
+
+
+def _key_pairs(arrays: VisitArrays) -> tuple[np.ndarray, ...] | None:
     from wulian.optimizer.geo import pairs_within
     from wulian.optimizer.visits.regions import qualified, requirement_keys
 

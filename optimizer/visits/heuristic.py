@@ -80,8 +80,13 @@ def complete_plan(comp: Component, pairs: PairTable, x: np.ndarray) -> np.ndarra
     left = comp.g_count - placed
     order = np.lexsort((np.arange(len(left)), comp.g_class))
     start = np.searchsorted(pairs.group, np.arange(len(left) + 1))  # arcs are sorted by group
+    # Room only shrinks in the loop: a pair without room for one visit now never gets any,
+    # so only the others are looked at (the same plan, without a Python step per such pair).
+    open_ = (slots_left[pairs.vol] >= 1) & (units_left[pairs.vol] >= comp.g_units[pairs.group]) \
+        & (pairs.upper > x)
     for g in order[left[order] > 0]:  # groups with visits left, best class first
         arcs = np.arange(start[g], start[g + 1])
+        arcs = arcs[open_[arcs]]
         for p in arcs[np.lexsort((pairs.vol[arcs], pairs.metres[arcs]))]:
             i = pairs.vol[p]
             fit = min(left[g], slots_left[i], units_left[i] // comp.g_units[g],
@@ -91,6 +96,8 @@ def complete_plan(comp: Component, pairs: PairTable, x: np.ndarray) -> np.ndarra
                 left[g] -= fit
                 slots_left[i] -= fit
                 units_left[i] -= fit * comp.g_units[g]
+                if not left[g]:
+                    break
     return x
 
 

@@ -114,7 +114,11 @@ def match_visits(visits: pd.DataFrame, volunteers: pd.DataFrame,
         # Every visit placed in a cut or pruned model (a district's final round): travel is a
         # transportation problem the LP nearly solves (optimizer/visits/travel.py).
         used = improve_travel(arrays, used)
-    reports = combine_reports(arrays, regions, exact, used, relax_cap, able)
+    if params.bounds:
+        reports = combine_reports(arrays, regions, exact, used, relax_cap, able)
+    else:  # the plan only: no level claims a bound
+        reports = {name: (Status.FEASIBLE, np.nan, 0.0) for name in
+                   [*map(int, np.unique(arrays.g_class)), "travel", "continuity", "load"]}
     solve = time.perf_counter() - t1
 
     vol, slot = _assign_visits(arrays, used)

@@ -98,6 +98,11 @@ class MatchParams:
         When a cut or pruned model places every visit, repair its travel from the LP
         (``optimizer/visits/travel.py``; about a second on the district). ``plan_week`` turns
         it off for the matchings whose plan it does not report.
+    bounds
+        Work out every level's bound (off: the plan only, the same plan, every level reported
+        ``feasible`` with no bound). ``plan_week`` turns it off for the matchings whose plan
+        only tells the next round what can be placed (a guess's, the settling's): their
+        bounds cost a second on the district and are never read.
     """
 
     monitoring_urgency: int = 2
@@ -115,6 +120,7 @@ class MatchParams:
     arcs_per_visit: int = 30
     part_workers: int = 0
     travel_repair: bool = True
+    bounds: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in ("auto", "flow", "cp_sat"):

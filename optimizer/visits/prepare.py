@@ -5,7 +5,7 @@ visits, hours in whole units, and the pins checked (every pin that cannot be kep
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 import numpy as np
@@ -70,6 +70,9 @@ class VisitArrays:
     g_skills: np.ndarray
     g_safe: np.ndarray
     g_last: np.ndarray  # volunteer index of the last volunteer, -1 none
+    # What is worked out once from these (never changed) arrays and asked for twice, by name
+    # (``bounds.key_pairs``: the travel bound and the travel repair of a final matching).
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def pair_metres(self, group: np.ndarray, vol: np.ndarray) -> np.ndarray:
         """Metres of (group, volunteer) pairs, as the pairs' tables count them."""

@@ -332,7 +332,7 @@ def solve_region(shared: RegionInput, r: int) -> RegionResult:
         methods=methods, busy_vols=vols, reach_vols=reach_vols)
     result.near = near[key_of]
     result.candidates = candidates
-    if not exact or shared.regions > 1:
+    if (not exact or shared.regions > 1) and p.bounds:
         cap = shared.relax_cap[vols]
         result.cut_paid, result.cut_vols = cut_bounds(
             region, arcs, cap, vols, key_of, key_loc, reqs, ex_pairs, li, vi, n_vol)

@@ -127,7 +127,7 @@ def solve_component(comp: Component, pairs: PairTable, params: MatchParams,
                                                     complete_plan(comp, pairs, hint)))
         if better(comp, pairs, xs, x):
             x = xs
-    if not with_bounds:
+    if not with_bounds or not params.bounds:
         reports = [(name, Status.FEASIBLE, 0, 0.0) for name in
                    [*map(int, np.unique(comp.g_class)), "travel", "continuity", "load"]]
         reports[0] = (*reports[0][:3], time.perf_counter() - start)
