@@ -116,7 +116,9 @@ def _workbook(path: Path, part: pd.DataFrame, week: str, who: dict, visits: bool
     import xlsxwriter
 
     columns = (*FACTS, *ANSWERS, *(VISIT if visits else ()))
-    wb = xlsxwriter.Workbook(str(path), TEXT_STAYS_TEXT)
+    # Built in memory: XlsxWriter otherwise writes each part of the file to a temporary file
+    # and removes it (a third of a week's publishing on the demo).
+    wb = xlsxwriter.Workbook(str(path), {**TEXT_STAYS_TEXT, "in_memory": True})
     ws = wb.add_worksheet(TASK_SHEET)
     bold = wb.add_format({"bold": True})
     fill = wb.add_format({"bg_color": "#FFF2CC"})  # the cells to fill in
