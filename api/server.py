@@ -445,7 +445,8 @@ class WeekClosedOut(BaseModel):
     week: str
     centre: str | None
     delivered: int = Field(description="needs closed, delivered in full")
-    carried: int = Field(description="needs carried into the next week")
+    carried: int = Field(description="needs of the week waiting into the next (carried, or "
+                                     "left unmet and still open)")
     expired: int
     unanswered: int = Field(description="tasks still sent or accepted, settled as not delivered")
     history: int = Field(description="visits written into the history")
@@ -1610,8 +1611,9 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
                    centre: Annotated[str | None, Query(min_length=1, max_length=64)] = None
                    ) -> Any:
         """结束一周 / close a week for the scope it was opened for: unanswered tasks are
-        settled as not delivered, what was not delivered is carried into the next week with its
-        age, needs delivered in full close, visits made go into the history. Then the alerts
+        settled as not delivered, what was not delivered waits into the next week (its age
+        counted from the week it was raised for), needs delivered in full close, visits made go
+        into the history. Then the alerts
         are evaluated at the week (`alerts`: the counts) and the ones opened are pushed to
         their webhooks."""
         if (bad := _week_problem(week)) is not None:

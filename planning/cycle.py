@@ -9,8 +9,9 @@
   :mod:`wulian.planning.taskbook`, or the API one at a time) and monitoring visits' results:
   every problem listed, nothing applied unless all is clean, the same answers twice change
   nothing.
-- :func:`close_week` carries what was not delivered into the next week with its age, closes
-  needs delivered in full, and writes delivered visits into the history continuity uses.
+- :func:`close_week` carries what was not delivered into the next week (a need's age is
+  counted from the week it was raised for, never written), closes needs delivered in full or
+  waited out (``expire_weeks``), and writes delivered visits into the history continuity uses.
 - :func:`fund_ledger` is the fund ledger (资金台账): planned, committed and spent per fund ×
   street × week, and each fund's balance in its period.
 
@@ -901,7 +902,7 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
                             for name in ("allocations", "unmet"))
         n = NEED_STATES.c  # (the columns the close reads)
         states = fetch_frame(conn, sa.select(
-            n.need_id, n.service_id, n.remaining, n.state, n.week_raised).where(
+            n.need_id, n.service_id, n.remaining, n.state, n.age, n.week_raised).where(
             n.state == "allocated")).set_index("need_id")
         states = states[member_mask(states.index, allocated)]
         done = week_tasks[week_tasks["status"] == "delivered"]
@@ -925,9 +926,10 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
             "close_reason": np.where(full, "delivered", np.where(expired, "expired", "")),
             "remaining": np.where(full, 0.0, left),
             "age": np.where(full, waited, np.where(expired, older, 0))}, index=states.index)
-        befores = states[["state", "remaining"]].astype({"remaining": float})
+        befores = states[["state", "remaining", "age"]].astype({"remaining": float, "age": int})
         if expire > 0:  # needs left unmet that have now waited too long
-            stale = fetch_frame(conn, sa.select(n.need_id, n.remaining, n.state, n.week_raised)
+            stale = fetch_frame(conn, sa.select(n.need_id, n.remaining, n.state, n.age,
+                                                n.week_raised)
                                 .where(n.state.in_(OPEN_STATES),
                                        n.week_raised <= shift_week(week, 1 - expire)))
             stale = stale[member_mask(stale["need_id"], unmet)].set_index("need_id")
@@ -936,11 +938,15 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
                 "remaining": stale["remaining"].to_numpy(float),
                 "age": weeks_waited(stale["week_raised"].to_numpy(object), next_week(week))},
                 index=stale.index)])
-            befores = pd.concat([befores, stale[["state", "remaining"]]])
+            befores = pd.concat([befores, stale[["state", "remaining", "age"]]])
         closed = changes["state"].to_numpy() == "closed"
         out.delivered = int(full.sum())
         out.expired = int(closed.sum()) - out.delivered
-        out.carried = len(pd.unique(np.concatenate([allocated, unmet]))) - int(closed.sum())
+        # Carried: the week's needs not closed now (withdrawn in the week: closed since it opened).
+        given = pd.unique(np.concatenate([allocated, unmet]))
+        gone = fetch_frame(conn, sa.select(n.need_id).where(
+            n.state == "closed", n.updated_at >= row["opened_at"]))["need_id"]
+        out.carried = len(given) - int(closed.sum()) - int(member_mask(gone, given).sum())
         bulk_update(conn, NEED_STATES, "need_id",
                     changes.assign(updated_at=events.at).reset_index())
         subjects = np.array([f"needs:{n}" for n in changes.index], dtype=object)

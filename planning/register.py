@@ -361,13 +361,13 @@ class Register:
         return frame
 
     def week(self, conn: sa.Connection | None = None) -> str | None:
-        """The week the register stands at: the latest week still open, else the week after
-        the latest one opened (``None`` before any week). Waiting needs are aged to it."""
+        """The week the register stands at: the latest of the weeks still open and of the
+        weeks after those closed (``None`` before any week). Waiting needs are aged to it."""
         rows = self._fetch(sa.select(WEEKS.c.week, WEEKS.c.state).distinct(), conn)
         if not rows:
             return None
-        live = [week for week, state in rows if state == "open"]
-        return max(live) if live else next_week(max(week for week, _ in rows))
+        # Never backwards: a street's week still open does not undo another's later close.
+        return max(week if state == "open" else next_week(week) for week, state in rows)
 
     def _fetch(self, query: sa.Select, conn: sa.Connection | None) -> list[tuple]:
         if conn is None:
@@ -604,14 +604,15 @@ class Register:
                       NEED_STATES.c.need_id.in_(chunk))).mappings()}
         changed = needs.loc[[n for n in c.changed if n in before]]
         afters = []
-        for nid, quantity, urgency, service in zip(
+        for nid, quantity, urgency, service, week in zip(
                 changed.index, changed["quantity"].to_numpy(float),
                 changed["urgency"].to_numpy(int), changed["service_id"].to_numpy(object),
-                strict=True):
+                changed["week"].to_numpy(object), strict=True):
             was = before[nid]
             delivered = float(was["quantity"]) - float(was["remaining"])
+            # (week_raised follows the row's week: a waiting need's age is counted from it.)
             afters.append({"quantity": float(quantity), "urgency": int(urgency),
-                           "service_id": service,
+                           "service_id": service, "week_raised": week,
                            "remaining": max(0.0, float(quantity) - delivered)})
         bulk_update(conn, NEED_STATES, "need_id", [
             {**after, "updated_at": stamp, "need_id": nid}
@@ -709,11 +710,12 @@ class Register:
                 raise RegisterError(f"没有需求 {need_id} / no need {need_id}")
             if before["state"] == "closed":
                 raise RegisterError(f"需求 {need_id} 已关闭 / need {need_id} is already closed")
+            age = int(weeks_waited([before["week_raised"]], self.week(conn))[0])
             conn.execute(NEED_STATES.update().where(NEED_STATES.c.need_id == need_id).values(
-                state="closed", close_reason="withdrawn", updated_at=now()))
+                state="closed", close_reason="withdrawn", age=age, updated_at=now()))
             events = Events(conn, self.actor)
             events.add("need_state.close", f"needs:{need_id}", _plain(before),
-                       {"state": "closed", "close_reason": "withdrawn"})
+                       {"state": "closed", "close_reason": "withdrawn", "age": age})
             events.flush()
 
     def valid_rows(self, conn, table: str, rows: dict[str, dict]) -> pd.DataFrame:

@@ -349,11 +349,22 @@ def test_a_close_rewrites_only_what_the_week_allocated_and_needs_age_by_the_cale
         tasks = cycle.tasks(register, week)
         cycle.record_answers(register, [cycle.Answer(t, "declined", reason="no_capacity")
                                         for t in tasks["task_id"]])
+        # One need the week left unmet is withdrawn before the close: closed, with its age.
+        left = before.index[before["state"].isin(["open", "carried"])
+                            & (before["week_raised"] <= week)]
+        register.withdraw_need(left[0])
+        withdrawn = register.need_states().set_index("need_id").loc[left[0]]
+        assert withdrawn["state"] == "closed"
+        assert withdrawn["age"] == waited(before.loc[[left[0]]], week)[0]
         seen = len(register.events())
-        cycle.close_week(register, week)
+        closed = cycle.close_week(register, week)
         events = register.events().iloc[seen:]
         changed = set(events.loc[events["kind"].str.startswith("need_state."), "subject"])
-        return before, register.need_states().set_index("need_id"), changed
+        after = register.need_states().set_index("need_id")
+        # The needs carried are those of the week still waiting (not the one withdrawn).
+        week_needs = before.index[(before["state"] == "allocated") | before.index.isin(left)]
+        assert closed.carried == int((after.loc[week_needs, "state"] != "closed").sum())
+        return before, after, changed
 
     def waited(frame: pd.DataFrame, week: str) -> list[int]:
         return [max(0, (cycle.week_start(week) - cycle.week_start(w)).days // 7)
@@ -362,7 +373,7 @@ def test_a_close_rewrites_only_what_the_week_allocated_and_needs_age_by_the_cale
     before, after, changed = decline_all_and_close(W1)
     allocated = before.index[before["state"] == "allocated"]
     unmet = before.index[before["state"].isin(["open", "carried"])
-                         & (before["week_raised"] <= W1)]
+                         & (before["week_raised"] <= W1)][1:]  # (the first was withdrawn)
     assert len(allocated) and len(unmet)
     assert changed == {f"needs:{n}" for n in allocated}  # not one event for the unmet
     assert (after.loc[allocated, "state"] == "carried").all()
@@ -377,10 +388,27 @@ def test_a_close_rewrites_only_what_the_week_allocated_and_needs_age_by_the_cale
     old = before.index[(before["state"] != "closed") & (before["week_raised"] <= W1)]
     assert len(old)
     assert (after.loc[old, "state"] == "closed").all()
-    assert (after.loc[old, "close_reason"] == "expired").all()
-    assert (after.loc[old, "age"] == waited(after.loc[old], W3)).all()
-    assert {f"needs:{n}" for n in old} <= changed
+    assert (after.loc[old, "close_reason"] == "expired").sum() == len(old) - 1  # one withdrawn
+    expired = after.loc[old][after.loc[old, "close_reason"] == "expired"]
+    assert (expired["age"] == waited(expired, W3)).all()
+    assert {f"needs:{n}" for n in expired.index} <= changed
     assert (after.loc[after["state"] != "closed", "week_raised"] > W1).all()
+
+
+def test_the_registers_week_never_goes_back_when_scopes_run_different_weeks(tmp_path):
+    """A street's week still open does not undo another scope's later close: waiting needs
+    are aged to the latest of the weeks open and the weeks after those closed."""
+    register = _register(f"sqlite:///{tmp_path / 'w.sqlite'}")
+    assert register.week() is None
+    with register.engine.begin() as conn:
+        for week, centre, state in ((W1, "B", "open"), (W2, "A", "closed")):
+            conn.execute(cycle.WEEKS.insert().values(week=week, centre=centre, state=state,
+                                                     opened_at="", actor="tester"))
+    assert register.week() == W3
+    with register.engine.begin() as conn:
+        conn.execute(cycle.WEEKS.insert().values(week=W3, centre="A", state="open",
+                                                 opened_at="", actor="tester"))
+    assert register.week() == W3
 
 
 # -- bad answers -----------------------------------------------------------------------------
