@@ -770,9 +770,13 @@ def _household_capped(needs, offers, funds, model: _Model, x: np.ndarray) -> np.
 # ----------------------------------------------------------------------------- entry point
 
 
-def allocate(data: AllocationInput, params: AllocationParams | None = None) -> AllocationResult:
+def allocate(data: AllocationInput, params: AllocationParams | None = None, *,
+             built: Built | None = None) -> AllocationResult:
     """Solve the weekly allocation exactly (lexicographic; min-cost flow on its network
     components, MIP by HiGHS on the rest) and explain what is unmet.
+
+    ``built``: the model of ``data`` (``build_model(data)``), when the caller has built it
+    (a decomposed run reads the part's LP from it too); else it is built here.
 
     Raises
     ------
@@ -781,7 +785,7 @@ def allocate(data: AllocationInput, params: AllocationParams | None = None) -> A
     """
     params = params or AllocationParams()
     t0 = time.perf_counter()
-    built = build_model(data)
+    built = build_model(data) if built is None else built
     needs, offers, funds, pools = built.needs, built.offers, built.funds, built.pools
     model, rows = built.model, built.rows
     levels = build_levels(needs, model)

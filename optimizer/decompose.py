@@ -59,6 +59,7 @@ from wulian.optimizer.allocation import (
     AllocationParams,
     AllocationResult,
     allocate,
+    build_model,
     explain,
     member_mask,
     positions,
@@ -70,7 +71,7 @@ from wulian.optimizer.checks import check_seconds
 from wulian.optimizer.eligibility import charges_fund, covering_pairs, offer_coverage
 from wulian.optimizer.flow import Parts
 from wulian.optimizer.lexmip import LevelResult
-from wulian.optimizer.priced import bound_inputs, part_bounds, part_red_bound, priced_total
+from wulian.optimizer.priced import PartLP, lp_bounds, part_lp, priced_total
 from wulian.optimizer.status import Status
 
 # Tasks the parts of a street-by-street run are dealt into (a few per worker, for balance).
@@ -90,21 +91,36 @@ BOUND_SECONDS = 180.0
 OPTIMAL_GAP = 1e-6
 
 
-def _part_bounds_task(chunk: list[tuple[AllocationInput, list]]) -> list[list[float]]:
-    """A worker's task: the priced bounds of several parts, each for several objectives."""
-    return [part_bounds(*args) for args in chunk]
+def _part_bounds_task(chunk: list[tuple[PartLP, list]]) -> list[list[float]]:
+    """A worker's task: the priced bounds of several parts' LPs, each for several
+    objectives."""
+    return [lp_bounds(*args) for args in chunk]
 
 
-def _part_red_bounds(chunk: list[tuple[AllocationInput, pd.Series, pd.Series]]
-                     ) -> list[float]:
-    """A worker's task: the priced red bounds of several parts (``optimizer.priced``)."""
-    return [part_red_bound(*args) for args in chunk]
-
-
-def _solve_parts(chunk: list[tuple[AllocationInput, AllocationParams]]
-                 ) -> list[AllocationResult]:
-    """A worker's task: several parts, one after the other (fewer, larger messages)."""
-    return [allocate(*args) for args in chunk]
+def _solve_parts(chunk: list[tuple[AllocationInput, AllocationParams,
+                                   tuple[pd.Series, pd.Series] | None]]
+                 ) -> list[tuple[AllocationResult, PartLP | None, float, float]]:
+    """A worker's task: several parts, one after the other (fewer, larger messages). With
+    red's prices of the shared supply (offer prices, fund prices), each part's LP with the
+    shared rows dropped (``optimizer.priced``) is read from the model the part is solved
+    with, and its priced red bound solved at once: (result, LP, red bound, seconds of it);
+    the LP comes back for the later levels' priced bounds, so no part is built twice."""
+    out = []
+    for data, params, red_prices in chunk:
+        t = time.perf_counter()
+        built = build_model(data)
+        build = time.perf_counter() - t
+        lp, red, red_seconds = None, float("nan"), 0.0
+        if red_prices is not None:
+            t = time.perf_counter()
+            offer_price, fund_price = red_prices
+            lp = part_lp(built, offer_price.index, fund_price.index)
+            red = lp_bounds(lp, [({TIER_LEVELS[0]: 1.0}, offer_price, fund_price)])[0]
+            red_seconds = time.perf_counter() - t
+        result = allocate(data, params, built=built)
+        result.build_seconds += build
+        out.append((result, lp, red, red_seconds))
+    return out
 
 
 def districts_of(data: AllocationInput) -> np.ndarray:
@@ -271,10 +287,17 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
                         fund_share, part_params)
     sizes = pd.Series(area_of_need).value_counts().reindex(parts).to_numpy()
     chunks = _chunks(sizes, len(parts) if by == "district" else PART_TASKS)
-    done = list(map_fn(_solve_parts, ([part(i) for i in chunk] for chunk in chunks)))
+    red_prices = (offer_price, fund_price) if bounding else None
+    done = list(map_fn(_solve_parts, ([(*part(i), red_prices) for i in chunk]
+                                      for chunk in chunks)))
     by_part = {i: r for chunk, rs in zip(chunks, done, strict=True)
                for i, r in zip(chunk, rs, strict=True)}
-    results = [by_part[i] for i in range(len(parts))]
+    results = [by_part[i][0] for i in range(len(parts))]
+    # Each part's LP for the priced bounds (None unless bounding), its priced red bound and
+    # the seconds that took, inside the part's task.
+    part_lps = [by_part[i][1] for i in range(len(parts))]
+    part_red = [by_part[i][2] for i in range(len(parts))]
+    priced_seconds = sum(by_part[i][3] for i in range(len(parts)))
     merged = _merge(results)
     part_seconds = time.perf_counter() - t0 - split_seconds
 
@@ -306,17 +329,13 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
             again_ = table["need_id"].map(reasons)
             merged[name] = table.assign(reason=again_.where(again_.notna(), table["reason"]))
 
-    # The priced bound on red: each part's exact LP with the shared rows priced, in the pool.
-    t_priced = time.perf_counter()
+    # The priced bound on red: each part's exact LP with the shared rows priced, solved in
+    # the parts' own tasks (above).
     priced_red = float("nan")
     if params.certify:
-        tasks = [[(bound_inputs(data, part(i)[0]), offer_price, fund_price) for i in chunk]
-                 for chunk in chunks]
-        part_bounds = [b for bs in map_fn(_part_red_bounds, tasks) for b in bs]
-        priced_red = priced_total(part_bounds, offer_price, shared_offers * _offer_scale(data)
+        priced_red = priced_total(part_red, offer_price, shared_offers * _offer_scale(data)
                                   .reindex(shared_offers.index), fund_price,
                                   (shared_funds * CENTS_PER_YUAN).round())
-    priced_seconds = time.perf_counter() - t_priced
     aggregate_red_bound = red_bound
     if np.isfinite(priced_red):
         red_bound = min(red_bound, priced_red)
@@ -348,8 +367,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
                                    / _offer_scale(data).reindex(shared_offers.index),
                                    fund_dual.reindex(shared_funds.index).fillna(0.0)
                                    / CENTS_PER_YUAN))
-            tasks = [[(bound_inputs(data, part(i)[0]), objectives) for i in chunk]
-                     for chunk in chunks]
+            tasks = [[(part_lps[i], objectives) for i in chunk] for chunk in chunks]
             per_part = [b for bs in map_fn(_part_bounds_task, tasks) for b in bs]
             out = {}
             for j, level in enumerate(levels):
@@ -367,6 +385,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     else:
         how, notes, methods = "levels after red not bounded (certify off)", [], {}
     lab = None
+    part_lps.clear()
     bounds_took = time.perf_counter() - t_bounds
     info = {
         "method": f"{by}s",
