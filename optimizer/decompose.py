@@ -378,10 +378,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
                 out[level] = total if level != "money" else -total
             return out
 
-        # One bound LP at a time: on the city each holds 300–450 MiB, and two side by side
-        # took the run's peak to 3,026 MiB against its 3 GiB (docs/benchmarks.md, session 8);
-        # on this shared 2-core machine the second thread saved little wall time.
-        how, notes, methods = _bound_later_levels(data, result, lab, 1, seconds, priced_later)
+        how, notes, methods = _bound_later_levels(data, result, lab, seconds, priced_later)
     else:
         how, notes, methods = "levels after red not bounded (certify off)", [], {}
     lab = None
@@ -408,7 +405,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
 
 
 def _bound_later_levels(data: AllocationInput, result: AllocationResult, lab,
-                        workers: int, seconds: float, priced: Callable | None = None
+                        seconds: float, priced: Callable | None = None
                         ) -> tuple[str, list[str], dict]:
     """Give orange, yellow, green and money of ``result`` their bounds from the aggregate
     (``BudgetModel.level_bounds``, each colour before them held at the value this run
@@ -429,7 +426,7 @@ def _bound_later_levels(data: AllocationInput, result: AllocationResult, lab,
     reached = {lv.name: lv.value for lv in result.levels}
     methods: dict[str, str] = {}
     prices: dict[str, tuple] = {}
-    bounds = lab.level_bounds(reached, budgets, workers=workers, time_limit=seconds,
+    bounds = lab.level_bounds(reached, budgets, time_limit=seconds,
                               report=methods, prices=prices if priced else None)
     if priced is not None and prices:
         for level, other in priced(prices, reached).items():
