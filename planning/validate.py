@@ -113,8 +113,14 @@ def _parse_column(table: Table, col: Column, text: pd.Series) -> tuple[pd.Series
         numbers = pd.to_numeric(text.where(~empty), errors="coerce").astype(float)
         # inf, nan and numbers past the float range (1e400 reads as inf) are no quantity, no
         # budget and no coordinate: a problem, never a value handed to a solver.
-        infinite = ~empty & ~np.isfinite(numbers.to_numpy()) & (
-            numbers.notna().to_numpy() | text.str.lower().str.lstrip("+-").eq("nan").to_numpy())
+        # The text is read only where the number is not finite (a city's needs have half a
+        # million cells per column, nearly all of them plain numbers).
+        not_finite = ~empty & ~np.isfinite(numbers.to_numpy())
+        spelt_nan = np.zeros(len(text), bool)
+        at = np.flatnonzero(not_finite)
+        if len(at):
+            spelt_nan[at] = text.iloc[at].str.lower().str.lstrip("+-").eq("nan").to_numpy()
+        infinite = not_finite & (numbers.notna().to_numpy() | spelt_nan)
         bad = ~empty & numbers.isna().to_numpy() & ~infinite
         example = {"int": "3", "float": "2.5", "money": "1200.50"}[col.dtype]
         problems += _cells(name, "not_a_number", bad, col.name, text, example=example)
