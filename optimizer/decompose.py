@@ -26,14 +26,15 @@ proven optimal for the city. Its levels get bounds in the sense ``optimizer.lexm
 a level with: red's is the aggregate LP's red optimum (it bounds the exact model's red value);
 orange, yellow, green and money get the aggregate LP's optimum of the level with every earlier
 colour held at the value this run reached (``BudgetModel.level_bounds``: no exact answer that
-keeps those values does better). Those four LPs are solved from nothing after the parts,
-whatever the city's size (on the city tens of seconds; docs/model.md §1.6), each for at most
-``bound_seconds``: one that stops there still bounds its level, from the row duals it had
-(weak duality, ``optimizer.dual_bound``). So every level from red to money has a finite bound;
-travel and continuity have none (``nan``), as in lexmip on large models. Each of red to money
-also gets a bound from the exact parts with the supply they share (and, after red, the
+keeps those values does better). Those four LPs are solved after the parts, whatever the
+city's size, as one LP each level goes on from (on the city 22 s of CPU; docs/model.md §1.6),
+each for at most ``bound_seconds``: one that stops there still bounds its level, from the row
+duals it had (weak duality, ``optimizer.dual_bound``). So every level from red to money has a
+finite bound; travel and continuity have none (``nan``), as in lexmip on large models. Each of
+red to money also gets a bound from the exact parts with the supply they share (and, after red, the
 earlier colours' value rows) priced at those LPs' duals (``optimizer.priced``, a Lagrangian
-bound); the tighter of the two is reported. A level is
+bound; each part's LP is read from the model the part is solved with, in its own task); the
+tighter of the two is reported. A level is
 ``optimal`` when its value meets its bound (lexmip's tolerance), else ``feasible`` with the
 gap.
 """
@@ -81,10 +82,10 @@ EXPLAIN_TASKS = 4
 # Unmet reasons that more shared supply could change (the others are about the household).
 SUPPLY_REASONS = (CAPACITY_EXHAUSTED, BUDGET_EXHAUSTED)
 # Seconds each of the four LPs bounding the levels after red may run (``BudgetModel.
-# level_bounds``, solved from nothing after the parts; none when the run's time limit is
-# none). About 1 s on an aggregate of 100,000 columns; on the city (384,000) the four took
-# 61 s of CPU, 78 s wall side by side at load 3 (the slowest alone about 40 s). An LP that
-# stops at this limit still bounds its level, from the duals it had (looser).
+# level_bounds``, solved after the parts, each level from the basis of the one before; none
+# when the run's time limit is none). On the city (384,000 aggregate columns) the four take
+# 22 s of CPU together (the first, from nothing, about 5 s). An LP that stops at this limit
+# still bounds its level, from the duals it had (looser).
 BOUND_SECONDS = 180.0
 # A level is optimal when its value is this close to its bound (relative to max(1, |value|),
 # as optimizer.lexmip decides it).
