@@ -21,11 +21,14 @@ every street too) moved into the objective at prices ``λ_j ≥ 0``: level ``k``
 ``Σ_parts max (c_k + Σ_j λ_j c_j − π A_shared) x_p + π·b_shared − Σ_j λ_j v_j`` (money:
 maximise ``−money``, and the bound is a lower one), with ``π`` and ``λ`` the duals of the
 aggregate's bound LP of that level (``BudgetModel.level_bounds(prices=…)``).
+
+A part's LP is read once, as arrays, from the model the part is solved with
+(:func:`part_lp`), and re-priced and re-solved for each level (:func:`lp_bounds`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import highspy
 import numpy as np
@@ -188,12 +191,6 @@ def lp_bounds(lp: PartLP, objectives: list[tuple[dict[str, float], pd.Series, pd
                                  lp.index.astype(np.int64), row_of_entry, lp.value,
                                  np.asarray(solution.row_dual, float), maximise=True))
     return found
-
-
-def bound_inputs(data: AllocationInput, part: AllocationInput) -> AllocationInput:
-    """``part`` as the bound needs it: every offer and fund with what the whole week has of
-    it (a part's share would drop offers a part got none of, and their arcs with them)."""
-    return replace(part, used_capacity=data.used_capacity, used_budget=data.used_budget)
 
 
 def priced_total(part_bounds: list[float], offer_price: pd.Series, offer_left: pd.Series,
