@@ -715,9 +715,12 @@ def _reasons(needs, offers, funds, pools, model: _Model, x: np.ndarray, data: Al
 def hours_per_unit(services: pd.DataFrame, service_ids: np.ndarray) -> np.ndarray:
     """A volunteer's hours per unit of each of ``service_ids``: ``visit_hours`` for a visit,
     1 for an hour."""
+    # Worked out once per distinct service (a street's thousands of needs have a few dozen).
+    code, distinct = pd.factorize(np.asarray(service_ids, dtype=object))
     s = services.set_index("service_id")
-    unit = s["unit"].reindex(service_ids).to_numpy()
-    return np.where(unit == "visit", s["visit_hours"].reindex(service_ids).to_numpy(float), 1.0)
+    unit = s["unit"].reindex(distinct).to_numpy()
+    hours = np.where(unit == "visit", s["visit_hours"].reindex(distinct).to_numpy(float), 1.0)
+    return np.where(code >= 0, hours[np.maximum(code, 0)], 1.0)
 
 
 def _arc_hours_per_unit(needs, model: _Model, data: AllocationInput) -> np.ndarray:
@@ -770,9 +773,13 @@ def _household_capped(needs, offers, funds, model: _Model, x: np.ndarray) -> np.
 # ----------------------------------------------------------------------------- entry point
 
 
-def allocate(data: AllocationInput, params: AllocationParams | None = None) -> AllocationResult:
+def allocate(data: AllocationInput, params: AllocationParams | None = None, *,
+             built: Built | None = None) -> AllocationResult:
     """Solve the weekly allocation exactly (lexicographic; min-cost flow on its network
     components, MIP by HiGHS on the rest) and explain what is unmet.
+
+    ``built``: the model of ``data`` (``build_model(data)``), when the caller has built it
+    (a decomposed run reads the part's LP from it too); else it is built here.
 
     Raises
     ------
@@ -781,7 +788,7 @@ def allocate(data: AllocationInput, params: AllocationParams | None = None) -> A
     """
     params = params or AllocationParams()
     t0 = time.perf_counter()
-    built = build_model(data)
+    built = build_model(data) if built is None else built
     needs, offers, funds, pools = built.needs, built.offers, built.funds, built.pools
     model, rows = built.model, built.rows
     levels = build_levels(needs, model)

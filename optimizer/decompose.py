@@ -26,14 +26,15 @@ proven optimal for the city. Its levels get bounds in the sense ``optimizer.lexm
 a level with: red's is the aggregate LP's red optimum (it bounds the exact model's red value);
 orange, yellow, green and money get the aggregate LP's optimum of the level with every earlier
 colour held at the value this run reached (``BudgetModel.level_bounds``: no exact answer that
-keeps those values does better). Those four LPs are solved from nothing after the parts,
-whatever the city's size (on the city tens of seconds; docs/model.md §1.6), each for at most
-``bound_seconds``: one that stops there still bounds its level, from the row duals it had
-(weak duality, ``optimizer.dual_bound``). So every level from red to money has a finite bound;
-travel and continuity have none (``nan``), as in lexmip on large models. Each of red to money
-also gets a bound from the exact parts with the supply they share (and, after red, the
+keeps those values does better). Those four LPs are solved after the parts, whatever the
+city's size, as one LP each level goes on from (on the city 22 s of CPU; docs/model.md §1.6),
+each for at most ``bound_seconds``: one that stops there still bounds its level, from the row
+duals it had (weak duality, ``optimizer.dual_bound``). So every level from red to money has a
+finite bound; travel and continuity have none (``nan``), as in lexmip on large models. Each of
+red to money also gets a bound from the exact parts with the supply they share (and, after red, the
 earlier colours' value rows) priced at those LPs' duals (``optimizer.priced``, a Lagrangian
-bound); the tighter of the two is reported. A level is
+bound; each part's LP is read from the model the part is solved with, in its own task); the
+tighter of the two is reported. A level is
 ``optimal`` when its value meets its bound (lexmip's tolerance), else ``feasible`` with the
 gap.
 """
@@ -59,6 +60,7 @@ from wulian.optimizer.allocation import (
     AllocationParams,
     AllocationResult,
     allocate,
+    build_model,
     explain,
     member_mask,
     positions,
@@ -70,7 +72,7 @@ from wulian.optimizer.checks import check_seconds
 from wulian.optimizer.eligibility import charges_fund, covering_pairs, offer_coverage
 from wulian.optimizer.flow import Parts
 from wulian.optimizer.lexmip import LevelResult
-from wulian.optimizer.priced import bound_inputs, part_bounds, part_red_bound, priced_total
+from wulian.optimizer.priced import PartLP, lp_bounds, part_lp, priced_total
 from wulian.optimizer.status import Status
 
 # Tasks the parts of a street-by-street run are dealt into (a few per worker, for balance).
@@ -80,31 +82,46 @@ EXPLAIN_TASKS = 4
 # Unmet reasons that more shared supply could change (the others are about the household).
 SUPPLY_REASONS = (CAPACITY_EXHAUSTED, BUDGET_EXHAUSTED)
 # Seconds each of the four LPs bounding the levels after red may run (``BudgetModel.
-# level_bounds``, solved from nothing after the parts; none when the run's time limit is
-# none). About 1 s on an aggregate of 100,000 columns; on the city (384,000) the four took
-# 61 s of CPU, 78 s wall side by side at load 3 (the slowest alone about 40 s). An LP that
-# stops at this limit still bounds its level, from the duals it had (looser).
+# level_bounds``, solved after the parts, each level from the basis of the one before; none
+# when the run's time limit is none). On the city (384,000 aggregate columns) the four take
+# 22 s of CPU together (the first, from nothing, about 5 s). An LP that stops at this limit
+# still bounds its level, from the duals it had (looser).
 BOUND_SECONDS = 180.0
 # A level is optimal when its value is this close to its bound (relative to max(1, |value|),
 # as optimizer.lexmip decides it).
 OPTIMAL_GAP = 1e-6
 
 
-def _part_bounds_task(chunk: list[tuple[AllocationInput, list]]) -> list[list[float]]:
-    """A worker's task: the priced bounds of several parts, each for several objectives."""
-    return [part_bounds(*args) for args in chunk]
+def _part_bounds_task(chunk: list[tuple[PartLP, list]]) -> list[list[float]]:
+    """A worker's task: the priced bounds of several parts' LPs, each for several
+    objectives."""
+    return [lp_bounds(*args) for args in chunk]
 
 
-def _part_red_bounds(chunk: list[tuple[AllocationInput, pd.Series, pd.Series]]
-                     ) -> list[float]:
-    """A worker's task: the priced red bounds of several parts (``optimizer.priced``)."""
-    return [part_red_bound(*args) for args in chunk]
-
-
-def _solve_parts(chunk: list[tuple[AllocationInput, AllocationParams]]
-                 ) -> list[AllocationResult]:
-    """A worker's task: several parts, one after the other (fewer, larger messages)."""
-    return [allocate(*args) for args in chunk]
+def _solve_parts(chunk: list[tuple[AllocationInput, AllocationParams,
+                                   tuple[pd.Series, pd.Series] | None]]
+                 ) -> list[tuple[AllocationResult, PartLP | None, float, float]]:
+    """A worker's task: several parts, one after the other (fewer, larger messages). With
+    red's prices of the shared supply (offer prices, fund prices), each part's LP with the
+    shared rows dropped (``optimizer.priced``) is read from the model the part is solved
+    with, and its priced red bound solved at once: (result, LP, red bound, seconds of it);
+    the LP comes back for the later levels' priced bounds, so no part is built twice."""
+    out = []
+    for data, params, red_prices in chunk:
+        t = time.perf_counter()
+        built = build_model(data)
+        build = time.perf_counter() - t
+        lp, red, red_seconds = None, float("nan"), 0.0
+        if red_prices is not None:
+            t = time.perf_counter()
+            offer_price, fund_price = red_prices
+            lp = part_lp(built, offer_price.index, fund_price.index)
+            red = lp_bounds(lp, [({TIER_LEVELS[0]: 1.0}, offer_price, fund_price)])[0]
+            red_seconds = time.perf_counter() - t
+        result = allocate(data, params, built=built)
+        result.build_seconds += build
+        out.append((result, lp, red, red_seconds))
+    return out
 
 
 def districts_of(data: AllocationInput) -> np.ndarray:
@@ -271,10 +288,17 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
                         fund_share, part_params)
     sizes = pd.Series(area_of_need).value_counts().reindex(parts).to_numpy()
     chunks = _chunks(sizes, len(parts) if by == "district" else PART_TASKS)
-    done = list(map_fn(_solve_parts, ([part(i) for i in chunk] for chunk in chunks)))
+    red_prices = (offer_price, fund_price) if bounding else None
+    done = list(map_fn(_solve_parts, ([(*part(i), red_prices) for i in chunk]
+                                      for chunk in chunks)))
     by_part = {i: r for chunk, rs in zip(chunks, done, strict=True)
                for i, r in zip(chunk, rs, strict=True)}
-    results = [by_part[i] for i in range(len(parts))]
+    results = [by_part[i][0] for i in range(len(parts))]
+    # Each part's LP for the priced bounds (None unless bounding), its priced red bound and
+    # the seconds that took, inside the part's task.
+    part_lps = [by_part[i][1] for i in range(len(parts))]
+    part_red = [by_part[i][2] for i in range(len(parts))]
+    priced_seconds = sum(by_part[i][3] for i in range(len(parts)))
     merged = _merge(results)
     part_seconds = time.perf_counter() - t0 - split_seconds
 
@@ -306,17 +330,13 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
             again_ = table["need_id"].map(reasons)
             merged[name] = table.assign(reason=again_.where(again_.notna(), table["reason"]))
 
-    # The priced bound on red: each part's exact LP with the shared rows priced, in the pool.
-    t_priced = time.perf_counter()
+    # The priced bound on red: each part's exact LP with the shared rows priced, solved in
+    # the parts' own tasks (above).
     priced_red = float("nan")
     if params.certify:
-        tasks = [[(bound_inputs(data, part(i)[0]), offer_price, fund_price) for i in chunk]
-                 for chunk in chunks]
-        part_bounds = [b for bs in map_fn(_part_red_bounds, tasks) for b in bs]
-        priced_red = priced_total(part_bounds, offer_price, shared_offers * _offer_scale(data)
+        priced_red = priced_total(part_red, offer_price, shared_offers * _offer_scale(data)
                                   .reindex(shared_offers.index), fund_price,
                                   (shared_funds * CENTS_PER_YUAN).round())
-    priced_seconds = time.perf_counter() - t_priced
     aggregate_red_bound = red_bound
     if np.isfinite(priced_red):
         red_bound = min(red_bound, priced_red)
@@ -348,8 +368,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
                                    / _offer_scale(data).reindex(shared_offers.index),
                                    fund_dual.reindex(shared_funds.index).fillna(0.0)
                                    / CENTS_PER_YUAN))
-            tasks = [[(bound_inputs(data, part(i)[0]), objectives) for i in chunk]
-                     for chunk in chunks]
+            tasks = [[(part_lps[i], objectives) for i in chunk] for chunk in chunks]
             per_part = [b for bs in map_fn(_part_bounds_task, tasks) for b in bs]
             out = {}
             for j, level in enumerate(levels):
@@ -360,13 +379,11 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
                 out[level] = total if level != "money" else -total
             return out
 
-        # One bound LP at a time: on the city each holds 300–450 MiB, and two side by side
-        # took the run's peak to 3,026 MiB against its 3 GiB (docs/benchmarks.md, session 8);
-        # on this shared 2-core machine the second thread saved little wall time.
-        how, notes, methods = _bound_later_levels(data, result, lab, 1, seconds, priced_later)
+        how, notes, methods = _bound_later_levels(data, result, lab, seconds, priced_later)
     else:
         how, notes, methods = "levels after red not bounded (certify off)", [], {}
     lab = None
+    part_lps.clear()
     bounds_took = time.perf_counter() - t_bounds
     info = {
         "method": f"{by}s",
@@ -389,7 +406,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
 
 
 def _bound_later_levels(data: AllocationInput, result: AllocationResult, lab,
-                        workers: int, seconds: float, priced: Callable | None = None
+                        seconds: float, priced: Callable | None = None
                         ) -> tuple[str, list[str], dict]:
     """Give orange, yellow, green and money of ``result`` their bounds from the aggregate
     (``BudgetModel.level_bounds``, each colour before them held at the value this run
@@ -410,7 +427,7 @@ def _bound_later_levels(data: AllocationInput, result: AllocationResult, lab,
     reached = {lv.name: lv.value for lv in result.levels}
     methods: dict[str, str] = {}
     prices: dict[str, tuple] = {}
-    bounds = lab.level_bounds(reached, budgets, workers=workers, time_limit=seconds,
+    bounds = lab.level_bounds(reached, budgets, time_limit=seconds,
                               report=methods, prices=prices if priced else None)
     if priced is not None and prices:
         for level, other in priced(prices, reached).items():

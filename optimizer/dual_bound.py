@@ -58,18 +58,28 @@ def dual_bound(h: highspy.Highs, maximise: bool) -> float:
     else:
         row_of_entry = np.repeat(np.arange(lp.num_row_), np.diff(start))
         col_of_entry = index
-    sign = 1.0 if maximise else -1.0
-    cost = sign * np.asarray(lp.col_cost_, float)
     col_lo, col_hi = np.asarray(lp.col_lower_, float), np.asarray(lp.col_upper_, float)
     row_lo, row_hi = np.asarray(lp.row_lower_, float), np.asarray(lp.row_upper_, float)
     col_lo = np.where(col_lo <= -highspy.kHighsInf, -np.inf, col_lo)
     col_hi = np.where(col_hi >= highspy.kHighsInf, np.inf, col_hi)
     row_lo = np.where(row_lo <= -highspy.kHighsInf, -np.inf, row_lo)
     row_hi = np.where(row_hi >= highspy.kHighsInf, np.inf, row_hi)
-    y = np.asarray(solution.row_dual, float)
-    found = [_max_bound(cost, col_lo, col_hi, row_lo, row_hi, col_of_entry, row_of_entry, value,
-                        s * y) for s in (1.0, -1.0)]
+    return array_bound(np.asarray(lp.col_cost_, float), col_lo, col_hi, row_lo, row_hi,
+                       col_of_entry, row_of_entry, value, np.asarray(solution.row_dual, float),
+                       maximise=maximise, offset=float(lp.offset_))
+
+
+def array_bound(cost: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, row_lo: np.ndarray,
+                row_hi: np.ndarray, col_of_entry: np.ndarray, row_of_entry: np.ndarray,
+                value: np.ndarray, y: np.ndarray, *, maximise: bool, offset: float = 0.0
+                ) -> float:
+    """The bound of :func:`dual_bound` for an LP given as arrays (infinite sides as ±inf,
+    the matrix as entries: column, row, value) and row multipliers ``y``; NaN when no finite
+    bound follows from ``y`` or from ``−y``."""
+    sign = 1.0 if maximise else -1.0
+    found = [_max_bound(sign * cost, col_lo, col_hi, row_lo, row_hi, col_of_entry,
+                        row_of_entry, value, s * y) for s in (1.0, -1.0)]
     best = min(found)
     if not np.isfinite(best):
         return float("nan")
-    return sign * (best + sign * float(lp.offset_))
+    return sign * (best + sign * offset)

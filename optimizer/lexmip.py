@@ -444,13 +444,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             moved[eq_col[np.isin(eq_row_of, np.unique(eq_row_of[moved[eq_col]]))]] = True
             tries.append((moved, incumbent))
         for neighbourhood, start in tries:
-            keep = np.flatnonzero(~neighbourhood).astype(np.int32)
-            at = start[keep]
-            h.changeColsBounds(len(keep), keep, at, at)
-            try:
-                status, x, _ = branch(lp_value, quiet_failure=True)
-            finally:
-                h.changeColsBounds(len(keep), keep, cur_lo[keep], cur_hi[keep])
+            status, x = branch_on(neighbourhood, start)
             if os.environ.get("WULIAN_TRACE"):
                 print(f"  repair: {fractional.sum()} fractional, {neighbourhood.sum()} free "
                       f"of {n}: {status}")
@@ -465,6 +459,68 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
                 close = close_enough(value, lp_value)
                 return (Status.OPTIMAL if close else Status.FEASIBLE), x, lp_value + 0.0
         return None
+
+    def branch_on(free: np.ndarray, start: np.ndarray) -> tuple[Status, np.ndarray]:
+        """Branch and bound on the columns ``free`` only, every other column at ``start``: a
+        MIP of just those columns and the rows they are in (earlier levels' value rows
+        included), what the fixed columns put in a row moved into its bounds. HiGHS' MIP on
+        the whole model with the other columns fixed by their bounds spent most of a street's
+        repair time setting up that model. ``(infeasible, start)`` when there is no whole
+        answer, as when ``start`` breaks a row none of ``free`` is in."""
+        lp = h.getLp()
+        m = lp.a_matrix_
+        starts = np.asarray(m.start_, np.int64)
+        index = np.asarray(m.index_, np.int64)
+        value = np.asarray(m.value_, float)
+        n_rows = lp.num_row_
+        if m.format_ == highspy.MatrixFormat.kColwise:
+            col_of, row_of = np.repeat(np.arange(n), np.diff(starts)), index
+        else:
+            row_of, col_of = np.repeat(np.arange(n_rows), np.diff(starts)), index
+        row_lo = np.asarray(lp.row_lower_, float)
+        row_hi = np.asarray(lp.row_upper_, float)
+        on_free = free[col_of]
+        fixed_part = np.bincount(row_of[~on_free], minlength=n_rows,
+                                 weights=value[~on_free] * start[col_of[~on_free]])
+        touched = np.zeros(n_rows, bool)
+        touched[row_of[on_free]] = True
+        tolerance = h.getOptions().primal_feasibility_tolerance
+        broken = (fixed_part < row_lo - tolerance) | (fixed_part > row_hi + tolerance)
+        if (broken & ~touched).any():
+            return Status.INFEASIBLE, start
+        cols = np.flatnonzero(free)
+        rows_in = np.flatnonzero(touched)
+        col_at = np.full(n, -1)
+        col_at[cols] = np.arange(len(cols))
+        row_at = np.full(n_rows, -1)
+        row_at[rows_in] = np.arange(len(rows_in))
+        r, c, v = row_at[row_of[on_free]], col_at[col_of[on_free]], value[on_free]
+        order = np.lexsort((c, r))
+        r, c, v = r[order], c[order], v[order]
+        sub = new_highs(threads, time_limit, seed)
+        sub.addVars(len(cols), cur_lo[cols], cur_hi[cols])
+        sub.addRows(len(rows_in), row_lo[rows_in] - fixed_part[rows_in],
+                    row_hi[rows_in] - fixed_part[rows_in], len(v),
+                    np.searchsorted(r, np.arange(len(rows_in))).astype(np.int32),
+                    c.astype(np.int32), v)
+        sub.changeColsCost(len(cols), np.arange(len(cols), dtype=np.int32),
+                           np.asarray(current.cost, float)[cols])
+        sub.changeObjectiveSense(highspy.ObjSense.kMaximize if current.sense == "max"
+                                 else highspy.ObjSense.kMinimize)
+        whole = np.flatnonzero(int_mask[cols]).astype(np.int32)
+        if len(whole):
+            sub.changeColsIntegrality(len(whole), whole,
+                                      np.full(len(whole), highspy.HighsVarType.kInteger))
+        sub.run()
+        status = _STATUS.get(sub.getModelStatus(), Status.ERROR)
+        if status == Status.TIME_LIMIT and sub.getInfo().primal_solution_status != 2:
+            status = Status.ERROR  # stopped before any feasible answer: nothing to hold
+        if status in (Status.INFEASIBLE, Status.ERROR):
+            return status, start
+        x = start.copy()
+        x[cols] = np.asarray(sub.getSolution().col_value, float)
+        x[int_mask] = np.round(x[int_mask])
+        return status, x
 
     def branch(lp_value: float, quiet_failure: bool = False) -> tuple[Status, np.ndarray, float]:
         """Branch and bound on the model as it stands; its bound never beats ``lp_value``."""
@@ -577,12 +633,18 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         sense = highspy.ObjSense.kMaximize if level.sense == "max" else highspy.ObjSense.kMinimize
         h.changeObjectiveSense(sense)
         h.changeColsCost(n, all_cols, cost)
+        relaxed = None  # the level's LP relaxation, when solved already
         if level.name in dual_levels:
             set_integrality(highspy.HighsVarType.kContinuous)
             run()
             if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
                 duals[level.name] = np.asarray(h.getSolution().row_dual, float)[:rows.count]
-        status, x, bound = solve()
+                # The same LP solve() starts from: not run twice (a run of no pivot still
+                # sets up and checks the basis, on a street about a fifth of its LP time).
+                relaxed = (float(h.getInfo().objective_function_value),
+                           np.asarray(h.getSolution().col_value, float))
+                remember_lp()
+        status, x, bound = solve(relaxed)
         value = float(cost @ x)
 
         def search_level(k: int = k, cost: np.ndarray = cost) -> None:

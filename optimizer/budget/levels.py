@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import cast
 
@@ -692,7 +691,7 @@ class BudgetModel:
 
     def level_bounds(self, reached: Mapping[str, float],
                      budgets: Mapping[str, float] | None = None, *,
-                     workers: int = 1, time_limit: float | None = None,
+                     time_limit: float | None = None,
                      report: dict[str, str] | None = None,
                      prices: dict[str, tuple] | None = None) -> dict[str, float]:
         """Bounds on the exact model's orange, yellow, green and money levels, given the
@@ -712,12 +711,15 @@ class BudgetModel:
         held by a value row, not by its optimal face: ``reached`` is in general below the
         aggregate's optimum, whose face would cut off answers the exact model has.
 
-        Each level's LP keeps only the segments of the colours it weighs or holds (a
-        :class:`LevelLP`, the others held by their group rows' bounds, an exact projection) and
-        is solved once, from nothing, with presolve: nothing the lab stores is near its
-        answer (on the city, holding red 0.4 % below the aggregate's red moved orange by 4 %
-        and green by 100 %, and warm starts from the lab's optima or from the level before
-        took as many pivots as a cold start, without presolve's help).
+        The four are solved in one LP, one after the other: orange from nothing (with
+        presolve), then each next level from the basis the one before left, with the colour
+        just bounded added as a value row and the level's objective put in (HiGHS' dual
+        simplex, warm). Each LP is then the one above: the aggregate with every colour
+        before the level held by a value row (the later colours' segments are in it as
+        columns of no cost, which changes no optimum), so each bound is what solving it
+        alone gives. On the city the chain took 22 s of CPU where four LPs solved alone,
+        each from nothing, took 61 s (docs/benchmarks.md, session 10): the basis of one
+        level is a few thousand pivots from the next one's optimum.
 
         Parameters
         ----------
@@ -727,10 +729,8 @@ class BudgetModel:
             fund_id → yuan, as in :meth:`solve`: give what the exact model had (its budgets
             less what other runs used, to the cent), else the bounds hold for the scenario's
             budgets.
-        workers
-            Threads solving the four LPs side by side.
         time_limit
-            Seconds each LP may run (None: the model's ``time_limit``; 0: none).
+            Seconds each level's LP may run (None: the model's ``time_limit``; 0: none).
         report
             If given, filled with level → how its bound was found: ``optimal`` (the LP
             solved), ``time_limit`` (the LP stopped at its limit: the bound is read from the
@@ -759,57 +759,46 @@ class BudgetModel:
         row_hi[self.lp.fund_rows] = self.budgets(budgets).to_numpy(float)
         levels = (*TIER_LEVELS[1:], "money")
         limit = self._time_limit if time_limit is None else time_limit
-
-        def build(k: int, level: str) -> tuple[LevelLP, highspy.Highs]:
-            view = LevelLP(self.lp, frozenset(TIER_LEVELS[:k + 1]), dial=False,
-                           threads=self._threads, seed=self._seed)
-            h = view.highs
-            # A LevelLP is set up for warm re-solves (no presolve, devex); this LP is solved
-            # once from nothing, where presolve and HiGHS' default pricing are faster.
-            h.setOptionValue("presolve", "on")
-            h.setOptionValue("simplex_dual_edge_weight_strategy", -1)
-            if limit > 0:
-                h.setOptionValue("time_limit", float(limit))
-            view.load(self.lp.col_lo, self.lp.col_hi, self.lp.row_lo, row_hi,
-                      self.lp.objectives[level], maximise=level != "money")
-            for colour in TIER_LEVELS[:k]:
-                cols = view.own[TIER_LEVELS.index(colour)]
-                value = float(reached[colour])
-                slack = BOUND_SLACK * max(1.0, abs(value))
-                h.addRow(value - slack, _INF, len(cols), cols.astype(np.int32),
-                         agg.seg_urgency[view.seg[cols]])
-            return view, h
-
-        def bound(k: int, level: str) -> tuple[float, str]:
-            # Built in the thread that solves it: no more LPs in memory than threads (each
-            # of the city's holds hundreds of MiB).
-            view, h = build(k, level)
-            h.run()
-            status = h.getModelStatus()
+        # One view keeping every colour's segments, so each level goes on from the last.
+        view = LevelLP(self.lp, frozenset(TIER_LEVELS), dial=False, threads=self._threads,
+                       seed=self._seed)
+        h = view.highs
+        # A LevelLP is set up for warm re-solves (no presolve, devex). The first level is
+        # solved from nothing, where presolve and HiGHS' default pricing are faster; the
+        # later ones from the basis before it, where presolve would throw that basis away.
+        h.setOptionValue("presolve", "on")
+        h.setOptionValue("simplex_dual_edge_weight_strategy", -1)
+        found: dict[str, tuple[float, str]] = {}
+        for k, level in enumerate(levels, start=1):
             maximise = level != "money"
+            view.load(self.lp.col_lo, self.lp.col_hi, self.lp.row_lo, row_hi,
+                      self.lp.objectives[level], maximise=maximise)
+            colour = TIER_LEVELS[k - 1]  # held from this level on (red first)
+            cols = view.own[k - 1]
+            value = float(reached[colour])
+            slack = BOUND_SLACK * max(1.0, abs(value))
+            h.addRow(value - slack, _INF, len(cols), cols.astype(np.int32),
+                     agg.seg_urgency[view.seg[cols]])
+            if limit > 0:  # HiGHS counts its limit from the instance's first run
+                h.setOptionValue("time_limit", h.getRunTime() + float(limit))
+            h.run()
+            h.setOptionValue("presolve", "off")
+            status = h.getModelStatus()
             if prices is not None and h.getSolution().dual_valid:
                 prices[level] = self._prices(view, h, TIER_LEVELS[:k], maximise)
             if status == highspy.HighsModelStatus.kModelEmpty:  # a week without needs
-                return 0.0, "optimal"
-            if status == highspy.HighsModelStatus.kOptimal:
-                return dual_bound(h, maximise=maximise), "optimal"
-            if status == highspy.HighsModelStatus.kTimeLimit:
-                found = dual_bound(h, maximise=maximise)
-                if np.isfinite(found):
-                    return found, "time_limit"
+                found[level] = 0.0, "optimal"
+            elif status == highspy.HighsModelStatus.kOptimal:
+                found[level] = dual_bound(h, maximise=maximise), "optimal"
+            elif status == highspy.HighsModelStatus.kTimeLimit:
+                bound = dual_bound(h, maximise=maximise)
                 # Stopped with no duals (inside presolve, or before the dual simplex had
                 # any): the bound every LP of the aggregate has, every need of the colour
                 # served (money: none spent). Valid, and said.
-                return (float(self._tier_max[k]) if maximise else 0.0), "trivial"
-            return float("nan"), h.modelStatusToString(status)  # infeasible, …
-
-        # The four LPs are independent: HiGHS frees the GIL while it runs, so threads solve
-        # them side by side (each its own instance, single-threaded: the same answers). The
-        # later levels' LPs are the larger: they go first.
-        order = list(enumerate(levels, start=1))[::-1]
-        with ThreadPoolExecutor(max(1, min(workers, len(levels)))) as pool:
-            found = dict(zip([lv for _, lv in order],
-                             pool.map(lambda kl: bound(*kl), order), strict=True))
+                found[level] = ((bound, "time_limit") if np.isfinite(bound) else
+                                ((float(self._tier_max[k]) if maximise else 0.0), "trivial"))
+            else:  # infeasible, …: and so is every level after, which holds this one's rows
+                found[level] = float("nan"), h.modelStatusToString(status)
         if report is not None:
             report.update({level: found[level][1] for level in levels})
         return {level: found[level][0] for level in levels}
