@@ -17,21 +17,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from wulian.contract import vocab
 from wulian.contract.hierarchy import Hierarchy
 from wulian.optimizer.allocation import member_mask
 from wulian.planning.cycle import TASKS, WEEKS, fund_balances, lock, period_bounds
-from wulian.planning.db import bulk_insert, bulk_update, fetch_frame, fetch_rows
+from wulian.planning.db import bulk_insert, bulk_update, fetch_frame
 from wulian.planning.match import shift_week, week_start
 from wulian.planning.performance import FACT_WEEKS, OUTCOMES, SHORTFALLS, shortfalls
 from wulian.planning.register import (
     NEED_STATES,
     OPEN_STATES,
-    ROWS,
+    WATCH,
     Events,
     Register,
     weeks_waited,
@@ -106,16 +104,16 @@ FINDING_COLUMNS = ["alert_id", "rule", "subject_kind", "subject_id", "centre", "
 def find(register: Register, week: str) -> pd.DataFrame:
     """Every condition the policy's rules find at ``week`` (nothing is stored): a row per
     finding, its ``numbers`` as JSON text (a city's findings are a hundred thousand, built and
-    compared as columns)."""
+    compared as columns). Households are read from the register's watch (their station,
+    colours and last visit, kept as they change), each rule asking for the ones it finds."""
     rules = register.policy.alerts
     with register.engine.connect() as conn:
-        households = _households(register, conn)
         weeks = _weeks_kept(conn, _recent_weeks(week, _window(rules)))
         found = [
-            _monitoring_overdue(register, conn, households, week, rules["monitoring_overdue"]),
-            _unmet(register, conn, households, rules["unmet"]),
-            _colour_worse(households),
-            _funds(register, conn, households, week, rules),
+            _monitoring_overdue(register, conn, week, rules["monitoring_overdue"]),
+            _unmet(register, conn, rules["unmet"]),
+            _colour_worse(conn),
+            _funds(register, conn, week, rules),
             _provider_declines(register, conn, weeks, week, rules["provider_declines"]),
             _capacity_short(register, conn, weeks, week, rules["capacity_short"]),
         ]
@@ -182,117 +180,92 @@ def _weeks_kept(conn: sa.Connection, recent: list[str]) -> pd.DataFrame:
     return weeks.assign(kept=(weeks["week"] + "|" + weeks["centre"]).isin(pairs).to_numpy())
 
 
-def _households(register: Register, conn: sa.Connection) -> pd.DataFrame:
-    """Per household: station, the last and the previous assessment's colour and when."""
-    station = register.field("households", "station_id", conn)
-    if station.empty:
-        return pd.DataFrame(columns=["household_id", "station_id", "tier", "before",
-                                     "assessed_on", "version"])
-    colours = register.colours(conn)
-    hh = pd.DataFrame({"station_id": station.to_numpy(object)},
-                      index=pd.Index(station.index.to_numpy(object), name="household_id"))
-    return hh.join(colours[["tier", "before", "assessed_on", "version"]]).reset_index()
-
-
-def _monitoring_overdue(register: Register, conn, households: pd.DataFrame, week: str,
-                        rule) -> pd.DataFrame:
-    last = _last_visits(conn)
-    hh = households.dropna(subset=["tier"])
-    at = pd.Index(last.index.to_numpy(object)).get_indexer(
-        hh["household_id"].to_numpy(object))
-    visited = at >= 0
-    seen = np.append(last.to_numpy(object), None)[at]  # never visited (-1): None
-    # Weeks since the last visit, counted between the weeks' Mondays (never visited: overdue).
+def _monitoring_overdue(register: Register, conn, week: str, rule) -> pd.DataFrame:
+    """Assessed households not visited within their colour's cycle and its grace weeks (never
+    visited: overdue): the last visit before the cut-off week of its colour."""
+    w = WATCH.c
+    cycles = {tier: int(weeks) for tier, weeks in register.policy.monitoring_weeks.items()}
+    grace = int(rule["grace_weeks"])
+    # More than cycle + grace weeks between the weeks' Mondays: visited before this week.
+    cut = sa.case({tier: shift_week(week, -(weeks + grace)) for tier, weeks in cycles.items()},
+                  value=w.tier)
+    hh = fetch_frame(conn, sa.select(w.household_id, w.station_id, w.tier, w.last_visit)
+                     .where(w.tier != "", w.last_visit < cut).order_by(w.household_id))
+    seen = hh["last_visit"].to_numpy(object)
+    visited = seen != ""
     today = week_start(week)
     codes, distinct = pd.factorize(pd.Series(seen, dtype=object))
-    ago = np.array([(today - week_start(w)).days // 7 for w in distinct], dtype=int)
-    waited = np.where(codes >= 0, ago[codes] if len(ago) else -1, -1)
+    ago = np.array([(today - week_start(v)).days // 7 if v else -1 for v in distinct], dtype=int)
     tier = hh["tier"].to_numpy(object)
-    cycles = hh["tier"].map(register.policy.monitoring_weeks).to_numpy(int)
-    overdue = ~visited | (waited > cycles + int(rule["grace_weeks"]))
     return _rows(pd.DataFrame({
         "rule": "monitoring_overdue", "subject_kind": "household",
-        "subject_id": hh["household_id"].to_numpy(object)[overdue],
-        "centre": hh["station_id"].to_numpy(object)[overdue],
+        "subject_id": hh["household_id"].to_numpy(object),
+        "centre": hh["station_id"].to_numpy(object),
         "numbers": _json_objects({
-            "colour": tier[overdue], "cycle_weeks": cycles[overdue],
-            "last_visit": seen[overdue],
-            "weeks_since": np.where(visited, waited, None)[overdue]})}, dtype=object))
+            "colour": tier, "cycle_weeks": np.array([cycles[t] for t in tier], dtype=int),
+            "last_visit": np.where(visited, seen, None),
+            "weeks_since": np.where(visited, ago[codes] if len(ago) else -1, None)})},
+        dtype=object))
 
 
-def _last_visits(conn: sa.Connection) -> pd.Series:
-    """The last visit's week per household, from the history's keys (week|household|volunteer,
-    split in Arrow). Households and weeks are numbered (weeks in their order as text, which is
-    time's) and each household keeps its highest week number: no sort or groupby of a city's
-    600,000 visits as strings (grouping them in SQLite took longer still)."""
-    keys = [k for (k,) in fetch_rows(conn, sa.select(ROWS.c.row_key).where(
-        ROWS.c.tbl == "history"))]
-    parts = pc.split_pattern(pa.array(keys, pa.string()), "|", max_splits=2)
-    weeks, week_ids = pd.factorize(
-        pc.list_element(parts, 0).to_numpy(zero_copy_only=False), sort=True)
-    homes, home_ids = pd.factorize(pc.list_element(parts, 1).to_numpy(zero_copy_only=False))
-    last = np.full(len(home_ids), -1)
-    np.maximum.at(last, homes, weeks)
-    return pd.Series(np.asarray(week_ids, dtype=object)[last], index=home_ids, dtype=object)
-
-
-def _unmet(register: Register, conn, households: pd.DataFrame, rule) -> pd.DataFrame:
+def _unmet(register: Register, conn, rule) -> pd.DataFrame:
     """Households of the rule's colours with needs waiting (or allocated again) for the rule's
-    weeks, aged to the register's week: those needs picked by the query (a city's waiting
-    needs are most of a million, and reading only the columns and rows each rule uses halves
-    the reading)."""
+    weeks, aged to the register's week: the database joins the needs picked with the watched
+    households of those colours (a city's waiting needs are most of a million)."""
     as_of = register.week(conn)
     if as_of is None:
         return _findings([])
-    n = NEED_STATES.c
-    waiting = fetch_frame(conn, sa.select(n.need_id, n.household_id, n.week_raised).where(
-        n.state.in_(OPEN_STATES + ("allocated",)),
-        n.week_raised <= shift_week(as_of, -int(rule["weeks"]))))
-    waiting["age"] = weeks_waited(waiting["week_raised"].to_numpy(object), as_of)
-    hh = households.set_index("household_id")
-    colours = hh.loc[member_mask(hh["tier"], list(rule["colours"])), ["tier", "station_id"]]
-    at = pd.Index(colours.index.to_numpy(object)).get_indexer(
-        waiting["household_id"].to_numpy(object))
-    waiting = waiting[at >= 0].assign(tier=colours["tier"].to_numpy(object)[at[at >= 0]],
-                                      station_id=colours["station_id"].to_numpy(object)[
-                                          at[at >= 0]])
+    n, w = NEED_STATES.c, WATCH.c
+    waiting = fetch_frame(conn, sa.select(n.need_id, n.household_id, n.week_raised, w.tier,
+                                          w.station_id)
+                          .select_from(NEED_STATES.join(WATCH, w.household_id == n.household_id))
+                          .where(n.state.in_(OPEN_STATES + ("allocated",)),
+                                 n.week_raised <= shift_week(as_of, -int(rule["weeks"])),
+                                 w.tier.in_(list(rule["colours"])))
+                          .order_by(n.household_id, n.need_id))
     if waiting.empty:
         return _findings([])
+    waiting["age"] = weeks_waited(waiting["week_raised"].to_numpy(object), as_of)
     # One finding per household, with its first 20 need ids: rows sorted by household and
     # need, then cut where the household changes (a city has a hundred thousand of them).
-    waiting = waiting.sort_values(["household_id", "need_id"]).reset_index(drop=True)
     household = waiting["household_id"].to_numpy(object)
     starts = np.flatnonzero(np.r_[True, household[1:] != household[:-1]])
     ends = np.r_[starts[1:], len(waiting)]
-    need = waiting["need_id"].to_numpy(object)
-    first_ids = [need[a:min(b, a + 20)].tolist() for a, b in zip(starts, ends, strict=True)]
+    # Each need id written as JSON once, then joined per household as json.dumps would.
+    codes, distinct = pd.factorize(waiting["need_id"].to_numpy(object))
+    need = np.array([json.dumps(v, ensure_ascii=False) for v in distinct], dtype=object)[codes]
+    first_ids = ["[" + ", ".join(need[a:min(b, a + 20)]) + "]"
+                 for a, b in zip(starts, ends, strict=True)]
     return _rows(pd.DataFrame({
         "rule": "unmet", "subject_kind": "household", "subject_id": household[starts],
         "centre": waiting["station_id"].to_numpy(object)[starts],
         "numbers": _json_objects({
             "colour": waiting["tier"].to_numpy(object)[starts], "needs": ends - starts,
             "weeks": np.maximum.reduceat(waiting["age"].to_numpy(int), starts),
-            "need_ids": [json.dumps(ids, ensure_ascii=False) for ids in first_ids]},
+            "need_ids": first_ids},
             encoded=("need_ids",))}, dtype=object))
 
 
-def _colour_worse(households: pd.DataFrame) -> pd.DataFrame:
-    hh = households.dropna(subset=["before"])
+def _colour_worse(conn) -> pd.DataFrame:
+    w = WATCH.c  # the few whose colour changed at their last assessment
+    hh = fetch_frame(conn, sa.select(w.household_id, w.station_id, w.tier, w.tier_before,
+                                     w.assessed_on, w.version)
+                     .where(w.tier_before != "", w.tier != w.tier_before)
+                     .order_by(w.household_id))
     worse = (hh["tier"].map(_TIER_RANK).to_numpy(float)
-             < hh["before"].map(_TIER_RANK).to_numpy(float))
+             < hh["tier_before"].map(_TIER_RANK).to_numpy(float))
     hh = hh[worse]
     return _rows(pd.DataFrame({
         "rule": "colour_worse", "subject_kind": "household",
         "subject_id": hh["household_id"].to_numpy(object),
         "centre": hh["station_id"].to_numpy(object),
-        "numbers": _json_objects({"from": hh["before"].to_numpy(object),
+        "numbers": _json_objects({"from": hh["tier_before"].to_numpy(object),
                                   "to": hh["tier"].to_numpy(object),
                                   "assessed_on": hh["assessed_on"].to_numpy(object),
                                   "version": hh["version"].to_numpy(int)})}, dtype=object))
 
 
-def _funds(register: Register, conn, households: pd.DataFrame, week: str, rules
-           ) -> pd.DataFrame:
+def _funds(register: Register, conn, week: str, rules) -> pd.DataFrame:
     funds = register.table("funds", conn)
     if funds.empty:
         return _findings([])
@@ -320,39 +293,38 @@ def _funds(register: Register, conn, households: pd.DataFrame, week: str, rules
     under = balances[(balances["accrued"] > 0)
                      & (balances["spent"] < share * balances["accrued"])]
     if len(under):
-        out += _underspent(register, conn, households, funds, under)
+        out += _underspent(register, conn, funds, under)
     return _findings(out)
 
 
-def _underspent(register: Register, conn, households: pd.DataFrame, funds: pd.DataFrame,
-                under: pd.DataFrame) -> list[Finding]:
+def _underspent(register: Register, conn, funds: pd.DataFrame, under: pd.DataFrame
+                ) -> list[Finding]:
     """Of the funds that spent less than their share (``under``, their balances), those with
     carried needs they could pay for: of the services they pay for (their earmark; any service
     when they have none), in their centre's subtree."""
-    n = NEED_STATES.c  # carried: waiting since a week before the register's
-    carried = fetch_frame(conn, sa.select(n.household_id, n.service_id).where(
-        n.state.in_(OPEN_STATES), n.week_raised < (register.week(conn) or "")))
-    at = pd.Index(households["household_id"].to_numpy(object)).get_indexer(
-        carried["household_id"].to_numpy(object))
-    # Counted per station and service once; each fund then sums the rows of its subtree and
-    # earmark (a city's half a million carried needs fall into a few thousand such rows).
-    stations, station_ids = pd.factorize(
-        np.append(households["station_id"].to_numpy(object), "")[at])  # -1: ""
-    services, service_ids = pd.factorize(carried["service_id"].to_numpy(object))
-    pairs, number = np.unique(stations * len(service_ids) + services, return_counts=True)
-    station = pd.Series(np.asarray(station_ids, dtype=object)[pairs // len(service_ids)],
-                        dtype=object)
-    service = pd.Series(np.asarray(service_ids, dtype=object)[pairs % len(service_ids)],
-                        dtype=object)
+    n, w = NEED_STATES.c, WATCH.c  # carried: waiting since a week before the register's
+    # Counted by the database per station and service once; each fund then sums the rows of
+    # its subtree and earmark (a city's half a million carried needs fall into a few thousand).
+    counted = fetch_frame(conn, sa.select(w.station_id, n.service_id,
+                                          sa.func.count().label("needs"))
+                          .select_from(NEED_STATES.outerjoin(
+                              WATCH, w.household_id == n.household_id))
+                          .where(n.state.in_(OPEN_STATES),
+                                 n.week_raised < (register.week(conn) or ""))
+                          .group_by(w.station_id, n.service_id))
+    stations, station_ids = pd.factorize(counted["station_id"].fillna("").to_numpy(object))
+    services, service_ids = pd.factorize(counted["service_id"].to_numpy(object))
+    number = counted["needs"].to_numpy(int)
     hierarchy = Hierarchy.from_centres(register.table("centres", conn))
     funds = funds.set_index("fund_id")
     out = []
-    for fid, row in under.iterrows():
+    for fid, row in under.iterrows():  # (a few funds, each over a few thousand stations)
         centre = str(funds.at[fid, "centre_id"])
-        services = [s for s in str(funds.at[fid, "earmarked_services"] or "").split(";") if s]
-        mine = member_mask(station, list(hierarchy.subtree(centre)))
-        if services:
-            mine &= member_mask(service, services)
+        earmark = [s for s in str(funds.at[fid, "earmarked_services"] or "").split(";") if s]
+        subtree = set(hierarchy.subtree(centre))
+        mine = np.array([s in subtree for s in station_ids], dtype=bool)[stations]
+        if earmark:
+            mine &= np.array([s in earmark for s in service_ids], dtype=bool)[services]
         if needs := int(number[mine].sum()):
             out.append(Finding("fund_underspend", "fund", fid, centre, {
                 "spent": round(row["spent"], 2), "accrued": round(row["accrued"], 2),

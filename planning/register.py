@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import sqlalchemy as sa
 
@@ -108,6 +110,22 @@ WEEKS = sa.Table(
     sa.Column("opened_at", sa.String(32), nullable=False),
     sa.Column("closed_at", sa.String(32), nullable=True),
     sa.Column("actor", sa.Text, nullable=False),
+)
+# Per household what the alerts look at (planning/alerts.py): its station, the colours of its
+# last assessment and of the one before, and the week of its last visit. Kept from the audit
+# trail as each transaction writes it (Events.flush -> keep_watch), so an evaluation asks the
+# database for the households a rule finds instead of deriving a city's 300,000 again from their
+# rows, assessments and visits. '' where there is none (not assessed, assessed once, never
+# visited).
+WATCH = sa.Table(
+    "household_watch", _meta,
+    sa.Column("household_id", sa.String(64), primary_key=True),
+    sa.Column("station_id", sa.String(64), nullable=False),
+    sa.Column("tier", sa.String(8), nullable=False),
+    sa.Column("tier_before", sa.String(8), nullable=False),
+    sa.Column("assessed_on", sa.String(10), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("last_visit", sa.String(8), nullable=False),
 )
 EVENTS = sa.Table(
     "events", _meta,
@@ -192,8 +210,160 @@ class Events:
 
     def flush(self) -> None:
         if self.rows:
+            keep_watch(self.conn, self.rows)
             bulk_insert(self.conn, EVENTS, self.rows)
             self.rows = []
+
+
+_STATION = re.compile(r'"station_id":\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _station(row: str | None) -> str:
+    """A household row's station, from its JSON text (a city's rows are not parsed whole)."""
+    found = _STATION.search(row or "")
+    if found is None:
+        return ""
+    text = found.group(1)
+    return json.loads(f'"{text}"') if "\\" in text else text
+
+
+def _upsert(conn: sa.Connection, rows: list[tuple], update: str) -> None:
+    """Watch rows (every column, in the table's order) inserted, or ``update`` done where the
+    household is watched already (``excluded``: the row given)."""
+    if not rows:
+        return
+    mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
+    sql = (f"INSERT INTO household_watch ({', '.join(c.name for c in WATCH.columns)}) "
+           f"VALUES ({', '.join([mark] * len(WATCH.columns))}) "
+           f"ON CONFLICT (household_id) DO UPDATE SET {update}")
+    for start in range(0, len(rows), 50_000):
+        conn.exec_driver_sql(sql, rows[start:start + 50_000])
+
+
+def keep_watch(conn: sa.Connection, events: list[dict]) -> None:
+    """Bring the household watch (:data:`WATCH`) in line with the events about to be written
+    in this transaction: households added or moved to another station, their assessments, and
+    visits added to the history (households and history rows are never removed: see
+    :meth:`Register.import_scenario`; a history row's week and household are its key)."""
+    stations: dict[str, str] = {}
+    assessed: dict[str, list[str]] = {}
+    visited: dict[str, str] = {}
+    for event in events:
+        kind = event["kind"]
+        if kind in ("households.add", "households.change"):
+            station = _station(event["after"])
+            if kind == "households.add" or station != _station(event["before"]):
+                stations[event["subject"].removeprefix("households:")] = station
+        elif kind == "assessment.add":
+            assessed.setdefault(event["subject"].removeprefix("households:"), []).append(
+                event["after"])
+        elif kind == "history.add":
+            week, household, _ = event["subject"].removeprefix("history:").split("|", 2)
+            visited[household] = max(visited.get(household, ""), week)
+    _upsert(conn, [(h, s, "", "", "", 0, "") for h, s in stations.items()],
+            "station_id = excluded.station_id")
+    once, again = [], []
+    for household, texts in assessed.items():
+        last = json.loads(texts[-1])
+        row = (household, stations.get(household, ""), last["tier"],
+               json.loads(texts[-2])["tier"] if len(texts) > 1 else "",
+               last["assessed_on"], int(last["version"]), "")
+        (again if len(texts) > 1 else once).append(row)
+    newest = ("tier = excluded.tier, assessed_on = excluded.assessed_on, "
+              "version = excluded.version")
+    _upsert(conn, once, "tier_before = CASE WHEN household_watch.version > 0 THEN "
+                        "household_watch.tier ELSE '' END, " + newest)
+    # Assessed twice in this transaction: the colour before is the first of the two.
+    _upsert(conn, again, "tier_before = excluded.tier_before, " + newest)
+    if visited:
+        w = WATCH.c
+        conn.execute(WATCH.update().where(w.household_id == sa.bindparam("h"),
+                                          w.last_visit < sa.bindparam("week"))
+                     .values(last_visit=sa.bindparam("week")),
+                     [{"h": h, "week": week} for h, week in visited.items()])
+
+
+def table_field(conn: sa.Connection, table: str, column: str) -> pd.Series:
+    """One column of a table, by key, picked from the rows' JSON by the database (a city's
+    300,000 households are read for their stations without parsing every row here)."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        value = sa.func.json_extract(ROWS.c.data, f'$."{column}"')
+    elif dialect == "postgresql":
+        value = sa.func.json_extract_path_text(sa.cast(ROWS.c.data, sa.JSON), column)
+    else:  # any other database: the rows parsed here
+        rows = fetch_rows(conn, sa.select(ROWS.c.row_key, ROWS.c.data)
+                          .where(ROWS.c.tbl == table).order_by(ROWS.c.row_key))
+        frame = rows_frame([data for _, data in rows])
+        return pd.Series(frame[column].to_numpy(object) if len(frame) else [],
+                         index=[key for key, _ in rows], dtype=object, name=column)
+    rows = fetch_rows(conn, sa.select(ROWS.c.row_key, value).where(ROWS.c.tbl == table)
+                      .order_by(ROWS.c.row_key))
+    return pd.Series([v if v is not None else "" for _, v in rows],
+                     index=[k for k, _ in rows], dtype=object, name=column)
+
+
+def household_colours(conn: sa.Connection) -> pd.DataFrame:
+    """Per household: the colour of its last assessment and of the one before (NaN for a
+    household assessed once), and when it was last assessed."""
+    a = ASSESSMENTS.c  # in the order of its (household, version) key: no sort here
+    rows = fetch_rows(conn, sa.select(a.household_id, a.version, a.tier, a.assessed_on)
+                      .order_by(a.household_id, a.version))
+    columns = zip(*rows, strict=True) if rows else [()] * 4
+    household, version, tier, assessed_on = (np.array(c, dtype=object) for c in columns)
+    is_last = np.ones(len(household), bool)
+    is_last[:-1] = household[1:] != household[:-1]
+    # The row before a household's last is its previous assessment when it is the same
+    # household's (rows compared with their neighbours: no groupby over a city's ids).
+    last = np.flatnonzero(is_last)
+    previous = np.maximum(last - 1, 0)
+    assessed_before = (last > 0) & (household[previous] == household[last])
+    index = pd.Index(household[last], name="household_id", dtype=object)
+    text = {"tier": tier[last], "assessed_on": assessed_on[last],
+            "before": np.where(assessed_before, tier[previous], None)}
+    return pd.DataFrame({"version": version[last].astype(np.int64),
+                         **{k: pd.Series(v, index=index, dtype=object)
+                            for k, v in text.items()}}, index=index)
+
+
+def last_visits(conn: sa.Connection) -> pd.Series:
+    """The last visit's week per household, from the history's keys (week|household|volunteer,
+    split in Arrow). Households and weeks are numbered (weeks in their order as text, which is
+    time's) and each household keeps its highest week number: no sort or groupby of a city's
+    600,000 visits as strings (grouping them in SQLite took longer still)."""
+    keys = [k for (k,) in fetch_rows(conn, sa.select(ROWS.c.row_key).where(
+        ROWS.c.tbl == "history"))]
+    parts = pc.split_pattern(pa.array(keys, pa.string()), "|", max_splits=2)
+    weeks, week_ids = pd.factorize(
+        pc.list_element(parts, 0).to_numpy(zero_copy_only=False), sort=True)
+    homes, home_ids = pd.factorize(pc.list_element(parts, 1).to_numpy(zero_copy_only=False))
+    last = np.full(len(home_ids), -1)
+    np.maximum.at(last, homes, weeks)
+    return pd.Series(np.asarray(week_ids, dtype=object)[last], index=home_ids, dtype=object)
+
+
+def watch_from_scratch(conn: sa.Connection) -> pd.DataFrame:
+    """The household watch derived again from the households' rows, their assessments and the
+    history (what :func:`keep_watch` keeps; ``wulian db upgrade`` fills the watch with it)."""
+    station = table_field(conn, "households", "station_id")
+    colours = household_colours(conn)
+    last = last_visits(conn)
+    index = pd.Index(station.index.to_numpy(object), name="household_id")
+    watch = pd.DataFrame({"station_id": station.to_numpy(object)}, index=index).join(
+        colours[["tier", "before", "assessed_on", "version"]]).join(last.rename("last_visit"))
+    watch = watch.rename(columns={"before": "tier_before"})
+    text = ["station_id", "tier", "tier_before", "assessed_on", "last_visit"]
+    watch[text] = watch[text].astype(object).where(watch[text].notna(), "")
+    watch["version"] = watch["version"].fillna(0).astype(int)
+    return watch.reset_index()[[c.name for c in WATCH.columns]]
+
+
+def rebuild_watch(conn: sa.Connection) -> int:
+    """Fill the household watch again from scratch; the households watched."""
+    watch = watch_from_scratch(conn)
+    conn.execute(WATCH.delete())
+    bulk_insert(conn, WATCH, watch.to_dict("records"))
+    return len(watch)
 
 
 def history_key(frame: pd.DataFrame) -> pd.Series:
@@ -322,21 +492,11 @@ class Register:
         return frame[order + [c for c in frame.columns if c not in order]].fillna("")
 
     def field(self, table: str, column: str, conn: sa.Connection | None = None) -> pd.Series:
-        """One column of a table, by key, picked from the rows' JSON by the database (a city's
-        300,000 households are read for their stations without parsing every row here)."""
-        dialect = (conn or self.engine).dialect.name
-        if dialect == "sqlite":
-            value = sa.func.json_extract(ROWS.c.data, f'$."{column}"')
-        elif dialect == "postgresql":
-            value = sa.func.json_extract_path_text(sa.cast(ROWS.c.data, sa.JSON), column)
-        else:  # any other database: the rows parsed here
-            frame = self.table(table, conn)
-            return pd.Series(frame[column].to_numpy(object),
-                             index=row_keys(table, frame).to_numpy(object), name=column)
-        rows = self._fetch(sa.select(ROWS.c.row_key, value).where(ROWS.c.tbl == table)
-                           .order_by(ROWS.c.row_key), conn)
-        return pd.Series([v if v is not None else "" for _, v in rows],
-                         index=[k for k, _ in rows], dtype=object, name=column)
+        """One column of a table, by key (see :func:`table_field`)."""
+        if conn is None:
+            with self.engine.connect() as own:
+                return table_field(own, table, column)
+        return table_field(conn, table, column)
 
     def need_states(self, conn: sa.Connection | None = None,
                     states: Iterable[str] | None = None, as_of: str | None = None,
@@ -408,26 +568,11 @@ class Register:
         return pd.DataFrame(rows, columns=[c.name for c in ASSESSMENTS.columns])
 
     def colours(self, conn: sa.Connection | None = None) -> pd.DataFrame:
-        """Per household: the colour of its last assessment and of the one before (NaN for a
-        household assessed once), and when it was last assessed."""
-        a = ASSESSMENTS.c  # in the order of its (household, version) key: no sort here
-        rows = self._fetch(sa.select(a.household_id, a.version, a.tier, a.assessed_on)
-                           .order_by(a.household_id, a.version), conn)
-        columns = zip(*rows, strict=True) if rows else [()] * 4
-        household, version, tier, assessed_on = (np.array(c, dtype=object) for c in columns)
-        is_last = np.ones(len(household), bool)
-        is_last[:-1] = household[1:] != household[:-1]
-        # The row before a household's last is its previous assessment when it is the same
-        # household's (rows compared with their neighbours: no groupby over a city's ids).
-        last = np.flatnonzero(is_last)
-        previous = np.maximum(last - 1, 0)
-        assessed_before = (last > 0) & (household[previous] == household[last])
-        index = pd.Index(household[last], name="household_id", dtype=object)
-        text = {"tier": tier[last], "assessed_on": assessed_on[last],
-                "before": np.where(assessed_before, tier[previous], None)}
-        return pd.DataFrame({"version": version[last].astype(np.int64),
-                             **{k: pd.Series(v, index=index, dtype=object)
-                                for k, v in text.items()}}, index=index)
+        """Per household: the colours of its last assessments (see :func:`household_colours`)."""
+        if conn is None:
+            with self.engine.connect() as own:
+                return household_colours(own)
+        return household_colours(conn)
 
     def events(self, subject: str | None = None, kind: str | None = None) -> pd.DataFrame:
         """The audit trail, oldest first (optionally for one subject or kind)."""

@@ -22,7 +22,7 @@ from wulian.demand.policy import Policy
 from wulian.planning import cycle, taskbook
 from wulian.planning.db import head, revision
 from wulian.planning.generate import generate_scenario
-from wulian.planning.register import Actor, Register
+from wulian.planning.register import WATCH, Actor, Register, watch_from_scratch
 from wulian.planning.scenario import Scenario
 from wulian.planning.simulate import simulate
 from wulian.planning.store import RunStore
@@ -596,3 +596,36 @@ def test_a_city_weeks_visit_results_are_looked_up_on_both_backends(store_url):
             for t in ids[::2]])
     with register.engine.connect() as conn:
         assert cycle.results_kept(conn, ids) == set(ids[::2])
+
+
+def _watched(register: Register) -> pd.DataFrame:
+    with register.engine.connect() as conn:
+        kept = pd.read_sql(sa.select(WATCH).order_by(WATCH.c.household_id), conn)
+        again = watch_from_scratch(conn).sort_values("household_id", ignore_index=True)
+    pd.testing.assert_frame_equal(kept, again, check_dtype=False)
+    return kept
+
+
+def test_the_household_watch_is_kept_as_the_register_changes(store_url, tiny):
+    """What the alerts read per household (station, last two colours, last visit) is kept as
+    each change is written; after imports, played weeks, single records and a station moved,
+    it is what the register's rows, assessments and history give."""
+    register = Register(RunStore(store_url), Actor("tester"), tiny.policy)
+    register.import_scenario(tiny)
+    first = _watched(register)
+    assert len(first) == len(tiny.households) and (first["tier"] != "").all()
+    simulate(register, 2, seed=3)
+    played = _watched(register)
+    assert (played["tier_before"] != "").any() and (played["last_visit"] > "2026-W00").any()
+    hid = played["household_id"].iat[-1]
+    register.assess({"household_id": hid, "d_health": "1"})
+    register.assess({"household_id": hid, "d_health": "0"})
+    tables = register.tables()
+    homes = tables["households"]
+    other = sorted(set(homes["station_id"]) - {homes.at[0, "station_id"]})[0]
+    homes.loc[0, "station_id"] = other  # moved to another station
+    register.import_scenario(Scenario.from_tables(tables, register.policy))
+    after = _watched(register).set_index("household_id")
+    assert after.at[homes.at[0, "household_id"], "station_id"] == other
+    assert after.at[hid, "version"] == played.set_index("household_id").at[hid, "version"] + 2
+    register.engine.dispose()

@@ -1,0 +1,44 @@
+"""The household watch: per household its station, last two colours and last visit, kept as the
+register changes (planning/register.py, WATCH) for the alerts' rules; and the waiting needs'
+index holding what those rules read of them.
+
+Revision ID: 0005
+Revises: 0004
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "household_watch",
+        sa.Column("household_id", sa.String(64), primary_key=True),
+        sa.Column("station_id", sa.String(64), nullable=False),
+        sa.Column("tier", sa.String(8), nullable=False),
+        sa.Column("tier_before", sa.String(8), nullable=False),
+        sa.Column("assessed_on", sa.String(10), nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("last_visit", sa.String(8), nullable=False),
+        sqlite_with_rowid=False,  # SQLite: a household found in its key's B-tree, not two
+    )
+    # The rules over waiting needs (planning/alerts.py) read their state, week raised,
+    # household and service from this index alone; it serves every lookup by state as before.
+    op.drop_index("ix_need_states_state", "need_states")
+    op.create_index("ix_need_states_waiting", "need_states",
+                    ["state", "week_raised", "household_id", "service_id"])
+    # A register made before this revision: its households watched from what it holds (once).
+    from wulian.planning.register import rebuild_watch
+
+    rebuild_watch(op.get_bind())
+
+
+def downgrade() -> None:
+    op.drop_index("ix_need_states_waiting", "need_states")
+    op.create_index("ix_need_states_state", "need_states", ["state"])
+    op.drop_table("household_watch")
