@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -189,6 +188,7 @@ class Events:
         self.conn = conn
         self.actor = actor
         self.rows: list[dict] = []
+        self.watched: list[tuple[str, list[str], list, list]] = []  # (see keep_watch)
         self.at = now()
 
     def add(self, kind: str, subject: str, before=None, after=None) -> None:
@@ -196,6 +196,9 @@ class Events:
         self.rows.append({"at": self.at, "actor": self.actor.name, "via": self.actor.via,
                           "kind": kind, "subject": subject, "before": _json(before),
                           "after": _json(after)})
+        if kind in WATCHED:
+            self.watched.append((kind, [subject], [self.rows[-1]["before"]],
+                                 [self.rows[-1]["after"]]))
 
     def add_many(self, kind: str, subjects: list[str], before: list | None,
                  after: list | None) -> None:
@@ -207,80 +210,100 @@ class Events:
         self.rows.extend({"at": at, "actor": actor, "via": via, "kind": kind, "subject": subject,
                           "before": b, "after": a}
                          for subject, b, a in zip(subjects, befores, afters, strict=True))
+        if kind in WATCHED and n:
+            self.watched.append((kind, list(subjects), befores, afters))
 
     def flush(self) -> None:
+        if self.watched:
+            keep_watch(self.conn, self.watched)
+            self.watched = []
         if self.rows:
-            keep_watch(self.conn, self.rows)
             bulk_insert(self.conn, EVENTS, self.rows)
             self.rows = []
 
 
-_STATION = re.compile(r'"station_id":\s*"((?:[^"\\]|\\.)*)"')
+# The events that change what the household watch holds (households and history rows are never
+# removed: see Register.import_scenario; a history row's week and household are its key).
+WATCHED = ("households.add", "households.change", "assessment.add", "history.add")
+_STATION = r'"station_id":\s*"(?P<station>(?:[^"\\]|\\.)*)"'
+_ASSESSED = pa.schema([("tier", pa.string()), ("assessed_on", pa.string()),
+                       ("version", pa.int64())])
 
 
-def _station(row: str | None) -> str:
-    """A household row's station, from its JSON text (a city's rows are not parsed whole)."""
-    found = _STATION.search(row or "")
-    if found is None:
-        return ""
-    text = found.group(1)
-    return json.loads(f'"{text}"') if "\\" in text else text
+def _stations(rows: list) -> np.ndarray:
+    """Each household row's station, from its JSON text (a city's rows are not parsed)."""
+    found = pc.extract_regex(pa.array(rows, pa.string()), _STATION).field("station")
+    out = found.fill_null("").to_numpy(zero_copy_only=False).astype(object)
+    escaped = pc.match_substring(found, "\\").fill_null(False).to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(escaped):  # escaped text: decoded
+        out[i] = json.loads(f'"{out[i]}"')
+    return out
 
 
-def _upsert(conn: sa.Connection, rows: list[tuple], update: str) -> None:
-    """Watch rows (every column, in the table's order) inserted, or ``update`` done where the
-    household is watched already (``excluded``: the row given)."""
-    if not rows:
+def keep_watch(conn: sa.Connection, batches: list[tuple[str, list[str], list, list]]) -> None:
+    """Bring the household watch (:data:`WATCH`) in line with the events about to be written
+    in this transaction (batches of ``kind, subjects, befores, afters`` of the kinds in
+    :data:`WATCHED`): households added or moved to another station, their assessments, and
+    visits added to the history."""
+    stations: dict[str, str] = {}
+    added: set[str] = set()  # households new to the register: not watched yet
+    assessed = []
+    visits = []
+    for kind, subjects, befores, afters in batches:
+        if kind == "assessment.add":
+            table = pa_json.read_json(pa.BufferReader("\n".join(afters).encode()),
+                                      parse_options=pa_json.ParseOptions(
+                                          explicit_schema=_ASSESSED,
+                                          unexpected_field_behavior="ignore")).to_pandas()
+            assessed.append(table.assign(household_id=[s[11:] for s in subjects]))
+        elif kind == "history.add":
+            visits += subjects
+        else:  # a household's row: its station when added, or when the change moved it
+            now = _stations(afters)
+            moved = (np.ones(len(now), bool) if kind == "households.add"
+                     else now != _stations(befores))
+            homes = np.asarray([s[11:] for s in subjects], dtype=object)
+            stations.update(zip(homes[moved], now[moved], strict=True))
+            if kind == "households.add":
+                added.update(homes)
+    frame = pd.concat(assessed, ignore_index=True) if assessed else pd.DataFrame(
+        columns=["tier", "assessed_on", "version", "household_id"])
+    last = frame.drop_duplicates("household_id", keep="last")
+    # Assessed twice in this transaction: the colour before is the one of the last but one.
+    twice = frame[frame.duplicated("household_id", keep="last")].drop_duplicates(
+        "household_id", keep="last")
+    before = dict(zip(twice["household_id"].tolist(), twice["tier"].tolist(), strict=True))
+    assessment = dict(zip(last["household_id"].tolist(), zip(
+        last["tier"].tolist(), last["assessed_on"].tolist(),
+        last["version"].astype(int).tolist(), strict=True), strict=True))
+    seen = _latest_weeks(pc.utf8_slice_codeunits(pa.array(visits, pa.string()), 8)
+                         ) if visits else pd.Series(dtype=object)
+    seen = dict(zip(seen.index.tolist(), seen.tolist(), strict=True))
+    rows = [(h, stations.get(h), *assessment.get(h, (None, None, None)), before.get(h),
+             seen.get(h)) for h in sorted(set(stations) | set(assessment) | set(seen))]
+    bulk_insert(conn, WATCH, [
+        {"household_id": h, "station_id": st or "", "tier": tier or "", "tier_before": bf or "",
+         "assessed_on": on or "", "version": version or 0, "last_visit": visit or ""}
+        for h, st, tier, on, version, bf, visit in rows if h in added])
+    known = [(st, tier, bf, bf, tier, on, version, visit, visit, h)
+             for h, st, tier, on, version, bf, visit in rows if h not in added]
+    if not known:
         return
     mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
-    sql = (f"INSERT INTO household_watch ({', '.join(c.name for c in WATCH.columns)}) "
-           f"VALUES ({', '.join([mark] * len(WATCH.columns))}) "
-           f"ON CONFLICT (household_id) DO UPDATE SET {update}")
-    for start in range(0, len(rows), 50_000):
-        conn.exec_driver_sql(sql, rows[start:start + 50_000])
-
-
-def keep_watch(conn: sa.Connection, events: list[dict]) -> None:
-    """Bring the household watch (:data:`WATCH`) in line with the events about to be written
-    in this transaction: households added or moved to another station, their assessments, and
-    visits added to the history (households and history rows are never removed: see
-    :meth:`Register.import_scenario`; a history row's week and household are its key)."""
-    stations: dict[str, str] = {}
-    assessed: dict[str, list[str]] = {}
-    visited: dict[str, str] = {}
-    for event in events:
-        kind = event["kind"]
-        if kind in ("households.add", "households.change"):
-            station = _station(event["after"])
-            if kind == "households.add" or station != _station(event["before"]):
-                stations[event["subject"].removeprefix("households:")] = station
-        elif kind == "assessment.add":
-            assessed.setdefault(event["subject"].removeprefix("households:"), []).append(
-                event["after"])
-        elif kind == "history.add":
-            week, household, _ = event["subject"].removeprefix("history:").split("|", 2)
-            visited[household] = max(visited.get(household, ""), week)
-    _upsert(conn, [(h, s, "", "", "", 0, "") for h, s in stations.items()],
-            "station_id = excluded.station_id")
-    once, again = [], []
-    for household, texts in assessed.items():
-        last = json.loads(texts[-1])
-        row = (household, stations.get(household, ""), last["tier"],
-               json.loads(texts[-2])["tier"] if len(texts) > 1 else "",
-               last["assessed_on"], int(last["version"]), "")
-        (again if len(texts) > 1 else once).append(row)
-    newest = ("tier = excluded.tier, assessed_on = excluded.assessed_on, "
-              "version = excluded.version")
-    _upsert(conn, once, "tier_before = CASE WHEN household_watch.version > 0 THEN "
-                        "household_watch.tier ELSE '' END, " + newest)
-    # Assessed twice in this transaction: the colour before is the first of the two.
-    _upsert(conn, again, "tier_before = excluded.tier_before, " + newest)
-    if visited:
-        w = WATCH.c
-        conn.execute(WATCH.update().where(w.household_id == sa.bindparam("h"),
-                                          w.last_visit < sa.bindparam("week"))
-                     .values(last_visit=sa.bindparam("week")),
-                     [{"h": h, "week": week} for h, week in visited.items()])
+    text, number = f"CAST({mark} AS VARCHAR(64))", f"CAST({mark} AS INTEGER)"
+    # Households watched already: a value given replaces the one kept, none (NULL) keeps it;
+    # a new assessment moves the colour to tier_before (or the one given, when assessed twice);
+    # a visit moves last_visit forward only.
+    update = ("UPDATE household_watch SET "
+              f"station_id = COALESCE({text}, station_id), "
+              f"tier_before = CASE WHEN {text} IS NULL THEN tier_before "
+              f"WHEN {text} IS NOT NULL THEN {text} WHEN version > 0 THEN tier ELSE '' END, "
+              f"tier = COALESCE({text}, tier), assessed_on = COALESCE({text}, assessed_on), "
+              f"version = COALESCE({number}, version), "
+              f"last_visit = CASE WHEN {text} > last_visit THEN {text} ELSE last_visit END "
+              f"WHERE household_id = {mark}")
+    for start in range(0, len(known), 50_000):
+        conn.exec_driver_sql(update, known[start:start + 50_000])
 
 
 def table_field(conn: sa.Connection, table: str, column: str) -> pd.Series:
@@ -327,13 +350,18 @@ def household_colours(conn: sa.Connection) -> pd.DataFrame:
 
 
 def last_visits(conn: sa.Connection) -> pd.Series:
-    """The last visit's week per household, from the history's keys (week|household|volunteer,
-    split in Arrow). Households and weeks are numbered (weeks in their order as text, which is
-    time's) and each household keeps its highest week number: no sort or groupby of a city's
-    600,000 visits as strings (grouping them in SQLite took longer still)."""
-    keys = [k for (k,) in fetch_rows(conn, sa.select(ROWS.c.row_key).where(
-        ROWS.c.tbl == "history"))]
-    parts = pc.split_pattern(pa.array(keys, pa.string()), "|", max_splits=2)
+    """The last visit's week per household, from the history's keys."""
+    return _latest_weeks(pa.array([k for (k,) in fetch_rows(conn, sa.select(ROWS.c.row_key)
+                                                            .where(ROWS.c.tbl == "history"))],
+                                  pa.string()))
+
+
+def _latest_weeks(keys: pa.Array) -> pd.Series:
+    """The latest week per household of history keys (week|household|volunteer, split in
+    Arrow). Households and weeks are numbered (weeks in their order as text, which is time's)
+    and each household keeps its highest week number: no sort or groupby of a city's 600,000
+    visits as strings (grouping them in SQLite took longer still)."""
+    parts = pc.split_pattern(keys, "|", max_splits=2)
     weeks, week_ids = pd.factorize(
         pc.list_element(parts, 0).to_numpy(zero_copy_only=False), sort=True)
     homes, home_ids = pd.factorize(pc.list_element(parts, 1).to_numpy(zero_copy_only=False))
