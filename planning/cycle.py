@@ -826,12 +826,13 @@ def _add_history(register: Register, conn, events: Events, visits: list[tuple[st
     frame = pd.DataFrame(visits, columns=["week", "household_id", "volunteer_id"])
     frame = frame.drop_duplicates()
     keys = history_key(frame)
-    have = register.keys("history", conn)
+    have = register.keys("history", conn, keys)
     fresh = frame[~member_mask(keys, have)]
     if not len(fresh):
         return 0
-    rows = [{"tbl": "history", "row_key": k, "data": data,
-             "effective_from": week_start(week).isoformat(), "updated_at": events.at}
+    monday = {w: week_start(w).isoformat() for w in set(fresh["week"])}
+    rows = [{"tbl": "history", "row_key": k, "data": data, "effective_from": monday[week],
+             "updated_at": events.at}
             for k, data, week in zip(history_key(fresh), row_json(canonical("history", fresh)),
                                      fresh["week"], strict=True)]
     bulk_insert(conn, ROWS, rows)

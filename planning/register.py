@@ -910,10 +910,16 @@ class Register:
             raise ValidationError(problems)
         return typed[table].reset_index(drop=True)
 
-    def keys(self, table: str, conn: sa.Connection) -> set[str]:
-        """The keys of a table's rows (without reading the rows)."""
-        return {k for (k,) in fetch_rows(conn, sa.select(ROWS.c.row_key).where(
-            ROWS.c.tbl == table))}
+    def keys(self, table: str, conn: sa.Connection, among: Iterable[str] | None = None
+             ) -> set[str]:
+        """The keys of a table's rows (without reading the rows); ``among``: only which of
+        these are (looked up by key: a week's visits among a city's 600,000)."""
+        if among is None:
+            return {k for (k,) in fetch_rows(conn, sa.select(ROWS.c.row_key).where(
+                ROWS.c.tbl == table))}
+        return {k for chunk in _chunks(sorted(set(among))) for (k,) in fetch_rows(
+            conn, sa.select(ROWS.c.row_key).where(ROWS.c.tbl == table,
+                                                  ROWS.c.row_key.in_(chunk)))}
 
     def add_rows(self, conn, events: Events, table: str, keys: list[str], data: list[str],
                  on: date) -> None:
