@@ -427,7 +427,11 @@ def evaluate(register: Register, week: str | None = None) -> Evaluation:
     with register.engine.begin() as conn:
         lock(conn)  # two evaluations at once queue (alert ids are keys)
         a = ALERTS.c  # (the columns compared: rows changed are updated in these columns)
-        stored = fetch_frame(conn, sa.select(a.alert_id, a.state, a.numbers, a.last_week))
+        # (a resolved alert's numbers are not compared: found again, it opens anew; a
+        # quarter's resolved alerts are read for their ids alone)
+        stored = fetch_frame(conn, sa.select(
+            a.alert_id, a.state, sa.case((a.state != "resolved", a.numbers)).label("numbers"),
+            a.last_week))
         events = Events(conn, register.actor)
         stamp = events.at
         # Each finding beside its stored alert (if any), each stored alert beside its finding.
