@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from wulian.contract import vocab
@@ -233,7 +235,10 @@ def _unmet(register: Register, conn, rule) -> pd.DataFrame:
     ends = np.r_[starts[1:], len(waiting)]
     # Each need id written as JSON once, then joined per household as json.dumps would.
     codes, distinct = pd.factorize(waiting["need_id"].to_numpy(object))
-    need = np.array([json.dumps(v, ensure_ascii=False) for v in distinct], dtype=object)[codes]
+    plain = pc.match_substring_regex(pa.array(distinct, pa.string()), r'^[^"\\\x00-\x1f]*$'
+                                     ).to_numpy(zero_copy_only=False)  # nothing to escape
+    need = np.array(['"' + v + '"' if ok else json.dumps(v, ensure_ascii=False)
+                     for v, ok in zip(distinct, plain, strict=True)], dtype=object)[codes]
     first_ids = ["[" + ", ".join(need[a:min(b, a + 20)]) + "]"
                  for a, b in zip(starts, ends, strict=True)]
     return _rows(pd.DataFrame({
