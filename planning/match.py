@@ -585,7 +585,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     model was neither cut nor pruned (else it would get the whole model's bounds anyway).
     """
     from wulian.optimizer.allocation import AllocationParams
-    from wulian.planning.allocate import record_run, run_allocation
+    from wulian.planning.allocate import record_run, run_allocation, run_tables
 
     match_params = match_params or MatchParams()
     # The rounds' matchings skip the LP bounds; those whose plan is not reported (a guess's,
@@ -628,7 +628,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         run = run_allocation(scenario, week=week, centre=centre,
                              params=guess if guessing else params, store=store,
                              volunteer_limits=(missing, caps), save=False,
-                             only_allocations=guessing)
+                             only_allocations=True)
         t1 = time.perf_counter()
         # A held round's service visits are a part of what the previous round placed; the
         # flow heuristic is not monotone, so the matching also starts from those placements
@@ -710,7 +710,11 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         # left short says why no volunteer could make one more visit, when none could.
         for need, why in _one_more_visit(scenario, match, pool_needs).items():
             limited.setdefault(need, why)
-    run = _limited_reasons(scenario, run, limited, frozen)
+    # Every round's run has only its allocations table; the last one's other tables (unmet,
+    # plans, utilisation, summary) are built once, with the matching's reasons.
+    result = _limited_reasons(run.result, limited, frozen)
+    run = replace(run, result=result,
+                  tables=run_tables(scenario, result, run.tables["allocations"]))
     run.info["volunteer_rounds"] = history
     if combined is not None:
         run.info["combined_week"] = {
@@ -866,17 +870,13 @@ def _one_more_visit(scenario: Scenario, match: MatchResult, need_ids: list[str]
     return reasons
 
 
-def _limited_reasons(scenario: Scenario, run: Run, limited: dict[str, str],
-                     frozen: set[str]) -> Run:
-    """``run`` with the matching's reason on needs whose pool it limited and that the
-    allocation left unmet because every source reaching them is full or capped; a need only
-    held at its earlier pool units (``frozen``) counts its pool as full, not as capped for the
-    household (the cap is the rounds', not an offer's)."""
-    from wulian.planning.allocate import plans_table, summary_table
-
-    result = run.result
+def _limited_reasons(result, limited: dict[str, str], frozen: set[str]):
+    """``result`` (an ``AllocationResult``) with the matching's reason on needs whose pool it
+    limited and that the allocation left unmet because every source reaching them is full or
+    capped; a need only held at its earlier pool units (``frozen``) counts its pool as full,
+    not as capped for the household (the cap is the rounds', not an offer's)."""
     if not limited and not frozen:
-        return run
+        return result
     ids = result.need_served["need_id"]
     old = result.need_served["reason"]
     reason = ids.map(limited)
@@ -884,16 +884,13 @@ def _limited_reasons(scenario: Scenario, run: Run, limited: dict[str, str],
     reason = reason.where(~held, "capacity_exhausted")
     swap = reason.notna() & old.isin(["capacity_exhausted", "household_cap"])
     if not swap.any():
-        return run
+        return result
     need_served = result.need_served.assign(
         reason=result.need_served["reason"].where(~swap, reason))
     new_reason = need_served.set_index("need_id")["reason"]
     unmet = result.unmet.assign(reason=result.unmet["need_id"].map(new_reason)
                                 .fillna(result.unmet["reason"]))
-    result = replace(result, unmet=unmet, need_served=need_served)
-    tables = {**run.tables, "unmet": unmet, "plans": plans_table(scenario, result),
-              "summary": summary_table(scenario, result)}
-    return replace(run, tables=tables, result=result)
+    return replace(result, unmet=unmet, need_served=need_served)
 
 
 def _move_monitoring(visits: pd.DataFrame) -> pd.DataFrame:
