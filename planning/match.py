@@ -598,6 +598,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     frozen: set[str] = set()  # needs held at their pool units of an earlier round
     history: list[dict] = []
     previous: pd.DataFrame | None = None  # the previous round's placed service visits
+    second: pd.DataFrame | None = None  # the settling's placements before its last
     held_from = free_rounds + 1  # the first round whose service visits the last placed
     pool_needs = pool_needs_of(scenario, week, centre)  # needs with a volunteer-pool arc
     due_of: dict[str, tuple] = {}  # week → monitoring_due's answer: every round's matching
@@ -647,6 +648,21 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
             hold = None
             match = run_matching(scenario, run, week=week, centre=centre, params=quick,
                                  keep=keep, monitoring=monitoring(run))
+        lost = match.visits[(match.visits["need_id"] != "")
+                            & (match.visits["volunteer_id"] == "")]
+        switched = False
+        if len(lost) and keep is not None and second is not None and len(second) \
+                and not guessing and not hold:
+            # The settling's last placements are one start among others (the heuristic is
+            # not monotone): when the matching from them loses service visits, it starts
+            # again from the placements before them and keeps the lexicographically better
+            # plan (the same visits; each plan's own levels and bounds), before a whole
+            # allocation is spent on the loss (docs/matching.md, "One plan").
+            again = run_matching(scenario, run, week=week, centre=centre, params=quick,
+                                 keep=second, monitoring=monitoring(run))
+            if _lex_better(again, match):
+                match, keep, switched = again, second, True
+        second = None
         visits = match.visits
         service = visits[visits["need_id"] != ""]
         lost = service[service["volunteer_id"] == ""]
@@ -656,6 +672,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
                         "unplaced_service_visits": len(lost),
                         "unplaced_visits": int((visits["volunteer_id"] == "").sum()),
                         "started_from_previous": keep is not None, "guess": guessing,
+                        "second_start": switched,
                         "allocation_seconds": round(t1 - t0, 3),
                         "matching_seconds": round(time.perf_counter() - t1, 3)})
         if (lost.empty and not guessing) or r == rounds - 1:
@@ -667,10 +684,9 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
             # visit of its own, which may displace another (lower class) service visit; each
             # of those would otherwise cost a whole allocation.
             t2 = time.perf_counter()
-            lost, placed, previous, inner = _settle(scenario, run, lost, placed, previous,
-                                                    week=match.info["week"], centre=centre,
-                                                    params=unreported, seconds=t1 - t0,
-                                                    monitoring=monitoring(run))
+            lost, placed, previous, inner, second = _settle(
+                scenario, run, lost, placed, previous, week=match.info["week"], centre=centre,
+                params=unreported, seconds=t1 - t0, monitoring=monitoring(run))
             history[-1].update({"settled_unplaced_service_visits": len(lost),
                                 "settling_matchings": inner,
                                 "settling_seconds": round(time.perf_counter() - t2, 3)})
@@ -779,6 +795,17 @@ def pool_needs_of(scenario: Scenario, week: str | None, centre: str | None) -> l
     return data.needs["need_id"].to_numpy(object)[has >= 0].tolist()
 
 
+def _lex_better(a: MatchResult, b: MatchResult) -> bool:
+    """Whether matching ``a`` is lexicographically better than ``b`` (of the same visits):
+    their levels in order (coverage classes, travel, continuity, load), each by its sense."""
+    for la, lb in zip(a.levels, b.levels, strict=True):
+        if la.name != lb.name:
+            return False
+        if abs(la.value - lb.value) > 1e-9 * max(1.0, abs(lb.value)):
+            return (la.value > lb.value) == (la.sense == "max")
+    return False
+
+
 #: Matchings alone, at most, that :func:`_settle` runs after a round's.
 SETTLE_MATCHINGS = 6
 
@@ -786,14 +813,15 @@ SETTLE_MATCHINGS = 6
 def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
             previous: pd.DataFrame, *, week: str, centre: str | None, params: MatchParams,
             seconds: float = np.inf, monitoring: tuple | None = None
-            ) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, int]:
+            ) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, int, pd.DataFrame | None]:
     """Match again, without allocating, the round's allocation with every need that lost
     service visits held at the units placed, starting from the placements so far, until no
     service visit is lost (at most :data:`SETTLE_MATCHINGS` times): (every service visit lost
     on the way, the units placed per need at the end, the placements at the end, matchings
-    run). The next allocation holds each need at most at those units, so its visits are a
-    part of the settled ones. No matching starts once ``seconds`` (the round's allocation
-    time) are spent: settling is there to save allocations, not to cost more than one."""
+    run, the placements before the last matching: the next round's second start). The next
+    allocation holds each need at most at those units, so its visits are a part of the
+    settled ones. No matching starts once ``seconds`` (the round's allocation time) are
+    spent: settling is there to save allocations, not to cost more than one."""
     from types import SimpleNamespace
 
     alloc = run.tables["allocations"]
@@ -801,6 +829,7 @@ def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
     caps: dict[str, float] = {}
     every = [lost]
     inner = 0
+    before = previous
     start = time.perf_counter()
     while len(lost) and inner < SETTLE_MATCHINGS and time.perf_counter() - start < seconds:
         for need in pd.unique(lost["need_id"]):
@@ -820,9 +849,11 @@ def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
         lost = service[service["volunteer_id"] == ""]
         every.append(lost)
         placed = service[service["volunteer_id"] != ""].groupby("need_id")["units"].sum()
+        before = previous
         previous = service.loc[service["volunteer_id"] != "", ["visit_id", "volunteer_id",
                                                                "hours"]]
-    return pd.concat(every, ignore_index=True), placed, previous, inner
+    return (pd.concat(every, ignore_index=True), placed, previous, inner,
+            before if inner else None)
 
 
 def _one_more_visit(scenario: Scenario, match: MatchResult, need_ids: list[str]
