@@ -66,47 +66,85 @@ def cmd_demo(args: argparse.Namespace) -> int:
     scenario = load_or_report(args.path)
     if scenario is None:
         return 1
-    show_scenario(scenario)
     out = Path(args.out)
-    plan = _plan(scenario, RunStore(args.store), DEMO_MATCH)
-    run = plan.run
-    with console.status("写出结果 / writing the output tables …"):
-        run.write(out, "csv")
-    show_run(scenario, run)
-    console.print(f"结果表已写入 / output tables written to: [bold]{out}[/] "
-                  f"({', '.join(run.tables)}, run.json); 运行记录 / recorded as run "
-                  f"{run.info['run_id']}")
-    # Beside the allocation's tables, not over them: those on disk stay the recorded run's.
-    code = _match_and_show(scenario, run, out / "matching", "csv", plan.match)
-    if code == 0 and args.weeks:
-        _demo_cycle(scenario, out, args.weeks)
+    # The weekly cycle shares nothing with the plan but the scenario: its weeks play in a
+    # worker process while the plan is made, and are shown after it.
+    cycle = DemoCycle(scenario, out, args.weeks) if args.weeks else None
+    try:
+        show_scenario(scenario)
+        plan = _plan(scenario, RunStore(args.store), DEMO_MATCH)
+        run = plan.run
+        with console.status("写出结果 / writing the output tables …"):
+            run.write(out, "csv")
+        show_run(scenario, run)
+        console.print(f"结果表已写入 / output tables written to: [bold]{out}[/] "
+                      f"({', '.join(run.tables)}, run.json); 运行记录 / recorded as run "
+                      f"{run.info['run_id']}")
+        # Beside the allocation's tables, not over them: those on disk stay the recorded run's.
+        code = _match_and_show(scenario, run, out / "matching", "csv", plan.match)
+        if code == 0 and cycle is not None:
+            cycle.show()
+    finally:
+        if cycle is not None:
+            cycle.close()
     console.print(f"演示总用时 / demo wall time: {time.perf_counter() - start:.1f} s")
     return code
 
 
-def _demo_cycle(scenario: Scenario, out: Path, weeks: int) -> None:
-    """The weekly cycle on the demo, in a register of its own (OUT/cycle.sqlite, made anew)."""
-    from wulian.api.cycle_cli import play_weeks
-    from wulian.planning.register import Actor, Register
-    from wulian.planning.store import RunStore
+class DemoCycle:
+    """The demo's weekly cycle: the weeks of one street (the one with the most households; the
+    whole district's would take minutes, ``wulian simulate PATH`` plays any scope) in a
+    register of its own (OUT/cycle.sqlite, made anew). When this process may use two cores or
+    more they play at once in a spawned worker process (a fork would copy this process's
+    memory and threads), beside the plan; else in this process when shown."""
 
-    console.rule("每周循环 / the weekly cycle (四项同步)")
-    path = out / "cycle.sqlite"
-    for stale in out.glob("cycle.sqlite*"):
-        stale.unlink()
-    store = RunStore(f"sqlite:///{path.resolve()}")
-    # One street's weeks (the one with the most households): the whole district's would take
-    # minutes; `wulian simulate PATH` plays any scope.
-    centres = scenario.centres.set_index("centre_id")
-    street = scenario.households["station_id"].map(centres["parent_id"]).value_counts().index[0]
-    console.print(f"街道 / street {street} {centres.at[street, 'name']}")
-    try:
-        play_weeks(Register(store, Actor("demo", "simulator"), scenario.policy), scenario,
-                   weeks, 0, centre=street, out=out / "cycle")
-    finally:
-        store.engine.dispose()
-    console.print(f"登记册与任务 / register and tasks: [bold]{path}[/]; 推送的工作簿 / published "
-                  f"workbooks: {out / 'cycle'} (wulian week list --store sqlite:///{path})")
+    def __init__(self, scenario: Scenario, out: Path, weeks: int):
+        from functools import partial
+
+        from wulian.api.cycle_cli import played_weeks
+        from wulian.planning.engines import default_workers
+
+        self.path = out / "cycle.sqlite"
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob("cycle.sqlite*"):
+            stale.unlink()
+        centres = scenario.centres.set_index("centre_id")
+        self.street = str(scenario.households["station_id"].map(centres["parent_id"])
+                          .value_counts().index[0])
+        self.name = centres.at[self.street, "name"]
+        self.play = partial(played_weeks, f"sqlite:///{self.path.resolve()}", scenario, weeks,
+                            0, centre=self.street, out=out / "cycle")
+        self.pool = self.future = None
+        if default_workers() >= 2:
+            from concurrent.futures import ProcessPoolExecutor
+            from multiprocessing import get_context
+
+            self.pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"))
+            self.future = self.pool.submit(self.play)
+
+    def show(self) -> None:
+        from wulian.api.cycle_cli import show_register, show_week, show_weeks
+
+        console.rule("每周循环 / the weekly cycle (四项同步)")
+        console.print(f"街道 / street {self.street} {self.name}")
+        with console.status("每周循环模拟中 / playing the weekly cycle …"):
+            changes, weeks = self.play() if self.future is None else self.future.result()
+        show_register(changes)
+        show_weeks([show_week(week) for week in weeks])
+        console.print(f"登记册与任务 / register and tasks: [bold]{self.path}[/]; 推送的工作簿 / "
+                      f"published workbooks: {self.path.parent / 'cycle'} (wulian week list "
+                      f"--store sqlite:///{self.path})")
+
+    def close(self) -> None:
+        """Stop the worker, if it still plays weeks nobody will see (the plan failed)."""
+        if self.pool is None:
+            return
+        from wulian.planning.engines import stop_workers
+
+        if not self.future.done():
+            stop_workers(self.pool)
+        self.pool.shutdown(wait=True)
+        self.pool = None
 
 
 def _allocate_and_show(scenario: Scenario, out: Path, fmt: str, week: str | None,

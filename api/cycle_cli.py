@@ -305,26 +305,55 @@ def play_weeks(register, scenario, weeks: int, seed: int, *, centre: str | None 
     from wulian.planning.simulate import simulate
 
     report = register.import_scenario(scenario)
-    console.print(f"登记册 / register: {count(report.total)} 处变更 changes")
-    rows = []
-
-    def show(week) -> None:
-        rows.append({"周 week": week.week, "任务 tasks": week.tasks,
-                     "拒绝 declined": week.declined,
-                     "完成 delivered": week.delivered + week.partial,
-                     "未完成 not done": week.not_delivered + week.visits_missed,
-                     "走访 visits": week.visits_made,
-                     "新需求 new": week.needs_found + week.needs_arrived,
-                     "顺延 carried": week.carried, "支出 spent": week.spent,
-                     "预警 alerts": week.alerts_open,
-                     "秒 s": sum(week.seconds[k] for k in ("open", "publish", "record",
-                                                          "close", "alerts"))})
-        console.print(f"  {week.week}: 开启 opened ({week.tasks} 任务 tasks) → 推送 published "
-                      f"({week.workbooks} 工作簿 workbooks) → 回复 answered → 结束 closed, "
-                      f"{week.carried} 个需求顺延 carried forward")
-
+    show_register(report.total)
+    rows: list[dict] = []
     with console.status("每周循环模拟中 / playing the weekly cycle …"):
-        simulate(register, weeks, seed, centre=centre, out=out, on_week=show)
+        simulate(register, weeks, seed, centre=centre, out=out,
+                 on_week=lambda week: rows.append(show_week(week)))
+    show_weeks(rows)
+
+
+def played_weeks(url: str, scenario, weeks: int, seed: int, *, centre: str | None = None,
+                 out: Path | None = None) -> tuple[int, list]:
+    """:func:`play_weeks` without printing, in a register of its own at ``url`` (what
+    ``wulian demo`` runs in a worker process beside the plan): (changes the import made,
+    the simulated weeks). Show them with :func:`show_register`, :func:`show_week` and
+    :func:`show_weeks`."""
+    from wulian.planning.register import Actor, Register
+    from wulian.planning.simulate import simulate
+    from wulian.planning.store import RunStore
+
+    store = RunStore(url)
+    try:
+        register = Register(store, Actor("demo", "simulator"), scenario.policy)
+        report = register.import_scenario(scenario)
+        return report.total, simulate(register, weeks, seed, centre=centre, out=out)
+    finally:
+        store.engine.dispose()
+
+
+def show_register(changes: int) -> None:
+    console.print(f"登记册 / register: {count(changes)} 处变更 changes")
+
+
+def show_week(week) -> dict:
+    """Print a simulated week's line; its row of the weeks' table."""
+    console.print(f"  {week.week}: 开启 opened ({week.tasks} 任务 tasks) → 推送 published "
+                  f"({week.workbooks} 工作簿 workbooks) → 回复 answered → 结束 closed, "
+                  f"{week.carried} 个需求顺延 carried forward")
+    return {"周 week": week.week, "任务 tasks": week.tasks,
+            "拒绝 declined": week.declined,
+            "完成 delivered": week.delivered + week.partial,
+            "未完成 not done": week.not_delivered + week.visits_missed,
+            "走访 visits": week.visits_made,
+            "新需求 new": week.needs_found + week.needs_arrived,
+            "顺延 carried": week.carried, "支出 spent": week.spent,
+            "预警 alerts": week.alerts_open,
+            "秒 s": sum(week.seconds[k] for k in ("open", "publish", "record", "close",
+                                                 "alerts"))}
+
+
+def show_weeks(rows: list[dict]) -> None:
     console.print(frame_table(pd.DataFrame(rows), "模拟的每周循环 / the simulated weekly cycle",
                               formats={"支出 spent": yuan, "秒 s": lambda v: f"{v:.1f}"},
                               index=False))

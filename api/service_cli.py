@@ -15,10 +15,13 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 import pandas as pd
 from rich.text import Text
+
+if TYPE_CHECKING:  # httpx is imported by the commands that talk to a service, not by `wulian`
+    import httpx
 
 from wulian.api.console import FAILED, CliError, console, failed, missing_extra, usage
 
@@ -119,6 +122,8 @@ def api_token(args: argparse.Namespace) -> str:
 
 
 def _client(args: argparse.Namespace) -> httpx.Client:
+    import httpx
+
     token = api_token(args)
     url = (args.url or os.environ.get("WULIAN_URL") or DEFAULT_URL).rstrip("/")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -183,6 +188,8 @@ def _upload(client: httpx.Client, path: Path, name: str | None) -> dict:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
+    import httpx
+
     try:
         with _client(args) as client:
             return _jobs(args, client, console)

@@ -109,7 +109,8 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
     volunteer hours left over. ``volunteer_limits`` — (pool_id → hours the matching found
     missing, need_id → most units from pools) — is what ``planning.match.plan_week`` learnt
     from the week's matching. With ``only_allocations`` the run's tables are its
-    ``allocations`` only (``plan_week``'s guess, whose plans and summary nobody reads).
+    ``allocations`` only (``plan_week``'s rounds: it builds the rest for the last one,
+    :func:`run_tables`).
     """
     params = params or AllocationParams()
     if centre and params.search_seconds is None:
@@ -137,13 +138,9 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
                 result, decomposition = allocate_by_district(data, params, map_fn=pool.map)
     else:
         result = allocate(data, params)
-    tables = {"allocations": _allocations(scenario, result)} if only_allocations else {
-        "allocations": _allocations(scenario, result),
-        "unmet": result.unmet,
-        "plans": plans_table(scenario, result),
-        "utilisation": _utilisation(result),
-        "summary": summary_table(scenario, result),
-    }
+    tables = {"allocations": _allocations(scenario, result)}
+    if not only_allocations:
+        tables = run_tables(scenario, result, tables["allocations"])
     levels = {lv.name: {"sense": lv.sense, "value": lv.value, "bound": lv.bound,
                         "gap": lv.gap, "status": str(lv.status), "seconds": round(lv.seconds, 3),
                         "proven": lv.status == "optimal",
@@ -175,6 +172,16 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
     if store is not None and save:
         record_run(store, scenario, run)
     return run
+
+
+def run_tables(scenario: Scenario, result: AllocationResult,
+               allocations: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """A run's tables from its result (``allocations``: that table, when already built)."""
+    return {"allocations": _allocations(scenario, result) if allocations is None else allocations,
+            "unmet": result.unmet,
+            "plans": plans_table(scenario, result),
+            "utilisation": _utilisation(result),
+            "summary": summary_table(scenario, result)}
 
 
 def record_run(store: RunStore, scenario: Scenario, run: Run) -> None:

@@ -585,7 +585,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     model was neither cut nor pruned (else it would get the whole model's bounds anyway).
     """
     from wulian.optimizer.allocation import AllocationParams
-    from wulian.planning.allocate import record_run, run_allocation
+    from wulian.planning.allocate import record_run, run_allocation, run_tables
 
     match_params = match_params or MatchParams()
     # The rounds' matchings skip the LP bounds; those whose plan is not reported (a guess's,
@@ -598,6 +598,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     frozen: set[str] = set()  # needs held at their pool units of an earlier round
     history: list[dict] = []
     previous: pd.DataFrame | None = None  # the previous round's placed service visits
+    second: pd.DataFrame | None = None  # the settling's placements before its last
     held_from = free_rounds + 1  # the first round whose service visits the last placed
     pool_needs = pool_needs_of(scenario, week, centre)  # needs with a volunteer-pool arc
     due_of: dict[str, tuple] = {}  # week → monitoring_due's answer: every round's matching
@@ -628,7 +629,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         run = run_allocation(scenario, week=week, centre=centre,
                              params=guess if guessing else params, store=store,
                              volunteer_limits=(missing, caps), save=False,
-                             only_allocations=guessing)
+                             only_allocations=True)
         t1 = time.perf_counter()
         # A held round's service visits are a part of what the previous round placed; the
         # flow heuristic is not monotone, so the matching also starts from those placements
@@ -647,6 +648,21 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
             hold = None
             match = run_matching(scenario, run, week=week, centre=centre, params=quick,
                                  keep=keep, monitoring=monitoring(run))
+        lost = match.visits[(match.visits["need_id"] != "")
+                            & (match.visits["volunteer_id"] == "")]
+        switched = False
+        if len(lost) and keep is not None and second is not None and len(second) \
+                and not guessing and not hold:
+            # The settling's last placements are one start among others (the heuristic is
+            # not monotone): when the matching from them loses service visits, it starts
+            # again from the placements before them and keeps the lexicographically better
+            # plan (the same visits; each plan's own levels and bounds), before a whole
+            # allocation is spent on the loss (docs/matching.md, "One plan").
+            again = run_matching(scenario, run, week=week, centre=centre, params=quick,
+                                 keep=second, monitoring=monitoring(run))
+            if _lex_better(again, match):
+                match, keep, switched = again, second, True
+        second = None
         visits = match.visits
         service = visits[visits["need_id"] != ""]
         lost = service[service["volunteer_id"] == ""]
@@ -656,6 +672,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
                         "unplaced_service_visits": len(lost),
                         "unplaced_visits": int((visits["volunteer_id"] == "").sum()),
                         "started_from_previous": keep is not None, "guess": guessing,
+                        "second_start": switched,
                         "allocation_seconds": round(t1 - t0, 3),
                         "matching_seconds": round(time.perf_counter() - t1, 3)})
         if (lost.empty and not guessing) or r == rounds - 1:
@@ -667,10 +684,9 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
             # visit of its own, which may displace another (lower class) service visit; each
             # of those would otherwise cost a whole allocation.
             t2 = time.perf_counter()
-            lost, placed, previous, inner = _settle(scenario, run, lost, placed, previous,
-                                                    week=match.info["week"], centre=centre,
-                                                    params=unreported, seconds=t1 - t0,
-                                                    monitoring=monitoring(run))
+            lost, placed, previous, inner, second = _settle(
+                scenario, run, lost, placed, previous, week=match.info["week"], centre=centre,
+                params=unreported, seconds=t1 - t0, monitoring=monitoring(run))
             history[-1].update({"settled_unplaced_service_visits": len(lost),
                                 "settling_matchings": inner,
                                 "settling_seconds": round(time.perf_counter() - t2, 3)})
@@ -710,7 +726,11 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         # left short says why no volunteer could make one more visit, when none could.
         for need, why in _one_more_visit(scenario, match, pool_needs).items():
             limited.setdefault(need, why)
-    run = _limited_reasons(scenario, run, limited, frozen)
+    # Every round's run has only its allocations table; the last one's other tables (unmet,
+    # plans, utilisation, summary) are built once, with the matching's reasons.
+    result = _limited_reasons(run.result, limited, frozen)
+    run = replace(run, result=result,
+                  tables=run_tables(scenario, result, run.tables["allocations"]))
     run.info["volunteer_rounds"] = history
     if combined is not None:
         run.info["combined_week"] = {
@@ -775,6 +795,17 @@ def pool_needs_of(scenario: Scenario, week: str | None, centre: str | None) -> l
     return data.needs["need_id"].to_numpy(object)[has >= 0].tolist()
 
 
+def _lex_better(a: MatchResult, b: MatchResult) -> bool:
+    """Whether matching ``a`` is lexicographically better than ``b`` (of the same visits):
+    their levels in order (coverage classes, travel, continuity, load), each by its sense."""
+    for la, lb in zip(a.levels, b.levels, strict=True):
+        if la.name != lb.name:
+            return False
+        if abs(la.value - lb.value) > 1e-9 * max(1.0, abs(lb.value)):
+            return (la.value > lb.value) == (la.sense == "max")
+    return False
+
+
 #: Matchings alone, at most, that :func:`_settle` runs after a round's.
 SETTLE_MATCHINGS = 6
 
@@ -782,14 +813,15 @@ SETTLE_MATCHINGS = 6
 def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
             previous: pd.DataFrame, *, week: str, centre: str | None, params: MatchParams,
             seconds: float = np.inf, monitoring: tuple | None = None
-            ) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, int]:
+            ) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, int, pd.DataFrame | None]:
     """Match again, without allocating, the round's allocation with every need that lost
     service visits held at the units placed, starting from the placements so far, until no
     service visit is lost (at most :data:`SETTLE_MATCHINGS` times): (every service visit lost
     on the way, the units placed per need at the end, the placements at the end, matchings
-    run). The next allocation holds each need at most at those units, so its visits are a
-    part of the settled ones. No matching starts once ``seconds`` (the round's allocation
-    time) are spent: settling is there to save allocations, not to cost more than one."""
+    run, the placements before the last matching: the next round's second start). The next
+    allocation holds each need at most at those units, so its visits are a part of the
+    settled ones. No matching starts once ``seconds`` (the round's allocation time) are
+    spent: settling is there to save allocations, not to cost more than one."""
     from types import SimpleNamespace
 
     alloc = run.tables["allocations"]
@@ -797,6 +829,7 @@ def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
     caps: dict[str, float] = {}
     every = [lost]
     inner = 0
+    before = previous
     start = time.perf_counter()
     while len(lost) and inner < SETTLE_MATCHINGS and time.perf_counter() - start < seconds:
         for need in pd.unique(lost["need_id"]):
@@ -816,9 +849,11 @@ def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
         lost = service[service["volunteer_id"] == ""]
         every.append(lost)
         placed = service[service["volunteer_id"] != ""].groupby("need_id")["units"].sum()
+        before = previous
         previous = service.loc[service["volunteer_id"] != "", ["visit_id", "volunteer_id",
                                                                "hours"]]
-    return pd.concat(every, ignore_index=True), placed, previous, inner
+    return (pd.concat(every, ignore_index=True), placed, previous, inner,
+            before if inner else None)
 
 
 def _one_more_visit(scenario: Scenario, match: MatchResult, need_ids: list[str]
@@ -866,17 +901,13 @@ def _one_more_visit(scenario: Scenario, match: MatchResult, need_ids: list[str]
     return reasons
 
 
-def _limited_reasons(scenario: Scenario, run: Run, limited: dict[str, str],
-                     frozen: set[str]) -> Run:
-    """``run`` with the matching's reason on needs whose pool it limited and that the
-    allocation left unmet because every source reaching them is full or capped; a need only
-    held at its earlier pool units (``frozen``) counts its pool as full, not as capped for the
-    household (the cap is the rounds', not an offer's)."""
-    from wulian.planning.allocate import plans_table, summary_table
-
-    result = run.result
+def _limited_reasons(result, limited: dict[str, str], frozen: set[str]):
+    """``result`` (an ``AllocationResult``) with the matching's reason on needs whose pool it
+    limited and that the allocation left unmet because every source reaching them is full or
+    capped; a need only held at its earlier pool units (``frozen``) counts its pool as full,
+    not as capped for the household (the cap is the rounds', not an offer's)."""
     if not limited and not frozen:
-        return run
+        return result
     ids = result.need_served["need_id"]
     old = result.need_served["reason"]
     reason = ids.map(limited)
@@ -884,16 +915,13 @@ def _limited_reasons(scenario: Scenario, run: Run, limited: dict[str, str],
     reason = reason.where(~held, "capacity_exhausted")
     swap = reason.notna() & old.isin(["capacity_exhausted", "household_cap"])
     if not swap.any():
-        return run
+        return result
     need_served = result.need_served.assign(
         reason=result.need_served["reason"].where(~swap, reason))
     new_reason = need_served.set_index("need_id")["reason"]
     unmet = result.unmet.assign(reason=result.unmet["need_id"].map(new_reason)
                                 .fillna(result.unmet["reason"]))
-    result = replace(result, unmet=unmet, need_served=need_served)
-    tables = {**run.tables, "unmet": unmet, "plans": plans_table(scenario, result),
-              "summary": summary_table(scenario, result)}
-    return replace(run, tables=tables, result=result)
+    return replace(result, unmet=unmet, need_served=need_served)
 
 
 def _move_monitoring(visits: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-import networkx as nx
 import numpy as np
 import pandas as pd
 
@@ -274,16 +273,40 @@ def _check_hierarchy(centres: pd.DataFrame) -> list[Problem]:
             "expected": exp, "actual": act,
             "expected_zh": vocab.LEVELS[exp][0], "actual_zh": vocab.LEVELS[act][0]}))
 
-    graph = nx.DiGraph()
     has_parent = (parent != "").to_numpy()
-    graph.add_edges_from(zip(centres["centre_id"].to_numpy()[has_parent],
-                             parent.to_numpy()[has_parent], strict=True))
+    edges = list(zip(centres["centre_id"].to_numpy()[has_parent], parent.to_numpy()[has_parent],
+                     strict=True))
+    if not _may_cycle(edges):
+        return problems
+    import networkx as nx  # only to list the cycles there are (a second's import saved else)
+
+    graph = nx.DiGraph()
+    graph.add_edges_from(edges)
     row_of = {c: i for i, c in reversed(list(enumerate(centres["centre_id"].to_numpy())))}
     for cycle in nx.simple_cycles(graph):
         first = min(cycle, key=lambda c: row_of.get(c, 0))
         problems.append(Problem("centres", "hierarchy_cycle", _row(row_of.get(first, 0)),
                                 "parent_id", first, {"cycle": " → ".join([*cycle, cycle[0]])}))
     return problems
+
+
+def _may_cycle(edges: list[tuple[str, str]]) -> bool:
+    """Whether the child → parent edges may hold a cycle: exactly when each child has one
+    parent (follow the parents from every centre, each centre once), else True (a duplicated
+    centre id: networkx looks)."""
+    parent: dict[str, str] = {}
+    for child, up in edges:
+        if parent.setdefault(child, up) != up:
+            return True
+    walk_of: dict[str, int] = {}  # centre → the walk that first reached it
+    for walk, start in enumerate(parent):
+        node = start
+        while node in parent and node not in walk_of:
+            walk_of[node] = walk
+            node = parent[node]
+        if walk_of.get(node) == walk:
+            return True
+    return False
 
 
 def _check_station_level(typed: dict[str, pd.DataFrame]) -> list[Problem]:

@@ -113,11 +113,27 @@ def test_exports_are_safe_against_formula_injection(tmp_path, store):
         assert not frame["need_id"].str.startswith("=").any(), name
 
 
-def test_demo_runs_on_a_given_scenario(tmp_path, store, capsys):
-    """`wulian demo PATH` describes, allocates and says where the tables are."""
-    assert main(["demo", str(CLEAN), "--out", str(tmp_path)]) == 0
+def test_demo_runs_on_a_given_scenario(tmp_path, store, capsys, monkeypatch):
+    """`wulian demo PATH` describes, allocates and says where the tables are, then shows the
+    weekly cycle's weeks; played in a worker process beside the plan (two cores or more) or
+    in this process after it, they are the same weeks."""
+    import wulian.planning.engines
+
+    assert main(["demo", str(CLEAN), "--out", str(tmp_path / "a")]) == 0
     text = capsys.readouterr().out
     assert "fill rate by colour" in text and "output tables written" in text
+    assert "the simulated weekly cycle" in text and (tmp_path / "a" / "cycle.sqlite").exists()
+    monkeypatch.setattr(wulian.planning.engines, "default_workers", lambda: 1)
+    assert main(["demo", str(CLEAN), "--out", str(tmp_path / "b")]) == 0
+    alone = capsys.readouterr().out
+
+    def weeks(printed: str) -> list[str]:  # each week's line, as wrapped
+        lines = printed.splitlines()
+        at = next(i for i, line in enumerate(lines) if "register:" in line)
+        end = next(i for i, line in enumerate(lines) if "the simulated weekly cycle" in line)
+        return [line for line in lines[at + 1:end] if "opened" in line]
+
+    assert len(weeks(text)) == 2 and weeks(text) == weeks(alone)
 
 
 def test_budget_lab_command(tmp_path, capsys):
