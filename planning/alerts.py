@@ -223,10 +223,11 @@ def _unmet(register: Register, conn, rule) -> pd.DataFrame:
                           .select_from(NEED_STATES.join(WATCH, w.household_id == n.household_id))
                           .where(n.state.in_(OPEN_STATES + ("allocated",)),
                                  n.week_raised <= shift_week(as_of, -int(rule["weeks"])),
-                                 w.tier.in_(list(rule["colours"])))
-                          .order_by(n.household_id, n.need_id))
+                                 w.tier.in_(list(rule["colours"]))))
     if waiting.empty:
         return _findings([])
+    # Sorted here, by code point (a database's collation may order ids otherwise).
+    waiting = waiting.sort_values(["household_id", "need_id"], ignore_index=True)
     waiting["age"] = weeks_waited(waiting["week_raised"].to_numpy(object), as_of)
     # One finding per household, with its first 20 need ids: rows sorted by household and
     # need, then cut where the household changes (a city has a hundred thousand of them).

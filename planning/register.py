@@ -125,6 +125,7 @@ WATCH = sa.Table(
     sa.Column("assessed_on", sa.String(10), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("last_visit", sa.String(8), nullable=False),
+    sqlite_with_rowid=False,
 )
 EVENTS = sa.Table(
     "events", _meta,
@@ -188,7 +189,7 @@ class Events:
         self.conn = conn
         self.actor = actor
         self.rows: list[dict] = []
-        self.watched: list[tuple[str, list[str], list, list]] = []  # (see keep_watch)
+        self.watched: list[tuple[str, list[str], list]] = []  # (see keep_watch)
         self.at = now()
 
     def add(self, kind: str, subject: str, before=None, after=None) -> None:
@@ -197,8 +198,7 @@ class Events:
                           "kind": kind, "subject": subject, "before": _json(before),
                           "after": _json(after)})
         if kind in WATCHED:
-            self.watched.append((kind, [subject], [self.rows[-1]["before"]],
-                                 [self.rows[-1]["after"]]))
+            self.watched.append((kind, [subject], [self.rows[-1]["after"]]))
 
     def add_many(self, kind: str, subjects: list[str], before: list | None,
                  after: list | None) -> None:
@@ -211,7 +211,7 @@ class Events:
                           "before": b, "after": a}
                          for subject, b, a in zip(subjects, befores, afters, strict=True))
         if kind in WATCHED and n:
-            self.watched.append((kind, list(subjects), befores, afters))
+            self.watched.append((kind, list(subjects), afters))
 
     def flush(self) -> None:
         if self.watched:
@@ -240,16 +240,16 @@ def _stations(rows: list) -> np.ndarray:
     return out
 
 
-def keep_watch(conn: sa.Connection, batches: list[tuple[str, list[str], list, list]]) -> None:
+def keep_watch(conn: sa.Connection, batches: list[tuple[str, list[str], list]]) -> None:
     """Bring the household watch (:data:`WATCH`) in line with the events about to be written
-    in this transaction (batches of ``kind, subjects, befores, afters`` of the kinds in
-    :data:`WATCHED`): households added or moved to another station, their assessments, and
+    in this transaction (batches of ``kind, subjects, afters`` of the kinds in
+    :data:`WATCHED`): households added or changed (their station), their assessments, and
     visits added to the history."""
     stations: dict[str, str] = {}
     added: set[str] = set()  # households new to the register: not watched yet
     assessed = []
     visits = []
-    for kind, subjects, befores, afters in batches:
+    for kind, subjects, afters in batches:
         if kind == "assessment.add":
             table = pa_json.read_json(pa.BufferReader("\n".join(afters).encode()),
                                       parse_options=pa_json.ParseOptions(
@@ -258,12 +258,9 @@ def keep_watch(conn: sa.Connection, batches: list[tuple[str, list[str], list, li
             assessed.append(table.assign(household_id=[s[11:] for s in subjects]))
         elif kind == "history.add":
             visits += subjects
-        else:  # a household's row: its station when added, or when the change moved it
-            now = _stations(afters)
-            moved = (np.ones(len(now), bool) if kind == "households.add"
-                     else now != _stations(befores))
-            homes = np.asarray([s[11:] for s in subjects], dtype=object)
-            stations.update(zip(homes[moved], now[moved], strict=True))
+        else:  # a household's row added or changed: its station as the row now says
+            homes = [s[11:] for s in subjects]
+            stations.update(zip(homes, _stations(afters), strict=True))
             if kind == "households.add":
                 added.update(homes)
     frame = pd.concat(assessed, ignore_index=True) if assessed else pd.DataFrame(
@@ -290,7 +287,7 @@ def keep_watch(conn: sa.Connection, batches: list[tuple[str, list[str], list, li
     if not known:
         return
     mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
-    text, number = f"CAST({mark} AS VARCHAR(64))", f"CAST({mark} AS INTEGER)"
+    text, number = f"CAST({mark} AS TEXT)", f"CAST({mark} AS INTEGER)"
     # Households watched already: a value given replaces the one kept, none (NULL) keeps it;
     # a new assessment moves the colour to tier_before (or the one given, when assessed twice);
     # a visit moves last_visit forward only.

@@ -5,6 +5,7 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+from datetime import date
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from wulian.demand.policy import Policy
 from wulian.planning import cycle, taskbook
 from wulian.planning.db import head, revision
 from wulian.planning.generate import generate_scenario
-from wulian.planning.register import WATCH, Actor, Register, watch_from_scratch
+from wulian.planning.register import WATCH, Actor, Events, Register, watch_from_scratch
 from wulian.planning.scenario import Scenario
 from wulian.planning.simulate import simulate
 from wulian.planning.store import RunStore
@@ -628,4 +629,61 @@ def test_the_household_watch_is_kept_as_the_register_changes(store_url, tiny):
     after = _watched(register).set_index("household_id")
     assert after.at[homes.at[0, "household_id"], "station_id"] == other
     assert after.at[hid, "version"] == played.set_index("household_id").at[hid, "version"] + 2
+    register.engine.dispose()
+
+
+def test_a_household_assessed_twice_in_one_transaction_keeps_the_first_colour_before(
+        tmp_path, tiny):
+    register = Register(RunStore(f"sqlite:///{tmp_path / 'twice.sqlite'}"), Actor("tester"),
+                        tiny.policy)
+    register.import_scenario(tiny)
+    homes = tiny.households
+    hid = homes.loc[homes["tier"] == "red", "household_id"].iat[0]
+    columns = ("d_income", "d_education", "d_health", "d_housing", "d_assets", "d_capability",
+               "d_social")
+    best = {**dict.fromkeys(columns, "0"), "categories": "", "tier": ""}
+    worst = {**dict.fromkeys(columns, "1"), "categories": "", "tier": ""}
+    row = json.loads(register.rows("households", None, [hid])[hid])
+    with register.engine.begin() as conn:
+        events = Events(conn, register.actor)
+        for change in (best, worst):  # red, then at its best, then at its worst
+            typed = register.valid_rows(conn, "households", {hid: {**row, **change}})
+            register.write_assessments(conn, events, typed, date(2026, 12, 7),
+                                       assessor="tester", discovered_by="visit")
+        events.flush()
+    kept = _watched(register).set_index("household_id")
+    history = register.colour_history(hid)
+    first, second, third = history["tier"]
+    assert first != second != third  # (the one before is told from the one kept before)
+    assert (kept.at[hid, "version"], kept.at[hid, "tier_before"], kept.at[hid, "tier"]) == \
+        (3, second, third)
+    register.engine.dispose()
+
+
+def test_the_watch_is_filled_at_upgrade_and_an_upgrade_stopped_half_way_runs_again(tmp_path,
+                                                                                     tiny):
+    """A register made before revision 0005 gets its household watch at ``wulian db upgrade``;
+    on SQLite a table or index made is kept even when the upgrade stops after it, so running
+    the upgrade again must finish the job, not fail on what is there."""
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    register = Register(RunStore(url), Actor("tester"), tiny.policy)
+    register.import_scenario(tiny)
+    simulate(register, 1, seed=2)
+    expected = _watched(register)
+
+    def back_to_0004(done: bool) -> None:
+        with register.engine.begin() as conn:
+            if not done:  # as revision 0004 left it
+                conn.execute(sa.text("DROP TABLE household_watch"))
+                conn.execute(sa.text("DROP INDEX ix_need_states_waiting"))
+                conn.execute(sa.text("CREATE INDEX ix_need_states_state ON need_states (state)"))
+            else:  # stopped after the table and the index were made, before the watch was
+                conn.execute(WATCH.delete())
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '0004'"))
+
+    for done in (False, True):
+        back_to_0004(done)
+        assert main(["db", "upgrade", "--store", url]) == 0
+        assert revision(register.engine) == head()
+        pd.testing.assert_frame_equal(_watched(register), expected)
     register.engine.dispose()

@@ -16,26 +16,36 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "household_watch",
-        sa.Column("household_id", sa.String(64), primary_key=True),
-        sa.Column("station_id", sa.String(64), nullable=False),
-        sa.Column("tier", sa.String(8), nullable=False),
-        sa.Column("tier_before", sa.String(8), nullable=False),
-        sa.Column("assessed_on", sa.String(10), nullable=False),
-        sa.Column("version", sa.Integer, nullable=False),
-        sa.Column("last_visit", sa.String(8), nullable=False),
-        sqlite_with_rowid=False,  # SQLite: a household found in its key's B-tree, not two
-    )
+    # Each step is skipped when done already: SQLite commits a table's or an index's change at
+    # once, outside the upgrade's transaction, so an upgrade stopped half way (killed, out of
+    # memory in the rebuild) is run again from where it stopped.
+    bind = op.get_bind()
+    inspector = sa.inspect(bind)
+    if not inspector.has_table("household_watch"):
+        op.create_table(
+            "household_watch",
+            sa.Column("household_id", sa.String(64), primary_key=True),
+            sa.Column("station_id", sa.String(64), nullable=False),
+            sa.Column("tier", sa.String(8), nullable=False),
+            sa.Column("tier_before", sa.String(8), nullable=False),
+            sa.Column("assessed_on", sa.String(10), nullable=False),
+            sa.Column("version", sa.Integer, nullable=False),
+            sa.Column("last_visit", sa.String(8), nullable=False),
+            sqlite_with_rowid=False,  # SQLite: a household found in its key's B-tree, not two
+        )
     # The rules over waiting needs (planning/alerts.py) read their state, week raised,
     # household and service from this index alone; it serves every lookup by state as before.
-    op.drop_index("ix_need_states_state", "need_states")
-    op.create_index("ix_need_states_waiting", "need_states",
-                    ["state", "week_raised", "household_id", "service_id"])
-    # A register made before this revision: its households watched from what it holds (once).
+    indexes = {i["name"] for i in inspector.get_indexes("need_states")}
+    if "ix_need_states_state" in indexes:
+        op.drop_index("ix_need_states_state", "need_states")
+    if "ix_need_states_waiting" not in indexes:
+        op.create_index("ix_need_states_waiting", "need_states",
+                        ["state", "week_raised", "household_id", "service_id"])
+    # A register made before this revision: its households watched from what it holds (once;
+    # the rebuild empties the watch first).
     from wulian.planning.register import rebuild_watch
 
-    rebuild_watch(op.get_bind())
+    rebuild_watch(bind)
 
 
 def downgrade() -> None:
