@@ -5,10 +5,10 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-from datetime import date
 import sqlite3
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import numpy as np
