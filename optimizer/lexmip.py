@@ -320,8 +320,8 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         last_lp.clear()
         last_lp.update(value=float(h.getInfo().objective_function_value),
                        x=np.asarray(solution.col_value, float), exact=exact_model)
-        if not solution.dual_valid:
-            return
+        if not (solution.dual_valid and searching and level_bounded[0] and exact_model):
+            return  # only a search and what a level implies read it
         cost, lo_now, hi_now, r_lo, r_hi, entry_col, entry_row, entry_value = lp_arrays(h)
         weak = lagrangian(cost, lo_now, hi_now, r_lo, r_hi, entry_col, entry_row, entry_value,
                           np.asarray(solution.row_dual, float), maximise=current.sense == "max")
