@@ -267,7 +267,8 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     int_cols = np.flatnonzero(int_mask).astype(np.int32)
     # Rows whose activity is whole in every whole answer (whole coefficients on whole columns)
     # and whose finite sides are whole: a multiplier above a level's gap holds them at a side.
-    whole_entry = (np.abs(a_value - np.round(a_value)) <= 1e-12) & int_mask[a_index]
+    whole_entry = (np.abs(a_value - np.round(a_value))
+                   <= 1e-9 * np.maximum(1.0, np.abs(a_value))) & int_mask[a_index]
     finite_lo, finite_hi = np.where(np.isfinite(lo), lo, 0.0), np.where(np.isfinite(hi), hi, 0.0)
     whole_side = (np.abs(finite_lo - np.round(finite_lo)) <= 1e-9)
     whole_side &= (np.abs(finite_hi - np.round(finite_hi)) <= 1e-9)
@@ -377,7 +378,8 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
                               min(seconds, time_limit) if time_limit > 0 else seconds,
                               seed=seed, threads=threads, gap=PROVEN_GAP / 2)
         if os.environ.get("WULIAN_TRACE"):
-            print(f"  search {current.name}: {found.status}, {int((lo_s < hi_s).sum())} of {n} "
+            print(f"  search {current.name} ({seconds:.2f} s given): {found.status}, "
+                  f"{int((lo_s < hi_s).sum())} of {n} "
                   f"free, {time.perf_counter() - t:.2f}s", flush=True)
         if found.status in ("infeasible", "failed"):
             return None  # infeasible by numerics only: the answer in hand is in its space
@@ -693,8 +695,6 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     incumbent: np.ndarray | None = None  # the last whole answer, feasible for every level
     pending: list[tuple[int, threading.Thread, dict]] = []  # certificates being solved
     level_bounded = [True]  # bounded(current), decided once per level
-    proved = [False]  # has a search of this solve proven its level?
-    spent = [0.0]  # seconds of search so far
     search_left = float(search_seconds)
     searching = search_seconds > 0 and not exact
     for k, level in enumerate(levels):
@@ -740,12 +740,10 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             assert x is not None  # solve() gave the level its answer
             found = exact_search(x, value, share)
             search_left -= time.perf_counter() - t
-            spent[0] += time.perf_counter() - t
             if found is None:
                 return
             if not np.isfinite(found[2]) or found[2] == bound:
                 search_left = 0.0
-            proved[0] = proved[0] or found[0] == Status.OPTIMAL
             status, x, bound = found
             value = float(cost @ x)
 
