@@ -17,16 +17,25 @@ finite bound is kept.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import highspy
 import numpy as np
 
 
-def _max_bound(cost: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, row_lo: np.ndarray,
-               row_hi: np.ndarray, col_of_entry: np.ndarray, row_of_entry: np.ndarray,
-               value: np.ndarray, y: np.ndarray) -> float:
+def _clip(y: np.ndarray, row_lo: np.ndarray, row_hi: np.ndarray) -> np.ndarray:
+    """Row multipliers with every sign that points to an infinite side set to zero."""
     y = np.where((y > 0) & ~np.isfinite(row_hi), 0.0, y)
-    y = np.where((y < 0) & ~np.isfinite(row_lo), 0.0, y)
-    d = cost - np.bincount(col_of_entry, weights=value * y[row_of_entry], minlength=len(cost))
+    return np.where((y < 0) & ~np.isfinite(row_lo), 0.0, y)
+
+
+def _reduced(cost: np.ndarray, col_of_entry: np.ndarray, row_of_entry: np.ndarray,
+             value: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return cost - np.bincount(col_of_entry, weights=value * y[row_of_entry], minlength=len(cost))
+
+
+def _bound_of(d: np.ndarray, y: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray,
+              row_lo: np.ndarray, row_hi: np.ndarray) -> float:
     up, down = d > 0, d < 0
     if (up & ~np.isfinite(col_hi)).any() or (down & ~np.isfinite(col_lo)).any():
         return float("inf")
@@ -39,13 +48,54 @@ def _max_bound(cost: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, row_lo:
     return float(terms.sum() + 1e-12 * np.abs(terms).sum())
 
 
-def dual_bound(h: highspy.Highs, maximise: bool) -> float:
-    """A valid bound on the optimum of the LP held in ``h`` (upper when ``maximise``, lower
-    otherwise) from the row duals of its last run, whatever its status; NaN when HiGHS holds
-    no dual values or no finite bound follows from them."""
-    solution = h.getSolution()
-    if not solution.dual_valid:
-        return float("nan")
+def _max_bound(cost: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, row_lo: np.ndarray,
+               row_hi: np.ndarray, col_of_entry: np.ndarray, row_of_entry: np.ndarray,
+               value: np.ndarray, y: np.ndarray) -> float:
+    y = _clip(y, row_lo, row_hi)
+    d = _reduced(cost, col_of_entry, row_of_entry, value, y)
+    return _bound_of(d, y, col_lo, col_hi, row_lo, row_hi)
+
+
+@dataclass
+class Lagrangian:
+    """Weak duality written out per column and per row, for ``max c·x`` (a minimisation is
+    ``max −c·x``): with the row multipliers ``y`` and reduced costs ``d = c − Aᵀy``, every
+    feasible ``x`` has
+
+        c·x = bound − Σ_j (max(d_j l_j, d_j u_j) − d_j x_j)
+                    − Σ_r (max(y_r lo_r, y_r hi_r) − y_r (A x)_r)
+
+    and every term of both sums is ≥ 0. So an ``x`` with ``c·x ≥ bound − g`` keeps each column
+    within ``g ÷ |d_j|`` of the bound its reduced cost points to, and each row within
+    ``g ÷ |y_r|`` of the side its multiplier points to: a whole column with ``|d_j| > g`` sits
+    at that bound (reduced-cost fixing), a row of whole activity with ``|y_r| > g`` at that
+    side."""
+
+    bound: float  # of max c·x over the box given (col_lo, col_hi); inf when none follows
+    d: np.ndarray  # reduced costs, maximising
+    y: np.ndarray  # row multipliers, maximising, signs clipped to the finite sides
+
+
+def lagrangian(cost: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, row_lo: np.ndarray,
+               row_hi: np.ndarray, col_of_entry: np.ndarray, row_of_entry: np.ndarray,
+               value: np.ndarray, y: np.ndarray, *, maximise: bool) -> Lagrangian:
+    """The :class:`Lagrangian` of ``y`` (or of ``−y``, whichever bounds tighter: HiGHS' sign
+    convention is not relied on) for the LP given as arrays, written as a maximisation."""
+    cost = np.asarray(cost, float) * (1.0 if maximise else -1.0)
+    best: Lagrangian | None = None
+    for sign in (1.0, -1.0):
+        ys = _clip(sign * np.asarray(y, float), row_lo, row_hi)
+        d = _reduced(cost, col_of_entry, row_of_entry, value, ys)
+        found = Lagrangian(_bound_of(d, ys, col_lo, col_hi, row_lo, row_hi), d, ys)
+        if best is None or found.bound < best.bound:
+            best = found
+    assert best is not None
+    return best
+
+
+def lp_arrays(h: highspy.Highs) -> tuple[np.ndarray, ...]:
+    """(cost, col_lo, col_hi, row_lo, row_hi, column of each entry, row of each entry, value)
+    of the LP held in ``h``, infinite sides as ±inf."""
     lp = h.getLp()
     n_cols = lp.num_col_
     m = lp.a_matrix_
@@ -64,9 +114,21 @@ def dual_bound(h: highspy.Highs, maximise: bool) -> float:
     col_hi = np.where(col_hi >= highspy.kHighsInf, np.inf, col_hi)
     row_lo = np.where(row_lo <= -highspy.kHighsInf, -np.inf, row_lo)
     row_hi = np.where(row_hi >= highspy.kHighsInf, np.inf, row_hi)
-    return array_bound(np.asarray(lp.col_cost_, float), col_lo, col_hi, row_lo, row_hi,
-                       col_of_entry, row_of_entry, value, np.asarray(solution.row_dual, float),
-                       maximise=maximise, offset=float(lp.offset_))
+    return (np.asarray(lp.col_cost_, float), col_lo, col_hi, row_lo, row_hi, col_of_entry,
+            row_of_entry, value)
+
+
+def dual_bound(h: highspy.Highs, maximise: bool) -> float:
+    """A valid bound on the optimum of the LP held in ``h`` (upper when ``maximise``, lower
+    otherwise) from the row duals of its last run, whatever its status; NaN when HiGHS holds
+    no dual values or no finite bound follows from them."""
+    solution = h.getSolution()
+    if not solution.dual_valid:
+        return float("nan")
+    cost, col_lo, col_hi, row_lo, row_hi, col_of_entry, row_of_entry, value = lp_arrays(h)
+    return array_bound(cost, col_lo, col_hi, row_lo, row_hi, col_of_entry, row_of_entry, value,
+                       np.asarray(solution.row_dual, float), maximise=maximise,
+                       offset=float(h.getLp().offset_))
 
 
 def array_bound(cost: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, row_lo: np.ndarray,

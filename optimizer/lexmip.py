@@ -27,6 +27,7 @@ from wulian.optimizer.checks import (
     check_seed,
     check_whole,
 )
+from wulian.optimizer.dual_bound import lagrangian, lp_arrays
 from wulian.optimizer.search import solve_reduced
 from wulian.optimizer.status import Status
 
@@ -36,16 +37,16 @@ from wulian.optimizer.status import Status
 HOLD_RELATIVE = 1e-7
 MAX_NODES = 500  # branch-and-bound nodes per MIP (deterministic work limit)
 # An exact search's share (``solve_lexicographic(search_seconds=…)``): of what is left, an
-# equal part per level still to solve, but, until a search of this solve has proven its level,
-# at most SEARCH_RATIO of the time the solve has taken outside searches (at least SEARCH_FLOOR
-# seconds): a model whose levels take seconds each is one whose search rarely finishes in
-# seconds. Once one search has proven its level, a search may take as long as the solve so far.
-SEARCH_FLOOR = 0.25
-SEARCH_RATIO = 0.25
+# equal part per level still to solve that is certified (``Level.certify``): travel and
+# continuity, searched only on small models, take nothing from the colours and money.
 # A level that is not certified (``Level.certify=False``: travel and continuity) is still
 # bounded and searched when the levels before it took at most this share of the search time.
 UNCERTIFIED_SHARE = 0.02
 SENSES = ("max", "min")  # Level.sense
+# A level is proven optimal when its value is within this of its bound (relative, and absolute
+# below 1); the exact search stops at half of it (SCIP's gap on its own objective, which shares
+# the level's sign, so the level's gap is no larger).
+PROVEN_GAP = 1e-6
 
 
 @dataclass
@@ -248,8 +249,9 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     check_seed("solve_lexicographic", "seed", seed)
     start = time.perf_counter()
     n = len(lower)
-    col_lo = np.asarray(lower, float)
-    col_hi = np.asarray(upper, float)
+    # Copies: the bounds of the exact model, tightened as levels are proven (``imply``).
+    col_lo = np.array(lower, float)
+    col_hi = np.array(upper, float)
     h = new_highs(threads, time_limit, seed)
     inf = highspy.kHighsInf
     h.addCols(n, np.zeros(n), col_lo, col_hi, 0, np.zeros(n, np.int32), np.zeros(0, np.int32),
@@ -263,6 +265,15 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
               len(a_index), a_start, a_index, a_value)
     int_mask = np.asarray(integer, bool)
     int_cols = np.flatnonzero(int_mask).astype(np.int32)
+    # Rows whose activity is whole in every whole answer (whole coefficients on whole columns)
+    # and whose finite sides are whole: a multiplier above a level's gap holds them at a side.
+    whole_entry = (np.abs(a_value - np.round(a_value))
+                   <= 1e-9 * np.maximum(1.0, np.abs(a_value))) & int_mask[a_index]
+    finite_lo, finite_hi = np.where(np.isfinite(lo), lo, 0.0), np.where(np.isfinite(hi), hi, 0.0)
+    whole_side = (np.abs(finite_lo - np.round(finite_lo)) <= 1e-9)
+    whole_side &= (np.abs(finite_hi - np.round(finite_hi)) <= 1e-9)
+    whole_row = whole_side & (np.bincount(a_row, weights=~whole_entry,
+                                          minlength=rows.count) == 0)
     build = time.perf_counter() - start
     current: Level = levels[0]
 
@@ -295,16 +306,32 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             last_lp.clear()
             return float("nan")
-        remember_lp()
+        remember_lp(exact_model=True)
         return float(h.getInfo().objective_function_value)
 
     last_lp: dict = {}  # the LP relaxation just solved: value, columns, reduced costs
 
-    def remember_lp() -> None:
+    def remember_lp(exact_model: bool) -> None:
+        """Keep the LP just solved: its value and columns, and its weak duality written out
+        (``optimizer.dual_bound.lagrangian``: reduced costs recomputed from the row duals,
+        the bound over the bounds as they stand and over the exact model's). ``exact_model``:
+        the LP is the exact model's (earlier levels held by value rows, not by fixed columns),
+        so what it implies holds for every later level too."""
         solution = h.getSolution()
+        last_lp.clear()
         last_lp.update(value=float(h.getInfo().objective_function_value),
-                       x=np.asarray(solution.col_value, float),
-                       d=np.asarray(solution.col_dual, float))
+                       x=np.asarray(solution.col_value, float), exact=exact_model)
+        if not (solution.dual_valid and searching and level_bounded[0] and exact_model):
+            return  # only a search and what a level implies read it
+        cost, lo_now, hi_now, r_lo, r_hi, entry_col, entry_row, entry_value = lp_arrays(h)
+        weak = lagrangian(cost, lo_now, hi_now, r_lo, r_hi, entry_col, entry_row, entry_value,
+                          np.asarray(solution.row_dual, float), maximise=current.sense == "max")
+        up, down = weak.d > 0, weak.d < 0
+        # The same multipliers over the exact model's bounds (idle columns released).
+        whole = weak.bound + float(np.sum(np.where(up, weak.d * (col_hi - hi_now), 0.0))
+                                   + np.sum(np.where(down, weak.d * (col_lo - lo_now), 0.0)))
+        last_lp.update(weak=weak, bound_now=weak.bound, bound_exact=whole,
+                       row_lo=r_lo, row_hi=r_hi)
 
     def exact_search(x_in: np.ndarray, value: float, seconds: float
                      ) -> tuple[Status, np.ndarray, float] | None:
@@ -313,25 +340,28 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         the LP in ``last_lp``, within ``seconds``, from the answer in hand. Returns (status,
         best whole answer, proven bound), or ``None`` when nothing was learnt.
 
-        For an optimal LP with value ``B`` and reduced costs ``d``, every feasible ``x`` has
-        ``cost·x ≤ B − Σ_j |d_j| |x_j − x*_j|`` (maximising; nonbasic columns sit at a bound);
-        an answer at least as good as ``value`` therefore keeps every integer column with
-        ``|d_j| > B − value`` at ``x*_j``. The answer in hand is one of them, so the search
+        Weak duality from the LP's row duals (``optimizer.dual_bound.lagrangian``): every
+        feasible ``x`` has ``cost·x ≤ B − Σ_j |d_j| |x_j − b_j|`` (maximising; ``b_j`` the
+        bound column ``j``'s reduced cost points to, ``B`` the bound the duals give); an
+        answer at least as good as ``value`` therefore keeps every whole column with
+        ``|d_j| > B − value`` at ``b_j``. The answer in hand is one of them, so the search
         space holds it and everything better: its optimum is the level's, and its bound
-        (never above ``B``) with ``value`` bounds the level.
+        (never above the LP's) with ``value`` bounds the level.
         """
-        if not last_lp or seconds <= 0:
+        if not last_lp or "weak" not in last_lp or seconds <= 0:
             return None
-        lp_value, x_lp, d = last_lp["value"], last_lp["x"], last_lp["d"]
+        lp_value, weak = last_lp["value"], last_lp["weak"]
         sign = 1.0 if current.sense == "max" else -1.0
-        gap = sign * (lp_value - value)
+        gap = last_lp["bound_now"] - sign * value
         if not np.isfinite(gap):
             return None
-        margin = max(gap, 0.0) * (1 + 1e-6) + 1e-7 * max(1.0, abs(value)) + 1e-9
-        at = np.round(x_lp)
-        fix = (int_mask & (np.abs(d) > margin) & (cur_lo < cur_hi)
-               & (np.abs(x_lp - at) <= 1e-9 * np.maximum(1.0, np.abs(x_lp)))
-               & (np.abs(x_in - at) < 0.5))  # the answer in hand agrees (numerics aside)
+        margin = max(gap, 0.0) * (1 + 1e-9) + 1e-9
+        up = int_mask & (weak.d > margin) & (cur_lo < cur_hi)
+        down = int_mask & (weak.d < -margin) & (cur_lo < cur_hi)
+        up &= np.abs(x_in - cur_hi) < 0.5  # the answer in hand agrees (numerics aside)
+        down &= np.abs(x_in - cur_lo) < 0.5
+        at = np.where(up, cur_hi, cur_lo)
+        fix = up | down
         lo_s, hi_s = cur_lo.copy(), cur_hi.copy()
         lo_s[fix], hi_s[fix] = at[fix], at[fix]
         model = h.getLp()
@@ -346,9 +376,10 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
                               np.asarray(model.row_lower_, float),
                               np.asarray(model.row_upper_, float), x_in,
                               min(seconds, time_limit) if time_limit > 0 else seconds,
-                              seed=seed, threads=threads)
+                              seed=seed, threads=threads, gap=PROVEN_GAP / 2)
         if os.environ.get("WULIAN_TRACE"):
-            print(f"  search {current.name}: {found.status}, {int((lo_s < hi_s).sum())} of {n} "
+            print(f"  search {current.name} ({seconds:.2f} s given): {found.status}, "
+                  f"{int((lo_s < hi_s).sum())} of {n} "
                   f"free, {time.perf_counter() - t:.2f}s", flush=True)
         if found.status in ("infeasible", "failed"):
             return None  # infeasible by numerics only: the answer in hand is in its space
@@ -386,7 +417,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
                 return search(float("inf") if current.sense == "max" else float("-inf"))
             lp = (float(h.getInfo().objective_function_value),
                   np.asarray(h.getSolution().col_value, float))
-            remember_lp()
+            remember_lp(exact_model=not len(fixed))
         lp_value, x = lp
         x = x.copy()
         # Relative as well as absolute: a column of cents reads 50724.00001 from the LP.
@@ -444,10 +475,11 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             moved[eq_col[np.isin(eq_row_of, np.unique(eq_row_of[moved[eq_col]]))]] = True
             tries.append((moved, incumbent))
         for neighbourhood, start in tries:
+            t = time.perf_counter()
             status, x = branch_on(neighbourhood, start)
             if os.environ.get("WULIAN_TRACE"):
                 print(f"  repair: {fractional.sum()} fractional, {neighbourhood.sum()} free "
-                      f"of {n}: {status}")
+                      f"of {n}: {status}, {time.perf_counter() - t:.2f}s")
             if status not in (Status.INFEASIBLE, Status.ERROR):
                 value = float(np.asarray(current.cost, float) @ x)
                 if incumbent is not None:
@@ -466,7 +498,15 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         included), what the fixed columns put in a row moved into its bounds. HiGHS' MIP on
         the whole model with the other columns fixed by their bounds spent most of a street's
         repair time setting up that model. ``(infeasible, start)`` when there is no whole
-        answer, as when ``start`` breaks a row none of ``free`` is in."""
+        answer, as when ``start`` breaks a row none of ``free`` is in.
+
+        Where levels imply holds (a searched solve), a column their holds fix is not free:
+        it can take one value only, and on the district demo half of a money or travel
+        repair's 10,000 free columns were such columns, in the MIP for nothing."""
+        if searching and level_bounded[0]:
+            settled = cur_lo >= cur_hi
+            free = free & ~settled
+            start = np.where(settled, cur_lo, start)
         lp = h.getLp()
         m = lp.a_matrix_
         starts = np.asarray(m.start_, np.int64)
@@ -543,6 +583,56 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         bound = min(bound, lp_value) if current.sense == "max" else max(bound, lp_value)
         return status, x, bound + 0.0  # + 0.0: no "-0.0"
 
+    row_lo_now, row_hi_now = lo.copy(), hi.copy()  # the rows' sides as they stand
+
+    def imply(level: Level, value: float, x_now: np.ndarray) -> None:
+        """Hold the level just solved by what its exact LP implies, on top of its value row.
+
+        Every later answer keeps the level at ``value`` (less its hold's slack), so by weak
+        duality from the level's exact LP (``last_lp``: earlier levels held by value rows,
+        bound ``B`` over the exact model's bounds) its columns and rows together stray at most
+        ``g = B − value + slack`` from the LP's optimum: every whole column whose reduced cost
+        exceeds ``g`` stays at the bound it points to, and every row of whole activity whose
+        multiplier exceeds ``g`` stays at its side (``optimizer.dual_bound.Lagrangian``). Exact,
+        for whole answers only: so the later levels' LPs and searches lose nothing, but can no
+        longer buy a later level with a fraction of an earlier one, which the value row alone
+        lets an LP do (on the district demo that made money's LP 0.28 % too good, and SCIP could
+        not prove yellow in two minutes). A level proven by its LP leaves ``g`` at the hold's
+        slack, and its optimal face is then held exactly. ``x_now`` (the level's answer) must
+        agree with every fixing; where rounding says otherwise nothing is fixed."""
+        weak = last_lp["weak"]
+        sign = 1.0 if level.sense == "max" else -1.0
+        gap = last_lp["bound_exact"] - sign * value + hold_slack(level, value)
+        if not np.isfinite(gap):
+            return
+        margin = max(gap, 0.0) * (1 + 1e-9) + 1e-9
+        free = int_mask & (col_lo < col_hi)
+        up = free & (weak.d > margin) & (np.abs(x_now - col_hi) <= 1e-6)
+        down = free & (weak.d < -margin) & (np.abs(x_now - col_lo) <= 1e-6)
+        col_lo[up] = col_hi[up]
+        col_hi[down] = col_lo[down]
+        cols = np.flatnonzero(up | down).astype(np.int32)
+        cur_lo[cols] = np.maximum(cur_lo[cols], col_lo[cols])
+        cur_hi[cols] = np.minimum(cur_hi[cols], col_hi[cols])
+        if len(cols):
+            h.changeColsBounds(len(cols), cols, cur_lo[cols], cur_hi[cols])
+        y = weak.y[:rows.count]
+        activity = np.bincount(a_row, weights=a_value * x_now[a_index], minlength=rows.count)
+        open_row = whole_row & (row_lo_now < row_hi_now)
+        to_hi = open_row & (y > margin) & np.isfinite(row_hi_now)
+        to_hi &= np.abs(activity - row_hi_now) <= 1e-6
+        to_lo = open_row & (y < -margin) & np.isfinite(row_lo_now)
+        to_lo &= np.abs(activity - row_lo_now) <= 1e-6
+        row_lo_now[to_hi] = row_hi_now[to_hi]
+        row_hi_now[to_lo] = row_lo_now[to_lo]
+        held_rows = np.flatnonzero(to_hi | to_lo).astype(np.int32)
+        for row in held_rows.tolist():  # a few dozen rows
+            h.changeRowBounds(row, row_lo_now[row], row_hi_now[row])
+        if os.environ.get("WULIAN_TRACE"):
+            print(f"  implied by {level.name}: gap {gap:.3g}, {int(up.sum())} columns at their "
+                  f"upper bound, {int(down.sum())} at their lower, {len(held_rows)} rows at a "
+                  f"side; {int((col_lo < col_hi).sum())} of {n} columns free", flush=True)
+
     def hold_slack(level: Level, value: float) -> float:
         # Loose enough for HiGHS' tolerances, tight enough that not even the smallest unit of
         # the level (one cent of the largest need) can be traded away.
@@ -596,7 +686,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             time.perf_counter() - solve_start <= UNCERTIFIED_SHARE * search_seconds)
 
     def close_enough(value: float, bound: float) -> bool:
-        return abs(bound - value) <= 1e-6 * max(1.0, abs(value))
+        return abs(bound - value) <= PROVEN_GAP * max(1.0, abs(value))
 
     def better(level: Level, a: float, b: float) -> bool:
         return a > b if level.sense == "max" else a < b
@@ -614,8 +704,6 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     incumbent: np.ndarray | None = None  # the last whole answer, feasible for every level
     pending: list[tuple[int, threading.Thread, dict]] = []  # certificates being solved
     level_bounded = [True]  # bounded(current), decided once per level
-    proved = [False]  # has a search of this solve proven its level?
-    spent = [0.0]  # seconds of search so far
     search_left = float(search_seconds)
     searching = search_seconds > 0 and not exact
     for k, level in enumerate(levels):
@@ -643,7 +731,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
                 # sets up and checks the basis, on a street about a fifth of its LP time).
                 relaxed = (float(h.getInfo().objective_function_value),
                            np.asarray(h.getSolution().col_value, float))
-                remember_lp()
+                remember_lp(exact_model=not len(fixed))
         status, x, bound = solve(relaxed)
         value = float(cost @ x)
 
@@ -654,22 +742,21 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             nonlocal status, x, bound, value, search_left
             if search_left <= 0 or x is None:  # no answer in hand to search from
                 return
-            elapsed = time.perf_counter() - solve_start
-            probe = max(SEARCH_FLOOR, SEARCH_RATIO * (elapsed - spent[0]))
-            share = min(search_left / (len(levels) - k),
-                        max(probe, elapsed) if proved[0] else probe)
+            share = search_left / max(1, sum(lv.certify for lv in levels[k:]))
             if share <= 0.05:
                 return
-            t = time.perf_counter()
+            # What a search used is counted in CPU seconds of this process, its share given
+            # to SCIP as wall-clock seconds: on a shared machine (load 5-6 on two cores, the
+            # demo's searches ran at a third of a core) a search then leaves the levels after
+            # it the work they were given, not what the load took from it.
+            t = time.process_time()
             assert x is not None  # solve() gave the level its answer
             found = exact_search(x, value, share)
-            search_left -= time.perf_counter() - t
-            spent[0] += time.perf_counter() - t
+            search_left -= time.process_time() - t
             if found is None:
                 return
             if not np.isfinite(found[2]) or found[2] == bound:
                 search_left = 0.0
-            proved[0] = proved[0] or found[0] == Status.OPTIMAL
             status, x, bound = found
             value = float(cost @ x)
 
@@ -715,6 +802,8 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             search_level()  # no column fixed: the LP solve() began with is the exact model's
         if status != Status.OPTIMAL and overall != Status.TIME_LIMIT:
             overall = Status.TIME_LIMIT if status == Status.TIME_LIMIT else Status.FEASIBLE
+        if searching and level_bounded[0] and last_lp.get("exact") and "weak" in last_lp:
+            imply(level, value, x)
         if len(idle):
             h.changeColsBounds(len(idle), idle, cur_lo[idle], col_hi[idle])
             cur_hi[idle] = col_hi[idle]
