@@ -383,14 +383,6 @@ def watch_from_scratch(conn: sa.Connection) -> pd.DataFrame:
     return watch.reset_index()[[c.name for c in WATCH.columns]]
 
 
-def rebuild_watch(conn: sa.Connection) -> int:
-    """Fill the household watch again from scratch; the households watched."""
-    watch = watch_from_scratch(conn)
-    conn.execute(WATCH.delete())
-    bulk_insert(conn, WATCH, watch.to_dict("records"))
-    return len(watch)
-
-
 def history_key(frame: pd.DataFrame) -> pd.Series:
     return frame["week"] + "|" + frame["household_id"] + "|" + frame["volunteer_id"]
 

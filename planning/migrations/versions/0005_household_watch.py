@@ -41,11 +41,16 @@ def upgrade() -> None:
     if "ix_need_states_waiting" not in indexes:
         op.create_index("ix_need_states_waiting", "need_states",
                         ["state", "week_raised", "household_id", "service_id"])
-    # A register made before this revision: its households watched from what it holds (once;
-    # the rebuild empties the watch first).
-    from wulian.planning.register import rebuild_watch
+    # A register made before this revision: its households watched from what it holds (once),
+    # written to the columns of this revision (a later one may add its own).
+    from wulian.planning.db import bulk_insert
+    from wulian.planning.register import watch_from_scratch
 
-    rebuild_watch(bind)
+    columns = ["household_id", "station_id", "tier", "tier_before", "assessed_on", "version",
+               "last_visit"]
+    watch = sa.table("household_watch", *(sa.column(c) for c in columns))
+    bind.execute(watch.delete())
+    bulk_insert(bind, watch, watch_from_scratch(bind)[columns].to_dict("records"))
 
 
 def downgrade() -> None:
