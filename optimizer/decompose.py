@@ -326,6 +326,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     again = supply_short | (served["reason"] == NO_ELIGIBLE_OFFER).to_numpy()
     short = set(served.loc[again, "household_id"])
     if short:
+        release_memory()  # the top-up's model, before the workers explain again
         reasons = _explain_again(data, merged, short, area_of_need, map_fn)
         for name in ("need_served", "unmet"):
             table = merged[name]
