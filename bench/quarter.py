@@ -41,7 +41,8 @@ class PeakMemory:
         self.peak = 0
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> int:
+    def sample(self) -> int:
+        """The resident memory of this process and its descendants now, in bytes."""
         import psutil
 
         total = 0
@@ -54,7 +55,7 @@ class PeakMemory:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
+            self.peak = max(self.peak, self.sample())
             self._stop.wait(self._every)
 
     def __enter__(self) -> PeakMemory:
@@ -64,7 +65,7 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self._sample())
+        self.peak = max(self.peak, self.sample())
 
 
 def one(path: str, engine: str, quarter: str, workers: int | None) -> dict:

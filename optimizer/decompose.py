@@ -72,6 +72,7 @@ from wulian.optimizer.checks import check_seconds
 from wulian.optimizer.eligibility import charges_fund, covering_pairs, offer_coverage
 from wulian.optimizer.flow import Parts
 from wulian.optimizer.lexmip import LevelResult
+from wulian.optimizer.memory import release_memory
 from wulian.optimizer.priced import PartLP, lp_bounds, part_lp, priced_total
 from wulian.optimizer.status import Status
 
@@ -271,6 +272,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
         lab.release_solvers()  # its levels' LPs would stay in memory while the parts run
     else:
         lab = None
+    release_memory()  # those solvers' pages (on the city about half a GiB) before the parts
     offer_use = offer_use.assign(area=data.hierarchy.ancestor(
         offer_use["street_id"].to_numpy(), by))
     offer_share = offer_use[offer_use["offer_id"].isin(shared_offers.index)].groupby(
@@ -324,6 +326,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     again = supply_short | (served["reason"] == NO_ELIGIBLE_OFFER).to_numpy()
     short = set(served.loc[again, "household_id"])
     if short:
+        release_memory()  # the top-up's model, before the workers explain again
         reasons = _explain_again(data, merged, short, area_of_need, map_fn)
         for name in ("need_served", "unmet"):
             table = merged[name]
@@ -348,6 +351,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     # The parts' own tables are in ``result`` now: on the city they are hundreds of MiB the
     # bound LPs below need more.
     del results, done, by_part, merged
+    release_memory()
     t_bounds = time.perf_counter()
     if bounding:
         seconds = bound_seconds if params.time_limit > 0 else 0.0

@@ -33,6 +33,7 @@ from wulian.contract import vocab
 from wulian.contract.hierarchy import Hierarchy
 from wulian.contract.problems import Problem, ValidationError
 from wulian.optimizer.allocation import AllocationParams, member_mask
+from wulian.optimizer.memory import release_memory
 from wulian.optimizer.visits import MatchParams
 from wulian.planning.allocate import run_allocation
 from wulian.planning.db import bulk_insert, bulk_update, fetch_frame
@@ -325,10 +326,15 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
                                            opened_at=now(), actor=register.actor.name))
         scenario = week_scenario(register, conn, week)
         _check_needs_in_scope(scenario, week, centre)
+        # Each phase's freed memory is handed back before the next starts its workers (whose
+        # memory adds to this process's): on the city, half a GiB after the snapshot.
+        release_memory()
         drawn = time.perf_counter()
         run = run_allocation(scenario, week=week, centre=centre, params=params)
+        release_memory()
         allocated = time.perf_counter()
         match = run_matching(scenario, run, week=week, centre=centre, params=match_params)
+        release_memory()
         matched = time.perf_counter()
         tables = reconciled_tables(scenario, run, match)
         tables.update(assignments=match.assignments, unplaced=match.unplaced,
