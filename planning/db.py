@@ -86,6 +86,11 @@ def open_engine(url: str, *, migrate: bool = True) -> sa.Engine:
     return engine
 
 
+def param_mark(conn: sa.Connection) -> str:
+    """The driver's placeholder for one parameter in a raw statement (psycopg: ``%s``)."""
+    return "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
+
+
 def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
     """Insert many rows straight through the driver's ``executemany`` (a city's register is
     millions of rows; SQLAlchemy's per-row parameter handling would cost more than the
@@ -94,7 +99,7 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
     if not rows:
         return
     columns = [c.name for c in table.columns if c.name in rows[0]]
-    mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
+    mark = param_mark(conn)
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
     sql = (f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} ({quoted}) "
            f"VALUES ({', '.join([mark] * len(columns))})")
@@ -125,7 +130,7 @@ def bulk_update(conn: sa.Connection, table: sa.Table, key: str | tuple[str, ...]
 
 def _update(conn: sa.Connection, table: sa.Table, keys: tuple[str, ...], columns: list[str],
             values: list[tuple]) -> None:
-    mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
+    mark = param_mark(conn)
     quote = conn.dialect.identifier_preparer.quote
     sql = (f"UPDATE {conn.dialect.identifier_preparer.format_table(table)} SET "
            + ", ".join(f"{quote(c)} = {mark}" for c in columns)

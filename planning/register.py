@@ -39,7 +39,7 @@ from wulian.contract.schema import TABLES
 from wulian.demand.policy import Policy
 from wulian.demand.scoring import colour
 from wulian.optimizer.allocation import member_mask
-from wulian.planning.db import bulk_insert, bulk_update, fetch_frame, fetch_rows
+from wulian.planning.db import bulk_insert, bulk_update, fetch_frame, fetch_rows, param_mark
 from wulian.planning.io import as_text, write_tables
 from wulian.planning.match import next_week, weeks_between
 from wulian.planning.scenario import Scenario
@@ -286,7 +286,7 @@ def keep_watch(conn: sa.Connection, batches: list[tuple[str, list[str], list]]) 
              for h, st, tier, on, version, bf, visit in rows if h not in added]
     if not known:
         return
-    mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
+    mark = param_mark(conn)
     text, number = f"CAST({mark} AS TEXT)", f"CAST({mark} AS INTEGER)"
     # Households watched already: a value given replaces the one kept, none (NULL) keeps it;
     # a new assessment moves the colour to tier_before (or the one given, when assessed twice);
