@@ -58,6 +58,7 @@ from wulian.planning.io import excel_safe
 from wulian.planning.jobs import JobWorker, ScenarioLibrary, ValidationCrashed
 from wulian.planning.limits import excerpt, limits, shown_problems
 from wulian.planning.register import (
+    NEED_COLUMNS,
     NEED_STATES,
     ROWS,
     Actor,
@@ -822,7 +823,7 @@ class Service:
     def need_state(self, need_id: str) -> dict | None:
         """One need's state, aged to the register's week when it waits."""
         with self.store.engine.connect() as conn:
-            row = conn.execute(sa.select(NEED_STATES).where(
+            row = conn.execute(sa.select(*NEED_COLUMNS).where(
                 NEED_STATES.c.need_id == need_id)).mappings().first()
             if row is None:
                 return None

@@ -25,7 +25,7 @@ from wulian.contract import vocab
 from wulian.contract.hierarchy import Hierarchy
 from wulian.optimizer.allocation import member_mask
 from wulian.planning.cycle import TASKS, WEEKS, fund_balances, lock, period_bounds
-from wulian.planning.db import bulk_insert, bulk_update, fetch_frame
+from wulian.planning.db import bulk_insert, bulk_update, fetch_frame, fetch_rows
 from wulian.planning.match import shift_week, week_start
 from wulian.planning.performance import FACT_WEEKS, OUTCOMES, SHORTFALLS, shortfalls
 from wulian.planning.register import (
@@ -212,42 +212,46 @@ def _monitoring_overdue(register: Register, conn, week: str, rule) -> pd.DataFra
 
 def _unmet(register: Register, conn, rule) -> pd.DataFrame:
     """Households of the rule's colours with needs waiting (or allocated again) for the rule's
-    weeks, aged to the register's week: the database joins the needs picked with the watched
-    households of those colours (a city's waiting needs are most of a million)."""
+    weeks, aged to the register's week: read from the waiting needs' index alone (each need
+    carries its household's colour and station; a city's backlog is millions of needs)."""
     as_of = register.week(conn)
     if as_of is None:
         return _findings([])
-    n, w = NEED_STATES.c, WATCH.c
-    waiting = fetch_frame(conn, sa.select(n.need_id, n.household_id, n.week_raised, w.tier,
-                                          w.station_id)
-                          .select_from(NEED_STATES.join(WATCH, w.household_id == n.household_id))
-                          .where(n.state.in_(OPEN_STATES + ("allocated",)),
-                                 n.week_raised <= shift_week(as_of, -int(rule["weeks"])),
-                                 w.tier.in_(list(rule["colours"]))))
-    if waiting.empty:
+    n = NEED_STATES.c
+    rows = fetch_rows(conn, sa.select(n.household_id, n.need_id, n.week_raised, n.tier,
+                                      n.station_id)
+                      .where(n.state.in_(OPEN_STATES + ("allocated",)),
+                             n.week_raised <= shift_week(as_of, -int(rule["weeks"])),
+                             n.tier.in_(list(rule["colours"]))))
+    if not rows:
         return _findings([])
     # Sorted here, by code point (a database's collation may order ids otherwise).
-    waiting = waiting.sort_values(["household_id", "need_id"], ignore_index=True)
-    waiting["age"] = weeks_waited(waiting["week_raised"].to_numpy(object), as_of)
+    waiting = pa.table(dict(zip(("household_id", "need_id", "week_raised", "tier", "station_id"),
+                                (pa.array(c, pa.string()) for c in zip(*rows, strict=True)),
+                                strict=True))
+                       ).sort_by([("household_id", "ascending"), ("need_id", "ascending")])
+    household, need_id, raised, tier, station = (
+        waiting[c].to_numpy().astype(object) for c in waiting.column_names)
+    weeks, week_of = np.unique(raised, return_inverse=True)
+    age = weeks_waited(weeks, as_of)[week_of]
     # One finding per household, with its first 20 need ids: rows sorted by household and
     # need, then cut where the household changes (a city has a hundred thousand of them).
-    household = waiting["household_id"].to_numpy(object)
     starts = np.flatnonzero(np.r_[True, household[1:] != household[:-1]])
-    ends = np.r_[starts[1:], len(waiting)]
-    # Each need id written as JSON once, then joined per household as json.dumps would.
-    codes, distinct = pd.factorize(waiting["need_id"].to_numpy(object))
-    plain = pc.match_substring_regex(pa.array(distinct, pa.string()), r'^[^"\\\x00-\x1f]*$'
-                                     ).to_numpy(zero_copy_only=False)  # nothing to escape
+    ends = np.r_[starts[1:], len(household)]
+    # Each need id written as JSON (plain ids quoted as they are), then joined per household
+    # as json.dumps would.
+    plain = pc.match_substring_regex(waiting["need_id"], r'^[^"\\\x00-\x1f]*$'
+                                     ).to_numpy(zero_copy_only=False)
     need = np.array(['"' + v + '"' if ok else json.dumps(v, ensure_ascii=False)
-                     for v, ok in zip(distinct, plain, strict=True)], dtype=object)[codes]
+                     for v, ok in zip(need_id, plain, strict=True)], dtype=object)
     first_ids = ["[" + ", ".join(need[a:min(b, a + 20)]) + "]"
                  for a, b in zip(starts, ends, strict=True)]
     return _rows(pd.DataFrame({
         "rule": "unmet", "subject_kind": "household", "subject_id": household[starts],
-        "centre": waiting["station_id"].to_numpy(object)[starts],
+        "centre": station[starts],
         "numbers": _json_objects({
-            "colour": waiting["tier"].to_numpy(object)[starts], "needs": ends - starts,
-            "weeks": np.maximum.reduceat(waiting["age"].to_numpy(int), starts),
+            "colour": tier[starts], "needs": ends - starts,
+            "weeks": np.maximum.reduceat(age, starts),
             "need_ids": first_ids},
             encoded=("need_ids",))}, dtype=object))
 
@@ -307,31 +311,22 @@ def _underspent(register: Register, conn, funds: pd.DataFrame, under: pd.DataFra
                 ) -> list[Finding]:
     """Of the funds that spent less than their share (``under``, their balances), those with
     carried needs they could pay for: of the services they pay for (their earmark; any service
-    when they have none), in their centre's subtree."""
-    n, w = NEED_STATES.c, WATCH.c  # carried: waiting since a week before the register's
-    # Counted by the database per station and service once; each fund then sums the rows of
-    # its subtree and earmark (a city's half a million carried needs fall into a few thousand).
-    counted = fetch_frame(conn, sa.select(w.station_id, n.service_id,
-                                          sa.func.count().label("needs"))
-                          .select_from(NEED_STATES.outerjoin(
-                              WATCH, w.household_id == n.household_id))
-                          .where(n.state.in_(OPEN_STATES),
-                                 n.week_raised < (register.week(conn) or ""))
-                          .group_by(w.station_id, n.service_id))
-    stations, station_ids = pd.factorize(counted["station_id"].fillna("").to_numpy(object))
-    services, service_ids = pd.factorize(counted["service_id"].to_numpy(object))
-    number = counted["needs"].to_numpy(int)
+    when they have none), in their centre's subtree. Each fund's needs are counted by the
+    database from the waiting needs' index, whose order (state, station, service) makes a
+    subtree and an earmark a few ranges of it."""
+    n = NEED_STATES.c  # carried: waiting since a week before the register's
+    carried = (n.state.in_(OPEN_STATES), n.week_raised < (register.week(conn) or ""))
     hierarchy = Hierarchy.from_centres(register.table("centres", conn))
     funds = funds.set_index("fund_id")
     out = []
-    for fid, row in under.iterrows():  # (a few funds, each over a few thousand stations)
+    for fid, row in under.iterrows():  # (a few funds)
         centre = str(funds.at[fid, "centre_id"])
         earmark = [s for s in str(funds.at[fid, "earmarked_services"] or "").split(";") if s]
-        subtree = set(hierarchy.subtree(centre))
-        mine = np.array([s in subtree for s in station_ids], dtype=bool)[stations]
+        query = sa.select(sa.func.count()).where(
+            *carried, n.station_id.in_(sorted(hierarchy.subtree(centre))))
         if earmark:
-            mine &= np.array([s in earmark for s in service_ids], dtype=bool)[services]
-        if needs := int(number[mine].sum()):
+            query = query.where(n.service_id.in_(earmark))
+        if needs := int(conn.execute(query).scalar() or 0):
             out.append(Finding("fund_underspend", "fund", fid, centre, {
                 "spent": round(row["spent"], 2), "accrued": round(row["accrued"], 2),
                 "share_spent": round(row["spent"] / row["accrued"], 3),

@@ -96,7 +96,14 @@ NEED_STATES = sa.Table(
     sa.Column("age", sa.Integer, nullable=False),
     sa.Column("close_reason", sa.String(10), nullable=False),
     sa.Column("updated_at", sa.String(32), nullable=False),
+    # The household's station and colour as the watch holds them (kept with it by keep_watch):
+    # the alerts' rules over waiting needs read these from the needs' index alone, where
+    # looking up each need's household cost a microsecond per need of a growing backlog.
+    sa.Column("station_id", sa.String(64), nullable=False, server_default=""),
+    sa.Column("tier", sa.String(8), nullable=False, server_default=""),
 )
+# A need's own columns (what it is and where it stands), without its household's kept ones.
+NEED_COLUMNS = tuple(c for c in NEED_STATES.c if c.name not in ("station_id", "tier"))
 # The weeks opened and closed (planning/cycle.py): the register stands at a week, the one the
 # waiting needs' ages count to.
 WEEKS = sa.Table(
@@ -224,7 +231,8 @@ class Events:
 
 # The events that change what the household watch holds (households and history rows are never
 # removed: see Register.import_scenario; a history row's week and household are its key).
-WATCHED = ("households.add", "households.change", "assessment.add", "history.add")
+WATCHED = ("households.add", "households.change", "assessment.add", "history.add",
+           "needs.add")
 _STATION = r'"station_id":\s*"(?P<station>(?:[^"\\]|\\.)*)"'
 _ASSESSED = pa.schema([("tier", pa.string()), ("assessed_on", pa.string()),
                        ("version", pa.int64())])
@@ -244,13 +252,17 @@ def keep_watch(conn: sa.Connection, batches: list[tuple[str, list[str], list]]) 
     """Bring the household watch (:data:`WATCH`) in line with the events about to be written
     in this transaction (batches of ``kind, subjects, afters`` of the kinds in
     :data:`WATCHED`): households added or changed (their station), their assessments, and
-    visits added to the history."""
+    visits added to the history; and the needs' copies of their household's station and colour
+    (new needs, needs of households moved or assessed)."""
     stations: dict[str, str] = {}
     added: set[str] = set()  # households new to the register: not watched yet
     assessed = []
     visits = []
+    needs: list[str] = []  # needs new to the register: their household's station and colour
     for kind, subjects, afters in batches:
-        if kind == "assessment.add":
+        if kind == "needs.add":
+            needs += [s[6:] for s in subjects]
+        elif kind == "assessment.add":
             table = pa_json.read_json(pa.BufferReader("\n".join(afters).encode()),
                                       parse_options=pa_json.ParseOptions(
                                           explicit_schema=_ASSESSED,
@@ -284,8 +296,27 @@ def keep_watch(conn: sa.Connection, batches: list[tuple[str, list[str], list]]) 
         for h, st, tier, on, version, bf, visit in rows if h in added])
     known = [(st, tier, bf, bf, tier, on, version, visit, visit, h)
              for h, st, tier, on, version, bf, visit in rows if h not in added]
-    if not known:
-        return
+    if known:
+        _update_watch(conn, known)
+    # The needs carry their household's station and colour: new needs, and the needs of
+    # households moved or assessed (a new household's needs are new needs).
+    _keep_needs(conn, NEED_STATES.c.need_id, needs)
+    _keep_needs(conn, NEED_STATES.c.household_id, sorted(
+        h for h in set(stations) | set(assessment) if h not in added))
+
+
+def _keep_needs(conn: sa.Connection, key: sa.Column, ids: list[str]) -> None:
+    """The needs picked by ``key`` (a need's id or its household's) given their household's
+    station and colour from the watch."""
+    w = WATCH.c
+    for start in range(0, len(ids), 20_000):
+        conn.execute(NEED_STATES.update()
+                     .values(station_id=w.station_id, tier=w.tier)
+                     .where(w.household_id == NEED_STATES.c.household_id,
+                            key.in_(ids[start:start + 20_000])))
+
+
+def _update_watch(conn: sa.Connection, known: list[tuple]) -> None:
     mark = param_mark(conn)
     text, number = f"CAST({mark} AS TEXT)", f"CAST({mark} AS INTEGER)"
     # Households watched already: a value given replaces the one kept, none (NULL) keeps it;
@@ -526,7 +557,7 @@ class Register:
             with self.engine.connect() as own:
                 return self.need_states(own, states, as_of, columns)
         n = NEED_STATES.c
-        query = sa.select(NEED_STATES) if columns is None else sa.select(
+        query = sa.select(*NEED_COLUMNS) if columns is None else sa.select(
             n.need_id, n.state, n.week_raised, n.age, *(n[c] for c in columns))
         if states is not None:
             query = query.where(NEED_STATES.c.state.in_(list(states)))
@@ -762,7 +793,7 @@ class Register:
             return
         # The changed needs' states read and written in bulk (a city's 1 % is 5,000 needs).
         before = {r["need_id"]: dict(r) for chunk in _chunks(sorted(c.changed))
-                  for r in conn.execute(sa.select(NEED_STATES).where(
+                  for r in conn.execute(sa.select(*NEED_COLUMNS).where(
                       NEED_STATES.c.need_id.in_(chunk))).mappings()}
         changed = needs.loc[[n for n in c.changed if n in before]]
         afters = []
@@ -866,7 +897,7 @@ class Register:
     def withdraw_need(self, need_id: str) -> None:
         """Close an open need as withdrawn (the household no longer needs it)."""
         with self.engine.begin() as conn:
-            before = conn.execute(sa.select(NEED_STATES).where(
+            before = conn.execute(sa.select(*NEED_COLUMNS).where(
                 NEED_STATES.c.need_id == need_id)).mappings().first()
             if before is None:
                 raise RegisterError(f"没有需求 {need_id} / no need {need_id}")

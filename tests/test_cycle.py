@@ -23,7 +23,14 @@ from wulian.demand.policy import Policy
 from wulian.planning import cycle, taskbook
 from wulian.planning.db import head, revision
 from wulian.planning.generate import generate_scenario
-from wulian.planning.register import WATCH, Actor, Events, Register, watch_from_scratch
+from wulian.planning.register import (
+    NEED_STATES,
+    WATCH,
+    Actor,
+    Events,
+    Register,
+    watch_from_scratch,
+)
 from wulian.planning.scenario import Scenario
 from wulian.planning.simulate import simulate
 from wulian.planning.store import RunStore
@@ -600,10 +607,19 @@ def test_a_city_weeks_visit_results_are_looked_up_on_both_backends(store_url):
 
 
 def _watched(register: Register) -> pd.DataFrame:
+    """The watch kept, checked against the one derived from scratch, and every need's copy of
+    its household's station and colour against the watch ('' for a household not watched)."""
+    n = NEED_STATES.c
     with register.engine.connect() as conn:
         kept = pd.read_sql(sa.select(WATCH).order_by(WATCH.c.household_id), conn)
         again = watch_from_scratch(conn).sort_values("household_id", ignore_index=True)
+        needs = pd.read_sql(sa.select(n.need_id, n.household_id, n.station_id, n.tier)
+                            .order_by(n.need_id), conn)
     pd.testing.assert_frame_equal(kept, again, check_dtype=False)
+    homes = kept.set_index("household_id")[["station_id", "tier"]]
+    expected = homes.reindex(needs["household_id"]).fillna("").reset_index(drop=True)
+    assert len(needs)
+    pd.testing.assert_frame_equal(needs[["station_id", "tier"]], expected)
     return kept
 
 
@@ -662,7 +678,8 @@ def test_a_household_assessed_twice_in_one_transaction_keeps_the_first_colour_be
 
 def test_the_watch_is_filled_at_upgrade_and_an_upgrade_stopped_half_way_runs_again(tmp_path,
                                                                                      tiny):
-    """A register made before revision 0005 gets its household watch at ``wulian db upgrade``;
+    """A register made before revision 0005 gets its household watch at ``wulian db upgrade``,
+    one made before 0006 its needs' copies of their household's station and colour;
     on SQLite a table or index made is kept even when the upgrade stops after it, so running
     the upgrade again must finish the job, not fail on what is there."""
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
@@ -671,19 +688,33 @@ def test_the_watch_is_filled_at_upgrade_and_an_upgrade_stopped_half_way_runs_aga
     simulate(register, 1, seed=2)
     expected = _watched(register)
 
-    def back_to_0004(done: bool) -> None:
+    def back_to(version: str, done: bool) -> None:
         with register.engine.begin() as conn:
-            if not done:  # as revision 0004 left it
-                conn.execute(sa.text("DROP TABLE household_watch"))
+            if not done:  # as the revision before left it: the waiting index of 0005 or none
                 conn.execute(sa.text("DROP INDEX ix_need_states_waiting"))
-                conn.execute(sa.text("CREATE INDEX ix_need_states_state ON need_states (state)"))
-            else:  # stopped after the table and the index were made, before the watch was
+                conn.execute(sa.text("ALTER TABLE need_states DROP COLUMN station_id"))
+                conn.execute(sa.text("ALTER TABLE need_states DROP COLUMN tier"))
+                if version == "0004":
+                    conn.execute(sa.text("DROP TABLE household_watch"))
+                    conn.execute(sa.text("CREATE INDEX ix_need_states_state ON need_states "
+                                         "(state)"))
+                else:
+                    conn.execute(sa.text("CREATE INDEX ix_need_states_waiting ON need_states "
+                                         "(state, week_raised, household_id, service_id)"))
+            elif version == "0004":  # stopped after 0005's table and index, before its watch
                 conn.execute(WATCH.delete())
-            conn.execute(sa.text("UPDATE alembic_version SET version_num = '0004'"))
+            else:  # stopped after 0006's columns, before they were filled and indexed
+                conn.execute(sa.text("DROP INDEX ix_need_states_waiting"))
+                conn.execute(sa.text("UPDATE need_states SET station_id = '', tier = ''"))
+            conn.execute(sa.text(f"UPDATE alembic_version SET version_num = '{version}'"))
 
-    for done in (False, True):
-        back_to_0004(done)
+    for version, done in (("0004", False), ("0004", True), ("0005", False), ("0005", True)):
+        back_to(version, done)
         assert main(["db", "upgrade", "--store", url]) == 0
         assert revision(register.engine) == head()
         pd.testing.assert_frame_equal(_watched(register), expected)
+        with register.engine.connect() as conn:
+            index = {i["name"]: i["column_names"]
+                     for i in sa.inspect(conn).get_indexes("need_states")}
+        assert index["ix_need_states_waiting"][:3] == ["state", "station_id", "service_id"]
     register.engine.dispose()
