@@ -218,21 +218,20 @@ def _unmet(register: Register, conn, rule) -> pd.DataFrame:
     if as_of is None:
         return _findings([])
     n = NEED_STATES.c
+    # Ordered by code point (PostgreSQL's default collation may order ids otherwise).
+    order = [c.collate("C") if conn.dialect.name == "postgresql" else c
+             for c in (n.household_id, n.need_id)]
     rows = fetch_rows(conn, sa.select(n.household_id, n.need_id, n.week_raised, n.tier,
                                       n.station_id)
                       .where(n.state.in_(OPEN_STATES + ("allocated",)),
                              n.week_raised <= shift_week(as_of, -int(rule["weeks"])),
-                             n.tier.in_(list(rule["colours"]))))
+                             n.tier.in_(list(rule["colours"])))
+                      .order_by(*order))
     if not rows:
         return _findings([])
-    # Sorted here, by code point (a database's collation may order ids otherwise).
-    waiting = pa.table(dict(zip(("household_id", "need_id", "week_raised", "tier", "station_id"),
-                                (pa.array(c, pa.string()) for c in zip(*rows, strict=True)),
-                                strict=True))
-                       ).sort_by([("household_id", "ascending"), ("need_id", "ascending")])
     household, need_id, raised, tier, station = (
-        waiting[c].to_numpy().astype(object) for c in waiting.column_names)
-    weeks, week_of = np.unique(raised, return_inverse=True)
+        np.array(c, dtype=object) for c in zip(*rows, strict=True))
+    week_of, weeks = pd.factorize(raised)  # (a few weeks: each aged once)
     age = weeks_waited(weeks, as_of)[week_of]
     # One finding per household, with its first 20 need ids: rows sorted by household and
     # need, then cut where the household changes (a city has a hundred thousand of them).
@@ -240,7 +239,7 @@ def _unmet(register: Register, conn, rule) -> pd.DataFrame:
     ends = np.r_[starts[1:], len(household)]
     # Each need id written as JSON (plain ids quoted as they are), then joined per household
     # as json.dumps would.
-    plain = pc.match_substring_regex(waiting["need_id"], r'^[^"\\\x00-\x1f]*$'
+    plain = pc.match_substring_regex(pa.array(need_id, pa.string()), r'^[^"\\\x00-\x1f]*$'
                                      ).to_numpy(zero_copy_only=False)
     need = np.array(['"' + v + '"' if ok else json.dumps(v, ensure_ascii=False)
                      for v, ok in zip(need_id, plain, strict=True)], dtype=object)
