@@ -231,8 +231,7 @@ class Events:
 
 # The events that change what the household watch holds (households and history rows are never
 # removed: see Register.import_scenario; a history row's week and household are its key).
-WATCHED = ("households.add", "households.change", "assessment.add", "history.add",
-           "needs.add")
+WATCHED = ("households.add", "households.change", "assessment.add", "history.add")
 _STATION = r'"station_id":\s*"(?P<station>(?:[^"\\]|\\.)*)"'
 _ASSESSED = pa.schema([("tier", pa.string()), ("assessed_on", pa.string()),
                        ("version", pa.int64())])
@@ -258,11 +257,8 @@ def keep_watch(conn: sa.Connection, batches: list[tuple[str, list[str], list]]) 
     added: set[str] = set()  # households new to the register: not watched yet
     assessed = []
     visits = []
-    needs: list[str] = []  # needs new to the register: their household's station and colour
     for kind, subjects, afters in batches:
-        if kind == "needs.add":
-            needs += [s[6:] for s in subjects]
-        elif kind == "assessment.add":
+        if kind == "assessment.add":
             table = pa_json.read_json(pa.BufferReader("\n".join(afters).encode()),
                                       parse_options=pa_json.ParseOptions(
                                           explicit_schema=_ASSESSED,
@@ -298,22 +294,37 @@ def keep_watch(conn: sa.Connection, batches: list[tuple[str, list[str], list]]) 
              for h, st, tier, on, version, bf, visit in rows if h not in added]
     if known:
         _update_watch(conn, known)
-    # The needs carry their household's station and colour: new needs, and the needs of
-    # households moved or assessed (a new household's needs are new needs).
-    _keep_needs(conn, NEED_STATES.c.need_id, needs)
-    _keep_needs(conn, NEED_STATES.c.household_id, sorted(
-        h for h in set(stations) | set(assessment) if h not in added))
-
-
-def _keep_needs(conn: sa.Connection, key: sa.Column, ids: list[str]) -> None:
-    """The needs picked by ``key`` (a need's id or its household's) given their household's
-    station and colour from the watch."""
+    # The needs of households moved or assessed carry their new station and colour (a new
+    # need is given its household's as it is written: see need_rows).
     w = WATCH.c
-    for start in range(0, len(ids), 20_000):
-        conn.execute(NEED_STATES.update()
-                     .values(station_id=w.station_id, tier=w.tier)
+    moved = sorted(h for h in set(stations) | set(assessment) if h not in added)
+    for start in range(0, len(moved), 20_000):
+        conn.execute(NEED_STATES.update().values(station_id=w.station_id, tier=w.tier)
                      .where(w.household_id == NEED_STATES.c.household_id,
-                            key.in_(ids[start:start + 20_000])))
+                            NEED_STATES.c.household_id.in_(moved[start:start + 20_000])))
+
+
+def need_rows(conn: sa.Connection, needs: pd.DataFrame, stamp: str) -> list[dict]:
+    """New needs' states (open, nothing delivered) from their rows (``need_id``,
+    ``household_id``, ``service_id``, ``quantity``, ``urgency``, ``week``), each with its
+    household's station and colour as the watch holds them ('' for a household not watched
+    yet: flush the transaction's events first so the watch holds the households it added)."""
+    homes = needs["household_id"].to_numpy(object)
+    w = WATCH.c
+    if len(homes) > 10_000:  # (a city's import: the whole watch in one read)
+        watched = fetch_rows(conn, sa.select(w.household_id, w.station_id, w.tier))
+    else:
+        watched = fetch_rows(conn, sa.select(w.household_id, w.station_id, w.tier)
+                             .where(w.household_id.in_(sorted(set(homes)))))
+    copies = {h: (station, tier) for h, station, tier in watched}
+    return [{"need_id": nid, "household_id": hid, "service_id": sid, "quantity": float(q),
+             "remaining": float(q), "urgency": int(u), "week_raised": wk, "state": "open",
+             "age": 0, "close_reason": "", "updated_at": stamp,
+             "station_id": copies.get(hid, ("", ""))[0], "tier": copies.get(hid, ("", ""))[1]}
+            for nid, hid, sid, q, u, wk in zip(
+                needs["need_id"].to_numpy(object), homes, needs["service_id"].to_numpy(object),
+                needs["quantity"].to_numpy(float), needs["urgency"].to_numpy(int),
+                needs["week"].to_numpy(object), strict=True)]
 
 
 def _update_watch(conn: sa.Connection, known: list[tuple]) -> None:
@@ -779,16 +790,9 @@ class Register:
         needs = scenario.tables["needs"].set_index("need_id")
         stamp = events.at
         if c.added:
-            fresh = needs.loc[c.added]
-            bulk_insert(conn, NEED_STATES, [
-                {"need_id": nid, "household_id": hid, "service_id": sid, "quantity": float(q),
-                 "remaining": float(q), "urgency": int(u), "week_raised": week, "state": "open",
-                 "age": 0, "close_reason": "", "updated_at": stamp}
-                for nid, hid, sid, q, u, week in zip(
-                    c.added, fresh["household_id"].to_numpy(object),
-                    fresh["service_id"].to_numpy(object), fresh["quantity"].to_numpy(float),
-                    fresh["urgency"].to_numpy(int), fresh["week"].to_numpy(object),
-                    strict=True)])
+            fresh = needs.loc[c.added].reset_index()
+            events.flush()  # (the households this import adds or assesses watched first)
+            bulk_insert(conn, NEED_STATES, need_rows(conn, fresh, stamp))
         if not c.changed:
             return
         # The changed needs' states read and written in bulk (a city's 1 % is 5,000 needs).
@@ -886,12 +890,8 @@ class Register:
         stamp = events.at
         self.add_rows(conn, events, "needs", list(fresh),
                       row_json(canonical("needs", pd.DataFrame(list(fresh.values())))), on)
-        bulk_insert(conn, NEED_STATES, [
-            {"need_id": r.need_id, "household_id": r.household_id, "service_id": r.service_id,
-             "quantity": float(r.quantity), "remaining": float(r.quantity),
-             "urgency": int(r.urgency), "week_raised": r.week, "state": "open", "age": 0,
-             "close_reason": "", "updated_at": stamp} for r in typed.itertuples()])
-        events.flush()
+        events.flush()  # (households added in this transaction watched first)
+        bulk_insert(conn, NEED_STATES, need_rows(conn, typed, stamp))
         return list(fresh)
 
     def withdraw_need(self, need_id: str) -> None:
