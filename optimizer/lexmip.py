@@ -195,7 +195,8 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
                         rows: Rows, levels: Sequence[Level], *, time_limit: float = 0.0,
                         threads: int = 1, seed: int = 0, dual_levels: Sequence[str] = (),
                         exact: bool = True, certify: bool = True,
-                        search_seconds: float = 0.0) -> LexResult:
+                        search_seconds: float = 0.0, branch_and_bound: bool = True
+                        ) -> LexResult:
     """Solve the levels in order, each holding the earlier ones at the value they reached.
 
     Each level is first solved with the earlier levels held as cheaply as the structure allows
@@ -239,6 +240,13 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         only. Without it (a part of a decomposed model, whose bounds would not bound the whole)
         such a level reports no bound, and a level held by value whose repair finds no whole
         answer keeps the previous level's answer instead of searching.
+    branch_and_bound
+        With ``search_seconds > 0``: whether a level still open is searched by branch and
+        bound (SCIP) on its share. Without it the levels keep everything else a search brings
+        (the holds each level's exact LP implies, ``imply``; repairs over the columns those
+        leave free; every colour's certification LP and its bound), but nothing stops on a
+        clock: the same input gives the same answer at any load, at a fixed amount of work
+        (HiGHS' node limits), and levels that are not certified get no bound.
 
     Returns
     -------
@@ -682,7 +690,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             return False
         if level.certify or exact:
             return True
-        return search_seconds > 0 and (
+        return search_seconds > 0 and branch_and_bound and (
             time.perf_counter() - solve_start <= UNCERTIFIED_SHARE * search_seconds)
 
     def close_enough(value: float, bound: float) -> bool:
@@ -740,8 +748,8 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             search that cannot bound its level at all in its share (SCIP still at the root)
             ends the searching of this solve: the levels after it are as large."""
             nonlocal status, x, bound, value, search_left
-            if search_left <= 0 or x is None:  # no answer in hand to search from
-                return
+            if search_left <= 0 or x is None or not branch_and_bound:
+                return  # no search, or no answer in hand to search from
             share = search_left / max(1, sum(lv.certify for lv in levels[k:]))
             if share <= 0.05:
                 return
