@@ -42,6 +42,9 @@ MAX_NODES = 500  # branch-and-bound nodes per MIP (deterministic work limit)
 # A level that is not certified (``Level.certify=False``: travel and continuity) is still
 # bounded and searched when the levels before it took at most this share of the search time.
 UNCERTIFIED_SHARE = 0.02
+# The slowest pace (CPU seconds per wall second) an exact search's share is stretched for: at
+# most ten times its CPU share in wall-clock seconds, however loaded the machine.
+MIN_PACE = 0.1
 SENSES = ("max", "min")  # Level.sense
 # A level is proven optimal when its value is within this of its bound (relative, and absolute
 # below 1); the exact search stops at half of it (SCIP's gap on its own objective, which shares
@@ -704,6 +707,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     x: np.ndarray | None = None
     overall = Status.OPTIMAL
     solve_start = time.perf_counter()
+    cpu_start = time.process_time()
     all_cols = np.arange(n, dtype=np.int32)
     held: list[tuple[Level, float]] = []  # earlier levels and the values they reached
     fixed = np.zeros(0, dtype=np.int32)  # columns fixed at their value (bounds: col_lo/hi)
@@ -753,13 +757,16 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             share = search_left / max(1, sum(lv.certify for lv in levels[k:]))
             if share <= 0.05:
                 return
-            # What a search used is counted in CPU seconds of this process, its share given
-            # to SCIP as wall-clock seconds: on a shared machine (load 5-6 on two cores, the
-            # demo's searches ran at a third of a core) a search then leaves the levels after
-            # it the work they were given, not what the load took from it.
+            # A search's share is CPU seconds of this process: what it used is counted so,
+            # and SCIP, which takes a wall-clock limit, gets the share stretched by the pace
+            # this solve has run at so far (CPU over wall). On a shared machine (the district
+            # demo's searches ran at a quarter to a third of a core at load 5-8) a wall-clock
+            # share lost yellow's and green's proofs to the load, not to their difficulty.
             t = time.process_time()
+            wall = time.perf_counter() - solve_start
+            pace = min(1.0, max(MIN_PACE, (t - cpu_start) / wall)) if wall > 0.05 else 1.0
             assert x is not None  # solve() gave the level its answer
-            found = exact_search(x, value, share)
+            found = exact_search(x, value, share / pace)
             search_left -= time.process_time() - t
             if found is None:
                 return
