@@ -94,6 +94,13 @@ class AllocationParams:
     # that is 0). A coordinator's re-run of one centre takes RERUN_SEARCH_SECONDS unless told
     # (planning/allocate.py), so it answers within its second.
     search_seconds: float | None = None
+    # Search open levels by branch and bound (SCIP) on their share of ``search_seconds``. Off,
+    # a solve keeps the rest of the search's machinery (each level's implied holds, the
+    # repairs on the columns they leave free, every colour's certification bound) and stops on
+    # no clock, so it is reproducible at any load: one plan's held rounds (planning/match.py,
+    # PLAN_ALLOCATION), where SCIP's root alone took 11-13 s of CPU on the district demo and
+    # proved no level.
+    branch_and_bound: bool = True
     threads: int = 1
     seed: int = 0
     # "auto": a week of more than ``decompose_above`` needs in several districts is solved
@@ -124,6 +131,7 @@ class AllocationParams:
         check_whole(where, "workers", self.workers)
         check_flag(where, "certify", self.certify)
         check_flag(where, "flow", self.flow)
+        check_flag(where, "branch_and_bound", self.branch_and_bound)
 
 
 @dataclass
@@ -801,7 +809,8 @@ def allocate(data: AllocationInput, params: AllocationParams | None = None, *,
         np.concatenate([model.lower, np.zeros(len(needs))]), np.concatenate([model.upper, q]),
         np.ones(n_cols, bool), rows, levels, flow=params.flow, time_limit=params.time_limit,
         threads=params.threads, seed=params.seed, dual_levels=TIER_LEVELS,
-        exact=False, certify=params.certify, search_seconds=search_seconds(params))
+        exact=False, certify=params.certify, search_seconds=search_seconds(params),
+        branch_and_bound=params.branch_and_bound)
     x = result.x[:len(model.need)]  # the arcs; whole base units
     out = _outputs(data, needs, offers, funds, pools, model, rows, x, result,
                    prep + result.build_seconds)

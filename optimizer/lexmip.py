@@ -42,6 +42,9 @@ MAX_NODES = 500  # branch-and-bound nodes per MIP (deterministic work limit)
 # A level that is not certified (``Level.certify=False``: travel and continuity) is still
 # bounded and searched when the levels before it took at most this share of the search time.
 UNCERTIFIED_SHARE = 0.02
+# The slowest pace (CPU seconds per wall second) an exact search's share is stretched for: at
+# most ten times its CPU share in wall-clock seconds, however loaded the machine.
+MIN_PACE = 0.1
 SENSES = ("max", "min")  # Level.sense
 # A level is proven optimal when its value is within this of its bound (relative, and absolute
 # below 1); the exact search stops at half of it (SCIP's gap on its own objective, which shares
@@ -195,7 +198,8 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
                         rows: Rows, levels: Sequence[Level], *, time_limit: float = 0.0,
                         threads: int = 1, seed: int = 0, dual_levels: Sequence[str] = (),
                         exact: bool = True, certify: bool = True,
-                        search_seconds: float = 0.0) -> LexResult:
+                        search_seconds: float = 0.0, branch_and_bound: bool = True
+                        ) -> LexResult:
     """Solve the levels in order, each holding the earlier ones at the value they reached.
 
     Each level is first solved with the earlier levels held as cheaply as the structure allows
@@ -239,6 +243,13 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         only. Without it (a part of a decomposed model, whose bounds would not bound the whole)
         such a level reports no bound, and a level held by value whose repair finds no whole
         answer keeps the previous level's answer instead of searching.
+    branch_and_bound
+        With ``search_seconds > 0``: whether a level still open is searched by branch and
+        bound (SCIP) on its share. Without it the levels keep everything else a search brings
+        (the holds each level's exact LP implies, ``imply``; repairs over the columns those
+        leave free; every colour's certification LP and its bound), but nothing stops on a
+        clock: the same input gives the same answer at any load, at a fixed amount of work
+        (HiGHS' node limits), and levels that are not certified get no bound.
 
     Returns
     -------
@@ -682,7 +693,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             return False
         if level.certify or exact:
             return True
-        return search_seconds > 0 and (
+        return search_seconds > 0 and branch_and_bound and (
             time.perf_counter() - solve_start <= UNCERTIFIED_SHARE * search_seconds)
 
     def close_enough(value: float, bound: float) -> bool:
@@ -696,6 +707,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
     x: np.ndarray | None = None
     overall = Status.OPTIMAL
     solve_start = time.perf_counter()
+    cpu_start = time.process_time()
     all_cols = np.arange(n, dtype=np.int32)
     held: list[tuple[Level, float]] = []  # earlier levels and the values they reached
     fixed = np.zeros(0, dtype=np.int32)  # columns fixed at their value (bounds: col_lo/hi)
@@ -740,18 +752,21 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             search that cannot bound its level at all in its share (SCIP still at the root)
             ends the searching of this solve: the levels after it are as large."""
             nonlocal status, x, bound, value, search_left
-            if search_left <= 0 or x is None:  # no answer in hand to search from
-                return
+            if search_left <= 0 or x is None or not branch_and_bound:
+                return  # no search, or no answer in hand to search from
             share = search_left / max(1, sum(lv.certify for lv in levels[k:]))
             if share <= 0.05:
                 return
-            # What a search used is counted in CPU seconds of this process, its share given
-            # to SCIP as wall-clock seconds: on a shared machine (load 5-6 on two cores, the
-            # demo's searches ran at a third of a core) a search then leaves the levels after
-            # it the work they were given, not what the load took from it.
+            # A search's share is CPU seconds of this process: what it used is counted so,
+            # and SCIP, which takes a wall-clock limit, gets the share stretched by the pace
+            # this solve has run at so far (CPU over wall). On a shared machine (the district
+            # demo's searches ran at a quarter to a third of a core at load 5-8) a wall-clock
+            # share lost yellow's and green's proofs to the load, not to their difficulty.
             t = time.process_time()
+            wall = time.perf_counter() - solve_start
+            pace = min(1.0, max(MIN_PACE, (t - cpu_start) / wall)) if wall > 0.05 else 1.0
             assert x is not None  # solve() gave the level its answer
-            found = exact_search(x, value, share)
+            found = exact_search(x, value, share / pace)
             search_left -= time.process_time() - t
             if found is None:
                 return

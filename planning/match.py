@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from wulian.contract import vocab
+from wulian.optimizer.allocation import AllocationParams
 from wulian.optimizer.pins import PinError, PinProblem
 from wulian.optimizer.status import Status
 from wulian.optimizer.visits import SLOTS, MatchParams, VisitMatch, match_visits
@@ -535,6 +536,16 @@ PLAN_ROUNDS = 8
 FREE_ROUNDS = 0
 
 
+#: The allocation of :func:`plan_week`'s held rounds, unless told: every level bounded by its
+#: certification LP and held by what its exact LP implies, but no branch and bound. Measured on
+#: the district demo's held round (docs/benchmarks.md, issue 19, session 12): SCIP's search
+#: of orange, yellow, green and money on the plan's model (the matching's pool limits) took
+#: 8-10 s of CPU on its wall-clock shares and proved orange only; the root of yellow, green
+#: and money alone, cuts and all, took 11-13 s and proved none; without it the same values at
+#: every level in 1.4-2 s, and the plan no longer depends on the machine's load.
+PLAN_ALLOCATION = AllocationParams(branch_and_bound=False)
+
+
 @dataclass
 class WeekPlan:
     """One plan for the week: the allocation whose volunteer-pool units the matching places,
@@ -580,11 +591,15 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     whose allocation reason is that every source reaching it is full (or capped), says the
     matching's reason (``hours_exhausted`` …): every other source was used first.
 
+    The held rounds' allocation is ``params``, by default :data:`PLAN_ALLOCATION`: every
+    level bounded (certification LPs) and held by what its exact LP implies, but not searched
+    by branch and bound, so that, with the settling capped by a count, the plan does not
+    depend on the machine's load.
+
     The rounds' matchings skip the LP bounds (plan-independent, seconds on a district); the
     last round's is run again with ``match_params`` when those bounds are asked for and its
     model was neither cut nor pruned (else it would get the whole model's bounds anyway).
     """
-    from wulian.optimizer.allocation import AllocationParams
     from wulian.planning.allocate import record_run, run_allocation, run_tables
 
     match_params = match_params or MatchParams()
@@ -609,7 +624,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
             due_of[planned] = monitoring_due(scenario, planned, centre, match_params)
         return due_of[planned]
 
-    full = params or AllocationParams()
+    full = params or PLAN_ALLOCATION
     # A round before the held ones only tells the next what the matching can place: it skips
     # the exact search and the bounds (the colour levels' values are the same on the demo,
     # the plan's later levels may differ), and is never the one reported.
@@ -627,7 +642,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         t0 = time.perf_counter()
         guessing = r < held_from and r < rounds - 1
         run = run_allocation(scenario, week=week, centre=centre,
-                             params=guess if guessing else params, store=store,
+                             params=guess if guessing else full, store=store,
                              volunteer_limits=(missing, caps), save=False,
                              only_allocations=True)
         t1 = time.perf_counter()
@@ -686,7 +701,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
             t2 = time.perf_counter()
             lost, placed, previous, inner, second = _settle(
                 scenario, run, lost, placed, previous, week=match.info["week"], centre=centre,
-                params=unreported, seconds=t1 - t0, monitoring=monitoring(run))
+                params=unreported, monitoring=monitoring(run))
             history[-1].update({"settled_unplaced_service_visits": len(lost),
                                 "settling_matchings": inner,
                                 "settling_seconds": round(time.perf_counter() - t2, 3)})
@@ -812,7 +827,7 @@ SETTLE_MATCHINGS = 6
 
 def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
             previous: pd.DataFrame, *, week: str, centre: str | None, params: MatchParams,
-            seconds: float = np.inf, monitoring: tuple | None = None
+            monitoring: tuple | None = None
             ) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, int, pd.DataFrame | None]:
     """Match again, without allocating, the round's allocation with every need that lost
     service visits held at the units placed, starting from the placements so far, until no
@@ -820,8 +835,9 @@ def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
     on the way, the units placed per need at the end, the placements at the end, matchings
     run, the placements before the last matching: the next round's second start). The next
     allocation holds each need at most at those units, so its visits are a part of the
-    settled ones. No matching starts once ``seconds`` (the round's allocation time) are
-    spent: settling is there to save allocations, not to cost more than one."""
+    settled ones. Capped by a count, not by a clock (a cap of the round's allocation time
+    made the number of rounds depend on the machine's load: docs/benchmarks.md, issue 19,
+    session 11), so the plan is the same at any load."""
     from types import SimpleNamespace
 
     alloc = run.tables["allocations"]
@@ -830,8 +846,7 @@ def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
     every = [lost]
     inner = 0
     before = previous
-    start = time.perf_counter()
-    while len(lost) and inner < SETTLE_MATCHINGS and time.perf_counter() - start < seconds:
+    while len(lost) and inner < SETTLE_MATCHINGS:
         for need in pd.unique(lost["need_id"]):
             caps[need] = float(placed.get(need, 0.0))
         cap = alloc["need_id"].map(caps).to_numpy(dtype=float, na_value=np.inf)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import pytest
 import test_allocation_reference as checks
 from scenario_factory import shared_funds_scenario
@@ -78,5 +79,53 @@ def test_colours_and_money_are_the_reference_optimum_and_proven(seed, scale):
 @pytest.mark.parametrize(("seed", "scale"), CASES)
 def test_tables_keep_every_constraint(seed, scale):
     _, ref, run, _ = mid_case(seed, scale)
+    bad = checks.table_problems(ref, run.tables["allocations"], run.tables["unmet"])
+    assert not bad, f"seed {seed} × {scale}:\n" + "\n".join(bad[:10])
+
+
+@functools.cache
+def without_branch_and_bound(seed: int, scale: float):
+    """The run of one plan's held rounds (``AllocationParams(branch_and_bound=False)``),
+    with SCIP made to fail loudly should it be called."""
+    import wulian.optimizer.lexmip as lexmip
+    from wulian.optimizer.allocation import AllocationParams
+
+    scenario = mid_case(seed, scale)[0]
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("branch and bound ran with branch_and_bound=False")
+
+    saved, lexmip.solve_reduced = lexmip.solve_reduced, no_search
+    try:
+        return run_allocation(scenario, params=AllocationParams(branch_and_bound=False))
+    finally:
+        lexmip.solve_reduced = saved
+
+
+@pytest.mark.parametrize(("seed", "scale"), ((0, 1.0), (1, 2.0)))
+def test_without_branch_and_bound_every_bound_holds(seed, scale):
+    """Without branch and bound (one plan's held rounds) no level is searched, yet every
+    colour level and money keeps a finite bound: one that holds against the reference's
+    optimum while the earlier levels equal the reference's, and equals the value wherever
+    the level is called proven. Values never beat the reference's optimum, and the tables
+    keep every constraint."""
+    _, ref, _, expected = mid_case(seed, scale)
+    run = without_branch_and_bound(seed, scale)
+    levels = run.info["levels"]
+    wrong = []
+    for name in CHECKED:
+        level, best = levels[name], expected[name]
+        sign = 1.0 if level["sense"] == "max" else -1.0
+        if not np.isfinite(level["bound"]):
+            wrong.append(f"{name}: no bound")
+        elif sign * (level["value"] - best) > 1e-6 * max(1.0, abs(best)):
+            wrong.append(f"{name}: {level['value']} beats the optimum {best}")
+        elif level["status"] == "optimal" and not checks.close(level["value"], level["bound"]):
+            wrong.append(f"{name}: proven at {level['value']}, bound {level['bound']}")
+        if sign * (best - level["bound"]) > 1e-6 * max(1.0, abs(best)):
+            wrong.append(f"{name}: bound {level['bound']} below the optimum {best}")
+        if not checks.close(level["value"], best):
+            break  # later levels are held at other values than the reference's
+    assert not wrong, f"seed {seed} × {scale}:\n" + "\n".join(wrong)
     bad = checks.table_problems(ref, run.tables["allocations"], run.tables["unmet"])
     assert not bad, f"seed {seed} × {scale}:\n" + "\n".join(bad[:10])

@@ -371,3 +371,33 @@ def test_the_rounds_alone_fall_short_of_the_combined_optimum():
             assert diff[1] < diff[2], (seed, diff)  # never above a proven optimum
             short.append(seed)
     assert short, "the rounds reached the optimum on every seed"
+
+
+@pytest.mark.parametrize("seed", (2, 8))
+def test_the_plan_stops_on_no_clock(seed, monkeypatch):
+    """The rounds (a guess, the settling, held rounds) give the same plan when every clock
+    reading is an hour after the one before as at the machine's own pace: the settling is
+    capped by its count and the held rounds' allocation searches nothing by the clock, so
+    the plan does not depend on the machine's load (DESIGN §2). On these seeds the settling
+    runs, so a cap by time would have stopped it."""
+    import time
+
+    normal = planned(seed, "rounds")
+    assert any(r.get("settling_matchings") for r in normal.rounds)
+    now = [time.perf_counter()]
+
+    def slow_clock() -> float:
+        now[0] += 3600.0
+        return now[0]
+
+    monkeypatch.setattr(time, "perf_counter", slow_clock)
+    slow = plan_week(scarce(seed), combined_columns=0)
+    monkeypatch.undo()
+    steps = lambda plan: [{k: v for k, v in r.items() if not k.endswith("seconds")}  # noqa: E731
+                          for r in plan.rounds]
+    assert steps(slow) == steps(normal)
+    pd.testing.assert_frame_equal(slow.run.tables["allocations"],
+                                  normal.run.tables["allocations"])
+    pd.testing.assert_frame_equal(slow.match.assignments, normal.match.assignments)
+    levels = lambda plan: [(lv.value, lv.bound) for lv in plan.run.result.levels]  # noqa: E731
+    np.testing.assert_allclose(levels(slow), levels(normal), rtol=1e-12, equal_nan=True)
