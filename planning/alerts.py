@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from wulian.contract import vocab
@@ -218,40 +216,38 @@ def _unmet(register: Register, conn, rule) -> pd.DataFrame:
     if as_of is None:
         return _findings([])
     n = NEED_STATES.c
-    # Ordered by code point (PostgreSQL's default collation may order ids otherwise).
-    order = [c.collate("C") if conn.dialect.name == "postgresql" else c
-             for c in (n.household_id, n.need_id)]
-    rows = fetch_rows(conn, sa.select(n.household_id, n.need_id, n.week_raised, n.tier,
-                                      n.station_id)
+    # Per household, by the database: its needs old enough, the week the oldest was raised,
+    # and their ids as a JSON array (a city's red and orange households wait for a few hundred
+    # thousand needs: read as a row per household, not per need).
+    ids = (sa.cast(sa.func.json_agg(n.need_id), sa.Text)
+           if conn.dialect.name == "postgresql" else sa.func.json_group_array(n.need_id))
+    rows = fetch_rows(conn, sa.select(n.household_id, n.tier, n.station_id,
+                                      sa.func.min(n.week_raised), ids)
                       .where(n.state.in_(OPEN_STATES + ("allocated",)),
                              n.week_raised <= shift_week(as_of, -int(rule["weeks"])),
                              n.tier.in_(list(rule["colours"])))
-                      .order_by(*order))
+                      .group_by(n.household_id, n.tier, n.station_id))
     if not rows:
         return _findings([])
-    household, need_id, raised, tier, station = (
-        np.array(c, dtype=object) for c in zip(*rows, strict=True))
-    week_of, weeks = pd.factorize(raised)  # (a few weeks: each aged once)
-    age = weeks_waited(weeks, as_of)[week_of]
-    # One finding per household, with its first 20 need ids: rows sorted by household and
-    # need, then cut where the household changes (a city has a hundred thousand of them).
-    starts = np.flatnonzero(np.r_[True, household[1:] != household[:-1]])
-    ends = np.r_[starts[1:], len(household)]
-    # Each need id written as JSON (plain ids quoted as they are), then joined per household
-    # as json.dumps would.
-    plain = pc.match_substring_regex(pa.array(need_id, pa.string()), r'^[^"\\\x00-\x1f]*$'
-                                     ).to_numpy(zero_copy_only=False)
-    need = np.array(['"' + v + '"' if ok else json.dumps(v, ensure_ascii=False)
-                     for v, ok in zip(need_id, plain, strict=True)], dtype=object)
-    first_ids = ["[" + ", ".join(need[a:min(b, a + 20)]) + "]"
-                 for a, b in zip(starts, ends, strict=True)]
+    # By household, and each household's first 20 need ids, by code point (a database's
+    # collation may order ids otherwise).
+    rows.sort(key=lambda r: r[0])
+    household, tier, station, oldest, listed = (np.array(c, dtype=object)
+                                                for c in zip(*rows, strict=True))
+    need_ids = [sorted(v) for v in json.loads("[" + ",".join(listed) + "]")]
+    # Shown as json.dumps writes a list; an array with no escape in the database's text holds
+    # no character json.dumps would escape either, so its ids are quoted as they are.
+    shown = ['["' + '", "'.join(v[:20]) + '"]' if "\\" not in text
+             else json.dumps(v[:20], ensure_ascii=False)
+             for v, text in zip(need_ids, listed, strict=True)]
+    week_of, weeks = pd.factorize(oldest)  # (a few weeks: each aged once)
     return _rows(pd.DataFrame({
-        "rule": "unmet", "subject_kind": "household", "subject_id": household[starts],
-        "centre": station[starts],
+        "rule": "unmet", "subject_kind": "household", "subject_id": household,
+        "centre": station,
         "numbers": _json_objects({
-            "colour": tier[starts], "needs": ends - starts,
-            "weeks": np.maximum.reduceat(age, starts),
-            "need_ids": first_ids},
+            "colour": tier, "needs": np.array([len(v) for v in need_ids], dtype=int),
+            "weeks": weeks_waited(weeks, as_of)[week_of],
+            "need_ids": shown},
             encoded=("need_ids",))}, dtype=object))
 
 

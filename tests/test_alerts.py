@@ -98,6 +98,14 @@ def test_monitoring_overdue_fires_from_history_and_clears_with_a_visit(make):
 
 def test_unmet_fires_after_weeks_carried_and_clears_when_withdrawn(make):
     register = make()
+    # A red household's need with an id JSON must escape (a quote, a backslash), and one in
+    # Chinese: listed as they are among its need ids.
+    homes = register.scenario().households
+    red = homes.loc[homes["tier"] == "red", "household_id"].iat[0]
+    service = register.scenario().needs["service_id"].iat[0]
+    for odd in ('N"引号\\1', "N需求2"):
+        register.add_need({"need_id": odd, "household_id": red, "service_id": service,
+                           "quantity": "1", "week": W1})
     for week in (W1, W2):
         cycle.open_week(register, week)
         _answer_all(register, week, "declined", "no_capacity")
@@ -113,6 +121,7 @@ def test_unmet_fires_after_weeks_carried_and_clears_when_withdrawn(make):
         mine = states[(states["household_id"] == row.subject_id) & waits
                       & (states["age"] >= 2)]
         assert numbers["needs"] == len(mine) and numbers["weeks"] == mine["age"].max()
+        assert numbers["need_ids"] == sorted(mine.index)[:20]  # by code point
         assert numbers["colour"] == colours[row.subject_id] and numbers["colour"] in (
             "red", "orange")
     # Households with a red or orange need waiting two weeks (allocated and declined, or never
@@ -124,6 +133,8 @@ def test_unmet_fires_after_weeks_carried_and_clears_when_withdrawn(make):
     assert (waiting["state"] == "carried").any()  # declined twice: carried, not only waiting
     expected = {h for h in waiting["household_id"] if colours[h] in ("red", "orange")}
     assert expected == set(found["subject_id"])
+    odd = json.loads(found.set_index("subject_id").at[red, "numbers"])["need_ids"]
+    assert {'N"引号\\1', "N需求2"} <= set(odd)
 
     hid = found["subject_id"].iat[0]
     for nid in states[(states["household_id"] == hid) & waits].index:
