@@ -18,10 +18,6 @@ from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 _lock = threading.Lock()
 
@@ -42,7 +38,9 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cursor.close()
 
 
-def _config() -> Config:
+def _config():
+    from alembic.config import Config  # (Alembic is imported only to change a schema)
+
     config = Config()
     config.set_main_option("script_location",
                            str(resources.files("wulian.planning").joinpath("migrations")))
@@ -51,18 +49,26 @@ def _config() -> Config:
 
 @functools.cache
 def head() -> str:
-    """The newest revision of the schema this wulian knows."""
-    return ScriptDirectory.from_config(_config()).get_current_head() or ""
+    """The newest revision of the schema this wulian knows. The migrations are numbered in
+    order, each file (``0006_needs_watched.py``) named by its revision, so the newest is read
+    from their names without Alembic (a test holds it to Alembic's own reading)."""
+    versions = resources.files("wulian.planning").joinpath("migrations", "versions")
+    return max((entry.name.split("_")[0] for entry in versions.iterdir()
+                if entry.name.endswith(".py") and entry.name[:4].isdigit()), default="")
 
 
 def revision(engine: sa.Engine) -> str | None:
     """The store's schema revision; ``None`` for an empty store or one made before versions."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def upgrade(engine: sa.Engine, target: str = "head") -> tuple[str | None, str | None]:
     """Bring the store's schema to ``target``; returns (revision before, revision after)."""
+    from alembic import command
+
     with _lock:  # Alembic's command API keeps module-level state: one upgrade at a time
         before = revision(engine)
         config = _config()

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from datetime import date
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,16 @@ def _cli(url: str, *argv: str) -> int:
 
 
 # -- the schema -----------------------------------------------------------------------------
+
+
+def test_the_newest_revision_read_from_the_files_names_is_alembics():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location",
+                           str(resources.files("wulian.planning").joinpath("migrations")))
+    assert head() == ScriptDirectory.from_config(config).get_current_head() != ""
 
 
 def test_a_store_made_before_versions_is_upgraded_without_losing_rows(tmp_path):
