@@ -963,8 +963,11 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
         out.expired = int(closed.sum()) - out.delivered
         # Carried: the week's needs not closed now (withdrawn in the week: closed since it opened).
         given = pd.unique(np.concatenate([allocated, unmet]))
+        # (The state as a literal: the partial index of closed needs by time, revision 0006,
+        # serves the query only when it names that state.)
         gone = fetch_frame(conn, sa.select(n.need_id).where(
-            n.state == "closed", n.updated_at >= row["opened_at"]))["need_id"]
+            sa.literal_column("need_states.state = 'closed'"),
+            n.updated_at >= row["opened_at"]))["need_id"]
         out.carried = len(given) - int(closed.sum()) - int(member_mask(gone, given).sum())
         # Written in the order of their keys: the needs' rows and the events' subject index
         # are then walked once, not a page at random for each of 232,000 needs.
