@@ -97,23 +97,28 @@ def param_mark(conn: sa.Connection) -> str:
     return "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
 
 
-def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
+def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict] | pd.DataFrame
+                ) -> None:
     """Insert many rows straight through the driver's ``executemany`` (a city's register is
     millions of rows; SQLAlchemy's per-row parameter handling would cost more than the
     database). Rows are dicts with the same keys, the columns to fill (an autoincrement key
-    left out is numbered by the database)."""
-    if not rows:
+    left out is numbered by the database), or a frame of them (no dict per row)."""
+    if not len(rows):
         return
-    columns = [c.name for c in table.columns if c.name in rows[0]]
+    names = rows.columns if isinstance(rows, pd.DataFrame) else rows[0]
+    columns = [c.name for c in table.columns if c.name in names]
     mark = param_mark(conn)
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
     sql = (f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} ({quoted}) "
            f"VALUES ({', '.join([mark] * len(columns))})")
-    values = operator.itemgetter(*columns)
-    for start in range(0, len(rows), 50_000):
-        part = rows[start:start + 50_000]
-        conn.exec_driver_sql(sql, list(map(values, part)) if len(columns) > 1
-                             else [(values(r),) for r in part])
+    if isinstance(rows, pd.DataFrame):
+        tuples = list(zip(*(rows[c].tolist() for c in columns), strict=True))
+    else:
+        values = operator.itemgetter(*columns)
+        tuples = (list(map(values, rows)) if len(columns) > 1
+                  else [(values(r),) for r in rows])
+    for start in range(0, len(tuples), 50_000):
+        conn.exec_driver_sql(sql, tuples[start:start + 50_000])
 
 
 def bulk_update(conn: sa.Connection, table: sa.Table, key: str | tuple[str, ...],

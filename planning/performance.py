@@ -156,17 +156,37 @@ def outcomes(tasks: pd.DataFrame, by: str) -> pd.DataFrame:
 
 
 def facts(register: Register, conn: sa.Connection, tasks: pd.DataFrame,
-          runs: list[tuple[str, int]], stations: set[str] | None = None) -> Facts:
+          runs: list[tuple[str, int]], stations: set[str] | None = None,
+          owed: dict[int, pd.DataFrame] | None = None) -> Facts:
     """The facts of ``tasks`` (with :func:`with_days`' columns) and of the weeks' ``runs``
-    (week, run id: what each week owed), optionally of some stations only."""
+    (week, run id: what each week owed), optionally of some stations only. ``owed``: per run
+    id, its allocations and unmet needs' ``need_id`` and ``units`` when read already (see
+    :func:`run_owed`)."""
     done = tasks[tasks["status"] == "delivered"]
     reached = done[["week", "tier", "household_id"]].drop_duplicates()
     return Facts(pd.concat([outcomes(tasks, by) for by in GROUPS], ignore_index=True),
-                 _fills(register, conn, tasks, runs, stations), reached)
+                 _fills(register, conn, tasks, runs, stations, owed or {}), reached)
+
+
+def run_owed(register: Register, conn: sa.Connection, run_id: int) -> pd.DataFrame:
+    """What a week's run owed each need: its ``allocations`` and ``unmet`` rows' ``need_id``
+    and ``units``, ``allocated`` telling which table each came from (a city's backlog is
+    millions of rows: read once for a close)."""
+    parts = []
+    for name in ("allocations", "unmet"):
+        part = register.store.table_in(conn, run_id, name, columns=["need_id", "units"])
+        if "need_id" in part.columns:
+            parts.append(part[["need_id", "units"]].assign(allocated=name == "allocations"))
+    if not parts:
+        return pd.DataFrame({"need_id": pd.Series(dtype=object),
+                             "units": pd.Series(dtype=float),
+                             "allocated": pd.Series(dtype=bool)})
+    return pd.concat(parts, ignore_index=True)
 
 
 def _fills(register: Register, conn: sa.Connection, tasks: pd.DataFrame,
-           runs: list[tuple[str, int]], stations: set[str] | None) -> pd.DataFrame:
+           runs: list[tuple[str, int]], stations: set[str] | None,
+           owed_by_run: dict[int, pd.DataFrame]) -> pd.DataFrame:
     """Per week, station and colour: the needs the week's run was given, and the needs planned
     and delivered counted by the fraction of each (a need half delivered counts ½).
 
@@ -182,8 +202,9 @@ def _fills(register: Register, conn: sa.Connection, tasks: pd.DataFrame,
             plans = plans[member_mask(plans["station_id"], stations)]
         counted = plans.groupby(["station_id", "tier"])["needs"].sum()
         served = tasks[(tasks["week"] == week).to_numpy() & (tasks["need_id"] != "").to_numpy()]
-        owed = pd.concat([register.store.table_in(conn, run_id, name)[["need_id", "units"]]
-                          for name in ("allocations", "unmet")])
+        owed = owed_by_run.get(run_id)
+        if owed is None:
+            owed = run_owed(register, conn, run_id)
         owed = owed[member_mask(owed["need_id"], served["need_id"].unique())]
         size = owed.groupby("need_id")["units"].sum()
         delivered = served["units_delivered"].where(served["status"] == "delivered", 0.0)
@@ -251,19 +272,19 @@ def shortfalls(register: Register, conn: sa.Connection, week: str, run_id: int,
 
 def store_facts(register: Register, conn: sa.Connection, week: str, centre: str,
                 week_tasks: pd.DataFrame, run_id: int | None, made_at: str,
-                needs: pd.DataFrame | None = None) -> None:
+                needs: pd.DataFrame | None = None, owed: pd.DataFrame | None = None) -> None:
     """Keep the facts of a week as it closes (``cycle.close_week``, in its transaction).
     ``needs``: the service and household of each need the week's run was given (read from
-    the register when not given)."""
+    the register when not given); ``owed``: the run's :func:`run_owed` when read already."""
     runs = [(week, run_id)] if run_id is not None else []
-    found = facts(register, conn, with_days(week_tasks), runs)
+    found = facts(register, conn, with_days(week_tasks), runs,
+                  owed={run_id: owed} if run_id is not None and owed is not None else None)
     short = (shortfalls(register, conn, week, run_id, needs) if run_id is not None
              else pd.DataFrame(columns=SHORTFALL_COLUMNS))
     for table, frame in ((OUTCOMES, found.outcomes), (FILLS, found.fills),
                          (REACHED, found.reached), (SHORTFALLS, short)):
         columns = [c.name for c in table.columns if c.name != "fact_id"]
-        bulk_insert(conn, table, frame.assign(centre=centre)[columns]
-                    .to_dict("records"))
+        bulk_insert(conn, table, frame.assign(centre=centre)[columns])
     conn.execute(FACT_WEEKS.insert().values(week=week, centre=centre, made_at=made_at))
 
 

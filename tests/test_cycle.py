@@ -729,3 +729,26 @@ def test_the_watch_is_filled_at_upgrade_and_an_upgrade_stopped_half_way_runs_aga
                      for i in sa.inspect(conn).get_indexes("need_states")}
         assert index["ix_need_states_waiting"][:3] == ["state", "station_id", "service_id"]
     register.engine.dispose()
+
+
+def test_the_closed_needs_index_serves_the_close_and_an_upgrade_makes_it_once(tmp_path, tiny):
+    """Revision 0007 indexes the closed needs by when they closed, so that a close finds the
+    needs closed since its week opened without reading every need ever closed (a grown
+    register's million); an upgrade stopped after making it runs again, and one stopped
+    before makes it."""
+    url = f"sqlite:///{tmp_path / 'closed.sqlite'}"
+    register = Register(RunStore(url), Actor("tester"), tiny.policy)
+    register.import_scenario(tiny)
+    since = ("SELECT need_states.need_id FROM need_states WHERE need_states.state = 'closed' "
+             "AND need_states.updated_at >= '2026-01-01'")  # (the close's query)
+    for made in (True, False):
+        with register.engine.begin() as conn:
+            if not made:
+                conn.execute(sa.text("DROP INDEX ix_need_states_closed"))
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '0006'"))
+        assert main(["db", "upgrade", "--store", url]) == 0
+        assert revision(register.engine) == head()
+        with register.engine.connect() as conn:
+            plan = " ".join(str(r) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {since}"))
+        assert "ix_need_states_closed" in plan
+    register.engine.dispose()
