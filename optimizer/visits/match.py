@@ -113,7 +113,7 @@ def match_visits(visits: pd.DataFrame, volunteers: pd.DataFrame,
     if params.travel_repair and not exact and int(used[2].sum()) == int(arrays.g_count.sum()):
         # Every visit placed in a cut or pruned model (a district's final round): travel is a
         # transportation problem the LP nearly solves (optimizer/visits/travel.py).
-        used = improve_travel(arrays, used)
+        used = improve_travel(arrays, used, search=params.travel_search)
     if params.bounds:
         reports = combine_reports(arrays, regions, exact, used, relax_cap, able)
     else:  # the plan only: no level claims a bound

@@ -7,8 +7,10 @@ visits need; groups of one key differ only in class and last volunteer). Restric
 key's nearest volunteers and the pairs the plan uses (so the plan itself is feasible), its LP
 relaxation (HiGHS) is nearly whole; its whole columns are kept and the visits of its
 fractional ones are placed by a small MIP (HiGHS, a deterministic node limit) over every pair
-of their keys, in what is left of each volunteer. The
-result replaces the plan only when it travels less; the plan's continuity and load follow.
+of their keys, in what is left of each volunteer. Then the whole restricted model is solved as
+one MIP started from the better plan (session 12: the fractional part is capacity fragmented
+by hours, which only a search over every kept pair uses well). Each result replaces the plan
+only when it is checked and travels less; the plan's continuity and load follow.
 """
 
 from __future__ import annotations
@@ -75,10 +77,11 @@ def _solve(key, vol, metres, demand, slots, units, unit_of_key, integer: bool,
     return x if h.getModelStatus() == highspy.HighsModelStatus.kOptimal else None
 
 
-def improve_travel(arrays, used: tuple[np.ndarray, np.ndarray, np.ndarray]
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def improve_travel(arrays, used: tuple[np.ndarray, np.ndarray, np.ndarray],
+                   search: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``used`` (group, volunteer, count of each placed pair; every unpinned visit placed)
-    with less travel when the repair finds it, else ``used`` itself."""
+    with less travel when the repair (and, with ``search``, the search after it) finds it,
+    else ``used`` itself."""
     listed = key_pairs(arrays)
     if listed is None:
         return used
@@ -112,7 +115,7 @@ def improve_travel(arrays, used: tuple[np.ndarray, np.ndarray, np.ndarray]
                       metres[open_], left[left > 0], slots, units, key_units[left > 0],
                       integer=True, nodes=RESIDUAL_NODES)
         if rest is None:
-            return _search(arrays, used, listed, keep_mask, plan_metres)
+            return _search(arrays, used, listed, keep_mask, plan_metres) if search else used
         key = np.concatenate([key, key_arc[open_]])
         vol = np.concatenate([vol, vol_arc[open_]])
         cost = np.concatenate([cost, metres[open_]])
@@ -123,7 +126,7 @@ def improve_travel(arrays, used: tuple[np.ndarray, np.ndarray, np.ndarray]
     hours = np.bincount(vol, weights=whole * key_units[key], minlength=n_vol)
     if (whole < 0).any() or (placed != key_count).any() or (busy > arrays.free_slots).any() \
             or (hours > arrays.free_units).any():
-        return _search(arrays, used, listed, keep_mask, plan_metres)
+        return _search(arrays, used, listed, keep_mask, plan_metres) if search else used
     if int(cost @ whole) < plan_metres:
         ug, uv, uc = _to_groups(arrays, group_key, key, vol, whole.astype(np.int64))
         plan_metres = int(cost @ whole)
@@ -131,6 +134,8 @@ def improve_travel(arrays, used: tuple[np.ndarray, np.ndarray, np.ndarray]
     # fractional part is fragmented capacity that only a search over every kept pair can
     # use (docs/matching.md, "Session 12": 1,239.2 → 1,210.4 km on the demo's final
     # matching, the optimum of the restricted model).
+    if not search:
+        return ug, uv, uc
     return _search(arrays, (ug, uv, uc), listed, keep_mask, plan_metres)
 
 
