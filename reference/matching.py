@@ -3,8 +3,11 @@
 Nothing here comes from ``optimizer/visits.py``: admissibility is recomputed from the tables
 (skills, background check, availability, great-circle distance), every visit × volunteer ×
 slot is a binary variable (the library collapses slots; this model does not), and the levels
-are solved one at a time, each later one holding every earlier one at its optimum. Instances
-are small.
+are solved one at a time, each later one holding every earlier one at its optimum: coverage
+class by class, travel, and with ``later=True`` continuity and load (Σ hours² per volunteer,
+convex, as whole steps of the visits' common length). Instances are small; ``solver="highs"``
+(HiGHS through PuLP) takes the cut-downs of a district's matching (docs/matching.md,
+"Session 12").
 """
 
 from __future__ import annotations
