@@ -379,7 +379,8 @@ def cmd_match(args: argparse.Namespace) -> int:
         return 1
     check_scope(scenario, args.week, args.centre)
     try:
-        plan = _plan(scenario, RunStore(args.store), None, week=args.week, centre=args.centre)
+        proving = {"travel_search": True, "settled_bounds": True} if args.prove_travel else None
+        plan = _plan(scenario, RunStore(args.store), proving, week=args.week, centre=args.centre)
         return _match_and_show(scenario, plan.run, Path(args.out), args.format, plan.match,
                                lang=args.lang, as_json=args.json)
     except PinError as err:
@@ -794,6 +795,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="csv",
                    help="csv or parquet folder, or xlsx: one workbook with a printable sheet "
                         "per volunteer")
+    p.add_argument("--prove-travel", action="store_true",
+                   help="路程再搜索并以全部配对求界(较慢,区县示例约多 15 秒)/ search travel "
+                        "from the repaired plan and bound travel and continuity over every pair "
+                        "(slower: about 15 s more on the district demo)")
     add_lang(p)
     p.add_argument("--store", help=STORE_HELP)
     add_json(p)

@@ -786,3 +786,69 @@ def test_pruned_model_with_every_visit_placed_bounds_and_repairs_travel(seed):
     plain = match_visits(placed, sc.volunteers, MatchParams(max_arcs=1, arcs_per_visit=1,
                                                             travel_repair=False))
     assert travel.value <= next(lv.value for lv in plain.levels if lv.name == "travel") + 1e-9
+
+
+# ----------------------------------------------------------------------------- later levels
+
+
+def _later_case(seed: int):
+    """A few dozen visits and volunteers: a seeded scenario with its in-person needs served
+    by the pools, the visits the matching places (so every visit of the case can be placed,
+    as in a district's final round)."""
+    tables = random_scenario(seed, volunteers=int(np.random.default_rng(seed).integers(12, 25)))
+    sc = Scenario.from_tables(tables)
+    visits = build_visits(sc, pool_allocations(sc), WEEK)
+    first = match_visits(visits, sc.volunteers, MatchParams())
+    placed = visits[visits["visit_id"].isin(first.assignments["visit_id"])] \
+        .reset_index(drop=True)
+    return sc, placed
+
+
+def _check_later_bounds(visits: pd.DataFrame, volunteers: pd.DataFrame, result) -> dict:
+    """Travel's, continuity's and load's bounds against the reference holding the earlier
+    levels at the plan's values (travel ≥ the least travel, continuity ≤ the most under the
+    plan's travel, load ≤ the least under both); returns the levels by name."""
+    levels = {lv.name: lv for lv in result.levels}
+    placed = visits.merge(result.assignments[["visit_id"]], on="visit_id")
+    held = {(t, int(u)): int(n) for (t, u), n in placed.groupby(["tier", "urgency"]).size()
+            .items()}
+    given = ref.solve_given(visits, volunteers, held, later=True,
+                            travel_km=levels["travel"].value,
+                            continuity=int(levels["continuity"].value), solver="highs")
+    assert levels["travel"].bound <= given.travel_km + 5e-4 * len(placed) + 1e-6
+    assert levels["continuity"].bound >= given.continuity
+    assert levels["load"].bound <= given.load + 1e-6
+    for lv in levels.values():
+        if lv.status == "optimal":
+            assert lv.value == pytest.approx(lv.bound), lv
+    return levels
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_later_levels_equal_the_reference_optima(seed):
+    """Travel, continuity and load of a small matching (solved exactly: CP-SAT or min-cost
+    flow) equal the independent model's lexicographic optima, level by level, and its bounds
+    hold against that model."""
+    sc, visits = _later_case(seed)
+    result = match_visits(visits, sc.volunteers, MatchParams())
+    best = ref.solve(visits, sc.volunteers, later=True, solver="highs")
+    levels = _check_later_bounds(visits, sc.volunteers, result)
+    assert len(result.assignments) == len(visits)
+    assert levels["travel"].value == pytest.approx(best.travel_km, abs=5e-4 * len(visits))
+    assert levels["continuity"].value == best.continuity
+    assert levels["load"].value == pytest.approx(best.load)
+
+
+@pytest.mark.parametrize("seed", (0, 1, 4, 7, 10))  # the others' pruned models leave visits out
+def test_settled_pruned_matching_searches_travel_and_bounds_it_over_every_pair(seed):
+    """A pruned model (each visit's nearest volunteers only) that places every visit, as the
+    demo's final matching: its travel search reaches the independent model's least travel,
+    and its travel and continuity bounds (the LP with hours over every pair) hold."""
+    sc, visits = _later_case(seed)
+    result = match_visits(visits, sc.volunteers, MatchParams(
+        max_arcs=1, arcs_per_visit=1, travel_search=True, settled_bounds=True))
+    assert result.decomposition["pruned_regions"] >= 1 and result.unplaced.empty
+    _check_tables(visits, sc.volunteers, result)
+    levels = _check_later_bounds(visits, sc.volunteers, result)
+    best = ref.solve(visits, sc.volunteers, later=True, solver="highs")
+    assert levels["travel"].value == pytest.approx(best.travel_km, abs=5e-4 * len(visits))

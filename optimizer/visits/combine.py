@@ -26,6 +26,7 @@ from wulian.optimizer.visits.regions import (
     requirement_keys,
     worse_status,
 )
+from wulian.optimizer.visits.settled import settled_bounds
 
 
 def join_candidates(arrays: VisitArrays, regions: list[RegionResult]) -> tuple:
@@ -167,7 +168,7 @@ def repair(arrays: VisitArrays, used: tuple[np.ndarray, np.ndarray, np.ndarray],
 
 
 def combine_reports(arrays: VisitArrays, regions: list[RegionResult], exact: bool, used: tuple,
-                    relax_cap: np.ndarray, able: np.ndarray) -> dict:
+                    relax_cap: np.ndarray, able: np.ndarray, settled: bool = False) -> dict:
     """Each level's (status, bound, seconds) over the unpinned visits, in the model's units:
     the sum of the components' when nothing was cut or pruned, else bounds of the whole
     (docs/matching.md, "Bounds")."""
@@ -226,15 +227,20 @@ def combine_reports(arrays: VisitArrays, regions: list[RegionResult], exact: boo
     for res in regions:
         near[res.groups] = res.near
     travel_bound = cheapest(near, arrays.g_count, arrays.g_class, held)
+    cont_bound = continuity_bound(arrays, relax_cap)
     if int(held.sum()) == int(arrays.g_count.sum()):
         # Every visit placed (a district's final round): the hours must go somewhere, and
-        # the hours flow over every pair bounds that far better than each visit's nearest.
+        # the hours flow over every pair bounds that far better than each visit's nearest;
+        # the LP with hours over every pair better still, and it bounds continuity under
+        # the plan's travel (docs/matching.md, "Session 12").
         by_hours = hours_travel_floor(arrays)
         if by_hours is not None:
             travel_bound = max(travel_bound, by_hours)
+        lp = settled_bounds(arrays, used) if settled else {}  # (MatchParams.settled_bounds)
+        travel_bound = max(travel_bound, lp.get("travel", travel_bound))
+        cont_bound = min(cont_bound, lp.get("continuity", cont_bound))
     settle("travel", int(metres @ uc), travel_bound, "min")
-    settle("continuity", int(((arrays.g_last[ug] == uv) * uc).sum()),
-           continuity_bound(arrays, relax_cap), "max")
+    settle("continuity", int(((arrays.g_last[ug] == uv) * uc).sum()), cont_bound, "max")
     units = np.bincount(uv, weights=uc * arrays.g_units[ug], minlength=n_vol).astype(np.int64)
     load = int(((units + arrays.pinned_units) ** 2).sum())
     could = arrays.pinned_units > 0

@@ -113,9 +113,10 @@ def match_visits(visits: pd.DataFrame, volunteers: pd.DataFrame,
     if params.travel_repair and not exact and int(used[2].sum()) == int(arrays.g_count.sum()):
         # Every visit placed in a cut or pruned model (a district's final round): travel is a
         # transportation problem the LP nearly solves (optimizer/visits/travel.py).
-        used = improve_travel(arrays, used)
+        used = improve_travel(arrays, used, search=params.travel_search)
     if params.bounds:
-        reports = combine_reports(arrays, regions, exact, used, relax_cap, able)
+        reports = combine_reports(arrays, regions, exact, used, relax_cap, able,
+                                  settled=params.settled_bounds)
     else:  # the plan only: no level claims a bound
         reports = {name: (Status.FEASIBLE, np.nan, 0.0) for name in
                    [*map(int, np.unique(arrays.g_class)), "travel", "continuity", "load"]}

@@ -96,8 +96,18 @@ class MatchParams:
         caller's ``run_parts``.
     travel_repair
         When a cut or pruned model places every visit, repair its travel from the LP
-        (``optimizer/visits/travel.py``; about a second on the district). ``plan_week`` turns
-        it off for the matchings whose plan it does not report.
+        (``optimizer/visits/travel.py``; about a second of CPU on the district's final
+        matching, 1,239 km there). ``plan_week`` turns it off for the matchings whose plan it
+        does not report.
+    travel_search
+        With ``travel_repair``, then search the restricted model from the repaired plan (HiGHS
+        MIP, 20 nodes): on the district demo 1,239 → 1,210 km for about 11 s more CPU. Off by
+        default: ``wulian demo`` and a city week's open must stay quick (issue 19), and the
+        search's size on a city's pruned model is not measured (docs/matching.md).
+    settled_bounds
+        When every visit is placed, bound travel and continuity by the LP with hours over every
+        pair (``optimizer/visits/settled.py``): on the district demo travel's bound 1,034.5 →
+        1,198.6 km, continuity's 1,165 → 91, for about 4 s more CPU. Off by default, as above.
     bounds
         Work out every level's bound (off: the plan only, the same plan, every level reported
         ``feasible`` with no bound). ``plan_week`` turns it off for the matchings whose plan
@@ -120,6 +130,8 @@ class MatchParams:
     arcs_per_visit: int = 30
     part_workers: int = 0
     travel_repair: bool = True
+    travel_search: bool = False
+    settled_bounds: bool = False
     bounds: bool = True
 
     def __post_init__(self) -> None:

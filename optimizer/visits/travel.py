@@ -7,8 +7,10 @@ visits need; groups of one key differ only in class and last volunteer). Restric
 key's nearest volunteers and the pairs the plan uses (so the plan itself is feasible), its LP
 relaxation (HiGHS) is nearly whole; its whole columns are kept and the visits of its
 fractional ones are placed by a small MIP (HiGHS, a deterministic node limit) over every pair
-of their keys, in what is left of each volunteer. The
-result replaces the plan only when it travels less; the plan's continuity and load follow.
+of their keys, in what is left of each volunteer. Then the whole restricted model is solved as
+one MIP started from the better plan (session 12: the fractional part is capacity fragmented
+by hours, which only a search over every kept pair uses well). Each result replaces the plan
+only when it is checked and travels less; the plan's continuity and load follow.
 """
 
 from __future__ import annotations
@@ -22,19 +24,23 @@ from wulian.optimizer.visits.bounds import key_pairs
 #: Each key's nearest volunteers the repair looks at (with the pairs the plan uses); the LP
 #: restricted to 20 is within 3 % of the one over every pair on the demo's final instance.
 NEAREST = 20
-#: Branch-and-bound nodes of the residual MIP: a work limit, so the result is reproducible.
+#: Branch-and-bound nodes of the residual MIP and of the search over every kept pair: work
+#: limits, so the result is reproducible.
 RESIDUAL_NODES = 500
+SEARCH_NODES = 20
 
 
-def _solve(key, vol, metres, demand, slots, units, unit_of_key, integer: bool
-           ) -> np.ndarray | None:
+def _solve(key, vol, metres, demand, slots, units, unit_of_key, integer: bool,
+           start: np.ndarray | None = None, nodes: int = 500) -> np.ndarray | None:
     """Counts per pair of ``min Σ metres·x`` with each key's ``demand`` placed, at most
-    ``slots`` visits and ``units`` hour units per volunteer; ``None`` when not solved."""
+    ``slots`` visits and ``units`` hour units per volunteer; ``None`` when not solved.
+    ``start`` (counts per pair, a plan) is the MIP's first incumbent."""
     n, n_keys, n_vol = len(key), len(demand), len(slots)
-    h = highspy.Highs()
+    with quiet_stdout():
+        h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
-    h.setOptionValue("mip_max_nodes", RESIDUAL_NODES)
+    h.setOptionValue("mip_max_nodes", nodes)
     h.addCols(n, metres.astype(float), np.zeros(n), demand[key].astype(float), 0,
               np.zeros(n, np.int32), np.zeros(0, np.int32), np.zeros(0))
     if integer:
@@ -55,6 +61,11 @@ def _solve(key, vol, metres, demand, slots, units, unit_of_key, integer: bool
     rows(vol, np.ones(n), np.full(n_vol, -highspy.kHighsInf), slots.astype(float), n_vol)
     rows(vol, unit_of_key[key].astype(float), np.full(n_vol, -highspy.kHighsInf),
          units.astype(float), n_vol)
+    if start is not None:
+        given = highspy.HighsSolution()
+        given.col_value = start.astype(float).tolist()
+        given.value_valid = True
+        h.setSolution(given)
     with quiet_stdout():
         h.run()
     solution = h.getSolution()
@@ -66,10 +77,11 @@ def _solve(key, vol, metres, demand, slots, units, unit_of_key, integer: bool
     return x if h.getModelStatus() == highspy.HighsModelStatus.kOptimal else None
 
 
-def improve_travel(arrays, used: tuple[np.ndarray, np.ndarray, np.ndarray]
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def improve_travel(arrays, used: tuple[np.ndarray, np.ndarray, np.ndarray],
+                   search: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``used`` (group, volunteer, count of each placed pair; every unpinned visit placed)
-    with less travel when the repair finds it, else ``used`` itself."""
+    with less travel when the repair (and, with ``search``, the search after it) finds it,
+    else ``used`` itself."""
     listed = key_pairs(arrays)
     if listed is None:
         return used
@@ -82,6 +94,8 @@ def improve_travel(arrays, used: tuple[np.ndarray, np.ndarray, np.ndarray]
     rank[order] = np.arange(len(key_arc)) - np.searchsorted(key_arc[order], key_arc[order])
     in_plan = np.isin(key_arc * n_vol + vol_arc, group_key[ug] * n_vol + uv)
     keep = (rank < NEAREST) | in_plan
+    keep_mask = keep
+    plan_metres = int(arrays.pair_metres(ug, uv) @ uc)
     key, vol, cost = key_arc[keep], vol_arc[keep], metres[keep]
     x = _solve(key, vol, cost, key_count, arrays.free_slots, arrays.free_units, key_units,
                integer=False)
@@ -99,9 +113,9 @@ def improve_travel(arrays, used: tuple[np.ndarray, np.ndarray, np.ndarray]
         open_ = left[key_arc] > 0
         rest = _solve(np.searchsorted(np.flatnonzero(left), key_arc[open_]), vol_arc[open_],
                       metres[open_], left[left > 0], slots, units, key_units[left > 0],
-                      integer=True)
+                      integer=True, nodes=RESIDUAL_NODES)
         if rest is None:
-            return used
+            return _search(arrays, used, listed, keep_mask, plan_metres) if search else used
         key = np.concatenate([key, key_arc[open_]])
         vol = np.concatenate([vol, vol_arc[open_]])
         cost = np.concatenate([cost, metres[open_]])
@@ -112,10 +126,44 @@ def improve_travel(arrays, used: tuple[np.ndarray, np.ndarray, np.ndarray]
     hours = np.bincount(vol, weights=whole * key_units[key], minlength=n_vol)
     if (whole < 0).any() or (placed != key_count).any() or (busy > arrays.free_slots).any() \
             or (hours > arrays.free_units).any():
+        return _search(arrays, used, listed, keep_mask, plan_metres) if search else used
+    if int(cost @ whole) < plan_metres:
+        ug, uv, uc = _to_groups(arrays, group_key, key, vol, whole.astype(np.int64))
+        plan_metres = int(cost @ whole)
+    # Then the whole restricted model as one MIP, started from the better plan: the LP's
+    # fractional part is fragmented capacity that only a search over every kept pair can
+    # use (docs/matching.md, "Session 12": 1,239.2 → 1,210.4 km on the demo's final
+    # matching, the optimum of the restricted model).
+    if not search:
+        return ug, uv, uc
+    return _search(arrays, (ug, uv, uc), listed, keep_mask, plan_metres)
+
+
+def _search(arrays, used, listed, keep: np.ndarray, plan_metres: int):
+    """``used`` improved by the MIP over the kept key pairs and those ``used`` has, with
+    ``used`` as its start (:data:`SEARCH_NODES` nodes at most); ``used`` itself unless the MIP
+    ends with a checked plan that travels less."""
+    group_key, key_units, key_count, key_arc, vol_arc, metres = listed
+    ug, uv, uc = used
+    n_vol = len(arrays.vol_ids)
+    code = key_arc * n_vol + vol_arc
+    keep = keep | np.isin(code, group_key[ug] * n_vol + uv)
+    sel = np.flatnonzero(keep)
+    key, vol, cost = key_arc[sel], vol_arc[sel], metres[sel]
+    start = np.zeros(len(sel), np.int64)
+    order = np.argsort(code[sel], kind="stable")
+    np.add.at(start, order[np.searchsorted(code[sel][order], group_key[ug] * n_vol + uv)], uc)
+    x = _solve(key, vol, cost, key_count, arrays.free_slots, arrays.free_units, key_units,
+               integer=True, start=start, nodes=SEARCH_NODES)
+    if x is None or int(cost @ x) >= plan_metres:
         return used
-    if int(cost @ whole) >= int(arrays.pair_metres(ug, uv) @ uc):
+    placed = np.bincount(key, weights=x, minlength=len(key_count))
+    busy = np.bincount(vol, weights=x, minlength=n_vol)
+    hours = np.bincount(vol, weights=x * key_units[key], minlength=n_vol)
+    if (x < 0).any() or (placed != key_count).any() or (busy > arrays.free_slots).any() \
+            or (hours > arrays.free_units).any():
         return used
-    return _to_groups(arrays, group_key, key, vol, whole.astype(np.int64))
+    return _to_groups(arrays, group_key, key, vol, x.astype(np.int64))
 
 
 def _to_groups(arrays, group_key, key, vol, count):
