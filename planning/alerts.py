@@ -221,12 +221,14 @@ def _unmet(register: Register, conn, rule) -> pd.DataFrame:
     # thousand needs: read as a row per household, not per need).
     ids = (sa.cast(sa.func.json_agg(n.need_id), sa.Text)
            if conn.dialect.name == "postgresql" else sa.func.json_group_array(n.need_id))
-    rows = fetch_rows(conn, sa.select(n.household_id, n.tier, n.station_id,
-                                      sa.func.min(n.week_raised), ids)
+    # (Grouped by household alone: a household is one finding even if its needs' copies of
+    # its colour and station ever disagreed.)
+    rows = fetch_rows(conn, sa.select(n.household_id, sa.func.max(n.tier),
+                                      sa.func.max(n.station_id), sa.func.min(n.week_raised), ids)
                       .where(n.state.in_(OPEN_STATES + ("allocated",)),
                              n.week_raised <= shift_week(as_of, -int(rule["weeks"])),
                              n.tier.in_(list(rule["colours"])))
-                      .group_by(n.household_id, n.tier, n.station_id))
+                      .group_by(n.household_id))
     if not rows:
         return _findings([])
     # By household, and each household's first 20 need ids, by code point (a database's

@@ -963,7 +963,7 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
         out.expired = int(closed.sum()) - out.delivered
         # Carried: the week's needs not closed now (withdrawn in the week: closed since it opened).
         given = pd.unique(np.concatenate([allocated, unmet]))
-        # (The state as a literal: the partial index of closed needs by time, revision 0006,
+        # (The state as a literal: the partial index of closed needs by time, revision 0007,
         # serves the query only when it names that state.)
         gone = fetch_frame(conn, sa.select(n.need_id).where(
             sa.literal_column("need_states.state = 'closed'"),

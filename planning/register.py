@@ -296,12 +296,20 @@ def keep_watch(conn: sa.Connection, batches: list[tuple[str, list[str], list]]) 
         _update_watch(conn, known)
     # The needs of households moved or assessed carry their new station and colour (a new
     # need is given its household's as it is written: see need_rows).
-    w = WATCH.c
-    moved = sorted(h for h in set(stations) | set(assessment) if h not in added)
-    for start in range(0, len(moved), 20_000):
-        conn.execute(NEED_STATES.update().values(station_id=w.station_id, tier=w.tier)
-                     .where(w.household_id == NEED_STATES.c.household_id,
-                            NEED_STATES.c.household_id.in_(moved[start:start + 20_000])))
+    copy_to_needs(conn, sorted(h for h in set(stations) | set(assessment) if h not in added))
+
+
+def copy_to_needs(conn: sa.Connection, households: list[str]) -> None:
+    """The needs of ``households`` given their household's station and colour from the watch
+    ('' for one not watched). Correlated subqueries, not UPDATE … FROM: SQLite has that only
+    from 3.33, and a Python may be linked to an older one."""
+    w, n = WATCH.c, NEED_STATES.c
+    copied = {column: sa.func.coalesce(sa.select(w[column]).where(
+        w.household_id == n.household_id).scalar_subquery(), "")
+        for column in ("station_id", "tier")}
+    for start in range(0, len(households), 20_000):
+        conn.execute(NEED_STATES.update().values(**copied)
+                     .where(n.household_id.in_(households[start:start + 20_000])))
 
 
 def need_rows(conn: sa.Connection, needs: pd.DataFrame, stamp: str) -> list[dict]:
@@ -311,11 +319,19 @@ def need_rows(conn: sa.Connection, needs: pd.DataFrame, stamp: str) -> list[dict
     yet: flush the transaction's events first so the watch holds the households it added)."""
     homes = needs["household_id"].to_numpy(object)
     w = WATCH.c
+    # PostgreSQL: the watch rows read are held (shared) until this transaction ends, so a
+    # household assessed or moved at the same time waits for these needs to be written, and
+    # its update of its needs' copies then includes them (or these wait for it and read its
+    # new row). SQLite: one writer at a time already.
+    shared = conn.dialect.name == "postgresql"
     if len(homes) > 10_000:  # (a city's import: the whole watch in one read)
+        if shared:
+            conn.exec_driver_sql("LOCK TABLE household_watch IN SHARE MODE")
         watched = fetch_rows(conn, sa.select(w.household_id, w.station_id, w.tier))
     else:
-        watched = fetch_rows(conn, sa.select(w.household_id, w.station_id, w.tier)
-                             .where(w.household_id.in_(sorted(set(homes)))))
+        query = sa.select(w.household_id, w.station_id, w.tier).where(
+            w.household_id.in_(sorted(set(homes))))
+        watched = fetch_rows(conn, query.with_for_update(read=True) if shared else query)
     copies = {h: (station, tier) for h, station, tier in watched}
     return [{"need_id": nid, "household_id": hid, "service_id": sid, "quantity": float(q),
              "remaining": float(q), "urgency": int(u), "week_raised": wk, "state": "open",
@@ -801,19 +817,26 @@ class Register:
                       NEED_STATES.c.need_id.in_(chunk))).mappings()}
         changed = needs.loc[[n for n in c.changed if n in before]]
         afters = []
-        for nid, quantity, urgency, service, week in zip(
-                changed.index, changed["quantity"].to_numpy(float),
+        for nid, household, quantity, urgency, service, week in zip(
+                changed.index, changed["household_id"].to_numpy(object),
+                changed["quantity"].to_numpy(float),
                 changed["urgency"].to_numpy(int), changed["service_id"].to_numpy(object),
                 changed["week"].to_numpy(object), strict=True):
             was = before[nid]
             delivered = float(was["quantity"]) - float(was["remaining"])
             # (week_raised follows the row's week: a waiting need's age is counted from it.)
-            afters.append({"quantity": float(quantity), "urgency": int(urgency),
-                           "service_id": service, "week_raised": week,
+            afters.append({"household_id": household, "quantity": float(quantity),
+                           "urgency": int(urgency), "service_id": service, "week_raised": week,
                            "remaining": max(0.0, float(quantity) - delivered)})
         bulk_update(conn, NEED_STATES, "need_id", [
             {**after, "updated_at": stamp, "need_id": nid}
             for nid, after in zip(changed.index, afters, strict=True)])
+        # A need moved to another household carries that household's station and colour
+        # (the households this import adds or assesses watched first).
+        events.flush()
+        copy_to_needs(conn, sorted({after["household_id"] for nid, after in zip(
+            changed.index, afters, strict=True)
+            if after["household_id"] != before[nid]["household_id"]}))
         events.add_many("need_state.change", [f"needs:{n}" for n in changed.index],
                         [_plain(before[n]) for n in changed.index], afters)
 

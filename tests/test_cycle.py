@@ -8,6 +8,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -652,9 +653,16 @@ def test_the_household_watch_is_kept_as_the_register_changes(store_url, tiny):
     homes = tables["households"]
     other = sorted(set(homes["station_id"]) - {homes.at[0, "station_id"]})[0]
     homes.loc[0, "station_id"] = other  # moved to another station
+    needs = tables["needs"]  # a need moved to a household of another station and colour
+    need, home = needs.at[0, "need_id"], needs.at[0, "household_id"]
+    far = homes[(homes["station_id"] != homes.set_index("household_id").at[home, "station_id"])
+                & (homes["tier"] != homes.set_index("household_id").at[home, "tier"])]
+    needs.loc[0, "household_id"] = far["household_id"].iat[0]
     register.import_scenario(Scenario.from_tables(tables, register.policy))
     after = _watched(register).set_index("household_id")
     assert after.at[homes.at[0, "household_id"], "station_id"] == other
+    moved = register.need_states().set_index("need_id")
+    assert moved.at[need, "household_id"] == far["household_id"].iat[0]
     assert after.at[hid, "version"] == played.set_index("household_id").at[hid, "version"] + 2
     register.engine.dispose()
 
@@ -684,6 +692,38 @@ def test_a_household_assessed_twice_in_one_transaction_keeps_the_first_colour_be
     assert first != second != third  # (the one before is told from the one kept before)
     assert (kept.at[hid, "version"], kept.at[hid, "tier_before"], kept.at[hid, "tier"]) == \
         (3, second, third)
+    register.engine.dispose()
+
+
+def test_a_need_raised_while_its_household_is_reassessed_carries_the_colour_it_ends_with(
+        store_url, tiny):
+    """A household's new assessment not yet committed while a need is raised for it in
+    another transaction (PostgreSQL reads what is committed; the API serves requests in
+    threads): the need ends with the colour the household ends with, not the one before."""
+    register = Register(RunStore(store_url), Actor("tester"), tiny.policy)
+    register.import_scenario(tiny)
+    homes = tiny.households
+    hid = homes.loc[homes["tier"] == "green", "household_id"].iat[0]
+    columns = ("d_income", "d_education", "d_health", "d_housing", "d_assets", "d_capability",
+               "d_social")
+    worst = {**json.loads(register.rows("households", None, [hid])[hid]),
+             **dict.fromkeys(columns, "1"), "categories": "", "tier": ""}
+    service = tiny.needs["service_id"].iat[0]
+    raised = threading.Thread(target=register.add_need, args=(
+        {"household_id": hid, "service_id": service, "quantity": "1", "week": "2026-W49"},))
+    with register.engine.connect() as conn:
+        first = conn.begin()
+        events = Events(conn, register.actor)
+        typed = register.valid_rows(conn, "households", {hid: worst})
+        register.write_assessments(conn, events, typed, date(2026, 12, 7), assessor="tester",
+                                   discovered_by="visit")
+        events.flush()
+        raised.start()
+        raised.join(timeout=1.0)  # (it waits for this transaction, or it was quicker)
+        first.commit()
+    raised.join()
+    kept = _watched(register).set_index("household_id")  # every need's copies = the watch
+    assert kept.at[hid, "tier"] == "red"
     register.engine.dispose()
 
 

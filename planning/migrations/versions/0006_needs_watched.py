@@ -27,13 +27,16 @@ def upgrade() -> None:
         if name not in columns:
             op.add_column("need_states", sa.Column(name, sa.String(length), nullable=False,
                                                    server_default=""))
-    # Filled from the watch (the whole table: filling it again gives the same values).
+    # Filled from the watch (the whole table: filling it again gives the same values), by
+    # correlated subqueries (SQLite has UPDATE … FROM only from 3.33).
     needs = sa.table("need_states", sa.column("household_id"), sa.column("station_id"),
                      sa.column("tier"))
     watch = sa.table("household_watch", sa.column("household_id"), sa.column("station_id"),
                      sa.column("tier"))
-    bind.execute(needs.update().values(station_id=watch.c.station_id, tier=watch.c.tier)
-                 .where(watch.c.household_id == needs.c.household_id))
+    bind.execute(needs.update().values(**{
+        column: sa.func.coalesce(sa.select(watch.c[column]).where(
+            watch.c.household_id == needs.c.household_id).scalar_subquery(), "")
+        for column in ("station_id", "tier")}))
     # By state, then station and service (a fund's subtree and earmark are ranges of it), then
     # what the rules read: the week raised, the colour, the household and the need.
     index = {i["name"]: i["column_names"] for i in inspector.get_indexes("need_states")}
