@@ -437,9 +437,10 @@ def row_keys(table: str, frame: pd.DataFrame) -> pd.Series:
     return frame[TABLES[table].key]
 
 
-def canonical(table: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """A table as the register keeps it: text cells, the contract's columns first."""
-    text = as_text(frame)
+def canonical(table: str, frame: pd.DataFrame, *, arrow: bool = False) -> pd.DataFrame:
+    """A table as the register keeps it: text cells, the contract's columns first (``arrow``:
+    see :func:`as_text`)."""
+    text = as_text(frame, arrow=arrow)
     order = [c for c in TABLES[table].column_names if c in text.columns]
     return text[order + [c for c in text.columns if c not in order]]
 
@@ -753,7 +754,7 @@ class Register:
             changes, new_rows, frames = {}, {}, {}
             kept = {}
             for name in REGISTER_TABLES:
-                frame = canonical(name, scenario.tables[name])
+                frame = canonical(name, scenario.tables[name], arrow=True)
                 keys = [str(k) for k in row_keys(name, frame)]
                 old = self.rows(name, conn)
                 c, incoming, absent = row_changes(frame, keys, old)
@@ -766,8 +767,9 @@ class Register:
             # the file plus those, and must be valid as a whole. Without any, it is the file,
             # which was validated already.
             if any(kept.values()):
-                self._check_merged(conn, frames, {n: {k: new_rows[n][0][k] for k in keys}
-                                                  for n, keys in kept.items()})
+                self._check_merged(conn, {n: f.astype(object) for n, f in frames.items()},
+                                   {n: {k: new_rows[n][0][k] for k in keys}
+                                    for n, keys in kept.items()})
             report = ImportReport(changes=changes, applied=not dry_run,
                                   skipped=tuple(n for n in scenario.tables
                                                 if n not in REGISTER_TABLES
