@@ -476,8 +476,8 @@ def row_changes(frame: pd.DataFrame, keys: list[str], old: Mapping[str, str]
                 ) -> tuple[TableChanges, dict[str, str], list[str]]:
     """What a canonical frame (its rows' ``keys``) adds to and changes in the stored rows
     (``old``: key → JSON text), as their :func:`row_json` text compares; the JSON text of the
-    rows added or changed (only those are written, by ``row_json``); and the stored keys the
-    frame does not list (in stored order).
+    rows added or changed (only those are written); and the stored keys the frame does not
+    list (in stored order).
 
     A city's 1.3 M rows are compared as Arrow text joined from the frame's columns, not one
     ``row_json`` string each; rows with a value pandas escapes are compared with ``row_json``'s
@@ -487,8 +487,8 @@ def row_changes(frame: pd.DataFrame, keys: list[str], old: Mapping[str, str]
     stored = list(old)
     index = pd.Index(keys)
     at = index.get_indexer(stored) if index.is_unique else None
-    differs = None if at is None else _stored_differs(frame, old, at)
-    if differs is None:  # by text, every row
+    ours = None if at is None else _plain_row_json(frame)
+    if ours is None:  # by text, every row
         data = row_json(frame)
         for k, row in zip(keys, data, strict=True):
             if (was := old.get(k)) is None:
@@ -498,6 +498,7 @@ def row_changes(frame: pd.DataFrame, keys: list[str], old: Mapping[str, str]
         incoming = dict(zip(keys, data, strict=True))
         known = set(keys)
         return c, incoming, [k for k in stored if k not in known]
+    differs = _stored_differs(frame, ours, old, at)
     present = np.zeros(len(keys), dtype=bool)
     present[at[at >= 0]] = True
     changed = np.zeros(len(keys), dtype=bool)
@@ -505,26 +506,32 @@ def row_changes(frame: pd.DataFrame, keys: list[str], old: Mapping[str, str]
     c.added = [keys[i] for i in np.flatnonzero(~present)]
     c.changed = [keys[i] for i in np.flatnonzero(changed)]
     written = np.flatnonzero(~present | changed)
-    made = row_json(frame if len(written) == len(keys) else frame.iloc[written])
-    incoming = dict(zip([keys[i] for i in written], made, strict=True))
+    incoming = dict(zip([keys[i] for i in written], _row_texts(frame, ours, written),
+                        strict=True))
     absent = at < 0
     return c, incoming, ([k for k, i in zip(stored, absent, strict=True) if i]
                          if absent.any() else [])
 
 
-def _stored_differs(frame: pd.DataFrame, old: Mapping[str, str], at: np.ndarray
-                    ) -> np.ndarray | None:
+def _row_texts(frame: pd.DataFrame, ours: pa.ChunkedArray, rows: np.ndarray) -> list[str]:
+    """:func:`row_json`'s text of these rows: Arrow's joined text, pandas' where it escapes."""
+    texts = (ours if len(rows) == len(frame) else ours.take(pa.array(rows))).to_pylist()
+    escaped = [i for i, t in enumerate(texts) if t is None]
+    for i, text in zip(escaped, row_json(frame.iloc[rows[escaped]]), strict=True):
+        texts[i] = text
+    return texts
+
+
+def _stored_differs(frame: pd.DataFrame, ours: pa.ChunkedArray, old: Mapping[str, str],
+                    at: np.ndarray) -> np.ndarray:
     """For each stored row the frame lists (``at`` ≥ 0: its position in the frame), whether
-    its text differs from the frame row's :func:`row_json`; None when the frame's column
-    names are not plain (the caller compares every row's text then)."""
+    its text differs from the frame row's :func:`row_json` (``ours``: see
+    :func:`_plain_row_json`)."""
     listed = at >= 0
     rows = at[listed]
     theirs = pa.array(list(old.values()) if listed.all() else
                       [t for t, keep in zip(old.values(), listed, strict=True) if keep],
                       pa.string())
-    ours = _plain_row_json(frame)
-    if ours is None:
-        return None
     ours = ours.take(pa.array(rows))
     differs = ~np.asarray(pc.fill_null(pc.equal(theirs, ours), False))
     escaped = np.asarray(pc.is_null(ours))  # rows with a value pandas escapes: its own text
