@@ -218,8 +218,8 @@ def test_row_changes_are_those_of_the_rows_text(tiny, extra):
     assert (changes.added, changes.changed, absent) == _by_text(keys, texts, stored)
 
 
-def test_a_reimport_reports_and_writes_what_the_rows_text_says(tmp_path, tiny):
-    register = _register(f"sqlite:///{tmp_path / 's.sqlite'}")
+def test_a_reimport_reports_and_writes_what_the_rows_text_says(store_url, tiny):
+    register = _register(store_url)
     tables = {k: v.copy() for k, v in tiny.tables.items()}
     tables["providers"].loc[[0, 1], "name"] = ['O"Brien 张记/维修', "Lin's 合作社"]
     register.import_scenario(Scenario.from_tables(tables))
