@@ -92,8 +92,10 @@ def unreadable(exc: Exception) -> dict[str, str]:
     return detail
 
 
-def as_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every cell as a stripped string, empty cells as ""; column names stripped."""
+def as_text(frame: pd.DataFrame, *, arrow: bool = False) -> pd.DataFrame:
+    """Every cell as a stripped string, empty cells as ""; column names stripped. ``arrow``:
+    the cells kept as pandas' Arrow-backed strings (for Arrow to read without a copy), not as
+    Python objects."""
     # A filtered frame keeps its row labels; the text frame is numbered from 0, so realign.
     frame = frame.rename(columns=lambda c: str(c).strip().lstrip("\ufeff")).reset_index(drop=True)
     out = {}
@@ -101,7 +103,8 @@ def as_text(frame: pd.DataFrame) -> pd.DataFrame:
         col = frame[name]
         if col.dtype == bool:
             col = col.map({True: "true", False: "false"})
-        out[name] = col.astype("string").fillna("").str.strip().astype(object)
+        text = col.astype("string").fillna("").str.strip()
+        out[name] = text if arrow else text.astype(object)
     return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
 
 

@@ -27,10 +27,15 @@ from wulian.planning.db import head, revision
 from wulian.planning.generate import generate_scenario
 from wulian.planning.register import (
     NEED_STATES,
+    SYNCED_TABLES,
     WATCH,
     Actor,
     Events,
     Register,
+    canonical,
+    row_changes,
+    row_json,
+    row_keys,
     watch_from_scratch,
 )
 from wulian.planning.scenario import Scenario
@@ -160,6 +165,89 @@ def test_import_round_trips_and_reports_exactly_the_changes(tmp_path, tiny):
     assert sorted(events["subject"]) == sorted(f"needs:{n}" for n in ids)
     assert all(json.loads(a)["quantity"] == json.loads(b)["quantity"] + 2
                for a, b in zip(events["after"], events["before"], strict=True))
+
+
+def _by_text(keys: list[str], texts: list[str], stored: dict[str, str]):
+    """What an import changes as the rows' JSON text compares (the independent reckoning)."""
+    added = [k for k in keys if k not in stored]
+    changed = [k for k, t in zip(keys, texts, strict=True) if k in stored and stored[k] != t]
+    return added, changed, [k for k in stored if k not in set(keys)]
+
+
+@pytest.mark.parametrize("extra", [[], ["note"], ["note", "contact"]])
+def test_row_changes_are_those_of_the_rows_text(tiny, extra):
+    frame = tiny.tables["providers"].copy()
+    for column in extra:
+        frame[column] = [f"{column} {i}" for i in range(len(frame))]
+    frame.loc[0, "name"] = 'O"Brien 张\\记/维修 \t 合作社'  # quotes, a backslash, a slash, a tab
+    frame.loc[1, "name"] = ""  # an empty cell
+    # Each a value pandas writes with an escape (or, the last two, without one).
+    frame.loc[15:20, "name"] = ['a "quote"', "back\\slash", "a\ttab", "a/slash",
+                                "😀\u2028😀", "a\x7f"]
+    text = canonical("providers", frame)
+    keys = list(text["provider_id"])
+    texts = row_json(text)
+    stored = dict(zip(keys, texts, strict=True))
+    stored[keys[2]] = texts[2].replace('"firm"', '"Firm"')  # one value, another spelling
+    stored[keys[3]] = json.dumps({**json.loads(texts[3]), "centre_id": " D04"}, ensure_ascii=False)
+    stored[keys[4]] = row_json(text.drop(columns="linkage"))[4]  # a key missing
+    stored[keys[5]] = row_json(text.assign(more="x"))[5]  # a key the file has not
+    stored[keys[6]] = json.dumps(json.loads(texts[6]), separators=(",", ":"))  # \\u escapes
+    stored[keys[12]] = json.dumps(json.loads(texts[12]), ensure_ascii=False)  # spaces
+    frame.loc[13, "name"] = text.loc[13, "name"] = "维修/保洁"
+    texts[13] = row_json(text.iloc[[13]])[0]
+    stored[keys[13]] = json.dumps(json.loads(texts[13]), separators=(",", ":"),
+                                  ensure_ascii=False)  # the same, a slash not escaped
+    stored[keys[14]] = texts[14].replace(":", ": ", 1)  # a space
+    for i in range(15, 21):  # the same values written otherwise: as json.dumps writes them
+        stored[keys[i]] = json.dumps(json.loads(texts[i]), separators=(",", ":"))
+    stored[keys[7]] = texts[7].replace('"name":"', '"name":"\\"', 1)  # a quote more
+    if extra:  # the same keys in another order
+        order = [*reversed(text.columns[-len(extra):]), *text.columns[:-len(extra)]]
+        stored[keys[8]] = row_json(text[order])[8]
+    del stored[keys[9]]  # a row the register does not have yet
+    stored["FIRM9999"] = texts[10].replace(keys[10], "FIRM9999")  # one the file does not list
+    changes, written, absent = row_changes(text, keys, stored)
+    added, changed, gone = _by_text(keys, texts, stored)
+    assert (changes.added, changes.changed, absent) == (added, changed, gone)
+    assert keys[9] in added and keys[4] in changed and keys[0] not in changed  # (not vacuous)
+    assert all(written[k] == texts[keys.index(k)] for k in added + changed)
+
+    # A stored value that is not text: compared as text, all the same.
+    stored[keys[11]] = texts[11].replace('"name":"', '"name":5,"x":"', 1)
+    changes, written, absent = row_changes(text, keys, stored)
+    assert (changes.added, changes.changed, absent) == _by_text(keys, texts, stored)
+
+
+def test_a_reimport_reports_and_writes_what_the_rows_text_says(store_url, tiny):
+    register = _register(store_url)
+    tables = {k: v.copy() for k, v in tiny.tables.items()}
+    tables["providers"].loc[[0, 1], "name"] = ['O"Brien 张记/维修', "Lin's 合作社"]
+    register.import_scenario(Scenario.from_tables(tables))
+    before = {name: register.rows(name) for name in tiny.tables if name != "pins"}
+    tables["providers"].loc[[0, 1], "name"] = [' O"Brien 张记/维修 ', "Lin’s 合作社"]
+    tables["needs"]["quantity"] = tables["needs"]["quantity"].round().astype(int)  # 2 for 2.0
+    tables["offers"].loc[0, "capacity"] += 0.5
+    tables["households"].loc[4, "categories"] = np.nan  # an empty cell
+    tables["offers"] = tables["offers"].iloc[:-1]  # a supply row removed
+    changed = Scenario.from_tables(tables)
+    report = register.import_scenario(changed)
+    assert report.changes["providers"].changed == [tables["providers"].loc[1, "provider_id"]]
+    for name, rows in before.items():
+        text = canonical(name, changed.tables[name])
+        keys = [str(k) for k in row_keys(name, text)]
+        texts = dict(zip(keys, row_json(text), strict=True))
+        added, modified, gone = _by_text(keys, list(texts.values()), rows)
+        c = report.changes[name]
+        assert (c.added, c.changed, c.removed) == (
+            added, modified, sorted(gone) if name in SYNCED_TABLES else []), name
+        stored = register.rows(name)
+        assert all(stored[k] == texts[k] for k in added + modified)
+        events = register.events(kind=f"{name}.change")
+        assert sorted(zip(events["subject"], events["before"], events["after"],
+                          strict=True)) == sorted((f"{name}:{k}", rows[k], texts[k])
+                                                  for k in modified)
+    assert report.changes["offers"].total == 2 and report.changes["households"].changed
 
 
 def test_an_import_that_would_break_the_register_applies_nothing(tmp_path, tiny):
