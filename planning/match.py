@@ -690,10 +690,14 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
                         "second_start": switched,
                         "allocation_seconds": round(t1 - t0, 3),
                         "matching_seconds": round(time.perf_counter() - t1, 3)})
-        if (lost.empty and not guessing) or r == rounds - 1:
+        # The settling's matchings, by the week's size (:data:`SETTLE_VISITS`); a week too
+        # large to settle plays its first held round last.
+        settling = min(SETTLE_MATCHINGS, SETTLE_VISITS // max(len(visits), 1))
+        if (lost.empty and not guessing) or r == rounds - 1 \
+                or (not settling and r >= held_from):
             break
         placed = service[service["volunteer_id"] != ""].groupby("need_id")["units"].sum()
-        if len(lost) and r + 1 >= held_from:
+        if len(lost) and r + 1 >= held_from and settling:
             # Settle the matching alone first: with the needs that lost visits held at what
             # was placed, a visit that carried its household's monitoring leaves a monitoring
             # visit of its own, which may displace another (lower class) service visit; each
@@ -701,7 +705,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
             t2 = time.perf_counter()
             lost, placed, previous, inner, second = _settle(
                 scenario, run, lost, placed, previous, week=match.info["week"], centre=centre,
-                params=unreported, monitoring=monitoring(run))
+                params=unreported, monitoring=monitoring(run), matchings=settling)
             history[-1].update({"settled_unplaced_service_visits": len(lost),
                                 "settling_matchings": inner,
                                 "settling_seconds": round(time.perf_counter() - t2, 3)})
@@ -823,15 +827,23 @@ def _lex_better(a: MatchResult, b: MatchResult) -> bool:
 
 #: Matchings alone, at most, that :func:`_settle` runs after a round's.
 SETTLE_MATCHINGS = 6
+#: Visits, at most, that :func:`_settle`'s matchings take in all: a district's settling (six
+#: matchings of the demo's 3,284 visits) and no more. A city week's matching has about 200,000
+#: visits; settling it as a district's cost far more than the allocation round it saves (the
+#: city's plan ran for 40 minutes in settling: docs/benchmarks.md, issue 19, session 13), so a
+#: week whose matching has more visits than this neither settles nor plays a held round after
+#: the first (what its first held round's matching leaves unplaced is reconciled). A count of
+#: work, not a clock, so the plan stays the same at any load.
+SETTLE_VISITS = 25_000
 
 
 def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
             previous: pd.DataFrame, *, week: str, centre: str | None, params: MatchParams,
-            monitoring: tuple | None = None
+            monitoring: tuple | None = None, matchings: int = SETTLE_MATCHINGS
             ) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, int, pd.DataFrame | None]:
     """Match again, without allocating, the round's allocation with every need that lost
     service visits held at the units placed, starting from the placements so far, until no
-    service visit is lost (at most :data:`SETTLE_MATCHINGS` times): (every service visit lost
+    service visit is lost (at most ``matchings`` times): (every service visit lost
     on the way, the units placed per need at the end, the placements at the end, matchings
     run, the placements before the last matching: the next round's second start). The next
     allocation holds each need at most at those units, so its visits are a part of the
@@ -846,7 +858,7 @@ def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
     every = [lost]
     inner = 0
     before = previous
-    while len(lost) and inner < SETTLE_MATCHINGS:
+    while len(lost) and inner < matchings:
         for need in pd.unique(lost["need_id"]):
             caps[need] = float(placed.get(need, 0.0))
         cap = alloc["need_id"].map(caps).to_numpy(dtype=float, na_value=np.inf)

@@ -401,3 +401,31 @@ def test_the_plan_stops_on_no_clock(seed, monkeypatch):
     pd.testing.assert_frame_equal(slow.match.assignments, normal.match.assignments)
     levels = lambda plan: [(lv.value, lv.bound) for lv in plan.run.result.levels]  # noqa: E731
     np.testing.assert_allclose(levels(slow), levels(normal), rtol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("seed", (2, 8))
+def test_a_week_too_large_to_settle_plays_one_held_round(seed, monkeypatch):
+    """A week whose matching has more visits than the settling may match in all
+    (``SETTLE_VISITS``; a city's) neither settles nor plays a held round after the first:
+    the guess, then one held round, whose visits are a part of what the guess placed; what
+    its matching still leaves unplaced is reconciled, so the packages, recomputed from the
+    reconciled tables, are the visits placed. On these seeds the settling runs otherwise."""
+    from wulian.planning import match as plan_module
+
+    normal = planned(seed, "rounds")
+    assert any(r.get("settling_matchings") for r in normal.rounds)
+    monkeypatch.setattr(plan_module, "SETTLE_VISITS", 1)
+    plan = plan_week(scarce(seed), combined_columns=0)
+    assert [r["guess"] for r in plan.rounds] == [True, False]
+    assert not any("settling_matchings" in r for r in plan.rounds)
+    guess = lambda r: {k: v for k, v in r.items()  # noqa: E731
+                       if not k.endswith("seconds") and not k.startswith("settl")}
+    assert guess(plan.rounds[0]) == guess(normal.rounds[0])  # the same guess
+    tables = reconciled_tables(scarce(seed), plan.run, plan.match)
+    alloc = tables["allocations"]
+    pool = alloc[alloc["source_kind"] == "volunteer_pool"].groupby("need_id")["units"].sum()
+    visits = plan.match.visits
+    placed = visits[(visits["need_id"] != "") & (visits["volunteer_id"] != "")]
+    got = placed.groupby("need_id")["units"].sum()
+    assert got.reindex(pool.index, fill_value=0.0).to_numpy() == pytest.approx(pool.to_numpy())
+    assert set(got.index) <= set(pool.index)
