@@ -36,7 +36,7 @@ from wulian.optimizer.allocation import AllocationParams, member_mask
 from wulian.optimizer.memory import release_memory
 from wulian.optimizer.visits import MatchParams
 from wulian.planning.allocate import run_allocation
-from wulian.planning.db import bulk_insert, bulk_update, fetch_frame, page_cache
+from wulian.planning.db import bulk_insert, bulk_update, fetch_frame
 from wulian.planning.match import next_week, reconciled_tables, run_matching, shift_week, week_start
 from wulian.planning.register import (
     NEED_STATES,
@@ -57,7 +57,6 @@ from wulian.planning.store import RunStore
 
 EPS = 1e-9
 WHOLE = "*"  # the centre column of a week opened for the whole network
-CLOSE_PAGE_CACHE_MIB = 256  # SQLite's page cache while a week closes (see close_week)
 
 _meta = sa.MetaData()
 TASKS = sa.Table(
@@ -876,9 +875,7 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
     check_week(week)
     scope = centre or WHOLE
     out = ClosedWeek(week=week, centre=scope)
-    # (A larger page cache: the needs' update moves 232,000 entries of their waiting index on
-    # a city week, the events' subject index takes as many.)
-    with register.engine.begin() as conn, page_cache(conn, CLOSE_PAGE_CACHE_MIB):
+    with register.engine.begin() as conn:
         lock(conn)
         row = conn.execute(sa.select(WEEKS).where(WEEKS.c.week == week,
                                                   WEEKS.c.centre == scope)).mappings().first()

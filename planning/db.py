@@ -10,11 +10,9 @@ are applied on top.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import operator
 import threading
-from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -22,7 +20,6 @@ import pandas as pd
 import sqlalchemy as sa
 
 _lock = threading.Lock()
-PAGE_CACHE_KIB = 65_536  # a SQLite connection's page cache, as it is opened (64 MiB)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -34,7 +31,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
+    cursor.execute("PRAGMA cache_size=-65536")
     cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -93,24 +90,6 @@ def open_engine(url: str, *, migrate: bool = True) -> sa.Engine:
     if migrate and revision(engine) != head():
         upgrade(engine)
     return engine
-
-
-@contextlib.contextmanager
-def page_cache(conn: sa.Connection, mib: int) -> Iterator[None]:
-    """A larger SQLite page cache for this connection while the block runs, back to the usual
-    after it (a pooled connection keeps its pragmas): statements that move a quarter of a
-    million entries of a city register's indexes then read fewer of their pages again from
-    the file. Shrinking it back before a commit drops only pages that did not change.
-    Other databases: no change."""
-    if conn.dialect.name != "sqlite":
-        yield
-        return
-    driver = conn.connection.dbapi_connection
-    driver.execute(f"PRAGMA cache_size=-{mib * 1024}")
-    try:
-        yield
-    finally:
-        driver.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
 
 
 def param_mark(conn: sa.Connection) -> str:

@@ -23,7 +23,7 @@ from wulian.api.cli import main
 from wulian.contract.problems import ValidationError
 from wulian.demand.policy import Policy
 from wulian.planning import cycle, taskbook
-from wulian.planning.db import PAGE_CACHE_KIB, head, revision
+from wulian.planning.db import head, revision
 from wulian.planning.generate import generate_scenario
 from wulian.planning.register import (
     NEED_STATES,
@@ -608,34 +608,6 @@ def test_a_failed_close_leaves_the_register_as_it_was_and_a_second_finishes(open
     monkeypatch.setattr(cycle, "_add_history", real)
     closed = cycle.close_week(register, W1)
     assert closed.carried + closed.delivered > 0
-    assert cycle.weeks(register)["state"].tolist() == ["closed"]
-
-
-def test_a_close_writes_with_a_larger_page_cache_and_gives_it_back(opened, monkeypatch):
-    register, _tasks = opened
-    seen = []
-    real = cycle.bulk_update
-
-    def spying(conn, *args, **kwargs):  # the needs' update: the cache it runs with
-        seen.append((conn.connection.dbapi_connection,
-                     conn.exec_driver_sql("PRAGMA cache_size").scalar()))
-        if len(seen) == 1:
-            raise RuntimeError("killed half-way")
-        return real(conn, *args, **kwargs)
-
-    def cache_now(driver) -> int:  # (the connection the close ran on, back in the pool)
-        with register.engine.connect() as conn:
-            assert conn.connection.dbapi_connection is driver
-            return conn.exec_driver_sql("PRAGMA cache_size").scalar()
-
-    monkeypatch.setattr(cycle, "bulk_update", spying)
-    with pytest.raises(RuntimeError):
-        cycle.close_week(register, W1)
-    assert seen[0][1] == -cycle.CLOSE_PAGE_CACHE_MIB * 1024 != -PAGE_CACHE_KIB
-    assert cache_now(seen[0][0]) == -PAGE_CACHE_KIB  # given back when a close fails
-    cycle.close_week(register, W1)
-    assert seen[1][1] == -cycle.CLOSE_PAGE_CACHE_MIB * 1024
-    assert cache_now(seen[1][0]) == -PAGE_CACHE_KIB
     assert cycle.weeks(register)["state"].tolist() == ["closed"]
 
 
