@@ -485,6 +485,7 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             # their needs, is free; the others keep that answer, so it is a whole answer here.
             moved = fractional | (np.abs(rounded - incumbent) > 1e-9)
             moved[eq_col[np.isin(eq_row_of, np.unique(eq_row_of[moved[eq_col]]))]] = True
+            tries.append((moved, incumbent))
             # Travel and continuity (not certified: on a large model not searched): on the district
             # demo the wide neighbourhood took 0.4-0.7 s to find travel's answer (10,977 free
             # columns) and to find none for continuity (10,373); from the last answer the same
