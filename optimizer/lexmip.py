@@ -466,9 +466,10 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         neighbourhood frees the other columns of the fractional columns' needs (so a need can be
         rerouted or left unserved by a whole unit); when that has no whole answer, every column
         of every row a fractional column is in; then every column where the LP left the last
-        whole answer, the others kept at that answer (so one whole answer exists). The LP value
-        stays the bound, so the answer says how far it may be. ``None`` when none has a whole
-        answer.
+        whole answer, the others kept at that answer (so one whole answer exists). A level
+        that is not certified (``Level.certify=False``: travel, continuity) tries that last
+        neighbourhood second. The LP value stays the bound, so the answer says how far it may
+        be. ``None`` when none has a whole answer.
         """
         rounded = np.where(int_mask, np.round(x_lp), x_lp)
         free = fractional.copy()
@@ -485,6 +486,12 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
             moved = fractional | (np.abs(rounded - incumbent) > 1e-9)
             moved[eq_col[np.isin(eq_row_of, np.unique(eq_row_of[moved[eq_col]]))]] = True
             tries.append((moved, incumbent))
+            # Travel and continuity (not certified: on a large model not searched): on the district
+            # demo the wide neighbourhood took 0.4-0.7 s to find travel's answer (10,977 free
+            # columns) and to find none for continuity (10,373); from the last answer the same
+            # values came from 6,105 and 3,715 free columns in half the time.
+            if not current.certify:
+                tries.insert(1, tries.pop())
         for neighbourhood, start in tries:
             t = time.perf_counter()
             status, x = branch_on(neighbourhood, start)

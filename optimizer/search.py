@@ -37,6 +37,13 @@ FEASIBILITY_TOLERANCE = 1e-8
 # Measured on the district demo's yellow, green and money searches (CPU seconds, SCIP alone):
 # no restart (a restart re-solved the root LP from scratch: 13,000 more simplex iterations
 # for money) and SCIP's presolvers that found nothing here left out — 5.6 s → 4.3 s in all.
+# SCIP's cut separators: these levels are proven at the root, a few cut rounds past their LP,
+# by Gomory's cuts (without them none of the demo's three was proven in 60 s) and, on some
+# seeded mid-size scenarios, aggregation's (MIR, flow cover: without them one orange search
+# took 0.5 s instead of 0.06). The other separators' rounds (zero-half, clique, multi-commodity
+# flow, implied bounds, knapsack cover, rapid learning's sub-SCIP) found nothing that counted
+# and cost a third of the demo's searches: 4.9-5.2 s → 3.3-3.6 s of CPU for the three, back
+# to back at load 7-8 (docs/benchmarks.md, session 13).
 SETTINGS = (
     "presolving/maxrestarts = 0\n"
     "propagating/probing/maxprerounds = 0\n"
@@ -45,7 +52,13 @@ SETTINGS = (
     "presolving/dualsparsify/maxrounds = 0\n"
     "presolving/tworowbnd/maxrounds = 0\n"
     "presolving/gateextraction/maxrounds = 0\n"
-    "constraints/components/maxprerounds = 0\n")
+    "constraints/components/maxprerounds = 0\n"
+    "separating/zerohalf/freq = -1\n"
+    "separating/clique/freq = -1\n"
+    "separating/mcf/freq = -1\n"
+    "separating/impliedbounds/freq = -1\n"
+    "separating/knapsackcover/freq = -1\n"
+    "separating/rapidlearning/freq = -1\n")
 
 
 @dataclass
