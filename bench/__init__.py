@@ -20,3 +20,12 @@ def preset_folder(preset: str, data: str | None, tmp: str) -> Path:
     path = Path(tmp) / "city"
     write_tables(generate_scenario("city", seed=0), path, "csv")
     return path
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children and theirs: a pool's
+    workers count once the pool is shut down and they are waited for."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from bench import children_cpu
 
 ARCS = 1_150_000
 NEEDS = 500_000
@@ -107,7 +108,7 @@ def allocate_city(folder: Path) -> dict:
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-m", "wulian.api.cli", "allocate", str(folder), "--out", out,
                "--store", f"sqlite:///{out}/runs.sqlite"]
-        cpu_before = _children_cpu()
+        cpu_before = children_cpu()
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True)
@@ -128,17 +129,10 @@ def allocate_city(folder: Path) -> dict:
         if proc.returncode:
             raise RuntimeError(f"wulian allocate failed:\n{err[-2000:]}")
         info = json.loads((Path(out) / "run.json").read_text())
-    return {"seconds": seconds, "cpu_seconds": _children_cpu() - cpu_before,
+    return {"seconds": seconds, "cpu_seconds": children_cpu() - cpu_before,
             "peak_mib": peak[0] / 2**20, "run": info,
             "load_mean": float(np.mean(loads)) if loads else os.getloadavg()[0],
             "load_max": max(loads, default=os.getloadavg()[0])}
-
-
-def _children_cpu() -> float:
-    """CPU seconds of this process's finished children and theirs (the pool's workers are
-    waited for by the command, so their time is counted in it)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> None:
