@@ -196,17 +196,18 @@ class Events:
     def __init__(self, conn: sa.Connection, actor: Actor):
         self.conn = conn
         self.actor = actor
-        self.rows: list[dict] = []
+        # The events not written yet, a list per column (at, actor and via are the same for
+        # all): no dict per event of a city's import.
+        self.kinds: list[str] = []
+        self.subjects: list[str] = []
+        self.befores: list[str | None] = []
+        self.afters: list[str | None] = []
         self.watched: list[tuple[str, list[str], list]] = []  # (see keep_watch)
         self.at = now()
 
     def add(self, kind: str, subject: str, before=None, after=None) -> None:
         """An event; ``before`` and ``after`` are dicts or their JSON text (``None``: none)."""
-        self.rows.append({"at": self.at, "actor": self.actor.name, "via": self.actor.via,
-                          "kind": kind, "subject": subject, "before": _json(before),
-                          "after": _json(after)})
-        if kind in WATCHED:
-            self.watched.append((kind, [subject], [self.rows[-1]["after"]]))
+        self.add_many(kind, [subject], [before], [after])
 
     def add_many(self, kind: str, subjects: list[str], before: list | None,
                  after: list | None) -> None:
@@ -214,10 +215,12 @@ class Events:
         n = len(subjects)
         befores = [_json(v) for v in before] if before is not None else [None] * n
         afters = [_json(v) for v in after] if after is not None else [None] * n
-        at, actor, via = self.at, self.actor.name, self.actor.via
-        self.rows.extend({"at": at, "actor": actor, "via": via, "kind": kind, "subject": subject,
-                          "before": b, "after": a}
-                         for subject, b, a in zip(subjects, befores, afters, strict=True))
+        if not len(befores) == len(afters) == n:
+            raise ValueError(f"{n} subjects, {len(befores)} befores, {len(afters)} afters")
+        self.kinds.extend([kind] * n)
+        self.subjects.extend(subjects)
+        self.befores.extend(befores)
+        self.afters.extend(afters)
         if kind in WATCHED and n:
             self.watched.append((kind, list(subjects), afters))
 
@@ -240,9 +243,12 @@ class Events:
 
     def write_rows(self) -> None:
         """Write the events added so far (the household watch is kept at :meth:`flush`)."""
-        if self.rows:
-            bulk_insert(self.conn, EVENTS, self.rows)
-            self.rows = []
+        if self.kinds:
+            bulk_insert(self.conn, EVENTS, {
+                "at": self.at, "actor": self.actor.name, "via": self.actor.via,
+                "kind": self.kinds, "subject": self.subjects, "before": self.befores,
+                "after": self.afters})
+            self.kinds, self.subjects, self.befores, self.afters = [], [], [], []
 
     def flush(self) -> None:
         if self.watched:
@@ -334,8 +340,9 @@ def copy_to_needs(conn: sa.Connection, households: list[str]) -> None:
                      .where(n.household_id.in_(households[start:start + 20_000])))
 
 
-def need_rows(conn: sa.Connection, needs: pd.DataFrame, stamp: str) -> list[dict]:
-    """New needs' states (open, nothing delivered) from their rows (``need_id``,
+def need_rows(conn: sa.Connection, needs: pd.DataFrame, stamp: str) -> dict[str, object]:
+    """New needs' states (open, nothing delivered), as :func:`bulk_insert`'s columns, from
+    their rows (``need_id``,
     ``household_id``, ``service_id``, ``quantity``, ``urgency``, ``week``), each with its
     household's station and colour as the watch holds them ('' for a household not watched
     yet: flush the transaction's events first so the watch holds the households it added)."""
@@ -355,14 +362,14 @@ def need_rows(conn: sa.Connection, needs: pd.DataFrame, stamp: str) -> list[dict
             w.household_id.in_(sorted(set(homes))))
         watched = fetch_rows(conn, query.with_for_update(read=True) if shared else query)
     copies = {h: (station, tier) for h, station, tier in watched}
-    return [{"need_id": nid, "household_id": hid, "service_id": sid, "quantity": float(q),
-             "remaining": float(q), "urgency": int(u), "week_raised": wk, "state": "open",
-             "age": 0, "close_reason": "", "updated_at": stamp,
-             "station_id": copies.get(hid, ("", ""))[0], "tier": copies.get(hid, ("", ""))[1]}
-            for nid, hid, sid, q, u, wk in zip(
-                needs["need_id"].to_numpy(object), homes, needs["service_id"].to_numpy(object),
-                needs["quantity"].to_numpy(float), needs["urgency"].to_numpy(int),
-                needs["week"].to_numpy(object), strict=True)]
+    copied = [copies.get(h, ("", "")) for h in homes]
+    quantity = needs["quantity"].to_numpy(float).tolist()
+    return {"need_id": needs["need_id"].to_numpy(object).tolist(), "household_id": homes.tolist(),
+            "service_id": needs["service_id"].to_numpy(object).tolist(), "quantity": quantity,
+            "remaining": quantity, "urgency": needs["urgency"].to_numpy(int).tolist(),
+            "week_raised": needs["week"].to_numpy(object).tolist(), "state": "open", "age": 0,
+            "close_reason": "", "updated_at": stamp,
+            "station_id": [station for station, _ in copied], "tier": [tier for _, tier in copied]}
 
 
 def _update_watch(conn: sa.Connection, known: list[tuple]) -> None:
@@ -893,26 +900,26 @@ class Register:
         indicators = row_json(typed[list(vocab.DEPRIVATION_COLUMNS)].astype(int))
         days = ([on[h].isoformat() for h in ids] if isinstance(on, Mapping)
                 else [on.isoformat()] * len(ids))
-        rows = [{"household_id": hid, "version": int(versions.get(hid, 0)) + 1,
-                 "assessed_on": day, "assessor": assessor, "discovered_by": discovered_by,
-                 "indicators": ind, "categories": str(cat or ""), "score": float(score),
-                 "tier_policy": str(policy_tier), "tier_override": str(override or ""),
-                 "tier": str(tier), "created_at": events.at}
-                for hid, day, ind, cat, score, policy_tier, override, tier in zip(
-                    ids, days, indicators, typed["categories"].fillna("").to_numpy(object),
-                    final["score"].to_numpy(float), by_policy["tier"].to_numpy(object),
-                    typed["tier"].fillna("").to_numpy(object), final["tier"].to_numpy(object),
-                    strict=True)]
-        bulk_insert(conn, ASSESSMENTS, rows)
+        # A list per column, no dict per assessment (a city's import makes 300,000).
+        columns = {
+            "household_id": ids, "version": [int(versions.get(h, 0)) + 1 for h in ids],
+            "assessed_on": days, "assessor": [assessor] * len(ids),
+            "discovered_by": [discovered_by] * len(ids), "indicators": indicators,
+            "categories": [str(c or "") for c in typed["categories"].fillna("").to_numpy(object)],
+            "score": final["score"].to_numpy(float).tolist(),
+            "tier_policy": [str(t) for t in by_policy["tier"].to_numpy(object)],
+            "tier_override": [str(t or "") for t in typed["tier"].fillna("").to_numpy(object)],
+            "tier": [str(t) for t in final["tier"].to_numpy(object)], "created_at": events.at}
+        bulk_insert(conn, ASSESSMENTS, columns)
         shown = ["version", "assessed_on", "assessor", "discovered_by", "score", "tier_policy",
                  "tier_override", "tier"]
         events.add_many("assessment.add", [f"households:{h}" for h in ids], None,
-                        row_json(pd.DataFrame(rows, columns=shown)))
+                        row_json(pd.DataFrame({c: columns[c] for c in shown}, columns=shown)))
         made = sa.select(ASSESSMENTS.c.household_id, ASSESSMENTS.c.assessment_id).where(
             ASSESSMENTS.c.created_at == events.at)
         if len(ids) < 30_000:
             made = made.where(ASSESSMENTS.c.household_id.in_(ids))
-        return dict(conn.execute(made).all())
+        return dict(fetch_rows(conn, made))
 
     def _open_imported_needs(self, conn, events: Events, scenario: Scenario, c: TableChanges,
                              rows: tuple[dict, dict]) -> None:
