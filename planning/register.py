@@ -314,10 +314,14 @@ def keep_watch(conn: sa.Connection, batches: list[tuple[str, list[str], list]]) 
     seen = dict(zip(seen.index.tolist(), seen.tolist(), strict=True))
     rows = [(h, stations.get(h), *assessment.get(h, (None, None, None)), before.get(h),
              seen.get(h)) for h in sorted(set(stations) | set(assessment) | set(seen))]
-    bulk_insert(conn, WATCH, [
-        {"household_id": h, "station_id": st or "", "tier": tier or "", "tier_before": bf or "",
-         "assessed_on": on or "", "version": version or 0, "last_visit": visit or ""}
-        for h, st, tier, on, version, bf, visit in rows if h in added])
+    fresh = [row for row in rows if row[0] in added]
+    if fresh:  # (a list per column: a city's import watches 300,000 households at once)
+        homes, st, tier, on, version, bf, visit = (list(c) for c in zip(*fresh, strict=True))
+        bulk_insert(conn, WATCH, {
+            "household_id": homes, "station_id": [v or "" for v in st],
+            "tier": [v or "" for v in tier], "tier_before": [v or "" for v in bf],
+            "assessed_on": [v or "" for v in on], "version": [v or 0 for v in version],
+            "last_visit": [v or "" for v in visit]})
     known = [(st, tier, bf, bf, tier, on, version, visit, visit, h)
              for h, st, tier, on, version, bf, visit in rows if h not in added]
     if known:
