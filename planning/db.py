@@ -99,8 +99,9 @@ def param_mark(conn: sa.Connection) -> str:
     return "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
 
 
-# The parameters one statement may hold in every SQLite a Python may be linked to (999 before
-# SQLite 3.32; PostgreSQL takes 65,535): a bulk insert writes as many rows a statement as fit.
+# The parameters one statement may hold in SQLite built with its defaults, old ones too (999
+# before SQLite 3.32; PostgreSQL takes 65,535): a bulk insert writes as many rows a statement
+# as fit.
 MAX_PARAMETERS = 999
 
 
