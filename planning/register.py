@@ -196,17 +196,18 @@ class Events:
     def __init__(self, conn: sa.Connection, actor: Actor):
         self.conn = conn
         self.actor = actor
-        self.rows: list[dict] = []
+        # The events not written yet, a list per column (at, actor and via are the same for
+        # all): no dict per event of a city's import.
+        self.kinds: list[str] = []
+        self.subjects: list[str] = []
+        self.befores: list[str | None] = []
+        self.afters: list[str | None] = []
         self.watched: list[tuple[str, list[str], list]] = []  # (see keep_watch)
         self.at = now()
 
     def add(self, kind: str, subject: str, before=None, after=None) -> None:
         """An event; ``before`` and ``after`` are dicts or their JSON text (``None``: none)."""
-        self.rows.append({"at": self.at, "actor": self.actor.name, "via": self.actor.via,
-                          "kind": kind, "subject": subject, "before": _json(before),
-                          "after": _json(after)})
-        if kind in WATCHED:
-            self.watched.append((kind, [subject], [self.rows[-1]["after"]]))
+        self.add_many(kind, [subject], [before], [after])
 
     def add_many(self, kind: str, subjects: list[str], before: list | None,
                  after: list | None) -> None:
@@ -214,20 +215,46 @@ class Events:
         n = len(subjects)
         befores = [_json(v) for v in before] if before is not None else [None] * n
         afters = [_json(v) for v in after] if after is not None else [None] * n
-        at, actor, via = self.at, self.actor.name, self.actor.via
-        self.rows.extend({"at": at, "actor": actor, "via": via, "kind": kind, "subject": subject,
-                          "before": b, "after": a}
-                         for subject, b, a in zip(subjects, befores, afters, strict=True))
+        if not len(befores) == len(afters) == n:
+            raise ValueError(f"{n} subjects, {len(befores)} befores, {len(afters)} afters")
+        self.kinds.extend([kind] * n)
+        self.subjects.extend(subjects)
+        self.befores.extend(befores)
+        self.afters.extend(afters)
         if kind in WATCHED and n:
             self.watched.append((kind, list(subjects), afters))
+
+    def add_table(self, table: str, keys: list[str], afters: list[str]) -> None:
+        """The add events of every row of a table that held none before this transaction (a
+        first import; ``keys`` and ``afters``: its rows, as written), copied by the database
+        from the rows, in key order: a city's 1.3 M rows' text is not sent through the driver
+        a second time. The same events as :meth:`add_many` would write."""
+        self.write_rows()  # (the events added before these keep their place)
+        kind, r = f"{table}.add", ROWS.c
+        copied = sa.select(sa.literal(self.at, sa.String), sa.literal(self.actor.name, sa.Text),
+                           sa.literal(self.actor.via, sa.String), sa.literal(kind, sa.String),
+                           sa.literal(f"{table}:", sa.String) + r.row_key,
+                           sa.null(), r.data).where(r.tbl == table, r.updated_at == self.at
+                                                   ).order_by(r.row_key)
+        self.conn.execute(EVENTS.insert().from_select(
+            ["at", "actor", "via", "kind", "subject", "before", "after"], copied))
+        if kind in WATCHED and keys:
+            self.watched.append((kind, [f"{table}:{k}" for k in keys], list(afters)))
+
+    def write_rows(self) -> None:
+        """Write the events added so far (the household watch is kept at :meth:`flush`)."""
+        if self.kinds:
+            bulk_insert(self.conn, EVENTS, {
+                "at": self.at, "actor": self.actor.name, "via": self.actor.via,
+                "kind": self.kinds, "subject": self.subjects, "before": self.befores,
+                "after": self.afters})
+            self.kinds, self.subjects, self.befores, self.afters = [], [], [], []
 
     def flush(self) -> None:
         if self.watched:
             keep_watch(self.conn, self.watched)
             self.watched = []
-        if self.rows:
-            bulk_insert(self.conn, EVENTS, self.rows)
-            self.rows = []
+        self.write_rows()
 
 
 # The events that change what the household watch holds (households and history rows are never
@@ -287,10 +314,14 @@ def keep_watch(conn: sa.Connection, batches: list[tuple[str, list[str], list]]) 
     seen = dict(zip(seen.index.tolist(), seen.tolist(), strict=True))
     rows = [(h, stations.get(h), *assessment.get(h, (None, None, None)), before.get(h),
              seen.get(h)) for h in sorted(set(stations) | set(assessment) | set(seen))]
-    bulk_insert(conn, WATCH, [
-        {"household_id": h, "station_id": st or "", "tier": tier or "", "tier_before": bf or "",
-         "assessed_on": on or "", "version": version or 0, "last_visit": visit or ""}
-        for h, st, tier, on, version, bf, visit in rows if h in added])
+    fresh = [row for row in rows if row[0] in added]
+    if fresh:  # (a list per column: a city's import watches 300,000 households at once)
+        homes, st, tier, on, version, bf, visit = (list(c) for c in zip(*fresh, strict=True))
+        bulk_insert(conn, WATCH, {
+            "household_id": homes, "station_id": [v or "" for v in st],
+            "tier": [v or "" for v in tier], "tier_before": [v or "" for v in bf],
+            "assessed_on": [v or "" for v in on], "version": [v or 0 for v in version],
+            "last_visit": [v or "" for v in visit]})
     known = [(st, tier, bf, bf, tier, on, version, visit, visit, h)
              for h, st, tier, on, version, bf, visit in rows if h not in added]
     if known:
@@ -313,8 +344,9 @@ def copy_to_needs(conn: sa.Connection, households: list[str]) -> None:
                      .where(n.household_id.in_(households[start:start + 20_000])))
 
 
-def need_rows(conn: sa.Connection, needs: pd.DataFrame, stamp: str) -> list[dict]:
-    """New needs' states (open, nothing delivered) from their rows (``need_id``,
+def need_rows(conn: sa.Connection, needs: pd.DataFrame, stamp: str) -> dict[str, object]:
+    """New needs' states (open, nothing delivered), as :func:`bulk_insert`'s columns, from
+    their rows (``need_id``,
     ``household_id``, ``service_id``, ``quantity``, ``urgency``, ``week``), each with its
     household's station and colour as the watch holds them ('' for a household not watched
     yet: flush the transaction's events first so the watch holds the households it added)."""
@@ -334,14 +366,14 @@ def need_rows(conn: sa.Connection, needs: pd.DataFrame, stamp: str) -> list[dict
             w.household_id.in_(sorted(set(homes))))
         watched = fetch_rows(conn, query.with_for_update(read=True) if shared else query)
     copies = {h: (station, tier) for h, station, tier in watched}
-    return [{"need_id": nid, "household_id": hid, "service_id": sid, "quantity": float(q),
-             "remaining": float(q), "urgency": int(u), "week_raised": wk, "state": "open",
-             "age": 0, "close_reason": "", "updated_at": stamp,
-             "station_id": copies.get(hid, ("", ""))[0], "tier": copies.get(hid, ("", ""))[1]}
-            for nid, hid, sid, q, u, wk in zip(
-                needs["need_id"].to_numpy(object), homes, needs["service_id"].to_numpy(object),
-                needs["quantity"].to_numpy(float), needs["urgency"].to_numpy(int),
-                needs["week"].to_numpy(object), strict=True)]
+    copied = [copies.get(h, ("", "")) for h in homes]
+    quantity = needs["quantity"].to_numpy(float).tolist()
+    return {"need_id": needs["need_id"].to_numpy(object).tolist(), "household_id": homes.tolist(),
+            "service_id": needs["service_id"].to_numpy(object).tolist(), "quantity": quantity,
+            "remaining": quantity, "urgency": needs["urgency"].to_numpy(int).tolist(),
+            "week_raised": needs["week"].to_numpy(object).tolist(), "state": "open", "age": 0,
+            "close_reason": "", "updated_at": stamp,
+            "station_id": [station for station, _ in copied], "tier": [tier for _, tier in copied]}
 
 
 def _update_watch(conn: sa.Connection, known: list[tuple]) -> None:
@@ -778,7 +810,7 @@ class Register:
             kept = {}
             for name in REGISTER_TABLES:
                 frame = canonical(name, scenario.tables[name], arrow=True)
-                keys = [str(k) for k in row_keys(name, frame)]
+                keys = row_keys(name, frame).tolist()  # (not Arrow's scalars one by one)
                 old = self.rows(name, conn)
                 c, incoming, absent = row_changes(frame, keys, old)
                 if name in SYNCED_TABLES:
@@ -830,18 +862,19 @@ class Register:
     def _apply_rows(self, conn, events: Events, name: str, old: dict, incoming: dict,
                     c: TableChanges, on: date) -> None:
         stamp, day = events.at, on.isoformat()
-        if c.added:
-            bulk_insert(conn, ROWS, [
-                {"tbl": name, "row_key": k, "data": incoming[k], "effective_from": day,
-                 "updated_at": stamp} for k in c.added])
+        added = [incoming[k] for k in c.added]
+        bulk_insert(conn, ROWS, {"tbl": name, "row_key": c.added, "data": added,
+                                 "effective_from": day, "updated_at": stamp})
         bulk_update(conn, ROWS, ("tbl", "row_key"), [
             {"tbl": name, "row_key": k, "data": incoming[k], "effective_from": day,
              "updated_at": stamp} for k in c.changed])
         if c.removed:
             for chunk in _chunks(c.removed):
                 conn.execute(ROWS.delete().where(ROWS.c.tbl == name, ROWS.c.row_key.in_(chunk)))
-        events.add_many(f"{name}.add", [f"{name}:{k}" for k in c.added], None,
-                        [incoming[k] for k in c.added])
+        if old:
+            events.add_many(f"{name}.add", [f"{name}:{k}" for k in c.added], None, added)
+        elif c.added:  # every row of the table is new: its events copied from the rows
+            events.add_table(name, c.added, added)
         events.add_many(f"{name}.change", [f"{name}:{k}" for k in c.changed],
                         [old[k] for k in c.changed], [incoming[k] for k in c.changed])
         events.add_many(f"{name}.remove", [f"{name}:{k}" for k in c.removed],
@@ -871,26 +904,26 @@ class Register:
         indicators = row_json(typed[list(vocab.DEPRIVATION_COLUMNS)].astype(int))
         days = ([on[h].isoformat() for h in ids] if isinstance(on, Mapping)
                 else [on.isoformat()] * len(ids))
-        rows = [{"household_id": hid, "version": int(versions.get(hid, 0)) + 1,
-                 "assessed_on": day, "assessor": assessor, "discovered_by": discovered_by,
-                 "indicators": ind, "categories": str(cat or ""), "score": float(score),
-                 "tier_policy": str(policy_tier), "tier_override": str(override or ""),
-                 "tier": str(tier), "created_at": events.at}
-                for hid, day, ind, cat, score, policy_tier, override, tier in zip(
-                    ids, days, indicators, typed["categories"].fillna("").to_numpy(object),
-                    final["score"].to_numpy(float), by_policy["tier"].to_numpy(object),
-                    typed["tier"].fillna("").to_numpy(object), final["tier"].to_numpy(object),
-                    strict=True)]
-        bulk_insert(conn, ASSESSMENTS, rows)
+        # A list per column, no dict per assessment (a city's import makes 300,000).
+        columns = {
+            "household_id": ids, "version": [int(versions.get(h, 0)) + 1 for h in ids],
+            "assessed_on": days, "assessor": [assessor] * len(ids),
+            "discovered_by": [discovered_by] * len(ids), "indicators": indicators,
+            "categories": [str(c or "") for c in typed["categories"].fillna("").to_numpy(object)],
+            "score": final["score"].to_numpy(float).tolist(),
+            "tier_policy": [str(t) for t in by_policy["tier"].to_numpy(object)],
+            "tier_override": [str(t or "") for t in typed["tier"].fillna("").to_numpy(object)],
+            "tier": [str(t) for t in final["tier"].to_numpy(object)], "created_at": events.at}
+        bulk_insert(conn, ASSESSMENTS, columns)
         shown = ["version", "assessed_on", "assessor", "discovered_by", "score", "tier_policy",
                  "tier_override", "tier"]
         events.add_many("assessment.add", [f"households:{h}" for h in ids], None,
-                        row_json(pd.DataFrame(rows, columns=shown)))
+                        row_json(pd.DataFrame({c: columns[c] for c in shown}, columns=shown)))
         made = sa.select(ASSESSMENTS.c.household_id, ASSESSMENTS.c.assessment_id).where(
             ASSESSMENTS.c.created_at == events.at)
         if len(ids) < 30_000:
             made = made.where(ASSESSMENTS.c.household_id.in_(ids))
-        return dict(conn.execute(made).all())
+        return dict(fetch_rows(conn, made))
 
     def _open_imported_needs(self, conn, events: Events, scenario: Scenario, c: TableChanges,
                              rows: tuple[dict, dict]) -> None:

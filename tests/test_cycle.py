@@ -23,10 +23,12 @@ from wulian.api.cli import main
 from wulian.contract.problems import ValidationError
 from wulian.demand.policy import Policy
 from wulian.planning import cycle, taskbook
-from wulian.planning.db import head, revision
+from wulian.planning.db import MAX_PARAMETERS, bulk_insert, fetch_rows, head, revision
 from wulian.planning.generate import generate_scenario
 from wulian.planning.register import (
+    EVENTS,
     NEED_STATES,
+    ROWS,
     SYNCED_TABLES,
     WATCH,
     Actor,
@@ -248,6 +250,54 @@ def test_a_reimport_reports_and_writes_what_the_rows_text_says(store_url, tiny):
                           strict=True)) == sorted((f"{name}:{k}", rows[k], texts[k])
                                                   for k in modified)
     assert report.changes["offers"].total == 2 and report.changes["households"].changed
+
+
+def test_a_first_imports_add_events_are_its_rows_as_written_in_key_order(store_url, tiny):
+    """A table empty before an import has its add events copied from its rows by the database,
+    in key order (not the file's), each with who, when, through what and the row after."""
+    register = _register(store_url, via="file")
+    shuffled = {name: frame.sample(frac=1, random_state=7).reset_index(drop=True)
+                for name, frame in tiny.tables.items()}
+    assert list(shuffled["households"]["household_id"]) != sorted(
+        shuffled["households"]["household_id"])  # (the file is out of key order)
+    report = register.import_scenario(Scenario.from_tables(shuffled))
+    events = register.events()
+    assert len(events) == sum(len(c.added) for c in report.changes.values()) + len(
+        tiny.tables["households"])  # one event a row, one a household's assessment
+    assert events["at"].nunique() == 1
+    assert set(zip(events["actor"], events["via"], strict=True)) == {("tester", "file")}
+    with register.engine.connect() as conn:
+        for name, c in report.changes.items():
+            stored = fetch_rows(conn, sa.select(ROWS.c.row_key, ROWS.c.data)
+                                .where(ROWS.c.tbl == name).order_by(ROWS.c.row_key))
+            assert sorted(key for key, _ in stored) == sorted(c.added) and c.added, name
+            added = events[events["kind"] == f"{name}.add"]
+            assert list(zip(added["subject"], added["before"], added["after"], strict=True)
+                        ) == [(f"{name}:{key}", None, data) for key, data in stored], name
+
+
+def test_a_bulk_insert_writes_many_rows_a_statement_in_order(store_url):
+    """Rows from columns (one value for every row where a single value is given), as many a
+    statement as fit and the rest in one more: every row once, numbered in the rows' order."""
+    engine = RunStore(store_url).engine
+    count = 3 * (MAX_PARAMETERS // 5) + 7  # (five columns: three full statements and seven rows)
+    subjects = [f"households:H{i:05d}" for i in range(count)]
+    afters = [json.dumps({"i": i, "名": "张'\"/"}, ensure_ascii=False) for i in range(count)]
+    with engine.begin() as conn:
+        bulk_insert(conn, EVENTS, {"at": "2026-12-07", "actor": "tester", "via": "file",
+                                   "kind": "households.add", "subject": subjects,
+                                   "after": afters})
+        bulk_insert(conn, EVENTS, [{"at": "2026-12-08", "actor": "o'neil", "via": "api",
+                                    "kind": "need.add", "subject": "needs:N1", "before": "{}",
+                                    "after": None}])
+        rows = fetch_rows(conn, sa.select(EVENTS.c.at, EVENTS.c.actor, EVENTS.c.via,
+                                          EVENTS.c.kind, EVENTS.c.subject, EVENTS.c.before,
+                                          EVENTS.c.after).order_by(EVENTS.c.event_id))
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [
+        ("2026-12-07", "tester", "file", "households.add", s, None, a)
+        for s, a in zip(subjects, afters, strict=True)] + [
+        ("2026-12-08", "o'neil", "api", "need.add", "needs:N1", "{}", None)]
 
 
 def test_an_import_that_would_break_the_register_applies_nothing(tmp_path, tiny):
