@@ -468,8 +468,10 @@ def solve_lexicographic(lower: np.ndarray, upper: np.ndarray, integer: np.ndarra
         of every row a fractional column is in; then every column where the LP left the last
         whole answer, the others kept at that answer (so one whole answer exists). A level
         that is not certified (``Level.certify=False``: travel, continuity) tries that last
-        neighbourhood second. The LP value stays the bound, so the answer says how far it may
-        be. ``None`` when none has a whole answer.
+        neighbourhood second, and since it always has a whole answer, the wide one never: a
+        better travel or continuity the wide one would find is given up for the time (on the
+        city, travel 0.002 % longer and continuity 5 more, session 13). The LP value stays
+        the bound, so the answer says how far it may be. ``None`` when none has a whole answer.
         """
         rounded = np.where(int_mask, np.round(x_lp), x_lp)
         free = fractional.copy()

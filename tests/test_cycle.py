@@ -232,8 +232,11 @@ def test_a_reimport_reports_and_writes_what_the_rows_text_says(store_url, tiny):
     tables["offers"].loc[0, "capacity"] += 0.5
     tables["households"].loc[4, "categories"] = np.nan  # an empty cell
     tables["offers"] = tables["offers"].iloc[:-1]  # a supply row removed
+    tables["providers"] = pd.concat([tables["providers"], tables["providers"].iloc[[2]].assign(
+        provider_id="PNEW1")], ignore_index=True)  # a row added beside the changed ones
     changed = Scenario.from_tables(tables)
     report = register.import_scenario(changed)
+    assert report.changes["providers"].added == ["PNEW1"]
     assert report.changes["providers"].changed == [tables["providers"].loc[1, "provider_id"]]
     for name, rows in before.items():
         text = canonical(name, changed.tables[name])
@@ -249,6 +252,10 @@ def test_a_reimport_reports_and_writes_what_the_rows_text_says(store_url, tiny):
         assert sorted(zip(events["subject"], events["before"], events["after"],
                           strict=True)) == sorted((f"{name}:{k}", rows[k], texts[k])
                                                   for k in modified)
+        # A table that held rows gets an add event for each row added, none for one changed
+        # (a first import's copy of its rows' events would give the changed ones one too).
+        adds = register.events(kind=f"{name}.add")
+        assert sorted(adds["subject"]) == sorted(f"{name}:{k}" for k in [*rows, *added]), name
     assert report.changes["offers"].total == 2 and report.changes["households"].changed
 
 
@@ -280,7 +287,7 @@ def test_a_bulk_insert_writes_many_rows_a_statement_in_order(store_url):
     """Rows from columns (one value for every row where a single value is given), as many a
     statement as fit and the rest in one more: every row once, numbered in the rows' order."""
     engine = RunStore(store_url).engine
-    count = 3 * (MAX_PARAMETERS // 5) + 7  # (five columns: three full statements and seven rows)
+    count = 3 * (MAX_PARAMETERS // 6) + 7  # (six columns: three full statements and seven rows)
     subjects = [f"households:H{i:05d}" for i in range(count)]
     afters = [json.dumps({"i": i, "名": "张'\"/"}, ensure_ascii=False) for i in range(count)]
     with engine.begin() as conn:
