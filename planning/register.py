@@ -235,11 +235,16 @@ class Events:
                            sa.literal(self.actor.via, sa.String), sa.literal(kind, sa.String),
                            sa.literal(f"{table}:", sa.String) + r.row_key,
                            sa.null(), r.data).where(r.tbl == table, r.updated_at == self.at
-                                                   ).order_by(r.row_key)
+                                                   ).order_by(self._bytewise(r.row_key))
         self.conn.execute(EVENTS.insert().from_select(
             ["at", "actor", "via", "kind", "subject", "before", "after"], copied))
         if kind in WATCHED and keys:
             self.watched.append((kind, [f"{table}:{k}" for k in keys], list(afters)))
+
+    def _bytewise(self, column):
+        """``column`` ordered by its bytes on every backend (SQLite's default; PostgreSQL's
+        database collation may order ids otherwise: its "C" collation is bytewise)."""
+        return column.collate("C") if self.conn.dialect.name == "postgresql" else column
 
     def write_rows(self) -> None:
         """Write the events added so far (the household watch is kept at :meth:`flush`)."""
