@@ -63,16 +63,21 @@ def test_every_promised_service_visit_is_placed(seed, mode):
     its placed visits, no service visit is unplaced, and reconciling changes nothing."""
     sc, plan = scarce(seed), planned(seed, mode)
     alloc = plan.run.tables["allocations"]
-    pool = alloc[alloc["source_kind"] == "volunteer_pool"].groupby("need_id")["units"].sum()
-    visits = plan.match.visits
-    placed = visits[(visits["need_id"] != "") & (visits["volunteer_id"] != "")]
-    got = placed.groupby("need_id")["units"].sum()
-    assert got.reindex(pool.index, fill_value=0.0).to_numpy() == pytest.approx(pool.to_numpy())
-    assert set(got.index) <= set(pool.index)
+    _assert_pool_units_placed(alloc, plan.match.visits)
     assert not (plan.match.unplaced["need_id"] != "").any()
     again = reconciled_tables(sc, plan.run, plan.match)
     assert again["allocations"]["units"].sum() == pytest.approx(alloc["units"].sum())
     assert plan.match.info["rounds"][-1]["unplaced_service_visits"] == 0
+
+
+def _assert_pool_units_placed(alloc: pd.DataFrame, visits: pd.DataFrame) -> None:
+    """Each need's volunteer-pool units in ``alloc`` are the units of its placed service
+    visits, and no need has placed visits without pool units."""
+    pool = alloc[alloc["source_kind"] == "volunteer_pool"].groupby("need_id")["units"].sum()
+    placed = visits[(visits["need_id"] != "") & (visits["volunteer_id"] != "")]
+    got = placed.groupby("need_id")["units"].sum()
+    assert got.reindex(pool.index, fill_value=0.0).to_numpy() == pytest.approx(pool.to_numpy())
+    assert set(got.index) <= set(pool.index)
 
 
 def _rank(tier: str, urgency: int) -> tuple[int, int]:
@@ -422,10 +427,4 @@ def test_a_week_too_large_to_settle_plays_one_held_round(seed, monkeypatch):
                        if not k.endswith("seconds") and not k.startswith("settl")}
     assert guess(plan.rounds[0]) == guess(normal.rounds[0])  # the same guess
     tables = reconciled_tables(scarce(seed), plan.run, plan.match)
-    alloc = tables["allocations"]
-    pool = alloc[alloc["source_kind"] == "volunteer_pool"].groupby("need_id")["units"].sum()
-    visits = plan.match.visits
-    placed = visits[(visits["need_id"] != "") & (visits["volunteer_id"] != "")]
-    got = placed.groupby("need_id")["units"].sum()
-    assert got.reindex(pool.index, fill_value=0.0).to_numpy() == pytest.approx(pool.to_numpy())
-    assert set(got.index) <= set(pool.index)
+    _assert_pool_units_placed(tables["allocations"], plan.match.visits)
