@@ -309,10 +309,13 @@ def _underspent(register: Register, conn, funds: pd.DataFrame, under: pd.DataFra
     """Of the funds that spent less than their share (``under``, their balances), those with
     carried needs they could pay for: of the services they pay for (their earmark; any service
     when they have none), in their centre's subtree. Each fund's needs are counted by the
-    database from the waiting needs' index, whose order (state, station, service) makes a
-    subtree and an earmark a few ranges of it."""
+    database from the waiting needs' index, whose order (state, colour, station, service) makes a
+    subtree and an earmark a few ranges of it, colour by colour."""
     n = NEED_STATES.c  # carried: waiting since a week before the register's
-    carried = (n.state.in_(OPEN_STATES), n.week_raised < (register.week(conn) or ""))
+    # Every colour a need can carry ('' for a household not assessed) named, so that the
+    # index's order (state, colour, station, service) makes the stations ranges of it.
+    carried = (n.state.in_(OPEN_STATES), n.tier.in_(("",) + vocab.TIER_ORDER),
+               n.week_raised < (register.week(conn) or ""))
     hierarchy = Hierarchy.from_centres(register.table("centres", conn))
     funds = funds.set_index("fund_id")
     out = []

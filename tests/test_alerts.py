@@ -203,6 +203,40 @@ def test_fund_alerts_fire_from_the_ledger_and_clear(make):
     assert _open(register, "fund_underspend").empty
 
 
+def test_the_rules_over_waiting_needs_read_the_waiting_index_by_colour(make):
+    """The `unmet` rule and the under-spent funds' count read ranges of the waiting needs'
+    index by state and colour (a city's backlog is millions of needs, a quarter of them of the
+    rule's colours): each query of the needs an evaluation sends is planned on that index."""
+    register = make()
+    cycle.open_week(register, W1)
+    _answer_all(register, W1, "delivered")
+    cycle.close_week(register, W1)
+    cycle.open_week(register, W2)
+    _answer_all(register, W2, "declined", "no_capacity")  # (money left: funds under-spend)
+    cycle.close_week(register, W2)
+    sent = []  # (read by the driver's own cursor, past SQLAlchemy's events: traced by SQLite)
+
+    def trace(dbapi_connection, record):
+        dbapi_connection.set_trace_callback(
+            lambda s: sent.append(s) if "FROM need_states" in s and s.startswith("SELECT")
+            else None)
+
+    register.engine.dispose()
+    sa.event.listen(register.engine, "connect", trace)
+    try:
+        alerts.evaluate(register, W2)
+    finally:
+        sa.event.remove(register.engine, "connect", trace)
+        register.engine.dispose()
+    assert len(_open(register, "fund_underspend"))
+    assert {"json_group_array" in s for s in sent} == {True, False}  # unmet, the funds
+    with register.engine.connect() as conn:
+        for statement in sent:
+            plan = " ".join(str(r) for r in conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {statement}"))
+            assert "COVERING INDEX ix_need_states_waiting (state=? AND tier=?" in plan, plan
+
+
 def test_provider_declines_fires_on_the_window_and_clears(make):
     register = make(_policy(provider_declines={"weeks": 1, "min_tasks": 2}))
     cycle.open_week(register, W1)

@@ -913,7 +913,34 @@ def test_the_watch_is_filled_at_upgrade_and_an_upgrade_stopped_half_way_runs_aga
         with register.engine.connect() as conn:
             index = {i["name"]: i["column_names"]
                      for i in sa.inspect(conn).get_indexes("need_states")}
-        assert index["ix_need_states_waiting"][:3] == ["state", "station_id", "service_id"]
+        assert index["ix_need_states_waiting"][:4] == ["state", "tier", "station_id",
+                                                       "service_id"]
+    register.engine.dispose()
+
+
+def test_an_upgrade_from_0007_lays_the_waiting_index_out_by_colour_once(tmp_path, tiny):
+    """Revision 0009 puts the colour before the station in the waiting needs' index (the
+    alerts' `unmet` rule reads its colours' needs alone); an upgrade stopped after dropping the
+    old index, or after making the new one, runs again and leaves the same index."""
+    url = f"sqlite:///{tmp_path / 'colour.sqlite'}"
+    register = Register(RunStore(url), Actor("tester"), tiny.policy)
+    register.import_scenario(tiny)
+    for left in ("0007's index", "none", "0009's index"):
+        with register.engine.begin() as conn:
+            if left != "0009's index":
+                conn.execute(sa.text("DROP INDEX ix_need_states_waiting"))
+            if left == "0007's index":
+                conn.execute(sa.text(
+                    "CREATE INDEX ix_need_states_waiting ON need_states (state, station_id, "
+                    "service_id, week_raised, tier, household_id, need_id)"))
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '0007'"))
+        assert main(["db", "upgrade", "--store", url]) == 0
+        assert revision(register.engine) == head()
+        with register.engine.connect() as conn:
+            index = {i["name"]: i["column_names"]
+                     for i in sa.inspect(conn).get_indexes("need_states")}
+        assert index["ix_need_states_waiting"] == ["state", "tier", "station_id", "service_id",
+                                                   "week_raised", "household_id", "need_id"]
     register.engine.dispose()
 
 
