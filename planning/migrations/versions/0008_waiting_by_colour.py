@@ -2,14 +2,14 @@
 waiting needs of its colours (red and orange by default, a quarter of a city's backlog), not
 every waiting need; a fund's subtree and earmark stay ranges of it, colour by colour.
 
-Revision ID: 0009
+Revision ID: 0008
 Revises: 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
