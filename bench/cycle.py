@@ -25,6 +25,13 @@ emptied first):
 * **the quarter**: ``--weeks`` weeks in all (13 by default) played by the simulator from
   there, each step's time and the store's size after the last week.
 
+The simulated needs arrive at the policy's ``[quarter] arrival_rate`` and wait until served
+unless ``[cycle] expire_weeks`` says otherwise. The packaged policy's 1.0 and 0 make a city
+whose every week brings as many new needs as its whole first week, which its supply cannot
+serve: the backlog, and each week's allocation with it, then grows without end.
+``--arrival R`` (every colour) and ``--expire W`` play a centre in steady state instead (new
+needs at the rate its supply serves them, needs lapsing after W weeks carried).
+
 Times are wall seconds; the machine's load average is printed before and after.
 """
 
@@ -41,7 +48,7 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
-from bench import preset_folder
+from bench import children_cpu, preset_folder
 from bench.match import loadavg
 from bench.quarter import PeakMemory
 
@@ -146,7 +153,21 @@ def _quarter_reads(register, first: str, last: str, row) -> None:
         f"{box.visit_count:,} visits (the app's reads, caches empty)", "inbox")
 
 
-def run(preset: str, data: str | None, store: str | None, weeks: int, answers: int) -> None:
+def _steady(policy, arrival: float | None, expire: int | None):
+    """The policy with every colour's arrival rate and the weeks before a need expires
+    replaced (where given)."""
+    from wulian.demand.policy import Policy
+
+    data = policy.to_dict()
+    if arrival is not None:
+        data["quarter"]["arrival_rate"] = dict.fromkeys(data["quarter"]["arrival_rate"], arrival)
+    if expire is not None:
+        data["cycle"]["expire_weeks"] = expire
+    return Policy.from_dict(data, source="bench.cycle")
+
+
+def run(preset: str, data: str | None, store: str | None, weeks: int, answers: int,
+        arrival: float | None = None, expire: int | None = None) -> None:
     from wulian.optimizer.memory import release_memory
     from wulian.planning import cycle, taskbook
     from wulian.planning.register import Actor, Register
@@ -166,8 +187,12 @@ def run(preset: str, data: str | None, store: str | None, weeks: int, answers: i
     with tempfile.TemporaryDirectory() as tmp:
         folder = preset_folder(preset, data, tmp)
         scenario = load_scenario(folder)
+        policy = _steady(scenario.policy, arrival, expire)
+        quarter = policy.to_dict()
+        console.print(f"simulated arrivals {quarter['quarter']['arrival_rate']}, needs expire "
+                      f"after {quarter['cycle']['expire_weeks']} weeks carried (0: never)")
         url = _fresh_store(store, Path(tmp))
-        register = Register(RunStore(url), Actor("bench", "simulator"), scenario.policy)
+        register = Register(RunStore(url), Actor("bench", "simulator"), policy)
         backend = register.engine.dialect.name
         console.print(f"[bold]{preset}[/] on {backend}: "
                       + ", ".join(f"{k} {len(v):,}" for k, v in scenario.tables.items()))
@@ -227,16 +252,23 @@ def run(preset: str, data: str | None, store: str | None, weeks: int, answers: i
         row("week close", seconds, f"{closed.carried:,} carried, {closed.delivered:,} "
             f"delivered, {closed.unanswered:,} unanswered", "close")
 
-        played = simulate(register, max(weeks - 1, 0), seed=0,
-                          on_week=lambda w: console.print(f"  {w.week}: {w.seconds}"))
-        for w in played:
+        cpu = [time.process_time() + children_cpu()]  # (the weeks' CPU, workers' included)
+
+        def week_done(w) -> None:
+            cpu.append(time.process_time() + children_cpu())
+            console.print(f"  {w.week}: {w.seconds}, CPU {cpu[-1] - cpu[-2]:.1f} s, "
+                          f"store {_store_size(register)}")
+
+        played = simulate(register, max(weeks - 1, 0), seed=0, on_week=week_done)
+        for w, used in zip(played, np.diff(cpu), strict=True):
             row(f"simulated {w.week}", sum(w.seconds[k] for k in ("open", "publish", "record",
                                                                    "close", "alerts")),
-                f"{w.tasks:,} tasks; open {w.seconds['open']:.1f} s, record "
-                f"{w.seconds['record']:.1f} s, close {w.seconds['close']:.1f} s, alerts "
-                f"{w.seconds['alerts']:.1f} s ({w.alerts_open:,} open)")
+                f"{w.tasks:,} tasks, {w.carried:,} carried, {w.needs_arrived:,} arrived; open "
+                f"{w.seconds['open']:.1f} s, record {w.seconds['record']:.1f} s, close "
+                f"{w.seconds['close']:.1f} s, alerts {w.seconds['alerts']:.1f} s "
+                f"({w.alerts_open:,} opened); CPU {used:.1f} s")
         if played:
-            _quarter_reads(register, str(played[0].week), str(played[-1].week), row)
+            _quarter_reads(register, week, str(played[-1].week), row)
         rows.append(("store size", "", "", _store_size(register)))
         register.engine.dispose()
 
@@ -257,8 +289,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="store URL (default: a fresh SQLite file)")
     parser.add_argument("--weeks", type=int, default=13)
     parser.add_argument("--answers", type=int, default=20_000)
+    parser.add_argument("--arrival", type=float,
+                        help="new needs a week per colour, as a share of the first week's "
+                             "(default: the policy's [quarter] arrival_rate)")
+    parser.add_argument("--expire", type=int,
+                        help="weeks carried before a need expires, 0 never (default: the "
+                             "policy's [cycle] expire_weeks)")
     args = parser.parse_args(argv)
-    run(args.preset, args.data, args.store, args.weeks, args.answers)
+    run(args.preset, args.data, args.store, args.weeks, args.answers, args.arrival,
+        args.expire)
 
 
 if __name__ == "__main__":
