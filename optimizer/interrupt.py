@@ -17,7 +17,7 @@ T = TypeVar("T")
 _WAKE_SECONDS = 0.2
 
 
-def solve_interruptibly(solve: Callable[[], T], stop: Callable[[], None]) -> T:
+def solve_interruptibly(solve: Callable[[], T], stop: Callable[[], object]) -> T:
     """``solve()``, stopped by ``stop()`` on Ctrl-C (then KeyboardInterrupt is raised again).
     Outside the main thread (the service's workers) Python delivers no signal: solve there."""
     if threading.current_thread() is not threading.main_thread():

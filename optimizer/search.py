@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from ortools.linear_solver.python import model_builder as mb
+from ortools.linear_solver.python import model_builder_helper as mbh
 
 from wulian.optimizer.interrupt import solve_interruptibly
 
@@ -95,33 +95,36 @@ def solve_reduced(col_lo: np.ndarray, col_hi: np.ndarray, integer: np.ndarray,
     if not len(cols):
         return SearchResult("optimal", fixed_x, constant)
 
-    model = mb.Model()
-    helper = model.helper
+    # OR-Tools' helper layer, which ``model_builder`` wraps: the wrapper read the answer back
+    # one variable at a time through pandas (and importing it costs as much again); the
+    # helper gives it as one array. The model is the same, row for row and term for term.
+    model = mbh.ModelBuilderHelper()
     # (OR-Tools' stubs type these arrays' shape as their dtype: no array passes them.)
-    helper.add_var_array_with_bounds(col_lo[cols].astype(float),  # type: ignore[arg-type]
-                                     col_hi[cols].astype(float),  # type: ignore[arg-type]
-                                     np.asarray(integer, bool)[cols],  # type: ignore[arg-type]
-                                     "x")
-    helper.set_objective_coefficients(np.arange(len(cols)).tolist(), cost[cols].tolist())
-    helper.set_maximize(bool(maximise))
-    variables = [model.var_from_index(j) for j in range(len(cols))]
+    model.add_var_array_with_bounds(col_lo[cols].astype(float),  # type: ignore[arg-type]
+                                    col_hi[cols].astype(float),  # type: ignore[arg-type]
+                                    np.asarray(integer, bool)[cols],  # type: ignore[arg-type]
+                                    "x")
+    model.set_objective_coefficients(np.arange(len(cols)).tolist(), cost[cols].tolist())
+    model.set_maximize(bool(maximise))
+    variables = [mbh.Variable(model, j) for j in range(len(cols))]
     order = np.argsort(r, kind="stable")
     r, c, v = r[order], index[c[order]], v[order]
     rows, starts = np.unique(r, return_index=True)
     ends = np.r_[starts[1:], len(r)]
     inf = float("inf")
-    for row, a, b in zip(rows.tolist(), starts.tolist(), ends.tolist(), strict=True):
-        lo, hi = lo_r[row], hi_r[row]
-        ct = helper.add_linear_constraint()
-        helper.set_constraint_lower_bound(ct, lo if np.isfinite(lo) else -inf)
-        helper.set_constraint_upper_bound(ct, hi if np.isfinite(hi) else inf)
-        helper.add_terms_to_constraint(ct, [variables[j] for j in c[a:b].tolist()],
-                                       v[a:b].tolist())
+    row_lower = np.where(np.isfinite(lo_r[rows]), lo_r[rows], -inf).tolist()
+    row_upper = np.where(np.isfinite(hi_r[rows]), hi_r[rows], inf).tolist()
+    terms, coefficients = [variables[j] for j in c.tolist()], v.tolist()
+    for lo, hi, a, b in zip(row_lower, row_upper, starts.tolist(), ends.tolist(), strict=True):
+        ct = model.add_linear_constraint()
+        model.set_constraint_lower_bound(ct, lo)
+        model.set_constraint_upper_bound(ct, hi)
+        model.add_terms_to_constraint(ct, terms[a:b], coefficients[a:b])
     if hint is not None:
-        for j, value in zip(range(len(cols)), hint[cols].tolist(), strict=True):
-            helper.add_hint(j, value)
+        for j, value in enumerate(hint[cols].tolist()):
+            model.add_hint(j, value)
 
-    solver = mb.Solver("SCIP")
+    solver = mbh.ModelSolverHelper("SCIP")
     if not solver.solver_is_supported():
         return SearchResult("failed", None, float("nan"))
     if np.isfinite(seconds) and seconds > 0:
@@ -135,20 +138,21 @@ def solve_reduced(col_lo: np.ndarray, col_hi: np.ndarray, integer: np.ndarray,
         + SETTINGS +
         "misc/catchctrlc = FALSE\n")  # Ctrl-C is Python's: see optimizer/interrupt.py
     built = time.perf_counter()
-    status = solve_interruptibly(lambda: solver.solve(model), solver.stop_search)
+    solve_interruptibly(lambda: solver.solve(model), solver.interrupt_solve)
+    status = solver.status()
     if os.environ.get("WULIAN_TRACE"):
         print(f"  SCIP: {len(cols)} columns, {len(rows)} rows, built in {built - start:.2f}s, "
               f"{status} in {time.perf_counter() - built:.2f}s, bound "
-              f"{solver.best_objective_bound + constant}", flush=True)
-    best_bound = float(solver.best_objective_bound) + constant
-    if status == mb.SolveStatus.INFEASIBLE:
+              f"{solver.best_objective_bound() + constant}", flush=True)
+    best_bound = float(solver.best_objective_bound()) + constant
+    if status == mbh.SolveStatus.INFEASIBLE:
         return SearchResult("infeasible", None, best_bound)
-    if status not in (mb.SolveStatus.OPTIMAL, mb.SolveStatus.FEASIBLE):
+    if status not in (mbh.SolveStatus.OPTIMAL, mbh.SolveStatus.FEASIBLE):
         if os.environ.get("WULIAN_TRACE"):
             print(f"  SCIP: {status}", flush=True)
         return SearchResult("failed", None, best_bound)
     x = fixed_x.copy()
-    values = solver.values(model.get_variables()).to_numpy(float)  # in index order
+    values = np.asarray(solver.variable_values(), float)  # in index order
     x[cols] = np.where(np.asarray(integer, bool)[cols], np.round(values), values)
     activity = np.bincount(a_row, weights=a_val * x[a_col], minlength=len(row_lo))
     broken = (activity < row_lo - CHECK_TOLERANCE) | (activity > row_hi + CHECK_TOLERANCE)
@@ -158,5 +162,5 @@ def solve_reduced(col_lo: np.ndarray, col_hi: np.ndarray, integer: np.ndarray,
             print(f"  SCIP answer refused: rows {worst.tolist()} at {activity[worst]} outside "
                   f"[{row_lo[worst]}, {row_hi[worst]}]", flush=True)
         return SearchResult("failed", None, best_bound)
-    proven = status == mb.SolveStatus.OPTIMAL
+    proven = status == mbh.SolveStatus.OPTIMAL
     return SearchResult("optimal" if proven else "time_limit", x, best_bound)
