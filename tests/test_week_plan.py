@@ -195,19 +195,26 @@ def test_demo_promises_only_what_the_matching_places(tmp_path):
     assert red and all(name in info["proof"]["proven"] for name in red)
 
 
+@pytest.mark.parametrize("decompose", ("auto", "always"))
 @pytest.mark.parametrize("seed", (1, 2, 3))
-def test_pool_caps_hold_a_need_to_what_was_placed(seed):
+def test_pool_caps_hold_a_need_to_what_was_placed(seed, decompose):
     """``volunteer_limits``: a need capped at 0 takes nothing from volunteer pools, a need
-    capped at 1 at most one unit, and a tighter model never serves red better."""
+    capped at 1 at most one unit, and a tighter model never serves red better — also when
+    the city's model is cut into streets (each part carries only its own needs' caps)."""
+    from wulian.optimizer.allocation import AllocationParams
     from wulian.planning.allocate import run_allocation
 
     sc = Scenario.from_tables(random_scenario(seed))
-    free = run_allocation(sc)
+    params = AllocationParams(decompose=decompose, workers=1, decompose_by="street")
+    free = run_allocation(sc, params=params)
     alloc = free.tables["allocations"]
     pool = alloc[alloc["source_kind"] == "volunteer_pool"].groupby("need_id")["units"].sum()
     assert len(pool), "the seed serves from volunteer pools"
-    zero, one = pool.index[0], pool.index[-1]
-    capped = run_allocation(sc, volunteer_limits=({}, {zero: 0.0, one: 1.0}))
+    zero = pool.index[0]
+    others = pool.drop(zero)
+    several = others[others > 1.0]  # (a cap of one unit that binds, where there is one)
+    one = (several if len(several) else others).index[-1]
+    capped = run_allocation(sc, params=params, volunteer_limits=({}, {zero: 0.0, one: 1.0}))
     rows = capped.tables["allocations"]
     rows = rows[rows["source_kind"] == "volunteer_pool"]
     assert zero not in set(rows["need_id"])
