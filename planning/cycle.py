@@ -58,9 +58,9 @@ from wulian.planning.store import RunStore
 EPS = 1e-9
 WHOLE = "*"  # the centre column of a week opened for the whole network
 #: Needs in a week's scenario from which :func:`open_week` hands each phase's freed memory
-#: back (``release_memory``): a city's week frees about half a GiB per phase, a street's a
-#: few MiB, less than what the full garbage collections cost (about 80 ms each once pandas
-#: and SQLAlchemy are loaded: three a week, a quarter of the demo street's open).
+#: back (``release_memory``): a city's week frees about half a GiB per phase; the district
+#: demo's (8,020 needs) 4–7 MiB, for a full garbage collection of 70–80 ms of CPU each, three
+#: a week (a fifth of the demo street's open).
 RELEASE_NEEDS = 50_000
 
 _meta = sa.MetaData()
