@@ -96,7 +96,13 @@ class DemoCycle:
     whole district's would take minutes, ``wulian simulate PATH`` plays any scope) in a
     register of its own (OUT/cycle.sqlite, made anew). When this process may use two cores or
     more they play at once in a spawned worker process (a fork would copy this process's
-    memory and threads), beside the plan; else in this process when shown."""
+    memory and threads), beside the plan; else in this process when shown.
+
+    The worker is a process of its own, not a pool's: its weeks (the scenario with them) are
+    pickled here, when it starts, where a pool pickles them in a thread of its own while the
+    plan goes on (it once met the scenario's cached ``hierarchy`` being filled: "dictionary
+    changed size during iteration"); and it ends as soon as it has answered, so that its
+    interpreter's teardown (0.3–0.7 s) runs beside the plan, not at the demo's end."""
 
     def __init__(self, scenario: Scenario, out: Path, weeks: int):
         from functools import partial
@@ -114,13 +120,17 @@ class DemoCycle:
         self.name = centres.at[self.street, "name"]
         self.play = partial(played_weeks, f"sqlite:///{self.path.resolve()}", scenario, weeks,
                             0, centre=self.street, out=out / "cycle")
-        self.pool = self.future = None
+        self.worker = self.answers = None
+        self.answered = False
         if default_workers() >= 2:
-            from concurrent.futures import ProcessPoolExecutor
             from multiprocessing import get_context
 
-            self.pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"))
-            self.future = self.pool.submit(self.play)
+            context = get_context("spawn")
+            self.answers, answer = context.Pipe(duplex=False)
+            self.worker = context.Process(target=play_and_answer, args=(self.play, answer),
+                                          name="wulian-demo-cycle")
+            self.worker.start()
+            answer.close()  # the worker's end: this process only reads
 
     def show(self) -> None:
         from wulian.api.cycle_cli import show_register, show_week, show_weeks
@@ -128,23 +138,52 @@ class DemoCycle:
         console.rule("每周循环 / the weekly cycle (四项同步)")
         console.print(f"街道 / street {self.street} {self.name}")
         with console.status("每周循环模拟中 / playing the weekly cycle …"):
-            changes, weeks = self.play() if self.future is None else self.future.result()
+            changes, weeks = self.play() if self.worker is None else self.answer()
         show_register(changes)
         show_weeks([show_week(week) for week in weeks])
         console.print(f"登记册与任务 / register and tasks: [bold]{self.path}[/]; 推送的工作簿 / "
                       f"published workbooks: {self.path.parent / 'cycle'} (wulian week list "
                       f"--store sqlite:///{self.path})")
 
+    def answer(self) -> tuple:
+        """The worker's weeks; its error raised here."""
+        try:
+            failed, value = self.answers.recv()
+        except EOFError:
+            self.worker.join()
+            raise RuntimeError(f"每周循环的进程未答复即退出 / the weekly cycle's process ended "
+                               f"without an answer (exit code {self.worker.exitcode})") from None
+        self.answered = True
+        if failed:
+            raise value
+        return value
+
     def close(self) -> None:
         """Stop the worker, if it still plays weeks nobody will see (the plan failed)."""
-        if self.pool is None:
+        if self.worker is None:
             return
-        from wulian.planning.engines import stop_workers
+        if not self.answered:
+            self.worker.terminate()
+        self.worker.join()
+        self.answers.close()
+        self.worker = None
 
-        if not self.future.done():
-            stop_workers(self.pool)
-        self.pool.shutdown(wait=True)
-        self.pool = None
+
+def play_and_answer(play, answer) -> None:
+    """The demo cycle's worker: play the weeks and send (failed, the weeks or the error)."""
+    import signal
+    import traceback
+
+    # Ctrl-C is the demo's to handle (it stops this process): no second traceback from here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        result = (False, play())
+    except Exception as error:  # noqa: BLE001 - raised again in the demo's process
+        error.add_note("每周循环的进程中 / in the weekly cycle's process:\n"
+                       + "".join(traceback.format_tb(error.__traceback__)))
+        result = (True, error)
+    answer.send(result)
+    answer.close()
 
 
 def _allocate_and_show(scenario: Scenario, out: Path, fmt: str, week: str | None,

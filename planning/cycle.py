@@ -57,6 +57,11 @@ from wulian.planning.store import RunStore
 
 EPS = 1e-9
 WHOLE = "*"  # the centre column of a week opened for the whole network
+#: Needs in a week's scenario from which :func:`open_week` hands each phase's freed memory
+#: back (``release_memory``): a city's week frees about half a GiB per phase; the district
+#: demo's (8,020 needs) 4–7 MiB, for a full garbage collection of 70–80 ms of CPU each, three
+#: a week (a fifth of the demo street's open).
+RELEASE_NEEDS = 50_000
 
 _meta = sa.MetaData()
 TASKS = sa.Table(
@@ -328,13 +333,17 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
         _check_needs_in_scope(scenario, week, centre)
         # Each phase's freed memory is handed back before the next starts its workers (whose
         # memory adds to this process's): on the city, half a GiB after the snapshot.
-        release_memory()
+        large = len(scenario.needs) >= RELEASE_NEEDS
+        if large:
+            release_memory()
         drawn = time.perf_counter()
         run = run_allocation(scenario, week=week, centre=centre, params=params)
-        release_memory()
+        if large:
+            release_memory()
         allocated = time.perf_counter()
         match = run_matching(scenario, run, week=week, centre=centre, params=match_params)
-        release_memory()
+        if large:
+            release_memory()
         matched = time.perf_counter()
         tables = reconciled_tables(scenario, run, match)
         tables.update(assignments=match.assignments, unplaced=match.unplaced,

@@ -752,10 +752,19 @@ class Register:
         """The current state as a scenario's text tables: open needs with what is still owed
         (``states``: the need states of needs not closed, when the caller has read them)."""
         tables = {name: self.table(name, conn) for name in REGISTER_TABLES}
+        tables["needs"] = self.open_needs(conn, states, tables["needs"], tables["services"])
+        return tables
+
+    def open_needs(self, conn: sa.Connection | None = None, states: pd.DataFrame | None = None,
+                   needs: pd.DataFrame | None = None, services: pd.DataFrame | None = None
+                   ) -> pd.DataFrame:
+        """The needs table of :meth:`tables` (open needs with what is still owed), reading
+        only what the caller has not read (the needs, their states, the services)."""
         if states is None:
             states = self.need_states(conn, OPEN_STATES + ("allocated",))
-        tables["needs"] = open_needs(tables["needs"], states, tables["services"])
-        return tables
+        needs = self.table("needs", conn) if needs is None else needs
+        services = self.table("services", conn) if services is None else services
+        return open_needs(needs, states, services)
 
     def scenario(self, conn: sa.Connection | None = None) -> Scenario:
         """The current state, validated, as a Scenario."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 
@@ -82,6 +82,14 @@ class Scenario:
     @cached_property
     def hierarchy(self) -> Hierarchy:
         return Hierarchy.from_centres(self.tables["centres"])
+
+    def __getstate__(self) -> dict:
+        # The fields alone, gathered at once. A process pool pickles what it is handed in its
+        # feeder thread while the caller goes on (the demo's cycle goes to its worker as the
+        # plan starts): pickling the live __dict__ there failed with "dictionary changed size
+        # during iteration" when this thread filled a cached property (``hierarchy``) under
+        # it. Cached values are derived: a worker derives them again when it needs them.
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_tables(cls, tables: Mapping[str, pd.DataFrame], policy: Policy | None = None,

@@ -96,7 +96,7 @@ def simulate(register: Register, weeks_to_play: int, seed: int, *, first: str | 
     rates = rates or Rates()
     rng = np.random.default_rng(seed)
     week = first or _first_week(register)
-    base = register.tables()["needs"]  # the mix new needs are drawn from (the scope's)
+    base = register.open_needs()  # the mix new needs are drawn from (the scope's)
     if centre:
         stations = set(Hierarchy.from_centres(register.table("centres")).subtree(centre))
         households = register.table("households")

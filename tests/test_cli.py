@@ -136,6 +136,22 @@ def test_demo_runs_on_a_given_scenario(tmp_path, store, capsys, monkeypatch):
     assert len(weeks(text)) == 2 and weeks(text) == weeks(alone)
 
 
+def test_demo_reports_an_error_of_its_cycle_worker(tmp_path, store, capsys, monkeypatch):
+    """A weekly cycle that fails in its worker process fails the demo with that error, its
+    type and message on one line (here its workbooks cannot be published: OUT/cycle is a
+    file), after the plan's tables were written."""
+    import wulian.planning.engines
+
+    monkeypatch.setattr(wulian.planning.engines, "default_workers", lambda: 2)
+    out = tmp_path / "a"
+    out.mkdir()
+    (out / "cycle").write_text("not a folder", encoding="utf-8")
+    assert main(["demo", str(CLEAN), "--out", str(out)]) == 1
+    printed = capsys.readouterr()
+    assert (out / "allocations.csv").exists() and "the weekly cycle" in printed.out
+    assert "NotADirectoryError" in printed.err and "cycle" in printed.err
+
+
 def test_budget_lab_command(tmp_path, capsys):
     """`wulian budget` sets a fund's budget, shows the marginal value per fund, sweeps a
     curve and draws it; a malformed --set is refused with a hint."""

@@ -189,6 +189,32 @@ def test_a_scenario_pickles():
     assert list(again.hierarchy.subtree("D01S01")) == list(scenario.hierarchy.subtree("D01S01"))
 
 
+def test_a_scenario_pickles_while_its_hierarchy_is_first_read():
+    """A process pool pickles a Scenario in its feeder thread while the caller goes on: the
+    demo's first run failed with "dictionary changed size during iteration" when the caller
+    first read ``scenario.hierarchy`` (a cached property) mid-pickle. Here the pickler itself
+    reads it at that moment (at the first table it meets), deterministically."""
+    import io
+    import pickle
+
+    scenario = load_scenario(DATA / "clean")
+    seen: list[str] = []
+
+    class ReadsHierarchyMidway(pickle.Pickler):
+        def reducer_override(self, obj):
+            if isinstance(obj, pd.DataFrame) and not seen:
+                seen.append(str(scenario.hierarchy.subtree("D01S01")[0]))
+            return NotImplemented
+
+    buffer = io.BytesIO()
+    ReadsHierarchyMidway(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(scenario)
+    assert seen, "the pickler met no table: the test did not read the hierarchy midway"
+    again = pickle.loads(buffer.getvalue())
+    assert again.digest == scenario.digest
+    pd.testing.assert_frame_equal(again.households, scenario.households)
+    assert list(again.hierarchy.subtree("D01S01")) == list(scenario.hierarchy.subtree("D01S01"))
+
+
 def test_list_cells_are_tidied_and_checked_element_by_element():
     """';'-lists lose spaces (ASCII and ideographic) and empty parts; the same list written
     tidily or untidily is one value and one digest; an unknown element in an untidy cell is
