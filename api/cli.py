@@ -6,6 +6,7 @@ import argparse
 import math
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -69,8 +70,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     # The weekly cycle shares nothing with the plan but the scenario: its weeks play in a
     # worker process while the plan is made, and are shown after it.
-    cycle = DemoCycle(scenario, out, args.weeks) if args.weeks else None
+    cycle = None
     try:
+        cycle = DemoCycle(scenario, out, args.weeks) if args.weeks else None
         show_scenario(scenario)
         plan = _plan(scenario, RunStore(args.store), DEMO_MATCH)
         run = plan.run
@@ -129,7 +131,18 @@ class DemoCycle:
             self.answers, answer = context.Pipe(duplex=False)
             self.worker = context.Process(target=play_and_answer, args=(self.play, answer),
                                           name="wulian-demo-cycle")
+            # ``start`` writes the pickled weeks (2 MB, the scenario) into the child's pipe
+            # and waits until the child has imported this module to read them: about a
+            # second, which the plan need not wait for (the scenario pickles its fields
+            # alone, so a thread of its own may pickle it while the plan reads it).
+            self.starting = threading.Thread(target=self._start, args=(answer,),
+                                             name="wulian-demo-cycle-start", daemon=True)
+            self.starting.start()
+
+    def _start(self, answer) -> None:
+        try:
             self.worker.start()
+        finally:
             answer.close()  # the worker's end: this process only reads
 
     def show(self) -> None:
@@ -147,10 +160,12 @@ class DemoCycle:
 
     def answer(self) -> tuple:
         """The worker's weeks; its error raised here."""
+        self.starting.join()
         try:
             failed, value = self.answers.recv()
         except EOFError:
-            self.worker.join()
+            if self.worker.pid is not None:  # (else it never started)
+                self.worker.join()
             raise RuntimeError(f"每周循环的进程未答复即退出 / the weekly cycle's process ended "
                                f"without an answer (exit code {self.worker.exitcode})") from None
         self.answered = True
@@ -162,9 +177,11 @@ class DemoCycle:
         """Stop the worker, if it still plays weeks nobody will see (the plan failed)."""
         if self.worker is None:
             return
-        if not self.answered:
-            self.worker.terminate()
-        self.worker.join()
+        self.starting.join()
+        if self.worker.pid is not None:  # (else it never started)
+            if not self.answered:
+                self.worker.terminate()
+            self.worker.join()
         self.answers.close()
         self.worker = None
 

@@ -216,7 +216,8 @@ def _part_inputs(data: AllocationInput, area_of_need: np.ndarray, parts: list[st
 def _caps_of(caps: dict[str, float], need_ids: pd.Series) -> dict[str, float]:
     """The pool caps of these needs only. The plan's held rounds cap every need with a pool
     arc, and each part maps its needs through the caps it carries: with the city's 200,000
-    caps in each of 292 parts, that cost the held round 90 s of the workers' CPU."""
+    caps in each of 292 parts, the held round's build took 144.8 s instead of 62.6 s
+    (docs/benchmarks.md, session 14)."""
     if not caps:
         return caps
     return {need: caps[need] for need in need_ids.tolist() if need in caps}

@@ -150,6 +150,11 @@ def test_demo_reports_an_error_of_its_cycle_worker(tmp_path, store, capsys, monk
     printed = capsys.readouterr()
     assert (out / "allocations.csv").exists() and "the weekly cycle" in printed.out
     assert "NotADirectoryError" in printed.err and "cycle" in printed.err
+    # Raised in the worker process, not played again here: with -v (the error raised, its
+    # traceback shown) it carries the worker's traceback as a note.
+    with pytest.raises(NotADirectoryError) as raised:
+        main(["-v", "demo", str(CLEAN), "--out", str(out)])
+    assert any("in the weekly cycle's process" in note for note in raised.value.__notes__)
 
 
 def test_budget_lab_command(tmp_path, capsys):
