@@ -900,9 +900,12 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
             store_missing_facts,
         )
 
-        # The columns the close and the week's facts use (not the offer, slot, hours…).
+        # The columns the close and the week's facts use (not the offer, slot, hours…); the
+        # week and the scope are the query's own, set here rather than read for every task.
+        columns = ["task_id", "volunteer_id", *FACT_COLUMNS]
         week_tasks = tasks_frame(conn, TASKS.c.week == week, TASKS.c.centre == scope,
-                                 columns=("task_id", "volunteer_id", *FACT_COLUMNS))
+                                 columns=[c for c in columns if c not in ("week", "centre")]
+                                 ).assign(week=week, centre=scope)[columns]
         live = week_tasks["status"].isin(["planned", "accepted"])
         if live.any():
             ids = week_tasks.loc[live, "task_id"].tolist()

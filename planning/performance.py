@@ -195,7 +195,8 @@ def _fills(register: Register, conn: sa.Connection, tasks: pd.DataFrame,
     a city week gives its run a million needs, most of them never in a task."""
     rows = []
     for week, run_id in runs:
-        plans = register.store.table_in(conn, run_id, "plans")
+        plans = register.store.table_in(conn, run_id, "plans",
+                                        columns=["station_id", "tier", "needs"])
         if plans.empty:
             continue
         if stations is not None:
