@@ -936,7 +936,8 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
             n.need_id, n.service_id, n.remaining, n.state, n.age, n.week_raised).where(
             n.state == "allocated")).set_index("need_id")
         states = states[member_mask(states.index, allocated)]
-        done = week_tasks[week_tasks["status"] == "delivered"]
+        done = week_tasks.loc[(week_tasks["status"] == "delivered").to_numpy(), [  # (used)
+            "week", "need_id", "household_id", "volunteer_id", "units_delivered"]]
         got = done[done["need_id"] != ""].groupby("need_id")["units_delivered"].sum()
         left = np.maximum(states["remaining"].to_numpy(float)
                           - got.reindex(states.index).fillna(0.0).to_numpy(float), 0.0)
