@@ -900,9 +900,12 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
             store_missing_facts,
         )
 
-        # The columns the close and the week's facts use (not the offer, slot, hours…).
+        # The columns the close and the week's facts use (not the offer, slot, hours…); the
+        # week and the scope are the query's own, set here rather than read for every task.
+        columns = ["task_id", "volunteer_id", *FACT_COLUMNS]
         week_tasks = tasks_frame(conn, TASKS.c.week == week, TASKS.c.centre == scope,
-                                 columns=("task_id", "volunteer_id", *FACT_COLUMNS))
+                                 columns=[c for c in columns if c not in ("week", "centre")]
+                                 ).assign(week=week, centre=scope)[columns]
         live = week_tasks["status"].isin(["planned", "accepted"])
         if live.any():
             ids = week_tasks.loc[live, "task_id"].tolist()
@@ -933,7 +936,8 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
             n.need_id, n.service_id, n.remaining, n.state, n.age, n.week_raised).where(
             n.state == "allocated")).set_index("need_id")
         states = states[member_mask(states.index, allocated)]
-        done = week_tasks[week_tasks["status"] == "delivered"]
+        done = week_tasks.loc[(week_tasks["status"] == "delivered").to_numpy(), [  # (used)
+            "week", "need_id", "household_id", "volunteer_id", "units_delivered"]]
         got = done[done["need_id"] != ""].groupby("need_id")["units_delivered"].sum()
         left = np.maximum(states["remaining"].to_numpy(float)
                           - got.reindex(states.index).fillna(0.0).to_numpy(float), 0.0)

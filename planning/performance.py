@@ -162,8 +162,9 @@ def facts(register: Register, conn: sa.Connection, tasks: pd.DataFrame,
     (week, run id: what each week owed), optionally of some stations only. ``owed``: per run
     id, its allocations and unmet needs' ``need_id`` and ``units`` when read already (see
     :func:`run_owed`)."""
-    done = tasks[tasks["status"] == "delivered"]
-    reached = done[["week", "tier", "household_id"]].drop_duplicates()
+    # Only the columns used are taken with the rows (a city week's tasks have 21 columns).
+    reached = tasks.loc[(tasks["status"] == "delivered").to_numpy(),
+                        ["week", "tier", "household_id"]].drop_duplicates()
     return Facts(pd.concat([outcomes(tasks, by) for by in GROUPS], ignore_index=True),
                  _fills(register, conn, tasks, runs, stations, owed or {}), reached)
 
@@ -195,13 +196,15 @@ def _fills(register: Register, conn: sa.Connection, tasks: pd.DataFrame,
     a city week gives its run a million needs, most of them never in a task."""
     rows = []
     for week, run_id in runs:
-        plans = register.store.table_in(conn, run_id, "plans")
+        plans = register.store.table_in(conn, run_id, "plans",
+                                        columns=["station_id", "tier", "needs"])
         if plans.empty:
             continue
         if stations is not None:
             plans = plans[member_mask(plans["station_id"], stations)]
         counted = plans.groupby(["station_id", "tier"])["needs"].sum()
-        served = tasks[(tasks["week"] == week).to_numpy() & (tasks["need_id"] != "").to_numpy()]
+        served = tasks.loc[(tasks["week"] == week).to_numpy() & (tasks["need_id"] != "").to_numpy(),
+                           ["need_id", "station_id", "tier", "units", "units_delivered", "status"]]
         owed = owed_by_run.get(run_id)
         if owed is None:
             owed = run_owed(register, conn, run_id)
