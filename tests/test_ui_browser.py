@@ -321,6 +321,10 @@ def test_sign_in_first_and_a_coordinator_sees_only_their_street_in_chromium(regi
             expect(page.get_by_text("已登录:中心协调员 · 中心 D04S01")).to_be_visible()
             links = page.locator("[data-testid='stSidebarNav'] a")
             assert links.count() == 3  # inbox, weekly allocation, performance
+            # The inbox's alerts render after its heading: wait for one of the street's own
+            # (Playwright retries the match), then read the page as it is shown.
+            subjects = "|".join(re.escape(str(s)) for s in own_alerts["subject_id"])
+            expect(page.locator("body")).to_contain_text(re.compile(subjects))
             page.screenshot(path=ARTIFACTS / "11-coordinator-fenced.png", full_page=True)
             shown = page.locator("body").inner_text()
             assert not any(h in shown for h in other)
