@@ -525,6 +525,16 @@ def rows_frame(values: list[str]) -> pd.DataFrame:
     return frame.astype(object).fillna("")
 
 
+def table_frame(table: str, values: list[str]) -> pd.DataFrame:
+    """Rows of a table kept as JSON text as a text frame, the contract's columns first."""
+    columns = list(TABLES[table].column_names)
+    if not values:
+        return pd.DataFrame(columns=columns)
+    frame = rows_frame(values)
+    order = [c for c in columns if c in frame.columns]
+    return frame[order + [c for c in frame.columns if c not in order]].fillna("")
+
+
 def row_changes(frame: pd.DataFrame, keys: list[str], old: Mapping[str, str]
                 ) -> tuple[TableChanges, dict[str, str], list[str]]:
     """What a canonical frame (its rows' ``keys``) adds to and changes in the stored rows
@@ -691,13 +701,7 @@ class Register:
         """One table of the register as text (contract columns first, keys sorted)."""
         query = (sa.select(ROWS.c.data).where(ROWS.c.tbl == table)
                  .order_by(ROWS.c.row_key))  # the key's own order (its primary key)
-        rows = [data for (data,) in self._fetch(query, conn)]
-        columns = list(TABLES[table].column_names)
-        if not rows:
-            return pd.DataFrame(columns=columns)
-        frame = rows_frame(rows)
-        order = [c for c in columns if c in frame.columns]
-        return frame[order + [c for c in frame.columns if c not in order]].fillna("")
+        return table_frame(table, [data for (data,) in self._fetch(query, conn)])
 
     def field(self, table: str, column: str, conn: sa.Connection | None = None) -> pd.Series:
         """One column of a table, by key (see :func:`table_field`)."""
@@ -1075,21 +1079,44 @@ class Register:
     def valid_rows(self, conn, table: str, rows: dict[str, dict]) -> pd.DataFrame:
         """The rows typed, validated with the register's tables they refer to.
 
-        The rows are validated as a table of their own beside the tables their columns refer
-        to (and those tables' references, read whole), not with the whole register: a visit's
-        re-assessment reads the centres, not a city's needs. What the other tables say of
-        these rows holds still, since the rows replace rows with the same keys or add rows.
+        The rows are validated as a table of their own beside the rows their columns refer
+        to (and the rows those refer to in turn: a household's station, its street, up to the
+        city), not with the whole register: a one-click request on a city's register reads
+        its household, service and centres, not 250,000 households. What the other rows say
+        of these holds still, since the rows replace rows with the same keys or add rows.
         """
         frame = pd.DataFrame(list(rows.values()))
         # Every column of the table, as in the register (a cell not given is an empty one).
         columns = dict.fromkeys([*TABLES[table].column_names, *frame.columns])
         frame = frame.reindex(columns=list(columns)).fillna("")
-        tables = {name: self.table(name, conn) for name in referred_tables(table)}
+        tables = self._referred_rows(conn, table, frame)
         tables[table] = frame.fillna("")
         typed, problems = validate_tables({n: as_text(f) for n, f in tables.items()})
         if problems:
             raise ValidationError(problems)
         return typed[table].reset_index(drop=True)
+
+    def _referred_rows(self, conn, table: str, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """The register's rows that ``frame`` (rows of ``table``) refers to, and the rows
+        those refer to in turn, read by key, as text tables (every referred table, empty when
+        nothing in it is referred to)."""
+        found: dict[str, dict[str, str]] = {name: {} for name in referred_tables(table)}
+        todo = [(table, frame)]
+        while todo:
+            name, rows = todo.pop()
+            for col in TABLES[name].columns:
+                target, _, key = (col.ref or "").partition(".")
+                if not target or target == table or col.name not in rows.columns:
+                    continue
+                assert key == TABLES[target].key  # every reference names its table's key
+                values = rows[col.name].astype(str)
+                wanted = set(values.str.split(";").explode().str.strip()
+                             if col.dtype == "list" else values) - {""} - set(found[target])
+                if wanted:
+                    got = self.rows(target, conn, wanted)
+                    found[target].update(got)
+                    todo.append((target, rows_frame(list(got.values()))))
+        return {name: table_frame(name, list(rows.values())) for name, rows in found.items()}
 
     def keys(self, table: str, conn: sa.Connection, among: Iterable[str] | None = None
              ) -> set[str]:

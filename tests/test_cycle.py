@@ -365,6 +365,33 @@ def test_single_records_a_one_click_request_and_a_withdrawal(tmp_path, tiny):
     assert last["score"] == pytest.approx(1.0)
 
 
+def test_single_records_are_checked_against_the_rows_they_refer_to(tmp_path, tiny):
+    """A need or a household is validated beside the rows it refers to (read by key, up to
+    the city), not the whole register: an unknown household, service or station is still
+    named with its column, a valid record still goes in, and nothing is written on a
+    problem."""
+    register = _register(f"sqlite:///{tmp_path / 's.sqlite'}")
+    register.import_scenario(tiny)
+    hid = tiny.tables["households"]["household_id"].iloc[0]
+    service = tiny.tables["services"]["service_id"].iloc[0]
+    before = len(register.events())
+    with pytest.raises(ValidationError) as err:
+        register.add_need({"household_id": "H_NOPE", "service_id": "NOPE", "quantity": 1,
+                           "week": W1})
+    assert sorted((p.table, p.column, p.code) for p in err.value.problems) == [
+        ("needs", "household_id", "missing_reference"),
+        ("needs", "service_id", "missing_reference")]
+    row = json.loads(register.rows("households", keys=[hid])[hid])
+    with pytest.raises(ValidationError) as err:
+        register.upsert_household({**row, "station_id": "NO_STATION"})
+    assert [(p.table, p.column, p.code) for p in err.value.problems] == [
+        ("households", "station_id", "missing_reference")]
+    assert len(register.events()) == before
+    need_id = register.add_need({"household_id": hid, "service_id": service, "quantity": 1,
+                                 "week": W1})
+    assert register.need_states().set_index("need_id").loc[need_id, "state"] == "open"
+
+
 # -- three weeks through the CLI -------------------------------------------------------------
 
 
