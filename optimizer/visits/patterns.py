@@ -109,8 +109,8 @@ def _pattern_lp(arrays: VisitArrays) -> tuple[np.ndarray, int] | None:
     # then the pairs' columns by column generation: each key's NEAREST pairs first, then
     # every pair whose reduced cost is negative, priced over all pairs in one vectorised
     # pass per round, until none is (0.4 s of CPU on the demo's final matching, patterns
-    # included, instead of 0.9 over every pair at once). A slack per key, dear enough never to be used by an
-    # optimum that needs none, keeps the first rounds feasible.
+    # included, instead of 0.9 over every pair at once). A slack per key, dear enough never
+    # to be used by an optimum that needs none, keeps the first rounds feasible.
     n_cells = len(cells)
     demand = key_count.astype(float)
     h.addRows(n_keys, demand, demand, 0, np.zeros(0, np.int32), np.zeros(0, np.int32),
