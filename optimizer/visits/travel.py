@@ -32,10 +32,12 @@ SEARCH_NODES = 20
 
 
 def _solve(key, vol, metres, demand, slots, units, unit_of_key, integer: bool,
-           start: np.ndarray | None = None, nodes: int = 500) -> np.ndarray | None:
+           start: np.ndarray | None = None, nodes: int = 500,
+           sub_mips: bool = True) -> np.ndarray | None:
     """Counts per pair of ``min Σ metres·x`` with each key's ``demand`` placed, at most
     ``slots`` visits and ``units`` hour units per volunteer; ``None`` when not solved.
-    ``start`` (counts per pair, a plan) is the MIP's first incumbent."""
+    ``start`` (counts per pair, a plan) is the MIP's first incumbent; ``sub_mips`` runs HiGHS'
+    RINS and RENS heuristics."""
     n, n_keys, n_vol = len(key), len(demand), len(slots)
     with quiet_stdout():
         h = highspy.Highs()
@@ -47,12 +49,13 @@ def _solve(key, vol, metres, demand, slots, units, unit_of_key, integer: bool,
     if integer:
         h.changeColsIntegrality(n, np.arange(n, dtype=np.int32),
                                 np.full(n, highspy.HighsVarType.kInteger))
-        # Solved at its root (LP and cuts), without the sub-MIP heuristics RINS and RENS: on
-        # the demo's final matching they took 0.4 of the residual MIP's 3.0 s of CPU and
-        # found nothing the root and feasibility jump did not (session 15; in session 12,
-        # feasibility jump alone had taken 0.8 of 1.5 s of the residual MIP then).
-        h.setOptionValue("mip_heuristic_run_rins", False)
-        h.setOptionValue("mip_heuristic_run_rens", False)
+        # Solved at its root (LP and cuts). The residual MIP skips the sub-MIP heuristics
+        # RINS and RENS: on the demo's final matching they took 0.4 of its 3.0 s of CPU and
+        # found nothing the root and feasibility jump did not; the search needs them (26 s
+        # of CPU without, 21 with, the same plan). (Session 15; in session 12 feasibility
+        # jump had taken 0.8 of the residual MIP's 1.5 s, and was off.)
+        h.setOptionValue("mip_heuristic_run_rins", sub_mips)
+        h.setOptionValue("mip_heuristic_run_rens", sub_mips)
 
     def rows(index, coef, lower, upper, n_rows):
         order = np.argsort(index, kind="stable")
@@ -127,7 +130,8 @@ def improve_travel(arrays, used: tuple[np.ndarray, np.ndarray, np.ndarray],
         for pairs in (open_ & (rank_open < NEAREST), open_):
             rest = _solve(np.searchsorted(np.flatnonzero(left), key_arc[pairs]),
                           vol_arc[pairs], metres[pairs], left[left > 0], slots, units,
-                          key_units[left > 0], integer=True, nodes=RESIDUAL_NODES)
+                          key_units[left > 0], integer=True, nodes=RESIDUAL_NODES,
+                          sub_mips=False)
             if rest is not None:
                 break
         if rest is None:
