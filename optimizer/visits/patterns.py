@@ -59,18 +59,18 @@ def maximal_patterns(slots: int, units: int, lengths: list[int],
     return found
 
 
-def pattern_lp(arrays: VisitArrays) -> tuple[np.ndarray, int] | None:
+def pattern_lp(arrays: VisitArrays) -> tuple[np.ndarray, int, np.ndarray] | None:
     """The pattern LP's optimum over every key pair of ``bounds.key_pairs`` (its counts per
-    pair, in that order) and its value rounded up: a bound of the travel (metres) of every plan
-    that places every unpinned visit. ``None`` when the pairs are too many to list or the LP is
-    not solved. Worked out once per ``arrays`` (``arrays.memo``): it does not depend on a
-    plan."""
+    pair, in that order), its value rounded up — a bound of the travel (metres) of every plan
+    that places every unpinned visit — and each pair's reduced cost (metres). ``None`` when the
+    pairs are too many to list or the LP is not solved. Worked out once per ``arrays``
+    (``arrays.memo``): it does not depend on a plan."""
     if "pattern_lp" not in arrays.memo:
         arrays.memo["pattern_lp"] = _pattern_lp(arrays)
     return arrays.memo["pattern_lp"]
 
 
-def _pattern_lp(arrays: VisitArrays) -> tuple[np.ndarray, int] | None:
+def _pattern_lp(arrays: VisitArrays) -> tuple[np.ndarray, int, np.ndarray] | None:
     listed = key_pairs(arrays)
     if listed is None:
         return None
@@ -174,4 +174,4 @@ def _pattern_lp(arrays: VisitArrays) -> tuple[np.ndarray, int] | None:
     # slightly below zero, each at most at its upper bound (the Lagrangian bound of these
     # duals).
     missed = float(np.minimum(reduced[outside], 0.0) @ upper[outside])
-    return x, math.ceil(h.getInfo().objective_function_value + missed - 1e-6)
+    return x, math.ceil(h.getInfo().objective_function_value + missed - 1e-6), reduced
