@@ -96,7 +96,7 @@ class MatchParams:
         caller's ``run_parts``.
     travel_repair
         When a cut or pruned model places every visit, repair its travel from the pattern LP
-        over every pair (``optimizer/visits/travel.py``, ``patterns.py``; about 3 s of CPU on
+        over every pair (``optimizer/visits/travel.py``, ``patterns.py``; about 1.6 s of CPU on
         the district's final matching, 1,229 → 1,195 km there, within 0.45 % of the LP's
         bound). ``plan_week`` turns it off for the matchings whose plan it does not report.
     travel_search
