@@ -852,9 +852,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="csv or parquet folder, or xlsx: one workbook with a printable sheet "
                         "per volunteer")
     p.add_argument("--prove-travel", action="store_true",
-                   help="路程再搜索并以全部配对求界(较慢,区县示例约多 15 秒)/ search travel "
+                   help="路程再搜索并以全部配对求界(较慢,区县示例约多 30 秒 CPU)/ search travel "
                         "from the repaired plan and bound travel and continuity over every pair "
-                        "(slower: about 15 s more on the district demo)")
+                        "(slower: about 30 s more CPU on the district demo)")
     add_lang(p)
     p.add_argument("--store", help=STORE_HELP)
     add_json(p)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from reference import matching as ref
 from wulian.demand.policy import Policy
 from wulian.optimizer.pins import PinError
 from wulian.optimizer.visits import REASONS, MatchParams, match_visits
+from wulian.optimizer.visits.bounds import hours_travel_floor
+from wulian.optimizer.visits.patterns import maximal_patterns, pattern_lp
+from wulian.optimizer.visits.prepare import prepare
 from wulian.planning.allocate import run_allocation
 from wulian.planning.match import (
     build_visits,
@@ -802,6 +806,50 @@ def _later_case(seed: int):
     placed = visits[visits["visit_id"].isin(first.assignments["visit_id"])] \
         .reset_index(drop=True)
     return sc, placed
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_maximal_patterns_are_every_way_a_volunteer_can_be_filled(seed):
+    """A volunteer's patterns (``patterns.maximal_patterns``) fit their slots and hours, are
+    maximal, and lie above every whole count by length that fits: so the pattern LP admits
+    every plan (its bound holds) and nothing a volunteer could not make whole."""
+    rng = np.random.default_rng(seed)
+    lengths = sorted(rng.choice([1, 2, 3, 4, 6], size=int(rng.integers(1, 4)), replace=False))
+    most = [int(c) for c in rng.integers(0, 6, size=len(lengths))]
+    slots, units = int(rng.integers(1, 8)), int(rng.integers(1, 20))
+    found = maximal_patterns(slots, units, [int(u) for u in lengths], most)
+    fits = [c for c in itertools.product(*(range(m + 1) for m in most))
+            if sum(c) <= slots and sum(u * n for u, n in zip(lengths, c, strict=True)) <= units]
+    assert found and set(found) <= set(fits)
+    for c in fits:
+        assert any(all(a <= b for a, b in zip(c, p, strict=True)) for p in found), c
+    for p in found:  # no visit of any length can be added
+        for j in range(len(lengths)):
+            bigger = tuple(n + (k == j) for k, n in enumerate(p))
+            assert bigger not in fits
+
+
+@pytest.mark.parametrize("seed", (0, 1, 4, 7, 10))
+def test_pattern_lp_bounds_the_least_travel_and_the_repair_reaches_it(seed):
+    """Every visit placed by a pruned model (as the demo's final matching): the pattern LP over
+    every pair never exceeds the independent model's least travel (a bound that holds), is at
+    least the hours flow (it is tighter by construction), and the default travel repair built
+    on it (no search) reaches that least travel on these small cases."""
+    sc, visits = _later_case(seed)
+    result = match_visits(visits, sc.volunteers, MatchParams(max_arcs=1, arcs_per_visit=1))
+    assert result.decomposition["pruned_regions"] >= 1 and result.unplaced.empty
+    _check_tables(visits, sc.volunteers, result)
+    levels = _check_later_bounds(visits, sc.volunteers, result)
+    best = ref.solve(visits, sc.volunteers, later=True, solver="highs")
+    arrays = prepare(visits, sc.volunteers)
+    solved = pattern_lp(arrays)
+    assert solved is not None
+    # The reference counts kilometres unrounded, the library each pair to the metre.
+    assert solved[1] <= best.travel_km * 1000 + 0.5 * len(visits)
+    assert solved[1] >= hours_travel_floor(arrays)
+    assert levels["travel"].bound * 1000 >= solved[1] - 1e-6
+    assert levels["travel"].value == pytest.approx(best.travel_km, abs=5e-4 * len(visits))
+
 
 
 def _check_later_bounds(visits: pd.DataFrame, volunteers: pd.DataFrame, result) -> dict:

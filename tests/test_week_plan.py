@@ -193,6 +193,11 @@ def test_demo_promises_only_what_the_matching_places(tmp_path):
     assert info["rounds"][0]["guess"] and len(info["rounds"]) <= 3
     red = [name for name in info["levels"] if name.startswith("cover:red")]
     assert red and all(name in info["proof"]["proven"] for name in red)
+    # Travel within 1 % of a bound over every pair (the pattern LP, docs/matching.md,
+    # "Session 15"); the bound itself is checked against the independent model on small
+    # cases (tests/test_matching.py).
+    travel = info["levels"]["travel"]
+    assert travel["bound"] <= travel["value"] <= 1.01 * travel["bound"]
 
 
 # (Seeds 2 and 3 are cut into streets when asked; seed 1 has one street with needs.)

@@ -17,8 +17,10 @@ The modules, in the order a run goes through them:
 - :mod:`.bounds` — valid bounds: slot relaxation, LP with hours, cuts of the whole network,
   the hours flow once every visit is placed;
 - :mod:`.combine` — after the regions: repair across borders, bounds of the whole;
-- :mod:`.travel` — with every visit placed in a cut or pruned model, travel repaired from the LP
-  and searched (HiGHS MIP) from the repaired plan;
+- :mod:`.patterns` — with every visit placed, the pattern LP over every pair (each volunteer's
+  counts by length under a convex combination of their whole patterns): travel's bound;
+- :mod:`.travel` — with every visit placed in a cut or pruned model, travel repaired from the
+  pattern LP and searched (HiGHS MIP) from the repaired plan;
 - :mod:`.settled` — with every visit placed, travel and continuity bounded by the LP with hours
   over every pair;
 - :mod:`.reasons` — why a visit stays unplaced;

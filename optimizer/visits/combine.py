@@ -18,6 +18,7 @@ from wulian.optimizer.visits.bounds import (
 )
 from wulian.optimizer.visits.heuristic import displace
 from wulian.optimizer.visits.params import CLASSES
+from wulian.optimizer.visits.patterns import pattern_lp
 from wulian.optimizer.visits.prepare import VisitArrays
 from wulian.optimizer.visits.regions import (
     NO_METRES,
@@ -236,6 +237,11 @@ def combine_reports(arrays: VisitArrays, regions: list[RegionResult], exact: boo
         by_hours = hours_travel_floor(arrays)
         if by_hours is not None:
             travel_bound = max(travel_bound, by_hours)
+        # The pattern LP over every pair holds each volunteer's integer hull of slots and
+        # hours (optimizer/visits/patterns.py, docs/matching.md "Session 15"): the tightest.
+        solved = pattern_lp(arrays)
+        if solved is not None:
+            travel_bound = max(travel_bound, solved[1])
         lp = settled_bounds(arrays, used) if settled else {}  # (MatchParams.settled_bounds)
         travel_bound = max(travel_bound, lp.get("travel", travel_bound))
         cont_bound = min(cont_bound, lp.get("continuity", cont_bound))

@@ -95,19 +95,20 @@ class MatchParams:
         Processes for the regions (0: one per core; 1: all in this process); used by the
         caller's ``run_parts``.
     travel_repair
-        When a cut or pruned model places every visit, repair its travel from the LP
-        (``optimizer/visits/travel.py``; about a second of CPU on the district's final
-        matching, 1,239 km there). ``plan_week`` turns it off for the matchings whose plan it
-        does not report.
+        When a cut or pruned model places every visit, repair its travel from the pattern LP
+        over every pair (``optimizer/visits/travel.py``, ``patterns.py``; about 1.6 s of CPU on
+        the district's final matching, 1,229 → 1,195 km there, within 0.45 % of the LP's
+        bound). ``plan_week`` turns it off for the matchings whose plan it does not report.
     travel_search
         With ``travel_repair``, then search the restricted model from the repaired plan (HiGHS
-        MIP, 20 nodes): on the district demo 1,239 → 1,210 km for about 11 s more CPU. Off by
+        MIP, 20 nodes): on the district demo 1,195 → 1,194 km for about 20 s more CPU. Off by
         default: ``wulian demo`` and a city week's open must stay quick (issue 19), and the
         search's size on a city's pruned model is not measured (docs/matching.md).
     settled_bounds
         When every visit is placed, bound travel and continuity by the LP with hours over every
-        pair (``optimizer/visits/settled.py``): on the district demo travel's bound 1,034.5 →
-        1,198.6 km, continuity's 1,165 → 91, for about 4 s more CPU. Off by default, as above.
+        pair (``optimizer/visits/settled.py``): on the district demo continuity's bound 1,163
+        → 84 for about 3 s more CPU (its travel bound, 1,185 km, is below the pattern LP's
+        1,190 since session 15). Off by default, as above.
     bounds
         Work out every level's bound (off: the plan only, the same plan, every level reported
         ``feasible`` with no bound). ``plan_week`` turns it off for the matchings whose plan

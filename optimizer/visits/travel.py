@@ -1,16 +1,16 @@
-"""Less travel once every visit is placed (docs/matching.md, "Session 9"): an LP-guided repair
-of a cut or pruned model's plan.
+"""Less travel once every visit is placed (docs/matching.md, "Session 9" and "Session 15"):
+a repair of a cut or pruned model's plan guided by the pattern LP.
 
 When every unpinned visit is placed, coverage is settled and travel is a transportation
 problem with two capacities per volunteer (slots, hours) over *keys* (a location and what its
-visits need; groups of one key differ only in class and last volunteer). Restricted to each
-key's nearest volunteers and the pairs the plan uses (so the plan itself is feasible), its LP
-relaxation (HiGHS) is nearly whole; its whole columns are kept and the visits of its
-fractional ones are placed by a small MIP (HiGHS, a deterministic node limit) over every pair
-of their keys, in what is left of each volunteer. Then the whole restricted model is solved as
-one MIP started from the better plan (session 12: the fractional part is capacity fragmented
-by hours, which only a search over every kept pair uses well). Each result replaces the plan
-only when it is checked and travels less; the plan's continuity and load follow.
+visits need; groups of one key differ only in class and last volunteer). Its pattern LP over
+every pair (``patterns.pattern_lp``: each volunteer's counts by length under a convex
+combination of their whole patterns) is whole except at the volunteers whose patterns mix; its
+whole columns elsewhere are kept and the rest of the visits are placed by a small MIP (HiGHS, a
+deterministic node limit) in what is left of each volunteer. With ``search``, the restricted
+model (each key's nearest volunteers and the plan's pairs) is then solved as one MIP started
+from the better plan (session 12). Each result replaces the plan only when it is checked and
+travels less; the plan's continuity and load follow.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ import numpy as np
 
 from wulian.optimizer.lexmip import quiet_stdout
 from wulian.optimizer.visits.bounds import key_pairs
+from wulian.optimizer.visits.patterns import pattern_lp
 
-#: Each key's nearest volunteers the repair looks at (with the pairs the plan uses); the LP
-#: restricted to 20 is within 3 % of the one over every pair on the demo's final instance.
+#: Each key's nearest volunteers the search looks at (with the pairs the plan uses).
 NEAREST = 20
+#: Reduced cost (metres, in the pattern LP) of the pairs the residual MIP looks at first.
+RESIDUAL_PRICE = 600
 #: Branch-and-bound nodes of the residual MIP and of the search over every kept pair: work
 #: limits, so the result is reproducible.
 RESIDUAL_NODES = 500
@@ -31,10 +33,12 @@ SEARCH_NODES = 20
 
 
 def _solve(key, vol, metres, demand, slots, units, unit_of_key, integer: bool,
-           start: np.ndarray | None = None, nodes: int = 500) -> np.ndarray | None:
+           start: np.ndarray | None = None, nodes: int = 500,
+           sub_mips: bool = True) -> np.ndarray | None:
     """Counts per pair of ``min Σ metres·x`` with each key's ``demand`` placed, at most
     ``slots`` visits and ``units`` hour units per volunteer; ``None`` when not solved.
-    ``start`` (counts per pair, a plan) is the MIP's first incumbent."""
+    ``start`` (counts per pair, a plan) is the MIP's first incumbent; ``sub_mips`` runs HiGHS'
+    RINS and RENS heuristics."""
     n, n_keys, n_vol = len(key), len(demand), len(slots)
     with quiet_stdout():
         h = highspy.Highs()
@@ -46,10 +50,13 @@ def _solve(key, vol, metres, demand, slots, units, unit_of_key, integer: bool,
     if integer:
         h.changeColsIntegrality(n, np.arange(n, dtype=np.int32),
                                 np.full(n, highspy.HighsVarType.kInteger))
-        # Solved at its root (LP and cuts): the feasibility-jump heuristic took more than
-        # half of the MIP's time on the demo's final matching (0.8 of 1.5 s) and found
-        # nothing the root did not (the same travel, continuity and load).
-        h.setOptionValue("mip_heuristic_run_feasibility_jump", False)
+        # Solved at its root (LP and cuts). The residual MIP skips the sub-MIP heuristics
+        # RINS and RENS: on the demo's final matching they took 0.4 of its 3.0 s of CPU and
+        # found nothing the root and feasibility jump did not; the search needs them (26 s
+        # of CPU without, 21 with, the same plan). (Session 15; in session 12 feasibility
+        # jump had taken 0.8 of the residual MIP's 1.5 s, and was off.)
+        h.setOptionValue("mip_heuristic_run_rins", sub_mips)
+        h.setOptionValue("mip_heuristic_run_rens", sub_mips)
 
     def rows(index, coef, lower, upper, n_rows):
         order = np.argsort(index, kind="stable")
@@ -83,42 +90,54 @@ def improve_travel(arrays, used: tuple[np.ndarray, np.ndarray, np.ndarray],
     with less travel when the repair (and, with ``search``, the search after it) finds it,
     else ``used`` itself."""
     listed = key_pairs(arrays)
-    if listed is None:
+    solved = pattern_lp(arrays)
+    if listed is None or solved is None:
         return used
     group_key, key_units, key_count, key_arc, vol_arc, metres = listed
     ug, uv, uc = used
     n_vol = len(arrays.vol_ids)
-    # The pairs: each key's NEAREST, and every (key, volunteer) the plan uses.
+    # The search's pairs: each key's NEAREST, and every (key, volunteer) the plan uses.
     order = np.lexsort((vol_arc, metres, key_arc))
     rank = np.empty(len(key_arc), np.int64)
     rank[order] = np.arange(len(key_arc)) - np.searchsorted(key_arc[order], key_arc[order])
-    in_plan = np.isin(key_arc * n_vol + vol_arc, group_key[ug] * n_vol + uv)
-    keep = (rank < NEAREST) | in_plan
-    keep_mask = keep
+    keep_mask = (rank < NEAREST) | np.isin(key_arc * n_vol + vol_arc, group_key[ug] * n_vol + uv)
     plan_metres = int(arrays.pair_metres(ug, uv) @ uc)
-    key, vol, cost = key_arc[keep], vol_arc[keep], metres[keep]
-    x = _solve(key, vol, cost, key_count, arrays.free_slots, arrays.free_units, key_units,
-               integer=False)
-    if x is None:
-        return used
-    # Keep the LP's whole columns; every visit of a fractional one goes to the residual MIP,
-    # over every pair of its key (flooring them instead left capacity too fragmented to place
-    # the rest on the demo).
-    whole = np.where(np.abs(x - np.round(x)) > 1e-6, 0.0, np.round(x))
+    # The pattern LP over every pair (optimizer/visits/patterns.py): its part visits sit at
+    # the volunteers whose patterns mix. Keep its whole columns elsewhere; the visits of the
+    # volunteers it leaves fractional (a part visit, or part counts of a length) go to the
+    # residual MIP (keeping those volunteers' whole columns left too little room to place the
+    # part visits on the demo).
+    x = solved[0]
+    part = np.abs(x - np.round(x)) > 1e-6
+    cell = vol_arc * (key_units.max() + 1) + key_units[key_arc]  # (volunteer, length)
+    by_length = np.bincount(cell, weights=x)
+    mixed = np.zeros(n_vol, bool)
+    mixed[vol_arc[part | (np.abs(by_length - np.round(by_length)) > 1e-6)[cell]]] = True
+    whole = np.where(part | mixed[vol_arc], 0.0, np.round(x))
+    key, vol, cost = key_arc, vol_arc, metres
     left = key_count - np.bincount(key, weights=whole, minlength=len(key_count)).astype(np.int64)
     if left.any():
         slots = arrays.free_slots - np.bincount(vol, weights=whole, minlength=n_vol)
         units = arrays.free_units - np.bincount(vol, weights=whole * key_units[key],
                                                 minlength=n_vol)
-        open_ = left[key_arc] > 0
-        rest = _solve(np.searchsorted(np.flatnonzero(left), key_arc[open_]), vol_arc[open_],
-                      metres[open_], left[left > 0], slots, units, key_units[left > 0],
-                      integer=True, nodes=RESIDUAL_NODES)
+        open_ = (left[key_arc] > 0) & (slots[vol_arc] >= 1) \
+            & (units[vol_arc] >= key_units[key_arc])
+        # Over the open pairs with room that the LP prices within RESIDUAL_PRICE first (on the
+        # demo 1,738 pairs, 1.2 s of CPU; each key's 20 nearest: 5,459 pairs, 2.7 s; every
+        # pair with room: 10,298, 4.1 s; the same travel), then every pair with room.
+        rest = None
+        for pairs in (open_ & (solved[2] < RESIDUAL_PRICE), open_):
+            rest = _solve(np.searchsorted(np.flatnonzero(left), key_arc[pairs]),
+                          vol_arc[pairs], metres[pairs], left[left > 0], slots, units,
+                          key_units[left > 0], integer=True, nodes=RESIDUAL_NODES,
+                          sub_mips=False)
+            if rest is not None:
+                break
         if rest is None:
             return _search(arrays, used, listed, keep_mask, plan_metres) if search else used
-        key = np.concatenate([key, key_arc[open_]])
-        vol = np.concatenate([vol, vol_arc[open_]])
-        cost = np.concatenate([cost, metres[open_]])
+        key = np.concatenate([key, key_arc[pairs]])
+        vol = np.concatenate([vol, vol_arc[pairs]])
+        cost = np.concatenate([cost, metres[pairs]])
         whole = np.concatenate([whole, rest])
     # Checked, not trusted: every visit of every key placed, within slots and hours.
     placed = np.bincount(key, weights=whole, minlength=len(key_count))
