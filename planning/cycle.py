@@ -337,7 +337,12 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
         if large:
             release_memory()
         drawn = time.perf_counter()
-        run = run_allocation(scenario, week=week, centre=centre, params=params)
+        # The run's own plans, summary and utilisation are not built: the week keeps the
+        # tables reconciled with the matching (reconciled_tables), which builds its own plans
+        # and summary (on the city the run's took 4 s); ``unmet`` is the result's, as is.
+        run = run_allocation(scenario, week=week, centre=centre, params=params,
+                             only_allocations=True)
+        run.tables["unmet"] = run.result.unmet
         if large:
             release_memory()
         allocated = time.perf_counter()
@@ -354,7 +359,7 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
         stamp = now()
         new = new.assign(updated_at=stamp)
         if len(new):
-            bulk_insert(conn, TASKS, new.to_dict("records"))
+            bulk_insert(conn, TASKS, new)  # (the frame: a dict per task cost the city 7 s)
         need_ids = sorted(set(new.loc[new["need_id"] != "", "need_id"]))
         for chunk in _chunks(need_ids):
             conn.execute(NEED_STATES.update().where(NEED_STATES.c.need_id.in_(chunk))
@@ -527,7 +532,9 @@ def build_tasks(scenario: Scenario, week: str, scope: str, allocations: pd.DataF
         "household_id": v["household_id"].to_numpy(), "service_id": v["service_id"].to_numpy(),
         "provider_id": v["volunteer_id"].map(vols["provider_id"]).to_numpy(),
         "offer_id": "", "volunteer_id": v["volunteer_id"].to_numpy(),
-        "fund_id": v["need_id"].map(fund).fillna("").to_numpy(),
+        # (as objects: with no pool row, no fund is found and the column is a float one,
+        # which pandas will not fill with text)
+        "fund_id": v["need_id"].map(fund).astype(object).fillna("").to_numpy(),
         "slot": v["slot"].to_numpy(), "units": v_units, "hours": v["hours"].to_numpy(float),
         "cost": np.round(v["need_id"].map(per_unit).fillna(0.0).to_numpy(float) * v_units, 2)})
 

@@ -992,3 +992,39 @@ def test_the_closed_needs_index_serves_the_close_and_an_upgrade_makes_it_once(tm
             plan = " ".join(str(r) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {since}"))
         assert "ix_need_states_closed" in plan
     register.engine.dispose()
+
+
+def test_a_decomposed_week_stores_what_its_allocation_and_matching_give(tmp_path):
+    """A week whose allocation is decomposed (district by district) keeps exactly the tasks,
+    levels and bounds that the allocation and then the matching, run alone on the same
+    snapshot, give — here with no volunteer-pool allocation at all, so no visit has a fund
+    (the open once failed there: pandas would not fill a float column with text)."""
+    from scenario_factory import random_scenario
+
+    from wulian.optimizer.allocation import AllocationParams
+    from wulian.planning.allocate import run_allocation
+    from wulian.planning.match import run_matching
+
+    seed = next(s for s in range(30)
+                if random_scenario(s)["centres"]["level"].eq("district").sum() > 1)
+    tables = random_scenario(seed)
+    tables["needs"] = tables["needs"].assign(week=W1)
+    register = _register(f"sqlite:///{tmp_path / 'parts.sqlite'}")
+    register.import_scenario(Scenario.from_tables(tables))
+    params = AllocationParams(decompose="always", workers=1)
+    opened = cycle.open_week(register, W1, params=params)
+    assert opened.run.info["decomposition"]["parts"] > 1
+    run = run_allocation(opened.scenario, week=W1, params=params)
+    match = run_matching(opened.scenario, run, week=W1)
+    alone = cycle.build_tasks(opened.scenario, W1, "*", run.tables["allocations"], match.visits)
+    assert len(alone) and (alone["kind"] != "service").any()  # (visits were matched too)
+    stored = cycle.tasks(register, W1)[alone.columns]
+    pd.testing.assert_frame_equal(stored.sort_values("task_id").reset_index(drop=True), alone,
+                                  check_dtype=False)
+    kept = register.store.load(opened.run_id).info
+    for name, level in run.info["levels"].items():
+        same = {k: np.nan if kept["levels"][name][k] is None else kept["levels"][name][k]
+                for k in ("value", "bound", "status")}  # (NaN is stored as null)
+        assert same == pytest.approx({k: level[k] for k in same}, nan_ok=True), name
+    assert np.isfinite(kept["levels"]["orange"]["bound"])
+    assert kept["match"]["allocation_status"] == run.info["status"]
