@@ -18,9 +18,9 @@ from scenario_factory import WEEK, random_scenario
 from reference import matching as ref
 from wulian.demand.policy import Policy
 from wulian.optimizer.pins import PinError
-from wulian.optimizer.visits import REASONS, MatchParams, match_visits
+from wulian.optimizer.visits import REASONS, MatchParams, match_visits, patterns
 from wulian.optimizer.visits.bounds import hours_travel_floor
-from wulian.optimizer.visits.patterns import maximal_patterns, pattern_lp
+from wulian.optimizer.visits.patterns import TooManyPatterns, maximal_patterns, pattern_lp
 from wulian.optimizer.visits.prepare import prepare
 from wulian.planning.allocate import run_allocation
 from wulian.planning.match import (
@@ -827,6 +827,35 @@ def test_maximal_patterns_are_every_way_a_volunteer_can_be_filled(seed):
         for j in range(len(lengths)):
             bigger = tuple(n + (k == j) for k, n in enumerate(p))
             assert bigger not in fits
+
+
+def test_listing_patterns_stops_at_its_limit():
+    """Volunteers with many free slots and visits of many lengths have combinatorially many
+    patterns (here 14 slots, 24 hours in quarter hours, ten lengths: over a million): the
+    listing stops past its limit instead of running out of memory."""
+    lengths = [1, 2, 3, 4, 5, 6, 7, 8, 10, 12]
+    with pytest.raises(TooManyPatterns):
+        maximal_patterns(14, 96, lengths, [14] * len(lengths), limit=10_000)
+    assert len(maximal_patterns(3, 12, [1, 2], [3, 3], limit=10)) <= 10
+
+
+@pytest.mark.parametrize("seed", (0, 1, 10))
+def test_too_many_patterns_fall_back_to_the_lp_with_hours(seed, monkeypatch):
+    """Past ``patterns.MAX_PATTERNS`` the pattern LP is not built: the travel repair falls back
+    to the LP with hours over the kept pairs, every visit is still placed within every rule,
+    travel is no longer than the plan's without a repair, and its bound still holds against
+    the independent model."""
+    sc, visits = _later_case(seed)
+    params = MatchParams(max_arcs=1, arcs_per_visit=1)
+    monkeypatch.setattr(patterns, "MAX_PATTERNS", 1)
+    assert pattern_lp(prepare(visits, sc.volunteers)) is None
+    result = match_visits(visits, sc.volunteers, params)
+    assert result.decomposition["pruned_regions"] >= 1 and result.unplaced.empty
+    _check_tables(visits, sc.volunteers, result)
+    levels = _check_later_bounds(visits, sc.volunteers, result)
+    plain = match_visits(visits, sc.volunteers, dataclasses.replace(params, travel_repair=False))
+    assert levels["travel"].value <= next(lv.value for lv in plain.levels
+                                          if lv.name == "travel") + 1e-9
 
 
 @pytest.mark.parametrize("seed", (0, 1, 4, 7, 10))

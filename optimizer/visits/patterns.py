@@ -3,12 +3,12 @@
 
 With coverage settled (every unpinned visit placed), travel is a transportation problem over
 *keys* (``bounds.key_pairs``) in which each volunteer has two capacities, free slots and free
-hour units. As two rows of an LP those let a volunteer take part visits (the LP with hours, even
-with the hours rows' Chvátal–Gomory cuts of ``settled.py``, is 2 % below the plans found on the
-demo's final matching). Here a volunteer's visits *by length* must lie under a convex
-combination of their **patterns**: the whole counts by length that fit their slots and hours
-and are maximal (no visit of any length they could make fits beside them). So the LP keeps each
-volunteer's own integer hull:
+hour units. As two rows of an LP those let a volunteer take part visits (the LP with hours,
+even with the hours rows' Chvátal–Gomory cuts of ``settled.py``, is 2 % below the plans found
+on the demo's final matching). Here a volunteer's visits *by length* must lie under a
+combination of their **patterns** with weights summing to at most one (none: no visit): the
+whole counts by length that fit their slots and hours and are maximal (no visit of any length
+they could make fits beside them). So the LP keeps each volunteer's own integer hull:
 
 * every whole plan is feasible for it (a volunteer's counts by length lie under some maximal
   pattern), so its value bounds travel over every pair of the whole model;
@@ -34,12 +34,28 @@ NEAREST = 20
 MAX_ROUNDS = 50
 #: Reduced cost (metres) below which a pair enters the LP.
 PRICE_TOLERANCE = 1e-6
+#: The most patterns listed in all (the LP's columns; the district demo's final matching has
+#: 4,420). Volunteers with many free slots and visits of many lengths have combinatorially
+#: many (24 hours at quarter hours in 14 slots with ten lengths: 1.47 million for one
+#: volunteer); past this the LP is not built and the travel repair falls back to the LP with
+#: hours (``travel.improve_travel``), travel's bound to the hours flow.
+MAX_PATTERNS = 200_000
 
 
-def maximal_patterns(slots: int, units: int, lengths: list[int],
-                     most: list[int]) -> list[tuple[int, ...]]:
+class TooManyPatterns(Exception):
+    """Listing the patterns passed its limit."""
+
+
+def maximal_patterns(slots: int, units: int, lengths: list[int], most: list[int],
+                     limit: int | None = None) -> list[tuple[int, ...]]:
     """Every whole vector ``c`` (one count per length) with ``c ≤ most``, ``Σ c ≤ slots`` and
-    ``Σ lengths·c ≤ units`` that no single visit can be added to."""
+    ``Σ lengths·c ≤ units`` that no single visit can be added to.
+
+    Raises
+    ------
+    TooManyPatterns
+        When there are more than ``limit``.
+    """
     found: list[tuple[int, ...]] = []
 
     def extend(at: int, counts: list[int], used_slots: int, used_units: int) -> None:
@@ -48,6 +64,8 @@ def maximal_patterns(slots: int, units: int, lengths: list[int],
             if not any(room and counts[j] < most[j] and used_units + lengths[j] <= units
                        for j in range(len(lengths))):
                 found.append(tuple(counts))
+                if limit is not None and len(found) > limit:
+                    raise TooManyPatterns
             return
         top = min(most[at], slots - used_slots, (units - used_units) // lengths[at])
         for c in range(top, -1, -1):
@@ -63,7 +81,8 @@ def pattern_lp(arrays: VisitArrays) -> tuple[np.ndarray, int, np.ndarray] | None
     """The pattern LP's optimum over every key pair of ``bounds.key_pairs`` (its counts per
     pair, in that order), its value rounded up — a bound of the travel (metres) of every plan
     that places every unpinned visit — and each pair's reduced cost (metres). ``None`` when the
-    pairs are too many to list or the LP is not solved. Worked out once per ``arrays``
+    pairs or the patterns are too many to list (:data:`MAX_PATTERNS`) or the LP is not
+    solved. Worked out once per ``arrays``
     (``arrays.memo``): it does not depend on a plan."""
     if "pattern_lp" not in arrays.memo:
         arrays.memo["pattern_lp"] = _pattern_lp(arrays)
@@ -94,8 +113,13 @@ def _pattern_lp(arrays: VisitArrays) -> tuple[np.ndarray, int, np.ndarray] | Non
     entry_count: list[int] = []
     for v in np.flatnonzero(first[1:] > first[:-1]).tolist():
         own = np.arange(first[v], first[v + 1])
-        for counts in maximal_patterns(int(arrays.free_slots[v]), int(arrays.free_units[v]),
-                                       cell_len[own].tolist(), reachable[own].tolist()):
+        try:
+            listed_v = maximal_patterns(int(arrays.free_slots[v]), int(arrays.free_units[v]),
+                                        cell_len[own].tolist(), reachable[own].tolist(),
+                                        limit=MAX_PATTERNS - len(pattern_vol))
+        except TooManyPatterns:
+            return None
+        for counts in listed_v:
             for cell, c in zip(own.tolist(), counts, strict=True):
                 if c:
                     entry_cell.append(cell)
@@ -174,4 +198,7 @@ def _pattern_lp(arrays: VisitArrays) -> tuple[np.ndarray, int, np.ndarray] | Non
     # slightly below zero, each at most at its upper bound (the Lagrangian bound of these
     # duals).
     missed = float(np.minimum(reduced[outside], 0.0) @ upper[outside])
-    return x, math.ceil(h.getInfo().objective_function_value + missed - 1e-6), reduced
+    # Rounded up (every plan travels whole metres) after a margin relative to the value, as
+    # HiGHS' tolerances are: an LP optimum that is whole must not round up by its noise.
+    objective = h.getInfo().objective_function_value + missed
+    return x, math.ceil(objective - 1e-7 * max(1.0, abs(objective))), reduced

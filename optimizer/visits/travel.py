@@ -1,11 +1,11 @@
 """Less travel once every visit is placed (docs/matching.md, "Session 9" and "Session 15"):
 a repair of a cut or pruned model's plan guided by the pattern LP.
 
-When every unpinned visit is placed, coverage is settled and travel is a transportation
-problem with two capacities per volunteer (slots, hours) over *keys* (a location and what its
-visits need; groups of one key differ only in class and last volunteer). Its pattern LP over
-every pair (``patterns.pattern_lp``: each volunteer's counts by length under a convex
-combination of their whole patterns) is whole except at the volunteers whose patterns mix; its
+When every unpinned visit is placed, coverage is settled and travel is a transportation problem
+with two capacities per volunteer (slots, hours) over *keys* (a location and what its visits
+need; groups of one key differ only in class and last volunteer). Its pattern LP over every
+pair (``patterns.pattern_lp``: each volunteer's counts by length under a combination of their
+whole patterns weighing at most one) is whole except at the volunteers whose patterns mix; its
 whole columns elsewhere are kept and the rest of the visits are placed by a small MIP (HiGHS, a
 deterministic node limit) in what is left of each volunteer. With ``search``, the restricted
 model (each key's nearest volunteers and the plan's pairs) is then solved as one MIP started
@@ -90,8 +90,7 @@ def improve_travel(arrays, used: tuple[np.ndarray, np.ndarray, np.ndarray],
     with less travel when the repair (and, with ``search``, the search after it) finds it,
     else ``used`` itself."""
     listed = key_pairs(arrays)
-    solved = pattern_lp(arrays)
-    if listed is None or solved is None:
+    if listed is None:
         return used
     group_key, key_units, key_count, key_arc, vol_arc, metres = listed
     ug, uv, uc = used
@@ -102,19 +101,33 @@ def improve_travel(arrays, used: tuple[np.ndarray, np.ndarray, np.ndarray],
     rank[order] = np.arange(len(key_arc)) - np.searchsorted(key_arc[order], key_arc[order])
     keep_mask = (rank < NEAREST) | np.isin(key_arc * n_vol + vol_arc, group_key[ug] * n_vol + uv)
     plan_metres = int(arrays.pair_metres(ug, uv) @ uc)
-    # The pattern LP over every pair (optimizer/visits/patterns.py): its part visits sit at
-    # the volunteers whose patterns mix. Keep its whole columns elsewhere; the visits of the
-    # volunteers it leaves fractional (a part visit, or part counts of a length) go to the
-    # residual MIP (keeping those volunteers' whole columns left too little room to place the
-    # part visits on the demo).
-    x = solved[0]
-    part = np.abs(x - np.round(x)) > 1e-6
-    cell = vol_arc * (key_units.max() + 1) + key_units[key_arc]  # (volunteer, length)
-    by_length = np.bincount(cell, weights=x)
-    mixed = np.zeros(n_vol, bool)
-    mixed[vol_arc[part | (np.abs(by_length - np.round(by_length)) > 1e-6)[cell]]] = True
-    whole = np.where(part | mixed[vol_arc], 0.0, np.round(x))
-    key, vol, cost = key_arc, vol_arc, metres
+    solved = pattern_lp(arrays)
+    if solved is not None:
+        # The pattern LP over every pair (optimizer/visits/patterns.py): its part visits sit
+        # at the volunteers whose patterns mix. Keep its whole columns elsewhere; the visits
+        # of the volunteers it leaves fractional (a part visit, or part counts of a length)
+        # go to the residual MIP (keeping those volunteers' whole columns left too little
+        # room to place the part visits on the demo).
+        x = solved[0]
+        part = np.abs(x - np.round(x)) > 1e-6
+        _, cell = np.unique(vol_arc * (key_units.max() + 1) + key_units[key_arc],
+                            return_inverse=True)  # (volunteer, length)
+        by_length = np.bincount(cell, weights=x)
+        mixed = np.zeros(n_vol, bool)
+        mixed[vol_arc[part | (np.abs(by_length - np.round(by_length)) > 1e-6)[cell]]] = True
+        whole = np.where(part | mixed[vol_arc], 0.0, np.round(x))
+        key, vol, cost = key_arc, vol_arc, metres
+        priced = solved[2] < RESIDUAL_PRICE
+    else:
+        # Too many patterns to list (patterns.MAX_PATTERNS): the LP with hours over the kept
+        # pairs (session 9's repair), its whole columns kept.
+        key, vol, cost = key_arc[keep_mask], vol_arc[keep_mask], metres[keep_mask]
+        relaxed = _solve(key, vol, cost, key_count, arrays.free_slots, arrays.free_units,
+                         key_units, integer=False)
+        if relaxed is None:
+            return _search(arrays, used, listed, keep_mask, plan_metres) if search else used
+        whole = np.where(np.abs(relaxed - np.round(relaxed)) > 1e-6, 0.0, np.round(relaxed))
+        priced = None
     left = key_count - np.bincount(key, weights=whole, minlength=len(key_count)).astype(np.int64)
     if left.any():
         slots = arrays.free_slots - np.bincount(vol, weights=whole, minlength=n_vol)
@@ -126,7 +139,7 @@ def improve_travel(arrays, used: tuple[np.ndarray, np.ndarray, np.ndarray],
         # demo 1,738 pairs, 1.2 s of CPU; each key's 20 nearest: 5,459 pairs, 2.7 s; every
         # pair with room: 10,298, 4.1 s; the same travel), then every pair with room.
         rest = None
-        for pairs in (open_ & (solved[2] < RESIDUAL_PRICE), open_):
+        for pairs in ((open_,) if priced is None else (open_ & priced, open_)):
             rest = _solve(np.searchsorted(np.flatnonzero(left), key_arc[pairs]),
                           vol_arc[pairs], metres[pairs], left[left > 0], slots, units,
                           key_units[left > 0], integer=True, nodes=RESIDUAL_NODES,
