@@ -1108,12 +1108,13 @@ class Register:
                 target, _, key = (col.ref or "").partition(".")
                 if not target or target == table or col.name not in rows.columns:
                     continue
-                assert key == TABLES[target].key  # every reference names its table's key
                 values = rows[col.name].astype(str)
                 wanted = set(values.str.split(";").explode().str.strip()
                              if col.dtype == "list" else values) - {""} - set(found[target])
                 if wanted:
-                    got = self.rows(target, conn, wanted)
+                    # (by key when the reference names the table's key, as every one does)
+                    got = self.rows(target, conn,
+                                    wanted if key == TABLES[target].key else None)
                     found[target].update(got)
                     todo.append((target, rows_frame(list(got.values()))))
         return {name: table_frame(name, list(rows.values())) for name, rows in found.items()}
