@@ -153,31 +153,40 @@ def bulk_insert(conn: sa.Connection, table: sa.Table,
 @contextlib.contextmanager
 def indexes_made_after(conn: sa.Connection, tables: Iterable[sa.Table]) -> Iterator[None]:
     """Around a bulk load in the caller's transaction (a first import): on PostgreSQL, the
-    indexes of those ``tables`` that hold no row yet, keys and unique ones excepted, are
-    dropped for the block and made again, as they were defined, at its end — one sort each
-    instead of a city's 1.6 M events entered one by one into their kind and subject indexes.
-    All in the one transaction: a failed or killed load leaves them as they were. (Dropping
+    indexes of those ``tables`` that hold no row yet (their keys and unique constraints too,
+    unless a foreign key refers to one) are dropped for the block and made again, as they
+    were defined, at its end — one sort each instead of a city's million rows entered one by
+    one into each index. All in the one transaction: a failed or killed load leaves them as
+    they were; a key given twice fails the load at the end rather than at its row. (Dropping
     an index locks its table until the commit: readers of those empty tables wait for the
     load instead of reading them empty.) Elsewhere nothing changes: SQLite fills its indexes
     as fast either way (docs/benchmarks.md, session 13)."""
     if conn.dialect.name != "postgresql":
         yield
         return
-    definitions = []
+    quote = conn.dialect.identifier_preparer.quote
+    made_again = []
     for table in tables:
         if conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first():
             continue
+        target = conn.dialect.identifier_preparer.format_table(table)
         for name, definition in conn.execute(sa.text(
-                "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
-                "JOIN pg_class c ON c.oid = i.indexrelid "
+                "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+                "WHERE c.conrelid = CAST(:table AS regclass) AND c.contype IN ('p', 'u') "
+                "AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' "
+                "AND f.conindid = c.conindid) ORDER BY c.conname"), {"table": target}):
+            conn.exec_driver_sql(f"ALTER TABLE {target} DROP CONSTRAINT {quote(name)}")
+            made_again.append(f"ALTER TABLE {target} ADD CONSTRAINT {quote(name)} {definition}")
+        for name, definition in conn.execute(sa.text(
+                "SELECT CAST(CAST(i.indexrelid AS regclass) AS text), "
+                "pg_get_indexdef(i.indexrelid) FROM pg_index i "
                 "WHERE i.indrelid = CAST(:table AS regclass) AND NOT i.indisunique "
-                "ORDER BY c.relname"),
-                {"table": conn.dialect.identifier_preparer.format_table(table)}):
-            conn.exec_driver_sql(f"DROP INDEX {conn.dialect.identifier_preparer.quote(name)}")
-            definitions.append(definition)
+                "ORDER BY 1"), {"table": target}):
+            conn.exec_driver_sql(f"DROP INDEX {name}")  # (its name as SQL, quoted)
+            made_again.append(definition)
     yield
-    for definition in definitions:
-        conn.exec_driver_sql(definition)
+    for statement in made_again:
+        conn.exec_driver_sql(statement)
 
 
 def bulk_update(conn: sa.Connection, table: sa.Table, key: str | tuple[str, ...],
@@ -222,12 +231,15 @@ def _copy_rows(conn: sa.Connection, table: str, columns: list[str],
     column's input, as it does a parameter's. The rows keep their order (an autoincrement key
     left out is numbered in it)."""
     quote = conn.dialect.identifier_preparer.quote
+    statement = f"COPY {table} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
     cursor = conn.connection.dbapi_connection.cursor()
     try:
-        with cursor.copy(f"COPY {table} ({', '.join(quote(c) for c in columns)}) "
-                         "FROM STDIN") as copy:
+        with cursor.copy(statement) as copy:
             for row in rows:
                 copy.write_row(row)
+    except conn.dialect.loaded_dbapi.Error as error:  # (as SQLAlchemy's own statements raise)
+        raise sa.exc.DBAPIError.instance(statement, None, error,
+                                         conn.dialect.loaded_dbapi.Error) from error
     finally:
         cursor.close()
 

@@ -856,7 +856,7 @@ class Register:
                 return report
             events = Events(conn, self.actor)
             # (A first import fills these from empty: their indexes are made after it.)
-            with indexes_made_after(conn, (EVENTS, ASSESSMENTS, NEED_STATES)):
+            with indexes_made_after(conn, (ROWS, EVENTS, ASSESSMENTS, NEED_STATES, WATCH)):
                 for name in REGISTER_TABLES:
                     self._apply_rows(conn, events, name, *new_rows[name], changes[name], on)
                 self._assess_imported(conn, events, scenario, changes["households"], on)

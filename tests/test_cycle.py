@@ -385,6 +385,30 @@ def test_awkward_text_round_trips_through_the_register(store_url, tiny):
     assert stored.loc[providers["provider_id"][:len(names)]].tolist() == changed
 
 
+def test_a_first_import_leaves_every_key_and_index_as_the_schema_made_them(store_url, tiny):
+    """A first import makes its tables' indexes after their rows on PostgreSQL: afterwards
+    every key, unique constraint and index is there as before (partial ones with their
+    condition), and the keys refuse a row given twice."""
+    register = _register(store_url)
+
+    def shape() -> dict:
+        inspector = sa.inspect(register.engine)
+        return {t: [json.dumps(found, default=str, sort_keys=True) for found in (
+            inspector.get_pk_constraint(t), *inspector.get_unique_constraints(t),
+            *sorted(inspector.get_indexes(t), key=lambda index: index["name"]))]
+            for t in sorted(inspector.get_table_names())}  # (a partial index's condition: text)
+
+    before = shape()
+    register.import_scenario(tiny)
+    assert shape() == before
+    assert json.loads(before["register_rows"][0])["constrained_columns"] == ["tbl", "row_key"]
+    row = register.rows("households")
+    key, data = next(iter(row.items()))
+    with pytest.raises(sa.exc.IntegrityError), register.engine.begin() as conn:
+        bulk_insert(conn, ROWS, [{"tbl": "households", "row_key": key, "data": data,
+                                  "effective_from": "2026-12-07", "updated_at": "now"}])
+
+
 def test_an_import_that_would_break_the_register_applies_nothing(tmp_path, tiny):
     register = _register(f"sqlite:///{tmp_path / 's.sqlite'}")
     register.import_scenario(tiny)
