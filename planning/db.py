@@ -10,11 +10,12 @@ are applied on top.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import operator
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -107,12 +108,12 @@ MAX_PARAMETERS = 999
 
 def bulk_insert(conn: sa.Connection, table: sa.Table,
                 rows: list[dict] | pd.DataFrame | Mapping[str, object]) -> None:
-    """Insert many rows straight through the driver's ``executemany`` (a city's register is
-    millions of rows; SQLAlchemy's per-row parameter handling would cost more than the
-    database), many rows a statement. Rows are dicts with the same keys, the columns to fill
-    (an autoincrement key left out is numbered by the database, in the rows' order), a frame
-    of them, or a mapping of column to its values (a list, or one value for every row): no
-    dict per row."""
+    """Insert many rows straight through the driver (a city's register is millions of rows;
+    SQLAlchemy's per-row parameter handling would cost more than the database): on
+    PostgreSQL one ``COPY``, elsewhere ``executemany``, many rows a statement. Rows are dicts
+    with the same keys, the columns to fill (an autoincrement key left out is numbered by the
+    database, in the rows' order), a frame of them, or a mapping of column to its values (a
+    list, or one value for every row): no dict per row."""
     if isinstance(rows, pd.DataFrame):
         columns = [c.name for c in table.columns if c.name in rows.columns]
         width = [rows[c].tolist() for c in columns]
@@ -125,6 +126,10 @@ def bulk_insert(conn: sa.Connection, table: sa.Table,
         columns = [c.name for c in table.columns if rows and c.name in rows[0]]
         width = [[r[c] for r in rows] for c in columns]
     if not columns:
+        return
+    if conn.dialect.name == "postgresql":
+        _copy_rows(conn, conn.dialect.identifier_preparer.format_table(table), columns,
+                   zip(*width, strict=True))
         return
     # Every value in one list, row after row, cut into statements of ``per`` rows each: one
     # statement stepped per ``per`` rows (SQLite's cost per statement was a third of the
@@ -145,11 +150,51 @@ def bulk_insert(conn: sa.Connection, table: sa.Table,
                              tuple(flat[full:]))
 
 
+@contextlib.contextmanager
+def indexes_made_after(conn: sa.Connection, tables: Iterable[sa.Table]) -> Iterator[None]:
+    """Around a bulk load in the caller's transaction (a first import): on PostgreSQL, the
+    indexes of those ``tables`` that hold no row yet (their keys and unique constraints too,
+    unless a foreign key refers to one) are dropped for the block and made again, as they
+    were defined, at its end — one sort each instead of a city's million rows entered one by
+    one into each index. All in the one transaction: a failed or killed load leaves them as
+    they were; a key given twice fails the load at the end rather than at its row. (Dropping
+    an index locks its table until the commit: readers of those empty tables wait for the
+    load instead of reading them empty.) Elsewhere nothing changes: SQLite fills its indexes
+    as fast either way (docs/benchmarks.md, session 13)."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    made_again = []
+    for table in tables:
+        if conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first():
+            continue
+        target = conn.dialect.identifier_preparer.format_table(table)
+        for name, definition in conn.execute(sa.text(
+                "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+                "WHERE c.conrelid = CAST(:table AS regclass) AND c.contype IN ('p', 'u') "
+                "AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' "
+                "AND f.conindid = c.conindid) ORDER BY c.conname"), {"table": target}):
+            conn.exec_driver_sql(f"ALTER TABLE {target} DROP CONSTRAINT {quote(name)}")
+            made_again.append(f"ALTER TABLE {target} ADD CONSTRAINT {quote(name)} {definition}")
+        for name, definition in conn.execute(sa.text(
+                "SELECT CAST(CAST(i.indexrelid AS regclass) AS text), "
+                "pg_get_indexdef(i.indexrelid) FROM pg_index i "
+                "WHERE i.indrelid = CAST(:table AS regclass) AND NOT i.indisunique "
+                "ORDER BY 1"), {"table": target}):
+            conn.exec_driver_sql(f"DROP INDEX {name}")  # (its name as SQL, quoted)
+            made_again.append(definition)
+    yield
+    for statement in made_again:
+        conn.exec_driver_sql(statement)
+
+
 def bulk_update(conn: sa.Connection, table: sa.Table, key: str | tuple[str, ...],
                 rows: list[dict] | pd.DataFrame) -> None:
-    """Update many rows by their key (a column, or several) straight through the driver's
-    ``executemany`` (see :func:`bulk_insert`): dicts holding the key and the same columns to
-    set, or a frame of them (a city's half a million rows: no dict per row)."""
+    """Update many rows by their key (a column, or several) straight through the driver (see
+    :func:`bulk_insert`; on PostgreSQL one ``UPDATE … FROM`` rows copied in, elsewhere
+    ``executemany``): dicts holding the key and the same columns to set, or a frame of them
+    (a city's half a million rows: no dict per row)."""
     if not len(rows):
         return
     keys = (key,) if isinstance(key, str) else tuple(key)
@@ -165,13 +210,61 @@ def bulk_update(conn: sa.Connection, table: sa.Table, key: str | tuple[str, ...]
 
 def _update(conn: sa.Connection, table: sa.Table, keys: tuple[str, ...], columns: list[str],
             values: list[tuple]) -> None:
-    mark = param_mark(conn)
     quote = conn.dialect.identifier_preparer.quote
+    if conn.dialect.name == "postgresql":
+        _update_from_copy(conn, table, keys, columns, values)
+        return
+    mark = param_mark(conn)
     sql = (f"UPDATE {conn.dialect.identifier_preparer.format_table(table)} SET "
            + ", ".join(f"{quote(c)} = {mark}" for c in columns)
            + " WHERE " + " AND ".join(f"{quote(k)} = {mark}" for k in keys))
     for start in range(0, len(values), 50_000):
         conn.exec_driver_sql(sql, values[start:start + 50_000])
+
+
+def _copy_rows(conn: sa.Connection, table: str, columns: list[str],
+               rows: Iterable[tuple]) -> None:
+    """Rows into ``table`` (its name as SQL, quoted) by PostgreSQL's ``COPY … FROM STDIN``,
+    in the caller's transaction: the values are written as psycopg adapts a statement's
+    parameters (its text dumpers, escaped for COPY's text format; ``None`` is NULL), in one
+    stream instead of a statement per batch of rows, and the server parses them as a
+    column's input, as it does a parameter's. The rows keep their order (an autoincrement key
+    left out is numbered in it)."""
+    quote = conn.dialect.identifier_preparer.quote
+    statement = f"COPY {table} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        with cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except conn.dialect.loaded_dbapi.Error as error:  # (as SQLAlchemy's own statements raise)
+        raise sa.exc.DBAPIError.instance(statement, None, error,
+                                         conn.dialect.loaded_dbapi.Error) from error
+    finally:
+        cursor.close()
+
+
+def _update_from_copy(conn: sa.Connection, table: sa.Table, keys: tuple[str, ...],
+                      columns: list[str], values: list[tuple]) -> None:
+    """PostgreSQL: the new values copied into a temporary table with the target's column
+    types, then one ``UPDATE … FROM`` it by the key (a city's half a million needs: one join,
+    not a statement each). A key given twice is set to its last values, as one statement
+    after the other would leave it."""
+    quote = conn.dialect.identifier_preparer.quote
+    target = conn.dialect.identifier_preparer.format_table(table)
+    staged = quote(f"bulk_update_{table.name}")
+    width = len(keys)
+    last = {row[-width:]: row for row in values}  # (a dict keeps each key's last row)
+    named = ", ".join(quote(c) for c in [*columns, *keys])
+    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {staged} ON COMMIT DROP AS "
+                         f"SELECT {named} FROM {target} WITH NO DATA")
+    _copy_rows(conn, staged, [*columns, *keys], last.values())
+    conn.exec_driver_sql(
+        f"UPDATE {target} SET "
+        + ", ".join(f"{quote(c)} = {staged}.{quote(c)}" for c in columns)
+        + f" FROM {staged} WHERE "
+        + " AND ".join(f"{target}.{quote(k)} = {staged}.{quote(k)}" for k in keys))
+    conn.exec_driver_sql(f"DROP TABLE {staged}")
 
 
 def fetch_rows(conn: sa.Connection, query: sa.Select) -> list[tuple]:

@@ -40,7 +40,14 @@ from wulian.contract.schema import TABLES
 from wulian.demand.policy import Policy
 from wulian.demand.scoring import colour
 from wulian.optimizer.allocation import member_mask
-from wulian.planning.db import bulk_insert, bulk_update, fetch_frame, fetch_rows, param_mark
+from wulian.planning.db import (
+    bulk_insert,
+    bulk_update,
+    fetch_frame,
+    fetch_rows,
+    indexes_made_after,
+    param_mark,
+)
 from wulian.planning.io import as_text, write_tables
 from wulian.planning.match import next_week, weeks_between
 from wulian.planning.scenario import Scenario
@@ -852,11 +859,14 @@ class Register:
             if dry_run:
                 return report
             events = Events(conn, self.actor)
-            for name in REGISTER_TABLES:
-                self._apply_rows(conn, events, name, *new_rows[name], changes[name], on)
-            self._assess_imported(conn, events, scenario, changes["households"], on)
-            self._open_imported_needs(conn, events, scenario, changes["needs"], new_rows["needs"])
-            events.flush()
+            # (A first import fills these from empty: their indexes are made after it.)
+            with indexes_made_after(conn, (ROWS, EVENTS, ASSESSMENTS, NEED_STATES, WATCH)):
+                for name in REGISTER_TABLES:
+                    self._apply_rows(conn, events, name, *new_rows[name], changes[name], on)
+                self._assess_imported(conn, events, scenario, changes["households"], on)
+                self._open_imported_needs(conn, events, scenario, changes["needs"],
+                                          new_rows["needs"])
+                events.flush()
         return report
 
     def _check_merged(self, conn, frames: dict[str, pd.DataFrame],

@@ -23,7 +23,14 @@ from wulian.api.cli import main
 from wulian.contract.problems import ValidationError
 from wulian.demand.policy import Policy
 from wulian.planning import cycle, taskbook
-from wulian.planning.db import MAX_PARAMETERS, bulk_insert, fetch_rows, head, revision
+from wulian.planning.db import (
+    MAX_PARAMETERS,
+    bulk_insert,
+    bulk_update,
+    fetch_rows,
+    head,
+    revision,
+)
 from wulian.planning.generate import generate_scenario
 from wulian.planning.register import (
     EVENTS,
@@ -306,6 +313,100 @@ def test_a_bulk_insert_writes_many_rows_a_statement_in_order(store_url):
         ("2026-12-07", "tester", "file", "households.add", s, None, a)
         for s, a in zip(subjects, afters, strict=True)] + [
         ("2026-12-08", "o'neil", "api", "need.add", "needs:N1", "{}", None)]
+
+
+# Values COPY's text format would mangle if they were not escaped (tab, newline, carriage
+# return, backslash, its NULL marker ``\N`` as text), NULL beside the empty string, Chinese
+# text, and floats at the edges of a double.
+AWKWARD_TEXTS = ["tab\there", "line\nbreak\r\n", "back\\slash", "\\N", "", None,
+                 "救助对象 'quoted' \"double\"", "x" * 5000, "\\.", "end\\"]
+AWKWARD_FLOATS = [0.1 + 0.2, -0.0, 1e308, -1e308, 5e-324, 2.2250738585072014e-308,
+                  float("inf"), float("-inf"), 123456789.123456789, 1.0]
+
+
+def test_bulk_writes_keep_every_value_as_a_statements_parameters_do(store_url):
+    """Rows written and updated by bulk_insert/bulk_update (COPY on PostgreSQL) read back
+    the same as the same rows written by SQLAlchemy's own statements, and as given: texts with
+    tabs, newlines, backslashes and ``\\N``, NULL and "", Chinese, extreme floats, large
+    integers, booleans and dates. A key updated twice keeps its last values."""
+    meta = sa.MetaData()
+    tables = [sa.Table(name, meta, sa.Column("k", sa.Integer, primary_key=True),
+                       sa.Column("text", sa.Text, nullable=True),
+                       sa.Column("short", sa.String(8), nullable=False),
+                       sa.Column("number", sa.Float, nullable=False),
+                       sa.Column("big", sa.BigInteger, nullable=False),
+                       sa.Column("flag", sa.Boolean, nullable=False),
+                       sa.Column("day", sa.Date, nullable=False))
+              for name in ("bulk_written", "core_written")]
+    rows = [{"k": i, "text": text, "short": ["", "中文", "a\tb"][i % 3], "number": number,
+             "big": (-1) ** i * 2 ** 62 + i, "flag": i % 2 == 0, "day": date(2026, 12, 1 + i)}
+            for i, (text, number) in enumerate(zip(AWKWARD_TEXTS, AWKWARD_FLOATS, strict=True))]
+    changes = [{"k": 1, "text": "first\t", "number": 1.5}, {"k": 3, "text": None, "number": 0.0},
+               {"k": 1, "text": "\\N again\n", "number": -2.5}]
+    engine = RunStore(store_url).engine
+    with engine.begin() as conn:
+        meta.create_all(conn)
+        bulk_insert(conn, tables[0], rows)
+        bulk_update(conn, tables[0], "k", changes)
+        conn.execute(tables[1].insert(), rows)
+        for change in changes:
+            conn.execute(tables[1].update().where(tables[1].c.k == change["k"])
+                         .values(text=change["text"], number=change["number"]))
+        bulk, core = (fetch_rows(conn, sa.select(t).order_by(t.c.k)) for t in tables)
+    engine.dispose()
+    assert [tuple(map(repr, r)) for r in bulk] == [tuple(map(repr, r)) for r in core]
+    expected = {r["k"]: dict(r) for r in rows}
+    for change in changes:
+        expected[change["k"]].update(change)
+    assert [(k, text, number) for k, text, _, number, *_ in bulk] == [
+        (k, r["text"], r["number"]) for k, r in expected.items()]
+    assert [short for _, _, short, *_ in bulk] == [r["short"] for r in rows]
+
+
+def test_awkward_text_round_trips_through_the_register(store_url, tiny):
+    """Names holding what COPY's text format escapes come back from the register as imported,
+    both when first written (rows and their add events) and when changed by a re-import."""
+    register = _register(store_url)
+    names = ["tab\there", "line\nbreak", "back\\slash \\N", "救助 \"站\" 'x'", "\\"]
+    tables = {k: v.copy() for k, v in tiny.tables.items()}
+    providers = tables["providers"]
+    providers.loc[providers.index[:len(names)], "name"] = names
+    register.import_scenario(Scenario.from_tables(tables, tiny.policy))
+    stored = register.table("providers").set_index("provider_id")["name"]
+    assert stored.loc[providers["provider_id"][:len(names)]].tolist() == names
+    added = register.events(kind="providers.add")
+    assert sorted(json.loads(a)["name"] for a in added["after"]) == sorted(providers["name"])
+    changed = [n[::-1] + "\t\\" for n in names]
+    providers.loc[providers.index[:len(names)], "name"] = changed
+    report = register.import_scenario(Scenario.from_tables(tables, tiny.policy))
+    assert sorted(report.changes["providers"].changed) == sorted(
+        providers["provider_id"][:len(names)])
+    stored = register.table("providers").set_index("provider_id")["name"]
+    assert stored.loc[providers["provider_id"][:len(names)]].tolist() == changed
+
+
+def test_a_first_import_leaves_every_key_and_index_as_the_schema_made_them(store_url, tiny):
+    """A first import makes its tables' indexes after their rows on PostgreSQL: afterwards
+    every key, unique constraint and index is there as before (partial ones with their
+    condition), and the keys refuse a row given twice."""
+    register = _register(store_url)
+
+    def shape() -> dict:
+        inspector = sa.inspect(register.engine)
+        return {t: [json.dumps(found, default=str, sort_keys=True) for found in (
+            inspector.get_pk_constraint(t), *inspector.get_unique_constraints(t),
+            *sorted(inspector.get_indexes(t), key=lambda index: index["name"]))]
+            for t in sorted(inspector.get_table_names())}  # (a partial index's condition: text)
+
+    before = shape()
+    register.import_scenario(tiny)
+    assert shape() == before
+    assert json.loads(before["register_rows"][0])["constrained_columns"] == ["tbl", "row_key"]
+    row = register.rows("households")
+    key, data = next(iter(row.items()))
+    with pytest.raises(sa.exc.IntegrityError), register.engine.begin() as conn:
+        bulk_insert(conn, ROWS, [{"tbl": "households", "row_key": key, "data": data,
+                                  "effective_from": "2026-12-07", "updated_at": "now"}])
 
 
 def test_an_import_that_would_break_the_register_applies_nothing(tmp_path, tiny):
