@@ -1118,9 +1118,10 @@ class Register:
                 target, _, key = (col.ref or "").partition(".")
                 if not target or target == table or col.name not in rows.columns:
                     continue
-                values = rows[col.name].astype(str)
+                values = rows[col.name].astype(str)  # as validation reads them: stripped
                 wanted = set(values.str.split(";").explode().str.strip()
-                             if col.dtype == "list" else values) - {""} - set(found[target])
+                             if col.dtype == "list" else values.str.strip()) - {""} \
+                    - set(found[target])
                 if wanted:
                     # (by key when the reference names the table's key, as every one does)
                     got = self.rows(target, conn,

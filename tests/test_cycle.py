@@ -491,6 +491,10 @@ def test_single_records_are_checked_against_the_rows_they_refer_to(tmp_path, tin
     need_id = register.add_need({"household_id": hid, "service_id": service, "quantity": 1,
                                  "week": W1})
     assert register.need_states().set_index("need_id").loc[need_id, "state"] == "open"
+    # Ids are read as validation reads every cell, stripped (a full-width space too).
+    register.add_need({"household_id": f" {hid}\u3000", "service_id": f"{service} ",
+                       "quantity": 1, "week": W1})
+    assert register.upsert_household({**row, "station_id": f"{row['station_id']} "}) >= 2
 
 
 # -- three weeks through the CLI -------------------------------------------------------------
