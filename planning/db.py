@@ -189,12 +189,18 @@ def indexes_made_after(conn: sa.Connection, tables: Iterable[sa.Table]) -> Itera
         conn.exec_driver_sql(statement)
 
 
+# From this many rows a PostgreSQL update goes through a copied temporary table: fewer (a
+# volunteer's answer, an alert refreshed) are plain statements, without a table made and
+# dropped for each.
+COPY_UPDATE_ROWS = 1_000
+
+
 def bulk_update(conn: sa.Connection, table: sa.Table, key: str | tuple[str, ...],
                 rows: list[dict] | pd.DataFrame) -> None:
     """Update many rows by their key (a column, or several) straight through the driver (see
-    :func:`bulk_insert`; on PostgreSQL one ``UPDATE … FROM`` rows copied in, elsewhere
-    ``executemany``): dicts holding the key and the same columns to set, or a frame of them
-    (a city's half a million rows: no dict per row)."""
+    :func:`bulk_insert`; on PostgreSQL one ``UPDATE … FROM`` rows copied in from
+    :data:`COPY_UPDATE_ROWS` rows, else ``executemany``): dicts holding the key and the same
+    columns to set, or a frame of them (a city's half a million rows: no dict per row)."""
     if not len(rows):
         return
     keys = (key,) if isinstance(key, str) else tuple(key)
@@ -211,7 +217,7 @@ def bulk_update(conn: sa.Connection, table: sa.Table, key: str | tuple[str, ...]
 def _update(conn: sa.Connection, table: sa.Table, keys: tuple[str, ...], columns: list[str],
             values: list[tuple]) -> None:
     quote = conn.dialect.identifier_preparer.quote
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql" and len(values) >= COPY_UPDATE_ROWS:
         _update_from_copy(conn, table, keys, columns, values)
         return
     mark = param_mark(conn)

@@ -22,7 +22,7 @@ from openpyxl import load_workbook
 from wulian.api.cli import main
 from wulian.contract.problems import ValidationError
 from wulian.demand.policy import Policy
-from wulian.planning import cycle, taskbook
+from wulian.planning import cycle, db, taskbook
 from wulian.planning.db import (
     MAX_PARAMETERS,
     bulk_insert,
@@ -324,11 +324,15 @@ AWKWARD_FLOATS = [0.1 + 0.2, -0.0, 1e308, -1e308, 5e-324, 2.2250738585072014e-30
                   float("inf"), float("-inf"), 123456789.123456789, 1.0]
 
 
-def test_bulk_writes_keep_every_value_as_a_statements_parameters_do(store_url):
-    """Rows written and updated by bulk_insert/bulk_update (COPY on PostgreSQL) read back
+@pytest.mark.parametrize("copy_update_rows", (1, 1_000))
+def test_bulk_writes_keep_every_value_as_a_statements_parameters_do(store_url, copy_update_rows,
+                                                                    monkeypatch):
+    """Rows written and updated by bulk_insert/bulk_update (COPY on PostgreSQL; updates of
+    ``COPY_UPDATE_ROWS`` rows or more from a copied table, fewer by statements) read back
     the same as the same rows written by SQLAlchemy's own statements, and as given: texts with
     tabs, newlines, backslashes and ``\\N``, NULL and "", Chinese, extreme floats, large
     integers, booleans and dates. A key updated twice keeps its last values."""
+    monkeypatch.setattr(db, "COPY_UPDATE_ROWS", copy_update_rows)
     meta = sa.MetaData()
     tables = [sa.Table(name, meta, sa.Column("k", sa.Integer, primary_key=True),
                        sa.Column("text", sa.Text, nullable=True),
