@@ -512,16 +512,32 @@ def proof_summary(levels) -> dict:
               f"placed, at most {worst.bound:g} possible)")
     rest = [lv for lv in levels if not lv.name.startswith("cover:")]
     for lv in rest:
+        zh_name, en_name, unit = LATER_LEVEL_WORDS.get(lv.name, (lv.name, lv.name, ""))
         if lv.status == Status.OPTIMAL:
-            zh += f"；{lv.name} 已证明最优"
-            en += f"; {lv.name} proven optimal"
+            zh += f"；{zh_name}已证明最优"
+            en += f"; {en_name} proven optimal"
         elif not np.isfinite(lv.bound):
-            zh += f"；{lv.name} 无可证明的界"
-            en += f"; {lv.name} has no bound that holds"
+            zh += f"；{zh_name}无可证明的界"
+            en += f"; {en_name} has no bound that holds"
         else:
-            zh += f"；{lv.name} 与界相差 {lv.gap:.1%}"
-            en += f"; {lv.name} within {lv.gap:.1%} of its bound"
+            # The value and how far the best could be, in the level's unit: a percentage of
+            # a small count (continuity's 18 visits against at most 1,163) says little.
+            value, bound = f"{lv.value:,.1f}".removesuffix(".0"), \
+                f"{lv.bound:,.1f}".removesuffix(".0")
+            zh_side, en_side = ("至多", "at most") if lv.sense == "max" else ("至少", "at least")
+            close = lv.gap < 1.0
+            zh += (f"；{zh_name} {value}{unit}（最优{zh_side} {bound}{unit}"
+                   + (f"，相差至多 {lv.gap:.1%}" if close else "") + "）")
+            en += (f"; {en_name} {value}{unit} (the best is {en_side} {bound}{unit}"
+                   + (f", within {lv.gap:.1%}" if close else "") + ")")
     return {"proven": proven, "open": open_, "words_zh": zh, "words_en": en}
+
+
+#: The matching's levels after coverage in a coordinator's words: (Chinese, English, unit).
+LATER_LEVEL_WORDS = {"travel": ("路程", "travel", " km"),
+                     "continuity": ("服务连续性(原志愿者走访次数)",
+                                    "continuity (visits by the household's last volunteer)", ""),
+                     "load": ("负荷(各志愿者小时数平方和)", "load (Σ hours² per volunteer)", " h²")}
 
 
 # ----------------------------------------------------------------------------- one plan

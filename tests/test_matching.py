@@ -17,6 +17,7 @@ from scenario_factory import WEEK, random_scenario
 
 from reference import matching as ref
 from wulian.demand.policy import Policy
+from wulian.optimizer.lexmip import LevelResult
 from wulian.optimizer.pins import PinError
 from wulian.optimizer.visits import REASONS, MatchParams, match_visits, patterns
 from wulian.optimizer.visits.bounds import hours_travel_floor
@@ -25,6 +26,7 @@ from wulian.optimizer.visits.prepare import prepare
 from wulian.planning.allocate import run_allocation
 from wulian.planning.match import (
     build_visits,
+    proof_summary,
     reconcile,
     reconciled_tables,
     run_matching,
@@ -929,3 +931,22 @@ def test_settled_pruned_matching_searches_travel_and_bounds_it_over_every_pair(s
     levels = _check_later_bounds(visits, sc.volunteers, result)
     best = ref.solve(visits, sc.volunteers, later=True, solver="highs")
     assert levels["travel"].value == pytest.approx(best.travel_km, abs=5e-4 * len(visits))
+
+
+def test_the_proof_says_each_later_level_in_its_unit_and_which_side_the_best_lies():
+    """The proof's words give each open later level its value and bound in the level's unit,
+    with the side the best lies on (at least, for a level minimised; at most, maximised), and
+    a percentage only where it says something (below 100 %)."""
+    levels = [LevelResult("cover:red:3", "max", 10, 10, "optimal", 0.1),
+              LevelResult("travel", "min", 1195.41, 1190.04, "feasible", 0.1),
+              LevelResult("continuity", "max", 18, 1163, "feasible", 0.1),
+              LevelResult("load", "min", 17301.5, 12132.25, "feasible", 0.1)]
+    proof = proof_summary(levels)
+    assert proof["proven"] == ["cover:red:3"]
+    assert "travel 1,195.4 km (the best is at least 1,190 km, within 0.4%)" in proof["words_en"]
+    assert "continuity (visits by the household's last volunteer) 18 (the best is at most " \
+        "1,163)" in proof["words_en"]
+    assert "load (Σ hours² per volunteer) 17,301.5 h² (the best is at least 12,132.2 h², " \
+        "within 29.9%)" in proof["words_en"]
+    assert "路程 1,195.4 km（最优至少 1,190 km，相差至多 0.4%）" in proof["words_zh"]
+    assert "最优至多 1,163）" in proof["words_zh"]
