@@ -109,7 +109,8 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
     volunteer hours left over. ``volunteer_limits`` — (pool_id → hours the matching found
     missing, need_id → most units from pools) — is what ``planning.match.plan_week`` learnt
     from the week's matching. With ``only_allocations`` the run's tables are its
-    ``allocations`` only (``plan_week``'s rounds: it builds the rest for the last one,
+    ``allocations`` and the result's own ``unmet`` only (``plan_week``'s rounds and a week's
+    open, which reconcile the run with its matching: the rest is built for the last round,
     :func:`run_tables`).
     """
     params = params or AllocationParams()
@@ -138,7 +139,7 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
                 result, decomposition = allocate_by_district(data, params, map_fn=pool.map)
     else:
         result = allocate(data, params)
-    tables = {"allocations": _allocations(scenario, result)}
+    tables = {"allocations": _allocations(scenario, result), "unmet": result.unmet}
     if not only_allocations:
         tables = run_tables(scenario, result, tables["allocations"])
     levels = {lv.name: {"sense": lv.sense, "value": lv.value, "bound": lv.bound,

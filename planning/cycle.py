@@ -339,10 +339,9 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
         drawn = time.perf_counter()
         # The run's own plans, summary and utilisation are not built: the week keeps the
         # tables reconciled with the matching (reconciled_tables), which builds its own plans
-        # and summary (on the city the run's took 4 s); ``unmet`` is the result's, as is.
+        # and summary (on the city the run's took 4 s).
         run = run_allocation(scenario, week=week, centre=centre, params=params,
                              only_allocations=True)
-        run.tables["unmet"] = run.result.unmet
         if large:
             release_memory()
         allocated = time.perf_counter()

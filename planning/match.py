@@ -492,6 +492,13 @@ def start_from(visits: pd.DataFrame, keep: pd.DataFrame) -> np.ndarray:
     return start
 
 
+#: The matching's levels after coverage in a coordinator's words: (Chinese, English, unit).
+LATER_LEVEL_WORDS = {"travel": ("路程", "travel", " km"),
+                     "continuity": ("服务连续性(原志愿者走访次数)",
+                                    "continuity (visits by the household's last volunteer)", ""),
+                     "load": ("负荷(各志愿者小时数平方和)", "load (Σ hours² per volunteer)", " h²")}
+
+
 def proof_summary(levels) -> dict:
     """Which levels are proven optimal and, for each that is not, its value, bound and gap:
     ``{"proven": [...], "open": {level: {value, bound, gap}}, "words_zh", "words_en"}``."""
@@ -531,13 +538,6 @@ def proof_summary(levels) -> dict:
             en += (f"; {en_name} {value}{unit} (the best is {en_side} {bound}{unit}"
                    + (f", within {lv.gap:.1%}" if close else "") + ")")
     return {"proven": proven, "open": open_, "words_zh": zh, "words_en": en}
-
-
-#: The matching's levels after coverage in a coordinator's words: (Chinese, English, unit).
-LATER_LEVEL_WORDS = {"travel": ("路程", "travel", " km"),
-                     "continuity": ("服务连续性(原志愿者走访次数)",
-                                    "continuity (visits by the household's last volunteer)", ""),
-                     "load": ("负荷(各志愿者小时数平方和)", "load (Σ hours² per volunteer)", " h²")}
 
 
 # ----------------------------------------------------------------------------- one plan

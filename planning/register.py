@@ -52,7 +52,7 @@ from wulian.planning.io import as_text, write_tables
 from wulian.planning.match import next_week, weeks_between
 from wulian.planning.scenario import Scenario
 from wulian.planning.store import RunStore
-from wulian.planning.validate import validate_tables
+from wulian.planning.validate import split_lists, validate_tables
 
 # The contract's tables the register keeps (pins are a week's decisions, not state).
 REGISTER_TABLES = ("centres", "services", "households", "needs", "providers", "offers",
@@ -1119,9 +1119,8 @@ class Register:
                 if not target or target == table or col.name not in rows.columns:
                     continue
                 values = rows[col.name].astype(str)  # as validation reads them: stripped
-                wanted = set(values.str.split(";").explode().str.strip()
-                             if col.dtype == "list" else values.str.strip()) - {""} \
-                    - set(found[target])
+                wanted = set(split_lists(values) if col.dtype == "list"
+                             else values.str.strip()) - {""} - set(found[target])
                 if wanted:
                     # (by key when the reference names the table's key, as every one does)
                     got = self.rows(target, conn,

@@ -35,7 +35,7 @@ def _cells(table: str, code: str, mask: np.ndarray | pd.Series, column: str,
     return [Problem(table, code, _row(i), column, str(vals[i]), dict(detail)) for i in rows]
 
 
-def _split_lists(text: pd.Series) -> pd.Series:
+def split_lists(text: pd.Series) -> pd.Series:
     """A ';'-list column exploded to one stripped element per row, keeping the row index."""
     parts = text.str.split(";").explode()
     parts = parts.str.strip()
@@ -174,7 +174,7 @@ def _parse_column(table: Table, col: Column, text: pd.Series) -> tuple[pd.Series
             wrong = [cell for cell, parts in tidy.items()
                      if parts and not allowed.issuperset(parts.split(";"))]
             if wrong:
-                parts = _split_lists(text[text.isin(wrong)])
+                parts = split_lists(text[text.isin(wrong)])
                 outside = parts[~parts.isin(col.allowed)]
                 problems += _not_allowed(name, col.name, outside.index, outside, col.allowed)
         return normalised, problems
@@ -231,7 +231,7 @@ def _check_references(typed: dict[str, pd.DataFrame], text: dict[str, pd.DataFra
             known = pd.Index(targets[targets != ""].unique())
             values = frame[col.name]
             if col.dtype == "list":
-                parts = _split_lists(values)
+                parts = split_lists(values)
             else:
                 parts = values[values != ""]
             missing = parts[~parts.isin(known)]
