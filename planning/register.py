@@ -1054,8 +1054,10 @@ class Register:
         fresh: dict[str, dict] = {}
         for i, row in enumerate(rows):
             text = {k: "" if v is None else str(v) for k, v in row.items()}
-            nid = text.get("need_id") or f"N{text.get('week', '').replace('-', '')}" \
-                f"{text.get('household_id', '')}{len(current) + i:06d}"
+            # The id from the household and week as validation reads them (stripped).
+            nid = text.get("need_id", "").strip() \
+                or f"N{text.get('week', '').strip().replace('-', '')}" \
+                f"{text.get('household_id', '').strip()}{len(current) + i:06d}"
             if nid in current or nid in fresh:
                 raise RegisterError(f"需求 {nid} 已存在 / need {nid} already exists")
             text["need_id"] = nid

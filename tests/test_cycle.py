@@ -496,8 +496,10 @@ def test_single_records_are_checked_against_the_rows_they_refer_to(tmp_path, tin
                                  "week": W1})
     assert register.need_states().set_index("need_id").loc[need_id, "state"] == "open"
     # Ids are read as validation reads every cell, stripped (a full-width space too).
-    register.add_need({"household_id": f" {hid}\u3000", "service_id": f"{service} ",
-                       "quantity": 1, "week": W1})
+    spaced = register.add_need({"household_id": f" {hid}\u3000", "service_id": f"{service} ",
+                                "quantity": 1, "week": f" {W1}"})
+    # … and so is the id made from them: the household's own, no space inside.
+    assert spaced.startswith(f"N{W1.replace('-', '')}{hid}") and spaced.strip() == spaced
     assert register.upsert_household({**row, "station_id": f"{row['station_id']} "}) >= 2
 
 
