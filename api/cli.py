@@ -6,7 +6,6 @@ import argparse
 import math
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -101,10 +100,16 @@ class DemoCycle:
     memory and threads), beside the plan; else in this process when shown.
 
     The worker is a process of its own, not a pool's: its weeks (the scenario with them) are
-    pickled here, when it starts, where a pool pickles them in a thread of its own while the
+    pickled here, before it starts, where a pool pickles them in a thread of its own while the
     plan goes on (it once met the scenario's cached ``hierarchy`` being filled: "dictionary
     changed size during iteration"); and it ends as soon as it has answered, so that its
-    interpreter's teardown (0.3–0.7 s) runs beside the plan, not at the demo's end."""
+    interpreter's teardown (0.3–0.7 s) runs beside the plan, not at the demo's end.
+
+    The weeks go to the worker in a file, not through ``start``: ``start`` writes what it
+    pickles into the child's pipe while holding the pipe's other end itself, so a child that
+    dies before reading (Ctrl-C reaches the whole process group, the child too while it
+    imports) left the demo waiting on a full pipe for ever. The worker is born ignoring
+    Ctrl-C (an ignored signal stays ignored through exec): the demo stops it."""
 
     def __init__(self, scenario: Scenario, out: Path, weeks: int):
         from functools import partial
@@ -125,25 +130,22 @@ class DemoCycle:
         self.worker = self.answers = None
         self.answered = False
         if default_workers() >= 2:
+            import pickle
+            import signal
             from multiprocessing import get_context
 
+            self.weeks_file = out / "cycle.play.pickle"
+            self.weeks_file.write_bytes(pickle.dumps(self.play, pickle.HIGHEST_PROTOCOL))
             context = get_context("spawn")
             self.answers, answer = context.Pipe(duplex=False)
-            self.worker = context.Process(target=play_and_answer, args=(self.play, answer),
+            self.worker = context.Process(target=play_and_answer, args=(self.weeks_file, answer),
                                           name="wulian-demo-cycle")
-            # ``start`` writes the pickled weeks (2 MB, the scenario) into the child's pipe
-            # and waits until the child has imported this module to read them: about a
-            # second, which the plan need not wait for (the scenario pickles its fields
-            # alone, so a thread of its own may pickle it while the plan reads it).
-            self.starting = threading.Thread(target=self._start, args=(answer,),
-                                             name="wulian-demo-cycle-start", daemon=True)
-            self.starting.start()
-
-    def _start(self, answer) -> None:
-        try:
-            self.worker.start()
-        finally:
-            answer.close()  # the worker's end: this process only reads
+            interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # (the child's, at birth)
+            try:
+                self.worker.start()  # (what it pickles fits in the pipe: no wait)
+            finally:
+                signal.signal(signal.SIGINT, interrupt)
+                answer.close()  # the worker's end: this process only reads
 
     def show(self) -> None:
         from wulian.api.cycle_cli import show_register, show_week, show_weeks
@@ -160,7 +162,6 @@ class DemoCycle:
 
     def answer(self) -> tuple:
         """The worker's weeks; its error raised here."""
-        self.starting.join()
         try:
             failed, value = self.answers.recv()
         except EOFError:
@@ -177,23 +178,25 @@ class DemoCycle:
         """Stop the worker, if it still plays weeks nobody will see (the plan failed)."""
         if self.worker is None:
             return
-        self.starting.join()
         if self.worker.pid is not None:  # (else it never started)
             if not self.answered:
                 self.worker.terminate()
             self.worker.join()
+        self.weeks_file.unlink(missing_ok=True)  # (a worker stopped before it read them)
         self.answers.close()
         self.worker = None
 
 
-def play_and_answer(play, answer) -> None:
-    """The demo cycle's worker: play the weeks and send (failed, the weeks or the error)."""
-    import signal
+def play_and_answer(weeks_file: Path, answer) -> None:
+    """The demo cycle's worker: play the weeks pickled in ``weeks_file`` (then removed) and
+    send (failed, the weeks or the error). Born ignoring Ctrl-C: it is the demo's to handle
+    (it stops this process), so no second traceback comes from here."""
+    import pickle
     import traceback
 
-    # Ctrl-C is the demo's to handle (it stops this process): no second traceback from here.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
+        play = pickle.loads(weeks_file.read_bytes())
+        weeks_file.unlink()
         result = (False, play())
     except Exception as error:  # noqa: BLE001 - raised again in the demo's process
         error.add_note("每周循环的进程中 / in the weekly cycle's process:\n"

@@ -455,6 +455,40 @@ def test_sigint_during_a_solve_exits_130_with_the_store_intact(tmp_path):
         assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
 
 
+def test_sigint_while_the_demo_starts_its_cycle_exits_130(tmp_path):
+    """Ctrl-C right as `wulian demo` has started its weekly cycle's worker (the whole process
+    group gets it, the worker too while it imports) ends the demo with 130 and its one line;
+    the worker once died unread and left the demo waiting on its pipe for ever."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    # The district demo: its pickled weeks (2 MB) are more than a pipe holds.
+    demo = Path(__file__).resolve().parent.parent / "data" / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "wulian.api.cli", "demo", str(demo),
+                             "--out", str(out), "--store", f"sqlite:///{tmp_path / 's.sqlite'}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, env={**os.environ, "COLUMNS": "200"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        seen = []
+        for line in iter(proc.stdout.readline, b""):  # the scenario is shown once it started
+            seen.append(line)
+            if b"funds and budgets" in line:
+                break
+        assert proc.poll() is None, b"".join(seen)[-2000:]
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, (proc.returncode, stderr.decode()[-2000:])
+    assert b"Traceback" not in stderr and "interrupted" in stdout.decode()
+    assert not (out / "cycle.play.pickle").exists()  # the worker's weeks not left behind
+
+
 def test_a_store_failure_loses_no_plan(tmp_path, monkeypatch, capsys):
     """Issue 17, finding 7: with a store that cannot be written, the plan was lost (tables were
     written only after the store save)."""
