@@ -914,16 +914,19 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
                                  ).assign(week=week, centre=scope)[columns]
         live = week_tasks["status"].isin(["planned", "accepted"])
         if live.any():
-            ids = week_tasks.loc[live, "task_id"].tolist()
-            conn.execute(TASKS.update().where(  # the same rows as ``live``, in one statement
-                TASKS.c.week == week, TASKS.c.centre == scope,
-                TASKS.c.status.in_(["planned", "accepted"])).values(
-                status="not_delivered", reason="no_answer", updated_at=events.at))
-            settled = json.dumps({"reason": "no_answer", "status": "not_delivered"})
+            # The same rows as ``live``: their events copied by the database from the rows,
+            # in key order, then the rows settled, each in one statement (a city's 259,000).
+            t = TASKS.c
+            unanswered = (t.week == week, t.centre == scope,
+                          t.status.in_(["planned", "accepted"]))
             was = {s: json.dumps({"status": s}) for s in ("planned", "accepted")}
-            events.add_many("task.settle", [f"tasks:{tid}" for tid in ids],
-                            [was[s] for s in week_tasks.loc[live, "status"]],
-                            [settled] * len(ids))
+            events.add_copied("task.settle", sa.select(
+                sa.literal("tasks:", sa.String) + t.task_id,
+                sa.case(was, value=t.status),
+                sa.literal(json.dumps({"reason": "no_answer", "status": "not_delivered"}),
+                           sa.Text)).where(*unanswered).order_by(events.bytewise(t.task_id)))
+            conn.execute(TASKS.update().where(*unanswered).values(
+                status="not_delivered", reason="no_answer", updated_at=events.at))
             week_tasks.loc[live, "status"] = "not_delivered"
             week_tasks.loc[live, "reason"] = "no_answer"
             out.unanswered = int(live.sum())

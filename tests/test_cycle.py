@@ -4,6 +4,7 @@ on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import sqlite3
 import subprocess
@@ -1103,6 +1104,62 @@ def test_the_closed_needs_index_serves_the_close_and_an_upgrade_makes_it_once(tm
             plan = " ".join(str(r) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {since}"))
         assert "ix_need_states_closed" in plan
     register.engine.dispose()
+
+
+def test_an_upgrade_from_0008_keeps_the_tasks_and_their_status_reads_stay_right(store_url,
+                                                                               tiny):
+    """Revision 0009 drops the tasks' status index and, on PostgreSQL, leaves room in their
+    pages (a fillfactor), so that answering and settling a task rewrite its row in place; an
+    upgrade from 0008 keeps every task as it was (run twice: a stopped one runs again), and
+    the reads by status (the API's and the CLI's task lists) give what they gave."""
+    register = _register(store_url)
+    register.import_scenario(tiny)
+    opened = cycle.open_week(register, W1).tasks
+    some = opened["task_id"].iloc[:3].tolist()
+    cycle.record_answers(register, [cycle.Answer(some[0], "delivered"),
+                                    cycle.Answer(some[1], "accepted")])
+    postgres = store_url.startswith("postgresql")
+    kept = importlib.import_module(
+        "wulian.planning.migrations.versions.0009_tasks_settled_in_place").TASKS_FILLFACTOR
+
+    def fillfactor() -> str | None:
+        with register.engine.connect() as conn:
+            options = conn.execute(sa.text(
+                "SELECT reloptions FROM pg_class WHERE relname = 'tasks'")).scalar()
+        return next((o for o in options or [] if o.startswith("fillfactor=")), None)
+
+    before = cycle.tasks(register)
+    for left in ("0008's index", "none"):
+        with register.engine.begin() as conn:
+            if left == "0008's index":
+                conn.execute(sa.text("CREATE INDEX ix_tasks_status ON tasks (status)"))
+                if postgres:
+                    conn.execute(sa.text("ALTER TABLE tasks RESET (fillfactor)"))
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '0008'"))
+        assert main(["db", "upgrade", "--store", store_url]) == 0
+        assert revision(register.engine) == head()
+        with register.engine.connect() as conn:
+            indexes = {i["name"] for i in sa.inspect(conn).get_indexes("tasks")}
+        assert "ix_tasks_status" not in indexes and "ix_tasks_week" in indexes
+        if postgres:
+            assert fillfactor() == f"fillfactor={kept}"
+        pd.testing.assert_frame_equal(cycle.tasks(register), before)
+    for status in ("planned", "accepted", "delivered"):
+        expected = before[before["status"] == status].reset_index(drop=True)
+        assert len(expected)
+        pd.testing.assert_frame_equal(cycle.tasks(register, status=status), expected)
+        pd.testing.assert_frame_equal(cycle.tasks(register, W1, status=status), expected)
+    # The close settles the rest in place: each with its event, the answered ones untouched.
+    closed = cycle.close_week(register, W1)
+    after = cycle.tasks(register).set_index("task_id")
+    live = before.loc[before["status"].isin(["planned", "accepted"]), "task_id"]
+    assert closed.unanswered == len(live) == len(before) - 1
+    assert (after.loc[live, "status"] == "not_delivered").all()
+    assert (after.loc[live, "reason"] == "no_answer").all()
+    assert after.loc[some[0], "status"] == "delivered"
+    settle = register.events(kind="task.settle")
+    assert settle["subject"].tolist() == sorted("tasks:" + live)  # (written in key order)
+    assert len(cycle.tasks(register, status="not_delivered")) == len(live)
 
 
 def test_a_decomposed_week_stores_what_its_allocation_and_matching_give(tmp_path):
