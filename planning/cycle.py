@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -36,7 +37,7 @@ from wulian.optimizer.allocation import AllocationParams, member_mask
 from wulian.optimizer.memory import release_memory
 from wulian.optimizer.visits import MatchParams
 from wulian.planning.allocate import run_allocation
-from wulian.planning.db import bulk_insert, bulk_update, fetch_frame
+from wulian.planning.db import bulk_insert, bulk_update, fetch_frame, fetch_rows
 from wulian.planning.match import next_week, reconciled_tables, run_matching, shift_week, week_start
 from wulian.planning.register import (
     NEED_STATES,
@@ -156,6 +157,8 @@ SHORTFALLS = sa.Table(  # units unmet for lack of capacity per service and stree
     sa.Column("units", sa.Float, nullable=False),
 )
 TASK_COLUMNS = tuple(c.name for c in TASKS.columns)
+#: A task's statuses until it is answered (settled as not delivered at the week's close).
+UNANSWERED = ("planned", "accepted")
 MONITORING_KINDS = ("monitoring", "visit+monitoring")
 # The matching's visit kinds as task kinds.
 _VISIT_KIND = {"service": "visit", "monitoring": "monitoring",
@@ -250,7 +253,7 @@ def delivered_cost(frame: pd.DataFrame) -> np.ndarray:
 
 def _outstanding(frame: pd.DataFrame) -> np.ndarray:
     """Money promised and not yet settled: sent or accepted tasks."""
-    live = np.isin(frame["status"].to_numpy(), ("planned", "accepted"))
+    live = np.isin(frame["status"].to_numpy(), UNANSWERED)
     return np.where(live, frame["cost"].to_numpy(float), 0.0)
 
 
@@ -909,29 +912,9 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
         # The columns the close and the week's facts use (not the offer, slot, hours…); the
         # week and the scope are the query's own, set here rather than read for every task.
         columns = ["task_id", "volunteer_id", *FACT_COLUMNS]
-        week_tasks = tasks_frame(conn, TASKS.c.week == week, TASKS.c.centre == scope,
-                                 columns=[c for c in columns if c not in ("week", "centre")]
-                                 ).assign(week=week, centre=scope)[columns]
-        live = week_tasks["status"].isin(["planned", "accepted"])
-        if live.any():
-            # The same rows as ``live``: their events copied by the database from the rows,
-            # in key order, then the rows settled, each in one statement (a city's 259,000).
-            t = TASKS.c
-            unanswered = (t.week == week, t.centre == scope,
-                          t.status.in_(["planned", "accepted"]))
-            was = {s: json.dumps({"status": s}) for s in ("planned", "accepted")}
-            events.add_copied("task.settle", sa.select(
-                sa.literal("tasks:", sa.String) + t.task_id,
-                sa.case(was, value=t.status),
-                sa.literal(json.dumps({"reason": "no_answer", "status": "not_delivered"}),
-                           sa.Text)).where(*unanswered).order_by(events.bytewise(t.task_id)))
-            conn.execute(TASKS.update().where(*unanswered).values(
-                status="not_delivered", reason="no_answer", updated_at=events.at))
-            week_tasks.loc[live, "status"] = "not_delivered"
-            week_tasks.loc[live, "reason"] = "no_answer"
-            out.unanswered = int(live.sum())
-        out.spent = float(delivered_cost(week_tasks).sum())
-
+        read = [c for c in columns if c not in ("week", "centre")]
+        task_rows = fetch_rows(conn, sa.select(*(TASKS.c[c] for c in read)).where(
+            TASKS.c.week == week, TASKS.c.centre == scope))
         # The needs the week allocated: what their tasks delivered is taken off what they are
         # owed; each is closed (delivered in full, or expired) or carried. The needs it left
         # unmet change no row: they wait on, a week older by the calendar (weeks_waited).
@@ -945,62 +928,83 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
             n.need_id, n.service_id, n.remaining, n.state, n.age, n.week_raised).where(
             n.state == "allocated")).set_index("need_id")
         states = states[member_mask(states.index, allocated)]
-        done = week_tasks.loc[(week_tasks["status"] == "delivered").to_numpy(), [  # (used)
-            "week", "need_id", "household_id", "volunteer_id", "units_delivered"]]
-        got = done[done["need_id"] != ""].groupby("need_id")["units_delivered"].sum()
-        left = np.maximum(states["remaining"].to_numpy(float)
-                          - got.reindex(states.index).fillna(0.0).to_numpy(float), 0.0)
-        # Hours, visits and items are owed in whole numbers (the register's needs must stay a
-        # valid scenario): a need whose visits were split into half hours, delivered in part,
-        # carries what is left rounded up.
-        unit = states["service_id"].map({k: json.loads(v).get("unit", "") for k, v in
-                                         register.rows("services", conn).items()})
-        whole = unit.isin(list(vocab.WHOLE_UNITS)).to_numpy()
-        left = np.where(whole, np.ceil(left - 1e-6), left)
-        raised = states["week_raised"].to_numpy(object)
-        waited, older = weeks_waited(raised, week), weeks_waited(raised, next_week(week))
+        units = {k: json.loads(v).get("unit", "") for k, v in
+                 register.rows("services", conn).items()}
         expire = register.policy.cycle.expire_weeks
-        full = left <= EPS
-        expired = ~full & (expire > 0) & (older >= expire)
-        changes = pd.DataFrame({
-            "state": np.where(full | expired, "closed", "carried"),
-            "close_reason": np.where(full, "delivered", np.where(expired, "expired", "")),
-            "remaining": np.where(full, 0.0, left),
-            "age": np.where(full, waited, np.where(expired, older, 0))}, index=states.index)
-        befores = states[["state", "remaining", "age"]].astype({"remaining": float, "age": int})
+        stale = None
         if expire > 0:  # needs left unmet that have now waited too long
             stale = fetch_frame(conn, sa.select(n.need_id, n.remaining, n.state, n.age,
                                                 n.week_raised)
                                 .where(n.state.in_(OPEN_STATES),
                                        n.week_raised <= shift_week(week, 1 - expire)))
             stale = stale[member_mask(stale["need_id"], unmet)].set_index("need_id")
-            changes = pd.concat([changes, pd.DataFrame({
-                "state": "closed", "close_reason": "expired",
-                "remaining": stale["remaining"].to_numpy(float),
-                "age": weeks_waited(stale["week_raised"].to_numpy(object), next_week(week))},
-                index=stale.index)])
-            befores = pd.concat([befores, stale[["state", "remaining", "age"]]])
-        closed = changes["state"].to_numpy() == "closed"
-        out.delivered = int(full.sum())
-        out.expired = int(closed.sum()) - out.delivered
-        # Carried: the week's needs not closed now (withdrawn in the week: closed since it opened).
-        given = pd.unique(np.concatenate([allocated, unmet]))
         # (The state as a literal: the partial index of closed needs by time, revision 0007,
         # serves the query only when it names that state.)
         gone = fetch_frame(conn, sa.select(n.need_id).where(
             sa.literal_column("need_states.state = 'closed'"),
             n.updated_at >= row["opened_at"]))["need_id"]
-        out.carried = len(given) - int(closed.sum()) - int(member_mask(gone, given).sum())
-        # Written in the order of their keys: the needs' rows and the events' subject index
-        # are then walked once, not a page at random for each of 232,000 needs.
-        need_ids = changes.index.to_numpy(object)
-        order = np.argsort(need_ids, kind="stable")
-        changes, befores, closed = changes.iloc[order], befores.iloc[order], closed[order]
+
+        # Everything read: the server settles the unanswered tasks (a city's 259,000: their
+        # events copied from the rows, then the rows, seconds of its time) while this thread
+        # works out the needs' changes from what was read. The connection is the settling
+        # thread's until it is done; this one writes nothing before.
+        with ThreadPoolExecutor(1, thread_name_prefix="wulian-close") as settling:
+            settled = settling.submit(_settle_unanswered, conn, events, week, scope)
+            week_tasks = pd.DataFrame.from_records(task_rows, columns=read).assign(
+                week=week, centre=scope)[columns]
+            live = week_tasks["status"].isin(UNANSWERED).to_numpy()
+            week_tasks.loc[live, "status"] = "not_delivered"
+            week_tasks.loc[live, "reason"] = "no_answer"
+            out.unanswered = int(live.sum())
+            out.spent = float(delivered_cost(week_tasks).sum())
+
+            done = week_tasks.loc[(week_tasks["status"] == "delivered").to_numpy(), [  # (used)
+                "week", "need_id", "household_id", "volunteer_id", "units_delivered"]]
+            got = done[done["need_id"] != ""].groupby("need_id")["units_delivered"].sum()
+            left = np.maximum(states["remaining"].to_numpy(float)
+                              - got.reindex(states.index).fillna(0.0).to_numpy(float), 0.0)
+            # Hours, visits and items are owed in whole numbers (the register's needs must stay
+            # a valid scenario): a need whose visits were split into half hours, delivered in
+            # part, carries what is left rounded up.
+            whole = states["service_id"].map(units).isin(list(vocab.WHOLE_UNITS)).to_numpy()
+            left = np.where(whole, np.ceil(left - 1e-6), left)
+            raised = states["week_raised"].to_numpy(object)
+            waited, older = weeks_waited(raised, week), weeks_waited(raised, next_week(week))
+            full = left <= EPS
+            expired = ~full & (expire > 0) & (older >= expire)
+            changes = pd.DataFrame({
+                "state": np.where(full | expired, "closed", "carried"),
+                "close_reason": np.where(full, "delivered", np.where(expired, "expired", "")),
+                "remaining": np.where(full, 0.0, left),
+                "age": np.where(full, waited, np.where(expired, older, 0))},
+                index=states.index)
+            befores = states[["state", "remaining", "age"]].astype({"remaining": float,
+                                                                    "age": int})
+            if stale is not None:
+                changes = pd.concat([changes, pd.DataFrame({
+                    "state": "closed", "close_reason": "expired",
+                    "remaining": stale["remaining"].to_numpy(float),
+                    "age": weeks_waited(stale["week_raised"].to_numpy(object),
+                                        next_week(week))}, index=stale.index)])
+                befores = pd.concat([befores, stale[["state", "remaining", "age"]]])
+            closed = changes["state"].to_numpy() == "closed"
+            out.delivered = int(full.sum())
+            out.expired = int(closed.sum()) - out.delivered
+            # Carried: the week's needs not closed now (withdrawn in the week: closed since it
+            # opened).
+            given = pd.unique(np.concatenate([allocated, unmet]))
+            out.carried = len(given) - int(closed.sum()) - int(member_mask(gone, given).sum())
+            # Written in the order of their keys: the needs' rows and the events' subject
+            # index are then walked once, not a page at random for each of 232,000 needs.
+            need_ids = changes.index.to_numpy(object)
+            order = np.argsort(need_ids, kind="stable")
+            changes, befores, closed = changes.iloc[order], befores.iloc[order], closed[order]
+            subjects = np.array([f"needs:{n}" for n in need_ids[order]], dtype=object)
+            befores = np.array(row_json(befores), dtype=object)
+            afters = np.array(row_json(changes), dtype=object)
+            settled.result()  # (its error raised here; the transaction then rolls back)
         bulk_update(conn, NEED_STATES, "need_id",
                     changes.assign(updated_at=events.at).reset_index())
-        subjects = np.array([f"needs:{n}" for n in need_ids[order]], dtype=object)
-        befores = np.array(row_json(befores), dtype=object)
-        afters = np.array(row_json(changes), dtype=object)
         for kind, pick in (("need_state.close", closed), ("need_state.carry", ~closed)):
             events.add_many(kind, subjects[pick].tolist(), befores[pick].tolist(),
                             afters[pick].tolist())
@@ -1019,6 +1023,22 @@ def close_week(register: Register, week: str, centre: str | None = None) -> Clos
                     "spent": round(out.spent, 2)})
         events.flush()
     return out
+
+
+def _settle_unanswered(conn: sa.Connection, events: Events, week: str, scope: str) -> int:
+    """The week's unanswered tasks set not delivered, for want of an answer: their events
+    copied by the database from the rows, in key order, then the rows, each in one statement
+    (a city's 259,000; their pages keep room to rewrite a row in place: revision 0009).
+    Returns how many."""
+    t = TASKS.c
+    unanswered = (t.week == week, t.centre == scope, t.status.in_(UNANSWERED))
+    was = {s: json.dumps({"status": s}) for s in UNANSWERED}
+    events.add_copied("task.settle", sa.select(
+        sa.literal("tasks:", sa.String) + t.task_id, sa.case(was, value=t.status),
+        sa.literal(json.dumps({"reason": "no_answer", "status": "not_delivered"}), sa.Text))
+        .where(*unanswered).order_by(events.bytewise(t.task_id)))
+    return conn.execute(TASKS.update().where(*unanswered).values(
+        status="not_delivered", reason="no_answer", updated_at=events.at)).rowcount
 
 
 def _run_needs(owed: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
