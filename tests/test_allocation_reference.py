@@ -552,5 +552,25 @@ def test_some_decomposed_runs_top_up_from_leftover_shared_supply():
     assert any(decomposed_run(s).info["decomposition"]["top_up_needs"] for s in MULTI_DISTRICT)
 
 
+@pytest.mark.parametrize("seed", MULTI_DISTRICT)
+def test_without_the_top_up_the_pools_give_the_same(seed):
+    """Without its top-up (``top_up=False``: one plan's guess, which reads only what the
+    pools give) a decomposed run gives every need the same units from volunteer pools: the
+    top-up draws on leftover offers alone. Nothing is given that the whole run does not give."""
+    whole = decomposed_run(seed).tables["allocations"]
+    scenario = Scenario.from_tables(random_scenario(seed))
+    run = run_allocation(scenario, params=AllocationParams(decompose="always", workers=1,
+                                                           top_up=False))
+    parts = run.tables["allocations"]
+    assert run.info["decomposition"]["top_up_needs"] == 0
+    pool = lambda alloc: alloc.loc[alloc["source_kind"] == "volunteer_pool",  # noqa: E731
+                                   ["need_id", "source_id", "units"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(pool(parts), pool(whole), check_dtype=False)
+    key = ["need_id", "source_id", "fund_id"]
+    both = whole[[*key, "units"]].merge(parts[[*key, "units"]], on=key, how="outer",
+                                        suffixes=("", "_parts")).fillna(0.0)
+    assert (both["units"] >= both["units_parts"] - 1e-9).all()
+
+
 # The checks, for the other reference comparisons (tests/test_allocation_midsize.py).
 close, levels_from_tables, table_problems = _close, _levels_from_tables, _table_problems
