@@ -294,6 +294,42 @@ def test_held_round_starts_from_what_was_placed(seed, drop):
     _check_bounds(visits, sc.volunteers, started)
 
 
+@pytest.mark.parametrize("seed,drop", [(3, 0), (5, 1), (12, 0)])
+def test_a_start_whose_coverage_differs_is_decided_before_polishing(seed, drop, monkeypatch):
+    """Polishing (travel, then continuity) keeps each class's visits, so when a held round's
+    start and the heuristic's own plan differ in coverage (they do on these seeds) only the
+    plan kept is polished: one polish per component, not two, and the same plan as when
+    both are polished before they are compared."""
+    from wulian.optimizer.visits import MatchParams
+    from wulian.optimizer.visits import solve as solve_module
+    from wulian.planning.match import run_matching
+
+    sc, first, held = _held_round(seed, drop)
+    previous = first.visits[(first.visits["need_id"] != "") & (first.visits["volunteer_id"] != "")]
+    keep = previous[["visit_id", "volunteer_id", "hours"]]
+    params = MatchParams(cp_sat_below=0, part_workers=1)  # the heuristic, in this process
+    calls = {"polish": 0, "heuristic": 0}
+    polish, heuristic, displace = (solve_module.polish, solve_module.heuristic_plan,
+                                   solve_module.displace_component)
+
+    def counted(name, fn):
+        def call(*args):
+            calls[name] += 1
+            return fn(*args)
+        return call
+
+    monkeypatch.setattr(solve_module, "polish", counted("polish", polish))
+    monkeypatch.setattr(solve_module, "heuristic_plan", counted("heuristic", heuristic))
+    started = run_matching(sc, held, week=WEEK, params=params, keep=keep)
+    assert calls["heuristic"] and calls["polish"] == calls["heuristic"]
+    # Both plans polished before the comparison (polishing a polished plan changes nothing).
+    monkeypatch.setattr(solve_module, "displace_component",
+                        lambda comp, pairs, x: polish(comp, pairs, displace(comp, pairs, x)))
+    both = run_matching(sc, held, week=WEEK, params=params, keep=keep)
+    pd.testing.assert_frame_equal(started.assignments, both.assignments)
+    assert [lv.value for lv in started.levels] == [lv.value for lv in both.levels]
+
+
 def test_start_is_paired_by_order_within_a_need():
     """start_from: the k-th service visit of a need this round takes the volunteer of the
     k-th kept visit of that need (ids may shift when a visit in the middle was lost), never a
