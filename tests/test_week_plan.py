@@ -231,6 +231,30 @@ def test_pool_caps_hold_a_need_to_what_was_placed(seed, decompose):
     assert {lv.name: lv.value for lv in capped.result.levels}["red"] <= red + 1e-6
 
 
+@pytest.mark.parametrize("by", ["street", "district"])
+@pytest.mark.parametrize("seed", [2, 3])
+def test_hours_a_pool_lost_hold_in_its_part(seed, by):
+    """``volunteer_limits``' hours a pool lost (the matching found them missing) hold when the
+    city's model is cut into parts, each carrying only its own pools' hours: a pool all of
+    whose hours are gone gives nothing, nor do its street's other pools (a volunteer's hours
+    count once across their street's pools)."""
+    from wulian.optimizer.allocation import AllocationParams
+    from wulian.planning.allocate import run_allocation
+
+    sc = Scenario.from_tables(random_scenario(seed))
+    params = AllocationParams(decompose="always", workers=1, decompose_by=by)
+    free = run_allocation(sc, params=params)
+    pools = free.result.pool_use.set_index("pool_id")
+    used = pools["used"].sort_values(kind="stable")
+    pool = used.index[-1]  # the pool most used
+    assert used[pool] > 0
+    short = run_allocation(sc, params=params, volunteer_limits=({pool: 10_000.0}, {}))
+    assert short.info["decomposition"]["parts"] >= 2
+    rows = short.tables["allocations"]
+    street = pools.loc[pool, "street"]
+    assert rows[rows["source_id"].str.startswith(f"pool:{street}:")].empty
+
+
 # ------------------------------------------------------------------ held rounds keep placements
 
 
