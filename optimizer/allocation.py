@@ -119,6 +119,10 @@ class AllocationParams:
     # only — plan_week's guess, which reads only what the pools give: the top-up draws on
     # offers alone, so the pools give the same, and the reasons are never read.
     top_up: bool = True
+    # Work out why each unmet need is unmet (every part's, in a decomposed run). Off: every
+    # reason is "" — plan_week's guess, whose reasons are never read (with top_up off: the
+    # top-up finds the units it serves by their reasons).
+    reasons: bool = True
     # Solve the model's pure-network components by min-cost flow (optimizer/flow.py); off:
     # everything by HiGHS, as a reference.
     flow: bool = True
@@ -136,6 +140,7 @@ class AllocationParams:
         check_whole(where, "workers", self.workers)
         check_flag(where, "certify", self.certify)
         check_flag(where, "top_up", self.top_up)
+        check_flag(where, "reasons", self.reasons)
         check_flag(where, "flow", self.flow)
         check_flag(where, "branch_and_bound", self.branch_and_bound)
 
@@ -822,7 +827,7 @@ def allocate(data: AllocationInput, params: AllocationParams | None = None, *,
         branch_and_bound=params.branch_and_bound)
     x = result.x[:len(model.need)]  # the arcs; whole base units
     out = _outputs(data, needs, offers, funds, pools, model, rows, x, result,
-                   prep + result.build_seconds)
+                   prep + result.build_seconds, reasons=params.reasons)
     out.sizes.update(parts.counts())
     return out
 
@@ -864,7 +869,7 @@ def explain(data: AllocationInput, allocations: pd.DataFrame) -> pd.Series:
 
 
 def _outputs(data, needs, offers, funds, pools, model: _Model, rows: Rows, x: np.ndarray,
-             result: LexResult, build_seconds: float) -> AllocationResult:
+             result: LexResult, build_seconds: float, reasons: bool = True) -> AllocationResult:
     scale = needs["scale"].to_numpy()
     served = np.bincount(model.need, weights=x, minlength=len(needs))
     used = x > 0
@@ -886,7 +891,8 @@ def _outputs(data, needs, offers, funds, pools, model: _Model, rows: Rows, x: np
     })[used].sort_values(["need_id", "source_id"], kind="stable").reset_index(drop=True)
 
     pool_hours = _pool_left(needs, pools, model, x, data)
-    reason = _reasons(needs, offers, funds, pools, model, x, data, served, pool_hours[1])
+    reason = (_reasons(needs, offers, funds, pools, model, x, data, served, pool_hours[1])
+              if reasons else np.full(len(needs), "", dtype=object))
     left = needs["base_quantity"].to_numpy() - served
     unmet = pd.DataFrame({"need_id": needs["need_id"], "units": left / scale,
                           "reason": reason})[left > 0.5].reset_index(drop=True)
