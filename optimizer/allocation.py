@@ -114,6 +114,15 @@ class AllocationParams:
     # Bound every level (an extra LP per level); the districts of a decomposed run skip it,
     # since their bounds would not bound the city.
     certify: bool = True
+    # A decomposed run's top-up (leftover shared supply for the units the parts left short)
+    # and its city-wide reasons for what stays unmet. Off: the parts' allocations and reasons
+    # only — plan_week's guess, which reads only what the pools give: the top-up draws on
+    # offers alone, so the pools give the same, and the reasons are never read.
+    top_up: bool = True
+    # Work out why each unmet need is unmet (every part's, in a decomposed run). Off: every
+    # reason is "" — plan_week's guess, whose reasons are never read (with top_up off: the
+    # top-up finds the units it serves by their reasons).
+    reasons: bool = True
     # Solve the model's pure-network components by min-cost flow (optimizer/flow.py); off:
     # everything by HiGHS, as a reference.
     flow: bool = True
@@ -130,6 +139,8 @@ class AllocationParams:
         check_choice(where, "decompose_by", self.decompose_by, DECOMPOSE_BY)
         check_whole(where, "workers", self.workers)
         check_flag(where, "certify", self.certify)
+        check_flag(where, "top_up", self.top_up)
+        check_flag(where, "reasons", self.reasons)
         check_flag(where, "flow", self.flow)
         check_flag(where, "branch_and_bound", self.branch_and_bound)
 
@@ -645,7 +656,7 @@ def build_levels(needs: pd.DataFrame, model: _Model) -> list[Level]:
 
 
 def _reasons(needs, offers, funds, pools, model: _Model, x: np.ndarray, data: AllocationInput,
-             served: np.ndarray) -> np.ndarray:
+             served: np.ndarray, pool_left: np.ndarray | None = None) -> np.ndarray:
     """The first reason that applies to each need with unmet units ("" when fully served).
 
     ``no_eligible_offer``: no source of the service accepts the household (categories,
@@ -653,6 +664,8 @@ def _reasons(needs, offers, funds, pools, model: _Model, x: np.ndarray, data: Al
     household; ``household_cap``: every reaching source still open is capped for this
     household; ``budget_exhausted``: reaching offers have capacity left but their funds are
     spent; ``capacity_exhausted``: everything reaching the household is full.
+
+    ``pool_left``: :func:`_pool_left`'s hours left per pool, when the caller has them.
     """
     n = len(needs)
     unmet = needs["base_quantity"].to_numpy() - served > 0.5
@@ -668,7 +681,8 @@ def _reasons(needs, offers, funds, pools, model: _Model, x: np.ndarray, data: Al
     fund_used = np.bincount(model.fund[f], weights=(model.charge * x)[f], minlength=len(funds))
     fund_left = funds["budget"].to_numpy(float) - \
         funds["fund_id"].map(data.used_budget).fillna(0.0).to_numpy(float) - fund_used
-    _, pool_left = _pool_left(needs, pools, model, x, data)
+    if pool_left is None:
+        _, pool_left = _pool_left(needs, pools, model, x, data)
 
     # Eligibility anywhere (ignoring coverage): per service, does any offer accept the need?
     volunteer_services = _services_with_volunteers(data)
@@ -813,7 +827,7 @@ def allocate(data: AllocationInput, params: AllocationParams | None = None, *,
         branch_and_bound=params.branch_and_bound)
     x = result.x[:len(model.need)]  # the arcs; whole base units
     out = _outputs(data, needs, offers, funds, pools, model, rows, x, result,
-                   prep + result.build_seconds)
+                   prep + result.build_seconds, reasons=params.reasons)
     out.sizes.update(parts.counts())
     return out
 
@@ -855,7 +869,7 @@ def explain(data: AllocationInput, allocations: pd.DataFrame) -> pd.Series:
 
 
 def _outputs(data, needs, offers, funds, pools, model: _Model, rows: Rows, x: np.ndarray,
-             result: LexResult, build_seconds: float) -> AllocationResult:
+             result: LexResult, build_seconds: float, reasons: bool = True) -> AllocationResult:
     scale = needs["scale"].to_numpy()
     served = np.bincount(model.need, weights=x, minlength=len(needs))
     used = x > 0
@@ -876,7 +890,9 @@ def _outputs(data, needs, offers, funds, pools, model: _Model, rows: Rows, x: np
         "km": np.round(x * model.km, 3),
     })[used].sort_values(["need_id", "source_id"], kind="stable").reset_index(drop=True)
 
-    reason = _reasons(needs, offers, funds, pools, model, x, data, served)
+    pool_hours = _pool_left(needs, pools, model, x, data)
+    reason = (_reasons(needs, offers, funds, pools, model, x, data, served, pool_hours[1])
+              if reasons else np.full(len(needs), "", dtype=object))
     left = needs["base_quantity"].to_numpy() - served
     unmet = pd.DataFrame({"need_id": needs["need_id"], "units": left / scale,
                           "reason": reason})[left > 0.5].reset_index(drop=True)
@@ -916,7 +932,7 @@ def _outputs(data, needs, offers, funds, pools, model: _Model, rows: Rows, x: np
         "marginal_level": _first_dual_level(duals, f_rows),
     })
     if len(pools):
-        used_h, left_h = _pool_left(needs, pools, model, x, data)
+        used_h, left_h = pool_hours
         # No pool row exists when no need in this run can use a pool.
         has_rows = any(name == "pool" for name, _, _ in rows.names)
         p_rows = rows.family("pool") if has_rows else slice(0, 0)

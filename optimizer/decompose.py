@@ -192,6 +192,15 @@ def _part_inputs(data: AllocationInput, area_of_need: np.ndarray, parts: list[st
     fund_elsewhere = (budget - _whole(shares(fund_share, shared_funds.index), 100.0)).to_numpy()
     offer_ids, fund_ids = shared_offers.index.tolist(), shared_funds.index.tolist()
     pins_by_need = data.pins["need_id"]
+    # Hours used elsewhere of each pool ("pool:<street>:<service>"), by the part of its street:
+    # a part's pools are its own volunteers', so it carries their hours, not the city's (the
+    # plan's held round holds thousands, and each part read them all twice).
+    pool_hours: dict[str, dict[str, float]] = {}
+    used_ids = list(data.used_pool_hours)
+    pool_area = data.hierarchy.ancestor(np.array([pool.split(":")[1] for pool in used_ids],
+                                                 dtype=object), by)
+    for pool, area in zip(used_ids, pool_area, strict=True):
+        pool_hours.setdefault(area, {})[pool] = data.used_pool_hours[pool]
 
     def part(i: int) -> tuple[AllocationInput, AllocationParams]:
         area = parts[i]
@@ -208,6 +217,7 @@ def _part_inputs(data: AllocationInput, area_of_need: np.ndarray, parts: list[st
             pins=data.pins[member_mask(pins_by_need, needs["need_id"].to_numpy(object))]
             .reset_index(drop=True),
             used_capacity=used_capacity, used_budget=used_budget,
+            used_pool_hours=pool_hours.get(area, {}),
             pool_caps=_caps_of(data.pool_caps, needs["need_id"])), params
 
     return part
@@ -315,34 +325,12 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     merged = _merge(results)
     part_seconds = time.perf_counter() - t0 - split_seconds
 
-    # 3. The top-up: leftover shared supply for the units left short of it.
-    top_up, seen_ids = _top_up_input(data, merged, shared_offers, shared_funds)
+    # 3. The top-up: leftover shared supply for the units left short of it (unless the
+    # parts' allocations are all the caller reads), and the city's reasons.
     top_up_needs = 0
-    if top_up is not None:
-        top_up_needs = len(top_up.needs)
-        more = allocate(top_up, part_params)
-        merged = _add_top_up(merged, more)
-        results.append(more)
-    # Each part gave reasons from its own share; say them again for the whole city, with what
-    # everyone else uses, for every household short of supply that a part may have seen
-    # otherwise than the city (shared supply left over before the top-up) reaches (a
-    # household cap applies only when no open source is left, and what is open depends on
-    # supply). Where no such supply reaches a need, its part saw all shared supply as the city
-    # does: used up, share and all. A part sees only the offers that reach it, so its "no
-    # eligible offer" may be "out of coverage" for the city: those are said again too.
-    served = merged["need_served"]
-    supply_short = served["reason"].isin(SUPPLY_REASONS + (HOUSEHOLD_CAP,)).to_numpy(
-        copy=True)
-    supply_short[supply_short] = _reached(data, served["need_id"][supply_short], seen_ids)
-    again = supply_short | (served["reason"] == NO_ELIGIBLE_OFFER).to_numpy()
-    short = set(served.loc[again, "household_id"])
-    if short:
-        release_memory()  # the top-up's model, before the workers explain again
-        reasons = _explain_again(data, merged, short, area_of_need, map_fn)
-        for name in ("need_served", "unmet"):
-            table = merged[name]
-            again_ = table["need_id"].map(reasons)
-            merged[name] = table.assign(reason=again_.where(again_.notna(), table["reason"]))
+    if params.top_up:
+        merged, top_up_needs = _top_up(data, merged, results, shared_offers, shared_funds,
+                                       area_of_need, part_params, map_fn)
 
     # The priced bound on red: each part's exact LP with the shared rows priced, solved in
     # the parts' own tasks (above).
@@ -500,6 +488,42 @@ def _reached(data: AllocationInput, need_ids: pd.Series, offer_ids: pd.Index) ->
     reached = np.zeros(len(needs), bool)
     reached[covering_pairs(needs, "coverage", sources, data.hierarchy)[0]] = True
     return reached
+
+
+def _top_up(data: AllocationInput, merged: dict, results: list[AllocationResult],
+            shared_offers: pd.Series, shared_funds: pd.Series, area_of_need: np.ndarray,
+            part_params: AllocationParams, map_fn: Callable) -> tuple[dict, int]:
+    """The parts' merged tables with the top-up's units added (its result appended to
+    ``results``) and every reason a part may have said otherwise than the city said again;
+    and the number of needs the top-up was given."""
+    top_up, seen_ids = _top_up_input(data, merged, shared_offers, shared_funds)
+    top_up_needs = 0
+    if top_up is not None:
+        top_up_needs = len(top_up.needs)
+        more = allocate(top_up, part_params)
+        merged = _add_top_up(merged, more)
+        results.append(more)
+    # Each part gave reasons from its own share; say them again for the whole city, with what
+    # everyone else uses, for every household short of supply that a part may have seen
+    # otherwise than the city (shared supply left over before the top-up) reaches (a
+    # household cap applies only when no open source is left, and what is open depends on
+    # supply). Where no such supply reaches a need, its part saw all shared supply as the city
+    # does: used up, share and all. A part sees only the offers that reach it, so its "no
+    # eligible offer" may be "out of coverage" for the city: those are said again too.
+    served = merged["need_served"]
+    supply_short = served["reason"].isin(SUPPLY_REASONS + (HOUSEHOLD_CAP,)).to_numpy(
+        copy=True)
+    supply_short[supply_short] = _reached(data, served["need_id"][supply_short], seen_ids)
+    again = supply_short | (served["reason"] == NO_ELIGIBLE_OFFER).to_numpy()
+    short = set(served.loc[again, "household_id"])
+    if short:
+        release_memory()  # the top-up's model, before the workers explain again
+        reasons = _explain_again(data, merged, short, area_of_need, map_fn)
+        for name in ("need_served", "unmet"):
+            table = merged[name]
+            again_ = table["need_id"].map(reasons)
+            merged[name] = table.assign(reason=again_.where(again_.notna(), table["reason"]))
+    return merged, top_up_needs
 
 
 def _top_up_input(data: AllocationInput, merged: dict, shared_offers: pd.Series,

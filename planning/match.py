@@ -643,8 +643,10 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     full = params or PLAN_ALLOCATION
     # A round before the held ones only tells the next what the matching can place: it skips
     # the exact search and the bounds (the colour levels' values are the same on the demo,
-    # the plan's later levels may differ), and is never the one reported.
-    guess = replace(full, certify=False, search_seconds=0.0)
+    # the plan's later levels may differ), and is never the one reported. Only its pools'
+    # units are read, so it says no reasons, and a decomposed guess skips the top-up, which
+    # draws on offers alone (the same pool units).
+    guess = replace(full, certify=False, search_seconds=0.0, top_up=False, reasons=False)
     # A week small enough is first solved as one model (allocation, visits and monitoring
     # together, optimizer/week.py): its pool units are what the allocation may promise, so
     # the first round is a held one and, its matching placing them all, the last.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -550,6 +550,44 @@ def test_decomposed_levels_are_what_the_tables_say_and_red_is_bounded(seed, by):
 def test_some_decomposed_runs_top_up_from_leftover_shared_supply():
     """The top-up pass is exercised: some seeds leave shared supply over after the districts."""
     assert any(decomposed_run(s).info["decomposition"]["top_up_needs"] for s in MULTI_DISTRICT)
+
+
+@pytest.mark.parametrize("seed", MULTI_DISTRICT)
+def test_without_the_top_up_the_pools_give_the_same(seed):
+    """Without its top-up (``top_up=False``: one plan's guess, which reads only what the
+    pools give) a decomposed run gives every need the same units from volunteer pools: the
+    top-up draws on leftover offers alone. Nothing is given that the whole run does not give."""
+    whole = decomposed_run(seed).tables["allocations"]
+    scenario = Scenario.from_tables(random_scenario(seed))
+    run = run_allocation(scenario, params=AllocationParams(decompose="always", workers=1,
+                                                           top_up=False))
+    parts = run.tables["allocations"]
+    assert run.info["decomposition"]["top_up_needs"] == 0
+    pool = lambda alloc: alloc.loc[alloc["source_kind"] == "volunteer_pool",  # noqa: E731
+                                   ["need_id", "source_id", "units"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(pool(parts), pool(whole), check_dtype=False)
+    key = ["need_id", "source_id", "fund_id"]
+    both = whole[[*key, "units"]].merge(parts[[*key, "units"]], on=key, how="outer",
+                                        suffixes=("", "_parts")).fillna(0.0)
+    assert (both["units"] >= both["units_parts"] - 1e-9).all()
+
+
+@pytest.mark.parametrize("seed", MULTI_DISTRICT[:3])
+def test_without_reasons_the_same_allocations(seed):
+    """``reasons=False`` (one plan's guess, whose reasons are never read): the same
+    allocations and levels, whole or in parts (the top-up off, as the guess has it), and every
+    unmet need's reason is empty where the run with reasons says one."""
+    scenario = Scenario.from_tables(random_scenario(seed))
+    for params in (AllocationParams(workers=1),
+                   AllocationParams(decompose="always", workers=1, top_up=False)):
+        said = run_allocation(scenario, params=params)
+        silent = run_allocation(scenario, params=replace(params, reasons=False))
+        pd.testing.assert_frame_equal(silent.tables["allocations"], said.tables["allocations"])
+        assert [lv.value for lv in silent.result.levels] == \
+            [lv.value for lv in said.result.levels]
+        assert (said.result.unmet["reason"] != "").any()
+        assert (silent.result.unmet["reason"] == "").all()
+        assert len(silent.result.unmet) == len(said.result.unmet)
 
 
 # The checks, for the other reference comparisons (tests/test_allocation_midsize.py).

@@ -231,6 +231,30 @@ def test_pool_caps_hold_a_need_to_what_was_placed(seed, decompose):
     assert {lv.name: lv.value for lv in capped.result.levels}["red"] <= red + 1e-6
 
 
+@pytest.mark.parametrize("by", ["street", "district"])
+@pytest.mark.parametrize("seed", [2, 3])
+def test_hours_a_pool_lost_hold_in_its_part(seed, by):
+    """``volunteer_limits``' hours a pool lost (the matching found them missing) hold when the
+    city's model is cut into parts, each carrying only its own pools' hours: a pool all of
+    whose hours are gone gives nothing, nor do its street's other pools (a volunteer's hours
+    count once across their street's pools)."""
+    from wulian.optimizer.allocation import AllocationParams
+    from wulian.planning.allocate import run_allocation
+
+    sc = Scenario.from_tables(random_scenario(seed))
+    params = AllocationParams(decompose="always", workers=1, decompose_by=by)
+    free = run_allocation(sc, params=params)
+    pools = free.result.pool_use.set_index("pool_id")
+    used = pools["used"].sort_values(kind="stable")
+    pool = used.index[-1]  # the pool most used
+    assert used[pool] > 0
+    short = run_allocation(sc, params=params, volunteer_limits=({pool: 10_000.0}, {}))
+    assert short.info["decomposition"]["parts"] >= 2
+    rows = short.tables["allocations"]
+    street = pools.loc[pool, "street"]
+    assert rows[rows["source_id"].str.startswith(f"pool:{street}:")].empty
+
+
 # ------------------------------------------------------------------ held rounds keep placements
 
 
@@ -292,6 +316,42 @@ def test_held_round_starts_from_what_was_placed(seed, drop):
     assert lost(free) > 0 and lost(started) == 0  # measured on these seeds
     visits = started.visits.drop(columns=["volunteer_id", "slot", "km", "reason"])
     _check_bounds(visits, sc.volunteers, started)
+
+
+@pytest.mark.parametrize("seed,drop", [(3, 0), (5, 1), (12, 0)])
+def test_a_start_whose_coverage_differs_is_decided_before_polishing(seed, drop, monkeypatch):
+    """Polishing (travel, then continuity) keeps each class's visits, so when a held round's
+    start and the heuristic's own plan differ in coverage (they do on these seeds) only the
+    plan kept is polished: one polish per component, not two, and the same plan as when
+    both are polished before they are compared."""
+    from wulian.optimizer.visits import MatchParams
+    from wulian.optimizer.visits import solve as solve_module
+    from wulian.planning.match import run_matching
+
+    sc, first, held = _held_round(seed, drop)
+    previous = first.visits[(first.visits["need_id"] != "") & (first.visits["volunteer_id"] != "")]
+    keep = previous[["visit_id", "volunteer_id", "hours"]]
+    params = MatchParams(cp_sat_below=0, part_workers=1)  # the heuristic, in this process
+    calls = {"polish": 0, "heuristic": 0}
+    polish, heuristic, displace = (solve_module.polish, solve_module.heuristic_plan,
+                                   solve_module.displace_component)
+
+    def counted(name, fn):
+        def call(*args):
+            calls[name] += 1
+            return fn(*args)
+        return call
+
+    monkeypatch.setattr(solve_module, "polish", counted("polish", polish))
+    monkeypatch.setattr(solve_module, "heuristic_plan", counted("heuristic", heuristic))
+    started = run_matching(sc, held, week=WEEK, params=params, keep=keep)
+    assert calls["heuristic"] and calls["polish"] == calls["heuristic"]
+    # Both plans polished before the comparison (polishing a polished plan changes nothing).
+    monkeypatch.setattr(solve_module, "displace_component",
+                        lambda comp, pairs, x: polish(comp, pairs, displace(comp, pairs, x)))
+    both = run_matching(sc, held, week=WEEK, params=params, keep=keep)
+    pd.testing.assert_frame_equal(started.assignments, both.assignments)
+    assert [lv.value for lv in started.levels] == [lv.value for lv in both.levels]
 
 
 def test_start_is_paired_by_order_within_a_need():

@@ -120,13 +120,18 @@ def solve_component(comp: Component, pairs: PairTable, params: MatchParams,
             or (with_bounds and len(pairs.group) <= params.cp_sat_below):
         x, reports, cp_pairs = solve_cp_sat(comp, pairs, params)
         return complete_plan(comp, pairs, x), reports, "cp_sat", cp_pairs
-    x = complete_plan(comp, pairs, heuristic_plan(comp, pairs))
-    x = polish(comp, pairs, displace_component(comp, pairs, x))
+    x = displace_component(comp, pairs, complete_plan(comp, pairs, heuristic_plan(comp, pairs)))
+    polished = False
     if hint is not None and hint.any() and fits(comp, pairs, hint):
-        xs = polish(comp, pairs, displace_component(comp, pairs,
-                                                    complete_plan(comp, pairs, hint)))
+        xs = displace_component(comp, pairs, complete_plan(comp, pairs, hint))
+        # Polishing keeps each class's visits: when the two plans' coverage differs it
+        # decides before polishing, and only the plan kept is polished.
+        if (class_counts(comp, pairs, xs) == class_counts(comp, pairs, x)).all():
+            x, xs, polished = polish(comp, pairs, x), polish(comp, pairs, xs), True
         if better(comp, pairs, xs, x):
             x = xs
+    if not polished:
+        x = polish(comp, pairs, x)
     if not with_bounds or not params.bounds:
         reports = [(name, Status.FEASIBLE, 0, 0.0) for name in
                    [*map(int, np.unique(comp.g_class)), "travel", "continuity", "load"]]
