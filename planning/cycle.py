@@ -39,7 +39,7 @@ from wulian.optimizer.memory import release_memory
 from wulian.optimizer.visits import MatchParams
 from wulian.planning.allocate import Run, run_allocation
 from wulian.planning.db import bulk_insert, bulk_update, fetch_frame
-from wulian.planning.engines import default_workers
+from wulian.planning.engines import Slots, default_workers
 from wulian.planning.match import (
     MatchResult,
     next_week,
@@ -399,11 +399,13 @@ def _allocate_and_match(scenario: Scenario, week: str, centre: str | None,
     idles); they change only the levels, and the matching needs the plan alone. So the
     matching starts in a thread as soon as the plan is whole, beside the bounds, and runs its
     regions in the allocation's own pool: one pool, so no second pool's workers are alive
-    beside the first (session 15's matching with a pool of its own there took the peak from
-    2.4 to 3.6 GiB). Both read the plan and change nothing in it: the week is the same as one
-    after the other (tests/test_cycle.py). A run that is not decomposed hands its plan over
-    when it is done (the matching then runs after it, in the same pool); a matching asking
-    for another number of workers than the allocation runs after it with its own.
+    beside the first (session 15's matching with a pool of its own there took the city's peak
+    from 2.4 to 3.6 GiB; one pool, 3.2 GiB: the regions' workers, 0.5–0.7 GiB each, beside
+    the main process's bound LPs, docs/benchmarks.md, session 16). Both read the plan and
+    change nothing in it: the week is the same as one after the other (tests/test_cycle.py).
+    A run that is not decomposed hands its plan over when it is done (the matching then runs
+    after it, in the same pool); a matching asking for another number of workers than the
+    allocation runs after it with its own.
     """
     import time
 
@@ -423,11 +425,14 @@ def _allocate_and_match(scenario: Scenario, week: str, centre: str | None,
     with (ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool,
           ThreadPoolExecutor(1) as beside):
         matching: list[Future] = []
+        # The bounds hold one core: the regions get the others, so no more of them are in
+        # memory at once than can run (a city's region takes its worker to 0.5–0.7 GiB).
+        regions = Slots(pool, workers - 1)
         run = run_allocation(
             scenario, week=week, centre=centre, params=params, only_allocations=True,
             pool=pool, with_plan=lambda early: matching.append(beside.submit(
                 run_matching, scenario, early, week=week, centre=centre, params=match_params,
-                pool=pool)))
+                pool=regions)))
         allocated = time.perf_counter()
         match = matching[0].result()
     return run, match, allocated
