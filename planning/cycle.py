@@ -375,6 +375,8 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
             new[["cost", "fund_id", "kind", "need_id", "provider_id", "units", "volunteer_id"]]))
         events.flush()
         stored = time.perf_counter()
+    # (``allocate`` holds the part of the matching that ran beside the bounds; ``match`` what
+    # was left of it when they ended.)
     return OpenedWeek(week=week, centre=scope, scenario=scenario, run=run, match=match,
                       tasks=new, run_id=run_id,
                       seconds={"snapshot": round(drawn - start, 3),
@@ -400,8 +402,8 @@ def _allocate_and_match(scenario: Scenario, week: str, centre: str | None,
     matching starts in a thread as soon as the plan is whole, beside the bounds, and runs its
     regions in the allocation's own pool: one pool, so no second pool's workers are alive
     beside the first (session 15's matching with a pool of its own there took the city's peak
-    from 2.4 to 3.6 GiB; one pool, 3.2 GiB: the regions' workers, 0.5–0.7 GiB each, beside
-    the main process's bound LPs, docs/benchmarks.md, session 16). Both read the plan and
+    from 2.4 to 3.6 GiB; one pool, 3.2 GiB; one pool whose regions leave the bounds their core,
+    2.9 GiB: docs/benchmarks.md, session 16). Both read the plan and
     change nothing in it: the week is the same as one after the other (tests/test_cycle.py).
     A run that is not decomposed hands its plan over when it is done (the matching then runs
     after it, in the same pool); a matching asking for another number of workers than the
