@@ -252,13 +252,19 @@ def _whole(values: pd.DataFrame, scale: pd.Series | float) -> pd.DataFrame:
 
 def allocate_by_district(data: AllocationInput, params: AllocationParams | None = None, *,
                          map_fn: Callable[[Callable, Iterable], Iterable] = map,
-                         bound_seconds: float = BOUND_SECONDS
+                         bound_seconds: float = BOUND_SECONDS,
+                         on_plan: Callable[[AllocationResult], None] | None = None
                          ) -> tuple[AllocationResult, dict]:
     """Allocate a multi-district week as described in the module docstring, in parts of
     ``params.decompose_by`` ("street" or "district").
 
     ``bound_seconds``: the time limit of each LP bounding a level after red (none when
     ``params.time_limit`` is none); ``params.certify=False`` bounds none of them.
+
+    ``on_plan``, if given, is called with the result once its allocations are final and
+    before the later levels are bounded (on the city 19–21 s on a quiet machine: the bounds
+    change only ``levels``, in place), so that work needing the plan alone can start beside
+    them; it must not change the result.
 
     Returns
     -------
@@ -351,6 +357,8 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     # bound LPs below need more.
     del results, done, by_part, merged
     release_memory()
+    if on_plan is not None:
+        on_plan(result)
     t_bounds = time.perf_counter()
     if bounding:
         seconds = bound_seconds if params.time_limit > 0 else 0.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import version
 from multiprocessing import get_context
@@ -100,7 +100,8 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
                    params: AllocationParams | None = None, store: RunStore | None = None,
                    volunteer_limits: tuple[dict, dict] | None = None, save: bool = True,
                    before_save: Callable[[Run], None] | None = None,
-                   only_allocations: bool = False) -> Run:
+                   only_allocations: bool = False, pool: Executor | None = None,
+                   with_plan: Callable[[Run], None] | None = None) -> Run:
     """Allocate the scenario's needs (of ``week``, within ``centre``'s subtree) and explain.
 
     With a ``store``, the run is recorded there (whole, or not at all; not when ``save`` is
@@ -112,6 +113,14 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
     ``allocations`` and the result's own ``unmet`` only (``plan_week``'s rounds and a week's
     open, which reconcile the run with its matching: the rest is built for the last round,
     :func:`run_tables`).
+
+    ``pool``, if given, runs a decomposed run's parts (instead of a pool of ``params.workers``
+    made and shut here): a week's open keeps one pool for its allocation and its matching.
+    ``with_plan``, if given, is called once with an early run — its ``allocations`` (the
+    final ones) and the ``info`` keys ``status``, ``input_digest`` and ``parameters`` — as
+    soon as the plan is whole: in a decomposed run before the levels after red are bounded
+    (the bounds change only the levels), so the caller can start work that needs the plan
+    alone beside them (a week's open starts its matching); otherwise after the allocation.
     """
     params = params or AllocationParams()
     if centre and params.search_seconds is None:
@@ -127,19 +136,37 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
         for pool, hours in missing.items():
             used[pool] = used.get(pool, 0.0) + hours
         data = replace(data, used_pool_hours=used, pool_caps=dict(caps))
+    parameters = {**asdict(params), "week": week, "centre": centre}
+    early: list[Run] = []  # the run given to ``with_plan``, once
+
+    def plan_done(result: AllocationResult) -> None:
+        if with_plan is not None and not early:
+            early.append(Run(tables={"allocations": _allocations(scenario, result)},
+                             info={"status": str(result.status),
+                                   "input_digest": scenario.digest, "parameters": parameters},
+                             result=result))
+            with_plan(early[0])
+
     decomposition = None
     if _decompose(data, params):
         workers = params.workers or default_workers()
-        if workers == 1:
-            result, decomposition = allocate_by_district(data, params)
+        if pool is not None:
+            result, decomposition = allocate_by_district(data, params, map_fn=pool.map,
+                                                         on_plan=plan_done)
+        elif workers == 1:
+            result, decomposition = allocate_by_district(data, params, on_plan=plan_done)
         else:
             # Fresh (spawned) workers: a fork would copy this process's memory and solver
             # threads; a script that allocates a city needs the ``__main__`` guard for it.
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                result, decomposition = allocate_by_district(data, params, map_fn=pool.map)
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as own:
+                result, decomposition = allocate_by_district(data, params, map_fn=own.map,
+                                                             on_plan=plan_done)
     else:
         result = allocate(data, params)
-    tables = {"allocations": _allocations(scenario, result), "unmet": result.unmet}
+    plan_done(result)  # (when no decomposition called it)
+    # The bounds changed only the levels: the early run's allocations are the run's.
+    tables = {"allocations": early[0].tables["allocations"] if early
+              else _allocations(scenario, result), "unmet": result.unmet}
     if not only_allocations:
         tables = run_tables(scenario, result, tables["allocations"])
     levels = {lv.name: {"sense": lv.sense, "value": lv.value, "bound": lv.bound,
@@ -160,7 +187,7 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
                                                           else ""),
                    "versions": _solver_versions()},
         "decomposition": decomposition,
-        "parameters": {**asdict(params), "week": week, "centre": centre},
+        "parameters": parameters,
         "held_run": held.run_id if held else None,
         "sizes": result.sizes,
         "seconds": {"build": round(result.build_seconds, 3),

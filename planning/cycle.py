@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from multiprocessing import get_context
 
 import numpy as np
 import pandas as pd
@@ -36,9 +37,17 @@ from wulian.contract.problems import Problem, ValidationError
 from wulian.optimizer.allocation import AllocationParams, member_mask
 from wulian.optimizer.memory import release_memory
 from wulian.optimizer.visits import MatchParams
-from wulian.planning.allocate import run_allocation
+from wulian.planning.allocate import Run, run_allocation
 from wulian.planning.db import bulk_insert, bulk_update, fetch_frame, fetch_rows
-from wulian.planning.match import next_week, reconciled_tables, run_matching, shift_week, week_start
+from wulian.planning.engines import Slots, default_workers
+from wulian.planning.match import (
+    MatchResult,
+    next_week,
+    reconciled_tables,
+    run_matching,
+    shift_week,
+    week_start,
+)
 from wulian.planning.register import (
     NEED_STATES,
     OPEN_STATES,
@@ -340,15 +349,8 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
         if large:
             release_memory()
         drawn = time.perf_counter()
-        # The run's own plans, summary and utilisation are not built: the week keeps the
-        # tables reconciled with the matching (reconciled_tables), which builds its own plans
-        # and summary (on the city the run's took 4 s).
-        run = run_allocation(scenario, week=week, centre=centre, params=params,
-                             only_allocations=True)
-        if large:
-            release_memory()
-        allocated = time.perf_counter()
-        match = run_matching(scenario, run, week=week, centre=centre, params=match_params)
+        run, match, allocated = _allocate_and_match(scenario, week, centre, params,
+                                                    match_params)
         if large:
             release_memory()
         matched = time.perf_counter()
@@ -375,6 +377,8 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
             new[["cost", "fund_id", "kind", "need_id", "provider_id", "units", "volunteer_id"]]))
         events.flush()
         stored = time.perf_counter()
+    # (``allocate`` holds the part of the matching that ran beside the bounds; ``match`` what
+    # was left of it when they ended.)
     return OpenedWeek(week=week, centre=scope, scenario=scenario, run=run, match=match,
                       tasks=new, run_id=run_id,
                       seconds={"snapshot": round(drawn - start, 3),
@@ -382,6 +386,60 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
                                "match": round(matched - allocated, 3),
                                "store": round(stored - matched, 3),
                                "wall": round(stored - start, 3)})
+
+
+def _allocate_and_match(scenario: Scenario, week: str, centre: str | None,
+                        params: AllocationParams | None, match_params: MatchParams | None
+                        ) -> tuple[Run, MatchResult, float]:
+    """The week's allocation, then its matching on the allocation's plan; and when the
+    allocation ended (``time.perf_counter``).
+
+    The run's own plans, summary and utilisation are not built: the week keeps the tables
+    reconciled with the matching (reconciled_tables), which builds its own plans and summary
+    (on the city the run's took 4 s).
+
+    A decomposed allocation bounds its levels after red once its plan is whole (on the city
+    19–21 s of one LP chain in this process, HiGHS letting go of the GIL, while its pool
+    idles); they change only the levels, and the matching needs the plan alone. So the
+    matching starts in a thread as soon as the plan is whole, beside the bounds, and runs its
+    regions in the allocation's own pool: one pool, so no second pool's workers are alive
+    beside the first (session 15's matching with a pool of its own there took the city's peak
+    from 2.4 to 3.6 GiB; one pool, 3.2 GiB; one pool whose regions leave the bounds their core,
+    2.9 GiB: docs/benchmarks.md, session 16). Both read the plan and
+    change nothing in it: the week is the same as one after the other (tests/test_cycle.py).
+    A run that is not decomposed hands its plan over when it is done (the matching then runs
+    after it, in the same pool); a matching asking for another number of workers than the
+    allocation runs after it with its own.
+    """
+    import time
+
+    params = params or AllocationParams()
+    match_params = match_params or MatchParams()
+    workers = params.workers or default_workers()
+    share = workers > 1 and (match_params.part_workers or default_workers()) == workers
+    if not share:
+        run = run_allocation(scenario, week=week, centre=centre, params=params,
+                             only_allocations=True)
+        if len(scenario.needs) >= RELEASE_NEEDS:
+            release_memory()
+        allocated = time.perf_counter()
+        return run, run_matching(scenario, run, week=week, centre=centre,
+                                 params=match_params), allocated
+    # Fresh (spawned) workers: a fork would copy this process's memory and solver threads.
+    with (ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool,
+          ThreadPoolExecutor(1) as beside):
+        matching: list[Future] = []
+        # The bounds hold one core: the regions get the others, so no more of them are in
+        # memory at once than can run (a city's region takes its worker to 0.5–0.7 GiB).
+        regions = Slots(pool, workers - 1)
+        run = run_allocation(
+            scenario, week=week, centre=centre, params=params, only_allocations=True,
+            pool=pool, with_plan=lambda early: matching.append(beside.submit(
+                run_matching, scenario, early, week=week, centre=centre, params=match_params,
+                pool=regions)))
+        allocated = time.perf_counter()
+        match = matching[0].result()
+    return run, match, allocated
 
 
 def _shortfalls(scenario: Scenario, centres: pd.DataFrame, tables: dict) -> pd.DataFrame:

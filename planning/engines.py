@@ -21,9 +21,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -252,5 +253,25 @@ def _run_ray(task, payload, keys, address, workers, on_done, cancelled) -> tuple
     return results, info
 
 
-__all__ = ["ENGINES", "Cancelled", "EngineError", "TaskResult", "default_workers", "run_tasks",
-           "start_ray"]
+class Slots(Executor):
+    """Another executor's ``submit`` holding at most ``n`` of this caller's tasks in it at
+    once (a further one waits for one of them to end): a week's open gives its matching's
+    regions the allocation's pool less the core its bounds hold (planning/cycle.py)."""
+
+    def __init__(self, pool: Executor, n: int):
+        self.pool = pool
+        self.free = threading.BoundedSemaphore(n)
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        self.free.acquire()
+        try:
+            future = self.pool.submit(fn, *args, **kwargs)
+        except BaseException:
+            self.free.release()
+            raise
+        future.add_done_callback(lambda _: self.free.release())
+        return future
+
+
+__all__ = ["ENGINES", "Cancelled", "EngineError", "Slots", "TaskResult", "default_workers",
+           "run_tasks", "start_ray"]

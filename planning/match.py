@@ -41,6 +41,7 @@ At city scale the model is cut into regions solved in a process pool (:func:`par
 from __future__ import annotations
 
 import time
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from importlib.metadata import version
@@ -345,16 +346,26 @@ def _week_of(scenario: Scenario, run: Run) -> str:
     return max(pd.unique(weeks), key=week_start)
 
 
-def part_runner(params: MatchParams):
+def part_runner(params: MatchParams, pool: Executor | None = None):
     """How :func:`match_visits` runs its regions: in a process pool of
     ``params.part_workers`` processes (0: one per core) from ``planning.engines``, or, with
     one worker, one after another in this process. Regions come back keyed, so the plan is the
-    same either way."""
+    same either way.
+
+    ``pool``, if given, runs them instead (with more than one worker asked): a week's open
+    hands over its allocation's pool, so that no second pool's workers are alive beside it
+    (each region's task takes the payload along: a city has 8 regions)."""
     from wulian.planning.engines import default_workers, run_tasks
 
     workers = params.part_workers or default_workers()
     if workers <= 1:
         return None
+    if pool is not None:
+        def run_in_pool(task, payload, keys):
+            futures = {key: pool.submit(task, payload, key) for key in keys}
+            return {key: future.result() for key, future in futures.items()}
+
+        return run_in_pool
 
     def run_parts(task, payload, keys):
         # Fresh (spawned) workers: a fork would copy this process's memory and solver threads.
@@ -368,7 +379,7 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
                  centre: str | None = None, params: MatchParams | None = None,
                  keep: pd.DataFrame | None = None,
                  hold: dict[str, str] | None = None, monitoring: tuple | None = None,
-                 schedules: bool = True) -> MatchResult:
+                 schedules: bool = True, pool: Executor | None = None) -> MatchResult:
     """Match the week's visits (pool-served needs and monitoring) to volunteers and slots.
 
     Parameters
@@ -398,6 +409,8 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
     schedules
         Whether to build the ``schedules`` table (off: an empty one; :func:`plan_week`'s
         matchings whose plan only tells the next round what can be placed).
+    pool
+        A process pool to run the regions in (:func:`part_runner`), instead of one of its own.
 
     Returns
     -------
@@ -421,7 +434,7 @@ def run_matching(scenario: Scenario, run: Run, *, week: str | None = None,
         visits["pin_volunteer"] = np.where(visits["pin_volunteer"] == "", held,
                                            visits["pin_volunteer"])
     hint = start_from(visits, keep) if keep is not None and len(keep) else None
-    vm = match_visits(visits, scenario.volunteers, params, run_parts=part_runner(params),
+    vm = match_visits(visits, scenario.volunteers, params, run_parts=part_runner(params, pool),
                       start=hint)
 
     placed = vm.assignments.set_index("visit_id")

@@ -592,3 +592,30 @@ def test_without_reasons_the_same_allocations(seed):
 
 # The checks, for the other reference comparisons (tests/test_allocation_midsize.py).
 close, levels_from_tables, table_problems = _close, _levels_from_tables, _table_problems
+
+
+def test_a_decomposed_run_hands_its_plan_over_before_the_later_levels_are_bounded():
+    """``with_plan`` gets the run's final allocations while the levels after red still have no
+    bound (the bounds come after, beside whatever the caller started), once; a run that is not
+    decomposed hands its plan over after the allocation."""
+    scenario = Scenario.from_tables(random_scenario(MULTI_DISTRICT[0]))
+    for decompose in ("always", "never"):
+        seen = []
+
+        def early(plan, seen=seen):
+            seen.append((plan.tables["allocations"].copy(), plan.info["status"],
+                         [lv.bound for lv in plan.result.levels]))
+
+        run = run_allocation(scenario, params=AllocationParams(decompose=decompose, workers=1),
+                             with_plan=early)
+        assert len(seen) == 1, decompose
+        allocations, status, bounds = seen[0]
+        pd.testing.assert_frame_equal(allocations, run.tables["allocations"])
+        assert status == run.info["status"]
+        later = dict(zip([lv.name for lv in run.result.levels], bounds, strict=True))
+        if decompose == "always":
+            assert run.info["decomposition"]["parts"] > 1
+            assert all(math.isnan(later[t]) for t in TIER_LEVELS[1:])
+            assert all(math.isfinite(run.info["levels"][t]["bound"]) for t in TIER_LEVELS[1:])
+        else:
+            assert run.info["decomposition"] is None

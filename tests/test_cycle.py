@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -1162,14 +1163,17 @@ def test_an_upgrade_from_0008_keeps_the_tasks_and_their_status_reads_stay_right(
     assert len(cycle.tasks(register, status="not_delivered")) == len(live)
 
 
-def test_a_decomposed_week_stores_what_its_allocation_and_matching_give(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_decomposed_week_stores_what_its_allocation_and_matching_give(tmp_path, workers):
     """A week whose allocation is decomposed (district by district) keeps exactly the tasks,
     levels and bounds that the allocation and then the matching, run alone on the same
     snapshot, give — here with no volunteer-pool allocation at all, so no visit has a fund
-    (the open once failed there: pandas would not fill a float column with text)."""
+    (the open once failed there: pandas would not fill a float column with text). With two
+    workers the open matches in a thread beside the bounds, in the allocation's pool."""
     from scenario_factory import random_scenario
 
     from wulian.optimizer.allocation import AllocationParams
+    from wulian.optimizer.visits import MatchParams
     from wulian.planning.allocate import run_allocation
     from wulian.planning.match import run_matching
 
@@ -1179,11 +1183,13 @@ def test_a_decomposed_week_stores_what_its_allocation_and_matching_give(tmp_path
     tables["needs"] = tables["needs"].assign(week=W1)
     register = _register(f"sqlite:///{tmp_path / 'parts.sqlite'}")
     register.import_scenario(Scenario.from_tables(tables))
-    params = AllocationParams(decompose="always", workers=1)
-    opened = cycle.open_week(register, W1, params=params)
+    params = AllocationParams(decompose="always", workers=workers)
+    match_params = MatchParams(part_workers=workers)
+    opened = cycle.open_week(register, W1, params=params, match_params=match_params)
     assert opened.run.info["decomposition"]["parts"] > 1
-    run = run_allocation(opened.scenario, week=W1, params=params)
-    match = run_matching(opened.scenario, run, week=W1)
+    run = run_allocation(opened.scenario, week=W1, params=replace(params, workers=1))
+    match = run_matching(opened.scenario, run, week=W1, params=replace(match_params,
+                                                                       part_workers=1))
     alone = cycle.build_tasks(opened.scenario, W1, "*", run.tables["allocations"], match.visits)
     assert len(alone) and (alone["kind"] != "service").any()  # (visits were matched too)
     stored = cycle.tasks(register, W1)[alone.columns]
