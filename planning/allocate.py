@@ -133,8 +133,8 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
     if volunteer_limits:
         missing, caps = volunteer_limits
         used = dict(data.used_pool_hours)
-        for pool, hours in missing.items():
-            used[pool] = used.get(pool, 0.0) + hours
+        for pool_id, hours in missing.items():
+            used[pool_id] = used.get(pool_id, 0.0) + hours
         data = replace(data, used_pool_hours=used, pool_caps=dict(caps))
     parameters = {**asdict(params), "week": week, "centre": centre}
     early: list[Run] = []  # the run given to ``with_plan``, once
