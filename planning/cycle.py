@@ -438,6 +438,7 @@ def _allocate_and_match(scenario: Scenario, week: str, centre: str | None,
                 run_matching, scenario, early, week=week, centre=centre, params=match_params,
                 pool=regions)))
         allocated = time.perf_counter()
+        regions.widen()  # the bounds are done: their core is the regions' too
         match = matching[0].result()
     return run, match, allocated
 

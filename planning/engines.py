@@ -260,7 +260,11 @@ class Slots(Executor):
 
     def __init__(self, pool: Executor, n: int):
         self.pool = pool
-        self.free = threading.BoundedSemaphore(n)
+        self.free = threading.Semaphore(n)
+
+    def widen(self, more: int = 1) -> None:
+        """Let ``more`` further tasks into the pool at once (the core they wait for is free)."""
+        self.free.release(more)
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
         self.free.acquire()
