@@ -41,10 +41,12 @@ At city scale the model is cut into regions solved in a process pool (:func:`par
 from __future__ import annotations
 
 import time
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from importlib.metadata import version
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -629,9 +631,37 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
     last round's is run again with ``match_params`` when those bounds are asked for and its
     model was neither cut nor pruned (else it would get the whole model's bounds anyway).
     """
+    full, match_params = params or PLAN_ALLOCATION, match_params or MatchParams()
+    with rounds_pool(full, match_params) as pool:
+        return _plan_rounds(scenario, week, centre, full, match_params, store, rounds,
+                            free_rounds, combined_columns, processes=pool)
+
+
+@contextmanager
+def rounds_pool(params: AllocationParams, match_params: MatchParams):
+    """One process pool for every round's allocation and matching of :func:`plan_week`
+    (``None`` when either runs in this process alone, or they ask for other numbers of
+    workers): the city's plan spawned four pools, two workers each, every worker importing
+    wulian again (about 1 s of CPU each). Workers are spawned when first used: a week whose
+    allocation is not decomposed and whose matching is one region spawns none."""
+    from wulian.planning.engines import default_workers
+
+    workers = params.workers or default_workers()
+    if workers <= 1 or (match_params.part_workers or default_workers()) != workers:
+        yield None
+        return
+    # Fresh (spawned) workers: a fork would copy this process's memory and solver threads.
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        yield pool
+
+
+def _plan_rounds(scenario: Scenario, week: str | None, centre: str | None,
+                 full: AllocationParams, match_params: MatchParams, store, rounds: int,
+                 free_rounds: int, combined_columns: int | None, processes: Executor | None
+                 ) -> WeekPlan:
+    """:func:`plan_week`'s rounds, their allocations and matchings in ``processes`` if given."""
     from wulian.planning.allocate import record_run, run_allocation, run_tables
 
-    match_params = match_params or MatchParams()
     # The rounds' matchings skip the LP bounds; those whose plan is not reported (a guess's,
     # the settling's) also skip the travel repair and every other bound (the same plans).
     quick = replace(match_params, lp_bounds_visits=0)
@@ -653,7 +683,6 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
             due_of[planned] = monitoring_due(scenario, planned, centre, match_params)
         return due_of[planned]
 
-    full = params or PLAN_ALLOCATION
     # A round before the held ones only tells the next what the matching can place: it skips
     # the exact search and the bounds (the colour levels' values are the same on the demo,
     # the plan's later levels may differ), and is never the one reported. Only its pools'
@@ -675,7 +704,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         run = run_allocation(scenario, week=week, centre=centre,
                              params=guess if guessing else full, store=store,
                              volunteer_limits=(missing, caps), save=False,
-                             only_allocations=True)
+                             only_allocations=True, pool=processes)
         t1 = time.perf_counter()
         # A held round's service visits are a part of what the previous round placed; the
         # flow heuristic is not monotone, so the matching also starts from those placements
@@ -686,14 +715,14 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
             match = run_matching(scenario, run, week=week, centre=centre,
                                  params=unreported if guessing else quick, keep=keep,
                                  hold=hold, monitoring=monitoring(run),
-                                 schedules=not guessing)
+                                 schedules=not guessing, pool=processes)
         except PinError:
             if not hold:
                 raise
             # The allocation took other units than the combined week (a tie): match freely.
             hold = None
             match = run_matching(scenario, run, week=week, centre=centre, params=quick,
-                                 keep=keep, monitoring=monitoring(run))
+                                 keep=keep, monitoring=monitoring(run), pool=processes)
         lost = match.visits[(match.visits["need_id"] != "")
                             & (match.visits["volunteer_id"] == "")]
         switched = False
@@ -705,7 +734,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
             # plan (the same visits; each plan's own levels and bounds), before a whole
             # allocation is spent on the loss (docs/matching.md, "One plan").
             again = run_matching(scenario, run, week=week, centre=centre, params=quick,
-                                 keep=second, monitoring=monitoring(run))
+                                 keep=second, monitoring=monitoring(run), pool=processes)
             if _lex_better(again, match):
                 match, keep, switched = again, second, True
         second = None
@@ -736,7 +765,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
             t2 = time.perf_counter()
             lost, placed, previous, inner, second = _settle(
                 scenario, run, lost, placed, previous, week=match.info["week"], centre=centre,
-                params=unreported, monitoring=monitoring(run), matchings=settling)
+                params=unreported, monitoring=monitoring(run), matchings=settling, pool=processes)
             history[-1].update({"settled_unplaced_service_visits": len(lost),
                                 "settling_matchings": inner,
                                 "settling_seconds": round(time.perf_counter() - t2, 3)})
@@ -770,7 +799,7 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
         # The same plan (the heuristic is deterministic; the LP bounds do not change it),
         # with the bounds the LP adds.
         match = run_matching(scenario, run, week=week, centre=centre, params=match_params,
-                             keep=keep, hold=hold, monitoring=monitoring(run))
+                             keep=keep, hold=hold, monitoring=monitoring(run), pool=processes)
     if held_from == 0:
         # The combined week capped the pool needs, not a matching's lost visits: a need it
         # left short says why no volunteer could make one more visit, when none could.
@@ -870,7 +899,8 @@ SETTLE_VISITS = 25_000
 
 def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
             previous: pd.DataFrame, *, week: str, centre: str | None, params: MatchParams,
-            monitoring: tuple | None = None, matchings: int = SETTLE_MATCHINGS
+            monitoring: tuple | None = None, matchings: int = SETTLE_MATCHINGS,
+            pool: Executor | None = None
             ) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, int, pd.DataFrame | None]:
     """Match again, without allocating, the round's allocation with every need that lost
     service visits held at the units placed, starting from the placements so far, until no
@@ -899,7 +929,8 @@ def _settle(scenario: Scenario, run: Run, lost: pd.DataFrame, placed: pd.Series,
         stand_in = SimpleNamespace(tables={"allocations": held}, info=run.info)
         try:
             match = run_matching(scenario, stand_in, week=week, centre=centre, params=params,
-                                 keep=previous, monitoring=monitoring, schedules=False)
+                                 keep=previous, monitoring=monitoring, schedules=False,
+                                 pool=pool)
         except PinError:
             break
         inner += 1

@@ -503,3 +503,30 @@ def test_a_week_too_large_to_settle_plays_one_held_round(seed, monkeypatch):
     assert guess(plan.rounds[0]) == guess(normal.rounds[0])  # the same guess
     tables = reconciled_tables(scarce(seed), plan.run, plan.match)
     _assert_pool_units_placed(tables["allocations"], plan.match.visits)
+
+
+@pytest.mark.parametrize("seed", (2, 8))
+def test_the_rounds_in_one_pool_plan_as_in_this_process(seed):
+    """The rounds' allocations (cut into streets) and matchings in one process pool of two
+    workers (as a city's: ``rounds_pool``) give the plan they give in this process alone:
+    the same allocations, the same visits with the same volunteers, the same rounds."""
+    from dataclasses import replace
+
+    from wulian.optimizer.visits import MatchParams
+    from wulian.planning.match import PLAN_ALLOCATION
+
+    def plan(workers: int):
+        params = replace(PLAN_ALLOCATION, decompose="always", decompose_by="street",
+                         workers=workers)
+        return plan_week(scarce(seed), combined_columns=0, params=params,
+                         match_params=MatchParams(part_workers=workers))
+
+    alone, pooled = plan(1), plan(2)
+    assert pooled.run.info["decomposition"]["parts"] >= 2
+    assert len(pooled.rounds) >= 2  # (a later round's allocation in the pool too)
+    pd.testing.assert_frame_equal(pooled.run.tables["allocations"],
+                                  alone.run.tables["allocations"])
+    columns = ["visit_id", "need_id", "volunteer_id", "slot"]
+    pd.testing.assert_frame_equal(pooled.match.visits[columns], alone.match.visits[columns])
+    seconds = lambda r: {k: v for k, v in r.items() if not k.endswith("seconds")}  # noqa: E731
+    assert [seconds(r) for r in pooled.rounds] == [seconds(r) for r in alone.rounds]
