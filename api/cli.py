@@ -6,6 +6,7 @@ import argparse
 import math
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -132,19 +133,30 @@ class DemoCycle:
         if default_workers() >= 2:
             import pickle
             import signal
+            import tempfile
             from multiprocessing import get_context
 
-            self.weeks_file = out / "cycle.play.pickle"
-            self.weeks_file.write_bytes(pickle.dumps(self.play, pickle.HIGHEST_PROTOCOL))
+            # (a file of this user's alone: the worker runs what it unpickles)
+            handle, name = tempfile.mkstemp(prefix="wulian-demo-cycle-", suffix=".pickle")
+            self.weeks_file = Path(name)
+            with os.fdopen(handle, "wb") as file:
+                pickle.dump(self.play, file, pickle.HIGHEST_PROTOCOL)
             context = get_context("spawn")
             self.answers, answer = context.Pipe(duplex=False)
             self.worker = context.Process(target=play_and_answer, args=(self.weeks_file, answer),
                                           name="wulian-demo-cycle")
-            interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # (the child's, at birth)
+            # The child is born ignoring Ctrl-C (only the main thread may set a handler).
+            main_thread = threading.current_thread() is threading.main_thread()
+            interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
             try:
                 self.worker.start()  # (what it pickles fits in the pipe: no wait)
+            except BaseException:
+                self.weeks_file.unlink(missing_ok=True)
+                self.answers.close()
+                raise
             finally:
-                signal.signal(signal.SIGINT, interrupt)
+                if main_thread:
+                    signal.signal(signal.SIGINT, interrupt)
                 answer.close()  # the worker's end: this process only reads
 
     def show(self) -> None:
@@ -192,8 +204,10 @@ def play_and_answer(weeks_file: Path, answer) -> None:
     send (failed, the weeks or the error). Born ignoring Ctrl-C: it is the demo's to handle
     (it stops this process), so no second traceback comes from here."""
     import pickle
+    import signal
     import traceback
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # (where it was not ignored from birth)
     try:
         play = pickle.loads(weeks_file.read_bytes())
         weeks_file.unlink()

@@ -141,6 +141,9 @@ class AllocationParams:
         check_flag(where, "certify", self.certify)
         check_flag(where, "top_up", self.top_up)
         check_flag(where, "reasons", self.reasons)
+        if self.top_up and not self.reasons:  # (the top-up finds its units by their reasons)
+            raise ValueError(f"{where}.top_up 须与 reasons 同开 / {where}.top_up needs reasons "
+                             "(the top-up finds the units it serves by their reasons)")
         check_flag(where, "flow", self.flow)
         check_flag(where, "branch_and_bound", self.branch_and_bound)
 

@@ -86,7 +86,10 @@ def open_engine(url: str, *, migrate: bool = True) -> sa.Engine:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        # A connection may be used by another thread than the one that made it, one thread
+        # at a time (a week's close settles its tasks in a thread of its own); SQLAlchemy
+        # already allows it for a file, not for an in-memory database.
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = sa.create_engine(url, pool_pre_ping=True)

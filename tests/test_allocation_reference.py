@@ -578,7 +578,7 @@ def test_without_reasons_the_same_allocations(seed):
     allocations and levels, whole or in parts (the top-up off, as the guess has it), and every
     unmet need's reason is empty where the run with reasons says one."""
     scenario = Scenario.from_tables(random_scenario(seed))
-    for params in (AllocationParams(workers=1),
+    for params in (AllocationParams(workers=1, top_up=False),
                    AllocationParams(decompose="always", workers=1, top_up=False)):
         said = run_allocation(scenario, params=params)
         silent = run_allocation(scenario, params=replace(params, reasons=False))

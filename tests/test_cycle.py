@@ -1202,3 +1202,16 @@ def test_a_decomposed_week_stores_what_its_allocation_and_matching_give(tmp_path
         assert same == pytest.approx({k: level[k] for k in same}, nan_ok=True), name
     assert np.isfinite(kept["levels"]["orange"]["bound"])
     assert kept["match"]["allocation_status"] == run.info["status"]
+
+
+def test_a_week_closes_in_a_register_held_in_memory(tiny):
+    """The close settles the unanswered tasks in a thread of its own, on the close's
+    connection: an in-memory SQLite register (whose connection SQLite ties to the thread
+    that made it unless told otherwise) closes its week as a file's does."""
+    register = _register("sqlite://")
+    register.import_scenario(tiny)
+    opened = cycle.open_week(register, W1).tasks
+    cycle.record_answers(register, [cycle.Answer(opened["task_id"].iloc[0], "delivered")])
+    closed = cycle.close_week(register, W1)
+    assert closed.unanswered == len(opened) - 1
+    assert set(cycle.tasks(register, W1)["status"]) == {"delivered", "not_delivered"}

@@ -49,6 +49,13 @@ def test_an_unknown_decompose_is_refused_not_taken_as_auto(value):
     assert repr(value) in message
 
 
+def test_a_top_up_without_reasons_is_refused():
+    """The top-up finds the units it serves by their reasons: asked for without them it would
+    silently serve none."""
+    _refused(lambda: AllocationParams(reasons=False), "AllocationParams.top_up", "reasons")
+    assert not AllocationParams(top_up=False, reasons=False).reasons
+
+
 def test_an_unknown_decompose_by_is_refused():
     _refused(lambda: AllocationParams(decompose_by="county"), "AllocationParams.decompose_by",
              "street", "district")

@@ -470,7 +470,8 @@ def test_sigint_while_the_demo_starts_its_cycle_exits_130(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "wulian.api.cli", "demo", str(demo),
                              "--out", str(out), "--store", f"sqlite:///{tmp_path / 's.sqlite'}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True, env={**os.environ, "COLUMNS": "200"},
+                            start_new_session=True,
+                            env={**os.environ, "COLUMNS": "200", "TMPDIR": str(tmp_path)},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         seen = []
@@ -486,7 +487,7 @@ def test_sigint_while_the_demo_starts_its_cycle_exits_130(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, (proc.returncode, stderr.decode()[-2000:])
     assert b"Traceback" not in stderr and "interrupted" in stdout.decode()
-    assert not (out / "cycle.play.pickle").exists()  # the worker's weeks not left behind
+    assert not list(tmp_path.glob("wulian-demo-cycle-*"))  # the worker's weeks not left
 
 
 def test_a_store_failure_loses_no_plan(tmp_path, monkeypatch, capsys):
