@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from multiprocessing import get_context
 
 import numpy as np
 import pandas as pd
@@ -44,6 +43,7 @@ from wulian.planning.match import (
     MatchResult,
     next_week,
     reconciled_tables,
+    rounds_pool,
     run_matching,
     shift_week,
     week_start,
@@ -402,10 +402,10 @@ def _allocate_and_match(scenario: Scenario, week: str, centre: str | None,
     19–21 s of one LP chain in this process, HiGHS letting go of the GIL, while its pool
     idles); they change only the levels, and the matching needs the plan alone. So the
     matching starts in a thread as soon as the plan is whole, beside the bounds, and runs its
-    regions in the allocation's own pool: one pool, so no second pool's workers are alive
-    beside the first (session 15's matching with a pool of its own there took the city's peak
-    from 2.4 to 3.6 GiB; one pool, 3.2 GiB; one pool whose regions leave the bounds their core,
-    2.9 GiB: docs/benchmarks.md, session 16). Both read the plan and
+    regions in the allocation's own pool (``rounds_pool``): one pool, so no second pool's
+    workers are alive beside the first (session 15's matching with a pool of its own there
+    took the city's peak from 2.4 to 3.6 GiB; one pool, 3.2 GiB; one pool whose regions leave
+    the bounds their core, 2.9 GiB: docs/benchmarks.md, session 16). Both read the plan and
     change nothing in it: the week is the same as one after the other (tests/test_cycle.py).
     A run that is not decomposed hands its plan over when it is done (the matching then runs
     after it, in the same pool); a matching asking for another number of workers than the
@@ -415,31 +415,29 @@ def _allocate_and_match(scenario: Scenario, week: str, centre: str | None,
 
     params = params or AllocationParams()
     match_params = match_params or MatchParams()
-    workers = params.workers or default_workers()
-    share = workers > 1 and (match_params.part_workers or default_workers()) == workers
-    if not share:
-        run = run_allocation(scenario, week=week, centre=centre, params=params,
-                             only_allocations=True)
-        if len(scenario.needs) >= RELEASE_NEEDS:
-            release_memory()
-        allocated = time.perf_counter()
-        return run, run_matching(scenario, run, week=week, centre=centre,
-                                 params=match_params), allocated
-    # Fresh (spawned) workers: a fork would copy this process's memory and solver threads.
-    with (ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool,
-          ThreadPoolExecutor(1) as beside):
-        matching: list[Future] = []
-        # The bounds hold one core: the regions get the others, so no more of them are in
-        # memory at once than can run (a city's region takes its worker to 0.5–0.7 GiB).
-        regions = Slots(pool, workers - 1)
-        run = run_allocation(
-            scenario, week=week, centre=centre, params=params, only_allocations=True,
-            pool=pool, with_plan=lambda early: matching.append(beside.submit(
-                run_matching, scenario, early, week=week, centre=centre, params=match_params,
-                pool=regions)))
-        allocated = time.perf_counter()
-        regions.widen()  # the bounds are done: their core is the regions' too
-        match = matching[0].result()
+    with rounds_pool(params, match_params) as pool:
+        if pool is None:
+            run = run_allocation(scenario, week=week, centre=centre, params=params,
+                                 only_allocations=True)
+            if len(scenario.needs) >= RELEASE_NEEDS:
+                release_memory()
+            allocated = time.perf_counter()
+            return run, run_matching(scenario, run, week=week, centre=centre,
+                                     params=match_params), allocated
+        workers = params.workers or default_workers()
+        with ThreadPoolExecutor(1) as beside:
+            matching: list[Future] = []
+            # The bounds hold one core: the regions get the others, so no more of them are in
+            # memory at once than can run (a city's region takes its worker to 0.5–0.7 GiB).
+            regions = Slots(pool, workers - 1)
+            run = run_allocation(
+                scenario, week=week, centre=centre, params=params, only_allocations=True,
+                pool=pool, with_plan=lambda early: matching.append(beside.submit(
+                    run_matching, scenario, early, week=week, centre=centre,
+                    params=match_params, pool=regions)))
+            allocated = time.perf_counter()
+            regions.widen()  # the bounds are done: their core is the regions' too
+            match = matching[0].result()
     return run, match, allocated
 
 

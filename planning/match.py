@@ -639,11 +639,12 @@ def plan_week(scenario: Scenario, *, week: str | None = None, centre: str | None
 
 @contextmanager
 def rounds_pool(params: AllocationParams, match_params: MatchParams):
-    """One process pool for every round's allocation and matching of :func:`plan_week`
-    (``None`` when either runs in this process alone, or they ask for other numbers of
-    workers): the city's plan spawned four pools, two workers each, every worker importing
-    wulian again (about 1 s of CPU each). Workers are spawned when first used: a week whose
-    allocation is not decomposed and whose matching is one region spawns none."""
+    """One process pool for the allocations and matchings of a week — every round's of
+    :func:`plan_week`, a week's open's one (``None`` when either runs in this process alone,
+    or they ask for other numbers of workers): the city's plan spawned four pools, two
+    workers each, every worker importing wulian again (about 1 s of CPU each). Workers are
+    spawned when first used: a week whose allocation is not decomposed and whose matching is
+    one region spawns none."""
     from wulian.planning.engines import default_workers
 
     workers = params.workers or default_workers()
