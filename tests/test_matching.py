@@ -903,6 +903,21 @@ def _check_later_bounds(visits: pd.DataFrame, volunteers: pd.DataFrame, result) 
     return levels
 
 
+@pytest.mark.parametrize("seed", (0, 1, 7, 10))
+def test_pattern_lp_with_the_plans_holds_proves_continuity_and_load(seed):
+    """Every visit placed by a pruned model: the pattern LP with the plan's travel held bounds
+    continuity, with its continuity held too, load (``patterns.later_bounds``). Both hold
+    against the independent model with those holds, and on these cases (travel proven) they
+    meet the plan: every later level proven, where the slot relaxation and Cauchy–Schwarz left
+    load 20–60 % open."""
+    sc, visits = _later_case(seed)
+    result = match_visits(visits, sc.volunteers, MatchParams(max_arcs=1, arcs_per_visit=1))
+    assert result.decomposition["pruned_regions"] >= 1 and result.unplaced.empty
+    levels = _check_later_bounds(visits, sc.volunteers, result)
+    for name in ("travel", "continuity", "load"):
+        assert levels[name].status == "optimal", levels[name]
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_later_levels_equal_the_reference_optima(seed):
     """Travel, continuity and load of a small matching (solved exactly: CP-SAT or min-cost
