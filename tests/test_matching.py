@@ -23,6 +23,7 @@ from wulian.optimizer.visits import REASONS, MatchParams, match_visits, patterns
 from wulian.optimizer.visits.bounds import hours_travel_floor
 from wulian.optimizer.visits.patterns import TooManyPatterns, maximal_patterns, pattern_lp
 from wulian.optimizer.visits.prepare import prepare
+from wulian.optimizer.visits.travel import improve_continuity
 from wulian.planning.allocate import run_allocation
 from wulian.planning.match import (
     build_visits,
@@ -940,6 +941,44 @@ def test_pattern_lp_with_the_plans_holds_proves_continuity_and_load(seed):
     levels = _check_later_bounds(visits, sc.volunteers, result)
     for name in ("travel", "continuity", "load"):
         assert levels[name].status == "optimal", levels[name]
+
+
+@pytest.mark.parametrize("seed", (0, 12, 20, 21, 31, 39))
+def test_continuity_search_reaches_the_most_continuity_at_the_plans_travel(seed):
+    """``travel.improve_continuity`` (``--prove-travel``, session 17) given a plan that places
+    every visit (here the pruned model's without the travel repair, so its travel leaves room,
+    and every household with a last volunteer): it keeps every visit placed, travels no more,
+    and reaches the independent model's most continuity at that plan's travel, above the
+    plan's own on these seeds."""
+    sc, visits = _later_case(seed)
+    rng = np.random.default_rng(seed)
+    visits = visits.assign(last_volunteer=rng.choice(sc.volunteers["volunteer_id"].to_numpy(),
+                                                     len(visits)))
+    plain = match_visits(visits, sc.volunteers, MatchParams(max_arcs=1, arcs_per_visit=1,
+                                                            travel_repair=False))
+    assert plain.unplaced.empty
+    arrays = prepare(visits, sc.volunteers)
+    row = pd.Series(np.arange(len(visits)), index=visits["visit_id"])
+    vol = pd.Series(np.arange(len(arrays.vol_ids)), index=arrays.vol_ids)
+    counts = pd.DataFrame({
+        "g": arrays.visit_group[row[plain.assignments["visit_id"]].to_numpy()],
+        "v": vol[plain.assignments["volunteer_id"]].to_numpy()}).value_counts().sort_index()
+    used = tuple(counts.index.get_level_values(j).to_numpy(np.int64) for j in (0, 1)) \
+        + (counts.to_numpy(np.int64),)
+    ug, uv, uc = improve_continuity(arrays, used)
+    assert (np.bincount(ug, weights=uc, minlength=len(arrays.g_count)) == arrays.g_count).all()
+    slots = np.bincount(uv, weights=uc, minlength=len(arrays.vol_ids))
+    units = np.bincount(uv, weights=uc * arrays.g_units[ug], minlength=len(arrays.vol_ids))
+    assert (slots <= arrays.free_slots).all() and (units <= arrays.free_units).all()
+    travel = int(arrays.pair_metres(ug, uv) @ uc)
+    assert travel <= int(arrays.pair_metres(*used[:2]) @ used[2])
+    continuity = int(((arrays.g_last[ug] == uv) * uc).sum())
+    levels = {lv.name: lv for lv in plain.levels}
+    held = {(t, int(u)): int(n) for (t, u), n in visits.groupby(["tier", "urgency"]).size()
+            .items()}
+    best = ref.solve_given(visits, sc.volunteers, held, later=True,
+                           travel_km=levels["travel"].value, solver="highs")
+    assert levels["continuity"].value < continuity == best.continuity
 
 
 @pytest.mark.parametrize("seed", range(6))

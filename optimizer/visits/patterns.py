@@ -228,6 +228,21 @@ def _pattern_lp(arrays: VisitArrays) -> tuple[np.ndarray, int, np.ndarray] | Non
     return x, math.ceil(objective - 1e-7 * max(1.0, abs(objective))), reduced
 
 
+def continuity_caps(arrays: VisitArrays, listed: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Per pair of ``bounds.key_pairs`` (``listed``), the most continuity it can carry: the
+    visits of its key's groups whose last volunteer is its volunteer."""
+    group_key, _, _, key_arc, vol_arc, _ = listed
+    n, n_vol = len(key_arc), len(arrays.vol_ids)
+    code = key_arc * n_vol + vol_arc
+    by_code = np.argsort(code, kind="stable")
+    g = np.flatnonzero((arrays.g_count > 0) & (group_key >= 0) & (arrays.g_last >= 0))
+    want = group_key[g] * n_vol + arrays.g_last[g]
+    at = np.minimum(np.searchsorted(code[by_code], want), max(n - 1, 0))
+    found = code[by_code][at] == want if n else np.zeros(len(g), bool)
+    return np.bincount(by_code[at[found]], weights=arrays.g_count[g[found]],
+                       minlength=n).astype(np.int64)
+
+
 def later_bounds(arrays: VisitArrays, used: tuple[np.ndarray, np.ndarray, np.ndarray]
                  ) -> dict[str, int]:
     """Bounds of continuity and load over every pair when ``used`` places every unpinned visit,
@@ -257,13 +272,7 @@ def later_bounds(arrays: VisitArrays, used: tuple[np.ndarray, np.ndarray, np.nda
     np.add.at(x_plan, by_code[np.searchsorted(code[by_code], group_key[ug] * n_vol + uv)], uc)
     travel_plan = float(m.metres @ x_plan)
     continuity_plan = int(((arrays.g_last[ug] == uv) * uc).sum())
-    # Each key pair's continuity: the visits of the key's groups whose last volunteer it is.
-    g = np.flatnonzero((arrays.g_count > 0) & (group_key >= 0) & (arrays.g_last >= 0))
-    want = group_key[g] * n_vol + arrays.g_last[g]
-    at = np.minimum(np.searchsorted(code[by_code], want), n - 1)
-    found = code[by_code][at] == want
-    cont_cap = np.minimum(np.bincount(by_code[at[found]], weights=arrays.g_count[g[found]],
-                                      minlength=n), m.upper)
+    cont_cap = np.minimum(continuity_caps(arrays, listed), m.upper)
     cont_pairs = np.flatnonzero(cont_cap > 0)
     extra_rows: list[np.ndarray] = []  # per pair, the rows the holds add (travel, hours)
     extra_coef: list[np.ndarray] = []
