@@ -31,8 +31,9 @@ RESIDUAL_PRICE = 600
 RESIDUAL_NODES = 500
 SEARCH_NODES = 20
 #: The continuity search's pairs beyond the plan's and those that can carry continuity: the
-#: pattern LP prices them within this many metres (on the demo's final matching: 6,889 pairs,
-#: continuity 18 → 39 at the plan's travel); and its node limit.
+#: pattern LP prices them within this many metres (on the default plan of the demo's final
+#: matching: 6,889 pairs, continuity 18 → 39 at no more travel; within 100 m: 34; 600 m: 39;
+#: docs/matching.md, "Session 17"); and its node limit.
 CONTINUITY_PRICE = 300
 CONTINUITY_NODES = 20
 
