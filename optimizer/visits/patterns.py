@@ -253,7 +253,7 @@ def later_bounds(arrays: VisitArrays, used: tuple[np.ndarray, np.ndarray, np.nda
     sum of unit steps, step ``s`` costing ``(P + s)² − (P + s − 1)²``: convex, so the LP takes
     them in order and pays at most the squares). Goes on from :func:`pattern_lp`'s solved
     model (its basis stays primal feasible under the holds, so the primal simplex restarts
-    from it: 0.14 s and 1.2 s of CPU on the demo's final matching). Returns {level: bound} in
+    from it: 0.14 s and 0.7 s of CPU on the demo's final matching). Returns {level: bound} in
     the model's units (visits; hour units squared, pinned hours included); empty when the
     pattern LP is not built or an LP is not solved."""
     if pattern_lp(arrays) is None or "pattern_model" not in arrays.memo:
@@ -300,17 +300,17 @@ def later_bounds(arrays: VisitArrays, used: tuple[np.ndarray, np.ndarray, np.nda
                   np.stack(coef, axis=1).ravel().astype(float))
         return first_col + np.arange(len(pairs))
 
-    def solve(pair_cost: float) -> float | None:
-        """The LP by column generation over the pairs not generated yet (each costing
-        ``pair_cost``), its value less what those pairs could still save at their upper
-        bounds (so a bound whatever the tolerance left)."""
+    def solve() -> float | None:
+        """The LP by column generation over the pairs not generated yet (once travel is
+        held, a pair costs nothing itself), its value less what those pairs could still save
+        at their upper bounds (so a bound whatever the tolerance left)."""
         for _ in range(MAX_ROUNDS):
             with quiet_stdout():
                 h.run()
             if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
                 return None
             dual = np.asarray(h.getSolution().row_dual)
-            reduced = pair_cost - dual[m.key_arc] - dual[m.cell_row]
+            reduced = -dual[m.key_arc] - dual[m.cell_row]
             for rows, coef in zip(extra_rows, extra_coef, strict=True):
                 reduced = reduced - coef * dual[rows]
             outside = col_of < 0
@@ -318,7 +318,7 @@ def later_bounds(arrays: VisitArrays, used: tuple[np.ndarray, np.ndarray, np.nda
             if not len(enter):
                 missed = float(np.minimum(reduced[outside], 0.0) @ m.upper[outside])
                 return float(h.getInfo().objective_function_value) + missed
-            col_of[enter] = add_cols(enter, np.full(len(enter), pair_cost), m.upper[enter])
+            col_of[enter] = add_cols(enter, np.zeros(len(enter)), m.upper[enter])
         return None
 
     bounds: dict[str, int] = {}
@@ -334,7 +334,7 @@ def later_bounds(arrays: VisitArrays, used: tuple[np.ndarray, np.ndarray, np.nda
     extra_coef.append(m.metres.astype(float))
     h.changeColsCost(len(inside), col_of[inside].astype(np.int32), np.zeros(len(inside)))
     cont_cols = add_cols(cont_pairs, -np.ones(len(cont_pairs)), cont_cap[cont_pairs])
-    value = solve(0.0)
+    value = solve()
     if value is None:
         return bounds
     # Rounded down (continuity counts whole visits) after a margin relative to the value.
@@ -359,7 +359,7 @@ def later_bounds(arrays: VisitArrays, used: tuple[np.ndarray, np.ndarray, np.nda
     h.addCols(k, (2 * (pinned[step_vol] + step) - 1).astype(float), np.zeros(k), np.ones(k), k,
               np.arange(k, dtype=np.int32), (hours_row + step_vol).astype(np.int32),
               -np.ones(k))
-    value = solve(0.0)
+    value = solve()
     if value is None:
         return bounds
     value += float((pinned ** 2).sum())
