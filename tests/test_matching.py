@@ -23,6 +23,7 @@ from wulian.optimizer.visits import REASONS, MatchParams, match_visits, patterns
 from wulian.optimizer.visits.bounds import hours_travel_floor
 from wulian.optimizer.visits.patterns import TooManyPatterns, maximal_patterns, pattern_lp
 from wulian.optimizer.visits.prepare import prepare
+from wulian.optimizer.visits.travel import improve_continuity
 from wulian.planning.allocate import run_allocation
 from wulian.planning.match import (
     build_visits,
@@ -525,6 +526,30 @@ def test_demo_and_match_commands_write_the_matching(tmp_path, monkeypatch, capsy
     assert "志愿者走访安排" in wb.sheetnames
 
 
+def test_demo_match_proves_every_coverage_class_and_bounds_the_later_levels_closely(
+        tmp_path, monkeypatch):
+    """`wulian match data/demo` (issue 14, item 5): every coverage class proven (every red
+    level among them), travel within 1 % of its bound, and continuity's and load's bounds those
+    of the pattern LP with the plan's holds (before session 17: continuity at most 1,163
+    against a plan of 18, load 29.9 % open)."""
+    import json
+
+    from wulian.api.cli import main
+
+    monkeypatch.setenv("WULIAN_STORE", f"sqlite:///{tmp_path / 'runs.sqlite'}")
+    demo = Path(__file__).parents[1] / "data" / "demo"
+    assert main(["match", str(demo), "--out", str(tmp_path / "m")]) == 0
+    levels = json.loads((tmp_path / "m" / "match.json").read_text(encoding="utf-8"))["levels"]
+    cover = {name: lv for name, lv in levels.items() if name.startswith("cover:")}
+    assert any(name.startswith("cover:red:") for name in cover)
+    assert all(lv["status"] == "optimal" and lv["value"] == lv["bound"]
+               for lv in cover.values()), cover
+    assert levels["travel"]["gap"] <= 0.01, levels["travel"]
+    assert levels["continuity"]["value"] <= levels["continuity"]["bound"] <= 60
+    assert levels["load"]["bound"] <= levels["load"]["value"]
+    assert levels["load"]["gap"] <= 0.03, levels["load"]
+
+
 # ----------------------------------------------------------------------------- decomposition
 
 
@@ -901,6 +926,59 @@ def _check_later_bounds(visits: pd.DataFrame, volunteers: pd.DataFrame, result) 
         if lv.status == "optimal":
             assert lv.value == pytest.approx(lv.bound), lv
     return levels
+
+
+@pytest.mark.parametrize("seed", (0, 1, 7, 10))
+def test_pattern_lp_with_the_plans_holds_proves_continuity_and_load(seed):
+    """Every visit placed by a pruned model: the pattern LP with the plan's travel held bounds
+    continuity, with its continuity held too, load (``patterns.later_bounds``). Both hold
+    against the independent model with those holds, and on these cases (travel proven) they
+    meet the plan: every later level proven, where the slot relaxation and Cauchy–Schwarz left
+    load 20–60 % open."""
+    sc, visits = _later_case(seed)
+    result = match_visits(visits, sc.volunteers, MatchParams(max_arcs=1, arcs_per_visit=1))
+    assert result.decomposition["pruned_regions"] >= 1 and result.unplaced.empty
+    levels = _check_later_bounds(visits, sc.volunteers, result)
+    for name in ("travel", "continuity", "load"):
+        assert levels[name].status == "optimal", levels[name]
+
+
+@pytest.mark.parametrize("seed", (0, 12, 20, 21, 31, 39))
+def test_continuity_search_reaches_the_most_continuity_at_the_plans_travel(seed):
+    """``travel.improve_continuity`` (``--prove-travel``, session 17) given a plan that places
+    every visit (here the pruned model's without the travel repair, so its travel leaves room,
+    and every household with a last volunteer): it keeps every visit placed, travels no more,
+    and reaches the independent model's most continuity at that plan's travel, above the
+    plan's own on these seeds."""
+    sc, visits = _later_case(seed)
+    rng = np.random.default_rng(seed)
+    visits = visits.assign(last_volunteer=rng.choice(sc.volunteers["volunteer_id"].to_numpy(),
+                                                     len(visits)))
+    plain = match_visits(visits, sc.volunteers, MatchParams(max_arcs=1, arcs_per_visit=1,
+                                                            travel_repair=False))
+    assert plain.unplaced.empty
+    arrays = prepare(visits, sc.volunteers)
+    row = pd.Series(np.arange(len(visits)), index=visits["visit_id"])
+    vol = pd.Series(np.arange(len(arrays.vol_ids)), index=arrays.vol_ids)
+    counts = pd.DataFrame({
+        "g": arrays.visit_group[row[plain.assignments["visit_id"]].to_numpy()],
+        "v": vol[plain.assignments["volunteer_id"]].to_numpy()}).value_counts().sort_index()
+    used = tuple(counts.index.get_level_values(j).to_numpy(np.int64) for j in (0, 1)) \
+        + (counts.to_numpy(np.int64),)
+    ug, uv, uc = improve_continuity(arrays, used)
+    assert (np.bincount(ug, weights=uc, minlength=len(arrays.g_count)) == arrays.g_count).all()
+    slots = np.bincount(uv, weights=uc, minlength=len(arrays.vol_ids))
+    units = np.bincount(uv, weights=uc * arrays.g_units[ug], minlength=len(arrays.vol_ids))
+    assert (slots <= arrays.free_slots).all() and (units <= arrays.free_units).all()
+    travel = int(arrays.pair_metres(ug, uv) @ uc)
+    assert travel <= int(arrays.pair_metres(*used[:2]) @ used[2])
+    continuity = int(((arrays.g_last[ug] == uv) * uc).sum())
+    levels = {lv.name: lv for lv in plain.levels}
+    held = {(t, int(u)): int(n) for (t, u), n in visits.groupby(["tier", "urgency"]).size()
+            .items()}
+    best = ref.solve_given(visits, sc.volunteers, held, later=True,
+                           travel_km=levels["travel"].value, solver="highs")
+    assert levels["continuity"].value < continuity == best.continuity
 
 
 @pytest.mark.parametrize("seed", range(6))

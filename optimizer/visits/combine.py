@@ -18,7 +18,7 @@ from wulian.optimizer.visits.bounds import (
 )
 from wulian.optimizer.visits.heuristic import displace
 from wulian.optimizer.visits.params import CLASSES
-from wulian.optimizer.visits.patterns import pattern_lp
+from wulian.optimizer.visits.patterns import later_bounds, pattern_lp
 from wulian.optimizer.visits.prepare import VisitArrays
 from wulian.optimizer.visits.regions import (
     NO_METRES,
@@ -229,6 +229,7 @@ def combine_reports(arrays: VisitArrays, regions: list[RegionResult], exact: boo
         near[res.groups] = res.near
     travel_bound = cheapest(near, arrays.g_count, arrays.g_class, held)
     cont_bound = continuity_bound(arrays, relax_cap)
+    load_bound = None
     if int(held.sum()) == int(arrays.g_count.sum()):
         # Every visit placed (a district's final round): the hours must go somewhere, and
         # the hours flow over every pair bounds that far better than each visit's nearest;
@@ -245,6 +246,11 @@ def combine_reports(arrays: VisitArrays, regions: list[RegionResult], exact: boo
         lp = settled_bounds(arrays, used) if settled else {}  # (MatchParams.settled_bounds)
         travel_bound = max(travel_bound, lp.get("travel", travel_bound))
         cont_bound = min(cont_bound, lp.get("continuity", cont_bound))
+        # The same pattern LP with the plan's travel held bounds continuity, and with its
+        # continuity held too, load (docs/matching.md, "Session 17").
+        later = later_bounds(arrays, used)
+        cont_bound = min(cont_bound, later.get("continuity", cont_bound))
+        load_bound = later.get("load")
     settle("travel", int(metres @ uc), travel_bound, "min")
     settle("continuity", int(((arrays.g_last[ug] == uv) * uc).sum()), cont_bound, "max")
     units = np.bincount(uv, weights=uc * arrays.g_units[ug], minlength=n_vol).astype(np.int64)
@@ -253,6 +259,7 @@ def combine_reports(arrays: VisitArrays, regions: list[RegionResult], exact: boo
     for res in regions:
         assert res.reach_vols is not None  # every region sets it
         could |= res.reach_vols
-    settle("load", load, load_floor(arrays.pinned_units[could], arrays.g_units, arrays.g_count,
-                                    arrays.g_class, held), "min")
+    floor = load_floor(arrays.pinned_units[could], arrays.g_units, arrays.g_count,
+                       arrays.g_class, held)
+    settle("load", load, max(floor, load_bound or floor), "min")
     return out

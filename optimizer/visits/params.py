@@ -101,7 +101,10 @@ class MatchParams:
         bound). ``plan_week`` turns it off for the matchings whose plan it does not report.
     travel_search
         With ``travel_repair``, then search the restricted model from the repaired plan (HiGHS
-        MIP, 20 nodes): on the district demo 1,195 → 1,194 km for about 20 s more CPU. Off by
+        MIP, 20 nodes): on the district demo 1,195 → 1,194 km for about 20 s more CPU; then
+        the most continuity at the plan's travel (``travel.improve_continuity``, session 17:
+        with ``wulian match data/demo --prove-travel`` 14 → 21 at no more travel, about 12 s
+        more CPU). Off by
         default: ``wulian demo`` and a city week's open must stay quick (issue 19), and the
         search's size on a city's pruned model is not measured (docs/matching.md).
     settled_bounds

@@ -20,6 +20,7 @@ they could make fits beside them). So the LP keeps each volunteer's own integer 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import highspy
 import numpy as np
@@ -40,6 +41,24 @@ PRICE_TOLERANCE = 1e-6
 #: volunteer); past this the LP is not built and the travel repair falls back to the LP with
 #: hours (``travel.improve_travel``), travel's bound to the hours flow.
 MAX_PATTERNS = 200_000
+
+
+@dataclass
+class PatternModel:
+    """The pattern LP as solved for travel, for the later levels to go on from: the HiGHS
+    model (rows: keys, cells, volunteers' convexity; columns: each key's slack, the patterns,
+    the pairs generated so far) and, per pair of ``bounds.key_pairs``, its key, volunteer,
+    metres, hour units, upper bound, cell row and column (-1 while not generated)."""
+
+    h: highspy.Highs
+    n_keys: int
+    key_arc: np.ndarray
+    vol_arc: np.ndarray
+    metres: np.ndarray
+    units: np.ndarray
+    upper: np.ndarray
+    cell_row: np.ndarray
+    col_of: np.ndarray
 
 
 class TooManyPatterns(Exception):
@@ -192,6 +211,11 @@ def _pattern_lp(arrays: VisitArrays) -> tuple[np.ndarray, int, np.ndarray] | Non
     value = np.asarray(h.getSolution().col_value, float)
     if value[:n_keys].sum() > 1e-6:  # a key's visits could not all be placed
         return None
+    # Kept for the later levels' bounds (``later_bounds``), which hold travel and go on
+    # from this basis.
+    arrays.memo["pattern_model"] = PatternModel(
+        h, n_keys, key_arc, vol_arc, metres, key_units[key_arc], upper, n_keys + cell_of_pair,
+        col_of)
     x = np.zeros(n)
     x[~outside] = value[col_of[~outside]]
     # A bound whatever the tolerance left: the pairs outside the LP may still price
@@ -202,3 +226,142 @@ def _pattern_lp(arrays: VisitArrays) -> tuple[np.ndarray, int, np.ndarray] | Non
     # HiGHS' tolerances are: an LP optimum that is whole must not round up by its noise.
     objective = h.getInfo().objective_function_value + missed
     return x, math.ceil(objective - 1e-7 * max(1.0, abs(objective))), reduced
+
+
+def continuity_caps(arrays: VisitArrays, listed: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Per pair of ``bounds.key_pairs`` (``listed``), the most continuity it can carry: the
+    visits of its key's groups whose last volunteer is its volunteer."""
+    group_key, _, _, key_arc, vol_arc, _ = listed
+    n, n_vol = len(key_arc), len(arrays.vol_ids)
+    code = key_arc * n_vol + vol_arc
+    by_code = np.argsort(code, kind="stable")
+    g = np.flatnonzero((arrays.g_count > 0) & (group_key >= 0) & (arrays.g_last >= 0))
+    want = group_key[g] * n_vol + arrays.g_last[g]
+    at = np.minimum(np.searchsorted(code[by_code], want), max(n - 1, 0))
+    found = code[by_code][at] == want if n else np.zeros(len(g), bool)
+    return np.bincount(by_code[at[found]], weights=arrays.g_count[g[found]],
+                       minlength=n).astype(np.int64)
+
+
+def later_bounds(arrays: VisitArrays, used: tuple[np.ndarray, np.ndarray, np.ndarray]
+                 ) -> dict[str, int]:
+    """Bounds of continuity and load over every pair when ``used`` places every unpinned visit,
+    each holding the earlier levels at the plan's values (docs/matching.md, "Bounds"): the
+    pattern LP with travel at most the plan's maximises continuity (a continuity column per
+    key pair whose volunteer is the last of some of the key's groups, at most their visits);
+    with continuity at least the plan's as well, it minimises load (each volunteer's hours a
+    sum of unit steps, step ``s`` costing ``(P + s)² − (P + s − 1)²``: convex, so the LP takes
+    them in order and pays at most the squares). Goes on from :func:`pattern_lp`'s solved
+    model (its basis stays primal feasible under the holds, so the primal simplex restarts
+    from it: 0.14 s and 0.7 s of CPU on the demo's final matching). Returns {level: bound} in
+    the model's units (visits; hour units squared, pinned hours included); empty when the
+    pattern LP is not built or an LP is not solved."""
+    if pattern_lp(arrays) is None or "pattern_model" not in arrays.memo:
+        return {}
+    m: PatternModel = arrays.memo.pop("pattern_model")  # changed below: used once
+    listed = key_pairs(arrays)
+    assert listed is not None  # the pattern LP was built on it
+    group_key = listed[0]
+    h, n_keys, col_of = m.h, m.n_keys, m.col_of
+    n, n_vol = len(m.key_arc), len(arrays.vol_ids)
+    inf = highspy.kHighsInf
+    ug, uv, uc = used
+    code = m.key_arc * n_vol + m.vol_arc
+    by_code = np.argsort(code, kind="stable")
+    x_plan = np.zeros(n)
+    np.add.at(x_plan, by_code[np.searchsorted(code[by_code], group_key[ug] * n_vol + uv)], uc)
+    travel_plan = float(m.metres @ x_plan)
+    continuity_plan = int(((arrays.g_last[ug] == uv) * uc).sum())
+    cont_cap = np.minimum(continuity_caps(arrays, listed), m.upper)
+    cont_pairs = np.flatnonzero(cont_cap > 0)
+    extra_rows: list[np.ndarray] = []  # per pair, the rows the holds add (travel, hours)
+    extra_coef: list[np.ndarray] = []
+
+    def add_rows(lower: np.ndarray, upper: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                 coef: np.ndarray) -> int:
+        """Rows ``lower ≤ Σ coef·x ≤ upper``, entry ``j`` in row ``rows[j]`` (counted from the
+        first new row) and column ``cols[j]``; returns the first new row."""
+        first_row = h.getNumRow()
+        order = np.lexsort((cols, rows))
+        h.addRows(len(lower), lower, upper, len(order),
+                  np.searchsorted(rows[order], np.arange(len(lower))).astype(np.int32),
+                  cols[order].astype(np.int32), coef[order].astype(float))
+        return first_row
+
+    def add_cols(pairs: np.ndarray, cost: np.ndarray, upper: np.ndarray) -> np.ndarray:
+        """Columns of these pairs in their key's and cell's rows and the holds' rows."""
+        rows = [m.key_arc[pairs], m.cell_row[pairs], *(r[pairs] for r in extra_rows)]
+        coef = [np.ones(len(pairs)), np.ones(len(pairs)), *(c[pairs] for c in extra_coef)]
+        first_col = h.getNumCol()
+        k = len(rows)
+        h.addCols(len(pairs), cost.astype(float), np.zeros(len(pairs)), upper.astype(float),
+                  k * len(pairs), np.arange(0, k * len(pairs), k, dtype=np.int32),
+                  np.stack(rows, axis=1).ravel().astype(np.int32),
+                  np.stack(coef, axis=1).ravel().astype(float))
+        return first_col + np.arange(len(pairs))
+
+    def solve() -> float | None:
+        """The LP by column generation over the pairs not generated yet (once travel is
+        held, a pair costs nothing itself), its value less what those pairs could still save
+        at their upper bounds (so a bound whatever the tolerance left)."""
+        for _ in range(MAX_ROUNDS):
+            with quiet_stdout():
+                h.run()
+            if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                return None
+            dual = np.asarray(h.getSolution().row_dual)
+            reduced = -dual[m.key_arc] - dual[m.cell_row]
+            for rows, coef in zip(extra_rows, extra_coef, strict=True):
+                reduced = reduced - coef * dual[rows]
+            outside = col_of < 0
+            enter = np.flatnonzero(outside & (reduced < -PRICE_TOLERANCE))
+            if not len(enter):
+                missed = float(np.minimum(reduced[outside], 0.0) @ m.upper[outside])
+                return float(h.getInfo().objective_function_value) + missed
+            col_of[enter] = add_cols(enter, np.zeros(len(enter)), m.upper[enter])
+        return None
+
+    bounds: dict[str, int] = {}
+    # Continuity, travel held: every plan places every visit (the keys' slacks go) and
+    # travels at most the plan's metres. The primal simplex goes on from the travel basis.
+    h.setOptionValue("simplex_strategy", 4)
+    h.changeColsBounds(n_keys, np.arange(n_keys, dtype=np.int32), np.zeros(n_keys),
+                       np.zeros(n_keys))
+    inside = np.flatnonzero(col_of >= 0)
+    travel_row = add_rows(np.array([-inf]), np.array([travel_plan]), np.zeros(len(inside), int),
+                          col_of[inside], m.metres[inside].astype(float))
+    extra_rows.append(np.full(n, travel_row))
+    extra_coef.append(m.metres.astype(float))
+    h.changeColsCost(len(inside), col_of[inside].astype(np.int32), np.zeros(len(inside)))
+    cont_cols = add_cols(cont_pairs, -np.ones(len(cont_pairs)), cont_cap[cont_pairs])
+    value = solve()
+    if value is None:
+        return bounds
+    # Rounded down (continuity counts whole visits) after a margin relative to the value.
+    bounds["continuity"] = math.floor(-value + 1e-7 * max(1.0, abs(value)))
+    # Load, travel and continuity held: each volunteer's hour units are their steps.
+    h.addRow(continuity_plan, inf, len(cont_cols), cont_cols.astype(np.int32),
+             np.ones(len(cont_cols)))
+    h.changeColsCost(len(cont_cols), cont_cols.astype(np.int32), np.zeros(len(cont_cols)))
+    inside = np.flatnonzero(col_of >= 0)
+    pairs_in = np.concatenate([inside, cont_pairs])
+    hours_row = add_rows(np.full(n_vol, -inf), np.zeros(n_vol), m.vol_arc[pairs_in],
+                         np.concatenate([col_of[inside], cont_cols]),
+                         m.units[pairs_in].astype(float))
+    extra_rows.append(hours_row + m.vol_arc)
+    extra_coef.append(m.units.astype(float))
+    busy = np.unique(m.vol_arc)  # a volunteer without pairs works only their pinned hours
+    step_vol = np.repeat(busy, arrays.free_units[busy])
+    step = np.arange(len(step_vol)) - np.repeat(
+        np.cumsum(arrays.free_units[busy]) - arrays.free_units[busy], arrays.free_units[busy]) + 1
+    pinned = arrays.pinned_units
+    k = len(step_vol)
+    h.addCols(k, (2 * (pinned[step_vol] + step) - 1).astype(float), np.zeros(k), np.ones(k), k,
+              np.arange(k, dtype=np.int32), (hours_row + step_vol).astype(np.int32),
+              -np.ones(k))
+    value = solve()
+    if value is None:
+        return bounds
+    value += float((pinned ** 2).sum())
+    bounds["load"] = math.ceil(value - 1e-7 * max(1.0, abs(value)))
+    return bounds

@@ -20,7 +20,7 @@ import numpy as np
 
 from wulian.optimizer.lexmip import quiet_stdout
 from wulian.optimizer.visits.bounds import key_pairs
-from wulian.optimizer.visits.patterns import pattern_lp
+from wulian.optimizer.visits.patterns import continuity_caps, pattern_lp
 
 #: Each key's nearest volunteers the search looks at (with the pairs the plan uses).
 NEAREST = 20
@@ -30,6 +30,12 @@ RESIDUAL_PRICE = 600
 #: limits, so the result is reproducible.
 RESIDUAL_NODES = 500
 SEARCH_NODES = 20
+#: The continuity search's pairs beyond the plan's and those that can carry continuity: the
+#: pattern LP prices them within this many metres (on the default plan of the demo's final
+#: matching: 6,889 pairs, continuity 18 → 39 at no more travel; within 100 m: 34; 600 m: 39;
+#: docs/matching.md, "Session 17"); and its node limit.
+CONTINUITY_PRICE = 300
+CONTINUITY_NODES = 20
 
 
 def _solve(key, vol, metres, demand, slots, units, unit_of_key, integer: bool,
@@ -226,3 +232,91 @@ def _to_groups(arrays, group_key, key, vol, count):
     assert not count.any() and not room.any(), "every visit dealt"
     return (np.asarray(out_g, np.int64), np.asarray(out_v, np.int64),
             np.asarray(out_c, np.int64))
+
+
+def improve_continuity(arrays, used: tuple[np.ndarray, np.ndarray, np.ndarray]
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``used`` (placing every unpinned visit) with more visits by their household's last
+    volunteer and no more travel, when a MIP finds it: the most continuity with travel at most
+    the plan's, over the pairs the pattern LP prices within :data:`CONTINUITY_PRICE`, the
+    pairs the plan uses and every pair that can carry continuity (HiGHS, from the plan,
+    :data:`CONTINUITY_NODES` nodes). A plan of at most the plan's travel with more continuity
+    is better lexicographically whatever its travel (docs/matching.md, "Session 17"); it is
+    checked, not trusted, and ``used`` is returned unless it has more continuity."""
+    listed = key_pairs(arrays)
+    solved = pattern_lp(arrays)
+    if listed is None or solved is None:
+        return used
+    group_key, key_units, key_count, key_arc, vol_arc, metres = listed
+    ug, uv, uc = used
+    n, n_keys, n_vol = len(key_arc), len(key_count), len(arrays.vol_ids)
+    code = key_arc * n_vol + vol_arc
+    by_code = np.argsort(code, kind="stable")
+    at = by_code[np.searchsorted(code[by_code], group_key[ug] * n_vol + uv)]
+    plan = np.zeros(n, np.int64)
+    np.add.at(plan, at, uc)
+    plan_cont = np.zeros(n, np.int64)
+    np.add.at(plan_cont, at, uc * (arrays.g_last[ug] == uv))
+    travel_plan = int(metres @ plan)
+    continuity_plan = int(plan_cont.sum())
+    upper = np.minimum(key_count[key_arc], np.minimum(
+        arrays.free_slots[vol_arc], arrays.free_units[vol_arc] // key_units[key_arc]))
+    cap = np.minimum(continuity_caps(arrays, listed), upper)
+    sel = np.flatnonzero((solved[2] < CONTINUITY_PRICE) | (plan > 0) | (cap > 0))
+    cont = np.flatnonzero(cap > 0)
+    # Columns: each selected pair's other visits, then each continuity pair's continuity
+    # visits (both whole); rows: each key's visits, each volunteer's slots and hour units,
+    # travel at most the plan's.
+    key = np.concatenate([key_arc[sel], key_arc[cont]])
+    vol = np.concatenate([vol_arc[sel], vol_arc[cont]])
+    cost = np.concatenate([np.zeros(len(sel)), -np.ones(len(cont))])
+    k = len(key)
+    with quiet_stdout():
+        h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    h.setOptionValue("mip_max_nodes", CONTINUITY_NODES)
+    h.addCols(k, cost, np.zeros(k), np.concatenate([upper[sel], cap[cont]]).astype(float), 0,
+              np.zeros(k, np.int32), np.zeros(0, np.int32), np.zeros(0))
+    h.changeColsIntegrality(k, np.arange(k, dtype=np.int32),
+                            np.full(k, highspy.HighsVarType.kInteger))
+    inf = highspy.kHighsInf
+
+    def rows(index, coef, lower, upper_, n_rows):
+        order = np.argsort(index, kind="stable")
+        h.addRows(n_rows, lower, upper_, k,
+                  np.searchsorted(index[order], np.arange(n_rows)).astype(np.int32),
+                  order.astype(np.int32), coef[order].astype(float))
+
+    rows(key, np.ones(k), key_count.astype(float), key_count.astype(float), n_keys)
+    rows(vol, np.ones(k), np.full(n_vol, -inf), arrays.free_slots.astype(float), n_vol)
+    rows(vol, key_units[key].astype(float), np.full(n_vol, -inf),
+         arrays.free_units.astype(float), n_vol)
+    pair_metres = np.concatenate([metres[sel], metres[cont]]).astype(float)
+    h.addRow(-inf, float(travel_plan), k, np.arange(k, dtype=np.int32), pair_metres)
+    start = np.concatenate([(plan - plan_cont)[sel], plan_cont[cont]]).astype(float)
+    given = highspy.HighsSolution()
+    given.col_value = start.tolist()
+    given.value_valid = True
+    h.setSolution(given)
+    with quiet_stdout():
+        h.run()
+    solution = h.getSolution()
+    if not solution.value_valid:
+        return used
+    x = np.round(np.asarray(solution.col_value, float)).astype(np.int64)
+    # Checked: every visit of every key placed, within slots and hours, no more travel.
+    placed = np.bincount(key, weights=x, minlength=n_keys)
+    busy = np.bincount(vol, weights=x, minlength=n_vol)
+    hours = np.bincount(vol, weights=x * key_units[key], minlength=n_vol)
+    if (x < 0).any() or (placed != key_count).any() or (busy > arrays.free_slots).any() \
+            or (hours > arrays.free_units).any() or int(pair_metres @ x) > travel_plan:
+        return used
+    counts = np.zeros(n, np.int64)  # per key pair, both columns together
+    np.add.at(counts, np.concatenate([sel, cont]), x)
+    kept = np.flatnonzero(counts > 0)
+    better = _to_groups(arrays, group_key, key_arc[kept], vol_arc[kept], counts[kept])
+    bg, bv, bc = better
+    if int(((arrays.g_last[bg] == bv) * bc).sum()) <= continuity_plan:
+        return used
+    return better
