@@ -320,6 +320,21 @@ def key_pairs(arrays: VisitArrays) -> tuple[np.ndarray, ...] | None:
     return arrays.memo["key_pairs"]
 
 
+def pair_positions(key_arc: np.ndarray, vol_arc: np.ndarray, n_vol: int, keys: np.ndarray,
+                   vols: np.ndarray) -> np.ndarray:
+    """Where each (``keys[i]``, ``vols[i]``) pair is among the listed pairs (``key_arc``,
+    ``vol_arc``, of :func:`key_pairs` or a part of them). A plan's pair must be listed (the
+    listing applies the plan's own admissibility tests): one that is not would be counted on
+    another pair, so it stops here instead."""
+    code = key_arc * n_vol + vol_arc
+    order = np.argsort(code, kind="stable")
+    want = keys * n_vol + vols
+    at = np.searchsorted(code[order], want)
+    found = (at < len(code)) & (code[order][np.minimum(at, len(code) - 1)] == want)
+    assert found.all(), f"{int((~found).sum())} of the plan's pairs are not listed"
+    return order[at]
+
+
 def _key_pairs(arrays: VisitArrays) -> tuple[np.ndarray, ...] | None:
     from wulian.optimizer.geo import pairs_within
     from wulian.optimizer.visits.regions import qualified, requirement_keys

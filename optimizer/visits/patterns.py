@@ -26,7 +26,7 @@ import highspy
 import numpy as np
 
 from wulian.optimizer.lexmip import quiet_stdout
-from wulian.optimizer.visits.bounds import key_pairs
+from wulian.optimizer.visits.bounds import key_pairs, pair_positions
 from wulian.optimizer.visits.prepare import VisitArrays
 from wulian.optimizer.visits.settled import quiet_highs
 
@@ -252,10 +252,12 @@ def later_bounds(arrays: VisitArrays, used: tuple[np.ndarray, np.ndarray, np.nda
     with continuity at least the plan's as well, it minimises load (each volunteer's hours a
     sum of unit steps, step ``s`` costing ``(P + s)² − (P + s − 1)²``: convex, so the LP takes
     them in order and pays at most the squares). Goes on from :func:`pattern_lp`'s solved
-    model (its basis stays primal feasible under the holds, so the primal simplex restarts
-    from it: 0.14 s and 0.7 s of CPU on the demo's final matching). Returns {level: bound} in
-    the model's units (visits; hour units squared, pinned hours included); empty when the
-    pattern LP is not built or an LP is not solved."""
+    model: its basis stays primal feasible under continuity's holds, so the primal simplex
+    restarts from it; load's hours rows start violated (the steps at 0), so its solve begins
+    with a feasibility phase (0.14 s and 0.7 s of CPU on the demo's final matching). Returns
+    {level: bound} in the model's units (visits; hour units squared, pinned hours included);
+    empty when the pattern LP is not built or an LP is not solved. It uses up the pattern LP
+    (the holds change it): a second call on the same ``arrays`` returns {}."""
     if pattern_lp(arrays) is None or "pattern_model" not in arrays.memo:
         return {}
     m: PatternModel = arrays.memo.pop("pattern_model")  # changed below: used once
@@ -266,10 +268,8 @@ def later_bounds(arrays: VisitArrays, used: tuple[np.ndarray, np.ndarray, np.nda
     n, n_vol = len(m.key_arc), len(arrays.vol_ids)
     inf = highspy.kHighsInf
     ug, uv, uc = used
-    code = m.key_arc * n_vol + m.vol_arc
-    by_code = np.argsort(code, kind="stable")
     x_plan = np.zeros(n)
-    np.add.at(x_plan, by_code[np.searchsorted(code[by_code], group_key[ug] * n_vol + uv)], uc)
+    np.add.at(x_plan, pair_positions(m.key_arc, m.vol_arc, n_vol, group_key[ug], uv), uc)
     travel_plan = float(m.metres @ x_plan)
     continuity_plan = int(((arrays.g_last[ug] == uv) * uc).sum())
     cont_cap = np.minimum(continuity_caps(arrays, listed), m.upper)

@@ -17,7 +17,7 @@ import highspy
 import numpy as np
 
 from wulian.optimizer.lexmip import quiet_stdout
-from wulian.optimizer.visits.bounds import key_pairs
+from wulian.optimizer.visits.bounds import key_pairs, pair_positions
 from wulian.optimizer.visits.prepare import VisitArrays
 
 #: Divisors of the hours rows' Chvátal–Gomory cuts (in hour units: half-hours on the demo).
@@ -64,7 +64,7 @@ def settled_bounds(arrays: VisitArrays, used: tuple[np.ndarray, np.ndarray, np.n
     by_code = np.argsort(code, kind="stable")
     # The plan on the key pairs, and its travel, continuity and units per volunteer.
     x_plan = np.zeros(n)
-    np.add.at(x_plan, by_code[np.searchsorted(code[by_code], group_key[ug] * n_vol + uv)], uc)
+    np.add.at(x_plan, pair_positions(key_arc, vol_arc, n_vol, group_key[ug], uv), uc)
     travel_plan = float(metres @ x_plan)
     # Continuity columns: groups whose last volunteer has a pair with the group's key.
     g = np.flatnonzero((arrays.g_count > 0) & (group_key >= 0) & (arrays.g_last >= 0))

@@ -19,7 +19,7 @@ import highspy
 import numpy as np
 
 from wulian.optimizer.lexmip import quiet_stdout
-from wulian.optimizer.visits.bounds import key_pairs
+from wulian.optimizer.visits.bounds import key_pairs, pair_positions
 from wulian.optimizer.visits.patterns import continuity_caps, pattern_lp
 
 #: Each key's nearest volunteers the search looks at (with the pairs the plan uses).
@@ -189,8 +189,7 @@ def _search(arrays, used, listed, keep: np.ndarray, plan_metres: int):
     sel = np.flatnonzero(keep)
     key, vol, cost = key_arc[sel], vol_arc[sel], metres[sel]
     start = np.zeros(len(sel), np.int64)
-    order = np.argsort(code[sel], kind="stable")
-    np.add.at(start, order[np.searchsorted(code[sel][order], group_key[ug] * n_vol + uv)], uc)
+    np.add.at(start, pair_positions(key, vol, n_vol, group_key[ug], uv), uc)
     x = _solve(key, vol, cost, key_count, arrays.free_slots, arrays.free_units, key_units,
                integer=True, start=start, nodes=SEARCH_NODES)
     if x is None or int(cost @ x) >= plan_metres:
@@ -250,9 +249,7 @@ def improve_continuity(arrays, used: tuple[np.ndarray, np.ndarray, np.ndarray]
     group_key, key_units, key_count, key_arc, vol_arc, metres = listed
     ug, uv, uc = used
     n, n_keys, n_vol = len(key_arc), len(key_count), len(arrays.vol_ids)
-    code = key_arc * n_vol + vol_arc
-    by_code = np.argsort(code, kind="stable")
-    at = by_code[np.searchsorted(code[by_code], group_key[ug] * n_vol + uv)]
+    at = pair_positions(key_arc, vol_arc, n_vol, group_key[ug], uv)
     plan = np.zeros(n, np.int64)
     np.add.at(plan, at, uc)
     plan_cont = np.zeros(n, np.int64)
