@@ -34,13 +34,33 @@ def quiet_highs() -> highspy.Highs:
     return h
 
 
-def _add_rows(h, index, coef, lower, upper, n_rows, n_cols):
+def add_rows(h, index, coef, lower, upper, n_rows, n_cols):
     """Rows ``lower ≤ Σ coef·x ≤ upper`` over columns 0 … n_cols − 1, row ``index[j]``
     holding column ``j``."""
     order = np.argsort(index, kind="stable")
     starts = np.searchsorted(index[order], np.arange(n_rows))
     h.addRows(n_rows, lower, upper, n_cols, starts.astype(np.int32),
               order.astype(np.int32), coef[order].astype(float))
+
+
+def placement_rows(h, key, vol, units, demand, slots, free_units) -> None:
+    """The rows every placement of whole visits keeps, over columns ``j`` of (``key[j]``,
+    ``vol[j]``) pairs whose visits take ``units[j]`` hour units each: each key's ``demand``
+    placed, at most ``slots`` visits and ``free_units`` hour units per volunteer."""
+    n, inf = len(key), highspy.kHighsInf
+    demand = np.asarray(demand, float)
+    add_rows(h, key, np.ones(n), demand, demand, len(demand), n)
+    add_rows(h, vol, np.ones(n), np.full(len(slots), -inf), slots.astype(float), len(slots), n)
+    add_rows(h, vol, units.astype(float), np.full(len(slots), -inf),
+             free_units.astype(float), len(slots), n)
+
+
+def start_from(h, values: np.ndarray) -> None:
+    """``values`` (a checked plan) as the MIP's first incumbent."""
+    given = highspy.HighsSolution()
+    given.col_value = np.asarray(values, float).tolist()
+    given.value_valid = True
+    h.setSolution(given)
 
 
 def settled_bounds(arrays: VisitArrays, used: tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -56,7 +76,7 @@ def settled_bounds(arrays: VisitArrays, used: tuple[np.ndarray, np.ndarray, np.n
     if listed is None:
         return {}
     group_key, key_units, key_count, key_arc, vol_arc, metres = listed
-    n_keys, n_vol = len(key_count), len(arrays.vol_ids)
+    n_vol = len(arrays.vol_ids)
     ug, uv, uc = used
     inf = highspy.kHighsInf
     n = len(key_arc)
@@ -84,12 +104,8 @@ def settled_bounds(arrays: VisitArrays, used: tuple[np.ndarray, np.ndarray, np.n
                   np.zeros(n, np.int32), np.zeros(0, np.int32), np.zeros(0))
         h.addCols(n_cont, np.zeros(n_cont), np.zeros(n_cont), arrays.g_count[g].astype(float),
                   0, np.zeros(n_cont, np.int32), np.zeros(0, np.int32), np.zeros(0))
-        demand = key_count.astype(float)
-        _add_rows(h, key_arc, np.ones(n), demand, demand, n_keys, n)
-        _add_rows(h, vol_arc, np.ones(n), np.full(n_vol, -inf),
-                  arrays.free_slots.astype(float), n_vol, n)
-        _add_rows(h, vol_arc, units, np.full(n_vol, -inf), arrays.free_units.astype(float),
-                  n_vol, n)
+        placement_rows(h, key_arc, vol_arc, units, key_count, arrays.free_slots,
+                       arrays.free_units)
         # Σ continuity columns of (key, volunteer) − that pair's column ≤ 0.
         h.addRows(m, np.full(m, -inf), np.zeros(m), len(order),
                   np.searchsorted(idx[order], np.arange(m)).astype(np.int32),
@@ -100,7 +116,7 @@ def settled_bounds(arrays: VisitArrays, used: tuple[np.ndarray, np.ndarray, np.n
             # the LP's part visits (on the demo the bound rises 1,193.66 → 1,198.58 km; d = 5,
             # 6, 8 or mixing in the slots row added nothing or little there).
             for d in CG_DIVISORS:
-                _add_rows(h, vol_arc, (key_units[key_arc] // d).astype(float),
+                add_rows(h, vol_arc, (key_units[key_arc] // d).astype(float),
                           np.full(n_vol, -inf), (arrays.free_units // d).astype(float),
                           n_vol, n)
         return h

@@ -21,6 +21,7 @@ import numpy as np
 from wulian.optimizer.lexmip import quiet_stdout
 from wulian.optimizer.visits.bounds import key_pairs, pair_positions
 from wulian.optimizer.visits.patterns import continuity_caps, pattern_lp
+from wulian.optimizer.visits.settled import placement_rows, quiet_highs, start_from
 
 #: Each key's nearest volunteers the search looks at (with the pairs the plan uses).
 NEAREST = 20
@@ -45,11 +46,8 @@ def _solve(key, vol, metres, demand, slots, units, unit_of_key, integer: bool,
     ``slots`` visits and ``units`` hour units per volunteer; ``None`` when not solved.
     ``start`` (counts per pair, a plan) is the MIP's first incumbent; ``sub_mips`` runs HiGHS'
     RINS and RENS heuristics."""
-    n, n_keys, n_vol = len(key), len(demand), len(slots)
-    with quiet_stdout():
-        h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", 1)
+    n = len(key)
+    h = quiet_highs()
     h.setOptionValue("mip_max_nodes", nodes)
     h.addCols(n, metres.astype(float), np.zeros(n), demand[key].astype(float), 0,
               np.zeros(n, np.int32), np.zeros(0, np.int32), np.zeros(0))
@@ -63,22 +61,9 @@ def _solve(key, vol, metres, demand, slots, units, unit_of_key, integer: bool,
         # jump had taken 0.8 of the residual MIP's 1.5 s, and was off.)
         h.setOptionValue("mip_heuristic_run_rins", sub_mips)
         h.setOptionValue("mip_heuristic_run_rens", sub_mips)
-
-    def rows(index, coef, lower, upper, n_rows):
-        order = np.argsort(index, kind="stable")
-        starts = np.searchsorted(index[order], np.arange(n_rows))
-        h.addRows(n_rows, lower, upper, n, starts.astype(np.int32), order.astype(np.int32),
-                  coef[order])
-
-    rows(key, np.ones(n), demand.astype(float), demand.astype(float), n_keys)
-    rows(vol, np.ones(n), np.full(n_vol, -highspy.kHighsInf), slots.astype(float), n_vol)
-    rows(vol, unit_of_key[key].astype(float), np.full(n_vol, -highspy.kHighsInf),
-         units.astype(float), n_vol)
+    placement_rows(h, key, vol, unit_of_key[key], demand, slots, units)
     if start is not None:
-        given = highspy.HighsSolution()
-        given.col_value = start.astype(float).tolist()
-        given.value_valid = True
-        h.setSolution(given)
+        start_from(h, start)
     with quiet_stdout():
         h.run()
     solution = h.getSolution()
@@ -268,34 +253,17 @@ def improve_continuity(arrays, used: tuple[np.ndarray, np.ndarray, np.ndarray]
     vol = np.concatenate([vol_arc[sel], vol_arc[cont]])
     cost = np.concatenate([np.zeros(len(sel)), -np.ones(len(cont))])
     k = len(key)
-    with quiet_stdout():
-        h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", 1)
+    h = quiet_highs()
     h.setOptionValue("mip_max_nodes", CONTINUITY_NODES)
     h.addCols(k, cost, np.zeros(k), np.concatenate([upper[sel], cap[cont]]).astype(float), 0,
               np.zeros(k, np.int32), np.zeros(0, np.int32), np.zeros(0))
     h.changeColsIntegrality(k, np.arange(k, dtype=np.int32),
                             np.full(k, highspy.HighsVarType.kInteger))
-    inf = highspy.kHighsInf
-
-    def rows(index, coef, lower, upper_, n_rows):
-        order = np.argsort(index, kind="stable")
-        h.addRows(n_rows, lower, upper_, k,
-                  np.searchsorted(index[order], np.arange(n_rows)).astype(np.int32),
-                  order.astype(np.int32), coef[order].astype(float))
-
-    rows(key, np.ones(k), key_count.astype(float), key_count.astype(float), n_keys)
-    rows(vol, np.ones(k), np.full(n_vol, -inf), arrays.free_slots.astype(float), n_vol)
-    rows(vol, key_units[key].astype(float), np.full(n_vol, -inf),
-         arrays.free_units.astype(float), n_vol)
+    placement_rows(h, key, vol, key_units[key], key_count, arrays.free_slots, arrays.free_units)
     pair_metres = np.concatenate([metres[sel], metres[cont]]).astype(float)
-    h.addRow(-inf, float(travel_plan), k, np.arange(k, dtype=np.int32), pair_metres)
-    start = np.concatenate([(plan - plan_cont)[sel], plan_cont[cont]]).astype(float)
-    given = highspy.HighsSolution()
-    given.col_value = start.tolist()
-    given.value_valid = True
-    h.setSolution(given)
+    h.addRow(-highspy.kHighsInf, float(travel_plan), k, np.arange(k, dtype=np.int32),
+             pair_metres)
+    start_from(h, np.concatenate([(plan - plan_cont)[sel], plan_cont[cont]]))
     with quiet_stdout():
         h.run()
     solution = h.getSolution()
