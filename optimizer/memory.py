@@ -47,8 +47,8 @@ def collector_paused() -> Iterator[None]:
     For a phase that builds millions of container objects that live to its end (a city
     week's open: the tasks' rows, the frames' text cells, the models' lists): each automatic
     pass walks them again and frees next to nothing, while what the phase drops is freed by
-    reference counting all the same (docs/benchmarks.md, session 17: 4,291 passes in the city's open,
-    2.5 s of its main process's CPU, 441 objects freed)."""
+    reference counting all the same (docs/benchmarks.md, session 17: 4,291 passes in the
+    city's open, 2.5 s of its main process's CPU, 441 objects freed)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
