@@ -34,7 +34,7 @@ from wulian.contract import vocab
 from wulian.contract.hierarchy import Hierarchy
 from wulian.contract.problems import Problem, ValidationError
 from wulian.optimizer.allocation import AllocationParams, member_mask
-from wulian.optimizer.memory import release_memory
+from wulian.optimizer.memory import collector_paused, release_memory
 from wulian.optimizer.visits import MatchParams
 from wulian.planning.allocate import Run, run_allocation
 from wulian.planning.db import bulk_insert, bulk_update, fetch_frame, fetch_rows
@@ -319,7 +319,10 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
     check_week(week)
     scope = centre or WHOLE
     start = time.perf_counter()
-    with register.engine.begin() as conn:
+    # No automatic cyclic collection: its passes over the open's millions of live objects
+    # cost the city's open seconds of its main process and freed almost nothing
+    # (collector_paused); release_memory still collects between the phases.
+    with collector_paused(), register.engine.begin() as conn:
         lock(conn)
         # The centres as the register holds them (validated when they came in), for the scope.
         centres = register.table("centres", conn)

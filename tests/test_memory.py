@@ -1,12 +1,13 @@
 """optimizer.memory: freed memory handed back between a week's phases."""
 
 import ctypes
+import gc
 import platform
 import sys
 
 import numpy as np
 
-from wulian.optimizer.memory import release_memory
+from wulian.optimizer.memory import collector_paused, release_memory
 
 
 def test_release_memory_trims_on_glibc_and_keeps_live_data():
@@ -24,3 +25,33 @@ def _glibc() -> bool:
     except (OSError, AttributeError):
         return False
     return platform.libc_ver()[0] == "glibc"
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_collector_paused_stops_automatic_passes_only_and_restores_the_state():
+    passes: list[str] = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start":
+            passes.append(phase)
+
+    gc.callbacks.append(count)
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+            for _ in range(10 * gc.get_threshold()[0]):
+                _Cycle()  # enough new containers for several automatic passes
+            assert passes == []
+            assert gc.collect() > 0  # an explicit collection still runs (and frees the cycles)
+        assert gc.isenabled()
+        gc.disable()
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # left as it was found
+    finally:
+        gc.enable()
+        gc.callbacks.remove(count)
