@@ -14,10 +14,12 @@ emptied first):
   events, no validation) into a table of its own;
 * **re-import**: the same scenario with 1 % of the households, needs and offers changed, and
   whether the report names exactly those rows;
-* **week open** (snapshot, allocation, matching, tasks stored) with its peak memory (this
-  process and its workers, ``bench.quarter.PeakMemory``), measured as ``wulian week open``
-  runs it, in a process holding the register alone: the scenario and its changed copy this
-  script loaded are dropped first (the resident memory it starts from is printed beside);
+* **week open** (snapshot, allocation, matching, tasks stored) with its peak memory (its
+  process and workers, ``bench.quarter.PeakMemory``): the command ``wulian week open WEEK
+  --store URL``, run as a coordinator runs it, in a process of its own, timed from its start
+  (Python's and the package's imports included) to its end. ``--open-here`` opens the week in
+  this process instead (the scenario and its changed copy this script loaded are dropped
+  first; the resident memory it starts from is printed beside), as the simulated weeks are;
 * **record**: the week's workbooks published, ``--answers`` tasks (20,000 by default, all when
   fewer) filled in with openpyxl, then the workbooks that hold them read back and recorded
   (``taskbook.read_answers`` + ``cycle.record_answers``); filling them is not timed;
@@ -39,6 +41,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -122,6 +126,24 @@ def _fill(paths: list[Path], limit: int, rng: np.random.Generator) -> tuple[int,
     return filled, back
 
 
+def _open_command(url: str, week: str) -> tuple[float, str]:
+    """``wulian week open WEEK`` run as a coordinator runs it, in a process of its own;
+    returns its wall seconds and the line where it prints its steps' seconds. The command
+    reads the packaged policy: a first week's open reads neither value ``--arrival`` and
+    ``--expire`` change (the simulated weeks' arrivals, the close's expiry)."""
+    command = [str(Path(sys.executable).with_name("wulian")), "week", "open", week,
+               "--store", url]
+    start = time.perf_counter()
+    # (wide, so that its line of seconds is one line)
+    done = subprocess.run(command, capture_output=True, text=True, check=False,
+                          env={**os.environ, "COLUMNS": "400"})
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"wulian week open: exit {done.returncode}\n{done.stderr[-3000:]}")
+    steps = [line for line in done.stdout.splitlines() if "seconds" in line]
+    return seconds, (steps[-1].split("seconds", 1)[1].strip() if steps else "")
+
+
 def _quarter_reads(register, first: str, last: str, row) -> None:
     """Issue 16's reads on the played quarter: every alert evaluated on demand, the
     performance tables of the whole network and the quarter, one street's inbox in the app."""
@@ -167,7 +189,8 @@ def _steady(policy, arrival: float | None, expire: int | None):
 
 
 def run(preset: str, data: str | None, store: str | None, weeks: int, answers: int,
-        arrival: float | None = None, expire: int | None = None) -> None:
+        arrival: float | None = None, expire: int | None = None, open_here: bool = False
+        ) -> None:
     from wulian.optimizer.memory import release_memory
     from wulian.planning import cycle, taskbook
     from wulian.planning.register import Actor, Register
@@ -219,18 +242,27 @@ def run(preset: str, data: str | None, store: str | None, weeks: int, answers: i
             f"{again.total:,} changes reported, exactly those: {exact}", "reimport")
 
         week = str(changed.needs["week"].max())
-        # ``wulian week open`` starts in a process of its own: the two scenarios loaded here
-        # (over a GiB on the city, nothing the open reads) would count in its peak.
+        # The two scenarios loaded here (over a GiB on the city, nothing the open reads) would
+        # count in an open's peak in this process.
         del scenario, changed, report, again
         release_memory()
         before = PeakMemory().sample()
         with PeakMemory() as peak:
-            start = time.perf_counter()
-            opened = cycle.open_week(register, week)
-            seconds = time.perf_counter() - start
-        row("week open", seconds, f"{len(opened.tasks):,} tasks; peak {peak.peak / 2**20:,.0f} "
-            f"MiB (target ≤ 4,096; {before / 2**20:,.0f} MiB before it); {opened.seconds}",
-            "open")
+            if open_here:
+                start = time.perf_counter()
+                steps = cycle.open_week(register, week).seconds
+                seconds = time.perf_counter() - start
+            else:
+                seconds, steps = _open_command(url, week)
+        with register.engine.connect() as conn:
+            n_tasks = conn.scalar(sa.select(sa.func.count()).select_from(cycle.TASKS)
+                                  .where(cycle.TASKS.c.week == week))
+        if open_here:
+            memory = f"peak {peak.peak / 2**20:,.0f} MiB ({before / 2**20:,.0f} MiB before it)"
+        else:  # the command's own: this process's resident memory, constant meanwhile, left out
+            memory = f"peak {(peak.peak - before) / 2**20:,.0f} MiB"
+        row("week open", seconds, f"{'in this process' if open_here else 'wulian week open'}: "
+            f"{n_tasks:,} tasks; {memory} (target ≤ 4,096); {steps}", "open")
 
         books = Path(tmp) / "books"
         start = time.perf_counter()
@@ -295,9 +327,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--expire", type=int,
                         help="weeks carried before a need expires, 0 never (default: the "
                              "policy's [cycle] expire_weeks)")
+    parser.add_argument("--open-here", action="store_true",
+                        help="open the first week in this process, not as `wulian week open`")
     args = parser.parse_args(argv)
     run(args.preset, args.data, args.store, args.weeks, args.answers, args.arrival,
-        args.expire)
+        args.expire, args.open_here)
 
 
 if __name__ == "__main__":
