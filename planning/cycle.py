@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -38,9 +39,10 @@ from wulian.optimizer.memory import collector_paused, release_memory
 from wulian.optimizer.visits import MatchParams
 from wulian.planning.allocate import Run, run_allocation
 from wulian.planning.db import bulk_insert, bulk_update, fetch_frame, fetch_rows
-from wulian.planning.engines import Slots, default_workers
+from wulian.planning.engines import default_workers
 from wulian.planning.match import (
     MatchResult,
+    match_beside_bounds,
     next_week,
     reconciled_tables,
     rounds_pool,
@@ -409,9 +411,10 @@ def _allocate_and_match(scenario: Scenario, week: str, centre: str | None,
     workers are alive beside the first (session 15's matching with a pool of its own there
     took the city's peak from 2.4 to 3.6 GiB; one pool, 3.2 GiB; one pool whose regions leave
     the bounds their core, 2.9 GiB: docs/benchmarks.md, session 16). Both read the plan and
-    change nothing in it: the week is the same as one after the other (tests/test_cycle.py).
-    A run that is not decomposed hands its plan over when it is done (the matching then runs
-    after it, in the same pool); a matching asking for another number of workers than the
+    change nothing in it: the week is the same as one after the other (tests/test_cycle.py;
+    ``planning.match.match_beside_bounds``, which plan_week's rounds share). A run that is
+    not decomposed hands its plan over when it is done (the matching then runs after it, in
+    the same pool); a matching asking for another number of workers than the
     allocation runs after it with its own.
     """
     import time
@@ -427,21 +430,12 @@ def _allocate_and_match(scenario: Scenario, week: str, centre: str | None,
             allocated = time.perf_counter()
             return run, run_matching(scenario, run, week=week, centre=centre,
                                      params=match_params), allocated
-        workers = params.workers or default_workers()
-        with ThreadPoolExecutor(1) as beside:
-            matching: list[Future] = []
-            # The bounds hold one core: the regions get the others, so no more of them are in
-            # memory at once than can run (a city's region takes its worker to 0.5–0.7 GiB).
-            regions = Slots(pool, workers - 1)
-            run = run_allocation(
-                scenario, week=week, centre=centre, params=params, only_allocations=True,
-                pool=pool, with_plan=lambda early: matching.append(beside.submit(
-                    run_matching, scenario, early, week=week, centre=centre,
-                    params=match_params, pool=regions)))
-            allocated = time.perf_counter()
-            regions.widen()  # the bounds are done: their core is the regions' too
-            match = matching[0].result()
-    return run, match, allocated
+        return match_beside_bounds(
+            partial(run_allocation, scenario, week=week, centre=centre, params=params,
+                    only_allocations=True, pool=pool),
+            lambda early, regions: run_matching(scenario, early, week=week, centre=centre,
+                                                params=match_params, pool=regions),
+            pool, params.workers or default_workers())
 
 
 def _shortfalls(scenario: Scenario, centres: pd.DataFrame, tables: dict) -> pd.DataFrame:

@@ -41,13 +41,16 @@ At city scale the model is cut into regions solved in a process pool (:func:`par
 from __future__ import annotations
 
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
+from functools import partial
 from importlib.metadata import version
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -58,7 +61,10 @@ from wulian.optimizer.pins import PinError, PinProblem
 from wulian.optimizer.status import Status
 from wulian.optimizer.visits import SLOTS, MatchParams, VisitMatch, match_visits
 from wulian.planning.allocate import Run
+from wulian.planning.engines import Slots, default_workers
 from wulian.planning.scenario import Scenario
+
+T = TypeVar("T")
 
 KINDS = ("service", "monitoring", "service+monitoring")
 ASSIGNMENT_COLUMNS = ("visit_id", "household_id", "need_id", "kind", "service_id",
@@ -357,7 +363,7 @@ def part_runner(params: MatchParams, pool: Executor | None = None):
     ``pool``, if given, runs them instead (with more than one worker asked): a week's open
     hands over its allocation's pool, so that no second pool's workers are alive beside it
     (each region's task takes the payload along: a city has 8 regions)."""
-    from wulian.planning.engines import default_workers, run_tasks
+    from wulian.planning.engines import run_tasks
 
     workers = params.part_workers or default_workers()
     if workers <= 1:
@@ -645,8 +651,6 @@ def rounds_pool(params: AllocationParams, match_params: MatchParams):
     workers each, every worker importing wulian again (about 1 s of CPU each). Workers are
     spawned when first used: a week whose allocation is not decomposed and whose matching is
     one region spawns none."""
-    from wulian.planning.engines import default_workers
-
     workers = params.workers or default_workers()
     if workers <= 1 or (match_params.part_workers or default_workers()) != workers:
         yield None
@@ -654,6 +658,36 @@ def rounds_pool(params: AllocationParams, match_params: MatchParams):
     # Fresh (spawned) workers: a fork would copy this process's memory and solver threads.
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         yield pool
+
+
+def match_beside_bounds(allocate: Callable[..., Run],
+                        match: Callable[[Run, Executor | None], T],
+                        pool: Executor | None, workers: int) -> tuple[Run, T, float]:
+    """``allocate(with_plan=…)`` (a :func:`~wulian.planning.allocate.run_allocation`), then
+    ``match(run, regions)`` on its plan; and when the allocation ended
+    (``time.perf_counter``).
+
+    A decomposed allocation bounds its levels after red once its plan is whole (on the city
+    19–21 s of one LP chain in this process, HiGHS letting go of the GIL, while ``pool``
+    idles); the bounds change only the levels, and the matching needs the plan alone. So with
+    a ``pool`` (of ``workers`` processes) the matching starts in a thread as soon as the plan
+    is whole, beside the bounds, its regions in the pool less the core the bounds hold
+    (``regions``, widened once they are done: a city's region takes its worker to
+    0.5–0.7 GiB, so no more are in memory at once than can run). Both read the plan and change
+    nothing in it: the same as one after the other. Without a pool (or a run that is not
+    decomposed, which hands its plan over when it is done) the matching runs after it."""
+    if pool is None:
+        run = allocate(with_plan=None)
+        allocated = time.perf_counter()
+        return run, match(run, None), allocated
+    with ThreadPoolExecutor(1) as beside:
+        matching: list[Future] = []
+        regions = Slots(pool, workers - 1)
+        run = allocate(with_plan=lambda early: matching.append(
+            beside.submit(match, early, regions)))
+        allocated = time.perf_counter()
+        regions.widen()  # the bounds are done: their core is the regions' too
+        return run, matching[0].result(), allocated
 
 
 def _plan_rounds(scenario: Scenario, week: str | None, centre: str | None,
@@ -699,31 +733,40 @@ def _plan_rounds(scenario: Scenario, week: str | None, centre: str | None,
         caps.update({need: combined.pool_units.get(need, 0.0) for need in pool_needs})
         frozen.update(pool_needs)
         held_from = 0
+    def match_round(plan: Run, regions: Executor | None, keep: pd.DataFrame | None,
+                    hold: dict[str, str] | None, guessing: bool
+                    ) -> tuple[MatchResult, dict[str, str] | None]:
+        """A round's matching of ``plan`` (its regions in ``regions``) and the visits it held."""
+        try:
+            return run_matching(scenario, plan, week=week, centre=centre,
+                                params=unreported if guessing else quick, keep=keep,
+                                hold=hold, monitoring=monitoring(plan),
+                                schedules=not guessing, pool=regions), hold
+        except PinError:
+            if not hold:
+                raise
+            # The allocation took other units than the combined week (a tie): match freely.
+            return run_matching(scenario, plan, week=week, centre=centre, params=quick,
+                                keep=keep, monitoring=monitoring(plan), pool=regions), None
+
+    workers = full.workers or default_workers()
     for r in range(max(rounds, 1)):
         t0 = time.perf_counter()
         guessing = r < held_from and r < rounds - 1
-        run = run_allocation(scenario, week=week, centre=centre,
-                             params=guess if guessing else full, store=store,
-                             volunteer_limits=(missing, caps), save=False,
-                             only_allocations=True, pool=processes)
-        t1 = time.perf_counter()
         # A held round's service visits are a part of what the previous round placed; the
         # flow heuristic is not monotone, so the matching also starts from those placements
         # and keeps the lexicographically better plan (docs/matching.md, "One plan").
         keep = previous if r >= held_from else None
         hold = combined.visit_volunteers if r == 0 and held_from == 0 and combined else None
-        try:
-            match = run_matching(scenario, run, week=week, centre=centre,
-                                 params=unreported if guessing else quick, keep=keep,
-                                 hold=hold, monitoring=monitoring(run),
-                                 schedules=not guessing, pool=processes)
-        except PinError:
-            if not hold:
-                raise
-            # The allocation took other units than the combined week (a tie): match freely.
-            hold = None
-            match = run_matching(scenario, run, week=week, centre=centre, params=quick,
-                                 keep=keep, monitoring=monitoring(run), pool=processes)
+        # The matching starts beside the allocation's bounds (a held round's; a guess has
+        # none), as a week's open does: "matching_seconds" is what is left of it after.
+        run, (match, hold), t1 = match_beside_bounds(
+            partial(run_allocation, scenario, week=week, centre=centre,
+                    params=guess if guessing else full, store=store,
+                    volunteer_limits=(missing, caps), save=False, only_allocations=True,
+                    pool=processes),
+            partial(match_round, keep=keep, hold=hold, guessing=guessing),
+            processes, workers)
         lost = match.visits[(match.visits["need_id"] != "")
                             & (match.visits["volunteer_id"] == "")]
         switched = False

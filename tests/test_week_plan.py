@@ -530,3 +530,8 @@ def test_the_rounds_in_one_pool_plan_as_in_this_process(seed):
     pd.testing.assert_frame_equal(pooled.match.visits[columns], alone.match.visits[columns])
     seconds = lambda r: {k: v for k, v in r.items() if not k.endswith("seconds")}  # noqa: E731
     assert [seconds(r) for r in pooled.rounds] == [seconds(r) for r in alone.rounds]
+    # In the pool, a round's matching runs beside its allocation's bounds: the levels, their
+    # bounds and proofs are the same as those bounded before the matching in this process.
+    levels = lambda plan: pd.DataFrame(  # noqa: E731
+        [(lv.name, lv.value, lv.bound, str(lv.status)) for lv in plan.run.result.levels])
+    pd.testing.assert_frame_equal(levels(pooled), levels(alone))
