@@ -65,6 +65,15 @@ class TooManyPatterns(Exception):
     """Listing the patterns passed its limit."""
 
 
+def _solved_duals(h: highspy.Highs) -> np.ndarray | None:
+    """The LP solved (again, from its basis) and its row duals; ``None`` unless optimal."""
+    with quiet_stdout():
+        h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    return np.asarray(h.getSolution().row_dual)
+
+
 def maximal_patterns(slots: int, units: int, lengths: list[int], most: list[int],
                      limit: int | None = None) -> list[tuple[int, ...]]:
     """Every whole vector ``c`` (one count per length) with ``c ≤ most``, ``Σ c ≤ slots`` and
@@ -195,11 +204,9 @@ def _pattern_lp(arrays: VisitArrays) -> tuple[np.ndarray, int, np.ndarray] | Non
     rank[by_metres] = np.arange(n) - np.searchsorted(key_arc[by_metres], key_arc[by_metres])
     add(np.flatnonzero(rank < NEAREST))
     for _ in range(MAX_ROUNDS):
-        with quiet_stdout():
-            h.run()
-        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        dual = _solved_duals(h)
+        if dual is None:
             return None
-        dual = np.asarray(h.getSolution().row_dual)
         reduced = metres - dual[key_arc] - dual[n_keys + cell_of_pair]
         outside = col_of < 0
         enter = np.flatnonzero(outside & (reduced < -PRICE_TOLERANCE))
@@ -305,11 +312,9 @@ def later_bounds(arrays: VisitArrays, used: tuple[np.ndarray, np.ndarray, np.nda
         held, a pair costs nothing itself), its value less what those pairs could still save
         at their upper bounds (so a bound whatever the tolerance left)."""
         for _ in range(MAX_ROUNDS):
-            with quiet_stdout():
-                h.run()
-            if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            dual = _solved_duals(h)
+            if dual is None:
                 return None
-            dual = np.asarray(h.getSolution().row_dual)
             reduced = -dual[m.key_arc] - dual[m.cell_row]
             for rows, coef in zip(extra_rows, extra_coef, strict=True):
                 reduced = reduced - coef * dual[rows]
