@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -131,8 +132,13 @@ def _open_command(url: str, week: str) -> tuple[float, str]:
     returns its wall seconds and the line where it prints its steps' seconds. The command
     reads the packaged policy: a first week's open reads neither value ``--arrival`` and
     ``--expire`` change (the simulated weeks' arrivals, the close's expiry)."""
-    command = [str(Path(sys.executable).with_name("wulian")), "week", "open", week,
-               "--store", url]
+    # The package's script beside this interpreter (a virtual environment's), else on PATH.
+    script = shutil.which("wulian", path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                          os.environ.get("PATH", "")]))
+    if script is None:
+        raise SystemExit("wulian week open: the `wulian` command is not installed beside "
+                         f"{sys.executable} or on PATH (pip install -e .)")
+    command = [script, "week", "open", week, "--store", url]
     start = time.perf_counter()
     # (wide, so that its line of seconds is one line)
     done = subprocess.run(command, capture_output=True, text=True, check=False,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -39,6 +40,13 @@ def release_memory() -> bool:
     return True
 
 
+# The pauses running now (in any thread) and whether the collector was on before the first:
+# the last to end puts it back.
+_pause_lock = threading.Lock()
+_paused = 0
+_restore = False
+
+
 @contextmanager
 def collector_paused() -> Iterator[None]:
     """Python's automatic cyclic garbage collection paused for the block (restored after it,
@@ -48,11 +56,19 @@ def collector_paused() -> Iterator[None]:
     week's open: the tasks' rows, the frames' text cells, the models' lists): each automatic
     pass walks them again and frees next to nothing, while what the phase drops is freed by
     reference counting all the same (docs/benchmarks.md, session 17: 4,291 passes in the
-    city's open, 2.5 s of its main process's CPU, 441 objects freed)."""
-    enabled = gc.isenabled()
-    gc.disable()
+    city's open, 2.5 s of its main process's CPU, 441 objects freed). The switch is the
+    process's: pauses in several threads at once (two opens in the batch service) keep it off
+    until the last ends, which puts it back as it was before the first."""
+    global _paused, _restore
+    with _pause_lock:  # (gc's switch is the process's: threads pausing at once share it)
+        if _paused == 0:
+            _restore = gc.isenabled()
+            gc.disable()
+        _paused += 1
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        with _pause_lock:
+            _paused -= 1
+            if _paused == 0 and _restore:
+                gc.enable()

@@ -4,6 +4,7 @@ import ctypes
 import gc
 import platform
 import sys
+import threading
 
 import numpy as np
 
@@ -55,3 +56,32 @@ def test_collector_paused_stops_automatic_passes_only_and_restores_the_state():
     finally:
         gc.enable()
         gc.callbacks.remove(count)
+
+
+def test_collector_paused_in_overlapping_threads_is_restored_by_the_last_to_end():
+    """Two opens in the batch service pause at once: whatever the order they end in, the
+    collector stays off until both are done and is on after (once gc was on before)."""
+    first_in, second_in, first_out = (threading.Event() for _ in range(3))
+    seen: list[bool] = []
+
+    def first() -> None:
+        with collector_paused():
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(5)
+        with collector_paused():
+            second_in.set()
+            first_out.wait(5)
+            seen.append(gc.isenabled())  # the first has ended: still paused for this one
+
+    assert gc.isenabled()
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen == [False]
+    assert gc.isenabled()
