@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import partial
@@ -417,25 +417,20 @@ def _allocate_and_match(scenario: Scenario, week: str, centre: str | None,
     the same pool); a matching asking for another number of workers than the
     allocation runs after it with its own.
     """
-    import time
-
     params = params or AllocationParams()
     match_params = match_params or MatchParams()
+
+    def match(plan: Run, regions: Executor | None) -> MatchResult:
+        if regions is None and len(scenario.needs) >= RELEASE_NEEDS:
+            release_memory()  # after the allocation (no pool: its solvers were in this process)
+        return run_matching(scenario, plan, week=week, centre=centre, params=match_params,
+                            pool=regions)
+
     with rounds_pool(params, match_params) as pool:
-        if pool is None:
-            run = run_allocation(scenario, week=week, centre=centre, params=params,
-                                 only_allocations=True)
-            if len(scenario.needs) >= RELEASE_NEEDS:
-                release_memory()
-            allocated = time.perf_counter()
-            return run, run_matching(scenario, run, week=week, centre=centre,
-                                     params=match_params), allocated
         return match_beside_bounds(
             partial(run_allocation, scenario, week=week, centre=centre, params=params,
                     only_allocations=True, pool=pool),
-            lambda early, regions: run_matching(scenario, early, week=week, centre=centre,
-                                                params=match_params, pool=regions),
-            pool, params.workers or default_workers())
+            match, pool, params.workers or default_workers())
 
 
 def _shortfalls(scenario: Scenario, centres: pd.DataFrame, tables: dict) -> pd.DataFrame:
