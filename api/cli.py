@@ -29,6 +29,7 @@ from wulian.api.console import (
     usage,
 )
 from wulian.api.cycle_cli import add_commands as add_cycle_commands
+from wulian.api.entry import INTERRUPTED
 from wulian.api.plan_cli import add_command as add_plan
 from wulian.api.service_cli import add_commands as add_service_commands
 from wulian.contract import vocab
@@ -933,7 +934,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT (128 + 2)
 # -q and -v may stand anywhere on the line, as scripts write them (no command uses them else).
 GLOBAL_FLAGS = ("-q", "--quiet", "-v", "--verbose")
 

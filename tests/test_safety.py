@@ -767,3 +767,42 @@ def test_sigterm_during_a_stalled_upload_stops_within_the_grace(tmp_path, monkey
             assert time.monotonic() - started < 30
     finally:
         server.stop()
+
+
+def test_sigint_while_the_command_imports_exits_130_without_a_traceback(tmp_path):
+    """Ctrl-C in the first second of any command, while Python still imports the command line
+    (pandas, the solvers' bindings), printed Python's traceback of the import: the installed
+    ``wulian`` command now ends there as it does later, one line and 130. The signal is sent
+    once numpy is imported (``-X importtime`` says so on stderr), pandas' import still under
+    way."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    command = Path(sys.executable).with_name("wulian")  # the installed console script
+    assert command.exists(), command
+    demo = Path(__file__).resolve().parent.parent / "data" / "demo"
+    proc = subprocess.Popen([sys.executable, "-X", "importtime", str(command), "validate",
+                             str(demo)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        seen = []
+        for line in iter(proc.stderr.readline, b""):
+            seen.append(line)
+            if line.split(b"|")[-1].strip() == b"numpy":
+                break
+        assert proc.poll() is None, b"".join(seen)[-2000:]
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    stderr = b"".join(seen) + stderr
+    assert proc.returncode == 130, (proc.returncode, stderr.decode()[-2000:])
+    assert b"Traceback" not in stderr and b"KeyboardInterrupt" not in stderr
+    assert "interrupted" in stderr.decode().splitlines()[-1]
+    # Stopped inside the import: the command's own handler (which says so on stdout) never ran.
+    assert "interrupted" not in stdout.decode() and "valid" not in stdout.decode()
