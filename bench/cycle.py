@@ -127,6 +127,11 @@ def _fill(paths: list[Path], limit: int, rng: np.random.Generator) -> tuple[int,
     return filled, back
 
 
+# A stuck open (a lock held by another process, a solver that does not stop) ends the
+# benchmark with a message instead of holding it for ever: twenty times the city's quiet open.
+OPEN_TIMEOUT = 1800
+
+
 def _open_command(url: str, week: str) -> tuple[float, str]:
     """``wulian week open WEEK`` run as a coordinator runs it, in a process of its own;
     returns its wall seconds and the line where it prints its steps' seconds. The command
@@ -141,8 +146,14 @@ def _open_command(url: str, week: str) -> tuple[float, str]:
     command = [script, "week", "open", week, "--store", url]
     start = time.perf_counter()
     # (wide, so that its line of seconds is one line)
-    done = subprocess.run(command, capture_output=True, text=True, check=False,
-                          env={**os.environ, "COLUMNS": "400"})
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False,
+                              env={**os.environ, "COLUMNS": "400"}, timeout=OPEN_TIMEOUT)
+    except subprocess.TimeoutExpired as err:  # (run has killed it)
+        said = err.stderr or ""  # (what it wrote before, bytes or text as it was read)
+        said = said.decode(errors="replace") if isinstance(said, bytes) else said
+        raise SystemExit(f"wulian week open: stopped after {OPEN_TIMEOUT} s\n{said[-3000:]}"
+                         ) from None
     seconds = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"wulian week open: exit {done.returncode}\n{done.stderr[-3000:]}")
