@@ -25,7 +25,11 @@ from wulian.optimizer.visits.params import (
 from wulian.optimizer.visits.prepare import VisitArrays, prepare
 from wulian.optimizer.visits.reasons import unplaced_reasons
 from wulian.optimizer.visits.regions import RegionInput, plan_regions, solve_region
-from wulian.optimizer.visits.travel import improve_continuity, improve_travel
+from wulian.optimizer.visits.travel import (
+    improve_by_length,
+    improve_continuity,
+    improve_travel,
+)
 
 
 def match_visits(visits: pd.DataFrame, volunteers: pd.DataFrame,
@@ -113,9 +117,10 @@ def match_visits(visits: pd.DataFrame, volunteers: pd.DataFrame,
     if params.travel_repair and not exact and int(used[2].sum()) == int(arrays.g_count.sum()):
         # Every visit placed in a cut or pruned model (a district's final round): travel is a
         # transportation problem the LP nearly solves (optimizer/visits/travel.py).
-        used = improve_travel(arrays, used, search=params.travel_search)
+        used = improve_by_length(arrays, improve_travel(arrays, used,
+                                                        search=params.travel_search))
         if params.travel_search:  # then the most continuity at that travel (session 17)
-            used = improve_continuity(arrays, used)
+            used = improve_by_length(arrays, improve_continuity(arrays, used))
     if params.bounds:
         reports = combine_reports(arrays, regions, exact, used, relax_cap, able,
                                   settled=params.settled_bounds)
