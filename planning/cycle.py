@@ -44,6 +44,7 @@ from wulian.planning.match import (
     MatchResult,
     match_beside_bounds,
     next_week,
+    reconcile,
     reconciled_tables,
     rounds_pool,
     run_matching,
@@ -62,6 +63,7 @@ from wulian.planning.register import (
     history_key,
     now,
     row_json,
+    row_json_sql,
     weeks_waited,
 )
 from wulian.planning.scenario import Scenario
@@ -359,27 +361,30 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
         if large:
             release_memory()
         matched = time.perf_counter()
-        tables = reconciled_tables(scenario, run, match)
-        tables.update(assignments=match.assignments, unplaced=match.unplaced,
-                      load=match.load, shortfalls=_shortfalls(scenario, centres, tables))
-        info = {**run.info, "kind": "week", "match": match.info}
-        run_id = RunStore.insert_run(conn, info, tables, "week", f"register {week} {scope}")
-        new = build_tasks(scenario, week, scope, tables["allocations"], match.visits)
+        reconciled = reconcile(run, match)
+        new = build_tasks(scenario, week, scope, reconciled[0], match.visits)
         stamp = now()
         new = new.assign(updated_at=stamp)
-        if len(new):
-            bulk_insert(conn, TASKS, new)  # (the frame: a dict per task cost the city 7 s)
-        need_ids = sorted(set(new.loc[new["need_id"] != "", "need_id"]))
-        for chunk in _chunks(need_ids):
-            conn.execute(NEED_STATES.update().where(NEED_STATES.c.need_id.in_(chunk))
-                         .values(state="allocated", updated_at=stamp))
+        info = {**run.info, "kind": "week", "match": match.info}
+        run_id = RunStore.insert_run(conn, info, {}, "week", f"register {week} {scope}")
         conn.execute(WEEKS.update().where(WEEKS.c.week == week, WEEKS.c.centre == scope)
                      .values(run_id=run_id))
         events = Events(conn, register.actor)
+        needs_allocated = int(new.loc[new["need_id"] != "", "need_id"].nunique())
         events.add("week.open", f"weeks:{week}:{scope}", None,
-                   {"run_id": run_id, "tasks": len(new), "needs_allocated": len(need_ids)})
-        events.add_many("task.add", [f"tasks:{t}" for t in new["task_id"]], None, row_json(
-            new[["cost", "fund_id", "kind", "need_id", "provider_id", "units", "volunteer_id"]]))
+                   {"run_id": run_id, "tasks": len(new), "needs_allocated": needs_allocated})
+        # The database writes the tasks, their needs' states and their events (a city's
+        # seconds of its work, SQLite's and the driver's without the GIL) while this thread
+        # makes the run's tables, plans and summary rebuilt from the reconciled allocations.
+        # The connection is the writing thread's until it is done; this one writes nothing.
+        with ThreadPoolExecutor(1, thread_name_prefix="wulian-open") as writing:
+            written = writing.submit(_write_tasks, conn, events, new, week, scope, stamp)
+            tables = reconciled_tables(scenario, run, match, reconciled)
+            tables.update(assignments=match.assignments, unplaced=match.unplaced,
+                          load=match.load, shortfalls=_shortfalls(scenario, centres, tables))
+            blobs = RunStore.blobs(tables)
+            written.result()  # (its error raised here; the transaction then rolls back)
+        RunStore.insert_tables(conn, run_id, blobs)
         events.flush()
         stored = time.perf_counter()
     # (``allocate`` holds the part of the matching that ran beside the bounds; ``match`` what
@@ -391,6 +396,26 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
                                "match": round(matched - allocated, 3),
                                "store": round(stored - matched, 3),
                                "wall": round(stored - start, 3)})
+
+
+def _write_tasks(conn: sa.Connection, events: Events, new: pd.DataFrame, week: str,
+                 scope: str, stamp: str) -> None:
+    """A week's new tasks written, the needs they serve set allocated and their add events
+    (after the events already added) written. The week's tasks are these alone (it was not
+    opened for the scope before): the needs' states and the events are made by the database
+    from the rows, one statement each — not a city's 38 lists of 5,000 ids and 279,000 JSON
+    texts built here and sent back (docs/benchmarks.md, session 18)."""
+    if len(new):
+        bulk_insert(conn, TASKS, new)  # (the frame: a dict per task cost the city 7 s)
+    t = TASKS.c
+    week_tasks = (t.week == week, t.centre == scope)
+    conn.execute(NEED_STATES.update().where(NEED_STATES.c.need_id.in_(
+        sa.select(t.need_id).where(*week_tasks, t.need_id != "")))
+        .values(state="allocated", updated_at=stamp))
+    events.add_copied("task.add", sa.select(
+        sa.literal("tasks:", sa.String) + t.task_id, sa.null(), row_json_sql(conn, [
+            t.cost, t.fund_id, t.kind, t.need_id, t.provider_id, t.units, t.volunteer_id]))
+        .where(*week_tasks).order_by(events.bytewise(t.task_id)))
 
 
 def _allocate_and_match(scenario: Scenario, week: str, centre: str | None,
