@@ -373,12 +373,17 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
         needs_allocated = int(new.loc[new["need_id"] != "", "need_id"].nunique())
         events.add("week.open", f"weeks:{week}:{scope}", None,
                    {"run_id": run_id, "tasks": len(new), "needs_allocated": needs_allocated})
-        # The database writes the tasks, their needs' states and their events (a city's
-        # seconds of its work, SQLite's and the driver's without the GIL) while this thread
-        # makes the run's tables, plans and summary rebuilt from the reconciled allocations.
-        # The connection is the writing thread's until it is done; this one writes nothing.
+        if len(new):
+            bulk_insert(conn, TASKS, new)  # (the frame: a dict per task cost the city 7 s)
+        # The database sets the tasks' needs allocated and writes the tasks' events (seconds
+        # of its work on a city, without the GIL) while this thread rebuilds the run's plans
+        # and summary from the reconciled allocations and makes the run's tables. (The
+        # tasks themselves are written here first: SQLite takes them by thousands of
+        # statements, and a thread that wants the GIL back after each waits out this one's
+        # switch interval every time — the city's store 10.6 → 18.4 s that way.) The
+        # connection is the writing thread's until it is done; this one writes nothing.
         with ThreadPoolExecutor(1, thread_name_prefix="wulian-open") as writing:
-            written = writing.submit(_write_tasks, conn, events, new, week, scope, stamp)
+            written = writing.submit(_from_the_tasks, conn, events, week, scope, stamp)
             tables = reconciled_tables(scenario, run, match, reconciled)
             tables.update(assignments=match.assignments, unplaced=match.unplaced,
                           load=match.load, shortfalls=_shortfalls(scenario, centres, tables))
@@ -398,17 +403,21 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
                                "wall": round(stored - start, 3)})
 
 
-def _write_tasks(conn: sa.Connection, events: Events, new: pd.DataFrame, week: str,
-                 scope: str, stamp: str) -> None:
-    """A week's new tasks written, the needs they serve set allocated and their add events
-    (after the events already added) written. The week's tasks are these alone (it was not
-    opened for the scope before): the needs' states and the events are made by the database
-    from the rows, one statement each — not a city's 38 lists of 5,000 ids and 279,000 JSON
-    texts built here and sent back (docs/benchmarks.md, session 18)."""
-    if len(new):
-        bulk_insert(conn, TASKS, new)  # (the frame: a dict per task cost the city 7 s)
+def _from_the_tasks(conn: sa.Connection, events: Events, week: str, scope: str,
+                    stamp: str) -> None:
+    """The needs a week's new tasks serve set allocated, and the tasks' add events written
+    (after the events already added), by the database from the rows: the week's tasks are
+    those just written (it was not opened for the scope before). One statement each — not a
+    city's 38 lists of 5,000 ids and 279,000 JSON texts built here and sent back — long ones
+    that hold no GIL, so a thread of the open runs them (docs/benchmarks.md, session 18)."""
     t = TASKS.c
     week_tasks = (t.week == week, t.centre == scope)
+    if conn.dialect.name == "postgresql":
+        # The planner's figures for the tasks, a week's rows just copied in (counted within
+        # this transaction): without them it takes the week for a few rows and looks up each
+        # need by its key in no order (a city's 5.1 s of the server's time, against 0.3 s
+        # for this and 3.8 s for one hash join: docs/benchmarks.md, session 18).
+        conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.format_table(TASKS)}")
     conn.execute(NEED_STATES.update().where(NEED_STATES.c.need_id.in_(
         sa.select(t.need_id).where(*week_tasks, t.need_id != "")))
         .values(state="allocated", updated_at=stamp))
