@@ -44,6 +44,7 @@ from wulian.planning.match import (
     MatchResult,
     match_beside_bounds,
     next_week,
+    reconcile,
     reconciled_tables,
     rounds_pool,
     run_matching,
@@ -62,6 +63,7 @@ from wulian.planning.register import (
     history_key,
     now,
     row_json,
+    row_json_sql,
     weeks_waited,
 )
 from wulian.planning.scenario import Scenario
@@ -359,27 +361,35 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
         if large:
             release_memory()
         matched = time.perf_counter()
-        tables = reconciled_tables(scenario, run, match)
-        tables.update(assignments=match.assignments, unplaced=match.unplaced,
-                      load=match.load, shortfalls=_shortfalls(scenario, centres, tables))
-        info = {**run.info, "kind": "week", "match": match.info}
-        run_id = RunStore.insert_run(conn, info, tables, "week", f"register {week} {scope}")
-        new = build_tasks(scenario, week, scope, tables["allocations"], match.visits)
+        reconciled = reconcile(run, match)
+        new = build_tasks(scenario, week, scope, reconciled[0], match.visits)
         stamp = now()
         new = new.assign(updated_at=stamp)
-        if len(new):
-            bulk_insert(conn, TASKS, new)  # (the frame: a dict per task cost the city 7 s)
-        need_ids = sorted(set(new.loc[new["need_id"] != "", "need_id"]))
-        for chunk in _chunks(need_ids):
-            conn.execute(NEED_STATES.update().where(NEED_STATES.c.need_id.in_(chunk))
-                         .values(state="allocated", updated_at=stamp))
+        info = {**run.info, "kind": "week", "match": match.info}
+        run_id = RunStore.insert_run(conn, info, {}, "week", f"register {week} {scope}")
         conn.execute(WEEKS.update().where(WEEKS.c.week == week, WEEKS.c.centre == scope)
                      .values(run_id=run_id))
         events = Events(conn, register.actor)
+        needs_allocated = int(new.loc[new["need_id"] != "", "need_id"].nunique())
         events.add("week.open", f"weeks:{week}:{scope}", None,
-                   {"run_id": run_id, "tasks": len(new), "needs_allocated": len(need_ids)})
-        events.add_many("task.add", [f"tasks:{t}" for t in new["task_id"]], None, row_json(
-            new[["cost", "fund_id", "kind", "need_id", "provider_id", "units", "volunteer_id"]]))
+                   {"run_id": run_id, "tasks": len(new), "needs_allocated": needs_allocated})
+        if len(new):
+            bulk_insert(conn, TASKS, new)  # (the frame: a dict per task cost the city 7 s)
+        # The database sets the tasks' needs allocated and writes the tasks' events (seconds
+        # of its work on a city, without the GIL) while this thread rebuilds the run's plans
+        # and summary from the reconciled allocations and makes the run's tables. (The
+        # tasks themselves are written here first: SQLite takes them by thousands of
+        # statements, each giving the GIL up and waiting to take it back from this thread's
+        # pandas work — the city's store took 18.4 s so, against 10.6 s before, at load 3.7.)
+        # The connection is the writing thread's until it is done; this one writes nothing.
+        with ThreadPoolExecutor(1, thread_name_prefix="wulian-open") as writing:
+            written = writing.submit(_from_the_tasks, conn, events, week, scope, stamp)
+            tables = reconciled_tables(scenario, run, match, reconciled)
+            tables.update(assignments=match.assignments, unplaced=match.unplaced,
+                          load=match.load, shortfalls=_shortfalls(scenario, centres, tables))
+            blobs = RunStore.blobs(tables)
+            written.result()  # (its error raised here; the transaction then rolls back)
+        RunStore.insert_tables(conn, run_id, blobs)
         events.flush()
         stored = time.perf_counter()
     # (``allocate`` holds the part of the matching that ran beside the bounds; ``match`` what
@@ -391,6 +401,30 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
                                "match": round(matched - allocated, 3),
                                "store": round(stored - matched, 3),
                                "wall": round(stored - start, 3)})
+
+
+def _from_the_tasks(conn: sa.Connection, events: Events, week: str, scope: str,
+                    stamp: str) -> None:
+    """The needs a week's new tasks serve set allocated, and the tasks' add events written
+    (after the events already added), by the database from the rows: the week's tasks are
+    those just written (it was not opened for the scope before). One statement each — not a
+    city's 38 lists of 5,000 ids and 279,000 JSON texts built here and sent back — long ones
+    that hold no GIL, so a thread of the open runs them (docs/benchmarks.md, session 18)."""
+    t = TASKS.c
+    week_tasks = (t.week == week, t.centre == scope)
+    if conn.dialect.name == "postgresql":
+        # The planner's figures for the tasks, a week's rows just copied in (counted within
+        # this transaction): without them it takes the week for a few rows and looks up each
+        # need by its key in no order (a city's 5.1 s of the server's time, against 0.3 s
+        # for this and 3.8 s for one hash join: docs/benchmarks.md, session 18).
+        conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.format_table(TASKS)}")
+    conn.execute(NEED_STATES.update().where(NEED_STATES.c.need_id.in_(
+        sa.select(t.need_id).where(*week_tasks, t.need_id != "")))
+        .values(state="allocated", updated_at=stamp))
+    events.add_copied("task.add", sa.select(
+        sa.literal("tasks:", sa.String) + t.task_id, sa.null(), row_json_sql(conn, [
+            t.cost, t.fund_id, t.kind, t.need_id, t.provider_id, t.units, t.volunteer_id]))
+        .where(*week_tasks).order_by(events.bytewise(t.task_id)))
 
 
 def _allocate_and_match(scenario: Scenario, week: str, centre: str | None,

@@ -1225,8 +1225,11 @@ def write_workbook(match: MatchResult, path: str | Path,
     return result
 
 
-def reconciled_tables(scenario: Scenario, run: Run, match: MatchResult) -> dict[str, pd.DataFrame]:
-    """The allocation's tables after :func:`reconcile`, with ``plans`` and ``summary`` to match.
+def reconciled_tables(scenario: Scenario, run: Run, match: MatchResult,
+                      reconciled: tuple[pd.DataFrame, pd.DataFrame] | None = None
+                      ) -> dict[str, pd.DataFrame]:
+    """The allocation's tables after :func:`reconcile`, with ``plans`` and ``summary`` to match
+    (``reconciled``: what :func:`reconcile` gave, when the caller has it already).
 
     A need whose pool units the matching could not place is served that much less: its served
     units and fraction drop, its reason becomes the matching's (the reason of most lost units,
@@ -1241,7 +1244,7 @@ def reconciled_tables(scenario: Scenario, run: Run, match: MatchResult) -> dict[
     """
     from wulian.planning.allocate import plans_table, summary_table
 
-    allocations, unmet = reconcile(run, match)
+    allocations, unmet = reconciled if reconciled is not None else reconcile(run, match)
     served = run.result.need_served
     lost = match.visits[(match.visits["need_id"] != "") & (match.visits["volunteer_id"] == "")]
     by_reason = lost.groupby(["need_id", "reason"], sort=True)["units"].sum().reset_index()

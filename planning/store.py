@@ -172,11 +172,7 @@ class RunStore:
     @staticmethod
     def insert_run(conn: sa.Connection, info: dict, tables: dict[str, pd.DataFrame],
                     kind: str, scenario: str) -> int:
-        blobs = {}
-        for name, frame in tables.items():
-            buffer = io.BytesIO()
-            frame.to_parquet(buffer, index=False)
-            blobs[name] = (len(frame), buffer.getvalue())
+        """A run's row and its tables (none: see :meth:`insert_tables`); returns its id."""
         params = info.get("parameters", {})
         run_id = conn.execute(RUNS.insert().values(
             created_at=datetime.now(UTC).isoformat(timespec="seconds"), kind=kind,
@@ -186,12 +182,29 @@ class RunStore:
             status=info.get("status", ""),
             info=strict_json(info, indent=None),  # NaN as null: strict parsers read it back
         )).inserted_primary_key[0]
+        RunStore.insert_tables(conn, int(run_id), RunStore.blobs(tables))
+        return int(run_id)
+
+    @staticmethod
+    def blobs(tables: dict[str, pd.DataFrame]) -> dict[str, tuple[int, bytes]]:
+        """Each table as it is stored: its rows and its parquet bytes."""
+        blobs = {}
+        for name, frame in tables.items():
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer, index=False)
+            blobs[name] = (len(frame), buffer.getvalue())
+        return blobs
+
+    @staticmethod
+    def insert_tables(conn: sa.Connection, run_id: int,
+                      blobs: dict[str, tuple[int, bytes]]) -> None:
+        """A run's tables (:meth:`blobs`), when they are ready after its row (a week's open
+        writes its tasks meanwhile)."""
         if blobs:
             conn.execute(RUN_TABLES.insert(), [
                 {"run_id": run_id, "name": name, "rows": rows, "data": data}
                 for name, (rows, data) in blobs.items()
             ])
-        return int(run_id)
 
     def list(self) -> pd.DataFrame:
         """Every run, newest first: id, time, kind, scenario, digests, week, centre, status."""

@@ -47,6 +47,7 @@ from wulian.planning.register import (
     canonical,
     row_changes,
     row_json,
+    row_json_sql,
     row_keys,
     watch_from_scratch,
 )
@@ -1129,6 +1130,56 @@ def test_a_weeks_open_makes_no_automatic_garbage_collection_pass(tmp_path, tiny)
     # back on with the open's objects counted; without the pause the tiny open makes about twenty)
     assert len(passes) <= 1, passes
     assert gc.isenabled()
+
+
+def test_the_database_writes_a_rows_json_text_as_row_json_does(store_url):
+    """The open's task events are made by the database from the task rows: their JSON text is
+    row_json's to the character — text escaped as pandas escapes it (a slash too), numbers as
+    its ten decimals with the trailing zeros cut — on both backends."""
+    texts = ["T-1", "a/b", 'say "hi"', "back\\slash", "中文·志愿者", "tab\there", ""]
+    numbers = [0.0, 1.0, 0.5, 1 / 3, 2.675, 12345.67, 99999.99, 1e-5, 50000.0, 0.1 + 0.2]
+    frame = pd.DataFrame({"id": range(len(texts) * len(numbers)),
+                          "label": [t for t in texts for _ in numbers],
+                          "amount": numbers * len(texts),
+                          "name": [t for _ in numbers for t in texts]})
+    table = sa.Table("json_rows", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("label", sa.String(32)), sa.Column("amount", sa.Float),
+                     sa.Column("name", sa.String(32)))
+    engine = sa.create_engine(store_url)
+    try:
+        table.metadata.create_all(engine)
+        with engine.begin() as conn:
+            bulk_insert(conn, table, frame)
+            made = conn.execute(sa.select(row_json_sql(conn, [
+                table.c.amount, table.c.label, table.c.name])).order_by(table.c.id)).scalars()
+            assert list(made) == row_json(frame[["amount", "label", "name"]])
+    finally:
+        engine.dispose()
+
+
+def test_a_weeks_open_writes_each_task_its_event_and_its_needs_state(store_url, tiny):
+    """The week's open event, then one add event per task in the order of their ids holding
+    the task's row as row_json writes it; every need a task serves allocated, no other."""
+    register = _register(store_url)
+    register.import_scenario(tiny)
+    opened = cycle.open_week(register, W1)
+    tasks = opened.tasks
+    events = register.events()
+    events = events[events["kind"].isin(["week.open", "task.add"])].sort_values("event_id")
+    assert events["kind"].tolist() == ["week.open"] + ["task.add"] * len(tasks)
+    assert json.loads(events["after"].iloc[0]) == {
+        "run_id": opened.run_id, "tasks": len(tasks),
+        "needs_allocated": tasks.loc[tasks["need_id"] != "", "need_id"].nunique()}
+    added = events.iloc[1:]
+    assert added["subject"].tolist() == [f"tasks:{t}" for t in sorted(tasks["task_id"])]
+    assert added["before"].isna().all()
+    in_order = tasks.sort_values("task_id")
+    assert added["after"].tolist() == row_json(in_order[[
+        "cost", "fund_id", "kind", "need_id", "provider_id", "units", "volunteer_id"]])
+    states = register.need_states()
+    allocated = set(states.loc[states["state"] == "allocated", "need_id"])
+    assert allocated == set(tasks["need_id"]) - {""}
+    assert tasks["need_id"].ne("").any() and (tasks["need_id"] == "").any()
 
 
 def test_an_upgrade_from_0008_keeps_the_tasks_and_their_status_reads_stay_right(store_url,
