@@ -1052,6 +1052,24 @@ def test_exchange_by_length_of_one_visit_length_reaches_every_later_optimum(seed
     assert load == pytest.approx(best.load * arrays.scale ** 2)
 
 
+def _scrambled(sc, visits: pd.DataFrame, assignments: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """``assignments`` with visits of one length swapping their volunteers and slots wherever
+    both volunteers may make both (so every volunteer keeps their slots and hours)."""
+    vols = sc.volunteers.set_index("volunteer_id")
+    rows = visits.set_index("visit_id")
+    scrambled = assignments.copy()
+    rng = np.random.default_rng(seed)
+    for a, b in rng.integers(0, len(scrambled), size=(4 * len(scrambled), 2)).tolist():
+        one, two = scrambled.iloc[a], scrambled.iloc[b]
+        if one["hours"] != two["hours"] or one["volunteer_id"] == two["volunteer_id"]:
+            continue
+        if ref.admissible(rows.loc[one["visit_id"]], vols.loc[two["volunteer_id"]])[0] and \
+                ref.admissible(rows.loc[two["visit_id"]], vols.loc[one["volunteer_id"]])[0]:
+            columns = [scrambled.columns.get_loc(c) for c in ("volunteer_id", "slot")]
+            scrambled.iloc[[a, b], columns] = scrambled.iloc[[b, a], columns].to_numpy()
+    return scrambled
+
+
 @pytest.mark.parametrize("seed", (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11))
 def test_exchange_by_length_keeps_every_visit_and_is_never_worse(seed):
     """``travel.improve_by_length`` from a plan that places every visit (visits of several
@@ -1064,18 +1082,7 @@ def test_exchange_by_length_keeps_every_visit_and_is_never_worse(seed):
     plain = match_visits(visits, sc.volunteers, MatchParams())
     assert plain.unplaced.empty
     arrays = prepare(visits, sc.volunteers)
-    vols = sc.volunteers.set_index("volunteer_id")
-    rows = visits.set_index("visit_id")
-    scrambled = plain.assignments.copy()
-    rng = np.random.default_rng(seed)
-    for a, b in rng.integers(0, len(scrambled), size=(4 * len(scrambled), 2)).tolist():
-        one, two = scrambled.iloc[a], scrambled.iloc[b]
-        if one["hours"] != two["hours"] or one["volunteer_id"] == two["volunteer_id"]:
-            continue
-        if ref.admissible(rows.loc[one["visit_id"]], vols.loc[two["volunteer_id"]])[0] and \
-                ref.admissible(rows.loc[two["visit_id"]], vols.loc[one["volunteer_id"]])[0]:
-            columns = [scrambled.columns.get_loc(c) for c in ("volunteer_id", "slot")]
-            scrambled.iloc[[a, b], columns] = scrambled.iloc[[b, a], columns].to_numpy()
+    scrambled = _scrambled(sc, visits, plain.assignments, seed)
     before = _later_levels(arrays, _used(arrays, visits, plain.assignments))
     start = _later_levels(arrays, _used(arrays, visits, scrambled))
     better = _later_levels(arrays, improve_by_length(arrays, _used(arrays, visits, scrambled)))
@@ -1131,3 +1138,75 @@ def test_the_proof_says_each_later_level_in_its_unit_and_which_side_the_best_lie
         "within 29.9%)" in proof["words_en"]
     assert "路程 1,195.4 km（最优至少 1,190 km，相差至多 0.4%）" in proof["words_zh"]
     assert "最优至多 1,163）" in proof["words_zh"]
+
+
+@pytest.mark.parametrize("sources, middles, per_source", [(5, 5, 5), (50, 50, 50),
+                                                          (500, 500, 20)])
+def test_costs_the_flow_guard_passes_are_costs_or_tools_solves(sources, middles, per_source):
+    """The matching's exact flows (the exchange by length, a component's exact flow, the
+    heuristic's repair) give OR-Tools separated costs only when ``flow_costs_fit`` says they
+    fit, else keep their plan. Its first form (|cost| × (nodes + 1) < 2^62) passed costs
+    OR-Tools 9.15 refuses (BAD_COST_RANGE: a crash, not the plan kept): here the largest
+    cost it passes, on transportation graphs of three sizes, with positive costs spread below
+    it (the separated costs' shape: travel times a weight, less a little), must be solved to
+    optimality."""
+    from ortools.graph.python import min_cost_flow
+
+    from wulian.optimizer.visits.component import flow_costs_fit, solve_min_cost_flow
+
+    rng = np.random.default_rng(sources)
+    nodes = sources + middles + 1
+    sink = nodes - 1
+    low, high = 1, 2**63  # the largest top the guard passes (it is monotone in top)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if flow_costs_fit(mid, nodes, sources) else (low, mid)
+    top = low
+    tails = np.concatenate([np.repeat(np.arange(sources), per_source),
+                            sources + np.arange(middles)])
+    heads = np.concatenate([sources + np.concatenate([
+        rng.choice(middles, per_source, replace=False) for _ in range(sources)]),
+        np.full(middles, sink)])
+    spread = np.concatenate([rng.integers(0, 1000, sources * per_source),
+                             np.zeros(middles, np.int64)])
+    used = np.concatenate([np.full(sources * per_source, top), np.zeros(middles, np.int64)])
+    supplies = {s: 1 for s in range(sources)} | {sink: -sources}
+    caps = np.ones(len(tails), np.int64)
+    flow = solve_min_cost_flow(tails, heads, caps, used - spread, supplies)  # raises unless
+    # optimal; and optimal: every source pays top once, so the spreads alone order the flows
+    check = min_cost_flow.SimpleMinCostFlow()
+    check.add_arcs_with_capacity_and_unit_cost(tails.astype(np.int32), heads.astype(np.int32),
+                                               caps, -spread)
+    for node, supply in supplies.items():
+        check.set_node_supply(node, supply)
+    assert check.solve() == check.OPTIMAL
+    assert int(flow @ spread) == -check.optimal_cost()
+
+
+def test_costs_or_tools_refuses_leave_the_exchange_s_plan_as_it_was(monkeypatch):
+    """OR-Tools may refuse costs the guard passes when their signs are mixed (measured down
+    to 2^63 ÷ 5.2 (nodes + 1)): ``solve_min_cost_flow`` says so by ``FlowCostRange`` (an
+    ``OverflowError``, which a component's exact flow already falls back on), and the exchange
+    by length then keeps each length as it was instead of failing the matching."""
+    from wulian.optimizer.visits import travel
+    from wulian.optimizer.visits.component import FlowCostRange, solve_min_cost_flow
+
+    with pytest.raises(FlowCostRange):
+        solve_min_cost_flow([0], [1], [1], [2**62], {0: 1, 1: -1})
+    assert issubclass(FlowCostRange, OverflowError)
+    sc, visits = _later_case(0)
+    plain = match_visits(visits, sc.volunteers, MatchParams())
+    assert plain.unplaced.empty
+    arrays = prepare(visits, sc.volunteers)
+    used = _used(arrays, visits, _scrambled(sc, visits, plain.assignments, 0))
+
+    def same(one, two) -> bool:
+        return all(np.array_equal(a, b) for a, b in zip(one, two, strict=True))
+
+    assert not same(improve_by_length(arrays, used), used)  # it moves something
+
+    def refuse(*_args, **_kwargs):
+        raise FlowCostRange("refused")
+
+    monkeypatch.setattr(travel, "solve_min_cost_flow", refuse)
+    assert same(improve_by_length(arrays, used), used)

@@ -14,6 +14,7 @@ from ortools.graph.python import max_flow
 from wulian.optimizer.geo import KM_TOLERANCE, haversine_km
 from wulian.optimizer.visits.component import (
     Component,
+    FlowCostRange,
     PairTable,
     class_counts,
     coverage_flow,
@@ -378,7 +379,7 @@ def hours_travel_floor(arrays: VisitArrays) -> int | None:
     has at most ``S_i`` visits, none longer than that, and at most ``H_i`` hours). Any such
     plan is a flow of this network of the same cost, so the flow's cost bounds its travel;
     unlike the slot relaxation it counts the hours, which is what runs out. ``None`` when the
-    pairs are too many to list (:func:`key_pairs`)."""
+    pairs are too many to list (:func:`key_pairs`) or their costs too wide for the flow."""
     listed = key_pairs(arrays)
     if listed is None:
         return None
@@ -402,6 +403,8 @@ def hours_travel_floor(arrays: VisitArrays) -> int | None:
     supplies[sink] = -int(key_hours.sum())
     try:
         flow = solve_min_cost_flow(flow_tails, flow_heads, caps, costs, supplies)
+    except FlowCostRange:  # costs OR-Tools refuses: no floor from this flow
+        return None
     except RuntimeError:  # no flow carries every hour: no plan places every visit
         return None
     return -(-int(flow @ costs) // lcm)  # ceil: travel is whole metres

@@ -13,9 +13,21 @@ from ortools.graph.python import min_cost_flow
 
 from wulian.optimizer.visits.params import CLASSES
 
-# SimpleMinCostFlow works in int64 and scales costs by (nodes + 1): keep |cost| × (nodes + 1)
-# and the objective well inside it, or fall back to CP-SAT.
+# SimpleMinCostFlow works in int64 and scales costs by (nodes + 1): keep |cost| × 2 (nodes + 2)
+# and the objective within this (flow_costs_fit), or fall back.
 FLOW_COST_LIMIT = 2**62
+
+
+def flow_costs_fit(top: int, nodes: int, total_flow: int) -> bool:
+    """Whether costs of magnitude at most ``top`` on a graph of ``nodes`` nodes carrying
+    ``total_flow`` units can be given to SimpleMinCostFlow exactly: |cost| × 2 (nodes + 2) and
+    the most any flow costs at most FLOW_COST_LIMIT (2^62), the room
+    ``optimizer.flow.scale_exponent`` keeps. OR-Tools refuses positive costs above about
+    2^63 ÷ 3.3 (nodes + 1) (``BAD_COST_RANGE``, measured with 9.15: 3.1e16 on 101 nodes); the
+    looser ``|cost| × (nodes + 1) < 2^62`` once used here passed costs it refused. Costs of
+    both signs it may refuse below this too (:class:`FlowCostRange`). Python integers: the
+    check itself cannot overflow."""
+    return top * 2 * (nodes + 2) < FLOW_COST_LIMIT and top * total_flow < FLOW_COST_LIMIT
 
 
 @dataclass
@@ -52,9 +64,16 @@ class PairTable:
                          metres=self.metres[sel], upper=self.upper[sel], cont=self.cont[sel])
 
 
+class FlowCostRange(OverflowError):
+    """OR-Tools refused the costs (``BAD_COST_RANGE``): how far it goes depends on the graph
+    and the costs' signs (2^63 ÷ 2.6–5.2 (nodes + 1) measured with 9.15), so a caller with a
+    fallback keeps it for this too, beside :func:`flow_costs_fit`'s check."""
+
+
 def solve_min_cost_flow(tails, heads, caps, costs, supplies: dict[int, int],
                         max_flow: bool = False) -> np.ndarray:
-    """Flows of an OR-Tools SimpleMinCostFlow on numpy arc arrays; optimal or an error.
+    """Flows of an OR-Tools SimpleMinCostFlow on numpy arc arrays; optimal or an error
+    (:class:`FlowCostRange` when OR-Tools refuses the costs).
 
     With ``max_flow``, the largest flow the supplies allow at least cost instead.
     """
@@ -65,6 +84,8 @@ def solve_min_cost_flow(tails, heads, caps, costs, supplies: dict[int, int],
     nodes = np.array(sorted(supplies), np.int32)
     mcf.set_nodes_supplies(nodes, np.array([supplies[n] for n in nodes], np.int64))
     status = mcf.solve_max_flow_with_min_cost() if max_flow else mcf.solve()
+    if status == mcf.BAD_COST_RANGE:
+        raise FlowCostRange(f"min-cost flow refused the costs (status {status})")
     if status != mcf.OPTIMAL:
         raise RuntimeError(f"min-cost flow returned status {status}")
     return np.asarray(mcf.flows(arcs), np.int64)

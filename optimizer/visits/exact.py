@@ -15,10 +15,10 @@ from wulian.optimizer.interrupt import solve_interruptibly
 from wulian.optimizer.status import Status
 from wulian.optimizer.visits.bounds import component_bounds, load_floor, travel_floor
 from wulian.optimizer.visits.component import (
-    FLOW_COST_LIMIT,
     Component,
     PairTable,
     coverage_flow,
+    flow_costs_fit,
     solve_min_cost_flow,
 )
 from wulian.optimizer.visits.heuristic import complete_plan, heuristic_plan
@@ -55,7 +55,7 @@ def solve_flow(comp: Component, pairs: PairTable) -> np.ndarray:
     supplies[sink] = -int(per_class.sum())
     # Python integers first: the check itself must not overflow.
     top = max(t * int(pairs.metres.max(initial=0)) + q, int(load_cost.max(initial=0)), 1)
-    if top * (sink + 2) >= FLOW_COST_LIMIT or top * int(per_class.sum()) >= FLOW_COST_LIMIT:
+    if not flow_costs_fit(top, sink + 1, int(per_class.sum())):
         raise OverflowError("the separated costs would overflow the flow's int64 arithmetic")
     arc_cost = t * pairs.metres - q * pairs.cont
     costs = np.concatenate([np.zeros(n_groups, np.int64), arc_cost, load_cost])

@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from wulian.optimizer.visits.component import (
-    FLOW_COST_LIMIT,
     Component,
+    FlowCostRange,
     PairTable,
+    flow_costs_fit,
     solve_min_cost_flow,
 )
 from wulian.optimizer.visits.params import CLASSES
@@ -206,8 +207,8 @@ def polish(comp: Component, pairs: PairTable, x: np.ndarray) -> np.ndarray:
                                 minlength=k).astype(np.int64)
         total = int(per_class.sum())
         weight = total + 1  # more than any continuity difference
-        if weight * int(pairs.metres[sel].max(initial=0)) * (k + n_groups + n_vol + 2) \
-                >= FLOW_COST_LIMIT:
+        if not flow_costs_fit(weight * int(pairs.metres[sel].max(initial=0)),
+                              k + n_groups + n_vol + 1, total):
             continue  # too large to separate exactly; keep the plan as it is
         g0, v0 = k, k + n_groups
         sink = v0 + n_vol
@@ -221,6 +222,9 @@ def polish(comp: Component, pairs: PairTable, x: np.ndarray) -> np.ndarray:
                                 np.zeros(n_vol, np.int64)])
         supplies = {c: int(per_class[c]) for c in range(k) if per_class[c]}
         supplies[sink] = -total
-        flow = solve_min_cost_flow(tails, heads, caps, costs, supplies)
+        try:
+            flow = solve_min_cost_flow(tails, heads, caps, costs, supplies)
+        except FlowCostRange:
+            continue  # refused by OR-Tools all the same; keep the plan as it is
         x[sel] = flow[n_groups:n_groups + len(sel)]
     return x

@@ -20,7 +20,11 @@ import numpy as np
 
 from wulian.optimizer.lexmip import quiet_stdout
 from wulian.optimizer.visits.bounds import key_pairs, pair_positions
-from wulian.optimizer.visits.component import FLOW_COST_LIMIT, solve_min_cost_flow
+from wulian.optimizer.visits.component import (
+    FlowCostRange,
+    flow_costs_fit,
+    solve_min_cost_flow,
+)
 from wulian.optimizer.visits.patterns import continuity_caps, pattern_lp
 from wulian.optimizer.visits.settled import placement_rows, quiet_highs, start_from
 
@@ -356,17 +360,22 @@ def improve_by_length(arrays, used: tuple[np.ndarray, np.ndarray, np.ndarray]
             t = q * int(cont_cap[cont].sum()) + top_load + 1
             top = t * int(metres[sel].max(initial=0)) + q
             total = int(x[sel].sum())
-            if top * (sink + 2) >= FLOW_COST_LIMIT or top * total >= FLOW_COST_LIMIT:
+            if not flow_costs_fit(top, sink + 1, total):
                 continue  # too large to separate exactly: this length stays as it is
             keys = np.flatnonzero(key_units == length)
             supplies = {int(k): int(key_count[k]) for k in keys}
             supplies[sink] = -int(key_count[keys].sum())
-            flow = solve_min_cost_flow(
-                np.concatenate([key_arc[sel], key_arc[cont], n_keys + step_vol]),
-                np.concatenate([n_keys + vol_arc[sel], n_keys + vol_arc[cont],
-                                np.full(len(step_vol), sink)]),
-                np.concatenate([upper[sel], cont_cap[cont], np.ones(len(step_vol), np.int64)]),
-                np.concatenate([t * metres[sel], t * metres[cont] - q, step_cost]), supplies)
+            try:
+                flow = solve_min_cost_flow(
+                    np.concatenate([key_arc[sel], key_arc[cont], n_keys + step_vol]),
+                    np.concatenate([n_keys + vol_arc[sel], n_keys + vol_arc[cont],
+                                    np.full(len(step_vol), sink)]),
+                    np.concatenate([upper[sel], cont_cap[cont],
+                                    np.ones(len(step_vol), np.int64)]),
+                    np.concatenate([t * metres[sel], t * metres[cont] - q, step_cost]),
+                    supplies)
+            except FlowCostRange:
+                continue  # refused by OR-Tools all the same: this length stays as it is
             new = others
             new[sel] = flow[:len(sel)]
             np.add.at(new, cont, flow[len(sel):len(sel) + len(cont)])
