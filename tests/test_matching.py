@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pulp
 import pytest
 from scenario_factory import WEEK, random_scenario
 
@@ -1089,6 +1090,129 @@ def test_exchange_by_length_keeps_every_visit_and_is_never_worse(seed):
     assert (start[0], -start[1], start[2]) > (before[0], -before[1], before[2])
     assert (better[0], -better[1], better[2]) < (start[0], -start[1], start[2])
     assert better[0] <= before[0]
+
+
+def _tie_case(seed: int, lengths: tuple[float, ...]):
+    """A small matching whose distances tie, as ``arrays`` and a plan placing every unpinned
+    visit. The volunteers stand on two or three shared points within reach of every household,
+    so many pairs are equally far and continuity and load are left to decide between them
+    (with random points travel never ties). In-person visits last one of ``lengths`` hours;
+    the visits the first matching places are kept, each with a last volunteer drawn, about a
+    fifth pinned to the volunteer that matching gave them (half of those to the slot too). The
+    plan is that matching's, unpinned visits only, scrambled as ``_scrambled`` does."""
+    rng = np.random.default_rng(seed)
+    tables = random_scenario(seed, volunteers=int(rng.integers(12, 25)), households=30,
+                             needs=50)
+    services = tables["services"]
+    services["visit_hours"] = np.where(services["delivery"] == "in_person",
+                                       rng.choice(lengths, len(services)), np.nan)
+    vols = tables["volunteers"]
+    points = vols[["lat", "lon"]].to_numpy()[:int(rng.integers(2, 4))]
+    vols[["lat", "lon"]] = points[rng.integers(0, len(points), len(vols))]
+    vols["max_travel_km"] = 50.0
+    sc = Scenario.from_tables(tables)
+    visits = build_visits(sc, pool_allocations(sc), WEEK)
+    first = match_visits(visits, sc.volunteers, MatchParams()).assignments
+    visits = visits[visits["visit_id"].isin(first["visit_id"])].reset_index(drop=True)
+    visits["last_volunteer"] = rng.choice(sc.volunteers["volunteer_id"].to_numpy(), len(visits))
+    given = first.set_index("visit_id").loc[visits["visit_id"]]
+    pin = rng.random(len(visits)) < 0.2
+    visits["pin_volunteer"] = np.where(pin, given["volunteer_id"], "")
+    visits["pin_slot"] = np.where(pin & (rng.random(len(visits)) < 0.5), given["slot"], "")
+    arrays = prepare(visits, sc.volunteers)
+    free = first[first["visit_id"].isin(visits.loc[~pin, "visit_id"])]
+    return sc, visits, arrays, _used(arrays, visits, _scrambled(sc, visits, free, seed))
+
+
+def _length_optimum(arrays, visits: pd.DataFrame, volunteers: pd.DataFrame, used,
+                    length: int) -> tuple[int, int, int]:
+    """(travel in metres, continuity, load in hour units squared) of the plan ``used`` with
+    the visits of ``length`` hour units placed again at their lexicographic optimum, every
+    other visit held where it is: a MIP (PuLP, HiGHS) of (group, volunteer) counts, pairs
+    admissible by the reference, travel in whole metres per pair as the library counts it
+    (the reference's kilometres allow half a metre per visit on later levels, which ties
+    turn into continuity), then continuity, then load, each level held at its optimum."""
+    ug, uv, uc = used
+    n_vol = len(arrays.vol_ids)
+    held = arrays.g_units[ug] != length
+    held_units = np.bincount(uv[held], weights=(uc * arrays.g_units[ug])[held],
+                             minlength=n_vol).astype(np.int64)
+    slots = arrays.free_slots - np.bincount(uv[held], weights=uc[held], minlength=n_vol)
+    base = arrays.pinned_units + held_units
+    groups = np.flatnonzero(arrays.g_units == length).tolist()
+    vols = volunteers.reset_index(drop=True)
+    prob = pulp.LpProblem("one_length", pulp.LpMinimize)
+    count = {}
+    for g in groups:
+        visit = visits.iloc[int(np.flatnonzero(arrays.visit_group == g)[0])]
+        for v, volunteer in enumerate(vols.itertuples(index=False)):
+            if ref.admissible(visit, volunteer)[0]:
+                count[g, v] = prob.add_variable(f"n{g}_{v}", 0, int(arrays.g_count[g]),
+                                                cat="Integer")
+    for g in groups:
+        prob += pulp.lpSum(n for (h, _), n in count.items() if h == g) == int(arrays.g_count[g])
+    load_steps = []
+    for v in range(n_vol):
+        taken = pulp.lpSum(n for (_, w), n in count.items() if w == v)
+        most = int(min(slots[v], (arrays.free_units[v] - held_units[v]) // length))
+        prob += taken <= most
+        # Σ hours² is convex in the count: the k-th visit adds (B + kL)² − (B + (k−1)L)²,
+        # more for each k, so steps in [0, 1] fill in order.
+        steps = [prob.add_variable(f"s{v}_{k}", 0, 1) for k in range(1, most + 1)]
+        prob += pulp.lpSum(steps) == taken
+        load_steps += [((base[v] + k * length) ** 2 - (base[v] + (k - 1) * length) ** 2) * s
+                       for k, s in enumerate(steps, 1)]
+    metres = arrays.pair_metres(np.array([g for g, _ in count], np.int64),
+                                np.array([v for _, v in count], np.int64))
+    travel = pulp.lpSum(int(m) * n for m, n in zip(metres, count.values(), strict=True))
+    continuity = pulp.lpSum(n for (g, v), n in count.items() if arrays.g_last[g] == v)
+    solver = pulp.HiGHS(msg=False, gapRel=0.0, gapAbs=0.0, threads=1)
+    best = []
+    for level in (travel, -continuity, pulp.lpSum(load_steps)):
+        prob.setObjective(level)
+        assert prob.solve(solver) == pulp.LpStatusOptimal
+        best.append(round(pulp.value(level) or 0))
+        prob += level <= best[-1]
+    return (best[0] + int(arrays.pair_metres(ug[held], uv[held]) @ uc[held]),
+            -best[1] + int(((arrays.g_last[ug[held]] == uv[held]) * uc[held]).sum()),
+            best[2] + int((base ** 2).sum()))
+
+
+@pytest.mark.parametrize("seed", (1, 4, 9, 19))
+def test_exchange_by_length_leaves_each_length_at_its_optimum_on_ties(seed):
+    """Distances tie, visits of several lengths, some pinned: after
+    ``travel.improve_by_length`` each length's placement is the exact lexicographic optimum
+    (travel in metres, continuity, load) of that length with the others held, as an
+    independent MIP finds it. Fails if the exchange's flow drops continuity or load, or
+    leaves pinned hours out of the load it adds."""
+    sc, visits, arrays, used = _tie_case(seed, (0.5, 1.0, 1.5, 2.0))
+    lengths = np.unique(arrays.g_units[arrays.g_count > 0]).tolist()
+    assert (visits["pin_volunteer"] != "").any() and len(lengths) > 1
+    better = improve_by_length(arrays, used)
+    levels = _later_levels(arrays, better)
+    for length in lengths:
+        assert _length_optimum(arrays, visits, sc.volunteers, better, length) == levels
+
+
+@pytest.mark.parametrize("seed", (2, 3, 7))
+def test_exchange_by_length_of_one_length_reaches_the_optima_on_ties(seed):
+    """Distances tie, every visit one hour long, some pinned: from a scrambled plan
+    ``travel.improve_by_length`` reaches the independent model's lexicographic optima of
+    travel, continuity and load (the plan's levels leave the pinned visits out; their own
+    are added)."""
+    sc, visits, arrays, used = _tie_case(seed, (1.0,))
+    travel, continuity, load = _later_levels(arrays, improve_by_length(arrays, used))
+    volunteers = sc.volunteers.set_index("volunteer_id")
+    pinned = visits[visits["pin_volunteer"] != ""]
+    assert not pinned.empty
+    pinned_km = sum(ref.admissible(visit, volunteers.loc[visit.pin_volunteer])[1]
+                    for visit in pinned.itertuples(index=False))
+    best = ref.solve(visits, sc.volunteers, later=True, solver="highs")
+    # The reference counts kilometres unrounded, the library each pair to the metre.
+    assert travel == pytest.approx((best.travel_km - pinned_km) * 1000, abs=0.5 * len(visits))
+    assert continuity + (pinned["pin_volunteer"] == pinned["last_volunteer"]).sum() \
+        == best.continuity
+    assert load == pytest.approx(best.load * arrays.scale ** 2)
 
 
 @pytest.mark.parametrize("seed", range(6))
