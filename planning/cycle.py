@@ -60,6 +60,7 @@ from wulian.planning.register import (
     RegisterError,
     canonical,
     history_key,
+    need_positions,
     now,
     row_json,
     weeks_waited,
@@ -463,20 +464,26 @@ def _check_needs_in_scope(scenario: Scenario, week: str, centre: str | None) -> 
 def week_scenario(register: Register, conn: sa.Connection, week: str) -> Scenario:
     """The week's scenario from the register: open needs as of ``week`` (urgency raised by
     their age), offers and volunteers less what other open scopes took this week, funds at
-    their balance in the period."""
-    owed = register.need_states(conn, OPEN_STATES + ("allocated",), as_of=week,
-                                columns=("remaining", "urgency"))
+    their balance in the period; validated less what the register guarantees already
+    (``Scenario.from_register_week``: the same tables and digest as ``from_tables``)."""
+    return Scenario.from_register_week(week_tables(register, conn, week), register.policy,
+                                       path=f"register {week}")
+
+
+def week_tables(register: Register, conn: sa.Connection, week: str) -> dict[str, pd.DataFrame]:
+    """The text tables of :func:`week_scenario`, before they are validated."""
+    # The needs still open (one allocated already is not this week's to allocate).
+    owed = register.need_states(conn, OPEN_STATES, as_of=week, columns=("remaining", "urgency"))
     tables = register.tables(conn, owed)
-    states = owed[owed["state"].isin(OPEN_STATES)].set_index("need_id")
     needs = tables["needs"]
-    needs = needs[member_mask(needs["need_id"], states.index)].copy()
-    needs = needs[needs["week"] <= week]  # not needs raised for a later week
+    needs = needs[needs["week"].to_numpy(object) <= week]  # not needs raised for a later week
+    at = need_positions(owed, needs["need_id"])  # (every one: open_needs kept those owed)
     step = register.policy.cycle.urgency_step_weeks
-    age = needs["need_id"].map(states["age"]).astype(int)
-    urgency = needs["need_id"].map(states["urgency"]).astype(int)
+    age = owed["age"].to_numpy(int)[at]
+    urgency = owed["urgency"].to_numpy(int)[at]
     if step:
         urgency = np.minimum(3, urgency + age // step)
-    tables["needs"] = needs.assign(week=week, urgency=[str(u) for u in urgency])
+    tables["needs"] = needs.assign(week=week, urgency=urgency.astype(str).astype(object))
 
     taken = tasks_frame(conn, TASKS.c.week == week, TASKS.c.status != "declined",
                         columns=("offer_id", "units", "volunteer_id", "hours", "slot"))
@@ -507,7 +514,7 @@ def week_scenario(register: Register, conn: sa.Connection, week: str) -> Scenari
     funds["budget"] = [_text(round(max(v, 0.0), 2)) for v in
                        funds["fund_id"].map(balance["balance"]).to_numpy(float)]
     tables["funds"] = funds
-    return Scenario.from_tables(tables, register.policy, path=f"register {week}")
+    return tables
 
 
 def fund_balances(conn: sa.Connection, funds: pd.DataFrame, week: str, length: int

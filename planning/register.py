@@ -1206,15 +1206,23 @@ def open_needs(needs: pd.DataFrame, states: pd.DataFrame, services: pd.DataFrame
     to what its unit counts in (whole hours, visits and items; cents)."""
     if not len(needs):
         return needs
-    owed = states.set_index("need_id")["remaining"]
-    keep = member_mask(needs["need_id"], owed.index)
+    at = need_positions(states, needs["need_id"])
+    keep = at >= 0
     out = needs[keep].copy()
-    remaining = out["need_id"].map(owed).astype(float).to_numpy()
+    remaining = states["remaining"].to_numpy(float)[at[keep]]
     unit = out["service_id"].map(services.set_index("service_id")["unit"]).to_numpy()
     step = np.where(np.isin(unit, list(vocab.WHOLE_UNITS)), 1.0, 0.01)
     remaining = np.ceil(np.round(remaining / step, 6)) * step
-    out["quantity"] = np.round(remaining, 2).astype(str)
+    # (Python text, as the register's other cells: validation takes it as it is.)
+    out["quantity"] = np.round(remaining, 2).astype(str).astype(object)
     return out[remaining > 1e-9].reset_index(drop=True)
+
+
+def need_positions(states: pd.DataFrame, need_ids: pd.Series) -> np.ndarray:
+    """Each need's row in ``states`` (the need states, one row a need), -1 where it has none.
+    The ids are looked up as Python text: a city's half million looked up by an index of
+    Arrow's text (as the states are read) took 0.57 s, by one of Python text 0.22 s."""
+    return pd.Index(states["need_id"].to_numpy(object)).get_indexer(need_ids.to_numpy(object))
 
 
 def _plain(row) -> dict:
