@@ -53,6 +53,7 @@ from wulian.planning.match import (
 from wulian.planning.register import (
     NEED_STATES,
     OPEN_STATES,
+    REGISTER_TABLES,
     ROWS,
     WEEKS,
     Events,
@@ -62,6 +63,7 @@ from wulian.planning.register import (
     history_key,
     need_positions,
     now,
+    open_needs,
     row_json,
     weeks_waited,
 )
@@ -472,18 +474,22 @@ def week_scenario(register: Register, conn: sa.Connection, week: str) -> Scenari
 
 def week_tables(register: Register, conn: sa.Connection, week: str) -> dict[str, pd.DataFrame]:
     """The text tables of :func:`week_scenario`, before they are validated."""
-    # The needs still open (one allocated already is not this week's to allocate).
+    # The needs still open (one allocated already is not this week's to allocate), not those
+    # raised for a later week, as the register's tables give them (Register.tables) with
+    # their urgency raised by age; each need's state found once.
     owed = register.need_states(conn, OPEN_STATES, as_of=week, columns=("remaining", "urgency"))
-    tables = register.tables(conn, owed)
+    tables = {name: register.table(name, conn) for name in REGISTER_TABLES}
     needs = tables["needs"]
-    needs = needs[needs["week"].to_numpy(object) <= week]  # not needs raised for a later week
-    at = need_positions(owed, needs["need_id"])  # (every one: open_needs kept those owed)
+    at = need_positions(owed, needs["need_id"])
+    waiting = (at >= 0) & (needs["week"].to_numpy(object) <= week)
+    needs, at = needs[waiting], at[waiting]
     step = register.policy.cycle.urgency_step_weeks
     age = owed["age"].to_numpy(int)[at]
     urgency = owed["urgency"].to_numpy(int)[at]
     if step:
         urgency = np.minimum(3, urgency + age // step)
-    tables["needs"] = needs.assign(week=week, urgency=urgency.astype(str).astype(object))
+    needs = needs.assign(week=week, urgency=urgency.astype(str).astype(object))
+    tables["needs"] = open_needs(needs, owed, tables["services"], at)
 
     taken = tasks_frame(conn, TASKS.c.week == week, TASKS.c.status != "declined",
                         columns=("offer_id", "units", "volunteer_id", "hours", "slot"))

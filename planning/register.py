@@ -1200,13 +1200,15 @@ def referred_tables(table: str) -> list[str]:
     return found
 
 
-def open_needs(needs: pd.DataFrame, states: pd.DataFrame, services: pd.DataFrame
-               ) -> pd.DataFrame:
+def open_needs(needs: pd.DataFrame, states: pd.DataFrame, services: pd.DataFrame,
+               at: np.ndarray | None = None) -> pd.DataFrame:
     """The needs rows still owed, each with ``quantity`` set to what is still owed, rounded up
-    to what its unit counts in (whole hours, visits and items; cents)."""
+    to what its unit counts in (whole hours, visits and items; cents). ``at``: each need's
+    row in ``states`` (:func:`need_positions`) when the caller has found them."""
     if not len(needs):
         return needs
-    at = need_positions(states, needs["need_id"])
+    if at is None:
+        at = need_positions(states, needs["need_id"])
     keep = at >= 0
     out = needs[keep].copy()
     remaining = states["remaining"].to_numpy(float)[at[keep]]
