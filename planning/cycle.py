@@ -482,13 +482,15 @@ def week_tables(register: Register, conn: sa.Connection, week: str) -> dict[str,
     needs = tables["needs"]
     at = need_positions(owed, needs["need_id"])
     waiting = (at >= 0) & (needs["week"].to_numpy(object) <= week)
-    needs, at = needs[waiting], at[waiting]
+    if not waiting.all():
+        needs, at = needs[waiting], at[waiting]
     step = register.policy.cycle.urgency_step_weeks
     age = owed["age"].to_numpy(int)[at]
     urgency = owed["urgency"].to_numpy(int)[at]
     if step:
         urgency = np.minimum(3, urgency + age // step)
-    needs = needs.assign(week=week, urgency=urgency.astype(str).astype(object))
+    needs = needs.assign(week=pd.Series(week, index=needs.index, dtype=object),
+                         urgency=pd.Series(urgency.astype(str), index=needs.index, dtype=object))
     tables["needs"] = open_needs(needs, owed, tables["services"], at)
 
     taken = tasks_frame(conn, TASKS.c.week == week, TASKS.c.status != "declined",
