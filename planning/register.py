@@ -166,8 +166,10 @@ def weeks_waited(raised: np.ndarray | list, as_of: str | None) -> np.ndarray:
     none of their rows."""
     if as_of is None or not len(raised):
         return np.zeros(len(raised), dtype=int)
-    gaps = weeks_between(pd.Series(np.asarray(raised, dtype=object), dtype=object), as_of)
-    return np.maximum(gaps.to_numpy(int), 0)
+    # (Counted once a distinct week: a city's half million needs were raised in a few.)
+    codes, weeks = pd.factorize(np.asarray(raised, dtype=object), use_na_sentinel=False)
+    gaps = weeks_between(pd.Series(weeks, dtype=object), as_of).to_numpy(int)[codes]
+    return np.maximum(gaps, 0)
 
 
 def _json(value) -> str | None:
