@@ -54,6 +54,7 @@ from wulian.planning.match import (
 from wulian.planning.register import (
     NEED_STATES,
     OPEN_STATES,
+    REGISTER_TABLES,
     ROWS,
     WEEKS,
     Events,
@@ -61,7 +62,9 @@ from wulian.planning.register import (
     RegisterError,
     canonical,
     history_key,
+    need_positions,
     now,
+    open_needs,
     row_json,
     row_json_sql,
     weeks_waited,
@@ -497,20 +500,32 @@ def _check_needs_in_scope(scenario: Scenario, week: str, centre: str | None) -> 
 def week_scenario(register: Register, conn: sa.Connection, week: str) -> Scenario:
     """The week's scenario from the register: open needs as of ``week`` (urgency raised by
     their age), offers and volunteers less what other open scopes took this week, funds at
-    their balance in the period."""
-    owed = register.need_states(conn, OPEN_STATES + ("allocated",), as_of=week,
-                                columns=("remaining", "urgency"))
-    tables = register.tables(conn, owed)
-    states = owed[owed["state"].isin(OPEN_STATES)].set_index("need_id")
+    their balance in the period; validated less what the register guarantees already
+    (``Scenario.from_register_week``: the same tables and digest as ``from_tables``)."""
+    return Scenario.from_register_week(week_tables(register, conn, week), register.policy,
+                                       path=f"register {week}")
+
+
+def week_tables(register: Register, conn: sa.Connection, week: str) -> dict[str, pd.DataFrame]:
+    """The text tables of :func:`week_scenario`, before they are validated."""
+    # The needs still open (one allocated already is not this week's to allocate), not those
+    # raised for a later week, as the register's tables give them (Register.tables) with
+    # their urgency raised by age; each need's state found once.
+    owed = register.need_states(conn, OPEN_STATES, as_of=week, columns=("remaining", "urgency"))
+    tables = {name: register.table(name, conn) for name in REGISTER_TABLES}
     needs = tables["needs"]
-    needs = needs[member_mask(needs["need_id"], states.index)].copy()
-    needs = needs[needs["week"] <= week]  # not needs raised for a later week
+    at = need_positions(owed, needs["need_id"])
+    waiting = (at >= 0) & (needs["week"].to_numpy(object) <= week)
+    if not waiting.all():
+        needs, at = needs[waiting], at[waiting]
     step = register.policy.cycle.urgency_step_weeks
-    age = needs["need_id"].map(states["age"]).astype(int)
-    urgency = needs["need_id"].map(states["urgency"]).astype(int)
+    age = owed["age"].to_numpy(int)[at]
+    urgency = owed["urgency"].to_numpy(int)[at]
     if step:
         urgency = np.minimum(3, urgency + age // step)
-    tables["needs"] = needs.assign(week=week, urgency=[str(u) for u in urgency])
+    needs = needs.assign(week=pd.Series(week, index=needs.index, dtype=object),
+                         urgency=pd.Series(urgency.astype(str), index=needs.index, dtype=object))
+    tables["needs"] = open_needs(needs, owed, tables["services"], at)
 
     taken = tasks_frame(conn, TASKS.c.week == week, TASKS.c.status != "declined",
                         columns=("offer_id", "units", "volunteer_id", "hours", "slot"))
@@ -541,7 +556,7 @@ def week_scenario(register: Register, conn: sa.Connection, week: str) -> Scenari
     funds["budget"] = [_text(round(max(v, 0.0), 2)) for v in
                        funds["fund_id"].map(balance["balance"]).to_numpy(float)]
     tables["funds"] = funds
-    return Scenario.from_tables(tables, register.policy, path=f"register {week}")
+    return tables
 
 
 def fund_balances(conn: sa.Connection, funds: pd.DataFrame, week: str, length: int

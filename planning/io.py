@@ -101,11 +101,26 @@ def as_text(frame: pd.DataFrame, *, arrow: bool = False) -> pd.DataFrame:
     out = {}
     for name in frame.columns:
         col = frame[name]
+        if not arrow and _is_text_already(col):
+            out[name] = col  # (its cells as they are: a city's register week is such text)
+            continue
         if col.dtype == bool:
             col = col.map({True: "true", False: "false"})
         text = col.astype("string").fillna("").str.strip()
         out[name] = text if arrow else text.astype(object)
     return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
+
+
+def _is_text_already(col: pd.Series) -> bool:
+    """Whether a column is Python text cells, none missing and none with a space at either
+    end: :func:`as_text` would give its cells back unchanged. Asked before converting, since
+    a column of a city's tables taken to Arrow's text and back cost more than this look
+    (Python's ``str.strip`` trims the same 29 characters as Arrow's, which ``str.strip``
+    on pandas' text uses)."""
+    if col.dtype != object or pd.api.types.infer_dtype(col, skipna=False) not in ("string",
+                                                                                  "empty"):
+        return False
+    return all(cell == cell.strip() for cell in col.to_numpy())
 
 
 # A workbook part smaller than this may inflate more than the ratio allows (a sheet of empty

@@ -35,12 +35,31 @@ def tables_digest(tables: Mapping[str, pd.DataFrame]) -> str:
     for name, table in TABLES.items():
         frame = tables[name].loc[:, list(table.column_names)]
         sort_by = [table.key] if table.key else list(table.column_names)
-        frame = frame.sort_values(sort_by, kind="stable")
+        if not _in_order(frame, sort_by):  # (a register's tables come in their keys' order)
+            frame = frame.sort_values(sort_by, kind="stable")
         digest.update(f"{name}\x1e{len(frame)}".encode())
         for column, values in frame.items():
             digest.update(f"\x1d{column}".encode())
             digest.update(_column_bytes(values))
     return digest.hexdigest()
+
+
+def _in_order(frame: pd.DataFrame, columns: list[str]) -> bool:
+    """Whether the rows stand as sorting them by ``columns`` leaves them: each row's values
+    not below the previous row's, compared as the sort does (by the first column, ties by
+    the next). False when it cannot be told so (values that do not compare, or missing)."""
+    if len(frame) < 2:
+        return True
+    ahead = np.zeros(len(frame) - 1, dtype=bool)  # rows above the previous one already
+    tied = np.ones(len(frame) - 1, dtype=bool)  # rows equal to the previous one so far
+    for column in columns:
+        values = frame[column].to_numpy()
+        try:
+            ahead |= tied & np.asarray(values[1:] > values[:-1], dtype=bool)
+            tied &= np.asarray(values[1:] == values[:-1], dtype=bool)
+        except TypeError:
+            return False
+    return bool((ahead | tied).all())
 
 
 def _column_bytes(values: pd.Series) -> bytes:
@@ -52,7 +71,10 @@ def _column_bytes(values: pd.Series) -> bytes:
         # NaN has many bit patterns: mark missing cells apart and hash them as 0.
         return np.where(missing, 0.0, numbers + 0.0).tobytes() + np.packbits(missing).tobytes()
     # Each cell's length, then the cells end to end: no two different columns read the same.
-    text = values.astype(str).tolist()
+    # (Python text is its own ``str``: taken as it is, not through pandas' Arrow text.)
+    is_text = values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) in (
+        "string", "empty")
+    text = values.tolist() if is_text else values.astype(str).tolist()
     lengths = np.fromiter(map(len, text), np.int64, len(text))
     return lengths.tobytes() + "".join(text).encode()
 
@@ -105,18 +127,55 @@ class Scenario:
         return cls.from_text(text, policy, [], sources or {}, path)
 
     @classmethod
+    def from_register_week(cls, tables: Mapping[str, pd.DataFrame], policy: Policy,
+                           *, path: str = "") -> Scenario:
+        """A week's scenario made from the register's rows (``planning.cycle.week_scenario``)
+        validated as :meth:`from_tables` does, less what the register guarantees already
+        (``validate_tables(register_week=True)``), with the same tables and digest.
+
+        Its cells are not made text again (:func:`as_text`): the register keeps every row as
+        the text :func:`planning.register.canonical` made of it, stripped, and the cells the
+        week writes are made text here when they are not Python text already.
+
+        Raises
+        ------
+        ValidationError
+            With every problem found, when there is any.
+        """
+        text = {name: _as_text_where_not(frame) for name, frame in tables.items()}
+        typed, problems = validate_tables(text, register_week=True)
+        if problems:
+            raise ValidationError(problems)
+        return cls._assessed(typed, policy, {}, path)
+
+    @classmethod
     def from_text(cls, text: dict[str, pd.DataFrame], policy: Policy | None,
                   earlier: list[Problem], sources: Mapping[str, str], path: str) -> Scenario:
         typed, problems = validate_tables(text)
         problems = earlier + problems
         if problems:
             raise ValidationError(problems)
+        return cls._assessed(typed, policy, sources, path)
+
+    @classmethod
+    def _assessed(cls, typed: dict[str, pd.DataFrame], policy: Policy | None,
+                  sources: Mapping[str, str], path: str) -> Scenario:
         policy = policy or Policy.load()
         assessed = colour(typed["households"], policy)
         households = typed["households"].drop(columns=["tier"]).join(assessed)
         # Plain dicts (read them, never write them) so a Scenario pickles to worker processes.
         return cls(tables=dict(typed), policy=policy, households=households,
                    digest=tables_digest(typed), sources=dict(sources), path=path)
+
+
+def _as_text_where_not(frame: pd.DataFrame) -> pd.DataFrame:
+    """A register week's table numbered from 0, its columns not all Python text (cells the
+    week wrote) made text by :func:`as_text`; the others as they are."""
+    frame = frame.reset_index(drop=True)
+    made = [c for c in frame.columns
+            if pd.api.types.infer_dtype(frame[c], skipna=False) not in ("string", "empty")
+            or frame[c].dtype != object]
+    return frame.assign(**as_text(frame[made])) if made else frame
 
 
 def check_raw(raw: RawScenario) -> list[Problem]:

@@ -51,11 +51,12 @@ from wulian.planning.register import (
     row_keys,
     watch_from_scratch,
 )
-from wulian.planning.scenario import Scenario
+from wulian.planning.scenario import Scenario, load_scenario
 from wulian.planning.simulate import simulate
 from wulian.planning.store import RunStore
 
 DATA = Path(__file__).parent / "data"
+DEMO = Path(__file__).parent.parent / "data" / "demo"
 W1, W2, W3 = "2026-W49", "2026-W50", "2026-W51"
 
 
@@ -717,6 +718,78 @@ def test_the_registers_week_never_goes_back_when_scopes_run_different_weeks(tmp_
         conn.execute(cycle.WEEKS.insert().values(week=W3, centre="A", state="open",
                                                  opened_at="", actor="tester"))
     assert register.week() == W3
+
+
+
+def _same_as_validated(register: Register, week: str) -> dict[str, pd.DataFrame]:
+    """The week's scenario as the open builds it (the checks the register keeps left out) is
+    the one ``from_tables`` validates in full: every table, the households' colours and the
+    input digest the same. Returns the week's text tables."""
+    with register.engine.connect() as conn:
+        tables = cycle.week_tables(register, conn, week)
+        built = cycle.week_scenario(register, conn, week)
+    validated = Scenario.from_tables(tables, register.policy)
+    assert built.digest == validated.digest
+    assert list(built.tables) == list(validated.tables)
+    for name, frame in validated.tables.items():
+        pd.testing.assert_frame_equal(built.tables[name], frame, check_exact=True)
+    pd.testing.assert_frame_equal(built.households, validated.households, check_exact=True)
+    return tables
+
+
+def test_a_register_weeks_scenario_is_the_fully_validated_one(tmp_path, tiny):
+    """On the demo (its week before and after it is opened: offers, hours and slots taken)
+    and on two weeks of a register carried on (needs waiting, their urgency raised by age,
+    funds at their balance)."""
+    demo = _register(f"sqlite:///{tmp_path / 'demo.sqlite'}")
+    demo.import_scenario(load_scenario(DEMO))
+    before = _same_as_validated(demo, W1)
+    cycle.open_week(demo, W1)
+    after = _same_as_validated(demo, W1)
+    # (The open took offers and volunteers' hours: the week's own cells differ.)
+    assert not before["offers"]["capacity"].equals(after["offers"]["capacity"])
+    assert not before["volunteers"]["max_hours"].equals(after["volunteers"]["max_hours"])
+
+    register = _register(f"sqlite:///{tmp_path / 'carried.sqlite'}")
+    register.import_scenario(tiny)
+    for week in (W1, W2):
+        cycle.open_week(register, week)
+        tasks = cycle.tasks(register, week)
+        cycle.record_answers(register, [cycle.Answer(t, "declined", reason="no_capacity")
+                                        for t in tasks["task_id"]])
+        cycle.close_week(register, week)
+    tables = _same_as_validated(register, W3)
+    states = register.need_states().set_index("need_id")
+    waiting = states.loc[tables["needs"]["need_id"]]
+    assert (waiting["age"] >= 2).any()  # carried two weeks: urgency raised
+    raised = tables["needs"]["urgency"].astype(int).to_numpy() > waiting["urgency"].to_numpy()
+    assert raised.any()
+    assert (tables["needs"]["week"] == W3).all()
+
+
+def test_a_register_week_still_checks_its_own_cells_and_everything_with_pins(tmp_path, tiny):
+    """What the week writes is checked as any scenario's cells (a quantity, whole units); a
+    week handed pins is checked in full (a pin naming a need the week does not hold)."""
+    register = _register(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    register.import_scenario(tiny)
+    with register.engine.connect() as conn:
+        tables = cycle.week_tables(register, conn, W1)
+    hours = tiny.services.loc[tiny.services["unit"] == "hour", "service_id"]
+    whole = tables["needs"].index[tables["needs"]["service_id"].isin(hours)][0]
+
+    def problems(changed: dict[str, pd.DataFrame]) -> set[tuple[str, str]]:
+        with pytest.raises(ValidationError) as raised:
+            Scenario.from_register_week({**tables, **changed}, register.policy)
+        return {(p.code, p.column) for p in raised.value.problems}
+
+    needs = tables["needs"].copy()
+    needs.loc[needs.index[needs.index != whole][0], "quantity"] = "0"
+    needs.loc[whole, "quantity"] = "1.5"
+    assert problems({"needs": needs}) == {("not_positive", "quantity"),
+                                          ("not_whole", "quantity")}
+    pins = pd.DataFrame({"need_id": ["N-none"], "offer_id": [tables["offers"]["offer_id"][0]],
+                         "units": ["1"]})
+    assert problems({"pins": pins}) == {("missing_reference", "need_id")}
 
 
 # -- bad answers -----------------------------------------------------------------------------

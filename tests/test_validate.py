@@ -156,6 +156,20 @@ def test_xlsx_and_parquet_hold_the_same_scenario(tmp_path, fmt):
         pd.testing.assert_frame_equal(again.tables[name], frame, check_dtype=False)
 
 
+def test_the_digest_is_that_of_the_rows_in_key_order_however_they_come():
+    """Rows in any order give one digest (tables in key order are hashed as they come, others
+    sorted first: history, with no key, by every column); a cell changed changes it."""
+    demo = load_scenario(Path(__file__).parent.parent / "data" / "demo")
+    tables = dict(demo.tables)
+    assert len(tables["history"]) > 1 and len(tables["needs"]) > 1
+    shuffled = {name: frame.sample(frac=1.0, random_state=1) for name, frame in tables.items()}
+    reversed_rows = {name: frame.iloc[::-1] for name, frame in tables.items()}
+    assert tables_digest(shuffled) == tables_digest(reversed_rows) == demo.digest
+    changed = dict(tables)
+    changed["history"] = tables["history"].assign(week=["2020-W01"] + list(
+        tables["history"]["week"].iloc[1:]))
+    assert tables_digest(changed) != demo.digest
+
 def test_defects_are_found_in_a_workbook_too(tmp_path):
     """A defect in one sheet of an XLSX workbook is reported with the same row number."""
     raw = read_raw(DATA / "negative_capacity")
