@@ -386,7 +386,7 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
         # pandas work — the city's store took 18.4 s so, against 10.6 s before, at load 3.7.)
         # The connection is the writing thread's until it is done; this one writes nothing.
         with ThreadPoolExecutor(1, thread_name_prefix="wulian-open") as writing:
-            written = writing.submit(_from_the_tasks, conn, events, week, scope, stamp)
+            written = writing.submit(_from_the_tasks, conn, events, week, scope, stamp, new)
             tables = reconciled_tables(scenario, run, match, reconciled)
             tables.update(assignments=match.assignments, unplaced=match.unplaced,
                           load=match.load, shortfalls=_shortfalls(scenario, centres, tables))
@@ -406,13 +406,22 @@ def open_week(register: Register, week: str, centre: str | None = None, *,
                                "wall": round(stored - start, 3)})
 
 
+# Task amounts (units, cost) the database writes as row_json does: at least 0 and below this,
+# their tenth decimal settled by the first 15 significant digits (row_json_sql). Beyond it
+# (e.g. 709,510.43 yuan: pandas writes 709510.4300000001, PostgreSQL 709510.43) the events'
+# text is made here.
+SQL_JSON_BELOW = 100_000
+
+
 def _from_the_tasks(conn: sa.Connection, events: Events, week: str, scope: str,
-                    stamp: str) -> None:
-    """The needs a week's new tasks serve set allocated, and the tasks' add events written
-    (after the events already added), by the database from the rows: the week's tasks are
-    those just written (it was not opened for the scope before). One statement each — not a
-    city's 38 lists of 5,000 ids and 279,000 JSON texts built here and sent back — long ones
-    that hold no GIL, so a thread of the open runs them (docs/benchmarks.md, session 18)."""
+                    stamp: str, new: pd.DataFrame) -> None:
+    """The needs a week's new tasks (``new``) serve set allocated, and the tasks' add events
+    written (after the events already added), by the database from the rows: the week's
+    tasks are those just written (it was not opened for the scope before). One statement
+    each — not a city's 38 lists of 5,000 ids and 279,000 JSON texts built here and sent back
+    — long ones that hold no GIL, so a thread of the open runs them (docs/benchmarks.md,
+    session 18). A week with an amount the database would write otherwise than row_json
+    (SQL_JSON_BELOW) has its events' text made here, in the same order."""
     t = TASKS.c
     week_tasks = (t.week == week, t.centre == scope)
     if conn.dialect.name == "postgresql":
@@ -424,10 +433,17 @@ def _from_the_tasks(conn: sa.Connection, events: Events, week: str, scope: str,
     conn.execute(NEED_STATES.update().where(NEED_STATES.c.need_id.in_(
         sa.select(t.need_id).where(*week_tasks, t.need_id != "")))
         .values(state="allocated", updated_at=stamp))
-    events.add_copied("task.add", sa.select(
-        sa.literal("tasks:", sa.String) + t.task_id, sa.null(), row_json_sql(conn, [
-            t.cost, t.fund_id, t.kind, t.need_id, t.provider_id, t.units, t.volunteer_id]))
-        .where(*week_tasks).order_by(events.bytewise(t.task_id)))
+    columns = ["cost", "fund_id", "kind", "need_id", "provider_id", "units", "volunteer_id"]
+    amounts = new[["cost", "units"]].to_numpy(dtype=float)
+    if ((amounts >= 0) & (amounts < SQL_JSON_BELOW)).all():
+        events.add_copied("task.add", sa.select(
+            sa.literal("tasks:", sa.String) + t.task_id, sa.null(),
+            row_json_sql(conn, [t[c] for c in columns]))
+            .where(*week_tasks).order_by(events.bytewise(t.task_id)))
+        return
+    ordered = new.sort_values("task_id")  # (code points: the bytes' order of UTF-8 text)
+    events.add_many("task.add", [f"tasks:{i}" for i in ordered["task_id"]], None,
+                    row_json(ordered[columns]))
 
 
 def _allocate_and_match(scenario: Scenario, week: str, centre: str | None,

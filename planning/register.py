@@ -534,8 +534,9 @@ def row_json_sql(conn: sa.Connection, columns: list[sa.ColumnElement]) -> sa.Col
     Text is quoted as pandas quotes it (``/`` as ``\\/`` too). A number is written as
     ``%.10f`` with its trailing zeros cut, one kept after the point: pandas' text for every
     number whose tenth decimal is settled by its first 15 significant digits (PostgreSQL reads
-    a float as 15 digits, SQLite's ``printf`` as 16) — every amount of money in cents and every
-    quantity of at most 10 decimals below 100,000, as tasks hold (docs/cycle.md)."""
+    a float as 15 digits, SQLite's ``printf`` as 16) — amounts in cents and quantities of at
+    most 10 decimals from 0 to below 100,000; not beyond (``cycle.SQL_JSON_BELOW``,
+    docs/cycle.md)."""
     postgres = conn.dialect.name == "postgresql"
     parts: list[sa.ColumnElement] = []
     for i, column in enumerate(columns):

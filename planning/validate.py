@@ -247,11 +247,13 @@ def _check_table(table: Table, text: pd.DataFrame, *, ids_checked: bool = False
 
 
 def _check_references(typed: dict[str, pd.DataFrame], text: dict[str, pd.DataFrame],
-                      absent: frozenset[tuple[str, str]] = frozenset()) -> list[Problem]:
+                      absent: frozenset[tuple[str, str]] = frozenset(),
+                      only: tuple[str, ...] | None = None) -> list[Problem]:
+    """Every reference to a row of another table (of the tables ``only`` names, if given)."""
     problems: list[Problem] = []
     for table in TABLES.values():
         frame = text.get(table.name)
-        if frame is None:
+        if frame is None or (only is not None and table.name not in only):
             continue
         for col in table.columns:
             if not col.ref or col.name not in frame.columns:
@@ -448,14 +450,17 @@ def validate_tables(text: dict[str, pd.DataFrame], *, register_week: bool = Fals
         # What a register week leaves out: its rows were checked as they came in (an import
         # as the whole register it leaves, a single record with the rows it refers to, see
         # planning/register.py), and the week changes none of what these look at.
-        # - References: every table referred to (centres, services, households, providers,
-        #   funds, volunteers) the week takes whole; it leaves out needs (closed, allocated,
-        #   for a later week) and used-up offers, which only pins refer to, and a week has no
-        #   pins (the register keeps none).
+        # - References, but the history's: every table referred to (centres, services,
+        #   households, providers, funds, volunteers) the week takes whole; it leaves out
+        #   needs (closed, allocated, for a later week) and used-up offers, which only pins
+        #   refer to, and a week has no pins (the register keeps none). The history is
+        #   written by a week's close and by visit results, not checked as an import is, and
+        #   a later import may drop a household or volunteer it names: checked again.
         # - The centres' hierarchy, the stations of households and volunteers, coordinates,
         #   the services' visit hours: tables or columns the week takes as they are kept.
         # - Pins: there are none (with any, everything is checked).
-        return typed, problems + _check_units(typed)
+        return typed, (problems + _check_references(typed, text, only=("history",))
+                       + _check_units(typed))
     problems += _check_references(typed, text, missing)
     if missing:
         return typed, problems
