@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -588,6 +589,36 @@ def test_without_reasons_the_same_allocations(seed):
         assert (said.result.unmet["reason"] != "").any()
         assert (silent.result.unmet["reason"] == "").all()
         assert len(silent.result.unmet) == len(said.result.unmet)
+
+
+def test_a_decomposed_run_hands_its_plan_over_before_its_reasons_are_said_again():
+    """The city's reasons, said again in the pool after the top-up, change neither the plan
+    nor a level's value: the plan is handed over before they are (the caller's work and the
+    bounds start beside them), and the run ends with them — the same tables and levels as
+    the run through the built-in map."""
+    seed = MULTI_DISTRICT[0]
+    scenario = Scenario.from_tables(random_scenario(seed))
+    handed = threading.Event()
+    calls: list[bool] = []  # per call of the pool's map: was the plan handed over then
+
+    class Pool:
+        """A pool whose every map after the parts' waits (a while) for the plan."""
+
+        def map(self, fn, tasks):
+            if calls:
+                handed.wait(20)
+            calls.append(handed.is_set())
+            return list(map(fn, tasks))
+
+    run = run_allocation(scenario, params=AllocationParams(decompose="always", workers=1),
+                         pool=Pool(), with_plan=lambda plan: handed.set())
+    # the parts, the reasons said again, the later levels' priced bounds
+    assert calls == [False, True, True]
+    same = decomposed_run(seed)
+    for name in ("allocations", "unmet"):
+        pd.testing.assert_frame_equal(run.tables[name], same.tables[name])
+    levels = lambda r: pd.DataFrame(r.info["levels"]).T[["value", "bound", "status"]]  # noqa: E731
+    pd.testing.assert_frame_equal(levels(run), levels(same))
 
 
 # The checks, for the other reference comparisons (tests/test_allocation_midsize.py).
