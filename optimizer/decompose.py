@@ -255,7 +255,9 @@ def _whole(values: pd.DataFrame, scale: pd.Series | float) -> pd.DataFrame:
 def allocate_by_district(data: AllocationInput, params: AllocationParams | None = None, *,
                          map_fn: Callable[[Callable, Iterable], Iterable] = map,
                          bound_seconds: float = BOUND_SECONDS,
-                         on_plan: Callable[[AllocationResult], None] | None = None
+                         on_plan: Callable[[AllocationResult], None] | None = None,
+                         beside_map_fn: Callable[[Callable, Iterable], Iterable] | None = None,
+                         on_core_free: Callable[[], None] | None = None
                          ) -> tuple[AllocationResult, dict]:
     """Allocate a multi-district week as described in the module docstring, in parts of
     ``params.decompose_by`` ("street" or "district").
@@ -267,7 +269,12 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     before the later levels are bounded (on the city 19–21 s on a quiet machine: the bounds
     change only ``levels``, in place) and the reasons said again for the city (step 3: put in
     ``need_served`` and ``unmet`` when the bounds are done), so that work needing the plan
-    alone can start beside them; it must not change the result.
+    alone can start beside them; it must not change the result. ``beside_map_fn``, if given,
+    runs what goes to the pool after that (the reasons said again, the later levels' priced
+    bounds) instead of ``map_fn``: a week's open gives the gate its matching's regions go
+    through, so that none queues behind all of the others' tasks and the bound LPs keep their
+    core. ``on_core_free`` is called once the bound LPs in this process are done, before the
+    priced bounds (its core is then free for the work beside them).
 
     Returns
     -------
@@ -367,7 +374,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     # the plan is handed over before them, its reasons put in place when they are back.
     beside = ThreadPoolExecutor(1)
     reasons = (beside.submit(_say_again, data, merged["allocations"], merged["need_served"],
-                             seen_ids, area_of_need, map_fn)
+                             seen_ids, area_of_need, beside_map_fn or map_fn)
                if seen_ids is not None else None)
     beside.shutdown(wait=False)  # (its thread ends with that task)
     del merged
@@ -394,7 +401,10 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
                                    fund_dual.reindex(shared_funds.index).fillna(0.0)
                                    / CENTS_PER_YUAN))
             tasks = [[(part_lps[i], objectives) for i in chunk] for chunk in chunks]
-            per_part = [b for bs in map_fn(_part_bounds_task, tasks) for b in bs]
+            if on_core_free is not None:
+                on_core_free()
+            per_part = [b for bs in (beside_map_fn or map_fn)(_part_bounds_task, tasks)
+                        for b in bs]
             out = {}
             for j, level in enumerate(levels):
                 held_value = sum(price * (reached[c] - BOUND_SLACK * max(1.0, abs(reached[c])))
