@@ -121,7 +121,8 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
     ``with_plan``, if given, is called once with an early run — its ``allocations`` (the
     final ones) and the ``info`` keys ``status``, ``input_digest`` and ``parameters`` — as
     soon as the plan is whole: in a decomposed run before the levels after red are bounded
-    (the bounds change only the levels), so the caller can start work that needs the plan
+    and the city's reasons said again (these change only the levels and the reasons, the
+    result's own, when this returns), so the caller can start work that needs the plan
     alone beside them (a week's open starts its matching); otherwise after the allocation.
     ``beside_pool`` and ``core_free`` (a decomposed run's): what runs the pool's tasks once the
     plan is handed over (the reasons said again, the later levels' priced bounds) instead of
