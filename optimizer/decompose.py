@@ -19,7 +19,8 @@ the offers and funds of districts and of the city are shared between streets. So
    each need keeping its weight. Then every household short of supply (or told that no offer
    is eligible, which a part that sees only its own supply cannot know) gets its reasons
    again, against the city's state rather than its street's share, so every reason holds for
-   the city.
+   the city (in the pool, beside the bounds below: reasons change neither the plan nor a
+   level's value).
 
 The answer is feasible for the whole model and lexicographic within each part; it is not
 proven optimal for the city. Its levels get bounds in the sense ``optimizer.lexmip`` certifies
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -253,7 +255,9 @@ def _whole(values: pd.DataFrame, scale: pd.Series | float) -> pd.DataFrame:
 def allocate_by_district(data: AllocationInput, params: AllocationParams | None = None, *,
                          map_fn: Callable[[Callable, Iterable], Iterable] = map,
                          bound_seconds: float = BOUND_SECONDS,
-                         on_plan: Callable[[AllocationResult], None] | None = None
+                         on_plan: Callable[[AllocationResult], None] | None = None,
+                         beside_map_fn: Callable[[Callable, Iterable], Iterable] | None = None,
+                         on_core_free: Callable[[], None] | None = None
                          ) -> tuple[AllocationResult, dict]:
     """Allocate a multi-district week as described in the module docstring, in parts of
     ``params.decompose_by`` ("street" or "district").
@@ -263,8 +267,14 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
 
     ``on_plan``, if given, is called with the result once its allocations are final and
     before the later levels are bounded (on the city 19–21 s on a quiet machine: the bounds
-    change only ``levels``, in place), so that work needing the plan alone can start beside
-    them; it must not change the result.
+    change only ``levels``, in place) and the reasons said again for the city (step 3: put in
+    ``need_served`` and ``unmet`` when the bounds are done), so that work needing the plan
+    alone can start beside them; it must not change the result. ``beside_map_fn``, if given,
+    runs what goes to the pool after that (the reasons said again, the later levels' priced
+    bounds) instead of ``map_fn``: a week's open gives the gate its matching's regions go
+    through, so that none queues behind all of the others' tasks and the bound LPs keep their
+    core. ``on_core_free`` is called once the bound LPs in this process are done, before the
+    priced bounds (its core is then free for the work beside them).
 
     Returns
     -------
@@ -332,11 +342,12 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
     part_seconds = time.perf_counter() - t0 - split_seconds
 
     # 3. The top-up: leftover shared supply for the units left short of it (unless the
-    # parts' allocations are all the caller reads), and the city's reasons.
+    # parts' allocations are all the caller reads); the city's reasons are said after.
     top_up_needs = 0
+    seen_ids = None
     if params.top_up:
-        merged, top_up_needs = _top_up(data, merged, results, shared_offers, shared_funds,
-                                       area_of_need, part_params, map_fn)
+        merged, top_up_needs, seen_ids = _top_up(data, merged, results, shared_offers,
+                                                 shared_funds, part_params)
 
     # The priced bound on red: each part's exact LP with the shared rows priced, solved in
     # the parts' own tasks (above).
@@ -355,8 +366,18 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
                          default=0.0) for i, lv in enumerate(LEVELS)}
     # The parts' own tables are in ``result`` now: on the city they are hundreds of MiB the
     # bound LPs below need more.
-    del results, done, by_part, merged
+    del results, done, by_part
     release_memory()
+    # The city's reasons change only the reasons, and the bounds read only the levels'
+    # values: so the reasons are said again beside the bounds (the workers explain while
+    # this process's core solves the bound LPs, on the city 3–4 s off the open's path), and
+    # the plan is handed over before them, its reasons put in place when they are back.
+    beside = ThreadPoolExecutor(1)
+    reasons = (beside.submit(_say_again, data, merged["allocations"], merged["need_served"],
+                             seen_ids, area_of_need, beside_map_fn or map_fn)
+               if seen_ids is not None else None)
+    beside.shutdown(wait=False)  # (its thread ends with that task)
+    del merged
     if on_plan is not None:
         on_plan(result)
     t_bounds = time.perf_counter()
@@ -380,7 +401,10 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
                                    fund_dual.reindex(shared_funds.index).fillna(0.0)
                                    / CENTS_PER_YUAN))
             tasks = [[(part_lps[i], objectives) for i in chunk] for chunk in chunks]
-            per_part = [b for bs in map_fn(_part_bounds_task, tasks) for b in bs]
+            if on_core_free is not None:
+                on_core_free()
+            per_part = [b for bs in (beside_map_fn or map_fn)(_part_bounds_task, tasks)
+                        for b in bs]
             out = {}
             for j, level in enumerate(levels):
                 held_value = sum(price * (reached[c] - BOUND_SLACK * max(1.0, abs(reached[c])))
@@ -393,6 +417,8 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
         how, notes, methods = _bound_later_levels(data, result, lab, seconds, priced_later)
     else:
         how, notes, methods = "levels after red not bounded (certify off)", [], {}
+    if reasons is not None:
+        _put_reasons(result, reasons.result())
     lab = None
     part_lps.clear()
     bounds_took = time.perf_counter() - t_bounds
@@ -499,11 +525,11 @@ def _reached(data: AllocationInput, need_ids: pd.Series, offer_ids: pd.Index) ->
 
 
 def _top_up(data: AllocationInput, merged: dict, results: list[AllocationResult],
-            shared_offers: pd.Series, shared_funds: pd.Series, area_of_need: np.ndarray,
-            part_params: AllocationParams, map_fn: Callable) -> tuple[dict, int]:
+            shared_offers: pd.Series, shared_funds: pd.Series, part_params: AllocationParams
+            ) -> tuple[dict, int, pd.Index]:
     """The parts' merged tables with the top-up's units added (its result appended to
-    ``results``) and every reason a part may have said otherwise than the city said again;
-    and the number of needs the top-up was given."""
+    ``results``), the number of needs the top-up was given, and the offers a part may have
+    seen otherwise than the city (for :func:`_say_again`)."""
     top_up, seen_ids = _top_up_input(data, merged, shared_offers, shared_funds)
     top_up_needs = 0
     if top_up is not None:
@@ -511,6 +537,15 @@ def _top_up(data: AllocationInput, merged: dict, results: list[AllocationResult]
         more = allocate(top_up, part_params)
         merged = _add_top_up(merged, more)
         results.append(more)
+    return merged, top_up_needs, seen_ids
+
+
+def _say_again(data: AllocationInput, alloc: pd.DataFrame, served: pd.DataFrame,
+               seen_ids: pd.Index, area_of_need: np.ndarray, map_fn: Callable
+               ) -> pd.Series | None:
+    """need_id → the city's reason, for every need of a household whose reasons a part may
+    have said otherwise than the city (None when there is none); ``alloc`` and ``served``:
+    the final allocations and need_served, top-up and all."""
     # Each part gave reasons from its own share; say them again for the whole city, with what
     # everyone else uses, for every household short of supply that a part may have seen
     # otherwise than the city (shared supply left over before the top-up) reaches (a
@@ -518,20 +553,24 @@ def _top_up(data: AllocationInput, merged: dict, results: list[AllocationResult]
     # supply). Where no such supply reaches a need, its part saw all shared supply as the city
     # does: used up, share and all. A part sees only the offers that reach it, so its "no
     # eligible offer" may be "out of coverage" for the city: those are said again too.
-    served = merged["need_served"]
     supply_short = served["reason"].isin(SUPPLY_REASONS + (HOUSEHOLD_CAP,)).to_numpy(
         copy=True)
     supply_short[supply_short] = _reached(data, served["need_id"][supply_short], seen_ids)
     again = supply_short | (served["reason"] == NO_ELIGIBLE_OFFER).to_numpy()
     short = set(served.loc[again, "household_id"])
-    if short:
-        release_memory()  # the top-up's model, before the workers explain again
-        reasons = _explain_again(data, merged, short, area_of_need, map_fn)
-        for name in ("need_served", "unmet"):
-            table = merged[name]
-            again_ = table["need_id"].map(reasons)
-            merged[name] = table.assign(reason=again_.where(again_.notna(), table["reason"]))
-    return merged, top_up_needs
+    if not short:
+        return None
+    return _explain_again(data, alloc, short, area_of_need, map_fn)
+
+
+def _put_reasons(result: AllocationResult, reasons: pd.Series | None) -> None:
+    """``result``'s need_served and unmet with the reasons said again (need_id → reason)."""
+    if reasons is None:
+        return
+    for name in ("need_served", "unmet"):
+        table = getattr(result, name)
+        again = table["need_id"].map(reasons)
+        setattr(result, name, table.assign(reason=again.where(again.notna(), table["reason"])))
 
 
 def _top_up_input(data: AllocationInput, merged: dict, shared_offers: pd.Series,
@@ -622,14 +661,13 @@ def _explain_task(args: tuple[AllocationInput, pd.DataFrame]) -> pd.Series:
     return explain(*args)
 
 
-def _explain_again(data: AllocationInput, merged: dict, households: set,
+def _explain_again(data: AllocationInput, alloc: pd.DataFrame, households: set,
                    area_of_need: np.ndarray, map_fn: Callable) -> pd.Series:
     """need_id → reason for every need of ``households``, against the city's final state.
 
     Explained in parallel, households grouped by part (all of a household's needs are in its
     part): each task holds what every need outside it uses as used, so its reasons are those
     of the whole city."""
-    alloc = merged["allocations"]
     inside = member_mask(data.needs["household_id"], households)
     needs = data.needs[inside].reset_index(drop=True)
     area = pd.Series(area_of_need[inside])

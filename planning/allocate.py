@@ -101,7 +101,9 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
                    volunteer_limits: tuple[dict, dict] | None = None, save: bool = True,
                    before_save: Callable[[Run], None] | None = None,
                    only_allocations: bool = False, pool: Executor | None = None,
-                   with_plan: Callable[[Run], None] | None = None) -> Run:
+                   with_plan: Callable[[Run], None] | None = None,
+                   beside_pool: Executor | None = None,
+                   core_free: Callable[[], None] | None = None) -> Run:
     """Allocate the scenario's needs (of ``week``, within ``centre``'s subtree) and explain.
 
     With a ``store``, the run is recorded there (whole, or not at all; not when ``save`` is
@@ -119,8 +121,13 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
     ``with_plan``, if given, is called once with an early run — its ``allocations`` (the
     final ones) and the ``info`` keys ``status``, ``input_digest`` and ``parameters`` — as
     soon as the plan is whole: in a decomposed run before the levels after red are bounded
-    (the bounds change only the levels), so the caller can start work that needs the plan
+    and the city's reasons said again (these change only the levels and the reasons, the
+    result's own, when this returns), so the caller can start work that needs the plan
     alone beside them (a week's open starts its matching); otherwise after the allocation.
+    ``beside_pool`` and ``core_free`` (a decomposed run's): what runs the pool's tasks once the
+    plan is handed over (the reasons said again, the later levels' priced bounds) instead of
+    ``pool``, and what is called once the bound LPs in this process are done
+    (``optimizer.decompose.allocate_by_district``'s ``beside_map_fn`` and ``on_core_free``).
     """
     params = params or AllocationParams()
     if centre and params.search_seconds is None:
@@ -150,17 +157,19 @@ def run_allocation(scenario: Scenario, *, week: str | None = None, centre: str |
     decomposition = None
     if _decompose(data, params):
         workers = params.workers or default_workers()
+        beside = {"on_plan": plan_done, "on_core_free": core_free,
+                  "beside_map_fn": beside_pool.map if beside_pool is not None else None}
         if pool is not None:
             result, decomposition = allocate_by_district(data, params, map_fn=pool.map,
-                                                         on_plan=plan_done)
+                                                         **beside)
         elif workers == 1:
-            result, decomposition = allocate_by_district(data, params, on_plan=plan_done)
+            result, decomposition = allocate_by_district(data, params, **beside)
         else:
             # Fresh (spawned) workers: a fork would copy this process's memory and solver
             # threads; a script that allocates a city needs the ``__main__`` guard for it.
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as own:
                 result, decomposition = allocate_by_district(data, params, map_fn=own.map,
-                                                             on_plan=plan_done)
+                                                             **beside)
     else:
         result = allocate(data, params)
     plan_done(result)  # (when no decomposition called it)

@@ -671,11 +671,13 @@ def match_beside_bounds(allocate: Callable[..., Run],
     19–21 s of one LP chain in this process, HiGHS letting go of the GIL, while ``pool``
     idles); the bounds change only the levels, and the matching needs the plan alone. So with
     a ``pool`` (of ``workers`` processes) the matching starts in a thread as soon as the plan
-    is whole, beside the bounds, its regions in the pool less the core the bounds hold
+    is whole, beside the bounds, its regions in the pool less the core the bound LPs hold
     (``regions``, widened once they are done: a city's region takes its worker to
-    0.5–0.7 GiB, so no more are in memory at once than can run). Both read the plan and change
-    nothing in it: the same as one after the other. Without a pool (or a run that is not
-    decomposed, which hands its plan over when it is done) the matching runs after it."""
+    0.5–0.7 GiB, so no more are in memory at once than can run); the allocation's own pool
+    tasks beside the bounds go through the same gate, so regions and they take turns. Both
+    read the plan and change nothing in it: the same as one after the other. Without a pool
+    (or a run that is not decomposed, which hands its plan over when it is done) the matching
+    runs after it."""
     if pool is None:
         run = allocate(with_plan=None)
         allocated = time.perf_counter()
@@ -683,10 +685,22 @@ def match_beside_bounds(allocate: Callable[..., Run],
     with ThreadPoolExecutor(1) as beside:
         matching: list[Future] = []
         regions = Slots(pool, workers - 1)
-        run = allocate(with_plan=lambda early: matching.append(
-            beside.submit(match, early, regions)))
+        widened: list[bool] = []
+
+        def core_free() -> None:  # the bound LPs are done: their core is the regions' too
+            if not widened:
+                widened.append(True)
+                regions.widen()
+
+        try:
+            # The allocation's pool tasks beside the bounds (the reasons said again, then the
+            # priced later levels: on the city 4 and 24) go through the regions' gate too:
+            # a region queued behind all of them, and they took the bound LPs' core.
+            run = allocate(with_plan=lambda early: matching.append(
+                beside.submit(match, early, regions)), beside_pool=regions, core_free=core_free)
+        finally:
+            core_free()  # (a matching waiting for a region never waits for nothing)
         allocated = time.perf_counter()
-        regions.widen()  # the bounds are done: their core is the regions' too
         return run, matching[0].result(), allocated
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
+import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -588,6 +591,79 @@ def test_without_reasons_the_same_allocations(seed):
         assert (said.result.unmet["reason"] != "").any()
         assert (silent.result.unmet["reason"] == "").all()
         assert len(silent.result.unmet) == len(said.result.unmet)
+
+
+def test_a_decomposed_run_hands_its_plan_over_before_its_reasons_are_said_again():
+    """The city's reasons, said again in the pool after the top-up, change neither the plan
+    nor a level's value: the plan is handed over before they are (the caller's work and the
+    bounds start beside them), and the run ends with them — the same tables and levels as
+    the run through the built-in map."""
+    seed = MULTI_DISTRICT[0]
+    scenario = Scenario.from_tables(random_scenario(seed))
+    handed = threading.Event()
+    calls: list[bool] = []  # per call of the pool's map: was the plan handed over then
+
+    class Pool:
+        """A pool whose every map after the parts' waits (a while) for the plan."""
+
+        def map(self, fn, tasks):
+            if calls:
+                handed.wait(20)
+            calls.append(handed.is_set())
+            return list(map(fn, tasks))
+
+    run = run_allocation(scenario, params=AllocationParams(decompose="always", workers=1),
+                         pool=Pool(), with_plan=lambda plan: handed.set())
+    # the parts, the reasons said again, the later levels' priced bounds
+    assert calls == [False, True, True]
+    same = decomposed_run(seed)
+    for name in ("allocations", "unmet"):
+        pd.testing.assert_frame_equal(run.tables[name], same.tables[name])
+    levels = lambda r: pd.DataFrame(r.info["levels"]).T[["value", "bound", "status"]]  # noqa: E731
+    pd.testing.assert_frame_equal(levels(run), levels(same))
+
+
+def test_beside_the_bounds_the_pool_never_holds_more_tasks_than_it_can_run():
+    """``match_beside_bounds``: once the plan is handed over, the allocation's own pool tasks
+    (the reasons said again, the later levels' priced bounds: 4 and 24 on the city) and the
+    matching's regions go through one gate, so the pool never holds more of them than its
+    workers (less the core the bound LPs hold while they run): no region queues behind all
+    of the bounds' tasks. The run is the same as one with the built-in map."""
+    from wulian.planning.match import match_beside_bounds
+
+    seed = MULTI_DISTRICT[0]
+    scenario = Scenario.from_tables(random_scenario(seed))
+    handed = threading.Event()
+    lock = threading.Lock()
+    held = {"now": 0, "most": 0}  # tasks in the pool once the plan was handed over
+
+    class Counting(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            with lock:
+                held["now"] += 1
+                if handed.is_set():
+                    held["most"] = max(held["most"], held["now"])
+            future = super().submit(fn, *args, **kwargs)
+            future.add_done_callback(lambda _: self.done())
+            return future
+
+        def done(self):
+            with lock:
+                held["now"] -= 1
+
+    def match(plan, regions):
+        handed.set()
+        return [f.result() for f in [regions.submit(time.sleep, 0.01) for _ in range(8)]]
+
+    params = AllocationParams(decompose="always", workers=2)
+    with Counting(2) as pool:
+        run, regions, _ = match_beside_bounds(
+            functools.partial(run_allocation, scenario, params=params, pool=pool), match, pool, 2)
+    assert len(regions) == 8
+    assert 1 <= held["most"] <= 2
+    same = decomposed_run(seed)
+    for name in ("allocations", "unmet"):
+        pd.testing.assert_frame_equal(run.tables[name], same.tables[name])
 
 
 # The checks, for the other reference comparisons (tests/test_allocation_midsize.py).
