@@ -378,6 +378,15 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
                if seen_ids is not None else None)
     beside.shutdown(wait=False)  # (its thread ends with that task)
     del merged
+    freed: list[bool] = []
+
+    def free_core() -> None:
+        """``on_core_free``, once: when the bound LPs are done, or at the latest before the
+        reasons are waited for (their tasks may be held at the caller's gate for that core)."""
+        if on_core_free is not None and not freed:
+            freed.append(True)
+            on_core_free()
+
     if on_plan is not None:
         on_plan(result)
     t_bounds = time.perf_counter()
@@ -401,8 +410,7 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
                                    fund_dual.reindex(shared_funds.index).fillna(0.0)
                                    / CENTS_PER_YUAN))
             tasks = [[(part_lps[i], objectives) for i in chunk] for chunk in chunks]
-            if on_core_free is not None:
-                on_core_free()
+            free_core()
             per_part = [b for bs in (beside_map_fn or map_fn)(_part_bounds_task, tasks)
                         for b in bs]
             out = {}
@@ -417,8 +425,10 @@ def allocate_by_district(data: AllocationInput, params: AllocationParams | None 
         how, notes, methods = _bound_later_levels(data, result, lab, seconds, priced_later)
     else:
         how, notes, methods = "levels after red not bounded (certify off)", [], {}
+    free_core()
     if reasons is not None:
         _put_reasons(result, reasons.result())
+        release_memory()  # the thread's copies of the plan's tables, held until now
     lab = None
     part_lps.clear()
     bounds_took = time.perf_counter() - t_bounds

@@ -666,6 +666,35 @@ def test_beside_the_bounds_the_pool_never_holds_more_tasks_than_it_can_run():
         pd.testing.assert_frame_equal(run.tables[name], same.tables[name])
 
 
+def test_beside_the_bounds_a_run_without_bounds_still_frees_the_gate_for_its_reasons():
+    """With no later levels to bound (``certify`` off) nothing calls ``on_core_free`` from
+    the bounds: a gate of no slots (one worker) held the reasons' tasks for ever, and the run
+    waited for them (review of session 18: a hang). The gate is freed, at the latest, before
+    the reasons are waited for; the run ends, the same as with the built-in map."""
+    from wulian.planning.match import match_beside_bounds
+
+    seed = MULTI_DISTRICT[0]
+    scenario = Scenario.from_tables(random_scenario(seed))
+    params = AllocationParams(decompose="always", workers=1, certify=False)
+    ended: dict = {}
+
+    def match(plan, regions):
+        return [f.result() for f in [regions.submit(time.sleep, 0.01) for _ in range(3)]]
+
+    def run() -> None:
+        with ThreadPoolExecutor(2) as pool:
+            ended["run"] = match_beside_bounds(functools.partial(
+                run_allocation, scenario, params=params, pool=pool), match, pool, 1)[0]
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert "run" in ended, "the run waited for reasons its gate never let into the pool"
+    alone = run_allocation(scenario, params=params)
+    for name in ("allocations", "unmet"):
+        pd.testing.assert_frame_equal(ended["run"].tables[name], alone.tables[name])
+
+
 # The checks, for the other reference comparisons (tests/test_allocation_midsize.py).
 close, levels_from_tables, table_problems = _close, _levels_from_tables, _table_problems
 
