@@ -455,6 +455,27 @@ def test_sigint_during_a_solve_exits_130_with_the_store_intact(tmp_path):
         assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
 
 
+def _interrupt_once(proc, stream, started) -> tuple[bytes, bytes, bytes]:
+    """Ctrl-C to ``proc``'s process group once a line of ``stream`` is ``started``; the lines
+    read until then, and its stdout and stderr after (killed if it does not end in 60 s)."""
+    import os
+    import signal
+
+    try:
+        seen = []
+        for line in iter(stream.readline, b""):
+            seen.append(line)
+            if started(line):
+                break
+        assert proc.poll() is None, b"".join(seen)[-2000:]
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return b"".join(seen), stdout, stderr
+
+
 def test_sigint_while_the_demo_starts_its_cycle_exits_130(tmp_path):
     """Ctrl-C right as `wulian demo` has started its weekly cycle's worker (the whole process
     group gets it, the worker too while it imports) ends the demo with 130 and its one line;
@@ -473,18 +494,9 @@ def test_sigint_while_the_demo_starts_its_cycle_exits_130(tmp_path):
                             start_new_session=True,
                             env={**os.environ, "COLUMNS": "200", "TMPDIR": str(tmp_path)},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        seen = []
-        for line in iter(proc.stdout.readline, b""):  # the scenario is shown once it started
-            seen.append(line)
-            if b"funds and budgets" in line:
-                break
-        assert proc.poll() is None, b"".join(seen)[-2000:]
-        os.killpg(proc.pid, signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    # (the scenario is shown once it started)
+    _, stdout, stderr = _interrupt_once(proc, proc.stdout, lambda line: b"funds and budgets"
+                                        in line)
     assert proc.returncode == 130, (proc.returncode, stderr.decode()[-2000:])
     assert b"Traceback" not in stderr and "interrupted" in stdout.decode()
     assert not list(tmp_path.glob("wulian-demo-cycle-*"))  # the worker's weeks not left
@@ -775,7 +787,6 @@ def test_sigint_while_the_command_imports_exits_130_without_a_traceback(tmp_path
     ``wulian`` command now ends there as it does later, one line and 130. The signal is sent
     once numpy is imported (``-X importtime`` says so on stderr), pandas' import still under
     way."""
-    import os
     import signal
     import subprocess
     import sys
@@ -788,19 +799,9 @@ def test_sigint_while_the_command_imports_exits_130_without_a_traceback(tmp_path
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        seen = []
-        for line in iter(proc.stderr.readline, b""):
-            seen.append(line)
-            if line.split(b"|")[-1].strip() == b"numpy":
-                break
-        assert proc.poll() is None, b"".join(seen)[-2000:]
-        os.killpg(proc.pid, signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    stderr = b"".join(seen) + stderr
+    seen, stdout, stderr = _interrupt_once(proc, proc.stderr,
+                                           lambda line: line.split(b"|")[-1].strip() == b"numpy")
+    stderr = seen + stderr
     assert proc.returncode == 130, (proc.returncode, stderr.decode()[-2000:])
     assert b"Traceback" not in stderr and b"KeyboardInterrupt" not in stderr
     assert "interrupted" in stderr.decode().splitlines()[-1]
