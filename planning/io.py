@@ -117,10 +117,14 @@ def _is_text_already(col: pd.Series) -> bool:
     a column of a city's tables taken to Arrow's text and back cost more than this look
     (Python's ``str.strip`` trims the same 29 characters as Arrow's, which ``str.strip``
     on pandas' text uses)."""
-    if col.dtype != object or pd.api.types.infer_dtype(col, skipna=False) not in ("string",
-                                                                                  "empty"):
-        return False
-    return all(cell == cell.strip() for cell in col.to_numpy())
+    return is_python_text(col) and all(cell == cell.strip() for cell in col.to_numpy())
+
+
+def is_python_text(values: pd.Series) -> bool:
+    """Whether a column's cells are all Python ``str`` (object dtype, none missing): text
+    that can be taken as it is, not through pandas' Arrow text."""
+    return values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) in (
+        "string", "empty")
 
 
 # A workbook part smaller than this may inflate more than the ratio allows (a sheet of empty

@@ -20,7 +20,7 @@ from wulian.contract.problems import Problem, ValidationError
 from wulian.contract.schema import TABLES
 from wulian.demand.policy import Policy
 from wulian.demand.scoring import colour
-from wulian.planning.io import RawScenario, as_text, read_raw
+from wulian.planning.io import RawScenario, as_text, is_python_text, read_raw
 from wulian.planning.validate import validate_tables
 
 
@@ -72,9 +72,7 @@ def _column_bytes(values: pd.Series) -> bytes:
         return np.where(missing, 0.0, numbers + 0.0).tobytes() + np.packbits(missing).tobytes()
     # Each cell's length, then the cells end to end: no two different columns read the same.
     # (Python text is its own ``str``: taken as it is, not through pandas' Arrow text.)
-    is_text = values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) in (
-        "string", "empty")
-    text = values.tolist() if is_text else values.astype(str).tolist()
+    text = values.tolist() if is_python_text(values) else values.astype(str).tolist()
     lengths = np.fromiter(map(len, text), np.int64, len(text))
     return lengths.tobytes() + "".join(text).encode()
 
@@ -172,9 +170,7 @@ def _as_text_where_not(frame: pd.DataFrame) -> pd.DataFrame:
     """A register week's table numbered from 0, its columns not all Python text (cells the
     week wrote) made text by :func:`as_text`; the others as they are."""
     frame = frame.reset_index(drop=True)
-    made = [c for c in frame.columns
-            if pd.api.types.infer_dtype(frame[c], skipna=False) not in ("string", "empty")
-            or frame[c].dtype != object]
+    made = [c for c in frame.columns if not is_python_text(frame[c])]
     return frame.assign(**as_text(frame[made])) if made else frame
 
 
