@@ -890,6 +890,8 @@ class Register:
                 keys = row_keys(name, frame).tolist()  # (not Arrow's scalars one by one)
                 old = self.rows(name, conn)
                 c, incoming, absent = row_changes(frame, keys, old)
+                if name == "households" and c.changed:
+                    c.changed = self._changed_since_imported(conn, c.changed, incoming)
                 if name == "needs" and c.changed:
                     c.changed = self._changed_beyond_export(conn, c.changed, old, incoming,
                                                             frames["services"])
@@ -923,6 +925,35 @@ class Register:
                                           new_rows["needs"])
                 events.flush()
         return report
+
+    def _changed_since_imported(self, conn, changed: list[str], incoming: Mapping[str, str]
+                                ) -> list[str]:
+        """The households of ``changed`` whose row in the file differs from the row the last
+        import wrote of them.
+
+        A visit (or an assessment) changes a household's row after the import that wrote it:
+        the coordinator's file, imported again unedited, still holds the row as it was then,
+        and would take the household back to what the visit found no longer true. So a row
+        the file gives exactly as the last import wrote it is left as the register has it; a
+        row edited in the file since is the file's (docs/cycle.md, "Imports"). The row an
+        import wrote is read from the events: an import writes each household row it adds or
+        changes with an assessment ``discovered_by`` import, in one transaction (one ``at``)."""
+        e = EVENTS.c
+        kinds = ("households.add", "households.change", "assessment.add")
+        imported: dict[str, str] = {}
+        for chunk in _chunks(changed):
+            rows: dict[str, dict[str, str]] = {}  # subject → at → the row written then
+            for subject, at, kind, after in conn.execute(
+                    sa.select(e.subject, e.at, e.kind, e.after)
+                    .where(e.subject.in_([f"households:{k}" for k in chunk]),
+                           e.kind.in_(kinds)).order_by(e.event_id)):
+                key = subject.split(":", 1)[1]
+                if kind != "assessment.add":
+                    rows.setdefault(key, {})[at] = after
+                elif at in rows.get(key, {}) and \
+                        json.loads(after or "{}").get("discovered_by") == "import":
+                    imported[key] = rows[key][at]
+        return [k for k in changed if imported.get(k) != incoming[k]]
 
     def _changed_beyond_export(self, conn, changed: list[str], old: Mapping[str, str],
                                incoming: Mapping[str, str], services: pd.DataFrame

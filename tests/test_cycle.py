@@ -965,6 +965,37 @@ def test_a_failed_close_leaves_the_register_as_it_was_and_a_second_finishes(open
     assert cycle.weeks(register)["state"].tolist() == ["closed"]
 
 
+def test_a_file_imported_again_keeps_what_a_visit_found_unless_the_file_was_edited(opened,
+                                                                                   tiny):
+    register, tasks = opened
+    visit = tasks[tasks["kind"].isin(cycle.MONITORING_KINDS)].iloc[0]
+    hid = visit["household_id"]
+    row = tiny.households.set_index("household_id").loc[hid]
+    worse = {c: "1" for c in ("d_income", "d_health", "d_social") if int(row[c]) == 0}
+    assert worse  # (not vacuous: the visit changes the row)
+    cycle.record_answers(register, [cycle.Answer(visit["task_id"], "delivered",
+                                                 answered_on="2026-12-02", indicators=worse)])
+    found = register.rows("households")[hid]
+    assert list(register.colour_history(hid)["discovered_by"]) == ["import", "visit"]
+
+    # The coordinator's file again, unedited: what the visit found stands.
+    report = register.import_scenario(tiny)
+    assert report.changes["households"].total == 0
+    assert register.rows("households")[hid] == found
+    assert list(register.colour_history(hid)["discovered_by"]) == ["import", "visit"]
+
+    # The file edited since (the household's size): the file's row is the household's.
+    tables = {k: v.copy() for k, v in tiny.tables.items()}
+    households = tables["households"]
+    households.loc[households["household_id"] == hid, "size"] += 1
+    report = register.import_scenario(Scenario.from_tables(tables))
+    assert report.changes["households"].changed == [hid]
+    assert json.loads(register.rows("households")[hid])["size"] == str(int(row["size"]) + 1)
+    assert list(register.colour_history(hid)["discovered_by"]) == ["import", "visit", "import"]
+    # … and that file imported once more is no change.
+    assert register.import_scenario(Scenario.from_tables(tables)).total == 0
+
+
 def test_visit_results_only_on_monitoring_visits(opened):
     register, tasks = opened
     tid = tasks[tasks["kind"] == "service"]["task_id"].iat[0]
