@@ -309,8 +309,7 @@ class TokenCreated(TokenOut):
 TIER = Literal[tuple(vocab.TIERS)]  # type: ignore[valid-type]
 Bit = Literal[0, 1]
 TASK_STATUS = Literal[tuple(vocab.TASK_STATUSES)]  # type: ignore[valid-type]
-TASK_ANSWERS = Literal[tuple(s for s in vocab.TASK_STATUSES  # type: ignore[valid-type]
-                             if s != "planned")]
+TASK_ANSWERS = Literal[vocab.TASK_ANSWERS]  # type: ignore[valid-type]
 TASK_KIND = Literal[tuple(vocab.TASK_KINDS)]  # type: ignore[valid-type]
 REASONS = Literal[tuple(vocab.DECLINE_REASONS)]  # type: ignore[valid-type]
 DISCOVERED = Literal[tuple(vocab.DISCOVERY)]  # type: ignore[valid-type]
@@ -412,6 +411,13 @@ class NeedStateOut(BaseModel):
                                "the register's week; a closed need: when it closed)")
     close_reason: str
     updated_at: str
+
+
+class NeedWithdrawnOut(NeedStateOut):
+    recalled: list[str] = Field(description="its tasks not yet answered in the weeks open, "
+                                            "now withdrawn (off the provider's list)")
+    delivered: list[str] = Field(description="its tasks delivered in part this week: kept as "
+                                             "delivered, their money spent")
 
 
 class WeekIn(BaseModel):
@@ -1538,11 +1544,13 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         log.info("need raised by a %s", who.role)
         return _need_out(need_id)
 
-    @v1.post("/register/needs/{need_id}/withdraw", response_model=NeedStateOut,
+    @v1.post("/register/needs/{need_id}/withdraw", response_model=NeedWithdrawnOut,
              responses=_errors(401, 403, 404, 409, 422), tags=["register"])
     def withdraw_need(need_id: NeedId,
                       who: Annotated[Principal, Depends(allowed("register:write"))]) -> Any:
-        """撤回需求 / close a need as withdrawn (the household no longer needs it)."""
+        """撤回需求 / close a need as withdrawn (the household no longer needs it); its tasks
+        not yet answered are recalled (`recalled`), those delivered in part this week kept
+        (`delivered`). 409 when it is closed, or was delivered in full this week."""
         state = _need_out(need_id)
         household = service.register_row("households", state["household_id"])
         service.register_fence(who, household and household.get("station_id"))
@@ -1550,12 +1558,14 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
             raise ApiError(409, "closed", f"需求 {need_id} 已关闭", f"need {need_id} is "
                            "already closed")
         try:
-            service.register(who).withdraw_need(need_id)
+            withdrawal = service.register(who).withdraw_need(need_id)
         except RegisterError as err:
             zh, _, en = str(err).partition(" / ")
-            raise ApiError(409, "closed", zh, en or zh) from None
-        log.info("need withdrawn by a %s", who.role)
-        return _need_out(need_id)
+            raise ApiError(409, "not_withdrawn", zh, en or zh) from None
+        log.info("need withdrawn by a %s: %d task(s) recalled", who.role,
+                 len(withdrawal.recalled))
+        return {**_need_out(need_id), "recalled": withdrawal.recalled,
+                "delivered": withdrawal.delivered}
 
     # -- the weekly cycle ---------------------------------------------------------------------
 
