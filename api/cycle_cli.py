@@ -226,7 +226,7 @@ def cmd_week(args: argparse.Namespace, register) -> int:
             closed = cycle.close_week(register, args.week, args.centre)
             from wulian.planning.alerts import evaluate
 
-            warned = evaluate(register, args.week)
+            warned = evaluate(register, args.week, after_close=True)
             console.print(f"预警 / alerts: {warned.opened} 新 new, {warned.resolved} 解除 "
                           f"resolved, {warned.findings} 当前 in force")
             console.print(

@@ -893,11 +893,12 @@ class Service:
 
     # -- alerts and webhooks ------------------------------------------------------------------
 
-    def evaluate_alerts(self, who: Principal, week: str | None) -> alerts.Evaluation:
+    def evaluate_alerts(self, who: Principal, week: str | None, *, after_close: bool = False
+                        ) -> alerts.Evaluation:
         """Evaluate the alerts (one evaluation at a time) and push the ones it opened to their
         webhooks in the background."""
         with self._evaluating:
-            result = alerts.evaluate(self.register(who), week)
+            result = alerts.evaluate(self.register(who), week, after_close=after_close)
         if result.opened_ids:
             ids = list(result.opened_ids)
             self.notifier.submit(lambda: notify.push_alerts(self.register(), ids),
@@ -1640,7 +1641,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
             raise _cycle_conflict(err) from None
         log.info("week %s closed for %s by a %s", week, scope, who.role)
         try:
-            evaluation = _evaluation_out(service.evaluate_alerts(who, week))
+            evaluation = _evaluation_out(service.evaluate_alerts(who, week, after_close=True))
         except Exception:  # noqa: BLE001 - the close is done: say so, and log why alerts failed
             log.exception("alerts could not be evaluated after closing %s", week)
             evaluation = None
@@ -1808,10 +1809,17 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
                             pattern=WEEK_PATTERN,
                             description="default: the latest week opened")] = None) -> Any:
         """评估预警 / check every rule of the policy at a week: new conditions open alerts
-        (pushed to their webhooks), alerts still found are updated, cleared ones resolve."""
+        (pushed to their webhooks), alerts still found are updated, cleared ones resolve.
+        The week lies from the latest week evaluated to the latest week opened (422
+        otherwise): the evaluation is the whole network's, the same whoever asks."""
         if week is not None and (bad := _week_problem(week)) is not None:
             return bad
-        return _evaluation_out(service.evaluate_alerts(who, week))
+        try:
+            return _evaluation_out(service.evaluate_alerts(who, week))
+        except alerts.WeekNotEvaluable as err:
+            return _problems_response([_problem(
+                "week", err.week, "week_not_evaluable", err.message_zh, err.message_en,
+                err.hint_zh, err.hint_en)], "预警未评估", "the alerts were not evaluated")
 
     @v1.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut,
              responses=_errors(400, 401, 403, 404, 409, 422), tags=["alerts"])
