@@ -839,7 +839,7 @@ def _check_answer(a: Answer, found: dict[str, dict], open_weeks: set, seen: dict
         delivered = 0.0 if text == "" else _number(text)
     else:
         delivered = float(task["units_delivered"]) if text == "" else _number(text)
-    if status != "delivered" and delivered is not None and delivered > EPS:
+    if status != "delivered" and text and delivered is not None and delivered > EPS:
         # Only a delivery spends and takes units off the need: units on any other answer
         # would be kept and then ignored by the ledger and the close (the need owed twice).
         problem("units_not_delivered", "units_delivered", text,
