@@ -309,8 +309,7 @@ class TokenCreated(TokenOut):
 TIER = Literal[tuple(vocab.TIERS)]  # type: ignore[valid-type]
 Bit = Literal[0, 1]
 TASK_STATUS = Literal[tuple(vocab.TASK_STATUSES)]  # type: ignore[valid-type]
-TASK_ANSWERS = Literal[tuple(s for s in vocab.TASK_STATUSES  # type: ignore[valid-type]
-                             if s != "planned")]
+TASK_ANSWERS = Literal[vocab.TASK_ANSWERS]  # type: ignore[valid-type]
 TASK_KIND = Literal[tuple(vocab.TASK_KINDS)]  # type: ignore[valid-type]
 REASONS = Literal[tuple(vocab.DECLINE_REASONS)]  # type: ignore[valid-type]
 DISCOVERED = Literal[tuple(vocab.DISCOVERY)]  # type: ignore[valid-type]
@@ -412,6 +411,13 @@ class NeedStateOut(BaseModel):
                                "the register's week; a closed need: when it closed)")
     close_reason: str
     updated_at: str
+
+
+class NeedWithdrawnOut(NeedStateOut):
+    recalled: list[str] = Field(description="its tasks not yet answered in the weeks open, "
+                                            "now withdrawn (off the provider's list)")
+    delivered: list[str] = Field(description="its tasks delivered in part this week: kept as "
+                                             "delivered, their money spent")
 
 
 class WeekIn(BaseModel):
@@ -887,11 +893,12 @@ class Service:
 
     # -- alerts and webhooks ------------------------------------------------------------------
 
-    def evaluate_alerts(self, who: Principal, week: str | None) -> alerts.Evaluation:
+    def evaluate_alerts(self, who: Principal, week: str | None, *, after_close: bool = False
+                        ) -> alerts.Evaluation:
         """Evaluate the alerts (one evaluation at a time) and push the ones it opened to their
         webhooks in the background."""
         with self._evaluating:
-            result = alerts.evaluate(self.register(who), week)
+            result = alerts.evaluate(self.register(who), week, after_close=after_close)
         if result.opened_ids:
             ids = list(result.opened_ids)
             self.notifier.submit(lambda: notify.push_alerts(self.register(), ids),
@@ -1538,11 +1545,13 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         log.info("need raised by a %s", who.role)
         return _need_out(need_id)
 
-    @v1.post("/register/needs/{need_id}/withdraw", response_model=NeedStateOut,
+    @v1.post("/register/needs/{need_id}/withdraw", response_model=NeedWithdrawnOut,
              responses=_errors(401, 403, 404, 409, 422), tags=["register"])
     def withdraw_need(need_id: NeedId,
                       who: Annotated[Principal, Depends(allowed("register:write"))]) -> Any:
-        """撤回需求 / close a need as withdrawn (the household no longer needs it)."""
+        """撤回需求 / close a need as withdrawn (the household no longer needs it); its tasks
+        not yet answered are recalled (`recalled`), those delivered in part this week kept
+        (`delivered`). 409 when it is closed, or was delivered in full this week."""
         state = _need_out(need_id)
         household = service.register_row("households", state["household_id"])
         service.register_fence(who, household and household.get("station_id"))
@@ -1550,12 +1559,14 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
             raise ApiError(409, "closed", f"需求 {need_id} 已关闭", f"need {need_id} is "
                            "already closed")
         try:
-            service.register(who).withdraw_need(need_id)
+            withdrawal = service.register(who).withdraw_need(need_id)
         except RegisterError as err:
             zh, _, en = str(err).partition(" / ")
-            raise ApiError(409, "closed", zh, en or zh) from None
-        log.info("need withdrawn by a %s", who.role)
-        return _need_out(need_id)
+            raise ApiError(409, "not_withdrawn", zh, en or zh) from None
+        log.info("need withdrawn by a %s: %d task(s) recalled", who.role,
+                 len(withdrawal.recalled))
+        return {**_need_out(need_id), "recalled": withdrawal.recalled,
+                "delivered": withdrawal.delivered}
 
     # -- the weekly cycle ---------------------------------------------------------------------
 
@@ -1630,7 +1641,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
             raise _cycle_conflict(err) from None
         log.info("week %s closed for %s by a %s", week, scope, who.role)
         try:
-            evaluation = _evaluation_out(service.evaluate_alerts(who, week))
+            evaluation = _evaluation_out(service.evaluate_alerts(who, week, after_close=True))
         except Exception:  # noqa: BLE001 - the close is done: say so, and log why alerts failed
             log.exception("alerts could not be evaluated after closing %s", week)
             evaluation = None
@@ -1798,10 +1809,17 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
                             pattern=WEEK_PATTERN,
                             description="default: the latest week opened")] = None) -> Any:
         """评估预警 / check every rule of the policy at a week: new conditions open alerts
-        (pushed to their webhooks), alerts still found are updated, cleared ones resolve."""
+        (pushed to their webhooks), alerts still found are updated, cleared ones resolve.
+        The week lies from the latest week evaluated to the latest week opened (422
+        otherwise): the evaluation is the whole network's, the same whoever asks."""
         if week is not None and (bad := _week_problem(week)) is not None:
             return bad
-        return _evaluation_out(service.evaluate_alerts(who, week))
+        try:
+            return _evaluation_out(service.evaluate_alerts(who, week))
+        except alerts.WeekNotEvaluable as err:
+            return _problems_response([_problem(
+                "week", err.week, "week_not_evaluable", err.message_zh, err.message_en,
+                err.hint_zh, err.hint_en)], "预警未评估", "the alerts were not evaluated")
 
     @v1.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut,
              responses=_errors(400, 401, 403, 404, 409, 422), tags=["alerts"])

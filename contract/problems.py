@@ -211,6 +211,25 @@ CATALOGUE: dict[str, tuple[str, str, str, str]] = {
         "该任务不是巡查走访", "the task is not a monitoring visit",
         "走访结果只能记录在巡查走访任务上", "visit results go on monitoring visits only",
     ),
+    "task_withdrawn": (
+        "任务的需求 {need_id} 已撤回,任务已收回", "the task's need {need_id} was withdrawn: "
+        "the task is recalled",
+        "无需再提供此项服务;如有疑问请联系协调员", "do not deliver it; ask the coordinator "
+        "if in doubt",
+    ),
+    "units_not_delivered": (
+        "状态为 {status_zh} {status} 时不能填写完成数量", "units delivered given on an answer "
+        "{status}",
+        "部分完成请填写状态 已完成 delivered 及实际完成数量;未完成或拒绝时留空或填 0",
+        "a partial delivery is delivered with the units delivered; leave it empty or 0 "
+        "when nothing was delivered",
+    ),
+    "visit_not_made": (
+        "走访状态为 {status_zh} {status},不能记录观察结果({column})",
+        "the visit's answer is {status}: what it observed ({column}) cannot be recorded",
+        "走访已做请填写状态 已完成 delivered;未走访只能填写备注",
+        "a visit made is delivered; a visit missed takes a note only",
+    ),
     "bad_new_needs": (
         "新需求格式有误", "new needs are not readable",
         "格式如 counselling:2;meal_help:5(服务编号:数量)",

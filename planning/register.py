@@ -721,6 +721,16 @@ class ImportReport:
         return sum(c.total for c in self.changes.values())
 
 
+@dataclass
+class Withdrawal:
+    """A need withdrawn: its tasks recalled (not yet answered when it was withdrawn) and those
+    already delivered in part this week, kept as delivered (their money spent)."""
+
+    need_id: str
+    recalled: list[str]
+    delivered: list[str]
+
+
 class RegisterError(ValueError):
     """A register change that cannot be made (bilingual message)."""
 
@@ -1200,22 +1210,53 @@ class Register:
         bulk_insert(conn, NEED_STATES, need_rows(conn, typed, stamp))
         return list(fresh)
 
-    def withdraw_need(self, need_id: str) -> None:
-        """Close an open need as withdrawn (the household no longer needs it)."""
+    def withdraw_need(self, need_id: str) -> Withdrawal:
+        """Close an open need as withdrawn (the household no longer needs it), and recall its
+        tasks not yet answered in the weeks still open: they become ``withdrawn`` (off the
+        provider's list, their money no longer committed, never counted as failed). A task of
+        the need delivered in part this week stays delivered (its money spent) and the rest is
+        withdrawn; a need delivered in full this week is refused: it closes as delivered."""
+        # (The weeks' tasks and the cycle's lock are the cycle's, which imports the register.)
+        from wulian.planning.cycle import EPS, TASKS, UNANSWERED, lock
+
         with self.engine.begin() as conn:
+            lock(conn)  # an answer to one of its tasks and the recall queue, never cross
             before = conn.execute(sa.select(*NEED_COLUMNS).where(
                 NEED_STATES.c.need_id == need_id)).mappings().first()
             if before is None:
                 raise RegisterError(f"没有需求 {need_id} / no need {need_id}")
             if before["state"] == "closed":
                 raise RegisterError(f"需求 {need_id} 已关闭 / need {need_id} is already closed")
+            t = TASKS.c
+            live = conn.execute(sa.select(t.task_id, t.status, t.units_delivered).join_from(
+                TASKS, WEEKS, sa.and_(WEEKS.c.week == t.week, WEEKS.c.centre == t.centre))
+                .where(t.need_id == need_id, WEEKS.c.state == "open")
+                .order_by(t.task_id)).all()
+            delivered = [r for r in live if r.status == "delivered"]
+            if delivered and sum(r.units_delivered for r in delivered) \
+                    >= float(before["remaining"]) - EPS:
+                tasks = ", ".join(r.task_id for r in delivered)
+                raise RegisterError(
+                    f"需求 {need_id} 本周已由任务 {tasks} 全部完成,不能撤回;本周结束时它将以"
+                    f"已完成关闭 / need {need_id} was delivered in full this week (task "
+                    f"{tasks}): it cannot be withdrawn; it closes as delivered when the week "
+                    f"closes")
+            unanswered = [r for r in live if r.status in UNANSWERED]
+            recalled = [r.task_id for r in unanswered]
             age = int(weeks_waited([before["week_raised"]], self.week(conn))[0])
-            conn.execute(NEED_STATES.update().where(NEED_STATES.c.need_id == need_id).values(
-                state="closed", close_reason="withdrawn", age=age, updated_at=now()))
             events = Events(conn, self.actor)
+            conn.execute(NEED_STATES.update().where(NEED_STATES.c.need_id == need_id).values(
+                state="closed", close_reason="withdrawn", age=age, updated_at=events.at))
             events.add("need_state.close", f"needs:{need_id}", _plain(before),
                        {"state": "closed", "close_reason": "withdrawn", "age": age})
+            if recalled:
+                conn.execute(TASKS.update().where(t.task_id.in_(recalled)).values(
+                    status="withdrawn", updated_at=events.at))
+                events.add_many("task.withdraw", [f"tasks:{tid}" for tid in recalled],
+                                [{"status": r.status} for r in unanswered],
+                                [{"status": "withdrawn", "need_id": need_id}] * len(recalled))
             events.flush()
+        return Withdrawal(need_id, recalled, [r.task_id for r in delivered])
 
     def valid_rows(self, conn, table: str, rows: dict[str, dict]) -> pd.DataFrame:
         """The rows typed, validated with the register's tables they refer to.

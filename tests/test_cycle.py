@@ -44,6 +44,7 @@ from wulian.planning.register import (
     Actor,
     Events,
     Register,
+    RegisterError,
     canonical,
     row_changes,
     row_json,
@@ -1003,6 +1004,119 @@ def test_visit_results_only_on_monitoring_visits(opened):
         cycle.record_answers(register, [cycle.Answer(tid, "delivered",
                                                      indicators={"d_health": "1"})])
     assert [p.code for p in err.value.problems] == ["not_a_visit"]
+
+
+def test_units_on_an_answer_that_delivered_nothing_are_refused(opened):
+    """Units on not delivered, declined or accepted would be kept and then ignored by the
+    ledger and the close (the need owed in full again): refused, naming the field."""
+    register, tasks = opened
+    service = tasks[(tasks["kind"] == "service") & (tasks["units"] >= 2)]
+    answers = [cycle.Answer(tid, status, units_delivered="1", reason=reason, row=row)
+               for row, (tid, status, reason) in enumerate(zip(
+                   service["task_id"].iloc[:3], ["not_delivered", "declined", "accepted"],
+                   ["other", "refused", ""], strict=True), start=2)]
+    with pytest.raises(ValidationError) as err:
+        cycle.record_answers(register, answers)
+    found = [(p.row, p.code, p.column, p.value) for p in err.value.problems]
+    assert found == [(row, "units_not_delivered", "units_delivered", "1") for row in (2, 3, 4)]
+    assert "已完成 delivered" in err.value.problems[0].hint_zh
+    assert (cycle.tasks(register, W1)["status"] == "planned").all()
+    # Nothing delivered said as 0 (or left empty) is an answer, and a partial delivery too.
+    first, second = service["task_id"].iloc[:2]
+    report = cycle.record_answers(register, [
+        cycle.Answer(first, "not_delivered", units_delivered="0", reason="other"),
+        cycle.Answer(second, "delivered", units_delivered="1")])
+    assert report.changed == 2
+
+
+def test_what_a_visit_observed_is_refused_on_a_visit_not_made(opened):
+    register, tasks = opened
+    visit = tasks[tasks["kind"].isin(cycle.MONITORING_KINDS)]["task_id"].iat[0]
+    with pytest.raises(ValidationError) as err:
+        cycle.record_answers(register, [cycle.Answer(
+            visit, "not_delivered", indicators={"d_health": "1"}, new_needs="counselling:2")])
+    assert [(p.code, p.column) for p in err.value.problems] == [
+        ("visit_not_made", "indicators"), ("visit_not_made", "new_needs")]
+    assert err.value.problems[1].value == "counselling:2"
+    # A missed visit with its note alone is recorded.
+    report = cycle.record_answers(register, [cycle.Answer(visit, "not_delivered",
+                                                          note="nobody home")])
+    assert (report.changed, report.visits, report.needs_raised) == (1, 1, 0)
+
+
+def _funded_need_tasks(tasks: pd.DataFrame) -> list[pd.DataFrame]:
+    """Per need with funded service tasks of two units or more, its tasks (one need each)."""
+    funded = tasks[(tasks["kind"] == "service") & (tasks["fund_id"] != "")
+                   & (tasks["cost"] > 0) & (tasks["units"] >= 2)]
+    return [part for _need, part in funded.groupby("need_id", sort=True)]
+
+
+def test_withdrawing_a_need_recalls_its_tasks_not_yet_answered(opened):
+    """The recalled task leaves the unanswered (the provider's list, the ledger's commitment
+    and outstanding money), an answer to it is refused naming the withdrawn need, and the
+    close neither settles it as not delivered nor carries the need."""
+    register, tasks = opened
+    mine = _funded_need_tasks(tasks)[0]
+    need, fund = mine["need_id"].iat[0], mine["fund_id"].iat[0]
+    first = mine["task_id"].iat[0]
+    cycle.record_answers(register, [cycle.Answer(first, "accepted")])
+    by_week_before, before = cycle.fund_ledger(register)
+    withdrawal = register.withdraw_need(need)
+    assert withdrawal.recalled == sorted(mine["task_id"]) and withdrawal.delivered == []
+    after = cycle.tasks(register, W1).set_index("task_id")
+    assert (after.loc[mine["task_id"], "status"] == "withdrawn").all()
+    by_week, balances = cycle.fund_ledger(register)
+    outstanding = before.set_index("fund_id")["outstanding"] \
+        - balances.set_index("fund_id")["outstanding"]
+    assert outstanding[fund] == pytest.approx(mine["cost"].sum(), abs=0.01)
+    committed = (by_week_before.loc[by_week_before["fund_id"] == fund, "committed"].sum()
+                 - by_week.loc[by_week["fund_id"] == fund, "committed"].sum())
+    assert committed == pytest.approx(mine["cost"].iat[0], abs=0.01)  # the accepted task's
+    assert not (cycle.tasks(register, W1, status="accepted")["task_id"] == first).any()
+    with pytest.raises(ValidationError) as err:
+        cycle.record_answers(register, [cycle.Answer(first, "delivered")])
+    problem, = err.value.problems
+    assert (problem.code, problem.column, problem.value) == ("task_withdrawn", "task_id", first)
+    assert need in problem.message_zh and need in problem.message_en
+    kinds = register.events()["kind"]
+    assert (kinds == "task.withdraw").sum() == len(mine)
+    unanswered = int(cycle.tasks(register, W1)["status"].isin(cycle.UNANSWERED).sum())
+    closed = cycle.close_week(register, W1)
+    assert closed.unanswered == unanswered
+    assert (cycle.tasks(register, W1).set_index("task_id").loc[mine["task_id"], "status"]
+            == "withdrawn").all()
+    state = register.need_states().set_index("need_id").loc[need]
+    assert (state["state"], state["close_reason"]) == ("closed", "withdrawn")
+
+
+def test_a_need_delivered_in_part_is_withdrawn_for_what_is_left(opened):
+    register, tasks = opened
+    mine = _funded_need_tasks(tasks)[0]
+    need, first = mine["need_id"].iat[0], mine["task_id"].iat[0]
+    cycle.record_answers(register, [cycle.Answer(first, "delivered", units_delivered="1")])
+    withdrawal = register.withdraw_need(need)
+    assert withdrawal.delivered == [first]
+    assert withdrawal.recalled == sorted(set(mine["task_id"]) - {first})
+    closed = cycle.close_week(register, W1)
+    assert cycle.tasks(register, W1).set_index("task_id").at[first, "status"] == "delivered"
+    state = register.need_states().set_index("need_id").loc[need]
+    assert (state["state"], state["close_reason"]) == ("closed", "withdrawn")
+    assert closed.spent > 0
+
+
+def test_a_need_delivered_in_full_this_week_is_not_withdrawn(opened):
+    register, tasks = opened
+    remaining = register.need_states().set_index("need_id")["remaining"]
+    mine = next(part for part in _funded_need_tasks(tasks)  # a need planned in full
+                if part["units"].sum() >= remaining[part["need_id"].iat[0]] - 1e-9)
+    need = mine["need_id"].iat[0]
+    cycle.record_answers(register, [cycle.Answer(t, "delivered") for t in mine["task_id"]])
+    with pytest.raises(RegisterError, match="delivered in full"):
+        register.withdraw_need(need)
+    assert register.need_states().set_index("need_id").at[need, "state"] == "allocated"
+    cycle.close_week(register, W1)
+    state = register.need_states().set_index("need_id").loc[need]
+    assert (state["state"], state["close_reason"]) == ("closed", "delivered")
 
 
 def test_workbook_text_is_never_a_formula(opened, tmp_path):
