@@ -394,6 +394,8 @@ def summarise(summed: pd.DataFrame, by: str) -> pd.DataFrame:
     delivered and the share of the money planned spent (from :func:`outcomes`' sums)."""
     _group_column(by)
     s = summed[summed["grouping"] == by] if "grouping" in summed else summed
+    # A task recalled with its withdrawn need was taken back, not failed: it counts nowhere.
+    s = s[s["status"] != "withdrawn"]
     status = s["status"]
     taken = status.isin(["accepted", "delivered"])
     count = s["tasks"].astype(float)

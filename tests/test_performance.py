@@ -278,6 +278,16 @@ def test_shares_recomputed_from_the_tasks_add_no_units_together(played, by):
                                   check_exact=False, atol=5e-4)
 
 
+def test_tasks_recalled_with_a_withdrawn_need_count_nowhere(played):
+    tasks = performance.task_table(played)
+    recalled = np.zeros(len(tasks), bool)
+    recalled[::7] = True
+    withdrawn = tasks.assign(status=np.where(recalled, "withdrawn", tasks["status"]))
+    for by in performance.GROUPS:
+        _same({by: performance.by_group(withdrawn, by)},
+              {by: performance.by_group(tasks[~recalled], by)})
+
+
 def test_counting_a_unit_otherwise_changes_no_figure(played):
     """Yuan counted in fen (×100) change nothing a group shows: its figures are tasks, money
     and shares, none a sum of units of different kinds."""
