@@ -718,6 +718,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
                  403: "角色或中心无权访问 / the role or centre may not do this",
                  404: "不存在 / not found",
                  409: "任务状态不允许 / not possible in the job's state",
+                 413: "请求体超过上限(WULIAN_MAX_BODY_BYTES)/ the body is above the limit "
+                      "(WULIAN_MAX_BODY_BYTES)",
                  422: "请求有问题(逐条列出)/ the request has problems (each listed)",
                  500: "校验上传的进程意外退出 / the process validating the upload ended "
                       "unexpectedly"}
@@ -1312,6 +1314,11 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         return check
 
     v1 = APIRouter(prefix="/v1")
+
+    def post(path: str, **kw: Any) -> Callable:
+        """``v1.post`` with the gate's 413 (``_BodyGate``) among the route's answers."""
+        return v1.post(path, **{**kw, "responses": {**kw.get("responses", {}),
+                                                    **_errors(413)}})
     authed = _errors(401, 403)
     Digest = Annotated[str, PathParam(pattern=DIGEST_PATTERN,
                                       description="digest or a unique prefix (8+ hex)")]
@@ -1333,7 +1340,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
 
     # -- scenarios ----------------------------------------------------------------------------
 
-    @v1.post("/scenarios", response_model=UploadOut, status_code=201, tags=["scenarios"],
+    @post("/scenarios", response_model=UploadOut, status_code=201, tags=["scenarios"],
              responses={200: {"model": UploadOut, "description": "already kept (same digest)"},
                         **_errors(400, 401, 403, 422, 500)})
     def upload_scenario(who: Annotated[Principal, Depends(allowed("scenario:upload"))],
@@ -1395,7 +1402,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         return {"scenario": row["digest"], "centre": centre, "total_rows": len(hh),
                 "offset": offset, "households": _records(part[list(HOUSEHOLD_COLUMNS)])}
 
-    @v1.post("/scenarios/{digest}/budget-lab", response_model=BudgetLabOut,
+    @post("/scenarios/{digest}/budget-lab", response_model=BudgetLabOut,
              responses=_errors(400, 401, 403, 404, 422), tags=["budgets"])
     def budget_lab(digest: Digest, body: BudgetLabIn,
                    who: Annotated[Principal, Depends(allowed("budget:lab"))]) -> Any:
@@ -1429,7 +1436,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    @v1.post("/jobs", response_model=JobOut, status_code=201,
+    @post("/jobs", response_model=JobOut, status_code=201,
              responses=_errors(400, 401, 403, 404, 422), tags=["jobs"])
     def submit_job(body: JobIn,
                    who: Annotated[Principal, Depends(allowed("job:submit"))]) -> Any:
@@ -1486,7 +1493,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         """任务状态与进度 / a job's state and progress."""
         return service.job_out(service.job_for(who, job_id))
 
-    @v1.post("/jobs/{job_id}/cancel", response_model=JobOut, status_code=202,
+    @post("/jobs/{job_id}/cancel", response_model=JobOut, status_code=202,
              responses=_errors(401, 403, 404, 409, 422), tags=["jobs"])
     def cancel_job(job_id: JobId,
                    who: Annotated[Principal, Depends(allowed("job:cancel"))]) -> Any:
@@ -1605,7 +1612,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
     def _register_problems(err: ValidationError) -> JSONResponse:
         return _scenario_refused(err, "登记册未更改", "the register was not changed")
 
-    @v1.post("/register/import", response_model=ImportOut, tags=["register"],
+    @post("/register/import", response_model=ImportOut, tags=["register"],
              responses=_errors(400, 401, 403, 404, 422, 500))
     def register_import(
             who: Annotated[Principal, Depends(allowed("register:import"))],
@@ -1656,7 +1663,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         history = service.register().colour_history(household_id)
         return [_assessment(r) for r in _records(history)]
 
-    @v1.post("/register/households", response_model=HouseholdAssessedOut, status_code=201,
+    @post("/register/households", response_model=HouseholdAssessedOut, status_code=201,
              responses={200: {"model": HouseholdAssessedOut,
                               "description": "a household already in the register, updated"},
                         **_errors(400, 401, 403, 422)}, tags=["register"])
@@ -1699,7 +1706,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
             raise _not_found(f"需求 {need_id}", f"need {need_id}")
         return {k: state[k] for k in NeedStateOut.model_fields}
 
-    @v1.post("/register/needs", response_model=NeedStateOut, status_code=201,
+    @post("/register/needs", response_model=NeedStateOut, status_code=201,
              responses=_errors(400, 401, 403, 409, 422), tags=["register"])
     def register_need(body: NeedIn,
                       who: Annotated[Principal, Depends(allowed("register:write"))]) -> Any:
@@ -1727,7 +1734,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         log.info("need raised by a %s", who.role)
         return _need_out(need_id)
 
-    @v1.post("/register/needs/{need_id}/withdraw", response_model=NeedStateOut,
+    @post("/register/needs/{need_id}/withdraw", response_model=NeedStateOut,
              responses=_errors(401, 403, 404, 409, 422), tags=["register"])
     def withdraw_need(need_id: NeedId,
                       who: Annotated[Principal, Depends(allowed("register:write"))]) -> Any:
@@ -1761,7 +1768,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         zh, _, en = str(err).partition(" / ")
         return ApiError(409, "cycle_conflict", zh, en or zh)
 
-    @v1.post("/weeks", response_model=WeekOpenedOut, status_code=201,
+    @post("/weeks", response_model=WeekOpenedOut, status_code=201,
              responses=_errors(400, 401, 403, 409, 422), tags=["cycle"])
     def open_week(body: WeekIn,
                   who: Annotated[Principal, Depends(allowed("week:manage"))]) -> Any:
@@ -1800,7 +1807,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
                 "needs_unmet": 0 if unmet is None else int(unmet["need_id"].nunique()),
                 "cost": round(float(tasks["cost"].sum()), 2), "seconds": opened.seconds}
 
-    @v1.post("/weeks/{week}/close", response_model=WeekClosedOut,
+    @post("/weeks/{week}/close", response_model=WeekClosedOut,
              responses=_errors(401, 403, 404, 409, 422), tags=["cycle"])
     def close_week(week: WeekPath,
                    who: Annotated[Principal, Depends(allowed("week:manage"))],
@@ -1891,7 +1898,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         """一项任务 / one task (a provider: its own; a coordinator: their subtree's)."""
         return service.task_for(who, task_id)
 
-    @v1.post("/tasks/{task_id}/answer", response_model=TaskAnsweredOut,
+    @post("/tasks/{task_id}/answer", response_model=TaskAnsweredOut,
              responses=_errors(400, 401, 403, 404, 409, 422), tags=["cycle"])
     def answer_task(task_id: TaskId, body: AnswerIn,
                     who: Annotated[Principal, Depends(allowed("task:answer"))]) -> Any:
@@ -2000,7 +2007,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         return {"total_rows": len(frame), "offset": offset,
                 "alerts": [service.alert_out(r) for r in part.to_dict("records")]}
 
-    @v1.post("/alerts/evaluate", response_model=EvaluationOut,
+    @post("/alerts/evaluate", response_model=EvaluationOut,
              responses=_errors(401, 403, 422), tags=["alerts"])
     def evaluate_alerts(who: Annotated[Principal, Depends(allowed("alert:evaluate"))],
                         week: Annotated[str | None, Query(
@@ -2012,7 +2019,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
             return bad
         return _evaluation_out(service.evaluate_alerts(who, week))
 
-    @v1.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut,
+    @post("/alerts/{alert_id}/acknowledge", response_model=AlertOut,
              responses=_errors(400, 401, 403, 404, 409, 422), tags=["alerts"])
     def acknowledge_alert(alert_id: AlertId, body: AcknowledgeIn,
                           who: Annotated[Principal, Depends(allowed("alert:acknowledge"))]
@@ -2083,7 +2090,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
             frame = frame[(frame["target_kind"] == "centre") & frame["target_id"].isin(inside)]
         return _records(frame)
 
-    @v1.post("/webhooks", response_model=WebhookOut, status_code=201,
+    @post("/webhooks", response_model=WebhookOut, status_code=201,
              responses=_errors(400, 401, 403, 422), tags=["webhooks"])
     def add_webhook(body: WebhookIn,
                     who: Annotated[Principal, Depends(allowed("webhook:manage"))]) -> Any:
@@ -2127,7 +2134,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
 
     # -- tokens -------------------------------------------------------------------------------
 
-    @v1.post("/tokens", response_model=TokenCreated, status_code=201,
+    @post("/tokens", response_model=TokenCreated, status_code=201,
              responses=_errors(400, 401, 403, 422), tags=["tokens"])
     def create_token(body: TokenIn,
                      who: Annotated[Principal, Depends(allowed("token:manage"))]) -> Any:
