@@ -110,24 +110,30 @@ def _version() -> str:
 # text a request sends: PostgreSQL cannot store a NUL at all (a 500 from the driver), and the
 # others are invisible in every table and log that shows them.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_NESTED = (str, dict, list, tuple)  # what may hold text
 
 
-def _texts(value: Any):
-    """Every string in a request value: itself, or the keys and values it holds."""
+def _holds_control(value: Any) -> bool:
+    """Whether any text in a request value — itself, or the keys and values it holds — has a
+    control character (a dictionary's keys are searched as one string: a 300,000-key body is
+    checked in one pass, not 300,000)."""
     if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _texts(key)
-            yield from _texts(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _texts(item)
+        return _CONTROL.search(value) is not None
+    if isinstance(value, dict):
+        if _CONTROL.search("".join(map(str, value))) is not None:
+            return True
+        value = value.values()
+    elif not isinstance(value, list | tuple):
+        return False
+    for item in value:  # a plain loop: numbers, the most common values, are passed at once
+        if isinstance(item, _NESTED) and _holds_control(item):
+            return True
+    return False
 
 
 def refuse_control_characters(value: Any) -> Any:
     """The value as given, or a ``control_character`` error when any text in it holds one."""
-    if any(_CONTROL.search(text) for text in _texts(value)):
+    if _holds_control(value):
         raise PydanticCustomError("control_character",
                                   "the text holds a control character (such as NUL, \\u0000)")
     return value

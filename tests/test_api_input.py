@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import Server, fresh_store_url, make_token
+from wulian.api.auth import ACTION_NAMES, PERMISSIONS
 
 W49 = "2026-W49"
 OWN_STREET = "D04S01"  # one of the tiny preset's two streets
@@ -146,6 +147,12 @@ def test_an_upload_refuses_a_table_sent_twice_and_a_file_no_table_is_named_by(li
     assert set(found) == {"家庭.csv", "househlds.csv"}
     assert "households, needs" in found["家庭.csv"]["hint_en"]
     assert "`households`" in found["househlds.csv"]["hint_zh"]  # did you mean
+    mixed = api("planner", "POST", "/scenarios", files=[
+        households, ("files", ("scenario.xlsx", b"PK not a workbook"))])
+    assert mixed.status_code == 422, mixed.text[:2000]
+    said = [p for p in mixed.json()["problems"] if p["code"] == "unreadable_file"]
+    assert said and all(not re.search(r"[A-Za-z]{4}", p["message_zh"].replace("xlsx", ""))
+                        and not CJK.search(p["message_en"]) for p in said), said
     assert len(api.ok("planner", "GET", "/scenarios")) == kept
 
 
@@ -195,6 +202,13 @@ def test_refusals_name_no_command_line_flags_internal_actions_or_stars(live):
     assert "全市" in zh and OWN_STREET in zh and "*" not in zh
     assert "the whole network" in en and OWN_STREET in en and "*" not in en
     assert "没有该路径" in api("planner", "GET", "/nowhere").json()["detail"]["message"]
+
+
+def test_every_action_a_role_may_be_refused_is_said_in_words():
+    """Each action of the permission matrix has its words in both languages, for the 403."""
+    assert set(ACTION_NAMES) == set(PERMISSIONS)
+    for zh, en in ACTION_NAMES.values():
+        assert CJK.search(zh) and not CJK.search(en) and ":" not in zh + en
 
 
 def test_the_ledger_refuses_weeks_the_performance_refuses(live):
