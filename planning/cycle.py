@@ -52,6 +52,7 @@ from wulian.planning.match import (
     week_start,
 )
 from wulian.planning.register import (
+    EPS,
     NEED_STATES,
     OPEN_STATES,
     REGISTER_TABLES,
@@ -72,7 +73,6 @@ from wulian.planning.register import (
 from wulian.planning.scenario import Scenario
 from wulian.planning.store import RunStore
 
-EPS = 1e-9
 WHOLE = "*"  # the centre column of a week opened for the whole network
 #: Needs in a week's scenario from which :func:`open_week` hands each phase's freed memory
 #: back (``release_memory``): a city's week frees about half a GiB per phase; the district

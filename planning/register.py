@@ -64,6 +64,7 @@ REGISTER_TABLES = ("centres", "services", "households", "needs", "providers", "o
 # needs does not list last week's open ones (a need is withdrawn one at a time).
 SYNCED_TABLES = ("centres", "services", "providers", "offers", "funds", "volunteers")
 OPEN_STATES = ("open", "carried")  # needs a week can allocate
+EPS = 1e-9  # what is owed below this is nothing
 VIA = ("cli", "file", "api", "app", "simulator")
 
 _meta = sa.MetaData()
@@ -889,6 +890,11 @@ class Register:
                 keys = row_keys(name, frame).tolist()  # (not Arrow's scalars one by one)
                 old = self.rows(name, conn)
                 c, incoming, absent = row_changes(frame, keys, old)
+                if name == "households" and c.changed:
+                    c.changed = self._changed_since_imported(conn, c.changed, incoming)
+                if name == "needs" and c.changed:
+                    c.changed = self._changed_beyond_export(conn, c.changed, old, incoming,
+                                                            frames["services"])
                 if name in SYNCED_TABLES:
                     c.removed = sorted(absent)
                 else:
@@ -919,6 +925,65 @@ class Register:
                                           new_rows["needs"])
                 events.flush()
         return report
+
+    def _changed_since_imported(self, conn, changed: list[str], incoming: Mapping[str, str]
+                                ) -> list[str]:
+        """The households of ``changed`` whose row in the file differs from the row the last
+        import wrote of them.
+
+        A visit (or an assessment) changes a household's row after the import that wrote it:
+        the coordinator's file, imported again unedited, still holds the row as it was then,
+        and would take the household back to what the visit found no longer true. So a row
+        the file gives exactly as the last import wrote it is left as the register has it; a
+        row edited in the file since is the file's (docs/cycle.md, "Imports"). The row an
+        import wrote is read from the events: an import writes each household row it adds or
+        changes with an assessment ``discovered_by`` import, in one transaction (one ``at``)."""
+        e = EVENTS.c
+        kinds = ("households.add", "households.change", "assessment.add")
+        imported: dict[str, str] = {}
+        for chunk in _chunks(changed):
+            rows: dict[str, dict[str, str]] = {}  # subject → at → the row written then
+            for subject, at, kind, after in conn.execute(
+                    sa.select(e.subject, e.at, e.kind, e.after)
+                    .where(e.subject.in_([f"households:{k}" for k in chunk]),
+                           e.kind.in_(kinds)).order_by(e.event_id)):
+                key = subject.split(":", 1)[1]
+                if kind != "assessment.add":
+                    rows.setdefault(key, {})[at] = after
+                elif at in rows.get(key, {}) and \
+                        json.loads(after or "{}").get("discovered_by") == "import":
+                    imported[key] = rows[key][at]
+        return [k for k in changed if imported.get(k) != incoming[k]]
+
+    def _changed_beyond_export(self, conn, changed: list[str], old: Mapping[str, str],
+                               incoming: Mapping[str, str], services: pd.DataFrame
+                               ) -> list[str]:
+        """The needs of ``changed`` that differ from what :meth:`export` writes of them.
+
+        An exported need's ``quantity`` is what is still owed (the register's week is an
+        ordinary scenario), not the need's own quantity: read back unedited it would count as
+        a change of quantity, and what was delivered would be taken off a second time. A row
+        equal to its exported form in every cell, quantity read as what is owed, is the
+        register's own and left as it is (docs/cycle.md, "Export and import back")."""
+        owed = self.open_needs(conn, self.need_states(conn, OPEN_STATES + ("allocated",)),
+                               table_frame("needs", [old[k] for k in changed]), services)
+        if not len(owed):
+            return changed
+        owed_quantity = dict(zip(owed["need_id"], owed["quantity"].astype(float), strict=True))
+        same = set()
+        for key in changed:
+            if key not in owed_quantity:
+                continue
+            was, now_ = json.loads(old[key]), json.loads(incoming[key])
+            quantity = now_.pop("quantity", "")
+            was.pop("quantity", None)
+            try:
+                exported = abs(float(quantity) - owed_quantity[key]) < 1e-9
+            except ValueError:
+                exported = False
+            if exported and was == now_:
+                same.add(key)
+        return [k for k in changed if k not in same]
 
     def _check_merged(self, conn, frames: dict[str, pd.DataFrame],
                       kept: dict[str, dict[str, str]]) -> None:
@@ -1027,10 +1092,23 @@ class Register:
                 changed["week"].to_numpy(object), strict=True):
             was = before[nid]
             delivered = float(was["quantity"]) - float(was["remaining"])
+            remaining = max(0.0, float(quantity) - delivered)
             # (week_raised follows the row's week: a waiting need's age is counted from it.)
-            afters.append({"household_id": household, "quantity": float(quantity),
-                           "urgency": int(urgency), "service_id": service, "week_raised": week,
-                           "remaining": max(0.0, float(quantity) - delivered)})
+            after = {"household_id": household, "quantity": float(quantity),
+                     "urgency": int(urgency), "service_id": service, "week_raised": week,
+                     "remaining": remaining, "state": was["state"],
+                     "close_reason": was["close_reason"], "age": int(was["age"])}
+            # A quantity changed past what was delivered moves the need across "owed": one
+            # delivered in full and raised opens again; one waiting and cut to what was
+            # delivered closes as delivered. (A need in this week's tasks is settled by the
+            # close; one withdrawn or expired stays closed.)
+            if was["state"] == "closed" and was["close_reason"] == "delivered" \
+                    and remaining > EPS:
+                after.update(state="open", close_reason="", age=0)
+            elif was["state"] in OPEN_STATES and remaining <= EPS:
+                after.update(state="closed", close_reason="delivered", remaining=0.0,
+                             age=int(weeks_waited([week], self.week(conn))[0]))
+            afters.append(after)
         bulk_update(conn, NEED_STATES, "need_id", [
             {**after, "updated_at": stamp, "need_id": nid}
             for nid, after in zip(changed.index, afters, strict=True)])

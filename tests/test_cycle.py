@@ -181,6 +181,54 @@ def test_import_round_trips_and_reports_exactly_the_changes(tmp_path, tiny):
                for a, b in zip(events["after"], events["before"], strict=True))
 
 
+def test_an_export_imported_back_changes_nothing_and_quantities_move_needs_across_owed(
+        tmp_path, tiny):
+    register = _register(f"sqlite:///{tmp_path / 's.sqlite'}")
+    register.import_scenario(tiny)
+    tasks = cycle.open_week(register, W1).tasks
+    service = tasks[(tasks["kind"] == "service") & (tasks["need_id"] != "")]
+    per_need = service.groupby("need_id")["task_id"].transform("size")
+    part = service[(service["units"] >= 2) & (per_need == 1)].iloc[0]
+    states = register.need_states().set_index("need_id")
+    whole = service[(per_need == 1) & (service["need_id"] != part["need_id"])
+                    & (service["units"].to_numpy(float)
+                       == states.loc[service["need_id"], "quantity"].to_numpy(float))].iloc[0]
+    half = np.floor(float(part["units"]) / 2)
+    cycle.record_answers(register, [
+        cycle.Answer(part["task_id"], "delivered", units_delivered=str(half)),
+        cycle.Answer(whole["task_id"], "delivered")])
+    cycle.close_week(register, W1)
+    before = register.need_states().set_index("need_id")
+    assert before.loc[part["need_id"], "state"] == "carried"  # (not vacuous: something owed
+    assert before.loc[whole["need_id"], "close_reason"] == "delivered"  # and one delivered)
+
+    # The export writes what is owed as the quantity: read back unedited it is no change.
+    register.export(tmp_path / "out")
+    report = register.import_scenario(load_scenario(tmp_path / "out"))
+    assert report.changes["needs"].total == 0
+    pd.testing.assert_frame_equal(register.need_states().set_index("need_id"), before)
+
+    # Raised past what was delivered, the delivered need is owed again; cut to what was
+    # delivered, the carried one is delivered.
+    tables = {k: v.copy() for k, v in tiny.tables.items()}
+    needs = tables["needs"].set_index("need_id")
+    delivered = before.loc[part["need_id"], "quantity"] - before.loc[part["need_id"], "remaining"]
+    needs.loc[part["need_id"], "quantity"] = delivered
+    needs.loc[whole["need_id"], "quantity"] += 1
+    tables["needs"] = needs.reset_index()
+    report = register.import_scenario(Scenario.from_tables(tables))
+    assert sorted(report.changes["needs"].changed) == sorted([part["need_id"],
+                                                              whole["need_id"]])
+    after = register.need_states().set_index("need_id")
+    assert after.loc[part["need_id"], ["state", "close_reason", "remaining"]].tolist() == [
+        "closed", "delivered", 0.0]
+    assert after.loc[whole["need_id"], ["state", "close_reason", "remaining"]].tolist() == [
+        "open", "", 1.0]
+    week = cycle.open_week(register, W2).tasks
+    assert whole["need_id"] in set(week["need_id"]) and part["need_id"] not in set(
+        week["need_id"])
+
+
 def _by_text(keys: list[str], texts: list[str], stored: dict[str, str]):
     """What an import changes as the rows' JSON text compares (the independent reckoning)."""
     added = [k for k in keys if k not in stored]
@@ -915,6 +963,37 @@ def test_a_failed_close_leaves_the_register_as_it_was_and_a_second_finishes(open
     closed = cycle.close_week(register, W1)
     assert closed.carried + closed.delivered > 0
     assert cycle.weeks(register)["state"].tolist() == ["closed"]
+
+
+def test_a_file_imported_again_keeps_what_a_visit_found_unless_the_file_was_edited(opened,
+                                                                                   tiny):
+    register, tasks = opened
+    visit = tasks[tasks["kind"].isin(cycle.MONITORING_KINDS)].iloc[0]
+    hid = visit["household_id"]
+    row = tiny.households.set_index("household_id").loc[hid]
+    worse = {c: "1" for c in ("d_income", "d_health", "d_social") if int(row[c]) == 0}
+    assert worse  # (not vacuous: the visit changes the row)
+    cycle.record_answers(register, [cycle.Answer(visit["task_id"], "delivered",
+                                                 answered_on="2026-12-02", indicators=worse)])
+    found = register.rows("households")[hid]
+    assert list(register.colour_history(hid)["discovered_by"]) == ["import", "visit"]
+
+    # The coordinator's file again, unedited: what the visit found stands.
+    report = register.import_scenario(tiny)
+    assert report.changes["households"].total == 0
+    assert register.rows("households")[hid] == found
+    assert list(register.colour_history(hid)["discovered_by"]) == ["import", "visit"]
+
+    # The file edited since (the household's size): the file's row is the household's.
+    tables = {k: v.copy() for k, v in tiny.tables.items()}
+    households = tables["households"]
+    households.loc[households["household_id"] == hid, "size"] += 1
+    report = register.import_scenario(Scenario.from_tables(tables))
+    assert report.changes["households"].changed == [hid]
+    assert json.loads(register.rows("households")[hid])["size"] == str(int(row["size"]) + 1)
+    assert list(register.colour_history(hid)["discovered_by"]) == ["import", "visit", "import"]
+    # … and that file imported once more is no change.
+    assert register.import_scenario(Scenario.from_tables(tables)).total == 0
 
 
 def test_visit_results_only_on_monitoring_visits(opened):
