@@ -24,6 +24,16 @@ CATALOGUE: dict[str, tuple[str, str, str, str]] = {
         "无法读取文件:{reason_zh}", "the file cannot be read: {reason_en}",
         "请另存为 UTF-8 或 GB18030 编码的 CSV", "save it as CSV in UTF-8 or GB18030",
     ),
+    # An upload's files (planning/jobs.py): each table once, each file naming a table.
+    "duplicate_file": (
+        "表 {table} 上传了 {count} 次({files})", "table {table} was uploaded {count} times "
+        "({files})",
+        "每张表只上传一个文件", "send one file per table",
+    ),
+    "unknown_table_file": (
+        "文件 {file} 不对应任何表", "the file {file} names no table",
+        "文件名须为表名:{known}{close_zh}", "name the file after its table: {known}{close_en}",
+    ),
     # The limits on input (planning/limits.py); the hint names the setting that raises each.
     "too_many_columns": (
         "表有 {columns} 列,超过上限 {limit}", "the table has {columns} columns, above the limit "
