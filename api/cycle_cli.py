@@ -7,12 +7,24 @@ import argparse
 import getpass
 import json
 import time
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
 
-from wulian.api.console import CliError, console, frame_table, load_or_report, refused, usage
-from wulian.planning.fmt import count, yuan
+from wulian.api.console import (
+    NOT_RECORDED,
+    CliError,
+    console,
+    frame_table,
+    load_or_report,
+    refused,
+    report_problems,
+    usage,
+)
+from wulian.contract.problems import ValidationError
+from wulian.planning.fmt import count, pct, yuan
+from wulian.planning.io import excel_safe
 
 STORE_HELP = "store URL (default $WULIAN_STORE or runs/wulian.sqlite)"
 
@@ -104,7 +116,11 @@ def cmd_register(args: argparse.Namespace, register) -> int:
                           f"{history['tier']} (score {history['score']:.3f})")
             return 0
         if args.action == "need":
-            row = {"household_id": args.target, **_pairs(args.set)}
+            from wulian.planning.match import week_of
+
+            # Without a week, the week of today, as the API raises it.
+            row = {"household_id": args.target, "week": week_of(date.today()),
+                   **_pairs(args.set)}
             need_id = register.add_need(row)
             console.print(f"已登记需求 / need raised: {need_id}")
             return 0
@@ -133,8 +149,6 @@ def cmd_register(args: argparse.Namespace, register) -> int:
 
 def _date(text: str | None):
     """``--date``: an ISO date, or today when not given."""
-    from datetime import date
-
     if not text:
         return None
     try:
@@ -211,8 +225,11 @@ def cmd_week(args: argparse.Namespace, register) -> int:
                           f"to {args.out}")
             return 0
         if args.action == "record":
-            answers = taskbook.read_answers(args.files)
-            report = cycle.record_answers(register, answers)
+            try:
+                report = cycle.record_answers(register, taskbook.read_answers(args.files))
+            except ValidationError as err:
+                report_problems(err.problems, NOT_RECORDED)
+                return 1
             console.print(f"已记录 / recorded: {report.changed} 个任务更新 tasks changed, "
                           f"{report.unchanged} 个未变 unchanged, {report.visits} 次走访结果 "
                           f"visit results, {report.needs_raised} 个新需求 new needs")
@@ -234,7 +251,7 @@ def cmd_week(args: argparse.Namespace, register) -> int:
             frame = cycle.tasks(register, args.week, provider=args.provider,
                                 status=args.status)
             if args.out:
-                frame.to_csv(args.out, index=False, encoding="utf-8-sig")
+                excel_safe(frame).to_csv(args.out, index=False, encoding="utf-8-sig")
                 console.print(f"已写入 / written: {args.out}")
             summary = frame.groupby(["kind", "status"]).size().rename("tasks").reset_index()
             console.print(frame_table(summary, f"{args.week} 任务 / tasks", index=False))
@@ -270,8 +287,8 @@ def cmd_funds(args: argparse.Namespace, register) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        by_week.to_csv(out / "ledger.csv", index=False, encoding="utf-8-sig")
-        balances.to_csv(out / "balances.csv", index=False, encoding="utf-8-sig")
+        excel_safe(by_week).to_csv(out / "ledger.csv", index=False, encoding="utf-8-sig")
+        excel_safe(balances).to_csv(out / "balances.csv", index=False, encoding="utf-8-sig")
         console.print(f"已写入 / written: {out}")
     if args.json:
         print(json.dumps({"by_week": by_week.to_dict("records"),
@@ -436,14 +453,19 @@ def cmd_performance(args: argparse.Namespace, register) -> int:
         return 0
     assert args.by in GROUPS
     main = tables[f"by_{args.by}"]
+    shares = {c: pct for c in ("delivered_share", "planned_rate", "fill_rate", "on_time")}
     console.print(frame_table(main.drop(columns=[c for c in main.columns
                                                  if c.startswith("declined_")]),
                               f"服务绩效 / performance by {args.by}",
-                              formats={c: yuan for c in ("planned", "committed", "spent")},
-                              index=False))
+                              formats={c: yuan for c in ("planned", "committed", "spent")}
+                              | shares, index=False, labels={}))
+    # (the fill rate's "planned" counts needs, not yuan)
     console.print(frame_table(tables["fill_rate"], "满足率 / fill rate by week and colour",
-                              index=False))
-    console.print(frame_table(tables["reach"], "惠及 / reach per ¥10,000", index=False))
+                              formats=shares, index=False,
+                              labels={"planned": ("计划满足的需求", "needs planned"),
+                                      "delivered": ("已满足的需求", "needs delivered")}))
+    console.print(frame_table(tables["reach"], "惠及 / reach per ¥10,000",
+                              formats={"spent": yuan}, index=False, labels={}))
     return 0
 
 
