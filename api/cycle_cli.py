@@ -181,6 +181,14 @@ def _pairs(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+# Headings of an import's table of changes (the other columns are named by ui.text).
+CHANGES = {"added": ("新增", "added"), "changed": ("变更", "changed"),
+           "removed": ("删除", "removed")}
+# The steps of a week's open, as OpenedWeek.seconds names them.
+OPEN_STEPS = {"snapshot": ("快照", "snapshot"), "allocate": ("分配", "allocate"),
+              "match": ("匹配", "match"), "store": ("保存", "store")}
+
+
 def _import(register, args: argparse.Namespace) -> int:
     start = time.perf_counter()
     scenario = load_or_report(args.target, register.policy)
@@ -189,7 +197,7 @@ def _import(register, args: argparse.Namespace) -> int:
     report = register.import_scenario(scenario, dry_run=args.dry_run)
     title = ("试运行,未写入 / dry run, nothing written" if args.dry_run
              else "已导入登记册 / imported into the register")
-    console.print(frame_table(report.frame(), title, index=False))
+    console.print(frame_table(report.frame(), title, index=False, labels=CHANGES))
     if report.skipped:
         console.print(f"未导入(不属于登记册)/ not kept in the register: "
                       f"{', '.join(report.skipped)}", style="dim")
@@ -239,13 +247,14 @@ def cmd_week(args: argparse.Namespace, register) -> int:
             from wulian.planning.alerts import evaluate
 
             warned = evaluate(register, args.week)
-            console.print(f"预警 / alerts: {warned.opened} 新 new, {warned.resolved} 解除 "
-                          f"resolved, {warned.findings} 当前 in force")
+            console.print(f"预警 / alerts: {count(warned.opened)} 新 new, "
+                          f"{count(warned.resolved)} 解除 resolved, {count(warned.findings)} "
+                          "当前 in force")
             console.print(
-                f"{closed.week} 已结束 / closed: {closed.delivered} 个需求全部交付 needs "
-                f"delivered in full, {closed.carried} 个顺延 carried forward, {closed.expired} "
-                f"个过期 expired, {closed.unanswered} 个任务未回复 tasks unanswered, 支出 spent "
-                f"{yuan(closed.spent)}")
+                f"{closed.week} 已结束 / closed: {count(closed.delivered)} 个需求全部交付 needs "
+                f"delivered in full, {count(closed.carried)} 个顺延 carried forward, "
+                f"{count(closed.expired)} 个过期 expired, {count(closed.unanswered)} 个任务未回复 "
+                f"tasks unanswered, 支出 spent {yuan(closed.spent)}")
             return 0
         if args.action == "tasks":
             frame = cycle.tasks(register, args.week, provider=args.provider,
@@ -254,7 +263,8 @@ def cmd_week(args: argparse.Namespace, register) -> int:
                 excel_safe(frame).to_csv(args.out, index=False, encoding="utf-8-sig")
                 console.print(f"已写入 / written: {args.out}")
             summary = frame.groupby(["kind", "status"]).size().rename("tasks").reset_index()
-            console.print(frame_table(summary, f"{args.week} 任务 / tasks", index=False))
+            console.print(frame_table(summary, f"{args.week} 任务 / tasks", index=False,
+                                      labels={}))
             return 0
         frame = cycle.weeks(register)
         console.print(frame_table(frame[["week", "centre", "state", "run_id", "opened_at",
@@ -269,11 +279,15 @@ def _show_opened(opened) -> None:
     by_kind = t.groupby("kind").agg(tasks=("task_id", "size"), units=("units", "sum"),
                                     cost=("cost", "sum")).reset_index()
     console.print(frame_table(by_kind, f"{opened.week} 已开启 / opened ({opened.centre}): "
-                                       "任务 tasks", formats={"cost": yuan}, index=False))
+                                       "任务 tasks", formats={"cost": yuan}, index=False,
+                              labels={}))
     levels = opened.run.info["levels"]
     fill = ", ".join(f"{k} {v['value']:.1f}" for k, v in levels.items()
                      if k in ("red", "orange", "yellow", "green"))
-    console.print(f"分配 / allocation: {fill}; 用时 / seconds {opened.seconds}")
+    steps = ", ".join(f"{zh} {en} {opened.seconds[step]:.1f}"
+                      for step, (zh, en) in OPEN_STEPS.items() if step in opened.seconds)
+    console.print(f"分配 / allocation: {fill}; 用时 / seconds: {steps}; 共 total "
+                  f"{opened.seconds.get('wall', 0):.1f} s")
 
 
 # -- funds ------------------------------------------------------------------------------------
@@ -298,9 +312,10 @@ def cmd_funds(args: argparse.Namespace, register) -> int:
                                "outstanding", "balance")}
     per_fund = by_week.groupby("fund_id")[["planned", "committed", "spent"]].sum().reset_index()
     console.print(frame_table(per_fund, "资金台账 / fund ledger (weeks shown)", formats=money,
-                              index=False))
+                              index=False, labels={}))
     if len(balances):
-        console.print(frame_table(balances, "余额 / balances", formats=money, index=False))
+        console.print(frame_table(balances, "余额 / balances", formats=money, index=False,
+                                  labels={}))
     return 0
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -54,6 +54,8 @@ FACTS = (
     Col("fund_id", "基金", "fund", 8), Col("volunteer_id", "志愿者", "volunteer", 11),
     Col("slot", "时段", "slot", 12),
 )
+# A volunteer's visit: how long it takes (a provider's tasks are counted in units).
+VISIT_HOURS = Col("hours", "时长(小时)", "hours", 9)
 ANSWERS = (
     Col("status", "状态", "status", 10), Col("units_delivered", "完成数量", "units delivered", 10),
     Col("answered_on", "日期", "date", 12), Col("reason", "原因", "reason", 16),
@@ -63,11 +65,11 @@ VISIT = (
       for c in vocab.DEPRIVATION_COLUMNS),
     Col("new_needs", "新需求", "new needs (service:qty;…)", 24), Col("note", "备注", "note", 24),
 )
-_BY_HEADER = {c.header: c.code for c in (*FACTS, *ANSWERS, *VISIT)}
+_BY_HEADER = {c.header: c.code for c in (*FACTS, VISIT_HOURS, *ANSWERS, *VISIT)}
 # The workbook's columns as a table of the contract, so that its headers are read as a
 # scenario's are (validate.with_codes): the code, the Chinese name alone, or both.
 _TASK_TABLE = Table("tasks", "任务", "tasks", key="task_id", columns=tuple(
-    Column(c.code, "str", c.zh, c.en) for c in (*FACTS, *ANSWERS, *VISIT)))
+    Column(c.code, "str", c.zh, c.en) for c in (*FACTS, VISIT_HOURS, *ANSWERS, *VISIT)))
 # What an answer row says once filled in: a row with any of these and no status is a mistake.
 _ANSWERED = ("units_delivered", "answered_on", "reason", *vocab.DEPRIVATION_COLUMNS,
              "new_needs", "note")
@@ -108,8 +110,9 @@ def publish_week(register: Register, week: str, out: str | Path,
     services = register.table("services").set_index("service_id")
     providers = register.table("providers").set_index("provider_id")
     written = []
+    units = {code: zh for code, (zh, _en) in vocab.UNITS.items()}
     frame = frame.assign(service=frame["service_id"].map(services["name_zh"]).fillna(""),
-                         unit=frame["service_id"].map(services["unit"]).fillna(""))
+                         unit=frame["service_id"].map(services["unit"]).map(units).fillna(""))
     offers = frame[frame["volunteer_id"] == ""]
     used: set[str] = set()
     for pid, part in offers.groupby("provider_id", sort=True):
@@ -154,7 +157,7 @@ def _workbook(path: Path, part: pd.DataFrame, week: str, who: dict, visits: bool
     text), numbers as numbers; a city's week is a thousand of these."""
     import xlsxwriter
 
-    columns = (*FACTS, *ANSWERS, *(VISIT if visits else ()))
+    columns = (*FACTS, *((VISIT_HOURS,) if visits else ()), *ANSWERS, *(VISIT if visits else ()))
     # Built in memory: XlsxWriter otherwise writes each part of the file to a temporary file
     # and removes it (a third of a week's publishing on the demo).
     wb = xlsxwriter.Workbook(str(path), {**TEXT_STAYS_TEXT, "in_memory": True})
@@ -167,12 +170,14 @@ def _workbook(path: Path, part: pd.DataFrame, week: str, who: dict, visits: bool
         ws.set_column(j, j, col.width)
     kinds = {k: zh for k, (zh, _en) in vocab.TASK_KINDS.items()}
     tiers = {k: zh for k, (zh, _en) in vocab.TIERS.items()}
+    slots = {k: zh for k, (zh, _en) in vocab.SLOTS.items()}
     for i, row in enumerate(part.itertuples(index=False), start=1):
         values = {"task_id": row.task_id, "week": row.week, "kind": kinds.get(row.kind, row.kind),
                   "household_id": row.household_id, "station_id": row.station_id,
                   "tier": tiers.get(row.tier, row.tier), "service": row.service,
                   "units": float(row.units), "unit": row.unit, "cost": float(row.cost),
-                  "fund_id": row.fund_id, "volunteer_id": row.volunteer_id, "slot": row.slot}
+                  "fund_id": row.fund_id, "volunteer_id": row.volunteer_id,
+                  "slot": slots.get(row.slot, row.slot), "hours": float(row.hours)}
         if row.status != "planned":  # a re-publish shows the answers already recorded
             values.update(status=vocab.TASK_STATUSES[row.status][0],
                           units_delivered=float(row.units_delivered),
@@ -204,8 +209,8 @@ def _workbook(path: Path, part: pd.DataFrame, week: str, who: dict, visits: bool
     about = wb.add_worksheet(ABOUT_SHEET)
     lines = [("周次 week", week), ("对象 for", who.get("provider") or who.get("street")),
              ("名称 name", who["name"]),
-             ("类型 kind", "provider" if "provider" in who else "street"),
-             ("生成时间 made", datetime.now(UTC).isoformat(timespec="seconds")),
+             ("类型 kind", "服务方 provider" if "provider" in who else "街镇 street"),
+             ("生成时间 made", _made(datetime.now(UTC))),
              ("说明", "请在黄色列填写:状态(已接受/已拒绝/已完成/未完成)、完成数量、日期、原因;"
                       "巡查走访另填观察到的缺失(0/1)、新需求、备注。勿修改任务编号。"),
              ("how to", "Fill in the yellow columns: status, units delivered, date, reason; for "
@@ -218,6 +223,13 @@ def _workbook(path: Path, part: pd.DataFrame, week: str, who: dict, visits: bool
     about.set_column(1, 1, 90)
     wb.close()
     return path
+
+
+def _made(at: datetime) -> str:
+    """When a workbook was made, in Beijing time (the time its readers live by) and in UTC."""
+    beijing = at.astimezone(timezone(timedelta(hours=8)))
+    return (f"{beijing:%Y-%m-%d %H:%M} 北京时间 Beijing time ({at.astimezone(UTC):%Y-%m-%d %H:%M}"
+            " UTC)")
 
 
 def read_answers(paths: list[str | Path]) -> list[Answer]:
@@ -260,8 +272,9 @@ def read_answers(paths: list[str | Path]) -> list[Answer]:
             rows.close()  # (the sheet's file, left open by a reader stopped at its header)
             wb.close()
             continue
-        provider = meta.get("for", "") if meta.get("kind") == "provider" else ""
-        street = meta.get("for", "") if meta.get("kind") == "street" else ""
+        kind = (meta.get("kind", "").split() or [""])[-1]  # "服务方 provider" or "provider"
+        provider = meta.get("for", "") if kind == "provider" else ""
+        street = meta.get("for", "") if kind == "street" else ""
         unstated = []
         for r, values in enumerate(rows, start=2):
             cell = {c: values[j] for j, c in enumerate(codes) if c and j < len(values)}

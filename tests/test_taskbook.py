@@ -13,6 +13,7 @@ import pytest
 from openpyxl import load_workbook
 
 from wulian.api.cli import main
+from wulian.contract import vocab
 from wulian.contract.problems import ValidationError
 from wulian.planning import cycle, taskbook
 from wulian.planning.fmt import count
@@ -78,8 +79,9 @@ def _fill(path: Path, rows: dict[int, dict[str, object]], headers=None) -> Path:
     ``headers`` replaces the header row's text (code → new header)."""
     wb = load_workbook(path)
     ws = wb["任务 tasks"]
-    column = {c.code: j + 1 for j, c in enumerate(
-        [*taskbook.FACTS, *taskbook.ANSWERS, *(taskbook.VISIT if ws.max_column > 17 else ())])}
+    published = {c.header: c.code for c in (*taskbook.FACTS, taskbook.VISIT_HOURS,
+                                             *taskbook.ANSWERS, *taskbook.VISIT)}
+    column = {published[c.value]: c.column for c in ws[1]}
     for r, cells in rows.items():
         for code, value in cells.items():
             ws.cell(r, column[code], value)
@@ -268,6 +270,28 @@ def test_counts_small_and_near_whole_read_as_they_are(value, shown):
     assert count(value) == shown
 
 
+def test_workbooks_say_units_slots_and_kinds_in_chinese_and_visits_their_hours(store,
+                                                                             tmp_path):
+    tasks = _tasks(store)
+    visits = tasks[tasks["kind"] == "visit"]  # (a service delivered in person)
+    tid, street = visits["task_id"].iat[0], visits["street_id"].iat[0]
+    path = _published(tmp_path)[street]
+    wb = load_workbook(path)
+    about = dict(wb["说明 about"].iter_rows(values_only=True))
+    assert about["类型 kind"] == "街镇 street" and "北京时间" in about["生成时间 made"]
+    ws = wb["任务 tasks"]
+    header = [c.value for c in ws[1]]
+    row = dict(zip(header, next(r for r in ws.iter_rows(min_row=2, values_only=True)
+                                if r[0] == tid), strict=True))
+    assert row["时段 slot"] in {zh for zh, _en in vocab.SLOTS.values()}
+    assert row["单位 unit"] in {zh for zh, _en in vocab.UNITS.values()}
+    assert row["时长(小时) hours"] == visits["hours"].iat[0] > 0
+    # … and the answers still know whose workbook it is (a street's)
+    _fill(path, {2: {"status": "已完成"}})
+    [answer] = taskbook.read_answers([path])
+    assert (answer.street, answer.provider) == (street, "")
+
+
 def test_the_console_shows_shares_as_percentages(store, tmp_path, capsys):
     assert main(["week", "close", W1]) == 0
     capsys.readouterr()
@@ -278,3 +302,25 @@ def test_the_console_shows_shares_as_percentages(store, tmp_path, capsys):
     out = capsys.readouterr().out
     table = out[out.index("满足率 / fill rate"):]
     assert "%" in table
+
+
+def test_console_tables_are_headed_in_both_languages(store, awkward_scenario, capsys):
+    capsys.readouterr()
+    assert main(["register", "import", str(awkward_scenario), "--dry-run"]) == 0
+    assert main(["week", "tasks", W1]) == 0
+    assert main(["funds", "ledger"]) == 0
+    out = capsys.readouterr().out
+    for heading in ("新增 added", "变更 changed", "类别 kind", "状态 status", "任务数 tasks",
+                    "基金 fund", "已支出 spent", "余额 balance"):
+        assert heading in out, heading
+
+
+def test_a_weeks_open_says_its_timings_in_words(tmp_path, awkward_scenario, capsys,
+                                                monkeypatch):
+    monkeypatch.setenv("WULIAN_STORE", f"sqlite:///{tmp_path / 's.sqlite'}")
+    assert main(["register", "import", str(awkward_scenario)]) == 0
+    capsys.readouterr()
+    assert main(["week", "open", W1]) == 0
+    out = capsys.readouterr().out
+    assert "{'" not in out and "分配 allocate" in out and "共 total" in out
+    assert "任务数 tasks" in out
