@@ -176,7 +176,7 @@ CATALOGUE: dict[str, tuple[str, str, str, str]] = {
         "send the published Excel workbook (.xlsx), saved as it is once filled in",
     ),
     "answer_without_status": (
-        "已填写回复,但状态为空", "the row is answered but its status is empty",
+        "任务 {task} 已填写回复,但状态为空", "task {task} is answered but its status is empty",
         "请填写状态({statuses_zh}),否则该行不会被记录,结束本周时按未回复处理",
         "fill in the status ({statuses_en}); without it the row is not recorded, and the close "
         "settles the task as unanswered",

@@ -282,8 +282,8 @@ def read_answers(paths: list[str | Path]) -> list[Answer]:
                 if any(not _blank(cell.get(c)) for c in _ANSWERED):
                     unstated.append(Problem(where, "answer_without_status", row=r,
                                             column=_header("status"),
-                                            value=_str(cell.get("task_id")),
-                                            detail=_STATUSES))
+                                            detail={"task": _str(cell.get("task_id")),
+                                                    **_STATUSES}))
                 continue
             answers.append(Answer(
                 task_id=_str(cell.get("task_id")), status=_str(cell.get("status")),
