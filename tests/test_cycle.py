@@ -1126,6 +1126,17 @@ def test_withdrawing_a_need_recalls_its_tasks_not_yet_answered(opened):
     problem, = err.value.problems
     assert (problem.code, problem.column, problem.value) == ("task_withdrawn", "task_id", first)
     assert need in problem.message_zh and need in problem.message_en
+    # A workbook published before the recall, its row sent back as it was (accepted, nothing
+    # delivered), with another task's answer: that row is skipped, the other recorded.
+    other = tasks[(tasks["status"] == "planned") & ~tasks["need_id"].isin([need])
+                  & (tasks["kind"] == "service")]["task_id"].iat[0]
+    recorded = cycle.record_answers(register, [cycle.Answer(first, "accepted", source="book",
+                                                            row=2),
+                                               cycle.Answer(other, "accepted", source="book",
+                                                            row=3)])
+    assert recorded.changed == 1
+    assert cycle.tasks(register, W1).set_index("task_id").loc[
+        [first, other], "status"].tolist() == ["withdrawn", "accepted"]
     kinds = register.events()["kind"]
     assert (kinds == "task.withdraw").sum() == len(mine)
     unanswered = int(cycle.tasks(register, W1)["status"].isin(cycle.UNANSWERED).sum())
