@@ -311,7 +311,7 @@ def test_console_tables_are_headed_in_both_languages(store, awkward_scenario, ca
     assert main(["funds", "ledger"]) == 0
     out = capsys.readouterr().out
     for heading in ("新增 added", "变更 changed", "类别 kind", "状态 status", "任务数 tasks",
-                    "基金 fund", "已支出 spent", "余额 balance"):
+                    "基金 fund", "已支出 money spent", "余额 balance"):
         assert heading in out, heading
 
 
