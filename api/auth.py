@@ -82,6 +82,36 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "token:manage": frozenset({"admin"}),
 }
 
+# Each action in words, (中文, English), for a 403: what the role may not do.
+ACTION_NAMES: dict[str, tuple[str, str]] = {
+    "scenario:upload": ("上传场景", "upload a scenario"),
+    "scenario:list": ("查看场景列表", "list the scenarios"),
+    "scenario:funds": ("查看基金与预算", "read the funds and budgets"),
+    "scenario:households": ("查看场景中的家庭", "read a scenario's households"),
+    "budget:lab": ("使用预算实验室", "use the budget lab"),
+    "job:submit": ("提交季度规划任务", "submit a quarterly plan"),
+    "job:list": ("查看任务列表", "list the jobs"),
+    "job:status": ("查看任务状态", "read a job's state"),
+    "job:cancel": ("取消任务", "cancel a job"),
+    "job:table": ("读取任务结果表", "read a job's output tables"),
+    "job:explanation": ("读取计划说明", "read a plan's explanation"),
+    "register:import": ("向登记册导入场景", "import a scenario into the register"),
+    "register:write": ("登记家庭或需求", "add or assess households, or raise or withdraw needs"),
+    "register:read": ("查看家庭的颜色记录", "read a household's colour history"),
+    "week:list": ("查看周列表", "list the weeks"),
+    "week:manage": ("开启或结束一周", "open or close a week"),
+    "task:read": ("查看任务", "read tasks"),
+    "task:answer": ("回复任务", "answer tasks"),
+    "ledger:read": ("查看资金台账", "read the fund ledger"),
+    "event:list": ("查看审计记录", "read the audit trail"),
+    "alert:list": ("查看预警", "list alerts"),
+    "alert:acknowledge": ("确认预警", "acknowledge alerts"),
+    "alert:evaluate": ("评估预警", "evaluate the alerts"),
+    "performance:read": ("查看服务绩效", "read the service performance"),
+    "webhook:manage": ("管理推送地址", "manage webhooks"),
+    "token:manage": ("管理令牌", "manage tokens"),
+}
+
 SECRET_PREFIX = "wl_"
 
 _meta = sa.MetaData()
@@ -119,7 +149,13 @@ def digest(secret: str) -> str:
 
 
 class TokenError(ValueError):
-    """A token that cannot be made as asked (bilingual message)."""
+    """A token that cannot be made as asked: the field at fault (``role``, ``centre`` or
+    ``provider``: a request's field, the command line's option) and the reason in Chinese and
+    English."""
+
+    def __init__(self, field: str, zh: str, en: str):
+        super().__init__(f"{zh} / {en}")
+        self.field, self.zh, self.en = field, zh, en
 
 
 class TokenStore:
@@ -139,22 +175,29 @@ class TokenStore:
             id, or a centre or provider id on another role.
         """
         if role not in ROLES:
-            raise TokenError(f"未知角色 {role!r} / unknown role {role!r}: use one of "
-                             f"{', '.join(ROLES)}")
+            raise TokenError("role", f"未知角色 {role!r}(可选:{'、'.join(ROLES)})",
+                             f"unknown role {role!r}: use one of {', '.join(ROLES)}")
         centre = (centre or "").strip()
         if role == "coordinator" and not centre:
-            raise TokenError("协调员令牌需要 --centre / a coordinator's token needs --centre ID")
+            raise TokenError("centre", "协调员令牌需要中心编号(centre)",
+                             "a coordinator's token needs a centre id (centre)")
         if role != "coordinator" and centre:
-            raise TokenError(f"只有协调员令牌限定中心 / only a coordinator's token is limited to "
-                             f"a centre (not a {role}'s)")
+            raise TokenError("centre",
+                             f"只有协调员令牌限定中心({ROLE_NAMES[role][0]}令牌不限定)",
+                             f"only a coordinator's token is limited to a centre (not a "
+                             f"{ROLE_NAMES[role][1]}'s)")
         provider = (provider or "").strip()
         if role == "provider" and not provider:
-            raise TokenError("服务方令牌需要 --provider / a provider's token needs --provider ID")
+            raise TokenError("provider", "服务方令牌需要服务方编号(provider)",
+                             "a provider's token needs a provider id (provider)")
         if role != "provider" and provider:
-            raise TokenError(f"只有服务方令牌限定服务方 / only a provider's token is limited to "
-                             f"a provider (not a {role}'s)")
+            raise TokenError("provider",
+                             f"只有服务方令牌限定服务方({ROLE_NAMES[role][0]}令牌不限定)",
+                             f"only a provider's token is limited to a provider (not a "
+                             f"{ROLE_NAMES[role][1]}'s)")
         if len(provider) > 64:
-            raise TokenError("服务方编号过长 / the provider id is longer than 64 characters")
+            raise TokenError("provider", "服务方编号超过 64 个字符",
+                             "the provider id is longer than 64 characters")
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         row = {"secret_sha256": digest(secret), "role": role, "centre": centre,
                "label": label, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -109,8 +109,13 @@ def cmd_register(args: argparse.Namespace, register) -> int:
             console.print(f"已登记需求 / need raised: {need_id}")
             return 0
         if args.action == "withdraw":
-            register.withdraw_need(args.target)
+            withdrawal = register.withdraw_need(args.target)
             console.print(f"已撤回 / withdrawn: {args.target}")
+            if withdrawal.recalled:
+                console.print(f"已收回任务 / tasks recalled: {', '.join(withdrawal.recalled)}")
+            if withdrawal.delivered:
+                console.print(f"本周已部分完成的任务保留 / tasks delivered in part, kept: "
+                              f"{', '.join(withdrawal.delivered)}")
             return 0
         if args.action == "history":
             frame = register.colour_history(args.target)
@@ -221,7 +226,7 @@ def cmd_week(args: argparse.Namespace, register) -> int:
             closed = cycle.close_week(register, args.week, args.centre)
             from wulian.planning.alerts import evaluate
 
-            warned = evaluate(register, args.week)
+            warned = evaluate(register, args.week, after_close=True)
             console.print(f"预警 / alerts: {warned.opened} 新 new, {warned.resolved} 解除 "
                           f"resolved, {warned.findings} 当前 in force")
             console.print(

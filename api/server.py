@@ -45,10 +45,20 @@ from fastapi import (
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from wulian.api.auth import FUND_RULES, FUND_TABLES, ROLES, Principal, TokenError, TokenStore
+from wulian.api.auth import (
+    ACTION_NAMES,
+    FUND_RULES,
+    FUND_TABLES,
+    ROLE_NAMES,
+    ROLES,
+    Principal,
+    TokenError,
+    TokenStore,
+)
 from wulian.contract import vocab
 from wulian.contract.hierarchy import Hierarchy
 from wulian.contract.problems import Problem, ValidationError, report_frame
@@ -95,6 +105,55 @@ def _version() -> str:
 
 
 # -- schemas ----------------------------------------------------------------------------------
+
+# Control characters (NUL and the other C0 codes but tab and line breaks) have no place in any
+# text a request sends: PostgreSQL cannot store a NUL at all (a 500 from the driver), and the
+# others are invisible in every table and log that shows them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_NESTED = (str, dict, list, tuple)  # what may hold text
+
+
+def _holds_control(value: Any) -> bool:
+    """Whether any text in a request value — itself, or the keys and values it holds — has a
+    control character (a dictionary's keys are searched as one string: a 300,000-key body is
+    checked in one pass, not 300,000)."""
+    if isinstance(value, str):
+        return _CONTROL.search(value) is not None
+    if isinstance(value, dict):
+        if _CONTROL.search("".join(map(str, value))) is not None:
+            return True
+        value = value.values()
+    elif not isinstance(value, list | tuple):
+        return False
+    for item in value:  # a plain loop: numbers, the most common values, are passed at once
+        if isinstance(item, _NESTED) and _holds_control(item):
+            return True
+    return False
+
+
+def refuse_control_characters(value: Any) -> Any:
+    """The value as given, or a ``control_character`` error when any text in it holds one."""
+    if _holds_control(value):
+        raise PydanticCustomError("control_character",
+                                  "the text holds a control character (such as NUL, \\u0000)")
+    return value
+
+
+# A text query, path or form parameter: refused like a request model's text.
+NoControl = AfterValidator(refuse_control_characters)
+
+
+class RequestModel(BaseModel):
+    """Every request body: no unknown fields, finite numbers, no control characters in any
+    text (one validator for every field of every model)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        return refuse_control_characters(value)
+
 
 class ErrorDetail(BaseModel):
     code: str = Field(description="machine-readable reason, e.g. `no_token`, `not_found`")
@@ -161,8 +220,7 @@ class Progress(BaseModel):
     fraction: float = Field(ge=0, le=1)
 
 
-class JobIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+class JobIn(RequestModel):
     scenario: str = Field(pattern=DIGEST_PATTERN,
                           description="the scenario's digest, or a unique prefix of 8+ hex digits")
     quarter: str = Field(pattern=QUARTER_PATTERN, examples=["2027Q1"])
@@ -239,8 +297,7 @@ class FundOut(BaseModel):
     max_per_household: float | None
 
 
-class BudgetLabIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+class BudgetLabIn(RequestModel):
     budgets: dict[str, Annotated[float, Field(ge=0, le=1e13)]] = Field(
         default_factory=dict, description="fund_id → yuan; funds not named keep their budget")
     scale: float = Field(default=1.0, ge=0, le=1000,
@@ -279,8 +336,7 @@ class BudgetLabOut(BaseModel):
     funds: list[FundResultRow]
 
 
-class TokenIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+class TokenIn(RequestModel):
     role: Role
     centre: str | None = Field(default=None, max_length=64,
                                description="a coordinator's centre (required for that role)")
@@ -309,8 +365,7 @@ class TokenCreated(TokenOut):
 TIER = Literal[tuple(vocab.TIERS)]  # type: ignore[valid-type]
 Bit = Literal[0, 1]
 TASK_STATUS = Literal[tuple(vocab.TASK_STATUSES)]  # type: ignore[valid-type]
-TASK_ANSWERS = Literal[tuple(s for s in vocab.TASK_STATUSES  # type: ignore[valid-type]
-                             if s != "planned")]
+TASK_ANSWERS = Literal[vocab.TASK_ANSWERS]  # type: ignore[valid-type]
 TASK_KIND = Literal[tuple(vocab.TASK_KINDS)]  # type: ignore[valid-type]
 REASONS = Literal[tuple(vocab.DECLINE_REASONS)]  # type: ignore[valid-type]
 DISCOVERED = Literal[tuple(vocab.DISCOVERY)]  # type: ignore[valid-type]
@@ -335,11 +390,10 @@ class ImportOut(BaseModel):
     skipped: list[str] = Field(description="tables of the scenario the register does not keep")
 
 
-class HouseholdIn(BaseModel):
+class HouseholdIn(RequestModel):
     """One household's row: fields not given are kept from the register (all of a new
     household's required fields must be given)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     household_id: str = Field(min_length=1, max_length=64)
     station_id: str | None = Field(default=None, min_length=1, max_length=64)
     size: int | None = Field(default=None, ge=1, le=100)
@@ -387,8 +441,7 @@ class ColoursOut(BaseModel):
     assessments: list[AssessmentOut] = Field(description="oldest first")
 
 
-class NeedIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+class NeedIn(RequestModel):
     need_id: str | None = Field(default=None, min_length=1, max_length=64,
                                 description="default: made from the week and the household")
     household_id: str = Field(min_length=1, max_length=64)
@@ -414,8 +467,14 @@ class NeedStateOut(BaseModel):
     updated_at: str
 
 
-class WeekIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+class NeedWithdrawnOut(NeedStateOut):
+    recalled: list[str] = Field(description="its tasks not yet answered in the weeks open, "
+                                            "now withdrawn (off the provider's list)")
+    delivered: list[str] = Field(description="its tasks delivered in part this week: kept as "
+                                             "delivered, their money spent")
+
+
+class WeekIn(RequestModel):
     week: str = Field(pattern=WEEK_PATTERN, examples=["2026-W49"])
     centre: str | None = Field(default=None, min_length=1, max_length=64,
                                description="open the week for this centre's subtree only")
@@ -501,10 +560,9 @@ class TasksOut(BaseModel):
     tasks: list[TaskOut]
 
 
-class AnswerIn(BaseModel):
+class AnswerIn(RequestModel):
     """One answer to a task; a monitoring visit's result adds what the visit observed."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     status: TASK_ANSWERS
     units_delivered: float | None = Field(
         default=None, ge=0, le=1e12, allow_inf_nan=False,
@@ -612,8 +670,7 @@ class AlertsOut(BaseModel):
     alerts: list[AlertOut] = Field(description="most severe first, then oldest")
 
 
-class AcknowledgeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+class AcknowledgeIn(RequestModel):
     note: str = Field(default="", max_length=2000, description="what is being done about it")
 
 
@@ -623,8 +680,7 @@ class PerformanceTableOut(BaseModel):
     rows: list[dict[str, Any]]
 
 
-class WebhookIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+class WebhookIn(RequestModel):
     target_kind: Literal["centre", "provider"]
     target_id: str = Field(min_length=1, max_length=64,
                            description="a centre_id or provider_id of the register")
@@ -674,6 +730,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
                  403: "角色或中心无权访问 / the role or centre may not do this",
                  404: "不存在 / not found",
                  409: "任务状态不允许 / not possible in the job's state",
+                 413: "请求体超过上限(WULIAN_MAX_BODY_BYTES)/ the body is above the limit "
+                      "(WULIAN_MAX_BODY_BYTES)",
                  422: "请求有问题(逐条列出)/ the request has problems (each listed)",
                  500: "校验上传的进程意外退出 / the process validating the upload ended "
                       "unexpectedly"}
@@ -701,6 +759,118 @@ def _problems_response(problems: list[dict], zh: str, en: str,
     return JSONResponse(status_code=422, content={
         "detail": f"{zh}({total} 个问题) / {en} ({total} problem(s)){more}",
         "total": total, "problems": shown})
+
+
+# The request schema's patterns in words (a reader should not have to read a regex).
+PATTERN_WORDS = {
+    QUARTER_PATTERN: ("季度,写作年份加 Q1–Q4,如 2027Q2", "a quarter: the year, Q and 1–4, "
+                                                        "like 2027Q2"),
+    DIGEST_PATTERN: ("场景摘要:8 至 64 位小写十六进制字符,如 1a2b3c4d",
+                     "a scenario digest: 8 to 64 lower-case hex digits, like 1a2b3c4d"),
+    WEEK_PATTERN: ("ISO 周次,周号两位数 01–53,如 2026-W49",
+                   "an ISO week with a two-digit number 01–53, like 2026-W49"),
+}
+# Where a schema problem is: (a field of it, 中文; in English; the whole of it, 中文; English).
+WHERE = {"body": ("请求体字段", "the body's field", "请求体", "the body"),
+         "query": ("查询参数", "the query parameter", "查询参数", "the query"),
+         "path": ("路径参数", "the path parameter", "路径", "the path"),
+         "header": ("请求头", "the header", "请求头", "the headers"),
+         "form": ("表单字段", "the form field", "表单", "the form"),
+         "cookie": ("Cookie", "the cookie", "Cookie", "the cookies")}
+
+
+def _allowed_words(kind: str, ctx: dict) -> tuple[str, str]:
+    """What a schema check allows, in both languages ('' when it says nothing more)."""
+    if kind in ("literal_error", "enum"):
+        expected = str(ctx.get("expected", ""))
+        values = re.findall(r"'([^']*)'", expected) or re.split(r", | or ", expected)
+        return f"可选值:{'、'.join(values)}", f"one of: {', '.join(values)}"
+    if kind == "string_pattern_mismatch":
+        pattern = str(ctx.get("pattern", ""))
+        if pattern in PATTERN_WORDS:
+            return PATTERN_WORDS[pattern]
+        if pattern.startswith("^https?://"):
+            return "以 http:// 或 https:// 开头、不含空格的网址", \
+                "a URL starting with http:// or https://, without spaces"
+        if pattern == r"^[a-z_]{1,32}$":
+            return "小写英文字母与下划线(1–32 个)", "lower-case letters and underscores (1–32)"
+        return f"须符合格式 {pattern}", f"must match {pattern}"
+    bounds = {"greater_than_equal": ("不小于 {ge}", "at least {ge}"),
+              "greater_than": ("大于 {gt}", "above {gt}"),
+              "less_than_equal": ("不大于 {le}", "at most {le}"),
+              "less_than": ("小于 {lt}", "below {lt}"),
+              "string_too_short": ("至少 {min_length} 个字符", "at least {min_length} characters"),
+              "string_too_long": ("最多 {max_length} 个字符", "at most {max_length} characters"),
+              "too_short": ("至少 {min_length} 项", "at least {min_length} items"),
+              "too_long": ("最多 {max_length} 项", "at most {max_length} items")}
+    if kind in bounds:
+        zh, en = bounds[kind]
+        return "须" + zh.format(**ctx), "must be " + en.format(**ctx)
+    kinds = {"missing": ("必填", "required"),
+             "extra_forbidden": ("不接受此字段(字段见 /docs)",
+                                 "no such field is taken (see /docs for the fields)"),
+             "int_parsing": ("须为整数", "must be a whole number"),
+             "int_type": ("须为整数", "must be a whole number"),
+             "int_from_float": ("须为整数", "must be a whole number"),
+             "float_parsing": ("须为数字", "must be a number"),
+             "float_type": ("须为数字", "must be a number"),
+             "finite_number": ("须为有限数字(不能是 NaN 或无穷大)",
+                               "must be a finite number (not NaN or infinite)"),
+             "bool_parsing": ("须为 true 或 false", "must be true or false"),
+             "bool_type": ("须为 true 或 false", "must be true or false"),
+             "string_type": ("须为文本", "must be text"),
+             "dict_type": ("须为 JSON 对象", "must be a JSON object"),
+             "model_attributes_type": ("须为 JSON 对象", "must be a JSON object"),
+             "model_type": ("须为 JSON 对象", "must be a JSON object"),
+             "list_type": ("须为列表", "must be a list"),
+             "date_parsing": ("须为日期,如 2026-12-02", "must be a date like 2026-12-02"),
+             "date_from_datetime_parsing": ("须为日期,如 2026-12-02",
+                                            "must be a date like 2026-12-02"),
+             "date_type": ("须为日期,如 2026-12-02", "must be a date like 2026-12-02"),
+             "control_character": ("不能含控制字符(如 NUL,\\u0000)",
+                                   "must not hold control characters (such as NUL, \\u0000)"),
+             "json_invalid": ("不是有效的 JSON", "is not valid JSON")}
+    return kinds.get(kind, ("", ""))
+
+
+def _shown_value(value: Any) -> Any:
+    """A refused value as the reader sent it: bytes as text, never a Python ``b'…'``."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    return value
+
+
+def _schema_problem(error: dict) -> dict:
+    """One problem the request schema found, as a 422 row: the field, what it allows (in both
+    languages), and the value sent."""
+    loc = [str(part) for part in error.get("loc", ())]
+    where = loc[0] if loc and loc[0] in WHERE else ""
+    field = ".".join(loc[1:] if where else loc)
+    kind = str(error.get("type", ""))
+    value = _shown_value(error.get("input", ""))
+    if kind == "json_invalid":  # the location is a character's position, not a field
+        position, field = field, ""
+        ctx_error = str((error.get("ctx") or {}).get("error", ""))
+        return _problem("body", "", "invalid_request",
+                        f"请求体不是有效的 JSON(第 {position} 个字符处)",
+                        f"the body is not valid JSON (at character {position}: {ctx_error})",
+                        "请检查括号、引号与逗号,或设置 Content-Type: application/json",
+                        "check brackets, quotes and commas, and the Content-Type header")
+    field_zh, field_en, whole_zh, whole_en = WHERE.get(where, ("字段", "the field", "请求",
+                                                               "the request"))
+    allowed_zh, allowed_en = _allowed_words(kind, error.get("ctx") or {})
+    name_zh = f"{field_zh} {field} " if field else whole_zh
+    name_en = f"{field_en} {field}" if field else whole_en
+    if kind == "missing":
+        return _problem(".".join(loc), "", "invalid_request", f"缺少{name_zh}".strip(),
+                        f"{name_en} is missing", f"请填写 {field or whole_zh}",
+                        f"give {field or whole_en} (see /docs)")
+    zh = f"{name_zh}的值无效" + (f":{allowed_zh}" if allowed_zh else "")
+    en = f"{name_en} is not valid" + (f": {allowed_en}" if allowed_en
+                                      else f": {error.get('msg', '')}")
+    return _problem(".".join(loc), value, "invalid_request", zh, en,
+                    allowed_zh or "请按 OpenAPI 文档(/docs)填写",
+                    allowed_en or "see the OpenAPI document (/docs)")
 
 
 def _scenario_problems(problems: list[Problem]) -> list[dict]:
@@ -887,11 +1057,12 @@ class Service:
 
     # -- alerts and webhooks ------------------------------------------------------------------
 
-    def evaluate_alerts(self, who: Principal, week: str | None) -> alerts.Evaluation:
+    def evaluate_alerts(self, who: Principal, week: str | None, *, after_close: bool = False
+                        ) -> alerts.Evaluation:
         """Evaluate the alerts (one evaluation at a time) and push the ones it opened to their
         webhooks in the background."""
         with self._evaluating:
-            result = alerts.evaluate(self.register(who), week)
+            result = alerts.evaluate(self.register(who), week, after_close=after_close)
         if result.opened_ids:
             ids = list(result.opened_ids)
             self.notifier.submit(lambda: notify.push_alerts(self.register(), ids),
@@ -952,16 +1123,18 @@ bearer = HTTPBearer(auto_error=False, scheme_name="token", bearerFormat="wl_…"
                     description="`wulian token create --role ROLE [--centre ID] "
                                 "[--provider ID]` prints one")
 
-# Request lines that would name a household: its colours' path, the audit trail's subject and
-# an alert's id (``unmet:household:H…``).
-_HOUSEHOLD_PATH = re.compile(r"(/register/households/)[^/?\s]+")
+# Request lines that would name a household: its colours' path, a need's id (made from the
+# week and the household: ``N2026W50H0000005…``, and an imported or chosen id may name one
+# too), the audit trail's subject and an alert's id (``unmet:household:H…``). Task ids
+# (``T2026W49-D04S01-000027``), job ids, digests, weeks and centres name no household.
+_HOUSEHOLD_PATH = re.compile(r"(/register/(?:households|needs)/)[^/?\s]+")
 _ALERT_PATH = re.compile(r"(/alerts/)(?!evaluate(?:[?\s]|$))[^/?\s]+")
 _SUBJECT_QUERY = re.compile(r"([?&]subject=)[^&\s]*")
 
 
 class _RedactPaths(logging.Filter):
     """Keeps household ids out of uvicorn's access log (``…/households/…/colours``,
-    ``/events?subject=…``, ``/alerts/…/acknowledge``)."""
+    ``…/needs/…/withdraw``, ``/events?subject=…``, ``/alerts/…/acknowledge``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
@@ -1109,18 +1282,23 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         return JSONResponse(status_code=500, content={"detail": {
             "code": "validation_crashed", "message": str(err)}})
 
+    # The HTTP layer's own errors (a path no route has, a method a route does not take) in
+    # both languages, with what to do.
+    http_words = {404: ("没有该路径(接口见 /docs)",
+                        "no such path (the routes are listed at /docs)"),
+                  405: ("该路径不接受此请求方法(见 /docs)",
+                        "the path does not take this method (see /docs)")}
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, err: StarletteHTTPException) -> JSONResponse:
+        zh, en = http_words.get(err.status_code, ("请求错误", str(err.detail)))
         return JSONResponse(status_code=err.status_code, headers=getattr(err, "headers", None),
                             content={"detail": {"code": f"http_{err.status_code}",
-                                                "message": f"请求错误 / {err.detail}"}})
+                                                "message": f"{zh} / {en}"}})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, err: RequestValidationError) -> JSONResponse:
-        problems = [_problem(".".join(str(p) for p in e.get("loc", ())), e.get("input", ""),
-                             "invalid_request", "请求参数无效", str(e.get("msg", "invalid")),
-                             "请按 OpenAPI 文档填写", "see the OpenAPI document")
-                    for e in err.errors()]
+        problems = [_schema_problem(e) for e in err.errors()]
         return _problems_response(problems, "请求无效", "the request is invalid")
 
     # The checks and the light reads below are coroutines: one or two indexed reads (well under
@@ -1141,16 +1319,25 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
     def allowed(action: str) -> Callable[..., Principal]:
         async def check(who: Annotated[Principal, Depends(caller)]) -> Principal:
             if not who.may(action):
-                raise _forbidden(f"角色 {who.role} 无权执行 {action}",
-                                 f"the {who.role} role may not {action}")
+                role_zh, role_en = ROLE_NAMES[who.role]
+                action_zh, action_en = ACTION_NAMES[action]
+                raise _forbidden(f"{role_zh}({who.role})无权{action_zh}",
+                                 f"a {role_en} ({who.role}) may not {action_en}")
             return who
         return check
 
     v1 = APIRouter(prefix="/v1")
+
+    def post(path: str, **kw: Any) -> Callable:
+        """``v1.post`` with the gate's 413 (``_BodyGate``) among the route's answers."""
+        return v1.post(path, **{**kw, "responses": {**kw.get("responses", {}),
+                                                    **_errors(413)}})
     authed = _errors(401, 403)
     Digest = Annotated[str, PathParam(pattern=DIGEST_PATTERN,
                                       description="digest or a unique prefix (8+ hex)")]
     JobId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
+    # An optional id in the query (a centre, a provider).
+    CentreQuery = Annotated[str | None, Query(min_length=1, max_length=64), NoControl]
 
     @v1.get("/health", response_model=HealthOut, tags=["service"])
     async def health() -> dict:
@@ -1166,17 +1353,17 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
 
     # -- scenarios ----------------------------------------------------------------------------
 
-    @v1.post("/scenarios", response_model=UploadOut, status_code=201, tags=["scenarios"],
+    @post("/scenarios", response_model=UploadOut, status_code=201, tags=["scenarios"],
              responses={200: {"model": UploadOut, "description": "already kept (same digest)"},
                         **_errors(400, 401, 403, 422, 500)})
     def upload_scenario(who: Annotated[Principal, Depends(allowed("scenario:upload"))],
                         response: Response,
                         files: Annotated[list[UploadFile], File(
                             description="one folder's CSV or Parquet files, or one XLSX")],
-                        name: Annotated[str, Form(max_length=200)] = "") -> Any:
+                        name: Annotated[str, Form(max_length=200), NoControl] = "") -> Any:
         """上传场景 / upload a scenario: validated with every problem reported (422, nothing
         kept), kept by digest (201; 200 when it was already there)."""
-        data = {(f.filename or "unnamed"): f.file.read() for f in files}
+        data = [(f.filename or "unnamed", f.file.read()) for f in files]
         try:
             scenario, created = service.library.add(data, name=name)
         except ValidationError as err:
@@ -1207,7 +1394,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
             responses=_errors(401, 403, 404, 422), tags=["scenarios"])
     def households(digest: Digest,
                    who: Annotated[Principal, Depends(allowed("scenario:households"))],
-                   centre: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+                   centre: CentreQuery = None,
                    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
                    offset: Annotated[int, Query(ge=0)] = 0) -> Any:
         """家庭(辖区内)/ households of a centre's subtree, with their colour and score; a
@@ -1228,7 +1415,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         return {"scenario": row["digest"], "centre": centre, "total_rows": len(hh),
                 "offset": offset, "households": _records(part[list(HOUSEHOLD_COLUMNS)])}
 
-    @v1.post("/scenarios/{digest}/budget-lab", response_model=BudgetLabOut,
+    @post("/scenarios/{digest}/budget-lab", response_model=BudgetLabOut,
              responses=_errors(400, 401, 403, 404, 422), tags=["budgets"])
     def budget_lab(digest: Digest, body: BudgetLabIn,
                    who: Annotated[Principal, Depends(allowed("budget:lab"))]) -> Any:
@@ -1262,7 +1449,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    @v1.post("/jobs", response_model=JobOut, status_code=201,
+    @post("/jobs", response_model=JobOut, status_code=201,
              responses=_errors(400, 401, 403, 404, 422), tags=["jobs"])
     def submit_job(body: JobIn,
                    who: Annotated[Principal, Depends(allowed("job:submit"))]) -> Any:
@@ -1319,7 +1506,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         """任务状态与进度 / a job's state and progress."""
         return service.job_out(service.job_for(who, job_id))
 
-    @v1.post("/jobs/{job_id}/cancel", response_model=JobOut, status_code=202,
+    @post("/jobs/{job_id}/cancel", response_model=JobOut, status_code=202,
              responses=_errors(401, 403, 404, 409, 422), tags=["jobs"])
     def cancel_job(job_id: JobId,
                    who: Annotated[Principal, Depends(allowed("job:cancel"))]) -> Any:
@@ -1397,9 +1584,9 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
 
     # -- the register -------------------------------------------------------------------------
 
-    HouseholdId = Annotated[str, PathParam(min_length=1, max_length=64)]
-    NeedId = Annotated[str, PathParam(min_length=1, max_length=64)]
-    TaskId = Annotated[str, PathParam(min_length=1, max_length=64)]
+    HouseholdId = Annotated[str, PathParam(min_length=1, max_length=64), NoControl]
+    NeedId = Annotated[str, PathParam(min_length=1, max_length=64), NoControl]
+    TaskId = Annotated[str, PathParam(min_length=1, max_length=64), NoControl]
     WeekPath = Annotated[str, PathParam(pattern=WEEK_PATTERN, examples=["2026-W49"])]
     WeekQuery = Annotated[str | None, Query(pattern=WEEK_PATTERN)]
 
@@ -1413,10 +1600,32 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
                                       "周次无效", "not a week")
         return None
 
+    def _week_range(weeks: str | None, column: str
+                    ) -> tuple[str | None, str | None, JSONResponse | None]:
+        """``2027-W01:2027-W13`` (either side may be left out) as (first, last), or the 422
+        when a side is not an ISO week (``2027-W53``: 2027 has 52) or the first is after the
+        last — one check for the performance and the ledger."""
+        try:
+            first, last = performance.parse_weeks(weeks)
+        except ValueError as err:
+            zh, _, en = str(err).partition(" / ")
+            return None, None, _problems_response([_problem(
+                column, weeks, "not_a_week", zh, en or zh, "格式如 2027-W01:2027-W13",
+                "write it like 2027-W01:2027-W13")], "周次范围无效", "not a range of weeks")
+        bad = [w for w in (first, last) if w and not re.fullmatch(WEEK_PATTERN, w)]
+        if bad or (first and last and first > last):
+            return None, None, _problems_response([_problem(
+                column, weeks, "bad_week_range",
+                "周次须写成两位数(2027-W01),且起始不晚于结束",
+                "weeks are written with two digits (2027-W01) and the first is not after the "
+                "last", "格式如 2027-W01:2027-W13", "write it like 2027-W01:2027-W13")],
+                "周次范围无效", "not a range of weeks")
+        return first, last, None
+
     def _register_problems(err: ValidationError) -> JSONResponse:
         return _scenario_refused(err, "登记册未更改", "the register was not changed")
 
-    @v1.post("/register/import", response_model=ImportOut, tags=["register"],
+    @post("/register/import", response_model=ImportOut, tags=["register"],
              responses=_errors(400, 401, 403, 404, 422, 500))
     def register_import(
             who: Annotated[Principal, Depends(allowed("register:import"))],
@@ -1426,7 +1635,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
             scenario: Annotated[str | None, Form(
                 pattern=DIGEST_PATTERN, description="a kept scenario's digest (or upload "
                                                     "`files`)")] = None,
-            name: Annotated[str, Form(max_length=200)] = "",
+            name: Annotated[str, Form(max_length=200), NoControl] = "",
             dry_run: Annotated[bool, Form(description="report the changes, write nothing")]
             = False) -> Any:
         """导入登记册 / bring a scenario into the register: rows are upserted by id (supply
@@ -1440,7 +1649,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
                 "上传场景文件,或填写 scenario", "upload the files, or name the scenario")],
                 "登记册未更改", "the register was not changed")
         if files:
-            data = {(f.filename or "unnamed"): f.file.read() for f in files}
+            data = [(f.filename or "unnamed", f.file.read()) for f in files]
             try:
                 loaded, _created = service.library.add(data, name=name)
             except ValidationError as err:
@@ -1467,7 +1676,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         history = service.register().colour_history(household_id)
         return [_assessment(r) for r in _records(history)]
 
-    @v1.post("/register/households", response_model=HouseholdAssessedOut, status_code=201,
+    @post("/register/households", response_model=HouseholdAssessedOut, status_code=201,
              responses={200: {"model": HouseholdAssessedOut,
                               "description": "a household already in the register, updated"},
                         **_errors(400, 401, 403, 422)}, tags=["register"])
@@ -1510,7 +1719,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
             raise _not_found(f"需求 {need_id}", f"need {need_id}")
         return {k: state[k] for k in NeedStateOut.model_fields}
 
-    @v1.post("/register/needs", response_model=NeedStateOut, status_code=201,
+    @post("/register/needs", response_model=NeedStateOut, status_code=201,
              responses=_errors(400, 401, 403, 409, 422), tags=["register"])
     def register_need(body: NeedIn,
                       who: Annotated[Principal, Depends(allowed("register:write"))]) -> Any:
@@ -1538,11 +1747,13 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         log.info("need raised by a %s", who.role)
         return _need_out(need_id)
 
-    @v1.post("/register/needs/{need_id}/withdraw", response_model=NeedStateOut,
+    @post("/register/needs/{need_id}/withdraw", response_model=NeedWithdrawnOut,
              responses=_errors(401, 403, 404, 409, 422), tags=["register"])
     def withdraw_need(need_id: NeedId,
                       who: Annotated[Principal, Depends(allowed("register:write"))]) -> Any:
-        """撤回需求 / close a need as withdrawn (the household no longer needs it)."""
+        """撤回需求 / close a need as withdrawn (the household no longer needs it); its tasks
+        not yet answered are recalled (`recalled`), those delivered in part this week kept
+        (`delivered`). 409 when it is closed, or was delivered in full this week."""
         state = _need_out(need_id)
         household = service.register_row("households", state["household_id"])
         service.register_fence(who, household and household.get("station_id"))
@@ -1550,23 +1761,31 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
             raise ApiError(409, "closed", f"需求 {need_id} 已关闭", f"need {need_id} is "
                            "already closed")
         try:
-            service.register(who).withdraw_need(need_id)
+            withdrawal = service.register(who).withdraw_need(need_id)
         except RegisterError as err:
             zh, _, en = str(err).partition(" / ")
-            raise ApiError(409, "closed", zh, en or zh) from None
-        log.info("need withdrawn by a %s", who.role)
-        return _need_out(need_id)
+            raise ApiError(409, "not_withdrawn", zh, en or zh) from None
+        log.info("need withdrawn by a %s: %d task(s) recalled", who.role,
+                 len(withdrawal.recalled))
+        return {**_need_out(need_id), "recalled": withdrawal.recalled,
+                "delivered": withdrawal.delivered}
 
     # -- the weekly cycle ---------------------------------------------------------------------
 
     def _scope_out(centre: str) -> str | None:
         return None if centre == cycle.WHOLE else centre
 
+    def _scope_words(centre: str) -> tuple[str, str]:
+        """A week's scope in words: the whole network (stored as ``*``) or a centre."""
+        if centre == cycle.WHOLE:
+            return "全市", "the whole network 全市"
+        return f"中心 {centre}", f"centre {centre}"
+
     def _cycle_conflict(err: cycle.CycleError) -> ApiError:
         zh, _, en = str(err).partition(" / ")
         return ApiError(409, "cycle_conflict", zh, en or zh)
 
-    @v1.post("/weeks", response_model=WeekOpenedOut, status_code=201,
+    @post("/weeks", response_model=WeekOpenedOut, status_code=201,
              responses=_errors(400, 401, 403, 409, 422), tags=["cycle"])
     def open_week(body: WeekIn,
                   who: Annotated[Principal, Depends(allowed("week:manage"))]) -> Any:
@@ -1605,11 +1824,11 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
                 "needs_unmet": 0 if unmet is None else int(unmet["need_id"].nunique()),
                 "cost": round(float(tasks["cost"].sum()), 2), "seconds": opened.seconds}
 
-    @v1.post("/weeks/{week}/close", response_model=WeekClosedOut,
+    @post("/weeks/{week}/close", response_model=WeekClosedOut,
              responses=_errors(401, 403, 404, 409, 422), tags=["cycle"])
     def close_week(week: WeekPath,
                    who: Annotated[Principal, Depends(allowed("week:manage"))],
-                   centre: Annotated[str | None, Query(min_length=1, max_length=64)] = None
+                   centre: CentreQuery = None
                    ) -> Any:
         """结束一周 / close a week for the scope it was opened for: unanswered tasks are
         settled as not delivered, what was not delivered waits into the next week (its age
@@ -1623,14 +1842,22 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         scope = centre or cycle.WHOLE
         opened = cycle.weeks(service.register())
         if not len(opened[(opened["week"] == week) & (opened["centre"] == scope)]):
-            raise _not_found(f"{week}({scope})的开启记录", f"week {week} opened for {scope}")
+            scopes = sorted(opened.loc[opened["week"] == week, "centre"])
+            zh, en = _scope_words(scope)
+            if scopes:
+                zh_for = "、".join(_scope_words(c)[0] for c in scopes)
+                en_for = ", ".join(_scope_words(c)[1] for c in scopes)
+                raise ApiError(404, "not_found", f"{week} 没有为{zh}开启;该周开启于{zh_for}"
+                               "(中心用 ?centre= 指定)", f"week {week} was not opened for {en}; "
+                               f"it was opened for {en_for} (give a centre as ?centre=)")
+            raise ApiError(404, "not_found", f"{week} 尚未开启", f"week {week} was not opened")
         try:
             closed = cycle.close_week(service.register(who), week, centre)
         except cycle.CycleError as err:
             raise _cycle_conflict(err) from None
         log.info("week %s closed for %s by a %s", week, scope, who.role)
         try:
-            evaluation = _evaluation_out(service.evaluate_alerts(who, week))
+            evaluation = _evaluation_out(service.evaluate_alerts(who, week, after_close=True))
         except Exception:  # noqa: BLE001 - the close is done: say so, and log why alerts failed
             log.exception("alerts could not be evaluated after closing %s", week)
             evaluation = None
@@ -1665,7 +1892,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
     def list_tasks(who: Annotated[Principal, Depends(allowed("task:read"))],
                    week: WeekQuery = None,
                    status: Annotated[TASK_STATUS | None, Query()] = None,
-                   provider: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+                   provider: CentreQuery = None,
                    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
                    offset: Annotated[int, Query(ge=0)] = 0) -> Any:
         """任务列表 / tasks, ordered by id: a provider sees only its own, a coordinator those
@@ -1688,7 +1915,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         """一项任务 / one task (a provider: its own; a coordinator: their subtree's)."""
         return service.task_for(who, task_id)
 
-    @v1.post("/tasks/{task_id}/answer", response_model=TaskAnsweredOut,
+    @post("/tasks/{task_id}/answer", response_model=TaskAnsweredOut,
              responses=_errors(400, 401, 403, 404, 409, 422), tags=["cycle"])
     def answer_task(task_id: TaskId, body: AnswerIn,
                     who: Annotated[Principal, Depends(allowed("task:answer"))]) -> Any:
@@ -1726,6 +1953,10 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         """资金台账 / the fund ledger: planned, committed and spent per fund × street × week,
         and each fund's balance in its period at the last week. A coordinator: the streets of
         their subtree, and the balances of the funds those streets used."""
+        if first or last:  # the same check as the performance's range of weeks
+            _, _, refused = _week_range(f"{first or ''}:{last or ''}", "first:last")
+            if refused is not None:
+                return refused
         by_week, balances = cycle.fund_ledger(service.register(), first, last)
         inside = service.coordinator_stations(who)
         if inside is not None:
@@ -1742,10 +1973,11 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
     def list_events(who: Annotated[Principal, Depends(allowed("event:list"))],
                     subject: Annotated[str | None, Query(
                         min_length=1, max_length=200,
-                        description="e.g. `households:H0000005`, `tasks:T…`, `weeks:2026-W49:*`")]
-                    = None,
+                        description="e.g. `households:H0000005`, `tasks:T…`, `weeks:2026-W49:*`"),
+                        NoControl] = None,
                     kind: Annotated[str | None, Query(min_length=1, max_length=32,
-                                                      description="e.g. `task.answer`")] = None,
+                                                      description="e.g. `task.answer`"),
+                                    NoControl] = None,
                     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
                     offset: Annotated[int, Query(ge=0)] = 0) -> Any:
         """审计记录 / the audit trail, oldest first: who changed what, when, through what, and
@@ -1760,7 +1992,8 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
     # -- early warning ------------------------------------------------------------------------
 
     AlertId = Annotated[str, PathParam(min_length=1, max_length=200,
-                                       description="e.g. `unmet:household:H0000005`")]
+                                       description="e.g. `unmet:household:H0000005`"),
+                        NoControl]
 
     def _evaluation_out(result: alerts.Evaluation) -> dict:
         return {"week": result.week or None, "opened": result.opened,
@@ -1791,19 +2024,26 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         return {"total_rows": len(frame), "offset": offset,
                 "alerts": [service.alert_out(r) for r in part.to_dict("records")]}
 
-    @v1.post("/alerts/evaluate", response_model=EvaluationOut,
+    @post("/alerts/evaluate", response_model=EvaluationOut,
              responses=_errors(401, 403, 422), tags=["alerts"])
     def evaluate_alerts(who: Annotated[Principal, Depends(allowed("alert:evaluate"))],
                         week: Annotated[str | None, Query(
                             pattern=WEEK_PATTERN,
                             description="default: the latest week opened")] = None) -> Any:
         """评估预警 / check every rule of the policy at a week: new conditions open alerts
-        (pushed to their webhooks), alerts still found are updated, cleared ones resolve."""
+        (pushed to their webhooks), alerts still found are updated, cleared ones resolve.
+        The week lies from the latest week evaluated to the latest week opened (422
+        otherwise): the evaluation is the whole network's, the same whoever asks."""
         if week is not None and (bad := _week_problem(week)) is not None:
             return bad
-        return _evaluation_out(service.evaluate_alerts(who, week))
+        try:
+            return _evaluation_out(service.evaluate_alerts(who, week))
+        except alerts.WeekNotEvaluable as err:
+            return _problems_response([_problem(
+                "week", err.week, "week_not_evaluable", err.message_zh, err.message_en,
+                err.hint_zh, err.hint_en)], "预警未评估", "the alerts were not evaluated")
 
-    @v1.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut,
+    @post("/alerts/{alert_id}/acknowledge", response_model=AlertOut,
              responses=_errors(400, 401, 403, 404, 409, 422), tags=["alerts"])
     def acknowledge_alert(alert_id: AlertId, body: AcknowledgeIn,
                           who: Annotated[Principal, Depends(allowed("alert:acknowledge"))]
@@ -1845,22 +2085,9 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         """服务绩效 / service performance over a range of weeks: per provider, linkage, fund,
         street or colour (`by_…`), the fill rate and the monitoring visits per week and
         colour, and the reach per ¥10,000. A coordinator: their subtree's stations."""
-        try:
-            first, last = performance.parse_weeks(weeks)
-        except ValueError as err:
-            zh, _, en = str(err).partition(" / ")
-            return _problems_response([_problem("weeks", weeks, "not_a_week", zh, en or zh,
-                                                "格式如 2027-W01:2027-W13",
-                                                "write it like 2027-W01:2027-W13")],
-                                      "周次范围无效", "not a range of weeks")
-        bad = [w for w in (first, last) if w and not re.fullmatch(WEEK_PATTERN, w)]
-        if bad or (first and last and first > last):
-            return _problems_response([_problem(
-                "weeks", weeks, "bad_week_range",
-                "周次须写成两位数(2027-W01),且起始不晚于结束",
-                "weeks are written with two digits (2027-W01) and the first is not after the "
-                "last", "格式如 2027-W01:2027-W13", "write it like 2027-W01:2027-W13")],
-                "周次范围无效", "not a range of weeks")
+        first, last, refused = _week_range(weeks, "weeks")
+        if refused is not None:
+            return refused
         inside = service.coordinator_stations(who)
         tables = performance.performance(service.register(), by, first, last,
                                          None if inside is None else set(inside))
@@ -1887,7 +2114,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
             frame = frame[(frame["target_kind"] == "centre") & frame["target_id"].isin(inside)]
         return _records(frame)
 
-    @v1.post("/webhooks", response_model=WebhookOut, status_code=201,
+    @post("/webhooks", response_model=WebhookOut, status_code=201,
              responses=_errors(400, 401, 403, 422), tags=["webhooks"])
     def add_webhook(body: WebhookIn,
                     who: Annotated[Principal, Depends(allowed("webhook:manage"))]) -> Any:
@@ -1931,7 +2158,7 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
 
     # -- tokens -------------------------------------------------------------------------------
 
-    @v1.post("/tokens", response_model=TokenCreated, status_code=201,
+    @post("/tokens", response_model=TokenCreated, status_code=201,
              responses=_errors(400, 401, 403, 422), tags=["tokens"])
     def create_token(body: TokenIn,
                      who: Annotated[Principal, Depends(allowed("token:manage"))]) -> Any:
@@ -1940,12 +2167,12 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
             row, secret = service.tokens.create(body.role, body.centre, body.label,
                                                 provider=body.provider)
         except TokenError as err:
-            column = "provider" if "provider" in str(err) else "centre"
-            value = body.provider if column == "provider" else body.centre
-            return _problems_response([_problem(column, value or "", "bad_token_request",
-                                                str(err).split(" / ")[0], str(err),
-                                                "见 docs/api.md", "see docs/api.md")],
-                                      "令牌未创建", "no token was made")
+            value = getattr(body, err.field, "")
+            return _problems_response([_problem(
+                err.field, value or "", "bad_token_request", err.zh, err.en,
+                "协调员令牌给出 centre,服务方令牌给出 provider,其他角色两者都不给(见 docs/api.md)",
+                "a coordinator's token takes centre, a provider's token provider, other roles "
+                "neither (see docs/api.md)")], "令牌未创建", "no token was made")
         log.info("token %s made for a %s", row["token_id"], row["role"])
         return {**row, "secret": secret}
 

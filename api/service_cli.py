@@ -77,7 +77,7 @@ def cmd_token(args: argparse.Namespace) -> int:
             row, secret = tokens.create(args.role, args.centre, args.label or "",
                                         provider=args.provider)
         except TokenError as err:  # the options do not fit together: a usage error
-            raise CliError(str(err)) from err
+            raise CliError(f"{err.zh}(--{err.field})", f"{err.en} (--{err.field})") from err
         console.print(f"令牌 {row['token_id']} 已创建 / token {row['token_id']} made: role "
                       f"{row['role']}" + (f", centre {row['centre']}" if row["centre"] else "")
                       + (f", provider {row['provider_id']}" if row["provider_id"] else ""),
@@ -235,20 +235,49 @@ def _jobs(args: argparse.Namespace, client: httpx.Client, console) -> int:
         job = _wait(client, args.id) if args.wait else \
             _check(client.get(f"/jobs/{args.id}")).json()
         _show_job(job)
-        return 0 if job["state"] != "failed" else 1
+        return 1 if job["state"] in UNFINISHED else 0
     if args.action == "cancel":
         _show_job(_check(client.post(f"/jobs/{args.id}/cancel")).json())
         return 0
-    # fetch
+    return _fetch(args, client)
+
+
+# A job that ended without a plan: `status` exits 1 on it, `fetch` has nothing to write.
+UNFINISHED = ("failed", "cancelled")
+
+
+def _fetch(args: argparse.Namespace, client: httpx.Client) -> int:
+    """Write a done job's tables: those named with ``--table`` (each must be readable), or
+    every table the caller's role may read (those it may not are named, not fatal)."""
+    job = _check(client.get(f"/jobs/{args.id}")).json()
+    if job["state"] != "done":
+        reason = f": {job['error']}" if job["error"] else ""
+        wait = ("" if job["state"] in UNFINISHED else
+                f";请先等待完成(wulian jobs status {args.id} --wait)")
+        wait_en = ("" if job["state"] in UNFINISHED else
+                   f"; wait for it first (wulian jobs status {args.id} --wait)")
+        raise failed(f"任务 {args.id} 的状态为 {job['state']},没有结果表{wait}",
+                     f"job {args.id} is {job['state']}, it has no tables{reason}{wait_en}")
     out = Path(args.out or f"out/job{args.id}")
-    out.mkdir(parents=True, exist_ok=True)
-    names = args.table or _check(client.get(f"/jobs/{args.id}")).json()["tables"]
+    names = args.table or job["tables"]
     suffix = {"json": "json", "csv": "csv", "parquet": "parquet"}[args.format]
+    written, left_out = [], []
     for name in names:
-        response = _check(client.get(f"/jobs/{args.id}/tables/{name}",
-                                     params={"format": args.format}))
+        response = client.get(f"/jobs/{args.id}/tables/{name}", params={"format": args.format})
+        if response.status_code == 403 and not args.table:
+            left_out.append(name)
+            continue
+        _check(response)
+        out.mkdir(parents=True, exist_ok=True)
         (out / f"{name}.{suffix}").write_bytes(response.content)
-    console.print(f"已写入 / written to {out}: {', '.join(names)}")
+        written.append(name)
+    if left_out:
+        console.print(f"未获取(本角色无权读取)/ left out (the role may not read them): "
+                      f"{', '.join(left_out)}")
+    if not written:
+        raise failed(f"任务 {args.id} 没有本角色可读取的表", f"job {args.id} has no table this "
+                     "role may read")
+    console.print(f"已写入 / written to {out}: {', '.join(written)}")
     return 0
 
 

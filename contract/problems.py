@@ -24,6 +24,16 @@ CATALOGUE: dict[str, tuple[str, str, str, str]] = {
         "无法读取文件:{reason_zh}", "the file cannot be read: {reason_en}",
         "请另存为 UTF-8 或 GB18030 编码的 CSV", "save it as CSV in UTF-8 or GB18030",
     ),
+    # An upload's files (planning/jobs.py): each table once, each file naming a table.
+    "duplicate_file": (
+        "表 {table} 上传了 {count} 次({files})", "table {table} was uploaded {count} times "
+        "({files})",
+        "每张表只上传一个文件", "send one file per table",
+    ),
+    "unknown_table_file": (
+        "文件 {file} 不对应任何表", "the file {file} names no table",
+        "文件名须为表名:{known}{close_zh}", "name the file after its table: {known}{close_en}",
+    ),
     # The limits on input (planning/limits.py); the hint names the setting that raises each.
     "too_many_columns": (
         "表有 {columns} 列,超过上限 {limit}", "the table has {columns} columns, above the limit "
@@ -217,6 +227,25 @@ CATALOGUE: dict[str, tuple[str, str, str, str]] = {
     "not_a_visit": (
         "该任务不是巡查走访", "the task is not a monitoring visit",
         "走访结果只能记录在巡查走访任务上", "visit results go on monitoring visits only",
+    ),
+    "task_withdrawn": (
+        "任务的需求 {need_id} 已撤回,任务已收回", "the task's need {need_id} was withdrawn: "
+        "the task is recalled",
+        "无需再提供此项服务;如有疑问请联系协调员", "do not deliver it; ask the coordinator "
+        "if in doubt",
+    ),
+    "units_not_delivered": (
+        "状态为 {status_zh} {status} 时不能填写完成数量", "units delivered given on an answer "
+        "{status}",
+        "部分完成请填写状态 已完成 delivered 及实际完成数量;未完成或拒绝时留空或填 0",
+        "a partial delivery is delivered with the units delivered; leave it empty or 0 "
+        "when nothing was delivered",
+    ),
+    "visit_not_made": (
+        "走访状态为 {status_zh} {status},不能记录观察结果({column})",
+        "the visit's answer is {status}: what it observed ({column}) cannot be recorded",
+        "走访已做请填写状态 已完成 delivered;未走访只能填写备注",
+        "a visit made is delivered; a visit missed takes a note only",
     ),
     "bad_new_needs": (
         "新需求格式有误", "new needs are not readable",

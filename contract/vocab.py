@@ -196,7 +196,11 @@ TASK_STATUSES: dict[str, tuple[str, str]] = {
     "declined": ("已拒绝", "declined"),
     "delivered": ("已完成", "delivered"),
     "not_delivered": ("未完成", "not delivered"),
+    # Recalled when its need was withdrawn before an answer: not an answer anyone gives.
+    "withdrawn": ("已撤回", "withdrawn"),
 }
+#: The statuses an answer may give (a task is sent planned; withdrawn is its need's recall).
+TASK_ANSWERS = tuple(s for s in TASK_STATUSES if s not in ("planned", "withdrawn"))
 # Which answer may follow which; an answer equal to the current one changes nothing.
 TASK_NEXT: dict[str, frozenset[str]] = {
     "planned": frozenset({"accepted", "declined", "delivered", "not_delivered"}),
@@ -204,6 +208,7 @@ TASK_NEXT: dict[str, frozenset[str]] = {
     "declined": frozenset(),
     "delivered": frozenset(),
     "not_delivered": frozenset(),
+    "withdrawn": frozenset(),
 }
 DECLINE_REASONS: dict[str, tuple[str, str]] = {
     "no_capacity": ("人手或物资不足", "no capacity"),

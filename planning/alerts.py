@@ -27,6 +27,7 @@ from wulian.planning.db import bulk_insert, bulk_update, fetch_frame, fetch_rows
 from wulian.planning.match import shift_week, week_start
 from wulian.planning.performance import FACT_WEEKS, OUTCOMES, SHORTFALLS, shortfalls
 from wulian.planning.register import (
+    EVENTS,
     NEED_STATES,
     OPEN_STATES,
     WATCH,
@@ -63,6 +64,18 @@ class AlertError(ValueError):
     """An alert action that cannot be taken (bilingual message)."""
 
 
+class WeekNotEvaluable(AlertError):
+    """A week alerts cannot be evaluated at: the week given, why (Chinese, English) and what
+    to do; its message says all of it, Chinese first."""
+
+    def __init__(self, week: str, message_zh: str, message_en: str, hint_zh: str,
+                 hint_en: str):
+        super().__init__(f"{message_zh};{hint_zh} / {message_en}; {hint_en}")
+        self.week = week
+        self.message_zh, self.message_en = message_zh, message_en
+        self.hint_zh, self.hint_en = hint_zh, hint_en
+
+
 @dataclass(frozen=True)
 class Finding:
     """One condition found: the rule, what it is about, where, and the numbers behind it."""
@@ -96,6 +109,63 @@ def weeks_between(earlier: str, later: str) -> int:
 def latest_week(register: Register) -> str | None:
     with register.engine.connect() as conn:
         return conn.execute(sa.select(sa.func.max(WEEKS.c.week))).scalar()
+
+
+def latest_evaluated(register: Register) -> str | None:
+    """The latest week alerts were evaluated at (each evaluation's one event names it)."""
+    e = EVENTS.c  # (the events' kind is indexed: an evaluation a week or so)
+    with register.engine.connect() as conn:
+        subject = conn.execute(sa.select(sa.func.max(e.subject))
+                               .where(e.kind == "alerts.evaluate")).scalar()
+    return subject.removeprefix("weeks:") if subject else None
+
+
+def evaluation_week(register: Register, week: str | None = None, *,
+                    after_close: bool = False) -> str | None:
+    """The week an evaluation is made at: ``week`` (default: the latest week opened) if it lies
+    from the latest week evaluated to the latest week opened. An earlier week would resolve
+    the alerts found since (an acknowledgement lost when they are found again); a later one
+    finds what no week has planned yet (a far week: every household overdue, pushed to the
+    webhooks). ``after_close``: a week closed behind the latest evaluated (another scope ran
+    ahead) is evaluated at that latest week instead, with what the close changed.
+
+    Raises
+    ------
+    WeekNotEvaluable
+        When ``week`` lies outside those weeks (its message names them).
+    """
+    latest = latest_week(register)
+    if latest is None:
+        if week is not None:
+            raise WeekNotEvaluable(
+                week, f"周次 week={week}:尚未开启任何周,无法评估预警",
+                f"week={week}: no week was opened yet, so no alerts can be evaluated",
+                "请先开启一周", "open a week first")
+        return None
+    if week is None:
+        return latest
+    # (An evaluation past the latest week opened, left by an earlier version, leaves the
+    # latest week opened to evaluate.)
+    floor = min(latest_evaluated(register) or week, latest)
+    if after_close and week < floor:
+        return floor
+    if floor == latest:
+        hint_zh, hint_en = (f"请评估 {latest}(不填周次即是)",
+                            f"evaluate {latest} (the default when no week is given)")
+    else:
+        hint_zh = f"请评估 {floor} 至 {latest} 之间的周(不填:{latest})"
+        hint_en = f"evaluate a week from {floor} to {latest} (none given: {latest})"
+    if week > latest:
+        raise WeekNotEvaluable(
+            week, f"周次 week={week} 晚于最近开启的周 {latest}:尚未开启的周不能评估预警",
+            f"week={week} is after the latest week opened, {latest}: a week not opened yet "
+            f"cannot be evaluated", hint_zh, hint_en)
+    if week < floor:
+        raise WeekNotEvaluable(
+            week, f"周次 week={week} 早于最近评估的周 {floor}:会解除此后发现的预警并丢失其确认",
+            f"week={week} is before the week last evaluated, {floor}: it would resolve the "
+            f"alerts found since and lose their acknowledgements", hint_zh, hint_en)
+    return week
 
 
 FINDING_COLUMNS = ["alert_id", "rule", "subject_kind", "subject_id", "centre", "numbers"]
@@ -417,9 +487,12 @@ def _capacity_short(register: Register, conn, weeks: pd.DataFrame, week: str, ru
                                                         strict=True)])
 
 
-def evaluate(register: Register, week: str | None = None) -> Evaluation:
-    """Find the week's conditions and bring the stored alerts in line, in one transaction."""
-    week = week or latest_week(register)
+def evaluate(register: Register, week: str | None = None, *, after_close: bool = False
+             ) -> Evaluation:
+    """Find the week's conditions and bring the stored alerts in line, in one transaction:
+    at ``week`` (default: the latest week opened), from the latest week evaluated to the latest
+    week opened (:func:`evaluation_week`; ``after_close`` as it says)."""
+    week = evaluation_week(register, week, after_close=after_close)
     if week is None:
         return Evaluation(week="", opened=0, updated=0, resolved=0, findings=0)
     found = find(register, week).drop_duplicates("alert_id", keep="last")

@@ -52,6 +52,7 @@ from wulian.planning.match import (
     week_start,
 )
 from wulian.planning.register import (
+    EPS,
     NEED_STATES,
     OPEN_STATES,
     ROWS,
@@ -71,7 +72,6 @@ from wulian.planning.register import (
 from wulian.planning.scenario import Scenario
 from wulian.planning.store import RunStore
 
-EPS = 1e-9
 WHOLE = "*"  # the centre column of a week opened for the whole network
 #: Needs in a week's scenario from which :func:`open_week` hands each phase's freed memory
 #: back (``release_memory``): a city's week frees about half a GiB per phase; the district
@@ -816,10 +816,13 @@ def _check_answer(a: Answer, found: dict[str, dict], open_weeks: set, seen: dict
         problem("task_other_provider", "task_id", tid)
     if centres is not None and task["station_id"] not in centres:
         problem("task_outside_centre", "task_id", tid)
+    if task["status"] == "withdrawn":
+        problem("task_withdrawn", "task_id", tid, need_id=task["need_id"])
+        return problems, None
     status = word_code(a.status, _STATUS_WORDS)
-    if status is None or status == "planned":
-        allowed = ", ".join(f"{zh} {code}" for code, (zh, _e) in vocab.TASK_STATUSES.items()
-                            if code != "planned")
+    if status not in vocab.TASK_ANSWERS:
+        allowed = ", ".join(f"{vocab.TASK_STATUSES[code][0]} {code}"
+                            for code in vocab.TASK_ANSWERS)
         problem("not_allowed", "status", a.status, allowed=allowed)
         return problems, None
     before = task["status"]
@@ -835,7 +838,12 @@ def _check_answer(a: Answer, found: dict[str, dict], open_weeks: set, seen: dict
         delivered = 0.0 if text == "" else _number(text)
     else:
         delivered = float(task["units_delivered"]) if text == "" else _number(text)
-    if delivered is None or not np.isfinite(delivered):
+    if status != "delivered" and text and delivered is not None and delivered > EPS:
+        # Only a delivery spends and takes units off the need: units on any other answer
+        # would be kept and then ignored by the ledger and the close (the need owed twice).
+        problem("units_not_delivered", "units_delivered", text,
+                status_zh=vocab.TASK_STATUSES[status][0], status=status)
+    elif delivered is None or not np.isfinite(delivered):
         problem("not_a_number", "units_delivered", text, example=f"{units:g}")
         delivered = 0.0
     elif delivered < 0:
@@ -872,6 +880,13 @@ def _check_answer(a: Answer, found: dict[str, dict], open_weeks: set, seen: dict
     visit_given = bool(a.indicators) or bool(str(a.new_needs).strip()) or bool(a.note.strip())
     if visit_given and task["kind"] not in MONITORING_KINDS:
         problem("not_a_visit", "task_id", tid)
+    elif status != "delivered":
+        # What a visit observed is applied only when it was made (a missed visit keeps its
+        # note alone): refused rather than dropped without a word.
+        for column, given in (("indicators", a.indicators), ("new_needs", a.new_needs)):
+            if given and str(given).strip():
+                problem("visit_not_made", column, _observed(given),
+                        status_zh=vocab.TASK_STATUSES[status][0], status=status)
     for key, value in a.indicators.items():
         if key not in vocab.DEPRIVATION_COLUMNS:  # a visit observes deprivations, nothing else
             problem("unknown_column", key, value)
@@ -888,6 +903,13 @@ def _check_answer(a: Answer, found: dict[str, dict], open_weeks: set, seen: dict
         problem("duplicate_answer", "task_id", tid, first_row=seen[tid][0])
     seen.setdefault(tid, (a.row, key))
     return problems, after
+
+
+def _observed(given: dict[str, str] | str) -> str:
+    """A visit's indicators (or new needs) as a problem shows the value given."""
+    if isinstance(given, dict):
+        return ";".join(f"{k}:{v}" for k, v in given.items())
+    return str(given).strip()
 
 
 def _number(text: str) -> float | None:

@@ -23,13 +23,14 @@ import time
 import traceback
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from wulian.contract.problems import Problem, ValidationError
+from wulian.contract.problems import Problem, ValidationError, did_you_mean
+from wulian.contract.schema import TABLES
 from wulian.planning.engines import stop_workers
 from wulian.planning.limits import limits
 from wulian.planning.scenario import Scenario, load_scenario
@@ -124,9 +125,11 @@ class ScenarioLibrary:
         self._lock = threading.Lock()
         self.validator = Validator()
 
-    def add(self, files: Mapping[str, bytes], name: str = "") -> tuple[Scenario, bool]:
+    def add(self, files: Mapping[str, bytes] | Sequence[tuple[str, bytes]], name: str = ""
+            ) -> tuple[Scenario, bool]:
         """Validate uploaded files — one folder's CSV or Parquet files, or one XLSX workbook —
-        and keep them by digest.
+        and keep them by digest. ``files`` as (name, bytes) pairs keeps two files of the same
+        name apart (both are refused).
 
         Returns
         -------
@@ -159,28 +162,47 @@ class ScenarioLibrary:
             shutil.rmtree(incoming, ignore_errors=True)
 
     @staticmethod
-    def _write(folder: Path, files: Mapping[str, bytes]) -> tuple[Path, list[Problem]]:
+    def _write(folder: Path, files: Mapping[str, bytes] | Sequence[tuple[str, bytes]]
+               ) -> tuple[Path, list[Problem]]:
+        pairs = list(files.items()) if isinstance(files, Mapping) else list(files)
         most = limits().max_files
-        if len(files) > most:
+        if len(pairs) > most:
             return folder, [Problem("upload", "too_many_files", detail={
-                "files": str(len(files)), "limit": str(most)})]
+                "files": str(len(pairs)), "limit": str(most)})]
         problems = []
-        names = {}
-        for raw_name, data in files.items():
+        names: dict[str, bytes] = {}
+        # Every file is one table: two files of one table (the same name twice, or CSV and
+        # Parquet) and a file that names no table are refused, not silently dropped.
+        by_table: dict[str, list[str]] = {}
+        for raw_name, data in pairs:
             name = Path(raw_name.replace("\\", "/")).name.strip()
             suffix = Path(name).suffix.lower()
             if not name or name.startswith(".") or suffix not in SCENARIO_SUFFIXES:
                 problems.append(Problem("upload", "unreadable_file", value=name or raw_name,
-                                        detail={"reason": "expected .csv, .parquet or .xlsx "
-                                                          "(需要 .csv、.parquet 或 .xlsx 文件)"}))
+                                        detail={"reason_zh": "需要 .csv、.parquet 或 .xlsx 文件",
+                                                "reason_en": "expected .csv, .parquet or "
+                                                             ".xlsx"}))
                 continue
             names[name] = data
+            if suffix in (".xlsx", ".xlsm"):
+                continue
+            table = Path(name).stem.strip()
+            if table not in TABLES:
+                problems.append(Problem("upload", "unknown_table_file", value=name, detail={
+                    "file": name, "known": ", ".join(TABLES), **did_you_mean(table, TABLES)}))
+                continue
+            by_table.setdefault(table, []).append(name)
+        for table, given in by_table.items():
+            if len(given) > 1:
+                problems.append(Problem(table, "duplicate_file", value=", ".join(given), detail={
+                    "count": str(len(given)), "files": ", ".join(given)}))
         workbooks = [n for n in names if Path(n).suffix.lower() in (".xlsx", ".xlsm")]
-        if workbooks and len(names) > 1:
+        if workbooks and len(pairs) > 1:
             problems.append(Problem("upload", "unreadable_file", value=", ".join(sorted(names)),
-                                    detail={"reason": "send one .xlsx workbook or a folder's "
-                                                      "CSV/Parquet files, not both "
-                                                      "(只能上传一个工作簿,或一组表格文件)"}))
+                                    detail={"reason_zh": "只能上传一个工作簿,或一组表格文件",
+                                            "reason_en": "send one .xlsx workbook or a "
+                                                         "folder's CSV/Parquet files, not "
+                                                         "both"}))
         if problems:
             return folder, problems
         if workbooks:

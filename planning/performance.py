@@ -4,8 +4,9 @@ Over a range of weeks, computed from the tasks and their answers (and the weeks'
 what each week owed):
 
 - :func:`by_group` — per provider, linkage, fund, street or colour: tasks sent, accepted,
-  declined (and why), delivered, not delivered, units delivered against planned, the median
-  days from the week's start to delivery, and money planned, committed and spent;
+  declined (and why), delivered, not delivered, the median days from the week's start to
+  delivery, money planned, committed and spent, and two shares without units: of the tasks
+  delivered, of the money planned spent;
 - :func:`fill_rate` — per week and colour: units owed, planned and delivered, and the share
   delivered;
 - :func:`monitoring` — per week and colour: monitoring visits planned and made;
@@ -42,6 +43,7 @@ from wulian.planning.cycle import (  # (the fact tables are the cycle's: a close
 from wulian.planning.db import bulk_insert, fetch_frame
 from wulian.planning.match import week_start
 from wulian.planning.register import NEED_STATES, Register
+from wulian.planning.workbook import DECIMAL, WHOLE
 
 GROUPS = {"provider": "provider_id", "linkage": "linkage", "fund": "fund_id",
           "street": "street_id", "colour": "tier"}
@@ -387,11 +389,13 @@ def by_group(tasks: pd.DataFrame, by: str) -> pd.DataFrame:
 
 
 def summarise(summed: pd.DataFrame, by: str) -> pd.DataFrame:
-    """Per group: tasks sent, accepted, declined (and why), delivered, not delivered, units
-    planned and delivered, the median days to delivery, and money planned, committed, spent
-    (from :func:`outcomes`' sums)."""
+    """Per group: tasks sent, accepted, declined (and why), delivered, not delivered, the
+    median days to delivery, money planned, committed and spent, the share of the tasks
+    delivered and the share of the money planned spent (from :func:`outcomes`' sums)."""
     _group_column(by)
     s = summed[summed["grouping"] == by] if "grouping" in summed else summed
+    # A task recalled with its withdrawn need was taken back, not failed: it counts nowhere.
+    s = s[s["status"] != "withdrawn"]
     status = s["status"]
     taken = status.isin(["accepted", "delivered"])
     count = s["tasks"].astype(float)
@@ -403,17 +407,18 @@ def summarise(summed: pd.DataFrame, by: str) -> pd.DataFrame:
         "delivered": count.where(status == "delivered", 0).groupby(per).sum().astype(int),
         "not_delivered": count.where(status == "not_delivered", 0).groupby(per).sum()
         .astype(int),
-        "units_planned": s["units"].groupby(per).sum(),
-        "units_delivered": s["units_delivered"].where(status == "delivered", 0.0)
-        .groupby(per).sum(),
         "median_days": _median_days(s),
         "planned": s["cost"].groupby(per).sum(),
         "committed": s["cost"].where(taken, 0.0).groupby(per).sum(),
         "spent": s["spent"].groupby(per).sum(),
     })
     frame.index.name = by
-    frame["delivered_share"] = frame["units_delivered"] / frame["units_planned"].where(
-        frame["units_planned"] > 0)
+    # Shares without units: a group's tasks count yuan, items, hours and visits, and a sum of
+    # them is no quantity (a cash grant's 2,000 yuan outweighed every hour of care). The
+    # coordinator's share counts tasks; the fund manager's weighs each task's delivered
+    # fraction by its planned money (spent / planned; tasks costing nothing weigh nothing).
+    frame["delivered_share"] = frame["delivered"] / frame["tasks"].where(frame["tasks"] > 0)
+    frame["spent_share"] = frame["spent"] / frame["planned"].where(frame["planned"] > 0)
     declined = s[status == "declined"]
     reasons = declined.groupby(["grp", "reason"])["tasks"].sum().unstack(fill_value=0)
     for reason in sorted(reasons.columns):
@@ -509,13 +514,35 @@ ABOUT = {"by_provider": ("各服务方的任务与完成", "tasks and deliveries
          "reach": ("惠及户数与每万元惠及户数", "households reached, per ¥10,000")}
 
 
+# What the short columns count, for people (the report and the app; the API keeps the short
+# names): the fill rate's ``planned`` and ``delivered`` are needs (each counted by the fraction
+# served), monitoring's ``planned`` and ``made`` are visits — not money, which is what the
+# workbook makes of a column called ``planned``.
+PEOPLE_COLUMNS = {"fill_rate": {"planned": "needs_planned", "delivered": "needs_delivered"},
+                  "monitoring": {"planned": "visits_planned", "made": "visits_made"}}
+# Number formats by what the column counts (the workbook's own rules cover money and shares).
+# (Not left to the data: a column of whole numbers this time would be shown without decimals.)
+PEOPLE_FORMATS = {**{f"by_{by}": {"median_days": DECIMAL} for by in GROUPS},
+                  "fill_rate": {"needs": WHOLE, "needs_planned": DECIMAL,
+                                "needs_delivered": DECIMAL},
+                  "monitoring": {"visits_planned": WHOLE, "visits_made": WHOLE},
+                  "reach": {"households": WHOLE, "households_per_10k": DECIMAL}}
+
+
+def for_people(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """A performance table with its columns named for what they count (``PEOPLE_COLUMNS``)."""
+    return frame.rename(columns=PEOPLE_COLUMNS.get(name, {}))
+
+
 def report(tables: dict[str, pd.DataFrame], path: str | Path, title: str,
            lang: str = "both") -> Path:
     """The tables as one workbook for people (planning/workbook.py): an index, money as ¥,
-    shares as %; bilingual by default (the report goes to offices and funders alike)."""
+    shares as %, needs and visits as counts; bilingual by default (the report goes to offices
+    and funders alike)."""
     from wulian.planning.workbook import Sheet, write_workbook
 
-    sheets = [Sheet(SHEETS.get(name, name), frame, ABOUT.get(name, ""))
+    sheets = [Sheet(SHEETS.get(name, name), for_people(name, frame), ABOUT.get(name, ""),
+                    PEOPLE_FORMATS.get(name, {}))
               for name, frame in tables.items()]
     written = write_workbook(sheets, Path(path), lang,
                              (f"服务绩效报告 {title}", f"service performance report {title}"))

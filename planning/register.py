@@ -64,6 +64,7 @@ REGISTER_TABLES = ("centres", "services", "households", "needs", "providers", "o
 # needs does not list last week's open ones (a need is withdrawn one at a time).
 SYNCED_TABLES = ("centres", "services", "providers", "offers", "funds", "volunteers")
 OPEN_STATES = ("open", "carried")  # needs a week can allocate
+EPS = 1e-9  # what is owed below this is nothing
 VIA = ("cli", "file", "api", "app", "simulator")
 
 _meta = sa.MetaData()
@@ -751,6 +752,16 @@ class ImportReport:
         return sum(c.total for c in self.changes.values())
 
 
+@dataclass
+class Withdrawal:
+    """A need withdrawn: its tasks recalled (not yet answered when it was withdrawn) and those
+    already delivered in part this week, kept as delivered (their money spent)."""
+
+    need_id: str
+    recalled: list[str]
+    delivered: list[str]
+
+
 class RegisterError(ValueError):
     """A register change that cannot be made (bilingual message)."""
 
@@ -932,6 +943,11 @@ class Register:
                         frame = frame[~known].reset_index(drop=True)
                 keys = row_keys(name, frame).tolist()  # (not Arrow's scalars one by one)
                 c, incoming, absent = row_changes(frame, keys, old)
+                if name == "households" and c.changed:
+                    c.changed = self._changed_since_imported(conn, c.changed, incoming)
+                if name == "needs" and c.changed:
+                    c.changed = self._changed_beyond_export(conn, c.changed, old, incoming,
+                                                            frames["services"])
                 if name in SYNCED_TABLES:
                     c.removed = sorted(absent)
                 else:
@@ -969,6 +985,65 @@ class Register:
                                           new_rows["needs"])
                 events.flush()
         return report
+
+    def _changed_since_imported(self, conn, changed: list[str], incoming: Mapping[str, str]
+                                ) -> list[str]:
+        """The households of ``changed`` whose row in the file differs from the row the last
+        import wrote of them.
+
+        A visit (or an assessment) changes a household's row after the import that wrote it:
+        the coordinator's file, imported again unedited, still holds the row as it was then,
+        and would take the household back to what the visit found no longer true. So a row
+        the file gives exactly as the last import wrote it is left as the register has it; a
+        row edited in the file since is the file's (docs/cycle.md, "Imports"). The row an
+        import wrote is read from the events: an import writes each household row it adds or
+        changes with an assessment ``discovered_by`` import, in one transaction (one ``at``)."""
+        e = EVENTS.c
+        kinds = ("households.add", "households.change", "assessment.add")
+        imported: dict[str, str] = {}
+        for chunk in _chunks(changed):
+            rows: dict[str, dict[str, str]] = {}  # subject → at → the row written then
+            for subject, at, kind, after in conn.execute(
+                    sa.select(e.subject, e.at, e.kind, e.after)
+                    .where(e.subject.in_([f"households:{k}" for k in chunk]),
+                           e.kind.in_(kinds)).order_by(e.event_id)):
+                key = subject.split(":", 1)[1]
+                if kind != "assessment.add":
+                    rows.setdefault(key, {})[at] = after
+                elif at in rows.get(key, {}) and \
+                        json.loads(after or "{}").get("discovered_by") == "import":
+                    imported[key] = rows[key][at]
+        return [k for k in changed if imported.get(k) != incoming[k]]
+
+    def _changed_beyond_export(self, conn, changed: list[str], old: Mapping[str, str],
+                               incoming: Mapping[str, str], services: pd.DataFrame
+                               ) -> list[str]:
+        """The needs of ``changed`` that differ from what :meth:`export` writes of them.
+
+        An exported need's ``quantity`` is what is still owed (the register's week is an
+        ordinary scenario), not the need's own quantity: read back unedited it would count as
+        a change of quantity, and what was delivered would be taken off a second time. A row
+        equal to its exported form in every cell, quantity read as what is owed, is the
+        register's own and left as it is (docs/cycle.md, "Export and import back")."""
+        owed = self.open_needs(conn, self.need_states(conn, OPEN_STATES + ("allocated",)),
+                               table_frame("needs", [old[k] for k in changed]), services)
+        if not len(owed):
+            return changed
+        owed_quantity = dict(zip(owed["need_id"], owed["quantity"].astype(float), strict=True))
+        same = set()
+        for key in changed:
+            if key not in owed_quantity:
+                continue
+            was, now_ = json.loads(old[key]), json.loads(incoming[key])
+            quantity = now_.pop("quantity", "")
+            was.pop("quantity", None)
+            try:
+                exported = abs(float(quantity) - owed_quantity[key]) < 1e-9
+            except ValueError:
+                exported = False
+            if exported and was == now_:
+                same.add(key)
+        return [k for k in changed if k not in same]
 
     def _check_merged(self, conn, frames: dict[str, pd.DataFrame],
                       kept: dict[str, dict[str, str]]) -> None:
@@ -1079,10 +1154,23 @@ class Register:
                 changed["week"].to_numpy(object), strict=True):
             was = before[nid]
             delivered = float(was["quantity"]) - float(was["remaining"])
+            remaining = max(0.0, float(quantity) - delivered)
             # (week_raised follows the row's week: a waiting need's age is counted from it.)
-            afters.append({"household_id": household, "quantity": float(quantity),
-                           "urgency": int(urgency), "service_id": service, "week_raised": week,
-                           "remaining": max(0.0, float(quantity) - delivered)})
+            after = {"household_id": household, "quantity": float(quantity),
+                     "urgency": int(urgency), "service_id": service, "week_raised": week,
+                     "remaining": remaining, "state": was["state"],
+                     "close_reason": was["close_reason"], "age": int(was["age"])}
+            # A quantity changed past what was delivered moves the need across "owed": one
+            # delivered in full and raised opens again; one waiting and cut to what was
+            # delivered closes as delivered. (A need in this week's tasks is settled by the
+            # close; one withdrawn or expired stays closed.)
+            if was["state"] == "closed" and was["close_reason"] == "delivered" \
+                    and remaining > EPS:
+                after.update(state="open", close_reason="", age=0)
+            elif was["state"] in OPEN_STATES and remaining <= EPS:
+                after.update(state="closed", close_reason="delivered", remaining=0.0,
+                             age=int(weeks_waited([week], self.week(conn))[0]))
+            afters.append(after)
         bulk_update(conn, NEED_STATES, "need_id", [
             {**after, "updated_at": stamp, "need_id": nid}
             for nid, after in zip(changed.index, afters, strict=True)])
@@ -1174,22 +1262,53 @@ class Register:
         bulk_insert(conn, NEED_STATES, need_rows(conn, typed, stamp))
         return list(fresh)
 
-    def withdraw_need(self, need_id: str) -> None:
-        """Close an open need as withdrawn (the household no longer needs it)."""
+    def withdraw_need(self, need_id: str) -> Withdrawal:
+        """Close an open need as withdrawn (the household no longer needs it), and recall its
+        tasks not yet answered in the weeks still open: they become ``withdrawn`` (off the
+        provider's list, their money no longer committed, never counted as failed). A task of
+        the need delivered in part this week stays delivered (its money spent) and the rest is
+        withdrawn; a need delivered in full this week is refused: it closes as delivered."""
+        # (The weeks' tasks and the cycle's lock are the cycle's, which imports the register.)
+        from wulian.planning.cycle import EPS, TASKS, UNANSWERED, lock
+
         with self.engine.begin() as conn:
+            lock(conn)  # an answer to one of its tasks and the recall queue, never cross
             before = conn.execute(sa.select(*NEED_COLUMNS).where(
                 NEED_STATES.c.need_id == need_id)).mappings().first()
             if before is None:
                 raise RegisterError(f"没有需求 {need_id} / no need {need_id}")
             if before["state"] == "closed":
                 raise RegisterError(f"需求 {need_id} 已关闭 / need {need_id} is already closed")
+            t = TASKS.c
+            live = conn.execute(sa.select(t.task_id, t.status, t.units_delivered).join_from(
+                TASKS, WEEKS, sa.and_(WEEKS.c.week == t.week, WEEKS.c.centre == t.centre))
+                .where(t.need_id == need_id, WEEKS.c.state == "open")
+                .order_by(t.task_id)).all()
+            delivered = [r for r in live if r.status == "delivered"]
+            if delivered and sum(r.units_delivered for r in delivered) \
+                    >= float(before["remaining"]) - EPS:
+                tasks = ", ".join(r.task_id for r in delivered)
+                raise RegisterError(
+                    f"需求 {need_id} 本周已由任务 {tasks} 全部完成,不能撤回;本周结束时它将以"
+                    f"已完成关闭 / need {need_id} was delivered in full this week (task "
+                    f"{tasks}): it cannot be withdrawn; it closes as delivered when the week "
+                    f"closes")
+            unanswered = [r for r in live if r.status in UNANSWERED]
+            recalled = [r.task_id for r in unanswered]
             age = int(weeks_waited([before["week_raised"]], self.week(conn))[0])
-            conn.execute(NEED_STATES.update().where(NEED_STATES.c.need_id == need_id).values(
-                state="closed", close_reason="withdrawn", age=age, updated_at=now()))
             events = Events(conn, self.actor)
+            conn.execute(NEED_STATES.update().where(NEED_STATES.c.need_id == need_id).values(
+                state="closed", close_reason="withdrawn", age=age, updated_at=events.at))
             events.add("need_state.close", f"needs:{need_id}", _plain(before),
                        {"state": "closed", "close_reason": "withdrawn", "age": age})
+            if recalled:
+                conn.execute(TASKS.update().where(t.task_id.in_(recalled)).values(
+                    status="withdrawn", updated_at=events.at))
+                events.add_many("task.withdraw", [f"tasks:{tid}" for tid in recalled],
+                                [{"status": r.status} for r in unanswered],
+                                [{"status": "withdrawn", "need_id": need_id}] * len(recalled))
             events.flush()
+        return Withdrawal(need_id, recalled, [r.task_id for r in delivered])
 
     def valid_rows(self, conn, table: str, rows: dict[str, dict]) -> pd.DataFrame:
         """The rows typed, validated with the register's tables they refer to.

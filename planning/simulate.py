@@ -115,7 +115,7 @@ def simulate(register: Register, weeks_to_play: int, seed: int, *, first: str | 
         arrived = _arrivals(register, base, next_week(week), rng)
         closed = close_week(register, week, centre)
         t4 = time.perf_counter()
-        opened_alerts = evaluate(register, week).opened if alerts else 0
+        opened_alerts = evaluate(register, week, after_close=True).opened if alerts else 0
         t5 = time.perf_counter()
         result = SimulatedWeek(
             week=week, tasks=len(opened.tasks), **counts, needs_found=recorded.needs_raised,

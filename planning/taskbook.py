@@ -60,7 +60,7 @@ VISIT = (
 )
 _BY_HEADER = {c.header: c.code for c in (*FACTS, *ANSWERS, *VISIT)} | {
     c.code: c.code for c in (*FACTS, *ANSWERS, *VISIT)}
-_STATUS_LIST = ",".join(zh for code, (zh, _en) in vocab.TASK_STATUSES.items() if code != "planned")
+_STATUS_LIST = ",".join(vocab.TASK_STATUSES[code][0] for code in vocab.TASK_ANSWERS)
 _REASON_LIST = ",".join(zh for code, (zh, _en) in vocab.DECLINE_REASONS.items()
                         if code != "no_answer")
 
@@ -89,6 +89,8 @@ def publish_week(register: Register, week: str, out: str | Path,
     frame = tasks(register, week)
     if centre:
         frame = frame[frame["centre"] == centre]
+    # A task recalled with its withdrawn need is no longer the provider's to answer.
+    frame = frame[frame["status"] != "withdrawn"]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     services = register.table("services").set_index("service_id")

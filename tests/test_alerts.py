@@ -65,6 +65,7 @@ def _state(register: Register, alert_id: str) -> str:
 
 def test_monitoring_overdue_fires_from_history_and_clears_with_a_visit(make):
     register = make()
+    cycle.open_week(register, LATE)  # (alerts are evaluated at a week opened)
     alerts.evaluate(register, LATE)
     found = _open(register, "monitoring_overdue")
     assert len(found)
@@ -150,6 +151,7 @@ def test_colour_worse_fires_on_a_worse_assessment_and_clears_on_the_next(make):
     worst = {c: 1 for c in ("d_income", "d_education", "d_health", "d_housing", "d_assets",
                             "d_capability", "d_social")}
     register.assess({"household_id": hid, **worst}, discovered_by="visit")
+    cycle.open_week(register, W1)
     alerts.evaluate(register, W1)
     row = _open(register, "colour_worse").set_index("subject_id").loc[hid]
     assert json.loads(row["numbers"])["from"] == "green"
@@ -296,6 +298,7 @@ def test_capacity_short_fires_when_unmet_capacity_grows_and_clears(make):
 
 def test_acknowledged_alerts_keep_who_and_resolve_by_themselves(make, tmp_path):
     register = make()
+    cycle.open_week(register, LATE)
     alerts.evaluate(register, LATE)
     aid = _open(register, "monitoring_overdue")["alert_id"].iat[0]
     row = alerts.acknowledge(register, aid, "called the family")
@@ -308,6 +311,47 @@ def test_acknowledged_alerts_keep_who_and_resolve_by_themselves(make, tmp_path):
     url = str(register.engine.url)
     assert main(["alerts", "--store", url, "--json"]) == 0
     assert main(["alerts", "--store", url, "--ack", aid, "--note", "again"]) == 0
+
+
+def test_an_evaluation_is_refused_before_the_last_evaluated_week_or_after_the_last_opened(
+        make, capsys):
+    """An earlier week would resolve the alerts found since (their acknowledgement lost when
+    found again), a week not opened finds false alerts: both refused, nothing changed. An
+    acknowledged alert still found at the next week keeps its acknowledgement."""
+    register = make()
+    after = "2027-W07"  # (at LATE, households with short cycles are overdue)
+    cycle.open_week(register, LATE)
+    assert alerts.evaluate(register).week == LATE
+    aid = _open(register, "monitoring_overdue")["alert_id"].iat[0]
+    alerts.acknowledge(register, aid, "周三上门")
+
+    def stored() -> pd.DataFrame:
+        return alerts.alerts(register, states=alerts.STATES)
+
+    before, events = stored(), len(register.events())
+    for week in (after, "2031-W05"):  # not opened yet
+        with pytest.raises(alerts.WeekNotEvaluable) as err:
+            alerts.evaluate(register, week)
+        assert f"week={week}" in str(err.value) and LATE in err.value.hint_en
+    url = str(register.engine.url)
+    assert main(["alerts", "--store", url, "--evaluate", "--week", "2031-W05"]) != 0
+    assert "week=2031-W05" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(stored(), before)
+    assert len(register.events()) == events
+
+    cycle.close_week(register, LATE)
+    cycle.open_week(register, after)
+    assert alerts.evaluate(register).week == after
+    row = stored().set_index("alert_id").loc[aid]  # (no visit was made: still overdue)
+    assert (row["state"], row["ack_by"], row["ack_note"], row["last_week"]) == (
+        "acknowledged", "tester", "周三上门", after)
+    before = stored()
+    with pytest.raises(alerts.WeekNotEvaluable) as err:
+        alerts.evaluate(register, LATE)  # the week before: would resolve what after found
+    assert err.value.message_en.startswith(f"week={LATE} is before the week last evaluated")
+    pd.testing.assert_frame_equal(stored(), before)
+    # A close behind the latest week evaluated (another scope ran ahead) evaluates at it.
+    assert alerts.evaluate(register, LATE, after_close=True).week == after
 
 
 def test_performance_agrees_with_the_task_events(make, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import signal
 import time
@@ -227,6 +228,44 @@ def test_the_cli_talks_to_the_service(svc, tmp_path, capsys):
                                                             for n in jobs[-1]["tables"])
     assert main(["jobs", "status", "424242", *common]) == 1
     assert main(["jobs", "list", "--url", svc["server"].url, "--token", "wl_wrong"]) == 1
+
+
+def test_the_cli_fetches_what_the_role_may_read_and_nothing_from_a_cancelled_job(
+        svc, tmp_path, capsys):
+    """`jobs fetch` on a cancelled job says its state and exits 1 (nothing written); `jobs
+    status --wait` on it exits 1; a fund manager's fetch without `--table` writes the tables
+    the role may read and names the ones left out, and a `--table` it may not read is an
+    error."""
+    url = ["--url", svc["server"].url]
+    planner = [*url, "--token", svc["token"]]
+    client = svc["client"]
+    demo = client.post("/scenarios", files=_files(DEMO)).json()["digest"]
+    cancelled = client.post("/jobs", json={"scenario": demo, "quarter": QUARTER}).json()
+    assert client.post(f"/jobs/{cancelled['job_id']}/cancel").status_code == 202
+    assert _wait(client, cancelled["job_id"])["state"] == "cancelled"
+    capsys.readouterr()
+    out = tmp_path / "cancelled"
+    assert main(["jobs", "fetch", str(cancelled["job_id"]), "--out", str(out), *planner]) == 1
+    said = capsys.readouterr()
+    assert "cancelled" in said.err and "written to" not in said.out + said.err
+    assert not out.exists()
+    assert main(["jobs", "status", str(cancelled["job_id"]), "--wait", *planner]) == 1
+
+    done = client.post("/jobs", json={"scenario": svc["digest"], "quarter": QUARTER,
+                                      "centre": "D04S01"}).json()
+    tables = _wait(client, done["job_id"])["tables"]
+    assert "explanation" in tables
+    fund = [*url, "--token", make_token(svc["url"], "fund_manager")]
+    out = tmp_path / "fund"
+    capsys.readouterr()
+    assert main(["jobs", "fetch", str(done["job_id"]), "--out", str(out), *fund]) == 0
+    said = capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["funds.csv", "money.csv"]
+    left_out = said[said.index("left out"):].splitlines()[0]
+    assert set(re.findall(r"[a-z_]+$|[a-z_]+(?=,)", left_out)) == set(tables) - {"money",
+                                                                               "funds"}
+    assert main(["jobs", "fetch", str(done["job_id"]), "--table", "explanation", "--out",
+                 str(tmp_path / "refused"), *fund]) == 1
 
 
 def test_restart_mid_job_finds_the_job_again(tmp_path):

@@ -193,6 +193,12 @@ def _run(api: Api, register: Register, receiver: Receiver) -> dict:
                              for who in ("fund_manager",)}
     s["evaluation"] = api.ok("coordinator", "POST", "/alerts/evaluate")
     opened = s["evaluation"]["opened"]
+    # A week before the one evaluated, and one never opened: refused, nothing changed.
+    s["before_bad_weeks"] = api.alerts("planner")
+    s["bad_weeks"] = {week: api(who, "POST", "/alerts/evaluate", params={"week": week})
+                      for who, week in (("coordinator", FIRST), ("planner", NEXT),
+                                        ("planner", "2031-W05"))}
+    s["after_bad_weeks"] = api.alerts("planner")
     _wait(lambda: len(receiver.events("/city", "alert.opened")) >= opened,
           "the opened alerts to reach the city's webhook")
     s["listed"] = {who: api.alerts(who) for who in ("planner", "admin", "coordinator",
@@ -317,6 +323,21 @@ def test_the_first_evaluation_opens_an_alert_per_finding(flow):
     assert {"unmet", "provider_declines"} <= {a["rule"] for a in listed}
     assert flow["evaluate_refused"] == {"fund_manager": 403}
     assert flow["by_rule"] == [a for a in listed if a["rule"] == "unmet"]
+
+
+def test_an_evaluation_before_the_last_evaluated_week_or_after_the_last_opened_is_refused(
+        flow):
+    """A past week would resolve what the latest evaluation found (acknowledgements lost), a
+    week never opened would open false alerts and push them: 422 naming the week, the alerts
+    as they were (and nothing pushed beyond the evaluations made: checked with the pushes)."""
+    for week, response in flow["bad_weeks"].items():
+        assert response.status_code == 422, (week, response.text)
+        problem, = response.json()["problems"]
+        assert (problem["column"], problem["value"], problem["code"]) == (
+            "week", week, "week_not_evaluable")
+        assert f"week={week}" in problem["message_zh"] and LAST in problem["hint_en"]
+    assert "早于最近评估的周" in flow["bad_weeks"][FIRST].json()["problems"][0]["message_zh"]
+    assert flow["after_bad_weeks"] == flow["before_bad_weeks"]
 
 
 def test_each_role_sees_its_own_alerts(flow):

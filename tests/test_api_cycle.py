@@ -137,6 +137,9 @@ def _three_weeks(api: Api, register: Register, scenario: Path) -> dict:
                                   json={"status": "delivered", "answered_on": "2026-12-02"})
     s["declined"] = api.ok("provider", "POST", f"/tasks/{declined['task_id']}/answer",
                            json={"status": "declined", "reason": "no_capacity"})
+    s["units_on_declined"] = api("provider", "POST", f"/tasks/{declined['task_id']}/answer",
+                                 json={"status": "declined", "reason": "no_capacity",
+                                       "units_delivered": 1})
     # Whole units stay whole (hours, visits, items); yuan to the cent.
     half = float(partial["units"] // 2) if partial["units"] == int(partial["units"]) \
         else round(partial["units"] / 2, 2)
@@ -176,6 +179,9 @@ def _three_weeks(api: Api, register: Register, scenario: Path) -> dict:
     s["visit"] = visit
     hid = visit["household_id"]
     s["colours_before"] = api.ok("coordinator", "GET", f"/register/households/{hid}/colours")
+    s["visit_not_made"] = api("coordinator", "POST", f"/tasks/{visit['task_id']}/answer",
+                              json={"status": "not_delivered", "indicators": ALL_BAD,
+                                    "new_needs": "counselling:2"})
     s["visit_answer"] = api.ok("coordinator", "POST", f"/tasks/{visit['task_id']}/answer",
                                json={"status": "delivered", "answered_on": "2026-12-04",
                                      "indicators": ALL_BAD, "new_needs": "counselling:2",
@@ -213,13 +219,33 @@ def _three_weeks(api: Api, register: Register, scenario: Path) -> dict:
     s["open50"] = api.ok("planner", "POST", "/weeks", 201, json={"week": W50})
     s["open50_again"] = api("planner", "POST", "/weeks", json={"week": W50})
     s["states_at50"] = register.need_states().set_index("need_id")
+    # A need of another provider's task withdrawn: its task recalled, an answer refused.
+    recall = next(t for t in api.tasks("planner", week=W50)
+                  if t["provider_id"] != provider and t["need_id"] and t["fund_id"]
+                  and t["cost"] > 0)
+    s["recall"] = recall
+    s["ledger50_before"] = api.ok("fund_manager", "GET", "/funds/ledger",
+                                  params={"first": W50, "last": W50})
+    s["withdrawn50"] = api.ok("coordinator" if recall["street_id"] == OWN_STREET else "planner",
+                              "POST", f"/register/needs/{recall['need_id']}/withdraw")
+    s["recalled_task"] = api.ok("planner", "GET", f"/tasks/{recall['task_id']}")
+    s["recalled_answer"] = api("planner", "POST", f"/tasks/{recall['task_id']}/answer",
+                               json={"status": "delivered"})
+    s["ledger50_after"] = api.ok("fund_manager", "GET", "/funds/ledger",
+                                 params={"first": W50, "last": W50})
     tasks50 = api.tasks("provider", week=W50)
     s["provider_tasks50"] = tasks50
     for task in tasks50:  # the provider delivers everything it is sent this week
         api.ok("provider", "POST", f"/tasks/{task['task_id']}/answer",
                json={"status": "delivered"})
     s["tasks50"] = api.tasks("planner", week=W50)
+    # A need the provider delivered in full this week is not withdrawn.
+    remaining = register.need_states()["remaining"].groupby(
+        register.need_states()["need_id"]).first()
+    full = next(t for t in tasks50 if t["need_id"] and t["units"] >= remaining[t["need_id"]])
+    s["withdraw_delivered"] = api("planner", "POST", f"/register/needs/{full['need_id']}/withdraw")
     s["close50"] = api.ok("planner", "POST", f"/weeks/{W50}/close")
+    s["recalled_after_close"] = api.ok("planner", "GET", f"/tasks/{recall['task_id']}")
 
     # -- 2026-W51 ------------------------------------------------------------------------------
     s["open51"] = api.ok("planner", "POST", "/weeks", 201, json={"week": W51})
@@ -390,6 +416,50 @@ def test_a_wrong_answer_lists_every_problem(flow):
     late = flow["late_answer"]
     assert late.status_code == 422
     assert [p["code"] for p in late.json()["problems"]] == ["week_not_open"]
+
+
+def test_an_answer_that_delivered_nothing_takes_no_units_and_no_visit_result(flow):
+    """Units on a declined task (kept, then ignored by the ledger and the close) and a visit's
+    observations on a visit not made (dropped): 422 naming the field, nothing recorded."""
+    units = flow["units_on_declined"]
+    assert units.status_code == 422, units.text
+    problem, = units.json()["problems"]
+    assert (problem["column"], problem["value"], problem["code"]) == (
+        "units_delivered", "1.0", "units_not_delivered")  # (the JSON number as the API read it)
+    assert "已完成 delivered" in problem["hint_zh"]
+    visit = flow["visit_not_made"]
+    assert visit.status_code == 422, visit.text
+    assert [(p["column"], p["code"]) for p in visit.json()["problems"]] == [
+        ("indicators", "visit_not_made"), ("new_needs", "visit_not_made")]
+    # The visit was then recorded as made, once (the refused answer left nothing behind).
+    assert flow["visit_answer"]["recorded"]["visits"] == 1
+
+
+def test_withdrawing_a_need_recalls_its_task_and_its_money(flow):
+    """The withdrawn need's task leaves the provider's answers (withdrawn, an answer refused
+    naming the need), its money is no longer committed or outstanding, and the close leaves
+    it withdrawn; a need delivered in full this week is not withdrawn (409)."""
+    recall, withdrawn = flow["recall"], flow["withdrawn50"]
+    assert withdrawn["close_reason"] == "withdrawn" and recall["task_id"] in withdrawn["recalled"]
+    assert withdrawn["delivered"] == []
+    assert flow["recalled_task"]["status"] == "withdrawn"
+    refused = flow["recalled_answer"]
+    assert refused.status_code == 422
+    problem, = refused.json()["problems"]
+    assert problem["code"] == "task_withdrawn" and recall["need_id"] in problem["message_en"]
+    fund = recall["fund_id"]
+    before = pd.DataFrame(flow["ledger50_before"]["balances"]).set_index("fund_id")
+    after = pd.DataFrame(flow["ledger50_after"]["balances"]).set_index("fund_id")
+    recalled_cost = sum(t["cost"] for t in flow["tasks50"]
+                        if t["task_id"] in withdrawn["recalled"] and t["fund_id"] == fund)
+    assert before.at[fund, "outstanding"] - after.at[fund, "outstanding"] == pytest.approx(
+        recalled_cost, abs=0.02)
+    assert flow["recalled_after_close"]["status"] == "withdrawn"
+    assert flow["close50"]["unanswered"] == sum(t["status"] in ("planned", "accepted")
+                                                for t in flow["tasks50"])
+    delivered = flow["withdraw_delivered"]
+    assert delivered.status_code == 409
+    assert "delivered in full" in delivered.json()["detail"]["message"]
 
 
 def test_a_monitoring_visit_that_finds_the_household_worse_reassesses_it(flow):

@@ -221,10 +221,12 @@ def test_unknown_and_revoked_tokens_are_401(svc):
 
 
 def test_a_coordinator_token_needs_a_centre(svc):
-    """Making a coordinator's token without a centre is refused with the reason (422)."""
+    """Making a coordinator's token without a centre is refused with the reason (422), naming
+    the request's field (not the command line's flag)."""
     response = _call(svc, "admin", "POST", "/tokens", json={"role": "coordinator"})
     assert response.status_code == 422
-    assert "--centre" in response.json()["problems"][0]["message_en"]
+    problem = response.json()["problems"][0]
+    assert problem["column"] == "centre" and "needs a centre" in problem["message_en"]
 
 
 def test_household_ids_never_reach_the_log(svc):

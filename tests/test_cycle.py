@@ -49,6 +49,7 @@ from wulian.planning.register import (
     Actor,
     Events,
     Register,
+    RegisterError,
     canonical,
     row_changes,
     row_json,
@@ -184,6 +185,54 @@ def test_import_round_trips_and_reports_exactly_the_changes(tmp_path, tiny):
     assert sorted(events["subject"]) == sorted(f"needs:{n}" for n in ids)
     assert all(json.loads(a)["quantity"] == json.loads(b)["quantity"] + 2
                for a, b in zip(events["after"], events["before"], strict=True))
+
+
+def test_an_export_imported_back_changes_nothing_and_quantities_move_needs_across_owed(
+        tmp_path, tiny):
+    register = _register(f"sqlite:///{tmp_path / 's.sqlite'}")
+    register.import_scenario(tiny)
+    tasks = cycle.open_week(register, W1).tasks
+    service = tasks[(tasks["kind"] == "service") & (tasks["need_id"] != "")]
+    per_need = service.groupby("need_id")["task_id"].transform("size")
+    part = service[(service["units"] >= 2) & (per_need == 1)].iloc[0]
+    states = register.need_states().set_index("need_id")
+    whole = service[(per_need == 1) & (service["need_id"] != part["need_id"])
+                    & (service["units"].to_numpy(float)
+                       == states.loc[service["need_id"], "quantity"].to_numpy(float))].iloc[0]
+    half = np.floor(float(part["units"]) / 2)
+    cycle.record_answers(register, [
+        cycle.Answer(part["task_id"], "delivered", units_delivered=str(half)),
+        cycle.Answer(whole["task_id"], "delivered")])
+    cycle.close_week(register, W1)
+    before = register.need_states().set_index("need_id")
+    assert before.loc[part["need_id"], "state"] == "carried"  # (not vacuous: something owed
+    assert before.loc[whole["need_id"], "close_reason"] == "delivered"  # and one delivered)
+
+    # The export writes what is owed as the quantity: read back unedited it is no change.
+    register.export(tmp_path / "out")
+    report = register.import_scenario(load_scenario(tmp_path / "out"))
+    assert report.changes["needs"].total == 0
+    pd.testing.assert_frame_equal(register.need_states().set_index("need_id"), before)
+
+    # Raised past what was delivered, the delivered need is owed again; cut to what was
+    # delivered, the carried one is delivered.
+    tables = {k: v.copy() for k, v in tiny.tables.items()}
+    needs = tables["needs"].set_index("need_id")
+    delivered = before.loc[part["need_id"], "quantity"] - before.loc[part["need_id"], "remaining"]
+    needs.loc[part["need_id"], "quantity"] = delivered
+    needs.loc[whole["need_id"], "quantity"] += 1
+    tables["needs"] = needs.reset_index()
+    report = register.import_scenario(Scenario.from_tables(tables))
+    assert sorted(report.changes["needs"].changed) == sorted([part["need_id"],
+                                                              whole["need_id"]])
+    after = register.need_states().set_index("need_id")
+    assert after.loc[part["need_id"], ["state", "close_reason", "remaining"]].tolist() == [
+        "closed", "delivered", 0.0]
+    assert after.loc[whole["need_id"], ["state", "close_reason", "remaining"]].tolist() == [
+        "open", "", 1.0]
+    week = cycle.open_week(register, W2).tasks
+    assert whole["need_id"] in set(week["need_id"]) and part["need_id"] not in set(
+        week["need_id"])
 
 
 def _by_text(keys: list[str], texts: list[str], stored: dict[str, str]):
@@ -1017,6 +1066,37 @@ def test_a_failed_close_leaves_the_register_as_it_was_and_a_second_finishes(open
     assert cycle.weeks(register)["state"].tolist() == ["closed"]
 
 
+def test_a_file_imported_again_keeps_what_a_visit_found_unless_the_file_was_edited(opened,
+                                                                                   tiny):
+    register, tasks = opened
+    visit = tasks[tasks["kind"].isin(cycle.MONITORING_KINDS)].iloc[0]
+    hid = visit["household_id"]
+    row = tiny.households.set_index("household_id").loc[hid]
+    worse = {c: "1" for c in ("d_income", "d_health", "d_social") if int(row[c]) == 0}
+    assert worse  # (not vacuous: the visit changes the row)
+    cycle.record_answers(register, [cycle.Answer(visit["task_id"], "delivered",
+                                                 answered_on="2026-12-02", indicators=worse)])
+    found = register.rows("households")[hid]
+    assert list(register.colour_history(hid)["discovered_by"]) == ["import", "visit"]
+
+    # The coordinator's file again, unedited: what the visit found stands.
+    report = register.import_scenario(tiny)
+    assert report.changes["households"].total == 0
+    assert register.rows("households")[hid] == found
+    assert list(register.colour_history(hid)["discovered_by"]) == ["import", "visit"]
+
+    # The file edited since (the household's size): the file's row is the household's.
+    tables = {k: v.copy() for k, v in tiny.tables.items()}
+    households = tables["households"]
+    households.loc[households["household_id"] == hid, "size"] += 1
+    report = register.import_scenario(Scenario.from_tables(tables))
+    assert report.changes["households"].changed == [hid]
+    assert json.loads(register.rows("households")[hid])["size"] == str(int(row["size"]) + 1)
+    assert list(register.colour_history(hid)["discovered_by"]) == ["import", "visit", "import"]
+    # … and that file imported once more is no change.
+    assert register.import_scenario(Scenario.from_tables(tables)).total == 0
+
+
 def test_visit_results_only_on_monitoring_visits(opened):
     register, tasks = opened
     tid = tasks[tasks["kind"] == "service"]["task_id"].iat[0]
@@ -1024,6 +1104,119 @@ def test_visit_results_only_on_monitoring_visits(opened):
         cycle.record_answers(register, [cycle.Answer(tid, "delivered",
                                                      indicators={"d_health": "1"})])
     assert [p.code for p in err.value.problems] == ["not_a_visit"]
+
+
+def test_units_on_an_answer_that_delivered_nothing_are_refused(opened):
+    """Units on not delivered, declined or accepted would be kept and then ignored by the
+    ledger and the close (the need owed in full again): refused, naming the field."""
+    register, tasks = opened
+    service = tasks[(tasks["kind"] == "service") & (tasks["units"] >= 2)]
+    answers = [cycle.Answer(tid, status, units_delivered="1", reason=reason, row=row)
+               for row, (tid, status, reason) in enumerate(zip(
+                   service["task_id"].iloc[:3], ["not_delivered", "declined", "accepted"],
+                   ["other", "refused", ""], strict=True), start=2)]
+    with pytest.raises(ValidationError) as err:
+        cycle.record_answers(register, answers)
+    found = [(p.row, p.code, p.column, p.value) for p in err.value.problems]
+    assert found == [(row, "units_not_delivered", "units_delivered", "1") for row in (2, 3, 4)]
+    assert "已完成 delivered" in err.value.problems[0].hint_zh
+    assert (cycle.tasks(register, W1)["status"] == "planned").all()
+    # Nothing delivered said as 0 (or left empty) is an answer, and a partial delivery too.
+    first, second = service["task_id"].iloc[:2]
+    report = cycle.record_answers(register, [
+        cycle.Answer(first, "not_delivered", units_delivered="0", reason="other"),
+        cycle.Answer(second, "delivered", units_delivered="1")])
+    assert report.changed == 2
+
+
+def test_what_a_visit_observed_is_refused_on_a_visit_not_made(opened):
+    register, tasks = opened
+    visit = tasks[tasks["kind"].isin(cycle.MONITORING_KINDS)]["task_id"].iat[0]
+    with pytest.raises(ValidationError) as err:
+        cycle.record_answers(register, [cycle.Answer(
+            visit, "not_delivered", indicators={"d_health": "1"}, new_needs="counselling:2")])
+    assert [(p.code, p.column) for p in err.value.problems] == [
+        ("visit_not_made", "indicators"), ("visit_not_made", "new_needs")]
+    assert err.value.problems[1].value == "counselling:2"
+    # A missed visit with its note alone is recorded.
+    report = cycle.record_answers(register, [cycle.Answer(visit, "not_delivered",
+                                                          note="nobody home")])
+    assert (report.changed, report.visits, report.needs_raised) == (1, 1, 0)
+
+
+def _funded_need_tasks(tasks: pd.DataFrame) -> list[pd.DataFrame]:
+    """Per need with funded service tasks of two units or more, its tasks (one need each)."""
+    funded = tasks[(tasks["kind"] == "service") & (tasks["fund_id"] != "")
+                   & (tasks["cost"] > 0) & (tasks["units"] >= 2)]
+    return [part for _need, part in funded.groupby("need_id", sort=True)]
+
+
+def test_withdrawing_a_need_recalls_its_tasks_not_yet_answered(opened):
+    """The recalled task leaves the unanswered (the provider's list, the ledger's commitment
+    and outstanding money), an answer to it is refused naming the withdrawn need, and the
+    close neither settles it as not delivered nor carries the need."""
+    register, tasks = opened
+    mine = _funded_need_tasks(tasks)[0]
+    need, fund = mine["need_id"].iat[0], mine["fund_id"].iat[0]
+    first = mine["task_id"].iat[0]
+    cycle.record_answers(register, [cycle.Answer(first, "accepted")])
+    by_week_before, before = cycle.fund_ledger(register)
+    withdrawal = register.withdraw_need(need)
+    assert withdrawal.recalled == sorted(mine["task_id"]) and withdrawal.delivered == []
+    after = cycle.tasks(register, W1).set_index("task_id")
+    assert (after.loc[mine["task_id"], "status"] == "withdrawn").all()
+    by_week, balances = cycle.fund_ledger(register)
+    outstanding = before.set_index("fund_id")["outstanding"] \
+        - balances.set_index("fund_id")["outstanding"]
+    assert outstanding[fund] == pytest.approx(mine["cost"].sum(), abs=0.01)
+    committed = (by_week_before.loc[by_week_before["fund_id"] == fund, "committed"].sum()
+                 - by_week.loc[by_week["fund_id"] == fund, "committed"].sum())
+    assert committed == pytest.approx(mine["cost"].iat[0], abs=0.01)  # the accepted task's
+    assert not (cycle.tasks(register, W1, status="accepted")["task_id"] == first).any()
+    with pytest.raises(ValidationError) as err:
+        cycle.record_answers(register, [cycle.Answer(first, "delivered")])
+    problem, = err.value.problems
+    assert (problem.code, problem.column, problem.value) == ("task_withdrawn", "task_id", first)
+    assert need in problem.message_zh and need in problem.message_en
+    kinds = register.events()["kind"]
+    assert (kinds == "task.withdraw").sum() == len(mine)
+    unanswered = int(cycle.tasks(register, W1)["status"].isin(cycle.UNANSWERED).sum())
+    closed = cycle.close_week(register, W1)
+    assert closed.unanswered == unanswered
+    assert (cycle.tasks(register, W1).set_index("task_id").loc[mine["task_id"], "status"]
+            == "withdrawn").all()
+    state = register.need_states().set_index("need_id").loc[need]
+    assert (state["state"], state["close_reason"]) == ("closed", "withdrawn")
+
+
+def test_a_need_delivered_in_part_is_withdrawn_for_what_is_left(opened):
+    register, tasks = opened
+    mine = _funded_need_tasks(tasks)[0]
+    need, first = mine["need_id"].iat[0], mine["task_id"].iat[0]
+    cycle.record_answers(register, [cycle.Answer(first, "delivered", units_delivered="1")])
+    withdrawal = register.withdraw_need(need)
+    assert withdrawal.delivered == [first]
+    assert withdrawal.recalled == sorted(set(mine["task_id"]) - {first})
+    closed = cycle.close_week(register, W1)
+    assert cycle.tasks(register, W1).set_index("task_id").at[first, "status"] == "delivered"
+    state = register.need_states().set_index("need_id").loc[need]
+    assert (state["state"], state["close_reason"]) == ("closed", "withdrawn")
+    assert closed.spent > 0
+
+
+def test_a_need_delivered_in_full_this_week_is_not_withdrawn(opened):
+    register, tasks = opened
+    remaining = register.need_states().set_index("need_id")["remaining"]
+    mine = next(part for part in _funded_need_tasks(tasks)  # a need planned in full
+                if part["units"].sum() >= remaining[part["need_id"].iat[0]] - 1e-9)
+    need = mine["need_id"].iat[0]
+    cycle.record_answers(register, [cycle.Answer(t, "delivered") for t in mine["task_id"]])
+    with pytest.raises(RegisterError, match="delivered in full"):
+        register.withdraw_need(need)
+    assert register.need_states().set_index("need_id").at[need, "state"] == "allocated"
+    cycle.close_week(register, W1)
+    state = register.need_states().set_index("need_id").loc[need]
+    assert (state["state"], state["close_reason"]) == ("closed", "delivered")
 
 
 def test_workbook_text_is_never_a_formula(opened, tmp_path):

@@ -255,3 +255,90 @@ def test_shortfalls_kept_with_a_week_are_those_its_unmet_table_gives(played):
         b = found[week].sort_values(key).reset_index(drop=True)
         assert a[key].astype(str).equals(b[key].astype(str)), week
         assert np.allclose(a["units"].astype(float), b["units"].astype(float)), week
+
+
+@pytest.mark.parametrize("by", sorted(performance.GROUPS))
+def test_shares_recomputed_from_the_tasks_add_no_units_together(played, by):
+    """Each group's shares from its tasks alone: tasks delivered of tasks sent, money spent of
+    money planned — and no column sums yuan, items and hours together (session 19: the share
+    was units delivered ÷ units planned, a cash grant's yuan outweighing every hour)."""
+    tasks = performance.task_table(played)
+    if by == "fund":
+        tasks = tasks[tasks["fund_id"] != ""]
+    per = tasks.groupby(performance.GROUPS[by])
+    planned = per["cost"].sum()
+    expected = pd.DataFrame({
+        "delivered_share": per["status"].apply(lambda s: float((s == "delivered").mean())),
+        "spent_share": per["spent"].sum() / planned.where(planned > 0)})
+    got = performance.performance(played, by)[f"by_{by}"].set_index(by)
+    assert not {"units_planned", "units_delivered"} & set(got.columns)
+    assert len(expected) > 1 and expected["delivered_share"].between(0.01, 0.99).any()
+    pd.testing.assert_frame_equal(got[list(expected.columns)].reindex(expected.index),
+                                  expected, check_names=False, check_index_type=False,
+                                  check_exact=False, atol=5e-4)
+
+
+def test_tasks_recalled_with_a_withdrawn_need_count_nowhere(played):
+    tasks = performance.task_table(played)
+    recalled = np.zeros(len(tasks), bool)
+    recalled[::7] = True
+    withdrawn = tasks.assign(status=np.where(recalled, "withdrawn", tasks["status"]))
+    for by in performance.GROUPS:
+        _same({by: performance.by_group(withdrawn, by)},
+              {by: performance.by_group(tasks[~recalled], by)})
+
+
+def test_counting_a_unit_otherwise_changes_no_figure(played):
+    """Yuan counted in fen (×100) change nothing a group shows: its figures are tasks, money
+    and shares, none a sum of units of different kinds."""
+    tasks = performance.task_table(played)
+    services = played.table("services").set_index("service_id")["unit"]
+    cash = tasks["service_id"].map(services).eq("yuan").to_numpy()
+    assert cash.any() and (~cash & (tasks["units"] > 0).to_numpy()).any()
+    in_fen = tasks.assign(units=np.where(cash, tasks["units"] * 100, tasks["units"]),
+                          units_delivered=np.where(cash, tasks["units_delivered"] * 100,
+                                                   tasks["units_delivered"]))
+    for by in performance.GROUPS:
+        _same({by: performance.by_group(tasks, by)}, {by: performance.by_group(in_fen, by)})
+
+
+def test_the_report_labels_and_formats_each_column_by_what_it_counts(played, tmp_path):
+    """The workbook (``GET /v1/performance?format=xlsx``, ``wulian performance --report``, the
+    app's download): needs and visits are counts, not money; every column's heading says what
+    it counts, and money is formatted as money exactly where the heading says money."""
+    import openpyxl
+
+    from wulian.planning.workbook import DECIMAL, MONEY, PERCENT, WHOLE
+
+    path = performance.report(performance.performance(played, "street"), tmp_path / "r.xlsx",
+                              "test")
+    book = openpyxl.load_workbook(path)
+    seen: dict[str, dict[str, str]] = {}
+    for ws in book.worksheets[1:]:
+        heads = [c.value for c in ws[1]]
+        for j, head in enumerate(heads, start=1):
+            formats = {ws.cell(r, j).number_format for r in range(2, ws.max_row + 1)
+                       if isinstance(ws.cell(r, j).value, int | float)}
+            if formats:
+                assert len(formats) == 1, (ws.title, head, formats)
+                seen.setdefault(ws.title, {})[head] = formats.pop()
+    assert seen["满足率 fill rate"] == {
+        "需求数 needs": WHOLE, "计划满足的需求 needs planned": DECIMAL,
+        "已满足的需求 needs delivered": DECIMAL, "计划满足率 planned rate": PERCENT,
+        "满足率 fill rate": PERCENT}
+    assert seen["巡查 monitoring"] == {
+        "计划走访 visits planned": WHOLE, "已走访 visits made": WHOLE, "按时率 on time": PERCENT}
+    assert seen["惠及 reach"] == {"已支出 money spent": MONEY, "惠及户数 households": WHOLE,
+                                  "每万元惠及户数 households per ¥10,000": DECIMAL}
+    street = seen["按街镇 by street"]
+    assert {h: f for h, f in street.items() if f != WHOLE} == {
+        "完成天数中位数 median days to delivery": DECIMAL,
+        "计划金额 money planned": MONEY, "承诺金额 money committed": MONEY,
+        "已支出 money spent": MONEY, "任务完成率 share of tasks delivered": PERCENT,
+        "计划金额支出率 share of money planned spent": PERCENT}
+    assert {"任务数 tasks", "完成 delivered"} <= set(street)
+    for sheet, columns in seen.items():
+        for head, number_format in columns.items():
+            money = "money" in head and "share" not in head
+            assert (number_format == MONEY) == money, (sheet, head)
+            assert "_" not in head, (sheet, head)  # a heading in words, both languages

@@ -90,6 +90,8 @@ TABLES = {
     "visits_table": (("task_id", "slot"), ()),
     "answer_problems": (("code", "message"), ()),
     "perf_reach_table": (("households_per_10k",), ()),
+    "perf_fill_table": (("needs_planned", "needs_delivered"), ("planned",)),
+    "perf_monitoring_table": (("visits_planned", "visits_made"), ("planned",)),
     "ledger_table": (("balance", "burn"), ()),
     "ledger_marginal_table": (("points_now",), ()),
 }
@@ -400,6 +402,14 @@ def test_performance_page_draws_the_planning_layers_tables(register, lang):
     assert list(shown[text.column("provider", lang)]) == list(
         expected["by_provider"]["provider"])
     assert list(shown[text.column("tasks", lang)]) == list(expected["by_provider"]["tasks"])
+    # The shares have no units; needs and visits are counts headed so, not money.
+    assert list(shown[text.column("delivered_share", lang)]) == [
+        fmt.pct(v) if pd.notna(v) else "—" for v in expected["by_provider"]["delivered_share"]]
+    assert text.column("spent_share", lang) in shown.columns
+    needs = table(at, "perf_fill_table", lang)[text.column("needs_planned", lang)]
+    assert len(needs) == len(expected["fill_rate"]) > 0
+    visits = table(at, "perf_monitoring_table", lang)[text.column("visits_planned", lang)]
+    assert list(visits) == list(expected["monitoring"]["planned"])
 
     group_key = "perf_group" if lang == text.DEFAULT_LANGUAGE else f"perf_group.{lang}"
     ok(at.selectbox(key=group_key).set_value("colour").run())

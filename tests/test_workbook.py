@@ -203,7 +203,9 @@ def test_performance_report(tmp_path):
 
     tables = {"fill_rate": pd.DataFrame({"week": ["2027-W01"], "colour": ["red"],
                                          "fill_rate": [0.9151136517637997],
-                                         "planned_rate": [1.0]}),
+                                         "planned_rate": [1.0], "planned": [56.737]}),
+              "monitoring": pd.DataFrame({"week": ["2027-W01"], "tier": ["red"],
+                                          "planned": [11], "made": [9], "on_time": [0.818]}),
               "by_fund": pd.DataFrame({"fund": [HOSTILE_PROVIDER], "planned": [1234.5],
                                        "committed": [1000.0], "spent": [900.0],
                                        "delivered_share": [0.5]})}
@@ -212,7 +214,12 @@ def test_performance_report(tmp_path):
     ws = book["满足率 fill rate"]
     assert formats_of(ws, "满足率 fill rate") == {PERCENT}
     assert ws.cell(2, 2).value == "红色 red"
-    assert formats_of(book["按基金 by fund"], "已支出 spent") == {MONEY}
+    # The fill rate's planned are needs and monitoring's visits: counts, headed so, not ¥.
+    assert formats_of(ws, "计划满足的需求 needs planned") == {"#,##0.00"}
+    assert formats_of(book["巡查 monitoring"], "计划走访 visits planned") == {"#,##0"}
+    assert formats_of(book["巡查 monitoring"], "已走访 visits made") == {"#,##0"}
+    assert formats_of(book["按基金 by fund"], "已支出 money spent") == {MONEY}
+    assert formats_of(book["按基金 by fund"], "计划金额 money planned") == {MONEY}
     hostile_cells_are_text(book, HOSTILE_PROVIDER)
 
 

@@ -37,8 +37,7 @@ def group_table(frame: pd.DataFrame, by: str, names: dict[str, pd.Series]) -> No
                                                   lang()))
                for c in out.columns if c.startswith("declined_")}
     formats = {"planned": money, "committed": money, "spent": money,
-               "delivered_share": percent, "median_days": number, "units_planned": number,
-               "units_delivered": number}
+               "delivered_share": percent, "spent_share": percent, "median_days": number}
     codes = {"colour": "tier"} if by == "colour" else {"linkage": "linkage"} \
         if by == "linkage" else {}
     shown = out.rename(columns=reasons)
@@ -90,12 +89,13 @@ def page() -> None:
     labels = {"provider": R.names(url, mark, lang())["provider"], "street": centres,
               "fund": R.ledger(url, mark)[2].set_index("fund_id")["name"]}
     group_table(tables[f"by_{by}"], by, {k: pd.Series(v) for k, v in labels.items()})
+    st.caption(tr("perf.by.caption"))
     st.subheader(tr("perf.fill.table"))
-    show(fill.rename(columns={"planned": "needs_planned", "delivered": "needs_delivered"}),
+    show(perf.for_people("fill_rate", fill),
          {"needs_planned": number, "needs_delivered": number, "planned_rate": percent,
           "fill_rate": percent}, {"tier": "tier"}, key="perf_fill_table")
     st.subheader(tr("perf.monitoring.table"))
-    show(monitoring.rename(columns={"planned": "visits_planned"}), {"on_time": percent},
+    show(perf.for_people("monitoring", monitoring), {"on_time": percent},
          {"tier": "tier"}, key="perf_monitoring_table")
     st.subheader(tr("perf.reach"))
     show(tables["reach"], {"spent": money, "households_per_10k": number}, {"colour": "tier"},
