@@ -1404,7 +1404,8 @@ class Register:
 def open_tasks_of(conn: sa.Connection, volunteers: list[str]) -> list[Problem]:
     """A problem for each of ``volunteers`` (removed by an import) who has tasks in a week
     still open: the week's answers and its close would make history of their visits, and its
-    published workbooks name them. Other rows an open week's tasks name are not needed again:
+    published workbooks name them (a task recalled with its withdrawn need is nobody's any
+    more: not counted). Other rows an open week's tasks name are not needed again:
     the tasks hold copies of their provider, offer, fund, street, station and colour, and a
     service or centre an owed need or household names is kept by the import's checks."""
     from wulian.planning.cycle import TASKS  # (cycle builds on this module)
@@ -1418,6 +1419,7 @@ def open_tasks_of(conn: sa.Connection, volunteers: list[str]) -> list[Problem]:
                                                WEEKS.c.week == t.week,
                                                WEEKS.c.centre == t.centre))
                                            .where(WEEKS.c.state == "open",
+                                                  t.status != "withdrawn",
                                                   t.volunteer_id.in_(chunk))
                                            .group_by(t.volunteer_id, t.week)):
             found.setdefault(who, {})[week] = int(count)

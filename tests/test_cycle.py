@@ -906,7 +906,7 @@ def _without(tables: dict[str, pd.DataFrame], *volunteers: str) -> Scenario:
 def test_a_volunteer_with_tasks_in_an_open_week_cannot_leave_until_it_closes(busy_volunteer):
     """Dropping a volunteer the open week has tasks for is refused, dry or not, the volunteer
     listed with their tasks and the week; nothing is written. One with no task alone may
-    leave."""
+    leave, and so may one whose tasks were all recalled (their needs withdrawn)."""
     register, tables, tasks, busy = busy_volunteer
     idle = sorted(set(tables["volunteers"]["volunteer_id"]) - set(tasks["volunteer_id"]))[0]
     before = _register_checksum(register)
@@ -923,6 +923,14 @@ def test_a_volunteer_with_tasks_in_an_open_week_cannot_leave_until_it_closes(bus
     assert _register_checksum(register) == before
     report = register.import_scenario(_without(tables, idle))
     assert report.changes["volunteers"].removed == [idle]
+    served = tasks[tasks["volunteer_id"] != ""].groupby("volunteer_id")["need_id"]
+    recalled = next(v for v, needs in served if v != busy and (needs != "").all())
+    for need in tasks.loc[tasks["volunteer_id"] == recalled, "need_id"].unique():
+        register.withdraw_need(need)
+    assert set(cycle.tasks(register, W1).set_index("task_id").loc[
+        tasks.loc[tasks["volunteer_id"] == recalled, "task_id"], "status"]) == {"withdrawn"}
+    report = register.import_scenario(_without(tables, idle, recalled))
+    assert report.changes["volunteers"].removed == [recalled]
 
 
 def test_a_volunteer_leaves_once_the_week_closes_and_the_next_week_opens(busy_volunteer,
