@@ -15,6 +15,7 @@ from sqlalchemy.exc import ArgumentError as StoreUrlError
 
 from wulian.api.console import (
     FAILED,
+    POLICY_NOT_USED,
     USAGE,
     CliError,
     console,
@@ -22,6 +23,7 @@ from wulian.api.console import (
     frame_table,
     load_or_report,
     missing_extra,
+    policy_problems,
     print_problems,
     report_problems,
     say_error,
@@ -36,6 +38,7 @@ from wulian.contract import vocab
 from wulian.contract.problems import ValidationError, report_frame
 from wulian.contract.vocab import REASON_ZH
 from wulian.data import demo_folder
+from wulian.demand.policy import PolicyError
 from wulian.planning import describe
 from wulian.planning.fmt import count, pct, yuan
 from wulian.planning.io import FORMATS, excel_safe, read_raw, strict_json, write_tables
@@ -962,6 +965,9 @@ def main(argv: list[str] | None = None) -> int:
         return err.code
     except ValidationError as err:
         report_problems(err.problems)
+        return FAILED
+    except PolicyError as err:  # --policy names a file with mistakes: the user's to fix
+        report_problems(policy_problems(err), POLICY_NOT_USED)
         return FAILED
     except FileNotFoundError as err:
         said = str(err)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from wulian.contract.problems import Problem, ValidationError
+from wulian.demand.policy import PolicyError
 from wulian.planning.fmt import count
 from wulian.planning.limits import shown_problems
 from wulian.planning.scenario import Scenario, load_scenario
@@ -60,14 +63,18 @@ def set_verbosity(quiet: bool) -> None:
 
 
 def frame_table(frame: pd.DataFrame, title: str, formats: dict | None = None,
-                 index: bool = True) -> Table:
+                 index: bool = True, labels: dict[str, tuple[str, str]] | None = None) -> Table:
+    """``frame`` as a table; ``formats`` by column code. With ``labels`` (may be empty) the
+    columns are headed in both languages ("周次 week"): ``labels``' words, else the app's
+    (``ui.text.COLUMNS``), else the code."""
     formats = formats or {}
     table = Table(title=title, title_justify="left", header_style="bold")
     if index:
         table.add_column(str(frame.index.name or ""))
     for col in frame.columns:
         numeric = pd.api.types.is_numeric_dtype(frame[col])
-        table.add_column(str(col), justify="right" if numeric else "left")
+        table.add_column(str(col) if labels is None else heading(str(col), labels),
+                         justify="right" if numeric else "left")
     for key, row in frame.iterrows():
         cells = [str(key)] if index else []
         for col in frame.columns:
@@ -78,16 +85,31 @@ def frame_table(frame: pd.DataFrame, title: str, formats: dict | None = None,
     return table
 
 
-def print_problems(problems: list[Problem]) -> None:
+# What refused input left undone, said after its problems (Chinese, English).
+NOT_IMPORTED = ("未导入任何数据", "nothing was imported")
+NOT_RECORDED = ("未记录任何回复", "no answer was recorded")
+POLICY_NOT_USED = ("策略未采用,命令未执行", "the policy was not used: nothing was done")
+
+
+def heading(code: str, labels: dict[str, tuple[str, str]]) -> str:
+    """A column's heading in both languages, Chinese first (see :func:`frame_table`)."""
+    from wulian.ui.text import COLUMNS
+
+    words = labels.get(code) or COLUMNS.get(code)
+    return f"{words[0]} {words[1]}" if words else code
+
+
+def print_problems(problems: list[Problem], outcome: tuple[str, str] = NOT_IMPORTED) -> None:
     """The validation report in Chinese and English (on stdout; under -q one line on stderr
     says how many): the problems the service would answer with (``shown_problems``: the first
-    ``max_problems``, each value cut to an excerpt), then how many more there are."""
+    ``max_problems``, each value cut to an excerpt), then how many more there are; ``outcome``
+    says what was left undone (a scenario not imported, answers not recorded)."""
+    zh, en = outcome
     if console.quiet:
-        say_error(f"发现 {len(problems)} 个问题,场景未导入 / {len(problems)} problem(s) found, "
-                  "nothing was imported")
+        say_error(f"发现 {len(problems)} 个问题,{zh} / {len(problems)} problem(s) found, {en}")
         return
     console.print(f"[bold red]发现 {len(problems)} 个问题 / {len(problems)} problem(s) found"
-                  "[/] — 场景未导入 / nothing was imported")
+                  f"[/] — {zh} / {en}")
     shown = shown_problems(problems)
     for p in shown:
         where = p.table + (f" 第{p.row}行 row {p.row}" if p.row is not None else "")
@@ -102,6 +124,15 @@ def print_problems(problems: list[Problem]) -> None:
                       "writes them all)", markup=False)
 
 
+def policy_problems(err: PolicyError) -> list[Problem]:
+    """A policy file's problems as a scenario's are reported: where (the file, the key), what
+    is wrong and how to fix it."""
+    where = Path(err.source).name if err.source else "policy"
+    return [Problem(where, "policy_problem", column=p.key,
+                    detail={"problem_zh": p.zh, "problem_en": p.en, "fix_zh": p.hint_zh,
+                            "fix_en": p.hint_en}) for p in err.problems]
+
+
 def load_or_report(path: str, policy=None) -> Scenario | None:
     """The validated scenario at ``path``, or ``None`` after printing every problem."""
     with console.status("读取并校验 / reading and validating …"):
@@ -113,13 +144,13 @@ def load_or_report(path: str, policy=None) -> Scenario | None:
     return None
 
 
-def report_problems(problems: list[Problem]) -> None:
-    """Refused input (a scenario, answer workbooks): its problems on stdout, and one line on
-    stderr saying so."""
-    print_problems(problems)
+def report_problems(problems: list[Problem], outcome: tuple[str, str] = NOT_IMPORTED) -> None:
+    """Refused input (a scenario, answer workbooks, a policy): its problems on stdout, and one
+    line on stderr saying so."""
+    print_problems(problems, outcome)
     if not console.quiet:  # the report went to stdout; the failure is said on stderr too
-        say_error(f"发现 {len(problems)} 个问题,未导入任何数据 / {len(problems)} problem(s) "
-                  "found: nothing was imported")
+        zh, en = outcome
+        say_error(f"发现 {len(problems)} 个问题,{zh} / {len(problems)} problem(s) found: {en}")
 
 
 def missing_extra(module: str, extra: str) -> bool:

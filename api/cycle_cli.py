@@ -7,12 +7,24 @@ import argparse
 import getpass
 import json
 import time
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
 
-from wulian.api.console import CliError, console, frame_table, load_or_report, refused, usage
-from wulian.planning.fmt import count, yuan
+from wulian.api.console import (
+    NOT_RECORDED,
+    CliError,
+    console,
+    frame_table,
+    load_or_report,
+    refused,
+    report_problems,
+    usage,
+)
+from wulian.contract.problems import ValidationError
+from wulian.planning.fmt import count, pct, yuan
+from wulian.planning.io import excel_safe
 
 STORE_HELP = "store URL (default $WULIAN_STORE or runs/wulian.sqlite)"
 
@@ -104,7 +116,11 @@ def cmd_register(args: argparse.Namespace, register) -> int:
                           f"{history['tier']} (score {history['score']:.3f})")
             return 0
         if args.action == "need":
-            row = {"household_id": args.target, **_pairs(args.set)}
+            from wulian.planning.match import week_of
+
+            # Without a week, the week of today, as the API raises it.
+            row = {"household_id": args.target, "week": week_of(date.today()),
+                   **_pairs(args.set)}
             need_id = register.add_need(row)
             console.print(f"已登记需求 / need raised: {need_id}")
             return 0
@@ -138,8 +154,6 @@ def cmd_register(args: argparse.Namespace, register) -> int:
 
 def _date(text: str | None):
     """``--date``: an ISO date, or today when not given."""
-    from datetime import date
-
     if not text:
         return None
     try:
@@ -172,6 +186,14 @@ def _pairs(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+# Headings of an import's table of changes (the other columns are named by ui.text).
+CHANGES = {"added": ("新增", "added"), "changed": ("变更", "changed"),
+           "removed": ("删除", "removed")}
+# The steps of a week's open, as OpenedWeek.seconds names them.
+OPEN_STEPS = {"snapshot": ("快照", "snapshot"), "allocate": ("分配", "allocate"),
+              "match": ("匹配", "match"), "store": ("保存", "store")}
+
+
 def _import(register, args: argparse.Namespace) -> int:
     start = time.perf_counter()
     scenario = load_or_report(args.target, register.policy)
@@ -180,7 +202,7 @@ def _import(register, args: argparse.Namespace) -> int:
     report = register.import_scenario(scenario, dry_run=args.dry_run)
     title = ("试运行,未写入 / dry run, nothing written" if args.dry_run
              else "已导入登记册 / imported into the register")
-    console.print(frame_table(report.frame(), title, index=False))
+    console.print(frame_table(report.frame(), title, index=False, labels=CHANGES))
     if report.skipped:
         console.print(f"未导入(不属于登记册)/ not kept in the register: "
                       f"{', '.join(report.skipped)}", style="dim")
@@ -216,8 +238,11 @@ def cmd_week(args: argparse.Namespace, register) -> int:
                           f"to {args.out}")
             return 0
         if args.action == "record":
-            answers = taskbook.read_answers(args.files)
-            report = cycle.record_answers(register, answers)
+            try:
+                report = cycle.record_answers(register, taskbook.read_answers(args.files))
+            except ValidationError as err:
+                report_problems(err.problems, NOT_RECORDED)
+                return 1
             console.print(f"已记录 / recorded: {report.changed} 个任务更新 tasks changed, "
                           f"{report.unchanged} 个未变 unchanged, {report.visits} 次走访结果 "
                           f"visit results, {report.needs_raised} 个新需求 new needs")
@@ -227,22 +252,24 @@ def cmd_week(args: argparse.Namespace, register) -> int:
             from wulian.planning.alerts import evaluate
 
             warned = evaluate(register, args.week, after_close=True)
-            console.print(f"预警 / alerts: {warned.opened} 新 new, {warned.resolved} 解除 "
-                          f"resolved, {warned.findings} 当前 in force")
+            console.print(f"预警 / alerts: {count(warned.opened)} 新 new, "
+                          f"{count(warned.resolved)} 解除 resolved, {count(warned.findings)} "
+                          "当前 in force")
             console.print(
-                f"{closed.week} 已结束 / closed: {closed.delivered} 个需求全部交付 needs "
-                f"delivered in full, {closed.carried} 个顺延 carried forward, {closed.expired} "
-                f"个过期 expired, {closed.unanswered} 个任务未回复 tasks unanswered, 支出 spent "
-                f"{yuan(closed.spent)}")
+                f"{closed.week} 已结束 / closed: {count(closed.delivered)} 个需求全部交付 needs "
+                f"delivered in full, {count(closed.carried)} 个顺延 carried forward, "
+                f"{count(closed.expired)} 个过期 expired, {count(closed.unanswered)} 个任务未回复 "
+                f"tasks unanswered, 支出 spent {yuan(closed.spent)}")
             return 0
         if args.action == "tasks":
             frame = cycle.tasks(register, args.week, provider=args.provider,
                                 status=args.status)
             if args.out:
-                frame.to_csv(args.out, index=False, encoding="utf-8-sig")
+                excel_safe(frame).to_csv(args.out, index=False, encoding="utf-8-sig")
                 console.print(f"已写入 / written: {args.out}")
             summary = frame.groupby(["kind", "status"]).size().rename("tasks").reset_index()
-            console.print(frame_table(summary, f"{args.week} 任务 / tasks", index=False))
+            console.print(frame_table(summary, f"{args.week} 任务 / tasks", index=False,
+                                      labels={}))
             return 0
         frame = cycle.weeks(register)
         console.print(frame_table(frame[["week", "centre", "state", "run_id", "opened_at",
@@ -257,11 +284,15 @@ def _show_opened(opened) -> None:
     by_kind = t.groupby("kind").agg(tasks=("task_id", "size"), units=("units", "sum"),
                                     cost=("cost", "sum")).reset_index()
     console.print(frame_table(by_kind, f"{opened.week} 已开启 / opened ({opened.centre}): "
-                                       "任务 tasks", formats={"cost": yuan}, index=False))
+                                       "任务 tasks", formats={"cost": yuan}, index=False,
+                              labels={}))
     levels = opened.run.info["levels"]
     fill = ", ".join(f"{k} {v['value']:.1f}" for k, v in levels.items()
                      if k in ("red", "orange", "yellow", "green"))
-    console.print(f"分配 / allocation: {fill}; 用时 / seconds {opened.seconds}")
+    steps = ", ".join(f"{zh} {en} {opened.seconds[step]:.1f}"
+                      for step, (zh, en) in OPEN_STEPS.items() if step in opened.seconds)
+    console.print(f"分配 / allocation: {fill}; 用时 / seconds: {steps}; 共 total "
+                  f"{opened.seconds.get('wall', 0):.1f} s")
 
 
 # -- funds ------------------------------------------------------------------------------------
@@ -275,8 +306,8 @@ def cmd_funds(args: argparse.Namespace, register) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        by_week.to_csv(out / "ledger.csv", index=False, encoding="utf-8-sig")
-        balances.to_csv(out / "balances.csv", index=False, encoding="utf-8-sig")
+        excel_safe(by_week).to_csv(out / "ledger.csv", index=False, encoding="utf-8-sig")
+        excel_safe(balances).to_csv(out / "balances.csv", index=False, encoding="utf-8-sig")
         console.print(f"已写入 / written: {out}")
     if args.json:
         print(json.dumps({"by_week": by_week.to_dict("records"),
@@ -286,9 +317,10 @@ def cmd_funds(args: argparse.Namespace, register) -> int:
                                "outstanding", "balance")}
     per_fund = by_week.groupby("fund_id")[["planned", "committed", "spent"]].sum().reset_index()
     console.print(frame_table(per_fund, "资金台账 / fund ledger (weeks shown)", formats=money,
-                              index=False))
+                              index=False, labels={}))
     if len(balances):
-        console.print(frame_table(balances, "余额 / balances", formats=money, index=False))
+        console.print(frame_table(balances, "余额 / balances", formats=money, index=False,
+                                  labels={}))
     return 0
 
 
@@ -441,14 +473,19 @@ def cmd_performance(args: argparse.Namespace, register) -> int:
         return 0
     assert args.by in GROUPS
     main = tables[f"by_{args.by}"]
+    shares = {c: pct for c in ("delivered_share", "planned_rate", "fill_rate", "on_time")}
     console.print(frame_table(main.drop(columns=[c for c in main.columns
                                                  if c.startswith("declined_")]),
                               f"服务绩效 / performance by {args.by}",
-                              formats={c: yuan for c in ("planned", "committed", "spent")},
-                              index=False))
+                              formats={c: yuan for c in ("planned", "committed", "spent")}
+                              | shares, index=False, labels={}))
+    # (the fill rate's "planned" counts needs, not yuan)
     console.print(frame_table(tables["fill_rate"], "满足率 / fill rate by week and colour",
-                              index=False))
-    console.print(frame_table(tables["reach"], "惠及 / reach per ¥10,000", index=False))
+                              formats=shares, index=False,
+                              labels={"planned": ("计划满足的需求", "needs planned"),
+                                      "delivered": ("已满足的需求", "needs delivered")}))
+    console.print(frame_table(tables["reach"], "惠及 / reach per ¥10,000",
+                              formats={"spent": yuan}, index=False, labels={}))
     return 0
 
 

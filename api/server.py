@@ -1727,10 +1727,11 @@ def create_app(store_url: str | None = None, data_dir: str | Path | None = None,
         the next week opened. A coordinator: households of their subtree only."""
         household = service.register_row("households", body.household_id)
         service.register_fence(who, household and household.get("station_id"))
+        from wulian.planning.match import week_of
+
         week = body.week
         if week is None:
-            year, number, _ = date.today().isocalendar()
-            week = f"{year}-W{number:02d}"
+            week = week_of(date.today())
         elif (bad := _week_problem(week)) is not None:
             return bad
         row = {"household_id": body.household_id, "service_id": body.service_id,

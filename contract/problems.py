@@ -183,6 +183,21 @@ CATALOGUE: dict[str, tuple[str, str, str, str]] = {
         "close the week first (wulian week close), or keep the row until it closes",
     ),
     # Answers to tasks (the weekly cycle).
+    # A colour policy's problem (demand.policy.PolicyProblem), in its own words.
+    "policy_problem": (
+        "{problem_zh}", "{problem_en}", "{fix_zh}", "{fix_en}",
+    ),
+    "unreadable_answers": (
+        "无法读取文件:{reason_zh}", "the file cannot be read: {reason_en}",
+        "请提交推送的 Excel 工作簿(.xlsx),填写后原样保存",
+        "send the published Excel workbook (.xlsx), saved as it is once filled in",
+    ),
+    "answer_without_status": (
+        "任务 {task} 已填写回复,但状态为空", "task {task} is answered but its status is empty",
+        "请填写状态({statuses_zh}),否则该行不会被记录,结束本周时按未回复处理",
+        "fill in the status ({statuses_en}); without it the row is not recorded, and the close "
+        "settles the task as unanswered",
+    ),
     "unknown_task": (
         "没有这个任务", "no such task",
         "请核对任务编号,勿修改推送表中的编号", "check the task id; keep the ids as published",
@@ -249,8 +264,8 @@ CATALOGUE: dict[str, tuple[str, str, str, str]] = {
     ),
     "bad_new_needs": (
         "新需求格式有误", "new needs are not readable",
-        "格式如 counselling:2;meal_help:5(服务编号:数量)",
-        "write them like counselling:2;meal_help:5 (service id:quantity)",
+        "格式如 心理疏导:2;助餐送餐:5 或 counselling:2;meal_help:5(服务名称或编号:数量)",
+        "write them like counselling:2;meal_help:5 (service id or Chinese name:quantity)",
     ),
 }
 

@@ -720,17 +720,28 @@ def word_code(text: str, words: dict[str, str]) -> str | None:
     return words.get(first)
 
 
-def _parse_needs(text: str) -> list[tuple[str, float]] | None:
+def service_ids(rows: dict[str, str]) -> dict[str, str]:
+    """The service each word of a visit's new needs names: its id, or its Chinese name (what
+    the workbook shows in its service column), from the register's services ``rows``."""
+    names = {json.loads(data).get("name_zh", "").strip(): sid for sid, data in rows.items()}
+    return {name: sid for name, sid in names.items() if name} | {sid: sid for sid in rows}
+
+
+def _parse_needs(text: str, services: dict[str, str]) -> list[tuple[str, float]] | None:
+    """``service:quantity;…`` as (service id, quantity) pairs; ``None`` when not readable. A
+    service is its id or Chinese name (``services``: :func:`service_ids`; a word it does not
+    know is kept as written, for the check to name); colons and semicolons full-width or not."""
     out = []
-    for part in [p.strip() for p in str(text).replace(";", ";").split(";") if p.strip()]:
+    text = str(text).replace("\uff1b", ";").replace("\uff1a", ":")  # ；：
+    for part in [p.strip() for p in text.split(";") if p.strip()]:
         service, _, qty = part.partition(":")
         try:
-            quantity = float(qty.replace(":", "").strip())
+            quantity = float(qty.strip())
         except ValueError:
             return None
         if not service.strip() or not np.isfinite(quantity) or quantity <= 0:
             return None
-        out.append((service.strip(), quantity))
+        out.append((services.get(service.strip(), service.strip()), quantity))
     return out
 
 
@@ -758,12 +769,13 @@ def record_answers(register: Register, answers: Iterable[Answer], *,
                           ignore_index=True).set_index("task_id").to_dict("index")
         open_weeks = {(r.week, r.centre) for r in conn.execute(
             sa.select(WEEKS.c.week, WEEKS.c.centre).where(WEEKS.c.state == "open"))}
-        units = {k: json.loads(v).get("unit", "")
-                 for k, v in register.rows("services", conn).items()}
+        service_rows = register.rows("services", conn)
+        units = {k: json.loads(v).get("unit", "") for k, v in service_rows.items()}
+        services = service_ids(service_rows)
         seen: dict[str, tuple[int | None, tuple]] = {}
         planned: list[tuple[Answer, dict, dict]] = []
         for a in answers:
-            p = _check_answer(a, found, open_weeks, seen, provider, centres, units)
+            p = _check_answer(a, found, open_weeks, seen, provider, centres, units, services)
             problems += p[0]
             if p[1] is not None:
                 planned.append((a, found[a.task_id.strip()], p[1]))
@@ -785,14 +797,16 @@ def record_answers(register: Register, answers: Iterable[Answer], *,
                     "delivered", "not_delivered"):
                 visits.append((tid, before, a, after))
         bulk_update(conn, TASKS, "task_id", updates)
-        report.visits, report.needs_raised = _record_visits(register, conn, events, visits)
+        report.visits, report.needs_raised = _record_visits(register, conn, events, visits,
+                                                            services)
         events.flush()
     return report
 
 
 def _check_answer(a: Answer, found: dict[str, dict], open_weeks: set, seen: dict,
                   provider: str | None, centres: frozenset[str] | None,
-                  units_of: dict[str, str]) -> tuple[list[Problem], dict | None]:
+                  units_of: dict[str, str], services: dict[str, str]
+                  ) -> tuple[list[Problem], dict | None]:
     where = {"table": a.source, "row": a.row}
     problems: list[Problem] = []
     tid = a.task_id.strip()
@@ -817,7 +831,11 @@ def _check_answer(a: Answer, found: dict[str, dict], open_weeks: set, seen: dict
     if centres is not None and task["station_id"] not in centres:
         problem("task_outside_centre", "task_id", tid)
     if task["status"] == "withdrawn":
-        problem("task_withdrawn", "task_id", tid, need_id=task["need_id"])
+        # A workbook published before the recall, sent back with the task's row as it was
+        # (accepted, nothing delivered) says nothing new: skipped, not the whole file refused.
+        if word_code(a.status, _STATUS_WORDS) != "accepted" or str(a.units_delivered).strip() \
+                or a.indicators or str(a.new_needs).strip():
+            problem("task_withdrawn", "task_id", tid, need_id=task["need_id"])
         return problems, None
     status = word_code(a.status, _STATUS_WORDS)
     if status not in vocab.TASK_ANSWERS:
@@ -892,7 +910,7 @@ def _check_answer(a: Answer, found: dict[str, dict], open_weeks: set, seen: dict
             problem("unknown_column", key, value)
         elif str(value).strip() not in ("0", "1", "0.0", "1.0"):
             problem("not_allowed", key, value, allowed="0, 1")
-    new = _parse_needs(a.new_needs)
+    new = _parse_needs(a.new_needs, services)
     if new is None or any(s not in units_of for s, _q in new):
         problem("bad_new_needs", "new_needs", a.new_needs)
     after = {"status": status, "units_delivered": round(float(delivered or 0.0), 9),
@@ -927,7 +945,8 @@ def results_kept(conn: sa.Connection, task_ids: list[str]) -> set[str]:
 
 
 def _record_visits(register: Register, conn, events: Events,
-                   visits: list[tuple[str, dict, Answer, dict]]) -> tuple[int, int]:
+                   visits: list[tuple[str, dict, Answer, dict]], services: dict[str, str]
+                   ) -> tuple[int, int]:
     """Monitoring visits' results, each kept once: a visit made re-assesses its household
     with what it observed (the other indicators kept), raises the needs it found and restarts
     the monitoring cycle (a history row). Done together, so the register is validated once."""
@@ -941,6 +960,7 @@ def _record_visits(register: Register, conn, events: Events,
     observed: dict[str, dict] = {}
     day_of: dict[str, date] = {}
     results, needs, history = [], [], []
+    needs_of: list[Answer] = []  # the answer each need was found in
     for tid, task, a, after in visits:
         outcome = "done" if after["status"] == "delivered" else "missed"
         day = after["answered_on"] or week_days(task["week"])[0].isoformat()
@@ -949,8 +969,10 @@ def _record_visits(register: Register, conn, events: Events,
         if outcome == "done":
             observed[hid] = {**observed.get(hid, json.loads(rows[hid])), **indicators}
             day_of[hid] = date.fromisoformat(day)
+            found = _parse_needs(a.new_needs, services) or []
             needs += [{"household_id": hid, "service_id": s, "quantity": q, "urgency": 2,
-                       "week": task["week"]} for s, q in _parse_needs(a.new_needs) or []]
+                       "week": task["week"]} for s, q in found]
+            needs_of += [a] * len(found)
             if task["volunteer_id"]:
                 history.append((task["week"], hid, task["volunteer_id"]))
         results.append({"task_id": tid, "household_id": hid, "outcome": outcome,
@@ -971,10 +993,28 @@ def _record_visits(register: Register, conn, events: Events,
         for r in results:
             if r["outcome"] == "done":
                 r["assessment_id"] = made.get(r["household_id"])
-    raised = register.add_needs(conn, events, needs, max(day_of.values())) if needs else []
+    try:
+        raised = register.add_needs(conn, events, needs, max(day_of.values())) if needs else []
+    except ValidationError as err:
+        raise ValidationError(_at_answers(err.problems, needs_of)) from err
     _add_history(register, conn, events, history)
     conn.execute(VISIT_RESULTS.insert(), results)
     return len(results), len(raised)
+
+
+def _at_answers(problems: list[Problem], needs_of: list[Answer]) -> list[Problem]:
+    """The problems of a visit's new needs at the answers they were found in: ``add_needs``
+    validates the needs as a table of their own, whose row 2 is the first need, which says
+    nothing to the volunteer who wrote it in a workbook's row."""
+    out = []
+    for p in problems:
+        if p.row is None or not 0 <= p.row - 2 < len(needs_of):
+            out.append(p)
+            continue
+        a = needs_of[p.row - 2]
+        out.append(Problem(a.source, p.code, a.row, "new_needs", a.new_needs,
+                           {"column": p.column, **p.detail}))
+    return out
 
 
 def _add_history(register: Register, conn, events: Events, visits: list[tuple[str, str, str]]

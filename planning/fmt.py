@@ -30,11 +30,17 @@ def pct(value: float, digits: int = 1) -> str:
 
 
 def count(value: float) -> str:
-    """A count or quantity with thousands separators, decimals only when it has them.
+    """A count or quantity with thousands separators, decimals only when it has them: two, or
+    below 1 as many as give three significant digits (up to six), so that a small value does
+    not read as nothing and one just below 1 not as 1.
 
-    >>> count(12345), count(2.5)
-    ('12,345', '2.5')
+    >>> count(12345), count(2.5), count(0.003), count(0.996), count(1.004), count(-0.25)
+    ('12,345', '2.5', '0.003', '0.996', '1', '-0.25')
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}".rstrip("0")
+    if float(value).is_integer():
+        return f"{value:,.0f}"
+    size = abs(value)
+    decimals = 2 if size >= 1 else min(6, max(2, 2 - math.floor(math.log10(size))))
+    return f"{value:,.{decimals}f}".rstrip("0").rstrip(".")

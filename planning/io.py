@@ -86,6 +86,8 @@ def unreadable(exc: Exception) -> dict[str, str]:
     elif isinstance(exc, pd.errors.ParserError):
         detail.update(reason_zh="CSV 的列数不一致(某行的逗号多于表头)",
                       reason_en="rows of the CSV have more cells than its header")
+    elif isinstance(exc, IsADirectoryError):
+        detail.update(reason_zh="这是文件夹,不是文件", reason_en="a folder, not a file")
     elif "zip" in str(exc).lower() or "excel" in str(exc).lower():
         detail.update(reason_zh="不是可读的 Excel 工作簿(.xlsx)",
                       reason_en="not a readable Excel workbook (.xlsx)")

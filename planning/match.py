@@ -137,10 +137,16 @@ def week_start(week: str) -> date:
     return date.fromisocalendar(int(year), int(number), 1)
 
 
+def week_of(day: date) -> str:
+    """The ISO week ``day`` falls in, written ``2026-W49`` (a need raised without a week is
+    raised for the week of the day it is raised: the API's and the command line's rule)."""
+    year, number, _ = day.isocalendar()
+    return f"{year}-W{number:02d}"
+
+
 def shift_week(week: str, weeks: int) -> str:
     """The ISO week ``weeks`` after ``week`` (before it when negative)."""
-    year, number, _ = (week_start(week) + timedelta(days=7 * weeks)).isocalendar()
-    return f"{year}-W{number:02d}"
+    return week_of(week_start(week) + timedelta(days=7 * weeks))
 
 
 def next_week(week: str) -> str:

@@ -943,20 +943,23 @@ class Register:
                         frame = frame[~known].reset_index(drop=True)
                 keys = row_keys(name, frame).tolist()  # (not Arrow's scalars one by one)
                 c, incoming, absent = row_changes(frame, keys, old)
+                held: list[str] = []  # rows the file lists that the register keeps as it has
                 if name == "households" and c.changed:
-                    c.changed = self._changed_since_imported(conn, c.changed, incoming)
+                    c.changed, held = self._households_the_file_changed(conn, c.changed,
+                                                                        incoming)
                 if name == "needs" and c.changed:
-                    c.changed = self._changed_beyond_export(conn, c.changed, old, incoming,
-                                                            frames["services"])
+                    c.changed = self._needs_beyond_export(conn, c.changed, old, incoming,
+                                                          frames["services"])
                 if name in SYNCED_TABLES:
                     c.removed = sorted(absent)
                 else:
-                    kept[name] = absent
+                    kept[name] = absent + held
                 changes[name], new_rows[name], frames[name] = c, (old, incoming), frame
-            # Rows the register keeps that the file does not list: the register afterwards is
-            # the file plus those, and must be valid as a whole. Without any, it is the file,
-            # which was validated already. Volunteers the file drops while a week still open
-            # has tasks for them are problems too, listed with the others.
+            # Rows the register keeps that the file does not list, or lists as it once held
+            # them: the register afterwards is the file with those, and must be valid as a
+            # whole. Without any, it is the file, which was validated already. Volunteers the
+            # file drops while a week still open has tasks for them are problems too, listed
+            # with the others.
             problems = open_tasks_of(conn, changes["volunteers"].removed)
             if any(kept.values()):
                 try:
@@ -986,64 +989,58 @@ class Register:
                 events.flush()
         return report
 
-    def _changed_since_imported(self, conn, changed: list[str], incoming: Mapping[str, str]
-                                ) -> list[str]:
-        """The households of ``changed`` whose row in the file differs from the row the last
-        import wrote of them.
+    def _households_the_file_changed(self, conn, changed: list[str],
+                                     incoming: Mapping[str, str]
+                                     ) -> tuple[list[str], list[str]]:
+        """Of the households whose row in the file differs from the register's: those the
+        file changed, and those it gives as the register held them once (kept as they are).
 
         A visit (or an assessment) changes a household's row after the import that wrote it:
-        the coordinator's file, imported again unedited, still holds the row as it was then,
-        and would take the household back to what the visit found no longer true. So a row
-        the file gives exactly as the last import wrote it is left as the register has it; a
-        row edited in the file since is the file's (docs/cycle.md, "Imports"). The row an
-        import wrote is read from the events: an import writes each household row it adds or
-        changes with an assessment ``discovered_by`` import, in one transaction (one ``at``)."""
+        the coordinator's file, or an earlier export, imported again unedited still holds the
+        row as it was, and would take the household back to what the visit found no longer
+        true. So a row the file gives exactly as one the register held before (its events'
+        texts) is old news, left as the register has it; a row edited in the file since is
+        the file's (docs/cycle.md, "Imports")."""
         e = EVENTS.c
-        kinds = ("households.add", "households.change", "assessment.add")
-        imported: dict[str, str] = {}
+        held: set[str] = set()
         for chunk in _chunks(changed):
-            rows: dict[str, dict[str, str]] = {}  # subject → at → the row written then
-            for subject, at, kind, after in conn.execute(
-                    sa.select(e.subject, e.at, e.kind, e.after)
+            for subject, before, after in conn.execute(
+                    sa.select(e.subject, e.before, e.after)
                     .where(e.subject.in_([f"households:{k}" for k in chunk]),
-                           e.kind.in_(kinds)).order_by(e.event_id)):
+                           e.kind.in_(("households.add", "households.change")))):
                 key = subject.split(":", 1)[1]
-                if kind != "assessment.add":
-                    rows.setdefault(key, {})[at] = after
-                elif at in rows.get(key, {}) and \
-                        json.loads(after or "{}").get("discovered_by") == "import":
-                    imported[key] = rows[key][at]
-        return [k for k in changed if imported.get(k) != incoming[k]]
+                if incoming[key] in (before, after):
+                    held.add(key)
+        return [k for k in changed if k not in held], [k for k in changed if k in held]
 
-    def _changed_beyond_export(self, conn, changed: list[str], old: Mapping[str, str],
-                               incoming: Mapping[str, str], services: pd.DataFrame
-                               ) -> list[str]:
-        """The needs of ``changed`` that differ from what :meth:`export` writes of them.
+    def _needs_beyond_export(self, conn, changed: list[str], old: Mapping[str, str],
+                             incoming: dict[str, str], services: pd.DataFrame) -> list[str]:
+        """The needs of ``changed`` still changed once a quantity equal to what the need owes
+        is read as the register's export writes it (``incoming`` is rewritten so).
 
         An exported need's ``quantity`` is what is still owed (the register's week is an
-        ordinary scenario), not the need's own quantity: read back unedited it would count as
-        a change of quantity, and what was delivered would be taken off a second time. A row
-        equal to its exported form in every cell, quantity read as what is owed, is the
-        register's own and left as it is (docs/cycle.md, "Export and import back")."""
+        ordinary scenario), not the need's own quantity: read back it would count as a change
+        of quantity, and what was delivered would be taken off a second time. So a quantity
+        equal to what is owed keeps the need's own quantity, whatever else the row changes
+        (docs/cycle.md, "Export and import back")."""
         owed = self.open_needs(conn, self.need_states(conn, OPEN_STATES + ("allocated",)),
                                table_frame("needs", [old[k] for k in changed]), services)
-        if not len(owed):
-            return changed
         owed_quantity = dict(zip(owed["need_id"], owed["quantity"].astype(float), strict=True))
-        same = set()
+        still = []
         for key in changed:
-            if key not in owed_quantity:
-                continue
-            was, now_ = json.loads(old[key]), json.loads(incoming[key])
-            quantity = now_.pop("quantity", "")
-            was.pop("quantity", None)
-            try:
-                exported = abs(float(quantity) - owed_quantity[key]) < 1e-9
-            except ValueError:
-                exported = False
-            if exported and was == now_:
-                same.add(key)
-        return [k for k in changed if k not in same]
+            if key in owed_quantity:
+                stored = json.loads(old[key]).get("quantity", "")
+                given = json.loads(incoming[key]).get("quantity", "")
+                try:
+                    exported = abs(float(given) - owed_quantity[key]) < 1e-9
+                except ValueError:
+                    exported = False
+                if exported:  # (numbers' text needs no escaping: replaced as it is written)
+                    incoming[key] = incoming[key].replace(f'"quantity":"{given}"',
+                                                          f'"quantity":"{stored}"', 1)
+            if incoming[key] != old[key]:
+                still.append(key)
+        return still
 
     def _check_merged(self, conn, frames: dict[str, pd.DataFrame],
                       kept: dict[str, dict[str, str]]) -> None:
@@ -1051,10 +1048,11 @@ class Register:
         tables = dict(frames)
         for name, rows in kept.items():
             if rows:
+                listed = frames[name][~row_keys(name, frames[name]).isin(list(rows)).to_numpy()]
                 more = rows_frame(list(rows.values()))
                 if name == "history":  # (as the register will show them: the file's are valid)
                     more = history_as_shown(more, frames["volunteers"])
-                tables[name] = pd.concat([frames[name], more], ignore_index=True).fillna("")
+                tables[name] = pd.concat([listed, more], ignore_index=True).fillna("")
         owed = self.need_states(conn, OPEN_STATES + ("allocated",))
         fresh = frames["needs"]
         fresh = fresh[~member_mask(fresh["need_id"], kept.get("needs", {}))]
@@ -1146,10 +1144,12 @@ class Register:
                   for r in conn.execute(sa.select(*NEED_COLUMNS).where(
                       NEED_STATES.c.need_id.in_(chunk))).mappings()}
         changed = needs.loc[[n for n in c.changed if n in before]]
+        current = self.week(conn)
         afters = []
+        written = rows[1]  # (an exported quantity read as the need's own: its row's text)
         for nid, household, quantity, urgency, service, week in zip(
                 changed.index, changed["household_id"].to_numpy(object),
-                changed["quantity"].to_numpy(float),
+                [float(json.loads(written[n])["quantity"]) for n in changed.index],
                 changed["urgency"].to_numpy(int), changed["service_id"].to_numpy(object),
                 changed["week"].to_numpy(object), strict=True):
             was = before[nid]
@@ -1165,12 +1165,18 @@ class Register:
             # delivered closes as delivered. (A need in this week's tasks is settled by the
             # close; one withdrawn or expired stays closed.)
             if was["state"] == "closed" and was["close_reason"] == "delivered" \
-                    and remaining > EPS:
-                after.update(state="open", close_reason="", age=0)
+                    and remaining > EPS:  # (owed again from now: it waits from this week)
+                after.update(state="open", close_reason="", age=0,
+                             week_raised=max(week, current or week))
             elif was["state"] in OPEN_STATES and remaining <= EPS:
-                after.update(state="closed", close_reason="delivered", remaining=0.0,
-                             age=int(weeks_waited([week], self.week(conn))[0]))
+                after.update(state="closed", close_reason="delivered", remaining=0.0)
             afters.append(after)
+        # A need closed here waited from its week raised to the register's week.
+        shut = [a for nid, a in zip(changed.index, afters, strict=True)
+                if a["state"] == "closed" and before[nid]["state"] in OPEN_STATES]
+        for after, age in zip(shut, weeks_waited([a["week_raised"] for a in shut], current),
+                              strict=True):
+            after["age"] = int(age)
         bulk_update(conn, NEED_STATES, "need_id", [
             {**after, "updated_at": stamp, "need_id": nid}
             for nid, after in zip(changed.index, afters, strict=True)])

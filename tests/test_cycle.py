@@ -213,6 +213,17 @@ def test_an_export_imported_back_changes_nothing_and_quantities_move_needs_acros
     report = register.import_scenario(load_scenario(tmp_path / "out"))
     assert report.changes["needs"].total == 0
     pd.testing.assert_frame_equal(register.need_states().set_index("need_id"), before)
+    # Another cell edited in the export: the quantity (what is owed) is still not the need's.
+    exported = {k: v.copy() for k, v in load_scenario(tmp_path / "out").tables.items()}
+    rows = exported["needs"]["need_id"] == part["need_id"]
+    exported["needs"].loc[rows, "urgency"] = exported["needs"].loc[rows, "urgency"] % 3 + 1
+    report = register.import_scenario(Scenario.from_tables(exported))
+    assert report.changes["needs"].changed == [part["need_id"]]
+    edited = register.need_states().set_index("need_id").loc[part["need_id"]]
+    assert edited[["state", "quantity", "remaining"]].tolist() == before.loc[
+        part["need_id"], ["state", "quantity", "remaining"]].tolist()
+    assert edited["urgency"] == before.loc[part["need_id"], "urgency"] % 3 + 1
+    register.import_scenario(load_scenario(tmp_path / "out"))  # (the urgency back)
 
     # Raised past what was delivered, the delivered need is owed again; cut to what was
     # delivered, the carried one is delivered.
@@ -230,6 +241,7 @@ def test_an_export_imported_back_changes_nothing_and_quantities_move_needs_acros
         "closed", "delivered", 0.0]
     assert after.loc[whole["need_id"], ["state", "close_reason", "remaining"]].tolist() == [
         "open", "", 1.0]
+    assert after.loc[whole["need_id"], "week_raised"] == max(whole["week"], register.week())
     week = cycle.open_week(register, W2).tasks
     assert whole["need_id"] in set(week["need_id"]) and part["need_id"] not in set(
         week["need_id"])
@@ -1074,8 +1086,8 @@ def test_a_failed_close_leaves_the_register_as_it_was_and_a_second_finishes(open
     assert cycle.weeks(register)["state"].tolist() == ["closed"]
 
 
-def test_a_file_imported_again_keeps_what_a_visit_found_unless_the_file_was_edited(opened,
-                                                                                   tiny):
+def test_a_file_imported_again_keeps_what_a_visit_found_unless_the_file_was_edited(
+        opened, tiny, tmp_path):
     register, tasks = opened
     visit = tasks[tasks["kind"].isin(cycle.MONITORING_KINDS)].iloc[0]
     hid = visit["household_id"]
@@ -1103,6 +1115,42 @@ def test_a_file_imported_again_keeps_what_a_visit_found_unless_the_file_was_edit
     assert list(register.colour_history(hid)["discovered_by"]) == ["import", "visit", "import"]
     # … and that file imported once more is no change.
     assert register.import_scenario(Scenario.from_tables(tables)).total == 0
+
+    # An export of the register after another visit, imported back after a later one: the
+    # row the export holds was the register's once, so the later visit stands.
+    register.assess({"household_id": hid, "d_assets": "1"}, discovered_by="visit")
+    register.export(tmp_path / "out")
+    register.assess({"household_id": hid, "d_education": "1"}, discovered_by="visit")
+    assessed = register.rows("households")[hid]
+    assert register.import_scenario(load_scenario(tmp_path / "out")).changes[
+        "households"].total == 0
+    assert register.rows("households")[hid] == assessed
+
+
+def test_a_household_row_the_register_keeps_is_validated_with_the_file(tmp_path, tiny):
+    register = _register(f"sqlite:///{tmp_path / 's.sqlite'}")
+    register.import_scenario(tiny)
+    households = tiny.households
+    station = households["station_id"].iat[-1]
+    hid = households.loc[households["station_id"] != station, "household_id"].iat[0]
+    register.assess({"household_id": hid, "station_id": station}, discovered_by="grid_worker")
+    # The coordinator's file, the household unedited, closes the station it was moved to.
+    tables = {k: v.copy() for k, v in tiny.tables.items()}
+    stay = tables["centres"]["centre_id"][
+        (tables["centres"]["level"] == "station") & (tables["centres"]["centre_id"] != station)
+        & tables["centres"]["parent_id"].eq(
+            tables["centres"].set_index("centre_id").loc[station, "parent_id"])].iat[0]
+    tables["centres"] = tables["centres"][tables["centres"]["centre_id"] != station]
+    for name, column in (("households", "station_id"), ("volunteers", "station_id"),
+                         ("providers", "centre_id"), ("offers", "coverage_centre_id"),
+                         ("funds", "centre_id")):
+        tables[name].loc[tables[name][column] == station, column] = stay
+    rows = register.rows("households")
+    with pytest.raises(ValidationError) as err:
+        register.import_scenario(Scenario.from_tables(tables))
+    assert ("households", "missing_reference", "station_id", station) in {
+        (p.table, p.code, p.column, p.value) for p in err.value.problems}
+    assert register.rows("households") == rows  # nothing applied
 
 
 def test_visit_results_only_on_monitoring_visits(opened):
@@ -1186,6 +1234,17 @@ def test_withdrawing_a_need_recalls_its_tasks_not_yet_answered(opened):
     problem, = err.value.problems
     assert (problem.code, problem.column, problem.value) == ("task_withdrawn", "task_id", first)
     assert need in problem.message_zh and need in problem.message_en
+    # A workbook published before the recall, its row sent back as it was (accepted, nothing
+    # delivered), with another task's answer: that row is skipped, the other recorded.
+    other = tasks[(tasks["status"] == "planned") & ~tasks["need_id"].isin([need])
+                  & (tasks["kind"] == "service")]["task_id"].iat[0]
+    recorded = cycle.record_answers(register, [cycle.Answer(first, "accepted", source="book",
+                                                            row=2),
+                                               cycle.Answer(other, "accepted", source="book",
+                                                            row=3)])
+    assert recorded.changed == 1
+    assert cycle.tasks(register, W1).set_index("task_id").loc[
+        [first, other], "status"].tolist() == ["withdrawn", "accepted"]
     kinds = register.events()["kind"]
     assert (kinds == "task.withdraw").sum() == len(mine)
     unanswered = int(cycle.tasks(register, W1)["status"].isin(cycle.UNANSWERED).sum())
