@@ -175,6 +175,13 @@ CATALOGUE: dict[str, tuple[str, str, str, str]] = {
         "上门服务缺少每次时长", "an in-person service needs visit_hours",
         "请填写每次上门所需小时数", "give the hours one visit takes",
     ),
+    # The register (planning/register.py): a row an import removes that a week still needs.
+    "open_tasks_left": (
+        "该志愿者在未结束的 {weeks} 有 {tasks} 个任务",
+        "the volunteer has {tasks} open tasks in {weeks}",
+        "请先结束该周(wulian week close),或保留此行直至该周结束",
+        "close the week first (wulian week close), or keep the row until it closes",
+    ),
     # Answers to tasks (the weekly cycle).
     # A colour policy's problem (demand.policy.PolicyProblem), in its own words.
     "policy_problem": (

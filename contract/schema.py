@@ -248,8 +248,14 @@ HISTORY = Table(
     columns=(
         Column("week", "week", "周次", "ISO week of the visit"),
         Column("household_id", "str", "家庭编号", "household", ref="households.household_id"),
-        Column("volunteer_id", "str", "志愿者编号", "volunteer", ref="volunteers.volunteer_id"),
+        # Empty: a volunteer who has left. The register keeps what happened and shows a visit
+        # by someone no longer in it so (docs/cycle.md, "People leave"). (The Chinese name is
+        # also a header files may use: kept as it was.)
+        Column("volunteer_id", "str", "志愿者编号", "volunteer (empty: one who has left)",
+               nullable=True, ref="volunteers.volunteer_id", default=""),
     ),
+    notes=("A visit with no volunteer still counts for the household's monitoring cycle, "
+           "and gives no continuity (the volunteer has left).",),
 )
 
 PINS = Table(

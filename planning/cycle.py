@@ -55,7 +55,6 @@ from wulian.planning.register import (
     EPS,
     NEED_STATES,
     OPEN_STATES,
-    REGISTER_TABLES,
     ROWS,
     WEEKS,
     Events,
@@ -528,7 +527,7 @@ def week_tables(register: Register, conn: sa.Connection, week: str) -> dict[str,
     # raised for a later week, as the register's tables give them (Register.tables) with
     # their urgency raised by age; each need's state found once.
     owed = register.need_states(conn, OPEN_STATES, as_of=week, columns=("remaining", "urgency"))
-    tables = {name: register.table(name, conn) for name in REGISTER_TABLES}
+    tables = register.kept_tables(conn)
     needs = tables["needs"]
     at = need_positions(owed, needs["need_id"])
     waiting = (at >= 0) & (needs["week"].to_numpy(object) <= week)

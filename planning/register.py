@@ -37,7 +37,7 @@ import pyarrow.json as pa_json
 import sqlalchemy as sa
 
 from wulian.contract import vocab
-from wulian.contract.problems import ValidationError
+from wulian.contract.problems import Problem, ValidationError
 from wulian.contract.schema import TABLES
 from wulian.demand.policy import Policy
 from wulian.demand.scoring import colour
@@ -503,6 +503,37 @@ def history_key(frame: pd.DataFrame) -> pd.Series:
     return frame["week"] + "|" + frame["household_id"] + "|" + frame["volunteer_id"]
 
 
+def history_as_shown(history: pd.DataFrame, volunteers: pd.DataFrame) -> pd.DataFrame:
+    """The visit history as the register shows it in a scenario (its export, a week's, the
+    whole register an import leaves): a visit by a volunteer no longer in ``volunteers`` (who
+    left: a volunteers file no longer lists them) keeps its week and household, which the
+    household's monitoring cycle counts from, and its volunteer is left empty, so it gives no
+    continuity. Visits that then read the same are shown once. The register keeps every
+    row as it was written (what happened does not change when someone leaves)."""
+    named = history["volunteer_id"].to_numpy(object)
+    left = ~member_mask(history["volunteer_id"], volunteers["volunteer_id"]) & (named != "")
+    if not left.any():
+        return history
+    shown = history.assign(volunteer_id=np.where(left, "", named).astype(object))
+    return shown.drop_duplicates(list(TABLES["history"].column_names), ignore_index=True)
+
+
+def visits_shown_already(history: pd.DataFrame, kept: Iterable[str],
+                         volunteers: pd.DataFrame) -> np.ndarray:
+    """Which rows of a file's ``history`` are visits the register keeps already, as
+    :func:`history_as_shown` shows them: with no volunteer, in a week and household where a
+    kept row (``kept``: the register's history keys) names a volunteer not in ``volunteers``
+    (a register's exported history imported again). They are not added a second time."""
+    unnamed = history["volunteer_id"].to_numpy(object) == ""
+    if not unnamed.any():
+        return unnamed
+    present = set(volunteers["volunteer_id"])
+    left = {week_home for week_home, _, who in (key.rpartition("|") for key in kept)
+            if who and who not in present}
+    visits = (history["week"] + "|" + history["household_id"]).to_numpy(object)
+    return unnamed & pd.Index(visits, dtype=object).isin(list(left))
+
+
 def row_keys(table: str, frame: pd.DataFrame) -> pd.Series:
     """Each row's key in the register (its key column; history: week|household|volunteer)."""
     if table == "history":
@@ -824,8 +855,16 @@ class Register:
                ) -> dict[str, pd.DataFrame]:
         """The current state as a scenario's text tables: open needs with what is still owed
         (``states``: the need states of needs not closed, when the caller has read them)."""
-        tables = {name: self.table(name, conn) for name in REGISTER_TABLES}
+        tables = self.kept_tables(conn)
         tables["needs"] = self.open_needs(conn, states, tables["needs"], tables["services"])
+        return tables
+
+    def kept_tables(self, conn: sa.Connection | None = None) -> dict[str, pd.DataFrame]:
+        """Every table the register keeps, as text, the history as a scenario shows it
+        (:func:`history_as_shown`: a visit by a volunteer who has left names nobody); the
+        needs table holds every need, closed ones too."""
+        tables = {name: self.table(name, conn) for name in REGISTER_TABLES}
+        tables["history"] = history_as_shown(tables["history"], tables["volunteers"])
         return tables
 
     def open_needs(self, conn: sa.Connection | None = None, states: pd.DataFrame | None = None,
@@ -897,8 +936,12 @@ class Register:
             kept = {}
             for name in REGISTER_TABLES:
                 frame = canonical(name, scenario.tables[name], arrow=True)
-                keys = row_keys(name, frame).tolist()  # (not Arrow's scalars one by one)
                 old = self.rows(name, conn)
+                if name == "history":  # (the volunteers, synced, are the file's: read before)
+                    known = visits_shown_already(frame, old, frames["volunteers"])
+                    if known.any():
+                        frame = frame[~known].reset_index(drop=True)
+                keys = row_keys(name, frame).tolist()  # (not Arrow's scalars one by one)
                 c, incoming, absent = row_changes(frame, keys, old)
                 held: list[str] = []  # rows the file lists that the register keeps as it has
                 if name == "households" and c.changed:
@@ -914,11 +957,19 @@ class Register:
                 changes[name], new_rows[name], frames[name] = c, (old, incoming), frame
             # Rows the register keeps that the file does not list, or lists as it once held
             # them: the register afterwards is the file with those, and must be valid as a
-            # whole. Without any, it is the file, which was validated already.
+            # whole. Without any, it is the file, which was validated already. Volunteers the
+            # file drops while a week still open has tasks for them are problems too, listed
+            # with the others.
+            problems = open_tasks_of(conn, changes["volunteers"].removed)
             if any(kept.values()):
-                self._check_merged(conn, {n: f.astype(object) for n, f in frames.items()},
-                                   {n: {k: new_rows[n][0][k] for k in keys}
-                                    for n, keys in kept.items()})
+                try:
+                    self._check_merged(conn, {n: f.astype(object) for n, f in frames.items()},
+                                       {n: {k: new_rows[n][0][k] for k in keys}
+                                        for n, keys in kept.items()})
+                except ValidationError as err:
+                    problems += err.problems
+            if problems:
+                raise ValidationError(problems)
             report = ImportReport(changes=changes, applied=not dry_run,
                                   skipped=tuple(n for n in scenario.tables
                                                 if n not in REGISTER_TABLES
@@ -998,8 +1049,10 @@ class Register:
         for name, rows in kept.items():
             if rows:
                 listed = frames[name][~row_keys(name, frames[name]).isin(list(rows)).to_numpy()]
-                tables[name] = pd.concat([listed, rows_frame(list(rows.values()))],
-                                         ignore_index=True).fillna("")
+                more = rows_frame(list(rows.values()))
+                if name == "history":  # (as the register will show them: the file's are valid)
+                    more = history_as_shown(more, frames["volunteers"])
+                tables[name] = pd.concat([listed, more], ignore_index=True).fillna("")
         owed = self.need_states(conn, OPEN_STATES + ("allocated",))
         fresh = frames["needs"]
         fresh = fresh[~member_mask(fresh["need_id"], kept.get("needs", {}))]
@@ -1352,6 +1405,33 @@ class Register:
             conn.execute(ROWS.update().where(ROWS.c.tbl == table, ROWS.c.row_key == key)
                          .values(data=data, effective_from=on.isoformat(), updated_at=events.at))
             events.add(f"{table}.change", f"{table}:{key}", old, data)
+
+
+def open_tasks_of(conn: sa.Connection, volunteers: list[str]) -> list[Problem]:
+    """A problem for each of ``volunteers`` (removed by an import) who has tasks in a week
+    still open: the week's answers and its close would make history of their visits, and its
+    published workbooks name them (a task recalled with its withdrawn need is nobody's any
+    more: not counted). Other rows an open week's tasks name are not needed again:
+    the tasks hold copies of their provider, offer, fund, street, station and colour, and a
+    service or centre an owed need or household names is kept by the import's checks."""
+    from wulian.planning.cycle import TASKS  # (cycle builds on this module)
+
+    t = TASKS.c
+    found: dict[str, dict[str, int]] = {}
+    for chunk in _chunks(sorted(volunteers)):
+        for who, week, count in fetch_rows(conn, sa.select(t.volunteer_id, t.week,
+                                                            sa.func.count())
+                                           .join_from(TASKS, WEEKS, sa.and_(
+                                               WEEKS.c.week == t.week,
+                                               WEEKS.c.centre == t.centre))
+                                           .where(WEEKS.c.state == "open",
+                                                  t.status != "withdrawn",
+                                                  t.volunteer_id.in_(chunk))
+                                           .group_by(t.volunteer_id, t.week)):
+            found.setdefault(who, {})[week] = int(count)
+    return [Problem("volunteers", "open_tasks_left", None, "volunteer_id", who,
+                    {"tasks": str(sum(weeks.values())), "weeks": ", ".join(sorted(weeks))})
+            for who, weeks in sorted(found.items())]
 
 
 def referred_tables(table: str) -> list[str]:

@@ -454,8 +454,9 @@ def validate_tables(text: dict[str, pd.DataFrame], *, register_week: bool = Fals
         #   households, providers, funds, volunteers) the week takes whole; it leaves out
         #   needs (closed, allocated, for a later week) and used-up offers, which only pins
         #   refer to, and a week has no pins (the register keeps none). The history is
-        #   written by a week's close and by visit results, not checked as an import is, and
-        #   a later import may drop a household or volunteer it names: checked again.
+        #   written by a week's close and by visit results, not checked as an import is:
+        #   checked again. (A volunteer an import drops is shown as nobody in it, and a
+        #   household is never dropped: register.history_as_shown.)
         # - The centres' hierarchy, the stations of households and volunteers, coordinates,
         #   the services' visit hours: tables or columns the week takes as they are kept.
         # - Pins: there are none (with any, everything is checked).

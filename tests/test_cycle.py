@@ -5,6 +5,7 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import gc
+import hashlib
 import importlib
 import json
 import sqlite3
@@ -25,6 +26,7 @@ from openpyxl import load_workbook
 from wulian.api.cli import main
 from wulian.contract.problems import ValidationError
 from wulian.demand.policy import Policy
+from wulian.optimizer.visits import MatchParams
 from wulian.planning import cycle, db, taskbook
 from wulian.planning.db import (
     MAX_PARAMETERS,
@@ -35,12 +37,15 @@ from wulian.planning.db import (
     revision,
 )
 from wulian.planning.generate import generate_scenario
+from wulian.planning.match import monitoring_due
 from wulian.planning.register import (
+    ASSESSMENTS,
     EVENTS,
     NEED_STATES,
     ROWS,
     SYNCED_TABLES,
     WATCH,
+    WEEKS,
     Actor,
     Events,
     Register,
@@ -828,37 +833,140 @@ def test_a_register_weeks_scenario_is_the_fully_validated_one(tmp_path, tiny):
     assert (tables["needs"]["week"] == W3).all()
 
 
-def test_a_register_week_still_finds_history_naming_a_volunteer_an_import_dropped(tmp_path):
-    """The history is written by a week's close, not checked as an import is: a volunteer an
-    import drops while their task is open is named by the history the close writes. The next
-    week is then refused by the register week's checks as by the full ones, with the same
-    problems (review of session 18: the register week had left every reference out)."""
+# -- people leave ---------------------------------------------------------------------------
+
+
+def _register_checksum(register: Register) -> str:
+    """A digest of every row the register and its weeks hold (rows, events, assessments,
+    needs' states, the watch, weeks and tasks)."""
+    digest = hashlib.sha256()
+    with register.engine.connect() as conn:
+        for table in (ROWS, EVENTS, ASSESSMENTS, NEED_STATES, WATCH, WEEKS, cycle.TASKS):
+            rows = conn.execute(sa.select(table).order_by(*table.primary_key.columns)).all()
+            digest.update(f"{table.name}:{len(rows)}:{[tuple(r) for r in rows]!r}".encode())
+    return digest.hexdigest()
+
+
+def test_a_volunteer_the_history_names_can_leave_and_the_history_stays(store_url, tiny,
+                                                                        tmp_path):
+    """A volunteer who made visits is dropped from the volunteers file: the import takes it,
+    the register keeps their visits, and shows them (export, the week's scenario) in their
+    weeks with no volunteer — the same monitoring due dates, no continuity to them; the
+    export validates and imported again changes nothing; the next week opens."""
+    register = _register(store_url)
+    register.import_scenario(tiny)
+    params = MatchParams()
+    with register.engine.connect() as conn:
+        *_, due_before, last_before = monitoring_due(cycle.week_scenario(register, conn, W1),
+                                                     W1, None, params)
+    gone = last_before.value_counts().index[0]  # the last visitor of the most households
+    theirs = tiny.history["volunteer_id"] == gone
+    tables = {**tiny.tables,
+              "volunteers": tiny.volunteers[tiny.volunteers["volunteer_id"] != gone],
+              "history": tiny.history[~theirs]}  # (a file naming them is refused: a typo)
+    report = register.import_scenario(Scenario.from_tables(tables))
+    assert {n: (c.added, c.changed, c.removed) for n, c in report.changes.items()
+            if c.total} == {"volunteers": ([], [], [gone])}
+    kept = register.table("history")
+    assert (kept["volunteer_id"] == gone).sum() == theirs.sum() > 0  # what happened stays
+
+    shown = register.scenario().history
+    assert gone not in set(shown["volunteer_id"])
+    visits = set(zip(tiny.history["week"], tiny.history["household_id"], strict=True))
+    assert set(zip(shown["week"], shown["household_id"], strict=True)) == visits
+    unnamed = shown[shown["volunteer_id"] == ""]
+    assert set(zip(unnamed["week"], unnamed["household_id"], strict=True)) == set(zip(
+        tiny.history.loc[theirs, "week"], tiny.history.loc[theirs, "household_id"],
+        strict=True))
+    with register.engine.connect() as conn:
+        *_, due, last = monitoring_due(cycle.week_scenario(register, conn, W1), W1, None,
+                                       params)
+    assert list(due) == list(due_before)  # their visits still count for monitoring
+    assert list(last.index) == list(last_before.index)
+    left = (last_before == gone).to_numpy()
+    assert (last[left] == "").all()  # … and give no continuity
+    pd.testing.assert_series_equal(last[~left], last_before[~left])
+
+    out = register.export(tmp_path / "exported")
+    again = load_scenario(out)
+    assert again.digest == register.scenario().digest
+    assert register.import_scenario(again).total == 0  # its unnamed visits known already
+    _same_as_validated(register, W1)
+    tasks = cycle.open_week(register, W1).tasks
+    assert len(tasks) and gone not in set(tasks["volunteer_id"])
+
+
+@pytest.fixture
+def busy_volunteer(store_url) -> tuple[Register, dict[str, pd.DataFrame], pd.DataFrame, str]:
+    """A register (no history) with W1 open: its tables, the week's tasks, and the volunteer
+    with the most visits in it."""
     tables = generate_scenario("tiny", 0)
     tables["history"] = tables["history"].iloc[:0]
-    register = _register(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    register = _register(store_url)
     register.import_scenario(Scenario.from_tables(tables))
     tasks = cycle.open_week(register, W1).tasks
-    gone = tasks.loc[tasks["volunteer_id"] != "", "volunteer_id"].iloc[0]
-    without = {**tables, "volunteers": tables["volunteers"].query("volunteer_id != @gone")}
-    register.import_scenario(Scenario.from_tables(without))
+    busy = tasks.loc[tasks["volunteer_id"] != "", "volunteer_id"].value_counts().index[0]
+    return register, tables, tasks, busy
+
+
+def _without(tables: dict[str, pd.DataFrame], *volunteers: str) -> Scenario:
+    vols = tables["volunteers"]
+    return Scenario.from_tables({**tables,
+                                 "volunteers": vols[~vols["volunteer_id"].isin(volunteers)]})
+
+
+def test_a_volunteer_with_tasks_in_an_open_week_cannot_leave_until_it_closes(busy_volunteer):
+    """Dropping a volunteer the open week has tasks for is refused, dry or not, the volunteer
+    listed with their tasks and the week; nothing is written. One with no task alone may
+    leave, and so may one whose tasks were all recalled (their needs withdrawn)."""
+    register, tables, tasks, busy = busy_volunteer
+    idle = sorted(set(tables["volunteers"]["volunteer_id"]) - set(tasks["volunteer_id"]))[0]
+    before = _register_checksum(register)
+    n = int((tasks["volunteer_id"] == busy).sum())
+    for dry_run in (True, False):
+        with pytest.raises(ValidationError) as refused:
+            register.import_scenario(_without(tables, busy, idle), dry_run=dry_run)
+        problems = refused.value.problems
+        assert [(p.table, p.code, p.row, p.column, p.value) for p in problems] == [
+            ("volunteers", "open_tasks_left", None, "volunteer_id", busy)]
+        assert problems[0].detail == {"tasks": str(n), "weeks": W1}
+        assert problems[0].message_en == f"the volunteer has {n} open tasks in {W1}"
+        assert problems[0].hint_zh.startswith("请先结束该周")
+    assert _register_checksum(register) == before
+    report = register.import_scenario(_without(tables, idle))
+    assert report.changes["volunteers"].removed == [idle]
+    served = tasks[tasks["volunteer_id"] != ""].groupby("volunteer_id")["need_id"]
+    recalled = next(v for v, needs in served if v != busy and (needs != "").all())
+    for need in tasks.loc[tasks["volunteer_id"] == recalled, "need_id"].unique():
+        register.withdraw_need(need)
+    assert set(cycle.tasks(register, W1).set_index("task_id").loc[
+        tasks.loc[tasks["volunteer_id"] == recalled, "task_id"], "status"]) == {"withdrawn"}
+    report = register.import_scenario(_without(tables, idle, recalled))
+    assert report.changes["volunteers"].removed == [recalled]
+
+
+def test_a_volunteer_leaves_once_the_week_closes_and_the_next_week_opens(busy_volunteer,
+                                                                         tmp_path):
+    """The week's visits answered and the week closed (their visits in the history), the same
+    import takes the volunteer out; the next week's scenario is the fully validated one, it
+    opens, and the export validates with their visits named by nobody."""
+    register, tables, tasks, busy = busy_volunteer
     cycle.record_answers(register, [cycle.Answer(t, "delivered", units_delivered=str(u))
                                     for t, u in zip(tasks["task_id"], tasks["units"],
                                                     strict=True)])
     cycle.close_week(register, W1)
-    assert (register.table("history")["volunteer_id"] == gone).any()
-
-    def said(build) -> list[tuple]:
-        with pytest.raises(ValidationError) as raised:
-            build()
-        return [(p.table, p.code, p.row, p.column, p.value) for p in raised.value.problems]
-
-    with register.engine.connect() as conn:
-        text = cycle.week_tables(register, conn, W2)
-        full = said(lambda: Scenario.from_tables(text, register.policy))
-        week = said(lambda: cycle.week_scenario(register, conn, W2))
-    assert week == full
-    assert {(t, c, col, v) for t, c, _, col, v in week} == {
-        ("history", "missing_reference", "volunteer_id", gone)}
+    visited = set(tasks.loc[tasks["volunteer_id"] == busy, "household_id"])
+    kept = register.table("history")
+    assert set(kept.loc[kept["volunteer_id"] == busy, "household_id"]) == visited
+    report = register.import_scenario(_without(tables, busy))
+    assert report.changes["volunteers"].removed == [busy]
+    assert (register.table("history")["volunteer_id"] == busy).sum() == len(visited)
+    week = _same_as_validated(register, W2)
+    assert busy not in set(week["history"]["volunteer_id"])
+    assert cycle.open_week(register, W2).tasks["volunteer_id"].ne(busy).all()
+    shown = load_scenario(register.export(tmp_path / "exported")).history
+    unnamed = shown.loc[shown["volunteer_id"] == "", "household_id"]
+    assert set(unnamed) == visited and busy not in set(shown["volunteer_id"])
 
 
 def test_a_register_week_still_checks_its_own_cells_and_everything_with_pins(tmp_path, tiny):
@@ -1624,7 +1732,6 @@ def test_a_decomposed_week_stores_what_its_allocation_and_matching_give(tmp_path
     from scenario_factory import random_scenario
 
     from wulian.optimizer.allocation import AllocationParams
-    from wulian.optimizer.visits import MatchParams
     from wulian.planning.allocate import run_allocation
     from wulian.planning.match import run_matching
 
