@@ -184,8 +184,8 @@ class TokenStore:
         if role != "coordinator" and centre:
             raise TokenError("centre",
                              f"只有协调员令牌限定中心({ROLE_NAMES[role][0]}令牌不限定)",
-                             f"only a coordinator's token is limited to a centre (not a "
-                             f"{ROLE_NAMES[role][1]}'s)")
+                             f"only a coordinator's token is limited to a centre (not "
+                             f"{_article(ROLE_NAMES[role][1])}'s)")
         provider = (provider or "").strip()
         if role == "provider" and not provider:
             raise TokenError("provider", "服务方令牌需要服务方编号(provider)",
@@ -193,8 +193,8 @@ class TokenStore:
         if role != "provider" and provider:
             raise TokenError("provider",
                              f"只有服务方令牌限定服务方({ROLE_NAMES[role][0]}令牌不限定)",
-                             f"only a provider's token is limited to a provider (not a "
-                             f"{ROLE_NAMES[role][1]}'s)")
+                             f"only a provider's token is limited to a provider (not "
+                             f"{_article(ROLE_NAMES[role][1])}'s)")
         if len(provider) > 64:
             raise TokenError("provider", "服务方编号超过 64 个字符",
                              "the provider id is longer than 64 characters")
@@ -235,3 +235,8 @@ class TokenStore:
         return {"token_id": row["token_id"], "role": row["role"], "centre": row["centre"],
                 "provider_id": row.get("provider_id") or "", "label": row["label"],
                 "created_at": row["created_at"], "revoked": bool(row["revoked"])}
+
+
+def _article(noun: str) -> str:
+    """``noun`` with its English indefinite article (an administrator, a planner)."""
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun

@@ -473,7 +473,8 @@ def cmd_performance(args: argparse.Namespace, register) -> int:
         return 0
     assert args.by in GROUPS
     main = tables[f"by_{args.by}"]
-    shares = {c: pct for c in ("delivered_share", "planned_rate", "fill_rate", "on_time")}
+    shares = {c: pct for c in ("delivered_share", "spent_share", "planned_rate", "fill_rate",
+                                "on_time")}
     console.print(frame_table(main.drop(columns=[c for c in main.columns
                                                  if c.startswith("declined_")]),
                               f"服务绩效 / performance by {args.by}",

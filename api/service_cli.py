@@ -179,7 +179,14 @@ def _wait(client: httpx.Client, job_id: int) -> dict:
 
 def _upload(client: httpx.Client, path: Path, name: str | None) -> dict:
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".csv", ".parquet"))
+        from wulian.contract.schema import TABLES
+
+        # A folder's tables as a scenario is read from it (planning.io.read_raw): files named
+        # after a table; the others (notes.csv) stay here, said, as `wulian validate` skips them.
+        data = sorted(p for p in path.iterdir() if p.suffix.lower() in (".csv", ".parquet"))
+        files = [p for p in data if p.stem.strip() in TABLES]
+        if left := [p.name for p in data if p not in files]:
+            console.print(f"未上传(不是数据表) / not uploaded (not a table): {', '.join(left)}")
     else:
         files = [path]
     parts = [("files", (p.name, p.read_bytes())) for p in files]

@@ -21,6 +21,7 @@ docs/cycle.md holds the rules.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -174,6 +175,9 @@ SHORTFALLS = sa.Table(  # units unmet for lack of capacity per service and stree
 TASK_COLUMNS = tuple(c.name for c in TASKS.columns)
 #: A task's statuses until it is answered (settled as not delivered at the week's close).
 UNANSWERED = ("planned", "accepted")
+# A task's id as a week's open makes it (T2026W49-D04S01-000112): a workbook's row without
+# one is no task's (a total, a remark).
+TASK_ID = re.compile(r"T\d{4}W\d{2}-\S+-\d{6}")
 MONITORING_KINDS = ("monitoring", "visit+monitoring")
 # The matching's visit kinds as task kinds.
 _VISIT_KIND = {"service": "visit", "monitoring": "monitoring",

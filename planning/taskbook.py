@@ -23,7 +23,7 @@ import pandas as pd
 from wulian.contract import vocab
 from wulian.contract.problems import Problem, ValidationError
 from wulian.contract.schema import Column, Table
-from wulian.planning.cycle import Answer, CycleError, tasks, weeks
+from wulian.planning.cycle import TASK_ID, Answer, CycleError, tasks, weeks
 from wulian.planning.io import unreadable
 from wulian.planning.register import Register
 from wulian.planning.validate import with_codes
@@ -66,7 +66,8 @@ VISIT = (
     Col("new_needs", "新需求", "new needs (service:qty;…)", 24), Col("note", "备注", "note", 24),
 )
 _BY_HEADER = {c.header: c.code for c in (*FACTS, VISIT_HOURS, *ANSWERS, *VISIT)} | {
-    c.code: c.code for c in (*FACTS, VISIT_HOURS, *ANSWERS, *VISIT)}
+    c.code: c.code for c in (*FACTS, VISIT_HOURS, *ANSWERS, *VISIT)} | {
+    c.en: c.code for c in (*FACTS, VISIT_HOURS, *ANSWERS, *VISIT)}  # (English alone, too)
 # The workbook's columns as a table of the contract, so that its headers are read as a
 # scenario's are (validate.with_codes): the code, the Chinese name alone, or both.
 _TASK_TABLE = Table("tasks", "任务", "tasks", key="task_id", columns=tuple(
@@ -283,7 +284,9 @@ def read_answers(paths: list[str | Path]) -> list[Answer]:
         for r, values in enumerate(rows, start=2):
             cell = {c: values[j] for j, c in enumerate(codes) if c and j < len(values)}
             if _blank(cell.get("status")):
-                if any(not _blank(cell.get(c)) for c in _ANSWERED):
+                # (A row naming no task — a total, a remark — is not an answer: skipped.)
+                if TASK_ID.fullmatch(_str(cell.get("task_id"))) and any(
+                        not _blank(cell.get(c)) for c in _ANSWERED):
                     unstated.append(Problem(where, "answer_without_status", row=r,
                                             column=_header("status"),
                                             detail={"task": _str(cell.get("task_id")),

@@ -297,3 +297,17 @@ def test_restart_mid_job_finds_the_job_again(tmp_path):
         client.close()
     finally:
         server.stop()
+
+
+def test_the_cli_uploads_a_folders_tables_and_says_what_it_leaves(svc, tmp_path, capsys):
+    """A folder as `wulian validate` reads it: its tables go, a file named after no table
+    (notes.csv) stays, said — the service refuses files named after no table."""
+    folder = tmp_path / "with-notes"
+    shutil.copytree(svc["scenario"], folder)
+    (folder / "notes.csv").write_text("note\nwritten by hand\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["jobs", "upload", "--path", str(folder), "--url", svc["server"].url,
+                 "--token", svc["token"]]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "not uploaded (not a table): notes.csv" in out
+    assert svc["digest"] in out  # the same tables: the same scenario

@@ -134,6 +134,27 @@ def test_answer_cells_filled_with_no_status_refuse_the_file(store, tmp_path, cap
     assert (_tasks(store)["status"] == "planned").all()
 
 
+def test_a_total_or_remark_row_below_the_tasks_is_not_an_answer(store, tmp_path):
+    books = _published(tmp_path)
+    path = books[SLASHED]
+    ws = load_workbook(path)["任务 tasks"]
+    last = ws.max_row
+    _fill(path, {r: {"status": "已完成"} for r in range(2, last + 1)}
+          | {last + 2: {"task_id": "合计 total", "units_delivered": last - 1}})
+    answers = taskbook.read_answers([path])
+    assert len(answers) == last - 1 and all(a.task_id.startswith("T") for a in answers)
+
+
+def test_english_headers_alone_are_read(store, tmp_path):
+    books = _published(tmp_path)
+    path = books[SLASHED]
+    tid = load_workbook(path)["任务 tasks"].cell(2, 1).value
+    english = {c.code: c.en for c in (*taskbook.FACTS, *taskbook.ANSWERS)}
+    _fill(path, {2: {"status": "delivered", "units_delivered": 1}}, headers=english)
+    [answer] = taskbook.read_answers([path])
+    assert (answer.task_id, answer.status, answer.units_delivered) == (tid, "delivered", "1")
+
+
 def test_chinese_headers_alone_are_read(store, tmp_path):
     books = _published(tmp_path)
     path = books[SLASHED]
@@ -302,6 +323,10 @@ def test_the_console_shows_shares_as_percentages(store, tmp_path, capsys):
     out = capsys.readouterr().out
     table = out[out.index("满足率 / fill rate"):]
     assert "%" in table
+    # By provider, both shares as percentages: a provider paid for its delivery has two.
+    rows = [line for line in out[:out.index("满足率 / fill rate")].splitlines()
+            if line.startswith("│")]
+    assert any(line.count("%") == 2 for line in rows)
 
 
 def test_console_tables_are_headed_in_both_languages(store, awkward_scenario, capsys):
