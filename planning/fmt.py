@@ -36,6 +36,8 @@ def count(value: float) -> str:
 
     >>> count(12345), count(2.5), count(0.003), count(0.996), count(1.004), count(-0.25)
     ('12,345', '2.5', '0.003', '0.996', '1', '-0.25')
+    >>> count(-1e-9)
+    '0'
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
@@ -43,4 +45,5 @@ def count(value: float) -> str:
         return f"{value:,.0f}"
     size = abs(value)
     decimals = 2 if size >= 1 else min(6, max(2, 2 - math.floor(math.log10(size))))
-    return f"{value:,.{decimals}f}".rstrip("0").rstrip(".")
+    text = f"{value:,.{decimals}f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text  # (a tiny negative rounds to nothing, unsigned)

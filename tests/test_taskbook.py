@@ -286,7 +286,8 @@ def test_a_need_raised_from_the_command_line_is_for_this_week_by_default(store, 
 
 @pytest.mark.parametrize(("value", "shown"), [
     (12345, "12,345"), (2.5, "2.5"), (0.003, "0.003"), (0.996, "0.996"), (0.0125, "0.0125"),
-    (1.004, "1"), (1234.5, "1,234.5"), (-0.25, "-0.25"), (0.5, "0.5"), (float("nan"), "—")])
+    (1.004, "1"), (1234.5, "1,234.5"), (-0.25, "-0.25"), (0.5, "0.5"), (float("nan"), "—"),
+    (-1e-9, "0")])
 def test_counts_small_and_near_whole_read_as_they_are(value, shown):
     assert count(value) == shown
 
