@@ -624,6 +624,15 @@ def test_data_upload_reports_every_problem_and_imports_nothing(store, defect):
     assert not [b for b in at.button if b.key == "data_import"]
     assert "uploaded_scenario" not in at.session_state
     assert at.error[0].value.startswith(f"发现 {len(expected)} 个问题")
+    # The status box says the validation failed, not "validating" for ever.
+    assert [s.label for s in at.get("status")] == [f"校验未通过:{len(expected)} 个问题"]
+
+
+def test_the_upload_status_gives_a_small_upload_in_kilobytes():
+    """16 KB read "0.0 MB" in the upload's status."""
+    from wulian.ui.data_upload import file_size
+
+    assert (file_size(16_384), file_size(2_500_000)) == ("16.4 KB", "2.5 MB")
 
 
 def test_data_registry_filters(store):

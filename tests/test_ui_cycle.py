@@ -288,6 +288,17 @@ def test_recording_a_visit_result_from_the_inbox(register, lang):
     assert done in texts(at, "success")
 
 
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_the_visits_due_say_their_half_day_in_words(register, lang):
+    """The visits table's slot is the half day in words (周二上午, Tue morning), not its code."""
+    at = app(lang)
+    slots = cycle.tasks(register).set_index("task_id")["slot"]
+    shown = table(at, "visits_table", lang)
+    assert len(shown) and list(shown[text.column("slot", lang)]) == [
+        text.code("slot", slots[t], lang) for t in shown[text.column("task_id", lang)]]
+    assert all("_" not in s for s in shown[text.column("slot", lang)])
+
+
 def test_no_status_is_recorded_unless_chosen_and_a_decline_needs_a_reason(register):
     """An accepted task's answer form starts with no status: pressing the button records
     nothing (every status left is final); declined without a reason records nothing either;

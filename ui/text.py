@@ -233,9 +233,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "upload.last": ("上次上传的文件:{names}(离开页面后文件框会清空,校验报告保留)",
                     "Last upload: {names} (the file box empties when you leave the page; the "
                     "report stays)"),
-    "upload.validating": ("正在读取并校验 {files} 个文件({mb} MB)……",
-                          "Reading and validating {files} file(s) ({mb} MB) …"),
+    "upload.validating": ("正在读取并校验 {files} 个文件({size})……",
+                          "Reading and validating {files} file(s) ({size}) …"),
     "upload.validated": ("校验完成", "Validation done"),
+    "upload.refused": ("校验未通过:{n} 个问题", "Validation failed: {n} problem(s)"),
     "upload.ok": ("场景无误:{households} 户,{needs} 项需求。",
                   "The scenario is valid: {households} households, {needs} needs."),
     "upload.imported": ("已导入,现正使用:{name}", "Imported; now using: {name}"),
@@ -743,8 +744,8 @@ def code(kind: str, value: str, lang: str) -> str:
     street could not be held to the dial), ``status`` (a solver outcome), ``registry`` (a
     registry row's kind), ``run_kind`` (a stored run's), ``severity`` and ``alert_state`` (of
     an alert), ``task_status``,
-    ``task_kind``, ``decline`` (a task's reason), ``outcome`` (of a visit) or ``group`` (a
-    performance grouping)."""
+    ``task_kind``, ``decline`` (a task's reason), ``outcome`` (of a visit), ``slot`` (a
+    volunteer's half day) or ``group`` (a performance grouping)."""
     table = {"tier": vocab.TIERS, "linkage": vocab.LINKAGES, "level": vocab.LEVELS,
              "source": vocab.FUND_SOURCES, "unit": vocab.UNITS, "dimension": vocab.DIMENSIONS,
              "skill": vocab.SKILLS, "direction": DIRECTIONS, "equity": EQUITY_REASONS,
@@ -752,7 +753,7 @@ def code(kind: str, value: str, lang: str) -> str:
              "run_kind": RUN_KINDS,
              "alert_state": ALERT_STATES, "task_status": vocab.TASK_STATUSES,
              "task_kind": TASK_KINDS, "decline": vocab.DECLINE_REASONS,
-             "outcome": vocab.VISIT_OUTCOMES, "group": GROUPS}[kind]
+             "outcome": vocab.VISIT_OUTCOMES, "slot": vocab.SLOTS, "group": GROUPS}[kind]
     return pick(table[value], lang) if value in table else value
 
 

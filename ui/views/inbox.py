@@ -270,7 +270,8 @@ def visits_section(url: str, area: R.Scope, box: R.Inbox, names: dict[str, dict[
                       total=fmt.count(box.visit_count)))
     show(tasks_table(box.visits, names, centre_names, visits=True),
          {"hours": lambda v: f"{v:,.6g}"},
-         {"tier": "tier", "kind": "task_kind", "status": "task_status"}, key="visits_table")
+         {"tier": "tier", "kind": "task_kind", "status": "task_status", "slot": "slot"},
+         key="visits_table")
     st.markdown("**" + tr("inbox.visit") + "**")
     task = pick_task(box.visits, names, "visit_task", tr("inbox.visit.task"), VISIT_KEYS)
     st.caption(facts(task, names, centre_names))
