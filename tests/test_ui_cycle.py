@@ -733,3 +733,13 @@ def test_the_register_pages_speak_the_chosen_language(register, language):
     for view in ("views/inbox.py", "views/performance.py", "views/fund_lab.py"):
         ok(at.switch_page(view).run())
         assert_speaks(at, language, scenario, view)
+
+
+def test_an_alert_sentence_in_both_languages_has_each_colour_once_per_half():
+    """In "中文 / English" an alert's sentence is the Chinese one, then the English one, each
+    with the colour in its own language ("橙色 / orange家庭有 …" had both in each half)."""
+    numbers = {"from": "green", "to": "yellow", "assessed_on": "2026-12-01", "version": 2}
+    both = alert_words("colour_worse", numbers, "both")
+    assert both == (alert_words("colour_worse", numbers, "zh") + " / "
+                    + alert_words("colour_worse", numbers, "en"))
+    assert (both.count("green"), both.count("绿色"), both.count("yellow")) == (1, 1, 1)
