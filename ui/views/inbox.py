@@ -26,10 +26,13 @@ from wulian.ui.common import choose, lang, money, show, show_problems, tr
 from wulian.ui.text import LANGUAGES, code
 
 FLASH_KEY = "inbox_flash"
-# The fields of the answer and visit forms. They are not ``st.form``s: a form's fields reach
-# the server only with its button, so a language switch (which draws each choice widget anew,
-# ``common.choose``) lost what was picked and not yet sent. Each change is a rerun, which reads
-# the register's change marker only (docs/ui.md, "The register's pages").
+# The fields of the answer and visit forms. The choices (status, reason, outcome, indicators)
+# stand outside the ``st.form``, through ``common.choose``: each change reaches the server at
+# once (a rerun that reads the register's change marker only), so after a language switch each
+# shows, in the new language, the choice it will record (with fixed keys the outcome radio
+# showed none and recorded "visited"; inside a form a choice not yet sent was lost). The texts,
+# the date and the button stay in the form, which sends them at once: without it, a text typed
+# and the button clicked at once (Chromium) recorded the visit without the new needs typed.
 ANSWER_KEYS = ("answer_status", "answer_units", "answer_date", "answer_reason")
 VISIT_KEYS = ("visit_outcome", "visit_date", "visit_needs", "visit_note",
               *(f"visit_{d}" for d in vocab.DEPRIVATION_COLUMNS))
@@ -114,11 +117,12 @@ def acknowledge_form(url: str, opened: pd.DataFrame, language: str) -> None:
     labels = {aid: f"{code('severity', sev, language)} · {t} · {subject}"
               for aid, sev, t, subject in zip(opened["alert_id"], opened["severity"], title,
                                               opened["subject_id"], strict=True)}
-    with st.container(border=True):  # not a form: see ANSWER_KEYS
+    with st.container(border=True):  # the choice outside the form: see ANSWER_KEYS
         st.markdown("**" + tr("inbox.ack") + "**")
         alert = choose(st.selectbox, tr("inbox.ack.alert"), list(labels), labels, "ack_alert")
-        note = st.text_input(tr("inbox.ack.note"), key="ack_note")
-        if st.button(tr("inbox.ack.button"), key="ack_submit"):
+        form = st.form("ack_form", border=False)
+        note = form.text_input(tr("inbox.ack.note"), key="ack_note")
+        if form.form_submit_button(tr("inbox.ack.button"), key="ack_submit"):
             try:
                 alert_rules.acknowledge(R.writer(url), alert, note)
             except alert_rules.AlertError as err:
@@ -224,17 +228,19 @@ def tasks_section(url: str, area: R.Scope, box: R.Inbox, names: dict[str, dict[s
                     **{s: code("task_status", s, language) for s in statuses}}
     reasons = {"": tr("inbox.answer.none"),
                **{r: code("decline", r, language) for r in REASONS}}
-    with st.container(border=True):  # not a form: see ANSWER_KEYS
-        left, middle, right = st.columns(3)
+    with st.container(border=True):  # the choices outside the form: see ANSWER_KEYS
+        left, right = st.columns(2)
         status = choose(left.selectbox, tr("inbox.answer.status"), list(status_words),
                         status_words, "answer_status")
+        reason = choose(right.selectbox, tr("inbox.answer.reason"), list(reasons), reasons,
+                        "answer_reason")
+        form = st.form("answer_form", border=False)
+        middle, right = form.columns(2)
         units = middle.text_input(tr("inbox.answer.units"), key="answer_units",
                                   placeholder=f"{float(task['units']):,.6g}")
         day = right.date_input(tr("inbox.answer.date"), value=today, min_value=first,
                                max_value=last, key="answer_date")
-        reason = choose(st.selectbox, tr("inbox.answer.reason"), list(reasons), reasons,
-                        "answer_reason")
-        if st.button(tr("inbox.answer.button"), key="answer_submit"):
+        if form.form_submit_button(tr("inbox.answer.button"), key="answer_submit"):
             if not status:
                 st.error(tr("inbox.answer.no_status"))
                 return
@@ -278,13 +284,10 @@ def visits_section(url: str, area: R.Scope, box: R.Inbox, names: dict[str, dict[
     first, last, today = answer_day(task)
     language = lang()
     now = R.household(url, task["household_id"])
-    with st.container(border=True):  # not a form: see ANSWER_KEYS
-        left, right = st.columns(2)
+    with st.container(border=True):  # the choices outside the form: see ANSWER_KEYS
         outcomes = {o: code("outcome", o, language) for o in vocab.VISIT_OUTCOMES}
-        outcome = choose(left.radio, tr("inbox.visit.outcome"), list(outcomes), outcomes,
+        outcome = choose(st.radio, tr("inbox.visit.outcome"), list(outcomes), outcomes,
                          "visit_outcome", horizontal=True)
-        day = right.date_input(tr("inbox.answer.date"), value=today, min_value=first,
-                               max_value=last, key="visit_date")
         st.markdown(tr("inbox.visit.indicators"))
         observed = {}
         columns = st.columns(4)
@@ -294,11 +297,14 @@ def visits_section(url: str, area: R.Scope, box: R.Inbox, names: dict[str, dict[
             dimension = code("dimension", column.removeprefix("d_"), language)
             observed[column] = choose(  # the dimension in words, no code
                 columns[i % 4].selectbox, dimension, list(words), words, f"visit_{column}")
+        form = st.form("visit_form", border=False)
+        day = form.date_input(tr("inbox.answer.date"), value=today, min_value=first,
+                              max_value=last, key="visit_date")
         services = ", ".join(f"{s} {n}" for s, n in names["service"].items())
-        needs = st.text_input(tr("inbox.visit.needs"), key="visit_needs",
-                              help=tr("inbox.visit.needs.help", services=services))
-        note = st.text_area(tr("inbox.visit.note"), key="visit_note", height=68)
-        if st.button(tr("inbox.visit.button"), key="visit_submit"):
+        needs = form.text_input(tr("inbox.visit.needs"), key="visit_needs",
+                                help=tr("inbox.visit.needs.help", services=services))
+        note = form.text_area(tr("inbox.visit.note"), key="visit_note", height=68)
+        if form.form_submit_button(tr("inbox.visit.button"), key="visit_submit"):
             made = outcome == "done"
             answer = Answer(
                 task_id=task["task_id"], status="delivered" if made else "not_delivered",
