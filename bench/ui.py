@@ -69,11 +69,14 @@ def session(scenario: str):
 
     quiet_streamlit()
 
-    from wulian.api.auth import Principal
+    from wulian.api.auth import TokenStore
+    from wulian.planning.store import RunStore, store_url
     from wulian.ui.signin import PRINCIPAL_KEY
 
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.session_state[PRINCIPAL_KEY] = Principal(token_id=0, role="planner")  # signed in
+    # Signed in with a token of the store the app reads (it looks the token up at every run).
+    tokens = TokenStore(RunStore(store_url()).engine)
+    at.session_state[PRINCIPAL_KEY] = tokens.verify(tokens.create("planner")[1])
     at.session_state["scenario_choice"] = scenario
     at.run()
     return at

@@ -195,10 +195,15 @@ def tiny_scenario(tmp_path_factory) -> Path:
 
 
 def signed_in(at, role: str = "planner", centre: str = ""):
-    """A Streamlit ``AppTest`` signed in as ``role`` (ui/signin.py): the principal a token
-    would give, put in the session as the sign-in form does. Returns ``at``."""
-    from wulian.api.auth import Principal
+    """A Streamlit ``AppTest`` signed in as ``role`` (ui/signin.py): a token made in the store
+    the app reads ($WULIAN_STORE, set before), and the principal it gives put in the session
+    as the sign-in form does (the app looks the token up again at every run). Returns ``at``."""
+    from wulian.api.auth import TokenStore
+    from wulian.planning.store import RunStore, store_url
     from wulian.ui.signin import PRINCIPAL_KEY
 
-    at.session_state[PRINCIPAL_KEY] = Principal(token_id=0, role=role, centre=centre)
+    store = RunStore(store_url())
+    tokens = TokenStore(store.engine)
+    at.session_state[PRINCIPAL_KEY] = tokens.verify(tokens.create(role, centre, "test")[1])
+    store.engine.dispose()
     return at

@@ -34,6 +34,7 @@ from wulian.planning.io import read_raw, write_tables
 from wulian.planning.match import run_matching
 from wulian.planning.scenario import Scenario, check_raw, load_scenario
 from wulian.planning.store import RunStore, diff_runs
+from wulian.ui import text
 from wulian.ui.common import each_distinct, money, percent, run_served, tiny_scenario
 from wulian.ui.text import code as code_words
 from wulian.ui.text import reason as reason_words
@@ -158,6 +159,24 @@ def test_a_reload_shows_the_cached_run_without_solving_again(store):
     assert any("缓存" in c.value for c in second.caption)
 
 
+def test_results_of_another_scenario_or_centre_say_they_are_out_of_date(store):
+    """A run's results stay after the sidebar's scenario (or the centre) changes, marked as
+    those of the run's scenario, week and centre, not the ones chosen now; back on the run's
+    own choice the mark goes."""
+    at = app()
+    ok(at.button(key="run").click().run())
+    other = text.say("coord.other", scenario="\0", week="", centre="").split("\0")[0]
+    assert not any(w.value.startswith(other) for w in at.warning)
+    ok(at.sidebar.selectbox(key="scenario_choice.picker").set_value("demo").run())
+    marks = [w.value for w in at.warning if w.value.startswith(other)]
+    assert len(marks) == 1 and marks[0].startswith(other + text.say("app.scenario.tiny"))
+    ok(at.sidebar.selectbox(key="scenario_choice.picker").set_value("tiny").run())
+    assert not any(w.value.startswith(other) for w in at.warning)
+    district = at.selectbox(key="centre_district").options[1]  # [0]: the whole network
+    ok(at.selectbox(key="centre_district").set_value(district).run())
+    assert any(w.value.startswith(other) for w in at.warning)
+
+
 def test_plans_search_and_household_detail(store):
     """Searching narrows the plans table to matching households; opening a household lists
     every need of it with who serves it and why anything is unmet, as the run says."""
@@ -180,6 +199,36 @@ def test_plans_search_and_household_detail(store):
         assert len(rows) == max(len(served_from), 1)
         assert (rows["提供方"] != "").sum() == len(served_from)
     assert (needs["reason"] != "").any()
+
+
+def test_plans_say_what_is_unmet_in_words_and_the_search_finds_either_language(store):
+    """The plans' unmet column says each reason in words, in English with the services'
+    English names (no reason code shown); searching the reason's Chinese words, its English
+    words or its code finds the same households."""
+    at = app(lang="en")
+    ok(at.button(key="run").click().run())
+    run = run_allocation(tiny())
+    served = run.result.need_served
+    short = served[served["reason"] != ""]
+    reason = short["reason"].value_counts().index[0]  # the commonest, alone or among others
+    having = set(short.loc[short["reason"].str.split(";").map(lambda r: reason in r),
+                           "household_id"])
+    def plans() -> pd.DataFrame:  # the plans table, by its English headings
+        has = {text.column(c, "en") for c in ("household_id", "package", "unmet")}
+        found = [d.value for d in at.dataframe if has <= set(d.value.columns)]
+        assert len(found) == 1
+        return found[0].rename(columns={text.column("household_id", "en"): "household",
+                                        text.column("unmet", "en"): "unmet"})
+
+    unmet = plans()["unmet"]
+    codes = set(served["reason"].str.split(";").explode()) - {""}
+    assert not any(c in cell for c in codes for cell in unmet)
+    assert any(f"({reason_words(reason, 'en')}" in cell for cell in unmet)
+    names = tiny().services.set_index("service_id")["name_en"]
+    assert any(cell.startswith(names[s] + " (") for s in short["service_id"] for cell in unmet)
+    for query in (reason_words(reason, "zh"), reason_words(reason, "en"), reason):
+        ok(at.text_input(key="plan_search").set_value(query).run())
+        assert set(plans()["household"]) == having, query
 
 
 def _pin_that_changes_the_plan(scenario: Scenario) -> tuple[str, str, str, dict]:
@@ -340,16 +389,19 @@ def test_opening_the_coordinator_page_prepares_but_neither_solves_nor_stores(sto
     assert len(store.list()) == 1
 
 
-def test_a_store_that_cannot_be_opened_does_not_stop_the_page_opening(tmp_path, monkeypatch):
-    """The page prepares the run store when it opens; a store it cannot open leaves the page
-    usable (as before it was prepared there), and pressing Run reports the failure."""
+def test_a_store_that_cannot_be_opened_after_sign_in_stops_the_page_with_its_error(
+        store, tmp_path, monkeypatch):
+    """The session's token is looked up in the store at every script run: a store that
+    cannot be opened then stops the page with the store's error (nothing is shown to a
+    session that cannot be checked)."""
+    at = app()
+    assert at.button(key="run")
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
     monkeypatch.setenv("WULIAN_STORE", f"sqlite:///{blocked / 'runs.sqlite'}")
-    at = app()
-    assert at.button(key="run")
-    at.button(key="run").click().run()
-    assert at.exception
+    ok(at.run())
+    assert any("无法打开存储" in e.value for e in at.error)
+    assert not at.button
 
 
 def test_results_shown_equal_the_planning_layer_recomputed_from_the_stored_run(store):
@@ -572,6 +624,15 @@ def test_data_upload_reports_every_problem_and_imports_nothing(store, defect):
     assert not [b for b in at.button if b.key == "data_import"]
     assert "uploaded_scenario" not in at.session_state
     assert at.error[0].value.startswith(f"发现 {len(expected)} 个问题")
+    # The status box says the validation failed, not "validating" for ever.
+    assert [s.label for s in at.get("status")] == [f"校验未通过:{len(expected)} 个问题"]
+
+
+def test_the_upload_status_gives_a_small_upload_in_kilobytes():
+    """16 KB read "0.0 MB" in the upload's status."""
+    from wulian.ui.data_upload import file_size
+
+    assert (file_size(16_384), file_size(2_500_000)) == ("16.4 KB", "2.5 MB")
 
 
 def test_data_registry_filters(store):

@@ -31,6 +31,7 @@ from wulian.planning.store import RunStore
 from wulian.ui import text
 from wulian.ui.alert_text import alert_words
 from wulian.ui.register_data import report_workbook
+from wulian.ui.signin import PRINCIPAL_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "ui" / "app.py"
@@ -75,6 +76,12 @@ def app(lang: str | None = None, page: str | None = None) -> AppTest:
     if page:
         ok(at.switch_page(page).run())
     return at
+
+
+def keyed(name: str, lang: str | None) -> str:
+    """A choice widget's key in ``lang``: it follows the language (``ui.common.by_language``:
+    the plain key in Chinese, ``KEY.en`` in English)."""
+    return name if lang in (None, "zh") else f"{name}.{lang}"
 
 
 def ok(at: AppTest) -> AppTest:
@@ -178,18 +185,21 @@ def test_the_centre_picker_fences_the_inbox_to_a_streets_subtree(register):
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_acknowledging_an_alert_from_the_inbox(register, lang):
-    """Acknowledging an alert with a note stores who (the sidebar's name, via the app), when
-    and the note; the alert leaves the open list for the acknowledged one."""
+    """Acknowledging an alert with a note stores who (the signed-in token: id, role and label,
+    then the name typed in the sidebar; via the app), when and the note; the alert leaves the
+    open list for the acknowledged one."""
     at = app(lang)
+    token = at.session_state[PRINCIPAL_KEY].token_id
     ok(at.text_input(key="actor_name").set_value("李协调").run())
     target = alerts.alerts(register, states=("open",)).iloc[2]["alert_id"]
-    at.selectbox(key="ack_alert").set_value(target)
+    at.selectbox(key=keyed("ack_alert", lang)).set_value(target)
     at.text_input(key="ack_note").set_value("已联系街道,下周加派志愿者")
     ok(at.button(key="ack_submit").click().run())
     row = alerts.alerts(register, states=("acknowledged",)).set_index("alert_id").loc[target]
-    assert row["ack_by"] == "app:李协调" and row["ack_note"] == "已联系街道,下周加派志愿者"
+    who = f"token:{token} planner (test) · 记录人 李协调"  # conftest's token: label "test"
+    assert row["ack_by"] == who and row["ack_note"] == "已联系街道,下周加派志愿者"
     event = register.events(subject=f"alerts:{target}", kind="alert.acknowledge").iloc[-1]
-    assert (event["actor"], event["via"]) == ("app:李协调", "app")
+    assert (event["actor"], event["via"]) == (who, "app")
     assert target not in set(alerts.alerts(register, states=("open",))["alert_id"])
     done = {"zh": f"已确认预警 {target}", "en": f"Alert {target} acknowledged"}[lang]
     assert done in texts(at, "success")
@@ -208,8 +218,8 @@ def test_recording_a_task_answer_from_the_inbox(register, lang):
     task = waiting[(waiting["kind"] == "service") & (waiting["units"] >= 2)].iloc[0]
     monday, _sunday = cycle.week_days(task["week"])
     wednesday = monday + timedelta(days=2)
-    ok(at.selectbox(key="answer_task").set_value(task["task_id"]).run())
-    at.selectbox(key="answer_status").set_value("delivered")
+    ok(at.selectbox(key=keyed("answer_task", lang)).set_value(task["task_id"]).run())
+    at.selectbox(key=keyed("answer_status", lang)).set_value("delivered")
     at.text_input(key="answer_units").set_value("1")
     at.date_input(key="answer_date").set_value(wednesday)
     ok(at.button(key="answer_submit").click().run())
@@ -232,8 +242,8 @@ def test_a_refused_answer_lists_every_problem_in_chinese_and_english(register):
     at = app("en")
     task = live(register).query("kind == 'service'").iloc[0]
     before = cycle.tasks(register)
-    ok(at.selectbox(key="answer_task").set_value(task["task_id"]).run())
-    at.selectbox(key="answer_status").set_value("delivered")
+    ok(at.selectbox(key=keyed("answer_task", "en")).set_value(task["task_id"]).run())
+    at.selectbox(key=keyed("answer_status", "en")).set_value("delivered")
     at.text_input(key="answer_units").set_value("三")
     ok(at.button(key="answer_submit").click().run())
     assert texts(at, "error") == ["Not recorded: 1 problem(s) (中文 / English)"]
@@ -253,9 +263,9 @@ def test_recording_a_visit_result_from_the_inbox(register, lang):
     visit = live(register).query("kind == 'monitoring'").iloc[0]
     household = visit["household_id"]
     versions = len(register.colour_history(household))
-    ok(at.selectbox(key="visit_task").set_value(visit["task_id"]).run())
-    at.radio(key="visit_outcome").set_value("done")
-    at.selectbox(key="visit_d_health").set_value("1")
+    ok(at.selectbox(key=keyed("visit_task", lang)).set_value(visit["task_id"]).run())
+    at.radio(key=keyed("visit_outcome", lang)).set_value("done")
+    at.selectbox(key=keyed("visit_d_health", lang)).set_value("1")
     at.text_input(key="visit_needs").set_value("meal_help:2")
     at.text_area(key="visit_note").set_value("独居,行动不便")
     ok(at.button(key="visit_submit").click().run())
@@ -278,6 +288,71 @@ def test_recording_a_visit_result_from_the_inbox(register, lang):
     done = {"zh": f"已记录走访 {visit['task_id']}:{outcome};新需求 1 项",
             "en": f"Visit {visit['task_id']} recorded: {outcome}; 1 new need(s)"}[lang]
     assert done in texts(at, "success")
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_the_visits_due_say_their_half_day_in_words(register, lang):
+    """The visits table's slot is the half day in words (周二上午, Tue morning), not its code."""
+    at = app(lang)
+    slots = cycle.tasks(register).set_index("task_id")["slot"]
+    shown = table(at, "visits_table", lang)
+    assert len(shown) and list(shown[text.column("slot", lang)]) == [
+        text.code("slot", slots[t], lang) for t in shown[text.column("task_id", lang)]]
+    assert all("_" not in s for s in shown[text.column("slot", lang)])
+
+
+def test_no_status_is_recorded_unless_chosen_and_a_decline_needs_a_reason(register):
+    """An accepted task's answer form starts with no status: pressing the button records
+    nothing (every status left is final); declined without a reason records nothing either;
+    declined with a reason is recorded."""
+    task_id = live(register).query("kind == 'service'").iloc[0]["task_id"]
+    cycle.record_answers(register, [cycle.Answer(task_id=task_id, status="accepted")])
+    at = app()
+    ok(at.selectbox(key="answer_task").set_value(task_id).run())
+    assert at.selectbox(key="answer_status").value == ""
+    ok(at.button(key="answer_submit").click().run())
+    assert texts(at, "error") == [text.say("inbox.answer.no_status")]
+    assert cycle.tasks(register).set_index("task_id").at[task_id, "status"] == "accepted"
+    at.selectbox(key="answer_status").set_value("declined")
+    ok(at.button(key="answer_submit").click().run())
+    assert texts(at, "error") == [text.say("inbox.answer.no_reason")]
+    assert cycle.tasks(register).set_index("task_id").at[task_id, "status"] == "accepted"
+    at.selectbox(key="answer_reason").set_value("no_capacity")
+    ok(at.button(key="answer_submit").click().run())
+    stored = cycle.tasks(register).set_index("task_id").loc[task_id]
+    assert (stored["status"], stored["reason"]) == ("declined", "no_capacity")
+
+
+def test_the_inbox_forms_keep_their_choices_across_a_language_switch(register):
+    """Switching 中文 → English keeps every choice of the answer and visit forms, shown in
+    English, and what is recorded is what the form shows (a visit marked missed stays
+    missed; the tester's browser showed no outcome yet recorded "visited")."""
+    at = app()
+    waiting = live(register)
+    task_id = waiting.query("kind == 'service'").iloc[1]["task_id"]
+    visit_id = waiting.query("kind == 'monitoring'").iloc[0]["task_id"]
+    ok(at.selectbox(key="answer_task").set_value(task_id).run())
+    ok(at.selectbox(key="visit_task").set_value(visit_id).run())
+    # One change, one script run, as in a browser.
+    ok(at.selectbox(key="answer_status").set_value("not_delivered").run())
+    ok(at.selectbox(key="answer_reason").set_value("not_reachable").run())
+    ok(at.radio(key="visit_outcome").set_value("missed").run())
+    ok(at.selectbox(key="visit_d_health").set_value("1").run())
+    ok(at.sidebar.radio(key="lang").set_value("en").run())
+    en = {name: at.selectbox(key=keyed(name, "en")) for name in
+          ("answer_task", "answer_status", "answer_reason", "visit_task", "visit_d_health")}
+    assert {name: box.value for name, box in en.items()} == {
+        "answer_task": task_id, "answer_status": "not_delivered",
+        "answer_reason": "not_reachable", "visit_task": visit_id, "visit_d_health": "1"}
+    assert en["answer_status"].format_func("not_delivered") == "not delivered"
+    outcome = at.radio(key=keyed("visit_outcome", "en"))
+    assert outcome.value == "missed" and "missed" in outcome.options
+    ok(at.button(key="visit_submit").click().run())
+    ok(at.button(key="answer_submit").click().run())
+    stored = cycle.tasks(register).set_index("task_id")
+    assert stored.at[visit_id, "status"] == "not_delivered"
+    assert (stored.at[task_id, "status"], stored.at[task_id, "reason"]) == (
+        "not_delivered", "not_reachable")
 
 
 def test_a_missed_visit_keeps_the_household_as_it_was(register):
@@ -309,15 +384,19 @@ def test_an_empty_register_says_how_to_fill_it(tmp_path, monkeypatch, lang):
         assert ("The register is empty" in info) == (lang == "en")
 
 
-def test_a_store_that_cannot_be_opened_is_reported_on_the_register_pages(tmp_path,
+def test_a_store_that_cannot_be_opened_is_reported_on_the_register_pages(register, tmp_path,
                                                                          monkeypatch):
-    """A store the app cannot open: the app opens (on the coordinator's page) and the inbox
-    says why it shows nothing."""
+    """A store the app cannot open once signed in (the session's token is looked up in it at
+    every run): the inbox says so with the store and its error, and shows nothing."""
+    at = app(page="views/inbox.py")
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
-    monkeypatch.setenv("WULIAN_STORE", f"sqlite:///{blocked / 'runs.sqlite'}")
-    at = app(page="views/inbox.py")
-    assert texts(at, "error")[0].startswith("无法打开登记册")
+    url = f"sqlite:///{blocked / 'runs.sqlite'}"
+    monkeypatch.setenv("WULIAN_STORE", url)
+    ok(at.run())
+    assert len(texts(at, "error")) == 1
+    assert texts(at, "error")[0].startswith(f"无法打开存储({url})")
+    assert len(at.dataframe) == 0
 
 
 def test_the_inbox_reads_the_register_once_until_it_changes(register, monkeypatch):
@@ -664,3 +743,13 @@ def test_the_register_pages_speak_the_chosen_language(register, language):
     for view in ("views/inbox.py", "views/performance.py", "views/fund_lab.py"):
         ok(at.switch_page(view).run())
         assert_speaks(at, language, scenario, view)
+
+
+def test_an_alert_sentence_in_both_languages_has_each_colour_once_per_half():
+    """In "中文 / English" an alert's sentence is the Chinese one, then the English one, each
+    with the colour in its own language ("橙色 / orange家庭有 …" had both in each half)."""
+    numbers = {"from": "green", "to": "yellow", "assessed_on": "2026-12-01", "version": 2}
+    both = alert_words("colour_worse", numbers, "both")
+    assert both == (alert_words("colour_worse", numbers, "zh") + " / "
+                    + alert_words("colour_worse", numbers, "en"))
+    assert (both.count("green"), both.count("绿色"), both.count("yellow")) == (1, 1, 1)

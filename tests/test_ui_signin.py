@@ -104,3 +104,34 @@ def test_the_role_decides_the_pages():
 
     assert PAGES_OF["coordinator"] == {"inbox", "coordinator", "performance"}
     assert "runs" not in PAGES_OF["fund_manager"] and PAGES_OF["provider"] == frozenset()
+
+
+def test_a_token_revoked_while_signed_in_signs_the_session_out(register):
+    """The session's token is looked up at every script run: once revoked (``wulian token
+    revoke``), the next click shows the sign-in form with why, and no page."""
+    tokens = TokenStore(register.engine)
+    row, secret = tokens.create("coordinator", OWN, label="安熙值班")
+    at = ok(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run())
+    at.text_input(key="signin_token").input(secret)
+    ok(at.button[0].click().run())
+    assert len(at.dataframe) > 0  # the inbox
+    assert tokens.revoke(row["token_id"])
+    ok(at.run())
+    assert at.title[0].value.startswith("五联 · 登录")
+    assert any("令牌已被撤销" in e.value and "token was revoked" in e.value for e in at.error)
+    assert len(at.dataframe) == 0
+    assert not any(h in page_text(at) for h in household_ids(register, OWN))
+
+
+def test_a_store_that_cannot_be_opened_is_named_at_sign_in(tmp_path, monkeypatch):
+    """A store the app cannot open is said with its error, not as a bad token."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    url = f"sqlite:///{blocked / 'runs.sqlite'}"
+    monkeypatch.setenv("WULIAN_STORE", url)
+    at = ok(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run())
+    at.text_input(key="signin_token").input("wl_anything")
+    ok(at.button[0].click().run())
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "无法打开存储" in errors[0] and url in errors[0], errors
+    assert "令牌无效" not in errors[0]

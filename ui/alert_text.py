@@ -18,8 +18,10 @@ def alert_words(rule: str, numbers: dict, language: str,
     n = numbers
     services, centres = services or {}, centres or {}
 
-    def colour(tier: object) -> str:
-        return code("tier", str(tier), language)
+    def colour(tier: object) -> tuple[str, str]:
+        # Each language's word, for :func:`say` to put in each half of a bilingual sentence
+        # (the word in both languages went into each half: "橙色 / orange家庭有 …").
+        return code("tier", str(tier), "zh"), code("tier", str(tier), "en")
 
     facts: dict[str, object]
     key = f"alert.{rule}"

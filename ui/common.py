@@ -373,6 +373,41 @@ def show_problems(problems: list[Problem], key: str, *, title: str = "upload.pro
     show(frame, {"row": lambda r: "" if pd.isna(r) else str(int(r))}, key=key)
 
 
+def unmet_words(cell: str, language: str, english: Mapping[str, str] | None = None) -> str:
+    """A plans table's unmet cell (``planning.allocate.plans_table``: "生活补助(no_eligible_offer);
+    …", the service's Chinese name and the reason code) in words in ``language``: each reason
+    as :func:`ui.text.reason` says it and, in English, each service by its English name
+    (``english``: Chinese name → English, when the scenario is known)."""
+    items = []
+    for item in str(cell).split("; "):
+        name, bracket, codes = item.rpartition("(")  # the last: a name may hold brackets
+        if not bracket:
+            items.append(item)
+            continue
+        words = text.reason(codes.removesuffix(")"), language)
+        if language == "en":
+            items.append(f"{(english or {}).get(name, name)} ({words})")
+        else:
+            items.append(f"{name}({words})")
+    return "; ".join(items) if cell else ""
+
+
+def plans_in_words(plans: pd.DataFrame, services: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The plans table with its unmet column in words in the chosen language
+    (:func:`unmet_words`; ``services``: the scenario's, for the services' English names), and
+    the unmet needs in both languages' words and as stored, for a search in either language
+    (``unmet_zh``, ``unmet_en``, ``unmet_codes``: not shown)."""
+    english = None if services is None else \
+        dict(zip(services["name_zh"], services["name_en"], strict=True))
+    zh = each_distinct(plans["unmet"], lambda v: unmet_words(v, "zh"))
+    en = each_distinct(plans["unmet"], lambda v: unmet_words(v, "en", english))
+    shown = {"zh": zh, "en": en}.get(lang())
+    if shown is None:  # both: each language's sentence, where they differ
+        shown = pd.Series([z if z == e else f"{z} / {e}" for z, e in zip(zh, en, strict=True)],
+                          index=plans.index, dtype=object)
+    return plans.assign(unmet=shown, unmet_zh=zh, unmet_en=en, unmet_codes=plans["unmet"])
+
+
 def money(value: float) -> str:
     """Yuan for people, rounded to the cent first (so -0.001 left in a fund reads ¥0)."""
     return "—" if pd.isna(value) else fmt.yuan(round(float(value), 2) + 0.0)

@@ -65,6 +65,11 @@ def uploader_texts() -> None:
 </style>""")
 
 
+def file_size(size: int) -> str:
+    """Bytes for people: KB under a megabyte (16 KB read "0.0 MB"), else MB."""
+    return f"{size / 1e3:,.1f} KB" if size < 1e6 else f"{size / 1e6:,.1f} MB"
+
+
 def upload_box(prefix: str) -> None:
     """A file uploader with its validation report and an import button (``prefix`` keeps the
     widgets of two pages apart)."""
@@ -87,19 +92,25 @@ def upload_box(prefix: str) -> None:
     else:
         contents = {f.name: f.getvalue() for f in files}
         size = sum(len(c) for c in contents.values())
-        try:
-            digest = hashlib.sha256()
-            for name in sorted(contents):
-                digest.update(name.encode() + b"\0" + contents[name])
-            with st.status(tr("upload.validating", files=fmt.count(len(contents)),
-                              mb=f"{size / 1e6:,.1f}")) as status:
+        digest = hashlib.sha256()
+        for name in sorted(contents):
+            digest.update(name.encode() + b"\0" + contents[name])
+        refused: ValidationError | None = None
+        with st.status(tr("upload.validating", files=fmt.count(len(contents)),
+                          size=file_size(size))) as status:
+            try:
                 scenario = _validated(digest.hexdigest(), contents)
+            except ValidationError as err:  # the box says so, not "validating" for ever
+                refused = err
+                status.update(label=tr("upload.refused", n=fmt.count(len(err.problems))),
+                              state="error")
+            else:
                 status.update(label=tr("upload.validated"), state="complete")
-        except ValidationError as err:
+        if refused is not None:
             st.session_state.pop(CANDIDATE_KEY, None)
-            st.session_state[last_key] = {"names": sorted(contents), "problems": err.problems,
-                                          "scenario": None}
-            show_problems(err.problems, f"{prefix}_problems")
+            st.session_state[last_key] = {"names": sorted(contents),
+                                          "problems": refused.problems, "scenario": None}
+            show_problems(refused.problems, f"{prefix}_problems")
             return
         st.session_state[last_key] = {"names": sorted(contents), "problems": [],
                                       "scenario": scenario}

@@ -43,10 +43,12 @@ def reader(url: str) -> Register:
 
 
 def writer(url: str) -> Register:
-    """The register at ``url``, changes recorded under the name the sidebar holds (via app)."""
+    """The register at ``url``, changes recorded under the signed-in token's identity (id,
+    role, centre, label: ``signin.actor_name``), with the name the sidebar holds after it as
+    what the person says of themselves; via app."""
     base = reader(url)
-    name = str(st.session_state.get(ACTOR_KEY) or "").strip()
-    return Register(base.store, Actor(f"app:{name}" if name else "app", "app"), base.policy)
+    typed = str(st.session_state.get(ACTOR_KEY) or "")
+    return Register(base.store, Actor(signin.actor_name(typed), "app"), base.policy)
 
 
 def marker(url: str) -> tuple:

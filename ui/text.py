@@ -40,6 +40,12 @@ TEXT: dict[str, tuple[str, str]] = {
     "signin.token": ("令牌", "Token"),
     "signin.submit": ("登录", "Sign in"),
     "signin.failed": ("令牌无效或已撤销", "the token is unknown or revoked"),
+    "signin.revoked": ("您的令牌已被撤销或更改,已退出登录;请用有效的令牌重新登录",
+                       "your token was revoked or changed: you are signed out; sign in again "
+                       "with a valid token"),
+    "signin.store_error": ("无法打开存储({url}),无法核对令牌:{message}",
+                           "the store cannot be opened ({url}), so the token cannot be "
+                           "checked: {message}"),
     "signin.out": ("退出登录", "Sign out"),
     "signin.as": ("已登录:{role} · 中心 {centre}", "signed in: {role} · centre {centre}"),
     "signin.no_pages": ("{role}角色在本应用中没有页面(请通过批处理服务回复任务)",
@@ -51,8 +57,11 @@ TEXT: dict[str, tuple[str, str]] = {
     # the register's pages (inbox, performance, the fund ledger)
     "app.store": ("登记册:{url}", "Register: {url}"),
     "app.actor": ("记录人", "Recorded by"),
-    "app.actor.help": ("在登记册中所做的操作记在这个名字下(来源:app)",
-                       "what you change in the register is recorded under this name (via: app)"),
+    "app.actor.help": ("您在登记册中所做的操作记在您登录所用的令牌下(编号、角色、中心、标签),"
+                       "此处填写的姓名附在其后(来源:app)",
+                       "what you change in the register is recorded under the token you signed "
+                       "in with (id, role, centre, label), with the name given here after it "
+                       "(via: app)"),
     "reg.empty": ("登记册是空的({url})。先导入一个场景:`wulian register import data/demo`,"
                   "或导入并模拟几周:`wulian simulate data/demo --weeks 4`"
                   "(使用同一个 `--store` 或 `$WULIAN_STORE`)。",
@@ -93,6 +102,11 @@ TEXT: dict[str, tuple[str, str]] = {
                            "Units delivered (empty, when delivered: all of them)"),
     "inbox.answer.date": ("日期", "Date"),
     "inbox.answer.reason": ("原因(拒绝或未完成时)", "Reason (when declined or not delivered)"),
+    "inbox.answer.pick": ("(请选择)", "(choose)"),
+    "inbox.answer.no_status": ("未记录:请选择状态", "Not recorded: choose a status"),
+    "inbox.answer.no_reason": ("未记录:拒绝须说明原因(拒绝后不能更改)",
+                               "Not recorded: a decline needs a reason (it cannot be changed "
+                               "afterwards)"),
     "inbox.answer.none": ("(无)", "(none)"),
     "inbox.answer.button": ("记录答复", "Record the answer"),
     "inbox.answer.done": ("已记录任务 {task} 的答复:{status}",
@@ -225,9 +239,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "upload.last": ("上次上传的文件:{names}(离开页面后文件框会清空,校验报告保留)",
                     "Last upload: {names} (the file box empties when you leave the page; the "
                     "report stays)"),
-    "upload.validating": ("正在读取并校验 {files} 个文件({mb} MB)……",
-                          "Reading and validating {files} file(s) ({mb} MB) …"),
+    "upload.validating": ("正在读取并校验 {files} 个文件({size})……",
+                          "Reading and validating {files} file(s) ({size}) …"),
     "upload.validated": ("校验完成", "Validation done"),
+    "upload.refused": ("校验未通过:{n} 个问题", "Validation failed: {n} problem(s)"),
     "upload.ok": ("场景无误:{households} 户,{needs} 项需求。",
                   "The scenario is valid: {households} households, {needs} needs."),
     "upload.imported": ("已导入,现正使用:{name}", "Imported; now using: {name}"),
@@ -287,6 +302,11 @@ TEXT: dict[str, tuple[str, str]] = {
                        "at most {most} {unit} for this pin (the need, caps per household and "
                        "capacity)"),
     "coord.pin.held": ("不能锁定的来源:{sources}", "Sources that cannot be pinned: {sources}"),
+    "coord.other": ("下面的结果不是当前所选场景、周次或中心的:它们属于 {scenario} · {week} · "
+                    "{centre} 的运行。请点击“运行分配”更新。",
+                    "The results below are not of the scenario, week or centre chosen now: "
+                    "they are a run of {scenario} · {week} · {centre}. Press “Run the "
+                    "allocation” to update them."),
     "coord.stale": ("锁定已改变:下面的结果是改变之前的,请重新运行。",
                     "The pins changed: the results below are from before; run again."),
     "coord.pin.list": ("当前锁定", "Pins"),
@@ -733,8 +753,8 @@ def code(kind: str, value: str, lang: str) -> str:
     street could not be held to the dial), ``status`` (a solver outcome), ``registry`` (a
     registry row's kind), ``run_kind`` (a stored run's), ``severity`` and ``alert_state`` (of
     an alert), ``task_status``,
-    ``task_kind``, ``decline`` (a task's reason), ``outcome`` (of a visit) or ``group`` (a
-    performance grouping)."""
+    ``task_kind``, ``decline`` (a task's reason), ``outcome`` (of a visit), ``slot`` (a
+    volunteer's half day) or ``group`` (a performance grouping)."""
     table = {"tier": vocab.TIERS, "linkage": vocab.LINKAGES, "level": vocab.LEVELS,
              "source": vocab.FUND_SOURCES, "unit": vocab.UNITS, "dimension": vocab.DIMENSIONS,
              "skill": vocab.SKILLS, "direction": DIRECTIONS, "equity": EQUITY_REASONS,
@@ -742,7 +762,7 @@ def code(kind: str, value: str, lang: str) -> str:
              "run_kind": RUN_KINDS,
              "alert_state": ALERT_STATES, "task_status": vocab.TASK_STATUSES,
              "task_kind": TASK_KINDS, "decline": vocab.DECLINE_REASONS,
-             "outcome": vocab.VISIT_OUTCOMES, "group": GROUPS}[kind]
+             "outcome": vocab.VISIT_OUTCOMES, "slot": vocab.SLOTS, "group": GROUPS}[kind]
     return pick(table[value], lang) if value in table else value
 
 

@@ -19,6 +19,7 @@ from wulian.planning.store import diff_runs, store_url
 from wulian.ui import charts, signin
 from wulian.ui.common import (
     RESULT_KEY,
+    SCENARIO_KEY,
     TIERS,
     cached_run,
     centre_children,
@@ -32,7 +33,9 @@ from wulian.ui.common import (
     lang,
     money,
     percent,
+    plans_in_words,
     run_served,
+    scenario_label,
     show,
     show_problems,
     titles,
@@ -46,6 +49,7 @@ from wulian.ui.text import code, pick
 PINS_KEY = "pins"
 PINS_FOR_KEY = "pins_scenario"
 RUN_REQUEST_KEY = "run_requested"
+RUNNING_KEY = "coordinator_running"  # a run started and not yet shown (see run_now)
 EXPORT_KEY = "export"
 
 log = logging.getLogger("wulian.ui")
@@ -117,8 +121,13 @@ def scenario_to_run(scenario: Scenario) -> Scenario | None:
         return None
 
 
-def run_now(scenario: Scenario, week: str | None, centre: str | None) -> None:
-    """Run (or fetch from the cache) and keep the result in the session, with progress."""
+def run_now(scenario: Scenario, week: str | None, centre: str | None, chosen: str) -> None:
+    """Start the run (or fetch it from the cache) in a thread and show it when it ends.
+
+    The run is kept in the session while it runs (``RUNNING_KEY``): a page or language switch
+    stops this script run, not the thread, and the page shows the run when it is opened again
+    (:func:`await_run`), rather than losing a run the store holds. ``chosen`` is the digest
+    of the sidebar's scenario (``scenario`` may add the pins to it)."""
     solved: list = []
     # The run starts before the status box: Streamlit pauses 50 ms when it opens one (so the
     # browser draws it before its first update), and the solve need not wait for that. The
@@ -128,23 +137,47 @@ def run_now(scenario: Scenario, week: str | None, centre: str | None) -> None:
                               initargs=(None, get_script_run_ctx()))
     job = pool.submit(cached_run, scenario.digest, week, centre, store_url(), scenario, solved)
     pool.shutdown(wait=False)  # the thread ends once the run is done; its result is in ``job``
+    st.session_state[RUNNING_KEY] = {"job": job, "solved": solved, "scenario": scenario,
+                                     "chosen": chosen, "week": week, "centre": centre,
+                                     "scenario_choice": st.session_state.get(SCENARIO_KEY, "demo"),
+                                     "pins": list(st.session_state.get(PINS_KEY, []))}
+    await_run()
+
+
+def scenario_name(result: dict) -> str:
+    """The scenario of a result in words (an upload by its digest: another may be uploaded
+    since)."""
+    choice = result["scenario_choice"]
+    return scenario_label(choice) if choice != "upload" else result["scenario"].digest[:12]
+
+
+def await_run() -> None:
+    """Wait for the run started in this session, with progress, and keep its result."""
+    running = st.session_state[RUNNING_KEY]
     with st.status(tr("coord.running"), expanded=False) as status:
-        st.write(tr("coord.step.load", digest=scenario.digest[:12]))
+        st.write(tr("coord.step.load", digest=running["scenario"].digest[:12]))
         st.write(tr("coord.step.solve"))
         try:
-            run = job.result()
+            run = running["job"].result()
         except PinError as err:
+            st.session_state.pop(RUNNING_KEY, None)
             status.update(label=tr("coord.pin.error"), state="error", expanded=True)
             for problem in err.problems:  # the failed condition, in the chosen language
                 st.write(f"- {pick((problem.zh, problem.en), lang())}")
             return
+        except Exception:
+            st.session_state.pop(RUNNING_KEY, None)  # not waited for again at the next run
+            raise
         status.update(label=tr("coord.done", status=(code("status", run.info["status"], "zh"),
                                                      code("status", run.info["status"], "en")),
                                seconds=f"{run.info['seconds']['wall']:.1f} s"),
                       state="complete")
-    st.session_state[RESULT_KEY] = {"run": run, "scenario": scenario, "week": week,
-                                    "centre": centre, "cached": not solved,
-                                    "pins": list(st.session_state.get(PINS_KEY, []))}
+    st.session_state.pop(RUNNING_KEY, None)
+    st.session_state[RESULT_KEY] = {"run": run, "scenario": running["scenario"],
+                                    "chosen": running["chosen"], "week": running["week"],
+                                    "scenario_choice": running["scenario_choice"],
+                                    "centre": running["centre"],
+                                    "cached": not running["solved"], "pins": running["pins"]}
     st.session_state.pop(EXPORT_KEY, None)
 
 
@@ -185,20 +218,22 @@ def station_map(scenario: Scenario, served: pd.DataFrame) -> None:
              key="station_table")
 
 
-def plans_table(run: Run) -> pd.DataFrame:
-    """The searchable household plans; returns the rows shown."""
+def plans_table(scenario: Scenario, run: Run) -> pd.DataFrame:
+    """The searchable household plans (what is unmet in words in the chosen language; the
+    search finds either language's words, or the reason's code); returns the rows shown."""
     st.subheader(tr("coord.plans"))
     left, right = st.columns([3, 2])
     query = left.text_input(tr("coord.search"), key="plan_search").strip()
     names = {t: colour_name(t) for t in TIERS}
     tiers = choose(right.multiselect, tr("coord.tier.filter"), list(TIERS), names,
                    "plan_tiers", list(TIERS))
-    plans = S.plans_for_reading(run.plans)
+    plans = plans_in_words(S.plans_for_reading(run.plans), scenario.services)
     shown = plans[plans["tier"].isin(tiers)]
     if query:
-        haystack = shown[["household_id", "station_id", "package", "unmet"]].agg(" ".join,
-                                                                                   axis=1)
+        haystack = shown[["household_id", "station_id", "package", "unmet_zh", "unmet_en",
+                          "unmet_codes"]].agg(" ".join, axis=1)
         shown = shown[haystack.str.contains(query, case=False, regex=False)]
+    shown = shown.drop(columns=["unmet_zh", "unmet_en", "unmet_codes"])
     st.caption(tr("coord.plans.count", shown=fmt.count(len(shown)), total=fmt.count(len(plans))))
     show(shown, {"needs": fmt.count, "fully_served": fmt.count, "fill_rate": percent,
                  "money": money}, {"tier": "tier"}, key="plans_table")
@@ -366,7 +401,9 @@ def warm_up(scenario: Scenario) -> None:
         log.warning("could not prepare the run store and charts ahead of a run", exc_info=True)
 
 
-def results(result: dict) -> None:
+def results(result: dict, chosen: tuple[str, str | None, str | None]) -> None:
+    """The run kept in the session; ``chosen``: the sidebar's scenario (its digest), week and
+    the centre picked now, which the results are said to be out of date against."""
     run, scenario = result["run"], result["scenario"]
     info = run.info
     centre = result["centre"]
@@ -389,13 +426,16 @@ def results(result: dict) -> None:
         st.caption(pick((info["proof"]["zh"], info["proof"]["en"]), lang()))
     if result["cached"]:
         st.caption(tr("coord.cached", run_id=info["run_id"]))
-    if result.get("pins") != st.session_state.get(PINS_KEY, []):
+    if (result["chosen"], result["week"], result["centre"]) != chosen:
+        st.warning(tr("coord.other", scenario=scenario_name(result), week=result["week"] or "—",
+                      centre=f"{where} · {centre}" if centre in centres.index else where))
+    elif result.get("pins") != st.session_state.get(PINS_KEY, []):
         st.warning(tr("coord.stale"))
     served = run_served(scenario, run)
     fill_metrics(served)
     money_and_unmet(scenario, run)
     station_map(scenario, served)
-    shown = plans_table(run)
+    shown = plans_table(scenario, run)
     household_view(scenario, run, served, shown)
     compare_previous(run)
     export_panel(scenario, run)
@@ -416,13 +456,15 @@ def page() -> None:
     if st.session_state.pop(RUN_REQUEST_KEY, False):
         pinned = scenario_to_run(scenario)
         if pinned is not None:
-            run_now(pinned, week, centre)
+            run_now(pinned, week, centre, scenario.digest)
+    elif RUNNING_KEY in st.session_state:  # started before a page or language switch
+        await_run()
     result = st.session_state.get(RESULT_KEY)
     pins_panel(result)
     if result is None:
         st.info(tr("coord.none"))
     else:
-        results(result)
+        results(result, (scenario.digest, week, centre))
     # Last, so the page is drawn before it; once per scenario and process after that.
     warm_up(scenario)
 

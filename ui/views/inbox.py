@@ -22,10 +22,17 @@ from wulian.planning import fmt
 from wulian.planning.cycle import Answer, record_answers, week_days
 from wulian.ui import register_data as R
 from wulian.ui.alert_text import alert_words
-from wulian.ui.common import lang, money, show, show_problems, tr
-from wulian.ui.text import code
+from wulian.ui.common import choose, lang, money, show, show_problems, tr
+from wulian.ui.text import LANGUAGES, code
 
 FLASH_KEY = "inbox_flash"
+# The fields of the answer and visit forms. The choices (status, reason, outcome, indicators)
+# stand outside the ``st.form``, through ``common.choose``: each change reaches the server at
+# once (a rerun that reads the register's change marker only), so after a language switch each
+# shows, in the new language, the choice it will record (with fixed keys the outcome radio
+# showed none and recorded "visited"; inside a form a choice not yet sent was lost). The texts,
+# the date and the button stay in the form, which sends them at once: without it, a text typed
+# and the button clicked at once (Chromium) recorded the visit without the new needs typed.
 ANSWER_KEYS = ("answer_status", "answer_units", "answer_date", "answer_reason")
 VISIT_KEYS = ("visit_outcome", "visit_date", "visit_needs", "visit_note",
               *(f"visit_{d}" for d in vocab.DEPRIVATION_COLUMNS))
@@ -46,8 +53,11 @@ def show_flash() -> None:
 
 
 def forget(keys: tuple[str, ...]) -> None:
+    """Forget the fields ``keys``: the widgets (in every language, ``common.by_language``) and
+    the choices ``common.choose`` remembers for them."""
     for key in keys:
-        st.session_state.pop(key, None)
+        for name in (key, f"{key}.chosen", *(f"{key}.{language}" for language in LANGUAGES)):
+            st.session_state.pop(name, None)
 
 
 # ----------------------------------------------------------------------------- alerts
@@ -102,16 +112,17 @@ def alerts_table(frame: pd.DataFrame, centre_names: pd.Series,
 
 
 def acknowledge_form(url: str, opened: pd.DataFrame, language: str) -> None:
-    title = opened["title_zh"] if language != "en" else opened["title_en"]
+    title = opened["title_zh"] if language == "zh" else opened["title_en"] \
+        if language == "en" else opened["title_zh"] + " / " + opened["title_en"]
     labels = {aid: f"{code('severity', sev, language)} · {t} · {subject}"
               for aid, sev, t, subject in zip(opened["alert_id"], opened["severity"], title,
                                               opened["subject_id"], strict=True)}
-    with st.form("ack_form"):
+    with st.container(border=True):  # the choice outside the form: see ANSWER_KEYS
         st.markdown("**" + tr("inbox.ack") + "**")
-        alert = st.selectbox(tr("inbox.ack.alert"), list(labels), format_func=labels.get,
-                             key="ack_alert")
-        note = st.text_input(tr("inbox.ack.note"), key="ack_note")
-        if st.form_submit_button(tr("inbox.ack.button"), key="ack_submit"):
+        alert = choose(st.selectbox, tr("inbox.ack.alert"), list(labels), labels, "ack_alert")
+        form = st.form("ack_form", border=False)
+        note = form.text_input(tr("inbox.ack.note"), key="ack_note")
+        if form.form_submit_button(tr("inbox.ack.button"), key="ack_submit"):
             try:
                 alert_rules.acknowledge(R.writer(url), alert, note)
             except alert_rules.AlertError as err:
@@ -176,9 +187,7 @@ def pick_task(frame: pd.DataFrame, names: dict[str, dict[str, str]], key: str,
               label: str, keys: tuple[str, ...]) -> pd.Series:
     """The task picked (its form's fields are forgotten when another is picked)."""
     labels = task_labels(frame, names, lang())
-    if st.session_state.get(key) not in labels:
-        st.session_state.pop(key, None)
-    tid = st.selectbox(label, list(labels), format_func=labels.get, key=key)
+    tid = choose(st.selectbox, label, list(labels), labels, key)
     if st.session_state.get(key + "_for") != tid:
         forget(keys)
         st.session_state[key + "_for"] = tid
@@ -213,19 +222,31 @@ def tasks_section(url: str, area: R.Scope, box: R.Inbox, names: dict[str, dict[s
     first, last, today = answer_day(task)
     language = lang()
     statuses = sorted(vocab.TASK_NEXT[task["status"]], key=list(vocab.TASK_STATUSES).index)
-    with st.form("answer_form"):
-        left, middle, right = st.columns(3)
-        status = left.selectbox(tr("inbox.answer.status"), statuses, key="answer_status",
-                                format_func=lambda s: code("task_status", s, language))
+    # No status chosen beforehand: every answer but "accepted" is final, so one click on the
+    # button must not record one the coordinator did not pick.
+    status_words = {"": tr("inbox.answer.pick"),
+                    **{s: code("task_status", s, language) for s in statuses}}
+    reasons = {"": tr("inbox.answer.none"),
+               **{r: code("decline", r, language) for r in REASONS}}
+    with st.container(border=True):  # the choices outside the form: see ANSWER_KEYS
+        left, right = st.columns(2)
+        status = choose(left.selectbox, tr("inbox.answer.status"), list(status_words),
+                        status_words, "answer_status")
+        reason = choose(right.selectbox, tr("inbox.answer.reason"), list(reasons), reasons,
+                        "answer_reason")
+        form = st.form("answer_form", border=False)
+        middle, right = form.columns(2)
         units = middle.text_input(tr("inbox.answer.units"), key="answer_units",
                                   placeholder=f"{float(task['units']):,.6g}")
         day = right.date_input(tr("inbox.answer.date"), value=today, min_value=first,
                                max_value=last, key="answer_date")
-        reasons = {"": tr("inbox.answer.none"),
-                   **{r: code("decline", r, language) for r in REASONS}}
-        reason = st.selectbox(tr("inbox.answer.reason"), list(reasons),
-                              format_func=reasons.get, key="answer_reason")
-        if st.form_submit_button(tr("inbox.answer.button"), key="answer_submit"):
+        if form.form_submit_button(tr("inbox.answer.button"), key="answer_submit"):
+            if not status:
+                st.error(tr("inbox.answer.no_status"))
+                return
+            if status == "declined" and not reason:  # a decline is final: say why
+                st.error(tr("inbox.answer.no_reason"))
+                return
             answer = Answer(task_id=task["task_id"], status=status,
                             units_delivered=units.strip(),
                             answered_on=day.isoformat() if day else "", reason=reason,
@@ -255,20 +276,18 @@ def visits_section(url: str, area: R.Scope, box: R.Inbox, names: dict[str, dict[
                       total=fmt.count(box.visit_count)))
     show(tasks_table(box.visits, names, centre_names, visits=True),
          {"hours": lambda v: f"{v:,.6g}"},
-         {"tier": "tier", "kind": "task_kind", "status": "task_status"}, key="visits_table")
+         {"tier": "tier", "kind": "task_kind", "status": "task_status", "slot": "slot"},
+         key="visits_table")
     st.markdown("**" + tr("inbox.visit") + "**")
     task = pick_task(box.visits, names, "visit_task", tr("inbox.visit.task"), VISIT_KEYS)
     st.caption(facts(task, names, centre_names))
     first, last, today = answer_day(task)
     language = lang()
     now = R.household(url, task["household_id"])
-    with st.form("visit_form"):
-        left, right = st.columns(2)
-        outcome = left.radio(tr("inbox.visit.outcome"), list(vocab.VISIT_OUTCOMES),
-                             format_func=lambda o: code("outcome", o, language),
-                             key="visit_outcome", horizontal=True)
-        day = right.date_input(tr("inbox.answer.date"), value=today, min_value=first,
-                               max_value=last, key="visit_date")
+    with st.container(border=True):  # the choices outside the form: see ANSWER_KEYS
+        outcomes = {o: code("outcome", o, language) for o in vocab.VISIT_OUTCOMES}
+        outcome = choose(st.radio, tr("inbox.visit.outcome"), list(outcomes), outcomes,
+                         "visit_outcome", horizontal=True)
         st.markdown(tr("inbox.visit.indicators"))
         observed = {}
         columns = st.columns(4)
@@ -276,13 +295,16 @@ def visits_section(url: str, area: R.Scope, box: R.Inbox, names: dict[str, dict[
             words = {"": tr("inbox.visit.unobserved", value=now.get(column, "—")),
                      "1": tr("inbox.visit.deprived"), "0": tr("inbox.visit.fine")}
             dimension = code("dimension", column.removeprefix("d_"), language)
-            observed[column] = columns[i % 4].selectbox(  # the dimension in words, no code
-                dimension, list(words), format_func=words.get, key=f"visit_{column}")
+            observed[column] = choose(  # the dimension in words, no code
+                columns[i % 4].selectbox, dimension, list(words), words, f"visit_{column}")
+        form = st.form("visit_form", border=False)
+        day = form.date_input(tr("inbox.answer.date"), value=today, min_value=first,
+                              max_value=last, key="visit_date")
         services = ", ".join(f"{s} {n}" for s, n in names["service"].items())
-        needs = st.text_input(tr("inbox.visit.needs"), key="visit_needs",
-                              help=tr("inbox.visit.needs.help", services=services))
-        note = st.text_area(tr("inbox.visit.note"), key="visit_note", height=68)
-        if st.form_submit_button(tr("inbox.visit.button"), key="visit_submit"):
+        needs = form.text_input(tr("inbox.visit.needs"), key="visit_needs",
+                                help=tr("inbox.visit.needs.help", services=services))
+        note = form.text_area(tr("inbox.visit.note"), key="visit_note", height=68)
+        if form.form_submit_button(tr("inbox.visit.button"), key="visit_submit"):
             made = outcome == "done"
             answer = Answer(
                 task_id=task["task_id"], status="delivered" if made else "not_delivered",

@@ -15,6 +15,7 @@ from wulian.ui.common import (
     lang,
     money,
     percent,
+    plans_in_words,
     show,
     tr,
 )
@@ -67,7 +68,11 @@ def open_run(run: StoredRun) -> None:
         show(pd.DataFrame({"reason": reasons.index, "count": reasons.to_numpy()}),
              {"count": fmt.count}, {"reason": "reason"}, key="run_unmet")
     st.markdown("**" + tr("coord.plans") + "**")
-    show(run.tables["plans"], {"needs": fmt.count, "fully_served": fmt.count,
+    # The stored run has no scenario: the services keep their Chinese names, the reasons are
+    # in words.
+    plans = plans_in_words(run.tables["plans"]).drop(columns=["unmet_zh", "unmet_en",
+                                                              "unmet_codes"])
+    show(plans, {"needs": fmt.count, "fully_served": fmt.count,
                                "fill_rate": percent, "money": money}, {"tier": "tier"},
          key="run_plans")
 
