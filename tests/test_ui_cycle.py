@@ -369,6 +369,24 @@ def test_a_missed_visit_keeps_the_household_as_it_was(register):
     assert len(register.colour_history(visit["household_id"])) == versions
 
 
+def test_a_visit_answered_elsewhere_before_the_press_records_nothing_for_another(register):
+    """A visit task picked and filled in, then answered elsewhere before the button is
+    pressed: the picker falls back to another task, and the press records nothing (before,
+    it recorded a made visit for the other household)."""
+    at = app()
+    visits = live(register).query("kind == 'monitoring' and status == 'planned'")
+    first, picked = visits["task_id"].iat[0], visits["task_id"].iat[1]
+    ok(at.selectbox(key="visit_task").set_value(picked).run())
+    ok(at.radio(key="visit_outcome").set_value("missed").run())
+    at.text_area(key="visit_note").set_value("nobody home")
+    cycle.record_answers(register, [cycle.Answer(task_id=picked, status="delivered")])
+    events = len(register.events())
+    ok(at.button(key="visit_submit").click().run())
+    assert len(register.events()) == events
+    assert cycle.tasks(register).set_index("task_id").at[first, "status"] == "planned"
+    assert any("未记录" in e.value for e in at.error)
+
+
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_an_empty_register_says_how_to_fill_it(tmp_path, monkeypatch, lang):
     """Without a register the app opens on the coordinator's page as before; the inbox and

@@ -135,3 +135,49 @@ def test_a_store_that_cannot_be_opened_is_named_at_sign_in(tmp_path, monkeypatch
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "无法打开存储" in errors[0] and url in errors[0], errors
     assert "令牌无效" not in errors[0]
+
+
+def test_a_later_token_numbered_as_a_deleted_one_does_not_inherit_its_session(register):
+    """SQLite may give a new token the id of a deleted one: the session, signed in with the
+    deleted token, is signed out — the id alone does not say whose session it is."""
+    import sqlalchemy as sa
+
+    from wulian.api.auth import TOKENS
+
+    tokens = TokenStore(register.engine)
+    row, secret = tokens.create("coordinator", OWN, label="王(已离职)")
+    at = ok(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run())
+    at.text_input(key="signin_token").input(secret)
+    ok(at.button[0].click().run())
+    assert len(at.dataframe) > 0
+    with register.engine.begin() as conn:
+        conn.execute(TOKENS.delete().where(TOKENS.c.token_id == row["token_id"]))
+    again, _ = tokens.create("coordinator", OWN, label="李(新同事)")
+    assert again["token_id"] == row["token_id"]  # (not vacuous: the id came back)
+    ok(at.run())
+    assert at.title[0].value.startswith("五联 · 登录") and len(at.dataframe) == 0
+
+
+def test_signing_out_forgets_the_sessions_work_and_keeps_its_language(register):
+    tokens = TokenStore(register.engine)
+    _row, secret = tokens.create("coordinator", OWN, label="安熙值班")
+    at = ok(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run())
+    at.text_input(key="signin_token").input(secret)
+    ok(at.button[0].click().run())
+    at.session_state["lang"] = "en"
+    at.session_state["some_page_result"] = "the last person's results"
+    ok(at.button(key="signin_out").click().run())
+    assert at.title[0].value == "wulian · sign in"  # (in the language kept)
+    assert "some_page_result" not in at.session_state
+    assert at.session_state["lang"] == "en"
+
+
+def test_a_store_that_cannot_be_opened_is_named_without_its_password(monkeypatch):
+    url = "postgresql+psycopg://wulian:s3cret-pw@127.0.0.1:1/wulian"
+    monkeypatch.setenv("WULIAN_STORE", url)
+    at = ok(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run())
+    at.text_input(key="signin_token").input("wl_anything")
+    ok(at.button[0].click().run())
+    errors = [e.value for e in at.error]
+    assert errors and "127.0.0.1" in errors[0] and "***" in errors[0]
+    assert not any("s3cret-pw" in e for e in errors)

@@ -17,12 +17,13 @@ import streamlit as st
 
 from wulian.api.auth import ROLE_NAMES, TOKENS, Principal, TokenStore
 from wulian.contract.hierarchy import Hierarchy
-from wulian.planning.store import store_url
+from wulian.planning.store import redact_url, store_url
 from wulian.ui import text
-from wulian.ui.common import current_store, tr
+from wulian.ui.common import LANGUAGE_KEY, current_store, tr
 
 PRINCIPAL_KEY = "wulian_principal"
 LABEL_KEY = "wulian_token_label"  # the token's label (who it was made for), for the audit trail
+TOKEN_KEY = "wulian_token_hash"  # the token's hash: the same id, the same token
 
 # The pages (their URL paths) each role may open; ``None``: every page. As the service allows:
 # the fund lab and the stored runs show the whole network, so a coordinator has the pages
@@ -44,10 +45,10 @@ def principal() -> Principal | None:
 
 
 def _store_error(err: Exception) -> tuple[str, dict[str, str]]:
-    """The store's error as a text key and its facts, naming the store (the error's first
-    line: no traceback)."""
-    message = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return "signin.store_error", {"url": store_url(), "message": message}
+    """The store's error as a text key and its facts, naming the store without its password,
+    and the error by its type alone (a driver's message may repeat the URL, password and
+    all; the sign-in page is shown to anyone who reaches the app)."""
+    return "signin.store_error", {"url": redact_url(store_url()), "message": type(err).__name__}
 
 
 def _submit() -> None:
@@ -61,14 +62,18 @@ def _submit() -> None:
     if who is None:
         st.session_state["signin_failed"] = ("signin.failed", {})
     else:
+        row = _token_row(who.token_id)
         st.session_state[PRINCIPAL_KEY] = who
-        st.session_state[LABEL_KEY] = _token_row(who.token_id)["label"]
+        st.session_state[LABEL_KEY] = row["label"]
+        # (An id alone could be a later token's: SQLite may number a new token as a deleted
+        # one was. Its secret's hash tells them apart; it stays in the server's session.)
+        st.session_state[TOKEN_KEY] = row["secret_sha256"]
 
 
 def _token_row(token_id: int) -> sa.RowMapping | None:
     """The token's row by its id (the primary key), without its hash."""
     columns = [TOKENS.c.role, TOKENS.c.centre, TOKENS.c.provider_id, TOKENS.c.label,
-               TOKENS.c.revoked]
+               TOKENS.c.revoked, TOKENS.c.secret_sha256]
     with current_store().engine.connect() as conn:
         return conn.execute(sa.select(*columns).where(TOKENS.c.token_id == token_id)
                             ).mappings().first()
@@ -86,7 +91,9 @@ def _still_valid(who: Principal) -> bool:
         st.stop()
         raise AssertionError("unreachable") from err  # st.stop() ends the script run
     if row is None or row["revoked"] or (row["role"], row["centre"], row["provider_id"] or "") \
-            != (who.role, who.centre, who.provider_id):
+            != (who.role, who.centre, who.provider_id) \
+            or row["secret_sha256"] != st.session_state.setdefault(TOKEN_KEY,
+                                                                   row["secret_sha256"]):
         return False
     st.session_state[LABEL_KEY] = row["label"]
     return True
@@ -139,8 +146,11 @@ def may_open(who: Principal, url_path: str) -> bool:
 
 
 def _sign_out() -> None:
-    st.session_state.pop(PRINCIPAL_KEY, None)
-    st.session_state.pop(LABEL_KEY, None)
+    """Forget everything of the session but its language: the next person to sign in on this
+    tab sees nothing of the last one's (results, a run, pins, an upload, choices)."""
+    for key in list(st.session_state):
+        if key != LANGUAGE_KEY:
+            del st.session_state[key]
 
 
 def _sign_out_button(where) -> None:

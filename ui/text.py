@@ -104,6 +104,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "inbox.answer.reason": ("原因(拒绝或未完成时)", "Reason (when declined or not delivered)"),
     "inbox.answer.pick": ("(请选择)", "(choose)"),
     "inbox.answer.no_status": ("未记录:请选择状态", "Not recorded: choose a status"),
+    "inbox.moved": ("未记录:所选项目已在别处答复或已变更,请核对所选项目后再提交",
+                    "Nothing recorded: the item chosen was answered elsewhere or changed; "
+                    "check the item chosen and submit again"),
     "inbox.answer.no_reason": ("未记录:拒绝须说明原因(拒绝后不能更改)",
                                "Not recorded: a decline needs a reason (it cannot be changed "
                                "afterwards)"),

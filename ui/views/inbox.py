@@ -120,9 +120,12 @@ def acknowledge_form(url: str, opened: pd.DataFrame, language: str) -> None:
     with st.container(border=True):  # the choice outside the form: see ANSWER_KEYS
         st.markdown("**" + tr("inbox.ack") + "**")
         alert = choose(st.selectbox, tr("inbox.ack.alert"), list(labels), labels, "ack_alert")
+        moved("ack_alert", alert)
         form = st.form("ack_form", border=False)
         note = form.text_input(tr("inbox.ack.note"), key="ack_note")
         if form.form_submit_button(tr("inbox.ack.button"), key="ack_submit"):
+            if submitted_for_another("ack_alert"):
+                return
             try:
                 alert_rules.acknowledge(R.writer(url), alert, note)
             except alert_rules.AlertError as err:
@@ -188,10 +191,29 @@ def pick_task(frame: pd.DataFrame, names: dict[str, dict[str, str]], key: str,
     """The task picked (its form's fields are forgotten when another is picked)."""
     labels = task_labels(frame, names, lang())
     tid = choose(st.selectbox, label, list(labels), labels, key)
-    if st.session_state.get(key + "_for") != tid:
-        forget(keys)
-        st.session_state[key + "_for"] = tid
+    moved(key, tid, keys)
     return frame.set_index("task_id", drop=False).loc[tid]
+
+
+def moved(key: str, chosen: str, keys: tuple[str, ...] = ()) -> bool:
+    """Whether the item chosen under ``key`` is not the one of the last run — picked anew, or
+    answered elsewhere and gone from the list, the picker falling back to another. A form
+    submitted in such a run was filled for the item before: :func:`submitted_for_another`
+    refuses it. The fields ``keys`` are forgotten."""
+    was = st.session_state.get(key + "_for")
+    st.session_state[key + "_moved"] = was is not None and was != chosen
+    if was != chosen:
+        forget(keys)
+        st.session_state[key + "_for"] = chosen
+    return st.session_state[key + "_moved"]
+
+
+def submitted_for_another(key: str) -> bool:
+    """A form submitted in a run where its item changed under it: nothing recorded, said."""
+    if st.session_state.get(key + "_moved"):
+        st.error(tr("inbox.moved"))
+        return True
+    return False
 
 
 def record(url: str, area: R.Scope, answer: Answer, key: str):
@@ -241,6 +263,8 @@ def tasks_section(url: str, area: R.Scope, box: R.Inbox, names: dict[str, dict[s
         day = right.date_input(tr("inbox.answer.date"), value=today, min_value=first,
                                max_value=last, key="answer_date")
         if form.form_submit_button(tr("inbox.answer.button"), key="answer_submit"):
+            if submitted_for_another("answer_task"):
+                return
             if not status:
                 st.error(tr("inbox.answer.no_status"))
                 return
@@ -249,7 +273,8 @@ def tasks_section(url: str, area: R.Scope, box: R.Inbox, names: dict[str, dict[s
                 return
             answer = Answer(task_id=task["task_id"], status=status,
                             units_delivered=units.strip(),
-                            answered_on=day.isoformat() if day else "", reason=reason,
+                            answered_on=day.isoformat() if day else "",
+                            reason=reason if status in ("declined", "not_delivered") else "",
                             source="app")
             report = record(url, area, answer, "answer_problems")
             if report is not None:
@@ -305,6 +330,8 @@ def visits_section(url: str, area: R.Scope, box: R.Inbox, names: dict[str, dict[
                                 help=tr("inbox.visit.needs.help", services=services))
         note = form.text_area(tr("inbox.visit.note"), key="visit_note", height=68)
         if form.form_submit_button(tr("inbox.visit.button"), key="visit_submit"):
+            if submitted_for_another("visit_task"):
+                return
             made = outcome == "done"
             answer = Answer(
                 task_id=task["task_id"], status="delivered" if made else "not_delivered",
