@@ -140,8 +140,6 @@ def test_a_store_that_cannot_be_opened_is_named_at_sign_in(tmp_path, monkeypatch
 def test_a_later_token_numbered_as_a_deleted_one_does_not_inherit_its_session(register):
     """SQLite may give a new token the id of a deleted one: the session, signed in with the
     deleted token, is signed out — the id alone does not say whose session it is."""
-    import sqlalchemy as sa
-
     from wulian.api.auth import TOKENS
 
     tokens = TokenStore(register.engine)
