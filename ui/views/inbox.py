@@ -120,7 +120,7 @@ def acknowledge_form(url: str, opened: pd.DataFrame, language: str) -> None:
     with st.container(border=True):  # the choice outside the form: see ANSWER_KEYS
         st.markdown("**" + tr("inbox.ack") + "**")
         alert = choose(st.selectbox, tr("inbox.ack.alert"), list(labels), labels, "ack_alert")
-        moved("ack_alert", alert)
+        moved("ack_alert", alert, list(labels))
         form = st.form("ack_form", border=False)
         note = form.text_input(tr("inbox.ack.note"), key="ack_note")
         if form.form_submit_button(tr("inbox.ack.button"), key="ack_submit"):
@@ -191,26 +191,25 @@ def pick_task(frame: pd.DataFrame, names: dict[str, dict[str, str]], key: str,
     """The task picked (its form's fields are forgotten when another is picked)."""
     labels = task_labels(frame, names, lang())
     tid = choose(st.selectbox, label, list(labels), labels, key)
-    moved(key, tid, keys)
+    moved(key, tid, list(labels), keys)
     return frame.set_index("task_id", drop=False).loc[tid]
 
 
-def moved(key: str, chosen: str, keys: tuple[str, ...] = ()) -> bool:
-    """Whether the item chosen under ``key`` is not the one of the last run — picked anew, or
-    answered elsewhere and gone from the list, the picker falling back to another. A form
-    submitted in such a run was filled for the item before: :func:`submitted_for_another`
-    refuses it. The fields ``keys`` are forgotten."""
+def moved(key: str, chosen: str, options: list[str], keys: tuple[str, ...] = ()) -> None:
+    """Note whether the item chosen under ``key`` in the last run is gone from ``options``
+    (answered elsewhere: the picker fell back to another); a form submitted in such a run
+    was filled for the item gone, and :func:`submitted_for_another` refuses it. The fields
+    ``keys`` are forgotten when the item changes."""
     was = st.session_state.get(key + "_for")
-    st.session_state[key + "_moved"] = was is not None and was != chosen
+    st.session_state[key + "_gone"] = was is not None and was not in options
     if was != chosen:
         forget(keys)
         st.session_state[key + "_for"] = chosen
-    return st.session_state[key + "_moved"]
 
 
 def submitted_for_another(key: str) -> bool:
-    """A form submitted in a run where its item changed under it: nothing recorded, said."""
-    if st.session_state.get(key + "_moved"):
+    """A form submitted in a run where its item went under it: nothing recorded, said."""
+    if st.session_state.get(key + "_gone"):
         st.error(tr("inbox.moved"))
         return True
     return False
