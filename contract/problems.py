@@ -46,6 +46,12 @@ CATALOGUE: dict[str, tuple[str, str, str, str]] = {
         "请拆分文件(上限由 WULIAN_MAX_ROWS 设置)",
         "split the file (the limit is set by WULIAN_MAX_ROWS)",
     ),
+    "nul_character": (
+        "单元格含有空字符(NUL,该列共 {cells} 个)",
+        "the cell holds a NUL character ({cells} such cells in the column)",
+        "请删除该字符:它多来自损坏的文件或粘贴,数据库无法保存",
+        "remove it: it mostly comes from a damaged file or a paste, and no database keeps it",
+    ),
     "cell_too_long": (
         "单元格有 {chars} 个字符,超过上限 {limit}(该列共 {cells} 个)",
         "the cell has {chars} characters, above the limit of {limit} ({cells} such cells in "

@@ -117,6 +117,20 @@ def test_a_long_cell_is_one_problem_per_column_with_an_excerpt(tmp_path):
     assert len(long[0].value) < 100
 
 
+def test_a_nul_in_a_cell_is_a_problem_at_its_first_cell(tmp_path):
+    """No database keeps a NUL in text (PostgreSQL refuses it): a file holding one is refused
+    before anything reads it further, at its first cell, with the count."""
+    folder = _clean_copy(tmp_path)
+    frame = pd.read_csv(folder / "providers.csv", dtype=str, keep_default_na=False)
+    frame.loc[[0, 1], "name"] = ["维修\x00合作社", "a\x00b"]
+    frame.to_csv(folder / "providers.csv", index=False)
+    problems = check_raw(read_raw(folder))
+    nul = [p for p in problems if p.code == "nul_character"]
+    assert [(p.table, p.row, p.column, p.detail["cells"]) for p in nul] == [
+        ("providers", 2, "name", "2")]
+    assert "\x00" not in nul[0].value and "␀" in nul[0].value
+
+
 def _workbook_with(tmp_path: Path, member: str, data: bytes) -> Path:
     """A file shaped like an XLSX workbook whose one part is ``data``."""
     path = tmp_path / "scenario.xlsx"
