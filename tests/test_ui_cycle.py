@@ -771,3 +771,8 @@ def test_an_alert_sentence_in_both_languages_has_each_colour_once_per_half():
     assert both == (alert_words("colour_worse", numbers, "zh") + " / "
                     + alert_words("colour_worse", numbers, "en"))
     assert (both.count("green"), both.count("绿色"), both.count("yellow")) == (1, 1, 1)
+    # Names given in both languages, too: each in its own half.
+    short = {"service": "meal", "street": "D04S01", "unmet_units": {"2026-W49": 3}}
+    both = alert_words("capacity_short", short, "both", {"meal": "助餐 / meals"},
+                       {"D04S01": "安熙街道"})
+    assert (both.count("助餐"), both.count("meals"), both.count("安熙街道")) == (1, 1, 2)

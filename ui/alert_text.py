@@ -50,9 +50,16 @@ def alert_words(rule: str, numbers: dict, language: str,
                  "share": percent(n.get("share", 0))}
     elif rule == "capacity_short":
         units = n.get("unmet_units") or {}
-        facts = {"service": services.get(n.get("service"), n.get("service")),
-                 "street": centres.get(n.get("street"), n.get("street")),
+        facts = {"service": halves(services.get(n.get("service"), n.get("service"))),
+                 "street": halves(centres.get(n.get("street"), n.get("street"))),
                  "units": " → ".join(f"{w} {float(v):,.6g}" for w, v in sorted(units.items()))}
     else:
         return json.dumps(n, ensure_ascii=False, sort_keys=True)
     return say(key, language, **facts)
+
+
+def halves(name: object) -> object:
+    """A name given in both languages ("助餐 / meals") as a (中文, English) pair, for
+    :func:`say` to put each in its own half; any other name as it is."""
+    parts = str(name).split(" / ", 1)
+    return (parts[0], parts[1]) if len(parts) == 2 else name
