@@ -834,14 +834,14 @@ def _check_answer(a: Answer, found: dict[str, dict], open_weeks: set, seen: dict
         problem("task_other_provider", "task_id", tid)
     if centres is not None and task["station_id"] not in centres:
         problem("task_outside_centre", "task_id", tid)
+    status = word_code(a.status, _STATUS_WORDS)
     if task["status"] == "withdrawn":
         # A workbook published before the recall, sent back with the task's row as it was
         # (accepted, nothing delivered) says nothing new: skipped, not the whole file refused.
-        if word_code(a.status, _STATUS_WORDS) != "accepted" or str(a.units_delivered).strip() \
-                or a.indicators or str(a.new_needs).strip():
+        if status != "accepted" or str(a.units_delivered).strip() or a.indicators \
+                or str(a.new_needs).strip():
             problem("task_withdrawn", "task_id", tid, need_id=task["need_id"])
         return problems, None
-    status = word_code(a.status, _STATUS_WORDS)
     if status not in vocab.TASK_ANSWERS:
         allowed = ", ".join(f"{vocab.TASK_STATUSES[code][0]} {code}"
                             for code in vocab.TASK_ANSWERS)

@@ -1275,7 +1275,7 @@ class Register:
         the need delivered in part this week stays delivered (its money spent) and the rest is
         withdrawn; a need delivered in full this week is refused: it closes as delivered."""
         # (The weeks' tasks and the cycle's lock are the cycle's, which imports the register.)
-        from wulian.planning.cycle import EPS, TASKS, UNANSWERED, lock
+        from wulian.planning.cycle import TASKS, UNANSWERED, lock
 
         with self.engine.begin() as conn:
             lock(conn)  # an answer to one of its tasks and the recall queue, never cross

@@ -120,7 +120,7 @@ def acknowledge_form(url: str, opened: pd.DataFrame, language: str) -> None:
     with st.container(border=True):  # the choice outside the form: see ANSWER_KEYS
         st.markdown("**" + tr("inbox.ack") + "**")
         alert = choose(st.selectbox, tr("inbox.ack.alert"), list(labels), labels, "ack_alert")
-        moved("ack_alert", alert, list(labels))
+        note_choice("ack_alert", alert, list(labels))
         form = st.form("ack_form", border=False)
         note = form.text_input(tr("inbox.ack.note"), key="ack_note")
         if form.form_submit_button(tr("inbox.ack.button"), key="ack_submit"):
@@ -191,11 +191,12 @@ def pick_task(frame: pd.DataFrame, names: dict[str, dict[str, str]], key: str,
     """The task picked (its form's fields are forgotten when another is picked)."""
     labels = task_labels(frame, names, lang())
     tid = choose(st.selectbox, label, list(labels), labels, key)
-    moved(key, tid, list(labels), keys)
+    note_choice(key, tid, list(labels), keys)
     return frame.set_index("task_id", drop=False).loc[tid]
 
 
-def moved(key: str, chosen: str, options: list[str], keys: tuple[str, ...] = ()) -> None:
+def note_choice(key: str, chosen: str, options: list[str], keys: tuple[str, ...] = ()
+                ) -> None:
     """Note whether the item chosen under ``key`` in the last run is gone from ``options``
     (answered elsewhere: the picker fell back to another); a form submitted in such a run
     was filled for the item gone, and :func:`submitted_for_another` refuses it. The fields
